@@ -1,0 +1,621 @@
+/**
+ * The validated, frozen configuration model: what every decoder produces and every data-plane
+ * component consumes. Raw input (bootstrap YAML/JSON or xDS resources in proto3 JSON form) is
+ * turned into these shapes exactly once, by the decoders in proxy/config/envoy/*.
+ *
+ * Field names are camelCase versions of the Envoy v3 proto fields they come from, so an Envoy user
+ * can map them back. Durations are milliseconds. Defaults are Envoy's unless a comment says why not.
+ * Objects are deep-frozen by the decoders; nothing downstream mutates or re-validates them.
+ */
+
+/** A listener or endpoint address (envoy.config.core.v3.Address). */
+export type Address =
+  | { readonly kind: 'socket'; readonly host: string; readonly port: number }
+  | { readonly kind: 'pipe'; readonly path: string };
+
+/** envoy.config.core.v3.DataSource */
+export type DataSource =
+  | { readonly kind: 'filename'; readonly value: string }
+  | { readonly kind: 'inline_string'; readonly value: string }
+  | { readonly kind: 'inline_bytes'; readonly value: string /* base64 */ }
+  | { readonly kind: 'environment_variable'; readonly value: string };
+
+/** envoy.config.core.v3.Locality */
+export interface Locality {
+  readonly region: string;
+  readonly zone: string;
+  readonly subZone: string;
+}
+
+/** envoy.config.core.v3.Node */
+export interface NodeInfo {
+  readonly id: string;
+  readonly cluster: string;
+  readonly metadata: Readonly<Record<string, unknown>>;
+  readonly locality?: Locality;
+  readonly userAgentName: string;
+  readonly userAgentVersion: string;
+}
+
+/** envoy.config.core.v3.ConfigSource, reduced to what meshlet supports. */
+export type ConfigSource =
+  | { readonly kind: 'ads' }
+  | { readonly kind: 'path'; readonly path: string }
+  | { readonly kind: 'api_config_source'; readonly apiType: 'GRPC' | 'DELTA_GRPC'; readonly grpc: GrpcService[] };
+
+/** envoy.config.core.v3.GrpcService */
+export type GrpcService =
+  | { readonly kind: 'envoy_grpc'; readonly clusterName: string; readonly authority?: string; readonly timeoutMs?: number }
+  | {
+      readonly kind: 'google_grpc';
+      readonly targetUri: string;
+      readonly statPrefix: string;
+      /** channel_credentials.ssl_credentials; undefined = plaintext (insecure). */
+      readonly ssl?: { readonly rootCerts?: DataSource; readonly privateKey?: DataSource; readonly certChain?: DataSource };
+      readonly timeoutMs?: number;
+    };
+
+// ───────────────────────────── Bootstrap ─────────────────────────────
+
+export interface Bootstrap {
+  readonly node: NodeInfo;
+  readonly admin?: { readonly address: Address; readonly accessLogPath?: string };
+  readonly staticResources: {
+    readonly listeners: readonly ListenerConfig[];
+    readonly clusters: readonly ClusterConfig[];
+    readonly secrets: readonly SecretConfig[];
+  };
+  readonly dynamicResources?: DynamicResources;
+  readonly tracing?: TracingConfig;
+  /** Envoy's `--concurrency`, also settable in the bootstrap as meshlet's extension. */
+  readonly statsFlushIntervalMs?: number;
+}
+
+export interface DynamicResources {
+  readonly adsConfig?: {
+    readonly apiType: 'GRPC' | 'DELTA_GRPC';
+    readonly grpcServices: readonly GrpcService[];
+    readonly setNodeOnFirstMessageOnly: boolean;
+  };
+  readonly ldsConfig?: ConfigSource;
+  readonly cdsConfig?: ConfigSource;
+  /** How long a requested resource may stay unsent before it is deemed not to exist (Envoy: 15 s). */
+  readonly initialFetchTimeoutMs: number;
+}
+
+/** envoy.config.trace.v3 OpenTelemetryConfig in the bootstrap (or HCM) `tracing.http`. */
+export interface TracingConfig {
+  readonly provider: 'opentelemetry' | 'zipkin' | 'none';
+  readonly grpcService?: GrpcService;
+  readonly httpService?: { readonly clusterName: string; readonly path: string; readonly timeoutMs: number };
+  readonly serviceName: string;
+}
+
+// ───────────────────────────── Listeners ─────────────────────────────
+
+export interface ListenerConfig {
+  readonly name: string;
+  readonly address: Address;
+  readonly filterChains: readonly FilterChainConfig[];
+  readonly defaultFilterChain?: FilterChainConfig;
+  /** Hand redirected connections to the listener matching the original destination (15001/15006). */
+  readonly useOriginalDst: boolean;
+  /** false for Istio-style virtual listeners that only receive connections handed over. */
+  readonly bindToPort: boolean;
+  readonly listenerFilters: readonly ListenerFilterConfig[];
+  readonly listenerFiltersTimeoutMs: number;
+  readonly continueOnListenerFiltersTimeout: boolean;
+  readonly perConnectionBufferLimitBytes: number;
+  readonly trafficDirection: 'UNSPECIFIED' | 'INBOUND' | 'OUTBOUND';
+  readonly accessLog: readonly AccessLogConfig[];
+  /** Envoy `connection_limit` network filter or meshlet listener option; undefined = unlimited. */
+  readonly maxConnections?: number;
+}
+
+export type ListenerFilterConfig =
+  | { readonly kind: 'tls_inspector' }
+  | { readonly kind: 'http_inspector' }
+  | { readonly kind: 'original_dst' }
+  | { readonly kind: 'proxy_protocol' };
+
+export interface CidrRange {
+  readonly addressPrefix: string;
+  readonly prefixLen: number;
+}
+
+/** envoy.config.listener.v3.FilterChainMatch */
+export interface FilterChainMatch {
+  readonly destinationPort?: number;
+  readonly prefixRanges: readonly CidrRange[];
+  readonly serverNames: readonly string[];
+  readonly transportProtocol?: string; // 'tls' | 'raw_buffer'
+  readonly applicationProtocols: readonly string[];
+  readonly sourcePrefixRanges: readonly CidrRange[];
+  readonly sourcePorts: readonly number[];
+}
+
+export interface FilterChainConfig {
+  readonly name: string;
+  readonly match: FilterChainMatch;
+  readonly transportSocket?: DownstreamTlsConfig;
+  readonly filters: readonly NetworkFilterConfig[];
+}
+
+export type NetworkFilterConfig =
+  | { readonly kind: 'http_connection_manager'; readonly name: string; readonly hcm: HcmConfig }
+  | { readonly kind: 'tcp_proxy'; readonly name: string; readonly tcp: TcpProxyConfig }
+  | { readonly kind: 'rbac'; readonly name: string; readonly rbac: RbacConfig }
+  | { readonly kind: 'connection_limit'; readonly name: string; readonly maxConnections: number };
+
+// ─────────────────────── HTTP connection manager ───────────────────────
+
+export interface HcmConfig {
+  readonly statPrefix: string;
+  readonly codecType: 'AUTO' | 'HTTP1' | 'HTTP2';
+  readonly routeSource:
+    | { readonly kind: 'static'; readonly config: RouteConfiguration }
+    | { readonly kind: 'rds'; readonly routeConfigName: string; readonly configSource: ConfigSource };
+  readonly httpFilters: readonly HttpFilterConfig[];
+  readonly useRemoteAddress: boolean;
+  readonly xffNumTrustedHops: number;
+  readonly skipXffAppend: boolean;
+  /** Generate x-request-id when absent (Envoy default true). */
+  readonly generateRequestId: boolean;
+  readonly preserveExternalRequestId: boolean;
+  readonly forwardClientCertDetails:
+    | 'SANITIZE'
+    | 'FORWARD_ONLY'
+    | 'APPEND_FORWARD'
+    | 'SANITIZE_SET'
+    | 'ALWAYS_FORWARD_ONLY';
+  readonly setCurrentClientCertDetails: { readonly subject: boolean; readonly cert: boolean; readonly chain: boolean; readonly dns: boolean; readonly uri: boolean };
+  /** 0 = disabled (Envoy default). */
+  readonly requestTimeoutMs: number;
+  /** 0 = disabled (Envoy default); slowloris defence sets it. */
+  readonly requestHeadersTimeoutMs: number;
+  /** Envoy default 5 min. */
+  readonly streamIdleTimeoutMs: number;
+  /** common_http_protocol_options.idle_timeout, Envoy default 1 h. */
+  readonly idleTimeoutMs: number;
+  /** Envoy default 60 KiB. */
+  readonly maxRequestHeadersKb: number;
+  /** common_http_protocol_options.max_headers_count, Envoy default 100. */
+  readonly maxHeadersCount: number;
+  readonly http2: Http2Options;
+  readonly upgradeTypes: readonly string[];
+  readonly serverName: string;
+  readonly serverHeaderTransformation: 'OVERWRITE' | 'APPEND_IF_ABSENT' | 'PASS_THROUGH';
+  readonly accessLog: readonly AccessLogConfig[];
+  /** Percent of requests sampled when tracing is configured (random_sampling), 0–100. */
+  readonly tracing?: { readonly randomSamplingPercent: number; readonly provider?: TracingConfig };
+  readonly normalizePath: boolean;
+  readonly mergeSlashes: boolean;
+  /** Istio's inbound listeners set this; meshlet uses it for reporter=destination metrics. */
+  readonly trafficDirection?: 'INBOUND' | 'OUTBOUND';
+}
+
+export interface Http2Options {
+  /** Envoy default 2147483647; meshlet default 100 (linkerd-like careful default), configurable. */
+  readonly maxConcurrentStreams: number;
+  readonly initialStreamWindowSize: number;
+  readonly initialConnectionWindowSize: number;
+}
+
+/** One entry of http_filters. `config` is the filter factory's own frozen decoded config. */
+export interface HttpFilterConfig {
+  readonly name: string;
+  /** Fully-qualified proto type of typed_config, e.g. envoy.extensions.filters.http.router.v3.Router */
+  readonly typeName: string;
+  readonly config: unknown;
+  readonly isOptional: boolean;
+  readonly disabled: boolean;
+}
+
+/** envoy.config.route.v3.RouteConfiguration */
+export interface RouteConfiguration {
+  readonly name: string;
+  readonly virtualHosts: readonly VirtualHost[];
+  readonly requestHeadersToAdd: readonly HeaderValueOption[];
+  readonly requestHeadersToRemove: readonly string[];
+  readonly responseHeadersToAdd: readonly HeaderValueOption[];
+  readonly responseHeadersToRemove: readonly string[];
+}
+
+export interface VirtualHost {
+  readonly name: string;
+  /** Lower-cased. Exact, `*.suffix`, `prefix.*` or `*`, optionally with `:port`. */
+  readonly domains: readonly string[];
+  readonly routes: readonly Route[];
+  readonly requestHeadersToAdd: readonly HeaderValueOption[];
+  readonly requestHeadersToRemove: readonly string[];
+  readonly responseHeadersToAdd: readonly HeaderValueOption[];
+  readonly responseHeadersToRemove: readonly string[];
+  readonly retryPolicy?: RetryPolicy;
+  readonly typedPerFilterConfig: Readonly<Record<string, unknown>>;
+}
+
+export interface Route {
+  readonly name: string;
+  readonly match: RouteMatch;
+  readonly action: RouteAction | RedirectAction | DirectResponseAction;
+  readonly requestHeadersToAdd: readonly HeaderValueOption[];
+  readonly requestHeadersToRemove: readonly string[];
+  readonly responseHeadersToAdd: readonly HeaderValueOption[];
+  readonly responseHeadersToRemove: readonly string[];
+  /** Filter name → that filter's decoded per-route config. */
+  readonly typedPerFilterConfig: Readonly<Record<string, unknown>>;
+}
+
+export interface RouteMatch {
+  readonly path:
+    | { readonly kind: 'prefix'; readonly value: string }
+    | { readonly kind: 'path'; readonly value: string }
+    | { readonly kind: 'safe_regex'; readonly value: string; readonly regex: RegExp }
+    | { readonly kind: 'path_separated_prefix'; readonly value: string }
+    | { readonly kind: 'connect_matcher' };
+  /** Envoy default true. */
+  readonly caseSensitive: boolean;
+  readonly headers: readonly HeaderMatcher[];
+  readonly queryParameters: readonly QueryParameterMatcher[];
+  /** grpc: {} — only requests with content-type application/grpc*. */
+  readonly grpc: boolean;
+}
+
+/** envoy.type.matcher.v3.StringMatcher */
+export type StringMatcher =
+  | { readonly kind: 'exact' | 'prefix' | 'suffix' | 'contains'; readonly value: string; readonly ignoreCase: boolean }
+  | { readonly kind: 'safe_regex'; readonly value: string; readonly regex: RegExp; readonly ignoreCase: false };
+
+/** envoy.config.route.v3.HeaderMatcher; `name` is lower-cased. */
+export interface HeaderMatcher {
+  readonly name: string;
+  readonly match:
+    | { readonly kind: 'string'; readonly matcher: StringMatcher }
+    | { readonly kind: 'present'; readonly present: boolean }
+    | { readonly kind: 'range'; readonly start: number; readonly end: number }
+    | { readonly kind: 'any' };
+  readonly invert: boolean;
+  readonly treatMissingAsEmpty: boolean;
+}
+
+export interface QueryParameterMatcher {
+  readonly name: string;
+  readonly match: { readonly kind: 'string'; readonly matcher: StringMatcher } | { readonly kind: 'present' };
+}
+
+export interface HeaderValueOption {
+  /** Lower-cased header name. */
+  readonly key: string;
+  /** May contain Envoy `%FORMAT%` substitutions (resolved by the header formatter). */
+  readonly value: string;
+  readonly appendAction:
+    | 'APPEND_IF_EXISTS_OR_ADD'
+    | 'ADD_IF_ABSENT'
+    | 'OVERWRITE_IF_EXISTS_OR_ADD'
+    | 'OVERWRITE_IF_EXISTS';
+  readonly keepEmptyValue: boolean;
+}
+
+export interface WeightedCluster {
+  readonly name: string;
+  readonly weight: number;
+  readonly requestHeadersToAdd: readonly HeaderValueOption[];
+  readonly requestHeadersToRemove: readonly string[];
+  readonly responseHeadersToAdd: readonly HeaderValueOption[];
+  readonly responseHeadersToRemove: readonly string[];
+  readonly hostRewriteLiteral?: string;
+  readonly typedPerFilterConfig: Readonly<Record<string, unknown>>;
+}
+
+export interface RouteAction {
+  readonly kind: 'route';
+  readonly cluster:
+    | { readonly kind: 'cluster'; readonly name: string }
+    | { readonly kind: 'weighted'; readonly clusters: readonly WeightedCluster[]; readonly totalWeight: number }
+    | { readonly kind: 'cluster_header'; readonly header: string };
+  readonly prefixRewrite?: string;
+  readonly regexRewrite?: { readonly regex: RegExp; readonly substitution: string };
+  readonly hostRewriteLiteral?: string;
+  readonly hostRewriteHeader?: string;
+  readonly autoHostRewrite: boolean;
+  /** Envoy default 15 s; 0 disables. */
+  readonly timeoutMs: number;
+  /** 0 = use the HCM stream idle timeout. */
+  readonly idleTimeoutMs: number;
+  readonly retryPolicy?: RetryPolicy;
+  readonly hashPolicy: readonly HashPolicy[];
+  /** Upgrades enabled on this route (websocket, CONNECT, …). Empty = inherit HCM's. */
+  readonly upgradeTypes: readonly string[];
+  readonly maxStreamDurationMs?: number;
+}
+
+export interface RedirectAction {
+  readonly kind: 'redirect';
+  readonly schemeRedirect?: string;
+  readonly httpsRedirect: boolean;
+  readonly hostRedirect?: string;
+  readonly portRedirect?: number;
+  readonly pathRedirect?: string;
+  readonly prefixRewrite?: string;
+  readonly stripQuery: boolean;
+  /** 301 (default), 302, 303, 307 or 308. */
+  readonly responseCode: number;
+}
+
+export interface DirectResponseAction {
+  readonly kind: 'direct_response';
+  readonly status: number;
+  readonly body?: Buffer;
+}
+
+/** Conditions of retry_on, as parsed flags. */
+export type RetryOn =
+  | '5xx'
+  | 'gateway-error'
+  | 'reset'
+  | 'connect-failure'
+  | 'retriable-4xx'
+  | 'refused-stream'
+  | 'retriable-status-codes'
+  | 'retriable-headers'
+  | 'cancelled'
+  | 'deadline-exceeded'
+  | 'internal'
+  | 'resource-exhausted'
+  | 'unavailable'
+  | 'http3-post-connect-failure';
+
+export interface RetryPolicy {
+  readonly retryOn: ReadonlySet<RetryOn>;
+  /** Envoy default 1. */
+  readonly numRetries: number;
+  /** 0 = none (the route timeout still applies). */
+  readonly perTryTimeoutMs: number;
+  readonly retriableStatusCodes: readonly number[];
+  /** retry_host_predicate envoy.retry_host_predicates.previous_hosts */
+  readonly avoidPreviousHosts: boolean;
+  readonly hostSelectionRetryMaxAttempts: number;
+  /** Envoy default base 25 ms, max 10 × base. */
+  readonly backOffBaseMs: number;
+  readonly backOffMaxMs: number;
+}
+
+export type HashPolicy =
+  | { readonly kind: 'header'; readonly name: string; readonly terminal: boolean }
+  | { readonly kind: 'cookie'; readonly name: string; readonly ttlMs?: number; readonly path?: string; readonly terminal: boolean }
+  | { readonly kind: 'source_ip'; readonly terminal: boolean }
+  | { readonly kind: 'query_parameter'; readonly name: string; readonly terminal: boolean };
+
+// ───────────────────────────── TCP proxy ─────────────────────────────
+
+export interface TcpProxyConfig {
+  readonly statPrefix: string;
+  readonly cluster:
+    | { readonly kind: 'cluster'; readonly name: string }
+    | { readonly kind: 'weighted'; readonly clusters: readonly { readonly name: string; readonly weight: number }[]; readonly totalWeight: number };
+  /** Envoy default 1 h; 0 disables. */
+  readonly idleTimeoutMs: number;
+  readonly maxConnectAttempts: number;
+  readonly accessLog: readonly AccessLogConfig[];
+}
+
+// ───────────────────────────── RBAC ─────────────────────────────
+
+/** envoy.config.rbac.v3.RBAC (shared by the HTTP and network filters). */
+export interface RbacConfig {
+  /** undefined rules = allow everything (Envoy semantics when `rules` is unset). */
+  readonly rules?: { readonly action: 'ALLOW' | 'DENY' | 'LOG'; readonly policies: readonly RbacPolicy[] };
+  readonly shadowRules?: { readonly action: 'ALLOW' | 'DENY' | 'LOG'; readonly policies: readonly RbacPolicy[] };
+  readonly statPrefix: string;
+}
+
+export interface RbacPolicy {
+  readonly name: string;
+  readonly permissions: readonly RbacPermission[];
+  readonly principals: readonly RbacPrincipal[];
+}
+
+export type RbacPermission =
+  | { readonly kind: 'any' }
+  | { readonly kind: 'and'; readonly rules: readonly RbacPermission[] }
+  | { readonly kind: 'or'; readonly rules: readonly RbacPermission[] }
+  | { readonly kind: 'not'; readonly rule: RbacPermission }
+  | { readonly kind: 'header'; readonly header: HeaderMatcher }
+  | { readonly kind: 'url_path'; readonly matcher: StringMatcher }
+  | { readonly kind: 'destination_ip'; readonly cidr: CidrRange }
+  | { readonly kind: 'destination_port'; readonly port: number }
+  | { readonly kind: 'requested_server_name'; readonly matcher: StringMatcher };
+
+export type RbacPrincipal =
+  | { readonly kind: 'any' }
+  | { readonly kind: 'and'; readonly ids: readonly RbacPrincipal[] }
+  | { readonly kind: 'or'; readonly ids: readonly RbacPrincipal[] }
+  | { readonly kind: 'not'; readonly id: RbacPrincipal }
+  | { readonly kind: 'authenticated'; readonly principalName?: StringMatcher }
+  | { readonly kind: 'direct_remote_ip' | 'remote_ip' | 'source_ip'; readonly cidr: CidrRange }
+  | { readonly kind: 'header'; readonly header: HeaderMatcher }
+  | { readonly kind: 'url_path'; readonly matcher: StringMatcher };
+
+// ───────────────────────────── Access log ─────────────────────────────
+
+export interface AccessLogConfig {
+  readonly name: string;
+  readonly sink: { readonly kind: 'stdout' } | { readonly kind: 'stderr' } | { readonly kind: 'file'; readonly path: string };
+  /** Envoy format string (text) or JSON format map; undefined = meshlet's JSON default fields. */
+  readonly format?: { readonly kind: 'text'; readonly text: string } | { readonly kind: 'json'; readonly json: Readonly<Record<string, unknown>> };
+}
+
+// ───────────────────────────── Clusters ─────────────────────────────
+
+export type ClusterType = 'STATIC' | 'STRICT_DNS' | 'LOGICAL_DNS' | 'EDS' | 'ORIGINAL_DST';
+
+/** LB policy names; Envoy's plus meshlet's PEAK_EWMA (registered by name, see upstream/lb). */
+export type LbPolicyName = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'RING_HASH' | 'MAGLEV' | 'PEAK_EWMA' | 'CLUSTER_PROVIDED';
+
+export interface CircuitBreakerThresholds {
+  readonly priority: 'DEFAULT' | 'HIGH';
+  /** Envoy defaults: 1024, 1024, 1024, 3. */
+  readonly maxConnections: number;
+  readonly maxPendingRequests: number;
+  readonly maxRequests: number;
+  readonly maxRetries: number;
+  readonly retryBudget?: { readonly budgetPercent: number; readonly minRetryConcurrency: number };
+}
+
+export interface ClusterConfig {
+  readonly name: string;
+  readonly type: ClusterType;
+  readonly edsServiceName?: string;
+  readonly edsConfigSource?: ConfigSource;
+  /** Envoy default 5 s. */
+  readonly connectTimeoutMs: number;
+  readonly lbPolicy: LbPolicyName;
+  readonly lbConfig: {
+    readonly ringHash?: { readonly minRingSize: number; readonly maxRingSize: number; readonly hashFunction: 'XX_HASH' | 'MURMUR_HASH_2' };
+    readonly leastRequest?: { readonly choiceCount: number };
+    readonly maglev?: { readonly tableSize: number };
+    readonly peakEwma?: { readonly decayMs: number; readonly defaultRttMs: number };
+  };
+  readonly loadAssignment?: ClusterLoadAssignment;
+  readonly circuitBreakers: readonly CircuitBreakerThresholds[];
+  /** Upstream HTTP protocol: explicit http1/http2, or use the downstream's. */
+  readonly upstreamProtocol: 'http1' | 'http2' | 'downstream';
+  readonly http2: Http2Options;
+  /** common_http_protocol_options.idle_timeout (Envoy default 1 h). */
+  readonly upstreamIdleTimeoutMs: number;
+  /** 0 = unlimited. */
+  readonly maxRequestsPerConnection: number;
+  readonly transportSocket?: UpstreamTlsConfig;
+  readonly healthChecks: readonly HealthCheckConfig[];
+  readonly outlierDetection?: OutlierDetectionConfig;
+  readonly dnsLookupFamily: 'AUTO' | 'V4_ONLY' | 'V6_ONLY' | 'V4_PREFERRED' | 'ALL';
+  readonly dnsRefreshRateMs: number;
+  readonly respectDnsTtl: boolean;
+  /** common_lb_config.healthy_panic_threshold, percent; Envoy default 50. */
+  readonly healthyPanicThresholdPercent: number;
+  /** ORIGINAL_DST: take the destination from this header instead of the socket (Envoy option). */
+  readonly originalDstHeader?: string;
+  readonly cleanupIntervalMs: number;
+  readonly perConnectionBufferLimitBytes: number;
+  readonly metadata: Readonly<Record<string, unknown>>;
+}
+
+/** envoy.config.endpoint.v3.ClusterLoadAssignment */
+export interface ClusterLoadAssignment {
+  readonly clusterName: string;
+  readonly endpoints: readonly LocalityLbEndpoints[];
+  /** Envoy default 140. */
+  readonly overprovisioningFactor: number;
+}
+
+export interface LocalityLbEndpoints {
+  readonly locality?: Locality;
+  readonly lbEndpoints: readonly LbEndpoint[];
+  readonly loadBalancingWeight?: number;
+  readonly priority: number;
+}
+
+export type HealthStatus = 'UNKNOWN' | 'HEALTHY' | 'UNHEALTHY' | 'DRAINING' | 'TIMEOUT' | 'DEGRADED';
+
+export interface LbEndpoint {
+  readonly address: Address;
+  readonly hostname: string;
+  readonly healthStatus: HealthStatus;
+  /** Envoy default 1. */
+  readonly weight: number;
+  readonly healthCheckPort?: number;
+  readonly metadata: Readonly<Record<string, unknown>>;
+}
+
+export interface HealthCheckConfig {
+  readonly timeoutMs: number;
+  readonly intervalMs: number;
+  readonly intervalJitterMs: number;
+  readonly intervalJitterPercent: number;
+  readonly unhealthyThreshold: number;
+  readonly healthyThreshold: number;
+  readonly noTrafficIntervalMs: number;
+  readonly unhealthyIntervalMs?: number;
+  readonly check:
+    | { readonly kind: 'http'; readonly host: string; readonly path: string; readonly expectedStatuses: readonly { readonly start: number; readonly end: number }[]; readonly useHttp2: boolean }
+    | { readonly kind: 'tcp'; readonly send?: Buffer; readonly receive: readonly Buffer[] }
+    | { readonly kind: 'grpc'; readonly serviceName: string; readonly authority?: string };
+}
+
+export interface OutlierDetectionConfig {
+  /** Envoy defaults: 5, 5, 10 s interval, 30 s base ejection, 10 % max ejection, … */
+  readonly consecutive5xx: number;
+  readonly consecutiveGatewayFailure: number;
+  readonly intervalMs: number;
+  readonly baseEjectionTimeMs: number;
+  readonly maxEjectionTimeMs: number;
+  readonly maxEjectionPercent: number;
+  readonly enforcingConsecutive5xx: number;
+  readonly enforcingConsecutiveGatewayFailure: number;
+  readonly enforcingSuccessRate: number;
+  readonly successRateMinimumHosts: number;
+  readonly successRateRequestVolume: number;
+  readonly successRateStdevFactor: number;
+  readonly splitExternalLocalOriginErrors: boolean;
+}
+
+// ───────────────────────────── TLS and secrets ─────────────────────────────
+
+/** envoy.type.matcher.v3.SubjectAltNameMatcher */
+export interface SanMatcher {
+  readonly sanType: 'URI' | 'DNS' | 'EMAIL' | 'IP_ADDRESS' | 'OTHER_NAME';
+  readonly matcher: StringMatcher;
+}
+
+export interface CertValidationContext {
+  readonly trustedCa?: DataSource;
+  readonly matchTypedSubjectAltNames: readonly SanMatcher[];
+  readonly crl?: DataSource;
+  readonly onlyVerifyLeafCertCrl: boolean;
+}
+
+export interface TlsCertificate {
+  readonly certificateChain: DataSource;
+  readonly privateKey: DataSource;
+}
+
+export interface SdsSecretConfig {
+  readonly name: string;
+  /** undefined = the secret comes from static_resources.secrets. */
+  readonly sdsConfig?: ConfigSource;
+}
+
+export interface CommonTlsConfig {
+  readonly tlsCertificates: readonly TlsCertificate[];
+  readonly tlsCertificateSdsSecretConfigs: readonly SdsSecretConfig[];
+  readonly validationContext?: CertValidationContext;
+  readonly validationContextSdsSecretConfig?: SdsSecretConfig;
+  /** combined_validation_context: the default context merged over the SDS one. */
+  readonly combinedDefaultValidationContext?: CertValidationContext;
+  readonly alpnProtocols: readonly string[];
+  readonly tlsMinimumProtocolVersion?: 'TLSv1_2' | 'TLSv1_3';
+  readonly tlsMaximumProtocolVersion?: 'TLSv1_2' | 'TLSv1_3';
+  readonly cipherSuites: readonly string[];
+}
+
+export interface DownstreamTlsConfig {
+  readonly kind: 'downstream_tls';
+  readonly common: CommonTlsConfig;
+  readonly requireClientCertificate: boolean;
+  /** Envoy default 15 s (transport_socket_connect_timeout on the filter chain). */
+  readonly handshakeTimeoutMs: number;
+}
+
+export interface UpstreamTlsConfig {
+  readonly kind: 'upstream_tls';
+  readonly common: CommonTlsConfig;
+  readonly sni?: string;
+  readonly allowRenegotiation: boolean;
+}
+
+/** envoy.extensions.transport_sockets.tls.v3.Secret */
+export interface SecretConfig {
+  readonly name: string;
+  readonly tlsCertificate?: TlsCertificate;
+  readonly validationContext?: CertValidationContext;
+}

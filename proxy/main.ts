@@ -1,0 +1,77 @@
+/**
+ * meshlet's composition root and CLI. Every strategy (load balancers, HTTP filters, certificate
+ * providers, xDS resource types) is registered here explicitly; nothing registers itself on import.
+ */
+import { parseArgs } from 'node:util';
+
+const COMMANDS: Record<string, { summary: string; usage: string; run: (argv: string[]) => Promise<number> }> = {
+  proxy: {
+    summary: 'run a sidecar proxy from an Envoy v3 bootstrap file',
+    usage: 'meshlet proxy --bootstrap FILE [--concurrency N] [--log-level LEVEL]',
+    run: async (argv) => (await import('./cli/proxy')).runProxy(argv),
+  },
+  'control-plane': {
+    summary: 'run the embedded xDS v3 control plane for a mesh described in one YAML file',
+    usage: 'meshlet control-plane --mesh FILE [--port 15010]',
+    run: async (argv) => (await import('./cli/control-plane')).runControlPlane(argv),
+  },
+  demo: {
+    summary: 'start a whole mesh on loopback, drive traffic through it and print what happened',
+    usage: 'meshlet demo [--duration SECONDS]',
+    run: async (argv) => (await import('./cli/demo')).runDemo(argv),
+  },
+};
+
+function usage(): string {
+  const lines = ['meshlet — a small service-mesh sidecar proxy (Envoy v3 xDS, mTLS, Istio conventions)', '', 'Usage: meshlet <command> [options]', '', 'Commands:'];
+  for (const [name, c] of Object.entries(COMMANDS)) lines.push(`  ${name.padEnd(15)} ${c.summary}`);
+  lines.push('', 'Run `meshlet <command> --help` for the options of one command.');
+  return lines.join('\n');
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const [cmd, ...rest] = argv;
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    process.stdout.write(`${usage()}\n`);
+    process.exitCode = cmd ? 0 : 1;
+    return;
+  }
+  if (cmd === '--version') {
+    process.stdout.write(`${require('../../package.json').version}\n`);
+    return;
+  }
+  const c = COMMANDS[cmd];
+  if (!c) {
+    process.stderr.write(`meshlet: unknown command "${cmd}"\n\n${usage()}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  try {
+    const code = await c.run(rest);
+    if (code !== 0) process.exitCode = code;
+  } catch (err) {
+    process.stderr.write(`meshlet ${cmd}: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  }
+}
+
+type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string; default?: string | boolean }>;
+
+/** Shared helper for commands: parse flags, or print the command's help and return undefined. */
+export function parseCommandArgs(
+  argv: string[],
+  usageLine: string,
+  options: FlagSpec,
+): Record<string, string | boolean | undefined> | undefined {
+  const parsed = parseArgs({
+    args: argv,
+    options: { ...options, help: { type: 'boolean', short: 'h' } },
+    allowPositionals: false,
+    strict: true,
+  });
+  if (parsed.values.help) {
+    process.stdout.write(`Usage: ${usageLine}\n`);
+    return undefined;
+  }
+  return parsed.values as Record<string, string | boolean | undefined>;
+}

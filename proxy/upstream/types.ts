@@ -1,0 +1,98 @@
+/**
+ * What the router and the TCP proxy see of upstream clusters. Implemented in
+ * proxy/upstream/cluster-manager.ts and proxy/upstream/cluster.ts.
+ */
+import type { Socket } from 'node:net';
+import type { ClusterConfig, ClusterLoadAssignment } from '../config/types';
+import type { ConnectionPool, HttpProtocol, ResetReason } from '../http/codec';
+import type { Host } from './host';
+import type { LbContext } from './lb/types';
+
+/** One circuit-breaker resource (Envoy ResourceManager): a counter with a maximum. */
+export interface Resource {
+  readonly max: number;
+  readonly count: number;
+  canCreate(): boolean;
+  inc(): void;
+  dec(): void;
+}
+
+export interface ClusterResources {
+  readonly connections: Resource;
+  readonly pendingRequests: Resource;
+  readonly requests: Resource;
+  readonly retries: Resource;
+}
+
+/** Envoy-style cluster counters (exported as envoy_cluster_* by telemetry). */
+export class ClusterStats {
+  upstreamRqTotal = 0;
+  upstreamRqActive = 0;
+  upstreamRqPendingOverflow = 0;
+  upstreamRqTimeout = 0;
+  upstreamRqRetry = 0;
+  upstreamRqRetrySuccess = 0;
+  upstreamRqRetryOverflow = 0;
+  upstreamRq2xx = 0;
+  upstreamRq3xx = 0;
+  upstreamRq4xx = 0;
+  upstreamRq5xx = 0;
+  upstreamCxTotal = 0;
+  upstreamCxActive = 0;
+  upstreamCxConnectFail = 0;
+  upstreamCxConnectTimeout = 0;
+  upstreamCxOverflow = 0;
+  upstreamCxDestroy = 0;
+  membershipChange = 0;
+  lbHealthyPanic = 0;
+  upstreamCxNoneHealthy = 0;
+}
+
+/** Result of opening a transport connection to a host. */
+export interface TransportConnection {
+  readonly socket: Socket;
+  /** ALPN the upstream selected (TLS only). */
+  readonly alpn?: string;
+  /** Verified SPIFFE ID of the upstream (mTLS only). */
+  readonly peerPrincipal?: string;
+}
+
+/**
+ * Opens raw transport connections to a host: plain TCP, or TLS/mTLS with identity verification
+ * when the cluster has a transport_socket. Shared by HTTP pools, the TCP proxy and health checks.
+ * Exactly one callback invocation; connect timeout enforced here.
+ */
+export interface TransportSocketFactory {
+  connect(
+    host: Host,
+    opts: { readonly alpn?: readonly string[]; readonly timeoutMs: number },
+    cb: (err: { reason: ResetReason; detail: string } | undefined, conn: TransportConnection | undefined) => void,
+  ): void;
+}
+
+export interface UpstreamCluster {
+  readonly name: string;
+  readonly config: ClusterConfig;
+  readonly stats: ClusterStats;
+  readonly resources: ClusterResources;
+  /** All hosts across priorities (for admin /clusters and health checking). */
+  readonly hosts: readonly Host[];
+  /** Warming: an EDS cluster before its first assignment arrives. */
+  readonly initialized: boolean;
+  /** Pick a host respecting priorities, health and the panic threshold. undefined = none healthy. */
+  chooseHost(ctx: LbContext | undefined): Host | undefined;
+  /**
+   * The HTTP pool for `host`; `downstream` picks the protocol when the cluster says to use the
+   * downstream's. Pools are created lazily and kept per host.
+   */
+  httpPool(host: Host, downstream: HttpProtocol): ConnectionPool;
+  readonly transport: TransportSocketFactory;
+  /** ORIGINAL_DST clusters: the host for a given destination, created on demand. */
+  hostForOriginalDst?(address: string, port: number): Host;
+  /** Feed EDS (or a static/DNS refresh) into the cluster: hosts are diffed by address. */
+  updateAssignment(cla: ClusterLoadAssignment): void;
+}
+
+export interface ClusterLookup {
+  get(name: string): UpstreamCluster | undefined;
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages that meshlet's tests use as real peers (curl, nghttp2 client,
+# iproute2/iptables for interception tests, prometheus for the scrape test). Idempotent: does
+# nothing when everything is present. Needs root (or sudo) only when something is missing.
+set -euo pipefail
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have curl || need+=(curl)
+have nghttp || need+=(nghttp2-client)
+have ip || need+=(iproute2)
+have iptables || need+=(iptables)
+have openssl || need+=(openssl)
+if [ ${#need[@]} -eq 0 ]; then
+  echo "test dependencies: all present"
+  exit 0
+fi
+echo "test dependencies: installing ${need[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if have sudo; then SUDO="sudo"; else
+    echo "missing packages (${need[*]}) and not root: install them with apt-get and rerun" >&2
+    exit 1
+  fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "test dependencies: installed ${need[*]}"
