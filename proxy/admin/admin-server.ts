@@ -1,0 +1,109 @@
+/**
+ * The admin HTTP server (Envoy's admin paths on admin.address, loopback by default; Istio's 15000).
+ *
+ * It owns only routing and the HTTP plumbing: components register their endpoints from the
+ * composition root (`route()`), so admin knows nothing about clusters or listeners itself.
+ * Mutations are POST only, as in Envoy: a GET to a mutating path answers 405.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Address } from '../config/types';
+import { logger } from '../telemetry/logger';
+
+const log = logger('admin');
+
+export interface AdminResponse {
+  status?: number;
+  contentType?: string;
+  body: string | Buffer;
+  headers?: Record<string, string>;
+}
+
+export type AdminHandler = (query: URLSearchParams, req: IncomingMessage) => AdminResponse | Promise<AdminResponse>;
+
+interface Entry {
+  method: 'GET' | 'POST';
+  help: string;
+  handler: AdminHandler;
+}
+
+export function json(value: unknown, status = 200): AdminResponse {
+  return { status, contentType: 'application/json', body: `${JSON.stringify(value, null, 2)}\n` };
+}
+
+export function text(body: string, status = 200): AdminResponse {
+  return { status, contentType: 'text/plain; charset=UTF-8', body: body.endsWith('\n') ? body : `${body}\n` };
+}
+
+export class AdminServer {
+  private readonly routes = new Map<string, Entry>();
+  private server: http.Server | undefined;
+  port = 0;
+
+  /** Register an endpoint. Paths are exact; the query string is parsed for the handler. */
+  route(method: 'GET' | 'POST', path: string, help: string, handler: AdminHandler): this {
+    this.routes.set(path, { method, help, handler });
+    return this;
+  }
+
+  /** The index page lists every endpoint, like Envoy's admin home. */
+  private index(): AdminResponse {
+    const lines = ['meshlet admin', ''];
+    for (const [p, e] of [...this.routes].sort(([a], [b]) => a.localeCompare(b))) {
+      lines.push(`  ${e.method.padEnd(5)}${p.padEnd(24)}${e.help}`);
+    }
+    return text(lines.join('\n'));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    let out: AdminResponse;
+    if (url.pathname === '/' && req.method === 'GET') out = this.index();
+    else {
+      const e = this.routes.get(url.pathname);
+      if (!e) out = text(`invalid path: ${url.pathname}; see / for the list of endpoints`, 404);
+      else if (req.method !== e.method && !(req.method === 'HEAD' && e.method === 'GET')) {
+        out = { ...text(`method not allowed: ${url.pathname} needs ${e.method}`, 405), headers: { allow: e.method } };
+      } else {
+        try {
+          out = await e.handler(url.searchParams, req);
+        } catch (err) {
+          log.error({ path: url.pathname, err: (err as Error).message }, 'admin handler failed');
+          out = text(`internal error: ${(err as Error).message}`, 500);
+        }
+      }
+    }
+    res.writeHead(out.status ?? 200, {
+      'content-type': out.contentType ?? 'text/plain; charset=UTF-8',
+      'cache-control': 'no-cache, max-age=0',
+      'x-content-type-options': 'nosniff',
+      ...out.headers,
+    });
+    res.end(req.method === 'HEAD' ? undefined : out.body);
+  }
+
+  listen(address: Address): Promise<void> {
+    const server = http.createServer((req, res) => {
+      void this.handle(req, res);
+    });
+    server.keepAliveTimeout = 5_000;
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      const ready = (): void => {
+        server.removeListener('error', reject);
+        const a = server.address();
+        if (a && typeof a === 'object') this.port = a.port;
+        resolve();
+      };
+      if (address.kind === 'pipe') server.listen(address.path, ready);
+      else server.listen(address.port, address.host, ready);
+    });
+  }
+
+  async close(): Promise<void> {
+    const s = this.server;
+    if (!s) return;
+    s.closeAllConnections();
+    await new Promise<void>((r) => s.close(() => r()));
+  }
+}
