@@ -1,0 +1,423 @@
+/**
+ * Flat header list helpers and the standard proxy headers.
+ *
+ * Owns: lookups and edits on the codec's flat `[name, value, …]` arrays (names lower-case),
+ * Envoy's HeaderValueOption application (append actions, keep_empty_value, a small set of
+ * `%FORMAT%` substitutions), hop-by-hop stripping, and the x-forwarded-for / x-forwarded-proto /
+ * x-request-id / x-envoy-* edge rules of the HTTP connection manager.
+ *
+ * Leans towards the hot path: linear scans over small arrays (cheaper than a Map per request),
+ * in-place edits, and no allocation when nothing needs to change.
+ */
+import { randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
+import type { HcmConfig, HeaderValueOption } from '../config/types';
+import type { DownstreamConnectionInfo, HeaderList, RequestHead } from './codec';
+
+// ───────────────────────────── basic list operations ─────────────────────────────
+
+/** First value of `name` (lower-case), or undefined. */
+export function getHeader(h: HeaderList, name: string): string | undefined {
+  for (let i = 0; i < h.length; i += 2) if (h[i] === name) return h[i + 1];
+  return undefined;
+}
+
+/** All values of `name` joined with "," (Envoy's view for matching), or undefined when absent. */
+export function getHeaderJoined(h: HeaderList, name: string): string | undefined {
+  let out: string | undefined;
+  for (let i = 0; i < h.length; i += 2) {
+    if (h[i] === name) out = out === undefined ? h[i + 1] : `${out},${h[i + 1]}`;
+  }
+  return out;
+}
+
+export function hasHeader(h: HeaderList, name: string): boolean {
+  for (let i = 0; i < h.length; i += 2) if (h[i] === name) return true;
+  return false;
+}
+
+/** Append one entry (keeps existing values). */
+export function addHeader(h: HeaderList, name: string, value: string): void {
+  h.push(name, value);
+}
+
+/** Replace every value of `name` with one value (added at the end when absent). */
+export function setHeader(h: HeaderList, name: string, value: string): void {
+  let found = false;
+  let w = 0;
+  for (let i = 0; i < h.length; i += 2) {
+    if (h[i] === name) {
+      if (found) continue;
+      found = true;
+      h[w] = name;
+      h[w + 1] = value;
+      w += 2;
+      continue;
+    }
+    if (w !== i) {
+      h[w] = h[i]!;
+      h[w + 1] = h[i + 1]!;
+    }
+    w += 2;
+  }
+  h.length = w;
+  if (!found) h.push(name, value);
+}
+
+/** Remove every entry named `name`; returns how many were removed. */
+export function removeHeader(h: HeaderList, name: string): number {
+  let w = 0;
+  for (let i = 0; i < h.length; i += 2) {
+    if (h[i] === name) continue;
+    if (w !== i) {
+      h[w] = h[i]!;
+      h[w + 1] = h[i + 1]!;
+    }
+    w += 2;
+  }
+  const removed = (h.length - w) / 2;
+  h.length = w;
+  return removed;
+}
+
+/** Remove every entry whose name is in `names` (lower-case). */
+export function removeHeaders(h: HeaderList, names: readonly string[]): void {
+  if (names.length === 0) return;
+  let w = 0;
+  for (let i = 0; i < h.length; i += 2) {
+    if (names.includes(h[i]!)) continue;
+    if (w !== i) {
+      h[w] = h[i]!;
+      h[w + 1] = h[i + 1]!;
+    }
+    w += 2;
+  }
+  h.length = w;
+}
+
+/** Remove entries whose name starts with `prefix`. */
+export function removeHeadersWithPrefix(h: HeaderList, prefix: string): void {
+  let w = 0;
+  for (let i = 0; i < h.length; i += 2) {
+    if (h[i]!.startsWith(prefix)) continue;
+    if (w !== i) {
+      h[w] = h[i]!;
+      h[w + 1] = h[i + 1]!;
+    }
+    w += 2;
+  }
+  h.length = w;
+}
+
+// ───────────────────────────── hop-by-hop ─────────────────────────────
+
+/**
+ * Connection-specific headers a proxy never forwards (RFC 9110 §7.6.1). `te: trailers` is kept
+ * because gRPC needs it end to end; codecs strip the rest already, this is the safety net for
+ * responses and for names listed in `connection:`.
+ */
+const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings'];
+
+export function isHopByHop(name: string): boolean {
+  return HOP_BY_HOP.includes(name);
+}
+
+/** Strip hop-by-hop headers in place (and a `te` other than "trailers"). No allocation when clean. */
+export function stripHopByHop(h: HeaderList): void {
+  let dirty = false;
+  for (let i = 0; i < h.length; i += 2) {
+    const n = h[i]!;
+    if (HOP_BY_HOP.includes(n) || (n === 'te' && h[i + 1]!.toLowerCase() !== 'trailers')) {
+      dirty = true;
+      break;
+    }
+  }
+  if (!dirty) return;
+  let w = 0;
+  for (let i = 0; i < h.length; i += 2) {
+    const n = h[i]!;
+    if (HOP_BY_HOP.includes(n) || (n === 'te' && h[i + 1]!.toLowerCase() !== 'trailers')) continue;
+    if (w !== i) {
+      h[w] = n;
+      h[w + 1] = h[i + 1]!;
+    }
+    w += 2;
+  }
+  h.length = w;
+}
+
+// ───────────────────────────── HeaderValueOption ─────────────────────────────
+
+/** What `%FORMAT%` operators in header values may refer to. */
+export interface HeaderFormatContext {
+  readonly connection: DownstreamConnectionInfo;
+  readonly request?: RequestHead;
+  /** "ip:port" of the chosen upstream host, when known. */
+  readonly upstreamHost?: string;
+  readonly protocol?: string;
+  readonly hostname?: string;
+}
+
+function formatAddress(addr: string, port: number): string {
+  return addr.includes(':') ? `[${addr}]:${port}` : `${addr}:${port}`;
+}
+
+/**
+ * Resolve Envoy command operators in a header value. Supported: DOWNSTREAM_REMOTE_ADDRESS,
+ * DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT, DOWNSTREAM_LOCAL_ADDRESS, DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT,
+ * DOWNSTREAM_PEER_URI_SAN, DOWNSTREAM_LOCAL_URI_SAN, UPSTREAM_REMOTE_ADDRESS, PROTOCOL, HOSTNAME,
+ * REQ(name), START_TIME (ISO). `%%` is a literal percent. Unknown operators resolve to "-" the way
+ * Envoy prints missing values.
+ */
+export function formatHeaderValue(value: string, ctx: HeaderFormatContext): string {
+  if (!value.includes('%')) return value;
+  let out = '';
+  let i = 0;
+  while (i < value.length) {
+    const p = value.indexOf('%', i);
+    if (p < 0) {
+      out += value.slice(i);
+      break;
+    }
+    out += value.slice(i, p);
+    if (value[p + 1] === '%') {
+      out += '%';
+      i = p + 2;
+      continue;
+    }
+    const q = value.indexOf('%', p + 1);
+    if (q < 0) {
+      out += value.slice(p);
+      break;
+    }
+    out += resolveOperator(value.slice(p + 1, q), ctx);
+    i = q + 1;
+  }
+  return out;
+}
+
+function resolveOperator(op: string, ctx: HeaderFormatContext): string {
+  const c = ctx.connection;
+  switch (op) {
+    case 'DOWNSTREAM_REMOTE_ADDRESS':
+      return formatAddress(c.remoteAddress, c.remotePort);
+    case 'DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT':
+    case 'DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT':
+      return c.remoteAddress;
+    case 'DOWNSTREAM_LOCAL_ADDRESS':
+      return formatAddress(c.localAddress, c.localPort);
+    case 'DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT':
+      return c.localAddress;
+    case 'DOWNSTREAM_PEER_URI_SAN':
+      return c.tls?.peerPrincipal ?? '-';
+    case 'DOWNSTREAM_LOCAL_URI_SAN':
+      return c.tls?.localPrincipal ?? '-';
+    case 'UPSTREAM_REMOTE_ADDRESS':
+      return ctx.upstreamHost ?? '-';
+    case 'PROTOCOL':
+      return ctx.protocol ?? ctx.request?.protocol ?? '-';
+    case 'HOSTNAME':
+      return ctx.hostname ?? '-';
+    case 'START_TIME':
+      return new Date().toISOString();
+  }
+  if (op.startsWith('REQ(') && op.endsWith(')') && ctx.request) {
+    const name = op.slice(4, -1).toLowerCase();
+    if (name === ':authority') return ctx.request.authority || '-';
+    if (name === ':path') return ctx.request.path;
+    if (name === ':method') return ctx.request.method;
+    return getHeader(ctx.request.headers, name) ?? '-';
+  }
+  return '-';
+}
+
+/** Apply Envoy's `*_headers_to_add` entries with their append actions. */
+export function applyHeaderOptions(h: HeaderList, opts: readonly HeaderValueOption[], ctx: HeaderFormatContext): void {
+  for (let i = 0; i < opts.length; i++) {
+    const o = opts[i]!;
+    const v = formatHeaderValue(o.value, ctx);
+    if (v === '' && !o.keepEmptyValue) continue;
+    switch (o.appendAction) {
+      case 'APPEND_IF_EXISTS_OR_ADD':
+        h.push(o.key, v);
+        break;
+      case 'ADD_IF_ABSENT':
+        if (!hasHeader(h, o.key)) h.push(o.key, v);
+        break;
+      case 'OVERWRITE_IF_EXISTS_OR_ADD':
+        setHeader(h, o.key, v);
+        break;
+      case 'OVERWRITE_IF_EXISTS':
+        if (hasHeader(h, o.key)) setHeader(h, o.key, v);
+        break;
+    }
+  }
+}
+
+// ───────────────────────────── edge headers (HCM) ─────────────────────────────
+
+/**
+ * RFC 1918 / loopback / link-local / ULA: Envoy's definition of an "internal" address, which
+ * decides whether a request is trusted (x-envoy-internal, x-envoy-* sanitising).
+ */
+export function isInternalAddress(ip: string): boolean {
+  let a = ip;
+  if (a.startsWith('::ffff:')) a = a.slice(7);
+  const fam = isIP(a);
+  if (fam === 4) {
+    const dot = a.indexOf('.');
+    const o1 = Number(a.slice(0, dot));
+    const o2 = Number(a.slice(dot + 1, a.indexOf('.', dot + 1)));
+    return o1 === 10 || o1 === 127 || (o1 === 172 && o2 >= 16 && o2 <= 31) || (o1 === 192 && o2 === 168);
+  }
+  if (fam === 6) {
+    const l = a.toLowerCase();
+    return l === '::1' || l.startsWith('fc') || l.startsWith('fd');
+  }
+  return false;
+}
+
+/**
+ * Envoy-internal request headers only trusted from internal clients. Envoy removes this list from
+ * external requests (see "HTTP header sanitizing" in its docs).
+ */
+export const ENVOY_SANITIZED_HEADERS: readonly string[] = [
+  'x-envoy-decorator-operation',
+  'x-envoy-downstream-service-cluster',
+  'x-envoy-downstream-service-node',
+  'x-envoy-expected-rq-timeout-ms',
+  'x-envoy-external-address',
+  'x-envoy-force-trace',
+  'x-envoy-hedge-on-per-try-timeout',
+  'x-envoy-internal',
+  'x-envoy-ip-tags',
+  'x-envoy-max-retries',
+  'x-envoy-original-path',
+  'x-envoy-retriable-header-names',
+  'x-envoy-retriable-status-codes',
+  'x-envoy-retry-grpc-on',
+  'x-envoy-retry-on',
+  'x-envoy-upstream-alt-stat-name',
+  'x-envoy-upstream-rq-per-try-timeout-ms',
+  'x-envoy-upstream-rq-timeout-ms',
+  'x-envoy-upstream-stream-duration-ms',
+  'x-envoy-attempt-count',
+];
+
+/** The edge decision for one request (what Envoy's ConnectionManagerUtility::mutateRequestHeaders returns). */
+export interface EdgeResult {
+  /** Whether the request comes from an internal (trusted) client. */
+  internal: boolean;
+  /** The trusted client address ("" when unknown). */
+  trustedAddress: string;
+}
+
+/**
+ * Apply Envoy's request header mutations at the connection manager:
+ *  - `use_remote_address`: the client address is the connection's peer; it is appended to
+ *    x-forwarded-for (unless `skip_xff_append`), x-forwarded-proto is overwritten, and
+ *    x-envoy-external-address / x-envoy-internal are set.
+ *  - otherwise the trusted client address is the `xff_num_trusted_hops + 1`-th address from the
+ *    right of x-forwarded-for, and x-forwarded-proto is only filled when absent.
+ *  - external requests lose the x-envoy-* control headers, and (unless
+ *    `preserve_external_request_id`) any client-chosen x-request-id.
+ *  - x-request-id is generated when absent and `generate_request_id`.
+ * `out` is reused by the caller to avoid an allocation per request.
+ */
+export function mutateRequestHeaders(
+  head: RequestHead,
+  conn: DownstreamConnectionInfo,
+  cfg: HcmConfig,
+  out: EdgeResult,
+): void {
+  const h = head.headers;
+  const scheme = conn.tls ? 'https' : 'http';
+  let trusted = '';
+  let singleHop = true;
+  if (cfg.useRemoteAddress) {
+    let remote = conn.remoteAddress;
+    if (remote.startsWith('::ffff:')) remote = remote.slice(7);
+    const xff = getHeaderJoined(h, 'x-forwarded-for');
+    singleHop = xff === undefined;
+    if (cfg.xffNumTrustedHops > 0 && xff) {
+      trusted = xffAddressFromRight(xff, cfg.xffNumTrustedHops - 1) ?? remote;
+    } else {
+      trusted = remote;
+    }
+    if (!cfg.skipXffAppend) setHeader(h, 'x-forwarded-for', xff ? `${xff},${remote}` : remote);
+    setHeader(h, 'x-forwarded-proto', scheme);
+    head.scheme = scheme;
+  } else {
+    const xff = getHeaderJoined(h, 'x-forwarded-for');
+    if (xff) {
+      trusted = xffAddressFromRight(xff, cfg.xffNumTrustedHops) ?? '';
+      singleHop = !xff.includes(',');
+    }
+    const xfp = getHeader(h, 'x-forwarded-proto');
+    if (xfp === undefined) setHeader(h, 'x-forwarded-proto', scheme);
+    else head.scheme = xfp;
+  }
+  // Envoy: with use_remote_address a request is internal only when it came from an internal
+  // address and carried no other hops; without it, only when XFF is a single internal address.
+  const internal = singleHop && trusted !== '' && isInternalAddress(trusted);
+  out.internal = internal;
+  out.trustedAddress = trusted;
+
+  if (!internal) {
+    removeHeaders(h, ENVOY_SANITIZED_HEADERS);
+    if (cfg.useRemoteAddress && trusted !== '') setHeader(h, 'x-envoy-external-address', trusted);
+  } else if (cfg.useRemoteAddress) {
+    setHeader(h, 'x-envoy-internal', 'true');
+  }
+
+  if (cfg.generateRequestId) {
+    const edge = cfg.useRemoteAddress && !internal;
+    if (!hasHeader(h, 'x-request-id') || (edge && !cfg.preserveExternalRequestId)) {
+      setHeader(h, 'x-request-id', randomUUID());
+    }
+  }
+}
+
+/** The n-th (0-based) comma-separated address counting from the right, trimmed. */
+export function xffAddressFromRight(xff: string, n: number): string | undefined {
+  let end = xff.length;
+  for (let k = 0; ; k++) {
+    const comma = xff.lastIndexOf(',', end - 1);
+    if (k === n) {
+      const v = xff.slice(comma + 1, end).trim();
+      return v === '' ? undefined : v;
+    }
+    if (comma < 0) return undefined;
+    end = comma;
+  }
+}
+
+/** Apply `server_header_transformation` to response headers. */
+export function applyServerHeader(h: HeaderList, cfg: HcmConfig): void {
+  switch (cfg.serverHeaderTransformation) {
+    case 'OVERWRITE':
+      setHeader(h, 'server', cfg.serverName);
+      break;
+    case 'APPEND_IF_ABSENT':
+      if (!hasHeader(h, 'server')) h.push('server', cfg.serverName);
+      break;
+    case 'PASS_THROUGH':
+      break;
+  }
+}
+
+/** Host without the port ("a.b:80" → "a.b", "[::1]:80" → "[::1]"). */
+export function stripPort(authority: string): string {
+  if (authority.startsWith('[')) {
+    const close = authority.indexOf(']');
+    return close < 0 ? authority : authority.slice(0, close + 1);
+  }
+  const colon = authority.lastIndexOf(':');
+  return colon < 0 ? authority : authority.slice(0, colon);
+}
+
+/** Whether the authority carries a ":port". */
+export function hasPort(authority: string): boolean {
+  if (authority.startsWith('[')) return authority.indexOf(']:') > 0;
+  return authority.lastIndexOf(':') > 0;
+}
