@@ -1,0 +1,448 @@
+/**
+ * Downstream HTTP/2 codec: serves one accepted connection (h2c with prior knowledge, or TLS that
+ * negotiated ALPN "h2") with node:http2's session/stream API and turns every stream into calls on
+ * a RequestSink from the connection manager (proxy/http/codec.ts).
+ *
+ * Owns: the Http2Session of that connection, its SETTINGS, per-stream translation (pseudo-headers,
+ * trailers, extended CONNECT), flow control glue, resets, idle close and graceful GOAWAY.
+ *
+ * Leans towards speed and never crashing: nghttp2 does all framing; the session is created by a
+ * shared, never-listening http2.Server fed through `emit('connection')`, so there is no
+ * compatibility-layer object per request; per-stream event listeners are module-level functions
+ * that find their state through a symbol on the stream (no closures per stream or per chunk).
+ * Every session and stream has an 'error' listener: bad traffic resets a stream or closes the
+ * connection, it never throws out of the codec.
+ */
+import {
+  constants as h2c,
+  createServer,
+  type Http2Server,
+  type Http2Session,
+  type OutgoingHttpHeaders,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from 'node:http2';
+import type { Duplex } from 'node:stream';
+import type { Http2Options } from '../../config/types';
+import type {
+  CodecErrorReport,
+  DownstreamConnectionInfo,
+  HeaderList,
+  HttpProtocol,
+  RequestSink,
+  ResetReason,
+  ResponseEncoder,
+  ResponseHead,
+  ServerCodecCallbacks,
+} from '../codec';
+import {
+  decodeRequestHead,
+  decodeTrailers,
+  EMPTY,
+  encodeResponseHeaders,
+  encodeTrailers,
+  reasonForCode,
+  resetCode,
+} from './headers';
+
+/** Options of one downstream HTTP/2 connection (from the HCM config). */
+export interface H2ServerCodecOptions {
+  /** http2_protocol_options: SETTINGS_MAX_CONCURRENT_STREAMS and window sizes. */
+  readonly http2: Http2Options;
+  /** max_request_headers_kb → SETTINGS_MAX_HEADER_LIST_SIZE (Envoy default 60). */
+  readonly maxRequestHeadersKb: number;
+  /** common_http_protocol_options.max_headers_count (Envoy default 100). */
+  readonly maxHeadersCount: number;
+  /** Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441) so clients may use extended CONNECT. */
+  readonly allowConnect?: boolean;
+  /**
+   * common_http_protocol_options.idle_timeout: with no active stream for this long the
+   * connection is closed gracefully (GOAWAY). 0 or absent = disabled.
+   */
+  readonly idleTimeoutMs?: number;
+  /** Called once when the connection is gone (after all streams closed). */
+  readonly onClose?: () => void;
+  /** Requests the codec answered itself (malformed head): for logs and metrics. */
+  readonly onCodecError?: (report: CodecErrorReport) => void;
+}
+
+/** Build codec options from an HCM config object (the relevant subset). */
+export function h2ServerOptionsFromHcm(hcm: {
+  readonly http2: Http2Options;
+  readonly maxRequestHeadersKb: number;
+  readonly maxHeadersCount: number;
+  readonly idleTimeoutMs: number;
+  readonly upgradeTypes: readonly string[];
+}): H2ServerCodecOptions {
+  return {
+    http2: hcm.http2,
+    maxRequestHeadersKb: hcm.maxRequestHeadersKb,
+    maxHeadersCount: hcm.maxHeadersCount,
+    idleTimeoutMs: hcm.idleTimeoutMs,
+    allowConnect: hcm.upgradeTypes.length > 0,
+  };
+}
+
+const kEncoder = Symbol('meshlet.h2.encoder');
+const kCodec = Symbol('meshlet.h2.codec');
+
+type TaggedStream = ServerHttp2Stream & { [kEncoder]?: H2ServerStream };
+type TaggedSession = ServerHttp2Session & { [kCodec]?: H2ServerCodec };
+
+/** Shared respond() options; node:http2 copies them, so sharing is safe. */
+const RESPOND_END = Object.freeze({ endStream: true, sendDate: false });
+const RESPOND_MORE = Object.freeze({ endStream: false, waitForTrailers: true, sendDate: false });
+
+const MAX_WINDOW = 2 ** 31 - 1;
+
+function clampWindow(n: number): number {
+  return n < 65535 ? 65535 : n > MAX_WINDOW ? MAX_WINDOW : n;
+}
+
+// ───────────── one never-listening http2.Server per distinct settings ─────────────
+
+let attaching: H2ServerCodec | undefined;
+const servers = new Map<string, Http2Server>();
+
+function onServerSession(session: ServerHttp2Session): void {
+  const codec = attaching;
+  attaching = undefined;
+  if (codec !== undefined) codec.attach(session);
+  else session.destroy();
+}
+
+function serverFor(o: H2ServerCodecOptions): Http2Server {
+  const maxHeaderListSize = Math.max(1024, Math.floor(o.maxRequestHeadersKb * 1024));
+  const streamWindow = clampWindow(o.http2.initialStreamWindowSize);
+  const allowConnect = o.allowConnect === true;
+  const key = `${o.http2.maxConcurrentStreams}|${streamWindow}|${maxHeaderListSize}|${o.maxHeadersCount}|${allowConnect}`;
+  let server = servers.get(key);
+  if (server === undefined) {
+    server = createServer({
+      settings: {
+        maxConcurrentStreams: o.http2.maxConcurrentStreams,
+        initialWindowSize: streamWindow,
+        maxHeaderListSize,
+        enablePush: false,
+        enableConnectProtocol: allowConnect,
+      },
+      // node counts pseudo-headers too; leave room for the four request pseudo-headers.
+      maxHeaderListPairs: Math.max(4, o.maxHeadersCount + 4),
+      // Default is 10 MB, which refuses streams under large windows and many streams.
+      maxSessionMemory: 64,
+    });
+    server.on('session', onServerSession);
+    server.on('sessionError', noop);
+    servers.set(key, server);
+  }
+  return server;
+}
+
+function noop(): void {}
+
+// ───────────── per-stream listeners (module level: no closures per stream) ─────────────
+
+function onStream(this: TaggedSession, stream: ServerHttp2Stream, _h: unknown, flags: number, raw: string[]): void {
+  const codec = this[kCodec];
+  if (codec !== undefined) codec.onStream(stream as TaggedStream, flags, raw);
+  else stream.close(h2c.NGHTTP2_REFUSED_STREAM);
+}
+
+function onStreamData(this: TaggedStream, chunk: Buffer): void {
+  const enc = this[kEncoder];
+  if (enc !== undefined && enc.sink !== undefined) enc.sink.onRequestData(chunk, false);
+}
+
+function onStreamTrailers(this: TaggedStream, _t: unknown, _flags: number, raw: string[]): void {
+  const enc = this[kEncoder];
+  if (enc === undefined || enc.sink === undefined || enc.requestEnded) return;
+  enc.requestEnded = true;
+  enc.sink.onRequestTrailers(decodeTrailers(raw));
+}
+
+function onStreamEnd(this: TaggedStream): void {
+  const enc = this[kEncoder];
+  if (enc === undefined || enc.sink === undefined || enc.requestEnded) return;
+  enc.requestEnded = true;
+  enc.sink.onRequestData(EMPTY, true);
+}
+
+function onStreamDrain(this: TaggedStream): void {
+  const enc = this[kEncoder];
+  if (enc !== undefined && enc.sink !== undefined && !enc.responseEnded) enc.sink.onDownstreamWritable();
+}
+
+function onWantTrailers(this: TaggedStream): void {
+  const enc = this[kEncoder];
+  const trailers = enc?.trailers;
+  // An empty trailer set makes node send an empty DATA frame with END_STREAM.
+  if (!this.destroyed) this.sendTrailers(trailers ?? {});
+}
+
+function onStreamClose(this: TaggedStream): void {
+  const enc = this[kEncoder];
+  if (enc === undefined) return;
+  enc.closed = true;
+  const codec = enc.codec;
+  codec.streamClosed();
+  const sink = enc.sink;
+  if (sink !== undefined && !enc.responseEnded && !enc.localReset) {
+    enc.sink = undefined;
+    sink.onDownstreamReset(codec.transportGone() ? 'connection_termination' : reasonForCode(this.rstCode));
+  }
+  enc.sink = undefined;
+}
+
+// ───────────── the stream: ResponseEncoder ─────────────
+
+/** One HTTP/2 request stream as seen by the connection manager. */
+class H2ServerStream implements ResponseEncoder {
+  readonly protocol: HttpProtocol = 'HTTP/2';
+  sink: RequestSink | undefined = undefined;
+  requestEnded = false;
+  responseEnded = false;
+  localReset = false;
+  closed = false;
+  /** Extended CONNECT: a 101 from an HTTP/1 upstream is answered as 200. */
+  upgrade = false;
+  trailers: OutgoingHttpHeaders | undefined = undefined;
+
+  constructor(
+    readonly codec: H2ServerCodec,
+    readonly stream: TaggedStream,
+  ) {}
+
+  get connection(): DownstreamConnectionInfo {
+    return this.codec.connection;
+  }
+
+  writeHeaders(head: ResponseHead, endStream: boolean): void {
+    const s = this.stream;
+    if (this.responseEnded || this.closed || s.headersSent) return;
+    // 1xx other than an upgrade's 101 are not forwarded (Envoy drops 100-continue by default).
+    if (head.status < 200 && !(this.upgrade && head.status === 101)) return;
+    try {
+      s.respond(encodeResponseHeaders(head, this.upgrade), endStream ? RESPOND_END : RESPOND_MORE);
+    } catch (err) {
+      // Invalid header name/value from upstream or filters: the stream cannot be answered.
+      this.codec.reportError(502, 'UPE', `invalid response headers: ${(err as Error).message}`);
+      this.reset('protocol_error');
+      return;
+    }
+    // node ends the stream itself for HEAD, 204 and 304.
+    if (endStream || s.writableEnded) this.responseEnded = true;
+  }
+
+  writeData(chunk: Buffer, endStream: boolean): boolean {
+    if (this.responseEnded || this.closed) return true;
+    const s = this.stream;
+    if (endStream) {
+      this.responseEnded = true;
+      if (chunk.length > 0) s.end(chunk);
+      else s.end();
+      return true;
+    }
+    return s.write(chunk);
+  }
+
+  writeTrailers(trailers: HeaderList): void {
+    if (this.responseEnded || this.closed) return;
+    this.responseEnded = true;
+    this.trailers = encodeTrailers(trailers);
+    this.stream.end();
+  }
+
+  reset(reason: ResetReason): void {
+    if (this.closed || this.localReset) return;
+    this.localReset = true;
+    this.sink = undefined;
+    this.stream.close(resetCode(reason));
+  }
+
+  pauseRequest(): void {
+    this.stream.pause();
+  }
+
+  resumeRequest(): void {
+    this.stream.resume();
+  }
+
+  takeTunnel(): Duplex {
+    const s = this.stream;
+    s.removeListener('data', onStreamData);
+    s.removeListener('end', onStreamEnd);
+    s.removeListener('trailers', onStreamTrailers);
+    s.removeListener('drain', onStreamDrain);
+    // From now on the tunnel owner reads and writes the stream; it is no longer "our" response.
+    this.responseEnded = true;
+    this.requestEnded = true;
+    return s;
+  }
+
+  closeAfterResponse(): void {
+    this.codec.drain();
+  }
+}
+
+// ───────────── the connection ─────────────
+
+/**
+ * One downstream HTTP/2 connection. Construct it with the accepted socket; it starts serving
+ * immediately. `preface` hands back bytes the listener already read while detecting the protocol
+ * (for example the `PRI * HTTP/2.0` preface); they are unshifted into the socket first.
+ */
+export class H2ServerCodec {
+  private session: ServerHttp2Session | undefined;
+  private active = 0;
+  private closing = false;
+  private gone = false;
+  private idleTimer: NodeJS.Timeout | undefined;
+  readonly secure: boolean;
+
+  constructor(
+    socket: Duplex,
+    readonly connection: DownstreamConnectionInfo,
+    readonly callbacks: ServerCodecCallbacks,
+    private readonly options: H2ServerCodecOptions,
+    preface?: Buffer,
+  ) {
+    this.secure = (socket as { encrypted?: boolean }).encrypted === true;
+    if (preface !== undefined && preface.length > 0) socket.unshift(preface);
+    const server = serverFor(options);
+    attaching = this;
+    try {
+      server.emit('connection', socket);
+    } finally {
+      attaching = undefined;
+    }
+    if (this.session === undefined) {
+      // node refused the socket (e.g. TLS without ALPN h2); nothing to serve.
+      this.gone = true;
+      socket.destroy();
+    }
+  }
+
+  /** Called synchronously from the shared server's 'session' event. */
+  attach(session: ServerHttp2Session): void {
+    this.session = session;
+    (session as TaggedSession)[kCodec] = this;
+    session.on('stream', onStream);
+    session.on('error', noop);
+    session.on('frameError', noop);
+    session.once('close', () => this.onSessionClose());
+    const connWindow = this.options.http2.initialConnectionWindowSize;
+    if (connWindow > 65535) {
+      try {
+        session.setLocalWindowSize(clampWindow(connWindow));
+      } catch {
+        // Session already torn down: nothing to size.
+      }
+    }
+    this.armIdle();
+  }
+
+  /** Streams currently open on this connection. */
+  get activeStreams(): number {
+    return this.active;
+  }
+
+  /** True once GOAWAY was sent or the connection is gone. */
+  isClosing(): boolean {
+    return this.closing || this.gone;
+  }
+
+  /** @internal The session or its socket is gone (streams die with the connection). */
+  transportGone(): boolean {
+    const s = this.session;
+    return this.gone || s === undefined || s.destroyed || s.socket === undefined || s.socket.destroyed;
+  }
+
+  /** Graceful close: GOAWAY now, let active streams finish, then close the connection. */
+  drain(): void {
+    if (this.closing || this.gone || this.session === undefined) return;
+    this.closing = true;
+    this.session.close();
+  }
+
+  /** Close the connection now; active streams see onDownstreamReset('connection_termination'). */
+  destroy(): void {
+    if (this.gone) return;
+    this.closing = true;
+    this.session?.destroy();
+  }
+
+  /** Report a request the codec answered itself. */
+  reportError(status: number, flag: CodecErrorReport['flag'], detail: string): void {
+    this.options.onCodecError?.({ status, flag, detail });
+  }
+
+  /** @internal Called from the 'stream' listener. */
+  onStream(stream: TaggedStream, flags: number, raw: string[]): void {
+    // The idle timer keeps running; it only acts when it fires with no active stream.
+    this.active++;
+    const enc = new H2ServerStream(this, stream);
+    stream[kEncoder] = enc;
+    stream.on('error', noop);
+    stream.on('close', onStreamClose);
+    stream.on('wantTrailers', onWantTrailers);
+    const endStream = (flags & h2c.NGHTTP2_FLAG_END_STREAM) !== 0;
+    const head = decodeRequestHead(raw, endStream, this.secure);
+    if (typeof head === 'string') {
+      this.reportError(400, 'DPE', head);
+      enc.responseEnded = true;
+      enc.localReset = true;
+      try {
+        stream.respond({ ':status': 400 }, RESPOND_END);
+      } catch {
+        stream.close(h2c.NGHTTP2_PROTOCOL_ERROR);
+      }
+      stream.resume();
+      return;
+    }
+    enc.upgrade = head.upgrade !== undefined;
+    enc.requestEnded = endStream;
+    stream.on('data', onStreamData);
+    stream.on('end', onStreamEnd);
+    stream.on('trailers', onStreamTrailers);
+    stream.on('drain', onStreamDrain);
+    try {
+      enc.sink = this.callbacks.newStream(enc);
+      enc.sink.onRequestHeaders(head, endStream);
+    } catch {
+      // The connection manager must not throw; if it does, only this stream is lost.
+      enc.sink = undefined;
+      enc.reset('local_reset');
+    }
+  }
+
+  /** @internal A stream closed. */
+  streamClosed(): void {
+    this.active--;
+    if (this.active === 0) this.armIdle();
+  }
+
+  private armIdle(): void {
+    const ms = this.options.idleTimeoutMs ?? 0;
+    if (ms <= 0 || this.closing || this.gone) return;
+    if (this.idleTimer === undefined) {
+      this.idleTimer = setTimeout(() => {
+        if (this.active === 0) this.drain();
+      }, ms);
+      this.idleTimer.unref();
+    } else {
+      this.idleTimer.refresh();
+    }
+  }
+
+  private onSessionClose(): void {
+    this.gone = true;
+    this.closing = true;
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    this.options.onClose?.();
+  }
+
+  /** The underlying session, for admin/debug views. */
+  get http2Session(): Http2Session | undefined {
+    return this.session;
+  }
+}
