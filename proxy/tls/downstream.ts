@@ -1,0 +1,133 @@
+/**
+ * Downstream TLS termination for filter chains with a DownstreamTlsContext: present the current
+ * workload certificate, verify client certificates against the trust bundle, enforce SAN matchers,
+ * and report the peer's SPIFFE identity to authorization, logs, metrics and XFCC.
+ *
+ * Leans strict: a presented client certificate that does not verify fails the handshake even when
+ * client certificates are optional; a handshake that does not finish within the timeout is closed.
+ */
+import type { Socket } from 'node:net';
+import tls from 'node:tls';
+import { splitSan, uriSansOf } from '../../certs/identity';
+import type { DownstreamTlsConfig } from '../config/types';
+import type { DownstreamConnectionInfo } from '../http/codec';
+import { logger } from '../telemetry/logger';
+import { sanMatches, type TlsContextManager } from './context-manager';
+
+const log = logger('tls');
+
+export class DownstreamTlsStats {
+  handshakes = 0;
+  handshakeFailures = 0;
+  noCertificate = 0;
+  failVerifySan = 0;
+  handshakeTimeouts = 0;
+}
+
+export const downstreamTlsStats = new DownstreamTlsStats();
+
+/** ALPN selection: prefer h2, then http/1.1, from what the server allows; otherwise none. */
+function alpnSelector(allowed: readonly string[]): (arg: { servername: string; protocols: string[] }) => string | undefined {
+  return ({ protocols }) => {
+    for (const p of allowed) if (protocols.includes(p)) return p;
+    // Accept the handshake without ALPN rather than failing it (Envoy behaves this way).
+    return undefined;
+  };
+}
+
+export function terminateDownstreamTls(
+  mgr: TlsContextManager,
+  cfg: DownstreamTlsConfig,
+  socket: Socket,
+  info: DownstreamConnectionInfo,
+  cb: (tlsSocket: Socket | undefined, tlsInfo: DownstreamConnectionInfo['tls']) => void,
+): void {
+  let ctx: ReturnType<TlsContextManager['current']>;
+  try {
+    ctx = mgr.current(cfg.common, true);
+  } catch (err) {
+    downstreamTlsStats.handshakeFailures++;
+    log.warn({ conn: info.id, err: (err as Error).message }, 'cannot serve TLS: no usable certificate');
+    cb(undefined, undefined);
+    return;
+  }
+  const allowed = cfg.common.alpnProtocols.length > 0 ? cfg.common.alpnProtocols : ['h2', 'http/1.1'];
+  const requestCert = cfg.requireClientCertificate || ctx.canVerifyPeer;
+  const t = new tls.TLSSocket(socket, {
+    isServer: true,
+    secureContext: ctx.secureContext,
+    requestCert,
+    rejectUnauthorized: cfg.requireClientCertificate,
+    ALPNCallback: alpnSelector(allowed),
+  } as tls.TLSSocketOptions);
+  let settled = false;
+  const timer = setTimeout(() => {
+    if (settled) return;
+    settled = true;
+    downstreamTlsStats.handshakeTimeouts++;
+    log.debug({ conn: info.id }, 'TLS handshake timeout');
+    t.destroy();
+    cb(undefined, undefined);
+  }, cfg.handshakeTimeoutMs);
+  const fail = (why: string): void => {
+    if (settled) return;
+    settled = true;
+    clearTimeout(timer);
+    downstreamTlsStats.handshakeFailures++;
+    log.debug({ conn: info.id, remote: info.remoteAddress, err: why }, 'TLS handshake failed');
+    t.destroy();
+    cb(undefined, undefined);
+  };
+  t.once('error', (e: Error) => fail(e.message));
+  t.once('secure', () => {
+    if (settled) return;
+    const cert = t.getPeerCertificate(false);
+    const presented = cert && Object.keys(cert).length > 0;
+    if (!presented && cfg.requireClientCertificate) {
+      downstreamTlsStats.noCertificate++;
+      fail('client presented no certificate');
+      return;
+    }
+    if (presented && ctx.canVerifyPeer && !t.authorized) {
+      fail(`client certificate rejected: ${String(t.authorizationError)}`);
+      return;
+    }
+    if (presented && !sanMatches(ctx.sanMatchers, cert)) {
+      downstreamTlsStats.failVerifySan++;
+      fail(`client certificate SAN ${cert.subjectaltname ?? '(none)'} does not match`);
+      return;
+    }
+    settled = true;
+    clearTimeout(timer);
+    downstreamTlsStats.handshakes++;
+    t.removeAllListeners('error');
+    t.on('error', swallow);
+    const uris = presented ? uriSansOf(cert.subjectaltname) : [];
+    cb(t, {
+      sni: (t as unknown as { servername?: string | false }).servername || undefined,
+      alpn: t.alpnProtocol || undefined,
+      peerPrincipal: uris[0],
+      localPrincipal: ctx.localPrincipal,
+      peerCertificateHash: presented ? cert.fingerprint256?.replace(/:/g, '').toLowerCase() : undefined,
+      peerSubject: presented ? subjectString(cert.subject) : undefined,
+      peerUriSans: uris,
+      peerDnsSans: presented ? dnsSans(cert.subjectaltname) : undefined,
+    });
+  });
+}
+
+function swallow(): void {}
+
+function dnsSans(san: string | undefined): string[] {
+  if (!san) return [];
+  return splitSan(san)
+    .filter((s) => s.startsWith('DNS:'))
+    .map((s) => s.slice(4));
+}
+
+function subjectString(subject: tls.Certificate | undefined): string | undefined {
+  if (!subject) return undefined;
+  return Object.entries(subject)
+    .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : v}`)
+    .join(',');
+}
