@@ -236,14 +236,17 @@ export interface StructProto {
   fields: Record<string, ValueProto>;
 }
 
-/** google.protobuf.Value in proto-loader object form (exactly one kind set). */
+/**
+ * google.protobuf.Value in proto-loader object form (exactly one kind set). Field names are
+ * camelCase here even with keepCase, because protobufjs supplies struct.proto from bundled JSON.
+ */
 export interface ValueProto {
-  null_value?: 'NULL_VALUE';
-  number_value?: number;
-  string_value?: string;
-  bool_value?: boolean;
-  struct_value?: StructProto;
-  list_value?: { values: ValueProto[] };
+  nullValue?: 'NULL_VALUE';
+  numberValue?: number;
+  stringValue?: string;
+  boolValue?: boolean;
+  structValue?: StructProto;
+  listValue?: { values: ValueProto[] };
 }
 
 /** google.rpc.Status */
