@@ -1,0 +1,345 @@
+/**
+ * Mesh → per-node Envoy v3 resources, in proto3 JSON form with "@type" (exactly what an Envoy user
+ * would write in YAML), ready for xds-client/proto-json's `jsonToAny`.
+ *
+ * Owns the translation only; it is pure (same mesh and workload → same JSON, in a stable key
+ * order, so the server can version resources by content hash). Names follow Istio:
+ *  - outbound listeners `<outbound_ip>_<port>` (HCM with RDS route `<port>`, or tcp_proxy);
+ *  - route configurations `<port>`, one virtual host per service `<host>:<port>`;
+ *  - clusters `outbound|<port>|<subset>|<host>` (EDS, subset per version) and
+ *    `inbound|<target port>||` (STATIC, the local app);
+ *  - ClusterLoadAssignments named like their EDS clusters, endpoints = peers' sidecar inbound ports;
+ *  - the inbound listener `inbound_<ip>_<inbound port>` (mTLS required, RBAC, then the local app);
+ *  - secrets `default` (workload identity) and `ROOTCA` (trust bundle), built by `secretResources`.
+ * Leans Istio-compatible: default retry policy, LEAST_REQUEST, 10 s connect timeout, SNI
+ * `outbound_.<port>_.<subset>_.<host>`, SAN verification against the destination's service accounts.
+ */
+import { TYPE_URLS } from '../xds-client/protos';
+import { appAddressFor, type Mesh, type MeshService, type MeshWorkload, type ServicePort } from './mesh';
+import { httpRbacFilters, networkRbacFilters } from './rbac';
+
+export type ResourceJson = Record<string, unknown> & { '@type': string; name?: string; cluster_name?: string };
+
+/** Resources of one node, by type URL, then by resource name. */
+export type NodeResources = Map<string, Map<string, ResourceJson>>;
+
+export const IDENTITY_SECRET = 'default';
+export const ROOT_SECRET = 'ROOTCA';
+
+const ADS = { ads: {}, resource_api_version: 'V3' } as const;
+const T = {
+  listener: TYPE_URLS.listener,
+  route: TYPE_URLS.routeConfiguration,
+  cluster: TYPE_URLS.cluster,
+  endpoint: TYPE_URLS.clusterLoadAssignment,
+  secret: TYPE_URLS.secret,
+  hcm: 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+  tcpProxy: 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
+  router: 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',
+  upstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+  downstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+  httpOptions: 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+  previousHosts: 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
+  tlsInspector: 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector',
+} as const;
+
+/** Istio's default retry policy when the mesh file sets none. */
+const DEFAULT_RETRY = { retryOn: 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes', attempts: 2 };
+
+export function outboundClusterName(port: number, subset: string, host: string): string {
+  return `outbound|${port}|${subset}|${host}`;
+}
+export function inboundClusterName(targetPort: number): string {
+  return `inbound|${targetPort}||`;
+}
+function sni(port: number, subset: string, host: string): string {
+  return `outbound_.${port}_.${subset}_.${host}`;
+}
+function socket(host: string, port: number): Record<string, unknown> {
+  return { socket_address: { address: host, port_value: port } };
+}
+function sdsRef(name: string): Record<string, unknown> {
+  return { name, sds_config: ADS };
+}
+const isHttp = (p: ServicePort) => p.protocol !== 'tcp';
+const isH2 = (p: ServicePort) => p.protocol === 'http2' || p.protocol === 'grpc';
+
+function workloadsOf(mesh: Mesh, s: MeshService, version?: string): MeshWorkload[] {
+  return mesh.workloads.filter(
+    (w) => w.service === s.name && w.namespace === s.namespace && (version === undefined || w.version === version),
+  );
+}
+function versionsOf(mesh: Mesh, s: MeshService): string[] {
+  return [...new Set(workloadsOf(mesh, s).map((w) => w.version))].sort();
+}
+
+function httpProtocolOptions(p: ServicePort): Record<string, unknown> | undefined {
+  if (!isHttp(p)) return undefined;
+  return {
+    'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+      '@type': T.httpOptions,
+      explicit_http_config: isH2(p) ? { http2_protocol_options: {} } : { http_protocol_options: {} },
+    },
+  };
+}
+
+function outboundCluster(mesh: Mesh, s: MeshService, p: ServicePort, subset: string): ResourceJson {
+  const name = outboundClusterName(p.port, subset, s.host);
+  const sas = [...new Set(workloadsOf(mesh, s, subset || undefined).map((w) => w.spiffeId))].sort();
+  const cluster: ResourceJson = {
+    '@type': T.cluster,
+    name,
+    type: 'EDS',
+    eds_cluster_config: { eds_config: ADS, service_name: name },
+    connect_timeout: '10s',
+    lb_policy: 'LEAST_REQUEST',
+    transport_socket: {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: {
+        '@type': T.upstreamTls,
+        common_tls_context: {
+          tls_certificate_sds_secret_configs: [sdsRef(IDENTITY_SECRET)],
+          combined_validation_context: {
+            default_validation_context: {
+              match_typed_subject_alt_names: sas.map((id) => ({ san_type: 'URI', matcher: { exact: id } })),
+            },
+            validation_context_sds_secret_config: sdsRef(ROOT_SECRET),
+          },
+          alpn_protocols: isH2(p) ? ['h2'] : isHttp(p) ? ['http/1.1'] : [],
+        },
+        sni: sni(p.port, subset, s.host),
+      },
+    },
+    metadata: { filter_metadata: { istio: { services: [{ host: s.host, name: s.name, namespace: s.namespace }] } } },
+  };
+  const opts = httpProtocolOptions(p);
+  if (opts) cluster.typed_extension_protocol_options = opts;
+  return cluster;
+}
+
+function loadAssignment(mesh: Mesh, s: MeshService, p: ServicePort, subset: string): ResourceJson {
+  const lbEndpoints = workloadsOf(mesh, s, subset || undefined).map((w) => ({
+    endpoint: { address: socket(w.ip, w.inboundPort) },
+    health_status: 'HEALTHY',
+    metadata: { filter_metadata: { 'envoy.lb': { version: w.version }, istio: { workload: `${w.name};${w.namespace}` } } },
+    load_balancing_weight: 1,
+  }));
+  return {
+    '@type': T.endpoint,
+    cluster_name: outboundClusterName(p.port, subset, s.host),
+    endpoints: lbEndpoints.length > 0 ? [{ lb_endpoints: lbEndpoints }] : [],
+  };
+}
+
+function routeAction(mesh: Mesh, s: MeshService, p: ServicePort): Record<string, unknown> {
+  const rule = mesh.traffic.find((t) => t.service === s.name && t.namespace === s.namespace);
+  const action: Record<string, unknown> = {};
+  const splits = rule?.splits.filter((x) => x.weight > 0) ?? [];
+  if (splits.length > 0) {
+    action.weighted_clusters = {
+      clusters: splits.map((x) => ({ name: outboundClusterName(p.port, x.version, s.host), weight: x.weight })),
+    };
+  } else {
+    action.cluster = outboundClusterName(p.port, '', s.host);
+  }
+  if (rule?.timeoutMs !== undefined) action.timeout = `${rule.timeoutMs / 1000}s`;
+  const retry = rule?.retries ?? { ...DEFAULT_RETRY, perTryTimeoutMs: 0 };
+  const retryPolicy: Record<string, unknown> = {
+    retry_on: retry.retryOn,
+    num_retries: retry.attempts,
+    retry_host_predicate: [{ name: 'envoy.retry_host_predicates.previous_hosts', typed_config: { '@type': T.previousHosts } }],
+    host_selection_retry_max_attempts: '5',
+  };
+  if (retry.perTryTimeoutMs > 0) retryPolicy.per_try_timeout = `${retry.perTryTimeoutMs / 1000}s`;
+  if (retry.retryOn.includes('retriable-status-codes')) retryPolicy.retriable_status_codes = [503];
+  action.retry_policy = retryPolicy;
+  return action;
+}
+
+function routeConfiguration(mesh: Mesh, port: number, services: readonly [MeshService, ServicePort][]): ResourceJson {
+  const single = services.length === 1;
+  return {
+    '@type': T.route,
+    name: String(port),
+    virtual_hosts: services.map(([s, p]) => {
+      const short = [s.name, `${s.name}.${s.namespace}`, `${s.name}.${s.namespace}.svc`, s.host];
+      const domains = short.flatMap((d) => [d, `${d}:${p.port}`]);
+      // The app dials its sidecar's outbound IP directly: with one service on the port, any Host is it.
+      if (single) domains.push('*');
+      return {
+        name: `${s.host}:${p.port}`,
+        domains,
+        routes: [{ name: 'default', match: { prefix: '/' }, route: routeAction(mesh, s, p) }],
+      };
+    }),
+    validate_clusters: false,
+  };
+}
+
+function router(): Record<string, unknown> {
+  return { name: 'envoy.filters.http.router', typed_config: { '@type': T.router } };
+}
+
+function outboundListener(w: MeshWorkload, port: number, services: readonly [MeshService, ServicePort][]): ResourceJson {
+  const name = `${w.outboundIp}_${port}`;
+  const [s0, p0] = services[0]!;
+  const filter = isHttp(p0)
+    ? {
+        name: 'envoy.filters.network.http_connection_manager',
+        typed_config: {
+          '@type': T.hcm,
+          stat_prefix: `outbound_${name}`,
+          codec_type: 'AUTO',
+          rds: { route_config_name: String(port), config_source: ADS },
+          http_filters: [router()],
+        },
+      }
+    : {
+        name: 'envoy.filters.network.tcp_proxy',
+        typed_config: { '@type': T.tcpProxy, stat_prefix: outboundClusterName(port, '', s0.host), cluster: outboundClusterName(port, '', s0.host) },
+      };
+  return {
+    '@type': T.listener,
+    name,
+    address: socket(w.outboundIp, port),
+    traffic_direction: 'OUTBOUND',
+    filter_chains: [{ name: `outbound_${port}`, filters: [filter] }],
+  };
+}
+
+function inboundChain(mesh: Mesh, w: MeshWorkload, s: MeshService, p: ServicePort, matchSni: boolean): Record<string, unknown> {
+  const cluster = inboundClusterName(appAddressFor(w, p).port);
+  const statPrefix = `inbound_${w.ip}_${p.port}`;
+  const filters = isHttp(p)
+    ? [
+        {
+          name: 'envoy.filters.network.http_connection_manager',
+          typed_config: {
+            '@type': T.hcm,
+            stat_prefix: statPrefix,
+            codec_type: 'AUTO',
+            route_config: {
+              name: cluster,
+              virtual_hosts: [
+                {
+                  name: `inbound|http|${p.port}`,
+                  domains: ['*'],
+                  routes: [{ name: 'default', match: { prefix: '/' }, route: { cluster, timeout: '0s' } }],
+                },
+              ],
+              validate_clusters: false,
+            },
+            http_filters: [...httpRbacFilters(mesh, w, p.protocol), router()],
+            forward_client_cert_details: 'APPEND_FORWARD',
+            set_current_client_cert_details: { subject: true, dns: true, uri: true },
+          },
+        },
+      ]
+    : [
+        ...networkRbacFilters(mesh, w, statPrefix),
+        { name: 'envoy.filters.network.tcp_proxy', typed_config: { '@type': T.tcpProxy, stat_prefix: cluster, cluster } },
+      ];
+  const chain: Record<string, unknown> = {
+    name: `inbound_${p.port}`,
+    transport_socket: {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: {
+        '@type': T.downstreamTls,
+        common_tls_context: {
+          tls_certificate_sds_secret_configs: [sdsRef(IDENTITY_SECRET)],
+          validation_context_sds_secret_config: sdsRef(ROOT_SECRET),
+          alpn_protocols: isH2(p) ? ['h2'] : isHttp(p) ? ['h2', 'http/1.1'] : [],
+        },
+        require_client_certificate: true,
+      },
+    },
+    filters,
+  };
+  if (matchSni) {
+    chain.filter_chain_match = { server_names: [sni(p.port, '', s.host), sni(p.port, w.version, s.host)] };
+  }
+  return chain;
+}
+
+function inboundResources(mesh: Mesh, w: MeshWorkload, out: NodeResources): void {
+  const s = mesh.services.find((x) => x.name === w.service && x.namespace === w.namespace);
+  if (!s) return;
+  const multi = s.ports.length > 1;
+  const name = `inbound_${w.ip}_${w.inboundPort}`;
+  const listener: ResourceJson = {
+    '@type': T.listener,
+    name,
+    address: socket(w.ip, w.inboundPort),
+    traffic_direction: 'INBOUND',
+    filter_chains: s.ports.map((p) => inboundChain(mesh, w, s, p, multi)),
+  };
+  // Several ports share the one inbound port: chains are told apart by the SNI the client sets.
+  if (multi) listener.listener_filters = [{ name: 'envoy.filters.listener.tls_inspector', typed_config: { '@type': T.tlsInspector } }];
+  out.get(T.listener)!.set(name, listener);
+  for (const p of s.ports) {
+    const app = appAddressFor(w, p);
+    const cname = inboundClusterName(app.port);
+    const cluster: ResourceJson = {
+      '@type': T.cluster,
+      name: cname,
+      type: 'STATIC',
+      connect_timeout: '10s',
+      lb_policy: 'ROUND_ROBIN',
+      load_assignment: { cluster_name: cname, endpoints: [{ lb_endpoints: [{ endpoint: { address: socket(app.host, app.port) } }] }] },
+    };
+    const opts = httpProtocolOptions(p);
+    if (opts) cluster.typed_extension_protocol_options = opts;
+    out.get(T.cluster)!.set(cname, cluster);
+  }
+}
+
+/** Every xDS resource (except secrets) for workload `w`: LDS, RDS, CDS and EDS. */
+export function generateForWorkload(mesh: Mesh, w: MeshWorkload): NodeResources {
+  const out: NodeResources = new Map([
+    [T.listener, new Map()],
+    [T.route, new Map()],
+    [T.cluster, new Map()],
+    [T.endpoint, new Map()],
+  ]);
+  const byPort = new Map<number, [MeshService, ServicePort][]>();
+  for (const s of mesh.services) {
+    for (const p of s.ports) {
+      byPort.set(p.port, [...(byPort.get(p.port) ?? []), [s, p]]);
+      for (const subset of ['', ...versionsOf(mesh, s)]) {
+        const c = outboundCluster(mesh, s, p, subset);
+        out.get(T.cluster)!.set(c.name!, c);
+        out.get(T.endpoint)!.set(c.name!, loadAssignment(mesh, s, p, subset));
+      }
+    }
+  }
+  for (const [port, services] of [...byPort].sort((a, b) => a[0] - b[0])) {
+    const l = outboundListener(w, port, services);
+    out.get(T.listener)!.set(l.name!, l);
+    if (isHttp(services[0]![1])) out.get(T.route)!.set(String(port), routeConfiguration(mesh, port, services));
+  }
+  inboundResources(mesh, w, out);
+  return out;
+}
+
+/** The `default` (identity) and `ROOTCA` (trust bundle) Secret resources. */
+export function secretResources(identity: { certChainPem: string; privateKeyPem: string }, rootCertPem: string): Map<string, ResourceJson> {
+  return new Map<string, ResourceJson>([
+    [
+      IDENTITY_SECRET,
+      {
+        '@type': T.secret,
+        name: IDENTITY_SECRET,
+        tls_certificate: {
+          certificate_chain: { inline_string: identity.certChainPem },
+          private_key: { inline_string: identity.privateKeyPem },
+        },
+      },
+    ],
+    [ROOT_SECRET, { '@type': T.secret, name: ROOT_SECRET, validation_context: { trusted_ca: { inline_string: rootCertPem } } }],
+  ]);
+}
+
+/** The name a resource is known by in xDS (ClusterLoadAssignment uses cluster_name). */
+export function resourceName(r: ResourceJson): string {
+  return (r.name ?? r.cluster_name ?? '') as string;
+}
