@@ -40,6 +40,12 @@ export class Host {
   /** Peak-EWMA state: smoothed round-trip time in ms and when it was last updated. */
   ewmaRttMs = 0;
   ewmaStamp = 0;
+  /**
+   * LOGICAL_DNS only: the IP to dial for new connections (the latest resolution of `host`, which
+   * stays the DNS name so the host's identity and pools survive re-resolution). undefined = dial
+   * `host`. Transports should dial `connectAddress ?? host`.
+   */
+  connectAddress: string | undefined = undefined;
   readonly stats = new HostStats();
 
   constructor(

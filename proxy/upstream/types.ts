@@ -15,6 +15,8 @@ export interface Resource {
   canCreate(): boolean;
   inc(): void;
   dec(): void;
+  /** inc() if below max; otherwise count the overflow in ClusterStats and return false. */
+  tryInc?(): boolean;
 }
 
 export interface ClusterResources {
@@ -22,6 +24,11 @@ export interface ClusterResources {
   readonly pendingRequests: Resource;
   readonly requests: Resource;
   readonly retries: Resource;
+  /**
+   * May one more retry start (max_retries, or the retry_budget when configured)? Counts
+   * upstream_rq_retry_overflow when not. Does not inc() `retries`.
+   */
+  canRetry?(): boolean;
 }
 
 /** Envoy-style cluster counters (exported as envoy_cluster_* by telemetry). */
@@ -91,6 +98,10 @@ export interface UpstreamCluster {
   hostForOriginalDst?(address: string, port: number): Host;
   /** Feed EDS (or a static/DNS refresh) into the cluster: hosts are diffed by address. */
   updateAssignment(cla: ClusterLoadAssignment): void;
+  /** PEAK_EWMA feedback: the round-trip time of a completed request to `host`, in ms. */
+  observeRtt?(host: Host, rttMs: number): void;
+  /** Health checking / outlier detection changed a host's health: rebuild the balancers. */
+  healthChanged?(): void;
 }
 
 export interface ClusterLookup {

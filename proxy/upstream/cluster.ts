@@ -1,0 +1,410 @@
+/**
+ * The cluster: one upstream service as the data plane sees it. Owns the host list (diffed by
+ * address so Host objects, their counters, health and pools survive updates), the priority set
+ * and its per-priority balancers, the circuit breakers, the stats and the per-host HTTP pools.
+ *
+ * This file is the base class plus the two simplest types: STATIC (hosts from load_assignment,
+ * initialized at once) and EDS (warming until the first `updateAssignment`). DNS types live in
+ * dns-cluster.ts, ORIGINAL_DST in original-dst.ts; the manager picks the class.
+ *
+ * Leans towards keeping what works: an update never tears down a live host's pools, removed hosts
+ * drain (no new streams, close once idle), and balancers are rebuilt only when membership or
+ * health changes — never per request.
+ */
+import type { ClusterConfig, ClusterLoadAssignment, HealthStatus, LbEndpoint, Locality } from '../config/types';
+import { ConfigError } from '../errors';
+import type { ConnectionPool, HttpProtocol } from '../http/codec';
+import { Host } from './host';
+import type { LbContext, LbRegistry, LoadBalancerFactory } from './lb/types';
+import { DEFAULT_DECAY_MS, observeRtt } from './lb/peak-ewma';
+import { PrioritySet } from './priority-set';
+import { ClusterResourceManager } from './resources';
+import { ClusterStats, type TransportSocketFactory, type UpstreamCluster } from './types';
+
+/** Creates the HTTP pool for one host and protocol (wired to the codecs by the composition root). */
+export type PoolFactory = (host: Host, cluster: UpstreamCluster, protocol: 'HTTP/1.1' | 'HTTP/2') => ConnectionPool;
+
+/** Envoy's default overprovisioning factor, as a percentage (1.4). */
+export const DEFAULT_OVERPROVISIONING_FACTOR = 140;
+
+/** What a cluster needs from its surroundings; given by the cluster manager. */
+export interface ClusterContext {
+  readonly lbRegistry: LbRegistry;
+  readonly poolFactory: PoolFactory;
+  readonly transport: TransportSocketFactory;
+  /** true for clusters from CDS (admin /clusters shows added_via_api). */
+  readonly addedViaApi: boolean;
+  /** Called once when the cluster leaves warming (first assignment / first DNS answer). */
+  readonly onInitialized?: (cluster: Cluster) => void;
+  /** Source of randomness (tests may pin it); defaults to Math.random. */
+  readonly random?: () => number;
+}
+
+/** Called after every membership change with the hosts added and removed. */
+export type MembershipListener = (added: readonly Host[], removed: readonly Host[]) => void;
+
+/** One host as admin /clusters shows it (the admin module formats it Envoy's way). */
+export interface HostDescription {
+  /** "ip:port" (or pipe path). */
+  readonly address: string;
+  readonly hostname: string;
+  readonly weight: number;
+  readonly priority: number;
+  readonly region: string;
+  readonly zone: string;
+  readonly subZone: string;
+  /** "healthy" or Envoy's flags joined, e.g. "/failed_active_hc/failed_outlier_check". */
+  readonly healthFlags: string;
+  readonly stats: {
+    readonly cx_active: number;
+    readonly cx_connect_fail: number;
+    readonly cx_total: number;
+    readonly rq_active: number;
+    readonly rq_error: number;
+    readonly rq_success: number;
+    readonly rq_timeout: number;
+    readonly rq_total: number;
+  };
+}
+
+/** One cluster as admin /clusters shows it. */
+export interface ClusterDescription {
+  readonly name: string;
+  readonly type: ClusterConfig['type'];
+  readonly addedViaApi: boolean;
+  readonly initialized: boolean;
+  readonly circuitBreakers: {
+    readonly default: {
+      readonly maxConnections: number;
+      readonly maxPendingRequests: number;
+      readonly maxRequests: number;
+      readonly maxRetries: number;
+    };
+  };
+  readonly hosts: readonly HostDescription[];
+}
+
+/** Envoy's host health flags, as /clusters prints them. */
+export function healthFlags(h: Host): string {
+  let s = '';
+  if (h.failedActiveHealthCheck) s += '/failed_active_hc';
+  if (h.outlierEjected) s += '/failed_outlier_check';
+  const eds: HealthStatus = h.edsHealth;
+  if (eds === 'UNHEALTHY' || eds === 'TIMEOUT') s += '/failed_eds_health';
+  if (eds === 'DEGRADED') s += '/degraded_eds_health';
+  if (eds === 'DRAINING') s += '/eds_status_draining';
+  return s === '' ? 'healthy' : s;
+}
+
+/** The identity key a Host would get for this endpoint (mirrors Host's constructor). */
+export function endpointKey(e: LbEndpoint): string {
+  const a = e.address;
+  if (a.kind === 'pipe') return a.path;
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+interface HostPools {
+  h1: ConnectionPool | undefined;
+  h2: ConnectionPool | undefined;
+}
+
+const EMPTY_LOCALITY: Locality = Object.freeze({ region: '', zone: '', subZone: '' });
+
+export class Cluster implements UpstreamCluster {
+  readonly name: string;
+  readonly stats = new ClusterStats();
+  readonly resources: ClusterResourceManager;
+  readonly transport: TransportSocketFactory;
+  hosts: readonly Host[] = [];
+  initialized = false;
+  /** The last assignment applied (EDS: what the next cluster object for this name is seeded with). */
+  lastAssignment: ClusterLoadAssignment | undefined;
+
+  protected readonly prioritySet: PrioritySet;
+  protected readonly byKey = new Map<string, Host>();
+  private readonly pools = new Map<Host, HostPools>();
+  /** Pools of removed hosts (and of this cluster once draining) that are waiting to go idle. */
+  private readonly drainingPools = new Set<ConnectionPool>();
+  private readonly membershipListeners: MembershipListener[] = [];
+  private overprovisioningFactor = DEFAULT_OVERPROVISIONING_FACTOR;
+  private drainTimer: NodeJS.Timeout | undefined;
+  private destroyed = false;
+  private readonly decayMs: number;
+
+  constructor(
+    readonly config: ClusterConfig,
+    protected readonly ctx: ClusterContext,
+  ) {
+    this.name = config.name;
+    this.transport = ctx.transport;
+    this.resources = new ClusterResourceManager(config.circuitBreakers, this.stats);
+    this.prioritySet = new PrioritySet(Cluster.lbFactory(config, ctx.lbRegistry), config, this.stats, ctx.random);
+    this.decayMs = config.lbConfig.peakEwma?.decayMs ?? DEFAULT_DECAY_MS;
+  }
+
+  private static lbFactory(config: ClusterConfig, registry: LbRegistry): LoadBalancerFactory {
+    // CLUSTER_PROVIDED is only meaningful for ORIGINAL_DST, whose hosts are chosen by address;
+    // its priority set still needs a balancer for the hosts it tracks.
+    const name = config.lbPolicy === 'CLUSTER_PROVIDED' ? 'ROUND_ROBIN' : config.lbPolicy;
+    const f = registry.get(name);
+    if (f === undefined) {
+      throw new ConfigError(`cluster ${config.name}`, [
+        { path: 'lb_policy', message: `load-balancing policy ${name} is not registered (have: ${registry.names().join(', ')})` },
+      ]);
+    }
+    return f;
+  }
+
+  // ─────────────── data plane ───────────────
+
+  chooseHost(ctx: LbContext | undefined): Host | undefined {
+    const h = this.prioritySet.choose(ctx);
+    if (h === undefined) this.stats.upstreamCxNoneHealthy++;
+    return h;
+  }
+
+  httpPool(host: Host, downstream: HttpProtocol): ConnectionPool {
+    const up = this.config.upstreamProtocol;
+    const h2 = up === 'http2' || (up === 'downstream' && downstream === 'HTTP/2');
+    let entry = this.pools.get(host);
+    if (entry === undefined) {
+      entry = { h1: undefined, h2: undefined };
+      this.pools.set(host, entry);
+    }
+    if (h2) {
+      if (entry.h2 === undefined) entry.h2 = this.ctx.poolFactory(host, this, 'HTTP/2');
+      return entry.h2;
+    }
+    if (entry.h1 === undefined) entry.h1 = this.ctx.poolFactory(host, this, 'HTTP/1.1');
+    return entry.h1;
+  }
+
+  /** Peak-EWMA feedback: the router reports each response's round-trip time for `host`. */
+  observeRtt(host: Host, rttMs: number): void {
+    observeRtt(host, rttMs, this.decayMs);
+  }
+
+  // ─────────────── control plane ───────────────
+
+  /** Health checking / outlier detection changed some host's health: rebuild the balancers. */
+  healthChanged(): void {
+    this.rebuild();
+  }
+
+  /** Be told about hosts added and removed (health checking, outlier detection). */
+  addMembershipListener(l: MembershipListener): void {
+    this.membershipListeners.push(l);
+  }
+
+  updateAssignment(cla: ClusterLoadAssignment): void {
+    this.lastAssignment = cla;
+    this.overprovisioningFactor = cla.overprovisioningFactor > 0 ? cla.overprovisioningFactor : DEFAULT_OVERPROVISIONING_FACTOR;
+    const next: Host[] = [];
+    const seen = new Set<string>();
+    const added: Host[] = [];
+    for (const group of cla.endpoints) {
+      for (const e of group.lbEndpoints) {
+        const key = endpointKey(e);
+        if (seen.has(key)) continue; // Envoy keeps the first of duplicate addresses
+        seen.add(key);
+        let h = this.byKey.get(key);
+        if (h === undefined) {
+          h = this.makeHost(e, group.priority, group.locality);
+          added.push(h);
+        } else {
+          h.weight = e.weight;
+          h.priority = group.priority;
+          h.locality = group.locality;
+          h.hostname = e.hostname;
+          h.metadata = e.metadata;
+          h.edsHealth = e.healthStatus;
+        }
+        next.push(h);
+      }
+    }
+    this.replaceHosts(next, added);
+    this.markInitialized();
+  }
+
+  /** Build a Host for an endpoint (DNS clusters override the address). */
+  protected makeHost(e: LbEndpoint, priority: number, locality: Locality | undefined): Host {
+    return new Host(e.address, {
+      weight: e.weight,
+      priority,
+      locality,
+      hostname: e.hostname,
+      metadata: e.metadata,
+      health: e.healthStatus,
+    });
+  }
+
+  /** Swap in a new host list; hosts not in it have their pools drained. */
+  protected replaceHosts(next: Host[], added: readonly Host[]): void {
+    const removed: Host[] = [];
+    const nextSet = new Set(next);
+    for (const h of this.hosts) if (!nextSet.has(h)) removed.push(h);
+    for (const h of added) this.byKey.set(h.key, h);
+    for (const h of removed) {
+      if (this.byKey.get(h.key) === h) this.byKey.delete(h.key);
+      this.drainHostPools(h);
+    }
+    this.hosts = next;
+    if (added.length > 0 || removed.length > 0) {
+      this.stats.membershipChange++;
+    }
+    this.rebuild();
+    if (added.length > 0 || removed.length > 0) {
+      for (const l of this.membershipListeners) l(added, removed);
+    }
+  }
+
+  protected rebuild(): void {
+    this.prioritySet.rebuild(this.hosts, this.overprovisioningFactor, this.config.healthyPanicThresholdPercent);
+  }
+
+  protected markInitialized(): void {
+    if (this.initialized) return;
+    this.initialized = true;
+    this.ctx.onInitialized?.(this);
+  }
+
+  /** Pool-level drain for one host (removed from membership). */
+  protected drainHostPools(h: Host): void {
+    const entry = this.pools.get(h);
+    if (entry === undefined) return;
+    this.pools.delete(h);
+    for (const p of [entry.h1, entry.h2]) {
+      if (p === undefined) continue;
+      p.drain();
+      if (p.activeStreams + p.pending === 0) p.destroy();
+      else this.drainingPools.add(p);
+    }
+  }
+
+  /** Priority levels as last rebuilt (tests, admin). */
+  get priorityLevels() {
+    return this.prioritySet.levels;
+  }
+
+  /** Number of pools still open (live plus draining). */
+  get openPools(): number {
+    let n = this.drainingPools.size;
+    for (const e of this.pools.values()) n += (e.h1 ? 1 : 0) + (e.h2 ? 1 : 0);
+    return n;
+  }
+
+  /**
+   * Make-before-break: stop using this cluster's connections, close each pool once it has no
+   * streams, then destroy. `onIdle` runs when everything is closed (or at `maxMs`).
+   */
+  drainAndDestroy(onIdle?: () => void, checkMs = 1000, maxMs = 600_000): void {
+    for (const h of [...this.pools.keys()]) this.drainHostPools(h);
+    this.stopTimers();
+    const started = Date.now();
+    const check = (): void => {
+      for (const p of this.drainingPools) {
+        if (p.activeStreams + p.pending === 0) {
+          p.destroy();
+          this.drainingPools.delete(p);
+        }
+      }
+      if (this.drainingPools.size === 0 || Date.now() - started >= maxMs) {
+        if (this.drainTimer !== undefined) clearInterval(this.drainTimer);
+        this.drainTimer = undefined;
+        this.destroy();
+        onIdle?.();
+      }
+    };
+    check();
+    if (!this.destroyed) {
+      this.drainTimer = setInterval(check, checkMs);
+      this.drainTimer.unref();
+    }
+  }
+
+  /** Close every pool now and stop all timers. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    if (this.drainTimer !== undefined) clearInterval(this.drainTimer);
+    this.drainTimer = undefined;
+    this.stopTimers();
+    for (const e of this.pools.values()) {
+      e.h1?.destroy();
+      e.h2?.destroy();
+    }
+    this.pools.clear();
+    for (const p of this.drainingPools) p.destroy();
+    this.drainingPools.clear();
+  }
+
+  get isDestroyed(): boolean {
+    return this.destroyed;
+  }
+
+  /** Subclasses with timers (DNS refresh, ORIGINAL_DST cleanup) stop them here. */
+  protected stopTimers(): void {}
+
+  /** What admin /clusters shows for this cluster. */
+  describe(): ClusterDescription {
+    const t = this.resources.thresholds;
+    return {
+      name: this.name,
+      type: this.config.type,
+      addedViaApi: this.ctx.addedViaApi,
+      initialized: this.initialized,
+      circuitBreakers: {
+        default: {
+          maxConnections: t.maxConnections,
+          maxPendingRequests: t.maxPendingRequests,
+          maxRequests: t.maxRequests,
+          maxRetries: this.resources.retries.max,
+        },
+      },
+      hosts: this.hosts.map((h) => {
+        const loc = h.locality ?? EMPTY_LOCALITY;
+        return {
+          address: h.key,
+          hostname: h.hostname,
+          weight: h.weight,
+          priority: h.priority,
+          region: loc.region,
+          zone: loc.zone,
+          subZone: loc.subZone,
+          healthFlags: healthFlags(h),
+          stats: {
+            cx_active: h.activeConnections,
+            cx_connect_fail: h.stats.cxConnectFail,
+            cx_total: h.stats.cxTotal,
+            rq_active: h.activeRequests,
+            rq_error: h.stats.rqError,
+            rq_success: h.stats.rqSuccess,
+            rq_timeout: h.stats.rqTimeout,
+            rq_total: h.stats.rqTotal,
+          },
+        };
+      }),
+    };
+  }
+}
+
+/** STATIC: hosts come from the cluster's load_assignment; ready at once. */
+export class StaticCluster extends Cluster {
+  constructor(config: ClusterConfig, ctx: ClusterContext) {
+    super(config, ctx);
+    this.updateAssignment(config.loadAssignment ?? { clusterName: config.name, endpoints: [], overprovisioningFactor: DEFAULT_OVERPROVISIONING_FACTOR });
+  }
+}
+
+/**
+ * EDS: hosts arrive through `updateAssignment` (fed by the xDS client through the manager). The
+ * cluster is warming (`initialized === false`) until the first assignment; `seed` lets the manager
+ * carry the last assignment over when the cluster object is replaced for a config change.
+ */
+export class EdsCluster extends Cluster {
+  constructor(config: ClusterConfig, ctx: ClusterContext, seed?: ClusterLoadAssignment) {
+    super(config, ctx);
+    if (seed !== undefined) this.updateAssignment(seed);
+    else this.rebuild();
+  }
+}
