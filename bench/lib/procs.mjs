@@ -183,3 +183,30 @@ export async function rssKiB(pid) {
     return null;
   }
 }
+
+/** Summed VmRSS (KiB) of a process and all its descendants (nginx master + workers, etc.). */
+export async function treeRssKiB(pid) {
+  const { readFile, readdir } = await import('node:fs/promises');
+  const seen = new Set();
+  const stack = [pid];
+  let total = 0;
+  let found = false;
+  while (stack.length) {
+    const p = stack.pop();
+    if (seen.has(p)) continue;
+    seen.add(p);
+    const rss = await rssKiB(p);
+    if (rss === null) continue;
+    found = true;
+    total += rss;
+    try {
+      for (const tid of await readdir(`/proc/${p}/task`)) {
+        const kids = await readFile(`/proc/${p}/task/${tid}/children`, 'utf8').catch(() => '');
+        for (const k of kids.split(/\s+/)) if (k) stack.push(Number(k));
+      }
+    } catch {
+      /* process went away */
+    }
+  }
+  return found ? total : null;
+}

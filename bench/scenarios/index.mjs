@@ -1,0 +1,159 @@
+// The scenario list and how each kind of scenario is measured. A scenario is
+// { id, group, label, kind, meshlet?, setup(env) → {port, procs} }; the runner starts it, samples
+// the proxy's RSS, measures with the kind's load generator, and stops it. Groups: http (wrk,
+// closed loop), h2 (h2load, h2c), grpc (grpc-js unary), tcp (bulk MB/s), open-loop (fixed rate,
+// latency from scheduled send).
+import { freePort, freePorts } from '../lib/procs.mjs';
+import { runNodeLoad } from '../load/child.mjs';
+import { h2load } from '../load/h2load.mjs';
+import { wrk } from '../load/wrk.mjs';
+import * as haproxy from '../servers/haproxy.mjs';
+import * as meshlet from '../servers/meshlet.mjs';
+import { MESH_HOP, SINGLE_HOP } from './proxies.mjs';
+
+const direct = (portKey) => async (env) => ({ port: env[portKey].port ?? env[portKey], procs: [] });
+
+function build() {
+  const list = [];
+  list.push({ id: 'direct', group: 'http', label: 'direct (no proxy)', kind: 'wrk', setup: direct('upstream') });
+  for (const [name, p] of Object.entries(SINGLE_HOP)) {
+    list.push({ id: `single-hop/${name}`, group: 'http', hop: 'single-hop', proxy: name, label: `single-hop ${p.label}`, kind: 'wrk', meshlet: p.meshlet, node: p.node, setup: p.start });
+  }
+  for (const [name, p] of Object.entries(MESH_HOP)) {
+    list.push({ id: `mesh-hop/${name}`, group: 'http', hop: 'mesh-hop', proxy: name, label: `mesh-hop ${p.label}`, kind: 'wrk', meshlet: p.meshlet, setup: p.start });
+  }
+
+  list.push({ id: 'h2/direct', group: 'h2', label: 'HTTP/2 h2c direct', kind: 'h2load', setup: async (env) => ({ port: env.upstream.h2Port, procs: [] }) });
+  list.push({
+    id: 'h2/meshlet',
+    group: 'h2',
+    proxy: 'meshlet',
+    label: 'HTTP/2 h2c through meshlet (h2 upstream)',
+    kind: 'h2load',
+    meshlet: true,
+    async setup(env) {
+      const [port, adminPort] = await freePorts(2);
+      const proc = await meshlet.startMeshlet(env.ctx, 'meshlet-h2', { port, adminPort, upstreamPort: env.upstream.h2Port, h2Upstream: true });
+      return { port, procs: [proc] };
+    },
+  });
+
+  list.push({ id: 'grpc/direct', group: 'grpc', label: 'gRPC unary direct', kind: 'grpc', setup: direct('grpcPort') });
+  list.push({
+    id: 'grpc/meshlet',
+    group: 'grpc',
+    proxy: 'meshlet',
+    label: 'gRPC unary through meshlet',
+    kind: 'grpc',
+    meshlet: true,
+    async setup(env) {
+      const [port, adminPort] = await freePorts(2);
+      const proc = await meshlet.startMeshlet(env.ctx, 'meshlet-grpc', { port, adminPort, upstreamPort: env.grpcPort, h2Upstream: true });
+      return { port, procs: [proc] };
+    },
+  });
+
+  list.push({ id: 'tcp/direct', group: 'tcp', label: 'TCP bulk direct', kind: 'tcp', setup: direct('sinkPort') });
+  list.push({
+    id: 'tcp/haproxy',
+    group: 'tcp',
+    proxy: 'haproxy',
+    label: 'TCP bulk through HAProxy (mode tcp)',
+    kind: 'tcp',
+    async setup(env) {
+      const port = await freePort();
+      const proc = await haproxy.startProxy(env.ctx, { port, upstreamPort: env.sinkPort, threads: env.proxyWorkers, mode: 'tcp' });
+      return { port, procs: [proc] };
+    },
+  });
+  list.push({
+    id: 'tcp/meshlet',
+    group: 'tcp',
+    proxy: 'meshlet',
+    label: 'TCP bulk through meshlet (tcp_proxy)',
+    kind: 'tcp',
+    meshlet: true,
+    async setup(env) {
+      const [port, adminPort] = await freePorts(2);
+      const proc = await meshlet.startTcpProxy(env.ctx, { port, adminPort, upstreamPort: env.sinkPort });
+      return { port, procs: [proc] };
+    },
+  });
+
+  list.push({ id: 'open-loop/direct', group: 'open-loop', label: 'open-loop direct', kind: 'open-loop', setup: direct('upstream') });
+  for (const [hop, table] of [['single-hop', SINGLE_HOP], ['mesh-hop', MESH_HOP]]) {
+    for (const name of ['nginx', 'haproxy', 'meshlet']) {
+      const p = table[name];
+      list.push({ id: `open-loop/${hop}/${name}`, group: 'open-loop', hop, proxy: name, label: `open-loop ${hop} ${p.label}`, kind: 'open-loop', meshlet: p.meshlet, setup: p.start });
+    }
+  }
+  return list;
+}
+
+export const SCENARIOS = Object.freeze(build());
+
+/** `--only a,b`: a name selects a scenario id or every id under it (`tcp`, `single-hop`, `open-loop/mesh-hop`). */
+export function selectScenarios(only) {
+  if (!only || only.length === 0) return SCENARIOS;
+  const picked = SCENARIOS.filter((s) => only.some((n) => s.id === n || s.id.startsWith(`${n}/`)));
+  const unknown = only.filter((n) => !SCENARIOS.some((s) => s.id === n || s.id.startsWith(`${n}/`)));
+  if (unknown.length) throw new Error(`unknown scenario(s): ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.id).join(', ')}`);
+  return picked;
+}
+
+/** Seconds a scenario is expected to take (for the progress bar). */
+export function expectedSeconds(s, settings) {
+  return settings.seconds + (s.kind === 'tcp' ? 0 : settings.warmupSeconds) + 1;
+}
+
+/**
+ * Measures one started scenario. Returns the metrics object stored in results.json.
+ * @param {object} s scenario
+ * @param {{port: number}} target
+ * @param {object} env shared environment (upstream ports, sink)
+ * @param {object} settings load settings
+ */
+export async function measure(s, target, env, settings) {
+  const url = `http://127.0.0.1:${target.port}/`;
+  switch (s.kind) {
+    case 'wrk': {
+      const w = settings.wrk;
+      if (settings.warmupSeconds > 0) await wrk(url, { ...w, seconds: settings.warmupSeconds });
+      return wrk(url, { ...w, seconds: settings.seconds });
+    }
+    case 'h2load': {
+      const h = settings.h2load;
+      if (settings.warmupSeconds > 0) await h2load(url, { ...h, seconds: settings.warmupSeconds });
+      return h2load(url, { ...h, seconds: settings.seconds });
+    }
+    case 'grpc': {
+      const g = settings.grpc;
+      const args = (sec) => [`127.0.0.1:${target.port}`, String(g.concurrency), String(g.channels), String(sec), String(g.payloadBytes)];
+      if (settings.warmupSeconds > 0) await runNodeLoad('grpc-load.mjs', args(settings.warmupSeconds), (settings.warmupSeconds + 30) * 1000);
+      return runNodeLoad('grpc-load.mjs', args(settings.seconds), (settings.seconds + 30) * 1000);
+    }
+    case 'tcp': {
+      const received = env.nextSinkResult((settings.seconds + 20) * 1000);
+      const sent = await runNodeLoad('tcp-send.mjs', [String(target.port), String(settings.seconds)], (settings.seconds + 30) * 1000);
+      const got = await received;
+      return {
+        mbPerSec: got.bytes / 1e6 / (got.ms / 1000),
+        bytesSent: sent.bytes,
+        bytesReceived: got.bytes,
+        seconds: got.ms / 1000,
+        errors: got.bytes === sent.bytes ? 0 : 1,
+      };
+    }
+    case 'open-loop': {
+      const o = settings.openLoop;
+      const r = await runNodeLoad(
+        'open-loop.mjs',
+        [String(target.port), '/kib', String(o.rate), String(settings.seconds), String(settings.warmupSeconds), String(o.bodyBytes), String(o.maxConnections)],
+        (settings.seconds + settings.warmupSeconds + 40) * 1000,
+      );
+      return { ...r, errors: r.errors + r.timeouts, non2xx: r.non2xx };
+    }
+    default:
+      throw new Error(`unknown scenario kind ${s.kind}`);
+  }
+}
