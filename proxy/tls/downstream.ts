@@ -88,9 +88,12 @@ export function terminateDownstreamTls(
       fail('client presented no certificate');
       return;
     }
-    if (presented && ctx.canVerifyPeer && !t.authorized) {
-      fail(`client certificate rejected: ${String(t.authorizationError)}`);
-      return;
+    if (presented && ctx.canVerifyPeer) {
+      const verifyError = chainVerifyError(t);
+      if (verifyError) {
+        fail(`client certificate rejected: ${verifyError}`);
+        return;
+      }
     }
     if (presented && !sanMatches(ctx.sanMatchers, cert)) {
       downstreamTlsStats.failVerifySan++;
@@ -117,6 +120,18 @@ export function terminateDownstreamTls(
 }
 
 function swallow(): void {}
+
+/**
+ * The chain verification result of a server-side TLSSocket. A standalone `new TLSSocket(...,
+ * {isServer: true})` (no tls.Server) never sets `authorized`; Node records the OpenSSL result on
+ * the handle, which tls.Server itself reads the same way.
+ */
+function chainVerifyError(t: tls.TLSSocket): string | undefined {
+  const h = (t as unknown as { _handle?: { verifyError?: () => (Error & { code?: string }) | null } })._handle;
+  if (!h?.verifyError) return t.authorized ? undefined : String(t.authorizationError ?? 'unverified');
+  const e = h.verifyError();
+  return e ? (e.code ?? e.message) : undefined;
+}
 
 function dnsSans(san: string | undefined): string[] {
   if (!san) return [];
