@@ -98,6 +98,8 @@ export class H2ConnectionPool implements ConnectionPool {
   private queue: Pending[] = [];
   private streams = 0;
   private destroyed = false;
+  /** The peer's last SETTINGS_MAX_CONCURRENT_STREAMS; 0 = not learnt yet. */
+  private peerMaxStreams = 0;
   private readonly settings: H2PoolSettings;
   private readonly stats: ClusterStats;
   private readonly resources: ClusterResources;
@@ -243,6 +245,9 @@ export class H2ConnectionPool implements ConnectionPool {
     }
     const max = Math.max(1, this.settings.http2.maxConcurrentStreams);
     const c = new H2Client(this, max, this.settings.secure);
+    // Start from what this origin's SETTINGS said last time (Envoy caches the concurrent stream
+    // limit per origin), so a burst does not overrun a fresh connection before SETTINGS arrive.
+    if (this.peerMaxStreams > 0 && this.peerMaxStreams < max) c.capacity = this.peerMaxStreams;
     this.clients.push(c);
     cx.inc();
     this.stats.upstreamCxTotal++;
@@ -329,6 +334,7 @@ export class H2ConnectionPool implements ConnectionPool {
   private onRemoteSettings(c: H2Client): void {
     const peer = c.session?.remoteSettings.maxConcurrentStreams;
     if (peer === undefined) return;
+    this.peerMaxStreams = Math.max(1, Math.min(peer, 2 ** 31 - 1));
     const cap = Math.max(1, Math.min(c.configuredMax, peer));
     const grew = cap > c.capacity;
     c.capacity = cap;

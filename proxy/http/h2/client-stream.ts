@@ -66,6 +66,9 @@ function onTrailers(this: TaggedStream, _t: unknown, _flags: number, raw: string
 function onEnd(this: TaggedStream): void {
   const enc = this[kEncoder];
   if (enc === undefined || enc.sink === undefined || enc.responseEnded) return;
+  // node also ends the readable side when the stream is reset or the connection dies; only an
+  // end without an error code is the peer's END_STREAM. The 'close' listener reports the rest.
+  if (abnormal(this.rstCode)) return;
   enc.responseEnded = true;
   enc.sink.onResponseData(EMPTY, true);
 }
@@ -83,6 +86,10 @@ function onWantTrailers(this: TaggedStream): void {
 function onClose(this: TaggedStream): void {
   const enc = this[kEncoder];
   if (enc !== undefined) enc.closed(this.rstCode);
+}
+
+function abnormal(rstCode: number | undefined): boolean {
+  return rstCode !== undefined && rstCode !== h2c.NGHTTP2_NO_ERROR;
 }
 
 function failLater(enc: H2ClientStream, reason: ResetReason, detail: string): void {

@@ -200,10 +200,12 @@ export function encodeTrailers(list: HeaderList): OutgoingHttpHeaders {
 }
 
 /**
- * RequestHead to node:http2 request headers. HTTP/1.1 Upgrade (GET + upgrade token) becomes an
+ * RequestHead to node:http2 request headers. `:scheme` is the request's own (Envoy propagates it
+ * upstream by default); only when it is empty does the upstream transport decide. HTTP/1.1 Upgrade (GET + upgrade token) becomes an
  * RFC 8441 extended CONNECT; plain CONNECT carries only :method and :authority.
  */
-export function encodeRequestHeaders(head: RequestHead, defaultScheme: string): OutgoingHttpHeaders {
+export function encodeRequestHeaders(head: RequestHead, transportScheme: string): OutgoingHttpHeaders {
+  const scheme = head.scheme !== '' ? head.scheme : transportScheme;
   let obj: OutgoingHttpHeaders;
   if (head.method === 'CONNECT' && head.upgrade === undefined) {
     obj = { ':method': 'CONNECT', ':authority': head.authority !== '' ? head.authority : head.path };
@@ -211,14 +213,14 @@ export function encodeRequestHeaders(head: RequestHead, defaultScheme: string): 
     obj = {
       ':method': 'CONNECT',
       ':protocol': head.upgrade,
-      ':scheme': head.scheme !== '' ? head.scheme : defaultScheme,
+      ':scheme': scheme,
       ':authority': head.authority,
       ':path': head.path,
     };
   } else {
     obj = {
       ':method': head.method,
-      ':scheme': head.scheme !== '' ? head.scheme : defaultScheme,
+      ':scheme': scheme,
       ':authority': head.authority,
       ':path': head.path,
     };

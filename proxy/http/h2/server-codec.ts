@@ -163,6 +163,10 @@ function onStreamTrailers(this: TaggedStream, _t: unknown, _flags: number, raw: 
 function onStreamEnd(this: TaggedStream): void {
   const enc = this[kEncoder];
   if (enc === undefined || enc.sink === undefined || enc.requestEnded) return;
+  // node ends the readable side on RST_STREAM / connection loss too; only an end without an
+  // error code is the client's END_STREAM. The 'close' listener reports resets.
+  const rst = this.rstCode;
+  if (rst !== undefined && rst !== h2c.NGHTTP2_NO_ERROR) return;
   enc.requestEnded = true;
   enc.sink.onRequestData(EMPTY, true);
 }
