@@ -46,3 +46,16 @@ export function isAvoided<T>(host: T, avoid: readonly T[] | undefined): boolean 
   for (let i = 0; i < avoid.length; i++) if (avoid[i] === host) return true;
   return false;
 }
+
+/**
+ * The first host from `start` (wrapping) that is not in `avoid`; `fallback` when every host is.
+ * Pickers use it after their own retries so `ctx.avoid` is honoured whenever another host exists.
+ */
+export function firstNotAvoided<T>(hosts: readonly T[], avoid: readonly T[] | undefined, start: number, fallback: T): T {
+  const n = hosts.length;
+  for (let k = 0; k < n; k++) {
+    const h = hosts[(start + k) % n];
+    if (!isAvoided(h, avoid)) return h;
+  }
+  return fallback;
+}

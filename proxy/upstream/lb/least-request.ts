@@ -9,7 +9,7 @@
  */
 import type { ClusterConfig } from '../../config/types';
 import type { Host } from '../host';
-import { isAvoided } from './hash';
+import { firstNotAvoided, isAvoided } from './hash';
 import { EdfScheduler, equalWeights, hostWeight } from './round-robin';
 import type { LbContext, LoadBalancer, LoadBalancerFactory } from './types';
 
@@ -39,7 +39,7 @@ export class LeastRequestLoadBalancer implements LoadBalancer {
     const avoid = ctx?.avoid;
     let h = this.pickOne(avoid);
     for (let attempt = 1; attempt < n && isAvoided(h, avoid); attempt++) h = this.pickOne(avoid);
-    return h;
+    return isAvoided(h, avoid) ? firstNotAvoided(this.hosts, avoid, Math.floor(this.random() * n), h) : h;
   }
 
   private pickOne(avoid: readonly Host[] | undefined): Host {

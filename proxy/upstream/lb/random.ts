@@ -5,7 +5,7 @@
  */
 import type { ClusterConfig } from '../../config/types';
 import type { Host } from '../host';
-import { isAvoided } from './hash';
+import { firstNotAvoided, isAvoided } from './hash';
 import { equalWeights, hostWeight } from './round-robin';
 import type { LbContext, LoadBalancer, LoadBalancerFactory } from './types';
 
@@ -36,7 +36,7 @@ export class RandomLoadBalancer implements LoadBalancer {
     const avoid = ctx?.avoid;
     let h = this.hosts[this.index()];
     for (let attempt = 1; attempt < n && isAvoided(h, avoid); attempt++) h = this.hosts[this.index()];
-    return h;
+    return isAvoided(h, avoid) ? firstNotAvoided(this.hosts, avoid, Math.floor(this.random() * n), h) : h;
   }
 
   private index(): number {

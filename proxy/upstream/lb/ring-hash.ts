@@ -3,7 +3,10 @@
  * proportion to its weight, hashed from "<address>_<n>"; the ring size follows Envoy's rule
  * (scale so the lightest host gets enough points for `minimum_ring_size`, capped at
  * `maximum_ring_size`; defaults 1024 and 8M). A request hash maps to the first point at or after
- * it, wrapping around. Adding a host only moves the keys that land on its new points.
+ * it, wrapping around. Adding a host moves the keys that land on its new points, plus (as in
+ * Envoy) the keys of points the other hosts give up when the per-host point count shrinks to keep
+ * the ring near `minimum_ring_size` (4 → 5 equal hosts: about 30% of keys move, 20% to the new
+ * host). The sizing is kept stateless on purpose so every proxy builds the same ring.
  *
  * Hashing is meshlet's own 32-bit hash (see hash.ts), not Envoy's 64-bit xxHash: rings are stable
  * across rebuilds and restarts of meshlet, but not identical to Envoy's. Without a request hash a

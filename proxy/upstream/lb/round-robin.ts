@@ -9,7 +9,7 @@
  */
 import type { ClusterConfig } from '../../config/types';
 import type { Host } from '../host';
-import { isAvoided } from './hash';
+import { firstNotAvoided, isAvoided } from './hash';
 import type { LbContext, LoadBalancer, LoadBalancerFactory } from './types';
 
 /** Effective weight of a host: Envoy requires weight ≥ 1; be defensive about 0 anyway. */
@@ -112,7 +112,7 @@ export class RoundRobinLoadBalancer implements LoadBalancer {
     const avoid = ctx?.avoid;
     let h = this.pickOne();
     for (let attempt = 1; attempt < n && isAvoided(h, avoid); attempt++) h = this.pickOne();
-    return h;
+    return isAvoided(h, avoid) ? firstNotAvoided(this.hosts, avoid, this.next, h) : h;
   }
 
   private pickOne(): Host {
