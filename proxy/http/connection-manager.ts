@@ -1,0 +1,746 @@
+/**
+ * The HTTP connection manager (Envoy's `envoy.filters.network.http_connection_manager`).
+ *
+ * Owns: the per-connection codec (HTTP/1.1 or HTTP/2, picked from codec_type, ALPN and what the
+ * listener sniffed), one ActiveStream per request that implements the codec's RequestSink, the
+ * edge headers (x-forwarded-*, x-request-id, x-envoy-* sanitising, `server`), route selection
+ * against the RouteConfiguration current when the request arrived (an RDS swap affects new
+ * requests only), the decoder filter chain in order and encoder filters in reverse, local replies
+ * in Envoy's format (gRPC-aware), the request and stream idle timeouts, and stream completion
+ * reporting for access logs and metrics.
+ *
+ * Leans lean: ActiveStream is one class whose methods are the codec, filter and router callbacks
+ * (no closures per request; timers get the stream as an argument); a chain holding only the router
+ * creates no filter objects, and the router itself is allocated only when a request reaches it.
+ * Never throws on traffic: a failure inside a stream becomes a 500 local reply or a reset.
+ */
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { HcmConfig, RouteConfiguration } from '../config/types';
+import { ConfigError, type FieldIssue, type ResponseFlag } from '../errors';
+import type { ConnectionHandler, Sniffed } from '../listeners/types';
+import { logger } from '../telemetry/logger';
+import type { ClusterLookup } from '../upstream/types';
+import type {
+  CodecErrorReport,
+  DownstreamConnectionInfo,
+  HeaderList,
+  HttpProtocol,
+  RequestHead,
+  RequestSink,
+  ResetReason,
+  ResponseEncoder,
+  ResponseHead,
+  ServerCodecCallbacks,
+} from './codec';
+import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory, type HttpFilterRegistry } from './filter';
+import { DEFAULT_ROUTER_CONFIG, type RouterConfig } from './filters/router-factory';
+import { H1ServerCodec, h1ServerOptions } from './h1/server-codec';
+import { H2ServerCodec, h2ServerOptionsFromHcm } from './h2/server-codec';
+import { applyServerHeader, type EdgeResult, getHeader, type HeaderFormatContext, mutateRequestHeaders } from './headers';
+import { type CompiledRoute, isGrpcRequest, routeTable } from './route-matcher';
+import { RouterStream, type RouterStreamCallbacks } from './router';
+import { type StreamCompleteListener, StreamInfo } from './stream-info';
+
+const log = logger('hcm');
+
+/** Everything a connection manager is built from (one per filter chain). */
+export interface HcmOptions {
+  readonly config: HcmConfig;
+  /**
+   * The current route table: static, or the latest RDS resource. Called once per request, so a
+   * swap affects new requests only. undefined = not yet received (requests get 404 NR).
+   */
+  readonly routes: () => RouteConfiguration | undefined;
+  /** Filter factories by typed_config type (registered from the composition root). */
+  readonly filters: HttpFilterRegistry;
+  readonly clusters: ClusterLookup;
+  /** Called once per finished stream (access logs, metrics, tracing). */
+  readonly onStreamComplete?: StreamCompleteListener;
+  /** Randomness for weighted clusters and retry jitter (tests may pin it). */
+  readonly random?: () => number;
+}
+
+/** One resolved non-terminal filter of the chain. */
+interface ChainEntry {
+  readonly name: string;
+  readonly factory: HttpFilterFactory;
+  readonly config: unknown;
+}
+
+interface Codec {
+  readonly activeStreams: number;
+  drain(): void;
+  destroy(): void;
+}
+
+/** Resolve http_filters against the registry: non-terminal filters, then the router's config. */
+export function resolveFilterChain(cfg: HcmConfig, registry: HttpFilterRegistry): { chain: ChainEntry[]; router: RouterConfig } {
+  const chain: ChainEntry[] = [];
+  const issues: FieldIssue[] = [];
+  let router: RouterConfig | undefined;
+  cfg.httpFilters.forEach((f, i) => {
+    if (f.disabled) return;
+    const factory = registry.get(f.typeName);
+    if (!factory) {
+      if (!f.isOptional) issues.push({ path: `http_filters[${i}]`, message: `filter type ${f.typeName} is not supported by meshlet` });
+      return;
+    }
+    if (factory.terminal) {
+      if (i !== cfg.httpFilters.length - 1) issues.push({ path: `http_filters[${i}]`, message: 'the router must be the last filter' });
+      router = { ...DEFAULT_ROUTER_CONFIG, ...((f.config as Partial<RouterConfig> | undefined) ?? {}) };
+      return;
+    }
+    chain.push({ name: f.name, factory, config: f.config });
+  });
+  if (!router) issues.push({ path: 'http_filters', message: 'the chain must end with envoy.filters.http.router' });
+  if (issues.length > 0) throw new ConfigError(`http_connection_manager ${cfg.statPrefix}`, issues);
+  return { chain, router: router! };
+}
+
+export class HttpConnectionManager implements ConnectionHandler, ServerCodecCallbacks {
+  readonly config: HcmConfig;
+  readonly chain: readonly ChainEntry[];
+  readonly routerConfig: RouterConfig;
+  private readonly codecs = new Set<Codec>();
+  private draining = false;
+  private readonly onCodecErrorFn = (r: CodecErrorReport) => this.onCodecError(r);
+  /** The connection whose codec is being constructed (codec errors before newStream need it). */
+  private lastConnection: DownstreamConnectionInfo | undefined;
+
+  constructor(readonly opts: HcmOptions) {
+    this.config = opts.config;
+    const { chain, router } = resolveFilterChain(opts.config, opts.filters);
+    this.chain = chain;
+    this.routerConfig = router;
+  }
+
+  get activeConnections(): number {
+    return this.codecs.size;
+  }
+
+  /** Streams in flight across all connections. */
+  get activeStreams(): number {
+    let n = 0;
+    for (const c of this.codecs) n += c.activeStreams;
+    return n;
+  }
+
+  /** Take an accepted connection: pick HTTP/1.1 or HTTP/2 and start serving it. */
+  handle(socket: Socket, info: DownstreamConnectionInfo, sniffed: Sniffed | undefined): void {
+    const cfg = this.config;
+    let h2: boolean;
+    if (cfg.codecType === 'HTTP2') h2 = true;
+    else if (cfg.codecType === 'HTTP1') h2 = false;
+    else h2 = sniffed?.application === 'h2' || info.tls?.alpn === 'h2';
+    this.lastConnection = info;
+    let codec: Codec;
+    if (h2) {
+      codec = new H2ServerCodec(socket, info, this, { ...h2ServerOptionsFromHcm(cfg), onCodecError: this.onCodecErrorFn });
+    } else {
+      codec = new H1ServerCodec(socket, this, info, h1ServerOptions(cfg, this.onCodecErrorFn));
+    }
+    this.codecs.add(codec);
+    socket.once('close', () => this.codecs.delete(codec));
+    if (this.draining) codec.drain();
+  }
+
+  /** Graceful drain: Connection: close / GOAWAY on every live connection. */
+  drain(): void {
+    this.draining = true;
+    for (const c of this.codecs) c.drain();
+  }
+
+  /** Close every connection now. */
+  destroy(): void {
+    for (const c of this.codecs) c.destroy();
+    this.codecs.clear();
+  }
+
+  newStream(encoder: ResponseEncoder): RequestSink {
+    return new ActiveStream(this, encoder);
+  }
+
+  private onCodecError(r: CodecErrorReport): void {
+    const conn = this.lastConnection;
+    if (!conn || !this.opts.onStreamComplete) return;
+    const info = new StreamInfo(conn, 'HTTP/1.1');
+    info.responseCode = r.status;
+    info.responseCodeDetails = r.detail;
+    info.setResponseFlag(r.flag);
+    this.complete(info);
+  }
+
+  /** Report a finished stream; a failing listener never breaks the data plane. */
+  complete(info: StreamInfo): void {
+    const l = this.opts.onStreamComplete;
+    if (!l) return;
+    try {
+      l(info);
+    } catch (err) {
+      log.warn({ err }, 'stream completion listener failed');
+    }
+  }
+}
+
+// ───────────────────────────── local replies ─────────────────────────────
+
+/** Envoy's HTTP → gRPC status mapping for local replies to gRPC requests. */
+export function httpToGrpcStatus(status: number): number {
+  switch (status) {
+    case 400:
+      return 13; // INTERNAL
+    case 401:
+      return 16; // UNAUTHENTICATED
+    case 403:
+      return 7; // PERMISSION_DENIED
+    case 404:
+      return 12; // UNIMPLEMENTED
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return 14; // UNAVAILABLE
+    default:
+      return 2; // UNKNOWN
+  }
+}
+
+/** gRPC's percent-encoding of grpc-message (printable ASCII except '%' stays as is). */
+export function grpcPercentEncode(s: string): string {
+  let simple = true;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e || c === 0x25) {
+      simple = false;
+      break;
+    }
+  }
+  if (simple) return s;
+  let out = '';
+  for (const b of Buffer.from(s, 'utf8')) {
+    out += b < 0x20 || b > 0x7e || b === 0x25 ? `%${b.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(b);
+  }
+  return out;
+}
+
+// ───────────────────────────── one request stream ─────────────────────────────
+
+const NO_FILTERS: readonly HttpFilter[] = [];
+const EVENT_DATA = 0;
+const EVENT_TRAILERS = 1;
+
+/** A decode event held while a filter has stopped iteration. */
+interface HeldEvent {
+  readonly kind: typeof EVENT_DATA | typeof EVENT_TRAILERS;
+  readonly chunk: Buffer | undefined;
+  readonly endStream: boolean;
+  readonly trailers: HeaderList | undefined;
+}
+
+function onStreamIdleTimeout(s: ActiveStream): void {
+  s.onIdleTimeout();
+}
+function onRequestTimeout(s: ActiveStream): void {
+  s.onRequestTimeout();
+}
+
+export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStreamCallbacks, HeaderFormatContext {
+  readonly info: StreamInfo;
+  readonly hcm: HcmConfig;
+  readonly connection: DownstreamConnectionInfo;
+  private head: RequestHead | undefined;
+  private rc: RouteConfiguration | undefined;
+  private routeEntry: CompiledRoute | undefined;
+  private routeResolved = false;
+  private readonly edge: EdgeResult = { internal: false, trustedAddress: '' };
+  private filters: readonly HttpFilter[] = NO_FILTERS;
+  private router: RouterStream | undefined;
+
+  private requestComplete = false;
+  private started = false;
+  private responseComplete = false;
+  private destroyed = false;
+  private localReplied = false;
+  private encoding = false;
+  private decodeStoppedAt = -1;
+  private decodeStoppedKind = -1;
+  private held: HeldEvent[] | undefined;
+  private heldHeadersEnd = false;
+  private encodeStoppedAt = -1;
+  private heldResponse: { head: ResponseHead; end: boolean } | undefined;
+  /** Index of the filter being called (perRouteConfig of that filter). */
+  private current = -1;
+
+  private idleTimer: NodeJS.Timeout | undefined;
+  private requestTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly manager: HttpConnectionManager,
+    private readonly encoder: ResponseEncoder,
+  ) {
+    this.hcm = manager.config;
+    this.connection = encoder.connection;
+    this.info = new StreamInfo(encoder.connection, encoder.protocol);
+    const idle = this.hcm.streamIdleTimeoutMs;
+    if (idle > 0) this.idleTimer = setTimeout(onStreamIdleTimeout, idle, this);
+  }
+
+  // ─────────────── HeaderFormatContext / RouterStreamCallbacks ───────────────
+
+  get request(): RequestHead | undefined {
+    return this.head;
+  }
+  get upstreamHost(): string | undefined {
+    return this.info.upstreamHost || undefined;
+  }
+  get formatContext(): HeaderFormatContext {
+    return this;
+  }
+  get downstreamProtocol(): HttpProtocol {
+    return this.encoder.protocol;
+  }
+  get internal(): boolean {
+    return this.edge.internal;
+  }
+  get responseStarted(): boolean {
+    return this.started;
+  }
+
+  // ─────────────── RequestSink (called by the codec) ───────────────
+
+  onRequestHeaders(head: RequestHead, endStream: boolean): void {
+    try {
+      this.decodeHeadersImpl(head, endStream);
+    } catch (err) {
+      this.internalError(err);
+    }
+  }
+
+  private decodeHeadersImpl(head: RequestHead, endStream: boolean): void {
+    const info = this.info;
+    this.head = head;
+    this.requestComplete = endStream;
+    info.method = head.method;
+    info.path = head.path;
+    info.authority = head.authority;
+    info.protocol = head.protocol;
+    mutateRequestHeaders(head, this.connection, this.hcm, this.edge);
+    info.internal = this.edge.internal;
+    info.requestId = getHeader(head.headers, 'x-request-id') ?? '';
+    info.userAgent = getHeader(head.headers, 'user-agent') ?? '';
+    info.grpc = isGrpcRequest(head);
+    if (endStream) info.lastDownstreamRxByteMs = info.now();
+    else if (this.hcm.requestTimeoutMs > 0) this.requestTimer = setTimeout(onRequestTimeout, this.hcm.requestTimeoutMs, this);
+    this.rc = this.manager.opts.routes();
+
+    const chain = this.manager.chain;
+    if (chain.length > 0) {
+      const fs: HttpFilter[] = new Array(chain.length);
+      for (let i = 0; i < chain.length; i++) {
+        this.current = i;
+        fs[i] = chain[i]!.factory.create(chain[i]!.config, this);
+      }
+      this.filters = fs;
+      this.runDecodeHeaders(0, endStream);
+    } else {
+      this.routeToUpstream(endStream);
+    }
+  }
+
+  onRequestData(chunk: Buffer, endStream: boolean): void {
+    if (this.destroyed || this.localReplied) return;
+    this.info.bytesReceived += chunk.length;
+    this.idleTimer?.refresh();
+    if (endStream) this.onRequestEnd();
+    try {
+      if (this.decodeStoppedAt >= 0) this.hold({ kind: EVENT_DATA, chunk, endStream, trailers: undefined });
+      else this.runDecodeData(0, chunk, endStream);
+    } catch (err) {
+      this.internalError(err);
+    }
+  }
+
+  onRequestTrailers(trailers: HeaderList): void {
+    if (this.destroyed || this.localReplied) return;
+    this.onRequestEnd();
+    try {
+      if (this.decodeStoppedAt >= 0) this.hold({ kind: EVENT_TRAILERS, chunk: undefined, endStream: true, trailers });
+      else this.runDecodeTrailers(0, trailers);
+    } catch (err) {
+      this.internalError(err);
+    }
+  }
+
+  onDownstreamReset(_reason: ResetReason): void {
+    if (this.destroyed) return;
+    if (!this.responseComplete) this.info.setResponseFlag('DC');
+    this.finalize();
+  }
+
+  onDownstreamWritable(): void {
+    this.router?.onDownstreamWritable();
+  }
+
+  private onRequestEnd(): void {
+    this.requestComplete = true;
+    this.info.lastDownstreamRxByteMs = this.info.now();
+    if (this.requestTimer !== undefined) {
+      clearTimeout(this.requestTimer);
+      this.requestTimer = undefined;
+    }
+  }
+
+  // ─────────────── decoder chain ───────────────
+
+  private hold(e: HeldEvent): void {
+    (this.held ??= []).push(e);
+  }
+
+  private runDecodeHeaders(from: number, endStream: boolean): void {
+    const fs = this.filters;
+    for (let i = from; i < fs.length; i++) {
+      const f = fs[i]!;
+      if (f.decodeHeaders === undefined) continue;
+      this.current = i;
+      const st = f.decodeHeaders(this.head!, endStream);
+      if (this.localReplied || this.destroyed) return;
+      if (st === FilterStatus.StopIteration) {
+        this.decodeStoppedAt = i;
+        this.decodeStoppedKind = -2;
+        this.heldHeadersEnd = endStream;
+        return;
+      }
+    }
+    this.routeToUpstream(endStream);
+  }
+
+  private runDecodeData(from: number, chunk: Buffer, endStream: boolean): void {
+    const fs = this.filters;
+    for (let i = from; i < fs.length; i++) {
+      const f = fs[i]!;
+      if (f.decodeData === undefined) continue;
+      this.current = i;
+      const st = f.decodeData(chunk, endStream);
+      if (this.localReplied || this.destroyed) return;
+      if (st === FilterStatus.StopIteration) {
+        this.decodeStoppedAt = i;
+        this.decodeStoppedKind = EVENT_DATA;
+        this.held = [{ kind: EVENT_DATA, chunk, endStream, trailers: undefined }, ...(this.held ?? [])];
+        return;
+      }
+    }
+    this.router?.decodeData(chunk, endStream);
+  }
+
+  private runDecodeTrailers(from: number, trailers: HeaderList): void {
+    const fs = this.filters;
+    for (let i = from; i < fs.length; i++) {
+      const f = fs[i]!;
+      if (f.decodeTrailers === undefined) continue;
+      this.current = i;
+      const st = f.decodeTrailers(trailers);
+      if (this.localReplied || this.destroyed) return;
+      if (st === FilterStatus.StopIteration) {
+        this.decodeStoppedAt = i;
+        this.decodeStoppedKind = EVENT_TRAILERS;
+        this.held = [{ kind: EVENT_TRAILERS, chunk: undefined, endStream: true, trailers }, ...(this.held ?? [])];
+        return;
+      }
+    }
+    this.router?.decodeTrailers(trailers);
+  }
+
+  continueDecoding(): void {
+    const at = this.decodeStoppedAt;
+    if (at < 0 || this.destroyed || this.localReplied) return;
+    this.decodeStoppedAt = -1;
+    try {
+      if (this.decodeStoppedKind === -2) {
+        this.runDecodeHeaders(at + 1, this.heldHeadersEnd);
+      } else {
+        const e = this.held!.shift()!;
+        if (e.kind === EVENT_DATA) this.runDecodeData(at + 1, e.chunk!, e.endStream);
+        else this.runDecodeTrailers(at + 1, e.trailers!);
+      }
+      while (this.decodeStoppedAt < 0 && this.held !== undefined && this.held.length > 0 && !this.localReplied && !this.destroyed) {
+        const e = this.held.shift()!;
+        if (e.kind === EVENT_DATA) this.runDecodeData(0, e.chunk!, e.endStream);
+        else this.runDecodeTrailers(0, e.trailers!);
+      }
+    } catch (err) {
+      this.internalError(err);
+    }
+  }
+
+  // ─────────────── routing ───────────────
+
+  route(): CompiledRoute['route'] | undefined {
+    return this.resolveRoute()?.route;
+  }
+
+  private resolveRoute(): CompiledRoute | undefined {
+    if (!this.routeResolved) {
+      this.routeResolved = true;
+      this.routeEntry = this.rc && this.head ? routeTable(this.rc).route(this.head) : undefined;
+      const r = this.routeEntry;
+      if (r) {
+        this.info.routeName = r.route.name;
+        this.info.virtualHostName = r.vhost.name;
+        const a = r.route.action;
+        if (a.kind === 'route' && a.idleTimeoutMs > 0 && this.idleTimer !== undefined) {
+          clearTimeout(this.idleTimer);
+          this.idleTimer = setTimeout(onStreamIdleTimeout, a.idleTimeoutMs, this);
+        }
+      }
+    }
+    return this.routeEntry;
+  }
+
+  clearRouteCache(): void {
+    this.routeResolved = false;
+    this.routeEntry = undefined;
+  }
+
+  perRouteConfig(): unknown {
+    const r = this.resolveRoute();
+    const entry = this.manager.chain[this.current];
+    if (!r || !entry) return undefined;
+    return r.route.typedPerFilterConfig[entry.name] ?? r.vhost.typedPerFilterConfig[entry.name];
+  }
+
+  private routeToUpstream(endStream: boolean): void {
+    const r = this.resolveRoute();
+    if (!r || !this.rc) {
+      this.sendLocalReply(404, '', undefined, 'NR', 'route_not_found');
+      return;
+    }
+    const router = new RouterStream(this, this.manager.routerConfig, this.manager.opts.clusters, this.manager.opts.random);
+    this.router = router;
+    router.decodeHeaders(this.head!, endStream, r, this.rc);
+  }
+
+  // ─────────────── encoder chain (called by the router) ───────────────
+
+  encodeHeaders(head: ResponseHead, endStream: boolean): void {
+    if (this.destroyed) return;
+    this.started = true;
+    this.idleTimer?.refresh();
+    const fs = this.filters;
+    for (let i = fs.length - 1; i >= 0; i--) {
+      const f = fs[i]!;
+      if (f.encodeHeaders === undefined) continue;
+      this.current = i;
+      this.encoding = true;
+      const st = f.encodeHeaders(head, endStream);
+      this.encoding = false;
+      if (this.destroyed) return;
+      if (st === FilterStatus.StopIteration) {
+        this.encodeStoppedAt = i;
+        this.heldResponse = { head, end: endStream };
+        return;
+      }
+    }
+    this.writeHeaders(head, endStream);
+  }
+
+  private writeHeaders(head: ResponseHead, endStream: boolean): void {
+    applyServerHeader(head.headers, this.hcm);
+    const info = this.info;
+    info.responseCode = head.status;
+    info.firstDownstreamTxByteMs = info.now();
+    this.encoder.writeHeaders(head, endStream);
+    if (endStream) this.onResponseEnd();
+  }
+
+  encodeData(chunk: Buffer, endStream: boolean): boolean {
+    if (this.destroyed) return true;
+    this.idleTimer?.refresh();
+    const fs = this.filters;
+    for (let i = fs.length - 1; i >= 0; i--) {
+      const f = fs[i]!;
+      if (f.encodeData === undefined) continue;
+      this.current = i;
+      if (f.encodeData(chunk, endStream) === FilterStatus.StopIteration || this.destroyed) return true;
+    }
+    this.info.bytesSent += chunk.length;
+    const ok = this.encoder.writeData(chunk, endStream);
+    if (endStream) this.onResponseEnd();
+    return ok;
+  }
+
+  encodeTrailers(trailers: HeaderList): void {
+    if (this.destroyed) return;
+    const fs = this.filters;
+    for (let i = fs.length - 1; i >= 0; i--) {
+      const f = fs[i]!;
+      if (f.encodeTrailers === undefined) continue;
+      this.current = i;
+      if (f.encodeTrailers(trailers) === FilterStatus.StopIteration || this.destroyed) return;
+    }
+    this.encoder.writeTrailers(trailers);
+    this.onResponseEnd();
+  }
+
+  continueEncoding(): void {
+    const at = this.encodeStoppedAt;
+    const held = this.heldResponse;
+    if (at < 0 || !held || this.destroyed) return;
+    this.encodeStoppedAt = -1;
+    this.heldResponse = undefined;
+    const fs = this.filters;
+    for (let i = at - 1; i >= 0; i--) {
+      const f = fs[i]!;
+      if (f.encodeHeaders === undefined) continue;
+      this.current = i;
+      if (f.encodeHeaders(held.head, held.end) === FilterStatus.StopIteration) {
+        this.encodeStoppedAt = i;
+        this.heldResponse = held;
+        return;
+      }
+    }
+    this.writeHeaders(held.head, held.end);
+  }
+
+  // ─────────────── local replies ───────────────
+
+  sendLocalReply(status: number, body: string, headers?: HeaderList, flag?: ResponseFlag, details?: string): void {
+    if (this.destroyed) return;
+    const info = this.info;
+    if (flag !== undefined) info.setResponseFlag(flag);
+    info.responseCodeDetails = details ?? 'local_reply';
+    if (this.started) {
+      // Headers are already on the wire: the only honest signal left is a reset.
+      this.resetDownstream('local_reset');
+      return;
+    }
+    this.localReplied = true;
+    this.router?.onDestroy();
+    let head: ResponseHead;
+    let data: Buffer | undefined;
+    if (info.grpc) {
+      const h: HeaderList = ['content-type', 'application/grpc', 'grpc-status', String(httpToGrpcStatus(status))];
+      if (body !== '') h.push('grpc-message', grpcPercentEncode(body));
+      if (headers) h.push(...headers);
+      head = { status: 200, headers: h, contentLength: 0 };
+      info.grpcStatus = httpToGrpcStatus(status);
+    } else {
+      data = body === '' ? undefined : Buffer.from(body, 'utf8');
+      const len = data?.length ?? 0;
+      const h: HeaderList = [];
+      if (len > 0) h.push('content-type', 'text/plain');
+      h.push('content-length', String(len));
+      if (headers) h.push(...headers);
+      head = { status, headers: h, contentLength: len };
+      if (this.head?.method === 'HEAD') data = undefined;
+    }
+    // A local reply raised while encoding skips the encoder filters (Envoy does the same).
+    if (this.encoding) {
+      this.writeHeaders(head, data === undefined);
+      if (data !== undefined) {
+        this.encoder.writeData(data, true);
+        this.onResponseEnd();
+      }
+      return;
+    }
+    this.encodeHeaders(head, data === undefined);
+    if (data !== undefined) this.encodeData(data, true);
+  }
+
+  resetDownstream(reason: ResetReason): void {
+    if (this.destroyed) return;
+    this.encoder.reset(reason);
+    this.finalize();
+  }
+
+  pauseRequest(): void {
+    this.encoder.pauseRequest();
+  }
+
+  resumeRequest(): void {
+    this.encoder.resumeRequest();
+  }
+
+  takeDownstreamTunnel(): Duplex {
+    this.clearTimers();
+    return this.encoder.takeTunnel();
+  }
+
+  onTunnelDone(bytesUp: number, bytesDown: number): void {
+    this.info.bytesReceived += bytesUp;
+    this.info.bytesSent += bytesDown;
+    this.responseComplete = true;
+    this.finalize();
+  }
+
+  setResponseFlag(flag: ResponseFlag): void {
+    this.info.setResponseFlag(flag);
+  }
+
+  setMetadata(key: string, value: string): void {
+    this.info.setMetadata(key, value);
+  }
+
+  // ─────────────── timeouts and completion ───────────────
+
+  onIdleTimeout(): void {
+    this.idleTimer = undefined;
+    if (this.destroyed) return;
+    this.info.setResponseFlag('SI');
+    this.router?.onDestroy();
+    if (this.started) this.resetDownstream('timeout');
+    else this.sendLocalReply(408, 'stream timeout', undefined, 'SI', 'stream_idle_timeout');
+  }
+
+  onRequestTimeout(): void {
+    this.requestTimer = undefined;
+    if (this.destroyed || this.requestComplete) return;
+    this.router?.onDestroy();
+    if (this.started) this.resetDownstream('timeout');
+    else this.sendLocalReply(408, 'request timeout', undefined, undefined, 'request_overall_timeout');
+  }
+
+  private onResponseEnd(): void {
+    this.responseComplete = true;
+    this.info.lastDownstreamTxByteMs = this.info.now();
+    this.finalize();
+  }
+
+  private internalError(err: unknown): void {
+    log.error({ err }, 'stream failed inside the connection manager');
+    if (this.destroyed) return;
+    if (this.started) this.resetDownstream('local_reset');
+    else this.sendLocalReply(500, 'internal error', undefined, undefined, 'internal_error');
+  }
+
+  private clearTimers(): void {
+    if (this.idleTimer !== undefined) {
+      clearTimeout(this.idleTimer);
+      this.idleTimer = undefined;
+    }
+    if (this.requestTimer !== undefined) {
+      clearTimeout(this.requestTimer);
+      this.requestTimer = undefined;
+    }
+  }
+
+  /** The stream is over (response complete, reset, or tunnel closed): release and report once. */
+  private finalize(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.clearTimers();
+    this.router?.onDestroy();
+    const fs = this.filters;
+    for (let i = 0; i < fs.length; i++) {
+      const f = fs[i]!;
+      if (f.onDestroy === undefined) continue;
+      try {
+        f.onDestroy();
+      } catch (err) {
+        log.warn({ err }, 'filter onDestroy failed');
+      }
+    }
+    this.held = undefined;
+    this.manager.complete(this.info);
+  }
+}

@@ -1,0 +1,953 @@
+/**
+ * The router (terminal HTTP filter): from a matched route to an upstream response.
+ *
+ * Owns, per stream: cluster selection (cluster / weighted_clusters / cluster_header), host choice
+ * through the cluster's load balancer with a hash from hash_policy, request rewrites (prefix,
+ * regex, host) and header mutations, direct responses and redirects, the route timeout and
+ * per-try timeout, the retry state machine (retry_on conditions, budgets and the retries circuit
+ * breaker, jittered back-off, previous-hosts avoidance, replay of a bounded request body), the
+ * upgrade/CONNECT hand-over to a byte tunnel, and flow control between the two sides.
+ *
+ * Leans towards Envoy's behaviour and a lean hot path: one RouterStream per stream whose methods
+ * are the timer and pool callbacks (timers carry `this` as an argument, no closures), one small
+ * UpstreamAttempt object per try so that late callbacks from an abandoned try are ignored, and
+ * the downstream request head is edited in place and reused for every attempt. Data-plane
+ * failures never throw: they become local replies with Envoy's status, body and response flag.
+ */
+import type { Duplex } from 'node:stream';
+import type {
+  HashPolicy,
+  HcmConfig,
+  HeaderValueOption,
+  RetryPolicy,
+  RouteAction,
+  RouteConfiguration,
+  WeightedCluster,
+} from '../config/types';
+import type { ResponseFlag } from '../errors';
+import type { Host } from '../upstream/host';
+import type { LbContext } from '../upstream/lb/types';
+import type { ClusterLookup, UpstreamCluster } from '../upstream/types';
+import type {
+  Cancellable,
+  ConnectionPool,
+  HeaderList,
+  HttpProtocol,
+  PoolCallbacks,
+  RequestEncoder,
+  RequestHead,
+  ResetReason,
+  ResponseHead,
+  ResponseSink,
+  UpstreamInfo,
+} from './codec';
+import type { RouterConfig } from './filters/router-factory';
+import {
+  applyHeaderOptions,
+  getHeader,
+  type HeaderFormatContext,
+  removeHeaders,
+  setHeader,
+  stripHopByHop,
+  stripPort,
+} from './headers';
+import { type CompiledRoute, PathKind, pathOnly, queryParam } from './route-matcher';
+import type { StreamInfo } from './stream-info';
+import { Tunnel } from './tunnel';
+
+/** Request bodies up to this size are kept for replay on retry; beyond it retries are off. */
+export const RETRY_BUFFER_LIMIT = 64 * 1024;
+
+/** What the router needs from the stream that owns it (implemented by the HCM's ActiveStream). */
+export interface RouterStreamCallbacks {
+  readonly info: StreamInfo;
+  readonly hcm: HcmConfig;
+  readonly downstreamProtocol: HttpProtocol;
+  readonly formatContext: HeaderFormatContext;
+  /** Whether the request came from a trusted (internal) client. */
+  readonly internal: boolean;
+  /** Response headers have been sent (or started through encoder filters). */
+  readonly responseStarted: boolean;
+  encodeHeaders(head: ResponseHead, endStream: boolean): void;
+  /** Returns false when the downstream is above its high watermark. */
+  encodeData(chunk: Buffer, endStream: boolean): boolean;
+  encodeTrailers(trailers: HeaderList): void;
+  sendLocalReply(status: number, body: string, headers: HeaderList | undefined, flag: ResponseFlag | undefined, details: string): void;
+  resetDownstream(reason: ResetReason): void;
+  pauseRequest(): void;
+  resumeRequest(): void;
+  takeDownstreamTunnel(): Duplex;
+  /** The tunnel of an accepted upgrade ended: complete the stream. */
+  onTunnelDone(bytesUp: number, bytesDown: number): void;
+}
+
+/** Envoy's "reset reason" wording in local reply bodies. */
+export function resetReasonText(r: ResetReason): string {
+  switch (r) {
+    case 'connect_failure':
+      return 'connection failure';
+    case 'connection_termination':
+      return 'connection termination';
+    case 'local_reset':
+      return 'local reset';
+    case 'remote_reset':
+      return 'remote reset';
+    case 'refused_stream':
+      return 'remote refused stream reset';
+    case 'overflow':
+      return 'overflow';
+    case 'protocol_error':
+      return 'protocol error';
+    case 'timeout':
+      return 'connection timeout';
+    case 'tls_failure':
+      return 'connection failure';
+  }
+}
+
+const UPSTREAM_RESET_PREFIX = 'upstream connect error or disconnect/reset before headers. reset reason: ';
+
+// ───────────────────────────── retry state machine ─────────────────────────────
+
+/** Outcome of asking the retry state whether to retry. */
+export const RetryDecision = { No: 0, Yes: 1, NoLimitExceeded: 2, NoOverflow: 3 } as const;
+export type RetryDecision = (typeof RetryDecision)[keyof typeof RetryDecision];
+
+/**
+ * Envoy's RetryStateImpl reduced to what meshlet supports: which failures are retriable under
+ * retry_on, how many retries remain, and the jittered exponential back-off
+ * (`random(0, min(base × 2^n, max))`, defaults 25 ms / 250 ms).
+ */
+export class RetryState {
+  retriesUsed = 0;
+
+  constructor(
+    readonly policy: RetryPolicy,
+    private readonly random: () => number = Math.random,
+  ) {}
+
+  /** Would `status` (with an optional grpc-status from the headers) be retried under retry_on? */
+  retriableStatus(status: number, grpcStatus: number): boolean {
+    const on = this.policy.retryOn;
+    if (on.has('5xx') && status >= 500) return true;
+    if (on.has('gateway-error') && (status === 502 || status === 503 || status === 504)) return true;
+    if (on.has('retriable-4xx') && status === 409) return true;
+    if (on.has('retriable-status-codes') && this.policy.retriableStatusCodes.includes(status)) return true;
+    if (grpcStatus >= 0) {
+      if (on.has('cancelled') && grpcStatus === 1) return true;
+      if (on.has('deadline-exceeded') && grpcStatus === 4) return true;
+      if (on.has('resource-exhausted') && grpcStatus === 8) return true;
+      if (on.has('internal') && grpcStatus === 13) return true;
+      if (on.has('unavailable') && grpcStatus === 14) return true;
+    }
+    return false;
+  }
+
+  /** Would a reset/connect failure of this kind be retried under retry_on? Overflow never is. */
+  retriableReset(reason: ResetReason): boolean {
+    if (reason === 'overflow') return false;
+    const on = this.policy.retryOn;
+    if (on.has('5xx') || on.has('gateway-error') || on.has('reset')) return true;
+    if (on.has('connect-failure') && (reason === 'connect_failure' || reason === 'timeout' || reason === 'tls_failure')) return true;
+    if (on.has('refused-stream') && reason === 'refused_stream') return true;
+    return false;
+  }
+
+  /** A per-try timeout counts as a 504-like failure (Envoy retries it under 5xx/gateway-error/reset). */
+  retriableTimeout(): boolean {
+    const on = this.policy.retryOn;
+    return on.has('5xx') || on.has('gateway-error') || on.has('reset');
+  }
+
+  /** Given a retriable failure: may we retry (retry count, then the cluster's retry resource)? */
+  decide(cluster: UpstreamCluster): RetryDecision {
+    if (this.retriesUsed >= this.policy.numRetries) return RetryDecision.NoLimitExceeded;
+    if (!cluster.resources.retries.canCreate()) {
+      cluster.stats.upstreamRqRetryOverflow++;
+      return RetryDecision.NoOverflow;
+    }
+    this.retriesUsed++;
+    return RetryDecision.Yes;
+  }
+
+  /** Jittered exponential back-off before retry number `retriesUsed` (1-based). */
+  backOffMs(): number {
+    const base = this.policy.backOffBaseMs > 0 ? this.policy.backOffBaseMs : 25;
+    const max = this.policy.backOffMaxMs > 0 ? this.policy.backOffMaxMs : base * 10;
+    const ceiling = Math.min(base * 2 ** Math.max(0, this.retriesUsed - 1), max);
+    return Math.floor(this.random() * ceiling);
+  }
+}
+
+// ───────────────────────────── helpers ─────────────────────────────
+
+/** FNV-1a 32-bit over a string: the hash fed to RING_HASH / MAGLEV. */
+export function hashString(s: string, seed = 0x811c9dc5): number {
+  let h = seed >>> 0;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+function cookieValue(cookieHeader: string | undefined, name: string): string | undefined {
+  if (cookieHeader === undefined) return undefined;
+  let start = 0;
+  while (start < cookieHeader.length) {
+    let end = cookieHeader.indexOf(';', start);
+    if (end < 0) end = cookieHeader.length;
+    const eq = cookieHeader.indexOf('=', start);
+    if (eq > 0 && eq < end && cookieHeader.slice(start, eq).trim() === name) return cookieHeader.slice(eq + 1, end).trim();
+    start = end + 1;
+  }
+  return undefined;
+}
+
+/** Envoy's hash policy evaluation: policies in order, combined, a terminal hit stops. */
+export function computeHash(policies: readonly HashPolicy[], head: RequestHead, sourceIp: string): number | undefined {
+  let hash: number | undefined;
+  for (let i = 0; i < policies.length; i++) {
+    const p = policies[i]!;
+    let v: string | undefined;
+    switch (p.kind) {
+      case 'header':
+        v = p.name === ':authority' ? head.authority : p.name === ':path' ? head.path : getHeader(head.headers, p.name);
+        break;
+      case 'cookie':
+        v = cookieValue(getHeader(head.headers, 'cookie'), p.name);
+        break;
+      case 'source_ip':
+        v = sourceIp || undefined;
+        break;
+      case 'query_parameter':
+        v = queryParam(head.path, p.name);
+        break;
+    }
+    if (v === undefined) continue;
+    const h = hashString(v);
+    hash = hash === undefined ? h : (((hash << 1) | (hash >>> 31)) ^ h) >>> 0;
+    if (p.terminal) break;
+  }
+  return hash;
+}
+
+/** Pick a weighted cluster at random by weight. */
+export function pickWeighted(clusters: readonly WeightedCluster[], total: number, random: () => number = Math.random): WeightedCluster | undefined {
+  const sum = total > 0 ? total : clusters.reduce((a, c) => a + c.weight, 0);
+  if (sum <= 0) return clusters[0];
+  let r = Math.floor(random() * sum);
+  for (let i = 0; i < clusters.length; i++) {
+    const c = clusters[i]!;
+    if (r < c.weight) return c;
+    r -= c.weight;
+  }
+  return clusters[clusters.length - 1];
+}
+
+const substitutions = new WeakMap<RegExp, { global: RegExp; sub: string }>();
+
+/** regex_rewrite: every match in the path (not the query) replaced; `\1` group references work. */
+export function regexRewritePath(path: string, regex: RegExp, substitution: string): string {
+  let c = substitutions.get(regex);
+  if (!c) {
+    const flags = regex.flags.includes('g') ? regex.flags : `${regex.flags}g`;
+    c = { global: new RegExp(regex.source, flags), sub: substitution.replace(/\$/g, '$$$$').replace(/\\(\d)/g, '$$$1') };
+    substitutions.set(regex, c);
+  }
+  const p = pathOnly(path);
+  return p.replace(c.global, c.sub) + path.slice(p.length);
+}
+
+/** The prefix_rewrite of a matched route (prefix, path or path_separated_prefix matches only). */
+export function prefixRewritePath(path: string, r: CompiledRoute, rewrite: string): string {
+  if (r.kind === PathKind.Prefix || r.kind === PathKind.Path || r.kind === PathKind.SeparatedPrefix) {
+    return rewrite + path.slice(r.value.length);
+  }
+  return path;
+}
+
+/** The Location of a redirect action, Envoy's rules for scheme, host, port and path. */
+export function redirectLocation(action: import('../config/types').RedirectAction, head: RequestHead, r: CompiledRoute): string {
+  const origScheme = head.scheme || 'http';
+  const scheme = action.schemeRedirect ?? (action.httpsRedirect ? 'https' : origScheme);
+  let host = action.hostRedirect ?? head.authority;
+  if (action.portRedirect !== undefined) {
+    host = `${stripPort(host)}:${action.portRedirect}`;
+  } else if (scheme !== origScheme) {
+    // Changing the scheme drops a default port of either scheme (Envoy: https_redirect strips :80).
+    const bare = stripPort(host);
+    if (host.endsWith(':80') || host.endsWith(':443')) host = bare;
+  }
+  let path = head.path;
+  if (action.pathRedirect !== undefined) {
+    path = action.pathRedirect.includes('?') ? action.pathRedirect : action.pathRedirect + path.slice(pathOnly(path).length);
+  } else if (action.prefixRewrite !== undefined) {
+    path = prefixRewritePath(path, r, action.prefixRewrite);
+  }
+  if (action.stripQuery) path = pathOnly(path);
+  return `${scheme}://${host}${path}`;
+}
+
+function applyMutations(h: HeaderList, remove: readonly string[], add: readonly HeaderValueOption[], ctx: HeaderFormatContext): void {
+  if (remove.length > 0) removeHeaders(h, remove);
+  if (add.length > 0) applyHeaderOptions(h, add, ctx);
+}
+
+// ───────────────────────────── per-try upstream request ─────────────────────────────
+
+/**
+ * One try: the pool/encoder callbacks of a single upstream request. Once the router abandons it
+ * (`live = false`) every late callback is ignored.
+ */
+class UpstreamAttempt implements ResponseSink, PoolCallbacks {
+  live = true;
+  encoder: RequestEncoder | undefined;
+  pending: Cancellable | undefined;
+  startMono = 0;
+  responseHeaders = false;
+  upstreamPaused = false;
+  /** Holds one unit of the cluster's `requests` resource and of host.activeRequests. */
+  counted = true;
+
+  constructor(
+    readonly router: RouterStream,
+    readonly host: Host,
+    readonly pool: ConnectionPool,
+  ) {}
+
+  onPoolReady(encoder: RequestEncoder, info: UpstreamInfo): void {
+    this.pending = undefined;
+    if (!this.live) {
+      encoder.reset('local_reset');
+      return;
+    }
+    this.encoder = encoder;
+    this.router.onPoolReady(this, info);
+  }
+  onPoolFailure(reason: ResetReason, detail: string): void {
+    this.pending = undefined;
+    if (this.live) this.router.onAttemptFailure(this, reason, detail);
+  }
+  onResponseHeaders(head: ResponseHead, endStream: boolean): void {
+    if (this.live) this.router.onResponseHeaders(this, head, endStream);
+  }
+  onResponseData(chunk: Buffer, endStream: boolean): void {
+    if (this.live) this.router.onResponseData(this, chunk, endStream);
+  }
+  onResponseTrailers(trailers: HeaderList): void {
+    if (this.live) this.router.onResponseTrailers(this, trailers);
+  }
+  onUpstreamReset(reason: ResetReason, detail?: string): void {
+    if (this.live) this.router.onAttemptFailure(this, reason, detail ?? '');
+  }
+  onUpstreamWritable(): void {
+    if (this.live) this.router.onUpstreamWritable();
+  }
+
+  /** Abandon this try: cancel a pending pool request or reset the stream. */
+  abandon(): void {
+    if (!this.live) return;
+    this.live = false;
+    if (this.pending) {
+      this.pending.cancel();
+      this.pending = undefined;
+    } else if (this.encoder) {
+      this.encoder.reset('local_reset');
+    }
+  }
+}
+
+// ───────────────────────────── the router, per stream ─────────────────────────────
+
+function onGlobalTimeout(r: RouterStream): void {
+  r.onGlobalTimeout();
+}
+function onPerTryTimeout(r: RouterStream): void {
+  r.onPerTryTimeout();
+}
+function onBackOff(r: RouterStream): void {
+  r.onBackOffDone();
+}
+
+export class RouterStream {
+  private head!: RequestHead;
+  private action!: RouteAction;
+  private cluster!: UpstreamCluster;
+  private weighted: WeightedCluster | undefined;
+  private rc!: RouteConfiguration;
+  private retry: RetryState | undefined;
+  private attempt: UpstreamAttempt | undefined;
+  private lbCtx: LbContext | undefined;
+  private previousHosts: Host[] | undefined;
+
+  private body: Buffer[] | undefined;
+  private bodyBytes = 0;
+  /** The request body exceeded RETRY_BUFFER_LIMIT: no replay possible. */
+  private bodyOverflow = false;
+  private trailers: HeaderList | undefined;
+  private downstreamComplete = false;
+  /** Chunks already written to the current attempt's encoder (index into `body`). */
+  private written = 0;
+  private requestPaused = false;
+
+  private globalTimer: NodeJS.Timeout | undefined;
+  private perTryTimer: NodeJS.Timeout | undefined;
+  private backOffTimer: NodeJS.Timeout | undefined;
+  private timeoutMs = 0;
+  private done = false;
+  private retriesHeld = 0;
+  private tunnel: Tunnel | undefined;
+  private requestCounted = false;
+
+  constructor(
+    private readonly cb: RouterStreamCallbacks,
+    private readonly config: RouterConfig,
+    private readonly clusters: ClusterLookup,
+    private readonly random: () => number = Math.random,
+  ) {}
+
+  /** Start routing a request whose headers passed the decoder filters. */
+  decodeHeaders(head: RequestHead, endStream: boolean, route: CompiledRoute, rc: RouteConfiguration): void {
+    const info = this.cb.info;
+    this.head = head;
+    this.rc = rc;
+    this.routeForMutations = route;
+    this.downstreamComplete = endStream;
+    const r = route.route;
+    const action = r.action;
+    if (action.kind === 'direct_response') {
+      this.respondDirect(action.status, action.body, undefined, route);
+      return;
+    }
+    if (action.kind === 'redirect') {
+      const location = redirectLocation(action, head, route);
+      this.respondDirect(action.responseCode, undefined, location, route);
+      return;
+    }
+    this.action = action;
+
+    // Upgrades (WebSocket, CONNECT) must be enabled on the route or the connection manager.
+    const upgrade = head.method === 'CONNECT' ? 'connect' : head.upgrade;
+    if (upgrade !== undefined && !upgradeAllowed(upgrade, action.upgradeTypes, this.cb.hcm.upgradeTypes)) {
+      this.cb.sendLocalReply(403, '', undefined, undefined, 'upgrade_failed');
+      return;
+    }
+
+    let clusterName: string | undefined;
+    const c = action.cluster;
+    if (c.kind === 'cluster') clusterName = c.name;
+    else if (c.kind === 'weighted') {
+      this.weighted = pickWeighted(c.clusters, c.totalWeight, this.random);
+      clusterName = this.weighted?.name;
+    } else clusterName = getHeader(head.headers, c.header);
+    const cluster = clusterName === undefined ? undefined : this.clusters.get(clusterName);
+    if (clusterName !== undefined) info.clusterName = clusterName;
+    if (cluster === undefined) {
+      this.cb.sendLocalReply(503, '', undefined, 'NC', 'cluster_not_found');
+      return;
+    }
+    this.cluster = cluster;
+
+    // Request rewrites and header mutations (most specific first; the route config applies last).
+    if (action.prefixRewrite !== undefined) head.path = prefixRewritePath(head.path, route, action.prefixRewrite);
+    else if (action.regexRewrite !== undefined) head.path = regexRewritePath(head.path, action.regexRewrite.regex, action.regexRewrite.substitution);
+    const hostLiteral = this.weighted?.hostRewriteLiteral ?? action.hostRewriteLiteral;
+    if (hostLiteral !== undefined) head.authority = hostLiteral;
+    else if (action.hostRewriteHeader !== undefined) {
+      const v = getHeader(head.headers, action.hostRewriteHeader);
+      if (v !== undefined && v !== '') head.authority = v;
+    }
+    const ctx = this.cb.formatContext;
+    const h = head.headers;
+    if (this.weighted) applyMutations(h, this.weighted.requestHeadersToRemove, this.weighted.requestHeadersToAdd, ctx);
+    applyMutations(h, r.requestHeadersToRemove, r.requestHeadersToAdd, ctx);
+    const vh = route.vhost;
+    applyMutations(h, vh.requestHeadersToRemove, vh.requestHeadersToAdd, ctx);
+    applyMutations(h, rc.requestHeadersToRemove, rc.requestHeadersToAdd, ctx);
+
+    if (action.hashPolicy.length > 0) {
+      const hash = computeHash(action.hashPolicy, head, this.cb.info.connection.remoteAddress);
+      if (hash !== undefined) this.lbCtx = { hash };
+    }
+
+    // Timeout: route timeout, or x-envoy-upstream-rq-timeout-ms from a trusted client.
+    this.timeoutMs = action.timeoutMs;
+    if (this.cb.internal) {
+      const t = getHeader(h, 'x-envoy-upstream-rq-timeout-ms');
+      if (t !== undefined && /^\d+$/.test(t)) this.timeoutMs = Number(t);
+    }
+    const policy = action.retryPolicy ?? vh.retryPolicy;
+    if (policy !== undefined && policy.numRetries > 0 && upgrade === undefined) this.retry = new RetryState(policy, this.random);
+
+    cluster.stats.upstreamRqTotal++;
+    cluster.stats.upstreamRqActive++;
+    this.requestCounted = true;
+    if (endStream) this.startGlobalTimer();
+    this.startAttempt();
+  }
+
+  decodeData(chunk: Buffer, endStream: boolean): void {
+    if (this.done) return;
+    if (endStream) this.downstreamComplete = true;
+    const a = this.attempt;
+    const replay = this.retry !== undefined && !this.bodyOverflow;
+    if (a?.encoder && this.written === (this.body?.length ?? 0)) {
+      // Streaming straight through; keep a copy only while replay is still possible.
+      if (replay) this.keep(chunk);
+      if (this.body) this.written = this.body.length;
+      if (!a.encoder.writeData(chunk, endStream && this.trailers === undefined)) this.pauseDownstream();
+    } else {
+      this.keep(chunk, true);
+      if (!a?.encoder && this.bodyBytes > RETRY_BUFFER_LIMIT) this.pauseDownstream();
+    }
+    if (endStream) this.onDownstreamComplete();
+  }
+
+  decodeTrailers(trailers: HeaderList): void {
+    if (this.done) return;
+    this.trailers = trailers;
+    this.downstreamComplete = true;
+    const a = this.attempt;
+    if (a?.encoder && this.written === (this.body?.length ?? 0)) a.encoder.writeTrailers(trailers);
+    this.onDownstreamComplete();
+  }
+
+  /** Keep a chunk for a not-yet-ready upstream (`force`) or for replay; stop replaying beyond the bound. */
+  private keep(chunk: Buffer, force = false): void {
+    this.bodyBytes += chunk.length;
+    if (this.bodyBytes > RETRY_BUFFER_LIMIT) this.bodyOverflow = true;
+    if (!force && this.bodyOverflow) {
+      this.body = undefined;
+      this.written = 0;
+      return;
+    }
+    if (!this.body) this.body = [];
+    this.body.push(chunk);
+  }
+
+  private onDownstreamComplete(): void {
+    this.startGlobalTimer();
+    if (this.attempt?.encoder) this.startPerTryTimer();
+  }
+
+  private startGlobalTimer(): void {
+    if (this.globalTimer === undefined && this.timeoutMs > 0 && !this.done) {
+      this.globalTimer = setTimeout(onGlobalTimeout, this.timeoutMs, this);
+    }
+  }
+
+  private startPerTryTimer(): void {
+    const ms = this.retry?.policy.perTryTimeoutMs ?? 0;
+    if (ms > 0 && this.perTryTimer === undefined) this.perTryTimer = setTimeout(onPerTryTimeout, ms, this);
+  }
+
+  private clearPerTryTimer(): void {
+    if (this.perTryTimer !== undefined) {
+      clearTimeout(this.perTryTimer);
+      this.perTryTimer = undefined;
+    }
+  }
+
+  private pauseDownstream(): void {
+    if (!this.requestPaused) {
+      this.requestPaused = true;
+      this.cb.pauseRequest();
+    }
+  }
+
+  private resumeDownstream(): void {
+    if (this.requestPaused) {
+      this.requestPaused = false;
+      this.cb.resumeRequest();
+    }
+  }
+
+  // ─────────────── attempts ───────────────
+
+  private startAttempt(): void {
+    const cluster = this.cluster;
+    const info = this.cb.info;
+    const avoid = this.previousHosts;
+    if (avoid !== undefined) {
+      if (!this.lbCtx) this.lbCtx = {};
+      this.lbCtx.avoid = avoid;
+    }
+    const host = cluster.chooseHost(this.lbCtx);
+    if (host === undefined) {
+      this.fail(503, 'no healthy upstream', 'UH', 'no_healthy_upstream');
+      return;
+    }
+    // The cluster's `requests` circuit breaker: requests in flight across all hosts.
+    const requests = cluster.resources.requests;
+    if (!requests.canCreate()) {
+      cluster.stats.upstreamRqPendingOverflow++;
+      const headers = this.config.suppressEnvoyHeaders ? undefined : ['x-envoy-overloaded', 'true'];
+      this.fail(503, UPSTREAM_RESET_PREFIX + resetReasonText('overflow'), 'UO', 'upstream_reset_before_response_started{overflow}', headers);
+      return;
+    }
+    requests.inc();
+    if (this.action.autoHostRewrite && host.hostname !== '') this.head.authority = host.hostname;
+    info.upstreamHost = host.key;
+    info.attemptCount++;
+    const pool = cluster.httpPool(host, this.cb.downstreamProtocol);
+    const a = new UpstreamAttempt(this, host, pool);
+    this.attempt = a;
+    a.startMono = performance.now();
+    host.activeRequests++;
+    host.stats.rqTotal++;
+    a.pending = pool.newStream(a, a);
+  }
+
+  /** The pool gave us a stream: send the head, then whatever body and trailers we have. */
+  onPoolReady(a: UpstreamAttempt, up: UpstreamInfo): void {
+    const info = this.cb.info;
+    info.upstreamLocalAddress = up.localAddress;
+    if (up.peerPrincipal !== undefined) info.upstreamPeerPrincipal = up.peerPrincipal;
+    if (info.firstUpstreamTxByteMs < 0) info.firstUpstreamTxByteMs = info.now();
+    const h = this.head.headers;
+    if (!this.config.suppressEnvoyHeaders) {
+      setHeader(h, 'x-envoy-attempt-count', String(info.attemptCount));
+      if (this.timeoutMs > 0) setHeader(h, 'x-envoy-expected-rq-timeout-ms', String(this.perTryOrGlobalMs()));
+    }
+    const enc = a.encoder!;
+    const body = this.body;
+    const noBody = (body === undefined || body.length === 0) && this.trailers === undefined;
+    enc.writeHeaders(this.head, this.downstreamComplete && noBody);
+    if (!a.live) return; // the write failed synchronously and the attempt was abandoned
+    let ok = true;
+    if (body !== undefined) {
+      for (let i = 0; i < body.length; i++) {
+        const last = i === body.length - 1 && this.downstreamComplete && this.trailers === undefined;
+        ok = enc.writeData(body[i]!, last);
+        if (!a.live) return;
+      }
+      this.written = body.length;
+      if (this.bodyOverflow) {
+        // Replay is impossible from now on; drop what was only kept for the upstream.
+        this.body = undefined;
+        this.written = 0;
+      }
+    }
+    if (this.downstreamComplete && this.trailers !== undefined) enc.writeTrailers(this.trailers);
+    if (ok) this.resumeDownstream();
+    else this.pauseDownstream();
+    if (this.downstreamComplete) this.startPerTryTimer();
+  }
+
+  private perTryOrGlobalMs(): number {
+    const pt = this.retry?.policy.perTryTimeoutMs ?? 0;
+    return pt > 0 && pt < this.timeoutMs ? pt : this.timeoutMs;
+  }
+
+  onUpstreamWritable(): void {
+    this.resumeDownstream();
+  }
+
+  /** Connect failure, pool overflow, or a reset of the upstream stream. */
+  onAttemptFailure(a: UpstreamAttempt, reason: ResetReason, detail: string): void {
+    this.finishAttempt(a, false);
+    a.live = false;
+    const info = this.cb.info;
+    if (detail !== '' && (reason === 'connect_failure' || reason === 'tls_failure' || reason === 'timeout')) {
+      info.upstreamTransportFailureReason = detail;
+    }
+    if (this.cb.responseStarted) {
+      // Too late for a local reply: the downstream sees a reset.
+      info.setResponseFlag('UR');
+      this.finish();
+      this.cb.resetDownstream('remote_reset');
+      return;
+    }
+    if (this.retry !== undefined && this.retry.retriableReset(reason) && this.maybeRetry(a.host)) return;
+    let flag: ResponseFlag;
+    let status = 503;
+    switch (reason) {
+      case 'connect_failure':
+      case 'timeout':
+      case 'tls_failure':
+        flag = reason === 'tls_failure' && detail.includes('identity') ? 'UMSDR' : 'UF';
+        break;
+      case 'overflow':
+        flag = 'UO';
+        break;
+      case 'protocol_error':
+        flag = 'UPE';
+        status = 502;
+        break;
+      default:
+        flag = 'UR';
+    }
+    const headers = flag === 'UO' && !this.config.suppressEnvoyHeaders ? ['x-envoy-overloaded', 'true'] : undefined;
+    this.fail(status, UPSTREAM_RESET_PREFIX + resetReasonText(reason), flag, `upstream_reset_before_response_started{${reason}}`, headers);
+  }
+
+  onResponseHeaders(a: UpstreamAttempt, head: ResponseHead, endStream: boolean): void {
+    const status = head.status;
+    // 1xx informational responses (other than 101) are not forwarded; the codec handles 100-continue.
+    if (status < 200 && status !== 101) return;
+    const info = this.cb.info;
+    if (info.firstUpstreamRxByteMs < 0) info.firstUpstreamRxByteMs = info.now();
+    a.responseHeaders = true;
+    const grpcStatus = grpcStatusOf(head.headers);
+    if (this.retry !== undefined && status !== 101 && this.retry.retriableStatus(status, grpcStatus)) {
+      // A body that could not be kept for replay means no retry (and no URX flag).
+      if (this.downstreamComplete && !this.bodyOverflow && this.maybeRetry(a.host, true)) return;
+    }
+    this.clearPerTryTimer();
+    const rtt = performance.now() - a.startMono;
+    const h = head.headers;
+    stripHopByHop(h);
+    if (!this.config.suppressEnvoyHeaders) setHeader(h, 'x-envoy-upstream-service-time', String(Math.round(rtt)));
+    this.countResponse(a.host, status);
+    const observe = (this.cluster as { observeRtt?: (h: Host, ms: number) => void }).observeRtt;
+    if (observe !== undefined) observe.call(this.cluster, a.host, rtt);
+    this.applyResponseMutations(h, this.routeForMutations);
+    if (grpcStatus >= 0) info.grpcStatus = grpcStatus;
+    info.responseCodeDetails = 'via_upstream';
+
+    if (status === 101 || (this.head.method === 'CONNECT' && status >= 200 && status < 300)) {
+      this.cb.encodeHeaders(head, false);
+      this.startTunnel(a);
+      return;
+    }
+    this.cb.encodeHeaders(head, endStream);
+    if (endStream) this.completeAttempt(a);
+  }
+
+  onResponseData(a: UpstreamAttempt, chunk: Buffer, endStream: boolean): void {
+    const ok = this.cb.encodeData(chunk, endStream);
+    if (endStream) this.completeAttempt(a);
+    else if (!ok && !a.upstreamPaused && a.encoder) {
+      a.upstreamPaused = true;
+      a.encoder.pauseResponse();
+    }
+  }
+
+  onResponseTrailers(a: UpstreamAttempt, trailers: HeaderList): void {
+    const g = grpcStatusOf(trailers);
+    if (g >= 0) this.cb.info.grpcStatus = g;
+    this.cb.encodeTrailers(trailers);
+    this.completeAttempt(a);
+  }
+
+  /** The downstream drained: let the upstream response flow again. */
+  onDownstreamWritable(): void {
+    const a = this.attempt;
+    if (a?.upstreamPaused && a.encoder) {
+      a.upstreamPaused = false;
+      a.encoder.resumeResponse();
+    }
+  }
+
+  onGlobalTimeout(): void {
+    this.globalTimer = undefined;
+    if (this.done) return;
+    const info = this.cb.info;
+    this.cluster.stats.upstreamRqTimeout++;
+    const a = this.attempt;
+    if (a) {
+      a.host.stats.rqTimeout++;
+      this.finishAttempt(a, false);
+      a.abandon();
+    }
+    if (this.backOffTimer !== undefined) {
+      clearTimeout(this.backOffTimer);
+      this.backOffTimer = undefined;
+    }
+    if (this.cb.responseStarted) {
+      info.setResponseFlag('UT');
+      this.finish();
+      this.cb.resetDownstream('timeout');
+      return;
+    }
+    this.fail(504, 'upstream request timeout', 'UT', 'upstream_response_timeout');
+  }
+
+  onPerTryTimeout(): void {
+    this.perTryTimer = undefined;
+    const a = this.attempt;
+    if (this.done || !a || a.responseHeaders) return;
+    this.cluster.stats.upstreamRqTimeout++;
+    a.host.stats.rqTimeout++;
+    this.finishAttempt(a, false);
+    a.abandon();
+    if (this.retry !== undefined && this.retry.retriableTimeout() && this.maybeRetry(a.host)) return;
+    this.fail(504, 'upstream request timeout', 'UT', 'upstream_per_try_timeout');
+  }
+
+  onBackOffDone(): void {
+    this.backOffTimer = undefined;
+    if (this.done) return;
+    this.written = 0;
+    this.startAttempt();
+  }
+
+  /**
+   * Decide and, if allowed, schedule a retry after `failedHost` failed. Returns false when the
+   * caller must answer instead (flags URX / UO are recorded here).
+   */
+  private maybeRetry(failedHost: Host, fromHeaders = false): boolean {
+    const retry = this.retry!;
+    if (!this.downstreamComplete || this.bodyOverflow) return false;
+    const d = retry.decide(this.cluster);
+    if (d === RetryDecision.NoLimitExceeded) {
+      this.cb.info.setResponseFlag('URX');
+      return false;
+    }
+    if (d === RetryDecision.NoOverflow) {
+      this.cb.info.setResponseFlag('UO');
+      return false;
+    }
+    if (fromHeaders && this.attempt) {
+      this.finishAttempt(this.attempt, false);
+      this.attempt.abandon();
+    }
+    this.cluster.stats.upstreamRqRetry++;
+    this.cluster.resources.retries.inc();
+    this.retriesHeld++;
+    if (retry.policy.avoidPreviousHosts) (this.previousHosts ??= []).push(failedHost);
+    this.attempt = undefined;
+    this.backOffTimer = setTimeout(onBackOff, retry.backOffMs(), this);
+    return true;
+  }
+
+  // ─────────────── completion ───────────────
+
+  private countResponse(host: Host, status: number): void {
+    const s = this.cluster.stats;
+    if (status >= 500) {
+      s.upstreamRq5xx++;
+      host.stats.rqError++;
+    } else {
+      if (status >= 400) s.upstreamRq4xx++;
+      else if (status >= 300) s.upstreamRq3xx++;
+      else s.upstreamRq2xx++;
+      host.stats.rqSuccess++;
+    }
+    if (this.retriesHeld > 0 && status < 500) s.upstreamRqRetrySuccess++;
+  }
+
+  /** Per-attempt accounting when an attempt ends (success or not). */
+  private finishAttempt(a: UpstreamAttempt, success: boolean): void {
+    if (a.counted) {
+      a.counted = false;
+      this.cluster.resources.requests.dec();
+      if (a.host.activeRequests > 0) a.host.activeRequests--;
+    }
+    if (!success && !a.responseHeaders) a.host.stats.rqError++;
+    this.clearPerTryTimer();
+  }
+
+  private completeAttempt(a: UpstreamAttempt): void {
+    this.finishAttempt(a, true);
+    a.live = false;
+    this.finish();
+  }
+
+  private startTunnel(a: UpstreamAttempt): void {
+    const up = a.encoder!.takeTunnel();
+    const down = this.cb.takeDownstreamTunnel();
+    this.clearTimers();
+    this.tunnel = new Tunnel(down, up, (t) => {
+      this.finishAttempt(a, true);
+      a.live = false;
+      this.finish();
+      this.cb.onTunnelDone(t.bytesUp, t.bytesDown);
+    });
+  }
+
+  /** A local reply caused by the upstream side. */
+  private fail(status: number, body: string, flag: ResponseFlag, details: string, headers?: HeaderList): void {
+    this.finish();
+    this.cb.sendLocalReply(status, body, headers, flag, details);
+  }
+
+  private respondDirect(status: number, body: Buffer | undefined, location: string | undefined, route: CompiledRoute): void {
+    const info = this.cb.info;
+    info.setResponseFlag('DR');
+    info.responseCodeDetails = 'direct_response';
+    const h: HeaderList = [];
+    if (location !== undefined) h.push('location', location);
+    const len = body?.length ?? 0;
+    if (len > 0) h.push('content-type', 'text/plain');
+    h.push('content-length', String(len));
+    this.applyResponseMutations(h, route);
+    this.finish();
+    const headOnly = len === 0 || this.head.method === 'HEAD';
+    this.cb.encodeHeaders({ status, headers: h, contentLength: len }, headOnly);
+    if (!headOnly) this.cb.encodeData(body!, true);
+  }
+
+  /** The route whose response_headers_to_add/remove apply; set by the connection manager. */
+  routeForMutations: CompiledRoute | undefined;
+
+  private applyResponseMutations(h: HeaderList, route: CompiledRoute | undefined): void {
+    if (route === undefined) return;
+    const ctx = this.cb.formatContext;
+    const r = route.route;
+    if (this.weighted) applyMutations(h, this.weighted.responseHeadersToRemove, this.weighted.responseHeadersToAdd, ctx);
+    applyMutations(h, r.responseHeadersToRemove, r.responseHeadersToAdd, ctx);
+    applyMutations(h, route.vhost.responseHeadersToRemove, route.vhost.responseHeadersToAdd, ctx);
+    const rc = this.rc;
+    if (rc) applyMutations(h, rc.responseHeadersToRemove, rc.responseHeadersToAdd, ctx);
+  }
+
+  private clearTimers(): void {
+    if (this.globalTimer !== undefined) {
+      clearTimeout(this.globalTimer);
+      this.globalTimer = undefined;
+    }
+    if (this.backOffTimer !== undefined) {
+      clearTimeout(this.backOffTimer);
+      this.backOffTimer = undefined;
+    }
+    this.clearPerTryTimer();
+  }
+
+  /** Release everything the router holds (idempotent): timers, retry resources, counters. */
+  private finish(): void {
+    this.done = true;
+    this.clearTimers();
+    this.releaseCounters();
+    this.body = undefined;
+  }
+
+  private releaseCounters(): void {
+    if (this.requestCounted) {
+      this.requestCounted = false;
+      if (this.cluster.stats.upstreamRqActive > 0) this.cluster.stats.upstreamRqActive--;
+    }
+    while (this.retriesHeld > 0) {
+      this.retriesHeld--;
+      this.cluster.resources.retries.dec();
+    }
+  }
+
+  /** The downstream went away or the stream is being destroyed: abandon upstream work. */
+  onDestroy(): void {
+    const a = this.attempt;
+    if (a?.live) {
+      this.finishAttempt(a, false);
+      a.abandon();
+    }
+    this.tunnel?.finish();
+    this.finish();
+  }
+}
+
+function upgradeAllowed(upgrade: string, routeTypes: readonly string[], hcmTypes: readonly string[]): boolean {
+  const list = routeTypes.length > 0 ? routeTypes : hcmTypes;
+  for (let i = 0; i < list.length; i++) if (list[i]!.toLowerCase() === upgrade) return true;
+  return false;
+}
+
+function grpcStatusOf(h: HeaderList): number {
+  for (let i = 0; i < h.length; i += 2) {
+    if (h[i] === 'grpc-status') {
+      const n = Number(h[i + 1]);
+      return Number.isInteger(n) ? n : -1;
+    }
+  }
+  return -1;
+}

@@ -1,0 +1,147 @@
+/**
+ * Per-request facts (Envoy's StreamInfo): what access logs, metrics and tracing read once a stream
+ * is complete — timings, byte counts, the route and upstream chosen, the response code, response
+ * flags and response code details.
+ *
+ * Owns only data. The connection manager creates one per stream and fills the downstream side;
+ * the router fills the upstream side. Leans cheap: plain fields with primitive values, flags as
+ * a small bit set, metadata map created only when a filter sets something.
+ */
+import type { ResponseFlag } from '../errors';
+import type { DownstreamConnectionInfo, HttpProtocol } from './codec';
+
+/** Bit per response flag, in Envoy's printing order. */
+const FLAG_ORDER: readonly ResponseFlag[] = [
+  'DC',
+  'UH',
+  'UT',
+  'UF',
+  'UO',
+  'NR',
+  'URX',
+  'UR',
+  'NC',
+  'UPE',
+  'DPE',
+  'RL',
+  'RBAC',
+  'FI',
+  'DI',
+  'SI',
+  'UMSDR',
+  'DR',
+];
+const FLAG_BIT: Readonly<Record<string, number>> = Object.fromEntries(FLAG_ORDER.map((f, i) => [f, 1 << i]));
+
+/** Bounds for filter metadata (setMetadata): keys and values are truncated, entries capped. */
+const MAX_METADATA_ENTRIES = 32;
+const MAX_METADATA_VALUE = 256;
+
+export class StreamInfo {
+  /** Wall-clock start (ms since epoch) and monotonic start (ms, performance.now()). */
+  readonly startTime = Date.now();
+  readonly startMono = performance.now();
+  /** Monotonic ms offsets from start; -1 = did not happen. */
+  lastDownstreamRxByteMs = -1;
+  firstUpstreamTxByteMs = -1;
+  firstUpstreamRxByteMs = -1;
+  firstDownstreamTxByteMs = -1;
+  lastDownstreamTxByteMs = -1;
+
+  protocol: HttpProtocol;
+  method = '';
+  path = '';
+  authority = '';
+  requestId = '';
+  userAgent = '';
+  /** Whether the request came from an internal (trusted) client. */
+  internal = false;
+  grpc = false;
+
+  virtualHostName = '';
+  routeName = '';
+  clusterName = '';
+  /** "ip:port" of the host that served the final attempt. */
+  upstreamHost = '';
+  upstreamLocalAddress = '';
+  upstreamPeerPrincipal = '';
+  upstreamTransportFailureReason = '';
+  /** Attempts made upstream (1 + retries). */
+  attemptCount = 0;
+
+  /** Response code sent downstream; 0 when none was sent (reset before headers). */
+  responseCode = 0;
+  /** Envoy's %RESPONSE_CODE_DETAILS% (e.g. "via_upstream", "route_not_found"). */
+  responseCodeDetails = '';
+  /** grpc-status seen in the response headers or trailers, -1 when none. */
+  grpcStatus = -1;
+  bytesReceived = 0;
+  bytesSent = 0;
+
+  private flags = 0;
+  private meta: Map<string, string> | undefined;
+
+  constructor(readonly connection: DownstreamConnectionInfo, protocol: HttpProtocol) {
+    this.protocol = protocol;
+  }
+
+  /** ms since the start of the stream. */
+  now(): number {
+    return performance.now() - this.startMono;
+  }
+
+  setResponseFlag(flag: ResponseFlag): void {
+    this.flags |= FLAG_BIT[flag] ?? 0;
+  }
+
+  hasResponseFlag(flag: ResponseFlag): boolean {
+    return (this.flags & (FLAG_BIT[flag] ?? 0)) !== 0;
+  }
+
+  /** Whether any flag is set. */
+  get hasAnyResponseFlag(): boolean {
+    return this.flags !== 0;
+  }
+
+  /** Envoy's %RESPONSE_FLAGS%: comma-separated short names, "-" when none. */
+  responseFlags(): string {
+    if (this.flags === 0) return '-';
+    let out = '';
+    for (let i = 0; i < FLAG_ORDER.length; i++) {
+      if (this.flags & (1 << i)) out = out === '' ? FLAG_ORDER[i]! : `${out},${FLAG_ORDER[i]}`;
+    }
+    return out;
+  }
+
+  /** The set flags as a list (for structured logs). */
+  responseFlagList(): ResponseFlag[] {
+    const out: ResponseFlag[] = [];
+    for (let i = 0; i < FLAG_ORDER.length; i++) if (this.flags & (1 << i)) out.push(FLAG_ORDER[i]!);
+    return out;
+  }
+
+  /** Bounded free-form facts from filters (filter_state / dynamic metadata). */
+  setMetadata(key: string, value: string): void {
+    if (!this.meta) this.meta = new Map();
+    if (!this.meta.has(key) && this.meta.size >= MAX_METADATA_ENTRIES) return;
+    this.meta.set(key.slice(0, 64), value.length > MAX_METADATA_VALUE ? value.slice(0, MAX_METADATA_VALUE) : value);
+  }
+
+  metadata(key: string): string | undefined {
+    return this.meta?.get(key);
+  }
+
+  metadataEntries(): ReadonlyMap<string, string> {
+    return this.meta ?? EMPTY_MAP;
+  }
+
+  /** Total duration in ms, measured until the last byte was sent (or now, when still running). */
+  get durationMs(): number {
+    return this.lastDownstreamTxByteMs >= 0 ? this.lastDownstreamTxByteMs : this.now();
+  }
+}
+
+const EMPTY_MAP: ReadonlyMap<string, string> = new Map();
+
+/** Called by the connection manager when a stream is complete (access logs, metrics, tracing). */
+export type StreamCompleteListener = (info: StreamInfo) => void;
