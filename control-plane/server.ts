@@ -1,0 +1,234 @@
+/**
+ * The embedded control plane's ADS server: a real xDS v3 `AggregatedDiscoveryService` on
+ * @grpc/grpc-js (both `StreamAggregatedResources` and `DeltaAggregatedResources`) serving the mesh
+ * of one YAML file, with workload certificates from the development CA.
+ *
+ * Owns the process-level pieces: the gRPC server, the current mesh (and watching its file: a
+ * changed file is re-validated and, if valid, pushed to every stream; if invalid, the error is
+ * logged with every problem's path and the previous mesh keeps being served), and fan-out of
+ * certificate rotations to the streams of the rotated workload. Per-stream protocol state lives in
+ * ads-stream.ts, resource generation in generate.ts, versioning in snapshot.ts.
+ * Leans towards keeping the last good state: nothing a user edits can take configuration away
+ * from running sidecars except a valid mesh that no longer lists them.
+ */
+import { readFile } from 'node:fs/promises';
+import { type FSWatcher, watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import { DevCa } from '../certs/dev-ca';
+import { formatIssues } from '../proxy/errors';
+import { logger } from '../proxy/telemetry/logger';
+import {
+  adsServiceDefinition,
+  type DeltaDiscoveryRequestProto,
+  type DeltaDiscoveryResponseProto,
+  type DiscoveryRequestProto,
+  type DiscoveryResponseProto,
+  TYPE_URLS,
+} from '../xds-client/protos';
+import { type AdsStream, DeltaStream, SotwStream, type StreamHost } from './ads-stream';
+import { CertIssuer, workloadKey } from './issuer';
+import { findWorkload, type Mesh, parseMesh, parseMeshOrThrow } from './mesh';
+import { SnapshotCache } from './snapshot';
+
+export interface ControlPlaneOptions {
+  /** The mesh file to serve and watch. Either this or `mesh`. */
+  readonly meshFile?: string;
+  /** A mesh to serve (no file watching). */
+  readonly mesh?: Mesh;
+  /** Listen address. Default 127.0.0.1 (the embedded control plane is plaintext: keep it local). */
+  readonly host?: string;
+  /** Listen port; 0 picks a free one. Default 15010 (Istio's plaintext xDS port). */
+  readonly port?: number;
+  /** The CA; default a new in-memory one (or one kept in `caDir`) for the mesh's trust domain. */
+  readonly ca?: DevCa;
+  /** Directory holding (or to hold) the CA root. */
+  readonly caDir?: string;
+  /** Workload certificate lifetime, ms (default 1 h). */
+  readonly certLifetimeMs?: number;
+  /** Re-issue after this long, ms (default half the lifetime). */
+  readonly certRotateAfterMs?: number;
+  /** Mesh file polling interval, ms, in addition to fs.watch (default 1000; 0 = watch only). */
+  readonly watchIntervalMs?: number;
+  readonly log?: Logger;
+}
+
+/** Result of a mesh reload attempt. */
+export type ReloadResult = { readonly ok: true; readonly changed: boolean } | { readonly ok: false; readonly error: string };
+
+export class ControlPlaneServer {
+  private readonly streams = new Set<AdsStream>();
+  private watcher?: FSWatcher;
+  private pollTimer?: NodeJS.Timeout;
+  private debounce?: NodeJS.Timeout;
+  private lastText?: string;
+  private reloading: Promise<ReloadResult> = Promise.resolve({ ok: true, changed: false });
+  /** The last rejected mesh file's error, cleared by a successful reload. */
+  lastMeshError?: string;
+  private readonly host: StreamHost;
+
+  private constructor(
+    private readonly server: grpc.Server,
+    readonly port: number,
+    readonly address: string,
+    readonly cache: SnapshotCache,
+    readonly issuer: CertIssuer,
+    readonly ca: DevCa,
+    private readonly opts: ControlPlaneOptions,
+    private readonly log: Logger,
+    text: string | undefined,
+  ) {
+    this.lastText = text;
+    this.host = {
+      cache,
+      issuer,
+      log,
+      identifier: `meshlet-control-plane@${address}`,
+      findWorkload: (id) => findWorkload(this.cache.mesh, id),
+      closed: (s) => this.streams.delete(s),
+    };
+    issuer.on('issued', (key: string) => {
+      for (const s of this.streams) if (s.workload && workloadKey(s.workload) === key) s.push(TYPE_URLS.secret);
+    });
+  }
+
+  /** Load the mesh (throws a readable ConfigError if invalid), create the CA, bind and serve. */
+  static async start(opts: ControlPlaneOptions): Promise<ControlPlaneServer> {
+    const log = opts.log ?? logger('control-plane');
+    let mesh = opts.mesh;
+    let text: string | undefined;
+    if (!mesh) {
+      if (!opts.meshFile) throw new TypeError('ControlPlaneServer.start: meshFile or mesh is required');
+      text = await readFile(opts.meshFile, 'utf8');
+      const parsed = parseMeshOrThrow(text, opts.meshFile);
+      for (const w of parsed.warnings) log.warn({ path: w.path }, `mesh file: ${w.message}`);
+      mesh = parsed.mesh;
+    }
+    const ca = opts.ca ?? (await DevCa.create({ trustDomain: mesh.trustDomain, dir: opts.caDir }));
+    if (ca.trustDomain !== mesh.trustDomain) {
+      throw new TypeError(`the CA issues trust domain "${ca.trustDomain}" but the mesh uses "${mesh.trustDomain}"`);
+    }
+    const issuer = new CertIssuer(ca, { lifetimeMs: opts.certLifetimeMs, rotateAfterMs: opts.certRotateAfterMs, log });
+    const cache = new SnapshotCache(mesh, issuer);
+    const server = new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1 });
+    const hostAddr = opts.host ?? '127.0.0.1';
+    const port = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(`${hostAddr}:${opts.port ?? 15010}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      );
+    });
+    const cp = new ControlPlaneServer(server, port, `${hostAddr}:${port}`, cache, issuer, ca, opts, log, text);
+    server.addService(adsServiceDefinition(), {
+      StreamAggregatedResources: ((call: grpc.ServerDuplexStream<DiscoveryRequestProto, DiscoveryResponseProto>) => {
+        cp.streams.add(new SotwStream(cp.host, call));
+      }) as grpc.handleBidiStreamingCall<DiscoveryRequestProto, DiscoveryResponseProto>,
+      DeltaAggregatedResources: ((call: grpc.ServerDuplexStream<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto>) => {
+        cp.streams.add(new DeltaStream(cp.host, call));
+      }) as grpc.handleBidiStreamingCall<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto>,
+    });
+    if (opts.meshFile) cp.watchMeshFile(opts.meshFile);
+    log.info({ address: cp.address, trustDomain: mesh.trustDomain, workloads: mesh.workloads.length }, 'control plane serving ADS');
+    return cp;
+  }
+
+  get mesh(): Mesh {
+    return this.cache.mesh;
+  }
+
+  /** Serve a new (already validated) mesh and push what changed to every stream. */
+  setMesh(mesh: Mesh): void {
+    if (mesh.trustDomain !== this.ca.trustDomain) {
+      throw new TypeError(`the mesh's trust domain "${mesh.trustDomain}" differs from the CA's "${this.ca.trustDomain}"; restart to change it`);
+    }
+    this.cache.setMesh(mesh);
+    for (const s of this.streams) s.meshChanged();
+  }
+
+  /** Re-read the mesh file now. Invalid content is rejected; the previous mesh stays. */
+  reload(): Promise<ReloadResult> {
+    this.reloading = this.reloading.then(() => this.doReload());
+    return this.reloading;
+  }
+
+  /** Streams' protocol status (node, per-type versions, ACK/NACK counts, last NACK error). */
+  streamStatus(): ReturnType<AdsStream['status']>[] {
+    return [...this.streams].map((s) => s.status());
+  }
+
+  async close(): Promise<void> {
+    this.watcher?.close();
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    if (this.debounce) clearTimeout(this.debounce);
+    for (const s of [...this.streams]) s.close();
+    this.issuer.close();
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 2000);
+      t.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  private async doReload(): Promise<ReloadResult> {
+    const file = this.opts.meshFile;
+    if (!file) return { ok: true, changed: false };
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      const error = `cannot read mesh file ${file}: ${(err as Error).message}`;
+      this.log.error({ file }, `${error}; still serving the previous mesh`);
+      this.lastMeshError = error;
+      return { ok: false, error };
+    }
+    if (text === this.lastText) return { ok: true, changed: false };
+    this.lastText = text;
+    const r = parseMesh(text);
+    if (!r.ok) {
+      const error = `mesh file ${file} is invalid (${r.errors.length} problem${r.errors.length === 1 ? '' : 's'}):\n${formatIssues(r.errors)}`;
+      this.log.error({ file, issues: r.errors }, `${error}\nstill serving the previous mesh`);
+      this.lastMeshError = error;
+      return { ok: false, error };
+    }
+    if (r.mesh.trustDomain !== this.ca.trustDomain) {
+      const error = `mesh file ${file}: trust_domain changed from "${this.ca.trustDomain}" to "${r.mesh.trustDomain}"; restart the control plane to change it`;
+      this.log.error({ file }, `${error}; still serving the previous mesh`);
+      this.lastMeshError = error;
+      return { ok: false, error };
+    }
+    for (const w of r.warnings) this.log.warn({ path: w.path }, `mesh file: ${w.message}`);
+    this.lastMeshError = undefined;
+    this.setMesh(r.mesh);
+    this.log.info({ file, workloads: r.mesh.workloads.length }, 'mesh reloaded and pushed');
+    return { ok: true, changed: true };
+  }
+
+  private watchMeshFile(file: string): void {
+    const schedule = () => {
+      if (this.debounce) clearTimeout(this.debounce);
+      this.debounce = setTimeout(() => void this.reload(), 50);
+      this.debounce.unref();
+    };
+    try {
+      // Watch the directory: editors and ConfigMap updates replace the file rather than write it.
+      const name = basename(file);
+      this.watcher = watch(dirname(file), { persistent: false }, (_ev, f) => {
+        if (!f || f === name || f === '..data') schedule();
+      });
+      this.watcher.on('error', () => this.watcher?.close());
+    } catch {
+      // polling below covers it
+    }
+    const interval = this.opts.watchIntervalMs ?? 1000;
+    if (interval > 0) {
+      this.pollTimer = setInterval(() => void this.reload(), interval);
+      this.pollTimer.unref();
+    }
+  }
+}
