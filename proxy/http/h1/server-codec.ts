@@ -1,0 +1,561 @@
+/**
+ * Downstream HTTP/1.1 codec: owns one accepted socket, turns its bytes into RequestSink calls and
+ * writes responses through a per-request ResponseEncoder (Envoy's ServerConnectionImpl).
+ *
+ * Leans towards the hot path and safety: no IncomingMessage/ServerResponse, no streams or events
+ * per request; one small stream object per request; pipelined requests are served strictly one at
+ * a time (the parser stops at the end of each request and the socket is paused until the response
+ * is complete). Anything malformed is answered by the codec itself (400/408/414/431 with
+ * `Connection: close`), reported through `onCodecError`, and the connection is closed without
+ * anything reaching the sink. Requests get hop-by-hop headers removed (see parser.ts);
+ * `Expect: 100-continue` is answered here with `100 Continue` and removed (Envoy's default).
+ *
+ * Usage (listener / connection manager):
+ *   new H1ServerCodec(socket, callbacks, connectionInfo, h1ServerOptions(hcmConfig, onCodecError))
+ */
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { HcmConfig } from '../../config/types';
+import type {
+  CodecErrorReport,
+  DownstreamConnectionInfo,
+  HeaderList,
+  HttpProtocol,
+  RequestHead,
+  RequestSink,
+  ResetReason,
+  ResponseEncoder,
+  ResponseHead,
+  ServerCodecCallbacks,
+} from '../codec';
+import { H1Parser, type H1ParserHandler } from './parser';
+import { appendHeaders, headerScan, SKIP_UPGRADE, writeFramed } from './writer';
+
+export interface H1ServerCodecOptions {
+  /** HcmConfig.maxRequestHeadersKb (Envoy default 60). */
+  readonly maxRequestHeadersKb?: number;
+  /** HcmConfig.maxHeadersCount (Envoy default 100). */
+  readonly maxHeadersCount?: number;
+  /** Longest accepted request line in bytes; longer → 414. Default 16 KiB. */
+  readonly maxRequestLineBytes?: number;
+  /** Close the connection after this long without an active request; 0 disables. */
+  readonly idleTimeoutMs?: number;
+  /** Time allowed from the first byte of a head to its end (408 after); 0 disables (Envoy default). */
+  readonly requestHeadersTimeoutMs?: number;
+  /** Called for every request the codec rejects itself (logs and metrics). */
+  readonly onCodecError?: (report: CodecErrorReport) => void;
+  /** Bytes already read from the socket (protocol detection), parsed before anything else. */
+  readonly initialData?: Buffer;
+  /** Scheme of requests on this connection; default 'https' for TLS sockets, else 'http'. */
+  readonly scheme?: string;
+}
+
+/** Map an HcmConfig to codec options. */
+export function h1ServerOptions(
+  hcm: Pick<HcmConfig, 'maxRequestHeadersKb' | 'maxHeadersCount' | 'idleTimeoutMs' | 'requestHeadersTimeoutMs'>,
+  onCodecError?: (report: CodecErrorReport) => void,
+): H1ServerCodecOptions {
+  return {
+    maxRequestHeadersKb: hcm.maxRequestHeadersKb,
+    maxHeadersCount: hcm.maxHeadersCount,
+    idleTimeoutMs: hcm.idleTimeoutMs,
+    requestHeadersTimeoutMs: hcm.requestHeadersTimeoutMs,
+    onCodecError,
+  };
+}
+
+const CONTINUE_100 = 'HTTP/1.1 100 Continue\r\n\r\n';
+
+/** Per-request state and the ResponseEncoder handed to the connection manager. */
+class H1ServerStream implements ResponseEncoder {
+  sink: RequestSink | undefined = undefined;
+  requestComplete = false;
+  headersSent = false;
+  responseComplete = false;
+  /** No more calls either way (reset, tunnel taken, or finished). */
+  detached = false;
+  chunked = false;
+  noBody = false;
+  closeAfter = false;
+  tunnelResponse = false;
+  /** Response head serialised but not yet written (coalesced with the first body chunk). */
+  pendingHead: string | undefined = undefined;
+
+  constructor(
+    private readonly codec: H1ServerCodec,
+    readonly protocol: HttpProtocol,
+    readonly connection: DownstreamConnectionInfo,
+    readonly isHead: boolean,
+    readonly isConnect: boolean,
+    readonly keepAlive: boolean,
+  ) {}
+
+  writeHeaders(head: ResponseHead, endStream: boolean): void {
+    this.codec.writeHeaders(this, head, endStream);
+  }
+  writeData(chunk: Buffer, endStream: boolean): boolean {
+    return this.codec.writeData(this, chunk, endStream);
+  }
+  writeTrailers(trailers: HeaderList): void {
+    this.codec.writeTrailers(this, trailers);
+  }
+  reset(_reason: ResetReason): void {
+    this.codec.resetStream(this);
+  }
+  pauseRequest(): void {
+    this.codec.setUserPaused(this, true);
+  }
+  resumeRequest(): void {
+    this.codec.setUserPaused(this, false);
+  }
+  takeTunnel(): Duplex {
+    return this.codec.takeTunnel(this);
+  }
+  closeAfterResponse(): void {
+    this.closeAfter = true;
+  }
+}
+
+export class H1ServerCodec implements H1ParserHandler {
+  private readonly parser: H1Parser;
+  private stream: H1ServerStream | undefined = undefined;
+  /** Bytes received after the current request, held until its response is complete. */
+  private pendingInput: Buffer | undefined = undefined;
+  private awaitingResponse = false;
+  private userPaused = false;
+  private reading = true;
+  private executing = false;
+  private closing = false;
+  private closed = false;
+  private tunneled = false;
+  private draining = false;
+  private resumeScheduled = false;
+  private readonly scheme: string;
+  private idleTimer: NodeJS.Timeout | undefined = undefined;
+  private headersTimer: NodeJS.Timeout | undefined = undefined;
+  private lingerTimer: NodeJS.Timeout | undefined = undefined;
+
+  // Listeners bound once per connection (no closures per request).
+  private readonly onDataFn = (b: Buffer) => this.onData(b);
+  private readonly onEndFn = () => this.onEnd();
+  private readonly onCloseFn = () => this.onClose();
+  private readonly onErrorFn = () => {};
+  private readonly onDrainFn = () => this.onDrain();
+  private readonly resumeFn = () => this.resumeParsing();
+  private readonly flushFn = () => this.flushPendingHead();
+
+  constructor(
+    readonly socket: Socket,
+    private readonly callbacks: ServerCodecCallbacks,
+    readonly connection: DownstreamConnectionInfo,
+    private readonly options: H1ServerCodecOptions = {},
+  ) {
+    this.parser = new H1Parser(true, this, {
+      maxHeaderBytes: (options.maxRequestHeadersKb ?? 60) * 1024,
+      maxHeadersCount: options.maxHeadersCount ?? 100,
+      maxRequestLineBytes: options.maxRequestLineBytes ?? 16 * 1024,
+    });
+    this.scheme = options.scheme ?? ((socket as { encrypted?: boolean }).encrypted ? 'https' : 'http');
+    socket.setNoDelay(true);
+    socket.on('data', this.onDataFn);
+    socket.on('end', this.onEndFn);
+    socket.on('close', this.onCloseFn);
+    socket.on('error', this.onErrorFn);
+    socket.on('drain', this.onDrainFn);
+    if ((options.idleTimeoutMs ?? 0) > 0) {
+      this.idleTimer = setTimeout(() => this.onIdleTimeout(), options.idleTimeoutMs);
+      this.idleTimer.unref();
+    }
+    if (options.initialData !== undefined && options.initialData.length > 0) this.onData(options.initialData);
+  }
+
+  /** Requests in flight on this connection (0 or 1). */
+  get activeStreams(): number {
+    return this.stream === undefined ? 0 : 1;
+  }
+
+  /** Graceful close: finish the current response (with Connection: close), then close. */
+  drain(): void {
+    this.draining = true;
+    if (this.stream === undefined) this.closeGracefully();
+    else this.stream.closeAfter = true;
+  }
+
+  /** Close now; an active stream is reset with connection_termination. */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  // ───────────────────────────── input ─────────────────────────────
+
+  private onData(buf: Buffer): void {
+    if (this.closing) return; // discarding after an error / close
+    if (this.awaitingResponse || this.pendingInput !== undefined) {
+      this.pendingInput = this.pendingInput === undefined ? buf : Buffer.concat([this.pendingInput, buf]);
+      this.updateReading();
+      return;
+    }
+    this.feed(buf);
+  }
+
+  private feed(buf: Buffer): void {
+    this.executing = true;
+    const pos = this.parser.execute(buf);
+    this.executing = false;
+    if (this.closing || this.closed || this.tunneled || this.parser.failed) return;
+    if (pos < buf.length) {
+      this.pendingInput = buf.subarray(pos);
+      this.updateReading();
+    }
+    const ht = this.options.requestHeadersTimeoutMs ?? 0;
+    if (ht > 0 && this.headersTimer === undefined && this.parser.inHead) {
+      this.headersTimer = setTimeout(() => this.onHeadersTimeout(), ht);
+      this.headersTimer.unref();
+    }
+  }
+
+  onMessageHead(p: H1Parser): void {
+    if (this.headersTimer !== undefined) {
+      clearTimeout(this.headersTimer);
+      this.headersTimer = undefined;
+    }
+    const protocol: HttpProtocol = p.versionMinor === 1 ? 'HTTP/1.1' : 'HTTP/1.0';
+    const stream = new H1ServerStream(
+      this,
+      protocol,
+      this.connection,
+      p.method === 'HEAD',
+      p.tunnel,
+      p.keepAlive && !this.draining,
+    );
+    const endStream = p.bodyKind === 'none' && !p.tunnel;
+    stream.requestComplete = endStream;
+    this.stream = stream;
+    const head: RequestHead = {
+      method: p.method,
+      path: p.path,
+      authority: p.authority,
+      scheme: p.scheme === '' ? this.scheme : p.scheme,
+      protocol,
+      headers: p.headers,
+      upgrade: p.upgrade,
+      contentLength: p.contentLength,
+    };
+    if (p.expectContinue && p.versionMinor === 1 && p.bodyKind !== 'none') this.socket.write(CONTINUE_100, 'latin1');
+    const sink = this.callbacks.newStream(stream);
+    stream.sink = sink;
+    sink.onRequestHeaders(head, endStream);
+  }
+
+  onMessageBody(chunk: Buffer, end: boolean): void {
+    const s = this.stream;
+    if (s === undefined || s.detached) return;
+    if (end) s.requestComplete = true;
+    s.sink!.onRequestData(chunk, end);
+  }
+
+  onMessageTrailers(trailers: HeaderList): void {
+    const s = this.stream;
+    if (s === undefined || s.detached) return;
+    s.requestComplete = true;
+    s.sink!.onRequestTrailers(trailers);
+  }
+
+  onMessageComplete(): boolean {
+    const s = this.stream;
+    if (s === undefined) return !this.closing;
+    s.requestComplete = true;
+    if (s.isConnect) {
+      // Everything after a CONNECT head is tunnel payload: stop until takeTunnel().
+      this.awaitingResponse = true;
+      this.updateReading();
+      return false;
+    }
+    if (s.responseComplete) {
+      this.stream = undefined;
+      this.streamFinished();
+      return !this.closing;
+    }
+    this.awaitingResponse = true;
+    this.updateReading();
+    return false;
+  }
+
+  onParseError(status: number, detail: string): void {
+    this.options.onCodecError?.({ status, flag: 'DPE', detail });
+    const s = this.stream;
+    this.stream = undefined;
+    if (s !== undefined && !s.detached) {
+      s.detached = true;
+      if (!s.headersSent) this.sendLocalError(status);
+      s.sink?.onDownstreamReset('protocol_error');
+      if (s.headersSent) {
+        this.socket.destroy();
+        return;
+      }
+    } else {
+      this.sendLocalError(status);
+    }
+    this.closeGracefully();
+  }
+
+  private sendLocalError(status: number): void {
+    const reason = STATUS_CODES[status] ?? 'Error';
+    this.socket.write(
+      `HTTP/1.1 ${status} ${reason}\r\ncontent-length: ${reason.length}\r\ncontent-type: text/plain\r\nconnection: close\r\n\r\n${reason}`,
+      'latin1',
+    );
+  }
+
+  private onEnd(): void {
+    if (this.closed || this.tunneled) return;
+    const complete = this.parser.finish();
+    const s = this.stream;
+    if (s !== undefined && !s.detached) {
+      // Half-close with a request in flight: Envoy treats the downstream as gone.
+      this.stream = undefined;
+      s.detached = true;
+      s.sink!.onDownstreamReset('connection_termination');
+      this.socket.destroy();
+      return;
+    }
+    if (!complete) {
+      this.socket.destroy();
+      return;
+    }
+    this.closeGracefully();
+  }
+
+  private onClose(): void {
+    this.closed = true;
+    this.clearTimers();
+    if (this.tunneled) return;
+    this.parser.abort();
+    const s = this.stream;
+    this.stream = undefined;
+    if (s !== undefined && !s.detached) {
+      s.detached = true;
+      if (!(s.requestComplete && s.responseComplete)) s.sink?.onDownstreamReset('connection_termination');
+    }
+  }
+
+  private onDrain(): void {
+    const s = this.stream;
+    if (s !== undefined && !s.detached && s.sink !== undefined) s.sink.onDownstreamWritable();
+  }
+
+  private onIdleTimeout(): void {
+    if (this.closed || this.tunneled) return;
+    if (this.stream !== undefined || this.awaitingResponse) {
+      this.idleTimer!.refresh();
+      return;
+    }
+    this.closeGracefully();
+  }
+
+  private onHeadersTimeout(): void {
+    this.headersTimer = undefined;
+    if (this.closed || this.closing || this.stream !== undefined || this.tunneled) return;
+    this.parser.abort();
+    this.options.onCodecError?.({ status: 408, flag: 'DPE', detail: 'request headers timeout' });
+    this.sendLocalError(408);
+    this.closeGracefully();
+  }
+
+  private clearTimers(): void {
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    if (this.headersTimer !== undefined) clearTimeout(this.headersTimer);
+    if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
+    this.idleTimer = this.headersTimer = this.lingerTimer = undefined;
+  }
+
+  /** End our side, keep reading (and discarding) so the peer sees a FIN rather than a RST. */
+  private closeGracefully(): void {
+    if (this.closing || this.closed) return;
+    this.closing = true;
+    this.pendingInput = undefined;
+    this.parser.abort();
+    this.socket.end();
+    if (!this.reading) {
+      this.reading = true;
+      this.socket.resume();
+    }
+    this.lingerTimer = setTimeout(() => this.socket.destroy(), 5000);
+    this.lingerTimer.unref();
+  }
+
+  private updateReading(): void {
+    const want = !this.userPaused && !this.awaitingResponse && this.pendingInput === undefined;
+    if (want === this.reading || this.closing) return;
+    this.reading = want;
+    if (want) this.socket.resume();
+    else this.socket.pause();
+  }
+
+  setUserPaused(s: H1ServerStream, paused: boolean): void {
+    if (s !== this.stream || s.detached) return;
+    this.userPaused = paused;
+    this.updateReading();
+  }
+
+  /** Both halves of the current exchange are done. */
+  private streamFinished(): void {
+    this.userPaused = false;
+    if (this.idleTimer !== undefined) this.idleTimer.refresh();
+    if (this.draining) this.closeGracefully();
+  }
+
+  private resumeParsing(): void {
+    this.resumeScheduled = false;
+    if (this.closing || this.closed || this.tunneled) return;
+    this.awaitingResponse = false;
+    this.parser.reset();
+    const buf = this.pendingInput;
+    this.pendingInput = undefined;
+    if (buf !== undefined) this.feed(buf);
+    this.updateReading();
+  }
+
+  // ───────────────────────────── output ─────────────────────────────
+
+  writeHeaders(s: H1ServerStream, head: ResponseHead, endStream: boolean): void {
+    if (s.detached || s.headersSent || this.closed) return;
+    const status = head.status;
+    if (status < 200 && status !== 101) {
+      // Informational (103 Early Hints…): not final, no framing.
+      if (s.protocol === 'HTTP/1.1') {
+        this.socket.write(appendHeaders(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`, head.headers, SKIP_UPGRADE) + '\r\n', 'latin1');
+      }
+      return;
+    }
+    s.headersSent = true;
+    let str = appendHeaders(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`, head.headers, status !== 101 ? SKIP_UPGRADE : 0);
+    const declared = headerScan.contentLength;
+    if (status === 101 || (s.isConnect && status >= 200 && status < 300)) {
+      s.tunnelResponse = true;
+      s.noBody = true;
+      if (status === 101) str += 'connection: upgrade\r\n';
+    } else {
+      if (s.isConnect) s.closeAfter = true; // a refused CONNECT: the rest of the input is not HTTP
+      if (s.isHead || status === 204 || status === 304) {
+        s.noBody = true;
+        if (declared === -1 && s.isHead && head.contentLength >= 0 && status !== 204 && status !== 304) {
+          str += `content-length: ${head.contentLength}\r\n`;
+        }
+      } else if (declared >= 0) {
+        // framed by the given content-length
+      } else if (head.contentLength >= 0 && !endStream) {
+        str += `content-length: ${head.contentLength}\r\n`;
+      } else if (endStream) {
+        str += 'content-length: 0\r\n';
+      } else if (s.protocol === 'HTTP/1.1') {
+        s.chunked = true;
+        str += 'transfer-encoding: chunked\r\n';
+      } else {
+        s.closeAfter = true; // HTTP/1.0 without a length: close-delimited
+      }
+      if (!s.requestComplete || !s.keepAlive || this.draining) s.closeAfter = true;
+      if (s.closeAfter) str += 'connection: close\r\n';
+      else if (s.protocol === 'HTTP/1.0') str += 'connection: keep-alive\r\n';
+    }
+    str += '\r\n';
+    if (endStream) {
+      this.socket.write(str, 'latin1');
+      this.endResponse(s);
+      return;
+    }
+    s.pendingHead = str;
+    process.nextTick(this.flushFn);
+  }
+
+  private flushPendingHead(): void {
+    const s = this.stream;
+    if (s === undefined || s.pendingHead === undefined || this.closed) return;
+    const h = s.pendingHead;
+    s.pendingHead = undefined;
+    this.socket.write(h, 'latin1');
+  }
+
+  writeData(s: H1ServerStream, chunk: Buffer, endStream: boolean): boolean {
+    if (s.detached || s.responseComplete || this.closed) return true;
+    const prefix = s.pendingHead ?? '';
+    s.pendingHead = undefined;
+    let ok: boolean;
+    if (s.noBody) {
+      ok = writeFramed(this.socket, prefix, undefined, '');
+    } else if (s.chunked) {
+      if (chunk.length > 0) {
+        ok = writeFramed(this.socket, `${prefix}${chunk.length.toString(16)}\r\n`, chunk, endStream ? '\r\n0\r\n\r\n' : '\r\n');
+      } else {
+        ok = writeFramed(this.socket, prefix, undefined, endStream ? '0\r\n\r\n' : '');
+      }
+    } else {
+      ok = writeFramed(this.socket, prefix, chunk, '');
+    }
+    if (endStream) this.endResponse(s);
+    return ok;
+  }
+
+  writeTrailers(s: H1ServerStream, trailers: HeaderList): void {
+    if (s.detached || s.responseComplete || this.closed) return;
+    const prefix = s.pendingHead ?? '';
+    s.pendingHead = undefined;
+    if (s.chunked) {
+      this.socket.write(`${appendHeaders(`${prefix}0\r\n`, trailers, SKIP_UPGRADE)}\r\n`, 'latin1');
+    } else if (prefix.length > 0) {
+      this.socket.write(prefix, 'latin1');
+    }
+    this.endResponse(s);
+  }
+
+  private endResponse(s: H1ServerStream): void {
+    s.responseComplete = true;
+    if (s.tunnelResponse) return; // the connection manager takes the tunnel next
+    if (s.closeAfter || !s.requestComplete) {
+      s.detached = true;
+      this.stream = undefined;
+      this.closeGracefully();
+      return;
+    }
+    if (this.executing) return; // onMessageComplete picks it up
+    // The parser stopped at the end of this request; continue with pipelined input on the next tick.
+    s.detached = true;
+    this.stream = undefined;
+    this.streamFinished();
+    if (!this.closing && !this.resumeScheduled) {
+      this.resumeScheduled = true;
+      process.nextTick(this.resumeFn);
+    }
+  }
+
+  resetStream(s: H1ServerStream): void {
+    if (s.detached) return;
+    s.detached = true;
+    if (this.stream === s) this.stream = undefined;
+    this.closing = true;
+    this.parser.abort();
+    this.socket.destroy();
+  }
+
+  takeTunnel(s: H1ServerStream): Duplex {
+    const socket = this.socket;
+    if (s !== this.stream || this.tunneled) return socket;
+    this.flushPendingHead();
+    this.tunneled = true;
+    s.detached = true;
+    this.stream = undefined;
+    this.clearTimers();
+    this.parser.abort();
+    socket.removeListener('data', this.onDataFn);
+    socket.removeListener('end', this.onEndFn);
+    socket.removeListener('close', this.onCloseFn);
+    socket.removeListener('error', this.onErrorFn);
+    socket.removeListener('drain', this.onDrainFn);
+    socket.pause();
+    const rest = this.pendingInput;
+    this.pendingInput = undefined;
+    if (rest !== undefined && rest.length > 0) socket.unshift(rest);
+    return socket;
+  }
+}
