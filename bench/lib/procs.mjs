@@ -147,10 +147,10 @@ export async function freePorts(n) {
 }
 
 /**
- * Waits until 127.0.0.1:port accepts a TCP connection, or the process exits, or timeoutMs passes.
+ * Waits until host:port (default 127.0.0.1) accepts a TCP connection, or the process exits, or timeoutMs passes.
  * @returns {Promise<string|null>} null when ready, otherwise the reason it is not.
  */
-export async function waitForPort(port, { timeoutMs = 10_000, proc } = {}) {
+export async function waitForPort(port, { timeoutMs = 10_000, proc, host = '127.0.0.1' } = {}) {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
   proc?.exited.then(() => {
@@ -159,7 +159,7 @@ export async function waitForPort(port, { timeoutMs = 10_000, proc } = {}) {
   while (Date.now() < deadline) {
     if (exited) return `${proc.name} exited: ${proc.lastLine() || 'no output'}`;
     const ok = await new Promise((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
+      const s = net.connect(port, host);
       s.once('connect', () => {
         s.destroy();
         resolve(true);
@@ -169,7 +169,7 @@ export async function waitForPort(port, { timeoutMs = 10_000, proc } = {}) {
     if (ok) return null;
     await new Promise((r) => setTimeout(r, 100));
   }
-  return `${proc?.name ?? 'server'} did not listen on 127.0.0.1:${port} within ${timeoutMs} ms${proc?.lastLine() ? `: ${proc.lastLine()}` : ''}`;
+  return `${proc?.name ?? 'server'} did not listen on ${host}:${port} within ${timeoutMs} ms${proc?.lastLine() ? `: ${proc.lastLine()}` : ''}`;
 }
 
 /** Reads VmRSS of a process from /proc (KiB), or null when the process is gone. */

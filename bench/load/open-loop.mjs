@@ -4,12 +4,12 @@
 // (no coordinated omission). A request finding no idle connection opens a new one (up to a cap)
 // or waits in a queue, still on its scheduled clock. Generator lateness is included and is the
 // same for every target, which is why the report states latency added over `direct`.
-// Usage: node open-loop.mjs PORT PATH RATE SECONDS WARMUP_SECONDS BODY_BYTES MAX_CONNECTIONS
+// Usage: node open-loop.mjs [HOST:]PORT PATH RATE SECONDS WARMUP_SECONDS BODY_BYTES MAX_CONNECTIONS
 import net from 'node:net';
 import { Histogram } from '../lib/histogram.mjs';
 
 const [portArg, pathArg, rateArg, secondsArg, warmupArg, bodyArg, maxConnArg] = process.argv.slice(2);
-const port = Number(portArg);
+const [host, port] = portArg.includes(':') ? [portArg.split(':')[0], Number(portArg.split(':')[1])] : ['127.0.0.1', Number(portArg)];
 const rate = Number(rateArg);
 const warmupCount = Math.round(Number(warmupArg) * rate);
 const measureCount = Math.round(Number(secondsArg) * rate);
@@ -19,7 +19,7 @@ const maxConnections = Number(maxConnArg);
 const body = Buffer.alloc(Number(bodyArg), 0x62);
 const request = Buffer.concat([
   Buffer.from(
-    `POST ${pathArg} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUser-Agent: meshlet-bench-open-loop\r\nContent-Type: application/octet-stream\r\nContent-Length: ${body.length}\r\n\r\n`,
+    `POST ${pathArg} HTTP/1.1\r\nHost: ${host}:${port}\r\nUser-Agent: meshlet-bench-open-loop\r\nContent-Type: application/octet-stream\r\nContent-Length: ${body.length}\r\n\r\n`,
     'latin1',
   ),
   body,
@@ -42,7 +42,7 @@ let queueHead = 0;
 
 class Conn {
   constructor() {
-    this.sock = net.connect(port, '127.0.0.1');
+    this.sock = net.connect(port, host);
     this.sock.setNoDelay(true);
     this.buf = null;
     this.due = -1; // scheduled time of the in-flight request, -1 when idle
@@ -223,7 +223,7 @@ for (let i = 0; i < warm; i++) {
   });
 }
 const connectBound = setTimeout(() => {
-  process.stderr.write(`open-loop: could not connect to 127.0.0.1:${port}: ${lastError}\n`);
+  process.stderr.write(`open-loop: could not connect to ${host}:${port}: ${lastError}\n`);
   process.exit(1);
 }, 10_000);
 // Hard bound on the whole run.

@@ -1,11 +1,12 @@
 // Child process: TCP bulk sender. Writes 64 KiB chunks as fast as the socket drains for SECONDS,
 // then half-closes and waits for the peer to close. Prints {bytes, ms}.
-// Usage: node tcp-send.mjs PORT SECONDS
+// Usage: node tcp-send.mjs [HOST:]PORT SECONDS
 import net from 'node:net';
 
 const [portArg, secondsArg] = process.argv.slice(2);
 const chunk = Buffer.alloc(64 * 1024, 0x5a);
-const sock = net.connect(Number(portArg), '127.0.0.1');
+const [host, port] = portArg.includes(':') ? [portArg.split(':')[0], Number(portArg.split(':')[1])] : ['127.0.0.1', Number(portArg)];
+const sock = net.connect(port, host);
 let bytes = 0;
 let started = 0;
 let done = false;

@@ -60,7 +60,7 @@ export function renderMarkdown(results) {
   out.push(`- **Machine**: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.kernel}, Node ${machine.node}`);
   out.push(`- **Tools**: ${Object.entries(results.tools).map(([k, v]) => `${k} ${v}`).join(', ')}; meshlet ${results.meshlet}`);
   out.push(
-    `- **Processes**: upstream nginx ${settings.upstreamWorkers} worker process(es) (one per core); every proxy under test ${settings.proxyWorkers} worker/thread (nginx worker_processes, HAProxy nbthread; Node proxies and meshlet are one process); load generators share the same ${machine.cores} cores, so absolute numbers are a floor and ratios are what to compare.`,
+    `- **Processes**: upstream nginx ${settings.upstreamWorkers} worker process(es) (one per core); every proxy under test ${settings.proxyWorkers} worker/thread (nginx worker_processes, HAProxy nbthread; Node proxies and meshlet are one process; meshlet mesh hop built with \`--meshlet-mode ${settings.meshletMode}\`); load generators share the same ${machine.cores} cores, so absolute numbers are a floor and ratios are what to compare.`,
   );
   out.push(`- **Upstream**: nginx \`return 200\` with a 13-byte body (1 KiB on /kib), HTTP/1.1 keep-alive and h2c; every scenario ends there.`);
   out.push('');

@@ -114,7 +114,11 @@ export function expectedSeconds(s, settings) {
  * @param {object} settings load settings
  */
 export async function measure(s, target, env, settings) {
-  const url = `http://127.0.0.1:${target.port}/`;
+  const host = target.host ?? '127.0.0.1';
+  // Loopback only, whatever a setup returns: the bench never sends traffic anywhere else.
+  if (!host.startsWith('127.')) throw new Error(`refusing non-loopback target ${host}`);
+  const hostPort = `${host}:${target.port}`;
+  const url = `http://${hostPort}/`;
   switch (s.kind) {
     case 'wrk': {
       const w = settings.wrk;
@@ -128,13 +132,13 @@ export async function measure(s, target, env, settings) {
     }
     case 'grpc': {
       const g = settings.grpc;
-      const args = (sec) => [`127.0.0.1:${target.port}`, String(g.concurrency), String(g.channels), String(sec), String(g.payloadBytes)];
+      const args = (sec) => [hostPort, String(g.concurrency), String(g.channels), String(sec), String(g.payloadBytes)];
       if (settings.warmupSeconds > 0) await runNodeLoad('grpc-load.mjs', args(settings.warmupSeconds), (settings.warmupSeconds + 30) * 1000);
       return runNodeLoad('grpc-load.mjs', args(settings.seconds), (settings.seconds + 30) * 1000);
     }
     case 'tcp': {
       const received = env.nextSinkResult((settings.seconds + 20) * 1000);
-      const sent = await runNodeLoad('tcp-send.mjs', [String(target.port), String(settings.seconds)], (settings.seconds + 30) * 1000);
+      const sent = await runNodeLoad('tcp-send.mjs', [hostPort, String(settings.seconds)], (settings.seconds + 30) * 1000);
       const got = await received;
       return {
         mbPerSec: got.bytes / 1e6 / (got.ms / 1000),
@@ -148,7 +152,7 @@ export async function measure(s, target, env, settings) {
       const o = settings.openLoop;
       const r = await runNodeLoad(
         'open-loop.mjs',
-        [String(target.port), '/kib', String(o.rate), String(settings.seconds), String(settings.warmupSeconds), String(o.bodyBytes), String(o.maxConnections)],
+        [hostPort, '/kib', String(o.rate), String(settings.seconds), String(settings.warmupSeconds), String(o.bodyBytes), String(o.maxConnections)],
         (settings.seconds + settings.warmupSeconds + 40) * 1000,
       );
       return { ...r, errors: r.errors + r.timeouts, non2xx: r.non2xx };

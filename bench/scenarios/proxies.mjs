@@ -102,8 +102,8 @@ export const MESH_HOP = {
       const missing = mode.available(env.ctx);
       if (missing) throw new Error(missing);
       const [port, inboundPort, a1, a2] = await freePorts(4);
-      const procs = await mode.start(env.ctx, { port, inboundPort, upstreamPort: env.upstream.port, adminPorts: [a1, a2], certs: env.certs });
-      return { port, procs };
+      const started = await mode.start(env.ctx, { port, inboundPort, upstreamPort: env.upstream.port, adminPorts: [a1, a2], certs: env.certs });
+      return { port: started.port ?? port, host: started.host, procs: started.procs };
     },
   },
 };

@@ -8,7 +8,7 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { startProcess, waitForPort } from '../lib/procs.mjs';
+import { freePorts, startProcess, waitForPort } from '../lib/procs.mjs';
 import { bootstrap } from './meshlet-bootstrap.mjs';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -22,9 +22,9 @@ export function buildMissing() {
 }
 
 /** One GET through the proxy; resolves with the status code or an error text. */
-export function probe(port, pathName = '/') {
+export function probe(port, pathName = '/', host = '127.0.0.1') {
   return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: pathName, agent: false, timeout: 5000 }, (res) => {
+    const req = http.get({ host, port, path: pathName, agent: false, timeout: 5000 }, (res) => {
       res.resume();
       res.on('end', () => resolve(res.statusCode));
     });
@@ -71,7 +71,8 @@ export function startTcpProxy(ctx, { port, adminPort, upstreamPort }) {
 
 /**
  * Ways to build a meshlet mesh hop (client → outbound sidecar → mTLS → inbound sidecar → app).
- * Each mode: { describe, available(ctx) → reason|null, start(ctx, ports) → procs[] }.
+ * Each mode: { describe, available(ctx) → reason|null, start(ctx, ports) → { procs, host?, port? } }
+ * where host:port (default 127.0.0.1:ports.port) is where the client sends traffic.
  */
 export const MESH_MODES = {
   static: {
@@ -101,7 +102,93 @@ export const MESH_MODES = {
         await Promise.all([inbound.stop(), outbound.stop()]);
         throw new Error(`probe through the meshlet pair answered ${status}`);
       }
-      return [outbound, inbound];
+      return { procs: [outbound, inbound] };
     },
   },
+  'control-plane': {
+    describe: 'the embedded control plane (meshlet control-plane) serving a two-workload mesh over ADS; two meshlet sidecars with mTLS via SDS',
+    available: () => buildMissing(),
+    start: startControlPlaneMesh,
+  },
 };
+
+/**
+ * Mesh hop through the embedded control plane: a mesh file with a `bench-client` workload (the
+ * load generator's side) and a `bench-app` workload (the upstream nginx), one control plane, and
+ * one sidecar per workload bootstrapped only with ADS. The client's sidecar exposes the app's
+ * service on its outbound IP (127.0.0.2) at the service port; the app's sidecar terminates mTLS on
+ * its inbound port. Certificates come from the control plane's CA, not from `certs`.
+ */
+async function startControlPlaneMesh(ctx, { upstreamPort }) {
+  const [cpPort, clientSvcPort, clientAppPort, appSvcPort, in1, in2, ad1, ad2] = await freePorts(8);
+  const mesh = {
+    trust_domain: 'cluster.local',
+    services: [
+      { name: 'bench-client', namespace: 'bench', ports: [{ name: 'http', port: clientSvcPort, protocol: 'http', target_port: clientAppPort }] },
+      { name: 'bench-app', namespace: 'bench', ports: [{ name: 'http', port: appSvcPort, protocol: 'http', target_port: upstreamPort }] },
+    ],
+    workloads: [
+      { name: 'bench-client-v1', namespace: 'bench', service_account: 'bench-client', service: 'bench-client', version: 'v1', address: `127.0.0.1:${clientAppPort}`, inbound_port: in1, admin_port: ad1, outbound_ip: '127.0.0.2' },
+      { name: 'bench-app-v1', namespace: 'bench', service_account: 'bench-app', service: 'bench-app', version: 'v1', address: `127.0.0.1:${upstreamPort}`, inbound_port: in2, admin_port: ad2, outbound_ip: '127.0.0.3' },
+    ],
+  };
+  const meshFile = path.join(ctx.dir, 'bench-mesh.yaml');
+  writeFileSync(meshFile, stringify(mesh));
+  const cp = startProcess('meshlet-control-plane', process.execPath, [BIN, 'control-plane', '--mesh', meshFile, '--port', String(cpPort), '--log-level', 'warn'], { cwd: REPO });
+  const procs = [cp];
+  const fail = async (reason) => {
+    await Promise.all(procs.map((p) => p.stop()));
+    throw new Error(reason);
+  };
+  const cpWhy = await waitForPort(cpPort, { proc: cp, timeoutMs: 15_000 });
+  if (cpWhy) return fail(cpWhy);
+  for (const [id, admin] of [['bench-app-v1', ad2], ['bench-client-v1', ad1]]) {
+    const file = path.join(ctx.dir, `${id}.yaml`);
+    writeFileSync(file, stringify(adsBootstrap(id, admin, cpPort)));
+    procs.push(startProcess(`meshlet-${id}`, process.execPath, [BIN, 'proxy', '--bootstrap', file, '--log-level', 'warn'], { cwd: REPO }));
+  }
+  // Listeners arrive over xDS, so poll the client's outbound listener until a request gets through.
+  const host = '127.0.0.2';
+  const deadline = Date.now() + 30_000;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    const dead = procs.find((p) => p.child.exitCode !== null || p.child.signalCode !== null);
+    if (dead) return fail(`${dead.name} exited: ${dead.lastLine() || 'no output'}`);
+    last = await probe(appSvcPort, '/', host);
+    if (last === 200) return { procs, host, port: appSvcPort };
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return fail(`no 200 through the control-plane mesh within 30 s (last: ${last})`);
+}
+
+/** A sidecar bootstrap with nothing static but the ADS cluster, as Istio's pilot-agent writes. */
+function adsBootstrap(id, adminPort, cpPort) {
+  return {
+    node: { id, cluster: id.replace(/-v1$/, '') },
+    admin: { address: { socket_address: { address: '127.0.0.1', port_value: adminPort } } },
+    dynamic_resources: {
+      ads_config: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'xds-grpc' } }] },
+      lds_config: { ads: {}, resource_api_version: 'V3' },
+      cds_config: { ads: {}, resource_api_version: 'V3' },
+    },
+    static_resources: {
+      clusters: [
+        {
+          name: 'xds-grpc',
+          type: 'STATIC',
+          connect_timeout: '1s',
+          typed_extension_protocol_options: {
+            'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+              '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+              explicit_http_config: { http2_protocol_options: {} },
+            },
+          },
+          load_assignment: {
+            cluster_name: 'xds-grpc',
+            endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: cpPort } } } }] }],
+          },
+        },
+      ],
+    },
+  };
+}
