@@ -13,7 +13,14 @@
  */
 import type { ClusterConfig, ClusterLoadAssignment } from '../config/types';
 import { ConfigError } from '../errors';
-import { Cluster, type ClusterContext, type ClusterDescription, EdsCluster, type PoolFactory, StaticCluster } from './cluster';
+import {
+  type Cluster,
+  type ClusterContext,
+  type ClusterDescription,
+  EdsCluster,
+  type PoolFactory,
+  StaticCluster,
+} from './cluster';
 import { type DnsLookup, LogicalDnsCluster, StrictDnsCluster } from './dns-cluster';
 import { registerDefaultLbPolicies } from './lb/index';
 import { LbRegistry } from './lb/types';
@@ -73,7 +80,10 @@ export class ClusterManager implements ClusterLookup {
       ((config) => {
         if (config.transportSocket !== undefined) {
           throw new ConfigError(`cluster ${config.name}`, [
-            { path: 'transport_socket', message: 'TLS transport requested but no TLS transport provider is configured' },
+            {
+              path: 'transport_socket',
+              message: 'TLS transport requested but no TLS transport provider is configured',
+            },
           ]);
         }
         return TCP;
@@ -116,7 +126,10 @@ export class ClusterManager implements ClusterLookup {
     if (current !== undefined && deepEqual(current.config, config)) return 'unchanged';
     const previous = this.active.get(name);
     const seed =
-      previous !== undefined && config.type === 'EDS' && previous.config.type === 'EDS' && (previous.config.edsServiceName ?? name) === (config.edsServiceName ?? name)
+      previous !== undefined &&
+      config.type === 'EDS' &&
+      previous.config.type === 'EDS' &&
+      (previous.config.edsServiceName ?? name) === (config.edsServiceName ?? name)
         ? previous.lastAssignment
         : undefined;
 
@@ -199,7 +212,9 @@ export class ClusterManager implements ClusterLookup {
       case 'ORIGINAL_DST':
         return new OriginalDstCluster(config, ctx);
       default:
-        throw new ConfigError(`cluster ${config.name}`, [{ path: 'type', message: `unsupported cluster type ${String(config.type)}` }]);
+        throw new ConfigError(`cluster ${config.name}`, [
+          { path: 'type', message: `unsupported cluster type ${String(config.type)}` },
+        ]);
     }
   }
 
@@ -227,7 +242,8 @@ export function deepEqual(a: unknown, b: unknown): boolean {
   if (Object.is(a, b)) return true;
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
   if (Buffer.isBuffer(a) || Buffer.isBuffer(b)) return Buffer.isBuffer(a) && Buffer.isBuffer(b) && a.equals(b);
-  if (a instanceof RegExp || b instanceof RegExp) return a instanceof RegExp && b instanceof RegExp && a.source === b.source && a.flags === b.flags;
+  if (a instanceof RegExp || b instanceof RegExp)
+    return a instanceof RegExp && b instanceof RegExp && a.source === b.source && a.flags === b.flags;
   if (Array.isArray(a) || Array.isArray(b)) {
     if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
     for (let i = 0; i < a.length; i++) if (!deepEqual(a[i], b[i])) return false;
@@ -246,6 +262,7 @@ export function deepEqual(a: unknown, b: unknown): boolean {
   const ka = Object.keys(a as object).filter((k) => (a as Record<string, unknown>)[k] !== undefined);
   const kb = Object.keys(b as object).filter((k) => (b as Record<string, unknown>)[k] !== undefined);
   if (ka.length !== kb.length) return false;
-  for (const k of ka) if (!deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
+  for (const k of ka)
+    if (!deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k])) return false;
   return true;
 }

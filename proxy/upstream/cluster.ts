@@ -15,8 +15,8 @@ import type { ClusterConfig, ClusterLoadAssignment, HealthStatus, LbEndpoint, Lo
 import { ConfigError } from '../errors';
 import type { ConnectionPool, HttpProtocol } from '../http/codec';
 import { Host } from './host';
-import type { LbContext, LbRegistry, LoadBalancerFactory } from './lb/types';
 import { DEFAULT_DECAY_MS, observeRtt } from './lb/peak-ewma';
+import type { LbContext, LbRegistry, LoadBalancerFactory } from './lb/types';
 import { PrioritySet } from './priority-set';
 import { ClusterResourceManager } from './resources';
 import { ClusterStats, type TransportSocketFactory, type UpstreamCluster } from './types';
@@ -149,7 +149,10 @@ export class Cluster implements UpstreamCluster {
     const f = registry.get(name);
     if (f === undefined) {
       throw new ConfigError(`cluster ${config.name}`, [
-        { path: 'lb_policy', message: `load-balancing policy ${name} is not registered (have: ${registry.names().join(', ')})` },
+        {
+          path: 'lb_policy',
+          message: `load-balancing policy ${name} is not registered (have: ${registry.names().join(', ')})`,
+        },
       ]);
     }
     return f;
@@ -198,7 +201,8 @@ export class Cluster implements UpstreamCluster {
 
   updateAssignment(cla: ClusterLoadAssignment): void {
     this.lastAssignment = cla;
-    this.overprovisioningFactor = cla.overprovisioningFactor > 0 ? cla.overprovisioningFactor : DEFAULT_OVERPROVISIONING_FACTOR;
+    this.overprovisioningFactor =
+      cla.overprovisioningFactor > 0 ? cla.overprovisioningFactor : DEFAULT_OVERPROVISIONING_FACTOR;
     const next: Host[] = [];
     const seen = new Set<string>();
     const added: Host[] = [];
@@ -392,7 +396,13 @@ export class Cluster implements UpstreamCluster {
 export class StaticCluster extends Cluster {
   constructor(config: ClusterConfig, ctx: ClusterContext) {
     super(config, ctx);
-    this.updateAssignment(config.loadAssignment ?? { clusterName: config.name, endpoints: [], overprovisioningFactor: DEFAULT_OVERPROVISIONING_FACTOR });
+    this.updateAssignment(
+      config.loadAssignment ?? {
+        clusterName: config.name,
+        endpoints: [],
+        overprovisioningFactor: DEFAULT_OVERPROVISIONING_FACTOR,
+      },
+    );
   }
 }
 

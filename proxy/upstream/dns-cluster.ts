@@ -28,7 +28,8 @@ export interface ResolvedAddress {
 /** DNS lookup used by DNS clusters; `family` 0 = any. Defaults to dns.promises.lookup({all: true}). */
 export type DnsLookup = (hostname: string, family: 0 | 4 | 6) => Promise<readonly ResolvedAddress[]>;
 
-export const defaultDnsLookup: DnsLookup = (hostname, family) => dns.lookup(hostname, { all: true, family, verbatim: true });
+export const defaultDnsLookup: DnsLookup = (hostname, family) =>
+  dns.lookup(hostname, { all: true, family, verbatim: true });
 
 /** Envoy's default dns_refresh_rate. */
 export const DEFAULT_DNS_REFRESH_MS = 5000;
@@ -146,7 +147,12 @@ export class StrictDnsCluster extends DnsClusterBase {
         const address: Address = { kind: 'socket', host: ip, port: t.port };
         return { ...t.endpoint, address, hostname: t.endpoint.hostname || t.hostname };
       });
-      groups.push({ locality: t.group.locality, lbEndpoints, loadBalancingWeight: t.group.loadBalancingWeight, priority: t.group.priority });
+      groups.push({
+        locality: t.group.locality,
+        lbEndpoints,
+        loadBalancingWeight: t.group.loadBalancingWeight,
+        priority: t.group.priority,
+      });
     }
     this.updateAssignment({
       clusterName: this.name,

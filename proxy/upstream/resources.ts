@@ -71,7 +71,7 @@ export class BudgetRetryResource extends BasicResource {
   }
   override get max(): number {
     const budget = Math.floor(((this.requests.count + this.pending.count) * this.budgetPercent) / 100);
-    return budget > this.minConcurrency ? budget : this.minConcurrency;
+    return Math.max(budget, this.minConcurrency);
   }
 }
 
@@ -97,7 +97,13 @@ export class ClusterResourceManager implements ClusterResources {
     const budget = t.retryBudget;
     this.retries =
       budget !== undefined
-        ? new BudgetRetryResource(budget.budgetPercent, budget.minRetryConcurrency, this.requests, this.pendingRequests, stats)
+        ? new BudgetRetryResource(
+            budget.budgetPercent,
+            budget.minRetryConcurrency,
+            this.requests,
+            this.pendingRequests,
+            stats,
+          )
         : new BasicResource(t.maxRetries, stats, 'upstreamRqRetryOverflow');
   }
 

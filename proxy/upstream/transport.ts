@@ -17,7 +17,10 @@ import type { TransportConnection, TransportSocketFactory } from './types';
 /** Keep-alive probe delay for upstream sockets (Envoy leaves this to the OS; Node needs a value). */
 export const UPSTREAM_KEEPALIVE_INITIAL_DELAY_MS = 60_000;
 
-type ConnectCallback = (err: { reason: ResetReason; detail: string } | undefined, conn: TransportConnection | undefined) => void;
+type ConnectCallback = (
+  err: { reason: ResetReason; detail: string } | undefined,
+  conn: TransportConnection | undefined,
+) => void;
 
 /** The address to dial for `host`: LOGICAL_DNS hosts carry their latest resolved IP separately. */
 export function dialAddress(host: Host): string {
@@ -25,13 +28,23 @@ export function dialAddress(host: Host): string {
 }
 
 export class TcpTransportSocketFactory implements TransportSocketFactory {
-  connect(host: Host, opts: { readonly alpn?: readonly string[]; readonly timeoutMs: number }, cb: ConnectCallback): void {
+  connect(
+    host: Host,
+    opts: { readonly alpn?: readonly string[]; readonly timeoutMs: number },
+    cb: ConnectCallback,
+  ): void {
     let done = false;
     let timer: NodeJS.Timeout | undefined;
     const socket =
       host.address.kind === 'pipe'
         ? net.connect({ path: host.address.path })
-        : net.connect({ host: dialAddress(host), port: host.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: UPSTREAM_KEEPALIVE_INITIAL_DELAY_MS });
+        : net.connect({
+            host: dialAddress(host),
+            port: host.port,
+            noDelay: true,
+            keepAlive: true,
+            keepAliveInitialDelay: UPSTREAM_KEEPALIVE_INITIAL_DELAY_MS,
+          });
 
     const finish = (err: { reason: ResetReason; detail: string } | undefined): void => {
       if (done) return;

@@ -17,7 +17,10 @@ describe('ClusterManager', () => {
     cm = new ClusterManager({ poolFactory: factory });
     const events: ClusterUpdateEvent[] = [];
     cm.onUpdate((e) => events.push(e));
-    const cfg = clusterConfig({ name: 'svc', loadAssignment: assignment('svc', [{ port: 1001 }, { port: 1002 }, { port: 1003 }]) });
+    const cfg = clusterConfig({
+      name: 'svc',
+      loadAssignment: assignment('svc', [{ port: 1001 }, { port: 1002 }, { port: 1003 }]),
+    });
     expect(cm.addOrUpdate(cfg)).toBe('added');
     const c = cm.get('svc');
     expect(c).toBeDefined();
@@ -112,7 +115,10 @@ describe('ClusterManager', () => {
       },
     });
     expect(() => cm?.addOrUpdate(tls)).toThrow(ConfigError);
-    const provided = new ClusterManager({ poolFactory: factory, transportProvider: () => new TcpTransportSocketFactory() });
+    const provided = new ClusterManager({
+      poolFactory: factory,
+      transportProvider: () => new TcpTransportSocketFactory(),
+    });
     expect(provided.addOrUpdate(tls)).toBe('added');
     provided.destroy();
     expect(() => cm?.addOrUpdate(clusterConfig({ name: 'x', lbPolicy: 'NOPE' as never }))).toThrow(/not registered/);
@@ -121,7 +127,9 @@ describe('ClusterManager', () => {
   it('creates pools lazily per host and protocol through the injected factory', () => {
     const { factory, pools } = recordingPoolFactory();
     cm = new ClusterManager({ poolFactory: factory });
-    cm.addOrUpdate(clusterConfig({ name: 'd', upstreamProtocol: 'downstream', loadAssignment: assignment('d', [{ port: 1 }]) }));
+    cm.addOrUpdate(
+      clusterConfig({ name: 'd', upstreamProtocol: 'downstream', loadAssignment: assignment('d', [{ port: 1 }]) }),
+    );
     const c = cm.get('d');
     const h = c?.hosts[0];
     if (c === undefined || h === undefined) throw new Error('no cluster');
@@ -137,7 +145,9 @@ describe('ClusterManager', () => {
   });
 
   it('deepEqual compares config trees structurally', () => {
-    expect(deepEqual({ a: [1, { b: Buffer.from('x') }], r: /a/i }, { a: [1, { b: Buffer.from('x') }], r: /a/i })).toBe(true);
+    expect(deepEqual({ a: [1, { b: Buffer.from('x') }], r: /a/i }, { a: [1, { b: Buffer.from('x') }], r: /a/i })).toBe(
+      true,
+    );
     expect(deepEqual({ a: [1, 2] }, { a: [1, 3] })).toBe(false);
     expect(deepEqual({ a: 1, b: undefined }, { a: 1 })).toBe(true);
     expect(deepEqual(new Set(['a']), new Set(['b']))).toBe(false);

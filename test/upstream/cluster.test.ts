@@ -1,6 +1,12 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { ClusterConfig } from '../../proxy/config/types';
-import { type Cluster, type ClusterContext, EdsCluster, healthFlags, StaticCluster } from '../../proxy/upstream/cluster';
+import {
+  type Cluster,
+  type ClusterContext,
+  EdsCluster,
+  healthFlags,
+  StaticCluster,
+} from '../../proxy/upstream/cluster';
 import { registerDefaultLbPolicies } from '../../proxy/upstream/lb/index';
 import { LbRegistry } from '../../proxy/upstream/lb/types';
 import { OriginalDstCluster } from '../../proxy/upstream/original-dst';
@@ -41,7 +47,13 @@ describe('priorities and panic', () => {
   });
 
   it('fails over to priority 1 when priority 0 is unhealthy', () => {
-    const c = track(staticCluster([{ port: 1, health: 'UNHEALTHY' }, { port: 2, health: 'UNHEALTHY' }, { port: 3, priority: 1 }]));
+    const c = track(
+      staticCluster([
+        { port: 1, health: 'UNHEALTHY' },
+        { port: 2, health: 'UNHEALTHY' },
+        { port: 3, priority: 1 },
+      ]),
+    );
     expect(c.priorityLevels.map((l) => l.load)).toEqual([0, 100]);
     const counts = tally(() => c.chooseHost(undefined), 200);
     expect(counts.get('127.0.0.1:3')).toBe(200);
@@ -51,7 +63,12 @@ describe('priorities and panic', () => {
   it('spills the unhealthy share of priority 0 to priority 1 using the 1.4 overprovisioning factor', () => {
     // P0: 1 of 3 healthy → health = floor(140 × 1/3) = 46; P1 healthy → gets the other 54.
     const c = track(
-      staticCluster([{ port: 1 }, { port: 2, health: 'UNHEALTHY' }, { port: 3, health: 'UNHEALTHY' }, { port: 4, priority: 1 }]),
+      staticCluster([
+        { port: 1 },
+        { port: 2, health: 'UNHEALTHY' },
+        { port: 3, health: 'UNHEALTHY' },
+        { port: 4, priority: 1 },
+      ]),
     );
     expect(c.priorityLevels.map((l) => l.load)).toEqual([46, 54]);
     // Normalized total health is 100, so no level panics: P0 traffic only goes to its healthy host.
@@ -64,7 +81,12 @@ describe('priorities and panic', () => {
 
   it('panics below healthy_panic_threshold: balances across all hosts except DRAINING ones', () => {
     const c = track(
-      staticCluster([{ port: 1 }, { port: 2, health: 'UNHEALTHY' }, { port: 3, health: 'UNHEALTHY' }, { port: 4, health: 'DRAINING' }]),
+      staticCluster([
+        { port: 1 },
+        { port: 2, health: 'UNHEALTHY' },
+        { port: 3, health: 'UNHEALTHY' },
+        { port: 4, health: 'DRAINING' },
+      ]),
     );
     expect(c.priorityLevels[0].panic).toBe(true);
     const counts = tally(() => c.chooseHost(undefined), 300);
@@ -76,7 +98,9 @@ describe('priorities and panic', () => {
   });
 
   it('does not panic at or above the threshold, and excludes DRAINING hosts', () => {
-    const c = track(staticCluster([{ port: 1 }, { port: 2 }, { port: 3, health: 'DRAINING' }, { port: 4, health: 'UNHEALTHY' }]));
+    const c = track(
+      staticCluster([{ port: 1 }, { port: 2 }, { port: 3, health: 'DRAINING' }, { port: 4, health: 'UNHEALTHY' }]),
+    );
     expect(c.priorityLevels[0].panic).toBe(false);
     const counts = tally(() => c.chooseHost(undefined), 200);
     expect([...counts.keys()].sort()).toEqual(['127.0.0.1:1', '127.0.0.1:2']);
@@ -97,7 +121,12 @@ describe('priorities and panic', () => {
   });
 
   it('total panic (nothing healthy anywhere) spreads load by host count, as Envoy does', () => {
-    const c = track(staticCluster([{ port: 1, health: 'UNHEALTHY' }, { port: 2, priority: 1, health: 'UNHEALTHY' }]));
+    const c = track(
+      staticCluster([
+        { port: 1, health: 'UNHEALTHY' },
+        { port: 2, priority: 1, health: 'UNHEALTHY' },
+      ]),
+    );
     expect(c.priorityLevels.map((l) => l.load)).toEqual([50, 50]);
     expect(c.priorityLevels.every((l) => l.panic)).toBe(true);
     expect(tally(() => c.chooseHost(undefined), 1000).size).toBe(2);
@@ -122,7 +151,12 @@ describe('EDS updates', () => {
   it('diffs by address: surviving Host objects keep counters and pools; removed hosts drain', () => {
     const { factory, pools } = recordingPoolFactory();
     let initialized = 0;
-    const c = track(new EdsCluster(clusterConfig({ name: 'e', type: 'EDS' }), ctx({ poolFactory: factory, onInitialized: () => initialized++ })));
+    const c = track(
+      new EdsCluster(
+        clusterConfig({ name: 'e', type: 'EDS' }),
+        ctx({ poolFactory: factory, onInitialized: () => initialized++ }),
+      ),
+    );
     expect(c.initialized).toBe(false);
     c.updateAssignment(assignment('e', [{ port: 1 }, { port: 2 }]));
     expect(c.initialized).toBe(true);
@@ -171,7 +205,17 @@ describe('EDS updates', () => {
 describe('ORIGINAL_DST', () => {
   it('creates hosts on demand and cleans up unused ones after cleanup_interval', () => {
     vi.useFakeTimers();
-    const c = track(new OriginalDstCluster(clusterConfig({ name: 'passthrough', type: 'ORIGINAL_DST', lbPolicy: 'CLUSTER_PROVIDED', cleanupIntervalMs: 1000 }), ctx()));
+    const c = track(
+      new OriginalDstCluster(
+        clusterConfig({
+          name: 'passthrough',
+          type: 'ORIGINAL_DST',
+          lbPolicy: 'CLUSTER_PROVIDED',
+          cleanupIntervalMs: 1000,
+        }),
+        ctx(),
+      ),
+    );
     expect(c.initialized).toBe(true);
     const a = c.hostForOriginalDst('10.1.2.3', 8080);
     expect(a.key).toBe('10.1.2.3:8080');
@@ -214,7 +258,14 @@ describe('circuit breakers', () => {
       staticCluster([{ port: 1 }], {
         circuitBreakers: [
           { priority: 'HIGH', maxConnections: 1, maxPendingRequests: 1, maxRequests: 1, maxRetries: 1 },
-          { priority: 'DEFAULT', maxConnections: 2, maxPendingRequests: 5, maxRequests: 100, maxRetries: 0, retryBudget: { budgetPercent: 20, minRetryConcurrency: 3 } },
+          {
+            priority: 'DEFAULT',
+            maxConnections: 2,
+            maxPendingRequests: 5,
+            maxRequests: 100,
+            maxRetries: 0,
+            retryBudget: { budgetPercent: 20, minRetryConcurrency: 3 },
+          },
         ],
       }),
     );
@@ -232,7 +283,12 @@ describe('circuit breakers', () => {
 
 describe('describe()', () => {
   it('reports hosts the way admin /clusters needs them', () => {
-    const c = track(staticCluster([{ port: 1, weight: 3 }, { port: 2, health: 'UNHEALTHY', priority: 1 }]));
+    const c = track(
+      staticCluster([
+        { port: 1, weight: 3 },
+        { port: 2, health: 'UNHEALTHY', priority: 1 },
+      ]),
+    );
     const [h1] = c.hosts;
     h1.activeRequests = 2;
     h1.activeConnections = 1;

@@ -1,8 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { LbRegistry } from '../../proxy/upstream/lb/types';
 import { Host } from '../../proxy/upstream/host';
-import { registerDefaultLbPolicies } from '../../proxy/upstream/lb/index';
 import { hashString } from '../../proxy/upstream/lb/hash';
+import { registerDefaultLbPolicies } from '../../proxy/upstream/lb/index';
 import { LeastRequestLoadBalancer } from '../../proxy/upstream/lb/least-request';
 import { MaglevLoadBalancer } from '../../proxy/upstream/lb/maglev';
 import { observeRtt, PeakEwmaLoadBalancer } from '../../proxy/upstream/lb/peak-ewma';
@@ -10,6 +9,7 @@ import { RandomLoadBalancer } from '../../proxy/upstream/lb/random';
 import { RingHashLoadBalancer } from '../../proxy/upstream/lb/ring-hash';
 import { RoundRobinLoadBalancer } from '../../proxy/upstream/lb/round-robin';
 import type { LbContext, LoadBalancer } from '../../proxy/upstream/lb/types';
+import { LbRegistry } from '../../proxy/upstream/lb/types';
 import { clusterConfig, tally } from './fixtures';
 
 function hosts(weights: number[], base = 8000): Host[] {
@@ -33,7 +33,9 @@ function expectShares(counts: Map<string, number>, hs: Host[], total: number, to
   for (const h of hs) {
     const got = ((counts.get(h.key) ?? 0) / total) * 100;
     const want = (h.weight / wsum) * 100;
-    expect(Math.abs(got - want), `${h.key}: got ${got.toFixed(2)}% want ${want.toFixed(2)}%`).toBeLessThanOrEqual(tolerancePct);
+    expect(Math.abs(got - want), `${h.key}: got ${got.toFixed(2)}% want ${want.toFixed(2)}%`).toBeLessThanOrEqual(
+      tolerancePct,
+    );
   }
 }
 
@@ -74,7 +76,12 @@ describe('ROUND_ROBIN', () => {
   it('with weights splits 10,000 picks within 1% and interleaves instead of bursting', () => {
     const hs = hosts([1, 2, 5]);
     const lb = new RoundRobinLoadBalancer(hs, prng(1));
-    expectShares(tally(() => lb.pick(undefined), 10_000), hs, 10_000, 1);
+    expectShares(
+      tally(() => lb.pick(undefined), 10_000),
+      hs,
+      10_000,
+      1,
+    );
     // Smoothness: within every window of 8 picks (one full weight cycle) each host gets its weight ±1.
     const seq = Array.from({ length: 800 }, () => lb.pick(undefined));
     for (let i = 0; i + 8 <= seq.length; i += 8) {
@@ -97,7 +104,12 @@ describe('RANDOM', () => {
   it('splits 10,000 weighted picks within 2%', () => {
     const hs = hosts([1, 3, 6]);
     const lb = new RandomLoadBalancer(hs, prng(7));
-    expectShares(tally(() => lb.pick(undefined), 10_000), hs, 10_000, 2);
+    expectShares(
+      tally(() => lb.pick(undefined), 10_000),
+      hs,
+      10_000,
+      2,
+    );
   });
 });
 
@@ -105,13 +117,23 @@ describe('LEAST_REQUEST', () => {
   it('splits 10,000 weighted picks within 2% when load is equal', () => {
     const hs = hosts([1, 2, 3]);
     const lb = new LeastRequestLoadBalancer(hs, 2, prng(3));
-    expectShares(tally(() => lb.pick(undefined), 10_000), hs, 10_000, 2);
+    expectShares(
+      tally(() => lb.pick(undefined), 10_000),
+      hs,
+      10_000,
+      2,
+    );
   });
 
   it('splits equal-weight picks evenly within 2% when load is equal', () => {
     const hs = hosts([1, 1, 1, 1]);
     const lb = new LeastRequestLoadBalancer(hs, 2, prng(4));
-    expectShares(tally(() => lb.pick(undefined), 10_000), hs, 10_000, 2);
+    expectShares(
+      tally(() => lb.pick(undefined), 10_000),
+      hs,
+      10_000,
+      2,
+    );
   });
 
   it('prefers the less loaded host', () => {
@@ -254,7 +276,10 @@ describe('ctx.avoid', () => {
     ['ROUND_ROBIN', (hs: Host[]) => new RoundRobinLoadBalancer(hs)],
     ['RANDOM', (hs: Host[]) => new RandomLoadBalancer(hs)],
     ['LEAST_REQUEST', (hs: Host[]) => new LeastRequestLoadBalancer(hs)],
-    ['LEAST_REQUEST weighted', (hs: Host[]) => new LeastRequestLoadBalancer([hs[0], new Host(hs[1].address, { weight: 5 })])],
+    [
+      'LEAST_REQUEST weighted',
+      (hs: Host[]) => new LeastRequestLoadBalancer([hs[0], new Host(hs[1].address, { weight: 5 })]),
+    ],
     ['PEAK_EWMA', (hs: Host[]) => new PeakEwmaLoadBalancer(hs)],
   ] as const)('%s avoids previous hosts when it can, and still answers when it cannot', (_n, make) => {
     const hs = hosts([1, 1]);

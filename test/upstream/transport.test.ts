@@ -37,7 +37,11 @@ describe('TcpTransportSocketFactory', () => {
       server.close();
     });
     const port = (server.address() as net.AddressInfo).port;
-    const { err, conn } = await connect(new TcpTransportSocketFactory(), new Host({ kind: 'socket', host: '127.0.0.1', port }), 2000);
+    const { err, conn } = await connect(
+      new TcpTransportSocketFactory(),
+      new Host({ kind: 'socket', host: '127.0.0.1', port }),
+      2000,
+    );
     expect(err).toBeUndefined();
     expect(conn).toBeDefined();
     const sock = conn?.socket as net.Socket;
@@ -57,7 +61,11 @@ describe('TcpTransportSocketFactory', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const port = (server.address() as net.AddressInfo).port;
     await new Promise<void>((r) => server.close(() => r()));
-    const { err, conn } = await connect(new TcpTransportSocketFactory(), new Host({ kind: 'socket', host: '127.0.0.1', port }), 2000);
+    const { err, conn } = await connect(
+      new TcpTransportSocketFactory(),
+      new Host({ kind: 'socket', host: '127.0.0.1', port }),
+      2000,
+    );
     expect(conn).toBeUndefined();
     expect(err?.reason).toBe('connect_failure');
     expect(err?.detail).toContain('ECONNREFUSED');

@@ -51,7 +51,12 @@ export function isAvoided<T>(host: T, avoid: readonly T[] | undefined): boolean 
  * The first host from `start` (wrapping) that is not in `avoid`; `fallback` when every host is.
  * Pickers use it after their own retries so `ctx.avoid` is honoured whenever another host exists.
  */
-export function firstNotAvoided<T>(hosts: readonly T[], avoid: readonly T[] | undefined, start: number, fallback: T): T {
+export function firstNotAvoided<T>(
+  hosts: readonly T[],
+  avoid: readonly T[] | undefined,
+  start: number,
+  fallback: T,
+): T {
   const n = hosts.length;
   for (let k = 0; k < n; k++) {
     const h = hosts[(start + k) % n];

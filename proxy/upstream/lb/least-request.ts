@@ -49,7 +49,11 @@ export class LeastRequestLoadBalancer implements LoadBalancer {
     let best: Host | undefined;
     for (let c = 0; c < this.choiceCount; c++) {
       const s = hosts[Math.floor(this.random() * n)];
-      if (best === undefined || (isAvoided(best, avoid) && !isAvoided(s, avoid)) || (s.activeRequests < best.activeRequests && !isAvoided(s, avoid))) {
+      if (
+        best === undefined ||
+        (isAvoided(best, avoid) && !isAvoided(s, avoid)) ||
+        (s.activeRequests < best.activeRequests && !isAvoided(s, avoid))
+      ) {
         best = s;
       }
     }

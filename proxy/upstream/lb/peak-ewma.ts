@@ -19,8 +19,13 @@ export const DEFAULT_DECAY_MS = 10_000;
 export const DEFAULT_RTT_MS = 30;
 
 /** Fold one round-trip observation into the host's peak-EWMA estimate. */
-export function observeRtt(host: Host, rttMs: number, decayMs: number = DEFAULT_DECAY_MS, now: number = performance.now()): void {
-  const rtt = rttMs > 0 ? rttMs : 0;
+export function observeRtt(
+  host: Host,
+  rttMs: number,
+  decayMs: number = DEFAULT_DECAY_MS,
+  now: number = performance.now(),
+): void {
+  const rtt = Math.max(rttMs, 0);
   const prev = host.ewmaRttMs;
   if (host.ewmaStamp === 0 && prev === 0) {
     host.ewmaRttMs = rtt;

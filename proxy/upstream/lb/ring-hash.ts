@@ -112,6 +112,10 @@ export const ringHashFactory: LoadBalancerFactory = {
   name: 'RING_HASH',
   create(hosts: readonly Host[], config: ClusterConfig): LoadBalancer {
     const rh = config.lbConfig.ringHash;
-    return new RingHashLoadBalancer(hosts, rh?.minRingSize ?? DEFAULT_MIN_RING_SIZE, rh?.maxRingSize ?? DEFAULT_MAX_RING_SIZE);
+    return new RingHashLoadBalancer(
+      hosts,
+      rh?.minRingSize ?? DEFAULT_MIN_RING_SIZE,
+      rh?.maxRingSize ?? DEFAULT_MAX_RING_SIZE,
+    );
   },
 };
