@@ -48,7 +48,10 @@ export async function main(argv: string[]): Promise<void> {
   }
   try {
     const code = await c.run(rest);
-    if (code !== 0) process.exitCode = code;
+    process.exitCode = code;
+    // Long-running commands may leave timers or sockets behind on shutdown; stdout gets a moment
+    // to flush, then the process ends with the command's code.
+    setTimeout(() => process.exit(code), 500).unref();
   } catch (err) {
     process.stderr.write(`meshlet ${cmd}: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exitCode = 1;

@@ -1,0 +1,155 @@
+/**
+ * The core admin endpoints (Envoy's paths and output shapes): /ready, /server_info, /clusters,
+ * /listeners, /config_dump, /certs, and the POST mutations /quitquitquit, /healthcheck/fail|ok,
+ * /drain_listeners and /logging. Telemetry adds /stats and /stats/prometheus elsewhere.
+ */
+import type { MeshletServer } from '../server';
+import { logLevels, setLogLevel } from '../telemetry/logger';
+import { type AdminServer, json, text } from './admin-server';
+
+const VERSION: string = require('../../../package.json').version;
+
+function addressString(a: { kind: 'socket'; host: string; port: number } | { kind: 'pipe'; path: string }, bound?: number): string {
+  return a.kind === 'pipe' ? a.path : `${a.host}:${bound || a.port}`;
+}
+
+export function registerCoreEndpoints(admin: AdminServer, server: MeshletServer): void {
+  admin.route('GET', '/ready', 'LIVE when ready for traffic, 503 otherwise', () =>
+    server.ready ? text('LIVE') : text(server.healthCheckFailed ? 'DRAINING' : server.state, 503),
+  );
+
+  admin.route('GET', '/server_info', 'version, state, uptime and node', () =>
+    json({
+      version: `meshlet/${VERSION}`,
+      state: server.state,
+      hot_restart_version: 'disabled',
+      uptime_current_epoch: `${Math.floor((Date.now() - server.startedAt) / 1000)}s`,
+      uptime_all_epochs: `${Math.floor((Date.now() - server.startedAt) / 1000)}s`,
+      node: server.bootstrap.node,
+      command_line_options: { concurrency: 1, drain_time: `${(server.opts.drainTimeoutMs ?? 5000) / 1000}s` },
+    }),
+  );
+
+  admin.route('GET', '/clusters', 'upstream clusters, hosts, health and counters (?format=json)', (q) => {
+    const all = server.clusters.describe();
+    if (q.get('format') === 'json') {
+      return json({
+        cluster_statuses: all.map((c) => ({
+          name: c.name,
+          added_via_api: c.addedViaApi,
+          host_statuses: c.hosts.map((h) => ({
+            address: socketAddress(h.address),
+            stats: Object.entries(h.stats).map(([name, value]) => ({ name, value: String(value) })),
+            health_status: { failed_active_health_check: h.healthFlags.includes('failed_active_hc'), failed_outlier_check: h.healthFlags.includes('failed_outlier_check') },
+            weight: h.weight,
+            priority: h.priority,
+          })),
+        })),
+      });
+    }
+    const lines: string[] = [];
+    for (const c of all) {
+      const cb = c.circuitBreakers.default;
+      lines.push(`${c.name}::default_priority::max_connections::${cb.maxConnections}`);
+      lines.push(`${c.name}::default_priority::max_pending_requests::${cb.maxPendingRequests}`);
+      lines.push(`${c.name}::default_priority::max_requests::${cb.maxRequests}`);
+      lines.push(`${c.name}::default_priority::max_retries::${cb.maxRetries}`);
+      lines.push(`${c.name}::added_via_api::${c.addedViaApi}`);
+      for (const h of c.hosts) {
+        const key = `${c.name}::${h.address}`;
+        for (const [k, v] of Object.entries(h.stats)) lines.push(`${key}::${k}::${v}`);
+        lines.push(`${key}::hostname::${h.hostname}`);
+        lines.push(`${key}::health_flags::${h.healthFlags}`);
+        lines.push(`${key}::weight::${h.weight}`);
+        lines.push(`${key}::priority::${h.priority}`);
+      }
+    }
+    return text(lines.join('\n'));
+  });
+
+  admin.route('GET', '/listeners', 'listeners and their bound addresses (?format=json)', (q) => {
+    const ls = server.listeners.all();
+    if (q.get('format') === 'json') {
+      return json({
+        listener_statuses: ls.map((l) => ({
+          name: l.config.name,
+          local_address:
+            l.config.address.kind === 'socket'
+              ? { socket_address: { address: l.config.address.host, port_value: l.boundPort || l.config.address.port } }
+              : { pipe: { path: l.config.address.path } },
+        })),
+      });
+    }
+    return text(ls.map((l) => `${l.config.name}::${addressString(l.config.address, l.boundPort)}`).join('\n'));
+  });
+
+  admin.route('GET', '/config_dump', 'the running configuration in Envoy ConfigDump shape', () => json(configDump(server)));
+
+  admin.route('GET', '/certs', 'workload certificates and trust bundles', () => json(server.certs.adminCerts()));
+
+  admin.route('POST', '/healthcheck/fail', 'fail readiness (traffic keeps flowing)', () => {
+    server.healthCheckFailed = true;
+    return text('OK');
+  });
+  admin.route('POST', '/healthcheck/ok', 'clear a /healthcheck/fail', () => {
+    server.healthCheckFailed = false;
+    return text('OK');
+  });
+
+  admin.route('POST', '/drain_listeners', 'stop accepting and drain (?graceful, ?inboundonly)', (q) => {
+    const inboundOnly = q.has('inboundonly');
+    server.listeners.drainAll(inboundOnly ? (l) => l.config.trafficDirection === 'INBOUND' : undefined);
+    return text('OK');
+  });
+
+  admin.route('POST', '/quitquitquit', 'drain and exit', () => {
+    setImmediate(() => {
+      void server.shutdown().then(() => process.emit('meshlet:exit' as never));
+    });
+    return text('OK');
+  });
+
+  admin.route('POST', '/logging', 'set log levels: ?level=debug or ?<component>=<level>', (q) => {
+    let changed = false;
+    for (const [k, v] of q) {
+      const ok = k === 'level' ? setLogLevel(v) : setLogLevel(v, k);
+      if (!ok) return text(`invalid log level "${v}"`, 400);
+      changed = true;
+    }
+    const levels = logLevels();
+    const body = Object.entries(levels)
+      .map(([k, v]) => `  ${k}: ${v}`)
+      .join('\n');
+    return text(`${changed ? 'levels updated' : 'active loggers'}:\n${body}`);
+  });
+}
+
+function socketAddress(hostPort: string): unknown {
+  const i = hostPort.lastIndexOf(':');
+  if (i < 0) return { pipe: { path: hostPort } };
+  return { socket_address: { address: hostPort.slice(0, i).replace(/^\[|\]$/g, ''), port_value: Number(hostPort.slice(i + 1)) } };
+}
+
+/** Envoy's ConfigDump: one entry per config type, static and dynamic resources. */
+export function configDump(server: MeshletServer): { configs: unknown[] } {
+  const raw = (server.opts.rawBootstrap ?? {}) as Record<string, unknown>;
+  const rawStatic = (raw.static_resources ?? raw.staticResources ?? {}) as Record<string, unknown[] | undefined>;
+  const lastUpdated = new Date(server.startedAt).toISOString();
+  return {
+    configs: [
+      { '@type': 'type.googleapis.com/envoy.admin.v3.BootstrapConfigDump', bootstrap: raw, last_updated: lastUpdated },
+      {
+        '@type': 'type.googleapis.com/envoy.admin.v3.ClustersConfigDump',
+        static_clusters: (rawStatic.clusters ?? []).map((cluster) => ({ cluster, last_updated: lastUpdated })),
+        dynamic_active_clusters: [],
+        dynamic_warming_clusters: [],
+      },
+      {
+        '@type': 'type.googleapis.com/envoy.admin.v3.ListenersConfigDump',
+        static_listeners: (rawStatic.listeners ?? []).map((listener) => ({ listener, last_updated: lastUpdated })),
+        dynamic_listeners: [],
+      },
+      { '@type': 'type.googleapis.com/envoy.admin.v3.SecretsConfigDump', static_secrets: server.certs.names().map((name) => ({ name })) },
+    ],
+  };
+}

@@ -1,0 +1,20 @@
+/**
+ * The explicit registrations of every built-in strategy (style rule 4): HTTP filters and
+ * load-balancing policies. Called from the composition root; nothing registers itself on import.
+ * Later issues add their filters here (RBAC, local rate limit, fault, JWT, ext_authz, …).
+ */
+import { HttpFilterRegistry } from './http/filter';
+import { routerFilterFactory } from './http/filters/router-factory';
+import { registerDefaultLbPolicies } from './upstream/lb/index';
+import { LbRegistry } from './upstream/lb/types';
+
+export interface Registries {
+  readonly httpFilters: HttpFilterRegistry;
+  readonly lbPolicies: LbRegistry;
+}
+
+export function createRegistries(): Registries {
+  const httpFilters = new HttpFilterRegistry().register(routerFilterFactory);
+  const lbPolicies = registerDefaultLbPolicies(new LbRegistry());
+  return { httpFilters, lbPolicies };
+}

@@ -1,0 +1,200 @@
+/**
+ * MeshletServer: the running proxy assembled from a validated Bootstrap — certificate store and
+ * TLS contexts, cluster manager (with HTTP/1.1 and HTTP/2 pools and TLS transports), listener
+ * manager (with HTTP connection managers and TCP proxies as terminal filters), and admin.
+ *
+ * It owns lifecycle: start in dependency order (secrets → clusters → listeners → admin), and a
+ * graceful shutdown that stops accepting, lets in-flight requests finish within a bound, then
+ * closes everything. It is also the seam the xDS client feeds dynamic resources into.
+ */
+import { CertStore } from '../certs/store';
+import { registerCoreEndpoints } from './admin/endpoints';
+import { AdminServer } from './admin/admin-server';
+import type { Bootstrap, FilterChainConfig, ListenerConfig, RouteConfiguration } from './config/types';
+import { H1ConnectionPool } from './http/h1/pool';
+import { H2ConnectionPool } from './http/h2/client-pool';
+import { HttpConnectionManager } from './http/connection-manager';
+import type { StreamInfo } from './http/stream-info';
+import type { BuiltChain, NetworkFilter, OriginalDstResolver } from './listeners/listener';
+import { ListenerManager } from './listeners/listener-manager';
+import type { ConnectionHandler } from './listeners/types';
+import { createRegistries, type Registries } from './registry';
+import { TcpProxy, type TcpSessionRecord } from './tcp/tcp-proxy';
+import { logger } from './telemetry/logger';
+import { TlsContextManager } from './tls/context-manager';
+import { terminateDownstreamTls } from './tls/downstream';
+import { TlsTransportSocketFactory } from './tls/upstream';
+import { ClusterManager } from './upstream/cluster-manager';
+import { TcpTransportSocketFactory } from './upstream/transport';
+import type { TransportSocketFactory } from './upstream/types';
+
+const log = logger('server');
+
+export type ServerState = 'PRE_INITIALIZING' | 'INITIALIZING' | 'LIVE' | 'DRAINING';
+
+export interface MeshletServerOptions {
+  readonly bootstrap: Bootstrap;
+  /** The bootstrap as the user wrote it (proto3 JSON), for /config_dump. */
+  readonly rawBootstrap?: unknown;
+  readonly registries?: Registries;
+  readonly originalDst?: OriginalDstResolver;
+  /** How long graceful shutdown waits for in-flight work (Envoy's --drain-time-s; default 5 s). */
+  readonly drainTimeoutMs?: number;
+  readonly certStore?: CertStore;
+  /** Called for every finished HTTP stream (access log, metrics, tracing). */
+  readonly onHttpStream?: (info: StreamInfo) => void;
+  /** Called for every finished TCP proxy session. */
+  readonly onTcpSession?: (rec: TcpSessionRecord) => void;
+}
+
+/** A connection limit network filter (envoy.filters.network.connection_limit). */
+class ConnectionLimitFilter implements NetworkFilter {
+  private active = 0;
+  denied = 0;
+  constructor(private readonly max: number) {}
+  onNewConnection(socket: import('node:net').Socket): boolean {
+    if (this.active >= this.max) {
+      this.denied++;
+      return false;
+    }
+    this.active++;
+    socket.once('close', () => this.active--);
+    return true;
+  }
+}
+
+export class MeshletServer {
+  readonly registries: Registries;
+  readonly certs: CertStore;
+  readonly tls: TlsContextManager;
+  readonly clusters: ClusterManager;
+  readonly listeners: ListenerManager;
+  readonly admin = new AdminServer();
+  readonly startedAt = Date.now();
+  state: ServerState = 'PRE_INITIALIZING';
+  /** POST /healthcheck/fail sets this: readiness reports not ready, traffic keeps flowing. */
+  healthCheckFailed = false;
+  /** RDS route tables by name (filled by the xDS client). */
+  readonly routeTables = new Map<string, RouteConfiguration>();
+  private readonly tcp = new TcpTransportSocketFactory();
+  private shuttingDown: Promise<void> | undefined;
+
+  constructor(readonly opts: MeshletServerOptions) {
+    this.registries = opts.registries ?? createRegistries();
+    this.certs = opts.certStore ?? new CertStore();
+    this.tls = new TlsContextManager(this.certs);
+    this.clusters = new ClusterManager({
+      lbRegistry: this.registries.lbPolicies,
+      poolFactory: (host, cluster, protocol) =>
+        protocol === 'HTTP/2' ? new H2ConnectionPool(host, cluster) : new H1ConnectionPool(host, cluster),
+      transportProvider: (cfg) => this.transportFor(cfg.transportSocket),
+    });
+    this.listeners = new ListenerManager((chain, listener) => this.buildChain(chain, listener), opts.originalDst);
+  }
+
+  get bootstrap(): Bootstrap {
+    return this.opts.bootstrap;
+  }
+
+  private transportFor(tlsCfg: Parameters<typeof this.clusters.addOrUpdate>[0]['transportSocket']): TransportSocketFactory {
+    return tlsCfg ? new TlsTransportSocketFactory(this.tcp, tlsCfg, this.tls) : this.tcp;
+  }
+
+  /** Build what runs on connections matched to one filter chain. */
+  private buildChain(chain: FilterChainConfig, _listener: ListenerConfig): BuiltChain {
+    const filters: NetworkFilter[] = [];
+    let handler: ConnectionHandler | undefined;
+    for (const f of chain.filters) {
+      switch (f.kind) {
+        case 'connection_limit':
+          filters.push(new ConnectionLimitFilter(f.maxConnections));
+          break;
+        case 'http_connection_manager': {
+          const src = f.hcm.routeSource;
+          const routes =
+            src.kind === 'static' ? constant(src.config) : () => this.routeTables.get(src.routeConfigName);
+          handler = new HttpConnectionManager({
+            config: f.hcm,
+            routes,
+            filters: this.registries.httpFilters,
+            clusters: this.clusters,
+            onStreamComplete: this.opts.onHttpStream,
+          });
+          break;
+        }
+        case 'tcp_proxy':
+          handler = new TcpProxy(f.tcp, { clusters: this.clusters, onSessionEnd: this.opts.onTcpSession });
+          break;
+        case 'rbac':
+          throw new Error(`network filter ${f.name}: RBAC is not wired yet`);
+      }
+    }
+    if (!handler) throw new Error(`filter chain "${chain.name}" has no terminal filter`);
+    const ts = chain.transportSocket;
+    return {
+      config: chain,
+      filters,
+      handler,
+      terminateTls: ts ? (socket, info, cb) => terminateDownstreamTls(this.tls, ts, socket, info, cb) : undefined,
+    };
+  }
+
+  /** Start in dependency order. Rejects (after cleaning up) if a listener cannot bind. */
+  async start(): Promise<void> {
+    this.state = 'INITIALIZING';
+    const b = this.opts.bootstrap;
+    for (const s of b.staticResources.secrets) {
+      const r = await this.certs.update(s.name, s);
+      if (!r.ok) throw new Error(`static secret "${s.name}": ${r.error}`);
+    }
+    for (const c of b.staticResources.clusters) this.clusters.addOrUpdate(c);
+    try {
+      for (const l of b.staticResources.listeners) await this.listeners.addOrUpdate(l);
+      registerCoreEndpoints(this.admin, this);
+      if (b.admin) await this.admin.listen(b.admin.address);
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+    if (!b.dynamicResources?.ldsConfig && !b.dynamicResources?.cdsConfig) this.state = 'LIVE';
+    log.info(
+      { listeners: b.staticResources.listeners.length, clusters: b.staticResources.clusters.length, admin: this.admin.port || undefined },
+      'meshlet started',
+    );
+  }
+
+  /** Whether the proxy is ready for traffic (Envoy's /ready: LIVE and not failed by admin). */
+  get ready(): boolean {
+    return this.state === 'LIVE' && !this.healthCheckFailed;
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, ask live connections to finish (Connection: close /
+   * GOAWAY), wait until they are gone or the drain time passes, then close everything.
+   */
+  shutdown(drainTimeoutMs = this.opts.drainTimeoutMs ?? 5_000): Promise<void> {
+    this.shuttingDown ??= (async () => {
+      this.state = 'DRAINING';
+      this.listeners.drainAll();
+      const deadline = Date.now() + drainTimeoutMs;
+      while (this.listeners.activeConnections > 0 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      const left = this.listeners.activeConnections;
+      if (left > 0) log.warn({ connections: left }, 'drain time passed; closing remaining connections');
+      await this.close();
+    })();
+    return this.shuttingDown;
+  }
+
+  /** Close everything now. */
+  async close(): Promise<void> {
+    await this.listeners.close();
+    this.clusters.destroy();
+    await this.admin.close();
+  }
+}
+
+function constant<T>(v: T): () => T {
+  return () => v;
+}
