@@ -13,10 +13,12 @@ export class Progress {
     this.timer = null;
     this.stepStarted = Date.now();
     this.stepSeconds = 0;
+    this.closed = false;
   }
 
   /** Marks the start of a step; expectedSeconds drives the in-step fill on a TTY. */
   begin(label, expectedSeconds = 0) {
+    if (this.closed) return;
     this.label = label;
     this.stepStarted = Date.now();
     this.stepSeconds = expectedSeconds;
@@ -33,6 +35,7 @@ export class Progress {
 
   /** Marks the end of the current step with a short outcome text. */
   end(outcome) {
+    if (this.closed) return;
     this.done = Math.min(this.total, this.done + 1);
     if (this.tty) {
       this.clear();
@@ -70,6 +73,7 @@ export class Progress {
   }
 
   finish() {
+    this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
     if (this.tty) this.clear();
