@@ -711,14 +711,16 @@ export class RouterStream {
       this.startTunnel(a);
       return;
     }
-    this.cb.encodeHeaders(head, endStream);
+    // The upstream side is finished before the last event goes downstream, so that stream
+    // completion (which destroys the router) does not mistake it for an abandoned attempt.
     if (endStream) this.completeAttempt(a);
+    this.cb.encodeHeaders(head, endStream);
   }
 
   onResponseData(a: UpstreamAttempt, chunk: Buffer, endStream: boolean): void {
-    const ok = this.cb.encodeData(chunk, endStream);
     if (endStream) this.completeAttempt(a);
-    else if (!ok && !a.upstreamPaused && a.encoder) {
+    const ok = this.cb.encodeData(chunk, endStream);
+    if (!endStream && !ok && !a.upstreamPaused && a.encoder) {
       a.upstreamPaused = true;
       a.encoder.pauseResponse();
     }
@@ -727,8 +729,8 @@ export class RouterStream {
   onResponseTrailers(a: UpstreamAttempt, trailers: HeaderList): void {
     const g = grpcStatusOf(trailers);
     if (g >= 0) this.cb.info.grpcStatus = g;
-    this.cb.encodeTrailers(trailers);
     this.completeAttempt(a);
+    this.cb.encodeTrailers(trailers);
   }
 
   /** The downstream drained: let the upstream response flow again. */
