@@ -160,10 +160,13 @@ export class Cluster implements UpstreamCluster {
 
   // ─────────────── data plane ───────────────
 
+  /**
+   * Pick a host (priorities, health, panic threshold, the policy). undefined = nothing usable; the
+   * caller answers 503 UH and counts upstream_cx_none_healthy, as Envoy's router and tcp_proxy do.
+   * Counts lb_healthy_panic when the chosen level is in panic.
+   */
   chooseHost(ctx: LbContext | undefined): Host | undefined {
-    const h = this.prioritySet.choose(ctx);
-    if (h === undefined) this.stats.upstreamCxNoneHealthy++;
-    return h;
+    return this.prioritySet.choose(ctx);
   }
 
   httpPool(host: Host, downstream: HttpProtocol): ConnectionPool {
@@ -302,10 +305,11 @@ export class Cluster implements UpstreamCluster {
    * streams, then destroy. `onIdle` runs when everything is closed (or at `maxMs`).
    */
   drainAndDestroy(onIdle?: () => void, checkMs = 1000, maxMs = 600_000): void {
-    for (const h of [...this.pools.keys()]) this.drainHostPools(h);
     this.stopTimers();
     const started = Date.now();
     const check = (): void => {
+      // Also catches pools created after the drain began (a request that still held this cluster).
+      for (const h of [...this.pools.keys()]) this.drainHostPools(h);
       for (const p of this.drainingPools) {
         if (p.activeStreams + p.pending === 0) {
           p.destroy();

@@ -59,10 +59,21 @@ describe('ClusterManager', () => {
     expect(cm.drainingCount).toBe(1);
     vi.advanceTimersByTime(500);
     expect(pool.destroyed).toBe(false);
+    // A request that still held the old cluster gets a pool; it is drained with the rest.
+    const late = first.httpPool(host, 'HTTP/2') as (typeof pools)[number];
+    late.activeStreams = 1;
     pool.activeStreams = 0;
     vi.advanceTimersByTime(100);
     expect(pool.destroyed).toBe(true);
+    expect(late.drained).toBe(true);
+    expect(late.destroyed).toBe(false);
+    expect(cm.drainingCount).toBe(1);
+    late.activeStreams = 0;
+    vi.advanceTimersByTime(100);
+    expect(late.destroyed).toBe(true);
     expect(cm.drainingCount).toBe(0);
+    // The new cluster's pools were never touched.
+    expect(pools.filter((p) => p.drained)).toEqual([pool, late]);
   });
 
   it('removes clusters and tells listeners', () => {

@@ -109,7 +109,7 @@ describe('priorities and panic', () => {
   it('with panic disabled (threshold 0) and no healthy host, chooses nothing (503 UH)', () => {
     const c = track(staticCluster([{ port: 1, health: 'UNHEALTHY' }], { healthyPanicThresholdPercent: 0 }));
     expect(c.chooseHost(undefined)).toBeUndefined();
-    expect(c.stats.upstreamCxNoneHealthy).toBe(1);
+    expect(c.priorityLevels[0].panic).toBe(false);
   });
 
   it('with no hosts, or only DRAINING ones, chooses nothing', () => {
@@ -117,7 +117,7 @@ describe('priorities and panic', () => {
     expect(empty.chooseHost(undefined)).toBeUndefined();
     const draining = track(staticCluster([{ port: 1, health: 'DRAINING' }]));
     expect(draining.chooseHost(undefined)).toBeUndefined();
-    expect(draining.stats.upstreamCxNoneHealthy).toBe(1);
+    expect(draining.stats.lbHealthyPanic).toBe(0);
   });
 
   it('total panic (nothing healthy anywhere) spreads load by host count, as Envoy does', () => {
