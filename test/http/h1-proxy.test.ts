@@ -101,7 +101,6 @@ describe('HTTP/1.1 proxying through the codecs', () => {
     }
     expect(up.connections()).toBe(1);
     expect(px.cluster.stats.upstreamCxTotal).toBe(1);
-    expect(px.cluster.stats.upstreamRqTotal).toBe(100);
     expect(px.pool.activeStreams).toBe(0);
     expect(px.pool.idleConnections).toBe(1);
   });

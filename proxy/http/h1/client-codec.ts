@@ -74,6 +74,7 @@ export class H1ClientConnection implements H1ParserHandler {
   requests = 0;
   closed = false;
   private tunneled = false;
+  private tunnelPending = false;
   private executing = false;
   private skipInformational = false;
   /** Set when the response completed inside execute(); handled once execute returns. */
@@ -236,6 +237,11 @@ export class H1ClientConnection implements H1ParserHandler {
   // ───────────────────────────── response side ─────────────────────────────
 
   private onData(buf: Buffer): void {
+    if (this.tunnelPending) {
+      // A 101 / CONNECT 2xx arrived; hold everything for takeTunnel().
+      this.leftover = this.leftover === undefined ? buf : Buffer.concat([this.leftover, buf]);
+      return;
+    }
     const s = this.stream;
     if (s === undefined || s.responseComplete) {
       // Unsolicited bytes on an idle connection (or after a complete response): not HTTP we can use.
@@ -245,13 +251,20 @@ export class H1ClientConnection implements H1ParserHandler {
     this.executing = true;
     const pos = this.parser.execute(buf);
     this.executing = false;
-    if (this.closed || this.parser.failed || this.tunneled) return;
+    if (this.tunneled) {
+      // takeTunnel() ran inside a callback: give back what followed the response head.
+      if (pos < buf.length) this.socket.unshift(buf.subarray(pos));
+      return;
+    }
+    if (this.closed || this.parser.failed) return;
     if (this.completedInExecute) {
       this.completedInExecute = false;
       const cur = this.stream;
       if (cur === undefined || cur.detached) return;
       if (this.parser.tunnel) {
-        // 101 / CONNECT 2xx: keep what followed the head for takeTunnel().
+        // 101 / CONNECT 2xx: keep what followed the head for takeTunnel(); read nothing more.
+        this.tunnelPending = true;
+        this.socket.pause();
         if (pos < buf.length) this.leftover = buf.subarray(pos);
         return;
       }

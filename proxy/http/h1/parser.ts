@@ -175,8 +175,8 @@ export class H1Parser {
 
   /**
    * Parse `buf` from `start`. Returns the offset where parsing stopped: `buf.length` normally;
-   * less when onMessageComplete returned false (the rest belongs to the next message or a tunnel).
-   * After an error the return value is meaningless; check `failed`.
+   * less when onMessageComplete returned false or the handler called abort() (the rest belongs to
+   * the next message or a tunnel). After an error the return value is meaningless; check `failed`.
    */
   execute(buf: Buffer, start = 0): number {
     let pos = start;
@@ -214,7 +214,7 @@ export class H1Parser {
           break;
         case S_ERROR:
         case S_ABORTED:
-          return len;
+          return pos;
         default:
           pos = this.decodeChunked(buf, pos, false);
       }
@@ -360,10 +360,9 @@ export class H1Parser {
       default:
         this.state = S_BODY_EOF;
     }
-    const st = this.state;
     this.handler.onMessageHead(this);
-    // The handler may have aborted; otherwise keep going from where the head ended.
-    if (this.state !== st && this.state !== S_DONE) return Number.MAX_SAFE_INTEGER;
+    // If the handler aborted (e.g. took the connection as a tunnel), execute() stops here and
+    // returns `pos`, so the caller knows where the unparsed bytes start.
     return pos;
   }
 

@@ -11,15 +11,17 @@
  *                                         UpstreamCluster satisfies it
  *     options  H1PoolOptions              alpn, response header limits
  *
- * Leans Envoy-faithful on circuit breaking and accounting: the pool (not the router) counts
- * requests — `resources.requests`, `stats.upstreamRqTotal/Active`, `host.activeRequests` — and
- * connections — `resources.connections`, `stats.upstreamCx*`, `host.activeConnections`,
- * `host.stats.cxTotal/cxConnectFail`. A request that needs a connection waits as pending
- * (`resources.pendingRequests`); over max_requests or max_pending_requests it fails at once with
- * `overflow` (`upstreamRqPendingOverflow`), over max_connections a connection is simply not
- * created (`upstreamCxOverflow`) and the request waits for one to free up. Connect failures fail
- * the pending requests that no other connecting connection can serve, with the transport's reason
- * (`connect_failure`, `timeout`, `tls_failure`).
+ * Leans Envoy-faithful on circuit breaking, and splits the accounting with the router the way
+ * meshlet's router expects: the router counts requests (`resources.requests`,
+ * `stats.upstreamRqTotal/Active`, `host.activeRequests`, `host.stats.rqTotal`); the pool counts
+ * pending requests (`resources.pendingRequests`) and connections (`resources.connections`,
+ * `stats.upstreamCx*`, `host.activeConnections`, `host.stats.cxTotal/cxConnectFail`). A request
+ * that needs a connection waits as pending; over max_pending_requests it fails at once with
+ * `overflow` (`upstreamRqPendingOverflow`); over max_connections a connection is simply not created
+ * (`upstreamCxOverflow`) and the request waits for one to free up. A connect failure fails the
+ * pending requests that no other connection being established can serve, with the transport's
+ * reason (`connect_failure`, `timeout`, `tls_failure`). An upgraded (101) or CONNECT connection
+ * leaves the pool when its tunnel is taken: it no longer counts against max_connections.
  */
 import type { ClusterConfig } from '../../config/types';
 import type { Host } from '../../upstream/host';
@@ -117,11 +119,6 @@ export class H1ConnectionPool implements ConnectionPool, H1ClientConnectionOwner
     const { resources, stats } = this.cluster;
     if (this.destroyed || this.draining) {
       callbacks.onPoolFailure('local_reset', 'connection pool is draining');
-      return undefined;
-    }
-    if (!resources.requests.canCreate()) {
-      stats.upstreamRqPendingOverflow++;
-      callbacks.onPoolFailure('overflow', 'max requests circuit breaker open');
       return undefined;
     }
     const conn = this.idle.pop();
@@ -263,12 +260,6 @@ export class H1ConnectionPool implements ConnectionPool, H1ClientConnectionOwner
   }
 
   private attach(conn: H1ClientConnection, sink: ResponseSink, callbacks: PoolCallbacks): void {
-    const { resources, stats } = this.cluster;
-    resources.requests.inc();
-    stats.upstreamRqTotal++;
-    stats.upstreamRqActive++;
-    this.host.activeRequests++;
-    this.host.stats.rqTotal++;
     this.busy++;
     const encoder = conn.newStream(sink);
     callbacks.onPoolReady(encoder, conn.info);
@@ -288,12 +279,8 @@ export class H1ConnectionPool implements ConnectionPool, H1ClientConnectionOwner
   // ───────────────────────── H1ClientConnectionOwner ─────────────────────────
 
   onStreamDone(conn: H1ClientConnection, reusable: boolean): void {
-    const { resources, stats, config } = this.cluster;
-    resources.requests.dec();
-    stats.upstreamRqActive--;
-    this.host.activeRequests--;
     this.busy--;
-    const max = config.maxRequestsPerConnection;
+    const max = this.cluster.config.maxRequestsPerConnection;
     if (!reusable || (max > 0 && conn.requests >= max) || this.destroyed) {
       conn.close();
       return;

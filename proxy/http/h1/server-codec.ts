@@ -203,7 +203,12 @@ export class H1ServerCodec implements H1ParserHandler {
     this.executing = true;
     const pos = this.parser.execute(buf);
     this.executing = false;
-    if (this.closing || this.closed || this.tunneled || this.parser.failed) return;
+    if (this.tunneled) {
+      // takeTunnel() ran inside a callback: give back what followed the request head.
+      if (pos < buf.length) this.socket.unshift(buf.subarray(pos));
+      return;
+    }
+    if (this.closing || this.closed || this.parser.failed) return;
     if (pos < buf.length) {
       this.pendingInput = buf.subarray(pos);
       this.updateReading();
