@@ -275,7 +275,7 @@ describe('well-known types and edge cases', () => {
     expect(c.connect_timeout).toBe('1.000340012s');
     expect(c.dns_refresh_rate).toBe('0s'); // a set message field is kept even when zero
     expect(c.per_connection_buffer_limit_bytes).toBe(4294967295); // UInt32Value -> plain number
-    const hc = (c.health_checks as Array<Record<string, any>>)[0];
+    const hc = (c.health_checks as Array<{ timeout: string; http_health_check: { expected_statuses: unknown } }>)[0];
     expect(hc.timeout).toBe('-1.5s');
     expect(hc.http_health_check.expected_statuses).toEqual([{ start: '9007199254740993', end: -2 }]);
 

@@ -16,7 +16,7 @@
 
 import * as protobuf from 'protobufjs';
 import { ConfigError, type FieldIssue } from '../proxy/errors';
-import { resourceProtoRoot, TYPE_URL_PREFIX } from './protos';
+import { resourceProtoRoot, type StructProto, TYPE_URL_PREFIX, type ValueProto } from './protos';
 
 /** A proto3 JSON value. */
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -829,8 +829,8 @@ export function jsonToAny(json: unknown): { type_url: string; value: Buffer } {
  * (`{fields: {k: {stringValue: 'x'}}}`; see valueNames for the field-name casing), for Node.metadata
  * on the wire. Non-JSON values (undefined, functions) are dropped.
  */
-export function toStructProto(obj: Readonly<Record<string, unknown>>): { fields: Record<string, unknown> } {
-  const fields: Record<string, unknown> = {};
+export function toStructProto(obj: Readonly<Record<string, unknown>>): StructProto {
+  const fields: StructProto['fields'] = {};
   for (const k of Object.keys(obj)) {
     const v = toValueProto(obj[k]);
     if (v !== undefined) fields[k] = v;
@@ -838,17 +838,17 @@ export function toStructProto(obj: Readonly<Record<string, unknown>>): { fields:
   return { fields };
 }
 
-function toValueProto(v: unknown): Record<string, unknown> | undefined {
+function toValueProto(v: unknown): ValueProto | undefined {
   const n = valueNames();
   if (v === null) return { [n.null]: 'NULL_VALUE' };
   if (typeof v === 'number') return { [n.number]: v };
   if (typeof v === 'string') return { [n.string]: v };
   if (typeof v === 'boolean') return { [n.bool]: v };
   if (Array.isArray(v)) {
-    const values: unknown[] = [];
+    const values: ValueProto[] = [];
     for (const item of v) {
       const x = toValueProto(item);
-      values.push(x ?? { [n.null]: 'NULL_VALUE' });
+      values.push(x ?? ({ [n.null]: 'NULL_VALUE' } as ValueProto));
     }
     return { [n.list]: { values } };
   }

@@ -6,13 +6,13 @@
  */
 
 import * as grpc from '@grpc/grpc-js';
-import { adsServiceDefinition } from '../../xds-client/protos';
 import type {
   DeltaDiscoveryRequestProto,
   DeltaDiscoveryResponseProto,
   DiscoveryRequestProto,
   DiscoveryResponseProto,
 } from '../../xds-client/protos';
+import { adsServiceDefinition } from '../../xds-client/protos';
 
 type AnyCall = grpc.ServerDuplexStream<unknown, unknown>;
 
@@ -45,7 +45,9 @@ export class ScriptedAdsServer {
       DeltaAggregatedResources: (call: AnyCall) => this.accept(call),
     });
     this.port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+      server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(err) : resolve(p),
+      );
     });
     this.server = server;
   }
@@ -85,7 +87,8 @@ export class ScriptedAdsServer {
     const deadline = Date.now() + timeoutMs;
     while (this.consumed >= this.log.length) {
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`scripted ADS server: no request within ${timeoutMs} ms (received ${this.log.length})`);
+      if (left <= 0)
+        throw new Error(`scripted ADS server: no request within ${timeoutMs} ms (received ${this.log.length})`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, left);
         this.waiters.push(() => {

@@ -1,0 +1,129 @@
+/**
+ * What the two ADS stream variants share: one gRPC bidi call, the node sent on the first request
+ * (or on every request unless set_node_on_first_message_only), and the "pause" while a response is
+ * applied, so a watcher that subscribes to new names from inside a callback has its request sent
+ * after the ACK of the response that triggered it (Envoy pauses EDS/RDS requests the same way).
+ *
+ * Leans towards ordering over latency: ACK/NACK first, then subscription changes.
+ */
+
+import type * as grpc from '@grpc/grpc-js';
+import { logger } from '../proxy/telemetry/logger';
+import type { NodeProto } from './protos';
+import { SUBSCRIPTION_ORDER } from './resource-types';
+import type { Subscriptions, TypeState } from './subscriptions';
+
+/** An applied response, reported for metrics and logs. */
+export interface UpdateEvent {
+  readonly typeUrl: string;
+  readonly accepted: boolean;
+  /** SotW version_info, or delta system_version_info. */
+  readonly version: string;
+  readonly nonce: string;
+  /** NACK message when rejected. */
+  readonly message: string;
+  readonly resources: number;
+}
+
+/** Callbacks from a stream to the client that owns it. */
+export interface StreamHooks {
+  /** A response of a subscribed type arrived (the stream is healthy: reset backoff). */
+  onResponse(): void;
+  /** A response was applied and (N)ACKed. */
+  onUpdate(event: UpdateEvent): void;
+}
+
+/** google.rpc.Code.INVALID_ARGUMENT, the code of every NACK's error_detail. */
+export const NACK_CODE = 3;
+
+/** One ADS stream (one connection attempt); the client makes a new one after every failure. */
+export abstract class AdsStream<Req, Res> {
+  protected nodeSent = false;
+  private applying = false;
+  private readonly dirty = new Set<string>();
+  protected closed = false;
+
+  constructor(
+    protected readonly call: grpc.ClientDuplexStream<Req, Res>,
+    protected readonly subs: Subscriptions,
+    private readonly node: NodeProto,
+    private readonly nodeOnFirstMessageOnly: boolean,
+    protected readonly hooks: StreamHooks,
+  ) {
+    call.on('data', (msg: Res) => {
+      if (!this.closed) this.onResponse(msg);
+    });
+  }
+
+  /** Send the initial requests for every subscribed type, in ADS dependency order. */
+  start(): void {
+    const seen = new Set<string>();
+    for (const url of SUBSCRIPTION_ORDER) {
+      const state = this.subs.get(url);
+      if (state?.isSubscribed()) {
+        seen.add(url);
+        this.subscribe(state);
+      }
+    }
+    for (const state of this.subs.all()) {
+      if (!seen.has(state.typeUrl) && state.isSubscribed()) this.subscribe(state);
+    }
+  }
+
+  /** The set of names watched for a type changed. */
+  interestChanged(typeUrl: string): void {
+    if (this.closed) return;
+    if (this.applying) {
+      this.dirty.add(typeUrl);
+      return;
+    }
+    const state = this.subs.get(typeUrl);
+    if (state) this.subscribe(state);
+  }
+
+  /** End the call (client close or replacement). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.call.cancel();
+  }
+
+  /** Send whatever request brings the server's view of this type's subscription up to date. */
+  protected abstract subscribe(state: TypeState<unknown>): void;
+
+  /** Handle one response message. */
+  protected abstract onResponse(msg: Res): void;
+
+  /** Node for the next request, or undefined when it was already sent and need not be repeated. */
+  protected nodeForRequest(): NodeProto | undefined {
+    if (this.nodeSent && this.nodeOnFirstMessageOnly) return undefined;
+    this.nodeSent = true;
+    return this.node;
+  }
+
+  protected write(req: Req): void {
+    if (this.closed) return;
+    try {
+      this.call.write(req);
+    } catch (err) {
+      // A write after the call ended: the status handler reconnects.
+      logger('xds').debug({ err }, 'xds: write on a finished stream');
+    }
+  }
+
+  /** Run `apply` (which applies a response and sends its ACK/NACK), then notify, then send deferred subscriptions. */
+  protected withPause(apply: () => void): void {
+    this.applying = true;
+    try {
+      apply();
+      this.subs.flush();
+    } finally {
+      this.applying = false;
+    }
+    if (this.dirty.size > 0) {
+      const pending = [...this.dirty];
+      this.dirty.clear();
+      for (const url of pending) this.interestChanged(url);
+    }
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * State-of-the-world ADS (`StreamAggregatedResources`): per type, the version_info of the last
+ * accepted response and the nonce of the last response seen on this stream.
+ *
+ * - ACK: next request with the new version_info and that response's nonce.
+ * - NACK: the same nonce, the previous accepted version_info, and error_detail (INVALID_ARGUMENT,
+ *   one line per bad resource, naming its field path and the problem).
+ * - Subscription changes reuse the last accepted version and last nonce; LDS/CDS wildcard is sent
+ *   as an empty resource_names list (the form every control plane understands); an explicit
+ *   unsubscribe-from-everything is an empty list for a type that is no longer watched.
+ * - A response for a type never requested on this stream is ignored and not ACKed (as Envoy does).
+ *
+ * On a new stream the first request of each type carries the last accepted version_info, so a
+ * control plane can skip resending what the client already has.
+ */
+
+import { logger } from '../proxy/telemetry/logger';
+import { AdsStream, NACK_CODE } from './ads-stream';
+import { parseResource } from './parser';
+import type { DiscoveryRequestProto, DiscoveryResponseProto } from './protos';
+import { shortTypeName } from './resource-types';
+import type { TypeState } from './subscriptions';
+
+export class SotwStream extends AdsStream<DiscoveryRequestProto, DiscoveryResponseProto> {
+  /** Nonce of the last response per type on this stream. */
+  private readonly nonces = new Map<string, string>();
+  /** Types with at least one request on this stream. */
+  private readonly requested = new Set<string>();
+
+  protected subscribe(state: TypeState<unknown>): void {
+    if (!state.isSubscribed() && !this.requested.has(state.typeUrl)) return;
+    this.send(state);
+  }
+
+  private send(state: TypeState<unknown>, errorMessage?: string): void {
+    const req: DiscoveryRequestProto = {
+      version_info: state.acceptedVersion,
+      resource_names: state.isWildcard() ? [] : state.names(),
+      type_url: state.typeUrl,
+      response_nonce: this.nonces.get(state.typeUrl) ?? '',
+    };
+    const node = this.nodeForRequest();
+    if (node) req.node = node;
+    if (errorMessage !== undefined) req.error_detail = { code: NACK_CODE, message: errorMessage };
+    this.requested.add(state.typeUrl);
+    this.write(req);
+  }
+
+  protected onResponse(msg: DiscoveryResponseProto): void {
+    const typeUrl = msg.type_url ?? '';
+    const state = this.subs.get(typeUrl);
+    if (!state || !this.requested.has(typeUrl)) {
+      logger('xds').warn({ type: typeUrl }, 'xds: ignoring a response for a type that was not requested');
+      return;
+    }
+    this.hooks.onResponse();
+    const version = msg.version_info ?? '';
+    const nonce = msg.nonce ?? '';
+    const resources = msg.resources ?? [];
+    this.withPause(() => {
+      const parsed = new Array(resources.length);
+      for (let i = 0; i < resources.length; i++)
+        parsed[i] = parseResource(state.def, i, resources[i], state.cachedBytes);
+      const outcome = this.subs.applySotw(state, version, parsed);
+      this.nonces.set(typeUrl, nonce);
+      this.send(state, outcome.accepted ? undefined : outcome.message);
+      const log = logger('xds');
+      if (outcome.accepted) {
+        if (log.isLevelEnabled('debug'))
+          log.debug({ type: shortTypeName(typeUrl), version, nonce, resources: resources.length }, 'xds: ACK');
+      } else {
+        log.warn({ type: shortTypeName(typeUrl), version, nonce, rejected: outcome.message }, 'xds: NACK');
+      }
+      this.hooks.onUpdate({
+        typeUrl,
+        accepted: outcome.accepted,
+        version,
+        nonce,
+        message: outcome.message,
+        resources: resources.length,
+      });
+    });
+  }
+}

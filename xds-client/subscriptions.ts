@@ -1,0 +1,536 @@
+/**
+ * Subscriptions and the resource cache: which names each type is watched for, the last accepted
+ * value of every resource, per-resource error state, initial-fetch timers, and the queue of watcher
+ * notifications. It survives stream failures: the cache is never cleared on disconnect, so the
+ * proxy keeps serving the last accepted config while the client reconnects.
+ *
+ * Leans towards keeping the last good config: a rejected resource keeps its previous value, and
+ * only the control plane's explicit word (SotW LDS/CDS absence, delta removed_resources) or an
+ * unsubscribe removes one. Nonces, versions sent and error_detail belong to the streams.
+ */
+
+import type { FieldIssue } from '../proxy/errors';
+import { logger } from '../proxy/telemetry/logger';
+import { describeIssues, type ParsedResource } from './parser';
+import { type ResourceTypeDef, shortTypeName, type XdsResourceError, type XdsWatcher } from './resource-types';
+
+/** Envoy's ClientResourceStatus for /config_dump. */
+export type ClientStatus = 'REQUESTED' | 'DOES_NOT_EXIST' | 'ACKED' | 'NACKED';
+
+/** A rejected update of one resource (Envoy's UpdateFailureState). */
+export interface ErrorState {
+  readonly failedVersion: string;
+  readonly details: string;
+  readonly lastUpdateAttempt: Date;
+  /** The rejected bytes, when they could be read. */
+  readonly failedRaw?: Buffer;
+}
+
+/** One cached resource. */
+export interface CachedResource<T> {
+  readonly name: string;
+  value?: T;
+  raw?: Buffer;
+  /** Version of the accepted value (SotW: response version_info; delta: per-resource version). */
+  version: string;
+  lastUpdated?: Date;
+  status: ClientStatus;
+  errorState?: ErrorState;
+  timer?: NodeJS.Timeout;
+}
+
+/** Per-type counters for metrics (Envoy's `<type>.update_*`). */
+export interface TypeCounters {
+  updateAttempt: number;
+  updateSuccess: number;
+  updateRejected: number;
+}
+
+/** Outcome of applying one response, for the stream to ACK or NACK. */
+export interface ApplyOutcome {
+  readonly accepted: boolean;
+  /** NACK message: one line per rejected resource and field. */
+  readonly message: string;
+}
+
+enum Note {
+  Changed,
+  Removed,
+  DoesNotExist,
+  Error,
+}
+
+interface Notification {
+  readonly kind: Note;
+  readonly state: TypeState<unknown>;
+  readonly name: string;
+  readonly version?: string;
+  readonly value?: unknown;
+  readonly error?: XdsResourceError;
+  /** Deliver to this watcher only (catch-up for a new watch). */
+  readonly only?: XdsWatcher<unknown>;
+}
+
+/** Everything known about one resource type. */
+export class TypeState<T> {
+  readonly wildcardWatchers = new Set<XdsWatcher<T>>();
+  readonly watchers = new Map<string, Set<XdsWatcher<T>>>();
+  readonly resources = new Map<string, CachedResource<T>>();
+  /** SotW: version_info of the last accepted response. Delta: last system_version_info seen. */
+  acceptedVersion = '';
+  lastUpdated?: Date;
+  /** The last rejected response, for /config_dump. */
+  lastError?: ErrorState;
+  /** A response for this type has arrived on some stream. */
+  receivedResponse = false;
+  wildcardTimer?: NodeJS.Timeout;
+  readonly counters: TypeCounters = { updateAttempt: 0, updateSuccess: 0, updateRejected: 0 };
+
+  constructor(readonly def: ResourceTypeDef<T>) {}
+
+  get typeUrl(): string {
+    return this.def.typeUrl;
+  }
+
+  /** Someone watches this type. */
+  isSubscribed(): boolean {
+    return this.wildcardWatchers.size > 0 || this.watchers.size > 0;
+  }
+
+  /** Subscribed to every resource of the type. */
+  isWildcard(): boolean {
+    return this.def.wildcard && this.wildcardWatchers.size > 0;
+  }
+
+  /** Resources of this name are of interest (anything else in a response is ignored). */
+  wants(name: string): boolean {
+    return this.isWildcard() || this.watchers.has(name);
+  }
+
+  /** Explicitly named subscriptions (excluding '*'). */
+  names(): string[] {
+    return [...this.watchers.keys()];
+  }
+
+  /** Cached bytes of an accepted resource, for change detection. */
+  readonly cachedBytes = (name: string): Buffer | undefined => this.resources.get(name)?.raw;
+}
+
+/** Registry of types, their watches and cache; the notification queue. */
+export class Subscriptions {
+  private readonly types = new Map<string, TypeState<unknown>>();
+  private readonly queue: Notification[] = [];
+  private flushScheduled = false;
+  private flushing = false;
+
+  /**
+   * @param initialFetchTimeoutMs how long a watched resource may stay unsent before watchers hear
+   *   onDoesNotExist (Envoy's initial_fetch_timeout, default 15 s); 0 disables.
+   * @param onInterestChanged called when the set of subscribed names of a type changes.
+   */
+  constructor(
+    private readonly initialFetchTimeoutMs: number,
+    private readonly onInterestChanged: (typeUrl: string) => void,
+  ) {}
+
+  register<T>(def: ResourceTypeDef<T>): TypeState<T> {
+    if (this.types.has(def.typeUrl)) throw new Error(`xds: resource type ${def.typeUrl} is already registered`);
+    const state = new TypeState<T>(def);
+    this.types.set(def.typeUrl, state as TypeState<unknown>);
+    return state;
+  }
+
+  get(typeUrl: string): TypeState<unknown> | undefined {
+    return this.types.get(typeUrl);
+  }
+
+  all(): IterableIterator<TypeState<unknown>> {
+    return this.types.values();
+  }
+
+  // ───────────── watches ─────────────
+
+  watch<T>(typeUrl: string, name: string, watcher: XdsWatcher<T>): () => void {
+    const state = this.types.get(typeUrl) as TypeState<T> | undefined;
+    if (!state) throw new Error(`xds: resource type ${typeUrl} is not registered`);
+    if (name === '*') {
+      if (!state.def.wildcard) throw new Error(`xds: ${shortTypeName(typeUrl)} does not support wildcard watches`);
+      const first = state.wildcardWatchers.size === 0;
+      state.wildcardWatchers.add(watcher);
+      for (const entry of state.resources.values()) {
+        if (entry.value !== undefined) this.enqueueFor(state, Note.Changed, entry, watcher);
+      }
+      if (first && !state.receivedResponse) this.startWildcardTimer(state);
+      if (first) this.onInterestChanged(typeUrl);
+    } else {
+      let set = state.watchers.get(name);
+      const first = !set;
+      if (!set) {
+        set = new Set();
+        state.watchers.set(name, set);
+      }
+      set.add(watcher);
+      let entry = state.resources.get(name);
+      if (!entry) {
+        entry = { name, version: '', status: 'REQUESTED' };
+        state.resources.set(name, entry);
+        this.startTimer(state, entry);
+      }
+      if (entry.value !== undefined) this.enqueueFor(state, Note.Changed, entry, watcher);
+      else if (entry.status === 'DOES_NOT_EXIST') this.enqueueFor(state, Note.DoesNotExist, entry, watcher);
+      if (first && !state.isWildcard()) this.onInterestChanged(typeUrl);
+    }
+    this.scheduleFlush();
+    let cancelled = false;
+    return () => {
+      if (cancelled) return;
+      cancelled = true;
+      this.unwatch(state, name, watcher);
+    };
+  }
+
+  private unwatch<T>(state: TypeState<T>, name: string, watcher: XdsWatcher<T>): void {
+    if (name === '*') {
+      if (!state.wildcardWatchers.delete(watcher) || state.wildcardWatchers.size > 0) return;
+      clearTimeout(state.wildcardTimer);
+      state.wildcardTimer = undefined;
+      // No longer subscribed to everything: forget what nobody names.
+      for (const [n, entry] of state.resources) {
+        if (!state.watchers.has(n)) this.drop(state, entry);
+      }
+      this.onInterestChanged(state.typeUrl);
+      return;
+    }
+    const set = state.watchers.get(name);
+    if (!set?.delete(watcher) || set.size > 0) return;
+    state.watchers.delete(name);
+    if (!state.isWildcard()) {
+      const entry = state.resources.get(name);
+      if (entry) this.drop(state, entry);
+      this.onInterestChanged(state.typeUrl);
+    }
+  }
+
+  private drop<T>(state: TypeState<T>, entry: CachedResource<T>): void {
+    clearTimeout(entry.timer);
+    state.resources.delete(entry.name);
+  }
+
+  // ───────────── timers ─────────────
+
+  private startTimer<T>(state: TypeState<T>, entry: CachedResource<T>): void {
+    if (this.initialFetchTimeoutMs <= 0) return;
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      if (entry.value !== undefined || entry.status !== 'REQUESTED' || state.resources.get(entry.name) !== entry)
+        return;
+      logger('xds').warn(
+        { type: shortTypeName(state.typeUrl), name: entry.name },
+        'xds: resource not received within the initial fetch timeout',
+      );
+      entry.status = 'DOES_NOT_EXIST';
+      this.enqueue(state, Note.DoesNotExist, entry);
+      this.flush();
+    }, this.initialFetchTimeoutMs);
+    entry.timer.unref?.();
+  }
+
+  private startWildcardTimer<T>(state: TypeState<T>): void {
+    if (this.initialFetchTimeoutMs <= 0 || state.wildcardTimer) return;
+    state.wildcardTimer = setTimeout(() => {
+      state.wildcardTimer = undefined;
+      if (state.receivedResponse) return;
+      logger('xds').warn({ type: shortTypeName(state.typeUrl) }, 'xds: no response within the initial fetch timeout');
+      for (const w of state.wildcardWatchers)
+        this.queue.push({
+          kind: Note.DoesNotExist,
+          state: state as TypeState<unknown>,
+          name: '*',
+          only: w as XdsWatcher<unknown>,
+        });
+      this.flush();
+    }, this.initialFetchTimeoutMs);
+    state.wildcardTimer.unref?.();
+  }
+
+  /** Stop every timer (client close). Cached values stay readable. */
+  stopTimers(): void {
+    for (const state of this.types.values()) {
+      clearTimeout(state.wildcardTimer);
+      state.wildcardTimer = undefined;
+      for (const entry of state.resources.values()) {
+        clearTimeout(entry.timer);
+        entry.timer = undefined;
+      }
+    }
+  }
+
+  // ───────────── applying responses ─────────────
+
+  /**
+   * Apply a state-of-the-world response. Valid resources are applied even when others are invalid
+   * (as Envoy's LDS/CDS and gRPC's A46 do); the response as a whole is then NACKed and every
+   * rejected resource keeps its last accepted value. For LDS/CDS a resource absent from the
+   * response is removed, unless a resource could not even be named (then nothing is removed).
+   */
+  applySotw<T>(state: TypeState<T>, version: string, parsed: readonly ParsedResource<T>[]): ApplyOutcome {
+    const now = new Date();
+    const problems: string[] = [];
+    const seen = new Set<string>();
+    const duplicates = new Set<string>();
+    let unnamed = false;
+    for (const p of parsed) {
+      if (p.name === undefined) continue;
+      if (seen.has(p.name)) duplicates.add(p.name);
+      else seen.add(p.name);
+    }
+    for (const p of parsed) {
+      if (p.name === undefined) {
+        unnamed = true;
+        problems.push(describeIssues(shortTypeName(state.typeUrl), p));
+        continue;
+      }
+      if (duplicates.has(p.name) || !state.wants(p.name)) continue;
+      if (p.issues.length > 0) {
+        const msg = describeIssues(shortTypeName(state.typeUrl), p);
+        problems.push(msg);
+        this.markFailed(state, p.name, version, p.issues, msg, p.raw, now);
+        continue;
+      }
+      this.accept(state, p, version, now);
+    }
+    for (const name of duplicates) {
+      const msg = `${shortTypeName(state.typeUrl)} "${name}": (resource): duplicate resource name in one response`;
+      problems.push(msg);
+      if (state.wants(name))
+        this.markFailed(
+          state,
+          name,
+          version,
+          [{ path: '(resource)', message: 'duplicate resource name' }],
+          msg,
+          undefined,
+          now,
+        );
+    }
+    if (state.def.wildcard && !unnamed) {
+      for (const entry of [...state.resources.values()]) {
+        if (seen.has(entry.name)) continue;
+        this.removeOrMissing(state, entry);
+      }
+    }
+    return this.finish(state, version, problems, now);
+  }
+
+  /**
+   * Apply a delta response: per-resource versions, explicit removals. Valid resources are applied;
+   * any invalid one makes the response a NACK.
+   */
+  applyDelta<T>(
+    state: TypeState<T>,
+    systemVersion: string,
+    parsed: readonly ParsedResource<T>[],
+    removed: readonly string[],
+  ): ApplyOutcome {
+    const now = new Date();
+    const problems: string[] = [];
+    const seen = new Set<string>();
+    const duplicates = new Set<string>();
+    for (const p of parsed) {
+      if (p.name === undefined) continue;
+      if (seen.has(p.name)) duplicates.add(p.name);
+      else seen.add(p.name);
+    }
+    for (const p of parsed) {
+      if (p.name === undefined) {
+        problems.push(describeIssues(shortTypeName(state.typeUrl), p));
+        continue;
+      }
+      if (duplicates.has(p.name) || !state.wants(p.name)) continue;
+      const version = p.version ?? '';
+      if (p.issues.length > 0) {
+        const msg = describeIssues(shortTypeName(state.typeUrl), p);
+        problems.push(msg);
+        this.markFailed(state, p.name, version, p.issues, msg, p.raw, now);
+        continue;
+      }
+      this.accept(state, p, version, now);
+    }
+    for (const name of duplicates) {
+      const msg = `${shortTypeName(state.typeUrl)} "${name}": (resource): duplicate resource name in one response`;
+      problems.push(msg);
+      if (state.wants(name))
+        this.markFailed(
+          state,
+          name,
+          '',
+          [{ path: '(resource)', message: 'duplicate resource name' }],
+          msg,
+          undefined,
+          now,
+        );
+    }
+    for (const name of removed) {
+      if (seen.has(name)) continue;
+      const entry = state.resources.get(name);
+      if (entry) this.removeOrMissing(state, entry);
+    }
+    return this.finish(state, systemVersion, problems, now);
+  }
+
+  private accept<T>(state: TypeState<T>, p: ParsedResource<T>, version: string, now: Date): void {
+    const name = p.name as string;
+    let entry = state.resources.get(name);
+    if (!entry) {
+      entry = { name, version: '', status: 'REQUESTED' };
+      state.resources.set(name, entry);
+    }
+    clearTimeout(entry.timer);
+    entry.timer = undefined;
+    entry.errorState = undefined;
+    entry.status = 'ACKED';
+    if (p.unchanged) {
+      // Same bytes as the accepted copy: a delta server may still bump the per-resource version.
+      if (p.version !== undefined) entry.version = p.version;
+      return;
+    }
+    entry.value = p.value as T;
+    entry.raw = p.raw;
+    entry.version = version;
+    entry.lastUpdated = now;
+    this.enqueue(state, Note.Changed, entry);
+  }
+
+  private markFailed<T>(
+    state: TypeState<T>,
+    name: string,
+    version: string,
+    issues: readonly FieldIssue[],
+    message: string,
+    raw: Buffer | undefined,
+    now: Date,
+  ): void {
+    let entry = state.resources.get(name);
+    if (!entry) {
+      entry = { name, version: '', status: 'REQUESTED' };
+      state.resources.set(name, entry);
+    }
+    // The resource exists (it is just invalid): it is no longer "missing".
+    clearTimeout(entry.timer);
+    entry.timer = undefined;
+    entry.status = 'NACKED';
+    entry.errorState = { failedVersion: version, details: message, lastUpdateAttempt: now, failedRaw: raw };
+    const error: XdsResourceError = { typeUrl: state.typeUrl, name, version, issues, message };
+    this.queue.push({ kind: Note.Error, state: state as TypeState<unknown>, name, error });
+  }
+
+  private removeOrMissing<T>(state: TypeState<T>, entry: CachedResource<T>): void {
+    const hadValue = entry.value !== undefined;
+    clearTimeout(entry.timer);
+    entry.timer = undefined;
+    if (!hadValue && entry.status === 'DOES_NOT_EXIST') return;
+    entry.value = undefined;
+    entry.raw = undefined;
+    entry.errorState = undefined;
+    entry.status = 'DOES_NOT_EXIST';
+    if (!state.watchers.has(entry.name)) state.resources.delete(entry.name);
+    this.enqueue(state, hadValue ? Note.Removed : Note.DoesNotExist, entry);
+  }
+
+  private finish<T>(state: TypeState<T>, version: string, problems: string[], now: Date): ApplyOutcome {
+    state.receivedResponse = true;
+    clearTimeout(state.wildcardTimer);
+    state.wildcardTimer = undefined;
+    state.counters.updateAttempt++;
+    if (problems.length === 0) {
+      state.counters.updateSuccess++;
+      state.acceptedVersion = version;
+      state.lastUpdated = now;
+      state.lastError = undefined;
+      return { accepted: true, message: '' };
+    }
+    state.counters.updateRejected++;
+    const message = `${problems.length} invalid ${shortTypeName(state.typeUrl)} resource${problems.length === 1 ? '' : 's'} in version "${version}":\n${problems.join('\n')}`;
+    state.lastError = { failedVersion: version, details: message, lastUpdateAttempt: now };
+    return { accepted: false, message };
+  }
+
+  // ───────────── notifications ─────────────
+
+  private enqueue<T>(state: TypeState<T>, kind: Note, entry: CachedResource<T>): void {
+    this.queue.push({
+      kind,
+      state: state as TypeState<unknown>,
+      name: entry.name,
+      version: entry.version,
+      value: entry.value,
+    });
+  }
+
+  private enqueueFor<T>(state: TypeState<T>, kind: Note, entry: CachedResource<T>, only: XdsWatcher<T>): void {
+    this.queue.push({
+      kind,
+      state: state as TypeState<unknown>,
+      name: entry.name,
+      version: entry.version,
+      value: entry.value,
+      only: only as XdsWatcher<unknown>,
+    });
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  /** Deliver queued notifications (the stream calls this after sending its ACK/NACK). */
+  flush(): void {
+    if (this.flushing) return;
+    this.flushing = true;
+    try {
+      // Callbacks may watch/cancel and so enqueue more; drain until empty.
+      for (let i = 0; i < this.queue.length; i++) this.deliver(this.queue[i]);
+      this.queue.length = 0;
+    } finally {
+      this.flushing = false;
+    }
+  }
+
+  private deliver(n: Notification): void {
+    if (n.only) {
+      // Catch-up for one watcher: skip if it cancelled meanwhile.
+      const stillWatching =
+        n.state.wildcardWatchers.has(n.only) || (n.name !== '*' && n.state.watchers.get(n.name)?.has(n.only) === true);
+      if (stillWatching) call(n, n.only);
+      return;
+    }
+    const named = n.state.watchers.get(n.name);
+    if (named) for (const w of [...named]) call(n, w);
+    if (n.kind !== Note.DoesNotExist && n.state.isWildcard()) for (const w of [...n.state.wildcardWatchers]) call(n, w);
+  }
+}
+
+function call(n: Notification, w: XdsWatcher<unknown>): void {
+  try {
+    switch (n.kind) {
+      case Note.Changed:
+        w.onChanged(n.name, n.value, n.version ?? '');
+        break;
+      case Note.Removed:
+        w.onRemoved(n.name);
+        break;
+      case Note.DoesNotExist:
+        w.onDoesNotExist(n.name);
+        break;
+      case Note.Error:
+        w.onError?.(n.error as XdsResourceError);
+        break;
+    }
+  } catch (err) {
+    logger('xds').error({ err, name: n.name, type: shortTypeName(n.state.typeUrl) }, 'xds: watcher callback threw');
+  }
+}
