@@ -253,6 +253,12 @@ describe.each([
 });
 
 describe('MAGLEV weights', () => {
+  it('uses the next prime when table_size is not prime, and fills every slot', () => {
+    const lb = new MaglevLoadBalancer(hosts([1, 1, 1]), 1000);
+    expect(lb.tableSize).toBe(1009);
+    expect(lb.table.every((i) => i >= 0)).toBe(true);
+  });
+
   it('splits 10,000 hashed picks within 2% of the weights', () => {
     const hs = hosts([1, 2, 4]);
     const lb = new MaglevLoadBalancer(hs);
@@ -268,6 +274,10 @@ describe('MAGLEV weights', () => {
     for (const i of lb.table) slots.set(i, (slots.get(i) ?? 0) + 1);
     expect(lb.table.length).toBe(65537);
     expect(lb.table.every((i) => i >= 0)).toBe(true);
+    // Slot counts follow the weights 1:2:4 to within 0.5% of the table.
+    const sorted = [...slots.values()].sort((a, b) => a - b);
+    expect(sorted).toHaveLength(3);
+    [1, 2, 4].forEach((w, i) => expect(Math.abs(sorted[i] / 65537 - w / 7)).toBeLessThan(0.005));
   });
 });
 

@@ -21,20 +21,40 @@ export const DEFAULT_MAGLEV_TABLE_SIZE = 65537;
 const OFFSET_SEED = 0x4d41474c; // "MAGL"
 const SKIP_SEED = 0x45563031; // "EV01"
 
+function isPrime(n: number): boolean {
+  if (n < 2) return false;
+  if (n % 2 === 0) return n === 2;
+  for (let d = 3; d * d <= n; d += 2) if (n % d === 0) return false;
+  return true;
+}
+
+/**
+ * The table size actually used: `requested` when prime, else the next prime above it. Envoy
+ * rejects a non-prime table_size in config; here a non-prime size would make some permutations
+ * skip slots and the fill loop never end, so the balancer is defensive rather than trusting input.
+ */
+export function maglevTableSize(requested: number): number {
+  let n = Math.max(3, Math.floor(requested));
+  while (!isPrime(n)) n++;
+  return n;
+}
+
 export class MaglevLoadBalancer implements LoadBalancer {
   private readonly hosts: readonly Host[];
   /** Slot → host index. */
   readonly table: Int32Array;
+  readonly tableSize: number;
 
   constructor(
     hosts: readonly Host[],
-    readonly tableSize = DEFAULT_MAGLEV_TABLE_SIZE,
+    tableSize = DEFAULT_MAGLEV_TABLE_SIZE,
     private readonly random: () => number = Math.random,
   ) {
+    this.tableSize = maglevTableSize(tableSize);
     // Build in a host order that does not depend on the order hosts arrived in.
     this.hosts = hosts.slice().sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
     const n = this.hosts.length;
-    const m = tableSize;
+    const m = this.tableSize;
     this.table = new Int32Array(n === 0 ? 0 : m).fill(-1);
     if (n === 0) return;
     const offset = new Float64Array(n);
