@@ -277,7 +277,7 @@ describe('MAGLEV weights', () => {
     // Slot counts follow the weights 1:2:4 to within 0.5% of the table.
     const sorted = [...slots.values()].sort((a, b) => a - b);
     expect(sorted).toHaveLength(3);
-    [1, 2, 4].forEach((w, i) => expect(Math.abs(sorted[i] / 65537 - w / 7)).toBeLessThan(0.005));
+    for (const [i, w] of [1, 2, 4].entries()) expect(Math.abs(sorted[i] / 65537 - w / 7)).toBeLessThan(0.005);
   });
 });
 
