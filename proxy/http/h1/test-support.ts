@@ -205,3 +205,71 @@ class ForwardingStream implements RequestSink, ResponseSink, PoolCallbacks {
     this.downstream.writeData(body, true);
   }
 }
+
+/** Outcome of {@link poolRequest}. */
+export interface PoolResult {
+  status: number;
+  headers: HeaderList;
+  body: Buffer;
+  trailers?: HeaderList;
+  /** Set when the pool failed or the stream was reset instead of completing. */
+  failure?: { reason: ResetReason; detail?: string; from: 'pool' | 'reset' };
+  info?: UpstreamInfo;
+}
+
+/** Send one request through `pool` and collect the response (or the failure). */
+export function poolRequest(
+  pool: ConnectionPool,
+  head: Partial<RequestHead> & { path: string },
+  body?: Buffer,
+): Promise<PoolResult> {
+  return new Promise((resolve) => {
+    const result: PoolResult = { status: 0, headers: [], body: Buffer.alloc(0) };
+    const chunks: Buffer[] = [];
+    const finish = () => {
+      result.body = Buffer.concat(chunks);
+      resolve(result);
+    };
+    const sink: ResponseSink = {
+      onResponseHeaders(h, end) {
+        result.status = h.status;
+        result.headers = h.headers;
+        if (end) finish();
+      },
+      onResponseData(chunk, end) {
+        chunks.push(Buffer.from(chunk));
+        if (end) finish();
+      },
+      onResponseTrailers(t) {
+        result.trailers = t;
+        finish();
+      },
+      onUpstreamReset(reason, detail) {
+        result.failure = { reason, detail, from: 'reset' };
+        finish();
+      },
+      onUpstreamWritable() {},
+    };
+    const full: RequestHead = {
+      method: head.method ?? (body ? 'POST' : 'GET'),
+      path: head.path,
+      authority: head.authority ?? 'upstream.test',
+      scheme: 'http',
+      protocol: 'HTTP/1.1',
+      headers: head.headers ?? [],
+      contentLength: body ? body.length : 0,
+      upgrade: head.upgrade,
+    };
+    pool.newStream(sink, {
+      onPoolReady(encoder, info) {
+        result.info = info;
+        encoder.writeHeaders(full, body === undefined);
+        if (body !== undefined) encoder.writeData(body, true);
+      },
+      onPoolFailure(reason, detail) {
+        result.failure = { reason, detail, from: 'pool' };
+        finish();
+      },
+    });
+  });
+}
