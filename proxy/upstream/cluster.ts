@@ -204,8 +204,10 @@ export class Cluster implements UpstreamCluster {
 
   updateAssignment(cla: ClusterLoadAssignment): void {
     this.lastAssignment = cla;
-    this.overprovisioningFactor =
-      cla.overprovisioningFactor > 0 ? cla.overprovisioningFactor : DEFAULT_OVERPROVISIONING_FACTOR;
+    const factor = cla.overprovisioningFactor > 0 ? cla.overprovisioningFactor : DEFAULT_OVERPROVISIONING_FACTOR;
+    // Anything the balancers depend on (weights, priorities, health, order, factor) changed?
+    let lbInputsChanged = factor !== this.overprovisioningFactor || !this.initialized;
+    this.overprovisioningFactor = factor;
     const next: Host[] = [];
     const seen = new Set<string>();
     const added: Host[] = [];
@@ -219,6 +221,9 @@ export class Cluster implements UpstreamCluster {
           h = this.makeHost(e, group.priority, group.locality);
           added.push(h);
         } else {
+          if (h.weight !== e.weight || h.priority !== group.priority || h.edsHealth !== e.healthStatus) {
+            lbInputsChanged = true;
+          }
           h.weight = e.weight;
           h.priority = group.priority;
           h.locality = group.locality;
@@ -226,10 +231,13 @@ export class Cluster implements UpstreamCluster {
           h.metadata = e.metadata;
           h.edsHealth = e.healthStatus;
         }
+        if (this.hosts[next.length] !== h) lbInputsChanged = true;
         next.push(h);
       }
     }
-    this.replaceHosts(next, added);
+    if (next.length !== this.hosts.length) lbInputsChanged = true;
+    // An identical push (EDS resends, DNS answers that did not change) keeps the balancers as they are.
+    if (lbInputsChanged) this.replaceHosts(next, added);
     this.markInitialized();
   }
 

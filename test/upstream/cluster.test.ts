@@ -181,8 +181,15 @@ describe('EDS updates', () => {
     expect(removedPool?.destroyed).toBe(true); // idle, so closed at once
     expect(pools.find((p) => p.host === h1)?.drained).toBe(false);
 
-    // Same membership again: no membership change counted.
+    // Same assignment again: no membership change, and the balancers are not rebuilt.
+    const levels = c.priorityLevels;
     c.updateAssignment(assignment('e', [{ port: 1, weight: 5, health: 'HEALTHY' }, { port: 3 }]));
+    expect(c.stats.membershipChange).toBe(membership + 1);
+    expect(c.priorityLevels).toBe(levels);
+    // A health change alone rebuilds without counting a membership change.
+    c.updateAssignment(assignment('e', [{ port: 1, weight: 5, health: 'UNHEALTHY' }, { port: 3 }]));
+    expect(c.priorityLevels).not.toBe(levels);
+    expect(c.priorityLevels[0].lbHosts.map((h) => h.key)).toEqual(['127.0.0.1:3']);
     expect(c.stats.membershipChange).toBe(membership + 1);
   });
 
