@@ -100,7 +100,9 @@ async function startGrpcServer(): Promise<{ port: number; calls: string[] }> {
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
   );
   cleanups.push(() => {
     server.forceShutdown();
@@ -108,7 +110,11 @@ async function startGrpcServer(): Promise<{ port: number; calls: string[] }> {
   return { port, calls };
 }
 
-async function grpcThroughMeshlet(): Promise<{ client: EchoClient; calls: string[]; proxy: Awaited<ReturnType<typeof startProxy>> }> {
+async function grpcThroughMeshlet(): Promise<{
+  client: EchoClient;
+  calls: string[];
+  proxy: Awaited<ReturnType<typeof startProxy>>;
+}> {
   const up = await startGrpcServer();
   const proxy = await startProxy({
     routes: routeConfig([vhost([route(prefix('/'), action('grpc', { timeoutMs: 0 }))])]),
@@ -133,8 +139,11 @@ describe('gRPC through meshlet (h2c both sides)', () => {
     let initial: grpc.Metadata | undefined;
     let status: grpc.StatusObject | undefined;
     const res = await new Promise<Msg>((resolve, reject) => {
-      const call = client.unary({ text: 'hi' }, md, { deadline: deadline() }, (err: grpc.ServiceError | null, r: Msg) =>
-        err ? reject(err) : resolve(r),
+      const call = client.unary(
+        { text: 'hi' },
+        md,
+        { deadline: deadline() },
+        (err: grpc.ServiceError | null, r: Msg) => (err ? reject(err) : resolve(r)),
       );
       call.on('metadata', (m: grpc.Metadata) => {
         initial = m;
@@ -188,7 +197,9 @@ describe('gRPC through meshlet (h2c both sides)', () => {
   it('client streaming sums every message', async () => {
     const { client } = await grpcThroughMeshlet();
     const res = await new Promise<Msg>((resolve, reject) => {
-      const call = client.clientStream({ deadline: deadline() }, (e: grpc.ServiceError | null, r: Msg) => (e ? reject(e) : resolve(r)));
+      const call = client.clientStream({ deadline: deadline() }, (e: grpc.ServiceError | null, r: Msg) =>
+        e ? reject(e) : resolve(r),
+      );
       for (let i = 1; i <= 100; i++) call.write({ n: i });
       call.end();
     });
@@ -221,8 +232,11 @@ describe('gRPC through meshlet (h2c both sides)', () => {
         { length: 40 },
         (_, i) =>
           new Promise<string>((resolve, reject) => {
-            client.unary({ text: `c${i}` }, new grpc.Metadata(), { deadline: deadline() }, (e: grpc.ServiceError | null, r: Msg) =>
-              e ? reject(e) : resolve(r.text as string),
+            client.unary(
+              { text: `c${i}` },
+              new grpc.Metadata(),
+              { deadline: deadline() },
+              (e: grpc.ServiceError | null, r: Msg) => (e ? reject(e) : resolve(r.text as string)),
             );
           }),
       ),
@@ -265,7 +279,9 @@ describe('protocol translation through meshlet', () => {
     });
     const proxy = await startProxy({
       routes: routeConfig([vhost([route(prefix('/'), action('h2up'))])]),
-      clusters: [staticCluster('h2up', [{ port: (up.address() as net.AddressInfo).port }], { upstreamProtocol: 'http2' })],
+      clusters: [
+        staticCluster('h2up', [{ port: (up.address() as net.AddressInfo).port }], { upstreamProtocol: 'http2' }),
+      ],
     });
     const res = await undiciRequest(`http://127.0.0.1:${proxy.port}/upload?x=1`, {
       method: 'POST',
@@ -277,7 +293,13 @@ describe('protocol translation through meshlet', () => {
     expect(text).toBe('got 10000 bytes');
     expect(res.headers['x-from']).toBe('h2-upstream');
     expect(res.headers['set-cookie']).toEqual(['a=1', 'b=2']);
-    expect(seen).toEqual({ method: 'POST', path: '/upload?x=1', authority: 'svc.h1.test', body: 'x'.repeat(10_000), h2: true });
+    expect(seen).toEqual({
+      method: 'POST',
+      path: '/upload?x=1',
+      authority: 'svc.h1.test',
+      body: 'x'.repeat(10_000),
+      h2: true,
+    });
   });
 
   it('HTTP/2 client → HTTP/1.1 upstream', async () => {
@@ -289,7 +311,14 @@ describe('protocol translation through meshlet', () => {
         body += c;
       });
       req.on('end', () => {
-        Object.assign(seen, { version: req.httpVersion, method: req.method, url: req.url, host: req.headers.host, body, cookie: req.headers.cookie });
+        Object.assign(seen, {
+          version: req.httpVersion,
+          method: req.method,
+          url: req.url,
+          host: req.headers.host,
+          body,
+          cookie: req.headers.cookie,
+        });
         res.writeHead(200, { 'content-type': 'text/plain', 'x-from': 'h1-upstream', connection: 'keep-alive' });
         res.write('part1-');
         res.end('part2');
@@ -302,7 +331,9 @@ describe('protocol translation through meshlet', () => {
     });
     const proxy = await startProxy({
       routes: routeConfig([vhost([route(prefix('/'), action('h1up'))])]),
-      clusters: [staticCluster('h1up', [{ port: (up.address() as net.AddressInfo).port }], { upstreamProtocol: 'http1' })],
+      clusters: [
+        staticCluster('h1up', [{ port: (up.address() as net.AddressInfo).port }], { upstreamProtocol: 'http1' }),
+      ],
       hcm: { codecType: 'HTTP2' },
     });
     const client = http2.connect(`http://127.0.0.1:${proxy.port}`);
@@ -314,24 +345,33 @@ describe('protocol translation through meshlet', () => {
       { ':method': 'PUT', ':path': '/items/7', ':authority': 'svc.h2.test', cookie: ['a=1', 'b=2'] },
       { endStream: false },
     );
-    const out = await new Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: string }>((resolve, reject) => {
-      let body = '';
-      let headers: http2.IncomingHttpHeaders = {};
-      req.setEncoding('utf8');
-      req.on('response', (h) => {
-        headers = h;
-      });
-      req.on('data', (c: string) => {
-        body += c;
-      });
-      req.on('error', reject);
-      req.on('end', () => resolve({ status: Number(headers[':status']), headers, body }));
-      req.end('payload');
-    });
+    const out = await new Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: string }>(
+      (resolve, reject) => {
+        let body = '';
+        let headers: http2.IncomingHttpHeaders = {};
+        req.setEncoding('utf8');
+        req.on('response', (h) => {
+          headers = h;
+        });
+        req.on('data', (c: string) => {
+          body += c;
+        });
+        req.on('error', reject);
+        req.on('end', () => resolve({ status: Number(headers[':status']), headers, body }));
+        req.end('payload');
+      },
+    );
     expect(out.status).toBe(200);
     expect(out.body).toBe('part1-part2');
     expect(out.headers['x-from']).toBe('h1-upstream');
     expect(out.headers.connection).toBeUndefined();
-    expect(seen).toEqual({ version: '1.1', method: 'PUT', url: '/items/7', host: 'svc.h2.test', body: 'payload', cookie: 'a=1; b=2' });
+    expect(seen).toEqual({
+      version: '1.1',
+      method: 'PUT',
+      url: '/items/7',
+      host: 'svc.h2.test',
+      body: 'payload',
+      cookie: 'a=1; b=2',
+    });
   });
 });

@@ -12,7 +12,14 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ClusterConfig } from '../../proxy/config/types';
-import type { HeaderList, RequestEncoder, ResetReason, ResponseHead, ResponseSink, UpstreamInfo } from '../../proxy/http/codec';
+import type {
+  HeaderList,
+  RequestEncoder,
+  ResetReason,
+  ResponseHead,
+  ResponseSink,
+  UpstreamInfo,
+} from '../../proxy/http/codec';
 import { H2ConnectionPool, type H2PoolSettings } from '../../proxy/http/h2/client-pool';
 import { Host } from '../../proxy/upstream/host';
 import { ClusterResourceManager, DEFAULT_THRESHOLDS } from '../../proxy/upstream/resources';
@@ -33,7 +40,12 @@ async function startH2(
   const server = secure
     ? http2.createSecureServer({ key: secure.key, cert: secure.cert, settings, ALPNProtocols: ['h2'] })
     : http2.createServer({ settings });
-  const state = { port: 0, sessions: [] as http2.ServerHttp2Session[], streams: 0, server: server as http2.Http2Server };
+  const state = {
+    port: 0,
+    sessions: [] as http2.ServerHttp2Session[],
+    streams: 0,
+    server: server as http2.Http2Server,
+  };
   server.on('session', (s) => {
     state.sessions.push(s);
     s.on('error', () => {});
@@ -54,11 +66,22 @@ async function startH2(
 
 function makePool(
   port: number,
-  opts: { maxConnections?: number; maxPending?: number; settings?: Partial<H2PoolSettings>; transport?: TransportSocketFactory } = {},
+  opts: {
+    maxConnections?: number;
+    maxPending?: number;
+    settings?: Partial<H2PoolSettings>;
+    transport?: TransportSocketFactory;
+  } = {},
 ) {
   const stats = new ClusterStats();
   const resources = new ClusterResourceManager(
-    [{ ...DEFAULT_THRESHOLDS, maxConnections: opts.maxConnections ?? 1024, maxPendingRequests: opts.maxPending ?? 1024 }],
+    [
+      {
+        ...DEFAULT_THRESHOLDS,
+        maxConnections: opts.maxConnections ?? 1024,
+        maxPendingRequests: opts.maxPending ?? 1024,
+      },
+    ],
     stats,
   );
   const config = {
@@ -132,11 +155,22 @@ class Recorder implements ResponseSink {
 }
 
 function get(path: string, headers: HeaderList = []) {
-  return { method: 'GET', path, authority: 'upstream.test', scheme: 'http', protocol: 'HTTP/1.1' as const, headers, contentLength: 0 };
+  return {
+    method: 'GET',
+    path,
+    authority: 'upstream.test',
+    scheme: 'http',
+    protocol: 'HTTP/1.1' as const,
+    headers,
+    contentLength: 0,
+  };
 }
 
 function within<T>(p: Promise<T>, ms = 5000, what = 'operation'): Promise<T> {
-  return Promise.race([p, new Promise<T>((_, rej) => setTimeout(() => rej(new Error(`${what} did not finish in ${ms}ms`)), ms).unref())]);
+  return Promise.race([
+    p,
+    new Promise<T>((_, rej) => setTimeout(() => rej(new Error(`${what} did not finish in ${ms}ms`)), ms).unref()),
+  ]);
 }
 
 async function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<void> {
@@ -162,12 +196,18 @@ function request(pool: H2ConnectionPool, path: string, headers: HeaderList = [])
 describe('H2ConnectionPool', () => {
   it('multiplexes concurrent requests over one connection and maps headers both ways', async () => {
     const up = await startH2((stream, headers) => {
-      stream.respond({ ':status': 200, 'x-path': String(headers[':path']), 'x-auth': String(headers[':authority']), 'set-cookie': ['a=1', 'b=2'] });
+      stream.respond({
+        ':status': 200,
+        'x-path': String(headers[':path']),
+        'x-auth': String(headers[':authority']),
+        'set-cookie': ['a=1', 'b=2'],
+      });
       stream.end(`${headers[':method']} ${headers['x-req']} ${headers.connection ?? 'no-connection-header'}`);
     });
     const { pool, stats } = makePool(up.port);
     const recs: Recorder[] = [];
-    for (let i = 0; i < 20; i++) recs.push(request(pool, `/r/${i}`, ['x-req', `v${i}`, 'connection', 'keep-alive', 'keep-alive', 'timeout=5']));
+    for (let i = 0; i < 20; i++)
+      recs.push(request(pool, `/r/${i}`, ['x-req', `v${i}`, 'connection', 'keep-alive', 'keep-alive', 'timeout=5']));
     await within(Promise.all(recs.map((r) => r.done)));
     for (let i = 0; i < 20; i++) {
       const r = recs[i] as Recorder;
@@ -305,7 +345,11 @@ describe('H2ConnectionPool', () => {
 
   it('maps REFUSED_STREAM to refused_stream and other RST_STREAM codes to remote_reset', async () => {
     const up = await startH2((stream, headers) => {
-      stream.close(headers[':path'] === '/refuse' ? http2.constants.NGHTTP2_REFUSED_STREAM : http2.constants.NGHTTP2_INTERNAL_ERROR);
+      stream.close(
+        headers[':path'] === '/refuse'
+          ? http2.constants.NGHTTP2_REFUSED_STREAM
+          : http2.constants.NGHTTP2_INTERNAL_ERROR,
+      );
     });
     const { pool } = makePool(up.port);
     const refused = request(pool, '/refuse');
@@ -355,7 +399,9 @@ describe('H2ConnectionPool', () => {
       stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
       stream.on('data', (c: Buffer) => stream.write(`echo:${c.toString()};`));
       stream.on('trailers', (t) => {
-        stream.once('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'x-got': String(t['x-req-trailer']) }));
+        stream.once('wantTrailers', () =>
+          stream.sendTrailers({ 'grpc-status': '0', 'x-got': String(t['x-req-trailer']) }),
+        );
       });
       stream.on('end', () => stream.end());
     });
@@ -366,7 +412,15 @@ describe('H2ConnectionPool', () => {
       pool.newStream(rec, {
         onPoolReady: (e) => {
           enc = e;
-          e.writeHeaders({ ...get('/svc/Method'), method: 'POST', contentLength: -1, headers: ['te', 'trailers', 'content-type', 'application/grpc'] }, false);
+          e.writeHeaders(
+            {
+              ...get('/svc/Method'),
+              method: 'POST',
+              contentLength: -1,
+              headers: ['te', 'trailers', 'content-type', 'application/grpc'],
+            },
+            false,
+          );
           resolve();
         },
         onPoolFailure: rec.callbacks.onPoolFailure,
@@ -393,7 +447,10 @@ describe('H2ConnectionPool', () => {
 
   it('delivers a trailers-only response as headers with end of stream', async () => {
     const up = await startH2((stream) => {
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '5', 'grpc-message': 'not found' }, { endStream: true });
+      stream.respond(
+        { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '5', 'grpc-message': 'not found' },
+        { endStream: true },
+      );
     });
     const { pool } = makePool(up.port);
     const rec = request(pool, '/svc/Missing');
@@ -439,7 +496,11 @@ describe('H2ConnectionPool', () => {
     expect(pool.connections).toBe(1);
     await waitFor(() => pool.connections === 0, 'idle close', 5000);
     expect(stats.upstreamCxDestroy).toBe(1);
-    await waitFor(() => (up.sessions[0] as http2.ServerHttp2Session).closed || (up.sessions[0] as http2.ServerHttp2Session).destroyed, 'server session closed');
+    await waitFor(
+      () =>
+        (up.sessions[0] as http2.ServerHttp2Session).closed || (up.sessions[0] as http2.ServerHttp2Session).destroyed,
+      'server session closed',
+    );
   });
 
   it('drain() closes idle connections and new requests open a fresh one', async () => {
@@ -460,11 +521,29 @@ describe('H2ConnectionPool', () => {
   it('speaks h2 over TLS negotiated with ALPN', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'meshlet-h2-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    execFileSync('openssl', [
-      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1',
-      '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-      '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
-    ], { stdio: 'ignore' });
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+      ],
+      { stdio: 'ignore' },
+    );
     const key = readFileSync(join(dir, 'key.pem'));
     const cert = readFileSync(join(dir, 'cert.pem'));
     const up = await startH2(
@@ -479,7 +558,13 @@ describe('H2ConnectionPool', () => {
     // A minimal real TLS transport (the cluster's TLS factory does the same plus identity checks).
     const transport: TransportSocketFactory = {
       connect(host, opts, cb) {
-        const s = tls.connect({ host: host.host, port: host.port, ca: cert, servername: 'localhost', ALPNProtocols: opts.alpn as string[] });
+        const s = tls.connect({
+          host: host.host,
+          port: host.port,
+          ca: cert,
+          servername: 'localhost',
+          ALPNProtocols: opts.alpn as string[],
+        });
         s.once('secureConnect', () => cb(undefined, { socket: s, alpn: s.alpnProtocol || undefined }));
         s.once('error', (e) => cb({ reason: 'connect_failure', detail: e.message }, undefined));
       },

@@ -37,7 +37,10 @@ afterEach(async () => {
 });
 
 function within<T>(p: Promise<T>, ms = 5000, what = 'operation'): Promise<T> {
-  return Promise.race([p, new Promise<T>((_, rej) => setTimeout(() => rej(new Error(`${what} did not finish in ${ms}ms`)), ms).unref())]);
+  return Promise.race([
+    p,
+    new Promise<T>((_, rej) => setTimeout(() => rej(new Error(`${what} did not finish in ${ms}ms`)), ms).unref()),
+  ]);
 }
 
 async function waitFor(cond: () => boolean, what: string, ms = 5000): Promise<void> {
@@ -74,7 +77,10 @@ async function startUpstream(): Promise<Upstream> {
     const path = String(headers[':path']);
     if (path === '/hold') return;
     if (path === '/grpc-fail') {
-      stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '7', 'grpc-message': 'denied' }, { endStream: true });
+      stream.respond(
+        { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '7', 'grpc-message': 'denied' },
+        { endStream: true },
+      );
       return;
     }
     if (path.startsWith('/big/')) {
@@ -99,7 +105,9 @@ async function startUpstream(): Promise<Upstream> {
     stream.on('trailers', (t) => {
       trailerSeen = String(t['x-client-trailer']);
     });
-    stream.on('wantTrailers', () => stream.sendTrailers({ 'x-upstream-trailer': 'done', 'x-echo-trailer': trailerSeen }));
+    stream.on('wantTrailers', () =>
+      stream.sendTrailers({ 'x-upstream-trailer': 'done', 'x-echo-trailer': trailerSeen }),
+    );
     stream.on('end', () => stream.end());
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -307,8 +315,25 @@ function makeCert(): { key: Buffer; cert: Buffer } {
   try {
     execFileSync(
       'openssl',
-      ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost',
-        '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem')],
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'ec',
+        '-pkeyopt',
+        'ec_paramgen_curve:prime256v1',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=localhost',
+        '-addext',
+        'subjectAltName=DNS:localhost,IP:127.0.0.1',
+        '-keyout',
+        join(dir, 'key.pem'),
+        '-out',
+        join(dir, 'cert.pem'),
+      ],
       { stdio: 'ignore' },
     );
     return { key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) };
@@ -323,7 +348,14 @@ describe('H2ServerCodec', () => {
     const front = await startFront(makePool(up.port));
     const client = connect(`http://127.0.0.1:${front.port}`);
     const req = client.request(
-      { ':method': 'POST', ':path': '/echo?q=1', ':authority': 'svc.test', 'x-custom': 'yes', cookie: ['a=1', 'b=2'], 'content-length': '5' },
+      {
+        ':method': 'POST',
+        ':path': '/echo?q=1',
+        ':authority': 'svc.test',
+        'x-custom': 'yes',
+        cookie: ['a=1', 'b=2'],
+        'content-length': '5',
+      },
       { endStream: false, waitForTrailers: true },
     );
     req.on('wantTrailers', () => req.sendTrailers({ 'x-client-trailer': 'from-client' }));
@@ -373,7 +405,14 @@ describe('H2ServerCodec', () => {
     const up = await startUpstream();
     const front = await startFront(makePool(up.port));
     const client = connect(`http://127.0.0.1:${front.port}`);
-    const res = await within(collect(client.request({ ':path': '/grpc-fail', ':method': 'POST', 'content-type': 'application/grpc', te: 'trailers' }, { endStream: true })));
+    const res = await within(
+      collect(
+        client.request(
+          { ':path': '/grpc-fail', ':method': 'POST', 'content-type': 'application/grpc', te: 'trailers' },
+          { endStream: true },
+        ),
+      ),
+    );
     expect(res.headers[':status']).toBe(200);
     expect(res.headers['grpc-status']).toBe('7');
     expect(res.headers['grpc-message']).toBe('denied');
@@ -418,7 +457,10 @@ describe('H2ServerCodec', () => {
     const results = await within(
       Promise.all(
         Array.from({ length: 60 }, (_, i) => {
-          const req = client.request({ ':path': '/echo', ':method': 'POST', 'x-custom': `n${i}` }, { endStream: false });
+          const req = client.request(
+            { ':path': '/echo', ':method': 'POST', 'x-custom': `n${i}` },
+            { endStream: false },
+          );
           const p = collect(req);
           req.end(`body-${i}`);
           return p;
@@ -441,7 +483,10 @@ describe('H2ServerCodec', () => {
     const front = await startFront(makePool(up.port));
     const client = connect(`http://127.0.0.1:${front.port}`, { settings: { initialWindowSize: 16384 } });
     const size = 3 * 1024 * 1024;
-    const res = await within(collect(client.request({ ':path': `/big/${size}`, ':method': 'GET' }, { endStream: true })), 15_000);
+    const res = await within(
+      collect(client.request({ ':path': `/big/${size}`, ':method': 'GET' }, { endStream: true })),
+      15_000,
+    );
     expect(res.headers['content-length']).toBe(String(size));
     expect(res.body.length).toBe(size);
     expect(/^a+$/.test(res.body)).toBe(true);
@@ -500,7 +545,10 @@ describe('H2ServerCodec', () => {
   it('advertises SETTINGS from the HCM options', async () => {
     const up = await startUpstream();
     const front = await startFront(makePool(up.port), {
-      options: { http2: { maxConcurrentStreams: 7, initialStreamWindowSize: 131072, initialConnectionWindowSize: 1 << 20 }, maxRequestHeadersKb: 16 },
+      options: {
+        http2: { maxConcurrentStreams: 7, initialStreamWindowSize: 131072, initialConnectionWindowSize: 1 << 20 },
+        maxRequestHeadersKb: 16,
+      },
     });
     const client = connect(`http://127.0.0.1:${front.port}`);
     await within(new Promise((r) => client.once('remoteSettings', r)));
@@ -515,7 +563,9 @@ describe('H2ServerCodec', () => {
     const client = connect(`http://127.0.0.1:${front.port}`);
     await within(new Promise((r) => client.once('remoteSettings', r)));
     // Bypass the client's own check of the peer limit by sending a header the peer must refuse.
-    const res = await within(collect(client.request({ ':path': '/echo', ':method': 'GET', 'x-big': 'b'.repeat(4000) }, { endStream: true })));
+    const res = await within(
+      collect(client.request({ ':path': '/echo', ':method': 'GET', 'x-big': 'b'.repeat(4000) }, { endStream: true })),
+    );
     expect(Number(res.headers[':status']) === 431 || res.rstCode !== http2.constants.NGHTTP2_NO_ERROR).toBe(true);
     expect(front.bridges).toHaveLength(0);
     expect(up.streams).toHaveLength(0);
@@ -553,31 +603,42 @@ describe('H2ServerCodec', () => {
   it('maps RFC 8441 extended CONNECT to an upgrade head and answers 101 as 200 with a tunnel', async () => {
     const front: { enc?: ResponseEncoder; head?: RequestHead } = {};
     const server = net.createServer((socket) => {
-      new H2ServerCodec(socket, info(socket), {
-        newStream(enc) {
-          front.enc = enc;
-          return {
-            onRequestHeaders(head) {
-              front.head = head;
-              enc.writeHeaders({ status: 101, headers: ['upgrade', 'websocket', 'connection', 'upgrade'], contentLength: -1 }, false);
-              const tunnel = enc.takeTunnel();
-              tunnel.on('data', (c: Buffer) => tunnel.write(Buffer.concat([Buffer.from('echo:'), c])));
-              tunnel.on('end', () => tunnel.end());
-            },
-            onRequestData() {},
-            onRequestTrailers() {},
-            onDownstreamReset() {},
-            onDownstreamWritable() {},
-          };
+      new H2ServerCodec(
+        socket,
+        info(socket),
+        {
+          newStream(enc) {
+            front.enc = enc;
+            return {
+              onRequestHeaders(head) {
+                front.head = head;
+                enc.writeHeaders(
+                  { status: 101, headers: ['upgrade', 'websocket', 'connection', 'upgrade'], contentLength: -1 },
+                  false,
+                );
+                const tunnel = enc.takeTunnel();
+                tunnel.on('data', (c: Buffer) => tunnel.write(Buffer.concat([Buffer.from('echo:'), c])));
+                tunnel.on('end', () => tunnel.end());
+              },
+              onRequestData() {},
+              onRequestTrailers() {},
+              onDownstreamReset() {},
+              onDownstreamWritable() {},
+            };
+          },
         },
-      }, { ...OPTIONS, allowConnect: true });
+        { ...OPTIONS, allowConnect: true },
+      );
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     cleanups.push(() => new Promise((r) => server.close(() => r(undefined))));
     const client = connect(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`);
     await within(new Promise((r) => client.once('remoteSettings', r)));
     expect(client.remoteSettings.enableConnectProtocol).toBe(true);
-    const req = client.request({ ':method': 'CONNECT', ':protocol': 'websocket', ':path': '/chat', ':scheme': 'http', ':authority': 'ws.test' }, { endStream: false });
+    const req = client.request(
+      { ':method': 'CONNECT', ':protocol': 'websocket', ':path': '/chat', ':scheme': 'http', ':authority': 'ws.test' },
+      { endStream: false },
+    );
     req.on('error', () => {});
     const status = await within(new Promise<number>((r) => req.once('response', (h) => r(Number(h[':status'])))));
     expect(status).toBe(200);

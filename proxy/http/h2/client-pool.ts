@@ -17,9 +17,15 @@
  */
 import { type ClientHttp2Session, connect as h2connect } from 'node:http2';
 import type { Http2Options } from '../../config/types';
-import type { Cancellable, ConnectionPool, PoolCallbacks, ResetReason, ResponseSink, UpstreamInfo } from '../codec';
 import type { Host } from '../../upstream/host';
-import type { ClusterResources, ClusterStats, TransportConnection, TransportSocketFactory, UpstreamCluster } from '../../upstream/types';
+import type {
+  ClusterResources,
+  ClusterStats,
+  TransportConnection,
+  TransportSocketFactory,
+  UpstreamCluster,
+} from '../../upstream/types';
+import type { Cancellable, ConnectionPool, PoolCallbacks, ResetReason, ResponseSink, UpstreamInfo } from '../codec';
 import { H2ClientStream, type StreamOwner } from './client-stream';
 
 /** What the pool needs to know about its cluster. */
@@ -262,7 +268,11 @@ export class H2ConnectionPool implements ConnectionPool {
     return true;
   }
 
-  private onTransport(c: H2Client, err: { reason: ResetReason; detail: string } | undefined, conn: TransportConnection | undefined): void {
+  private onTransport(
+    c: H2Client,
+    err: { reason: ResetReason; detail: string } | undefined,
+    conn: TransportConnection | undefined,
+  ): void {
     if (err !== undefined || conn === undefined) {
       this.stats.upstreamCxConnectFail++;
       if (err?.reason === 'timeout') this.stats.upstreamCxConnectTimeout++;
@@ -420,7 +430,7 @@ export class H2ConnectionPool implements ConnectionPool {
 }
 
 function clampWindow(n: number): number {
-  return n < 65535 ? 65535 : n > MAX_WINDOW ? MAX_WINDOW : n;
+  return Math.min(MAX_WINDOW, Math.max(65535, n));
 }
 
 function noop(): void {}

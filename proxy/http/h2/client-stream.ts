@@ -120,7 +120,12 @@ export class H2ClientStream implements RequestEncoder {
     if (session === undefined || session.destroyed || session.closed) {
       this.done = true;
       this.owner.streamDone();
-      process.nextTick(failLater, this, 'connection_termination', 'upstream connection closed before the request started');
+      process.nextTick(
+        failLater,
+        this,
+        'connection_termination',
+        'upstream connection closed before the request started',
+      );
       return;
     }
     let s: TaggedStream;
@@ -130,7 +135,12 @@ export class H2ClientStream implements RequestEncoder {
       // Invalid header from downstream/filters, or extended CONNECT the peer did not enable.
       this.done = true;
       this.owner.streamDone();
-      process.nextTick(failLater, this, 'protocol_error', `cannot send request headers upstream: ${(err as Error).message}`);
+      process.nextTick(
+        failLater,
+        this,
+        'protocol_error',
+        `cannot send request headers upstream: ${(err as Error).message}`,
+      );
       return;
     }
     this.stream = s;
@@ -213,7 +223,11 @@ export class H2ClientStream implements RequestEncoder {
     const session = this.owner.session;
     const gone = session === undefined || session.destroyed || session.socket === undefined || session.socket.destroyed;
     const reason: ResetReason =
-      rstCode === h2c.NGHTTP2_REFUSED_STREAM ? 'refused_stream' : gone ? 'connection_termination' : reasonForCode(rstCode);
+      rstCode === h2c.NGHTTP2_REFUSED_STREAM
+        ? 'refused_stream'
+        : gone
+          ? 'connection_termination'
+          : reasonForCode(rstCode);
     sink.onUpstreamReset(reason, `upstream stream closed (rst code ${rstCode ?? 'none'})`);
   }
 

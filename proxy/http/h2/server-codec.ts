@@ -14,10 +14,10 @@
  * connection, it never throws out of the codec.
  */
 import {
-  constants as h2c,
   createServer,
   type Http2Server,
   type Http2Session,
+  constants as h2c,
   type OutgoingHttpHeaders,
   type ServerHttp2Session,
   type ServerHttp2Stream,
@@ -96,7 +96,7 @@ const RESPOND_MORE = Object.freeze({ endStream: false, waitForTrailers: true, se
 const MAX_WINDOW = 2 ** 31 - 1;
 
 function clampWindow(n: number): number {
-  return n < 65535 ? 65535 : n > MAX_WINDOW ? MAX_WINDOW : n;
+  return Math.min(MAX_WINDOW, Math.max(65535, n));
 }
 
 // ───────────── one never-listening http2.Server per distinct settings ─────────────
