@@ -697,7 +697,10 @@ export class RouterStream {
     this.clearPerTryTimer();
     const rtt = performance.now() - a.startMono;
     const h = head.headers;
+    // A 101 keeps its `upgrade` token: the downstream codec writes it back with Connection: upgrade.
+    const upgradeToken = status === 101 ? getHeader(h, 'upgrade') : undefined;
     stripHopByHop(h);
+    if (upgradeToken !== undefined) h.push('upgrade', upgradeToken);
     if (!this.config.suppressEnvoyHeaders) setHeader(h, 'x-envoy-upstream-service-time', String(Math.round(rtt)));
     this.countResponse(a.host, status);
     const observe = (this.cluster as { observeRtt?: (h: Host, ms: number) => void }).observeRtt;

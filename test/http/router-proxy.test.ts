@@ -1,0 +1,412 @@
+/**
+ * The router end to end: real clients → connection manager → router → real H1 pools → real
+ * upstreams (node:http and raw net servers on loopback). Covers cluster selection, rewrites, header
+ * mutations, direct responses, redirects, timeouts, retries, circuit breaking and upgrades.
+ */
+import net from 'node:net';
+import { Agent, request } from 'undici';
+import { afterEach, describe, expect, it } from 'vitest';
+import { closeAll, closedPort, type EchoRecord, startHttpEcho } from '../support/upstreams';
+import {
+  action,
+  connect,
+  prefix,
+  readUntil,
+  retryPolicy,
+  route,
+  routeConfig,
+  startProxy,
+  staticCluster,
+  stopAll,
+  vhost,
+} from './hcm-support';
+import type { HeaderValueOption, WeightedCluster } from '../../proxy/config/types';
+
+const agents: Agent[] = [];
+const servers: net.Server[] = [];
+afterEach(async () => {
+  await Promise.all(agents.splice(0).map((a) => a.close()));
+  await stopAll();
+  await closeAll();
+  await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
+});
+
+async function call(port: number, path: string, opts: { headers?: Record<string, string>; method?: string; body?: string } = {}) {
+  const a = new Agent({ keepAliveTimeout: 5_000 });
+  agents.push(a);
+  const res = await request(`http://127.0.0.1:${port}${path}`, { method: (opts.method ?? 'GET') as 'GET', headers: opts.headers, body: opts.body, dispatcher: a });
+  return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
+}
+
+function echoOf(text: string): EchoRecord & { upstream: string } {
+  return JSON.parse(text) as EchoRecord & { upstream: string };
+}
+
+function hvo(key: string, value: string, appendAction: HeaderValueOption['appendAction'] = 'APPEND_IF_EXISTS_OR_ADD'): HeaderValueOption {
+  return { key, value, appendAction, keepEmptyValue: false };
+}
+
+describe('router: cluster selection, rewrites and header mutations', () => {
+  it('picks weighted clusters by weight and applies their header mutations', async () => {
+    const a = await startHttpEcho('a');
+    const b = await startHttpEcho('b');
+    const wc = (name: string, weight: number): WeightedCluster => ({
+      name,
+      weight,
+      requestHeadersToAdd: [hvo('x-weighted', name)],
+      requestHeadersToRemove: [],
+      responseHeadersToAdd: [hvo('x-picked', name)],
+      responseHeadersToRemove: [],
+      typedPerFilterConfig: {},
+    });
+    let next = 0;
+    const rolls = [0.1, 0.9, 0.5, 0.29];
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('', { cluster: { kind: 'weighted', clusters: [wc('a', 30), wc('b', 70)], totalWeight: 100 } }))])]),
+      clusters: [staticCluster('a', [{ port: a.port }]), staticCluster('b', [{ port: b.port }])],
+      random: () => rolls[next++ % rolls.length]!,
+    });
+    const picked: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const res = await call(proxy.port, '/');
+      picked.push(String(res.headers['x-picked']));
+      expect(echoOf(res.text).headers['x-weighted']).toBe(res.headers['x-picked']);
+    }
+    expect(picked).toEqual(['a', 'b', 'b', 'a']);
+  });
+
+  it('routes by cluster_header and answers 503 NC for an unknown cluster', async () => {
+    const a = await startHttpEcho('a');
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('', { cluster: { kind: 'cluster_header', header: 'x-cluster' } }))])]),
+      clusters: [staticCluster('a', [{ port: a.port }])],
+    });
+    expect((await call(proxy.port, '/', { headers: { 'x-cluster': 'a' } })).headers['x-upstream']).toBe('a');
+    const miss = await call(proxy.port, '/', { headers: { 'x-cluster': 'nope' } });
+    expect(miss.status).toBe(503);
+    const missing = await call(proxy.port, '/');
+    expect(missing.status).toBe(503);
+    const infos = await proxy.waitCompleted(3);
+    expect(infos.slice(1).map((i) => i.responseFlags())).toEqual(['NC', 'NC']);
+  });
+
+  it('rewrites the path prefix and the host', async () => {
+    const a = await startHttpEcho('a');
+    const proxy = await startProxy({
+      routes: routeConfig([
+        vhost([
+          route(prefix('/old'), action('a', { prefixRewrite: '/new', hostRewriteLiteral: 'backend.internal' })),
+          route(prefix('/hdr'), action('a', { hostRewriteHeader: 'x-host' })),
+          route(prefix('/rx'), action('a', { regexRewrite: { regex: /^\/rx\/(\w+)$/g, substitution: '/items/\\1' } })),
+        ]),
+      ]),
+      clusters: [staticCluster('a', [{ port: a.port }])],
+    });
+    const s1 = echoOf((await call(proxy.port, '/old/thing?q=1')).text);
+    expect(s1.url).toBe('/new/thing?q=1');
+    expect(s1.headers.host).toBe('backend.internal');
+    const s2 = echoOf((await call(proxy.port, '/hdr', { headers: { 'x-host': 'from.header' } })).text);
+    expect(s2.headers.host).toBe('from.header');
+    const s3 = echoOf((await call(proxy.port, '/rx/abc?z')).text);
+    expect(s3.url).toBe('/items/abc?z');
+  });
+
+  it('adds and removes request and response headers at route, vhost and route-config level', async () => {
+    const a = await startHttpEcho('a', (_q, res) => {
+      res.writeHead(200, { 'x-secret': 'hide-me', 'x-up': '1', 'content-length': '2' });
+      res.end('ok');
+      return true;
+    });
+    const proxy = await startProxy({
+      routes: routeConfig(
+        [
+          vhost(
+            [
+              route(prefix('/'), action('a'), {
+                requestHeadersToAdd: [hvo('x-route', 'r'), hvo('x-client-ip', '%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%')],
+                requestHeadersToRemove: ['x-drop'],
+                responseHeadersToAdd: [hvo('x-resp-route', 'r')],
+                responseHeadersToRemove: ['x-secret'],
+              }),
+            ],
+            { requestHeadersToAdd: [hvo('x-vhost', 'v')], responseHeadersToAdd: [hvo('x-resp-vhost', 'v')] },
+          ),
+        ],
+        { requestHeadersToAdd: [hvo('x-route', 'global', 'OVERWRITE_IF_EXISTS_OR_ADD')], responseHeadersToAdd: [hvo('x-resp-global', 'g')] },
+      ),
+      clusters: [staticCluster('a', [{ port: a.port }])],
+    });
+    const res = await call(proxy.port, '/', { headers: { 'x-drop': 'bye', 'x-keep': 'hi' } });
+    expect(res.headers['x-secret']).toBeUndefined();
+    expect(res.headers['x-up']).toBe('1');
+    expect(res.headers['x-resp-route']).toBe('r');
+    expect(res.headers['x-resp-vhost']).toBe('v');
+    expect(res.headers['x-resp-global']).toBe('g');
+    const seen = a.requests[0]!.headers;
+    expect(seen['x-drop']).toBeUndefined();
+    expect(seen['x-keep']).toBe('hi');
+    expect(seen['x-vhost']).toBe('v');
+    // The route configuration applies last, so its OVERWRITE wins over the route's value.
+    expect(seen['x-route']).toBe('global');
+    expect(seen['x-client-ip']).toBe('127.0.0.1');
+  });
+
+  it('answers direct responses and redirects without an upstream', async () => {
+    const proxy = await startProxy({
+      routes: routeConfig([
+        vhost([
+          route(prefix('/direct'), { kind: 'direct_response', status: 418, body: Buffer.from('short and stout') }, { responseHeadersToAdd: [hvo('x-direct', '1')] }),
+          route(prefix('/empty'), { kind: 'direct_response', status: 204 }),
+          route(prefix('/moved'), { kind: 'redirect', httpsRedirect: true, hostRedirect: 'secure.example.com', stripQuery: true, responseCode: 308 }),
+          route(prefix('/old'), { kind: 'redirect', httpsRedirect: false, prefixRewrite: '/new', stripQuery: false, responseCode: 302 }),
+        ]),
+      ]),
+      clusters: [],
+    });
+    const d = await call(proxy.port, '/direct');
+    expect(d.status).toBe(418);
+    expect(d.text).toBe('short and stout');
+    expect(d.headers['x-direct']).toBe('1');
+    expect(d.headers['content-type']).toBe('text/plain');
+    const e = await call(proxy.port, '/empty');
+    expect(e.status).toBe(204);
+    expect(e.text).toBe('');
+    const m = await call(proxy.port, '/moved/x?q=1');
+    expect(m.status).toBe(308);
+    expect(m.headers.location).toBe('https://secure.example.com/moved/x');
+    const o = await call(proxy.port, '/old/page?q=1', { headers: { host: 'site.test' } });
+    expect(o.status).toBe(302);
+    expect(o.headers.location).toBe('http://site.test/new/page?q=1');
+    const infos = await proxy.waitCompleted(4);
+    expect(infos.every((i) => i.hasResponseFlag('DR'))).toBe(true);
+  });
+});
+
+describe('router: failures, timeouts and retries', () => {
+  it('answers 503 UF with Envoy’s body when the upstream refuses connections', async () => {
+    const port = await closedPort();
+    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/'), action('a'))])]), clusters: [staticCluster('a', [{ port }])] });
+    const res = await call(proxy.port, '/');
+    expect(res.status).toBe(503);
+    expect(res.text).toBe('upstream connect error or disconnect/reset before headers. reset reason: connection failure');
+    const [info] = await proxy.waitCompleted(1);
+    expect(info?.responseFlags()).toBe('UF');
+  });
+
+  it('answers 503 UH "no healthy upstream" for a cluster without hosts', async () => {
+    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/'), action('a'))])]), clusters: [staticCluster('a', [])] });
+    const res = await call(proxy.port, '/');
+    expect(res.status).toBe(503);
+    expect(res.text).toBe('no healthy upstream');
+    const [info] = await proxy.waitCompleted(1);
+    expect(info?.responseFlags()).toBe('UH');
+  });
+
+  it('answers 504 UT "upstream request timeout" when the route timeout fires', async () => {
+    const pending: (() => void)[] = [];
+    const a = await startHttpEcho('a', (_q, res) => {
+      pending.push(() => res.end());
+      return true;
+    });
+    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/'), action('a', { timeoutMs: 150 }))])]), clusters: [staticCluster('a', [{ port: a.port }])] });
+    const res = await call(proxy.port, '/');
+    expect(res.status).toBe(504);
+    expect(res.text).toBe('upstream request timeout');
+    const [info] = await proxy.waitCompleted(1);
+    expect(info?.responseFlags()).toBe('UT');
+    expect(proxy.clusters.get('a')?.stats.upstreamRqTimeout).toBe(1);
+    for (const p of pending) p();
+  });
+
+  it('retries a 503 and returns the retried 200, replaying the request body', async () => {
+    let n = 0;
+    const a = await startHttpEcho('a', (_q, res) => {
+      if (n++ === 0) {
+        res.writeHead(503, { 'content-length': '4' });
+        res.end('busy');
+        return true;
+      }
+      return false;
+    });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a', { retryPolicy: retryPolicy(['5xx'], { numRetries: 2, backOffBaseMs: 5, backOffMaxMs: 10 }) }))])]),
+      clusters: [staticCluster('a', [{ port: a.port }])],
+    });
+    const res = await call(proxy.port, '/r', { method: 'POST', body: 'payload' });
+    expect(res.status).toBe(200);
+    expect(a.requests.map((r) => r.body)).toEqual(['payload', 'payload']);
+    expect(a.requests.map((r) => r.headers['x-envoy-attempt-count'])).toEqual(['1', '2']);
+    const [info] = await proxy.waitCompleted(1);
+    expect(info?.attemptCount).toBe(2);
+    expect(info?.responseFlags()).toBe('-');
+    const stats = proxy.clusters.get('a')!.stats;
+    expect(stats.upstreamRqRetry).toBe(1);
+    expect(stats.upstreamRqRetrySuccess).toBe(1);
+    expect(proxy.clusters.get('a')!.resources.retries.count).toBe(0);
+  });
+
+  it('passes the last 503 through with flag URX when retries are exhausted', async () => {
+    const a = await startHttpEcho('a', (_q, res) => {
+      res.writeHead(503, { 'content-length': '4' });
+      res.end('busy');
+      return true;
+    });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a', { retryPolicy: retryPolicy(['5xx'], { numRetries: 2, backOffBaseMs: 1, backOffMaxMs: 2 }) }))])]),
+      clusters: [staticCluster('a', [{ port: a.port }])],
+    });
+    const res = await call(proxy.port, '/');
+    expect(res.status).toBe(503);
+    expect(res.text).toBe('busy');
+    expect(a.requests).toHaveLength(3);
+    const [info] = await proxy.waitCompleted(1);
+    expect(info?.responseFlags()).toBe('URX');
+  });
+
+  it('does not retry statuses outside retry_on', async () => {
+    const a = await startHttpEcho('a', (_q, res) => {
+      res.writeHead(500, { 'content-length': '0' });
+      res.end();
+      return true;
+    });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a', { retryPolicy: retryPolicy(['gateway-error'], { numRetries: 3 }) }))])]),
+      clusters: [staticCluster('a', [{ port: a.port }])],
+    });
+    expect((await call(proxy.port, '/')).status).toBe(500);
+    expect(a.requests).toHaveLength(1);
+  });
+
+  it('retries a connect failure on another host (previous_hosts)', async () => {
+    const dead = await closedPort();
+    const good = await startHttpEcho('good');
+    const proxy = await startProxy({
+      routes: routeConfig([
+        vhost([route(prefix('/'), action('a', { retryPolicy: retryPolicy(['connect-failure'], { numRetries: 1, avoidPreviousHosts: true, backOffBaseMs: 1, backOffMaxMs: 2 }) }))]),
+      ]),
+      clusters: [staticCluster('a', [{ port: dead }, { port: good.port }])],
+    });
+    for (let i = 0; i < 4; i++) {
+      const res = await call(proxy.port, `/${i}`);
+      expect(res.status).toBe(200);
+      expect(res.headers['x-upstream']).toBe('good');
+    }
+    const infos = await proxy.waitCompleted(4);
+    // Round robin starts half of the requests on the dead host; each of those needed a retry.
+    expect(infos.filter((i) => i.attemptCount === 2).length).toBeGreaterThanOrEqual(1);
+    expect(infos.every((i) => i.upstreamHost === `127.0.0.1:${good.port}`)).toBe(true);
+  });
+
+  it('retries after a per-try timeout', async () => {
+    let n = 0;
+    const held: (() => void)[] = [];
+    const a = await startHttpEcho('a', (_q, res) => {
+      if (n++ === 0) {
+        held.push(() => res.end());
+        return true;
+      }
+      return false;
+    });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a', { retryPolicy: retryPolicy(['5xx'], { numRetries: 1, perTryTimeoutMs: 150, backOffBaseMs: 1, backOffMaxMs: 2 }) }))])]),
+      clusters: [staticCluster('a', [{ port: a.port }])],
+    });
+    const res = await call(proxy.port, '/');
+    expect(res.status).toBe(200);
+    expect(a.requests).toHaveLength(2);
+    for (const h of held) h();
+  });
+
+  it('answers 503 UO with x-envoy-overloaded when max_requests is reached', async () => {
+    const held: (() => void)[] = [];
+    const a = await startHttpEcho('a', (_q, res) => {
+      held.push(() => res.end('late'));
+      return true;
+    });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [
+        staticCluster('a', [{ port: a.port }], {
+          circuitBreakers: [{ priority: 'DEFAULT', maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 1, maxRetries: 3 }],
+        }),
+      ],
+    });
+    const first = call(proxy.port, '/first');
+    for (let i = 0; i < 100 && a.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    const second = await call(proxy.port, '/second');
+    expect(second.status).toBe(503);
+    expect(second.headers['x-envoy-overloaded']).toBe('true');
+    expect(second.text).toBe('upstream connect error or disconnect/reset before headers. reset reason: overflow');
+    for (const h of held) h();
+    expect((await first).status).toBe(200);
+    const infos = await proxy.waitCompleted(2);
+    expect(infos.find((i) => i.path === '/second')?.responseFlags()).toBe('UO');
+    expect(proxy.clusters.get('a')!.resources.requests.count).toBe(0);
+  });
+});
+
+describe('router: upgrades', () => {
+  async function wsUpstream(): Promise<number> {
+    const server = net.createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => {});
+      let buf = '';
+      const onHead = (d: Buffer) => {
+        buf += d.toString('latin1');
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        s.off('data', onHead);
+        s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: test\r\n\r\n');
+        const rest = buf.slice(end + 4);
+        if (rest) s.write(`echo:${rest}`);
+        s.on('data', (x: Buffer) => s.write(`echo:${x.toString('latin1')}`));
+        s.on('end', () => s.end());
+      };
+      s.on('data', onHead);
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return (server.address() as net.AddressInfo).port;
+  }
+
+  const UPGRADE_REQ = 'GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
+
+  it('tunnels a WebSocket upgrade both ways, including half-close', async () => {
+    const port = await wsUpstream();
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port }])],
+      hcm: { upgradeTypes: ['websocket'] },
+    });
+    const s = await connect(proxy.port);
+    s.write(UPGRADE_REQ);
+    const head = await readUntil(s, (t) => t.includes('\r\n\r\n'));
+    expect(head.startsWith('HTTP/1.1 101')).toBe(true);
+    expect(head.toLowerCase()).toContain('upgrade: websocket');
+    s.write('hello');
+    const echoed = await readUntil(s, (t) => t.includes('echo:hello'));
+    expect(echoed).toContain('echo:hello');
+    const ended = new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(false), 5_000);
+      s.once('end', () => {
+        clearTimeout(t);
+        resolve(true);
+      });
+    });
+    s.end();
+    expect(await ended).toBe(true);
+    s.destroy();
+    const [info] = await proxy.waitCompleted(1);
+    expect(info?.responseCode).toBe(101);
+    expect(info?.bytesReceived).toBeGreaterThanOrEqual(5);
+  });
+
+  it('refuses an upgrade that is not enabled with 403', async () => {
+    const port = await wsUpstream();
+    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/'), action('a'))])]), clusters: [staticCluster('a', [{ port }])] });
+    const s = await connect(proxy.port);
+    s.write(UPGRADE_REQ);
+    const head = await readUntil(s, (t) => t.includes('\r\n\r\n'));
+    s.destroy();
+    expect(head.startsWith('HTTP/1.1 403')).toBe(true);
+  });
+});
