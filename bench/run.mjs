@@ -19,7 +19,7 @@ import { Progress } from './lib/progress.mjs';
 import { ratios, renderMarkdown } from './report/markdown.mjs';
 import { renderSvg } from './report/svg.mjs';
 import { expectedSeconds, measure, SCENARIOS, selectScenarios } from './scenarios/index.mjs';
-import { buildMissing, MESH_MODES } from './servers/meshlet.mjs';
+import { buildMissing, MESH_MODES, useMeshletBin } from './servers/meshlet.mjs';
 import * as nginx from './servers/nginx.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -34,6 +34,7 @@ const USAGE = `Usage: npm run bench [-- options]   (node bench/run.mjs [options]
   --warmup N            warm-up seconds per scenario (default 2, quick 1)
   --proxy-workers N     worker processes/threads for nginx and HAProxy under test (default 1)
   --meshlet-mode M      how to build the meshlet mesh hop: ${Object.keys(MESH_MODES).join(', ')} (default static)
+  --meshlet-bin FILE    meshlet launcher to benchmark (default bin/meshlet.js, which runs ../dist)
   --build               run \`npm run build\` first so dist/ has the current meshlet
   --out DIR             where to write results (default bench/results)
   --selftest            run \`direct\` for ~1 s to prove the tooling works; writes to a temp dir
@@ -52,6 +53,7 @@ function parse() {
       'proxy-workers': { type: 'string' },
       'meshlet-mode': { type: 'string' },
       build: { type: 'boolean' },
+      'meshlet-bin': { type: 'string' },
       out: { type: 'string' },
       selftest: { type: 'boolean' },
       list: { type: 'boolean' },
@@ -133,6 +135,7 @@ async function main() {
   };
   const log = (line) => process.stderr.write(`${line}\n`);
 
+  if (opts['meshlet-bin']) useMeshletBin(opts['meshlet-bin']);
   if (!ensureTools(log)) return 1;
   if (opts.build) {
     log('building meshlet (npm run build) …');

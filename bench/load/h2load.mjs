@@ -23,5 +23,6 @@ export async function h2load(url, s) {
     errors: Number(reqs[5]) + Number(reqs[6]) + Number(reqs[7]),
     non2xx: codes ? Number(codes[2]) + Number(codes[3]) + Number(codes[4]) : 0,
     latencyMs: time ? { mean: toMs(time[5], time[6]), max: toMs(time[3], time[4]) } : undefined,
+    lastError: succeeded === 0 ? `h2load: ${reqs[0]}${/client could not connect|connect error/i.test(out) ? ', connect error' : ''}` : '',
   };
 }

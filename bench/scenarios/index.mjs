@@ -114,6 +114,17 @@ export function expectedSeconds(s, settings) {
  * @param {object} settings load settings
  */
 export async function measure(s, target, env, settings) {
+  const m = await measureRaw(s, target, env, settings);
+  // A run in which nothing got through is a failure to report, not a number to rank.
+  if (s.kind === 'tcp') {
+    if (!(m.bytesReceived > 0)) throw new Error(`receiver got 0 of ${m.bytesSent} bytes`);
+  } else if (!(m.requests > 0 || m.completed > 0)) {
+    throw new Error(`no successful request (errors ${m.errors ?? 0}, non-2xx ${m.non2xx ?? 0}${m.lastError ? `, last error: ${m.lastError}` : ''})`);
+  }
+  return m;
+}
+
+async function measureRaw(s, target, env, settings) {
   const host = target.host ?? '127.0.0.1';
   // Loopback only, whatever a setup returns: the bench never sends traffic anywhere else.
   if (!host.startsWith('127.')) throw new Error(`refusing non-loopback target ${host}`);
@@ -139,9 +150,9 @@ export async function measure(s, target, env, settings) {
     case 'tcp': {
       const received = env.nextSinkResult((settings.seconds + 20) * 1000);
       const sent = await runNodeLoad('tcp-send.mjs', [hostPort, String(settings.seconds)], (settings.seconds + 30) * 1000);
-      const got = await received;
+      const got = await received.catch((err) => ({ bytes: 0, ms: 0, error: err.message }));
       return {
-        mbPerSec: got.bytes / 1e6 / (got.ms / 1000),
+        mbPerSec: got.ms > 0 ? got.bytes / 1e6 / (got.ms / 1000) : 0,
         bytesSent: sent.bytes,
         bytesReceived: got.bytes,
         seconds: got.ms / 1000,

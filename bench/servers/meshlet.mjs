@@ -12,12 +12,18 @@ import { freePorts, startProcess, waitForPort } from '../lib/procs.mjs';
 import { bootstrap } from './meshlet-bootstrap.mjs';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const BIN = path.join(REPO, 'bin/meshlet.js');
-const MAIN = path.join(REPO, 'dist/proxy/main.js');
+let BIN = path.join(REPO, 'bin/meshlet.js');
+
+/** Benchmarks another meshlet build: a launcher laid out like bin/meshlet.js (../dist beside it). */
+export function useMeshletBin(file) {
+  BIN = path.resolve(file);
+}
 
 /** Why meshlet cannot be benchmarked right now, or null when its build is present. */
 export function buildMissing() {
-  if (!existsSync(MAIN)) return 'dist/proxy/main.js missing: run `npm run build` (or pass --build)';
+  if (!existsSync(BIN)) return `${BIN} missing`;
+  const main = path.join(path.dirname(BIN), '../dist/proxy/main.js');
+  if (!existsSync(main)) return `${path.relative(REPO, main)} missing: run \`npm run build\` (or pass --build)`;
   return null;
 }
 
