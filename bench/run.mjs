@@ -234,7 +234,7 @@ async function main() {
         progress.end(`not available: ${entry.reason}`);
         continue;
       }
-      const pids = target.procs.map((p) => p.pid);
+      const pids = (target.memoryProcs ?? target.procs).map((p) => p.pid);
       let sampler;
       try {
         if (pids.length) {

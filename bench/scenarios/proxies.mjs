@@ -103,7 +103,7 @@ export const MESH_HOP = {
       if (missing) throw new Error(missing);
       const [port, inboundPort, a1, a2] = await freePorts(4);
       const started = await mode.start(env.ctx, { port, inboundPort, upstreamPort: env.upstream.port, adminPorts: [a1, a2], certs: env.certs });
-      return { port: started.port ?? port, host: started.host, procs: started.procs };
+      return { port: started.port ?? port, host: started.host, procs: started.procs, memoryProcs: started.memoryProcs };
     },
   },
 };

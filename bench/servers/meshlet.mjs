@@ -161,7 +161,8 @@ async function startControlPlaneMesh(ctx, { upstreamPort }) {
     const dead = procs.find((p) => p.child.exitCode !== null || p.child.signalCode !== null);
     if (dead) return fail(`${dead.name} exited: ${dead.lastLine() || 'no output'}`);
     last = await probe(appSvcPort, '/', host);
-    if (last === 200) return { procs, host, port: appSvcPort };
+    // Memory is the two sidecars' (the control plane is not on the data path).
+    if (last === 200) return { procs, memoryProcs: procs.slice(1), host, port: appSvcPort };
     await new Promise((r) => setTimeout(r, 250));
   }
   return fail(`no 200 through the control-plane mesh within 30 s (last: ${last})`);
