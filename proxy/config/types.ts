@@ -10,7 +10,13 @@
 
 /** A listener or endpoint address (envoy.config.core.v3.Address). */
 export type Address =
-  | { readonly kind: 'socket'; readonly host: string; readonly port: number }
+  | {
+      readonly kind: 'socket';
+      readonly host: string;
+      readonly port: number;
+      /** socket_address.ipv4_compat: an IPv6 listener on "::" also accepts IPv4 (Envoy default false). */
+      readonly ipv4Compat?: boolean;
+    }
   | { readonly kind: 'pipe'; readonly path: string };
 
 /** envoy.config.core.v3.DataSource */

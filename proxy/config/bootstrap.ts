@@ -1,0 +1,256 @@
+/**
+ * The bootstrap loader: reads a YAML or JSON file in the shape of Envoy's v3 Bootstrap and turns
+ * it into the frozen `Bootstrap` model (node, admin, static_resources, dynamic_resources,
+ * tracing), then cross-checks it the way Envoy does at startup: unique listener names and
+ * addresses, unique cluster names, xDS gRPC clusters that are static, and (without CDS) route,
+ * tcp_proxy and tracing clusters that exist. Dangling names are reported at the field that names
+ * them.
+ *
+ * Control plane side: it throws one ConfigError listing every `path: message`, and returns the
+ * warnings (unsupported fields) for the caller to print.
+ */
+import { readFileSync } from 'node:fs';
+import { dirname, extname } from 'node:path';
+import { parseDocument } from 'yaml';
+import { ConfigError, type FieldIssue } from '../errors';
+import { decodeClusterR } from './envoy/cluster';
+import type { DecodeContext, StaticRefs } from './envoy/context';
+import { decodeAddress, decodeConfigSourceFull, decodeGrpcServices, decodeNode } from './envoy/core';
+import { deepFreeze } from './envoy/freeze';
+import { decodeListenerR } from './envoy/listener';
+import { decodeSecretR } from './envoy/secret';
+import { decodeTracingProvider } from './envoy/tracing';
+import { Issues, Reader } from './reader';
+import type { Bootstrap, ClusterConfig, DynamicResources, ListenerConfig, SecretConfig } from './types';
+
+export interface LoadedBootstrap {
+  readonly bootstrap: Bootstrap;
+  /** Fields meshlet read but does not support, and similar notes, for the caller to print. */
+  readonly warnings: readonly FieldIssue[];
+}
+
+const CLUSTER_TYPE_NAMES = ['STATIC', 'STRICT_DNS', 'LOGICAL_DNS', 'EDS', 'ORIGINAL_DST'];
+
+/** name → cluster type of the raw entries of a list, read before decoding so references resolve. */
+function rawNames(r: Reader | undefined, key: string): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!r) return out;
+  const list = r.raw(key);
+  if (!Array.isArray(list)) return out;
+  for (const item of list) {
+    if (item && typeof item === 'object' && typeof (item as { name?: unknown }).name === 'string') {
+      const t = (item as { type?: unknown }).type;
+      out.set(
+        (item as { name: string }).name,
+        typeof t === 'number' ? (CLUSTER_TYPE_NAMES[t] ?? 'STATIC') : typeof t === 'string' ? t : 'STATIC',
+      );
+    }
+  }
+  return out;
+}
+
+function decodeDynamic(r: Reader, ctx: DecodeContext): DynamicResources {
+  let adsConfig: DynamicResources['adsConfig'];
+  const a = r.obj('ads_config');
+  if (a) {
+    const apiType = a.enumOf(
+      'api_type',
+      [
+        'DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE',
+        'REST',
+        'GRPC',
+        'DELTA_GRPC',
+        'AGGREGATED_GRPC',
+        'AGGREGATED_DELTA_GRPC',
+      ] as const,
+      'GRPC',
+    );
+    if (apiType !== 'GRPC' && apiType !== 'DELTA_GRPC')
+      a.error('api_type', `${apiType} is not supported by meshlet (expected GRPC or DELTA_GRPC)`);
+    const grpcServices = decodeGrpcServices(a, ctx, 'xds');
+    if (a.list('grpc_services').length === 0) a.error('grpc_services', 'at least one gRPC service is required');
+    const setNodeOnFirstMessageOnly = a.bool('set_node_on_first_message_only', false);
+    a.enumOf('transport_api_version', ['AUTO', 'V2', 'V3'] as const, 'V3');
+    a.done();
+    adsConfig = { apiType: apiType === 'DELTA_GRPC' ? 'DELTA_GRPC' : 'GRPC', grpcServices, setNodeOnFirstMessageOnly };
+  }
+  let initialFetchTimeoutMs = 15_000;
+  const src = (key: string) => {
+    const s = r.obj(key);
+    if (!s) return undefined;
+    const d = decodeConfigSourceFull(s, ctx);
+    if (d.initialFetchTimeoutMs !== undefined) initialFetchTimeoutMs = d.initialFetchTimeoutMs;
+    return d.source;
+  };
+  const ldsConfig = src('lds_config');
+  const cdsConfig = src('cds_config');
+  if (r.has('lds_resources_locator') || r.has('cds_resources_locator')) {
+    r.error(
+      r.has('lds_resources_locator') ? 'lds_resources_locator' : 'cds_resources_locator',
+      'xdstp:// resource locators are not supported by meshlet',
+    );
+  }
+  r.raw('lds_resources_locator');
+  r.raw('cds_resources_locator');
+  r.done();
+  return {
+    ...(adsConfig ? { adsConfig } : {}),
+    ...(ldsConfig ? { ldsConfig } : {}),
+    ...(cdsConfig ? { cdsConfig } : {}),
+    initialFetchTimeoutMs,
+  };
+}
+
+function addressKey(l: ListenerConfig): string | undefined {
+  if (!l.bindToPort) return undefined;
+  if (l.address.kind === 'pipe') return `pipe:${l.address.path}`;
+  return l.address.port === 0 ? undefined : `${l.address.host}:${l.address.port}`;
+}
+
+/** Validates a parsed bootstrap; throws ConfigError listing every problem. */
+export function decodeBootstrap(raw: unknown, ctx0: DecodeContext, what = 'bootstrap'): LoadedBootstrap {
+  const issues = new Issues();
+  const r = Reader.of(raw, '', issues);
+  if (!r) throw new ConfigError(what, issues.errors, 'MESHLET_ERR_BOOTSTRAP');
+  const node = decodeNode(r.obj('node'));
+
+  let admin: Bootstrap['admin'];
+  const ar = r.obj('admin');
+  if (ar) {
+    const addr = ar.obj('address');
+    if (!addr) ar.error('address', 'is required');
+    const address = addr
+      ? decodeAddress(addr, { allowHostname: false, allowPipe: true, ipHint: 'admin binds an IP address' })
+      : undefined;
+    const accessLogPath = ar.str('access_log_path');
+    if (accessLogPath !== undefined) ar.issues.warn(ar.sub('access_log_path'), 'deprecated in Envoy; use access_log');
+    ar.ignore('profile_path', 'socket_options');
+    ar.done();
+    if (address) admin = { address, ...(accessLogPath ? { accessLogPath } : {}) };
+  }
+
+  const sr = r.obj('static_resources');
+  const dr = r.obj('dynamic_resources');
+  const refs: StaticRefs = {
+    staticClusters: rawNames(sr, 'clusters'),
+    checkClusters: !(dr?.has('cds_config') ?? false),
+    staticSecrets: new Set(rawNames(sr, 'secrets').keys()),
+    adsConfigured: dr?.has('ads_config') ?? false,
+  };
+  const ctx: DecodeContext = { ...ctx0, refs };
+
+  const secrets: SecretConfig[] = [];
+  const clusters: ClusterConfig[] = [];
+  const listeners: ListenerConfig[] = [];
+  if (sr) {
+    const secretNames = new Map<string, number>();
+    for (const [i, s] of sr.arr('secrets').entries()) {
+      const v = decodeSecretR(s, ctx);
+      if (!v) continue;
+      const prev = secretNames.get(v.name);
+      if (prev !== undefined)
+        s.error('name', `duplicate secret name ${JSON.stringify(v.name)} (also static_resources.secrets[${prev}])`);
+      if (prev === undefined) secretNames.set(v.name, i);
+      secrets.push(v);
+    }
+    const clusterNames = new Map<string, number>();
+    for (const [i, c] of sr.arr('clusters').entries()) {
+      const v = decodeClusterR(c, ctx);
+      if (!v) continue;
+      const prev = clusterNames.get(v.name);
+      if (prev !== undefined)
+        c.error('name', `duplicate cluster name ${JSON.stringify(v.name)} (also static_resources.clusters[${prev}])`);
+      if (prev === undefined) clusterNames.set(v.name, i);
+      clusters.push(v);
+    }
+    const listenerNames = new Map<string, number>();
+    const addresses = new Map<string, number>();
+    for (const [i, l] of sr.arr('listeners').entries()) {
+      const v = decodeListenerR(l, ctx);
+      if (!v) continue;
+      const prev = listenerNames.get(v.name);
+      if (prev !== undefined)
+        l.error('name', `duplicate listener name ${JSON.stringify(v.name)} (also static_resources.listeners[${prev}])`);
+      if (prev === undefined) listenerNames.set(v.name, i);
+      const key = addressKey(v);
+      const prevAddr = key === undefined ? undefined : addresses.get(key);
+      if (prevAddr !== undefined)
+        l.error('address', `address ${key} is already used by static_resources.listeners[${prevAddr}]`);
+      if (key !== undefined && prevAddr === undefined) addresses.set(key, i);
+      listeners.push(v);
+    }
+    sr.done();
+  }
+
+  const dynamicResources = dr ? decodeDynamic(dr, ctx) : undefined;
+
+  let tracing: Bootstrap['tracing'];
+  const tr = r.obj('tracing');
+  if (tr) {
+    const h = tr.obj('http');
+    if (h) tracing = decodeTracingProvider(h, ctx);
+    tr.done();
+  }
+  const statsFlushIntervalMs = r.durationMs('stats_flush_interval');
+  r.done();
+
+  if (!issues.ok) throw new ConfigError(what, issues.errors, 'MESHLET_ERR_BOOTSTRAP');
+  const bootstrap: Bootstrap = {
+    node,
+    ...(admin ? { admin } : {}),
+    staticResources: { listeners, clusters, secrets },
+    ...(dynamicResources ? { dynamicResources } : {}),
+    ...(tracing ? { tracing } : {}),
+    ...(statsFlushIntervalMs !== undefined ? { statsFlushIntervalMs } : {}),
+  };
+  return { bootstrap: deepFreeze(bootstrap), warnings: issues.warnings };
+}
+
+/** Parses bootstrap text: JSON when the name ends in .json (or the text starts with "{"), else YAML. */
+export function parseBootstrapText(text: string, fileName: string): unknown {
+  const what = `bootstrap ${fileName}`;
+  const ext = extname(fileName).toLowerCase();
+  if (ext === '.json' || (ext !== '.yaml' && ext !== '.yml' && text.trimStart().startsWith('{'))) {
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      const msg = (e as Error).message;
+      const m = /position (\d+)/.exec(msg);
+      const line = m ? text.slice(0, Number(m[1])).split('\n').length : undefined;
+      throw new ConfigError(
+        what,
+        [{ path: line ? `line ${line}` : '(file)', message: `invalid JSON: ${msg}` }],
+        'MESHLET_ERR_BOOTSTRAP',
+      );
+    }
+  }
+  const doc = parseDocument(text, { merge: true, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    const errs = doc.errors.map((e) => {
+      const pos = e.linePos?.[0];
+      const first = e.message.split('\n')[0]!;
+      return { path: pos ? `line ${pos.line}` : '(file)', message: `invalid YAML: ${first}` };
+    });
+    throw new ConfigError(what, errs, 'MESHLET_ERR_BOOTSTRAP');
+  }
+  return doc.toJS({ maxAliasCount: 1000 });
+}
+
+/**
+ * Reads and validates a bootstrap file. Relative file names in it (direct_response bodies)
+ * resolve against the file's directory unless ctx.baseDir says otherwise.
+ */
+export function loadBootstrap(path: string, ctx: DecodeContext): LoadedBootstrap {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(
+      `bootstrap ${path}`,
+      [{ path: '(file)', message: `cannot read: ${(e as Error).message}` }],
+      'MESHLET_ERR_BOOTSTRAP',
+    );
+  }
+  const raw = parseBootstrapText(text, path);
+  return decodeBootstrap(raw, { ...ctx, baseDir: ctx.baseDir ?? dirname(path) }, `bootstrap ${path}`);
+}

@@ -1,0 +1,263 @@
+/**
+ * Decoder for envoy.config.listener.v3.Listener: address, filter chains and their matches,
+ * default filter chain, listener filters, downstream TLS transport sockets, and the network
+ * filters (HTTP connection manager, TCP proxy, RBAC, connection limit) by typed_config type.
+ *
+ * Checks what Envoy checks when adding a listener: each chain ends in exactly one terminal
+ * filter, no two chains share the same match, server_names wildcards are whole labels only.
+ * Envoy defaults: bind_to_port true, listener_filters_timeout 15 s, per-connection buffer 1 MiB.
+ */
+import type { Reader } from '../reader';
+import type {
+  Address,
+  FilterChainConfig,
+  FilterChainMatch,
+  ListenerConfig,
+  ListenerFilterConfig,
+  NetworkFilterConfig,
+} from '../types';
+import { decodeAccessLogs } from './access-log';
+import type { DecodeContext } from './context';
+import { decodeAddress } from './core';
+import { decodeHcm, T_HCM } from './hcm';
+import { decodeCidrList } from './matchers';
+import { decodeNetworkRbac, T_NETWORK_RBAC } from './rbac';
+import { decodeTcpProxy, T_TCP_PROXY } from './tcp-proxy';
+import { decodeTransportSocket } from './tls';
+
+const T_CONNECTION_LIMIT = 'envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit';
+
+const LISTENER_FILTERS: Readonly<Record<string, ListenerFilterConfig['kind']>> = {
+  'envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector': 'tls_inspector',
+  'envoy.extensions.filters.listener.http_inspector.v3.HttpInspector': 'http_inspector',
+  'envoy.extensions.filters.listener.original_dst.v3.OriginalDst': 'original_dst',
+  'envoy.extensions.filters.listener.proxy_protocol.v3.ProxyProtocol': 'proxy_protocol',
+  'envoy.filters.listener.tls_inspector': 'tls_inspector',
+  'envoy.filters.listener.http_inspector': 'http_inspector',
+  'envoy.filters.listener.original_dst': 'original_dst',
+  'envoy.filters.listener.proxy_protocol': 'proxy_protocol',
+};
+
+type Direction = ListenerConfig['trafficDirection'];
+
+function decodeListenerFilter(r: Reader): ListenerFilterConfig | undefined {
+  const name = r.str('name', '');
+  let kind: ListenerFilterConfig['kind'] | undefined;
+  if (r.has('typed_config')) {
+    const tc = r.any('typed_config');
+    if (tc) {
+      kind = LISTENER_FILTERS[tc.type];
+      if (!kind) tc.reader.issues.error(tc.reader.sub('@type'), `unsupported listener filter type ${tc.type}`);
+      tc.reader.done();
+    }
+  } else {
+    kind = LISTENER_FILTERS[name];
+    if (!kind) r.error('name', `unsupported listener filter ${JSON.stringify(name)} (set typed_config)`);
+  }
+  r.done();
+  return kind ? { kind } : undefined;
+}
+
+function decodeFilterChainMatch(r: Reader | undefined, tlsInspector: boolean): FilterChainMatch {
+  if (!r)
+    return { prefixRanges: [], serverNames: [], applicationProtocols: [], sourcePrefixRanges: [], sourcePorts: [] };
+  const destinationPort = r.optInt('destination_port', 1, 65535);
+  const prefixRanges = decodeCidrList(r, 'prefix_ranges');
+  const serverNames: string[] = [];
+  for (const [i, n] of r.strList('server_names').entries()) {
+    const s = n.toLowerCase();
+    if (s.includes('*') && !(s.startsWith('*.') && s.indexOf('*', 1) < 0)) {
+      r.issues.error(
+        `${r.sub('server_names')}[${i}]`,
+        `partial wildcards are not supported in server_names: ${JSON.stringify(n)}`,
+      );
+    } else serverNames.push(s);
+  }
+  const transportProtocol = r.str('transport_protocol');
+  const applicationProtocols = r.strList('application_protocols');
+  const sourcePrefixRanges = decodeCidrList(r, 'source_prefix_ranges');
+  const sourcePorts: number[] = [];
+  for (const [i, p] of r.list('source_ports').entries()) {
+    if (typeof p === 'number' && Number.isInteger(p) && p >= 1 && p <= 65535) sourcePorts.push(p);
+    else r.issues.error(`${r.sub('source_ports')}[${i}]`, `expected a port (1-65535), got ${JSON.stringify(p)}`);
+  }
+  const st = r.enumOf('source_type', ['ANY', 'SAME_IP_OR_LOOPBACK', 'EXTERNAL'] as const, 'ANY');
+  if (st !== 'ANY') r.error('source_type', `${st} is not supported by meshlet`);
+  if (r.list('direct_source_prefix_ranges').length > 0)
+    r.error('direct_source_prefix_ranges', 'is not supported by meshlet');
+  if (!tlsInspector && (serverNames.length > 0 || transportProtocol === 'tls' || applicationProtocols.length > 0)) {
+    r.issues.warn(
+      r.path,
+      'server_names, transport_protocol "tls" and application_protocols need the tls_inspector listener filter',
+    );
+  }
+  r.done();
+  return {
+    ...(destinationPort !== undefined ? { destinationPort } : {}),
+    prefixRanges,
+    serverNames,
+    ...(transportProtocol ? { transportProtocol } : {}),
+    applicationProtocols,
+    sourcePrefixRanges,
+    sourcePorts,
+  };
+}
+
+function decodeNetworkFilter(
+  r: Reader,
+  ctx: DecodeContext,
+  dir: Direction,
+): { value?: NetworkFilterConfig; type?: string } {
+  const name = r.requiredStr('name');
+  if (r.has('config_discovery'))
+    r.error('config_discovery', 'filter config discovery (ECDS) is not supported by meshlet');
+  r.raw('config_discovery');
+  if (!r.has('typed_config')) r.error('typed_config', 'is required');
+  const tc = r.any('typed_config');
+  let out: NetworkFilterConfig | undefined;
+  if (tc) {
+    const t = tc.reader;
+    if (tc.type === T_HCM) {
+      const hcm = decodeHcm(t, ctx, dir === 'UNSPECIFIED' ? undefined : dir);
+      if (hcm) out = { kind: 'http_connection_manager', name, hcm };
+    } else if (tc.type === T_TCP_PROXY) {
+      const tcp = decodeTcpProxy(t, ctx);
+      if (tcp) out = { kind: 'tcp_proxy', name, tcp };
+    } else if (tc.type === T_NETWORK_RBAC) {
+      out = { kind: 'rbac', name, rbac: decodeNetworkRbac(t, ctx) };
+    } else if (tc.type === T_CONNECTION_LIMIT) {
+      t.requiredStr('stat_prefix');
+      if (!t.has('max_connections')) t.error('max_connections', 'is required');
+      const maxConnections = t.int('max_connections', 1, 1);
+      t.ignore('delay', 'runtime_enabled');
+      t.done();
+      out = { kind: 'connection_limit', name, maxConnections };
+    } else {
+      t.issues.error(t.sub('@type'), `unsupported network filter type ${tc.type}`);
+      t.done();
+    }
+  }
+  r.done();
+  return { value: out, type: tc?.type };
+}
+
+function isTerminalType(type: string | undefined): boolean {
+  return type === T_HCM || type === T_TCP_PROXY;
+}
+
+function decodeFilterChain(
+  r: Reader,
+  ctx: DecodeContext,
+  dir: Direction,
+  tlsInspector: boolean,
+): FilterChainConfig | undefined {
+  const name = r.str('name', '');
+  const match = decodeFilterChainMatch(r.obj('filter_chain_match'), tlsInspector);
+  const handshakeTimeoutMs = r.durationMs('transport_socket_connect_timeout', 15_000);
+  const ts = r.obj('transport_socket');
+  const transportSocket = ts ? decodeTransportSocket(ts, ctx, 'downstream', handshakeTimeoutMs) : undefined;
+  const filters: NetworkFilterConfig[] = [];
+  const list = r.arr('filters');
+  let ok = true;
+  if (list.length === 0) {
+    r.error(
+      'filters',
+      'a filter chain needs a terminal filter (http_connection_manager or tcp_proxy) as its last filter',
+    );
+    ok = false;
+  }
+  for (const [i, f] of list.entries()) {
+    const { value: v, type } = decodeNetworkFilter(f, ctx, dir);
+    const last = i === list.length - 1;
+    if (v && isTerminalType(type) && !last) {
+      f.issues.error(
+        f.path,
+        `terminal filter named ${v.name} of type ${type} must be the last filter in a network filter chain`,
+      );
+    } else if (v && !isTerminalType(type) && last) {
+      f.issues.error(
+        f.path,
+        `non-terminal filter named ${v.name} of type ${type} is the last filter in a network filter chain`,
+      );
+    }
+    if (v) filters.push(v);
+    else ok = false;
+  }
+  r.ignore('metadata');
+  r.done();
+  if (!ok) return undefined;
+  return { name, match, ...(transportSocket ? { transportSocket } : {}), filters };
+}
+
+function defaultName(a: Address | undefined): string {
+  if (!a) return '';
+  return a.kind === 'socket' ? `${a.host}_${a.port}` : a.path;
+}
+
+/** envoy.config.listener.v3.Listener; a missing name becomes "<ip>_<port>" (Istio's convention). */
+export function decodeListenerR(r: Reader, ctx: DecodeContext): ListenerConfig | undefined {
+  const ar = r.obj('address');
+  if (!ar) r.error('address', 'is required');
+  const address = ar ? decodeAddress(ar, { allowPipe: true, ipHint: 'a listener binds an IP address' }) : undefined;
+  const name = r.str('name') || defaultName(address);
+  const trafficDirection = r.enumOf(
+    'traffic_direction',
+    ['UNSPECIFIED', 'INBOUND', 'OUTBOUND'] as const,
+    'UNSPECIFIED',
+  );
+  const listenerFilters: ListenerFilterConfig[] = [];
+  for (const f of r.arr('listener_filters')) {
+    const v = decodeListenerFilter(f);
+    if (v) listenerFilters.push(v);
+  }
+  const tlsInspector = listenerFilters.some((f) => f.kind === 'tls_inspector');
+  const filterChains: FilterChainConfig[] = [];
+  const seenMatch = new Map<string, number>();
+  const seenName = new Set<string>();
+  for (const [i, c] of r.arr('filter_chains').entries()) {
+    const fc = decodeFilterChain(c, ctx, trafficDirection, tlsInspector);
+    if (!fc) continue;
+    const key = JSON.stringify(fc.match);
+    const prev = seenMatch.get(key);
+    if (prev !== undefined) {
+      c.error(
+        'filter_chain_match',
+        `multiple filter chains with the same matching rules are defined (also filter_chains[${prev}])`,
+      );
+    }
+    seenMatch.set(key, i);
+    if (fc.name) {
+      if (seenName.has(fc.name))
+        c.error('name', `filter chain name ${JSON.stringify(fc.name)} is used by another filter chain`);
+      seenName.add(fc.name);
+    }
+    filterChains.push(fc);
+  }
+  const dr = r.obj('default_filter_chain');
+  const defaultFilterChain = dr ? decodeFilterChain(dr, ctx, trafficDirection, tlsInspector) : undefined;
+  if (filterChains.length === 0 && r.list('filter_chains').length === 0 && !dr)
+    r.issues.error(r.sub('filter_chains'), 'no filter chains specified');
+  const useOriginalDst = r.bool('use_original_dst', false);
+  const bindToPort = r.bool('bind_to_port', true);
+  const listenerFiltersTimeoutMs = r.durationMs('listener_filters_timeout', 15_000);
+  const continueOnListenerFiltersTimeout = r.bool('continue_on_listener_filters_timeout', false);
+  const perConnectionBufferLimitBytes = r.int('per_connection_buffer_limit_bytes', 1_048_576, 1, 0xffffffff);
+  const accessLog = decodeAccessLogs(r);
+  r.ignore('metadata', 'stat_prefix');
+  r.done();
+  if (!address || !name) return undefined;
+  return {
+    name,
+    address,
+    filterChains,
+    ...(defaultFilterChain ? { defaultFilterChain } : {}),
+    useOriginalDst,
+    bindToPort,
+    listenerFilters,
+    listenerFiltersTimeoutMs,
+    continueOnListenerFiltersTimeout,
+    perConnectionBufferLimitBytes,
+    trafficDirection,
+    accessLog,
+  };
+}

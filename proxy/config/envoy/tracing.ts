@@ -1,0 +1,81 @@
+/**
+ * Decoder for tracing providers (envoy.config.trace.v3.Tracing.Http), used by the bootstrap's
+ * `tracing.http` and the HCM's `tracing.provider`: OpenTelemetry (gRPC or HTTP export) and
+ * Zipkin. Unknown provider types are errors naming the type.
+ */
+import type { Reader } from '../reader';
+import type { TracingConfig } from '../types';
+import { checkClusterRef, type DecodeContext } from './context';
+import { decodeGrpcService } from './core';
+
+const T_OTEL = 'envoy.config.trace.v3.OpenTelemetryConfig';
+const T_ZIPKIN = 'envoy.config.trace.v3.ZipkinConfig';
+
+function decodeHttpService(r: Reader, ctx: DecodeContext): TracingConfig['httpService'] {
+  const u = r.obj('http_uri');
+  if (!u) {
+    r.error('http_uri', 'is required');
+    r.done();
+    return undefined;
+  }
+  const uri = u.requiredStr('uri');
+  const clusterName = u.requiredStr('cluster');
+  checkClusterRef(ctx, (m) => u.error('cluster', m), clusterName);
+  if (!u.has('timeout')) u.error('timeout', 'is required');
+  const timeoutMs = u.durationMs('timeout', 0);
+  u.done();
+  if (r.list('request_headers_to_add').length > 0) r.error('request_headers_to_add', 'is not supported by meshlet');
+  r.done();
+  let path = '/v1/traces';
+  try {
+    path = new URL(uri).pathname;
+  } catch {
+    if (uri) u.error('uri', `invalid URI ${JSON.stringify(uri)}`);
+    return undefined;
+  }
+  return clusterName ? { clusterName, path, timeoutMs } : undefined;
+}
+
+/** `{name, typed_config}` of a tracing provider. */
+export function decodeTracingProvider(r: Reader, ctx: DecodeContext): TracingConfig | undefined {
+  r.str('name', '');
+  const tc = r.any('typed_config');
+  let out: TracingConfig | undefined;
+  if (!r.has('typed_config')) r.error('typed_config', 'is required');
+  else if (tc?.type === T_OTEL) {
+    const t = tc.reader;
+    const g = t.obj('grpc_service');
+    const grpcService = g ? decodeGrpcService(g, ctx) : undefined;
+    const h = t.obj('http_service');
+    const httpService = h ? decodeHttpService(h, ctx) : undefined;
+    if (g && h) t.error('http_service', 'only one of grpc_service, http_service may be set');
+    const serviceName = t.str('service_name', '');
+    t.ignore('resource_detectors', 'sampler', 'max_cache_size');
+    t.done();
+    out = {
+      provider: 'opentelemetry',
+      ...(grpcService ? { grpcService } : {}),
+      ...(httpService ? { httpService } : {}),
+      serviceName,
+    };
+  } else if (tc?.type === T_ZIPKIN) {
+    const t = tc.reader;
+    const clusterName = t.requiredStr('collector_cluster');
+    checkClusterRef(ctx, (m) => t.error('collector_cluster', m), clusterName);
+    const path = t.requiredStr('collector_endpoint');
+    const v = t.enumOf(
+      'collector_endpoint_version',
+      ['DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE', 'HTTP_JSON', 'HTTP_PROTO', 'GRPC'] as const,
+      'HTTP_JSON',
+    );
+    if (v !== 'HTTP_JSON')
+      t.error('collector_endpoint_version', `${v} is not supported by meshlet (expected HTTP_JSON)`);
+    t.ignore('trace_id_128bit', 'shared_span_context', 'collector_hostname');
+    t.done();
+    out = { provider: 'zipkin', httpService: { clusterName, path, timeoutMs: 5000 }, serviceName: '' };
+  } else if (tc) {
+    tc.reader.issues.error(tc.reader.sub('@type'), `unsupported tracing provider type ${tc.type}`);
+  }
+  r.done();
+  return out;
+}
