@@ -108,7 +108,14 @@ async function main() {
   const quick = Boolean(opts.quick) || selftest;
   let scenarios;
   try {
-    scenarios = selftest ? selectScenarios(['direct']) : selectScenarios(opts.only?.split(',').map((x) => x.trim()).filter(Boolean));
+    scenarios = selftest
+      ? selectScenarios(['direct'])
+      : selectScenarios(
+          opts.only
+            ?.split(',')
+            .map((x) => x.trim())
+            .filter(Boolean),
+        );
   } catch (err) {
     process.stderr.write(`${err.message}\n`);
     return 2;
@@ -176,19 +183,27 @@ async function main() {
     ratios: {},
   };
   try {
-    log(`meshlet bench: ${scenarios.length} scenario(s), ${settings.seconds}s each after ${settings.warmupSeconds}s warm-up; upstream nginx ${settings.upstreamWorkers} worker(s) (one per core), proxies under test ${settings.proxyWorkers} worker(s)`);
+    log(
+      `meshlet bench: ${scenarios.length} scenario(s), ${settings.seconds}s each after ${settings.warmupSeconds}s warm-up; upstream nginx ${settings.upstreamWorkers} worker(s) (one per core), proxies under test ${settings.proxyWorkers} worker(s)`,
+    );
     env.certs = makeCerts(dir);
     const [up, h2, grpcPort, sinkPort] = await freePorts(4);
     await nginx.startUpstream(env.ctx, { port: up, h2Port: h2, workers: settings.upstreamWorkers });
     env.upstream = { port: up, h2Port: h2 };
     if (scenarios.some((s) => s.kind === 'grpc')) {
-      const g = startProcess('grpc-server', process.execPath, [path.join(HERE, 'servers/grpc-server.mjs'), String(grpcPort)]);
+      const g = startProcess('grpc-server', process.execPath, [
+        path.join(HERE, 'servers/grpc-server.mjs'),
+        String(grpcPort),
+      ]);
       const why = await waitForPort(grpcPort, { proc: g });
       if (why) throw new Error(why);
       env.grpcPort = grpcPort;
     }
     if (scenarios.some((s) => s.kind === 'tcp')) {
-      const sink = startProcess('tcp-sink', process.execPath, [path.join(HERE, 'servers/tcp-sink.mjs'), String(sinkPort)]);
+      const sink = startProcess('tcp-sink', process.execPath, [
+        path.join(HERE, 'servers/tcp-sink.mjs'),
+        String(sinkPort),
+      ]);
       const why = await waitForPort(sinkPort, { proc: sink });
       if (why) throw new Error(why);
       env.sinkPort = sinkPort;
@@ -218,7 +233,15 @@ async function main() {
     for (const s of scenarios) {
       if (interrupted) break;
       progress.begin(s.label, expectedSeconds(s, settings));
-      const entry = { id: s.id, group: s.group, kind: s.kind, label: s.label, hop: s.hop, proxy: s.proxy, status: 'ok' };
+      const entry = {
+        id: s.id,
+        group: s.group,
+        kind: s.kind,
+        label: s.label,
+        hop: s.hop,
+        proxy: s.proxy,
+        status: 'ok',
+      };
       results.scenarios.push(entry);
       const missing = s.meshlet ? buildMissing() : null;
       if (missing) {
@@ -279,7 +302,11 @@ async function main() {
   if (selftest) {
     const d = results.scenarios.find((r) => r.id === 'direct');
     const good = d?.status === 'ok' && d.metrics.requests > 0 && d.metrics.errors === 0 && d.metrics.non2xx === 0;
-    log(good ? `selftest: ok (${Math.round(d.metrics.rps)} req/s direct)` : `selftest: FAILED (${d ? d.reason ?? JSON.stringify(d.metrics) : 'no result'})`);
+    log(
+      good
+        ? `selftest: ok (${Math.round(d.metrics.rps)} req/s direct)`
+        : `selftest: FAILED (${d ? (d.reason ?? JSON.stringify(d.metrics)) : 'no result'})`,
+    );
     return good ? 0 : 1;
   }
   return 0;
@@ -302,7 +329,8 @@ function summary(entry) {
   const bad = (m.errors ?? 0) + (m.non2xx ?? 0);
   const warn = bad ? ` (${bad} errors)` : '';
   if (entry.kind === 'tcp') return `${Math.round(m.mbPerSec)} MB/s${warn}`;
-  if (entry.kind === 'open-loop') return `p50 ${m.latencyMs.p50} ms, p99 ${m.latencyMs.p99} ms, p99.9 ${m.latencyMs.p999} ms${warn}`;
+  if (entry.kind === 'open-loop')
+    return `p50 ${m.latencyMs.p50} ms, p99 ${m.latencyMs.p99} ms, p99.9 ${m.latencyMs.p999} ms${warn}`;
   return `${Math.round(m.rps).toLocaleString('en-US')} req/s${m.latencyMs?.p99 !== undefined ? `, p99 ${m.latencyMs.p99} ms` : ''}${warn}`;
 }
 

@@ -15,7 +15,20 @@ export function makeCerts(dir) {
   const p = (f) => path.join(dir, f);
   const ossl = (...args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
   ossl('ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', p('ca.key'));
-  ossl('req', '-x509', '-new', '-key', p('ca.key'), '-sha256', '-days', '2', '-subj', '/O=meshlet-bench/CN=meshlet bench CA', '-out', p('ca.crt'));
+  ossl(
+    'req',
+    '-x509',
+    '-new',
+    '-key',
+    p('ca.key'),
+    '-sha256',
+    '-days',
+    '2',
+    '-subj',
+    '/O=meshlet-bench/CN=meshlet bench CA',
+    '-out',
+    p('ca.crt'),
+  );
   const issue = (name, sa) => {
     const spiffe = `spiffe://${TRUST_DOMAIN}/ns/bench/sa/${sa}`;
     writeFileSync(
@@ -32,7 +45,24 @@ export function makeCerts(dir) {
     // PKCS#8 key: accepted by nginx, HAProxy, Node and Envoy-style loaders alike.
     ossl('pkcs8', '-topk8', '-nocrypt', '-in', p(`${name}.ec.key`), '-out', p(`${name}.key`));
     ossl('req', '-new', '-key', p(`${name}.key`), '-subj', `/O=meshlet-bench/CN=${sa}`, '-out', p(`${name}.csr`));
-    ossl('x509', '-req', '-in', p(`${name}.csr`), '-CA', p('ca.crt'), '-CAkey', p('ca.key'), '-CAcreateserial', '-days', '2', '-sha256', '-extfile', p(`${name}.ext`), '-out', p(`${name}.crt`));
+    ossl(
+      'x509',
+      '-req',
+      '-in',
+      p(`${name}.csr`),
+      '-CA',
+      p('ca.crt'),
+      '-CAkey',
+      p('ca.key'),
+      '-CAcreateserial',
+      '-days',
+      '2',
+      '-sha256',
+      '-extfile',
+      p(`${name}.ext`),
+      '-out',
+      p(`${name}.crt`),
+    );
     writeFileSync(p(`${name}.pem`), readFileSync(p(`${name}.crt`), 'utf8') + readFileSync(p(`${name}.key`), 'utf8'));
     return { cert: p(`${name}.crt`), key: p(`${name}.key`), pem: p(`${name}.pem`), spiffe };
   };

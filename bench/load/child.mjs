@@ -14,6 +14,8 @@ export async function runNodeLoad(script, args, timeoutMs) {
   try {
     return JSON.parse(last);
   } catch {
-    throw new Error(`${script} failed (exit ${r.code}${r.timedOut ? ', timed out' : ''}): ${r.stderr.trim().split('\n').slice(-3).join(' | ') || last}`);
+    throw new Error(
+      `${script} failed (exit ${r.code}${r.timedOut ? ', timed out' : ''}): ${r.stderr.trim().split('\n').slice(-3).join(' | ') || last}`,
+    );
   }
 }

@@ -47,13 +47,18 @@ let started = 0;
 function finish() {
   const elapsed = (performance.now() - started) / 1000;
   for (const c of clients) c.close();
-  process.stdout.write(`${JSON.stringify({ rps: requests / elapsed, requests, errors, lastError, latencyMs: hist.summaryMs() })}\n`);
+  process.stdout.write(
+    `${JSON.stringify({ rps: requests / elapsed, requests, errors, lastError, latencyMs: hist.summaryMs() })}\n`,
+  );
   process.exit(0);
 }
 
 // Connect every channel before the clock starts.
 await Promise.all(
-  clients.map((c) => new Promise((resolve, reject) => c.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve())))),
+  clients.map(
+    (c) =>
+      new Promise((resolve, reject) => c.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve()))),
+  ),
 ).catch((err) => {
   process.stderr.write(`channel not ready: ${err.message}\n`);
   process.exit(1);
@@ -62,7 +67,10 @@ started = performance.now();
 endAt = started + seconds * 1000;
 for (let i = 0; i < concurrency; i++) call(clients[i % clients.length]);
 // Hard bound: never outlive the run by more than the call deadline.
-setTimeout(() => {
-  stopping = true;
-  finish();
-}, (seconds + 12) * 1000).unref();
+setTimeout(
+  () => {
+    stopping = true;
+    finish();
+  },
+  (seconds + 12) * 1000,
+).unref();

@@ -7,13 +7,27 @@ import { runToEnd } from '../lib/procs.mjs';
  * @param {{connections: number, streams: number, threads: number, seconds: number}} s
  */
 export async function h2load(url, s) {
-  const args = ['-c', String(s.connections), '-m', String(s.streams), '-t', String(s.threads), '-D', String(s.seconds), url];
+  const args = [
+    '-c',
+    String(s.connections),
+    '-m',
+    String(s.streams),
+    '-t',
+    String(s.threads),
+    '-D',
+    String(s.seconds),
+    url,
+  ];
   const r = await runToEnd('h2load', args, { timeoutMs: (s.seconds + 30) * 1000 });
   const out = r.stdout;
   const fin = /finished in ([\d.]+)(m?s), ([\d.]+) req\/s/.exec(out);
-  const reqs = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(out);
+  const reqs =
+    /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(
+      out,
+    );
   const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out);
-  if (!fin || !reqs) throw new Error(`h2load produced no result (exit ${r.code}): ${(r.stderr || out).trim().slice(-300)}`);
+  if (!fin || !reqs)
+    throw new Error(`h2load produced no result (exit ${r.code}): ${(r.stderr || out).trim().slice(-300)}`);
   const time = /time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)/.exec(out);
   const toMs = (v, unit) => Number(v) * (unit === 'us' ? 0.001 : unit === 's' ? 1000 : 1);
   const succeeded = Number(reqs[4]);
@@ -23,6 +37,9 @@ export async function h2load(url, s) {
     errors: Number(reqs[5]) + Number(reqs[6]) + Number(reqs[7]),
     non2xx: codes ? Number(codes[2]) + Number(codes[3]) + Number(codes[4]) : 0,
     latencyMs: time ? { mean: toMs(time[5], time[6]), max: toMs(time[3], time[4]) } : undefined,
-    lastError: succeeded === 0 ? `h2load: ${reqs[0]}${/client could not connect|connect error/i.test(out) ? ', connect error' : ''}` : '',
+    lastError:
+      succeeded === 0
+        ? `h2load: ${reqs[0]}${/client could not connect|connect error/i.test(out) ? ', connect error' : ''}`
+        : '',
   };
 }

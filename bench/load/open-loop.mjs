@@ -9,7 +9,9 @@ import net from 'node:net';
 import { Histogram } from '../lib/histogram.mjs';
 
 const [portArg, pathArg, rateArg, secondsArg, warmupArg, bodyArg, maxConnArg] = process.argv.slice(2);
-const [host, port] = portArg.includes(':') ? [portArg.split(':')[0], Number(portArg.split(':')[1])] : ['127.0.0.1', Number(portArg)];
+const [host, port] = portArg.includes(':')
+  ? [portArg.split(':')[0], Number(portArg.split(':')[1])]
+  : ['127.0.0.1', Number(portArg)];
 const rate = Number(rateArg);
 const warmupCount = Math.round(Number(warmupArg) * rate);
 const measureCount = Math.round(Number(secondsArg) * rate);
@@ -136,7 +138,6 @@ class Conn {
     }
   }
 }
-
 
 function release(conn) {
   if (queueHead < queue.length) {

@@ -5,7 +5,9 @@ import net from 'node:net';
 
 const [portArg, secondsArg] = process.argv.slice(2);
 const chunk = Buffer.alloc(64 * 1024, 0x5a);
-const [host, port] = portArg.includes(':') ? [portArg.split(':')[0], Number(portArg.split(':')[1])] : ['127.0.0.1', Number(portArg)];
+const [host, port] = portArg.includes(':')
+  ? [portArg.split(':')[0], Number(portArg.split(':')[1])]
+  : ['127.0.0.1', Number(portArg)];
 const sock = net.connect(port, host);
 let bytes = 0;
 let started = 0;
@@ -37,7 +39,10 @@ sock.on('close', () => {
   process.stdout.write(`${JSON.stringify({ bytes, ms: performance.now() - started })}\n`);
   process.exit(0);
 });
-setTimeout(() => {
-  process.stderr.write('sender: peer did not close within the bound\n');
-  process.exit(1);
-}, (Number(secondsArg) + 20) * 1000).unref();
+setTimeout(
+  () => {
+    process.stderr.write('sender: peer did not close within the bound\n');
+    process.exit(1);
+  },
+  (Number(secondsArg) + 20) * 1000,
+).unref();

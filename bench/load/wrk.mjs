@@ -13,10 +13,25 @@ const SCRIPT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'wrk-repo
  * @returns {Promise<{rps: number, requests: number, errors: number, non2xx: number, latencyMs: {p50: number, p90: number, p99: number, p999: number, mean: number, max: number}}>}
  */
 export async function wrk(url, s) {
-  const args = ['-c', String(s.connections), '-t', String(s.threads), '-d', `${s.seconds}s`, '--timeout', '5s', '-s', SCRIPT, url];
+  const args = [
+    '-c',
+    String(s.connections),
+    '-t',
+    String(s.threads),
+    '-d',
+    `${s.seconds}s`,
+    '--timeout',
+    '5s',
+    '-s',
+    SCRIPT,
+    url,
+  ];
   const r = await runToEnd('wrk', args, { timeoutMs: (s.seconds + 30) * 1000 });
   const line = r.stdout.split('\n').find((l) => l.startsWith('WRKJSON '));
-  if (!line) throw new Error(`wrk produced no result (exit ${r.code}${r.timedOut ? ', timed out' : ''}): ${r.stderr.trim() || r.stdout.trim().slice(-300)}`);
+  if (!line)
+    throw new Error(
+      `wrk produced no result (exit ${r.code}${r.timedOut ? ', timed out' : ''}): ${r.stderr.trim() || r.stdout.trim().slice(-300)}`,
+    );
   const j = JSON.parse(line.slice(8));
   const ms = (us) => Math.round(us) / 1000;
   const e = j.errors;
@@ -25,6 +40,13 @@ export async function wrk(url, s) {
     requests: j.requests,
     errors: e.connect + e.read + e.write + e.timeout,
     non2xx: e.status,
-    latencyMs: { mean: ms(j.latency_us.mean), p50: ms(j.latency_us.p50), p90: ms(j.latency_us.p90), p99: ms(j.latency_us.p99), p999: ms(j.latency_us.p999), max: ms(j.latency_us.max) },
+    latencyMs: {
+      mean: ms(j.latency_us.mean),
+      p50: ms(j.latency_us.p50),
+      p90: ms(j.latency_us.p90),
+      p99: ms(j.latency_us.p99),
+      p999: ms(j.latency_us.p999),
+      max: ms(j.latency_us.max),
+    },
   };
 }

@@ -25,7 +25,10 @@ export function ratios(results) {
   return {
     'single-hop meshlet / nginx': r(rps('single-hop/meshlet'), rps('single-hop/nginx')),
     'single-hop meshlet / HAProxy': r(rps('single-hop/meshlet'), rps('single-hop/haproxy')),
-    [`single-hop meshlet / best Node proxy${bestNode ? ` (${s[bestNode].label.replace('single-hop ', '')})` : ''}`]: r(rps('single-hop/meshlet'), bestNode && rps(bestNode)),
+    [`single-hop meshlet / best Node proxy${bestNode ? ` (${s[bestNode].label.replace('single-hop ', '')})` : ''}`]: r(
+      rps('single-hop/meshlet'),
+      bestNode && rps(bestNode),
+    ),
     'mesh-hop meshlet / nginx pair': r(rps('mesh-hop/meshlet'), rps('mesh-hop/nginx')),
     'mesh-hop meshlet / HAProxy pair': r(rps('mesh-hop/meshlet'), rps('mesh-hop/haproxy')),
     'HTTP/2 meshlet / direct': r(rps('h2/meshlet'), rps('h2/direct')),
@@ -36,7 +39,7 @@ export function ratios(results) {
 }
 
 function table(header, rows) {
-  const lines = [`| ${header.join(' | ')} |`, `|${header.map((h, i) => (i === 0 ? ':---' : '---:')).join('|')}|`];
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map((_h, i) => (i === 0 ? ':---' : '---:')).join('|')}|`];
   for (const row of rows) lines.push(`| ${row.join(' | ')} |`);
   return lines.join('\n');
 }
@@ -56,13 +59,23 @@ export function renderMarkdown(results) {
   const present = (ids) => ids.filter((id) => s[id]);
   const out = [];
   out.push('# meshlet benchmark results', '');
-  out.push(`- **Date**: ${machine.date}${settings.quick ? ' — **quick run** (short durations; for checking the tooling, not for quoting)' : ''}`);
-  out.push(`- **Machine**: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.kernel}, Node ${machine.node}`);
-  out.push(`- **Tools**: ${Object.entries(results.tools).map(([k, v]) => `${k} ${v}`).join(', ')}; meshlet ${results.meshlet}`);
+  out.push(
+    `- **Date**: ${machine.date}${settings.quick ? ' — **quick run** (short durations; for checking the tooling, not for quoting)' : ''}`,
+  );
+  out.push(
+    `- **Machine**: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.kernel}, Node ${machine.node}`,
+  );
+  out.push(
+    `- **Tools**: ${Object.entries(results.tools)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}; meshlet ${results.meshlet}`,
+  );
   out.push(
     `- **Processes**: upstream nginx ${settings.upstreamWorkers} worker process(es) (one per core); every proxy under test ${settings.proxyWorkers} worker/thread (nginx worker_processes, HAProxy nbthread; Node proxies and meshlet are one process; meshlet mesh hop built with \`--meshlet-mode ${settings.meshletMode}\`); load generators share the same ${machine.cores} cores, so absolute numbers are a floor and ratios are what to compare.`,
   );
-  out.push(`- **Upstream**: nginx \`return 200\` with a 13-byte body (1 KiB on /kib), HTTP/1.1 keep-alive and h2c; every scenario ends there.`);
+  out.push(
+    `- **Upstream**: nginx \`return 200\` with a 13-byte body (1 KiB on /kib), HTTP/1.1 keep-alive and h2c; every scenario ends there.`,
+  );
   out.push('');
 
   const ratioRows = Object.entries(results.ratios)
@@ -75,24 +88,54 @@ export function renderMarkdown(results) {
   const w = settings.wrk;
   const http = present(['direct', ...Object.keys(s).filter((id) => /^(single|mesh)-hop\//.test(id))]);
   if (http.length) {
-    out.push(`## HTTP/1.1 closed loop — wrk -c ${w.connections} -t ${w.threads} -d ${settings.seconds}s, GET / (13 B)`, '');
-    const ref = (r) => (r.hop === 'single-hop' ? s['single-hop/nginx'] : r.hop === 'mesh-hop' ? s['mesh-hop/nginx'] : undefined);
+    out.push(
+      `## HTTP/1.1 closed loop — wrk -c ${w.connections} -t ${w.threads} -d ${settings.seconds}s, GET / (13 B)`,
+      '',
+    );
+    const ref = (r) =>
+      r.hop === 'single-hop' ? s['single-hop/nginx'] : r.hop === 'mesh-hop' ? s['mesh-hop/nginx'] : undefined;
     const rows = http.map((id) => {
       const r = s[id];
       if (!ok(r)) return [r.label, unavailable(r), '', '', '', '', '', '', ''];
       const m = r.metrics;
       const rf = ref(r);
-      let vs = id === 'direct' ? 'reference' : ok(rf) ? `${fmt.ratio(m.rps, rf.metrics.rps)} ${r.hop === 'mesh-hop' ? 'nginx pair' : 'nginx'}` : '—';
+      let vs =
+        id === 'direct'
+          ? 'reference'
+          : ok(rf)
+            ? `${fmt.ratio(m.rps, rf.metrics.rps)} ${r.hop === 'mesh-hop' ? 'nginx pair' : 'nginx'}`
+            : '—';
       if (id === 'single-hop/meshlet') {
-        const node = ['single-hop/http-proxy', 'single-hop/reply-from'].filter((n) => ok(s[n])).sort((a, b) => s[b].metrics.rps - s[a].metrics.rps)[0];
+        const node = ['single-hop/http-proxy', 'single-hop/reply-from']
+          .filter((n) => ok(s[n]))
+          .sort((a, b) => s[b].metrics.rps - s[a].metrics.rps)[0];
         if (node) vs += `, ${fmt.ratio(m.rps, s[node].metrics.rps)} best Node`;
       }
       const dir = ok(s.direct) ? `${((m.rps / s.direct.metrics.rps) * 100).toFixed(0)}%` : '—';
       const l = m.latencyMs;
-      return [r.label, fmt.int(m.rps), vs, dir, fmt.ms(l.p50), fmt.ms(l.p90), fmt.ms(l.p99), fmt.ms(l.p999), errCell(m)];
+      return [
+        r.label,
+        fmt.int(m.rps),
+        vs,
+        dir,
+        fmt.ms(l.p50),
+        fmt.ms(l.p90),
+        fmt.ms(l.p99),
+        fmt.ms(l.p999),
+        errCell(m),
+      ];
     });
-    out.push(table(['scenario', 'req/s', 'vs reference', '% of direct', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'errors'], rows), '');
-    out.push('wrk latencies are closed-loop (they include coordinated omission); read the open-loop table for tail latency.', '');
+    out.push(
+      table(
+        ['scenario', 'req/s', 'vs reference', '% of direct', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'errors'],
+        rows,
+      ),
+      '',
+    );
+    out.push(
+      'wrk latencies are closed-loop (they include coordinated omission); read the open-loop table for tail latency.',
+      '',
+    );
   }
 
   const h2 = present(['h2/direct', 'h2/meshlet']);
@@ -103,7 +146,13 @@ export function renderMarkdown(results) {
       const r = s[id];
       if (!ok(r)) return [r.label, unavailable(r), '', '', ''];
       const m = r.metrics;
-      return [r.label, fmt.int(m.rps), id === 'h2/direct' ? 'reference' : ok(s['h2/direct']) ? fmt.ratio(m.rps, s['h2/direct'].metrics.rps) : '—', fmt.ms(m.latencyMs?.mean), errCell(m)];
+      return [
+        r.label,
+        fmt.int(m.rps),
+        id === 'h2/direct' ? 'reference' : ok(s['h2/direct']) ? fmt.ratio(m.rps, s['h2/direct'].metrics.rps) : '—',
+        fmt.ms(m.latencyMs?.mean),
+        errCell(m),
+      ];
     });
     out.push(table(['scenario', 'req/s', 'vs direct', 'mean ms', 'errors'], rows), '');
   }
@@ -111,24 +160,51 @@ export function renderMarkdown(results) {
   const grpc = present(['grpc/direct', 'grpc/meshlet']);
   if (grpc.length) {
     const g = settings.grpc;
-    out.push(`## gRPC unary — @grpc/grpc-js, ${g.concurrency} calls in flight on ${g.channels} channels, ${g.payloadBytes} B messages, ${settings.seconds}s`, '');
+    out.push(
+      `## gRPC unary — @grpc/grpc-js, ${g.concurrency} calls in flight on ${g.channels} channels, ${g.payloadBytes} B messages, ${settings.seconds}s`,
+      '',
+    );
     const rows = grpc.map((id) => {
       const r = s[id];
       if (!ok(r)) return [r.label, unavailable(r), '', '', '', '', ''];
       const m = r.metrics;
-      return [r.label, fmt.int(m.rps), id === 'grpc/direct' ? 'reference' : ok(s['grpc/direct']) ? fmt.ratio(m.rps, s['grpc/direct'].metrics.rps) : '—', fmt.ms(m.latencyMs.p50), fmt.ms(m.latencyMs.p99), fmt.ms(m.latencyMs.p999), errCell(m)];
+      return [
+        r.label,
+        fmt.int(m.rps),
+        id === 'grpc/direct'
+          ? 'reference'
+          : ok(s['grpc/direct'])
+            ? fmt.ratio(m.rps, s['grpc/direct'].metrics.rps)
+            : '—',
+        fmt.ms(m.latencyMs.p50),
+        fmt.ms(m.latencyMs.p99),
+        fmt.ms(m.latencyMs.p999),
+        errCell(m),
+      ];
     });
     out.push(table(['scenario', 'calls/s', 'vs direct', 'p50 ms', 'p99 ms', 'p99.9 ms', 'errors'], rows), '');
   }
 
   const tcp = present(['tcp/direct', 'tcp/haproxy', 'tcp/meshlet']);
   if (tcp.length) {
-    out.push(`## TCP bulk throughput — one connection, 64 KiB writes, ${settings.seconds}s, Node sender → Node receiver`, '');
+    out.push(
+      `## TCP bulk throughput — one connection, 64 KiB writes, ${settings.seconds}s, Node sender → Node receiver`,
+      '',
+    );
     const rows = tcp.map((id) => {
       const r = s[id];
       if (!ok(r)) return [r.label, unavailable(r), '', ''];
       const m = r.metrics;
-      return [r.label, fmt.int(m.mbPerSec), id === 'tcp/direct' ? 'reference' : ok(s['tcp/direct']) ? fmt.ratio(m.mbPerSec, s['tcp/direct'].metrics.mbPerSec) : '—', m.errors ? 'byte count mismatch ⚠' : 'all bytes delivered'];
+      return [
+        r.label,
+        fmt.int(m.mbPerSec),
+        id === 'tcp/direct'
+          ? 'reference'
+          : ok(s['tcp/direct'])
+            ? fmt.ratio(m.mbPerSec, s['tcp/direct'].metrics.mbPerSec)
+            : '—',
+        m.errors ? 'byte count mismatch ⚠' : 'all bytes delivered',
+      ];
     });
     out.push(table(['scenario', 'MB/s', 'vs direct', 'check'], rows), '');
   }
@@ -136,7 +212,10 @@ export function renderMarkdown(results) {
   const ol = present(Object.keys(s).filter((id) => id.startsWith('open-loop/')));
   if (ol.length) {
     const o = settings.openLoop;
-    out.push(`## Open-loop latency — ${fmt.int(o.rate)} req/s fixed rate, POST ${o.bodyBytes} B → ${o.bodyBytes} B, ${settings.seconds}s after ${settings.warmupSeconds}s warm-up, measured from the scheduled send time`, '');
+    out.push(
+      `## Open-loop latency — ${fmt.int(o.rate)} req/s fixed rate, POST ${o.bodyBytes} B → ${o.bodyBytes} B, ${settings.seconds}s after ${settings.warmupSeconds}s warm-up, measured from the scheduled send time`,
+      '',
+    );
     const d = ok(s['open-loop/direct']) ? s['open-loop/direct'].metrics.latencyMs : undefined;
     const rows = ol.map((id) => {
       const r = s[id];
@@ -144,14 +223,45 @@ export function renderMarkdown(results) {
       const m = r.metrics;
       const l = m.latencyMs;
       const add = (k) => (id === 'open-loop/direct' ? 'reference' : d ? fmt.added(l[k], d[k]) : '—');
-      return [r.label, fmt.ms(l.p50), fmt.ms(l.p90), fmt.ms(l.p99), fmt.ms(l.p999), add('p50'), add('p99'), add('p999'), fmt.int(m.achievedRate), errCell(m)];
+      return [
+        r.label,
+        fmt.ms(l.p50),
+        fmt.ms(l.p90),
+        fmt.ms(l.p99),
+        fmt.ms(l.p999),
+        add('p50'),
+        add('p99'),
+        add('p999'),
+        fmt.int(m.achievedRate),
+        errCell(m),
+      ];
     });
-    out.push(table(['scenario', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'added p50', 'added p99', 'added p99.9', 'achieved req/s', 'errors'], rows), '');
+    out.push(
+      table(
+        [
+          'scenario',
+          'p50 ms',
+          'p90 ms',
+          'p99 ms',
+          'p99.9 ms',
+          'added p50',
+          'added p99',
+          'added p99.9',
+          'achieved req/s',
+          'errors',
+        ],
+        rows,
+      ),
+      '',
+    );
   }
 
   const mem = results.scenarios.filter((r) => ok(r) && r.memory && r.kind === 'wrk' && r.id !== 'direct');
   if (mem.length) {
-    out.push('## Memory — VmRSS of the proxy process tree (/proc/PID/status), idle after start and peak under the wrk load', '');
+    out.push(
+      '## Memory — VmRSS of the proxy process tree (/proc/PID/status), idle after start and peak under the wrk load',
+      '',
+    );
     const rows = mem.map((r) => [r.label, fmt.mib(r.memory.idleKiB), fmt.mib(r.memory.peakKiB)]);
     out.push(table(['proxy', 'idle MiB', 'under load MiB'], rows), '');
   }

@@ -16,15 +16,30 @@ const fmtMs = (v) => (v < 1 ? v.toFixed(3) : v < 10 ? v.toFixed(2) : v < 100 ? v
  */
 export function renderSvg(results) {
   const panels = [
-    { title: `Open loop: ${results.settings.openLoop.rate} req/s, 1 KiB, latency from scheduled send (no coordinated omission)`, filter: (r) => r.kind === 'open-loop', label: (r) => r.label.replace(/^open-loop /, '') },
-    { title: `Closed loop: wrk ${results.settings.wrk.connections} connections, ${results.settings.wrk.threads} threads (saturation; includes coordinated omission)`, filter: (r) => r.kind === 'wrk', label: (r) => r.label },
-    { title: `gRPC unary: ${results.settings.grpc.concurrency} calls in flight (closed loop)`, filter: (r) => r.kind === 'grpc', label: (r) => r.label },
+    {
+      title: `Open loop: ${results.settings.openLoop.rate} req/s, 1 KiB, latency from scheduled send (no coordinated omission)`,
+      filter: (r) => r.kind === 'open-loop',
+      label: (r) => r.label.replace(/^open-loop /, ''),
+    },
+    {
+      title: `Closed loop: wrk ${results.settings.wrk.connections} connections, ${results.settings.wrk.threads} threads (saturation; includes coordinated omission)`,
+      filter: (r) => r.kind === 'wrk',
+      label: (r) => r.label,
+    },
+    {
+      title: `gRPC unary: ${results.settings.grpc.concurrency} calls in flight (closed loop)`,
+      filter: (r) => r.kind === 'grpc',
+      label: (r) => r.label,
+    },
   ]
     .map((p) => ({ ...p, rows: results.scenarios.filter(p.filter) }))
     .filter((p) => p.rows.length > 0);
 
   const values = [];
-  for (const p of panels) for (const r of p.rows) if (r.status === 'ok') for (const k of KEYS) if (r.metrics.latencyMs?.[k] > 0) values.push(r.metrics.latencyMs[k]);
+  for (const p of panels)
+    for (const r of p.rows)
+      if (r.status === 'ok')
+        for (const k of KEYS) if (r.metrics.latencyMs?.[k] > 0) values.push(r.metrics.latencyMs[k]);
   const lo = 10 ** Math.floor(Math.log10(Math.max(0.001, Math.min(...values, 1))));
   const hi = 10 ** Math.ceil(Math.log10(Math.max(...values, 1) * 1.05));
 
@@ -34,17 +49,24 @@ export function renderSvg(results) {
   const x1 = W - 90;
   const barH = 9;
   const rowH = KEYS.length * (barH + 2) + 14;
-  const x = (v) => x0 + ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * (x1 - x0);
+  const x = (v) =>
+    x0 + ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * (x1 - x0);
 
   const parts = [];
   let y = 0;
   const m = results.machine;
-  parts.push(`<text x="${W / 2}" y="28" text-anchor="middle" class="title">meshlet bench — request latency percentiles (milliseconds, log scale)</text>`);
-  parts.push(`<text x="${W / 2}" y="48" text-anchor="middle" class="sub">${esc(`${m.cpu}, ${m.cores} cores, ${m.kernel}, Node ${m.node} — ${m.date.slice(0, 16).replace('T', ' ')} UTC${results.settings.quick ? ' — quick run' : ''}`)}</text>`);
+  parts.push(
+    `<text x="${W / 2}" y="28" text-anchor="middle" class="title">meshlet bench — request latency percentiles (milliseconds, log scale)</text>`,
+  );
+  parts.push(
+    `<text x="${W / 2}" y="48" text-anchor="middle" class="sub">${esc(`${m.cpu}, ${m.cores} cores, ${m.kernel}, Node ${m.node} — ${m.date.slice(0, 16).replace('T', ' ')} UTC${results.settings.quick ? ' — quick run' : ''}`)}</text>`,
+  );
   // legend
   let lx = W / 2 - 170;
   for (const k of KEYS) {
-    parts.push(`<rect x="${lx}" y="60" width="14" height="14" fill="${COLORS[k]}"/><text x="${lx + 20}" y="72" class="legend">${NAMES[k]}</text>`);
+    parts.push(
+      `<rect x="${lx}" y="60" width="14" height="14" fill="${COLORS[k]}"/><text x="${lx + 20}" y="72" class="legend">${NAMES[k]}</text>`,
+    );
     lx += 90;
   }
   y = 95;
@@ -60,24 +82,36 @@ export function renderSvg(results) {
     // grid and axis
     for (const t of ticks) {
       const major = Math.abs(Math.log10(t) - Math.round(Math.log10(t))) < 1e-9;
-      parts.push(`<line x1="${x(t).toFixed(1)}" y1="${top}" x2="${x(t).toFixed(1)}" y2="${top + height}" class="${major ? 'grid-major' : 'grid'}"/>`);
-      parts.push(`<text x="${x(t).toFixed(1)}" y="${top + height + 14}" text-anchor="middle" class="tick">${t >= 1 ? t : Number(t.toPrecision(1))}</text>`);
+      parts.push(
+        `<line x1="${x(t).toFixed(1)}" y1="${top}" x2="${x(t).toFixed(1)}" y2="${top + height}" class="${major ? 'grid-major' : 'grid'}"/>`,
+      );
+      parts.push(
+        `<text x="${x(t).toFixed(1)}" y="${top + height + 14}" text-anchor="middle" class="tick">${t >= 1 ? t : Number(t.toPrecision(1))}</text>`,
+      );
     }
-    parts.push(`<text x="${(x0 + x1) / 2}" y="${top + height + 30}" text-anchor="middle" class="axis">latency (ms)</text>`);
+    parts.push(
+      `<text x="${(x0 + x1) / 2}" y="${top + height + 30}" text-anchor="middle" class="axis">latency (ms)</text>`,
+    );
     p.rows.forEach((r, i) => {
       const ry = top + i * rowH;
       if (i % 2 === 1) parts.push(`<rect x="8" y="${ry}" width="${W - 16}" height="${rowH}" class="band"/>`);
-      parts.push(`<text x="${labelW}" y="${ry + rowH / 2 + 4}" text-anchor="end" class="label">${esc(p.label(r))}</text>`);
+      parts.push(
+        `<text x="${labelW}" y="${ry + rowH / 2 + 4}" text-anchor="end" class="label">${esc(p.label(r))}</text>`,
+      );
       if (r.status !== 'ok') {
         const why = `${r.status}: ${r.reason}`;
-        parts.push(`<text x="${x0 + 6}" y="${ry + rowH / 2 + 4}" class="na">${esc(why.length > 110 ? `${why.slice(0, 107)}…` : why)}</text>`);
+        parts.push(
+          `<text x="${x0 + 6}" y="${ry + rowH / 2 + 4}" class="na">${esc(why.length > 110 ? `${why.slice(0, 107)}…` : why)}</text>`,
+        );
         return;
       }
       KEYS.forEach((k, j) => {
         const v = r.metrics.latencyMs?.[k];
         if (!(v > 0)) return;
         const by = ry + 7 + j * (barH + 2);
-        parts.push(`<rect x="${x0}" y="${by}" width="${Math.max(1, x(v) - x0).toFixed(1)}" height="${barH}" fill="${COLORS[k]}"><title>${esc(`${p.label(r)} ${NAMES[k]} ${fmtMs(v)} ms`)}</title></rect>`);
+        parts.push(
+          `<rect x="${x0}" y="${by}" width="${Math.max(1, x(v) - x0).toFixed(1)}" height="${barH}" fill="${COLORS[k]}"><title>${esc(`${p.label(r)} ${NAMES[k]} ${fmtMs(v)} ms`)}</title></rect>`,
+        );
         parts.push(`<text x="${(x(v) + 4).toFixed(1)}" y="${by + barH - 1}" class="value">${fmtMs(v)}</text>`);
       });
     });

@@ -17,13 +17,38 @@ function build() {
   const list = [];
   list.push({ id: 'direct', group: 'http', label: 'direct (no proxy)', kind: 'wrk', setup: direct('upstream') });
   for (const [name, p] of Object.entries(SINGLE_HOP)) {
-    list.push({ id: `single-hop/${name}`, group: 'http', hop: 'single-hop', proxy: name, label: `single-hop ${p.label}`, kind: 'wrk', meshlet: p.meshlet, node: p.node, setup: p.start });
+    list.push({
+      id: `single-hop/${name}`,
+      group: 'http',
+      hop: 'single-hop',
+      proxy: name,
+      label: `single-hop ${p.label}`,
+      kind: 'wrk',
+      meshlet: p.meshlet,
+      node: p.node,
+      setup: p.start,
+    });
   }
   for (const [name, p] of Object.entries(MESH_HOP)) {
-    list.push({ id: `mesh-hop/${name}`, group: 'http', hop: 'mesh-hop', proxy: name, label: `mesh-hop ${p.label}`, kind: 'wrk', meshlet: p.meshlet, setup: p.start });
+    list.push({
+      id: `mesh-hop/${name}`,
+      group: 'http',
+      hop: 'mesh-hop',
+      proxy: name,
+      label: `mesh-hop ${p.label}`,
+      kind: 'wrk',
+      meshlet: p.meshlet,
+      setup: p.start,
+    });
   }
 
-  list.push({ id: 'h2/direct', group: 'h2', label: 'HTTP/2 h2c direct', kind: 'h2load', setup: async (env) => ({ port: env.upstream.h2Port, procs: [] }) });
+  list.push({
+    id: 'h2/direct',
+    group: 'h2',
+    label: 'HTTP/2 h2c direct',
+    kind: 'h2load',
+    setup: async (env) => ({ port: env.upstream.h2Port, procs: [] }),
+  });
   list.push({
     id: 'h2/meshlet',
     group: 'h2',
@@ -33,7 +58,12 @@ function build() {
     meshlet: true,
     async setup(env) {
       const [port, adminPort] = await freePorts(2);
-      const proc = await meshlet.startMeshlet(env.ctx, 'meshlet-h2', { port, adminPort, upstreamPort: env.upstream.h2Port, h2Upstream: true });
+      const proc = await meshlet.startMeshlet(env.ctx, 'meshlet-h2', {
+        port,
+        adminPort,
+        upstreamPort: env.upstream.h2Port,
+        h2Upstream: true,
+      });
       return { port, procs: [proc] };
     },
   });
@@ -48,7 +78,12 @@ function build() {
     meshlet: true,
     async setup(env) {
       const [port, adminPort] = await freePorts(2);
-      const proc = await meshlet.startMeshlet(env.ctx, 'meshlet-grpc', { port, adminPort, upstreamPort: env.grpcPort, h2Upstream: true });
+      const proc = await meshlet.startMeshlet(env.ctx, 'meshlet-grpc', {
+        port,
+        adminPort,
+        upstreamPort: env.grpcPort,
+        h2Upstream: true,
+      });
       return { port, procs: [proc] };
     },
   });
@@ -62,7 +97,12 @@ function build() {
     kind: 'tcp',
     async setup(env) {
       const port = await freePort();
-      const proc = await haproxy.startProxy(env.ctx, { port, upstreamPort: env.sinkPort, threads: env.proxyWorkers, mode: 'tcp' });
+      const proc = await haproxy.startProxy(env.ctx, {
+        port,
+        upstreamPort: env.sinkPort,
+        threads: env.proxyWorkers,
+        mode: 'tcp',
+      });
       return { port, procs: [proc] };
     },
   });
@@ -80,11 +120,29 @@ function build() {
     },
   });
 
-  list.push({ id: 'open-loop/direct', group: 'open-loop', label: 'open-loop direct', kind: 'open-loop', setup: direct('upstream') });
-  for (const [hop, table] of [['single-hop', SINGLE_HOP], ['mesh-hop', MESH_HOP]]) {
+  list.push({
+    id: 'open-loop/direct',
+    group: 'open-loop',
+    label: 'open-loop direct',
+    kind: 'open-loop',
+    setup: direct('upstream'),
+  });
+  for (const [hop, table] of [
+    ['single-hop', SINGLE_HOP],
+    ['mesh-hop', MESH_HOP],
+  ]) {
     for (const name of ['nginx', 'haproxy', 'meshlet']) {
       const p = table[name];
-      list.push({ id: `open-loop/${hop}/${name}`, group: 'open-loop', hop, proxy: name, label: `open-loop ${hop} ${p.label}`, kind: 'open-loop', meshlet: p.meshlet, setup: p.start });
+      list.push({
+        id: `open-loop/${hop}/${name}`,
+        group: 'open-loop',
+        hop,
+        proxy: name,
+        label: `open-loop ${hop} ${p.label}`,
+        kind: 'open-loop',
+        meshlet: p.meshlet,
+        setup: p.start,
+      });
     }
   }
   return list;
@@ -97,7 +155,8 @@ export function selectScenarios(only) {
   if (!only || only.length === 0) return SCENARIOS;
   const picked = SCENARIOS.filter((s) => only.some((n) => s.id === n || s.id.startsWith(`${n}/`)));
   const unknown = only.filter((n) => !SCENARIOS.some((s) => s.id === n || s.id.startsWith(`${n}/`)));
-  if (unknown.length) throw new Error(`unknown scenario(s): ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.id).join(', ')}`);
+  if (unknown.length)
+    throw new Error(`unknown scenario(s): ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.id).join(', ')}`);
   return picked;
 }
 
@@ -119,7 +178,9 @@ export async function measure(s, target, env, settings) {
   if (s.kind === 'tcp') {
     if (!(m.bytesReceived > 0)) throw new Error(`receiver got 0 of ${m.bytesSent} bytes`);
   } else if (!(m.requests > 0 || m.completed > 0)) {
-    throw new Error(`no successful request (errors ${m.errors ?? 0}, non-2xx ${m.non2xx ?? 0}${m.lastError ? `, last error: ${m.lastError}` : ''})`);
+    throw new Error(
+      `no successful request (errors ${m.errors ?? 0}, non-2xx ${m.non2xx ?? 0}${m.lastError ? `, last error: ${m.lastError}` : ''})`,
+    );
   }
   return m;
 }
@@ -144,12 +205,17 @@ async function measureRaw(s, target, env, settings) {
     case 'grpc': {
       const g = settings.grpc;
       const args = (sec) => [hostPort, String(g.concurrency), String(g.channels), String(sec), String(g.payloadBytes)];
-      if (settings.warmupSeconds > 0) await runNodeLoad('grpc-load.mjs', args(settings.warmupSeconds), (settings.warmupSeconds + 30) * 1000);
+      if (settings.warmupSeconds > 0)
+        await runNodeLoad('grpc-load.mjs', args(settings.warmupSeconds), (settings.warmupSeconds + 30) * 1000);
       return runNodeLoad('grpc-load.mjs', args(settings.seconds), (settings.seconds + 30) * 1000);
     }
     case 'tcp': {
       const received = env.nextSinkResult((settings.seconds + 20) * 1000);
-      const sent = await runNodeLoad('tcp-send.mjs', [hostPort, String(settings.seconds)], (settings.seconds + 30) * 1000);
+      const sent = await runNodeLoad(
+        'tcp-send.mjs',
+        [hostPort, String(settings.seconds)],
+        (settings.seconds + 30) * 1000,
+      );
       const got = await received.catch((err) => ({ bytes: 0, ms: 0, error: err.message }));
       return {
         mbPerSec: got.ms > 0 ? got.bytes / 1e6 / (got.ms / 1000) : 0,
@@ -163,7 +229,15 @@ async function measureRaw(s, target, env, settings) {
       const o = settings.openLoop;
       const r = await runNodeLoad(
         'open-loop.mjs',
-        [hostPort, '/kib', String(o.rate), String(settings.seconds), String(settings.warmupSeconds), String(o.bodyBytes), String(o.maxConnections)],
+        [
+          hostPort,
+          '/kib',
+          String(o.rate),
+          String(settings.seconds),
+          String(settings.warmupSeconds),
+          String(o.bodyBytes),
+          String(o.maxConnections),
+        ],
         (settings.seconds + settings.warmupSeconds + 40) * 1000,
       );
       return { ...r, errors: r.errors + r.timeouts, non2xx: r.non2xx };

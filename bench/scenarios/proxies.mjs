@@ -14,7 +14,11 @@ const SERVERS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../s
 
 async function nodeProxy(env, script, name) {
   const port = await freePort();
-  const proc = startProcess(name, process.execPath, [path.join(SERVERS, script), String(port), `http://127.0.0.1:${env.upstream.port}`]);
+  const proc = startProcess(name, process.execPath, [
+    path.join(SERVERS, script),
+    String(port),
+    `http://127.0.0.1:${env.upstream.port}`,
+  ]);
   const why = await waitForPort(port, { proc });
   if (why) {
     await proc.stop();
@@ -34,7 +38,11 @@ export const SINGLE_HOP = {
     label: 'nginx',
     async start(env) {
       const port = await freePort();
-      const proc = await nginx.startProxy(env.ctx, { port, upstreamPort: env.upstream.port, workers: env.proxyWorkers });
+      const proc = await nginx.startProxy(env.ctx, {
+        port,
+        upstreamPort: env.upstream.port,
+        workers: env.proxyWorkers,
+      });
       return { port, procs: [proc] };
     },
   },
@@ -42,7 +50,11 @@ export const SINGLE_HOP = {
     label: 'HAProxy',
     async start(env) {
       const port = await freePort();
-      const proc = await haproxy.startProxy(env.ctx, { port, upstreamPort: env.upstream.port, threads: env.proxyWorkers });
+      const proc = await haproxy.startProxy(env.ctx, {
+        port,
+        upstreamPort: env.upstream.port,
+        threads: env.proxyWorkers,
+      });
       return { port, procs: [proc] };
     },
   },
@@ -73,11 +85,18 @@ export const MESH_HOP = {
     label: 'nginx pair (mTLS)',
     async start(env) {
       const [port, inboundPort] = await freePorts(2);
-      const inbound = await nginx.startMeshInbound(env.ctx, { port: inboundPort, upstreamPort: env.upstream.port, workers: env.proxyWorkers, certs: env.certs });
-      const outbound = await nginx.startMeshOutbound(env.ctx, { port, peerPort: inboundPort, workers: env.proxyWorkers, certs: env.certs }).catch(async (err) => {
-        await inbound.stop();
-        throw err;
+      const inbound = await nginx.startMeshInbound(env.ctx, {
+        port: inboundPort,
+        upstreamPort: env.upstream.port,
+        workers: env.proxyWorkers,
+        certs: env.certs,
       });
+      const outbound = await nginx
+        .startMeshOutbound(env.ctx, { port, peerPort: inboundPort, workers: env.proxyWorkers, certs: env.certs })
+        .catch(async (err) => {
+          await inbound.stop();
+          throw err;
+        });
       return { port, procs: [outbound, inbound] };
     },
   },
@@ -85,11 +104,18 @@ export const MESH_HOP = {
     label: 'HAProxy pair (mTLS)',
     async start(env) {
       const [port, inboundPort] = await freePorts(2);
-      const inbound = await haproxy.startMeshInbound(env.ctx, { port: inboundPort, upstreamPort: env.upstream.port, threads: env.proxyWorkers, certs: env.certs });
-      const outbound = await haproxy.startMeshOutbound(env.ctx, { port, peerPort: inboundPort, threads: env.proxyWorkers, certs: env.certs }).catch(async (err) => {
-        await inbound.stop();
-        throw err;
+      const inbound = await haproxy.startMeshInbound(env.ctx, {
+        port: inboundPort,
+        upstreamPort: env.upstream.port,
+        threads: env.proxyWorkers,
+        certs: env.certs,
       });
+      const outbound = await haproxy
+        .startMeshOutbound(env.ctx, { port, peerPort: inboundPort, threads: env.proxyWorkers, certs: env.certs })
+        .catch(async (err) => {
+          await inbound.stop();
+          throw err;
+        });
       return { port, procs: [outbound, inbound] };
     },
   },
@@ -98,11 +124,20 @@ export const MESH_HOP = {
     meshlet: true,
     async start(env) {
       const mode = meshlet.MESH_MODES[env.meshletMode];
-      if (!mode) throw new Error(`unknown meshlet mesh mode "${env.meshletMode}" (known: ${Object.keys(meshlet.MESH_MODES).join(', ')})`);
+      if (!mode)
+        throw new Error(
+          `unknown meshlet mesh mode "${env.meshletMode}" (known: ${Object.keys(meshlet.MESH_MODES).join(', ')})`,
+        );
       const missing = mode.available(env.ctx);
       if (missing) throw new Error(missing);
       const [port, inboundPort, a1, a2] = await freePorts(4);
-      const started = await mode.start(env.ctx, { port, inboundPort, upstreamPort: env.upstream.port, adminPorts: [a1, a2], certs: env.certs });
+      const started = await mode.start(env.ctx, {
+        port,
+        inboundPort,
+        upstreamPort: env.upstream.port,
+        adminPorts: [a1, a2],
+        certs: env.certs,
+      });
       return { port: started.port ?? port, host: started.host, procs: started.procs, memoryProcs: started.memoryProcs };
     },
   },

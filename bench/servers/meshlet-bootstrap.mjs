@@ -41,7 +41,11 @@ function cluster(name, port, { h2 = false, tls } = {}) {
   if (tls) {
     c.transport_socket = {
       name: 'envoy.transport_sockets.tls',
-      typed_config: { '@type': UPSTREAM_TLS, sni: 'localhost', common_tls_context: commonTls(tls.identity, tls.ca, tls.peerSpiffe) },
+      typed_config: {
+        '@type': UPSTREAM_TLS,
+        sni: 'localhost',
+        common_tls_context: commonTls(tls.identity, tls.ca, tls.peerSpiffe),
+      },
     };
   }
   return c;
@@ -56,7 +60,9 @@ function hcm(statPrefix, clusterName) {
       codec_type: 'AUTO',
       route_config: {
         name: 'bench',
-        virtual_hosts: [{ name: 'bench', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: clusterName } }] }],
+        virtual_hosts: [
+          { name: 'bench', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: clusterName } }] },
+        ],
       },
       http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER } }],
     },
@@ -75,9 +81,13 @@ function hcm(statPrefix, clusterName) {
  * @param {{identity: {cert: string, key: string}, ca: string, peerSpiffe: string}} [o.downstreamTls] terminate mTLS
  */
 export function bootstrap(o) {
-  const filter = o.mode === 'tcp'
-    ? { name: 'envoy.filters.network.tcp_proxy', typed_config: { '@type': TCP_PROXY, stat_prefix: 'bench_tcp', cluster: 'upstream' } }
-    : hcm(`${o.id}_http`, 'upstream');
+  const filter =
+    o.mode === 'tcp'
+      ? {
+          name: 'envoy.filters.network.tcp_proxy',
+          typed_config: { '@type': TCP_PROXY, stat_prefix: 'bench_tcp', cluster: 'upstream' },
+        }
+      : hcm(`${o.id}_http`, 'upstream');
   const chain = { filters: [filter] };
   if (o.downstreamTls) {
     chain.transport_socket = {

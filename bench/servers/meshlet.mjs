@@ -112,7 +112,8 @@ export const MESH_MODES = {
     },
   },
   'control-plane': {
-    describe: 'the embedded control plane (meshlet control-plane) serving a two-workload mesh over ADS; two meshlet sidecars with mTLS via SDS',
+    describe:
+      'the embedded control plane (meshlet control-plane) serving a two-workload mesh over ADS; two meshlet sidecars with mTLS via SDS',
     available: () => buildMissing(),
     start: startControlPlaneMesh,
   },
@@ -130,17 +131,50 @@ async function startControlPlaneMesh(ctx, { upstreamPort }) {
   const mesh = {
     trust_domain: 'cluster.local',
     services: [
-      { name: 'bench-client', namespace: 'bench', ports: [{ name: 'http', port: clientSvcPort, protocol: 'http', target_port: clientAppPort }] },
-      { name: 'bench-app', namespace: 'bench', ports: [{ name: 'http', port: appSvcPort, protocol: 'http', target_port: upstreamPort }] },
+      {
+        name: 'bench-client',
+        namespace: 'bench',
+        ports: [{ name: 'http', port: clientSvcPort, protocol: 'http', target_port: clientAppPort }],
+      },
+      {
+        name: 'bench-app',
+        namespace: 'bench',
+        ports: [{ name: 'http', port: appSvcPort, protocol: 'http', target_port: upstreamPort }],
+      },
     ],
     workloads: [
-      { name: 'bench-client-v1', namespace: 'bench', service_account: 'bench-client', service: 'bench-client', version: 'v1', address: `127.0.0.1:${clientAppPort}`, inbound_port: in1, admin_port: ad1, outbound_ip: '127.0.0.2' },
-      { name: 'bench-app-v1', namespace: 'bench', service_account: 'bench-app', service: 'bench-app', version: 'v1', address: `127.0.0.1:${upstreamPort}`, inbound_port: in2, admin_port: ad2, outbound_ip: '127.0.0.3' },
+      {
+        name: 'bench-client-v1',
+        namespace: 'bench',
+        service_account: 'bench-client',
+        service: 'bench-client',
+        version: 'v1',
+        address: `127.0.0.1:${clientAppPort}`,
+        inbound_port: in1,
+        admin_port: ad1,
+        outbound_ip: '127.0.0.2',
+      },
+      {
+        name: 'bench-app-v1',
+        namespace: 'bench',
+        service_account: 'bench-app',
+        service: 'bench-app',
+        version: 'v1',
+        address: `127.0.0.1:${upstreamPort}`,
+        inbound_port: in2,
+        admin_port: ad2,
+        outbound_ip: '127.0.0.3',
+      },
     ],
   };
   const meshFile = path.join(ctx.dir, 'bench-mesh.yaml');
   writeFileSync(meshFile, stringify(mesh));
-  const cp = startProcess('meshlet-control-plane', process.execPath, [BIN, 'control-plane', '--mesh', meshFile, '--port', String(cpPort), '--log-level', 'warn'], { cwd: REPO });
+  const cp = startProcess(
+    'meshlet-control-plane',
+    process.execPath,
+    [BIN, 'control-plane', '--mesh', meshFile, '--port', String(cpPort), '--log-level', 'warn'],
+    { cwd: REPO },
+  );
   const procs = [cp];
   const fail = async (reason) => {
     await Promise.all(procs.map((p) => p.stop()));
@@ -148,10 +182,17 @@ async function startControlPlaneMesh(ctx, { upstreamPort }) {
   };
   const cpWhy = await waitForPort(cpPort, { proc: cp, timeoutMs: 15_000 });
   if (cpWhy) return fail(cpWhy);
-  for (const [id, admin] of [['bench-app-v1', ad2], ['bench-client-v1', ad1]]) {
+  for (const [id, admin] of [
+    ['bench-app-v1', ad2],
+    ['bench-client-v1', ad1],
+  ]) {
     const file = path.join(ctx.dir, `${id}.yaml`);
     writeFileSync(file, stringify(adsBootstrap(id, admin, cpPort)));
-    procs.push(startProcess(`meshlet-${id}`, process.execPath, [BIN, 'proxy', '--bootstrap', file, '--log-level', 'warn'], { cwd: REPO }));
+    procs.push(
+      startProcess(`meshlet-${id}`, process.execPath, [BIN, 'proxy', '--bootstrap', file, '--log-level', 'warn'], {
+        cwd: REPO,
+      }),
+    );
   }
   // Listeners arrive over xDS, so poll the client's outbound listener until a request gets through.
   const host = '127.0.0.2';
@@ -174,7 +215,11 @@ function adsBootstrap(id, adminPort, cpPort) {
     node: { id, cluster: id.replace(/-v1$/, '') },
     admin: { address: { socket_address: { address: '127.0.0.1', port_value: adminPort } } },
     dynamic_resources: {
-      ads_config: { api_type: 'GRPC', transport_api_version: 'V3', grpc_services: [{ envoy_grpc: { cluster_name: 'xds-grpc' } }] },
+      ads_config: {
+        api_type: 'GRPC',
+        transport_api_version: 'V3',
+        grpc_services: [{ envoy_grpc: { cluster_name: 'xds-grpc' } }],
+      },
       lds_config: { ads: {}, resource_api_version: 'V3' },
       cds_config: { ads: {}, resource_api_version: 'V3' },
     },
@@ -192,7 +237,13 @@ function adsBootstrap(id, adminPort, cpPort) {
           },
           load_assignment: {
             cluster_name: 'xds-grpc',
-            endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: cpPort } } } }] }],
+            endpoints: [
+              {
+                lb_endpoints: [
+                  { endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: cpPort } } } },
+                ],
+              },
+            ],
           },
         },
       ],

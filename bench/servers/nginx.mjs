@@ -8,7 +8,7 @@ import { startProcess, waitForPort } from '../lib/procs.mjs';
 /** The upstream's fixed answer: 13 bytes. */
 export const SMALL_BODY = 'Hello, World\n';
 /** The open-loop scenario's answer: 1 KiB. */
-export const KIB_BODY = 'x'.repeat(1023) + '\n';
+export const KIB_BODY = `${'x'.repeat(1023)}\n`;
 
 function common(dir, name, workers) {
   const isRoot = process.getuid?.() === 0;
