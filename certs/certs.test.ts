@@ -1,4 +1,4 @@
-import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,7 +21,11 @@ function identitySecret(name: string, c: { certChainPem: string; privateKeyPem?:
 function rootSecret(pem: string): SecretConfig {
   return {
     name: 'ROOTCA',
-    validationContext: { trustedCa: { kind: 'inline_bytes', value: Buffer.from(pem).toString('base64') }, matchTypedSubjectAltNames: [], onlyVerifyLeafCertCrl: false },
+    validationContext: {
+      trustedCa: { kind: 'inline_bytes', value: Buffer.from(pem).toString('base64') },
+      matchTypedSubjectAltNames: [],
+      onlyVerifyLeafCertCrl: false,
+    },
   };
 }
 
@@ -94,7 +98,9 @@ describe('DevCa', () => {
     const kp = await generateRsaKeyPair();
     const csr = forge.pki.createCertificationRequest();
     csr.publicKey = forge.pki.publicKeyFromPem(kp.publicKeyPem);
-    csr.setAttributes([{ name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: [{ type: 6, value: uri }] }] }]);
+    csr.setAttributes([
+      { name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: [{ type: 6, value: uri }] }] },
+    ]);
     csr.sign(forge.pki.privateKeyFromPem(kp.privateKeyPem) as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
     return forge.pki.certificationRequestToPem(csr);
   }
@@ -135,7 +141,9 @@ describe('DevCa', () => {
       expect(details.daysUntilExpiration).toBe(0);
       expect(store.secondsUntilFirstExpiry()).toBeGreaterThan(3000);
       const admin = store.adminCerts();
-      expect(admin.certificates[0]!.cert_chain[0]).toMatchObject({ subject_alt_names: [{ uri: 'spiffe://cluster.local/ns/shop/sa/cart' }] });
+      expect(admin.certificates[0]!.cert_chain[0]).toMatchObject({
+        subject_alt_names: [{ uri: 'spiffe://cluster.local/ns/shop/sa/cart' }],
+      });
       expect(admin.certificates[0]!.ca_cert).toHaveLength(1);
     });
 
@@ -179,10 +187,16 @@ describe('DevCa', () => {
 
     it('rejects garbage and a broken chain with readable errors', async () => {
       const store = new CertStore();
-      const r1 = await store.update('default', identitySecret('default', { certChainPem: 'nope', privateKeyPem: 'nope' }));
+      const r1 = await store.update(
+        'default',
+        identitySecret('default', { certChainPem: 'nope', privateKeyPem: 'nope' }),
+      );
       expect(!r1.ok && r1.error).toMatch(/no PEM certificate/);
       const leaf = issued.certChainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/)![0];
-      const r2 = await store.update('default', identitySecret('default', { certChainPem: leaf + otherCa.rootCertPem }, issued.privateKeyPem));
+      const r2 = await store.update(
+        'default',
+        identitySecret('default', { certChainPem: leaf + otherCa.rootCertPem }, issued.privateKeyPem),
+      );
       expect(!r2.ok && r2.error).toMatch(/chain is broken/);
       const r3 = await store.update('ROOTCA', rootSecret(leaf));
       expect(!r3.ok && r3.error).toMatch(/not a CA/);

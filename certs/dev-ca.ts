@@ -11,7 +11,7 @@
  * workload keys are RSA). Measured on the dev box: ~100 ms keygen (off-thread), ~25 ms to sign.
  * `notBefore` is backdated (default 5 min) to tolerate clock skew between peers.
  */
-import { generateKeyPair, X509Certificate, randomBytes, createPublicKey } from 'node:crypto';
+import { createPublicKey, generateKeyPair, randomBytes, X509Certificate } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import forge from 'node-forge';
@@ -144,9 +144,13 @@ export class DevCa {
     try {
       csr = forge.pki.certificationRequestFromPem(csrPem);
     } catch (err) {
-      throw new MeshletError('MESHLET_ERR_CONFIG', `CSR could not be parsed (RSA PKCS#10 PEM expected): ${String(err)}`, {
-        cause: err,
-      });
+      throw new MeshletError(
+        'MESHLET_ERR_CONFIG',
+        `CSR could not be parsed (RSA PKCS#10 PEM expected): ${String(err)}`,
+        {
+          cause: err,
+        },
+      );
     }
     if (!csr.verify()) throw new MeshletError('MESHLET_ERR_DENIED', 'CSR signature does not verify');
     const uris = csrUriSans(csr);
@@ -259,7 +263,9 @@ async function createRoot(opts: DevCaOptions): Promise<{ keyPem: string; certPem
 }
 
 function csrUriSans(csr: forge.pki.CertificateSigningRequest): string[] {
-  const ext = csr.getAttribute({ name: 'extensionRequest' }) as { extensions?: { name: string; altNames?: { type: number; value: string }[] }[] } | null;
+  const ext = csr.getAttribute({ name: 'extensionRequest' }) as {
+    extensions?: { name: string; altNames?: { type: number; value: string }[] }[];
+  } | null;
   const out: string[] = [];
   for (const e of ext?.extensions ?? []) {
     if (e.name !== 'subjectAltName') continue;

@@ -72,6 +72,8 @@ describe('FileSecretProvider', () => {
 
   it('requires either a pair or a trust bundle path', () => {
     dir = '/nonexistent-meshlet';
-    expect(() => new FileSecretProvider(new CertStore(), [{ name: 'x', certChainPath: '/a' }])).toThrow(/set certChainPath/);
+    expect(() => new FileSecretProvider(new CertStore(), [{ name: 'x', certChainPath: '/a' }])).toThrow(
+      /set certChainPath/,
+    );
   });
 });

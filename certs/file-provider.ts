@@ -8,7 +8,7 @@
  * directories (Kubernetes swaps a `..data` symlink, which a file watch would miss), debounces, and
  * also polls (default every 5 s) in case fs.watch is unreliable (network filesystems, containers).
  */
-import { watch, type FSWatcher } from 'node:fs';
+import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { SecretConfig } from '../proxy/config/types';

@@ -9,8 +9,9 @@
  * takes identity away). Successful swaps emit `rotate`. Leans strict: an identity is only accepted
  * unverified when no trust bundle is known yet, and the result says so.
  */
-import { EventEmitter } from 'node:events';
+
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { readFile } from 'node:fs/promises';
 import type { DataSource, SecretConfig } from '../proxy/config/types';
 import { splitSan } from './identity';
@@ -55,7 +56,9 @@ export interface CertDetails {
   readonly secondsUntilExpiration: number;
 }
 
-export type UpdateResult = { readonly ok: true; readonly warning?: string } | { readonly ok: false; readonly error: string };
+export type UpdateResult =
+  | { readonly ok: true; readonly warning?: string }
+  | { readonly ok: false; readonly error: string };
 
 /** Emitted as `rotate` after a successful swap. */
 export interface RotationEvent {
@@ -153,7 +156,10 @@ export class CertStore extends EventEmitter {
         const rootsPem = await resolveDataSource(secret.validationContext.trustedCa);
         candidate = this.validateTrustBundle(name, rootsPem, secret);
       } else {
-        return { ok: false, error: `secret "${name}": neither tls_certificate nor validation_context.trusted_ca is set` };
+        return {
+          ok: false,
+          error: `secret "${name}": neither tls_certificate nor validation_context.trusted_ca is set`,
+        };
       }
     } catch (err) {
       return { ok: false, error: `secret "${name}" rejected: ${(err as Error).message}` };
@@ -183,7 +189,11 @@ export class CertStore extends EventEmitter {
     if (now > to) throw new Error(`${what} (serial ${x.serialNumber}) has expired (notAfter ${x.validTo})`);
   }
 
-  private validateIdentity(name: string, chainPem: string, keyPem: string): { secret: IdentitySecret; warning?: string } {
+  private validateIdentity(
+    name: string,
+    chainPem: string,
+    keyPem: string,
+  ): { secret: IdentitySecret; warning?: string } {
     const chain = parseCertBundle(chainPem);
     let privateKey: KeyObject;
     try {
@@ -195,7 +205,8 @@ export class CertStore extends EventEmitter {
     if (!leaf.checkPrivateKey(privateKey)) {
       throw new Error(`private key does not match the certificate (serial ${leaf.serialNumber})`);
     }
-    chain.forEach((c, i) => this.checkValidity(c, i === 0 ? 'certificate' : `chain certificate #${i + 1}`));
+    for (const [i, c] of chain.entries())
+      this.checkValidity(c, i === 0 ? 'certificate' : `chain certificate #${i + 1}`);
     for (let i = 0; i + 1 < chain.length; i++) {
       const child = chain[i]!;
       const parent = chain[i + 1]!;
@@ -261,7 +272,8 @@ export class CertStore extends EventEmitter {
     const ca = (bundle?.roots ?? []).map((x) => envoyCertJson(bundle!.name, x, now));
     const certificates = [];
     for (const s of this.secrets.values()) {
-      if (s.kind === 'identity') certificates.push({ ca_cert: ca, cert_chain: [envoyCertJson(s.name, s.chain[0]!, now)] });
+      if (s.kind === 'identity')
+        certificates.push({ ca_cert: ca, cert_chain: [envoyCertJson(s.name, s.chain[0]!, now)] });
     }
     if (certificates.length === 0 && ca.length > 0) certificates.push({ ca_cert: ca, cert_chain: [] });
     return { certificates };
@@ -303,7 +315,8 @@ function envoyCertJson(path: string, x: X509Certificate, now: number): Record<st
     subject_alt_names: d.subjectAltNames.map((s) => {
       const i = s.indexOf(':');
       const type = s.slice(0, i);
-      const key = type === 'URI' ? 'uri' : type === 'DNS' ? 'dns' : type === 'IP Address' ? 'ip_address' : type.toLowerCase();
+      const key =
+        type === 'URI' ? 'uri' : type === 'DNS' ? 'dns' : type === 'IP Address' ? 'ip_address' : type.toLowerCase();
       return { [key]: s.slice(i + 1) };
     }),
     days_until_expiration: String(d.daysUntilExpiration),

@@ -95,7 +95,11 @@ export abstract class AdsStream {
   meshChanged(): void {
     if (this.nodeId === undefined) return;
     const w = this.host.findWorkload(this.nodeId);
-    if (!w) this.host.log.warn({ node: this.nodeId }, 'node no longer matches a workload in the mesh; sending empty configuration');
+    if (!w)
+      this.host.log.warn(
+        { node: this.nodeId },
+        'node no longer matches a workload in the mesh; sending empty configuration',
+      );
     this.workload = w;
     if (this.holdsCert) this.host.issuer.release(this.holdsCert);
     this.holdsCert = undefined;
@@ -150,30 +154,52 @@ export abstract class AdsStream {
     }
     this.nodeId = id;
     this.workload = w;
-    this.host.log.info({ node: id, workload: `${w.namespace}/${w.name}`, protocol: this.protocol }, 'ADS stream opened');
+    this.host.log.info(
+      { node: id, workload: `${w.namespace}/${w.name}`, protocol: this.protocol },
+      'ADS stream opened',
+    );
     return true;
   }
 
   protected state(typeUrl: string): TypeState | undefined {
     if (!SERVED_TYPES.includes(typeUrl)) {
-      this.host.log.warn({ node: this.nodeId, typeUrl }, 'request for a resource type this control plane does not serve; ignored');
+      this.host.log.warn(
+        { node: this.nodeId, typeUrl },
+        'request for a resource type this control plane does not serve; ignored',
+      );
       return undefined;
     }
     let s = this.types.get(typeUrl);
     if (!s) {
-      s = { wildcard: false, names: new Set(), responses: 0, acks: 0, nacks: 0, clientVersions: new Map(), nonceVersions: new Map() };
+      s = {
+        wildcard: false,
+        names: new Set(),
+        responses: 0,
+        acks: 0,
+        nacks: 0,
+        clientVersions: new Map(),
+        nonceVersions: new Map(),
+      };
       this.types.set(typeUrl, s);
       if (typeUrl === TYPE_URLS.secret && this.workload) this.holdCert(this.workload);
     }
     return s;
   }
 
-  protected recordAck(typeUrl: string, s: TypeState, version: string | undefined, errorMessage: string | undefined): void {
+  protected recordAck(
+    typeUrl: string,
+    s: TypeState,
+    version: string | undefined,
+    errorMessage: string | undefined,
+  ): void {
     if (errorMessage !== undefined) {
       s.nacks++;
       s.nackedVersion = version;
       s.lastError = errorMessage;
-      this.host.log.warn({ node: this.nodeId, typeUrl, version, error: errorMessage }, 'NACK: client rejected configuration; keeping the stream, not resending this version');
+      this.host.log.warn(
+        { node: this.nodeId, typeUrl, version, error: errorMessage },
+        'NACK: client rejected configuration; keeping the stream, not resending this version',
+      );
     } else {
       s.acks++;
       s.ackedVersion = version;
@@ -240,10 +266,18 @@ export class SotwStream extends AdsStream {
     if (!s) return;
     if (req.response_nonce) {
       if (req.response_nonce !== s.sentNonce) {
-        this.host.log.debug({ node: this.nodeId, typeUrl: req.type_url, nonce: req.response_nonce }, 'stale nonce; request ignored');
+        this.host.log.debug(
+          { node: this.nodeId, typeUrl: req.type_url, nonce: req.response_nonce },
+          'stale nonce; request ignored',
+        );
         return;
       }
-      this.recordAck(req.type_url, s, req.error_detail ? s.sentVersion : req.version_info, req.error_detail?.message ?? (req.error_detail ? '' : undefined));
+      this.recordAck(
+        req.type_url,
+        s,
+        req.error_detail ? s.sentVersion : req.version_info,
+        req.error_detail?.message ?? (req.error_detail ? '' : undefined),
+      );
     }
     const names = req.resource_names ?? [];
     s.wildcard = isWildcardType(req.type_url) && (names.length === 0 || names.includes('*'));
@@ -256,10 +290,11 @@ export class SotwStream extends AdsStream {
     const all = await this.resources(typeUrl);
     const selected: VersionedResource[] = [];
     if (s.wildcard) selected.push(...all.values());
-    else for (const n of s.names) {
-      const r = all.get(n);
-      if (r) selected.push(r);
-    }
+    else
+      for (const n of s.names) {
+        const r = all.get(n);
+        if (r) selected.push(r);
+      }
     const version = setVersion(selected);
     // Same content as last sent (ACKed or NACKed): nothing to do.
     if (version === s.sentVersion) return;
@@ -281,7 +316,10 @@ export class SotwStream extends AdsStream {
 export class DeltaStream extends AdsStream {
   readonly protocol = 'delta' as const;
 
-  constructor(host: StreamHost, call: grpc.ServerDuplexStream<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto>) {
+  constructor(
+    host: StreamHost,
+    call: grpc.ServerDuplexStream<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto>,
+  ) {
     super(host, call);
     call.on('data', (req: DeltaDiscoveryRequestProto) => this.onRequest(req));
   }

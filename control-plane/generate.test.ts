@@ -31,7 +31,11 @@ describe('generate', () => {
       { name: 'outbound|9081|v2|reviews.default.svc.cluster.local', weight: 20 },
     ]);
     expect(action.timeout).toBe('3s');
-    expect(action.retry_policy).toMatchObject({ num_retries: 2, per_try_timeout: '1s', retry_on: '5xx,reset,connect-failure' });
+    expect(action.retry_policy).toMatchObject({
+      num_retries: 2,
+      per_try_timeout: '1s',
+      retry_on: '5xx,reset,connect-failure',
+    });
     expect(r.get(TYPE_URLS.routeConfiguration)!.has('9083')).toBe(false); // tcp
     const tcp = listeners.get('127.0.0.10_9083') as any;
     expect(tcp.filter_chains[0].filters[0].typed_config.cluster).toBe('outbound|9083||db.default.svc.cluster.local');
@@ -42,11 +46,14 @@ describe('generate', () => {
     expect(tls.sni).toBe('outbound_.9081_.v2_.reviews.default.svc.cluster.local');
     expect(tls.common_tls_context.tls_certificate_sds_secret_configs[0].name).toBe('default');
     expect(tls.common_tls_context.combined_validation_context.validation_context_sds_secret_config.name).toBe('ROOTCA');
-    expect(tls.common_tls_context.combined_validation_context.default_validation_context.match_typed_subject_alt_names).toEqual([
-      { san_type: 'URI', matcher: { exact: 'spiffe://cluster.local/ns/default/sa/reviews' } },
-    ]);
+    expect(
+      tls.common_tls_context.combined_validation_context.default_validation_context.match_typed_subject_alt_names,
+    ).toEqual([{ san_type: 'URI', matcher: { exact: 'spiffe://cluster.local/ns/default/sa/reviews' } }]);
     const grpc = r.get(TYPE_URLS.cluster)!.get('outbound|9082||ratings.default.svc.cluster.local') as any;
-    expect(grpc.typed_extension_protocol_options['envoy.extensions.upstreams.http.v3.HttpProtocolOptions'].explicit_http_config).toEqual({
+    expect(
+      grpc.typed_extension_protocol_options['envoy.extensions.upstreams.http.v3.HttpProtocolOptions']
+        .explicit_http_config,
+    ).toEqual({
       http2_protocol_options: {},
     });
     const cla = r.get(TYPE_URLS.clusterLoadAssignment)!.get('outbound|9081||reviews.default.svc.cluster.local') as any;
@@ -68,7 +75,9 @@ describe('generate', () => {
       policies: {
         'ns[default]-policy[reviews-from-productpage]': {
           permissions: [{ any: true }],
-          principals: [{ authenticated: { principal_name: { exact: 'spiffe://cluster.local/ns/default/sa/productpage' } } }],
+          principals: [
+            { authenticated: { principal_name: { exact: 'spiffe://cluster.local/ns/default/sa/productpage' } } },
+          ],
         },
       },
     });
@@ -87,7 +96,10 @@ describe('generate', () => {
       principals: [{ any: true }],
     });
     const db = all('db-v1').get(TYPE_URLS.listener)!.get('inbound_127.0.0.14_15006') as any;
-    expect(db.filter_chains[0].filters.map((f: any) => f.name)).toEqual(['envoy.filters.network.rbac', 'envoy.filters.network.tcp_proxy']);
+    expect(db.filter_chains[0].filters.map((f: any) => f.name)).toEqual([
+      'envoy.filters.network.rbac',
+      'envoy.filters.network.tcp_proxy',
+    ]);
   });
 
   it('is deterministic (content-hash versioning relies on it)', () => {

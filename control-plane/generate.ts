@@ -44,7 +44,10 @@ const T = {
 } as const;
 
 /** Istio's default retry policy when the mesh file sets none. */
-const DEFAULT_RETRY = { retryOn: 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes', attempts: 2 };
+const DEFAULT_RETRY = {
+  retryOn: 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes',
+  attempts: 2,
+};
 
 export function outboundClusterName(port: number, subset: string, host: string): string {
   return `outbound|${port}|${subset}|${host}`;
@@ -121,7 +124,9 @@ function loadAssignment(mesh: Mesh, s: MeshService, p: ServicePort, subset: stri
   const lbEndpoints = workloadsOf(mesh, s, subset || undefined).map((w) => ({
     endpoint: { address: socket(w.ip, w.inboundPort) },
     health_status: 'HEALTHY',
-    metadata: { filter_metadata: { 'envoy.lb': { version: w.version }, istio: { workload: `${w.name};${w.namespace}` } } },
+    metadata: {
+      filter_metadata: { 'envoy.lb': { version: w.version }, istio: { workload: `${w.name};${w.namespace}` } },
+    },
     load_balancing_weight: 1,
   }));
   return {
@@ -147,7 +152,9 @@ function routeAction(mesh: Mesh, s: MeshService, p: ServicePort): Record<string,
   const retryPolicy: Record<string, unknown> = {
     retry_on: retry.retryOn,
     num_retries: retry.attempts,
-    retry_host_predicate: [{ name: 'envoy.retry_host_predicates.previous_hosts', typed_config: { '@type': T.previousHosts } }],
+    retry_host_predicate: [
+      { name: 'envoy.retry_host_predicates.previous_hosts', typed_config: { '@type': T.previousHosts } },
+    ],
     host_selection_retry_max_attempts: '5',
   };
   if (retry.perTryTimeoutMs > 0) retryPolicy.per_try_timeout = `${retry.perTryTimeoutMs / 1000}s`;
@@ -180,7 +187,11 @@ function router(): Record<string, unknown> {
   return { name: 'envoy.filters.http.router', typed_config: { '@type': T.router } };
 }
 
-function outboundListener(w: MeshWorkload, port: number, services: readonly [MeshService, ServicePort][]): ResourceJson {
+function outboundListener(
+  w: MeshWorkload,
+  port: number,
+  services: readonly [MeshService, ServicePort][],
+): ResourceJson {
   const name = `${w.outboundIp}_${port}`;
   const [s0, p0] = services[0]!;
   const filter = isHttp(p0)
@@ -196,7 +207,11 @@ function outboundListener(w: MeshWorkload, port: number, services: readonly [Mes
       }
     : {
         name: 'envoy.filters.network.tcp_proxy',
-        typed_config: { '@type': T.tcpProxy, stat_prefix: outboundClusterName(port, '', s0.host), cluster: outboundClusterName(port, '', s0.host) },
+        typed_config: {
+          '@type': T.tcpProxy,
+          stat_prefix: outboundClusterName(port, '', s0.host),
+          cluster: outboundClusterName(port, '', s0.host),
+        },
       };
   return {
     '@type': T.listener,
@@ -207,7 +222,13 @@ function outboundListener(w: MeshWorkload, port: number, services: readonly [Mes
   };
 }
 
-function inboundChain(mesh: Mesh, w: MeshWorkload, s: MeshService, p: ServicePort, matchSni: boolean): Record<string, unknown> {
+function inboundChain(
+  mesh: Mesh,
+  w: MeshWorkload,
+  s: MeshService,
+  p: ServicePort,
+  matchSni: boolean,
+): Record<string, unknown> {
   const cluster = inboundClusterName(appAddressFor(w, p).port);
   const statPrefix = `inbound_${w.ip}_${p.port}`;
   const filters = isHttp(p)
@@ -237,7 +258,10 @@ function inboundChain(mesh: Mesh, w: MeshWorkload, s: MeshService, p: ServicePor
       ]
     : [
         ...networkRbacFilters(mesh, w, statPrefix),
-        { name: 'envoy.filters.network.tcp_proxy', typed_config: { '@type': T.tcpProxy, stat_prefix: cluster, cluster } },
+        {
+          name: 'envoy.filters.network.tcp_proxy',
+          typed_config: { '@type': T.tcpProxy, stat_prefix: cluster, cluster },
+        },
       ];
   const chain: Record<string, unknown> = {
     name: `inbound_${p.port}`,
@@ -274,7 +298,10 @@ function inboundResources(mesh: Mesh, w: MeshWorkload, out: NodeResources): void
     filter_chains: s.ports.map((p) => inboundChain(mesh, w, s, p, multi)),
   };
   // Several ports share the one inbound port: chains are told apart by the SNI the client sets.
-  if (multi) listener.listener_filters = [{ name: 'envoy.filters.listener.tls_inspector', typed_config: { '@type': T.tlsInspector } }];
+  if (multi)
+    listener.listener_filters = [
+      { name: 'envoy.filters.listener.tls_inspector', typed_config: { '@type': T.tlsInspector } },
+    ];
   out.get(T.listener)!.set(name, listener);
   for (const p of s.ports) {
     const app = appAddressFor(w, p);
@@ -285,7 +312,10 @@ function inboundResources(mesh: Mesh, w: MeshWorkload, out: NodeResources): void
       type: 'STATIC',
       connect_timeout: '10s',
       lb_policy: 'ROUND_ROBIN',
-      load_assignment: { cluster_name: cname, endpoints: [{ lb_endpoints: [{ endpoint: { address: socket(app.host, app.port) } }] }] },
+      load_assignment: {
+        cluster_name: cname,
+        endpoints: [{ lb_endpoints: [{ endpoint: { address: socket(app.host, app.port) } }] }],
+      },
     };
     const opts = httpProtocolOptions(p);
     if (opts) cluster.typed_extension_protocol_options = opts;
@@ -322,7 +352,10 @@ export function generateForWorkload(mesh: Mesh, w: MeshWorkload): NodeResources 
 }
 
 /** The `default` (identity) and `ROOTCA` (trust bundle) Secret resources. */
-export function secretResources(identity: { certChainPem: string; privateKeyPem: string }, rootCertPem: string): Map<string, ResourceJson> {
+export function secretResources(
+  identity: { certChainPem: string; privateKeyPem: string },
+  rootCertPem: string,
+): Map<string, ResourceJson> {
   return new Map<string, ResourceJson>([
     [
       IDENTITY_SECRET,
@@ -335,7 +368,10 @@ export function secretResources(identity: { certChainPem: string; privateKeyPem:
         },
       },
     ],
-    [ROOT_SECRET, { '@type': T.secret, name: ROOT_SECRET, validation_context: { trusted_ca: { inline_string: rootCertPem } } }],
+    [
+      ROOT_SECRET,
+      { '@type': T.secret, name: ROOT_SECRET, validation_context: { trusted_ca: { inline_string: rootCertPem } } },
+    ],
   ]);
 }
 

@@ -53,7 +53,9 @@ export class CertIssuer extends EventEmitter {
     this.lifetimeMs = opts.lifetimeMs ?? 3600_000;
     this.rotateAfterMs = opts.rotateAfterMs ?? this.lifetimeMs / 2;
     if (!(this.rotateAfterMs > 0 && this.rotateAfterMs < this.lifetimeMs)) {
-      throw new RangeError(`rotateAfterMs (${this.rotateAfterMs}) must be between 0 and lifetimeMs (${this.lifetimeMs})`);
+      throw new RangeError(
+        `rotateAfterMs (${this.rotateAfterMs}) must be between 0 and lifetimeMs (${this.lifetimeMs})`,
+      );
     }
   }
 
@@ -119,7 +121,10 @@ export class CertIssuer extends EventEmitter {
         if (this.closed) return cert;
         e.cert = cert;
         e.issuedAt = Date.now();
-        this.opts.log?.info({ workload: key, serial: cert.serial, spiffeId: cert.spiffeId, notAfter: cert.notAfter.toISOString() }, 'issued workload certificate');
+        this.opts.log?.info(
+          { workload: key, serial: cert.serial, spiffeId: cert.spiffeId, notAfter: cert.notAfter.toISOString() },
+          'issued workload certificate',
+        );
         if (e.holders > 0) this.schedule(key, e);
         this.emit('issued', key, w, cert);
         return cert;

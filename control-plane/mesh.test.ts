@@ -16,15 +16,24 @@ describe('mesh file', () => {
     const w = m.workloads.find((x) => x.name === 'reviews-v2')!;
     expect(w).toMatchObject({ ip: '127.0.0.12', inboundPort: 15006, outboundIp: '127.0.0.12', version: 'v2' });
     expect(w.spiffeId).toBe('spiffe://cluster.local/ns/default/sa/reviews');
-    expect(m.traffic[0]).toMatchObject({ service: 'reviews', timeoutMs: 3000, retries: { attempts: 2, perTryTimeoutMs: 1000 } });
-    expect(m.authorization[3]!.from[0]).toEqual({ kind: 'principal', spiffeId: 'spiffe://cluster.local/ns/default/sa/ratings' });
+    expect(m.traffic[0]).toMatchObject({
+      service: 'reviews',
+      timeoutMs: 3000,
+      retries: { attempts: 2, perTryTimeoutMs: 1000 },
+    });
+    expect(m.authorization[3]!.from[0]).toEqual({
+      kind: 'principal',
+      spiffeId: 'spiffe://cluster.local/ns/default/sa/ratings',
+    });
   });
 
   it('finds a workload by plain name, name.namespace and Istio sidecar node id', () => {
     const { mesh } = parseMeshOrThrow(example);
     expect(findWorkload(mesh, 'reviews-v1')?.name).toBe('reviews-v1');
     expect(findWorkload(mesh, 'reviews-v1.default')?.name).toBe('reviews-v1');
-    expect(findWorkload(mesh, 'sidecar~127.0.0.11~reviews-v1.default~default.svc.cluster.local')?.name).toBe('reviews-v1');
+    expect(findWorkload(mesh, 'sidecar~127.0.0.11~reviews-v1.default~default.svc.cluster.local')?.name).toBe(
+      'reviews-v1',
+    );
     expect(findWorkload(mesh, 'nope')).toBeUndefined();
     expect(findWorkload(mesh, 'reviews-v1.other')).toBeUndefined();
   });
@@ -54,7 +63,11 @@ authorization:
     expect(r.ok).toBe(false);
     if (r.ok) return;
     const byPath = r.errors.map((e) => `${e.path}: ${e.message}`);
-    const expectOne = (re: RegExp) => expect(byPath.some((l) => re.test(l)), `${re} in\n${byPath.join('\n')}`).toBe(true);
+    const expectOne = (re: RegExp) =>
+      expect(
+        byPath.some((l) => re.test(l)),
+        `${re} in\n${byPath.join('\n')}`,
+      ).toBe(true);
     expectOne(/^trust_domain: .*not a valid SPIFFE trust domain/);
     expectOne(/^services\[0\]\.ports\[0\]\.protocol: unknown value "smtp"/);
     expectOne(/^services: port 80 is a tcp port shared by a, b/);

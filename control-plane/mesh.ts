@@ -24,9 +24,9 @@
  */
 import { isIPv4 } from 'node:net';
 import { parseDocument } from 'yaml';
+import { formatSpiffeId, isValidSegment, isValidTrustDomain, parseSpiffeId } from '../certs/identity';
 import { Issues, Reader } from '../proxy/config/reader';
 import { ConfigError, type FieldIssue } from '../proxy/errors';
-import { isValidSegment, isValidTrustDomain, parseSpiffeId, formatSpiffeId } from '../certs/identity';
 
 export type PortProtocol = 'http' | 'http2' | 'grpc' | 'tcp';
 const PROTOCOLS: readonly PortProtocol[] = ['http', 'http2', 'grpc', 'tcp'];
@@ -95,7 +95,12 @@ export interface TrafficRule {
 }
 
 export type AuthzSource =
-  | { readonly kind: 'service_account'; readonly namespace: string; readonly serviceAccount: string; readonly spiffeId: string }
+  | {
+      readonly kind: 'service_account';
+      readonly namespace: string;
+      readonly serviceAccount: string;
+      readonly spiffeId: string;
+    }
   | { readonly kind: 'principal'; readonly spiffeId: string }
   | { readonly kind: 'namespace'; readonly namespace: string }
   | { readonly kind: 'any' };
@@ -179,7 +184,8 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
   const root = Reader.of(raw ?? {}, '', issues);
   if (!root) return undefined;
   const trustDomain = root.str('trust_domain', 'cluster.local');
-  if (!isValidTrustDomain(trustDomain)) root.error('trust_domain', `"${trustDomain}" is not a valid SPIFFE trust domain`);
+  if (!isValidTrustDomain(trustDomain))
+    root.error('trust_domain', `"${trustDomain}" is not a valid SPIFFE trust domain`);
   const clusterDomain = root.str('cluster_domain', 'cluster.local');
   const ns0 = root.str('default_namespace', 'default');
 
@@ -258,8 +264,21 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
       }
     }
     let spiffeId = '';
-    if (isValidTrustDomain(trustDomain) && isValidSegment(ns) && isValidSegment(sa)) spiffeId = formatSpiffeId(trustDomain, ns, sa);
-    workloads.push({ name: wName, namespace: ns, serviceAccount: sa, service, version, addresses, ip, inboundPort, adminPort, outboundIp, spiffeId });
+    if (isValidTrustDomain(trustDomain) && isValidSegment(ns) && isValidSegment(sa))
+      spiffeId = formatSpiffeId(trustDomain, ns, sa);
+    workloads.push({
+      name: wName,
+      namespace: ns,
+      serviceAccount: sa,
+      service,
+      version,
+      addresses,
+      ip,
+      inboundPort,
+      adminPort,
+      outboundIp,
+      spiffeId,
+    });
     w.done();
   }
   // Outbound listeners bind <outbound_ip>:<service port> for every service port in the mesh.
@@ -269,18 +288,29 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
     for (const s of services) {
       for (const p of s.ports) {
         const prev = bound.get(`${ip}:${p.port}`);
-        if (prev) issues.error('workloads', `outbound listener ${ip}:${p.port} (service ${s.name}, sidecar of ${who}) collides with ${prev}; give the workload another outbound_ip`);
+        if (prev)
+          issues.error(
+            'workloads',
+            `outbound listener ${ip}:${p.port} (service ${s.name}, sidecar of ${who}) collides with ${prev}; give the workload another outbound_ip`,
+          );
       }
     }
   }
   // tcp ports cannot be shared: a tcp_proxy listener has no host to route on.
   const byPort = new Map<number, { svc: MeshService; protocol: PortProtocol }[]>();
-  for (const s of services) for (const p of s.ports) byPort.set(p.port, [...(byPort.get(p.port) ?? []), { svc: s, protocol: p.protocol }]);
+  for (const s of services)
+    for (const p of s.ports) byPort.set(p.port, [...(byPort.get(p.port) ?? []), { svc: s, protocol: p.protocol }]);
   for (const [port, users] of byPort) {
     if (users.length > 1 && users.some((u) => u.protocol === 'tcp')) {
-      issues.error('services', `port ${port} is a tcp port shared by ${users.map((u) => u.svc.name).join(', ')}; tcp service ports must be unique`);
-    } else if (users.length > 1 && new Set(users.map((u) => u.protocol === 'http' ? 'http' : 'h2')).size > 1) {
-      issues.error('services', `port ${port} is used with different HTTP protocols by ${users.map((u) => u.svc.name).join(', ')}`);
+      issues.error(
+        'services',
+        `port ${port} is a tcp port shared by ${users.map((u) => u.svc.name).join(', ')}; tcp service ports must be unique`,
+      );
+    } else if (users.length > 1 && new Set(users.map((u) => (u.protocol === 'http' ? 'http' : 'h2'))).size > 1) {
+      issues.error(
+        'services',
+        `port ${port} is used with different HTTP protocols by ${users.map((u) => u.svc.name).join(', ')}`,
+      );
     }
   }
   for (const s of services) {
@@ -297,16 +327,22 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
     const ns = name(t, 'namespace', ns0);
     const svc = serviceKey.get(`${ns}/${service}`);
     if (service && !svc) t.error('service', `unknown service "${service}" in namespace ${ns}`);
-    if (trafficSeen.has(`${ns}/${service}`)) t.error('service', `a traffic rule for ${service}.${ns} is already defined`);
+    if (trafficSeen.has(`${ns}/${service}`))
+      t.error('service', `a traffic rule for ${service}.${ns} is already defined`);
     trafficSeen.add(`${ns}/${service}`);
-    const versions = new Set(workloads.filter((w) => w.service === service && w.namespace === ns).map((w) => w.version));
+    const versions = new Set(
+      workloads.filter((w) => w.service === service && w.namespace === ns).map((w) => w.version),
+    );
     const splits: { version: string; weight: number }[] = [];
     for (const sp of t.arr('splits')) {
       const version = sp.requiredStr('version');
       const weight = sp.int('weight', 0, 0, 1_000_000);
       if (!sp.has('weight')) sp.error('weight', 'is required');
       if (svc && version && !versions.has(version)) {
-        sp.error('version', `no workload of ${service} has version "${version}" (known: ${[...versions].join(', ') || 'none'})`);
+        sp.error(
+          'version',
+          `no workload of ${service} has version "${version}" (known: ${[...versions].join(', ') || 'none'})`,
+        );
       }
       if (splits.some((x) => x.version === version)) sp.error('version', `version "${version}" is listed twice`);
       splits.push({ version, weight });
@@ -317,7 +353,11 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
     const rr = t.obj('retries');
     if (rr) {
       const retryOn = rr.str('retry_on', DEFAULT_RETRY_ON);
-      retries = { attempts: rr.int('attempts', 2, 0, 100), perTryTimeoutMs: rr.durationMs('per_try_timeout', 0), retryOn };
+      retries = {
+        attempts: rr.int('attempts', 2, 0, 100),
+        perTryTimeoutMs: rr.durationMs('per_try_timeout', 0),
+        retryOn,
+      };
       rr.done();
     }
     const timeoutMs = t.durationMs('timeout');
@@ -340,7 +380,10 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
       if (key === 'service_account') {
         const sa = name(f, 'service_account');
         const sns = f.has('namespace') ? name(f, 'namespace') : ns;
-        const id = isValidTrustDomain(trustDomain) && isValidSegment(sns) && isValidSegment(sa) ? formatSpiffeId(trustDomain, sns, sa) : '';
+        const id =
+          isValidTrustDomain(trustDomain) && isValidSegment(sns) && isValidSegment(sa)
+            ? formatSpiffeId(trustDomain, sns, sa)
+            : '';
         from.push({ kind: 'service_account', namespace: sns, serviceAccount: sa, spiffeId: id });
       } else if (key === 'principal') {
         const p = f.requiredStr('principal');
@@ -359,7 +402,8 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
     }
     if (from.length === 0 && !a.has('from')) a.error('from', 'is required (use [{ any: true }] to match every caller)');
     const paths = a.strList('paths');
-    for (const [j, p] of paths.entries()) if (!p.startsWith('/')) issues.error(`${a.sub('paths')}[${j}]`, `path prefix must start with "/", got "${p}"`);
+    for (const [j, p] of paths.entries())
+      if (!p.startsWith('/')) issues.error(`${a.sub('paths')}[${j}]`, `path prefix must start with "/", got "${p}"`);
     if (paths.length > 0 && svc?.ports.every((p) => p.protocol === 'tcp')) {
       a.error('paths', `service ${service} has only tcp ports; paths cannot be matched`);
     }

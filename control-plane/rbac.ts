@@ -26,7 +26,9 @@ function principal(mesh: Mesh, src: AuthzSource): Json {
       return {
         authenticated: {
           principal_name: {
-            safe_regex: { regex: `spiffe://${escapeRegex(mesh.trustDomain)}/ns/${escapeRegex(src.namespace)}/sa/[^/]+` },
+            safe_regex: {
+              regex: `spiffe://${escapeRegex(mesh.trustDomain)}/ns/${escapeRegex(src.namespace)}/sa/[^/]+`,
+            },
           },
         },
       };
@@ -63,11 +65,17 @@ function rbacRules(mesh: Mesh, action: 'ALLOW' | 'DENY', rules: readonly AuthzRu
  * RBAC configs for `w`'s inbound chain on a port of `protocol`, in filter order (DENY first).
  * Empty when no rule targets the workload (everything allowed, mTLS still required).
  */
-export function rbacFilterConfigs(mesh: Mesh, w: MeshWorkload, protocol: PortProtocol): { action: 'ALLOW' | 'DENY'; rules: Json }[] {
+export function rbacFilterConfigs(
+  mesh: Mesh,
+  w: MeshWorkload,
+  protocol: PortProtocol,
+): { action: 'ALLOW' | 'DENY'; rules: Json }[] {
   const http = protocol !== 'tcp';
   const { allow, deny } = rulesFor(mesh, w, protocol);
   // Any ALLOW rule (even one dropped for tcp) turns the workload default-deny.
-  const anyAllow = mesh.authorization.some((r) => r.service === w.service && r.namespace === w.namespace && r.action === 'ALLOW');
+  const anyAllow = mesh.authorization.some(
+    (r) => r.service === w.service && r.namespace === w.namespace && r.action === 'ALLOW',
+  );
   const out: { action: 'ALLOW' | 'DENY'; rules: Json }[] = [];
   if (deny.length > 0) out.push({ action: 'DENY', rules: rbacRules(mesh, 'DENY', deny, http) });
   // An ALLOW filter with no policies denies everything: Envoy semantics, and what Istio emits.

@@ -11,8 +11,9 @@
  * Leans towards keeping the last good state: nothing a user edits can take configuration away
  * from running sidecars except a valid mesh that no longer lists them.
  */
-import { readFile } from 'node:fs/promises';
+
 import { type FSWatcher, watch } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -55,7 +56,9 @@ export interface ControlPlaneOptions {
 }
 
 /** Result of a mesh reload attempt. */
-export type ReloadResult = { readonly ok: true; readonly changed: boolean } | { readonly ok: false; readonly error: string };
+export type ReloadResult =
+  | { readonly ok: true; readonly changed: boolean }
+  | { readonly ok: false; readonly error: string };
 
 export class ControlPlaneServer {
   private readonly streams = new Set<AdsStream>();
@@ -123,12 +126,17 @@ export class ControlPlaneServer {
       StreamAggregatedResources: ((call: grpc.ServerDuplexStream<DiscoveryRequestProto, DiscoveryResponseProto>) => {
         cp.streams.add(new SotwStream(cp.host, call));
       }) as grpc.handleBidiStreamingCall<DiscoveryRequestProto, DiscoveryResponseProto>,
-      DeltaAggregatedResources: ((call: grpc.ServerDuplexStream<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto>) => {
+      DeltaAggregatedResources: ((
+        call: grpc.ServerDuplexStream<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto>,
+      ) => {
         cp.streams.add(new DeltaStream(cp.host, call));
       }) as grpc.handleBidiStreamingCall<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto>,
     });
     if (opts.meshFile) cp.watchMeshFile(opts.meshFile);
-    log.info({ address: cp.address, trustDomain: mesh.trustDomain, workloads: mesh.workloads.length }, 'control plane serving ADS');
+    log.info(
+      { address: cp.address, trustDomain: mesh.trustDomain, workloads: mesh.workloads.length },
+      'control plane serving ADS',
+    );
     return cp;
   }
 
@@ -139,7 +147,9 @@ export class ControlPlaneServer {
   /** Serve a new (already validated) mesh and push what changed to every stream. */
   setMesh(mesh: Mesh): void {
     if (mesh.trustDomain !== this.ca.trustDomain) {
-      throw new TypeError(`the mesh's trust domain "${mesh.trustDomain}" differs from the CA's "${this.ca.trustDomain}"; restart to change it`);
+      throw new TypeError(
+        `the mesh's trust domain "${mesh.trustDomain}" differs from the CA's "${this.ca.trustDomain}"; restart to change it`,
+      );
     }
     this.cache.setMesh(mesh);
     for (const s of this.streams) s.meshChanged();

@@ -10,8 +10,8 @@
  */
 import { createHash } from 'node:crypto';
 import { anyToJson, jsonToAny } from '../xds-client/proto-json';
-import { TYPE_URLS, type AnyProto } from '../xds-client/protos';
-import { generateForWorkload, type NodeResources, resourceName, type ResourceJson, secretResources } from './generate';
+import { type AnyProto, TYPE_URLS } from '../xds-client/protos';
+import { generateForWorkload, type NodeResources, type ResourceJson, resourceName, secretResources } from './generate';
 import type { CertIssuer } from './issuer';
 import { workloadKey } from './issuer';
 import type { Mesh, MeshWorkload } from './mesh';
@@ -69,7 +69,10 @@ export class SnapshotCache {
     if (!w) return new Map();
     if (typeUrl === TYPE_URLS.secret) {
       const cert = await this.issuer.current(w);
-      const json = secretResources({ certChainPem: cert.certChainPem, privateKeyPem: cert.privateKeyPem! }, cert.rootCertPem);
+      const json = secretResources(
+        { certChainPem: cert.certChainPem, privateKeyPem: cert.privateKeyPem! },
+        cert.rootCertPem,
+      );
       return this.encodeAll(json);
     }
     const key = workloadKey(w);

@@ -128,14 +128,18 @@ async function start(opts: { text?: string; lifetimeMs?: number; rotateAfterMs?:
 function sotw(server: ControlPlaneServer) {
   const client = new AdsClient(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
   clients.push(client);
-  const call = (client as unknown as { StreamAggregatedResources(): Duplex<DiscoveryRequestProto, DiscoveryResponseProto> }).StreamAggregatedResources();
+  const call = (
+    client as unknown as { StreamAggregatedResources(): Duplex<DiscoveryRequestProto, DiscoveryResponseProto> }
+  ).StreamAggregatedResources();
   return { call, inbox: new Inbox<DiscoveryResponseProto>(call) };
 }
 
 function delta(server: ControlPlaneServer) {
   const client = new AdsClient(`127.0.0.1:${server.port}`, grpc.credentials.createInsecure());
   clients.push(client);
-  const call = (client as unknown as { DeltaAggregatedResources(): Duplex<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto> }).DeltaAggregatedResources();
+  const call = (
+    client as unknown as { DeltaAggregatedResources(): Duplex<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto> }
+  ).DeltaAggregatedResources();
   return { call, inbox: new Inbox<DeltaDiscoveryResponseProto>(call) };
 }
 
@@ -157,9 +161,19 @@ describe('ADS server (state of the world)', () => {
     call.write({ type_url: T.clusterLoadAssignment, resource_names: edsNames });
     const eds = await inbox.next('EDS');
     expect(names(eds).sort()).toEqual([...edsNames].sort());
-    const ratings = decodeAny(eds.resources!.find((a) => decodeAny(a).cluster_name === 'outbound|9082||ratings.default.svc.cluster.local')!) as any;
-    expect(ratings.endpoints[0].lb_endpoints[0].endpoint.address.socket_address).toMatchObject({ address: '127.0.0.13', port_value: 15006 });
-    call.write({ type_url: T.clusterLoadAssignment, resource_names: edsNames, version_info: eds.version_info, response_nonce: eds.nonce });
+    const ratings = decodeAny(
+      eds.resources!.find((a) => decodeAny(a).cluster_name === 'outbound|9082||ratings.default.svc.cluster.local')!,
+    ) as any;
+    expect(ratings.endpoints[0].lb_endpoints[0].endpoint.address.socket_address).toMatchObject({
+      address: '127.0.0.13',
+      port_value: 15006,
+    });
+    call.write({
+      type_url: T.clusterLoadAssignment,
+      resource_names: edsNames,
+      version_info: eds.version_info,
+      response_nonce: eds.nonce,
+    });
 
     call.write({ type_url: T.listener });
     const lds = await inbox.next('LDS');
@@ -170,22 +184,51 @@ describe('ADS server (state of the world)', () => {
     call.write({ type_url: T.routeConfiguration, resource_names: ['9080', '9081', '9082'] });
     const rds = await inbox.next('RDS');
     expect(names(rds).sort()).toEqual(['9080', '9081', '9082']);
-    call.write({ type_url: T.routeConfiguration, resource_names: ['9080', '9081', '9082'], version_info: rds.version_info, response_nonce: rds.nonce });
+    call.write({
+      type_url: T.routeConfiguration,
+      resource_names: ['9080', '9081', '9082'],
+      version_info: rds.version_info,
+      response_nonce: rds.nonce,
+    });
 
     call.write({ type_url: T.secret, resource_names: ['default', 'ROOTCA'] });
     const sds = await inbox.next('SDS');
-    const secrets = Object.fromEntries(sds.resources!.map((a) => { const j = decodeAny(a) as any; return [j.name, j]; }));
+    const secrets = Object.fromEntries(
+      sds.resources!.map((a) => {
+        const j = decodeAny(a) as any;
+        return [j.name, j];
+      }),
+    );
     const chain = secrets.default.tls_certificate.certificate_chain.inline_string as string;
     const leaf = new X509Certificate(chain);
     expect(uriSansOf(leaf.subjectAltName)).toEqual(['spiffe://cluster.local/ns/default/sa/reviews']);
     expect(leaf.verify(new X509Certificate(ca.rootCertPem).publicKey)).toBe(true);
-    expect(leaf.checkPrivateKey(require('node:crypto').createPrivateKey(secrets.default.tls_certificate.private_key.inline_string))).toBe(true);
+    expect(
+      leaf.checkPrivateKey(
+        require('node:crypto').createPrivateKey(secrets.default.tls_certificate.private_key.inline_string),
+      ),
+    ).toBe(true);
     expect(secrets.ROOTCA.validation_context.trusted_ca.inline_string).toBe(ca.rootCertPem);
-    call.write({ type_url: T.secret, resource_names: ['default', 'ROOTCA'], version_info: sds.version_info, response_nonce: sds.nonce });
+    call.write({
+      type_url: T.secret,
+      resource_names: ['default', 'ROOTCA'],
+      version_info: sds.version_info,
+      response_nonce: sds.nonce,
+    });
 
     // A subscription change (one more RDS name that exists) gets a response; nothing else is resent.
-    call.write({ type_url: T.routeConfiguration, resource_names: ['9080', '9081', '9082', '9083'], version_info: rds.version_info, response_nonce: rds.nonce });
-    call.write({ type_url: T.routeConfiguration, resource_names: ['9080'], version_info: rds.version_info, response_nonce: rds.nonce });
+    call.write({
+      type_url: T.routeConfiguration,
+      resource_names: ['9080', '9081', '9082', '9083'],
+      version_info: rds.version_info,
+      response_nonce: rds.nonce,
+    });
+    call.write({
+      type_url: T.routeConfiguration,
+      resource_names: ['9080'],
+      version_info: rds.version_info,
+      response_nonce: rds.nonce,
+    });
     const rds2 = await inbox.next('RDS after narrowing');
     expect(names(rds2)).toEqual(['9080']);
     expect(inbox.pending).toBe(0);
@@ -214,9 +257,18 @@ describe('ADS server (state of the world)', () => {
     // Requests are handled in order: had CDS been resent, it would have arrived first.
     expect(next.type_url).toBe(T.listener);
     const st = server.streamStatus()[0]!.types[T.cluster]!;
-    expect(st).toMatchObject({ nacks: 1, acks: 0, nackedVersion: cds.version_info, lastError: 'cluster outbound|9081||reviews: unsupported field' });
+    expect(st).toMatchObject({
+      nacks: 1,
+      acks: 0,
+      nackedVersion: cds.version_info,
+      lastError: 'cluster outbound|9081||reviews: unsupported field',
+    });
     const nackLog = records.find((r) => typeof r.msg === 'string' && (r.msg as string).startsWith('NACK'));
-    expect(nackLog).toMatchObject({ level: 40, typeUrl: T.cluster, error: 'cluster outbound|9081||reviews: unsupported field' });
+    expect(nackLog).toMatchObject({
+      level: 40,
+      typeUrl: T.cluster,
+      error: 'cluster outbound|9081||reviews: unsupported field',
+    });
 
     // A new mesh version is pushed even after a NACK.
     await writeFile(meshFile, EXAMPLE.replace('ports: [{ name: tcp, port: 9083', 'ports: [{ name: tcp, port: 9093'));
@@ -234,7 +286,10 @@ describe('ADS server (state of the world)', () => {
     const first = sotw(server);
     first.call.write({ node: node('reviews-v2'), type_url: T.cluster });
     const before = await first.inbox.next('CDS');
-    await writeFile(meshFile, EXAMPLE.replace('service: reviews, version: v2', 'service: reviewz, version: v2'));
+    await writeFile(
+      meshFile,
+      EXAMPLE.replace('service: reviews\n    version: v2', 'service: reviewz\n    version: v2'),
+    );
     const r = await server.reload();
     expect(r.ok).toBe(false);
     expect(!r.ok && r.error).toMatch(/workloads\[2\]\.service: unknown service "reviewz" in namespace default/);
@@ -270,7 +325,12 @@ describe('ADS server (state of the world)', () => {
     const serials: string[] = [];
     for (let i = 0; i < 3; i++) {
       const res = await inbox.next(`SDS #${i + 1}`);
-      call.write({ type_url: T.secret, resource_names: ['default'], version_info: res.version_info, response_nonce: res.nonce });
+      call.write({
+        type_url: T.secret,
+        resource_names: ['default'],
+        version_info: res.version_info,
+        response_nonce: res.nonce,
+      });
       expect(names(res)).toEqual(['default']);
       const j = decodeAny(res.resources![0]!) as any;
       const leaf = new X509Certificate(j.tls_certificate.certificate_chain.inline_string);
@@ -289,7 +349,11 @@ describe('ADS server (delta)', () => {
   it('sends resources with versions, then only what changed, and removals', async () => {
     const { server, meshFile } = await start();
     const { call, inbox } = delta(server);
-    call.write({ node: node('productpage-v1.default'), type_url: T.routeConfiguration, resource_names_subscribe: ['9080', '9081'] });
+    call.write({
+      node: node('productpage-v1.default'),
+      type_url: T.routeConfiguration,
+      resource_names_subscribe: ['9080', '9081'],
+    });
     const rds = await inbox.next('delta RDS');
     const versions = Object.fromEntries(rds.resources!.map((r) => [r.name, r.version]));
     expect(Object.keys(versions).sort()).toEqual(['9080', '9081']);
@@ -310,9 +374,14 @@ describe('ADS server (delta)', () => {
     call.write({ type_url: T.routeConfiguration, response_nonce: rds2.nonce });
 
     // Remove the db service and its workload: CDS removals.
-    const withoutDb = EXAMPLE.replace('timeout: 3s', 'timeout: 4s').replace(/  - name: db\n    namespace: default\n    ports: \[\{ name: tcp, port: 9083, protocol: tcp, target_port: 19083 \}\]\n/, '')
-      .replace(/  - \{ name: db-v1[^}]+\}\n/, '')
-      .replace(/  - name: db-from-ratings[\s\S]*$/, '');
+    const withoutDb = EXAMPLE.replace('timeout: 3s', 'timeout: 4s')
+      .replace(
+        '  - name: db\n    namespace: default\n    ports: [{ name: tcp, port: 9083, protocol: tcp, target_port: 19083 }]\n',
+        '',
+      )
+      .replace(/ {2}- name: db-v1\n( {4}.*\n)+/, '')
+      .replace(/ {2}- name: db-from-ratings[\s\S]*$/, '');
+    expect(withoutDb).not.toMatch(/db/);
     await writeFile(meshFile, withoutDb);
     const r = await server.reload();
     expect(r).toEqual({ ok: true, changed: true });
@@ -335,12 +404,21 @@ describe('ADS server (delta)', () => {
   it('honours initial_resource_versions on reconnect (nothing resent that the client has)', async () => {
     const { server } = await start();
     const a = delta(server);
-    a.call.write({ node: node('reviews-v1'), type_url: T.routeConfiguration, resource_names_subscribe: ['9080', '9081'] });
+    a.call.write({
+      node: node('reviews-v1'),
+      type_url: T.routeConfiguration,
+      resource_names_subscribe: ['9080', '9081'],
+    });
     const first = await a.inbox.next('delta RDS');
     a.call.end();
     const b = delta(server);
     const known = Object.fromEntries(first.resources!.map((r) => [r.name!, r.version!]));
-    b.call.write({ node: node('reviews-v1'), type_url: T.routeConfiguration, resource_names_subscribe: ['9080', '9081', '9082'], initial_resource_versions: known });
+    b.call.write({
+      node: node('reviews-v1'),
+      type_url: T.routeConfiguration,
+      resource_names_subscribe: ['9080', '9081', '9082'],
+      initial_resource_versions: known,
+    });
     const again = await b.inbox.next('delta RDS after reconnect');
     expect(again.resources!.map((r) => r.name)).toEqual(['9082']);
     b.call.end();

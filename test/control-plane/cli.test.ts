@@ -15,15 +15,25 @@ afterEach(async () => {
 function capture() {
   const out: string[] = [];
   const err: string[] = [];
-  vi.spyOn(process.stdout, 'write').mockImplementation((s) => (out.push(String(s)), true));
-  vi.spyOn(process.stderr, 'write').mockImplementation((s) => (err.push(String(s)), true));
+  vi.spyOn(process.stdout, 'write').mockImplementation((s) => {
+    out.push(String(s));
+    return true;
+  });
+  vi.spyOn(process.stderr, 'write').mockImplementation((s) => {
+    err.push(String(s));
+    return true;
+  });
   return { out, err };
 }
 
 describe('meshlet control-plane', () => {
   it('validates the example mesh', async () => {
     const { out } = capture();
-    const code = await runControlPlane(['--mesh', join(__dirname, '../../control-plane/examples/bookinfo.yaml'), '--validate']);
+    const code = await runControlPlane([
+      '--mesh',
+      join(__dirname, '../../control-plane/examples/bookinfo.yaml'),
+      '--validate',
+    ]);
     expect(code).toBe(0);
     expect(out.join('')).toMatch(/valid \(4 services, 5 workloads\)/);
   });
@@ -31,7 +41,10 @@ describe('meshlet control-plane', () => {
   it('reports every problem of an invalid mesh with its path and exits 1', async () => {
     dir = await mkdtemp(join(tmpdir(), 'meshlet-cli-'));
     const file = join(dir, 'bad.yaml');
-    await writeFile(file, 'services:\n  - name: a\n    ports: [{ port: 99999 }]\nworkloads:\n  - { name: w, service: b, address: "127.0.0.2:1" }\n');
+    await writeFile(
+      file,
+      'services:\n  - name: a\n    ports: [{ port: 99999 }]\nworkloads:\n  - { name: w, service: b, address: "127.0.0.2:1" }\n',
+    );
     const { err } = capture();
     expect(await runControlPlane(['--mesh', file])).toBe(1);
     const text = err.join('');
