@@ -129,10 +129,23 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
   /** Take an accepted connection: pick HTTP/1.1 or HTTP/2 and start serving it. */
   handle(socket: Socket, info: DownstreamConnectionInfo, sniffed: Sniffed | undefined): void {
     const cfg = this.config;
-    let h2: boolean;
-    if (cfg.codecType === 'HTTP2') h2 = true;
-    else if (cfg.codecType === 'HTTP1') h2 = false;
-    else h2 = sniffed?.application === 'h2' || info.tls?.alpn === 'h2';
+    if (cfg.codecType === 'HTTP2') return this.serve(socket, info, true);
+    if (cfg.codecType === 'HTTP1') return this.serve(socket, info, false);
+    if (sniffed?.application !== undefined) return this.serve(socket, info, sniffed.application === 'h2');
+    if (info.tls !== undefined) return this.serve(socket, info, info.tls.alpn === 'h2');
+    // AUTO on a connection nobody inspected: one read decides (the HTTP/2 preface starts "PRI ").
+    socket.once('data', (first: Buffer) => {
+      socket.pause();
+      socket.unshift(first);
+      const h2 = isH2Preface(first);
+      this.serve(socket, info, h2);
+      // node:http2 drains the unshifted bytes itself; the HTTP/1 codec reads through 'data'.
+      if (!h2) socket.resume();
+    });
+  }
+
+  private serve(socket: Socket, info: DownstreamConnectionInfo, h2: boolean): void {
+    const cfg = this.config;
     this.lastConnection = info;
     let codec: Codec;
     if (h2) {
@@ -181,6 +194,14 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
       log.warn({ err }, 'stream completion listener failed');
     }
   }
+}
+
+const PREFACE_START = Buffer.from('PRI ', 'latin1');
+
+/** Whether the first bytes of a connection can only be the HTTP/2 client preface. */
+export function isH2Preface(first: Buffer): boolean {
+  const n = Math.min(first.length, PREFACE_START.length);
+  return n > 0 && first.subarray(0, n).equals(PREFACE_START.subarray(0, n));
 }
 
 // ───────────────────────────── local replies ─────────────────────────────
