@@ -1,5 +1,5 @@
 // Child process: TCP bulk receiver. Counts bytes per connection and prints one JSON line per
-// finished connection ({bytes, ms} from first byte to end). Usage: node tcp-sink.mjs PORT
+// finished connection that carried data ({bytes, ms} from first byte to end). Usage: node tcp-sink.mjs PORT
 import net from 'node:net';
 
 const port = Number(process.argv[2]);
@@ -12,7 +12,8 @@ const server = net.createServer((sock) => {
   });
   sock.on('end', () => {
     const ms = bytes ? performance.now() - first : 0;
-    process.stdout.write(`${JSON.stringify({ bytes, ms })}\n`);
+    // Readiness probes connect and close without data: only real transfers are reported.
+    if (bytes > 0) process.stdout.write(`${JSON.stringify({ bytes, ms })}\n`);
     sock.end();
   });
   sock.on('error', () => {});
