@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http2 from 'node:http2';
-import type net from 'node:net';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
@@ -341,6 +341,59 @@ describe('H2ConnectionPool', () => {
     expect(first.text()).toBe('one');
     expect(second.text()).toBe('two');
     await waitFor(() => pool.connections === 1, 'the GOAWAY connection to close');
+  });
+
+  it('a GOAWAY whose last-stream-id excludes an active stream reports refused_stream', async () => {
+    // node's own server always sends its last processed stream id, so this peer is a raw socket
+    // that answers the preface with SETTINGS and, on the first HEADERS frame, sends
+    // GOAWAY(last-stream-id 0, NO_ERROR): "I processed nothing".
+    const server = net.createServer((sock) => {
+      let buf = Buffer.alloc(0);
+      let prefaceSeen = false;
+      sock.on('error', () => {});
+      sock.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        if (!prefaceSeen) {
+          if (buf.length < 24) return;
+          buf = buf.subarray(24);
+          prefaceSeen = true;
+          sock.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])); // SETTINGS (empty)
+        }
+        while (buf.length >= 9) {
+          const len = buf.readUIntBE(0, 3);
+          const type = buf[3];
+          const flags = buf[4] as number;
+          if (buf.length < 9 + len) return;
+          buf = buf.subarray(9 + len);
+          if (type === 4 && (flags & 1) === 0) sock.write(Buffer.from([0, 0, 0, 4, 1, 0, 0, 0, 0])); // SETTINGS ACK
+          if (type === 1) sock.write(Buffer.from([0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0])); // GOAWAY
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const sockets: net.Socket[] = [];
+    server.on('connection', (s: net.Socket) => sockets.push(s));
+    cleanups.push(async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    });
+    const { pool } = makePool((server.address() as net.AddressInfo).port);
+    const rec = request(pool, '/never-processed');
+    await within(rec.done);
+    expect(rec.reset).toBe('refused_stream');
+    expect(rec.head).toBeUndefined();
+    await waitFor(() => pool.activeStreams === 0, 'slot freed');
+  });
+
+  it('max_requests_per_connection retires a connection after that many streams', async () => {
+    const up = await startH2((stream) => {
+      stream.respond({ ':status': 200 });
+      stream.end('ok');
+    });
+    const { pool } = makePool(up.port, { settings: { maxRequestsPerConnection: 2 } });
+    for (let i = 0; i < 3; i++) await within(request(pool, `/${i}`).done);
+    expect(up.sessions).toHaveLength(2);
+    await waitFor(() => pool.connections === 1, 'the retired connection to close');
   });
 
   it('maps REFUSED_STREAM to refused_stream and other RST_STREAM codes to remote_reset', async () => {

@@ -228,7 +228,12 @@ function info(socket: net.Socket): DownstreamConnectionInfo {
 
 async function startFront(
   pool: H2ConnectionPool,
-  opts: { options?: Partial<H2ServerCodecOptions>; readPreface?: boolean; tls?: { key: Buffer; cert: Buffer } } = {},
+  opts: {
+    options?: Partial<H2ServerCodecOptions>;
+    readPreface?: boolean;
+    tls?: { key: Buffer; cert: Buffer };
+    noAlpn?: boolean;
+  } = {},
 ): Promise<Front> {
   const front: Front = { port: 0, bridges: [], codecs: [] };
   const callbacks = {
@@ -243,7 +248,10 @@ async function startFront(
   };
   let server: net.Server;
   if (opts.tls) {
-    server = tls.createServer({ key: opts.tls.key, cert: opts.tls.cert, ALPNProtocols: ['h2'] }, (s) => serve(s));
+    server = tls.createServer(
+      { key: opts.tls.key, cert: opts.tls.cert, ALPNProtocols: opts.noAlpn ? undefined : ['h2'] },
+      (s) => serve(s),
+    );
   } else {
     server = net.createServer((socket) => {
       if (!opts.readPreface) return serve(socket);
@@ -399,6 +407,134 @@ describe('H2ServerCodec', () => {
     expect(res.headers[':status']).toBe(200);
     expect((client.socket as tls.TLSSocket).alpnProtocol).toBe('h2');
     expect(front.bridges[0]?.head?.scheme).toBe('https');
+  });
+
+  it('serves HTTP/2 prior knowledge over TLS without ALPN when the connection manager chose HTTP/2', async () => {
+    const cert = makeCert();
+    const up = await startUpstream();
+    const front = await startFront(makePool(up.port), { tls: cert, noAlpn: true });
+    const client = connect(`https://localhost:${front.port}`, {
+      createConnection: () =>
+        tls.connect({ host: '127.0.0.1', port: front.port, ca: cert.cert, servername: 'localhost' }),
+    });
+    const res = await within(collect(client.request({ ':path': '/echo', ':method': 'GET' }, { endStream: true })));
+    expect(res.headers[':status']).toBe(200);
+    expect(front.bridges[0]?.head?.scheme).toBe('https');
+  });
+
+  it('response backpressure: writeData returns false until the client reads, then onDownstreamWritable', async () => {
+    const state = { falseAt: -1, writable: 0, sent: 0 };
+    const chunk = Buffer.alloc(16 * 1024, 0x62);
+    const server = net.createServer((socket) => {
+      new H2ServerCodec(
+        socket,
+        info(socket),
+        {
+          newStream(enc) {
+            const pump = () => {
+              // Bounded: at most 256 chunks (4 MiB) per pump.
+              for (let i = 0; i < 256; i++) {
+                if (state.sent >= 64) {
+                  enc.writeData(Buffer.alloc(0), true);
+                  return;
+                }
+                state.sent++;
+                if (!enc.writeData(chunk, false)) {
+                  if (state.falseAt < 0) state.falseAt = state.sent;
+                  return;
+                }
+              }
+            };
+            return {
+              onRequestHeaders() {
+                enc.writeHeaders({ status: 200, headers: [], contentLength: -1 }, false);
+                pump();
+              },
+              onRequestData() {},
+              onRequestTrailers() {},
+              onDownstreamReset() {},
+              onDownstreamWritable() {
+                state.writable++;
+                pump();
+              },
+            };
+          },
+        },
+        OPTIONS,
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => server.close(() => r(undefined))));
+    const client = connect(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`, {
+      settings: { initialWindowSize: 65535 },
+    });
+    const req = client.request({ ':path': '/big', ':method': 'GET' }, { endStream: true });
+    req.on('error', () => {});
+    req.pause();
+    await waitFor(() => state.falseAt > 0, 'writeData to report backpressure');
+    // The client has not read: the window (64 KiB) plus buffers hold far less than 64 chunks.
+    expect(state.falseAt).toBeLessThan(64);
+    let received = 0;
+    const done = new Promise<void>((r) => req.on('end', () => r()));
+    req.on('data', (c: Buffer) => {
+      received += c.length;
+    });
+    req.resume();
+    await within(done);
+    expect(received).toBe(64 * chunk.length);
+    expect(state.writable).toBeGreaterThan(0);
+  });
+
+  it('request backpressure: pauseRequest stops the body, resumeRequest delivers the rest', async () => {
+    const state = { received: 0, ended: false, enc: undefined as ResponseEncoder | undefined };
+    const server = net.createServer((socket) => {
+      new H2ServerCodec(
+        socket,
+        info(socket),
+        {
+          newStream(enc) {
+            state.enc = enc;
+            return {
+              onRequestHeaders() {
+                enc.pauseRequest();
+              },
+              onRequestData(c: Buffer, end: boolean) {
+                state.received += c.length;
+                if (end) {
+                  state.ended = true;
+                  enc.writeHeaders(
+                    { status: 200, headers: ['x-received', String(state.received)], contentLength: 0 },
+                    true,
+                  );
+                }
+              },
+              onRequestTrailers() {},
+              onDownstreamReset() {},
+              onDownstreamWritable() {},
+            };
+          },
+        },
+        {
+          ...OPTIONS,
+          http2: { maxConcurrentStreams: 100, initialStreamWindowSize: 65535, initialConnectionWindowSize: 65535 },
+        },
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => server.close(() => r(undefined))));
+    const client = connect(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`);
+    const req = client.request({ ':path': '/upload', ':method': 'POST' }, { endStream: false });
+    const res = collect(req);
+    const total = 2 * 1024 * 1024;
+    req.end(Buffer.alloc(total, 0x63));
+    await waitFor(() => state.enc !== undefined, 'stream');
+    // Give the client every chance to push more than flow control allows.
+    await new Promise((r) => setTimeout(r, 200));
+    expect(state.ended).toBe(false);
+    expect(state.received).toBeLessThan(total / 2);
+    state.enc?.resumeRequest();
+    const out = await within(res);
+    expect(out.headers['x-received']).toBe(String(total));
   });
 
   it('forwards a trailers-only gRPC error response intact', async () => {

@@ -17,6 +17,7 @@
  */
 import { type ClientHttp2Session, connect as h2connect } from 'node:http2';
 import type { Http2Options } from '../../config/types';
+import { logger } from '../../telemetry/logger';
 import type { Host } from '../../upstream/host';
 import type {
   ClusterResources,
@@ -27,6 +28,8 @@ import type {
 } from '../../upstream/types';
 import type { Cancellable, ConnectionPool, PoolCallbacks, ResetReason, ResponseSink, UpstreamInfo } from '../codec';
 import { H2ClientStream, type StreamOwner } from './client-stream';
+
+const log = logger('h2-pool');
 
 /** What the pool needs to know about its cluster. */
 export interface H2PoolSettings {
@@ -316,7 +319,10 @@ export class H2ConnectionPool implements ConnectionPool {
       return;
     }
     c.session = session;
-    session.on('error', noop);
+    session.on('error', (e: Error) => {
+      if (log.isLevelEnabled('debug'))
+        log.debug({ host: this.host.key, err: e.message }, 'upstream HTTP/2 session error');
+    });
     session.on('frameError', noop);
     session.once('connect', () => this.onConnected(c));
     session.on('remoteSettings', () => this.onRemoteSettings(c));

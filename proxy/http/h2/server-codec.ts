@@ -24,6 +24,7 @@ import {
 } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Http2Options } from '../../config/types';
+import { logger } from '../../telemetry/logger';
 import type {
   CodecErrorReport,
   DownstreamConnectionInfo,
@@ -44,6 +45,8 @@ import {
   reasonForCode,
   resetCode,
 } from './headers';
+
+const log = logger('h2');
 
 /** Options of one downstream HTTP/2 connection (from the HCM config). */
 export interface H2ServerCodecOptions {
@@ -139,6 +142,16 @@ function serverFor(o: H2ServerCodecOptions): Http2Server {
 }
 
 function noop(): void {}
+
+/** Session errors (bad frames, socket errors) end the connection; they never throw. */
+function onSessionError(this: TaggedSession, err: Error): void {
+  if (log.isLevelEnabled('debug')) {
+    log.debug(
+      { connection: this[kCodec]?.connection.id, err: err.message, code: (err as NodeJS.ErrnoException).code },
+      'downstream HTTP/2 session error',
+    );
+  }
+}
 
 // ───────────── per-stream listeners (module level: no closures per stream) ─────────────
 
@@ -312,6 +325,13 @@ export class H2ServerCodec {
   ) {
     this.secure = (socket as { encrypted?: boolean }).encrypted === true;
     if (preface !== undefined && preface.length > 0) socket.unshift(preface);
+    if (this.secure) {
+      // The connection manager chose HTTP/2 (ALPN h2, or codec_type HTTP2 with prior knowledge
+      // over TLS). node would hand a TLS socket without ALPN h2 to its HTTP/1 fallback path, so
+      // state the decision on the socket the way ALPN would have.
+      const t = socket as { alpnProtocol?: string | false | null };
+      if (t.alpnProtocol !== 'h2') t.alpnProtocol = 'h2';
+    }
     const server = serverFor(options);
     attaching = this;
     try {
@@ -320,7 +340,8 @@ export class H2ServerCodec {
       attaching = undefined;
     }
     if (this.session === undefined) {
-      // node refused the socket (e.g. TLS without ALPN h2); nothing to serve.
+      // node refused the socket; nothing to serve.
+      log.warn({ connection: connection.id }, 'HTTP/2 session could not be created; closing the connection');
       this.gone = true;
       socket.destroy();
     }
@@ -331,7 +352,7 @@ export class H2ServerCodec {
     this.session = session;
     (session as TaggedSession)[kCodec] = this;
     session.on('stream', onStream);
-    session.on('error', noop);
+    session.on('error', onSessionError);
     session.on('frameError', noop);
     session.once('close', () => this.onSessionClose());
     const connWindow = this.options.http2.initialConnectionWindowSize;
