@@ -74,7 +74,7 @@ async function grpcServer(): Promise<number> {
 
 function grpcClient(port: number): grpc.Client & { echo: (req: Buffer, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Buffer) => void) => grpc.ClientUnaryCall } {
   const Ctor = grpc.makeGenericClientConstructor(ECHO_SERVICE, 'Echo');
-  const c = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as ReturnType<typeof grpcClient>;
+  const c = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as ReturnType<typeof grpcClient>;
   cleanups.push(() => c.close());
   return c;
 }
