@@ -11,15 +11,19 @@
  * drain (no new streams, close once idle), and balancers are rebuilt only when membership or
  * health changes — never per request.
  */
-import type { ClusterConfig, ClusterLoadAssignment, HealthStatus, LbEndpoint, Locality } from '../config/types';
+import type { ClusterConfig, ClusterLoadAssignment, LbEndpoint, Locality } from '../config/types';
 import { ConfigError } from '../errors';
 import type { ConnectionPool, HttpProtocol } from '../http/codec';
+import { type ClusterDescription, describeCluster } from './describe';
 import { Host } from './host';
 import { DEFAULT_DECAY_MS, observeRtt } from './lb/peak-ewma';
 import type { LbContext, LbRegistry, LoadBalancerFactory } from './lb/types';
 import { PrioritySet } from './priority-set';
 import { ClusterResourceManager } from './resources';
 import { ClusterStats, type TransportSocketFactory, type UpstreamCluster } from './types';
+
+export type { ClusterDescription, HostDescription } from './describe';
+export { healthFlags } from './describe';
 
 /** Creates the HTTP pool for one host and protocol (wired to the codecs by the composition root). */
 export type PoolFactory = (host: Host, cluster: UpstreamCluster, protocol: 'HTTP/1.1' | 'HTTP/2') => ConnectionPool;
@@ -43,59 +47,6 @@ export interface ClusterContext {
 /** Called after every membership change with the hosts added and removed. */
 export type MembershipListener = (added: readonly Host[], removed: readonly Host[]) => void;
 
-/** One host as admin /clusters shows it (the admin module formats it Envoy's way). */
-export interface HostDescription {
-  /** "ip:port" (or pipe path). */
-  readonly address: string;
-  readonly hostname: string;
-  readonly weight: number;
-  readonly priority: number;
-  readonly region: string;
-  readonly zone: string;
-  readonly subZone: string;
-  /** "healthy" or Envoy's flags joined, e.g. "/failed_active_hc/failed_outlier_check". */
-  readonly healthFlags: string;
-  readonly stats: {
-    readonly cx_active: number;
-    readonly cx_connect_fail: number;
-    readonly cx_total: number;
-    readonly rq_active: number;
-    readonly rq_error: number;
-    readonly rq_success: number;
-    readonly rq_timeout: number;
-    readonly rq_total: number;
-  };
-}
-
-/** One cluster as admin /clusters shows it. */
-export interface ClusterDescription {
-  readonly name: string;
-  readonly type: ClusterConfig['type'];
-  readonly addedViaApi: boolean;
-  readonly initialized: boolean;
-  readonly circuitBreakers: {
-    readonly default: {
-      readonly maxConnections: number;
-      readonly maxPendingRequests: number;
-      readonly maxRequests: number;
-      readonly maxRetries: number;
-    };
-  };
-  readonly hosts: readonly HostDescription[];
-}
-
-/** Envoy's host health flags, as /clusters prints them. */
-export function healthFlags(h: Host): string {
-  let s = '';
-  if (h.failedActiveHealthCheck) s += '/failed_active_hc';
-  if (h.outlierEjected) s += '/failed_outlier_check';
-  const eds: HealthStatus = h.edsHealth;
-  if (eds === 'UNHEALTHY' || eds === 'TIMEOUT') s += '/failed_eds_health';
-  if (eds === 'DEGRADED') s += '/degraded_eds_health';
-  if (eds === 'DRAINING') s += '/eds_status_draining';
-  return s === '' ? 'healthy' : s;
-}
-
 /** The identity key a Host would get for this endpoint (mirrors Host's constructor). */
 export function endpointKey(e: LbEndpoint): string {
   const a = e.address;
@@ -107,8 +58,6 @@ interface HostPools {
   h1: ConnectionPool | undefined;
   h2: ConnectionPool | undefined;
 }
-
-const EMPTY_LOCALITY: Locality = Object.freeze({ region: '', zone: '', subZone: '' });
 
 export class Cluster implements UpstreamCluster {
   readonly name: string;
@@ -363,44 +312,7 @@ export class Cluster implements UpstreamCluster {
 
   /** What admin /clusters shows for this cluster. */
   describe(): ClusterDescription {
-    const t = this.resources.thresholds;
-    return {
-      name: this.name,
-      type: this.config.type,
-      addedViaApi: this.ctx.addedViaApi,
-      initialized: this.initialized,
-      circuitBreakers: {
-        default: {
-          maxConnections: t.maxConnections,
-          maxPendingRequests: t.maxPendingRequests,
-          maxRequests: t.maxRequests,
-          maxRetries: this.resources.retries.max,
-        },
-      },
-      hosts: this.hosts.map((h) => {
-        const loc = h.locality ?? EMPTY_LOCALITY;
-        return {
-          address: h.key,
-          hostname: h.hostname,
-          weight: h.weight,
-          priority: h.priority,
-          region: loc.region,
-          zone: loc.zone,
-          subZone: loc.subZone,
-          healthFlags: healthFlags(h),
-          stats: {
-            cx_active: h.activeConnections,
-            cx_connect_fail: h.stats.cxConnectFail,
-            cx_total: h.stats.cxTotal,
-            rq_active: h.activeRequests,
-            rq_error: h.stats.rqError,
-            rq_success: h.stats.rqSuccess,
-            rq_timeout: h.stats.rqTimeout,
-            rq_total: h.stats.rqTotal,
-          },
-        };
-      }),
-    };
+    return describeCluster(this, this.ctx.addedViaApi);
   }
 }
 
