@@ -40,6 +40,7 @@ export const NACK_CODE = 3;
 export abstract class AdsStream<Req, Res> {
   protected nodeSent = false;
   private applying = false;
+  private flushQueued = false;
   private readonly dirty = new Set<string>();
   protected closed = false;
 
@@ -70,15 +71,30 @@ export abstract class AdsStream<Req, Res> {
     }
   }
 
-  /** The set of names watched for a type changed. */
+  /**
+   * The set of names watched for a type changed. Changes are coalesced: a burst of watches made in
+   * one tick (or inside a response's callbacks) becomes one request per type, sent after the
+   * current tick (or after the ACK).
+   */
   interestChanged(typeUrl: string): void {
     if (this.closed) return;
-    if (this.applying) {
-      this.dirty.add(typeUrl);
-      return;
+    this.dirty.add(typeUrl);
+    if (this.applying || this.flushQueued) return;
+    this.flushQueued = true;
+    queueMicrotask(() => {
+      this.flushQueued = false;
+      if (!this.applying) this.sendDirty();
+    });
+  }
+
+  private sendDirty(): void {
+    if (this.closed || this.dirty.size === 0) return;
+    const pending = [...this.dirty];
+    this.dirty.clear();
+    for (const url of pending) {
+      const state = this.subs.get(url);
+      if (state) this.subscribe(state);
     }
-    const state = this.subs.get(typeUrl);
-    if (state) this.subscribe(state);
   }
 
   /** End the call (client close or replacement). */
@@ -120,10 +136,6 @@ export abstract class AdsStream<Req, Res> {
     } finally {
       this.applying = false;
     }
-    if (this.dirty.size > 0) {
-      const pending = [...this.dirty];
-      this.dirty.clear();
-      for (const url of pending) this.interestChanged(url);
-    }
+    this.sendDirty();
   }
 }

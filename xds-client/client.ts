@@ -271,7 +271,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     try {
       target = this.resolveTarget();
     } catch (err) {
-      logger('xds').warn({ err }, 'xds: cannot resolve the control plane; retrying');
+      logger('xds').warn({ reason: (err as Error).message }, 'xds: cannot resolve the control plane; retrying');
       this.scheduleRetry();
       return;
     }

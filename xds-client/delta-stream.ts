@@ -23,7 +23,9 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequestProto, DeltaDisc
   private readonly subscribed = new Map<string, Set<string>>();
 
   private desired(state: TypeState<unknown>): Set<string> {
-    return state.isWildcard() ? new Set(['*']) : new Set(state.names());
+    const set = new Set(state.names());
+    if (state.isWildcard()) set.add('*');
+    return set;
   }
 
   protected subscribe(state: TypeState<unknown>): void {
@@ -37,8 +39,8 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequestProto, DeltaDisc
       }
       const req: DeltaDiscoveryRequestProto = {
         type_url: state.typeUrl,
-        // Legacy wildcard: no names on the first request means "everything".
-        resource_names_subscribe: want.has('*') ? [] : [...want],
+        // Wildcard alone: the legacy form (no names on the first request means "everything").
+        resource_names_subscribe: want.size === 1 && want.has('*') ? [] : [...want],
         initial_resource_versions: initial,
       };
       this.subscribed.set(state.typeUrl, want);

@@ -5,9 +5,10 @@
  * - ACK: next request with the new version_info and that response's nonce.
  * - NACK: the same nonce, the previous accepted version_info, and error_detail (INVALID_ARGUMENT,
  *   one line per bad resource, naming its field path and the problem).
- * - Subscription changes reuse the last accepted version and last nonce; LDS/CDS wildcard is sent
- *   as an empty resource_names list (the form every control plane understands); an explicit
- *   unsubscribe-from-everything is an empty list for a type that is no longer watched.
+ * - Subscription changes reuse the last accepted version and last nonce. An LDS/CDS wildcard alone
+ *   is sent as the legacy empty resource_names list; with specific names next to it, or after
+ *   names were listed, it is spelled '*' (Envoy ≥ 1.21). Unsubscribing from everything is an
+ *   empty list for a type that is no longer watched.
  * - A response for a type never requested on this stream is ignored and not ACKed (as Envoy does).
  *
  * On a new stream the first request of each type carries the last accepted version_info, so a
@@ -27,6 +28,25 @@ export class SotwStream extends AdsStream<DiscoveryRequestProto, DiscoveryRespon
   /** Types with at least one request on this stream. */
   private readonly requested = new Set<string>();
 
+  /** Types for which this stream has sent explicit names (so an empty list would unsubscribe). */
+  private readonly explicit = new Set<string>();
+
+  /**
+   * resource_names as Envoy sends them: a wildcard-only subscription uses the legacy empty list
+   * while it can; once names were listed on this stream, or when specific names are watched next
+   * to the wildcard, the wildcard is spelled '*'.
+   */
+  private namesFor(state: TypeState<unknown>): string[] {
+    const specific = state.names();
+    if (!state.isWildcard()) {
+      if (specific.length > 0) this.explicit.add(state.typeUrl);
+      return specific;
+    }
+    if (specific.length === 0 && !this.explicit.has(state.typeUrl)) return [];
+    this.explicit.add(state.typeUrl);
+    return ['*', ...specific];
+  }
+
   protected subscribe(state: TypeState<unknown>): void {
     if (!state.isSubscribed() && !this.requested.has(state.typeUrl)) return;
     this.send(state);
@@ -35,7 +55,7 @@ export class SotwStream extends AdsStream<DiscoveryRequestProto, DiscoveryRespon
   private send(state: TypeState<unknown>, errorMessage?: string): void {
     const req: DiscoveryRequestProto = {
       version_info: state.acceptedVersion,
-      resource_names: state.isWildcard() ? [] : state.names(),
+      resource_names: this.namesFor(state),
       type_url: state.typeUrl,
       response_nonce: this.nonces.get(state.typeUrl) ?? '',
     };

@@ -178,7 +178,7 @@ export class Subscriptions {
       }
       if (entry.value !== undefined) this.enqueueFor(state, Note.Changed, entry, watcher);
       else if (entry.status === 'DOES_NOT_EXIST') this.enqueueFor(state, Note.DoesNotExist, entry, watcher);
-      if (first && !state.isWildcard()) this.onInterestChanged(typeUrl);
+      if (first) this.onInterestChanged(typeUrl);
     }
     this.scheduleFlush();
     let cancelled = false;
@@ -207,8 +207,8 @@ export class Subscriptions {
     if (!state.isWildcard()) {
       const entry = state.resources.get(name);
       if (entry) this.drop(state, entry);
-      this.onInterestChanged(state.typeUrl);
     }
+    this.onInterestChanged(state.typeUrl);
   }
 
   private drop<T>(state: TypeState<T>, entry: CachedResource<T>): void {

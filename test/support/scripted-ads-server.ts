@@ -31,23 +31,24 @@ export class ScriptedAdsServer {
   private streamWaiters: Array<() => void> = [];
   port = 0;
 
-  /** Start on 127.0.0.1 (port 0 = any free port; pass a port to restart on the same one). */
-  static async start(port = 0): Promise<ScriptedAdsServer> {
+  /**
+   * Start on 127.0.0.1 (port 0 = any free port; pass a port to restart on the same one).
+   * `creds` defaults to plaintext.
+   */
+  static async start(port = 0, creds?: grpc.ServerCredentials): Promise<ScriptedAdsServer> {
     const s = new ScriptedAdsServer();
-    await s.listen(port);
+    await s.listen(port, creds ?? grpc.ServerCredentials.createInsecure());
     return s;
   }
 
-  private async listen(port: number): Promise<void> {
+  private async listen(port: number, creds: grpc.ServerCredentials): Promise<void> {
     const server = new grpc.Server();
     server.addService(adsServiceDefinition(), {
       StreamAggregatedResources: (call: AnyCall) => this.accept(call),
       DeltaAggregatedResources: (call: AnyCall) => this.accept(call),
     });
     this.port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) =>
-        err ? reject(err) : resolve(p),
-      );
+      server.bindAsync(`127.0.0.1:${port}`, creds, (err, p) => (err ? reject(err) : resolve(p)));
     });
     this.server = server;
   }
