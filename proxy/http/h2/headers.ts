@@ -176,10 +176,52 @@ function addHeaders(obj: OutgoingHttpHeaders, list: HeaderList): void {
     if (name === 'te' && value !== 'trailers') continue;
     const prev = obj[name];
     if (prev === undefined) obj[name] = value;
+    else if (SINGLE_VALUE.has(name)) continue;
     else if (Array.isArray(prev)) prev.push(value);
     else obj[name] = [prev as string, value];
   }
 }
+
+/**
+ * Headers node:http2 refuses to send more than once (it throws ERR_HTTP2_HEADER_SINGLE_VALUE).
+ * A repeated one (say two content-type lines from an HTTP/1 upstream) keeps its first value
+ * rather than failing the whole response. Only consulted for duplicates.
+ */
+const SINGLE_VALUE: ReadonlySet<string> = new Set([
+  'access-control-allow-credentials',
+  'access-control-max-age',
+  'access-control-request-method',
+  'age',
+  'authorization',
+  'content-encoding',
+  'content-language',
+  'content-length',
+  'content-location',
+  'content-md5',
+  'content-range',
+  'content-type',
+  'date',
+  'dnt',
+  'etag',
+  'expires',
+  'from',
+  'if-match',
+  'if-modified-since',
+  'if-none-match',
+  'if-range',
+  'if-unmodified-since',
+  'last-modified',
+  'location',
+  'max-forwards',
+  'proxy-authorization',
+  'range',
+  'referer',
+  'retry-after',
+  'tk',
+  'upgrade-insecure-requests',
+  'user-agent',
+  'x-content-type-options',
+]);
 
 /**
  * ResponseHead to node:http2 response headers. A 101 answer to an upgrade becomes 200, as RFC
