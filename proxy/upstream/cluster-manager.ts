@@ -179,6 +179,22 @@ export class ClusterManager implements ClusterLookup {
     return true;
   }
 
+  /**
+   * Feed an EDS resource by its name (a cluster's eds_service_name, or the cluster name when that
+   * is unset) to every EDS cluster that watches it. Returns how many clusters took it.
+   */
+  updateEdsService(serviceName: string, cla: ClusterLoadAssignment): number {
+    // Collect first: an update can promote a warming cluster, which moves it between the maps.
+    const targets: Cluster[] = [];
+    for (const map of [this.warming, this.active]) {
+      for (const c of map.values()) {
+        if (c.config.type === 'EDS' && (c.config.edsServiceName ?? c.name) === serviceName) targets.push(c);
+      }
+    }
+    for (const c of targets) c.updateAssignment(cla);
+    return targets.length;
+  }
+
   /** admin /clusters: every cluster's hosts, health flags and counters. */
   describe(): ClusterDescription[] {
     return this.all().map((c) => c.describe());

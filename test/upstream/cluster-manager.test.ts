@@ -114,6 +114,19 @@ describe('ClusterManager', () => {
     expect(next?.describe().addedViaApi).toBe(true);
   });
 
+  it('routes an EDS resource to every cluster watching that service name', () => {
+    const { factory } = recordingPoolFactory();
+    cm = new ClusterManager({ poolFactory: factory });
+    cm.addOrUpdate(clusterConfig({ name: 'outbound|80||a', type: 'EDS', edsServiceName: 'a.svc' }));
+    cm.addOrUpdate(clusterConfig({ name: 'outbound|81||a', type: 'EDS', edsServiceName: 'a.svc' }));
+    cm.addOrUpdate(clusterConfig({ name: 'b', type: 'EDS' }));
+    expect(cm.updateEdsService('a.svc', assignment('a.svc', [{ port: 80 }]))).toBe(2);
+    expect(cm.warmingNames()).toEqual(['b']);
+    expect(cm.get('outbound|81||a')?.hosts.map((h) => h.key)).toEqual(['127.0.0.1:80']);
+    expect(cm.updateEdsService('b', assignment('b', [{ port: 90 }]))).toBe(1);
+    expect(cm.warmingNames()).toEqual([]);
+  });
+
   it('rejects a TLS cluster without a TLS transport provider, and an unknown lb policy', () => {
     const { factory } = recordingPoolFactory();
     cm = new ClusterManager({ poolFactory: factory });
