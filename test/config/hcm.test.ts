@@ -65,7 +65,11 @@ describe('HttpConnectionManager', () => {
   });
 
   it('decodes every supported field', () => {
-    const { hcm: h, errors, warnings } = decodeHcm({
+    const {
+      hcm: h,
+      errors,
+      warnings,
+    } = decodeHcm({
       codec_type: 'HTTP2',
       use_remote_address: true,
       xff_num_trusted_hops: 2,
@@ -79,7 +83,11 @@ describe('HttpConnectionManager', () => {
       stream_idle_timeout: { seconds: '60' },
       common_http_protocol_options: { idle_timeout: '120s', max_headers_count: 50 },
       max_request_headers_kb: 96,
-      http2_protocol_options: { max_concurrent_streams: 1000, initial_stream_window_size: 65536, initial_connection_window_size: 1048576 },
+      http2_protocol_options: {
+        max_concurrent_streams: 1000,
+        initial_stream_window_size: 65536,
+        initial_connection_window_size: 1048576,
+      },
       upgrade_configs: [{ upgrade_type: 'websocket' }, { upgrade_type: 'CONNECT', enabled: false }],
       server_name: 'meshlet',
       server_header_transformation: 'PASS_THROUGH',
@@ -136,12 +144,24 @@ describe('HttpConnectionManager', () => {
       serverName: 'meshlet',
       serverHeaderTransformation: 'PASS_THROUGH',
       accessLog: [
-        { name: 'envoy.access_loggers.stdout', sink: { kind: 'stdout' }, format: { kind: 'text', text: '[%START_TIME%] %REQ(:METHOD)%\n' } },
-        { name: 'file', sink: { kind: 'file', path: '/var/log/access.log' }, format: { kind: 'json', json: { status: '%RESPONSE_CODE%' } } },
+        {
+          name: 'envoy.access_loggers.stdout',
+          sink: { kind: 'stdout' },
+          format: { kind: 'text', text: '[%START_TIME%] %REQ(:METHOD)%\n' },
+        },
+        {
+          name: 'file',
+          sink: { kind: 'file', path: '/var/log/access.log' },
+          format: { kind: 'json', json: { status: '%RESPONSE_CODE%' } },
+        },
       ],
       tracing: {
         randomSamplingPercent: 12.5,
-        provider: { provider: 'opentelemetry', grpcService: { kind: 'envoy_grpc', clusterName: 'otel', timeoutMs: 250 }, serviceName: 'front' },
+        provider: {
+          provider: 'opentelemetry',
+          grpcService: { kind: 'envoy_grpc', clusterName: 'otel', timeoutMs: 250 },
+          serviceName: 'front',
+        },
       },
       normalizePath: true,
       mergeSlashes: true,
@@ -149,7 +169,10 @@ describe('HttpConnectionManager', () => {
   });
 
   it('decodes RDS with an ADS config source', () => {
-    const { hcm: h, errors } = decodeHcm({ route_config: undefined, rds: { route_config_name: 'outbound|80', config_source: { ads: {}, resource_api_version: 'V3' } } });
+    const { hcm: h, errors } = decodeHcm({
+      route_config: undefined,
+      rds: { route_config_name: 'outbound|80', config_source: { ads: {}, resource_api_version: 'V3' } },
+    });
     expect(errors).toEqual([]);
     expect(h!.routeSource).toEqual({ kind: 'rds', routeConfigName: 'outbound|80', configSource: { kind: 'ads' } });
   });
@@ -157,7 +180,10 @@ describe('HttpConnectionManager', () => {
   it('decodes http filters through the registry, with per-filter config', () => {
     const { hcm: h, errors } = decodeHcm({
       http_filters: [
-        { name: 'envoy.filters.http.fault', typed_config: { '@type': `${TYPE_PREFIX}${FAULT_TYPE}`, abort: { http_status: 503 } } },
+        {
+          name: 'envoy.filters.http.fault',
+          typed_config: { '@type': `${TYPE_PREFIX}${FAULT_TYPE}`, abort: { http_status: 503 } },
+        },
         routerFilter(),
       ],
     });
@@ -170,22 +196,34 @@ describe('HttpConnectionManager', () => {
 
   it('reports filter config problems at their path (unknown Router fields are warnings once)', () => {
     const res = decodeHcm({
-      http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': `${TYPE_PREFIX}${ROUTER_TYPE}`, bogus: 1 } }],
+      http_filters: [
+        { name: 'envoy.filters.http.router', typed_config: { '@type': `${TYPE_PREFIX}${ROUTER_TYPE}`, bogus: 1 } },
+      ],
     });
     expect(res.errors).toEqual([]);
-    expect(res.warnings).toEqual([{ path: `${P}.http_filters[0].typed_config.bogus`, message: 'not supported by meshlet, ignored' }]);
+    expect(res.warnings).toEqual([
+      { path: `${P}.http_filters[0].typed_config.bogus`, message: 'not supported by meshlet, ignored' },
+    ]);
   });
 
   it('an unknown filter type is an error, or a warning when is_optional', () => {
     const wasm = `${TYPE_PREFIX}envoy.extensions.filters.http.wasm.v3.Wasm`;
     const res = decodeHcm({ http_filters: [{ name: 'wasm', typed_config: { '@type': wasm } }, routerFilter()] });
     expect(res.errors).toEqual([
-      { path: `${P}.http_filters[0].typed_config.@type`, message: 'unsupported HTTP filter type envoy.extensions.filters.http.wasm.v3.Wasm' },
+      {
+        path: `${P}.http_filters[0].typed_config.@type`,
+        message: 'unsupported HTTP filter type envoy.extensions.filters.http.wasm.v3.Wasm',
+      },
     ]);
-    const opt = decodeHcm({ http_filters: [{ name: 'wasm', is_optional: true, typed_config: { '@type': wasm } }, routerFilter()] });
+    const opt = decodeHcm({
+      http_filters: [{ name: 'wasm', is_optional: true, typed_config: { '@type': wasm } }, routerFilter()],
+    });
     expect(opt.errors).toEqual([]);
     expect(opt.warnings).toEqual([
-      { path: `${P}.http_filters[0].typed_config.@type`, message: 'unknown HTTP filter type envoy.extensions.filters.http.wasm.v3.Wasm, ignored (is_optional)' },
+      {
+        path: `${P}.http_filters[0].typed_config.@type`,
+        message: 'unknown HTTP filter type envoy.extensions.filters.http.wasm.v3.Wasm, ignored (is_optional)',
+      },
     ]);
     expect(opt.hcm!.httpFilters.map((f) => f.name)).toEqual(['envoy.filters.http.router']);
   });
@@ -197,34 +235,60 @@ describe('HttpConnectionManager', () => {
         path: `${P}.http_filters[0]`,
         message: `terminal filter named envoy.filters.http.router of type ${ROUTER_TYPE} must be the last filter in a http filter chain`,
       },
-      { path: `${P}.http_filters[1]`, message: `non-terminal filter named fault of type ${FAULT_TYPE} is the last filter in a http filter chain` },
+      {
+        path: `${P}.http_filters[1]`,
+        message: `non-terminal filter named fault of type ${FAULT_TYPE} is the last filter in a http filter chain`,
+      },
     ]);
     expect(decodeHcm({ http_filters: [] }).errors).toEqual([
-      { path: `${P}.http_filters`, message: 'is required: the last filter must be a terminal filter such as envoy.filters.http.router' },
+      {
+        path: `${P}.http_filters`,
+        message: 'is required: the last filter must be a terminal filter such as envoy.filters.http.router',
+      },
     ]);
   });
 
   it.each([
     [{ stat_prefix: undefined }, [{ path: `${P}.stat_prefix`, message: 'is required' }]],
     [{ codec_type: 'HTTP3' }, [{ path: `${P}.codec_type`, message: 'HTTP3 is not supported by meshlet' }]],
-    [{ codec_type: 'SPDY' }, [{ path: `${P}.codec_type`, message: 'unknown value "SPDY" (expected one of AUTO, HTTP1, HTTP2, HTTP3)' }]],
+    [
+      { codec_type: 'SPDY' },
+      [{ path: `${P}.codec_type`, message: 'unknown value "SPDY" (expected one of AUTO, HTTP1, HTTP2, HTTP3)' }],
+    ],
     [{ route_config: undefined }, [{ path: P, message: 'one of rds, route_config must be set' }]],
     [
       { rds: { route_config_name: 'r', config_source: { ads: {} } } },
-      [{ path: `${P}.route_config`, message: 'only one of rds, route_config, scoped_routes may be set (also found rds)' }],
+      [
+        {
+          path: `${P}.route_config`,
+          message: 'only one of rds, route_config, scoped_routes may be set (also found rds)',
+        },
+      ],
     ],
-    [{ route_config: undefined, rds: { route_config_name: 'r' } }, [{ path: `${P}.rds.config_source`, message: 'is required' }]],
-    [{ max_request_headers_kb: 9000 }, [{ path: `${P}.max_request_headers_kb`, message: 'must be between 1 and 8192, got 9000' }]],
+    [
+      { route_config: undefined, rds: { route_config_name: 'r' } },
+      [{ path: `${P}.rds.config_source`, message: 'is required' }],
+    ],
+    [
+      { max_request_headers_kb: 9000 },
+      [{ path: `${P}.max_request_headers_kb`, message: 'must be between 1 and 8192, got 9000' }],
+    ],
     [
       { http2_protocol_options: { initial_stream_window_size: 100 } },
-      [{ path: `${P}.http2_protocol_options.initial_stream_window_size`, message: 'must be between 65535 and 2147483647, got 100' }],
+      [
+        {
+          path: `${P}.http2_protocol_options.initial_stream_window_size`,
+          message: 'must be between 65535 and 2147483647, got 100',
+        },
+      ],
     ],
     [
       { forward_client_cert_details: 'LEAK' },
       [
         {
           path: `${P}.forward_client_cert_details`,
-          message: 'unknown value "LEAK" (expected one of SANITIZE, FORWARD_ONLY, APPEND_FORWARD, SANITIZE_SET, ALWAYS_FORWARD_ONLY)',
+          message:
+            'unknown value "LEAK" (expected one of SANITIZE, FORWARD_ONLY, APPEND_FORWARD, SANITIZE_SET, ALWAYS_FORWARD_ONLY)',
         },
       ],
     ],
@@ -233,10 +297,22 @@ describe('HttpConnectionManager', () => {
       [{ path: `${P}.access_log[0].typed_config.@type`, message: 'unsupported access logger type acme.Logger' }],
     ],
     [
-      { tracing: { provider: { name: 'x', typed_config: { '@type': `${TYPE_PREFIX}envoy.config.trace.v3.DatadogConfig` } } } },
-      [{ path: `${P}.tracing.provider.typed_config.@type`, message: 'unsupported tracing provider type envoy.config.trace.v3.DatadogConfig' }],
+      {
+        tracing: {
+          provider: { name: 'x', typed_config: { '@type': `${TYPE_PREFIX}envoy.config.trace.v3.DatadogConfig` } },
+        },
+      },
+      [
+        {
+          path: `${P}.tracing.provider.typed_config.@type`,
+          message: 'unsupported tracing provider type envoy.config.trace.v3.DatadogConfig',
+        },
+      ],
     ],
-    [{ tracing: { random_sampling: { value: 150 } } }, [{ path: `${P}.tracing.random_sampling.value`, message: 'must be between 0 and 100, got 150' }]],
+    [
+      { tracing: { random_sampling: { value: 150 } } },
+      [{ path: `${P}.tracing.random_sampling.value`, message: 'must be between 0 and 100, got 150' }],
+    ],
   ])('reports HCM error %#', (patch, expected) => {
     const res = decodeRawHcm({ ...hcm(), ...patch });
     expect(res.errors).toEqual(expected);

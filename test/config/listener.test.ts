@@ -7,7 +7,10 @@ const LIMIT_TYPE = `${TYPE_PREFIX}envoy.extensions.filters.network.connection_li
 const TLS_INSPECTOR = `${TYPE_PREFIX}envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector`;
 
 function tcpFilter(cluster = 'c') {
-  return { name: 'envoy.filters.network.tcp_proxy', typed_config: { '@type': TCP_PROXY_TYPE, stat_prefix: 'tcp', cluster } };
+  return {
+    name: 'envoy.filters.network.tcp_proxy',
+    typed_config: { '@type': TCP_PROXY_TYPE, stat_prefix: 'tcp', cluster },
+  };
 }
 
 describe('decodeListener', () => {
@@ -75,7 +78,10 @@ describe('decodeListener', () => {
               typed_config: {
                 '@type': RBAC_TYPE,
                 stat_prefix: 'tcp.',
-                rules: { action: 'DENY', policies: { p: { permissions: [{ destination_port: 22 }], principals: [{ any: true }] } } },
+                rules: {
+                  action: 'DENY',
+                  policies: { p: { permissions: [{ destination_port: 22 }], principals: [{ any: true }] } },
+                },
               },
             },
             { name: 'envoy.filters.network.http_connection_manager', typed_config: hcm() },
@@ -89,7 +95,11 @@ describe('decodeListener', () => {
     expect(errors).toEqual([]);
     expect(warnings).toEqual([]);
     expect(value!.address).toEqual({ kind: 'socket', host: '::', port: 15006, ipv4Compat: true });
-    expect(value!.listenerFilters).toEqual([{ kind: 'original_dst' }, { kind: 'tls_inspector' }, { kind: 'http_inspector' }]);
+    expect(value!.listenerFilters).toEqual([
+      { kind: 'original_dst' },
+      { kind: 'tls_inspector' },
+      { kind: 'http_inspector' },
+    ]);
     expect(value!.listenerFiltersTimeoutMs).toBe(1500);
     const [mtls, plain] = value!.filterChains;
     expect(mtls!.match).toEqual({
@@ -116,7 +126,10 @@ describe('decodeListener', () => {
     const h = mtls!.filters[2]!;
     expect(h.kind === 'http_connection_manager' && h.hcm.trafficDirection).toBe('INBOUND');
     expect(plain!.transportSocket).toBeUndefined();
-    expect(value!.defaultFilterChain!.filters[0]).toMatchObject({ kind: 'tcp_proxy', tcp: { cluster: { kind: 'cluster', name: 'passthrough' } } });
+    expect(value!.defaultFilterChain!.filters[0]).toMatchObject({
+      kind: 'tcp_proxy',
+      tcp: { cluster: { kind: 'cluster', name: 'passthrough' } },
+    });
   });
 
   it('accepts a pipe address and a raw_buffer transport socket', () => {
@@ -143,7 +156,12 @@ describe('decodeListener', () => {
     [{ address: undefined }, [{ path: 'address', message: 'is required' }]],
     [
       { address: { socket_address: { address: 'localhost', port_value: 80 } } },
-      [{ path: 'address.socket_address.address', message: 'malformed IP address: "localhost" (a listener binds an IP address)' }],
+      [
+        {
+          path: 'address.socket_address.address',
+          message: 'malformed IP address: "localhost" (a listener binds an IP address)',
+        },
+      ],
     ],
     [
       { address: { socket_address: { address: '0.0.0.0', port_value: 70000 } } },
@@ -155,10 +173,23 @@ describe('decodeListener', () => {
     ],
     [{ address: {} }, [{ path: 'address', message: 'one of socket_address, pipe must be set' }]],
     [{ filter_chains: [] }, [{ path: 'filter_chains', message: 'no filter chains specified' }]],
-    [{ traffic_direction: 'SIDEWAYS' }, [{ path: 'traffic_direction', message: 'unknown value "SIDEWAYS" (expected one of UNSPECIFIED, INBOUND, OUTBOUND)' }]],
+    [
+      { traffic_direction: 'SIDEWAYS' },
+      [
+        {
+          path: 'traffic_direction',
+          message: 'unknown value "SIDEWAYS" (expected one of UNSPECIFIED, INBOUND, OUTBOUND)',
+        },
+      ],
+    ],
     [
       { listener_filters: [{ name: 'envoy.filters.listener.magic' }] },
-      [{ path: 'listener_filters[0].name', message: 'unsupported listener filter "envoy.filters.listener.magic" (set typed_config)' }],
+      [
+        {
+          path: 'listener_filters[0].name',
+          message: 'unsupported listener filter "envoy.filters.listener.magic" (set typed_config)',
+        },
+      ],
     ],
     [
       { listener_filters: [{ name: 'x', typed_config: { '@type': `${TYPE_PREFIX}acme.Sniffer` } }] },
@@ -175,7 +206,12 @@ describe('decodeListener', () => {
       name: 'l',
       address: { socket_address: { address: '0.0.0.0', port_value: 1 } },
       filter_chains: [
-        { filters: [tcpFilter(), { name: 'limit', typed_config: { '@type': LIMIT_TYPE, stat_prefix: 's', max_connections: 1 } }] },
+        {
+          filters: [
+            tcpFilter(),
+            { name: 'limit', typed_config: { '@type': LIMIT_TYPE, stat_prefix: 's', max_connections: 1 } },
+          ],
+        },
         { filter_chain_match: { destination_port: 2 }, filters: [] },
       ],
     };
@@ -183,11 +219,13 @@ describe('decodeListener', () => {
     expect(errors).toEqual([
       {
         path: 'filter_chains[0].filters[0]',
-        message: 'terminal filter named envoy.filters.network.tcp_proxy of type envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy must be the last filter in a network filter chain',
+        message:
+          'terminal filter named envoy.filters.network.tcp_proxy of type envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy must be the last filter in a network filter chain',
       },
       {
         path: 'filter_chains[0].filters[1]',
-        message: 'non-terminal filter named limit of type envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit is the last filter in a network filter chain',
+        message:
+          'non-terminal filter named limit of type envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit is the last filter in a network filter chain',
       },
       {
         path: 'filter_chains[1].filters',
@@ -201,7 +239,14 @@ describe('decodeListener', () => {
       name: 'l',
       address: { socket_address: { address: '0.0.0.0', port_value: 1 } },
       filter_chains: [
-        { filters: [{ name: 'redis', typed_config: { '@type': `${TYPE_PREFIX}envoy.extensions.filters.network.redis_proxy.v3.RedisProxy` } }] },
+        {
+          filters: [
+            {
+              name: 'redis',
+              typed_config: { '@type': `${TYPE_PREFIX}envoy.extensions.filters.network.redis_proxy.v3.RedisProxy` },
+            },
+          ],
+        },
         { name: 'a', filters: [tcpFilter()] },
         { name: 'a', filters: [tcpFilter()] },
       ],
@@ -212,7 +257,10 @@ describe('decodeListener', () => {
         path: 'filter_chains[0].filters[0].typed_config.@type',
         message: 'unsupported network filter type envoy.extensions.filters.network.redis_proxy.v3.RedisProxy',
       },
-      { path: 'filter_chains[2].filter_chain_match', message: 'multiple filter chains with the same matching rules are defined (also filter_chains[1])' },
+      {
+        path: 'filter_chains[2].filter_chain_match',
+        message: 'multiple filter chains with the same matching rules are defined (also filter_chains[1])',
+      },
       { path: 'filter_chains[2].name', message: 'filter chain name "a" is used by another filter chain' },
     ]);
   });
@@ -227,7 +275,10 @@ describe('decodeListener', () => {
           filter_chain_match: {
             destination_port: 0,
             server_names: ['foo.*.com'],
-            prefix_ranges: [{ address_prefix: 'ten.0.0.0', prefix_len: 8 }, { address_prefix: '10.0.0.0', prefix_len: 33 }],
+            prefix_ranges: [
+              { address_prefix: 'ten.0.0.0', prefix_len: 8 },
+              { address_prefix: '10.0.0.0', prefix_len: 33 },
+            ],
             source_ports: [0],
             source_type: 'EXTERNAL',
           },
@@ -237,9 +288,18 @@ describe('decodeListener', () => {
     };
     expect(decodeListener(raw, ctx()).errors).toEqual([
       { path: 'filter_chains[0].filter_chain_match.destination_port', message: 'must be between 1 and 65535, got 0' },
-      { path: 'filter_chains[0].filter_chain_match.prefix_ranges[0].address_prefix', message: 'malformed IP address: "ten.0.0.0"' },
-      { path: 'filter_chains[0].filter_chain_match.prefix_ranges[1].prefix_len', message: 'must be at most 32 for an IPv4 prefix, got 33' },
-      { path: 'filter_chains[0].filter_chain_match.server_names[0]', message: 'partial wildcards are not supported in server_names: "foo.*.com"' },
+      {
+        path: 'filter_chains[0].filter_chain_match.prefix_ranges[0].address_prefix',
+        message: 'malformed IP address: "ten.0.0.0"',
+      },
+      {
+        path: 'filter_chains[0].filter_chain_match.prefix_ranges[1].prefix_len',
+        message: 'must be at most 32 for an IPv4 prefix, got 33',
+      },
+      {
+        path: 'filter_chains[0].filter_chain_match.server_names[0]',
+        message: 'partial wildcards are not supported in server_names: "foo.*.com"',
+      },
       { path: 'filter_chains[0].filter_chain_match.source_ports[0]', message: 'expected a port (1-65535), got 0' },
       { path: 'filter_chains[0].filter_chain_match.source_type', message: 'EXTERNAL is not supported by meshlet' },
     ]);
@@ -257,7 +317,8 @@ describe('decodeListener', () => {
     expect(warnings).toEqual([
       {
         path: 'filter_chains[0].filter_chain_match',
-        message: 'server_names, transport_protocol "tls" and application_protocols need the tls_inspector listener filter',
+        message:
+          'server_names, transport_protocol "tls" and application_protocols need the tls_inspector listener filter',
       },
       { path: 'enable_reuse_port', message: 'not supported by meshlet, ignored' },
     ]);
@@ -267,12 +328,17 @@ describe('decodeListener', () => {
     const ts = (typed: Record<string, unknown>) => ({
       name: 'l',
       address: { socket_address: { address: '0.0.0.0', port_value: 1 } },
-      filter_chains: [{ filters: [tcpFilter()], transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: typed } }],
+      filter_chains: [
+        { filters: [tcpFilter()], transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: typed } },
+      ],
     });
     const down = `${TYPE_PREFIX}envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext`;
     const up = `${TYPE_PREFIX}envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`;
     expect(decodeListener(ts({ '@type': down, require_client_certificate: true }), ctx()).errors).toEqual([
-      { path: 'filter_chains[0].transport_socket.typed_config.common_tls_context', message: 'no TLS certificates found for server context' },
+      {
+        path: 'filter_chains[0].transport_socket.typed_config.common_tls_context',
+        message: 'no TLS certificates found for server context',
+      },
       {
         path: 'filter_chains[0].transport_socket.typed_config.require_client_certificate',
         message: 'requires a validation context to verify client certificates against',
@@ -285,7 +351,10 @@ describe('decodeListener', () => {
       },
     ]);
     expect(decodeListener(ts({ '@type': `${TYPE_PREFIX}acme.Alts` }), ctx()).errors).toEqual([
-      { path: 'filter_chains[0].transport_socket.typed_config.@type', message: 'unsupported transport socket type acme.Alts' },
+      {
+        path: 'filter_chains[0].transport_socket.typed_config.@type',
+        message: 'unsupported transport socket type acme.Alts',
+      },
     ]);
   });
 
