@@ -19,7 +19,7 @@ import { Progress } from './lib/progress.mjs';
 import { ratios, renderMarkdown } from './report/markdown.mjs';
 import { renderSvg } from './report/svg.mjs';
 import { expectedSeconds, measure, SCENARIOS, selectScenarios } from './scenarios/index.mjs';
-import { buildMissing, MESH_MODES, useMeshletBin } from './servers/meshlet.mjs';
+import { buildMissing, MESH_MODES, meshletBin, useMeshletBin } from './servers/meshlet.mjs';
 import * as nginx from './servers/nginx.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -82,7 +82,8 @@ function toolVersions() {
 function meshletVersion() {
   try {
     const rev = execFileSync('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).trim();
-    return `commit ${rev}${buildMissing() ? ' (not built)' : ''}`;
+    const bin = path.relative(REPO, meshletBin());
+    return `commit ${rev}${buildMissing() ? ' (not built)' : ''}${bin === 'bin/meshlet.js' ? '' : ` (build run: ${meshletBin()})`}`;
   } catch {
     return 'unknown commit';
   }

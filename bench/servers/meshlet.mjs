@@ -19,6 +19,11 @@ export function useMeshletBin(file) {
   BIN = path.resolve(file);
 }
 
+/** The launcher being benchmarked. */
+export function meshletBin() {
+  return BIN;
+}
+
 /** Why meshlet cannot be benchmarked right now, or null when its build is present. */
 export function buildMissing() {
   if (!existsSync(BIN)) return `${BIN} missing`;
