@@ -250,6 +250,16 @@ export function grpcPercentEncode(s: string): string {
 const NO_FILTERS: readonly HttpFilter[] = [];
 const EVENT_DATA = 0;
 const EVENT_TRAILERS = 1;
+const EVENT_HEADERS = 2;
+
+/** A response event held while an encoder filter has stopped iteration. */
+interface HeldEncode {
+  readonly kind: typeof EVENT_DATA | typeof EVENT_TRAILERS | typeof EVENT_HEADERS;
+  readonly head: ResponseHead | undefined;
+  readonly chunk: Buffer | undefined;
+  readonly trailers: HeaderList | undefined;
+  readonly endStream: boolean;
+}
 
 /** A decode event held while a filter has stopped iteration. */
 interface HeldEvent {
@@ -279,17 +289,20 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
   private router: RouterStream | undefined;
 
   private requestComplete = false;
+  /** The response entered the encoder chain (the router may no longer send a local reply). */
   private started = false;
+  /** Response headers were handed to the codec. */
+  private headersWritten = false;
   private responseComplete = false;
   private destroyed = false;
   private localReplied = false;
-  private encoding = false;
   private decodeStoppedAt = -1;
   private decodeStoppedKind = -1;
   private held: HeldEvent[] | undefined;
   private heldHeadersEnd = false;
   private encodeStoppedAt = -1;
-  private heldResponse: { head: ResponseHead; end: boolean } | undefined;
+  private encodeStoppedEvent: HeldEncode | undefined;
+  private heldEncode: HeldEncode[] | undefined;
   /** Index of the filter being called (perRouteConfig of that filter). */
   private current = -1;
 
@@ -547,25 +560,89 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     if (this.destroyed) return;
     this.started = true;
     this.idleTimer?.refresh();
+    if (this.encodeStoppedAt >= 0) this.holdEncode({ kind: EVENT_HEADERS, head, chunk: undefined, trailers: undefined, endStream });
+    else this.runEncodeHeaders(this.filters.length - 1, head, endStream);
+  }
+
+  encodeData(chunk: Buffer, endStream: boolean): boolean {
+    if (this.destroyed) return true;
+    this.idleTimer?.refresh();
+    if (this.encodeStoppedAt >= 0) {
+      this.holdEncode({ kind: EVENT_DATA, head: undefined, chunk, trailers: undefined, endStream });
+      return true;
+    }
+    return this.runEncodeData(this.filters.length - 1, chunk, endStream);
+  }
+
+  encodeTrailers(trailers: HeaderList): void {
+    if (this.destroyed) return;
+    if (this.encodeStoppedAt >= 0) this.holdEncode({ kind: EVENT_TRAILERS, head: undefined, chunk: undefined, trailers, endStream: true });
+    else this.runEncodeTrailers(this.filters.length - 1, trailers);
+  }
+
+  private holdEncode(e: HeldEncode): void {
+    (this.heldEncode ??= []).push(e);
+  }
+
+  private runEncodeHeaders(from: number, head: ResponseHead, endStream: boolean): void {
     const fs = this.filters;
-    for (let i = fs.length - 1; i >= 0; i--) {
+    for (let i = from; i >= 0; i--) {
       const f = fs[i]!;
       if (f.encodeHeaders === undefined) continue;
       this.current = i;
-      this.encoding = true;
       const st = f.encodeHeaders(head, endStream);
-      this.encoding = false;
       if (this.destroyed) return;
       if (st === FilterStatus.StopIteration) {
-        this.encodeStoppedAt = i;
-        this.heldResponse = { head, end: endStream };
+        this.encodeStopped(i, { kind: EVENT_HEADERS, head, chunk: undefined, trailers: undefined, endStream });
         return;
       }
     }
     this.writeHeaders(head, endStream);
   }
 
+  private runEncodeData(from: number, chunk: Buffer, endStream: boolean): boolean {
+    const fs = this.filters;
+    for (let i = from; i >= 0; i--) {
+      const f = fs[i]!;
+      if (f.encodeData === undefined) continue;
+      this.current = i;
+      const st = f.encodeData(chunk, endStream);
+      if (this.destroyed) return true;
+      if (st === FilterStatus.StopIteration) {
+        this.encodeStopped(i, { kind: EVENT_DATA, head: undefined, chunk, trailers: undefined, endStream });
+        return true;
+      }
+    }
+    this.info.bytesSent += chunk.length;
+    const ok = this.encoder.writeData(chunk, endStream);
+    if (endStream) this.onResponseEnd();
+    return ok;
+  }
+
+  private runEncodeTrailers(from: number, trailers: HeaderList): void {
+    const fs = this.filters;
+    for (let i = from; i >= 0; i--) {
+      const f = fs[i]!;
+      if (f.encodeTrailers === undefined) continue;
+      this.current = i;
+      const st = f.encodeTrailers(trailers);
+      if (this.destroyed) return;
+      if (st === FilterStatus.StopIteration) {
+        this.encodeStopped(i, { kind: EVENT_TRAILERS, head: undefined, chunk: undefined, trailers, endStream: true });
+        return;
+      }
+    }
+    this.encoder.writeTrailers(trailers);
+    this.onResponseEnd();
+  }
+
+  private encodeStopped(at: number, e: HeldEncode): void {
+    this.encodeStoppedAt = at;
+    this.encodeStoppedEvent = e;
+  }
+
   private writeHeaders(head: ResponseHead, endStream: boolean): void {
+    this.headersWritten = true;
     applyServerHeader(head.headers, this.hcm);
     const info = this.info;
     info.responseCode = head.status;
@@ -574,53 +651,28 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     if (endStream) this.onResponseEnd();
   }
 
-  encodeData(chunk: Buffer, endStream: boolean): boolean {
-    if (this.destroyed) return true;
-    this.idleTimer?.refresh();
-    const fs = this.filters;
-    for (let i = fs.length - 1; i >= 0; i--) {
-      const f = fs[i]!;
-      if (f.encodeData === undefined) continue;
-      this.current = i;
-      if (f.encodeData(chunk, endStream) === FilterStatus.StopIteration || this.destroyed) return true;
-    }
-    this.info.bytesSent += chunk.length;
-    const ok = this.encoder.writeData(chunk, endStream);
-    if (endStream) this.onResponseEnd();
-    return ok;
-  }
-
-  encodeTrailers(trailers: HeaderList): void {
-    if (this.destroyed) return;
-    const fs = this.filters;
-    for (let i = fs.length - 1; i >= 0; i--) {
-      const f = fs[i]!;
-      if (f.encodeTrailers === undefined) continue;
-      this.current = i;
-      if (f.encodeTrailers(trailers) === FilterStatus.StopIteration || this.destroyed) return;
-    }
-    this.encoder.writeTrailers(trailers);
-    this.onResponseEnd();
-  }
-
   continueEncoding(): void {
     const at = this.encodeStoppedAt;
-    const held = this.heldResponse;
-    if (at < 0 || !held || this.destroyed) return;
+    const e = this.encodeStoppedEvent;
+    if (at < 0 || !e || this.destroyed) return;
     this.encodeStoppedAt = -1;
-    this.heldResponse = undefined;
-    const fs = this.filters;
-    for (let i = at - 1; i >= 0; i--) {
-      const f = fs[i]!;
-      if (f.encodeHeaders === undefined) continue;
-      this.current = i;
-      if (f.encodeHeaders(held.head, held.end) === FilterStatus.StopIteration) {
-        this.encodeStoppedAt = i;
-        this.heldResponse = held;
-        return;
+    this.encodeStoppedEvent = undefined;
+    try {
+      this.runEncodeEvent(at - 1, e);
+      const q = this.heldEncode;
+      while (this.encodeStoppedAt < 0 && q !== undefined && q.length > 0 && !this.destroyed) {
+        this.runEncodeEvent(this.filters.length - 1, q.shift()!);
       }
+      if (this.encodeStoppedAt < 0) this.router?.onDownstreamWritable();
+    } catch (err) {
+      this.internalError(err);
     }
-    this.writeHeaders(held.head, held.end);
+  }
+
+  private runEncodeEvent(from: number, e: HeldEncode): void {
+    if (e.kind === EVENT_HEADERS) this.runEncodeHeaders(from, e.head!, e.endStream);
+    else if (e.kind === EVENT_DATA) this.runEncodeData(from, e.chunk!, e.endStream);
+    else this.runEncodeTrailers(from, e.trailers!);
   }
 
   // ─────────────── local replies ───────────────
@@ -630,7 +682,7 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     const info = this.info;
     if (flag !== undefined) info.setResponseFlag(flag);
     info.responseCodeDetails = details ?? 'local_reply';
-    if (this.started) {
+    if (this.headersWritten) {
       // Headers are already on the wire: the only honest signal left is a reset.
       this.resetDownstream('local_reset');
       return;
@@ -655,10 +707,15 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
       head = { status, headers: h, contentLength: len };
       if (this.head?.method === 'HEAD') data = undefined;
     }
-    // A local reply raised while encoding skips the encoder filters (Envoy does the same).
-    if (this.encoding) {
+    if (this.started) {
+      // Raised from (or after) the encoder filters: replace whatever they hold and skip them,
+      // as Envoy does for local replies sent while encoding.
+      this.encodeStoppedAt = -1;
+      this.encodeStoppedEvent = undefined;
+      this.heldEncode = undefined;
       this.writeHeaders(head, data === undefined);
-      if (data !== undefined) {
+      if (data !== undefined && !this.destroyed) {
+        this.info.bytesSent += data.length;
         this.encoder.writeData(data, true);
         this.onResponseEnd();
       }
@@ -709,7 +766,7 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     if (this.destroyed) return;
     this.info.setResponseFlag('SI');
     this.router?.onDestroy();
-    if (this.started) this.resetDownstream('timeout');
+    if (this.headersWritten) this.resetDownstream('timeout');
     else this.sendLocalReply(408, 'stream timeout', undefined, 'SI', 'stream_idle_timeout');
   }
 
@@ -717,7 +774,7 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     this.requestTimer = undefined;
     if (this.destroyed || this.requestComplete) return;
     this.router?.onDestroy();
-    if (this.started) this.resetDownstream('timeout');
+    if (this.headersWritten) this.resetDownstream('timeout');
     else this.sendLocalReply(408, 'request timeout', undefined, undefined, 'request_overall_timeout');
   }
 
@@ -730,7 +787,7 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
   private internalError(err: unknown): void {
     log.error({ err }, 'stream failed inside the connection manager');
     if (this.destroyed) return;
-    if (this.started) this.resetDownstream('local_reset');
+    if (this.headersWritten) this.resetDownstream('local_reset');
     else this.sendLocalReply(500, 'internal error', undefined, undefined, 'internal_error');
   }
 
@@ -762,6 +819,7 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
       }
     }
     this.held = undefined;
+    this.heldEncode = undefined;
     this.manager.complete(this.info);
   }
 }

@@ -93,8 +93,38 @@ const denyFactory: HttpFilterFactory<undefined> = {
   },
 };
 
+/** Holds the response headers for a while, then continues; body chunks queue up meanwhile. */
+const holdResponseFactory: HttpFilterFactory<undefined> = {
+  typeName: 'test.HoldResponse',
+  decode: () => undefined,
+  create(_c, cb): HttpFilter {
+    let timer: NodeJS.Timeout | undefined;
+    return {
+      encodeHeaders(head) {
+        if (head.status >= 500) {
+          cb.sendLocalReply(502, 'replaced by filter', undefined, undefined, 'filter_replaced');
+          return FilterStatus.StopIteration;
+        }
+        timer = setTimeout(() => {
+          head.headers.push('x-held', 'yes');
+          cb.continueEncoding();
+        }, 30);
+        return FilterStatus.StopIteration;
+      },
+      onDestroy() {
+        clearTimeout(timer);
+      },
+    };
+  },
+};
+
 function registry(): HttpFilterRegistry {
-  return new HttpFilterRegistry().register(routerFilterFactory).register(tagFactory).register(asyncFactory).register(denyFactory);
+  return new HttpFilterRegistry()
+    .register(routerFilterFactory)
+    .register(tagFactory)
+    .register(asyncFactory)
+    .register(denyFactory)
+    .register(holdResponseFactory);
 }
 
 function filter(name: string, typeName: string, config: unknown = undefined, over: Partial<HttpFilterConfig> = {}): HttpFilterConfig {
@@ -166,6 +196,49 @@ describe('filter chain in the connection manager', () => {
     const [info] = await proxy.waitCompleted(1);
     expect(info?.responseFlags()).toBe('RBAC');
     expect(info?.responseCodeDetails).toBe('rbac_access_denied');
+  });
+});
+
+describe('encoder filters', () => {
+  it('hold the response while stopped and release headers and body in order', async () => {
+    const big = 'y'.repeat(200_000);
+    const up = await startHttpEcho('a', (_q, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write(big.slice(0, 100_000));
+      setTimeout(() => res.end(big.slice(100_000)), 5);
+      return true;
+    });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port: up.port }])],
+      registry: registry(),
+      hcm: { httpFilters: [filter('tag', 'test.Tag', { name: 'outer' }), filter('hold', 'test.HoldResponse'), ROUTER] },
+    });
+    const res = await call(proxy.port, '/');
+    expect(res.status).toBe(200);
+    expect(res.headers['x-held']).toBe('yes');
+    // The outer filter (first in the chain) encodes last, after the held headers were released.
+    expect(res.headers['x-order']).toBe('outer');
+    expect(res.text).toBe(big);
+  });
+
+  it('may replace an upstream response with a local reply before headers are written', async () => {
+    const up = await startHttpEcho('a', (_q, res) => {
+      res.writeHead(500, { 'content-length': '4' });
+      res.end('oops');
+      return true;
+    });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port: up.port }])],
+      registry: registry(),
+      hcm: { httpFilters: [filter('hold', 'test.HoldResponse'), ROUTER] },
+    });
+    const res = await call(proxy.port, '/');
+    expect(res.status).toBe(502);
+    expect(res.text).toBe('replaced by filter');
+    const [info] = await proxy.waitCompleted(1);
+    expect(info?.responseCodeDetails).toBe('filter_replaced');
   });
 });
 
