@@ -84,6 +84,12 @@ authorization:
     expect(() => parseMeshOrThrow('services: [')).toThrow(/invalid/);
   });
 
+  it('rejects an empty (or truncated-to-empty) file', () => {
+    const r = parseMesh('');
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.errors.map((e) => e.path)).toEqual(['services', 'workloads']);
+  });
+
   it('reports YAML syntax errors readably', () => {
     const r = parseMesh('services:\n  - name: a\n   ports: x\n');
     expect(r.ok).toBe(false);

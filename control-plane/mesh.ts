@@ -217,6 +217,8 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
     s.done();
   }
 
+  if (services.length === 0 && !root.has('services'))
+    root.error('services', 'is required (an empty mesh file is rejected)');
   // ── workloads
   const workloads: MeshWorkload[] = [];
   const workloadKey = new Set<string>();
@@ -281,6 +283,8 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
     });
     w.done();
   }
+  if (wReaders.length === 0 && !root.has('workloads'))
+    root.error('workloads', 'is required (an empty mesh file is rejected)');
   // Outbound listeners bind <outbound_ip>:<service port> for every service port in the mesh.
   const outboundIps = new Map<string, string>();
   for (const w of workloads) if (!outboundIps.has(w.outboundIp)) outboundIps.set(w.outboundIp, w.name);

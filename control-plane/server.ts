@@ -33,6 +33,9 @@ import { CertIssuer, workloadKey } from './issuer';
 import { findWorkload, type Mesh, parseMesh, parseMeshOrThrow } from './mesh';
 import { SnapshotCache } from './snapshot';
 
+/** How long a changed mesh file must stay unchanged before it is applied. */
+const SETTLE_MS = 50;
+
 export interface ControlPlaneOptions {
   /** The mesh file to serve and watch. Either this or `mesh`. */
   readonly meshFile?: string;
@@ -50,6 +53,8 @@ export interface ControlPlaneOptions {
   readonly certLifetimeMs?: number;
   /** Re-issue after this long, ms (default half the lifetime). */
   readonly certRotateAfterMs?: number;
+  /** Watch the mesh file and apply changes (default true); false = only on `reload()`. */
+  readonly watchMeshFile?: boolean;
   /** Mesh file polling interval, ms, in addition to fs.watch (default 1000; 0 = watch only). */
   readonly watchIntervalMs?: number;
   readonly log?: Logger;
@@ -132,7 +137,7 @@ export class ControlPlaneServer {
         cp.streams.add(new DeltaStream(cp.host, call));
       }) as grpc.handleBidiStreamingCall<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto>,
     });
-    if (opts.meshFile) cp.watchMeshFile(opts.meshFile);
+    if (opts.meshFile && opts.watchMeshFile !== false) cp.watchMeshFile(opts.meshFile);
     log.info(
       { address: cp.address, trustDomain: mesh.trustDomain, workloads: mesh.workloads.length },
       'control plane serving ADS',
@@ -198,6 +203,16 @@ export class ControlPlaneServer {
       return { ok: false, error };
     }
     if (text === this.lastText) return { ok: true, changed: false };
+    // A file being written (not replaced atomically) can be read half-way: only apply content that
+    // is still the same a moment later; the next watch event or poll picks up the rest.
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    let again: string;
+    try {
+      again = await readFile(file, 'utf8');
+    } catch {
+      return { ok: true, changed: false };
+    }
+    if (again !== text) return { ok: true, changed: false };
     this.lastText = text;
     const r = parseMesh(text);
     if (!r.ok) {

@@ -108,7 +108,9 @@ afterEach(async () => {
 });
 afterAll(() => undefined);
 
-async function start(opts: { text?: string; lifetimeMs?: number; rotateAfterMs?: number; log?: pino.Logger } = {}) {
+async function start(
+  opts: { text?: string; lifetimeMs?: number; rotateAfterMs?: number; log?: pino.Logger; watch?: boolean } = {},
+) {
   dir = await mkdtemp(join(tmpdir(), 'meshlet-cp-'));
   const meshFile = join(dir, 'mesh.yaml');
   await writeFile(meshFile, opts.text ?? EXAMPLE);
@@ -117,6 +119,8 @@ async function start(opts: { text?: string; lifetimeMs?: number; rotateAfterMs?:
     port: 0,
     ca,
     watchIntervalMs: 100,
+    // Tests that call reload() themselves turn watching off so the result is theirs to see.
+    watchMeshFile: opts.watch ?? true,
     certLifetimeMs: opts.lifetimeMs,
     certRotateAfterMs: opts.rotateAfterMs,
     log: opts.log ?? pino({ level: 'silent' }),
@@ -282,7 +286,7 @@ describe('ADS server (state of the world)', () => {
 
   it('rejects an invalid mesh file with a readable message and keeps serving the previous mesh', async () => {
     const { log, records } = captureLog();
-    const { server, meshFile } = await start({ log });
+    const { server, meshFile } = await start({ log, watch: false });
     const first = sotw(server);
     first.call.write({ node: node('reviews-v2'), type_url: T.cluster });
     const before = await first.inbox.next('CDS');
@@ -347,7 +351,7 @@ describe('ADS server (state of the world)', () => {
 
 describe('ADS server (delta)', () => {
   it('sends resources with versions, then only what changed, and removals', async () => {
-    const { server, meshFile } = await start();
+    const { server, meshFile } = await start({ watch: false });
     const { call, inbox } = delta(server);
     call.write({
       node: node('productpage-v1.default'),
