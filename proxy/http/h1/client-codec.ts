@@ -37,6 +37,10 @@ class H1UpstreamStream implements RequestEncoder {
   detached = false;
   chunked = false;
   responseKeepAlive = true;
+  /** Body bytes still owed for a Content-Length framed request; -1 when not length-framed. */
+  remaining = -1;
+  /** The request was cut short or over-long: the connection must not be reused. */
+  framingBroken = false;
   pendingHead: string | undefined = undefined;
 
   constructor(
@@ -145,11 +149,14 @@ export class H1ClientConnection implements H1ParserHandler {
     );
     const declared = headerScan.contentLength;
     if (head.upgrade !== undefined && !isConnect) str += `connection: upgrade\r\nupgrade: ${head.upgrade}\r\n`;
-    if (isConnect || declared >= 0) {
-      // framed by the given content-length (or a tunnel)
+    if (isConnect) {
+      // a tunnel: no framing
+    } else if (declared >= 0) {
+      s.remaining = declared; // framed by the given content-length
     } else if (endStream) {
       if (expectsBody(method)) str += 'content-length: 0\r\n';
     } else if (head.contentLength >= 0) {
+      s.remaining = head.contentLength;
       str += `content-length: ${head.contentLength}\r\n`;
     } else {
       s.chunked = true;
@@ -160,6 +167,7 @@ export class H1ClientConnection implements H1ParserHandler {
     this.parser.responseToConnect = isConnect;
     if (endStream) {
       s.requestComplete = true;
+      if (s.remaining > 0) s.framingBroken = true;
       this.socket.write(str, 'latin1');
       return;
     }
@@ -187,6 +195,15 @@ export class H1ClientConnection implements H1ParserHandler {
         ok = writeFramed(this.socket, prefix, undefined, endStream ? '0\r\n\r\n' : '');
       }
     } else {
+      if (s.remaining >= 0) {
+        if (chunk.length > s.remaining) {
+          // Never send past the declared length: the upstream would read it as another request.
+          chunk = chunk.subarray(0, s.remaining);
+          s.framingBroken = true;
+        }
+        s.remaining -= chunk.length;
+        if (endStream && s.remaining > 0) s.framingBroken = true;
+      }
       ok = writeFramed(this.socket, prefix, chunk, '');
     }
     if (endStream) this.requestDone(s);
@@ -199,6 +216,7 @@ export class H1ClientConnection implements H1ParserHandler {
     s.pendingHead = undefined;
     if (s.chunked) this.socket.write(`${appendHeaders(`${prefix}0\r\n`, trailers, SKIP_UPGRADE | SKIP_HOST)}\r\n`, 'latin1');
     else if (prefix.length > 0) this.socket.write(prefix, 'latin1');
+    if (s.remaining > 0) s.framingBroken = true;
     this.requestDone(s);
   }
 
@@ -272,7 +290,7 @@ export class H1ClientConnection implements H1ParserHandler {
       const clean = pos >= buf.length;
       // A response that finished before its request was fully written ends the exchange; the
       // connection is not reused (Envoy resets the upstream stream in that case).
-      this.finishStream(cur, clean && cur.requestComplete && cur.responseKeepAlive);
+      this.finishStream(cur, clean && cur.requestComplete && cur.responseKeepAlive && !cur.framingBroken);
     }
   }
 

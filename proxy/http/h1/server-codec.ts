@@ -79,6 +79,8 @@ class H1ServerStream implements ResponseEncoder {
   noBody = false;
   closeAfter = false;
   tunnelResponse = false;
+  /** Body bytes still owed for a Content-Length framed response; -1 when not length-framed. */
+  remaining = -1;
   /** Response head serialised but not yet written (coalesced with the first body chunk). */
   pendingHead: string | undefined = undefined;
 
@@ -449,10 +451,12 @@ export class H1ServerCodec implements H1ParserHandler {
           str += `content-length: ${head.contentLength}\r\n`;
         }
       } else if (declared >= 0) {
-        // framed by the given content-length
+        s.remaining = declared; // framed by the given content-length
       } else if (head.contentLength >= 0 && !endStream) {
+        s.remaining = head.contentLength;
         str += `content-length: ${head.contentLength}\r\n`;
       } else if (endStream) {
+        s.remaining = 0;
         str += 'content-length: 0\r\n';
       } else if (s.protocol === 'HTTP/1.1') {
         s.chunked = true;
@@ -460,6 +464,8 @@ export class H1ServerCodec implements H1ParserHandler {
       } else {
         s.closeAfter = true; // HTTP/1.0 without a length: close-delimited
       }
+      // A body shorter than its declared length can only be signalled by closing the connection.
+      if (endStream && s.remaining > 0) s.closeAfter = true;
       if (!s.requestComplete || !s.keepAlive || this.draining) s.closeAfter = true;
       if (s.closeAfter) str += 'connection: close\r\n';
       else if (s.protocol === 'HTTP/1.0') str += 'connection: keep-alive\r\n';
@@ -496,6 +502,15 @@ export class H1ServerCodec implements H1ParserHandler {
         ok = writeFramed(this.socket, prefix, undefined, endStream ? '0\r\n\r\n' : '');
       }
     } else {
+      if (s.remaining >= 0) {
+        if (chunk.length > s.remaining) {
+          // Never write past the declared length: the excess would be read as the next response.
+          chunk = chunk.subarray(0, s.remaining);
+          s.closeAfter = true;
+        }
+        s.remaining -= chunk.length;
+        if (endStream && s.remaining > 0) s.closeAfter = true;
+      }
       ok = writeFramed(this.socket, prefix, chunk, '');
     }
     if (endStream) this.endResponse(s);
@@ -511,6 +526,7 @@ export class H1ServerCodec implements H1ParserHandler {
     } else if (prefix.length > 0) {
       this.socket.write(prefix, 'latin1');
     }
+    if (s.remaining > 0) s.closeAfter = true;
     this.endResponse(s);
   }
 
