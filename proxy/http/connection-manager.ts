@@ -103,6 +103,8 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
   readonly chain: readonly ChainEntry[];
   readonly routerConfig: RouterConfig;
   private readonly codecs = new Set<Codec>();
+  /** AUTO connections still waiting for their first bytes. */
+  private readonly undecided = new Set<Socket>();
   private draining = false;
   private readonly onCodecErrorFn = (r: CodecErrorReport) => this.onCodecError(r);
   /** The connection whose codec is being constructed (codec errors before newStream need it). */
@@ -116,7 +118,7 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
   }
 
   get activeConnections(): number {
-    return this.codecs.size;
+    return this.codecs.size + this.undecided.size;
   }
 
   /** Streams in flight across all connections. */
@@ -134,7 +136,11 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
     if (sniffed?.application !== undefined) return this.serve(socket, info, sniffed.application === 'h2');
     if (info.tls !== undefined) return this.serve(socket, info, info.tls.alpn === 'h2');
     // AUTO on a connection nobody inspected: one read decides (the HTTP/2 preface starts "PRI ").
+    this.undecided.add(socket);
+    socket.once('close', () => this.undecided.delete(socket));
+    if (this.draining) socket.end();
     socket.once('data', (first: Buffer) => {
+      this.undecided.delete(socket);
       socket.pause();
       socket.unshift(first);
       const h2 = isH2Preface(first);
@@ -162,12 +168,15 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
   drain(): void {
     this.draining = true;
     for (const c of this.codecs) c.drain();
+    for (const s of this.undecided) s.end();
   }
 
   /** Close every connection now. */
   destroy(): void {
     for (const c of this.codecs) c.destroy();
     this.codecs.clear();
+    for (const s of this.undecided) s.destroy();
+    this.undecided.clear();
   }
 
   newStream(encoder: ResponseEncoder): RequestSink {

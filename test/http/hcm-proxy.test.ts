@@ -184,6 +184,69 @@ describe('connection manager end to end (HTTP/1.1)', () => {
     expect((await get(proxy.port, '/', { headers: { host: 'other.local:8080' } })).headers['x-upstream']).toBe('c');
   });
 
+  it('matches every route kind on live traffic', async () => {
+    const up = await startHttpEcho('a');
+    const named = (name: string, m: Parameters<typeof route>[0]) => route(m, action('a'), { name });
+    const base = { caseSensitive: true, headers: [], queryParameters: [], grpc: false };
+    const proxy = await startProxy({
+      routes: routeConfig([
+        vhost([
+          named('exact', { ...base, path: { kind: 'path', value: '/exact' } }),
+          named('regex', { ...base, path: { kind: 'safe_regex', value: '/items/[0-9]+', regex: /\/items\/[0-9]+/ } }),
+          named('separated', { ...base, path: { kind: 'path_separated_prefix', value: '/sep' } }),
+          named('nocase', { ...base, caseSensitive: false, path: { kind: 'prefix', value: '/case' } }),
+          named('query', { ...base, path: { kind: 'prefix', value: '/q' }, queryParameters: [{ name: 'debug', match: { kind: 'present' } }] }),
+          named('grpc', { ...base, path: { kind: 'prefix', value: '/' }, grpc: true }),
+          named('fallback', { ...base, path: { kind: 'prefix', value: '/' } }),
+        ]),
+      ]),
+      clusters: [staticCluster('a', [{ port: up.port }])],
+    });
+    const cases: [string, string, Record<string, string>?][] = [
+      ['/exact?x=1', 'exact'],
+      ['/exact/more', 'fallback'],
+      ['/items/42', 'regex'],
+      ['/items/42x', 'fallback'],
+      ['/sep/a', 'separated'],
+      ['/sepx', 'fallback'],
+      ['/CASE/x', 'nocase'],
+      ['/q?debug', 'query'],
+      ['/q?other=1', 'fallback'],
+      ['/svc/M', 'grpc', { 'content-type': 'application/grpc' }],
+    ];
+    for (const [path, expected, headers] of cases) {
+      const res = await get(proxy.port, path, { headers, method: headers ? 'POST' : 'GET', body: headers ? Buffer.alloc(5) : undefined });
+      expect(res.status, path).toBe(200);
+    }
+    const infos = await proxy.waitCompleted(cases.length);
+    expect(infos.map((i) => i.routeName)).toEqual(cases.map((c) => c[1]));
+  });
+
+  it('drains: an in-flight response finishes with Connection: close, idle connections close', async () => {
+    const held: (() => void)[] = [];
+    const up = await startHttpEcho('a', (_q, res) => {
+      held.push(() => res.end('done'));
+      return true;
+    });
+    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/'), action('a'))])]), clusters: [staticCluster('a', [{ port: up.port }])] });
+    const busy = await connect(proxy.port);
+    const idle = await connect(proxy.port);
+    busy.write('GET /1 HTTP/1.1\r\nHost: a\r\n\r\n');
+    for (let i = 0; i < 100 && up.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(proxy.hcm.activeConnections).toBe(2);
+    const idleClosed = readUntil(idle, () => false);
+    proxy.hcm.drain();
+    expect(await idleClosed).toBe('');
+    const response = readUntil(busy, () => false);
+    for (const h of held) h();
+    const text = await response;
+    expect(text.startsWith('HTTP/1.1 200')).toBe(true);
+    expect(text.toLowerCase()).toContain('connection: close');
+    expect(text.endsWith('done')).toBe(true);
+    busy.destroy();
+    idle.destroy();
+  });
+
   it('an RDS swap changes routing for new requests only', async () => {
     const a = await startHttpEcho('a');
     const b = await startHttpEcho('b');

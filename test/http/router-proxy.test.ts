@@ -400,6 +400,44 @@ describe('router: upgrades', () => {
     expect(info?.bytesReceived).toBeGreaterThanOrEqual(5);
   });
 
+  it('tunnels CONNECT when the route enables it', async () => {
+    const server = net.createServer({ allowHalfOpen: true }, (s) => {
+      s.on('error', () => {});
+      let buf = '';
+      const onHead = (d: Buffer) => {
+        buf += d.toString('latin1');
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        s.off('data', onHead);
+        const line = buf.slice(0, buf.indexOf('\r\n'));
+        s.write('HTTP/1.1 200 OK\r\n\r\n');
+        s.write(`line:${line};`);
+        s.on('data', (x: Buffer) => s.write(`echo:${x.toString('latin1')}`));
+        s.on('end', () => s.end());
+      };
+      s.on('data', onHead);
+    });
+    servers.push(server);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as net.AddressInfo).port;
+    const proxy = await startProxy({
+      routes: routeConfig([
+        vhost([route({ path: { kind: 'connect_matcher' }, caseSensitive: true, headers: [], queryParameters: [], grpc: false }, action('a', { upgradeTypes: ['CONNECT'] }))]),
+      ]),
+      clusters: [staticCluster('a', [{ port }])],
+    });
+    const s = await connect(proxy.port);
+    s.write('CONNECT target.example:443 HTTP/1.1\r\nHost: target.example:443\r\n\r\n');
+    const head = await readUntil(s, (t) => t.includes('\r\n\r\n'));
+    expect(head.startsWith('HTTP/1.1 200')).toBe(true);
+    s.write('tunnelled');
+    const data = await readUntil(s, (t) => t.includes('echo:tunnelled'));
+    // The upstream's first tunnel bytes may arrive together with the 200.
+    expect(head + data).toContain('line:CONNECT target.example:443 HTTP/1.1;');
+    expect(data).toContain('echo:tunnelled');
+    s.destroy();
+  });
+
   it('refuses an upgrade that is not enabled with 403', async () => {
     const port = await wsUpstream();
     const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/'), action('a'))])]), clusters: [staticCluster('a', [{ port }])] });
