@@ -37,7 +37,7 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   if (cmd === '--version') {
-    process.stdout.write(`${require('../../package.json').version}\n`);
+    process.stdout.write(`${(await import('./version')).VERSION}\n`);
     return;
   }
   const c = COMMANDS[cmd];

@@ -5,9 +5,9 @@
  */
 import type { MeshletServer } from '../server';
 import { logLevels, setLogLevel } from '../telemetry/logger';
+import { VERSION } from '../version';
 import { type AdminServer, json, text } from './admin-server';
 
-const VERSION: string = require('../../../package.json').version;
 
 function addressString(a: { kind: 'socket'; host: string; port: number } | { kind: 'pipe'; path: string }, bound?: number): string {
   return a.kind === 'pipe' ? a.path : `${a.host}:${bound || a.port}`;

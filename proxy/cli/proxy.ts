@@ -4,7 +4,9 @@
  * server, and shut down gracefully on SIGTERM/SIGINT (stop accepting, finish in-flight requests
  * within the drain time, exit 0; a second signal exits at once).
  */
-import { loadBootstrap } from '../config/bootstrap';
+import { readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { decodeBootstrap, type LoadedBootstrap, parseBootstrapText } from '../config/bootstrap';
 import { ConfigError, formatIssues } from '../errors';
 import { parseCommandArgs } from '../main';
 import { createRegistries } from '../registry';
@@ -38,9 +40,18 @@ export async function runProxy(argv: string[]): Promise<number> {
     return 1;
   }
   const registries = createRegistries();
-  let loaded: Awaited<ReturnType<typeof loadBootstrap>>;
+  let loaded: LoadedBootstrap;
+  let raw: unknown;
   try {
-    loaded = await loadBootstrap(file, { httpFilters: registries.httpFilters });
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      process.stderr.write(`meshlet proxy: cannot read bootstrap ${file}: ${(e as Error).message}\n`);
+      return 1;
+    }
+    raw = parseBootstrapText(text, file);
+    loaded = decodeBootstrap(raw, { httpFilters: registries.httpFilters, baseDir: dirname(file) }, `bootstrap ${file}`);
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`meshlet proxy: invalid bootstrap ${file}\n${formatIssues(err.issues)}\n`);
@@ -56,7 +67,7 @@ export async function runProxy(argv: string[]): Promise<number> {
   }
   const server = new MeshletServer({
     bootstrap: loaded.bootstrap,
-    rawBootstrap: loaded.raw,
+    rawBootstrap: raw,
     registries,
     drainTimeoutMs: drainS * 1000,
   });

@@ -254,6 +254,10 @@ export class Listener {
         return;
       }
     }
+    // Accepted sockets start paused (pauseOnConnect, or paused after sniffing). Handlers get a
+    // flowing socket; one that must hold data (the TCP proxy while it connects) pauses it
+    // synchronously in handle(), before any I/O callback can run.
+    socket.resume();
     built.handler.handle(socket, info, sniffed);
   }
 

@@ -21,7 +21,8 @@ export interface Sniffed {
 export interface ConnectionHandler {
   /**
    * Take ownership of an accepted (and, with a TLS transport socket, already terminated)
-   * connection. Bytes read during detection have been unshifted back into the socket.
+   * connection. Bytes read during detection have been unshifted back into the socket. The socket
+   * is flowing; a handler that must hold data pauses it synchronously here.
    */
   handle(socket: Socket, info: DownstreamConnectionInfo, sniffed: Sniffed | undefined): void;
   /** Graceful drain: stop new streams on live connections (Connection: close / GOAWAY). */

@@ -13,7 +13,7 @@ export interface StartedMeshlet {
   server: MeshletServer;
   listenerPort(name: string): number;
   adminPort: number;
-  warnings: { path: string; message: string }[];
+  warnings: readonly { path: string; message: string }[];
 }
 
 export async function startMeshlet(
