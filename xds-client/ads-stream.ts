@@ -9,9 +9,10 @@
 
 import type * as grpc from '@grpc/grpc-js';
 import { logger } from '../proxy/telemetry/logger';
+import type { TypeState } from './cache';
 import type { NodeProto } from './protos';
 import { SUBSCRIPTION_ORDER } from './resource-types';
-import type { Subscriptions, TypeState } from './subscriptions';
+import type { Subscriptions } from './subscriptions';
 
 /** An applied response, reported for metrics and logs. */
 export interface UpdateEvent {
@@ -52,7 +53,13 @@ export abstract class AdsStream<Req, Res> {
     protected readonly hooks: StreamHooks,
   ) {
     call.on('data', (msg: Res) => {
-      if (!this.closed) this.onResponse(msg);
+      if (this.closed) return;
+      try {
+        this.onResponse(msg);
+      } catch (err) {
+        // A bug here must not take the process down; the response stays un-ACKed.
+        logger('xds').error({ err }, 'xds: failed to handle a response');
+      }
     });
   }
 

@@ -18,13 +18,14 @@ import { MeshletError } from '../proxy/errors';
 import { logger } from '../proxy/telemetry/logger';
 import type { AdsStream, UpdateEvent } from './ads-stream';
 import { type BackoffOptions, ExponentialBackoff } from './backoff';
+import type { TypeCounters } from './cache';
 import { DeltaStream } from './delta-stream';
 import { toStructProto } from './proto-json';
 import { adsServiceDefinition, type NodeProto } from './protos';
 import type { ResourceTypeDef, XdsWatcher } from './resource-types';
 import { buildSnapshot, type XdsSnapshot } from './snapshot';
 import { SotwStream } from './sotw-stream';
-import { Subscriptions, type TypeCounters } from './subscriptions';
+import { Subscriptions } from './subscriptions';
 
 /** Where an `envoy_grpc` cluster is (resolved by the proxy's cluster manager). */
 export interface ResolvedCluster {

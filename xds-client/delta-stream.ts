@@ -13,10 +13,10 @@
 
 import { logger } from '../proxy/telemetry/logger';
 import { AdsStream, NACK_CODE } from './ads-stream';
+import type { TypeState } from './cache';
 import { type ParsedResource, parseResource } from './parser';
 import type { DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto } from './protos';
 import { shortTypeName } from './resource-types';
-import type { TypeState } from './subscriptions';
 
 export class DeltaStream extends AdsStream<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto> {
   /** What the server has been told we subscribe to, per type ('*' = wildcard). */

@@ -6,8 +6,8 @@
  * proto3 JSON here, when someone reads the dump, not on every update.
  */
 
+import type { TypeState } from './cache';
 import { anyToJson, type Json } from './proto-json';
-import type { TypeState } from './subscriptions';
 
 /** Envoy's UpdateFailureState. */
 export interface XdsErrorState {

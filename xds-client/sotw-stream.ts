@@ -17,10 +17,10 @@
 
 import { logger } from '../proxy/telemetry/logger';
 import { AdsStream, NACK_CODE } from './ads-stream';
+import type { TypeState } from './cache';
 import { parseResource } from './parser';
 import type { DiscoveryRequestProto, DiscoveryResponseProto } from './protos';
 import { shortTypeName } from './resource-types';
-import type { TypeState } from './subscriptions';
 
 export class SotwStream extends AdsStream<DiscoveryRequestProto, DiscoveryResponseProto> {
   /** Nonce of the last response per type on this stream. */

@@ -1,7 +1,7 @@
 /**
  * Subscriptions and the resource cache: which names each type is watched for, the last accepted
- * value of every resource, per-resource error state, initial-fetch timers, and the queue of watcher
- * notifications. It survives stream failures: the cache is never cleared on disconnect, so the
+ * value of every resource, per-resource error state and initial-fetch timers (the shapes are in
+ * cache.ts, the notification queue in notifier.ts). It survives stream failures: the cache is never cleared on disconnect, so the
  * proxy keeps serving the last accepted config while the client reconnects.
  *
  * Leans towards keeping the last good config: a rejected resource keeps its previous value, and
@@ -11,40 +11,12 @@
 
 import type { FieldIssue } from '../proxy/errors';
 import { logger } from '../proxy/telemetry/logger';
+import { type CachedResource, TypeState } from './cache';
+import { Note, Notifier } from './notifier';
 import { describeIssues, type ParsedResource } from './parser';
 import { type ResourceTypeDef, shortTypeName, type XdsResourceError, type XdsWatcher } from './resource-types';
 
-/** Envoy's ClientResourceStatus for /config_dump. */
-export type ClientStatus = 'REQUESTED' | 'DOES_NOT_EXIST' | 'ACKED' | 'NACKED';
-
-/** A rejected update of one resource (Envoy's UpdateFailureState). */
-export interface ErrorState {
-  readonly failedVersion: string;
-  readonly details: string;
-  readonly lastUpdateAttempt: Date;
-  /** The rejected bytes, when they could be read. */
-  readonly failedRaw?: Buffer;
-}
-
-/** One cached resource. */
-export interface CachedResource<T> {
-  readonly name: string;
-  value?: T;
-  raw?: Buffer;
-  /** Version of the accepted value (SotW: response version_info; delta: per-resource version). */
-  version: string;
-  lastUpdated?: Date;
-  status: ClientStatus;
-  errorState?: ErrorState;
-  timer?: NodeJS.Timeout;
-}
-
-/** Per-type counters for metrics (Envoy's `<type>.update_*`). */
-export interface TypeCounters {
-  updateAttempt: number;
-  updateSuccess: number;
-  updateRejected: number;
-}
+export { type CachedResource, type ClientStatus, type ErrorState, type TypeCounters, TypeState } from './cache';
 
 /** Outcome of applying one response, for the stream to ACK or NACK. */
 export interface ApplyOutcome {
@@ -52,76 +24,10 @@ export interface ApplyOutcome {
   /** NACK message: one line per rejected resource and field. */
   readonly message: string;
 }
-
-enum Note {
-  Changed,
-  Removed,
-  DoesNotExist,
-  Error,
-}
-
-interface Notification {
-  readonly kind: Note;
-  readonly state: TypeState<unknown>;
-  readonly name: string;
-  readonly version?: string;
-  readonly value?: unknown;
-  readonly error?: XdsResourceError;
-  /** Deliver to this watcher only (catch-up for a new watch). */
-  readonly only?: XdsWatcher<unknown>;
-}
-
-/** Everything known about one resource type. */
-export class TypeState<T> {
-  readonly wildcardWatchers = new Set<XdsWatcher<T>>();
-  readonly watchers = new Map<string, Set<XdsWatcher<T>>>();
-  readonly resources = new Map<string, CachedResource<T>>();
-  /** SotW: version_info of the last accepted response. Delta: last system_version_info seen. */
-  acceptedVersion = '';
-  lastUpdated?: Date;
-  /** The last rejected response, for /config_dump. */
-  lastError?: ErrorState;
-  /** A response for this type has arrived on some stream. */
-  receivedResponse = false;
-  wildcardTimer?: NodeJS.Timeout;
-  readonly counters: TypeCounters = { updateAttempt: 0, updateSuccess: 0, updateRejected: 0 };
-
-  constructor(readonly def: ResourceTypeDef<T>) {}
-
-  get typeUrl(): string {
-    return this.def.typeUrl;
-  }
-
-  /** Someone watches this type. */
-  isSubscribed(): boolean {
-    return this.wildcardWatchers.size > 0 || this.watchers.size > 0;
-  }
-
-  /** Subscribed to every resource of the type. */
-  isWildcard(): boolean {
-    return this.def.wildcard && this.wildcardWatchers.size > 0;
-  }
-
-  /** Resources of this name are of interest (anything else in a response is ignored). */
-  wants(name: string): boolean {
-    return this.isWildcard() || this.watchers.has(name);
-  }
-
-  /** Explicitly named subscriptions (excluding '*'). */
-  names(): string[] {
-    return [...this.watchers.keys()];
-  }
-
-  /** Cached bytes of an accepted resource, for change detection. */
-  readonly cachedBytes = (name: string): Buffer | undefined => this.resources.get(name)?.raw;
-}
-
 /** Registry of types, their watches and cache; the notification queue. */
 export class Subscriptions {
   private readonly types = new Map<string, TypeState<unknown>>();
-  private readonly queue: Notification[] = [];
-  private flushScheduled = false;
-  private flushing = false;
+  private readonly notifier = new Notifier();
 
   /**
    * @param initialFetchTimeoutMs how long a watched resource may stay unsent before watchers hear
@@ -158,7 +64,7 @@ export class Subscriptions {
       const first = state.wildcardWatchers.size === 0;
       state.wildcardWatchers.add(watcher);
       for (const entry of state.resources.values()) {
-        if (entry.value !== undefined) this.enqueueFor(state, Note.Changed, entry, watcher);
+        if (entry.value !== undefined) this.notifier.enqueueFor(state, Note.Changed, entry, watcher);
       }
       if (first && !state.receivedResponse) this.startWildcardTimer(state);
       if (first) this.onInterestChanged(typeUrl);
@@ -176,11 +82,11 @@ export class Subscriptions {
         state.resources.set(name, entry);
         this.startTimer(state, entry);
       }
-      if (entry.value !== undefined) this.enqueueFor(state, Note.Changed, entry, watcher);
-      else if (entry.status === 'DOES_NOT_EXIST') this.enqueueFor(state, Note.DoesNotExist, entry, watcher);
+      if (entry.value !== undefined) this.notifier.enqueueFor(state, Note.Changed, entry, watcher);
+      else if (entry.status === 'DOES_NOT_EXIST') this.notifier.enqueueFor(state, Note.DoesNotExist, entry, watcher);
       if (first) this.onInterestChanged(typeUrl);
     }
-    this.scheduleFlush();
+    this.notifier.scheduleFlush();
     let cancelled = false;
     return () => {
       if (cancelled) return;
@@ -229,8 +135,8 @@ export class Subscriptions {
         'xds: resource not received within the initial fetch timeout',
       );
       entry.status = 'DOES_NOT_EXIST';
-      this.enqueue(state, Note.DoesNotExist, entry);
-      this.flush();
+      this.notifier.enqueue(state, Note.DoesNotExist, entry);
+      this.notifier.flush();
     }, this.initialFetchTimeoutMs);
     entry.timer.unref?.();
   }
@@ -242,13 +148,13 @@ export class Subscriptions {
       if (state.receivedResponse) return;
       logger('xds').warn({ type: shortTypeName(state.typeUrl) }, 'xds: no response within the initial fetch timeout');
       for (const w of state.wildcardWatchers)
-        this.queue.push({
+        this.notifier.push({
           kind: Note.DoesNotExist,
           state: state as TypeState<unknown>,
           name: '*',
           only: w as XdsWatcher<unknown>,
         });
-      this.flush();
+      this.notifier.flush();
     }, this.initialFetchTimeoutMs);
     state.wildcardTimer.unref?.();
   }
@@ -398,7 +304,7 @@ export class Subscriptions {
     entry.raw = p.raw;
     entry.version = version;
     entry.lastUpdated = now;
-    this.enqueue(state, Note.Changed, entry);
+    this.notifier.enqueue(state, Note.Changed, entry);
   }
 
   private markFailed<T>(
@@ -421,7 +327,7 @@ export class Subscriptions {
     entry.status = 'NACKED';
     entry.errorState = { failedVersion: version, details: message, lastUpdateAttempt: now, failedRaw: raw };
     const error: XdsResourceError = { typeUrl: state.typeUrl, name, version, issues, message };
-    this.queue.push({ kind: Note.Error, state: state as TypeState<unknown>, name, error });
+    this.notifier.push({ kind: Note.Error, state: state as TypeState<unknown>, name, error });
   }
 
   private removeOrMissing<T>(state: TypeState<T>, entry: CachedResource<T>): void {
@@ -434,7 +340,7 @@ export class Subscriptions {
     entry.errorState = undefined;
     entry.status = 'DOES_NOT_EXIST';
     if (!state.watchers.has(entry.name)) state.resources.delete(entry.name);
-    this.enqueue(state, hadValue ? Note.Removed : Note.DoesNotExist, entry);
+    this.notifier.enqueue(state, hadValue ? Note.Removed : Note.DoesNotExist, entry);
   }
 
   private finish<T>(state: TypeState<T>, version: string, problems: string[], now: Date): ApplyOutcome {
@@ -455,82 +361,8 @@ export class Subscriptions {
     return { accepted: false, message };
   }
 
-  // ───────────── notifications ─────────────
-
-  private enqueue<T>(state: TypeState<T>, kind: Note, entry: CachedResource<T>): void {
-    this.queue.push({
-      kind,
-      state: state as TypeState<unknown>,
-      name: entry.name,
-      version: entry.version,
-      value: entry.value,
-    });
-  }
-
-  private enqueueFor<T>(state: TypeState<T>, kind: Note, entry: CachedResource<T>, only: XdsWatcher<T>): void {
-    this.queue.push({
-      kind,
-      state: state as TypeState<unknown>,
-      name: entry.name,
-      version: entry.version,
-      value: entry.value,
-      only: only as XdsWatcher<unknown>,
-    });
-  }
-
-  private scheduleFlush(): void {
-    if (this.flushScheduled) return;
-    this.flushScheduled = true;
-    queueMicrotask(() => {
-      this.flushScheduled = false;
-      this.flush();
-    });
-  }
-
   /** Deliver queued notifications (the stream calls this after sending its ACK/NACK). */
   flush(): void {
-    if (this.flushing) return;
-    this.flushing = true;
-    try {
-      // Callbacks may watch/cancel and so enqueue more; drain until empty.
-      for (let i = 0; i < this.queue.length; i++) this.deliver(this.queue[i]);
-      this.queue.length = 0;
-    } finally {
-      this.flushing = false;
-    }
-  }
-
-  private deliver(n: Notification): void {
-    if (n.only) {
-      // Catch-up for one watcher: skip if it cancelled meanwhile.
-      const stillWatching =
-        n.state.wildcardWatchers.has(n.only) || (n.name !== '*' && n.state.watchers.get(n.name)?.has(n.only) === true);
-      if (stillWatching) call(n, n.only);
-      return;
-    }
-    const named = n.state.watchers.get(n.name);
-    if (named) for (const w of [...named]) call(n, w);
-    if (n.kind !== Note.DoesNotExist && n.state.isWildcard()) for (const w of [...n.state.wildcardWatchers]) call(n, w);
-  }
-}
-
-function call(n: Notification, w: XdsWatcher<unknown>): void {
-  try {
-    switch (n.kind) {
-      case Note.Changed:
-        w.onChanged(n.name, n.value, n.version ?? '');
-        break;
-      case Note.Removed:
-        w.onRemoved(n.name);
-        break;
-      case Note.DoesNotExist:
-        w.onDoesNotExist(n.name);
-        break;
-      case Note.Error:
-        w.onError?.(n.error as XdsResourceError);
-        break;
-    }
-  } catch (err) {
-    logger('xds').error({ err, name: n.name, type: shortTypeName(n.state.typeUrl) }, 'xds: watcher callback threw');
+    this.notifier.flush();
   }
 }
