@@ -255,3 +255,116 @@ describe('bootstrap errors', () => {
     ]);
   });
 });
+
+describe('sidecar bootstrap (Istio-shaped)', () => {
+  it('decodes node, ADS, static secrets referenced by SDS name, and tracing', () => {
+    const { bootstrap, warnings } = loadBootstrap(join(FIXTURES, 'sidecar.yaml'), ctx());
+    expect(warnings).toEqual([]);
+    expect(bootstrap.node).toEqual({
+      id: 'sidecar~10.1.2.3~reviews-v1-abc.default~default.svc.cluster.local',
+      cluster: 'reviews.default',
+      metadata: { NAMESPACE: 'default', ISTIO_VERSION: '1.24.0', LABELS: { app: 'reviews', version: 'v1' } },
+      locality: { region: 'us-east1', zone: 'us-east1-b', subZone: '' },
+      userAgentName: 'meshlet',
+      userAgentVersion: '',
+    });
+    expect(bootstrap.dynamicResources).toEqual({
+      adsConfig: { apiType: 'DELTA_GRPC', grpcServices: [{ kind: 'envoy_grpc', clusterName: 'xds-grpc' }], setNodeOnFirstMessageOnly: true },
+      ldsConfig: { kind: 'ads' },
+      cdsConfig: { kind: 'ads' },
+      initialFetchTimeoutMs: 0,
+    });
+    expect(bootstrap.staticResources.secrets.map((s) => s.name)).toEqual(['xds-client-cert', 'xds-root']);
+    const xds = bootstrap.staticResources.clusters[0]!;
+    expect(xds.upstreamProtocol).toBe('http2');
+    expect(xds.transportSocket).toMatchObject({
+      sni: 'istiod.istio-system.svc',
+      common: { tlsCertificateSdsSecretConfigs: [{ name: 'xds-client-cert' }], validationContextSdsSecretConfig: { name: 'xds-root' } },
+    });
+    // With CDS configured, a route to a cluster that is not static yet is accepted.
+    expect(bootstrap.staticResources.listeners[0]!.name).toBe('prometheus');
+    expect(bootstrap.tracing).toEqual({
+      provider: 'opentelemetry',
+      grpcService: { kind: 'envoy_grpc', clusterName: 'otel', timeoutMs: 250 },
+      serviceName: 'reviews.default',
+    });
+  });
+
+  it('reports an SDS secret name that is neither static nor fetched over SDS', () => {
+    const cluster = staticCluster('c', {
+      transport_socket: {
+        name: 'envoy.transport_sockets.tls',
+        typed_config: {
+          '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+          common_tls_context: { tls_certificate_sds_secret_configs: [{ name: 'missing' }, { name: 'remote', sds_config: { ads: {} } }] },
+        },
+      },
+    });
+    expect(issuesOf(() => decodeBootstrap({ static_resources: { clusters: [cluster] } }, ctx()))).toEqual([
+      {
+        path: 'static_resources.clusters[0].transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[0].name',
+        message: 'unknown static secret "missing" (no sds_config, and not in static_resources.secrets)',
+      },
+      {
+        path: 'static_resources.clusters[0].transport_socket.typed_config.common_tls_context.tls_certificate_sds_secret_configs[1].sds_config.ads',
+        message: 'an ADS config source needs dynamic_resources.ads_config',
+      },
+    ]);
+  });
+
+  it('reports a tracing cluster that does not exist (no CDS), and google_grpc with TLS credentials', () => {
+    const raw = {
+      tracing: {
+        http: {
+          name: 'otel',
+          typed_config: {
+            '@type': 'type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig',
+            grpc_service: { envoy_grpc: { cluster_name: 'otel' } },
+          },
+        },
+      },
+    };
+    expect(issuesOf(() => decodeBootstrap(raw, ctx()))).toEqual([
+      { path: 'tracing.http.typed_config.grpc_service.envoy_grpc.cluster_name', message: 'unknown cluster "otel"' },
+    ]);
+    const g = decodeBootstrap(
+      {
+        dynamic_resources: {
+          ads_config: {
+            api_type: 'GRPC',
+            grpc_services: [
+              {
+                google_grpc: {
+                  target_uri: 'istiod.istio-system.svc:15012',
+                  stat_prefix: 'xds',
+                  channel_credentials: { ssl_credentials: { root_certs: { filename: '/etc/certs/root.pem' } } },
+                },
+              },
+            ],
+          },
+          cds_config: { ads: {} },
+        },
+      },
+      ctx(),
+    );
+    expect(g.bootstrap.dynamicResources!.adsConfig!.grpcServices).toEqual([
+      { kind: 'google_grpc', targetUri: 'istiod.istio-system.svc:15012', statPrefix: 'xds', ssl: { rootCerts: { kind: 'filename', value: '/etc/certs/root.pem' } } },
+    ]);
+    expect(g.bootstrap.dynamicResources!.initialFetchTimeoutMs).toBe(15_000);
+  });
+
+  it('reports unsupported config source and ADS api types', () => {
+    const raw = {
+      dynamic_resources: {
+        ads_config: { api_type: 'REST', grpc_services: [] },
+        lds_config: { api_config_source: { api_type: 'REST', cluster_names: ['x'] } },
+      },
+    };
+    expect(issuesOf(() => decodeBootstrap(raw, ctx()))).toEqual([
+      { path: 'dynamic_resources.ads_config.api_type', message: 'REST is not supported by meshlet (expected GRPC or DELTA_GRPC)' },
+      { path: 'dynamic_resources.ads_config.grpc_services', message: 'at least one gRPC service is required' },
+      { path: 'dynamic_resources.lds_config.api_config_source.cluster_names', message: 'REST config sources are not supported by meshlet' },
+      { path: 'dynamic_resources.lds_config.api_config_source.api_type', message: 'REST is not supported by meshlet (expected GRPC or DELTA_GRPC)' },
+    ]);
+  });
+});
