@@ -284,6 +284,9 @@ function onStreamIdleTimeout(s: ActiveStream): void {
 function onRequestTimeout(s: ActiveStream): void {
   s.onRequestTimeout();
 }
+function onMaxDuration(s: ActiveStream): void {
+  s.onMaxDurationReached();
+}
 
 export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStreamCallbacks, HeaderFormatContext {
   readonly info: StreamInfo;
@@ -317,6 +320,7 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
 
   private idleTimer: NodeJS.Timeout | undefined;
   private requestTimer: NodeJS.Timeout | undefined;
+  private durationTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly manager: HttpConnectionManager,
@@ -531,9 +535,17 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
         this.info.routeName = r.route.name;
         this.info.virtualHostName = r.vhost.name;
         const a = r.route.action;
-        if (a.kind === 'route' && a.idleTimeoutMs > 0 && this.idleTimer !== undefined) {
-          clearTimeout(this.idleTimer);
-          this.idleTimer = setTimeout(onStreamIdleTimeout, a.idleTimeoutMs, this);
+        if (a.kind === 'route' && !this.destroyed) {
+          // The route's idle_timeout overrides stream_idle_timeout (also when that is disabled).
+          if (a.idleTimeoutMs > 0) {
+            if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+            this.idleTimer = setTimeout(onStreamIdleTimeout, a.idleTimeoutMs, this);
+          }
+          // max_stream_duration counts from the start of the stream.
+          const max = a.maxStreamDurationMs ?? 0;
+          if (max > 0 && this.durationTimer === undefined) {
+            this.durationTimer = setTimeout(onMaxDuration, Math.max(1, max - this.info.now()), this);
+          }
         }
       }
     }
@@ -787,6 +799,15 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     else this.sendLocalReply(408, 'request timeout', undefined, undefined, 'request_overall_timeout');
   }
 
+  /** The route's max_stream_duration elapsed (Envoy: 408 "downstream duration timeout" or a reset). */
+  onMaxDurationReached(): void {
+    this.durationTimer = undefined;
+    if (this.destroyed) return;
+    this.router?.onDestroy();
+    if (this.headersWritten) this.resetDownstream('timeout');
+    else this.sendLocalReply(408, 'downstream duration timeout', undefined, undefined, 'max_duration_timeout');
+  }
+
   private onResponseEnd(): void {
     this.responseComplete = true;
     this.info.lastDownstreamTxByteMs = this.info.now();
@@ -808,6 +829,10 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     if (this.requestTimer !== undefined) {
       clearTimeout(this.requestTimer);
       this.requestTimer = undefined;
+    }
+    if (this.durationTimer !== undefined) {
+      clearTimeout(this.durationTimer);
+      this.durationTimer = undefined;
     }
   }
 

@@ -450,8 +450,10 @@ export class RouterStream {
     this.cluster = cluster;
 
     // Request rewrites and header mutations (most specific first; the route config applies last).
+    const originalPath = head.path;
     if (action.prefixRewrite !== undefined) head.path = prefixRewritePath(head.path, route, action.prefixRewrite);
     else if (action.regexRewrite !== undefined) head.path = regexRewritePath(head.path, action.regexRewrite.regex, action.regexRewrite.substitution);
+    if (head.path !== originalPath && !this.config.suppressEnvoyHeaders) setHeader(head.headers, 'x-envoy-original-path', originalPath);
     const hostLiteral = this.weighted?.hostRewriteLiteral ?? action.hostRewriteLiteral;
     if (hostLiteral !== undefined) head.authority = hostLiteral;
     else if (action.hostRewriteHeader !== undefined) {

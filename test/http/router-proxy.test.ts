@@ -105,6 +105,7 @@ describe('router: cluster selection, rewrites and header mutations', () => {
     const s1 = echoOf((await call(proxy.port, '/old/thing?q=1')).text);
     expect(s1.url).toBe('/new/thing?q=1');
     expect(s1.headers.host).toBe('backend.internal');
+    expect(s1.headers['x-envoy-original-path']).toBe('/old/thing?q=1');
     const s2 = echoOf((await call(proxy.port, '/hdr', { headers: { 'x-host': 'from.header' } })).text);
     expect(s2.headers.host).toBe('from.header');
     const s3 = echoOf((await call(proxy.port, '/rx/abc?z')).text);
@@ -216,6 +217,33 @@ describe('router: failures, timeouts and retries', () => {
     expect(info?.responseFlags()).toBe('UT');
     expect(proxy.clusters.get('a')?.stats.upstreamRqTimeout).toBe(1);
     for (const p of pending) p();
+  });
+
+  it('answers 408 when the route max_stream_duration elapses, and the route idle_timeout overrides the HCM one', async () => {
+    const held: (() => void)[] = [];
+    const a = await startHttpEcho('a', (_q, res) => {
+      held.push(() => res.end());
+      return true;
+    });
+    const proxy = await startProxy({
+      routes: routeConfig([
+        vhost([
+          route(prefix('/max'), action('a', { maxStreamDurationMs: 150 })),
+          route(prefix('/idle'), action('a', { idleTimeoutMs: 150 })),
+        ]),
+      ]),
+      clusters: [staticCluster('a', [{ port: a.port }])],
+      hcm: { streamIdleTimeoutMs: 0 },
+    });
+    const max = await call(proxy.port, '/max');
+    expect(max.status).toBe(408);
+    expect(max.text).toBe('downstream duration timeout');
+    const idle = await call(proxy.port, '/idle');
+    expect(idle.status).toBe(408);
+    expect(idle.text).toBe('stream timeout');
+    const infos = await proxy.waitCompleted(2);
+    expect(infos.map((i) => i.responseCodeDetails)).toEqual(['max_duration_timeout', 'stream_idle_timeout']);
+    for (const h of held) h();
   });
 
   it('retries a 503 and returns the retried 200, replaying the request body', async () => {
