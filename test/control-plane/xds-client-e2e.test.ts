@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import pino from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DevCa } from '../../certs/dev-ca';
-import { CertStore } from '../../certs/store';
+import { SdsSecretProvider } from '../../certs/sds-provider';
+import { CertStore, type RotationEvent } from '../../certs/store';
 import { ControlPlaneServer } from '../../control-plane/server';
 import {
   decodeCluster,
@@ -203,3 +204,57 @@ for (const apiType of ['GRPC', 'DELTA_GRPC'] as const) {
     });
   });
 }
+
+describe('SDS provider ↔ control plane', () => {
+  it('keeps the certificate store current across scheduled rotations, every identity verified', async () => {
+    dir = await mkdtemp(join(tmpdir(), 'meshlet-sds-'));
+    const meshFile = join(dir, 'mesh.yaml');
+    await writeFile(meshFile, EXAMPLE);
+    server = await ControlPlaneServer.start({
+      meshFile,
+      port: 0,
+      ca,
+      certLifetimeMs: 60_000,
+      certRotateAfterMs: 1500,
+      log: pino({ level: 'silent' }),
+    });
+    client = new XdsClient({
+      node: {
+        id: 'ratings-v1.default',
+        cluster: 'ratings',
+        metadata: {},
+        userAgentName: 'meshlet',
+        userAgentVersion: 'test',
+      },
+      dynamicResources: {
+        adsConfig: {
+          apiType: 'GRPC',
+          grpcServices: [{ kind: 'google_grpc', targetUri: `127.0.0.1:${server.port}`, statPrefix: 'ads' }],
+          setNodeOnFirstMessageOnly: true,
+        },
+        initialFetchTimeoutMs: 15_000,
+      },
+      backoff: { baseMs: 100, maxMs: 1000 },
+    } as never);
+    for (const t of types()) client.registerType(t);
+    const store = new CertStore();
+    const rotations: RotationEvent[] = [];
+    store.on('rotate', (e: RotationEvent) => rotations.push(e));
+    const results: boolean[] = [];
+    const provider = new SdsSecretProvider(client, store, { onResult: (_n, r) => results.push(r.ok) });
+    provider.start();
+    client.start();
+    const deadline = Date.now() + 15_000;
+    while (rotations.filter((r) => r.name === 'default').length < 3 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    provider.close();
+    const ids = rotations.filter((r) => r.name === 'default');
+    expect(ids.length).toBeGreaterThanOrEqual(3);
+    expect(rotations[0]!.name).toBe('ROOTCA');
+    expect(new Set(ids.map((r) => r.serial)).size).toBe(ids.length);
+    expect(ids[1]!.previousSerial).toBe(ids[0]!.serial);
+    expect(results.every(Boolean)).toBe(true);
+    expect(store.identity()!.verified).toBe(true);
+  });
+});
