@@ -18,13 +18,16 @@ let root: Logger = pino({
 });
 const children = new Map<string, Logger>();
 
-/** Replace the root logger (CLI start-up: level and destination). Existing children are rebuilt. */
+/**
+ * Start-up configuration: the level for every component (module-level child loggers already
+ * exist, so the level is applied to each), and optionally a destination for the root logger
+ * (tests); a destination applies to children created afterwards.
+ */
 export function configureLogging(opts: { level?: string; destination?: pino.DestinationStream }): void {
-  const level = opts.level ?? root.level;
-  root = opts.destination
-    ? pino({ level, base: { svc: 'meshlet' }, timestamp: pino.stdTimeFunctions.isoTime }, opts.destination)
-    : pino({ level, base: { svc: 'meshlet' }, timestamp: pino.stdTimeFunctions.isoTime });
-  for (const name of children.keys()) children.set(name, root.child({ component: name }));
+  if (opts.destination) {
+    root = pino({ level: opts.level ?? root.level, base: { svc: 'meshlet' }, timestamp: pino.stdTimeFunctions.isoTime }, opts.destination);
+  }
+  if (opts.level && !setLogLevel(opts.level)) throw new Error(`unknown log level "${opts.level}" (expected one of ${LOG_LEVELS.join(', ')})`);
 }
 
 /** The logger for one component; the same object for the same name. */
