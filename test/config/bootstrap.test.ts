@@ -269,7 +269,11 @@ describe('sidecar bootstrap (Istio-shaped)', () => {
       userAgentVersion: '',
     });
     expect(bootstrap.dynamicResources).toEqual({
-      adsConfig: { apiType: 'DELTA_GRPC', grpcServices: [{ kind: 'envoy_grpc', clusterName: 'xds-grpc' }], setNodeOnFirstMessageOnly: true },
+      adsConfig: {
+        apiType: 'DELTA_GRPC',
+        grpcServices: [{ kind: 'envoy_grpc', clusterName: 'xds-grpc' }],
+        setNodeOnFirstMessageOnly: true,
+      },
       ldsConfig: { kind: 'ads' },
       cdsConfig: { kind: 'ads' },
       initialFetchTimeoutMs: 0,
@@ -279,7 +283,10 @@ describe('sidecar bootstrap (Istio-shaped)', () => {
     expect(xds.upstreamProtocol).toBe('http2');
     expect(xds.transportSocket).toMatchObject({
       sni: 'istiod.istio-system.svc',
-      common: { tlsCertificateSdsSecretConfigs: [{ name: 'xds-client-cert' }], validationContextSdsSecretConfig: { name: 'xds-root' } },
+      common: {
+        tlsCertificateSdsSecretConfigs: [{ name: 'xds-client-cert' }],
+        validationContextSdsSecretConfig: { name: 'xds-root' },
+      },
     });
     // With CDS configured, a route to a cluster that is not static yet is accepted.
     expect(bootstrap.staticResources.listeners[0]!.name).toBe('prometheus');
@@ -296,7 +303,9 @@ describe('sidecar bootstrap (Istio-shaped)', () => {
         name: 'envoy.transport_sockets.tls',
         typed_config: {
           '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
-          common_tls_context: { tls_certificate_sds_secret_configs: [{ name: 'missing' }, { name: 'remote', sds_config: { ads: {} } }] },
+          common_tls_context: {
+            tls_certificate_sds_secret_configs: [{ name: 'missing' }, { name: 'remote', sds_config: { ads: {} } }],
+          },
         },
       },
     });
@@ -348,7 +357,12 @@ describe('sidecar bootstrap (Istio-shaped)', () => {
       ctx(),
     );
     expect(g.bootstrap.dynamicResources!.adsConfig!.grpcServices).toEqual([
-      { kind: 'google_grpc', targetUri: 'istiod.istio-system.svc:15012', statPrefix: 'xds', ssl: { rootCerts: { kind: 'filename', value: '/etc/certs/root.pem' } } },
+      {
+        kind: 'google_grpc',
+        targetUri: 'istiod.istio-system.svc:15012',
+        statPrefix: 'xds',
+        ssl: { rootCerts: { kind: 'filename', value: '/etc/certs/root.pem' } },
+      },
     ]);
     expect(g.bootstrap.dynamicResources!.initialFetchTimeoutMs).toBe(15_000);
   });
@@ -361,10 +375,19 @@ describe('sidecar bootstrap (Istio-shaped)', () => {
       },
     };
     expect(issuesOf(() => decodeBootstrap(raw, ctx()))).toEqual([
-      { path: 'dynamic_resources.ads_config.api_type', message: 'REST is not supported by meshlet (expected GRPC or DELTA_GRPC)' },
+      {
+        path: 'dynamic_resources.ads_config.api_type',
+        message: 'REST is not supported by meshlet (expected GRPC or DELTA_GRPC)',
+      },
       { path: 'dynamic_resources.ads_config.grpc_services', message: 'at least one gRPC service is required' },
-      { path: 'dynamic_resources.lds_config.api_config_source.cluster_names', message: 'REST config sources are not supported by meshlet' },
-      { path: 'dynamic_resources.lds_config.api_config_source.api_type', message: 'REST is not supported by meshlet (expected GRPC or DELTA_GRPC)' },
+      {
+        path: 'dynamic_resources.lds_config.api_config_source.cluster_names',
+        message: 'REST config sources are not supported by meshlet',
+      },
+      {
+        path: 'dynamic_resources.lds_config.api_config_source.api_type',
+        message: 'REST is not supported by meshlet (expected GRPC or DELTA_GRPC)',
+      },
     ]);
   });
 });

@@ -479,8 +479,9 @@ describe('decodeCluster', () => {
       [{ path: 'outlier_detection.max_ejection_percent', message: 'must be between 0 and 100, got 200' }],
     ],
   ])('reports cluster error %#', (patch, expected) => {
-    const { value, errors } = decodeCluster({ ...staticCluster('c'), ...patch }, ctx());
+    const { value, errors, warnings } = decodeCluster({ ...staticCluster('c'), ...patch }, ctx());
     expect(errors).toEqual(expected);
+    expect(warnings).toEqual([]);
     expect(value).toBeUndefined();
   });
 
@@ -722,6 +723,7 @@ describe('decodeClusterLoadAssignment', () => {
   ])('reports endpoint error %#', (raw, expected) => {
     const res = decodeClusterLoadAssignment(raw, ctx());
     expect(res.errors).toEqual(expected);
+    expect(res.warnings).toEqual([]);
     expect(res.value).toBeUndefined();
   });
 });

@@ -316,6 +316,7 @@ describe('HttpConnectionManager', () => {
   ])('reports HCM error %#', (patch, expected) => {
     const res = decodeRawHcm({ ...hcm(), ...patch });
     expect(res.errors).toEqual(expected);
+    expect(res.warnings).toEqual([]);
     expect(res.value).toBeUndefined();
   });
 });

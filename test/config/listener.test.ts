@@ -196,9 +196,10 @@ describe('decodeListener', () => {
       [{ path: 'listener_filters[0].typed_config.@type', message: 'unsupported listener filter type acme.Sniffer' }],
     ],
   ])('reports listener error %#', (patch, expected) => {
-    const { value, errors } = decodeListener({ ...listener(), ...patch }, ctx());
+    const { value, errors, warnings } = decodeListener({ ...listener(), ...patch }, ctx());
     expect(value).toBeUndefined();
     expect(errors).toEqual(expected);
+    expect(warnings).toEqual([]);
   });
 
   it('requires exactly one terminal filter, last', () => {

@@ -296,8 +296,9 @@ describe('RouteMatch', () => {
       [{ path: `${R}.match.query_parameters[0].name`, message: 'is required' }],
     ],
   ])('reports match error %#', (match, expected) => {
-    const { errors } = one({ match, route: { cluster: 'c' } });
+    const { errors, warnings } = one({ match, route: { cluster: 'c' } });
     expect(errors).toEqual(expected);
+    expect(warnings).toEqual([]);
   });
 
   it('translates RE2-only syntax', () => {
@@ -550,8 +551,9 @@ describe('RouteAction', () => {
       [{ path: `${R}.route.timeout`, message: 'expected a duration such as "0.25s", got "-"' }],
     ],
   ])('reports route action error %#', (action, expected) => {
-    const { errors } = one({ route: action });
+    const { errors, warnings } = one({ route: action });
     expect(errors).toEqual(expected);
+    expect(warnings).toEqual([]);
   });
 
   it('a route needs a match and exactly one action', () => {
@@ -574,6 +576,7 @@ describe('RouteAction', () => {
       },
       { path: 'virtual_hosts[0].routes[3].filter_action', message: 'is not supported by meshlet' },
     ]);
+    expect(res.warnings).toEqual([]);
   });
 });
 
@@ -650,7 +653,9 @@ describe('redirect and direct_response', () => {
       ],
     ],
   ])('reports direct_response error %#', (dr, expected) => {
-    expect(one({ direct_response: dr }).errors).toEqual(expected);
+    const res = one({ direct_response: dr });
+    expect(res.errors).toEqual(expected);
+    expect(res.warnings).toEqual([]);
   });
 
   it('reports an unreadable body file', () => {

@@ -133,6 +133,7 @@ describe('decodeSecret', () => {
   ])('reports secret error %#', (raw, expected) => {
     const res = decodeSecret(raw, ctx());
     expect(res.errors).toEqual(expected);
+    expect(res.warnings).toEqual([]);
     expect(res.value).toBeUndefined();
   });
 });

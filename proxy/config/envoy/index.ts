@@ -22,6 +22,16 @@ export interface DecodeResult<T> {
   readonly warnings: FieldIssue[];
 }
 
+/**
+ * Drops warnings at a path that already has an error: a field rejected as unsupported should not
+ * also be reported as "ignored" by Reader.done().
+ */
+export function settleWarnings(issues: Issues): FieldIssue[] {
+  if (issues.errors.length === 0) return issues.warnings;
+  const errored = new Set(issues.errors.map((e) => e.path));
+  return issues.warnings.filter((w) => !errored.has(w.path));
+}
+
 function run<T>(
   raw: unknown,
   ctx: DecodeContext,
@@ -32,7 +42,7 @@ function run<T>(
   const v = r ? decode(r, ctx) : undefined;
   if (issues.ok && v !== undefined) return { value: deepFreeze(v), errors: [], warnings: issues.warnings };
   if (issues.ok) issues.error('(root)', 'invalid resource');
-  return { errors: issues.errors, warnings: issues.warnings };
+  return { errors: issues.errors, warnings: settleWarnings(issues) };
 }
 
 /** envoy.config.listener.v3.Listener */

@@ -112,7 +112,7 @@ function decodeHashPolicy(r: Reader): HashPolicy | undefined {
   const which = r.oneof(['header', 'cookie', 'connection_properties', 'query_parameter', 'filter_state'] as const);
   const terminal = r.bool('terminal', false);
   let out: HashPolicy | undefined;
-  const s = which ? r.obj(which) : undefined;
+  const s = which && which !== 'filter_state' ? r.obj(which) : undefined;
   if (which === undefined) {
     r.issues.error(r.path, 'one of header, cookie, connection_properties, query_parameter must be set');
   } else if (s && which === 'header') {
