@@ -1,9 +1,12 @@
 /**
  * The explicit registrations of every built-in strategy (style rule 4): HTTP filters and
  * load-balancing policies. Called from the composition root; nothing registers itself on import.
- * Later issues add their filters here (RBAC, local rate limit, fault, JWT, ext_authz, …).
+ * Later issues add their filters here (JWT, ext_authz, …).
  */
 import { HttpFilterRegistry } from './http/filter';
+import { faultFilterFactory } from './http/filters/fault';
+import { localRateLimitFactory } from './http/filters/local-ratelimit';
+import { rbacFilterFactory, rbacPerRouteFactory } from './http/filters/rbac';
 import { routerFilterFactory } from './http/filters/router-factory';
 import { registerDefaultLbPolicies } from './upstream/lb/index';
 import { LbRegistry } from './upstream/lb/types';
@@ -14,7 +17,13 @@ export interface Registries {
 }
 
 export function createRegistries(): Registries {
-  const httpFilters = new HttpFilterRegistry().register(routerFilterFactory);
+  const httpFilters = new HttpFilterRegistry()
+    .register(routerFilterFactory)
+    .register(rbacFilterFactory)
+    // RBACPerRoute is a typed_per_filter_config type only; its factory refuses to be a filter.
+    .register(rbacPerRouteFactory)
+    .register(localRateLimitFactory())
+    .register(faultFilterFactory());
   const lbPolicies = registerDefaultLbPolicies(new LbRegistry());
   return { httpFilters, lbPolicies };
 }

@@ -17,6 +17,7 @@ import { HttpConnectionManager } from './http/connection-manager';
 import type { StreamInfo } from './http/stream-info';
 import type { BuiltChain, NetworkFilter, OriginalDstResolver } from './listeners/listener';
 import { ListenerManager } from './listeners/listener-manager';
+import { NetworkRbacFilter } from './listeners/network-rbac';
 import type { ConnectionHandler } from './listeners/types';
 import { createRegistries, type Registries } from './registry';
 import { TcpProxy, type TcpSessionRecord } from './tcp/tcp-proxy';
@@ -126,7 +127,8 @@ export class MeshletServer {
           handler = new TcpProxy(f.tcp, { clusters: this.clusters, onSessionEnd: this.opts.onTcpSession });
           break;
         case 'rbac':
-          throw new Error(`network filter ${f.name}: RBAC is not wired yet`);
+          filters.push(new NetworkRbacFilter(f.rbac, f.name));
+          break;
       }
     }
     if (!handler) throw new Error(`filter chain "${chain.name}" has no terminal filter`);
