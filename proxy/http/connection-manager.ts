@@ -37,7 +37,7 @@ import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilte
 import { DEFAULT_ROUTER_CONFIG, type RouterConfig } from './filters/router-factory';
 import { H1ServerCodec, h1ServerOptions } from './h1/server-codec';
 import { H2ServerCodec, h2ServerOptionsFromHcm } from './h2/server-codec';
-import { applyServerHeader, type EdgeResult, getHeader, type HeaderFormatContext, mutateRequestHeaders } from './headers';
+import { applyServerHeader, type EdgeResult, getHeader, type HeaderFormatContext, mutateRequestHeaders, stripHopByHop } from './headers';
 import { type CompiledRoute, isGrpcRequest, routeTable } from './route-matcher';
 import { RouterStream, type RouterStreamCallbacks } from './router';
 import { type StreamCompleteListener, StreamInfo } from './stream-info';
@@ -372,6 +372,7 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     info.path = head.path;
     info.authority = head.authority;
     info.protocol = head.protocol;
+    stripHopByHop(head.headers); // codecs already do; a no-op scan when clean
     mutateRequestHeaders(head, this.connection, this.hcm, this.edge);
     info.internal = this.edge.internal;
     info.requestId = getHeader(head.headers, 'x-request-id') ?? '';

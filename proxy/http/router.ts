@@ -19,6 +19,7 @@ import type {
   HashPolicy,
   HcmConfig,
   HeaderValueOption,
+  RetryOn,
   RetryPolicy,
   RouteAction,
   RouteConfiguration,
@@ -473,13 +474,15 @@ export class RouterStream {
       if (hash !== undefined) this.lbCtx = { hash };
     }
 
-    // Timeout: route timeout, or x-envoy-upstream-rq-timeout-ms from a trusted client.
+    // Timeout and retry policy: the route's, overridden by x-envoy-* headers from a trusted client.
     this.timeoutMs = action.timeoutMs;
+    let policy = action.retryPolicy ?? vh.retryPolicy;
     if (this.cb.internal) {
       const t = getHeader(h, 'x-envoy-upstream-rq-timeout-ms');
-      if (t !== undefined && /^\d+$/.test(t)) this.timeoutMs = Number(t);
+      if (t !== undefined && DIGITS.test(t)) this.timeoutMs = Number(t);
+      policy = retryPolicyFromHeaders(h, policy);
     }
-    const policy = action.retryPolicy ?? vh.retryPolicy;
+    removeHeaders(h, ENVOY_REQUEST_CONTROL_HEADERS);
     if (policy !== undefined && policy.numRetries > 0 && upgrade === undefined) this.retry = new RetryState(policy, this.random);
 
     cluster.stats.upstreamRqTotal++;
@@ -941,6 +944,74 @@ export class RouterStream {
     this.tunnel?.finish();
     this.finish();
   }
+}
+
+const DIGITS = /^\d+$/;
+
+/** Control headers the router consumes and never forwards (Envoy removes them too). */
+const ENVOY_REQUEST_CONTROL_HEADERS: readonly string[] = [
+  'x-envoy-upstream-rq-timeout-ms',
+  'x-envoy-upstream-rq-per-try-timeout-ms',
+  'x-envoy-retry-on',
+  'x-envoy-retry-grpc-on',
+  'x-envoy-max-retries',
+  'x-envoy-retriable-status-codes',
+];
+
+const HEADER_RETRY_ON: ReadonlySet<string> = new Set<RetryOn>([
+  '5xx',
+  'gateway-error',
+  'reset',
+  'connect-failure',
+  'retriable-4xx',
+  'refused-stream',
+  'retriable-status-codes',
+  'cancelled',
+  'deadline-exceeded',
+  'internal',
+  'resource-exhausted',
+  'unavailable',
+]);
+
+/**
+ * Envoy's request-header retry controls from trusted clients: x-envoy-retry-on and
+ * x-envoy-retry-grpc-on add conditions, x-envoy-max-retries, x-envoy-retriable-status-codes and
+ * x-envoy-upstream-rq-per-try-timeout-ms override. Allocates only when such a header is present.
+ */
+export function retryPolicyFromHeaders(h: HeaderList, base: RetryPolicy | undefined): RetryPolicy | undefined {
+  const on = getHeader(h, 'x-envoy-retry-on');
+  const grpcOn = getHeader(h, 'x-envoy-retry-grpc-on');
+  const max = getHeader(h, 'x-envoy-max-retries');
+  const codes = getHeader(h, 'x-envoy-retriable-status-codes');
+  const perTry = getHeader(h, 'x-envoy-upstream-rq-per-try-timeout-ms');
+  if (on === undefined && grpcOn === undefined && max === undefined && codes === undefined && perTry === undefined) return base;
+  const retryOn = new Set<RetryOn>(base?.retryOn ?? []);
+  for (const list of [on, grpcOn]) {
+    if (list === undefined) continue;
+    for (const raw of list.split(',')) {
+      const c = raw.trim();
+      if (HEADER_RETRY_ON.has(c)) retryOn.add(c as RetryOn);
+    }
+  }
+  if (retryOn.size === 0) return base;
+  const retriableStatusCodes = [...(base?.retriableStatusCodes ?? [])];
+  if (codes !== undefined) {
+    for (const raw of codes.split(',')) {
+      const n = Number(raw.trim());
+      if (Number.isInteger(n) && n >= 100 && n <= 599) retriableStatusCodes.push(n);
+    }
+  }
+  return {
+    retryOn,
+    // Envoy: a retry policy from headers alone defaults to one retry.
+    numRetries: max !== undefined && DIGITS.test(max) ? Number(max) : (base?.numRetries ?? 1),
+    perTryTimeoutMs: perTry !== undefined && DIGITS.test(perTry) ? Number(perTry) : (base?.perTryTimeoutMs ?? 0),
+    retriableStatusCodes,
+    avoidPreviousHosts: base?.avoidPreviousHosts ?? false,
+    hostSelectionRetryMaxAttempts: base?.hostSelectionRetryMaxAttempts ?? 1,
+    backOffBaseMs: base?.backOffBaseMs ?? 25,
+    backOffMaxMs: base?.backOffMaxMs ?? 250,
+  };
 }
 
 function upgradeAllowed(upgrade: string, routeTypes: readonly string[], hcmTypes: readonly string[]): boolean {

@@ -291,6 +291,28 @@ describe('router: failures, timeouts and retries', () => {
     expect(info?.responseFlags()).toBe('URX');
   });
 
+  it('honours x-envoy-retry-on / x-envoy-max-retries from trusted clients and never forwards them', async () => {
+    const a = await startHttpEcho('a', (_q, res) => {
+      res.writeHead(503, { 'content-length': '0' });
+      res.end();
+      return true;
+    });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port: a.port }])],
+      hcm: { useRemoteAddress: true },
+    });
+    const res = await call(proxy.port, '/', { headers: { 'x-envoy-retry-on': '5xx', 'x-envoy-max-retries': '2' } });
+    expect(res.status).toBe(503);
+    expect(a.requests).toHaveLength(3);
+    expect(a.requests[0]!.headers['x-envoy-retry-on']).toBeUndefined();
+    expect(a.requests[0]!.headers['x-envoy-max-retries']).toBeUndefined();
+    // From an untrusted (external) client the same headers are stripped and ignored.
+    const ext = await call(proxy.port, '/', { headers: { 'x-forwarded-for': '203.0.113.1', 'x-envoy-retry-on': '5xx' } });
+    expect(ext.status).toBe(503);
+    expect(a.requests).toHaveLength(4);
+  });
+
   it('does not retry statuses outside retry_on', async () => {
     const a = await startHttpEcho('a', (_q, res) => {
       res.writeHead(500, { 'content-length': '0' });

@@ -15,6 +15,7 @@ import {
   RetryState,
   redirectLocation,
   regexRewritePath,
+  retryPolicyFromHeaders,
 } from '../../proxy/http/router';
 import { ClusterStats, type UpstreamCluster } from '../../proxy/upstream/types';
 import { CountingResource } from '../../proxy/http/h1/test-support';
@@ -105,6 +106,28 @@ describe('RetryState', () => {
     const lo = new RetryState(retryPolicy(['5xx']), () => 0);
     lo.decide(c);
     expect(lo.backOffMs()).toBe(0);
+  });
+});
+
+describe('retry policy from x-envoy-* request headers', () => {
+  it('returns the route policy untouched when no header is present', () => {
+    const base = retryPolicy(['5xx']);
+    expect(retryPolicyFromHeaders(['x-other', '1'], base)).toBe(base);
+    expect(retryPolicyFromHeaders([], undefined)).toBeUndefined();
+  });
+  it('adds conditions and overrides counts, codes and per-try timeout', () => {
+    const p = retryPolicyFromHeaders(
+      ['x-envoy-retry-on', 'retriable-status-codes, bogus', 'x-envoy-retry-grpc-on', 'unavailable', 'x-envoy-max-retries', '4', 'x-envoy-retriable-status-codes', '418,999', 'x-envoy-upstream-rq-per-try-timeout-ms', '250'],
+      retryPolicy(['connect-failure']),
+    )!;
+    expect([...p.retryOn].sort()).toEqual(['connect-failure', 'retriable-status-codes', 'unavailable']);
+    expect(p.numRetries).toBe(4);
+    expect(p.retriableStatusCodes).toEqual([418]);
+    expect(p.perTryTimeoutMs).toBe(250);
+  });
+  it('defaults to one retry when only x-envoy-retry-on is given', () => {
+    expect(retryPolicyFromHeaders(['x-envoy-retry-on', '5xx'], undefined)?.numRetries).toBe(1);
+    expect(retryPolicyFromHeaders(['x-envoy-max-retries', '3'], undefined)).toBeUndefined();
   });
 });
 
