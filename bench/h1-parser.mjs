@@ -12,7 +12,10 @@ import { parseArgs } from 'node:util';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const { values } = parseArgs({
-  options: { n: { type: 'string', default: '1000000' }, from: { type: 'string', default: path.join(HERE, '..', 'dist') } },
+  options: {
+    n: { type: 'string', default: '1000000' },
+    from: { type: 'string', default: path.join(HERE, '..', 'dist') },
+  },
 });
 const N = Number(values.n);
 const require = createRequire(import.meta.url);
@@ -64,7 +67,9 @@ function run(name, buf, n) {
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < n; i++) parser.execute(buf);
   const ns = Number(process.hrtime.bigint() - t0) / n;
-  console.log(`${name.padEnd(34)} ${String(buf.length).padStart(5)} B  ${ns.toFixed(0).padStart(6)} ns/request  ${(1e9 / ns / 1e6).toFixed(2)} M req/s`);
+  console.log(
+    `${name.padEnd(34)} ${String(buf.length).padStart(5)} B  ${ns.toFixed(0).padStart(6)} ns/request  ${(1e9 / ns / 1e6).toFixed(2)} M req/s`,
+  );
   return ns;
 }
 

@@ -153,7 +153,10 @@ describe('H1 response encoding', () => {
         enc.writeHeaders({ status: 204, headers: [], contentLength: 0 }, true);
         return;
       }
-      enc.writeHeaders({ status: 200, headers: head.method === 'HEAD' ? ['content-length', '3'] : [], contentLength: -1 }, false);
+      enc.writeHeaders(
+        { status: 200, headers: head.method === 'HEAD' ? ['content-length', '3'] : [], contentLength: -1 },
+        false,
+      );
       enc.writeData(Buffer.from('abc'), true);
     });
     const old = await raw(port, 'GET /x HTTP/1.0\r\n\r\n');
@@ -225,7 +228,8 @@ describe('H1 response encoding', () => {
     let ended = false;
     socket.on('end', () => (ended = true));
     socket.resume();
-    while (!text.endsWith('4\r\ndone\r\n0\r\n\r\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    while (!text.endsWith('4\r\ndone\r\n0\r\n\r\n') && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 5));
     expect(sinks[0].writable).toBe(1);
     expect(text.endsWith('4\r\ndone\r\n0\r\n\r\n')).toBe(true);
     expect(ended).toBe(false); // keep-alive survives

@@ -15,7 +15,9 @@ afterEach(async () => {
 });
 
 function listen(server: net.Server): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)),
+  );
 }
 
 /** Raw upstream whose reply to each request head is produced by `reply` (string = write it). */
@@ -257,7 +259,15 @@ describe('H1ConnectionPool', () => {
         onPoolReady(encoder) {
           enc = encoder;
           encoder.writeHeaders(
-            { method: 'GET', path: '/', authority: 'u', scheme: 'http', protocol: 'HTTP/1.1', headers: [], contentLength: 0 },
+            {
+              method: 'GET',
+              path: '/',
+              authority: 'u',
+              scheme: 'http',
+              protocol: 'HTTP/1.1',
+              headers: [],
+              contentLength: 0,
+            },
             true,
           );
         },

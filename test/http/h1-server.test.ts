@@ -16,7 +16,9 @@ afterEach(async () => {
 });
 
 function listen(server: net.Server): Promise<number> {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)),
+  );
 }
 
 /**
@@ -160,20 +162,47 @@ function client(port: number) {
 }
 
 const SMUGGLING: [string, string][] = [
-  ['Content-Length with Transfer-Encoding (CL.TE)', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG'],
-  ['Transfer-Encoding with Content-Length (TE.CL)', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n'],
-  ['differing Content-Length headers', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 10\r\n\r\nabc'],
+  [
+    'Content-Length with Transfer-Encoding (CL.TE)',
+    'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nG',
+  ],
+  [
+    'Transfer-Encoding with Content-Length (TE.CL)',
+    'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n8\r\nSMUGGLED\r\n0\r\n\r\n',
+  ],
+  [
+    'differing Content-Length headers',
+    'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 10\r\n\r\nabc',
+  ],
   ['Content-Length with a sign', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +3\r\n\r\nabc'],
   ['Content-Length not digits', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3a\r\n\r\nabc'],
-  ['Transfer-Encoding: chunked, identity', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n'],
+  [
+    'Transfer-Encoding: chunked, identity',
+    'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n',
+  ],
   ['Transfer-Encoding: xchunked', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n'],
-  ['Transfer-Encoding folded onto a continuation line', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n'],
-  ['Transfer-Encoding: chunked followed by VT', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\x0b\r\n\r\n0\r\n\r\n'],
-  ['Transfer-Encoding with space before the colon', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n'],
+  [
+    'Transfer-Encoding folded onto a continuation line',
+    'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n',
+  ],
+  [
+    'Transfer-Encoding: chunked followed by VT',
+    'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\x0b\r\n\r\n0\r\n\r\n',
+  ],
+  [
+    'Transfer-Encoding with space before the colon',
+    'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n',
+  ],
   ['non-hex chunk size', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello\r\n0\r\n\r\n'],
   ['empty chunk size', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\r\nhello\r\n0\r\n\r\n'],
-  ['chunk size beyond 2^53', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFF\r\nhello\r\n0\r\n\r\n'],
-  ['chunk extension with a control byte', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;x=\x01\r\nhello\r\n0\r\n\r\n'],
+  [
+    'chunk size beyond 2^53',
+    'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFF\r\nhello\r\n0\r\n\r\n',
+  ],
+  [
+    'chunk extension with a control byte',
+    'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5;x=\x01\r\nhello\r\n0\r\n\r\n',
+  ],
   ['bare LF in chunk framing', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n'],
   ['bare LF in the head', 'GET / HTTP/1.1\r\nHost: h\nX-Smuggle: 1\r\n\r\n'],
   ['obs-fold', 'GET / HTTP/1.1\r\nHost: h\r\nX-A: 1\r\n\tX-B: 2\r\n\r\n'],
@@ -347,7 +376,8 @@ describe('H1ServerCodec protocol behaviour', () => {
     const deadline = Date.now() + 5000;
     while (px.callbacks.records.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     c.socket.destroy();
-    while (px.callbacks.records[0].resets.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    while (px.callbacks.records[0].resets.length === 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 10));
     expect(px.callbacks.records[0].resets).toEqual(['connection_termination']);
   });
 });

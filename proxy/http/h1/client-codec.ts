@@ -190,7 +190,12 @@ export class H1ClientConnection implements H1ParserHandler {
     let ok: boolean;
     if (s.chunked) {
       if (chunk.length > 0) {
-        ok = writeFramed(this.socket, `${prefix}${chunk.length.toString(16)}\r\n`, chunk, endStream ? '\r\n0\r\n\r\n' : '\r\n');
+        ok = writeFramed(
+          this.socket,
+          `${prefix}${chunk.length.toString(16)}\r\n`,
+          chunk,
+          endStream ? '\r\n0\r\n\r\n' : '\r\n',
+        );
       } else {
         ok = writeFramed(this.socket, prefix, undefined, endStream ? '0\r\n\r\n' : '');
       }
@@ -214,7 +219,8 @@ export class H1ClientConnection implements H1ParserHandler {
     if (s.detached || s.requestComplete || this.closed) return;
     const prefix = s.pendingHead ?? '';
     s.pendingHead = undefined;
-    if (s.chunked) this.socket.write(`${appendHeaders(`${prefix}0\r\n`, trailers, SKIP_UPGRADE | SKIP_HOST)}\r\n`, 'latin1');
+    if (s.chunked)
+      this.socket.write(`${appendHeaders(`${prefix}0\r\n`, trailers, SKIP_UPGRADE | SKIP_HOST)}\r\n`, 'latin1');
     else if (prefix.length > 0) this.socket.write(prefix, 'latin1');
     if (s.remaining > 0) s.framingBroken = true;
     this.requestDone(s);

@@ -92,7 +92,9 @@ function strip(m: Msg) {
 
 describe('H1Parser requests', () => {
   it('parses a GET: method, path, authority from Host, lower-case names, OWS-trimmed values', () => {
-    const r = parseAll('GET /a/b?c=d HTTP/1.1\r\nHost: Example.COM:8080\r\nUser-Agent:  curl/8 \t\r\nAccept: */*\r\n\r\n');
+    const r = parseAll(
+      'GET /a/b?c=d HTTP/1.1\r\nHost: Example.COM:8080\r\nUser-Agent:  curl/8 \t\r\nAccept: */*\r\n\r\n',
+    );
     expect(r.error).toBeUndefined();
     expect(r.msgs).toHaveLength(1);
     const m = r.msgs[0];
@@ -147,7 +149,10 @@ describe('H1Parser requests', () => {
   });
 
   it('ends a chunked body without trailers with an empty final chunk, at every split', () => {
-    const input = Buffer.from('PUT / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n', 'latin1');
+    const input = Buffer.from(
+      'PUT / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n',
+      'latin1',
+    );
     for (let cut = 0; cut <= input.length; cut++) {
       const r = parseSplit(input, cut);
       expect(r.error, `cut ${cut}`).toBeUndefined();
@@ -219,14 +224,21 @@ describe('H1Parser requests', () => {
   it('CONNECT authority-form is a tunnel with no body; OPTIONS * is accepted', () => {
     const r = parseAll('CONNECT db.internal:5432 HTTP/1.1\r\n\r\n');
     expect(r.error).toBeUndefined();
-    expect(r.msgs[0]).toMatchObject({ method: 'CONNECT', path: 'db.internal:5432', authority: 'db.internal:5432', tunnel: true });
+    expect(r.msgs[0]).toMatchObject({
+      method: 'CONNECT',
+      path: 'db.internal:5432',
+      authority: 'db.internal:5432',
+      tunnel: true,
+    });
     expect(parseAll('OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n').msgs[0].path).toBe('*');
     expect(parseAll('GET * HTTP/1.1\r\nHost: h\r\n\r\n').error?.status).toBe(400);
     expect(parseAll('CONNECT /x HTTP/1.1\r\nHost: h\r\n\r\n').error?.status).toBe(400);
   });
 
   it('sets upgrade only when Connection includes upgrade', () => {
-    const up = parseAll('GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Key: k\r\n\r\n');
+    const up = parseAll(
+      'GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\nSec-WebSocket-Key: k\r\n\r\n',
+    );
     expect(up.msgs[0].upgrade).toBe('websocket');
     expect(up.msgs[0].headers).toEqual(['sec-websocket-key', 'k']);
     const no = parseAll('GET /ws HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\n\r\n');
@@ -235,14 +247,20 @@ describe('H1Parser requests', () => {
   });
 
   it('applies HTTP/1.0 and HTTP/1.1 keep-alive rules', () => {
-    expect(parseAll('GET / HTTP/1.0\r\n\r\n').msgs[0]).toMatchObject({ keepAlive: false, versionMinor: 0, authority: '' });
+    expect(parseAll('GET / HTTP/1.0\r\n\r\n').msgs[0]).toMatchObject({
+      keepAlive: false,
+      versionMinor: 0,
+      authority: '',
+    });
     expect(parseAll('GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n').msgs[0].keepAlive).toBe(true);
     expect(parseAll('GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n').msgs[0].keepAlive).toBe(false);
     expect(parseAll('GET / HTTP/1.1\r\nHost: h\r\n\r\n').msgs[0].keepAlive).toBe(true);
   });
 
   it('lifts Expect: 100-continue and collapses identical Content-Length values', () => {
-    const r = parseAll('PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc');
+    const r = parseAll(
+      'PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc',
+    );
     expect(r.error).toBeUndefined();
     expect(r.msgs[0].expectContinue).toBe(true);
     expect(r.msgs[0].headers).toEqual(['content-length', '3']);
@@ -254,7 +272,11 @@ describe('H1Parser requests', () => {
 
 describe('H1Parser rejects malformed and ambiguous requests', () => {
   const cases: [string, string, number][] = [
-    ['CL and TE together', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400],
+    [
+      'CL and TE together',
+      'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      400,
+    ],
     ['differing CL values', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd', 400],
     ['differing CL list', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3, 4\r\n\r\nabcd', 400],
     ['signed CL', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +3\r\n\r\nabc', 400],
@@ -262,23 +284,63 @@ describe('H1Parser rejects malformed and ambiguous requests', () => {
     ['empty CL', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length:\r\n\r\n', 400],
     ['CL with inner space', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1 2\r\n\r\n', 400],
     ['CL too large', 'POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999\r\n\r\n', 400],
-    ['TE chunked, identity', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n', 400],
+    [
+      'TE chunked, identity',
+      'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, identity\r\n\r\n0\r\n\r\n',
+      400,
+    ],
     ['TE identity', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n', 400],
     ['TE xchunked', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n', 400],
     ['TE gzip, chunked', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n', 400],
-    ['TE twice', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400],
+    [
+      'TE twice',
+      'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      400,
+    ],
     ['TE with VT', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\x0b\r\n\r\n0\r\n\r\n', 400],
     ['TE folded', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n chunked\r\n\r\n0\r\n\r\n', 400],
     ['TE in HTTP/1.0', 'POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400],
-    ['non-hex chunk size', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n', 400],
+    [
+      'non-hex chunk size',
+      'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n0\r\n\r\n',
+      400,
+    ],
     ['empty chunk size', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n\r\nab\r\n0\r\n\r\n', 400],
-    ['chunk size overflow', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n20000000000000\r\nab', 400],
-    ['chunk size 17 hex digits', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000001\r\na\r\n0\r\n\r\n', 400],
-    ['chunk ext with NUL', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1;a=\x00\r\na\r\n0\r\n\r\n', 400],
-    ['chunk ext with LF', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1;a\nb\r\na\r\n0\r\n\r\n', 400],
-    ['bare LF after chunk size', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\na\r\n0\r\n\r\n', 400],
-    ['bare LF after chunk data', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\n0\r\n\r\n', 400],
-    ['chunk data longer than size', 'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n0\r\n\r\n', 400],
+    [
+      'chunk size overflow',
+      'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n20000000000000\r\nab',
+      400,
+    ],
+    [
+      'chunk size 17 hex digits',
+      'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n00000000000000001\r\na\r\n0\r\n\r\n',
+      400,
+    ],
+    [
+      'chunk ext with NUL',
+      'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1;a=\x00\r\na\r\n0\r\n\r\n',
+      400,
+    ],
+    [
+      'chunk ext with LF',
+      'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1;a\nb\r\na\r\n0\r\n\r\n',
+      400,
+    ],
+    [
+      'bare LF after chunk size',
+      'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\na\r\n0\r\n\r\n',
+      400,
+    ],
+    [
+      'bare LF after chunk data',
+      'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\n0\r\n\r\n',
+      400,
+    ],
+    [
+      'chunk data longer than size',
+      'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n0\r\n\r\n',
+      400,
+    ],
     ['bare LF in head', 'GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n', 400],
     ['bare LF request line', 'GET / HTTP/1.1\nHost: h\r\n\r\n', 400],
     ['only bare LFs', 'GET / HTTP/1.1\nHost: h\n\n', 400],
@@ -322,7 +384,9 @@ describe('H1Parser rejects malformed and ambiguous requests', () => {
     const many = `GET / HTTP/1.1\r\nHost: h\r\n${'x-a: 1\r\n'.repeat(100)}\r\n`;
     expect(parseAll(many).error?.status).toBe(431);
     const limits = { ...DEFAULT_H1_LIMITS, maxHeaderBytes: 1024 };
-    expect(parseAll(`GET / HTTP/1.1\r\nHost: h\r\nx-big: ${'v'.repeat(2000)}\r\n\r\n`, true, limits).error?.status).toBe(431);
+    expect(
+      parseAll(`GET / HTTP/1.1\r\nHost: h\r\nx-big: ${'v'.repeat(2000)}\r\n\r\n`, true, limits).error?.status,
+    ).toBe(431);
     expect(parseAll(`GET /${'a'.repeat(17 * 1024)} HTTP/1.1\r\nHost: h\r\n\r\n`).error?.status).toBe(414);
     // Incomplete heads are bounded too, without waiting for the end.
     const r = new Recorder();
@@ -346,7 +410,10 @@ describe('H1Parser responses', () => {
     expect(cl.msgs[0]).toMatchObject({ status: 200, contentLength: 2, keepAlive: true, complete: true });
     expect(cl.msgs[0].body.toString()).toBe('hi');
 
-    const ch = parseAll('HTTP/1.1 201 Created\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nhi\r\n0\r\nx-t: 1\r\n\r\n', false);
+    const ch = parseAll(
+      'HTTP/1.1 201 Created\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nhi\r\n0\r\nx-t: 1\r\n\r\n',
+      false,
+    );
     expect(ch.error).toBeUndefined();
     expect(ch.msgs[0]).toMatchObject({ status: 201, contentLength: -1, bodyKind: 'chunked', trailers: ['x-t', '1'] });
 
@@ -366,8 +433,14 @@ describe('H1Parser responses', () => {
     p.responseToHead = true;
     p.execute(Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\n', 'latin1'));
     expect(r.msgs[0]).toMatchObject({ bodyKind: 'none', contentLength: 500, complete: true });
-    expect(parseAll('HTTP/1.1 204 No Content\r\n\r\n', false).msgs[0]).toMatchObject({ bodyKind: 'none', complete: true });
-    expect(parseAll('HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n', false).msgs[0]).toMatchObject({ bodyKind: 'none', complete: true });
+    expect(parseAll('HTTP/1.1 204 No Content\r\n\r\n', false).msgs[0]).toMatchObject({
+      bodyKind: 'none',
+      complete: true,
+    });
+    expect(parseAll('HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n', false).msgs[0]).toMatchObject({
+      bodyKind: 'none',
+      complete: true,
+    });
     const two = parseAll('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx', false);
     expect(two.msgs.map((m) => m.status)).toEqual([100, 200]);
   });

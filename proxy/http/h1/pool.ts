@@ -182,7 +182,10 @@ export class H1ConnectionPool implements ConnectionPool, H1ClientConnectionOwner
     );
   }
 
-  private onConnected(err: { reason: ResetReason; detail: string } | undefined, tc: TransportConnection | undefined): void {
+  private onConnected(
+    err: { reason: ResetReason; detail: string } | undefined,
+    tc: TransportConnection | undefined,
+  ): void {
     this.connecting--;
     if (err !== undefined || tc === undefined) {
       const { stats } = this.cluster;

@@ -432,12 +432,19 @@ export class H1ServerCodec implements H1ParserHandler {
     if (status < 200 && status !== 101) {
       // Informational (103 Early Hints…): not final, no framing.
       if (s.protocol === 'HTTP/1.1') {
-        this.socket.write(appendHeaders(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`, head.headers, SKIP_UPGRADE) + '\r\n', 'latin1');
+        this.socket.write(
+          `${appendHeaders(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`, head.headers, SKIP_UPGRADE)}\r\n`,
+          'latin1',
+        );
       }
       return;
     }
     s.headersSent = true;
-    let str = appendHeaders(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`, head.headers, status !== 101 ? SKIP_UPGRADE : 0);
+    let str = appendHeaders(
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`,
+      head.headers,
+      status !== 101 ? SKIP_UPGRADE : 0,
+    );
     const declared = headerScan.contentLength;
     if (status === 101 || (s.isConnect && status >= 200 && status < 300)) {
       s.tunnelResponse = true;
@@ -497,7 +504,12 @@ export class H1ServerCodec implements H1ParserHandler {
       ok = writeFramed(this.socket, prefix, undefined, '');
     } else if (s.chunked) {
       if (chunk.length > 0) {
-        ok = writeFramed(this.socket, `${prefix}${chunk.length.toString(16)}\r\n`, chunk, endStream ? '\r\n0\r\n\r\n' : '\r\n');
+        ok = writeFramed(
+          this.socket,
+          `${prefix}${chunk.length.toString(16)}\r\n`,
+          chunk,
+          endStream ? '\r\n0\r\n\r\n' : '\r\n',
+        );
       } else {
         ok = writeFramed(this.socket, prefix, undefined, endStream ? '0\r\n\r\n' : '');
       }

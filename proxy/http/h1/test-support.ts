@@ -9,7 +9,7 @@
 import net from 'node:net';
 import type { Address } from '../../config/types';
 import { Host } from '../../upstream/host';
-import { ClusterStats, type ClusterResources, type Resource, type TransportSocketFactory } from '../../upstream/types';
+import { type ClusterResources, ClusterStats, type Resource, type TransportSocketFactory } from '../../upstream/types';
 import type {
   ConnectionPool,
   HeaderList,
@@ -201,7 +201,10 @@ class ForwardingStream implements RequestSink, ResponseSink, PoolCallbacks {
     if (this.done) return;
     this.responded = true;
     const body = Buffer.from(text);
-    this.downstream.writeHeaders({ status, headers: ['content-type', 'text/plain'], contentLength: body.length }, false);
+    this.downstream.writeHeaders(
+      { status, headers: ['content-type', 'text/plain'], contentLength: body.length },
+      false,
+    );
     this.downstream.writeData(body, true);
   }
 }
