@@ -537,6 +537,42 @@ describe('H2ServerCodec', () => {
     expect(out.headers['x-received']).toBe(String(total));
   });
 
+  it('a response head node:http2 cannot encode resets the stream and tells the sink and the error report', async () => {
+    const state = { reset: undefined as ResetReason | undefined, reports: [] as string[] };
+    const server = net.createServer((socket) => {
+      new H2ServerCodec(
+        socket,
+        info(socket),
+        {
+          newStream(enc) {
+            return {
+              onRequestHeaders() {
+                enc.writeHeaders({ status: 200, headers: ['bad header name', 'x'], contentLength: -1 }, false);
+                // Writes after the failed head are dropped, not thrown.
+                expect(enc.writeData(Buffer.from('late'), true)).toBe(true);
+              },
+              onRequestData() {},
+              onRequestTrailers() {},
+              onDownstreamReset(reason: ResetReason) {
+                state.reset = reason;
+              },
+              onDownstreamWritable() {},
+            };
+          },
+        },
+        { ...OPTIONS, onCodecError: (r) => state.reports.push(`${r.status} ${r.flag}`) },
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => server.close(() => r(undefined))));
+    const client = connect(`http://127.0.0.1:${(server.address() as net.AddressInfo).port}`);
+    const res = await within(collect(client.request({ ':path': '/', ':method': 'GET' }, { endStream: true })));
+    expect(res.rstCode).toBe(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    await waitFor(() => state.reset !== undefined, 'sink notified');
+    expect(state.reset).toBe('protocol_error');
+    expect(state.reports).toEqual(['502 UPE']);
+  });
+
   it('forwards a trailers-only gRPC error response intact', async () => {
     const up = await startUpstream();
     const front = await startFront(makePool(up.port));

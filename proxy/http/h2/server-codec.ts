@@ -203,11 +203,11 @@ function onStreamClose(this: TaggedStream): void {
   const codec = enc.codec;
   codec.streamClosed();
   const sink = enc.sink;
-  if (sink !== undefined && !enc.responseEnded && !enc.localReset) {
-    enc.sink = undefined;
-    sink.onDownstreamReset(codec.transportGone() ? 'connection_termination' : reasonForCode(this.rstCode));
-  }
   enc.sink = undefined;
+  if (sink === undefined || enc.localReset) return;
+  if (enc.failReason !== undefined) sink.onDownstreamReset(enc.failReason);
+  else if (!enc.responseEnded)
+    sink.onDownstreamReset(codec.transportGone() ? 'connection_termination' : reasonForCode(this.rstCode));
 }
 
 // ───────────── the stream: ResponseEncoder ─────────────
@@ -223,6 +223,8 @@ class H2ServerStream implements ResponseEncoder {
   /** Extended CONNECT: a 101 from an HTTP/1 upstream is answered as 200. */
   upgrade = false;
   trailers: OutgoingHttpHeaders | undefined = undefined;
+  /** Set when the codec itself had to reset the stream (the sink is told on close). */
+  failReason: ResetReason | undefined = undefined;
 
   constructor(
     readonly codec: H2ServerCodec,
@@ -241,9 +243,12 @@ class H2ServerStream implements ResponseEncoder {
     try {
       s.respond(encodeResponseHeaders(head, this.upgrade), endStream ? RESPOND_END : RESPOND_MORE);
     } catch (err) {
-      // Invalid header name/value from upstream or filters: the stream cannot be answered.
+      // Invalid header name/value from upstream or filters: the stream cannot be answered. Reset
+      // it; the sink hears about it from the 'close' listener (never re-entrantly from here).
       this.codec.reportError(502, 'UPE', `invalid response headers: ${(err as Error).message}`);
-      this.reset('protocol_error');
+      this.failReason = 'protocol_error';
+      this.responseEnded = true;
+      this.stream.close(h2c.NGHTTP2_INTERNAL_ERROR);
       return;
     }
     // node ends the stream itself for HEAD, 204 and 304.
