@@ -15,6 +15,7 @@ import {
   type TestRoute,
 } from '../test/support/xds-fixtures';
 import { XdsClient } from './client';
+import { jsonToAny } from './proto-json';
 import { TYPE_URLS } from './protos';
 
 const LDS = TYPE_URLS.listener;
@@ -169,6 +170,33 @@ describe('XdsClient state of the world', () => {
     expect(ack.req.error_detail).toBeFalsy();
     expect(await lds.next()).toEqual({ kind: 'changed', name: 'l2', value: { name: 'l2', port: 8082 }, version: 'v3' });
     expect(c.snapshot().types.find((t) => t.type_url === LDS)?.error_state).toBeUndefined();
+  });
+
+  it('unwraps resources sent in envoy.service.discovery.v3.Resource (xds.config.resource-in-sotw)', async () => {
+    const s = await server();
+    const c = client(s.port);
+    const lds = new RecordingWatcher<TestListener>();
+    c.watch(LDS, '*', lds);
+    c.start();
+    await s.next();
+    const wrapped = jsonToAny({
+      '@type': 'type.googleapis.com/envoy.service.discovery.v3.Resource',
+      name: 'wrapped',
+      version: 'r1',
+      resource: {
+        '@type': LDS,
+        name: 'wrapped',
+        address: { socket_address: { address: '0.0.0.0', port_value: 15001 } },
+      },
+    });
+    s.send({ type_url: LDS, version_info: 'v1', nonce: 'n1', resources: [wrapped] });
+    expect((await s.next()).req.error_detail).toBeFalsy();
+    expect(await lds.next()).toEqual({
+      kind: 'changed',
+      name: 'wrapped',
+      value: { name: 'wrapped', port: 15001 },
+      version: 'v1',
+    });
   });
 
   it('NACKs duplicate resource names', async () => {

@@ -203,7 +203,7 @@ export class Subscriptions {
         this.markFailed(state, p.name, version, p.issues, msg, p.raw, now);
         continue;
       }
-      this.accept(state, p, version, now);
+      this.accept(state, p, version, now, false);
     }
     for (const name of duplicates) {
       const msg = `${shortTypeName(state.typeUrl)} "${name}": (resource): duplicate resource name in one response`;
@@ -260,7 +260,7 @@ export class Subscriptions {
         this.markFailed(state, p.name, version, p.issues, msg, p.raw, now);
         continue;
       }
-      this.accept(state, p, version, now);
+      this.accept(state, p, version, now, true);
     }
     for (const name of duplicates) {
       const msg = `${shortTypeName(state.typeUrl)} "${name}": (resource): duplicate resource name in one response`;
@@ -284,7 +284,11 @@ export class Subscriptions {
     return this.finish(state, systemVersion, problems, now);
   }
 
-  private accept<T>(state: TypeState<T>, p: ParsedResource<T>, version: string, now: Date): void {
+  /**
+   * Accept one valid resource. `perResource` (delta): `version` is the resource's own version and
+   * is recorded even when the bytes did not change; SotW keeps the version of the last change.
+   */
+  private accept<T>(state: TypeState<T>, p: ParsedResource<T>, version: string, now: Date, perResource: boolean): void {
     const name = p.name as string;
     let entry = state.resources.get(name);
     if (!entry) {
@@ -297,7 +301,7 @@ export class Subscriptions {
     entry.status = 'ACKED';
     if (p.unchanged) {
       // Same bytes as the accepted copy: a delta server may still bump the per-resource version.
-      if (p.version !== undefined) entry.version = p.version;
+      if (perResource) entry.version = version;
       return;
     }
     entry.value = p.value as T;
