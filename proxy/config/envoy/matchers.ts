@@ -46,8 +46,16 @@ export function compileRe2(pattern: string, path: string, issues: Issues, anchor
       if (!inClass && n === 'A') src += '(?<![\\s\\S])';
       else if (!inClass && n === 'z') src += '(?![\\s\\S])';
       else if (n === 'p' || n === 'P') {
+        // RE2 \pL / \p{Lu} are general categories, \p{Greek} a script (JS needs Script=).
         if (!flags.includes('u')) flags += 'u';
-        src += c + n;
+        const m = /^\{\^?([A-Za-z_]+)\}|^([A-Za-z])/.exec(pattern.slice(i + 2));
+        if (!m) return fail(`invalid Unicode class at offset ${i}`);
+        const name = m[1] ?? m[2]!;
+        const neg = m[0].startsWith('{^');
+        const cls = /^[A-Z][a-z]?$/.test(name) || name === 'Any' ? name : `Script=${name}`;
+        src += `\\${neg !== (n === 'P') ? 'P' : 'p'}{${cls}}`;
+        i += 2 + m[0].length;
+        continue;
       } else src += c + n;
       i += 2;
       continue;

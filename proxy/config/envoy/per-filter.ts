@@ -46,10 +46,8 @@ export function decodeTypedPerFilterConfig(r: Reader, ctx: DecodeContext): Recor
       if (er.bool('disabled', false)) er.error('disabled', 'disabling a filter per route is not supported by meshlet');
       const c = er.any('config');
       er.done();
-      if (!c) {
-        if (!er.has('config')) er.error('config', 'is required');
-        continue;
-      }
+      // A FilterConfig without config carries only flags; Envoy skips it.
+      if (!c) continue;
       inner = c;
     }
     const f = ctx.httpFilters.get(inner.type);
