@@ -33,11 +33,24 @@ import type {
   ResponseHead,
   ServerCodecCallbacks,
 } from './codec';
-import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory, type HttpFilterRegistry } from './filter';
+import {
+  FilterStatus,
+  type HttpFilter,
+  type HttpFilterCallbacks,
+  type HttpFilterFactory,
+  type HttpFilterRegistry,
+} from './filter';
 import { DEFAULT_ROUTER_CONFIG, type RouterConfig } from './filters/router-factory';
 import { H1ServerCodec, h1ServerOptions } from './h1/server-codec';
 import { H2ServerCodec, h2ServerOptionsFromHcm } from './h2/server-codec';
-import { applyServerHeader, type EdgeResult, getHeader, type HeaderFormatContext, mutateRequestHeaders, stripHopByHop } from './headers';
+import {
+  applyServerHeader,
+  type EdgeResult,
+  getHeader,
+  type HeaderFormatContext,
+  mutateRequestHeaders,
+  stripHopByHop,
+} from './headers';
 import { type CompiledRoute, isGrpcRequest, routeTable } from './route-matcher';
 import { RouterStream, type RouterStreamCallbacks } from './router';
 import { type StreamCompleteListener, StreamInfo } from './stream-info';
@@ -75,7 +88,10 @@ interface Codec {
 }
 
 /** Resolve http_filters against the registry: non-terminal filters, then the router's config. */
-export function resolveFilterChain(cfg: HcmConfig, registry: HttpFilterRegistry): { chain: ChainEntry[]; router: RouterConfig } {
+export function resolveFilterChain(
+  cfg: HcmConfig,
+  registry: HttpFilterRegistry,
+): { chain: ChainEntry[]; router: RouterConfig } {
   const chain: ChainEntry[] = [];
   const issues: FieldIssue[] = [];
   let router: RouterConfig | undefined;
@@ -83,11 +99,13 @@ export function resolveFilterChain(cfg: HcmConfig, registry: HttpFilterRegistry)
     if (f.disabled) return;
     const factory = registry.get(f.typeName);
     if (!factory) {
-      if (!f.isOptional) issues.push({ path: `http_filters[${i}]`, message: `filter type ${f.typeName} is not supported by meshlet` });
+      if (!f.isOptional)
+        issues.push({ path: `http_filters[${i}]`, message: `filter type ${f.typeName} is not supported by meshlet` });
       return;
     }
     if (factory.terminal) {
-      if (i !== cfg.httpFilters.length - 1) issues.push({ path: `http_filters[${i}]`, message: 'the router must be the last filter' });
+      if (i !== cfg.httpFilters.length - 1)
+        issues.push({ path: `http_filters[${i}]`, message: 'the router must be the last filter' });
       router = { ...DEFAULT_ROUTER_CONFIG, ...((f.config as Partial<RouterConfig> | undefined) ?? {}) };
       return;
     }
@@ -131,10 +149,15 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
   /** Take an accepted connection: pick HTTP/1.1 or HTTP/2 and start serving it. */
   handle(socket: Socket, info: DownstreamConnectionInfo, sniffed: Sniffed | undefined): void {
     const cfg = this.config;
-    if (cfg.codecType === 'HTTP2') return this.serve(socket, info, true);
-    if (cfg.codecType === 'HTTP1') return this.serve(socket, info, false);
-    if (sniffed?.application !== undefined) return this.serve(socket, info, sniffed.application === 'h2');
-    if (info.tls !== undefined) return this.serve(socket, info, info.tls.alpn === 'h2');
+    let h2: boolean | undefined;
+    if (cfg.codecType === 'HTTP2') h2 = true;
+    else if (cfg.codecType === 'HTTP1') h2 = false;
+    else if (sniffed?.application !== undefined) h2 = sniffed.application === 'h2';
+    else if (info.tls !== undefined) h2 = info.tls.alpn === 'h2';
+    if (h2 !== undefined) {
+      this.serve(socket, info, h2);
+      return;
+    }
     // AUTO on a connection nobody inspected: one read decides (the HTTP/2 preface starts "PRI ").
     this.undecided.add(socket);
     socket.once('close', () => this.undecided.delete(socket));
@@ -155,7 +178,10 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
     this.lastConnection = info;
     let codec: Codec;
     if (h2) {
-      codec = new H2ServerCodec(socket, info, this, { ...h2ServerOptionsFromHcm(cfg), onCodecError: this.onCodecErrorFn });
+      codec = new H2ServerCodec(socket, info, this, {
+        ...h2ServerOptionsFromHcm(cfg),
+        onCodecError: this.onCodecErrorFn,
+      });
     } else {
       codec = new H1ServerCodec(socket, this, info, h1ServerOptions(cfg, this.onCodecErrorFn));
     }
@@ -249,7 +275,8 @@ export function grpcPercentEncode(s: string): string {
   if (simple) return s;
   let out = '';
   for (const b of Buffer.from(s, 'utf8')) {
-    out += b < 0x20 || b > 0x7e || b === 0x25 ? `%${b.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(b);
+    out +=
+      b < 0x20 || b > 0x7e || b === 0x25 ? `%${b.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(b);
   }
   return out;
 }
@@ -379,7 +406,8 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     info.userAgent = getHeader(head.headers, 'user-agent') ?? '';
     info.grpc = isGrpcRequest(head);
     if (endStream) info.lastDownstreamRxByteMs = info.now();
-    else if (this.hcm.requestTimeoutMs > 0) this.requestTimer = setTimeout(onRequestTimeout, this.hcm.requestTimeoutMs, this);
+    else if (this.hcm.requestTimeoutMs > 0)
+      this.requestTimer = setTimeout(onRequestTimeout, this.hcm.requestTimeoutMs, this);
     this.rc = this.manager.opts.routes();
 
     const chain = this.manager.chain;
@@ -442,7 +470,8 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
   // ─────────────── decoder chain ───────────────
 
   private hold(e: HeldEvent): void {
-    (this.held ??= []).push(e);
+    if (this.held === undefined) this.held = [];
+    this.held.push(e);
   }
 
   private runDecodeHeaders(from: number, endStream: boolean): void {
@@ -511,7 +540,13 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
         if (e.kind === EVENT_DATA) this.runDecodeData(at + 1, e.chunk!, e.endStream);
         else this.runDecodeTrailers(at + 1, e.trailers!);
       }
-      while (this.decodeStoppedAt < 0 && this.held !== undefined && this.held.length > 0 && !this.localReplied && !this.destroyed) {
+      while (
+        this.decodeStoppedAt < 0 &&
+        this.held !== undefined &&
+        this.held.length > 0 &&
+        !this.localReplied &&
+        !this.destroyed
+      ) {
         const e = this.held.shift()!;
         if (e.kind === EVENT_DATA) this.runDecodeData(0, e.chunk!, e.endStream);
         else this.runDecodeTrailers(0, e.trailers!);
@@ -571,7 +606,12 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
       this.sendLocalReply(404, '', undefined, 'NR', 'route_not_found');
       return;
     }
-    const router = new RouterStream(this, this.manager.routerConfig, this.manager.opts.clusters, this.manager.opts.random);
+    const router = new RouterStream(
+      this,
+      this.manager.routerConfig,
+      this.manager.opts.clusters,
+      this.manager.opts.random,
+    );
     this.router = router;
     router.decodeHeaders(this.head!, endStream, r, this.rc);
   }
@@ -582,7 +622,8 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     if (this.destroyed) return;
     this.started = true;
     this.idleTimer?.refresh();
-    if (this.encodeStoppedAt >= 0) this.holdEncode({ kind: EVENT_HEADERS, head, chunk: undefined, trailers: undefined, endStream });
+    if (this.encodeStoppedAt >= 0)
+      this.holdEncode({ kind: EVENT_HEADERS, head, chunk: undefined, trailers: undefined, endStream });
     else this.runEncodeHeaders(this.filters.length - 1, head, endStream);
   }
 
@@ -598,12 +639,14 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
 
   encodeTrailers(trailers: HeaderList): void {
     if (this.destroyed) return;
-    if (this.encodeStoppedAt >= 0) this.holdEncode({ kind: EVENT_TRAILERS, head: undefined, chunk: undefined, trailers, endStream: true });
+    if (this.encodeStoppedAt >= 0)
+      this.holdEncode({ kind: EVENT_TRAILERS, head: undefined, chunk: undefined, trailers, endStream: true });
     else this.runEncodeTrailers(this.filters.length - 1, trailers);
   }
 
   private holdEncode(e: HeldEncode): void {
-    (this.heldEncode ??= []).push(e);
+    if (this.heldEncode === undefined) this.heldEncode = [];
+    this.heldEncode.push(e);
   }
 
   private runEncodeHeaders(from: number, head: ResponseHead, endStream: boolean): void {

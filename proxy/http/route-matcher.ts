@@ -93,7 +93,7 @@ const INT_RE = /^[+-]?\d+$/;
 export function matchHeader(m: HeaderMatcher, head: RequestHead): boolean {
   const v = requestHeaderValue(head, m.name);
   const match = m.match;
-  if (match.kind === 'present') return (v !== undefined) === match.present !== m.invert;
+  if (match.kind === 'present') return ((v !== undefined) === match.present) !== m.invert;
   if (match.kind === 'any') return (v !== undefined) !== m.invert;
   let value = v;
   if (value === undefined) {

@@ -73,7 +73,13 @@ export interface RouterStreamCallbacks {
   /** Returns false when the downstream is above its high watermark. */
   encodeData(chunk: Buffer, endStream: boolean): boolean;
   encodeTrailers(trailers: HeaderList): void;
-  sendLocalReply(status: number, body: string, headers: HeaderList | undefined, flag: ResponseFlag | undefined, details: string): void;
+  sendLocalReply(
+    status: number,
+    body: string,
+    headers: HeaderList | undefined,
+    flag: ResponseFlag | undefined,
+    details: string,
+  ): void;
   resetDownstream(reason: ResetReason): void;
   pauseRequest(): void;
   resumeRequest(): void;
@@ -149,7 +155,8 @@ export class RetryState {
     if (reason === 'overflow') return false;
     const on = this.policy.retryOn;
     if (on.has('5xx') || on.has('gateway-error') || on.has('reset')) return true;
-    if (on.has('connect-failure') && (reason === 'connect_failure' || reason === 'timeout' || reason === 'tls_failure')) return true;
+    if (on.has('connect-failure') && (reason === 'connect_failure' || reason === 'timeout' || reason === 'tls_failure'))
+      return true;
     if (on.has('refused-stream') && reason === 'refused_stream') return true;
     return false;
   }
@@ -199,7 +206,8 @@ function cookieValue(cookieHeader: string | undefined, name: string): string | u
     let end = cookieHeader.indexOf(';', start);
     if (end < 0) end = cookieHeader.length;
     const eq = cookieHeader.indexOf('=', start);
-    if (eq > 0 && eq < end && cookieHeader.slice(start, eq).trim() === name) return cookieHeader.slice(eq + 1, end).trim();
+    if (eq > 0 && eq < end && cookieHeader.slice(start, eq).trim() === name)
+      return cookieHeader.slice(eq + 1, end).trim();
     start = end + 1;
   }
   return undefined;
@@ -234,7 +242,11 @@ export function computeHash(policies: readonly HashPolicy[], head: RequestHead, 
 }
 
 /** Pick a weighted cluster at random by weight. */
-export function pickWeighted(clusters: readonly WeightedCluster[], total: number, random: () => number = Math.random): WeightedCluster | undefined {
+export function pickWeighted(
+  clusters: readonly WeightedCluster[],
+  total: number,
+  random: () => number = Math.random,
+): WeightedCluster | undefined {
   const sum = total > 0 ? total : clusters.reduce((a, c) => a + c.weight, 0);
   if (sum <= 0) return clusters[0];
   let r = Math.floor(random() * sum);
@@ -253,7 +265,10 @@ export function regexRewritePath(path: string, regex: RegExp, substitution: stri
   let c = substitutions.get(regex);
   if (!c) {
     const flags = regex.flags.includes('g') ? regex.flags : `${regex.flags}g`;
-    c = { global: new RegExp(regex.source, flags), sub: substitution.replace(/\$/g, '$$$$').replace(/\\(\d)/g, '$$$1') };
+    c = {
+      global: new RegExp(regex.source, flags),
+      sub: substitution.replace(/\$/g, '$$$$').replace(/\\(\d)/g, '$$$1'),
+    };
     substitutions.set(regex, c);
   }
   const p = pathOnly(path);
@@ -269,7 +284,11 @@ export function prefixRewritePath(path: string, r: CompiledRoute, rewrite: strin
 }
 
 /** The Location of a redirect action, Envoy's rules for scheme, host, port and path. */
-export function redirectLocation(action: import('../config/types').RedirectAction, head: RequestHead, r: CompiledRoute): string {
+export function redirectLocation(
+  action: import('../config/types').RedirectAction,
+  head: RequestHead,
+  r: CompiledRoute,
+): string {
   const origScheme = head.scheme || 'http';
   const scheme = action.schemeRedirect ?? (action.httpsRedirect ? 'https' : origScheme);
   let host = action.hostRedirect ?? head.authority;
@@ -282,7 +301,9 @@ export function redirectLocation(action: import('../config/types').RedirectActio
   }
   let path = head.path;
   if (action.pathRedirect !== undefined) {
-    path = action.pathRedirect.includes('?') ? action.pathRedirect : action.pathRedirect + path.slice(pathOnly(path).length);
+    path = action.pathRedirect.includes('?')
+      ? action.pathRedirect
+      : action.pathRedirect + path.slice(pathOnly(path).length);
   } else if (action.prefixRewrite !== undefined) {
     path = prefixRewritePath(path, r, action.prefixRewrite);
   }
@@ -290,7 +311,12 @@ export function redirectLocation(action: import('../config/types').RedirectActio
   return `${scheme}://${host}${path}`;
 }
 
-function applyMutations(h: HeaderList, remove: readonly string[], add: readonly HeaderValueOption[], ctx: HeaderFormatContext): void {
+function applyMutations(
+  h: HeaderList,
+  remove: readonly string[],
+  add: readonly HeaderValueOption[],
+  ctx: HeaderFormatContext,
+): void {
   if (remove.length > 0) removeHeaders(h, remove);
   if (add.length > 0) applyHeaderOptions(h, add, ctx);
 }
@@ -453,8 +479,10 @@ export class RouterStream {
     // Request rewrites and header mutations (most specific first; the route config applies last).
     const originalPath = head.path;
     if (action.prefixRewrite !== undefined) head.path = prefixRewritePath(head.path, route, action.prefixRewrite);
-    else if (action.regexRewrite !== undefined) head.path = regexRewritePath(head.path, action.regexRewrite.regex, action.regexRewrite.substitution);
-    if (head.path !== originalPath && !this.config.suppressEnvoyHeaders) setHeader(head.headers, 'x-envoy-original-path', originalPath);
+    else if (action.regexRewrite !== undefined)
+      head.path = regexRewritePath(head.path, action.regexRewrite.regex, action.regexRewrite.substitution);
+    if (head.path !== originalPath && !this.config.suppressEnvoyHeaders)
+      setHeader(head.headers, 'x-envoy-original-path', originalPath);
     const hostLiteral = this.weighted?.hostRewriteLiteral ?? action.hostRewriteLiteral;
     if (hostLiteral !== undefined) head.authority = hostLiteral;
     else if (action.hostRewriteHeader !== undefined) {
@@ -483,7 +511,8 @@ export class RouterStream {
       policy = retryPolicyFromHeaders(h, policy);
     }
     removeHeaders(h, ENVOY_REQUEST_CONTROL_HEADERS);
-    if (policy !== undefined && policy.numRetries > 0 && upgrade === undefined) this.retry = new RetryState(policy, this.random);
+    if (policy !== undefined && policy.numRetries > 0 && upgrade === undefined)
+      this.retry = new RetryState(policy, this.random);
 
     cluster.stats.upstreamRqTotal++;
     cluster.stats.upstreamRqActive++;
@@ -588,7 +617,13 @@ export class RouterStream {
     if (!requests.canCreate()) {
       cluster.stats.upstreamRqPendingOverflow++;
       const headers = this.config.suppressEnvoyHeaders ? undefined : ['x-envoy-overloaded', 'true'];
-      this.fail(503, UPSTREAM_RESET_PREFIX + resetReasonText('overflow'), 'UO', 'upstream_reset_before_response_started{overflow}', headers);
+      this.fail(
+        503,
+        UPSTREAM_RESET_PREFIX + resetReasonText('overflow'),
+        'UO',
+        'upstream_reset_before_response_started{overflow}',
+        headers,
+      );
       return;
     }
     requests.inc();
@@ -664,7 +699,7 @@ export class RouterStream {
       this.cb.resetDownstream('remote_reset');
       return;
     }
-    if (this.retry !== undefined && this.retry.retriableReset(reason) && this.maybeRetry(a.host)) return;
+    if (this.retry?.retriableReset(reason) && this.maybeRetry(a.host)) return;
     let flag: ResponseFlag;
     let status = 503;
     switch (reason) {
@@ -684,7 +719,13 @@ export class RouterStream {
         flag = 'UR';
     }
     const headers = flag === 'UO' && !this.config.suppressEnvoyHeaders ? ['x-envoy-overloaded', 'true'] : undefined;
-    this.fail(status, UPSTREAM_RESET_PREFIX + resetReasonText(reason), flag, `upstream_reset_before_response_started{${reason}}`, headers);
+    this.fail(
+      status,
+      UPSTREAM_RESET_PREFIX + resetReasonText(reason),
+      flag,
+      `upstream_reset_before_response_started{${reason}}`,
+      headers,
+    );
   }
 
   onResponseHeaders(a: UpstreamAttempt, head: ResponseHead, endStream: boolean): void {
@@ -782,7 +823,7 @@ export class RouterStream {
     a.host.stats.rqTimeout++;
     this.finishAttempt(a, false);
     a.abandon();
-    if (this.retry !== undefined && this.retry.retriableTimeout() && this.maybeRetry(a.host)) return;
+    if (this.retry?.retriableTimeout() && this.maybeRetry(a.host)) return;
     this.fail(504, 'upstream request timeout', 'UT', 'upstream_per_try_timeout');
   }
 
@@ -816,7 +857,10 @@ export class RouterStream {
     this.cluster.stats.upstreamRqRetry++;
     this.cluster.resources.retries.inc();
     this.retriesHeld++;
-    if (retry.policy.avoidPreviousHosts) (this.previousHosts ??= []).push(failedHost);
+    if (retry.policy.avoidPreviousHosts) {
+      if (this.previousHosts === undefined) this.previousHosts = [];
+      this.previousHosts.push(failedHost);
+    }
     this.attempt = undefined;
     this.backOffTimer = setTimeout(onBackOff, retry.backOffMs(), this);
     return true;
@@ -873,7 +917,12 @@ export class RouterStream {
     this.cb.sendLocalReply(status, body, headers, flag, details);
   }
 
-  private respondDirect(status: number, body: Buffer | undefined, location: string | undefined, route: CompiledRoute): void {
+  private respondDirect(
+    status: number,
+    body: Buffer | undefined,
+    location: string | undefined,
+    route: CompiledRoute,
+  ): void {
     const info = this.cb.info;
     info.setResponseFlag('DR');
     info.responseCodeDetails = 'direct_response';
@@ -896,7 +945,8 @@ export class RouterStream {
     if (route === undefined) return;
     const ctx = this.cb.formatContext;
     const r = route.route;
-    if (this.weighted) applyMutations(h, this.weighted.responseHeadersToRemove, this.weighted.responseHeadersToAdd, ctx);
+    if (this.weighted)
+      applyMutations(h, this.weighted.responseHeadersToRemove, this.weighted.responseHeadersToAdd, ctx);
     applyMutations(h, r.responseHeadersToRemove, r.responseHeadersToAdd, ctx);
     applyMutations(h, route.vhost.responseHeadersToRemove, route.vhost.responseHeadersToAdd, ctx);
     const rc = this.rc;
@@ -984,7 +1034,8 @@ export function retryPolicyFromHeaders(h: HeaderList, base: RetryPolicy | undefi
   const max = getHeader(h, 'x-envoy-max-retries');
   const codes = getHeader(h, 'x-envoy-retriable-status-codes');
   const perTry = getHeader(h, 'x-envoy-upstream-rq-per-try-timeout-ms');
-  if (on === undefined && grpcOn === undefined && max === undefined && codes === undefined && perTry === undefined) return base;
+  if (on === undefined && grpcOn === undefined && max === undefined && codes === undefined && perTry === undefined)
+    return base;
   const retryOn = new Set<RetryOn>(base?.retryOn ?? []);
   for (const list of [on, grpcOn]) {
     if (list === undefined) continue;

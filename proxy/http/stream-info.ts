@@ -81,7 +81,10 @@ export class StreamInfo {
   private flags = 0;
   private meta: Map<string, string> | undefined;
 
-  constructor(readonly connection: DownstreamConnectionInfo, protocol: HttpProtocol) {
+  constructor(
+    readonly connection: DownstreamConnectionInfo,
+    protocol: HttpProtocol,
+  ) {
     this.protocol = protocol;
   }
 

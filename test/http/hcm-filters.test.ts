@@ -9,11 +9,27 @@ import { Issues, Reader } from '../../proxy/config/reader';
 import type { HttpFilterConfig } from '../../proxy/config/types';
 import { ConfigError } from '../../proxy/errors';
 import { resolveFilterChain } from '../../proxy/http/connection-manager';
-import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory, HttpFilterRegistry } from '../../proxy/http/filter';
+import {
+  FilterStatus,
+  type HttpFilter,
+  type HttpFilterCallbacks,
+  type HttpFilterFactory,
+  HttpFilterRegistry,
+} from '../../proxy/http/filter';
 import { ROUTER_TYPE_NAME, routerFilterFactory } from '../../proxy/http/filters/router-factory';
 import { getHeader, setHeader } from '../../proxy/http/headers';
 import { closeAll, startHttpEcho } from '../support/upstreams';
-import { action, hcmConfig, prefix, route, routeConfig, startProxy, staticCluster, stopAll, vhost } from './hcm-support';
+import {
+  action,
+  hcmConfig,
+  prefix,
+  route,
+  routeConfig,
+  startProxy,
+  staticCluster,
+  stopAll,
+  vhost,
+} from './hcm-support';
 
 const agents: Agent[] = [];
 afterEach(async () => {
@@ -22,10 +38,19 @@ afterEach(async () => {
   await closeAll();
 });
 
-async function call(port: number, path: string, opts: { headers?: Record<string, string>; method?: string; body?: string } = {}) {
+async function call(
+  port: number,
+  path: string,
+  opts: { headers?: Record<string, string>; method?: string; body?: string } = {},
+) {
   const a = new Agent();
   agents.push(a);
-  const res = await request(`http://127.0.0.1:${port}${path}`, { method: (opts.method ?? 'GET') as 'GET', headers: opts.headers, body: opts.body, dispatcher: a });
+  const res = await request(`http://127.0.0.1:${port}${path}`, {
+    method: (opts.method ?? 'GET') as 'GET',
+    headers: opts.headers,
+    body: opts.body,
+    dispatcher: a,
+  });
   return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
 }
 
@@ -127,7 +152,12 @@ function registry(): HttpFilterRegistry {
     .register(holdResponseFactory);
 }
 
-function filter(name: string, typeName: string, config: unknown = undefined, over: Partial<HttpFilterConfig> = {}): HttpFilterConfig {
+function filter(
+  name: string,
+  typeName: string,
+  config: unknown = undefined,
+  over: Partial<HttpFilterConfig> = {},
+): HttpFilterConfig {
   return { name, typeName, config, isOptional: false, disabled: false, ...over };
 }
 
@@ -145,7 +175,13 @@ describe('filter chain in the connection manager', () => {
       ]),
       clusters: [staticCluster('a', [{ port: up.port }])],
       registry: registry(),
-      hcm: { httpFilters: [filter('first', 'test.Tag', { name: 'first' }), filter('second', 'test.Tag', { name: 'second' }), ROUTER] },
+      hcm: {
+        httpFilters: [
+          filter('first', 'test.Tag', { name: 'first' }),
+          filter('second', 'test.Tag', { name: 'second' }),
+          ROUTER,
+        ],
+      },
     });
     counters.created = 0;
     counters.destroyed = 0;
@@ -263,12 +299,24 @@ describe('filter chain resolution', () => {
   });
 
   it('rejects unknown filters unless optional, and a router that is not last', () => {
-    expect(() => resolveFilterChain(hcmConfig({ httpFilters: [filter('x', 'nope.Filter'), ROUTER] }), registry())).toThrow(ConfigError);
-    const ok = resolveFilterChain(hcmConfig({ httpFilters: [filter('x', 'nope.Filter', undefined, { isOptional: true }), ROUTER] }), registry());
+    expect(() =>
+      resolveFilterChain(hcmConfig({ httpFilters: [filter('x', 'nope.Filter'), ROUTER] }), registry()),
+    ).toThrow(ConfigError);
+    const ok = resolveFilterChain(
+      hcmConfig({ httpFilters: [filter('x', 'nope.Filter', undefined, { isOptional: true }), ROUTER] }),
+      registry(),
+    );
     expect(ok.chain).toHaveLength(0);
-    const disabled = resolveFilterChain(hcmConfig({ httpFilters: [filter('t', 'test.Tag', { name: 't' }, { disabled: true }), ROUTER] }), registry());
+    const disabled = resolveFilterChain(
+      hcmConfig({ httpFilters: [filter('t', 'test.Tag', { name: 't' }, { disabled: true }), ROUTER] }),
+      registry(),
+    );
     expect(disabled.chain).toHaveLength(0);
-    expect(() => resolveFilterChain(hcmConfig({ httpFilters: [ROUTER, filter('t', 'test.Tag', { name: 't' })] }), registry())).toThrow(/router must be the last/);
-    expect(() => resolveFilterChain(hcmConfig({ httpFilters: [filter('t', 'test.Tag', { name: 't' })] }), registry())).toThrow(/must end with/);
+    expect(() =>
+      resolveFilterChain(hcmConfig({ httpFilters: [ROUTER, filter('t', 'test.Tag', { name: 't' })] }), registry()),
+    ).toThrow(/router must be the last/);
+    expect(() =>
+      resolveFilterChain(hcmConfig({ httpFilters: [filter('t', 'test.Tag', { name: 't' })] }), registry()),
+    ).toThrow(/must end with/);
   });
 });

@@ -3,8 +3,9 @@
  * node:http2 and @grpc/grpc-js clients → connection manager → router → H1 or H2 pools → real
  * node:http / grpc-js servers.
  */
-import * as grpc from '@grpc/grpc-js';
+
 import http2 from 'node:http2';
+import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closeAll, closedPort, startHttpEcho } from '../support/upstreams';
 import { action, prefix, route, routeConfig, startProxy, staticCluster, stopAll, vhost } from './hcm-support';
@@ -16,7 +17,11 @@ afterEach(async () => {
   await closeAll();
 });
 
-function h2get(port: number, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: string }> {
+function h2get(
+  port: number,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: http2.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
     const client = http2.connect(`http://127.0.0.1:${port}`);
     client.on('error', reject);
@@ -66,20 +71,34 @@ async function grpcServer(): Promise<number> {
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
   );
   cleanups.push(() => new Promise<void>((r) => server.tryShutdown(() => r())));
   return port;
 }
 
-function grpcClient(port: number): grpc.Client & { echo: (req: Buffer, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r?: Buffer) => void) => grpc.ClientUnaryCall } {
+function grpcClient(port: number): grpc.Client & {
+  echo: (
+    req: Buffer,
+    md: grpc.Metadata,
+    opts: grpc.CallOptions,
+    cb: (e: grpc.ServiceError | null, r?: Buffer) => void,
+  ) => grpc.ClientUnaryCall;
+} {
   const Ctor = grpc.makeGenericClientConstructor(ECHO_SERVICE, 'Echo');
-  const c = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as ReturnType<typeof grpcClient>;
+  const c = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as ReturnType<
+    typeof grpcClient
+  >;
   cleanups.push(() => c.close());
   return c;
 }
 
-function unary(c: ReturnType<typeof grpcClient>, text: string): Promise<{ err: grpc.ServiceError | null; res?: Buffer; trailers?: grpc.Metadata }> {
+function unary(
+  c: ReturnType<typeof grpcClient>,
+  text: string,
+): Promise<{ err: grpc.ServiceError | null; res?: Buffer; trailers?: grpc.Metadata }> {
   return new Promise((resolve) => {
     // Resolve once both the callback and the 'status' event (which carries trailers) have fired.
     let result: { err: grpc.ServiceError | null; res?: Buffer } | undefined;
@@ -103,7 +122,10 @@ function unary(c: ReturnType<typeof grpcClient>, text: string): Promise<{ err: g
 describe('HTTP/2 downstream', () => {
   it('detects the h2c preface and proxies to an HTTP/1.1 upstream', async () => {
     const up = await startHttpEcho('a');
-    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/'), action('a'))])]), clusters: [staticCluster('a', [{ port: up.port }])] });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port: up.port }])],
+    });
     const res = await h2get(proxy.port, '/h2?x=1', { 'x-custom': 'v' });
     expect(res.status).toBe(200);
     expect(res.headers['x-upstream']).toBe('a');
@@ -115,7 +137,10 @@ describe('HTTP/2 downstream', () => {
   });
 
   it('answers local replies on HTTP/2 streams', async () => {
-    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/api'), action('a'))])]), clusters: [] });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/api'), action('a'))])]),
+      clusters: [],
+    });
     const res = await h2get(proxy.port, '/nothing');
     expect(res.status).toBe(404);
   });
@@ -155,7 +180,10 @@ describe('gRPC through the proxy', () => {
   });
 
   it('answers an unrouted gRPC method as UNIMPLEMENTED', async () => {
-    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/other'), action('g'))])]), clusters: [] });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/other'), action('g'))])]),
+      clusters: [],
+    });
     const c = grpcClient(proxy.port);
     const r = await unary(c, 'hi');
     expect(r.err?.code).toBe(grpc.status.UNIMPLEMENTED);

@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import type { HcmConfig, HeaderValueOption } from '../../proxy/config/types';
 import type { DownstreamConnectionInfo, RequestHead } from '../../proxy/http/codec';
 import {
-  type EdgeResult,
   applyHeaderOptions,
   applyServerHeader,
+  type EdgeResult,
   formatHeaderValue,
   getHeader,
   getHeaderJoined,
@@ -32,7 +32,15 @@ function conn(remoteAddress: string, tls = false): DownstreamConnectionInfo {
 }
 
 function head(headers: string[]): RequestHead {
-  return { method: 'GET', path: '/', authority: 'svc', scheme: 'http', protocol: 'HTTP/1.1', headers, contentLength: 0 };
+  return {
+    method: 'GET',
+    path: '/',
+    authority: 'svc',
+    scheme: 'http',
+    protocol: 'HTTP/1.1',
+    headers,
+    contentLength: 0,
+  };
 }
 
 function hcm(over: Partial<HcmConfig> = {}): HcmConfig {
@@ -48,7 +56,12 @@ function hcm(over: Partial<HcmConfig> = {}): HcmConfig {
   } as HcmConfig;
 }
 
-function opt(key: string, value: string, appendAction: HeaderValueOption['appendAction'], keepEmptyValue = false): HeaderValueOption {
+function opt(
+  key: string,
+  value: string,
+  appendAction: HeaderValueOption['appendAction'],
+  keepEmptyValue = false,
+): HeaderValueOption {
   return { key, value, appendAction, keepEmptyValue };
 }
 
@@ -69,7 +82,20 @@ describe('flat header list operations', () => {
   });
 
   it('strips hop-by-hop headers but keeps te: trailers', () => {
-    const h = ['connection', 'close', 'x', '1', 'te', 'trailers', 'keep-alive', '5', 'transfer-encoding', 'chunked', 'upgrade', 'ws'];
+    const h = [
+      'connection',
+      'close',
+      'x',
+      '1',
+      'te',
+      'trailers',
+      'keep-alive',
+      '5',
+      'transfer-encoding',
+      'chunked',
+      'upgrade',
+      'ws',
+    ];
     stripHopByHop(h);
     expect(h).toEqual(['x', '1', 'te', 'trailers']);
     const h2 = ['te', 'gzip', 'y', '2'];
@@ -88,7 +114,16 @@ describe('flat header list operations', () => {
   });
 
   it('isInternalAddress follows RFC 1918, loopback and ULA', () => {
-    for (const a of ['10.1.2.3', '127.0.0.1', '172.16.0.1', '172.31.255.255', '192.168.1.1', '::1', 'fd00::1', '::ffff:10.0.0.1']) {
+    for (const a of [
+      '10.1.2.3',
+      '127.0.0.1',
+      '172.16.0.1',
+      '172.31.255.255',
+      '192.168.1.1',
+      '::1',
+      'fd00::1',
+      '::ffff:10.0.0.1',
+    ]) {
       expect(isInternalAddress(a), a).toBe(true);
     }
     for (const a of ['8.8.8.8', '172.32.0.1', '172.15.0.1', '192.169.0.1', '2001:db8::1', 'not-an-ip']) {
@@ -120,7 +155,11 @@ describe('HeaderValueOption application', () => {
 
   it('drops empty values unless keep_empty_value', () => {
     const h: string[] = [];
-    applyHeaderOptions(h, [opt('x', '', 'APPEND_IF_EXISTS_OR_ADD'), opt('y', '', 'APPEND_IF_EXISTS_OR_ADD', true)], ctx);
+    applyHeaderOptions(
+      h,
+      [opt('x', '', 'APPEND_IF_EXISTS_OR_ADD'), opt('y', '', 'APPEND_IF_EXISTS_OR_ADD', true)],
+      ctx,
+    );
     expect(h).toEqual(['y', '']);
   });
 
@@ -161,7 +200,16 @@ describe('edge request headers (connection manager)', () => {
   });
 
   it('sanitises x-envoy-* control headers from external clients', () => {
-    const h = head(['x-envoy-retry-on', '5xx', 'x-envoy-upstream-rq-timeout-ms', '1', 'x-envoy-internal', 'true', 'x-keep', '1']);
+    const h = head([
+      'x-envoy-retry-on',
+      '5xx',
+      'x-envoy-upstream-rq-timeout-ms',
+      '1',
+      'x-envoy-internal',
+      'true',
+      'x-keep',
+      '1',
+    ]);
     mutateRequestHeaders(h, conn('8.8.8.8'), hcm({ useRemoteAddress: true }), out);
     expect(getHeader(h.headers, 'x-envoy-retry-on')).toBeUndefined();
     expect(getHeader(h.headers, 'x-envoy-upstream-rq-timeout-ms')).toBeUndefined();

@@ -35,7 +35,11 @@ afterEach(async () => {
   await closeAll();
 });
 
-async function get(port: number, path: string, opts: { headers?: Record<string, string>; method?: string; body?: string | Buffer; dispatcher?: Agent } = {}) {
+async function get(
+  port: number,
+  path: string,
+  opts: { headers?: Record<string, string>; method?: string; body?: string | Buffer; dispatcher?: Agent } = {},
+) {
   const res = await request(`http://127.0.0.1:${port}${path}`, {
     method: (opts.method ?? 'GET') as 'GET',
     headers: opts.headers,
@@ -83,7 +87,10 @@ describe('connection manager end to end (HTTP/1.1)', () => {
 
   it('keeps the downstream and upstream connections alive across requests', async () => {
     const up = await startHttpEcho('a');
-    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/'), action('a'))])]), clusters: [staticCluster('a', [{ port: up.port }])] });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port: up.port }])],
+    });
     const a = agent();
     const ports = new Set<number>();
     for (let i = 0; i < 5; i++) {
@@ -98,10 +105,20 @@ describe('connection manager end to end (HTTP/1.1)', () => {
 
   it('streams chunked request bodies and answers Expect: 100-continue', async () => {
     const up = await startHttpEcho('a');
-    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/'), action('a'))])]), clusters: [staticCluster('a', [{ port: up.port }])] });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port: up.port }])],
+    });
     const body = await new Promise<string>((resolve, reject) => {
       const req = http.request(
-        { host: '127.0.0.1', port: proxy.port, path: '/upload', method: 'POST', headers: { expect: '100-continue', 'transfer-encoding': 'chunked' }, agent: false },
+        {
+          host: '127.0.0.1',
+          port: proxy.port,
+          path: '/upload',
+          method: 'POST',
+          headers: { expect: '100-continue', 'transfer-encoding': 'chunked' },
+          agent: false,
+        },
         (res) => {
           let t = '';
           res.on('data', (c) => {
@@ -131,7 +148,10 @@ describe('connection manager end to end (HTTP/1.1)', () => {
       res.end(Buffer.concat([Buffer.from(b), Buffer.from(b)]));
       return true;
     });
-    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/'), action('a'))])]), clusters: [staticCluster('a', [{ port: up.port }])] });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port: up.port }])],
+    });
     const res = await request(`http://127.0.0.1:${proxy.port}/big`, { method: 'POST', body: big, dispatcher: agent() });
     const out = Buffer.from(await res.body.arrayBuffer());
     expect(res.statusCode).toBe(200);
@@ -159,7 +179,10 @@ describe('connection manager end to end (HTTP/1.1)', () => {
 
   it('rejects a malformed request with 400 and forwards nothing', async () => {
     const up = await startHttpEcho('a');
-    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/'), action('a'))])]), clusters: [staticCluster('a', [{ port: up.port }])] });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port: up.port }])],
+    });
     const s = await connect(proxy.port);
     s.write('GET /x HTTP/1.1\r\nHost: a\r\nBad Header Without Colon\r\n\r\n');
     const text = await readUntil(s, (t) => t.includes('\r\n\r\n'));
@@ -175,9 +198,16 @@ describe('connection manager end to end (HTTP/1.1)', () => {
     const proxy = await startProxy({
       routes: routeConfig([
         vhost([route(prefix('/'), action('c'))], { name: 'other', domains: ['other.local'] }),
-        vhost([route(prefix('/', { headers: [headerExact('x-canary', '1')] }), action('b')), route(prefix('/'), action('a'))]),
+        vhost([
+          route(prefix('/', { headers: [headerExact('x-canary', '1')] }), action('b')),
+          route(prefix('/'), action('a')),
+        ]),
       ]),
-      clusters: [staticCluster('a', [{ port: a.port }]), staticCluster('b', [{ port: b.port }]), staticCluster('c', [{ port: c.port }])],
+      clusters: [
+        staticCluster('a', [{ port: a.port }]),
+        staticCluster('b', [{ port: b.port }]),
+        staticCluster('c', [{ port: c.port }]),
+      ],
     });
     expect((await get(proxy.port, '/')).headers['x-upstream']).toBe('a');
     expect((await get(proxy.port, '/', { headers: { 'x-canary': '1' } })).headers['x-upstream']).toBe('b');
@@ -195,7 +225,11 @@ describe('connection manager end to end (HTTP/1.1)', () => {
           named('regex', { ...base, path: { kind: 'safe_regex', value: '/items/[0-9]+', regex: /\/items\/[0-9]+/ } }),
           named('separated', { ...base, path: { kind: 'path_separated_prefix', value: '/sep' } }),
           named('nocase', { ...base, caseSensitive: false, path: { kind: 'prefix', value: '/case' } }),
-          named('query', { ...base, path: { kind: 'prefix', value: '/q' }, queryParameters: [{ name: 'debug', match: { kind: 'present' } }] }),
+          named('query', {
+            ...base,
+            path: { kind: 'prefix', value: '/q' },
+            queryParameters: [{ name: 'debug', match: { kind: 'present' } }],
+          }),
           named('grpc', { ...base, path: { kind: 'prefix', value: '/' }, grpc: true }),
           named('fallback', { ...base, path: { kind: 'prefix', value: '/' } }),
         ]),
@@ -214,8 +248,12 @@ describe('connection manager end to end (HTTP/1.1)', () => {
       ['/q?other=1', 'fallback'],
       ['/svc/M', 'grpc', { 'content-type': 'application/grpc' }],
     ];
-    for (const [path, expected, headers] of cases) {
-      const res = await get(proxy.port, path, { headers, method: headers ? 'POST' : 'GET', body: headers ? Buffer.alloc(5) : undefined });
+    for (const [path, , headers] of cases) {
+      const res = await get(proxy.port, path, {
+        headers,
+        method: headers ? 'POST' : 'GET',
+        body: headers ? Buffer.alloc(5) : undefined,
+      });
       expect(res.status, path).toBe(200);
     }
     const infos = await proxy.waitCompleted(cases.length);
@@ -228,7 +266,10 @@ describe('connection manager end to end (HTTP/1.1)', () => {
       held.push(() => res.end('done'));
       return true;
     });
-    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/'), action('a'))])]), clusters: [staticCluster('a', [{ port: up.port }])] });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port: up.port }])],
+    });
     const busy = await connect(proxy.port);
     const idle = await connect(proxy.port);
     busy.write('GET /1 HTTP/1.1\r\nHost: a\r\n\r\n');
@@ -266,11 +307,15 @@ describe('connection manager end to end (HTTP/1.1)', () => {
       clusters: [staticCluster('a', [{ port: up.port }])],
       hcm: { useRemoteAddress: true },
     });
-    const seen = echoOf((await get(proxy.port, '/', { headers: { 'x-forwarded-for': '203.0.113.9', 'x-request-id': 'abc' } })).text);
+    const seen = echoOf(
+      (await get(proxy.port, '/', { headers: { 'x-forwarded-for': '203.0.113.9', 'x-request-id': 'abc' } })).text,
+    );
     expect(seen.headers['x-forwarded-for']).toBe('203.0.113.9,127.0.0.1');
     // Two hops: not an internal request, so a client-chosen request id is replaced.
     expect(seen.headers['x-request-id']).toMatch(UUID_RE);
-    const seen2 = echoOf((await get(proxy.port, '/', { headers: { 'x-request-id': 'abc', 'x-envoy-retry-on': '5xx' } })).text);
+    const seen2 = echoOf(
+      (await get(proxy.port, '/', { headers: { 'x-request-id': 'abc', 'x-envoy-retry-on': '5xx' } })).text,
+    );
     expect(seen2.headers['x-forwarded-for']).toBe('127.0.0.1');
     expect(seen2.headers['x-request-id']).toBe('abc');
     expect(seen2.headers['x-envoy-internal']).toBe('true');
@@ -294,7 +339,11 @@ describe('connection manager end to end (HTTP/1.1)', () => {
 
   it('answers a gRPC request that has no route as gRPC (200, grpc-status 12)', async () => {
     const proxy = await startProxy({ routes: routeConfig([vhost([], { domains: ['x'] })]), clusters: [] });
-    const res = await get(proxy.port, '/pkg.Svc/Method', { method: 'POST', headers: { 'content-type': 'application/grpc', te: 'trailers' }, body: Buffer.alloc(5) });
+    const res = await get(proxy.port, '/pkg.Svc/Method', {
+      method: 'POST',
+      headers: { 'content-type': 'application/grpc', te: 'trailers' },
+      body: Buffer.alloc(5),
+    });
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toBe('application/grpc');
     expect(res.headers['grpc-status']).toBe('12');
@@ -337,7 +386,10 @@ describe('connection manager end to end (HTTP/1.1)', () => {
       release = () => res.end('late');
       return true;
     });
-    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/'), action('a'))])]), clusters: [staticCluster('a', [{ port: up.port }])] });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port: up.port }])],
+    });
     const s = await connect(proxy.port);
     s.write('GET /hang HTTP/1.1\r\nHost: a\r\n\r\n');
     for (let i = 0; i < 100 && up.requests.length === 0; i++) await new Promise((r) => setTimeout(r, 20));

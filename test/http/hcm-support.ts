@@ -17,11 +17,11 @@ import type {
   VirtualHost,
 } from '../../proxy/config/types';
 import type { DownstreamConnectionInfo } from '../../proxy/http/codec';
+import { HttpConnectionManager } from '../../proxy/http/connection-manager';
 import { HttpFilterRegistry } from '../../proxy/http/filter';
-import { routerFilterFactory, ROUTER_TYPE_NAME } from '../../proxy/http/filters/router-factory';
+import { ROUTER_TYPE_NAME, routerFilterFactory } from '../../proxy/http/filters/router-factory';
 import { H1ConnectionPool } from '../../proxy/http/h1/pool';
 import { H2ConnectionPool } from '../../proxy/http/h2/client-pool';
-import { HttpConnectionManager } from '../../proxy/http/connection-manager';
 import type { StreamInfo } from '../../proxy/http/stream-info';
 import { ClusterManager } from '../../proxy/upstream/cluster-manager';
 import { assignment, clusterConfig, type EndpointSpec } from '../upstream/fixtures';
@@ -31,7 +31,15 @@ export function hcmConfig(over: Partial<HcmConfig> = {}): HcmConfig {
     statPrefix: 'test',
     codecType: 'AUTO',
     routeSource: { kind: 'rds', routeConfigName: 'test', configSource: { kind: 'ads' } },
-    httpFilters: [{ name: 'envoy.filters.http.router', typeName: ROUTER_TYPE_NAME, config: undefined, isOptional: false, disabled: false }],
+    httpFilters: [
+      {
+        name: 'envoy.filters.http.router',
+        typeName: ROUTER_TYPE_NAME,
+        config: undefined,
+        isOptional: false,
+        disabled: false,
+      },
+    ],
     useRemoteAddress: false,
     xffNumTrustedHops: 0,
     skipXffAppend: false,
@@ -57,11 +65,23 @@ export function hcmConfig(over: Partial<HcmConfig> = {}): HcmConfig {
 }
 
 export function prefix(value: string, extra: Partial<RouteMatch> = {}): RouteMatch {
-  return { path: { kind: 'prefix', value }, caseSensitive: true, headers: [], queryParameters: [], grpc: false, ...extra };
+  return {
+    path: { kind: 'prefix', value },
+    caseSensitive: true,
+    headers: [],
+    queryParameters: [],
+    grpc: false,
+    ...extra,
+  };
 }
 
 export function headerExact(name: string, value: string): HeaderMatcher {
-  return { name, match: { kind: 'string', matcher: { kind: 'exact', value, ignoreCase: false } }, invert: false, treatMissingAsEmpty: false };
+  return {
+    name,
+    match: { kind: 'string', matcher: { kind: 'exact', value, ignoreCase: false } },
+    invert: false,
+    treatMissingAsEmpty: false,
+  };
 }
 
 export function action(cluster: string, over: Partial<RouteAction> = {}): RouteAction {

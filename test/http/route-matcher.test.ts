@@ -48,7 +48,11 @@ function route(name: string, m: RouteMatch): Route {
   };
 }
 
-function vhost(name: string, domains: string[], routes: Route[] = [route(`${name}-all`, match({ kind: 'prefix', value: '/' }))]): VirtualHost {
+function vhost(
+  name: string,
+  domains: string[],
+  routes: Route[] = [route(`${name}-all`, match({ kind: 'prefix', value: '/' }))],
+): VirtualHost {
   return {
     name,
     domains,
@@ -197,11 +201,15 @@ describe('route path matching', () => {
 
   it('routes are tried in order; the first match wins', () => {
     const config = rc([
-      vhost('v', ['*'], [
-        route('specific', match({ kind: 'path', value: '/a/b' })),
-        route('general', match({ kind: 'prefix', value: '/a' })),
-        route('catchall', match({ kind: 'prefix', value: '/' })),
-      ]),
+      vhost(
+        'v',
+        ['*'],
+        [
+          route('specific', match({ kind: 'path', value: '/a/b' })),
+          route('general', match({ kind: 'prefix', value: '/a' })),
+          route('catchall', match({ kind: 'prefix', value: '/' })),
+        ],
+      ),
     ]);
     expect(findRoute(config, head('/a/b'))?.route.name).toBe('specific');
     expect(findRoute(config, head('/a/c'))?.route.name).toBe('general');
@@ -211,9 +219,15 @@ describe('route path matching', () => {
 
   it('grpc: {} requires an application/grpc content type', () => {
     const m = match({ kind: 'prefix', value: '/' }, { grpc: true });
-    expect(hit(m, head('/pkg.Svc/Method', { method: 'POST', headers: ['content-type', 'application/grpc'] }))).toBe(true);
-    expect(hit(m, head('/pkg.Svc/Method', { method: 'POST', headers: ['content-type', 'application/grpc+proto'] }))).toBe(true);
-    expect(hit(m, head('/pkg.Svc/Method', { method: 'POST', headers: ['content-type', 'application/json'] }))).toBe(false);
+    expect(hit(m, head('/pkg.Svc/Method', { method: 'POST', headers: ['content-type', 'application/grpc'] }))).toBe(
+      true,
+    );
+    expect(
+      hit(m, head('/pkg.Svc/Method', { method: 'POST', headers: ['content-type', 'application/grpc+proto'] })),
+    ).toBe(true);
+    expect(hit(m, head('/pkg.Svc/Method', { method: 'POST', headers: ['content-type', 'application/json'] }))).toBe(
+      false,
+    );
     expect(hit(m, head('/pkg.Svc/Method', { method: 'POST' }))).toBe(false);
   });
 
@@ -237,7 +251,12 @@ describe('route path matching', () => {
   it('headers on a route must all match', () => {
     const m = match(
       { kind: 'prefix', value: '/' },
-      { headers: [hm('x-canary', { kind: 'string', matcher: exact('1') }), hm(':method', { kind: 'string', matcher: exact('POST') })] },
+      {
+        headers: [
+          hm('x-canary', { kind: 'string', matcher: exact('1') }),
+          hm(':method', { kind: 'string', matcher: exact('POST') }),
+        ],
+      },
     );
     expect(hit(m, head('/', { method: 'POST', headers: ['x-canary', '1'] }))).toBe(true);
     expect(hit(m, head('/', { method: 'GET', headers: ['x-canary', '1'] }))).toBe(false);
@@ -252,10 +271,30 @@ describe('HeaderMatcher', () => {
     expect(matchHeader(hm('a', { kind: 'string', matcher: exact('v') }), h(['a', 'v']))).toBe(true);
     expect(matchHeader(hm('a', { kind: 'string', matcher: exact('V') }), h(['a', 'v']))).toBe(false);
     expect(matchHeader(hm('a', { kind: 'string', matcher: exact('V', true) }), h(['a', 'v']))).toBe(true);
-    expect(matchHeader(hm('a', { kind: 'string', matcher: { kind: 'prefix', value: 'ab', ignoreCase: false } }), h(['a', 'abc']))).toBe(true);
-    expect(matchHeader(hm('a', { kind: 'string', matcher: { kind: 'suffix', value: 'bc', ignoreCase: false } }), h(['a', 'abc']))).toBe(true);
-    expect(matchHeader(hm('a', { kind: 'string', matcher: { kind: 'contains', value: 'B', ignoreCase: true } }), h(['a', 'abc']))).toBe(true);
-    expect(matchHeader(hm('a', { kind: 'string', matcher: { kind: 'contains', value: 'x', ignoreCase: false } }), h(['a', 'abc']))).toBe(false);
+    expect(
+      matchHeader(
+        hm('a', { kind: 'string', matcher: { kind: 'prefix', value: 'ab', ignoreCase: false } }),
+        h(['a', 'abc']),
+      ),
+    ).toBe(true);
+    expect(
+      matchHeader(
+        hm('a', { kind: 'string', matcher: { kind: 'suffix', value: 'bc', ignoreCase: false } }),
+        h(['a', 'abc']),
+      ),
+    ).toBe(true);
+    expect(
+      matchHeader(
+        hm('a', { kind: 'string', matcher: { kind: 'contains', value: 'B', ignoreCase: true } }),
+        h(['a', 'abc']),
+      ),
+    ).toBe(true);
+    expect(
+      matchHeader(
+        hm('a', { kind: 'string', matcher: { kind: 'contains', value: 'x', ignoreCase: false } }),
+        h(['a', 'abc']),
+      ),
+    ).toBe(false);
     const re: StringMatcher = { kind: 'safe_regex', value: '\\d{3}', regex: /\d{3}/, ignoreCase: false };
     expect(matchHeader(hm('a', { kind: 'string', matcher: re }), h(['a', '123']))).toBe(true);
     expect(matchHeader(hm('a', { kind: 'string', matcher: re }), h(['a', '1234']))).toBe(false);
@@ -294,12 +333,16 @@ describe('HeaderMatcher', () => {
   });
 
   it('repeated headers are joined with a comma', () => {
-    expect(matchHeader(hm('a', { kind: 'string', matcher: exact('1,2') }), h(['a', '1', 'b', 'x', 'a', '2']))).toBe(true);
+    expect(matchHeader(hm('a', { kind: 'string', matcher: exact('1,2') }), h(['a', '1', 'b', 'x', 'a', '2']))).toBe(
+      true,
+    );
   });
 
   it('pseudo-headers come from the request head', () => {
     expect(matchHeader(hm(':authority', { kind: 'string', matcher: exact('example.com') }), h([]))).toBe(true);
-    expect(matchHeader(hm(':path', { kind: 'string', matcher: { kind: 'prefix', value: '/p', ignoreCase: false } }), h([]))).toBe(true);
+    expect(
+      matchHeader(hm(':path', { kind: 'string', matcher: { kind: 'prefix', value: '/p', ignoreCase: false } }), h([])),
+    ).toBe(true);
     expect(matchHeader(hm(':scheme', { kind: 'string', matcher: exact('http') }), h([]))).toBe(true);
     expect(matchHeader(hm(':method', { kind: 'string', matcher: exact('GET') }), h([]))).toBe(true);
   });

@@ -6,6 +6,7 @@
 import net from 'node:net';
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { HeaderValueOption, WeightedCluster } from '../../proxy/config/types';
 import { closeAll, closedPort, type EchoRecord, startHttpEcho } from '../support/upstreams';
 import {
   action,
@@ -20,7 +21,6 @@ import {
   stopAll,
   vhost,
 } from './hcm-support';
-import type { HeaderValueOption, WeightedCluster } from '../../proxy/config/types';
 
 const agents: Agent[] = [];
 const servers: net.Server[] = [];
@@ -31,10 +31,19 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => new Promise((r) => s.close(r))));
 });
 
-async function call(port: number, path: string, opts: { headers?: Record<string, string>; method?: string; body?: string } = {}) {
+async function call(
+  port: number,
+  path: string,
+  opts: { headers?: Record<string, string>; method?: string; body?: string } = {},
+) {
   const a = new Agent({ keepAliveTimeout: 5_000 });
   agents.push(a);
-  const res = await request(`http://127.0.0.1:${port}${path}`, { method: (opts.method ?? 'GET') as 'GET', headers: opts.headers, body: opts.body, dispatcher: a });
+  const res = await request(`http://127.0.0.1:${port}${path}`, {
+    method: (opts.method ?? 'GET') as 'GET',
+    headers: opts.headers,
+    body: opts.body,
+    dispatcher: a,
+  });
   return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
 }
 
@@ -42,7 +51,11 @@ function echoOf(text: string): EchoRecord & { upstream: string } {
   return JSON.parse(text) as EchoRecord & { upstream: string };
 }
 
-function hvo(key: string, value: string, appendAction: HeaderValueOption['appendAction'] = 'APPEND_IF_EXISTS_OR_ADD'): HeaderValueOption {
+function hvo(
+  key: string,
+  value: string,
+  appendAction: HeaderValueOption['appendAction'] = 'APPEND_IF_EXISTS_OR_ADD',
+): HeaderValueOption {
   return { key, value, appendAction, keepEmptyValue: false };
 }
 
@@ -62,7 +75,14 @@ describe('router: cluster selection, rewrites and header mutations', () => {
     let next = 0;
     const rolls = [0.1, 0.9, 0.5, 0.29];
     const proxy = await startProxy({
-      routes: routeConfig([vhost([route(prefix('/'), action('', { cluster: { kind: 'weighted', clusters: [wc('a', 30), wc('b', 70)], totalWeight: 100 } }))])]),
+      routes: routeConfig([
+        vhost([
+          route(
+            prefix('/'),
+            action('', { cluster: { kind: 'weighted', clusters: [wc('a', 30), wc('b', 70)], totalWeight: 100 } }),
+          ),
+        ]),
+      ]),
       clusters: [staticCluster('a', [{ port: a.port }]), staticCluster('b', [{ port: b.port }])],
       random: () => rolls[next++ % rolls.length]!,
     });
@@ -78,7 +98,9 @@ describe('router: cluster selection, rewrites and header mutations', () => {
   it('routes by cluster_header and answers 503 NC for an unknown cluster', async () => {
     const a = await startHttpEcho('a');
     const proxy = await startProxy({
-      routes: routeConfig([vhost([route(prefix('/'), action('', { cluster: { kind: 'cluster_header', header: 'x-cluster' } }))])]),
+      routes: routeConfig([
+        vhost([route(prefix('/'), action('', { cluster: { kind: 'cluster_header', header: 'x-cluster' } }))]),
+      ]),
       clusters: [staticCluster('a', [{ port: a.port }])],
     });
     expect((await call(proxy.port, '/', { headers: { 'x-cluster': 'a' } })).headers['x-upstream']).toBe('a');
@@ -124,7 +146,10 @@ describe('router: cluster selection, rewrites and header mutations', () => {
           vhost(
             [
               route(prefix('/'), action('a'), {
-                requestHeadersToAdd: [hvo('x-route', 'r'), hvo('x-client-ip', '%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%')],
+                requestHeadersToAdd: [
+                  hvo('x-route', 'r'),
+                  hvo('x-client-ip', '%DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT%'),
+                ],
                 requestHeadersToRemove: ['x-drop'],
                 responseHeadersToAdd: [hvo('x-resp-route', 'r')],
                 responseHeadersToRemove: ['x-secret'],
@@ -133,7 +158,10 @@ describe('router: cluster selection, rewrites and header mutations', () => {
             { requestHeadersToAdd: [hvo('x-vhost', 'v')], responseHeadersToAdd: [hvo('x-resp-vhost', 'v')] },
           ),
         ],
-        { requestHeadersToAdd: [hvo('x-route', 'global', 'OVERWRITE_IF_EXISTS_OR_ADD')], responseHeadersToAdd: [hvo('x-resp-global', 'g')] },
+        {
+          requestHeadersToAdd: [hvo('x-route', 'global', 'OVERWRITE_IF_EXISTS_OR_ADD')],
+          responseHeadersToAdd: [hvo('x-resp-global', 'g')],
+        },
       ),
       clusters: [staticCluster('a', [{ port: a.port }])],
     });
@@ -156,10 +184,26 @@ describe('router: cluster selection, rewrites and header mutations', () => {
     const proxy = await startProxy({
       routes: routeConfig([
         vhost([
-          route(prefix('/direct'), { kind: 'direct_response', status: 418, body: Buffer.from('short and stout') }, { responseHeadersToAdd: [hvo('x-direct', '1')] }),
+          route(
+            prefix('/direct'),
+            { kind: 'direct_response', status: 418, body: Buffer.from('short and stout') },
+            { responseHeadersToAdd: [hvo('x-direct', '1')] },
+          ),
           route(prefix('/empty'), { kind: 'direct_response', status: 204 }),
-          route(prefix('/moved'), { kind: 'redirect', httpsRedirect: true, hostRedirect: 'secure.example.com', stripQuery: true, responseCode: 308 }),
-          route(prefix('/old'), { kind: 'redirect', httpsRedirect: false, prefixRewrite: '/new', stripQuery: false, responseCode: 302 }),
+          route(prefix('/moved'), {
+            kind: 'redirect',
+            httpsRedirect: true,
+            hostRedirect: 'secure.example.com',
+            stripQuery: true,
+            responseCode: 308,
+          }),
+          route(prefix('/old'), {
+            kind: 'redirect',
+            httpsRedirect: false,
+            prefixRewrite: '/new',
+            stripQuery: false,
+            responseCode: 302,
+          }),
         ]),
       ]),
       clusters: [],
@@ -186,16 +230,24 @@ describe('router: cluster selection, rewrites and header mutations', () => {
 describe('router: failures, timeouts and retries', () => {
   it('answers 503 UF with Envoy’s body when the upstream refuses connections', async () => {
     const port = await closedPort();
-    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/'), action('a'))])]), clusters: [staticCluster('a', [{ port }])] });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port }])],
+    });
     const res = await call(proxy.port, '/');
     expect(res.status).toBe(503);
-    expect(res.text).toBe('upstream connect error or disconnect/reset before headers. reset reason: connection failure');
+    expect(res.text).toBe(
+      'upstream connect error or disconnect/reset before headers. reset reason: connection failure',
+    );
     const [info] = await proxy.waitCompleted(1);
     expect(info?.responseFlags()).toBe('UF');
   });
 
   it('answers 503 UH "no healthy upstream" for a cluster without hosts', async () => {
-    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/'), action('a'))])]), clusters: [staticCluster('a', [])] });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [])],
+    });
     const res = await call(proxy.port, '/');
     expect(res.status).toBe(503);
     expect(res.text).toBe('no healthy upstream');
@@ -209,7 +261,10 @@ describe('router: failures, timeouts and retries', () => {
       pending.push(() => res.end());
       return true;
     });
-    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/'), action('a', { timeoutMs: 150 }))])]), clusters: [staticCluster('a', [{ port: a.port }])] });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a', { timeoutMs: 150 }))])]),
+      clusters: [staticCluster('a', [{ port: a.port }])],
+    });
     const res = await call(proxy.port, '/');
     expect(res.status).toBe(504);
     expect(res.text).toBe('upstream request timeout');
@@ -257,7 +312,14 @@ describe('router: failures, timeouts and retries', () => {
       return false;
     });
     const proxy = await startProxy({
-      routes: routeConfig([vhost([route(prefix('/'), action('a', { retryPolicy: retryPolicy(['5xx'], { numRetries: 2, backOffBaseMs: 5, backOffMaxMs: 10 }) }))])]),
+      routes: routeConfig([
+        vhost([
+          route(
+            prefix('/'),
+            action('a', { retryPolicy: retryPolicy(['5xx'], { numRetries: 2, backOffBaseMs: 5, backOffMaxMs: 10 }) }),
+          ),
+        ]),
+      ]),
       clusters: [staticCluster('a', [{ port: a.port }])],
     });
     const res = await call(proxy.port, '/r', { method: 'POST', body: 'payload' });
@@ -280,7 +342,14 @@ describe('router: failures, timeouts and retries', () => {
       return true;
     });
     const proxy = await startProxy({
-      routes: routeConfig([vhost([route(prefix('/'), action('a', { retryPolicy: retryPolicy(['5xx'], { numRetries: 2, backOffBaseMs: 1, backOffMaxMs: 2 }) }))])]),
+      routes: routeConfig([
+        vhost([
+          route(
+            prefix('/'),
+            action('a', { retryPolicy: retryPolicy(['5xx'], { numRetries: 2, backOffBaseMs: 1, backOffMaxMs: 2 }) }),
+          ),
+        ]),
+      ]),
       clusters: [staticCluster('a', [{ port: a.port }])],
     });
     const res = await call(proxy.port, '/');
@@ -308,7 +377,9 @@ describe('router: failures, timeouts and retries', () => {
     expect(a.requests[0]!.headers['x-envoy-retry-on']).toBeUndefined();
     expect(a.requests[0]!.headers['x-envoy-max-retries']).toBeUndefined();
     // From an untrusted (external) client the same headers are stripped and ignored.
-    const ext = await call(proxy.port, '/', { headers: { 'x-forwarded-for': '203.0.113.1', 'x-envoy-retry-on': '5xx' } });
+    const ext = await call(proxy.port, '/', {
+      headers: { 'x-forwarded-for': '203.0.113.1', 'x-envoy-retry-on': '5xx' },
+    });
     expect(ext.status).toBe(503);
     expect(a.requests).toHaveLength(4);
   });
@@ -320,7 +391,9 @@ describe('router: failures, timeouts and retries', () => {
       return true;
     });
     const proxy = await startProxy({
-      routes: routeConfig([vhost([route(prefix('/'), action('a', { retryPolicy: retryPolicy(['gateway-error'], { numRetries: 3 }) }))])]),
+      routes: routeConfig([
+        vhost([route(prefix('/'), action('a', { retryPolicy: retryPolicy(['gateway-error'], { numRetries: 3 }) }))]),
+      ]),
       clusters: [staticCluster('a', [{ port: a.port }])],
     });
     expect((await call(proxy.port, '/')).status).toBe(500);
@@ -332,7 +405,19 @@ describe('router: failures, timeouts and retries', () => {
     const good = await startHttpEcho('good');
     const proxy = await startProxy({
       routes: routeConfig([
-        vhost([route(prefix('/'), action('a', { retryPolicy: retryPolicy(['connect-failure'], { numRetries: 1, avoidPreviousHosts: true, backOffBaseMs: 1, backOffMaxMs: 2 }) }))]),
+        vhost([
+          route(
+            prefix('/'),
+            action('a', {
+              retryPolicy: retryPolicy(['connect-failure'], {
+                numRetries: 1,
+                avoidPreviousHosts: true,
+                backOffBaseMs: 1,
+                backOffMaxMs: 2,
+              }),
+            }),
+          ),
+        ]),
       ]),
       clusters: [staticCluster('a', [{ port: dead }, { port: good.port }])],
     });
@@ -358,7 +443,21 @@ describe('router: failures, timeouts and retries', () => {
       return false;
     });
     const proxy = await startProxy({
-      routes: routeConfig([vhost([route(prefix('/'), action('a', { retryPolicy: retryPolicy(['5xx'], { numRetries: 1, perTryTimeoutMs: 150, backOffBaseMs: 1, backOffMaxMs: 2 }) }))])]),
+      routes: routeConfig([
+        vhost([
+          route(
+            prefix('/'),
+            action('a', {
+              retryPolicy: retryPolicy(['5xx'], {
+                numRetries: 1,
+                perTryTimeoutMs: 150,
+                backOffBaseMs: 1,
+                backOffMaxMs: 2,
+              }),
+            }),
+          ),
+        ]),
+      ]),
       clusters: [staticCluster('a', [{ port: a.port }])],
     });
     const res = await call(proxy.port, '/');
@@ -377,7 +476,9 @@ describe('router: failures, timeouts and retries', () => {
       routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
       clusters: [
         staticCluster('a', [{ port: a.port }], {
-          circuitBreakers: [{ priority: 'DEFAULT', maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 1, maxRetries: 3 }],
+          circuitBreakers: [
+            { priority: 'DEFAULT', maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 1, maxRetries: 3 },
+          ],
         }),
       ],
     });
@@ -405,7 +506,9 @@ describe('router: upgrades', () => {
         const end = buf.indexOf('\r\n\r\n');
         if (end < 0) return;
         s.off('data', onHead);
-        s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: test\r\n\r\n');
+        s.write(
+          'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: test\r\n\r\n',
+        );
         const rest = buf.slice(end + 4);
         if (rest) s.write(`echo:${rest}`);
         s.on('data', (x: Buffer) => s.write(`echo:${x.toString('latin1')}`));
@@ -418,7 +521,8 @@ describe('router: upgrades', () => {
     return (server.address() as net.AddressInfo).port;
   }
 
-  const UPGRADE_REQ = 'GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
+  const UPGRADE_REQ =
+    'GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
 
   it('tunnels a WebSocket upgrade both ways, including half-close', async () => {
     const port = await wsUpstream();
@@ -472,7 +576,12 @@ describe('router: upgrades', () => {
     const port = (server.address() as net.AddressInfo).port;
     const proxy = await startProxy({
       routes: routeConfig([
-        vhost([route({ path: { kind: 'connect_matcher' }, caseSensitive: true, headers: [], queryParameters: [], grpc: false }, action('a', { upgradeTypes: ['CONNECT'] }))]),
+        vhost([
+          route(
+            { path: { kind: 'connect_matcher' }, caseSensitive: true, headers: [], queryParameters: [], grpc: false },
+            action('a', { upgradeTypes: ['CONNECT'] }),
+          ),
+        ]),
       ]),
       clusters: [staticCluster('a', [{ port }])],
     });
@@ -490,7 +599,10 @@ describe('router: upgrades', () => {
 
   it('refuses an upgrade that is not enabled with 403', async () => {
     const port = await wsUpstream();
-    const proxy = await startProxy({ routes: routeConfig([vhost([route(prefix('/'), action('a'))])]), clusters: [staticCluster('a', [{ port }])] });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port }])],
+    });
     const s = await connect(proxy.port);
     s.write(UPGRADE_REQ);
     const head = await readUntil(s, (t) => t.includes('\r\n\r\n'));

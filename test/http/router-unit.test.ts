@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { RedirectAction, WeightedCluster } from '../../proxy/config/types';
 import type { RequestHead } from '../../proxy/http/codec';
+import { CountingResource } from '../../proxy/http/h1/test-support';
 import { routeTable } from '../../proxy/http/route-matcher';
 import {
   computeHash,
@@ -18,7 +19,6 @@ import {
   retryPolicyFromHeaders,
 } from '../../proxy/http/router';
 import { ClusterStats, type UpstreamCluster } from '../../proxy/upstream/types';
-import { CountingResource } from '../../proxy/http/h1/test-support';
 import { action, prefix, retryPolicy, route, routeConfig, vhost } from './hcm-support';
 
 function head(path: string, headers: string[] = [], authority = 'example.com:8080'): RequestHead {
@@ -39,7 +39,8 @@ function fakeCluster(maxRetries: number): UpstreamCluster {
 
 describe('RetryState', () => {
   it('classifies statuses under each retry_on condition', () => {
-    const s = (on: Parameters<typeof retryPolicy>[0], codes: number[] = []) => new RetryState(retryPolicy(on, { retriableStatusCodes: codes }));
+    const s = (on: Parameters<typeof retryPolicy>[0], codes: number[] = []) =>
+      new RetryState(retryPolicy(on, { retriableStatusCodes: codes }));
     expect(s(['5xx']).retriableStatus(500, -1)).toBe(true);
     expect(s(['5xx']).retriableStatus(503, -1)).toBe(true);
     expect(s(['5xx']).retriableStatus(404, -1)).toBe(false);
@@ -117,7 +118,18 @@ describe('retry policy from x-envoy-* request headers', () => {
   });
   it('adds conditions and overrides counts, codes and per-try timeout', () => {
     const p = retryPolicyFromHeaders(
-      ['x-envoy-retry-on', 'retriable-status-codes, bogus', 'x-envoy-retry-grpc-on', 'unavailable', 'x-envoy-max-retries', '4', 'x-envoy-retriable-status-codes', '418,999', 'x-envoy-upstream-rq-per-try-timeout-ms', '250'],
+      [
+        'x-envoy-retry-on',
+        'retriable-status-codes, bogus',
+        'x-envoy-retry-grpc-on',
+        'unavailable',
+        'x-envoy-max-retries',
+        '4',
+        'x-envoy-retriable-status-codes',
+        '418,999',
+        'x-envoy-upstream-rq-per-try-timeout-ms',
+        '250',
+      ],
       retryPolicy(['connect-failure']),
     )!;
     expect([...p.retryOn].sort()).toEqual(['connect-failure', 'retriable-status-codes', 'unavailable']);
@@ -157,7 +169,16 @@ describe('hash policies', () => {
       '10.0.0.1',
     );
     expect(combined).not.toBe(hashString('bob'));
-    expect(combined).toBe(computeHash([{ kind: 'header', name: 'x-user', terminal: false }, { kind: 'source_ip', terminal: false }], h, '10.0.0.1'));
+    expect(combined).toBe(
+      computeHash(
+        [
+          { kind: 'header', name: 'x-user', terminal: false },
+          { kind: 'source_ip', terminal: false },
+        ],
+        h,
+        '10.0.0.1',
+      ),
+    );
   });
 });
 
@@ -193,7 +214,8 @@ describe('weighted clusters', () => {
 });
 
 describe('rewrites and redirects', () => {
-  const compiled = (m = prefix('/api')) => routeTable(routeConfig([vhost([route(m, action('c'))])])).route(head('/api/x'))!;
+  const compiled = (m = prefix('/api')) =>
+    routeTable(routeConfig([vhost([route(m, action('c'))])])).route(head('/api/x'))!;
 
   it('prefix_rewrite replaces the matched prefix and keeps the rest', () => {
     const r = compiled();
@@ -206,18 +228,30 @@ describe('rewrites and redirects', () => {
     expect(regexRewritePath('/aaa/123', /^\/(\w+)\/(\d+)$/g, '/\\2/\\1')).toBe('/123/aaa');
   });
 
-  const redirect = (over: Partial<RedirectAction>): RedirectAction => ({ kind: 'redirect', httpsRedirect: false, stripQuery: false, responseCode: 301, ...over });
+  const redirect = (over: Partial<RedirectAction>): RedirectAction => ({
+    kind: 'redirect',
+    httpsRedirect: false,
+    stripQuery: false,
+    responseCode: 301,
+    ...over,
+  });
 
   it('builds Location from scheme, host, port and path rules', () => {
     const r = compiled();
     const h = head('/api/x?q=1');
     expect(redirectLocation(redirect({ httpsRedirect: true }), h, r)).toBe('https://example.com:8080/api/x?q=1');
-    expect(redirectLocation(redirect({ httpsRedirect: true }), head('/api/x', [], 'example.com:80'), r)).toBe('https://example.com/api/x');
+    expect(redirectLocation(redirect({ httpsRedirect: true }), head('/api/x', [], 'example.com:80'), r)).toBe(
+      'https://example.com/api/x',
+    );
     expect(redirectLocation(redirect({ hostRedirect: 'other.org' }), h, r)).toBe('http://other.org/api/x?q=1');
     expect(redirectLocation(redirect({ portRedirect: 9443 }), h, r)).toBe('http://example.com:9443/api/x?q=1');
     expect(redirectLocation(redirect({ pathRedirect: '/new' }), h, r)).toBe('http://example.com:8080/new?q=1');
-    expect(redirectLocation(redirect({ pathRedirect: '/new', stripQuery: true }), h, r)).toBe('http://example.com:8080/new');
+    expect(redirectLocation(redirect({ pathRedirect: '/new', stripQuery: true }), h, r)).toBe(
+      'http://example.com:8080/new',
+    );
     expect(redirectLocation(redirect({ prefixRewrite: '/v2' }), h, r)).toBe('http://example.com:8080/v2/x?q=1');
-    expect(redirectLocation(redirect({ schemeRedirect: 'https', hostRedirect: 'h', stripQuery: true }), h, r)).toBe('https://h/api/x');
+    expect(redirectLocation(redirect({ schemeRedirect: 'https', hostRedirect: 'h', stripQuery: true }), h, r)).toBe(
+      'https://h/api/x',
+    );
   });
 });

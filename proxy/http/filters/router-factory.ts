@@ -49,13 +49,17 @@ export const routerFilterFactory: HttpFilterFactory<RouterConfig> = {
     // strict_check_headers lists headers to validate; accepted values are checked for shape only.
     const strict = r.strList('strict_check_headers');
     for (const [i, h] of strict.entries()) {
-      if (!h.startsWith('x-envoy-')) r.issues.error(`${r.sub('strict_check_headers')}[${i}]`, `unsupported header ${h}`);
+      if (!h.startsWith('x-envoy-'))
+        r.issues.error(`${r.sub('strict_check_headers')}[${i}]`, `unsupported header ${h}`);
     }
     r.done();
     return Object.freeze(cfg);
   },
   create(): HttpFilter {
     // The router is terminal: the connection manager never asks for a per-stream instance.
-    throw new MeshletError('MESHLET_ERR_INTERNAL', 'the router filter is driven by the connection manager, not created per stream');
+    throw new MeshletError(
+      'MESHLET_ERR_INTERNAL',
+      'the router filter is driven by the connection manager, not created per stream',
+    );
   },
 };
