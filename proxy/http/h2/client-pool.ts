@@ -305,14 +305,18 @@ export class H2ConnectionPool implements ConnectionPool {
     const h = this.settings.http2;
     let session: ClientHttp2Session;
     try {
-      session = h2connect(this.settings.secure ? 'https://upstream' : 'http://upstream', {
-        createConnection: () => socket,
-        settings: {
-          enablePush: false,
-          initialWindowSize: clampWindow(h.initialStreamWindowSize),
+      // The URL only supplies node's default :authority (used when a request has none).
+      session = h2connect(
+        `${this.settings.secure ? 'https' : 'http'}://${this.host.address.kind === 'socket' ? this.host.key : 'localhost'}`,
+        {
+          createConnection: () => socket,
+          settings: {
+            enablePush: false,
+            initialWindowSize: clampWindow(h.initialStreamWindowSize),
+          },
+          maxSessionMemory: 64,
         },
-        maxSessionMemory: 64,
-      });
+      );
     } catch (e) {
       socket.destroy();
       this.connectFailed(c, 'protocol_error', `cannot start HTTP/2 session: ${(e as Error).message}`);

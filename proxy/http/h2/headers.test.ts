@@ -143,6 +143,10 @@ describe('encodeRequestHeaders', () => {
     expect(encodeRequestHeaders(head({ headers: ['te', 'gzip'] }), 'http').te).toBeUndefined();
   });
 
+  it('leaves :authority to node when the request has none (HTTP/1.0 without Host)', () => {
+    expect(':authority' in encodeRequestHeaders(head({ authority: '' }), 'http')).toBe(false);
+  });
+
   it("keeps the request's :scheme, falling back to the transport's", () => {
     expect(encodeRequestHeaders(head({ scheme: 'http' }), 'https')[':scheme']).toBe('http');
     expect(encodeRequestHeaders(head({ scheme: '' }), 'https')[':scheme']).toBe('https');

@@ -267,6 +267,8 @@ export function encodeRequestHeaders(head: RequestHead, transportScheme: string)
       ':path': head.path,
     };
   }
+  // No Host on an HTTP/1.0 request (rare): let node use the upstream's host:port.
+  if (obj[':authority'] === '') delete obj[':authority'];
   // WebSocket handshake fields pass through untouched, as Envoy does, so an h1 → h2 → h1 chain
   // of proxies still delivers a complete handshake to the origin.
   addHeaders(obj, head.headers);
