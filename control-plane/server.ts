@@ -138,6 +138,12 @@ export class ControlPlaneServer {
       }) as grpc.handleBidiStreamingCall<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto>,
     });
     if (opts.meshFile && opts.watchMeshFile !== false) cp.watchMeshFile(opts.meshFile);
+    if (!isLoopback(hostAddr)) {
+      log.warn(
+        { address: cp.address },
+        'ADS is plaintext and hands workload private keys to any caller that names a node id: expose it on loopback or a trusted network only',
+      );
+    }
     log.info(
       { address: cp.address, trustDomain: mesh.trustDomain, workloads: mesh.workloads.length },
       'control plane serving ADS',
@@ -256,4 +262,8 @@ export class ControlPlaneServer {
       this.pollTimer.unref();
     }
   }
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || host.startsWith('127.');
 }
