@@ -27,6 +27,14 @@ describe('mesh file', () => {
     });
   });
 
+  it('accepts the schema example in examples/README.md', () => {
+    const readme = readFileSync(join(__dirname, 'examples', 'README.md'), 'utf8');
+    const snippet = /```yaml\n([\s\S]*?)```/.exec(readme)![1]!;
+    const r = parseMesh(snippet);
+    expect(r.ok ? [] : r.errors).toEqual([]);
+    expect(r.ok && r.warnings).toEqual([]);
+  });
+
   it('finds a workload by plain name, name.namespace and Istio sidecar node id', () => {
     const { mesh } = parseMeshOrThrow(example);
     expect(findWorkload(mesh, 'reviews-v1')?.name).toBe('reviews-v1');
