@@ -277,6 +277,10 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
   const proto = decodeProtocol(r);
   const ts = r.obj('transport_socket');
   const transportSocket = ts ? decodeTransportSocket(ts, ctx, 'upstream') : undefined;
+  // Ignoring per-endpoint TLS selection could send plaintext where TLS was configured: an error.
+  if (r.list('transport_socket_matches').length > 0) {
+    r.error('transport_socket_matches', 'is not supported by meshlet; use transport_socket');
+  }
   const healthChecks = [];
   for (const h of r.arr('health_checks')) {
     const v = decodeHealthCheck(h);
@@ -312,7 +316,7 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
   }
   const cleanupIntervalMs = r.durationMs('cleanup_interval', 5000);
   if (cleanupIntervalMs <= 0) r.error('cleanup_interval', 'must be greater than 0');
-  const perConnectionBufferLimitBytes = r.int('per_connection_buffer_limit_bytes', 1_048_576, 1, 0xffffffff);
+  const perConnectionBufferLimitBytes = r.int('per_connection_buffer_limit_bytes', 1_048_576, 0, 0xffffffff);
   const metadata = decodeMetadata(r);
   r.ignore('alt_stat_name');
   r.done();

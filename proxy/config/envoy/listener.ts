@@ -241,7 +241,7 @@ export function decodeListenerR(r: Reader, ctx: DecodeContext): ListenerConfig |
   const bindToPort = r.bool('bind_to_port', true);
   const listenerFiltersTimeoutMs = r.durationMs('listener_filters_timeout', 15_000);
   const continueOnListenerFiltersTimeout = r.bool('continue_on_listener_filters_timeout', false);
-  const perConnectionBufferLimitBytes = r.int('per_connection_buffer_limit_bytes', 1_048_576, 1, 0xffffffff);
+  const perConnectionBufferLimitBytes = r.int('per_connection_buffer_limit_bytes', 1_048_576, 0, 0xffffffff);
   const accessLog = decodeAccessLogs(r);
   r.ignore('metadata', 'stat_prefix');
   r.done();
