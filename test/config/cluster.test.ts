@@ -449,6 +449,18 @@ describe('decodeCluster', () => {
       [{ path: 'transport_socket.typed_config', message: 'is required for a TLS transport socket' }],
     ],
     [
+      {
+        transport_socket_matches: [
+          {
+            name: 'tlsMode-istio',
+            match: { tlsMode: 'istio' },
+            transport_socket: { name: 'envoy.transport_sockets.raw_buffer' },
+          },
+        ],
+      },
+      [{ path: 'transport_socket_matches', message: 'is not supported by meshlet; use transport_socket' }],
+    ],
+    [
       { dns_lookup_family: 'V5' },
       [
         {
