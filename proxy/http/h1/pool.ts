@@ -121,7 +121,12 @@ export class H1ConnectionPool implements ConnectionPool, H1ClientConnectionOwner
       callbacks.onPoolFailure('local_reset', 'connection pool is draining');
       return undefined;
     }
-    const conn = this.idle.pop();
+    let conn = this.idle.pop();
+    // Skip a connection the upstream already closed whose 'close' event has not run yet.
+    while (conn !== undefined && (conn.socket.destroyed || conn.socket.readableEnded)) {
+      conn.close();
+      conn = this.idle.pop();
+    }
     if (conn !== undefined) {
       this.attach(conn, sink, callbacks);
       return undefined;

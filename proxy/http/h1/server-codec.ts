@@ -280,6 +280,7 @@ export class H1ServerCodec implements H1ParserHandler {
       return false;
     }
     if (s.responseComplete) {
+      s.detached = true;
       this.stream = undefined;
       this.streamFinished();
       return !this.closing;
