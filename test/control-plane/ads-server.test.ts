@@ -347,6 +347,29 @@ describe('ADS server (state of the world)', () => {
     expect(new Set(serials).size).toBe(3);
     call.end();
   });
+  it("re-issues and pushes the identity when the mesh changes a workload's service account", async () => {
+    const { server, meshFile } = await start({ watch: false });
+    const { call, inbox } = sotw(server);
+    call.write({ node: node('ratings-v1'), type_url: T.secret, resource_names: ['default'] });
+    const first = await inbox.next('SDS');
+    call.write({
+      type_url: T.secret,
+      resource_names: ['default'],
+      version_info: first.version_info,
+      response_nonce: first.nonce,
+    });
+    const san = (res: DiscoveryResponseProto) =>
+      uriSansOf(
+        new X509Certificate((decodeAny(res.resources![0]!) as any).tls_certificate.certificate_chain.inline_string)
+          .subjectAltName,
+      );
+    expect(san(first)).toEqual(['spiffe://cluster.local/ns/default/sa/ratings']);
+    await writeFile(meshFile, EXAMPLE.replace('service_account: ratings', 'service_account: ratings-sa'));
+    expect(await server.reload()).toEqual({ ok: true, changed: true });
+    const second = await inbox.next('SDS after the service account changed');
+    expect(san(second)).toEqual(['spiffe://cluster.local/ns/default/sa/ratings-sa']);
+    call.end();
+  });
 });
 
 describe('ADS server (delta)', () => {
