@@ -98,10 +98,21 @@ export interface UpstreamCluster {
   hostForOriginalDst?(address: string, port: number): Host;
   /** Feed EDS (or a static/DNS refresh) into the cluster: hosts are diffed by address. */
   updateAssignment(cla: ClusterLoadAssignment): void;
+  /**
+   * Outlier detection feedback: the result of one upstream attempt to `host` — its HTTP status,
+   * or 503 for a local-origin connect failure / reset and 504 for a timeout.
+   */
+  reportResult?(host: Host, status: number): void;
   /** PEAK_EWMA feedback: the round-trip time of a completed request to `host`, in ms. */
   observeRtt?(host: Host, rttMs: number): void;
   /** Health checking / outlier detection changed a host's health: rebuild the balancers. */
   healthChanged?(): void;
+  /**
+   * Passive health (outlier detection): the router reports the outcome of every upstream attempt
+   * to `host` — the response status, or Envoy's stand-ins for local-origin failures (503 for a
+   * connect failure or reset, 504 for a timeout). Pool overflow is not reported.
+   */
+  reportResult?(host: Host, status: number): void;
 }
 
 export interface ClusterLookup {
