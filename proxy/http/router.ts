@@ -607,7 +607,8 @@ export class RouterStream {
       if (!this.lbCtx) this.lbCtx = {};
       this.lbCtx.avoid = avoid;
     }
-    const host = cluster.chooseHost(this.lbCtx);
+    const host =
+      cluster.hostForOriginalDst !== undefined ? this.originalDstHost(cluster) : cluster.chooseHost(this.lbCtx);
     if (host === undefined) {
       this.fail(503, 'no healthy upstream', 'UH', 'no_healthy_upstream');
       return;
@@ -637,6 +638,26 @@ export class RouterStream {
     host.activeRequests++;
     host.stats.rqTotal++;
     a.pending = pool.newStream(a, a);
+  }
+
+  /**
+   * ORIGINAL_DST: the host is where the client meant to go — the cluster's original_dst header
+   * ("ip:port") when configured, else the connection's SO_ORIGINAL_DST.
+   */
+  private originalDstHost(cluster: UpstreamCluster): Host | undefined {
+    const header = cluster.config.originalDstHeader;
+    if (header !== undefined) {
+      const v = getHeader(this.head.headers, header);
+      if (v === undefined) return undefined;
+      const colon = v.lastIndexOf(':');
+      const port = Number(v.slice(colon + 1));
+      if (colon <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) return undefined;
+      let address = v.slice(0, colon);
+      if (address.startsWith('[') && address.endsWith(']')) address = address.slice(1, -1);
+      return cluster.hostForOriginalDst!(address, port);
+    }
+    const dst = this.cb.info.connection.originalDst;
+    return dst === undefined ? undefined : cluster.hostForOriginalDst!(dst.address, dst.port);
   }
 
   /** The pool gave us a stream: send the head, then whatever body and trailers we have. */
@@ -688,6 +709,8 @@ export class RouterStream {
   onAttemptFailure(a: UpstreamAttempt, reason: ResetReason, detail: string): void {
     this.finishAttempt(a, false);
     a.live = false;
+    // Local-origin failures count as 503 for outlier detection (Envoy); overflow is not the host's fault.
+    if (reason !== 'overflow' && !a.responseHeaders) this.cluster.reportResult?.(a.host, 503);
     const info = this.cb.info;
     if (detail !== '' && (reason === 'connect_failure' || reason === 'tls_failure' || reason === 'timeout')) {
       info.upstreamTransportFailureReason = detail;
@@ -735,6 +758,7 @@ export class RouterStream {
     const info = this.cb.info;
     if (info.firstUpstreamRxByteMs < 0) info.firstUpstreamRxByteMs = info.now();
     a.responseHeaders = true;
+    this.cluster.reportResult?.(a.host, status);
     const grpcStatus = grpcStatusOf(head.headers);
     if (this.retry !== undefined && status !== 101 && this.retry.retriableStatus(status, grpcStatus)) {
       // A body that could not be kept for replay means no retry (and no URX flag).
@@ -749,8 +773,7 @@ export class RouterStream {
     if (upgradeToken !== undefined) h.push('upgrade', upgradeToken);
     if (!this.config.suppressEnvoyHeaders) setHeader(h, 'x-envoy-upstream-service-time', String(Math.round(rtt)));
     this.countResponse(a.host, status);
-    const observe = (this.cluster as { observeRtt?: (h: Host, ms: number) => void }).observeRtt;
-    if (observe !== undefined) observe.call(this.cluster, a.host, rtt);
+    this.cluster.observeRtt?.(a.host, rtt);
     this.applyResponseMutations(h, this.routeForMutations);
     if (grpcStatus >= 0) info.grpcStatus = grpcStatus;
     info.responseCodeDetails = 'via_upstream';
@@ -797,8 +820,9 @@ export class RouterStream {
     const info = this.cb.info;
     this.cluster.stats.upstreamRqTimeout++;
     const a = this.attempt;
-    if (a) {
+    if (a?.live) {
       a.host.stats.rqTimeout++;
+      if (!a.responseHeaders) this.cluster.reportResult?.(a.host, 504);
       this.finishAttempt(a, false);
       a.abandon();
     }
@@ -821,6 +845,7 @@ export class RouterStream {
     if (this.done || !a || a.responseHeaders) return;
     this.cluster.stats.upstreamRqTimeout++;
     a.host.stats.rqTimeout++;
+    this.cluster.reportResult?.(a.host, 504);
     this.finishAttempt(a, false);
     a.abandon();
     if (this.retry?.retriableTimeout() && this.maybeRetry(a.host)) return;

@@ -24,6 +24,7 @@ import { H1ConnectionPool } from '../../proxy/http/h1/pool';
 import { H2ConnectionPool } from '../../proxy/http/h2/client-pool';
 import type { StreamInfo } from '../../proxy/http/stream-info';
 import { ClusterManager } from '../../proxy/upstream/cluster-manager';
+import type { ClusterLookup } from '../../proxy/upstream/types';
 import { assignment, clusterConfig, type EndpointSpec } from '../upstream/fixtures';
 
 export function hcmConfig(over: Partial<HcmConfig> = {}): HcmConfig {
@@ -180,6 +181,8 @@ export async function startProxy(opts: {
   hcm?: Partial<HcmConfig>;
   registry?: HttpFilterRegistry;
   random?: () => number;
+  /** Wrap the cluster manager as the router sees it (e.g. to observe reportResult calls). */
+  lookup?: (cm: ClusterManager) => ClusterLookup;
 }): Promise<TestProxy> {
   const cm = new ClusterManager({
     poolFactory: (host, cluster, protocol) =>
@@ -194,7 +197,7 @@ export async function startProxy(opts: {
     config: hcmConfig(opts.hcm),
     routes: () => current,
     filters: registry,
-    clusters: cm,
+    clusters: opts.lookup ? opts.lookup(cm) : cm,
     random: opts.random,
     onStreamComplete: (info) => {
       completed.push(info);

@@ -8,6 +8,7 @@ import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { HeaderValueOption, WeightedCluster } from '../../proxy/config/types';
 import { closeAll, closedPort, type EchoRecord, startHttpEcho } from '../support/upstreams';
+import { clusterConfig } from '../upstream/fixtures';
 import {
   action,
   connect,
@@ -493,6 +494,74 @@ describe('router: failures, timeouts and retries', () => {
     const infos = await proxy.waitCompleted(2);
     expect(infos.find((i) => i.path === '/second')?.responseFlags()).toBe('UO');
     expect(proxy.clusters.get('a')!.resources.requests.count).toBe(0);
+  });
+});
+
+describe('router: ORIGINAL_DST and passive health feedback', () => {
+  it('sends ORIGINAL_DST traffic to the address in the configured header', async () => {
+    const a = await startHttpEcho('a');
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('passthrough'))])]),
+      clusters: [
+        clusterConfig({
+          name: 'passthrough',
+          type: 'ORIGINAL_DST',
+          lbPolicy: 'CLUSTER_PROVIDED',
+          originalDstHeader: 'x-envoy-original-dst-host',
+        }),
+      ],
+    });
+    const res = await call(proxy.port, '/', { headers: { 'x-envoy-original-dst-host': `127.0.0.1:${a.port}` } });
+    expect(res.status).toBe(200);
+    expect(res.headers['x-upstream']).toBe('a');
+    const none = await call(proxy.port, '/');
+    expect(none.status).toBe(503);
+    expect(none.text).toBe('no healthy upstream');
+  });
+
+  it('reports every attempt to the cluster for outlier detection (status, 503 for connect failures)', async () => {
+    const dead = await closedPort();
+    let n = 0;
+    const a = await startHttpEcho('a', (_q, res) => {
+      if (n++ === 0) {
+        res.writeHead(502, { 'content-length': '0' });
+        res.end();
+        return true;
+      }
+      return false;
+    });
+    const reports: [string, number][] = [];
+    const proxy = await startProxy({
+      routes: routeConfig([
+        vhost([
+          route(
+            prefix('/'),
+            action('a', { retryPolicy: retryPolicy(['5xx'], { numRetries: 3, backOffBaseMs: 1, backOffMaxMs: 2 }) }),
+          ),
+        ]),
+      ]),
+      clusters: [staticCluster('a', [{ port: a.port }, { port: dead }], { lbPolicy: 'ROUND_ROBIN' })],
+      lookup: (cm) => ({
+        get: (name) => {
+          const c = cm.get(name);
+          if (!c) return undefined;
+          return new Proxy(c, {
+            get(t, p) {
+              if (p === 'reportResult') return (h: { key: string }, status: number) => reports.push([h.key, status]);
+              const v = Reflect.get(t, p, t);
+              return typeof v === 'function' ? v.bind(t) : v;
+            },
+          });
+        },
+      }),
+    });
+    const res = await call(proxy.port, '/');
+    expect(res.status).toBe(200);
+    const byHost = new Map<string, number[]>();
+    for (const [k, st] of reports) byHost.set(k, [...(byHost.get(k) ?? []), st]);
+    expect(byHost.get(`127.0.0.1:${a.port}`)).toContain(502);
+    expect(byHost.get(`127.0.0.1:${a.port}`)).toContain(200);
+    expect(byHost.get(`127.0.0.1:${dead}`)?.every((st) => st === 503)).toBe(true);
   });
 });
 
