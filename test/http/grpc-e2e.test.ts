@@ -13,7 +13,17 @@ import type net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { request as undiciRequest } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { action, prefix, route, routeConfig, startProxy, staticCluster, stopAll, vhost } from './hcm-support';
+import {
+  action,
+  prefix,
+  retryPolicy,
+  route,
+  routeConfig,
+  startProxy,
+  staticCluster,
+  stopAll,
+  vhost,
+} from './hcm-support';
 
 const cleanups: (() => void | Promise<void>)[] = [];
 afterEach(async () => {
@@ -246,6 +256,101 @@ describe('gRPC through meshlet (h2c both sides)', () => {
     expect(proxy.hcm.activeConnections).toBe(1);
     const cluster = proxy.clusters.get('grpc');
     expect(cluster?.stats.upstreamCxTotal).toBe(1);
+  });
+});
+
+describe('HTTP/2 upstream failures through the router', () => {
+  async function h2Upstream(
+    onStream: (stream: http2.ServerHttp2Stream, n: number) => void,
+  ): Promise<{ port: number; streams: () => number }> {
+    const up = http2.createServer();
+    let n = 0;
+    const sessions: http2.ServerHttp2Session[] = [];
+    up.on('session', (s) => {
+      sessions.push(s);
+      s.on('error', () => {});
+    });
+    up.on('stream', (stream) => {
+      stream.on('error', () => {});
+      onStream(stream, n++);
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    cleanups.push(async () => {
+      for (const s of sessions) s.destroy();
+      await new Promise((r) => up.close(r));
+    });
+    return { port: (up.address() as net.AddressInfo).port, streams: () => n };
+  }
+
+  it('a REFUSED_STREAM is retried by retry_on: refused-stream', async () => {
+    const up = await h2Upstream((stream, n) => {
+      if (n === 0) {
+        stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+        return;
+      }
+      stream.respond({ ':status': 200 });
+      stream.end('second try');
+    });
+    const proxy = await startProxy({
+      routes: routeConfig([
+        vhost([route(prefix('/'), action('up', { retryPolicy: retryPolicy(['refused-stream'], { numRetries: 1 }) }))]),
+      ]),
+      clusters: [staticCluster('up', [{ port: up.port }], { upstreamProtocol: 'http2' })],
+    });
+    const res = await undiciRequest(`http://127.0.0.1:${proxy.port}/retry`);
+    expect(res.statusCode).toBe(200);
+    expect(await res.body.text()).toBe('second try');
+    expect(up.streams()).toBe(2);
+  });
+
+  it('an upstream RST_STREAM mid-call ends the gRPC call with an error instead of hanging', async () => {
+    const up = await h2Upstream((stream) => {
+      stream.respond({ ':status': 200, 'content-type': 'application/grpc' });
+      // One complete gRPC message frame, then a reset.
+      const msg = Buffer.from(JSON.stringify({ n: 0 }));
+      const frame = Buffer.alloc(5 + msg.length);
+      frame.writeUInt32BE(msg.length, 1);
+      msg.copy(frame, 5);
+      stream.write(frame);
+      setTimeout(() => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR), 20);
+    });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('up', { timeoutMs: 0 }))])]),
+      clusters: [staticCluster('up', [{ port: up.port }], { upstreamProtocol: 'http2' })],
+      hcm: { codecType: 'HTTP2' },
+    });
+    const client = new EchoClientCtor(`127.0.0.1:${proxy.port}`, grpc.credentials.createInsecure());
+    cleanups.push(() => client.close());
+    const got: Msg[] = [];
+    const err = await new Promise<grpc.ServiceError>((resolve) => {
+      const call = client.serverStream({ n: 5 }, { deadline: deadline() });
+      call.on('data', (m: Msg) => got.push(m));
+      call.on('error', (e: grpc.ServiceError) => resolve(e));
+    });
+    expect(got).toEqual([{ n: 0 }]);
+    expect(err.code).not.toBe(grpc.status.OK);
+    expect(err.code).not.toBe(grpc.status.DEADLINE_EXCEEDED);
+  });
+
+  it('an unreachable HTTP/2 upstream gives gRPC UNAVAILABLE', async () => {
+    // A port that was just free: nothing listens there any more.
+    const probe = http2.createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const deadPort = (probe.address() as net.AddressInfo).port;
+    await new Promise((r) => probe.close(r));
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('gone'))])]),
+      clusters: [staticCluster('gone', [{ port: deadPort }], { upstreamProtocol: 'http2' })],
+      hcm: { codecType: 'HTTP2' },
+    });
+    const client = new EchoClientCtor(`127.0.0.1:${proxy.port}`, grpc.credentials.createInsecure());
+    cleanups.push(() => client.close());
+    const err = await new Promise<grpc.ServiceError>((resolve, reject) =>
+      client.unary({ text: 'x' }, new grpc.Metadata(), { deadline: deadline() }, (e: grpc.ServiceError | null) =>
+        e ? resolve(e) : reject(new Error('expected an error')),
+      ),
+    );
+    expect(err.code).toBe(grpc.status.UNAVAILABLE);
   });
 });
 
