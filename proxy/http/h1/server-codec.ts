@@ -393,8 +393,13 @@ export class H1ServerCodec implements H1ParserHandler {
     this.lingerTimer.unref();
   }
 
+  /**
+   * Read from the socket unless the stream asked for a pause or pipelined input is already held.
+   * Waiting for a response does not pause by itself (pause/resume costs two syscalls per request):
+   * the socket is paused only once bytes of a next request actually arrive early.
+   */
   private updateReading(): void {
-    const want = !this.userPaused && !this.awaitingResponse && this.pendingInput === undefined;
+    const want = !this.userPaused && this.pendingInput === undefined;
     if (want === this.reading || this.closing) return;
     this.reading = want;
     if (want) this.socket.resume();
@@ -409,7 +414,10 @@ export class H1ServerCodec implements H1ParserHandler {
 
   /** Both halves of the current exchange are done. */
   private streamFinished(): void {
-    this.userPaused = false;
+    if (this.userPaused) {
+      this.userPaused = false;
+      this.updateReading();
+    }
     if (this.idleTimer !== undefined) this.idleTimer.refresh();
     if (this.draining) this.closeGracefully();
   }
@@ -553,11 +561,18 @@ export class H1ServerCodec implements H1ParserHandler {
       return;
     }
     if (this.executing) return; // onMessageComplete picks it up
-    // The parser stopped at the end of this request; continue with pipelined input on the next tick.
+    // The parser stopped at the end of this request.
     s.detached = true;
     this.stream = undefined;
     this.streamFinished();
-    if (!this.closing && !this.resumeScheduled) {
+    if (this.closing) return;
+    if (this.pendingInput === undefined) {
+      // Common case (no pipelining): ready for the next request at once, no tick, no syscalls.
+      this.awaitingResponse = false;
+      this.parser.reset();
+      this.updateReading();
+    } else if (!this.resumeScheduled) {
+      // Pipelined input waits: parse it on the next tick, outside the caller's stack.
       this.resumeScheduled = true;
       process.nextTick(this.resumeFn);
     }
