@@ -610,6 +610,7 @@ export class RouterStream {
     const host =
       cluster.hostForOriginalDst !== undefined ? this.originalDstHost(cluster) : cluster.chooseHost(this.lbCtx);
     if (host === undefined) {
+      cluster.stats.upstreamCxNoneHealthy++;
       this.fail(503, 'no healthy upstream', 'UH', 'no_healthy_upstream');
       return;
     }

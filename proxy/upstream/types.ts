@@ -98,11 +98,6 @@ export interface UpstreamCluster {
   hostForOriginalDst?(address: string, port: number): Host;
   /** Feed EDS (or a static/DNS refresh) into the cluster: hosts are diffed by address. */
   updateAssignment(cla: ClusterLoadAssignment): void;
-  /**
-   * Outlier detection feedback: the result of one upstream attempt to `host` — its HTTP status,
-   * or 503 for a local-origin connect failure / reset and 504 for a timeout.
-   */
-  reportResult?(host: Host, status: number): void;
   /** PEAK_EWMA feedback: the round-trip time of a completed request to `host`, in ms. */
   observeRtt?(host: Host, rttMs: number): void;
   /** Health checking / outlier detection changed a host's health: rebuild the balancers. */
