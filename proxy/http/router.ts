@@ -213,8 +213,22 @@ function cookieValue(cookieHeader: string | undefined, name: string): string | u
   return undefined;
 }
 
-/** Envoy's hash policy evaluation: policies in order, combined, a terminal hit stops. */
-export function computeHash(policies: readonly HashPolicy[], head: RequestHead, sourceIp: string): number | undefined {
+/** Where computeHash leaves a cookie it generated (cookie policy with a ttl, cookie absent). */
+export interface HashSideEffects {
+  setCookie?: string;
+}
+
+/**
+ * Envoy's hash policy evaluation: policies in order, combined, a terminal hit stops. A cookie
+ * policy with a `ttl` whose cookie is absent generates one from the client address (so the
+ * client sticks from now on) and asks for it to be set on the response, as Envoy does.
+ */
+export function computeHash(
+  policies: readonly HashPolicy[],
+  head: RequestHead,
+  sourceIp: string,
+  out?: HashSideEffects,
+): number | undefined {
   let hash: number | undefined;
   for (let i = 0; i < policies.length; i++) {
     const p = policies[i]!;
@@ -225,6 +239,13 @@ export function computeHash(policies: readonly HashPolicy[], head: RequestHead, 
         break;
       case 'cookie':
         v = cookieValue(getHeader(head.headers, 'cookie'), p.name);
+        if (v === undefined && p.ttlMs !== undefined && out !== undefined) {
+          v = hashString(sourceIp).toString(16).padStart(8, '0');
+          let c = `${p.name}="${v}"`;
+          if (p.ttlMs > 0) c += `; Max-Age=${Math.floor(p.ttlMs / 1000)}`;
+          if (p.path !== undefined && p.path !== '') c += `; Path=${p.path}`;
+          out.setCookie = `${c}; HttpOnly`;
+        }
         break;
       case 'source_ip':
         v = sourceIp || undefined;
@@ -426,6 +447,8 @@ export class RouterStream {
   private retriesHeld = 0;
   private tunnel: Tunnel | undefined;
   private requestCounted = false;
+  /** A hash-policy cookie generated for this client, set on the response. */
+  private setCookie: string | undefined;
 
   constructor(
     private readonly cb: RouterStreamCallbacks,
@@ -498,8 +521,10 @@ export class RouterStream {
     applyMutations(h, rc.requestHeadersToRemove, rc.requestHeadersToAdd, ctx);
 
     if (action.hashPolicy.length > 0) {
-      const hash = computeHash(action.hashPolicy, head, this.cb.info.connection.remoteAddress);
+      const fx: HashSideEffects = {};
+      const hash = computeHash(action.hashPolicy, head, this.cb.info.connection.remoteAddress, fx);
       if (hash !== undefined) this.lbCtx = { hash };
+      this.setCookie = fx.setCookie;
     }
 
     // Timeout and retry policy: the route's, overridden by x-envoy-* headers from a trusted client.
@@ -776,6 +801,7 @@ export class RouterStream {
     this.countResponse(a.host, status);
     this.cluster.observeRtt?.(a.host, rtt);
     this.applyResponseMutations(h, this.routeForMutations);
+    if (this.setCookie !== undefined) h.push('set-cookie', this.setCookie);
     if (grpcStatus >= 0) info.grpcStatus = grpcStatus;
     info.responseCodeDetails = 'via_upstream';
 

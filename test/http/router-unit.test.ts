@@ -182,6 +182,26 @@ describe('hash policies', () => {
   });
 });
 
+describe('hash policy cookie generation', () => {
+  it('generates a sticky cookie when absent and a ttl is configured', () => {
+    const fx: { setCookie?: string } = {};
+    const policy = [{ kind: 'cookie' as const, name: 'sticky', ttlMs: 3_600_000, path: '/', terminal: false }];
+    const h1 = computeHash(policy, head('/'), '10.1.2.3', fx);
+    expect(h1).toBeDefined();
+    expect(fx.setCookie).toMatch(/^sticky="[0-9a-f]{8}"; Max-Age=3600; Path=\/; HttpOnly$/);
+    // The client sends the cookie back: same hash, nothing new to set.
+    const value = /"([0-9a-f]+)"/.exec(fx.setCookie!)![1]!;
+    const fx2: { setCookie?: string } = {};
+    expect(computeHash(policy, head('/', ['cookie', `sticky=${value}`]), '10.9.9.9', fx2)).toBe(h1);
+    expect(fx2.setCookie).toBeUndefined();
+  });
+  it('does not generate without a ttl', () => {
+    const fx: { setCookie?: string } = {};
+    expect(computeHash([{ kind: 'cookie', name: 's', terminal: false }], head('/'), '10.1.2.3', fx)).toBeUndefined();
+    expect(fx.setCookie).toBeUndefined();
+  });
+});
+
 describe('weighted clusters', () => {
   const wc = (name: string, weight: number): WeightedCluster => ({
     name,
