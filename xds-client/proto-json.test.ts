@@ -356,6 +356,31 @@ describe('well-known types and edge cases', () => {
     );
   });
 
+  it('names the field path of an embedded Any whose bytes do not decode', () => {
+    const Listener = resourceProtoRoot().lookupType('envoy.config.listener.v3.Listener');
+    const bytes = Listener.encode({
+      name: 'l',
+      filter_chains: [
+        { filters: [] },
+        {
+          filters: [
+            { name: 'ok' },
+            { name: 'hcm', typed_config: { type_url: HCM, value: Buffer.from([0x0a, 0xff, 0xff, 0xff]) } },
+          ],
+        },
+      ],
+    }).finish();
+    let caught: unknown;
+    try {
+      decodeResourceJson(TYPE_URLS.listener, bytes);
+    } catch (err) {
+      caught = err;
+    }
+    expect(caught).toBeInstanceOf(ConfigError);
+    expect((caught as ConfigError).issues[0].path).toBe('filter_chains[1].filters[1].typed_config');
+    expect(() => anyToJson({ type_url: TYPE_URLS.cluster, value: Buffer.from([0xff]) })).toThrow(ConfigError);
+  });
+
   it('converts plain metadata to a Struct for proto-loader', () => {
     expect(toStructProto({ a: 'x', n: 1, l: [true, null], o: { k: 'v' } })).toEqual({
       fields: {

@@ -34,12 +34,35 @@ export { type Json, type JsonObject, lookupType, typeUrlOf } from './proto-schem
 
 // ───────────────────────────── message → JSON ─────────────────────────────
 
-/** Raised when bytes cannot be decoded as the type they claim to be. */
-function decodeFailure(path: string, what: string, err: unknown): ConfigError {
-  const detail = err instanceof Error ? err.message : String(err);
+/**
+ * An embedded Any whose bytes do not decode as the type its URL names. Thrown from deep inside the
+ * walk with no path; each enclosing field adds its segment while the error unwinds, so the
+ * success path builds no path strings at all.
+ */
+class NestedDecodeError extends Error {
+  readonly segments: string[] = [];
+  constructor(
+    readonly typeUrl: string,
+    readonly detail: string,
+  ) {
+    super(detail);
+  }
+}
+
+function withSegment(err: unknown, name: string, index: number, key: string | undefined): unknown {
+  if (err instanceof NestedDecodeError) {
+    err.segments.unshift(
+      index >= 0 ? `${name}[${index}]` : key !== undefined ? `${name}[${JSON.stringify(key)}]` : name,
+    );
+  }
+  return err;
+}
+
+function toConfigError(err: unknown): unknown {
+  if (!(err instanceof NestedDecodeError)) return err;
   return new ConfigError(
-    `cannot decode ${what}`,
-    [{ path: path || '(root)', message: detail }],
+    `cannot decode ${err.typeUrl}`,
+    [{ path: err.segments.join('.') || '(root)', message: err.detail }],
     'MESHLET_ERR_XDS_RESOURCE',
   );
 }
@@ -172,10 +195,10 @@ function wrapperToJson(fullName: string, msg: Record<string, unknown>): Json {
   }
 }
 
-function messageValueToJson(type: protobuf.Type, msg: Record<string, unknown>, path: string): Json {
+function messageValueToJson(type: protobuf.Type, msg: Record<string, unknown>): Json {
   const fullName = type.fullName;
   if (fullName.startsWith('.google.protobuf.')) {
-    if (fullName === '.google.protobuf.Any') return anyObjectToJson(msg, path);
+    if (fullName === '.google.protobuf.Any') return anyObjectToJson(msg);
     if (WRAPPERS.has(fullName)) return wrapperToJson(fullName, msg);
     switch (fullName) {
       case '.google.protobuf.Duration':
@@ -192,10 +215,10 @@ function messageValueToJson(type: protobuf.Type, msg: Record<string, unknown>, p
         return ((msg.paths as string[] | undefined) ?? []).join(',');
     }
   }
-  return fieldsToJson(type, msg, path, {});
+  return fieldsToJson(type, msg, {});
 }
 
-function singleToJson(fp: FieldPlan, v: unknown, path: string): Json {
+function singleToJson(fp: FieldPlan, v: unknown): Json {
   switch (fp.kind) {
     case Kind.Long:
       return longToJson(v, fp.unsigned);
@@ -209,46 +232,46 @@ function singleToJson(fp: FieldPlan, v: unknown, path: string): Json {
       return name === undefined ? (v as number) : name;
     }
     case Kind.Message:
-      return messageValueToJson(fp.messageType as protobuf.Type, v as Record<string, unknown>, path);
+      return messageValueToJson(fp.messageType as protobuf.Type, v as Record<string, unknown>);
     default:
       return v as Json;
   }
 }
 
-function fieldsToJson(type: protobuf.Type, msg: Record<string, unknown>, path: string, out: JsonObject): JsonObject {
+function fieldsToJson(type: protobuf.Type, msg: Record<string, unknown>, out: JsonObject): JsonObject {
   const { fields } = planOf(type);
   for (let i = 0; i < fields.length; i++) {
     const fp = fields[i];
     if (!hasOwn.call(msg, fp.name)) continue;
     const v = msg[fp.name];
     if (v == null) continue;
-    if (fp.map) {
-      const keys = Object.keys(v as object);
-      if (keys.length === 0) continue;
-      const m: JsonObject = {};
-      const base = path ? `${path}.${fp.name}` : fp.name;
-      for (const k of keys) m[k] = singleToJson(fp, (v as Record<string, unknown>)[k], `${base}["${k}"]`);
-      out[fp.name] = m;
-    } else if (fp.repeated) {
-      const arr = v as unknown[];
-      if (arr.length === 0) continue;
-      const a: Json[] = new Array(arr.length);
-      if (fp.kind === Kind.Message) {
-        const base = path ? `${path}.${fp.name}` : fp.name;
-        for (let j = 0; j < arr.length; j++) a[j] = singleToJson(fp, arr[j], `${base}[${j}]`);
+    let index = -1;
+    let key: string | undefined;
+    try {
+      if (fp.map) {
+        const keys = Object.keys(v as object);
+        if (keys.length === 0) continue;
+        const m: JsonObject = {};
+        for (key of keys) m[key] = singleToJson(fp, (v as Record<string, unknown>)[key]);
+        out[fp.name] = m;
+      } else if (fp.repeated) {
+        const arr = v as unknown[];
+        if (arr.length === 0) continue;
+        const a: Json[] = new Array(arr.length);
+        for (index = 0; index < arr.length; index++) a[index] = singleToJson(fp, arr[index]);
+        out[fp.name] = a;
       } else {
-        for (let j = 0; j < arr.length; j++) a[j] = singleToJson(fp, arr[j], '');
+        if (!fp.presence && isDefaultScalar(fp.kind, v)) continue;
+        out[fp.name] = singleToJson(fp, v);
       }
-      out[fp.name] = a;
-    } else {
-      if (!fp.presence && isDefaultScalar(fp.kind, v)) continue;
-      out[fp.name] = singleToJson(fp, v, fp.kind === Kind.Message ? (path ? `${path}.${fp.name}` : fp.name) : '');
+    } catch (err) {
+      throw withSegment(err, fp.name, index, key);
     }
   }
   return out;
 }
 
-function anyObjectToJson(msg: Record<string, unknown>, path: string): JsonObject {
+function anyObjectToJson(msg: Record<string, unknown>): JsonObject {
   const url = (msg.type_url as string | undefined) ?? '';
   const value = (msg.value as Uint8Array | undefined) ?? new Uint8Array(0);
   if (url === '') return {};
@@ -258,14 +281,14 @@ function anyObjectToJson(msg: Record<string, unknown>, path: string): JsonObject
   try {
     decoded = type.decode(value);
   } catch (err) {
-    throw decodeFailure(path, url, err);
+    throw new NestedDecodeError(url, err instanceof Error ? err.message : String(err));
   }
   const out: JsonObject = { '@type': url };
   if (isSpecialWkt(type.fullName)) {
-    out.value = messageValueToJson(type, decoded as unknown as Record<string, unknown>, path);
+    out.value = messageValueToJson(type, decoded as unknown as Record<string, unknown>);
     return out;
   }
-  return fieldsToJson(type, decoded as unknown as Record<string, unknown>, path, out);
+  return fieldsToJson(type, decoded as unknown as Record<string, unknown>, out);
 }
 
 /**
@@ -274,7 +297,11 @@ function anyObjectToJson(msg: Record<string, unknown>, path: string): JsonObject
  * bytes do not decode as the type its URL names.
  */
 export function messageToJson(type: protobuf.Type, msg: object): Json {
-  return messageValueToJson(type, msg as Record<string, unknown>, '');
+  try {
+    return messageValueToJson(type, msg as Record<string, unknown>);
+  } catch (err) {
+    throw toConfigError(err);
+  }
 }
 
 /**
@@ -282,7 +309,11 @@ export function messageToJson(type: protobuf.Type, msg: object): Json {
  * types, `{"@type", value: base64}` for types not in the Root).
  */
 export function anyToJson(any: { type_url: string; value: Uint8Array }): JsonObject {
-  return anyObjectToJson(any as unknown as Record<string, unknown>, '');
+  try {
+    return anyObjectToJson(any as unknown as Record<string, unknown>);
+  } catch (err) {
+    throw toConfigError(err);
+  }
 }
 
 /**
@@ -299,11 +330,15 @@ export function decodeResourceJson(typeUrl: string, value: Uint8Array): JsonObje
       'MESHLET_ERR_XDS_RESOURCE',
     );
   }
-  let decoded: protobuf.Message;
   try {
-    decoded = type.decode(value);
+    let decoded: protobuf.Message;
+    try {
+      decoded = type.decode(value);
+    } catch (err) {
+      throw new NestedDecodeError(typeUrl, err instanceof Error ? err.message : String(err));
+    }
+    return fieldsToJson(type, decoded as unknown as Record<string, unknown>, {});
   } catch (err) {
-    throw decodeFailure('', typeUrl, err);
+    throw toConfigError(err);
   }
-  return fieldsToJson(type, decoded as unknown as Record<string, unknown>, '', {});
 }
