@@ -18,6 +18,8 @@ import { type ClusterDescription, describeCluster } from './describe';
 import { Host } from './host';
 import { DEFAULT_DECAY_MS, observeRtt } from './lb/peak-ewma';
 import type { LbContext, LbRegistry, LoadBalancerFactory } from './lb/types';
+import { HealthChecker } from './health/checker';
+import { OutlierDetector } from './outlier';
 import { PrioritySet } from './priority-set';
 import { ClusterResourceManager } from './resources';
 import { ClusterStats, type TransportSocketFactory, type UpstreamCluster } from './types';
@@ -79,6 +81,10 @@ export class Cluster implements UpstreamCluster {
   private drainTimer: NodeJS.Timeout | undefined;
   private destroyed = false;
   private readonly decayMs: number;
+  /** Passive health (outlier_detection); undefined when the cluster has none. */
+  readonly outlier: OutlierDetector | undefined;
+  /** Active health checking (health_checks); undefined when the cluster has none. */
+  readonly healthChecker: HealthChecker | undefined;
 
   constructor(
     readonly config: ClusterConfig,
@@ -89,6 +95,25 @@ export class Cluster implements UpstreamCluster {
     this.resources = new ClusterResourceManager(config.circuitBreakers, this.stats);
     this.prioritySet = new PrioritySet(Cluster.lbFactory(config, ctx.lbRegistry), config, this.stats, ctx.random);
     this.decayMs = config.lbConfig.peakEwma?.decayMs ?? DEFAULT_DECAY_MS;
+    // Health checking and outlier detection follow membership through the listener below; hosts
+    // of the first assignment arrive after this constructor (subclasses apply it).
+    if (config.healthChecks.length > 1) {
+      throw new ConfigError(`cluster ${config.name}`, [
+        { path: 'health_checks', message: 'multiple health checks are not supported (as in Envoy)' },
+      ]);
+    }
+    const od = config.outlierDetection;
+    this.outlier = od !== undefined ? new OutlierDetector(this, od, { random: ctx.random }) : undefined;
+    const hc = config.healthChecks[0];
+    this.healthChecker = hc !== undefined ? new HealthChecker(this, hc, { random: ctx.random }) : undefined;
+    if (this.outlier !== undefined || this.healthChecker !== undefined) {
+      this.addMembershipListener((added, removed) => {
+        this.outlier?.hostsChanged(added, removed);
+        this.healthChecker?.hostsChanged(added, removed);
+      });
+      this.outlier?.start();
+      this.healthChecker?.start();
+    }
   }
 
   private static lbFactory(config: ClusterConfig, registry: LbRegistry): LoadBalancerFactory {
@@ -132,6 +157,16 @@ export class Cluster implements UpstreamCluster {
     }
     if (entry.h1 === undefined) entry.h1 = this.ctx.poolFactory(host, this, 'HTTP/1.1');
     return entry.h1;
+  }
+
+  /**
+   * Outlier detection feedback: the result of one upstream attempt to `host` (its HTTP status,
+   * or 503 for a connect failure / reset and 504 for a timeout). Hot path; no-op without
+   * outlier_detection.
+   */
+  reportResult(host: Host, status: number): void {
+    const o = this.outlier;
+    if (o !== undefined) o.report(host, status);
   }
 
   /** Peak-EWMA feedback: the router reports each response's round-trip time for `host`. */
@@ -263,6 +298,7 @@ export class Cluster implements UpstreamCluster {
    */
   drainAndDestroy(onIdle?: () => void, checkMs = 1000, maxMs = 600_000): void {
     this.stopTimers();
+    this.stopHealth();
     const started = Date.now();
     const check = (): void => {
       // Also catches pools created after the drain began (a request that still held this cluster).
@@ -294,6 +330,7 @@ export class Cluster implements UpstreamCluster {
     if (this.drainTimer !== undefined) clearInterval(this.drainTimer);
     this.drainTimer = undefined;
     this.stopTimers();
+    this.stopHealth();
     for (const e of this.pools.values()) {
       e.h1?.destroy();
       e.h2?.destroy();
@@ -305,6 +342,12 @@ export class Cluster implements UpstreamCluster {
 
   get isDestroyed(): boolean {
     return this.destroyed;
+  }
+
+  /** Stop active health checking and outlier detection timers (destroy / drain). */
+  private stopHealth(): void {
+    this.healthChecker?.stop();
+    this.outlier?.stop();
   }
 
   /** Subclasses with timers (DNS refresh, ORIGINAL_DST cleanup) stop them here. */
