@@ -120,7 +120,7 @@ export function decodeBootstrap(raw: unknown, ctx0: DecodeContext, what = 'boots
     const addr = ar.obj('address');
     if (!addr) ar.error('address', 'is required');
     const address = addr
-      ? decodeAddress(addr, { allowHostname: false, allowPipe: true, ipHint: 'admin binds an IP address' })
+      ? decodeAddress(addr, { allowHostname: false, ipHint: 'admin binds an IP address' })
       : undefined;
     const accessLogPath = ar.str('access_log_path');
     if (accessLogPath !== undefined) ar.issues.warn(ar.sub('access_log_path'), 'deprecated in Envoy; use access_log');

@@ -268,9 +268,6 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
   ) {
     r.error('load_assignment', 'LOGICAL_DNS clusters must have a single locality_lb_endpoint and a single lb_endpoint');
   }
-  if ((type === 'STATIC' || type === 'STRICT_DNS') && !la) {
-    r.issues.warn(r.sub('load_assignment'), `a ${type} cluster without load_assignment has no endpoints`);
-  }
 
   const cb = r.obj('circuit_breakers');
   const circuitBreakers = cb ? decodeCircuitBreakers(cb) : [];

@@ -67,8 +67,6 @@ export function fractionalPercent(r: Reader, key: string, def: number): number {
 export interface AddressOptions {
   /** Hostnames allowed (DNS cluster endpoints); otherwise the address must be an IP literal. */
   readonly allowHostname?: boolean;
-  /** Pipes (unix sockets) allowed. */
-  readonly allowPipe?: boolean;
   /** Why an IP is needed, appended to the "malformed IP address" message. */
   readonly ipHint?: string;
 }
@@ -87,8 +85,7 @@ export function decodeAddress(r: Reader, opts: AddressOptions = {}): Address | u
       const path = p.requiredStr('path');
       p.int('mode', 0, 0, 0o777);
       p.done();
-      if (opts.allowPipe === false) r.error('pipe', 'a pipe address is not allowed here');
-      else if (path) out = { kind: 'pipe', path };
+      if (path) out = { kind: 'pipe', path };
     }
   } else {
     const s = r.obj('socket_address');

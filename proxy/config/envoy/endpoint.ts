@@ -37,9 +37,7 @@ function decodeLbEndpoint(r: Reader, opts: EndpointOptions): LbEndpoint | undefi
     if (e) {
       const ar = e.obj('address');
       if (!ar) e.error('address', 'is required');
-      address = ar
-        ? decodeAddress(ar, { allowHostname: opts.allowHostname, allowPipe: true, ipHint: opts.ipHint })
-        : undefined;
+      address = ar ? decodeAddress(ar, { allowHostname: opts.allowHostname, ipHint: opts.ipHint }) : undefined;
       hostname = e.str('hostname', '');
       const hc = e.obj('health_check_config');
       if (hc) {

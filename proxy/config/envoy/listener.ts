@@ -112,7 +112,7 @@ function decodeNetworkFilter(
   if (r.has('config_discovery'))
     r.error('config_discovery', 'filter config discovery (ECDS) is not supported by meshlet');
   r.raw('config_discovery');
-  if (!r.has('typed_config')) r.error('typed_config', 'is required');
+  if (!r.has('typed_config') && !r.has('config_discovery')) r.error('typed_config', 'is required');
   const tc = r.any('typed_config');
   let out: NetworkFilterConfig | undefined;
   if (tc) {
@@ -198,7 +198,7 @@ function defaultName(a: Address | undefined): string {
 export function decodeListenerR(r: Reader, ctx: DecodeContext): ListenerConfig | undefined {
   const ar = r.obj('address');
   if (!ar) r.error('address', 'is required');
-  const address = ar ? decodeAddress(ar, { allowPipe: true, ipHint: 'a listener binds an IP address' }) : undefined;
+  const address = ar ? decodeAddress(ar, { ipHint: 'a listener binds an IP address' }) : undefined;
   const name = r.str('name') || defaultName(address);
   const trafficDirection = r.enumOf(
     'traffic_direction',
