@@ -1,0 +1,323 @@
+/**
+ * HTTP RBAC end to end through a real meshlet: ALLOW/DENY by path, header and source IP, shadow
+ * rules counted only, per-route RBACPerRoute (override and disable), and authorization by the
+ * peer's SPIFFE ID over real mTLS with certificates from the development CA.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DevCa, type IssuedCertificate } from '../../certs/dev-ca';
+import { allRbacStats } from '../../proxy/authz/stats';
+import type { StreamInfo } from '../../proxy/http/stream-info';
+import {
+  bootstrap,
+  HCM_TYPE,
+  ROUTER_TYPE,
+  routes,
+  socketAddress,
+  staticCluster,
+  startMeshlet,
+  stopAllMeshlets,
+  type StartedMeshlet,
+} from '../support/meshlet';
+import { closeAll, startHttpEcho, type HttpEcho } from '../support/upstreams';
+
+const RBAC_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC';
+const RBAC_PER_ROUTE_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute';
+const TLS_TYPE = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext';
+const TRUST = 'cluster.local';
+
+function rbacListener(
+  name: string,
+  rbac: Record<string, unknown>,
+  routeList: Record<string, unknown>[],
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    name,
+    address: socketAddress(0),
+    filter_chains: [
+      {
+        ...extra,
+        filters: [
+          {
+            name: 'envoy.filters.network.http_connection_manager',
+            typed_config: {
+              '@type': HCM_TYPE,
+              stat_prefix: name,
+              route_config: routes(routeList),
+              http_filters: [
+                { name: 'envoy.filters.http.rbac', typed_config: { '@type': RBAC_TYPE, ...rbac } },
+                { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } },
+              ],
+            },
+          },
+        ],
+      },
+    ],
+  };
+}
+
+interface Res {
+  status: number;
+  body: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+function get(port: number, path: string, headers: Record<string, string> = {}): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path, headers, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => {
+        body += c;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function getTls(port: number, path: string, id: IssuedCertificate, ca: string): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port,
+        path,
+        agent: false,
+        ca,
+        cert: id.certChainPem,
+        key: id.privateKeyPem,
+        // The server certificate carries a SPIFFE URI SAN, not a DNS name.
+        checkServerIdentity: () => undefined,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => {
+          body += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+let m: StartedMeshlet;
+let echo: HttpEcho;
+let ca: DevCa;
+let frontend: IssuedCertificate;
+let intruder: IssuedCertificate;
+const streams: StreamInfo[] = [];
+
+const ROUTE_ALL = [{ match: { prefix: '/' }, route: { cluster: 'echo' } }];
+
+beforeAll(async () => {
+  echo = await startHttpEcho('echo');
+  ca = await DevCa.create({ trustDomain: TRUST });
+  const server = await ca.issueWorkload({ ns: 'default', sa: 'reviews' });
+  frontend = await ca.issueWorkload({ ns: 'default', sa: 'frontend' });
+  intruder = await ca.issueWorkload({ ns: 'default', sa: 'intruder' });
+
+  const listeners = [
+    rbacListener(
+      'allow',
+      {
+        rules_stat_prefix: 'allow_',
+        rules: {
+          action: 'ALLOW',
+          policies: {
+            public: { permissions: [{ url_path: { path: { prefix: '/public' } } }], principals: [{ any: true }] },
+            admins: {
+              permissions: [{ any: true }],
+              principals: [{ header: { name: 'x-role', string_match: { exact: 'admin' } } }],
+            },
+          },
+        },
+        shadow_rules: {
+          action: 'DENY',
+          policies: { 'shadow-all': { permissions: [{ any: true }], principals: [{ any: true }] } },
+        },
+      },
+      [
+        {
+          match: { prefix: '/open' },
+          route: { cluster: 'echo' },
+          // RBACPerRoute without `rbac` disables the filter on this route.
+          typed_per_filter_config: { 'envoy.filters.http.rbac': { '@type': RBAC_PER_ROUTE_TYPE } },
+        },
+        {
+          match: { prefix: '/strict' },
+          route: { cluster: 'echo' },
+          typed_per_filter_config: {
+            'envoy.filters.http.rbac': {
+              '@type': RBAC_PER_ROUTE_TYPE,
+              rbac: {
+                rules: {
+                  action: 'DENY',
+                  policies: { everyone: { permissions: [{ any: true }], principals: [{ any: true }] } },
+                },
+              },
+            },
+          },
+        },
+        ...ROUTE_ALL,
+      ],
+    ),
+    rbacListener(
+      'deny-ip',
+      {
+        rules_stat_prefix: 'denyip_',
+        rules: {
+          action: 'DENY',
+          policies: {
+            'loopback-internal': {
+              permissions: [{ url_path: { path: { prefix: '/internal' } } }],
+              principals: [{ source_ip: { address_prefix: '127.0.0.1', prefix_len: 32 } }],
+            },
+            'ten-net': {
+              permissions: [{ any: true }],
+              principals: [{ direct_remote_ip: { address_prefix: '10.0.0.0', prefix_len: 8 } }],
+            },
+            'not-get': {
+              permissions: [{ not_rule: { header: { name: ':method', string_match: { exact: 'GET' } } } }],
+              principals: [{ remote_ip: { address_prefix: '127.0.0.0', prefix_len: 8 } }],
+            },
+          },
+        },
+      },
+      ROUTE_ALL,
+    ),
+    rbacListener(
+      'mtls',
+      {
+        rules_stat_prefix: 'mtls_',
+        rules: {
+          action: 'ALLOW',
+          policies: {
+            frontend: {
+              permissions: [{ and_rules: { rules: [{ header: { name: ':method', string_match: { exact: 'GET' } } }, { any: true }] } }],
+              principals: [{ authenticated: { principal_name: { exact: `spiffe://${TRUST}/ns/default/sa/frontend` } } }],
+            },
+          },
+        },
+      },
+      ROUTE_ALL,
+      {
+        transport_socket: {
+          name: 'envoy.transport_sockets.tls',
+          typed_config: {
+            '@type': TLS_TYPE,
+            require_client_certificate: true,
+            common_tls_context: {
+              tls_certificate_sds_secret_configs: [{ name: 'default' }],
+              validation_context_sds_secret_config: { name: 'ROOTCA' },
+            },
+          },
+        },
+      },
+    ),
+  ];
+  const raw = bootstrap(listeners, [staticCluster('echo', [echo.port])]);
+  (raw.static_resources as Record<string, unknown>).secrets = [
+    {
+      name: 'default',
+      tls_certificate: {
+        certificate_chain: { inline_string: server.certChainPem },
+        private_key: { inline_string: server.privateKeyPem },
+      },
+    },
+    { name: 'ROOTCA', validation_context: { trusted_ca: { inline_string: ca.rootCertPem } } },
+  ];
+  m = await startMeshlet(raw, { onHttpStream: (i) => streams.push(i) });
+});
+
+afterAll(async () => {
+  await stopAllMeshlets();
+  await closeAll();
+});
+
+function stats(name: string) {
+  const s = allRbacStats().find((x) => x.name === name && x.kind === 'http');
+  if (!s) throw new Error(`no RBAC stats ${name}`);
+  return s;
+}
+
+describe('HTTP RBAC filter', () => {
+  it('ALLOW admits by url_path or header and denies the rest with 403 and flag RBAC', async () => {
+    const port = m.listenerPort('allow');
+    const before = { ...stats('rbac.allow_') };
+    const served = echo.requests.length;
+
+    const pub = await get(port, '/public/page?x=1');
+    expect(pub.status).toBe(200);
+    const denied = await get(port, '/private');
+    expect(denied.status).toBe(403);
+    expect(denied.body).toBe('RBAC: access denied');
+    const admin = await get(port, '/private', { 'x-role': 'admin' });
+    expect(admin.status).toBe(200);
+    const wrongRole = await get(port, '/private', { 'x-role': 'guest' });
+    expect(wrongRole.status).toBe(403);
+
+    // Denied requests never reached the upstream.
+    expect(echo.requests.length - served).toBe(2);
+    const after = stats('rbac.allow_');
+    expect(after.allowed - before.allowed).toBe(2);
+    expect(after.denied - before.denied).toBe(2);
+    // Shadow rules deny everything but only count.
+    expect(after.shadowDenied - before.shadowDenied).toBe(4);
+    const info = streams.find((s) => s.path === '/private' && s.hasResponseFlag('RBAC'));
+    expect(info?.responseCodeDetails).toBe('rbac_access_denied_matched_policy[none]');
+    expect(info?.metadata('envoy.filters.http.rbac.shadow_engine_result')).toBe('denied');
+    expect(info?.metadata('envoy.filters.http.rbac.shadow_effective_policy_id')).toBe('shadow-all');
+  });
+
+  it('RBACPerRoute disables the filter on one route and replaces the rules on another', async () => {
+    const port = m.listenerPort('allow');
+    expect((await get(port, '/open/anything')).status).toBe(200);
+    const strict = await get(port, '/strict', { 'x-role': 'admin' });
+    expect(strict.status).toBe(403);
+    expect(streams.find((s) => s.path === '/strict')?.responseCodeDetails).toBe('rbac_access_denied_matched_policy[everyone]');
+  });
+
+  it('DENY by source IP and path, by CIDR that does not match, and by a not_rule on :method', async () => {
+    const port = m.listenerPort('deny-ip');
+    const before = { ...stats('rbac.denyip_') };
+    const internal = await get(port, '/internal/metrics');
+    expect(internal.status).toBe(403);
+    expect(streams.find((s) => s.path === '/internal/metrics')?.responseCodeDetails).toBe(
+      'rbac_access_denied_matched_policy[loopback-internal]',
+    );
+    expect((await get(port, '/other')).status).toBe(200);
+    const post = await new Promise<number>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port, path: '/other', method: 'POST', agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      });
+      req.on('error', reject);
+      req.end('x');
+    });
+    expect(post).toBe(403);
+    const after = stats('rbac.denyip_');
+    expect(after.denied - before.denied).toBe(2);
+    expect(after.allowed - before.allowed).toBe(1);
+  });
+
+  it('authorizes the peer SPIFFE ID over mTLS', async () => {
+    const port = m.listenerPort('mtls');
+    const ok = await getTls(port, '/hello', frontend, ca.rootCertPem);
+    expect(ok.status).toBe(200);
+    const echoed = JSON.parse(ok.body) as { url: string };
+    expect(echoed.url).toBe('/hello');
+    const no = await getTls(port, '/hello', intruder, ca.rootCertPem);
+    expect(no.status).toBe(403);
+    expect(no.body).toBe('RBAC: access denied');
+    const s = stats('rbac.mtls_');
+    expect(s.allowed).toBeGreaterThanOrEqual(1);
+    expect(s.denied).toBeGreaterThanOrEqual(1);
+  });
+});
