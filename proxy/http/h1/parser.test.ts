@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { HeaderList } from '../codec';
 import { DEFAULT_H1_LIMITS, H1Parser, type H1ParserHandler, type H1ParserLimits } from './parser';
@@ -470,5 +471,114 @@ describe('H1Parser responses', () => {
       const r = parseAll(bad, false);
       expect(r.error, JSON.stringify(bad)).toBeDefined();
     }
+  });
+});
+
+describe('H1Parser properties (fast-check)', () => {
+  it('chunked bodies survive any chunk sizes and any read boundaries', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ minLength: 0, maxLength: 2000 }),
+        fc.array(fc.integer({ min: 1, max: 300 }), { minLength: 1, maxLength: 20 }),
+        fc.array(fc.integer({ min: 1, max: 200 }), { minLength: 1, maxLength: 30 }),
+        (bodyBytes, chunkSizes, readSizes) => {
+          const body = Buffer.from(bodyBytes);
+          const parts: Buffer[] = [
+            Buffer.from('POST /p HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n', 'latin1'),
+          ];
+          let off = 0;
+          let i = 0;
+          while (off < body.length) {
+            const n = Math.min(chunkSizes[i++ % chunkSizes.length], body.length - off);
+            parts.push(
+              Buffer.from(`${n.toString(16)}\r\n`, 'latin1'),
+              body.subarray(off, off + n),
+              Buffer.from('\r\n'),
+            );
+            off += n;
+          }
+          parts.push(Buffer.from('0\r\nx-t: 1\r\n\r\n', 'latin1'));
+          const wire = Buffer.concat(parts);
+          const r = new Recorder();
+          const p = new H1Parser(true, r);
+          let pos = 0;
+          let j = 0;
+          while (pos < wire.length) {
+            const n = Math.min(readSizes[j++ % readSizes.length], wire.length - pos);
+            p.execute(wire.subarray(pos, pos + n));
+            pos += n;
+          }
+          expect(r.error).toBeUndefined();
+          expect(r.msgs).toHaveLength(1);
+          expect(r.msgs[0].body.equals(body)).toBe(true);
+          expect(r.msgs[0].trailers).toEqual(['x-t', '1']);
+          expect(r.msgs[0].complete).toBe(true);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+
+  it('pipelined mixes of GET, Content-Length and chunked requests parse identically at any read boundaries', () => {
+    const req = fc.oneof(
+      fc.record({ kind: fc.constant('get' as const), path: fc.stringMatching(/^\/[a-z0-9]{0,12}$/) }),
+      fc.record({ kind: fc.constant('cl' as const), body: fc.uint8Array({ maxLength: 300 }) }),
+      fc.record({ kind: fc.constant('chunked' as const), body: fc.uint8Array({ minLength: 1, maxLength: 300 }) }),
+    );
+    fc.assert(
+      fc.property(fc.array(req, { minLength: 1, maxLength: 6 }), fc.integer({ min: 1, max: 97 }), (reqs, step) => {
+        const parts: Buffer[] = [];
+        for (const r of reqs) {
+          if (r.kind === 'get') parts.push(Buffer.from(`GET ${r.path} HTTP/1.1\r\nHost: h\r\n\r\n`, 'latin1'));
+          else if (r.kind === 'cl') {
+            parts.push(
+              Buffer.from(`POST /cl HTTP/1.1\r\nHost: h\r\nContent-Length: ${r.body.length}\r\n\r\n`, 'latin1'),
+            );
+            parts.push(Buffer.from(r.body));
+          } else {
+            parts.push(Buffer.from('POST /ch HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n', 'latin1'));
+            parts.push(
+              Buffer.from(`${r.body.length.toString(16)}\r\n`),
+              Buffer.from(r.body),
+              Buffer.from('\r\n0\r\n\r\n'),
+            );
+          }
+        }
+        const wire = Buffer.concat(parts);
+        const rec = new Recorder();
+        const p = new H1Parser(true, rec);
+        for (let pos = 0; pos < wire.length; pos += step)
+          p.execute(wire.subarray(pos, Math.min(pos + step, wire.length)));
+        expect(rec.error).toBeUndefined();
+        expect(rec.msgs).toHaveLength(reqs.length);
+        reqs.forEach((r, i) => {
+          const m = rec.msgs[i];
+          expect(m.complete).toBe(true);
+          if (r.kind === 'get') expect(m.path).toBe(r.path);
+          else expect(m.body.equals(Buffer.from(r.body))).toBe(true);
+        });
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('never throws on arbitrary bytes: it either reports an error or parses', () => {
+    const prefix = fc.constantFrom(
+      '',
+      'GET / HTTP/1.1\r\nHost: h\r\n',
+      'POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n',
+    );
+    fc.assert(
+      fc.property(prefix, fc.uint8Array({ maxLength: 512 }), fc.boolean(), (pre, junk, isRequest) => {
+        const r = new Recorder();
+        const p = new H1Parser(isRequest, r);
+        expect(() => {
+          p.execute(Buffer.concat([Buffer.from(pre, 'latin1'), Buffer.from(junk)]));
+          p.finish();
+        }).not.toThrow();
+        if (r.error !== undefined) expect([400, 414, 431, 502]).toContain(r.error.status);
+      }),
+      { numRuns: 500 },
+    );
   });
 });

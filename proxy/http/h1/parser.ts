@@ -239,9 +239,12 @@ export class H1Parser extends H1Head {
     buf.copy(p, oldLen, pos, pos + take);
     const newLen = oldLen + take;
     this.partialLen = newLen;
-    // Bare LF anywhere in the new bytes.
-    let nl = p.indexOf(LF, oldLen);
-    while (nl !== -1 && nl < newLen) {
+    const view = p.subarray(0, newLen);
+    const end = view.indexOf(CRLFCRLF, oldLen > 3 ? oldLen - 3 : 0);
+    // Bare LF in the new bytes of the section (not in body bytes that may follow its end).
+    const scanEnd = end === -1 ? newLen : end + 4;
+    let nl = oldLen < scanEnd ? view.indexOf(LF, oldLen) : -1;
+    while (nl !== -1 && nl < scanEnd) {
       if (nl === 0 || p[nl - 1] !== CR) return this.fail(400, 'bare LF in header section');
       if (!this.partialFirstLineSeen) {
         this.partialFirstLineSeen = true;
@@ -249,10 +252,9 @@ export class H1Parser extends H1Head {
           return this.fail(414, 'request line too long');
         }
       }
-      nl = p.indexOf(LF, nl + 1);
+      nl = view.indexOf(LF, nl + 1);
     }
-    const end = p.indexOf(CRLFCRLF, oldLen > 3 ? oldLen - 3 : 0);
-    if (end !== -1 && end + 4 <= newLen) {
+    if (end !== -1) {
       const consumed = end + 4 - oldLen;
       const s = latin1Slice(p, 0, end + 2);
       this.partialLen = 0;
