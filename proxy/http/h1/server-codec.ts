@@ -4,8 +4,8 @@
  *
  * Leans towards the hot path and safety: no IncomingMessage/ServerResponse, no streams or events
  * per request; one small stream object per request; pipelined requests are served strictly one at
- * a time (the parser stops at the end of each request and the socket is paused until the response
- * is complete). Anything malformed is answered by the codec itself (400/408/414/431 with
+ * a time (the parser stops at the end of each request; bytes of the next one are held, and the
+ * socket paused, until the response is complete). Anything malformed is answered by the codec itself (400/408/414/431 with
  * `Connection: close`), reported through `onCodecError`, and the connection is closed without
  * anything reaching the sink. Requests get hop-by-hop headers removed (see parser.ts);
  * `Expect: 100-continue` is answered here with `100 Continue` and removed (Envoy's default).
