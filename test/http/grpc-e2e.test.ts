@@ -15,7 +15,9 @@ import { request as undiciRequest } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   action,
+  connect,
   prefix,
+  readUntil,
   retryPolicy,
   route,
   routeConfig,
@@ -478,5 +480,100 @@ describe('protocol translation through meshlet', () => {
       body: 'payload',
       cookie: 'a=1; b=2',
     });
+  });
+});
+
+describe('WebSocket across HTTP versions (RFC 8441 extended CONNECT)', () => {
+  it('HTTP/1.1 Upgrade downstream → extended CONNECT to an HTTP/2 upstream, bytes both ways', async () => {
+    const seen: { method?: string; protocol?: string; path?: string } = {};
+    const up = http2.createServer({ settings: { enableConnectProtocol: true } });
+    const sessions: http2.ServerHttp2Session[] = [];
+    up.on('session', (x) => {
+      sessions.push(x);
+      x.on('error', () => {});
+    });
+    up.on('stream', (stream, headers) => {
+      stream.on('error', () => {});
+      Object.assign(seen, { method: headers[':method'], protocol: headers[':protocol'], path: headers[':path'] });
+      stream.respond({ ':status': 200 });
+      stream.on('data', (c: Buffer) => stream.write(`up:${c.toString()}`));
+      stream.on('end', () => stream.end());
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    cleanups.push(async () => {
+      for (const x of sessions) x.destroy();
+      await new Promise((r) => up.close(r));
+    });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('ws', { timeoutMs: 0 }))])]),
+      clusters: [
+        staticCluster('ws', [{ port: (up.address() as net.AddressInfo).port }], { upstreamProtocol: 'http2' }),
+      ],
+      hcm: { upgradeTypes: ['websocket'] },
+    });
+    const sock = await connect(proxy.port);
+    cleanups.push(() => {
+      sock.destroy();
+    });
+    sock.write(
+      'GET /chat HTTP/1.1\r\nHost: ws.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+    );
+    const head = await readUntil(sock, (t) => t.includes('\r\n\r\n'));
+    expect(head).toMatch(/^HTTP\/1\.1 101 /);
+    expect(head.toLowerCase()).toContain('upgrade: websocket');
+    expect(seen).toEqual({ method: 'CONNECT', protocol: 'websocket', path: '/chat' });
+    const echoed = readUntil(sock, (t) => t.includes('up:ping'));
+    sock.write('ping');
+    expect(await echoed).toContain('up:ping');
+  });
+
+  it('HTTP/2 extended CONNECT downstream → HTTP/1.1 Upgrade to the upstream, bytes both ways', async () => {
+    const seen: { method?: string; upgrade?: string; url?: string } = {};
+    const up = http.createServer();
+    up.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+      Object.assign(seen, { method: req.method, upgrade: req.headers.upgrade, url: req.url });
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      socket.on('data', (c: Buffer) => socket.write(`h1:${c.toString()}`));
+      socket.on('end', () => socket.end());
+      socket.on('error', () => {});
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    cleanups.push(async () => {
+      up.closeAllConnections();
+      await new Promise((r) => up.close(r));
+    });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('ws1', { timeoutMs: 0 }))])]),
+      clusters: [
+        staticCluster('ws1', [{ port: (up.address() as net.AddressInfo).port }], { upstreamProtocol: 'http1' }),
+      ],
+      hcm: { upgradeTypes: ['websocket'], codecType: 'HTTP2' },
+    });
+    const client = http2.connect(`http://127.0.0.1:${proxy.port}`);
+    client.on('error', () => {});
+    cleanups.push(() => {
+      client.destroy();
+    });
+    await new Promise((r) => client.once('remoteSettings', r));
+    expect(client.remoteSettings.enableConnectProtocol).toBe(true);
+    const req = client.request(
+      {
+        ':method': 'CONNECT',
+        ':protocol': 'websocket',
+        ':path': '/room',
+        ':scheme': 'http',
+        ':authority': 'ws.test',
+        'sec-websocket-version': '13',
+      },
+      { endStream: false },
+    );
+    req.on('error', () => {});
+    const status = await new Promise<number>((r) => req.once('response', (h) => r(Number(h[':status']))));
+    expect(status).toBe(200);
+    expect(seen).toEqual({ method: 'GET', upgrade: 'websocket', url: '/room' });
+    const echoed = new Promise<string>((r) => req.once('data', (c: Buffer) => r(c.toString())));
+    req.write('hello');
+    expect(await echoed).toBe('h1:hello');
+    req.close();
   });
 });

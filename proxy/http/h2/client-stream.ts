@@ -45,8 +45,12 @@ function onResponse(this: TaggedStream, _h: unknown, flags: number, raw: string[
   if (enc === undefined || enc.sink === undefined) return;
   const endStream = (flags & h2c.NGHTTP2_FLAG_END_STREAM) !== 0;
   const head = decodeResponseHead(raw, endStream);
-  // RFC 8441: 200 to an extended CONNECT is the h2 form of HTTP/1.1's 101.
-  if (enc.upgrade && head.status === 200) head.status = 101;
+  // RFC 8441: 200 to an extended CONNECT is the h2 form of HTTP/1.1's 101; give it back its
+  // upgrade token (Envoy's transformUpgradeResponseFromH2toH1).
+  if (enc.upgrade !== undefined && head.status === 200) {
+    head.status = 101;
+    head.headers.push('upgrade', enc.upgrade);
+  }
   if (endStream) enc.responseEnded = true;
   enc.sink.onResponseHeaders(head, endStream);
 }
@@ -100,9 +104,12 @@ function failLater(enc: H2ClientStream, reason: ResetReason, detail: string): vo
 export class H2ClientStream implements RequestEncoder {
   sink: ResponseSink | undefined;
   stream: TaggedStream | undefined = undefined;
-  upgrade = false;
+  /** Upgrade token of an extended CONNECT request (RFC 8441), else undefined. */
+  upgrade: string | undefined = undefined;
   responseEnded = false;
   requestEnded = false;
+  /** CONNECT or upgrade: the request side stays open for takeTunnel(). */
+  private tunnel = false;
   trailers: OutgoingHttpHeaders | undefined = undefined;
   private done = false;
   private localReset = false;
@@ -128,6 +135,10 @@ export class H2ClientStream implements RequestEncoder {
       );
       return;
     }
+    // An upgrade or CONNECT keeps its stream open for the tunnel even when the HTTP/1.1 request
+    // itself had no body (Envoy's codec does the same).
+    const tunnel = head.method === 'CONNECT' || (head.upgrade !== undefined && head.upgrade !== 'h2c');
+    if (tunnel) endStream = false;
     let s: TaggedStream;
     try {
       s = session.request(encodeRequestHeaders(head, this.owner.scheme), endStream ? REQUEST_END : REQUEST_MORE);
@@ -144,7 +155,8 @@ export class H2ClientStream implements RequestEncoder {
       return;
     }
     this.stream = s;
-    this.upgrade = head.upgrade !== undefined && head.upgrade !== 'h2c';
+    this.upgrade = tunnel && head.method !== 'CONNECT' ? head.upgrade : undefined;
+    this.tunnel = tunnel;
     this.requestEnded = endStream;
     s[kEncoder] = this;
     s.on('error', noop);
@@ -161,6 +173,7 @@ export class H2ClientStream implements RequestEncoder {
   writeData(chunk: Buffer, endStream: boolean): boolean {
     const s = this.stream;
     if (s === undefined || this.requestEnded || this.done) return true;
+    if (endStream && this.tunnel && chunk.length === 0) return true;
     if (endStream) {
       this.requestEnded = true;
       if (chunk.length > 0) s.end(chunk);
