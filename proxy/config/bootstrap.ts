@@ -183,6 +183,13 @@ export function decodeBootstrap(raw: unknown, ctx0: DecodeContext, what = 'boots
   }
 
   const dynamicResources = dr ? decodeDynamic(dr, ctx) : undefined;
+  // Envoy refuses to open an xDS stream without a node identity ("node 'id' and 'cluster' are required").
+  if (dynamicResources?.adsConfig) {
+    const n = r.has('node') ? r.sub('node') : undefined;
+    if (!node.id) issues.error(n ? `${n}.id` : 'node', 'node id is required when dynamic_resources.ads_config is set');
+    if (!node.cluster)
+      issues.error(n ? `${n}.cluster` : 'node', 'node cluster is required when dynamic_resources.ads_config is set');
+  }
 
   let tracing: Bootstrap['tracing'];
   const tr = r.obj('tracing');

@@ -7,6 +7,7 @@ import { ConfigError } from '../../proxy/errors';
 import { ctx, listener, staticCluster, TCP_PROXY_TYPE } from './helpers';
 
 const FIXTURES = join(__dirname, '..', 'fixtures', 'bootstrap');
+const NODE = { id: 'sidecar~10.0.0.1~a.default~default.svc.cluster.local', cluster: 'a.default' };
 const tmp = mkdtempSync(join(tmpdir(), 'meshlet-bootstrap-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -183,6 +184,7 @@ describe('bootstrap errors', () => {
     const ok = decodeBootstrap(
       {
         static_resources: { clusters: [staticCluster('xds')], listeners: [listener()] },
+        node: NODE,
         dynamic_resources: ads('xds'),
       },
       ctx(),
@@ -197,7 +199,7 @@ describe('bootstrap errors', () => {
       cdsConfig: { kind: 'ads' },
       initialFetchTimeoutMs: 15_000,
     });
-    expect(issuesOf(() => decodeBootstrap({ dynamic_resources: ads('xds') }, ctx()))).toEqual([
+    expect(issuesOf(() => decodeBootstrap({ node: NODE, dynamic_resources: ads('xds') }, ctx()))).toEqual([
       {
         path: 'dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name',
         message: 'envoy_grpc cluster "xds" must be a statically defined cluster',
@@ -205,13 +207,27 @@ describe('bootstrap errors', () => {
     ]);
     const eds = { name: 'xds', type: 'EDS', eds_cluster_config: { eds_config: { ads: {} } } };
     expect(
-      issuesOf(() => decodeBootstrap({ static_resources: { clusters: [eds] }, dynamic_resources: ads('xds') }, ctx())),
+      issuesOf(() =>
+        decodeBootstrap({ static_resources: { clusters: [eds] }, node: NODE, dynamic_resources: ads('xds') }, ctx()),
+      ),
     ).toEqual([
       {
         path: 'dynamic_resources.ads_config.grpc_services[0].envoy_grpc.cluster_name',
         message: 'envoy_grpc cluster "xds" must be a statically defined non-EDS cluster',
       },
     ]);
+  });
+
+  it('ADS needs a node id and cluster, as in Envoy', () => {
+    const dynamic = { ads_config: { api_type: 'GRPC', grpc_services: [{ envoy_grpc: { cluster_name: 'xds' } }] } };
+    const static_resources = { clusters: [staticCluster('xds')] };
+    expect(issuesOf(() => decodeBootstrap({ static_resources, dynamic_resources: dynamic }, ctx()))).toEqual([
+      { path: 'node', message: 'node id is required when dynamic_resources.ads_config is set' },
+      { path: 'node', message: 'node cluster is required when dynamic_resources.ads_config is set' },
+    ]);
+    expect(
+      issuesOf(() => decodeBootstrap({ node: { id: 'a' }, static_resources, dynamic_resources: dynamic }, ctx())),
+    ).toEqual([{ path: 'node.cluster', message: 'node cluster is required when dynamic_resources.ads_config is set' }]);
   });
 
   it('an ads config source without ads_config is an error', () => {
@@ -338,6 +354,7 @@ describe('sidecar bootstrap (Istio-shaped)', () => {
     ]);
     const g = decodeBootstrap(
       {
+        node: NODE,
         dynamic_resources: {
           ads_config: {
             api_type: 'GRPC',
@@ -369,6 +386,7 @@ describe('sidecar bootstrap (Istio-shaped)', () => {
 
   it('reports unsupported config source and ADS api types', () => {
     const raw = {
+      node: NODE,
       dynamic_resources: {
         ads_config: { api_type: 'REST', grpc_services: [] },
         lds_config: { api_config_source: { api_type: 'REST', cluster_names: ['x'] } },
