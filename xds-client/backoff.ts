@@ -6,6 +6,8 @@
  * fleet of sidecars that lost the control plane together does not reconnect together.
  */
 
+import { MeshletError } from '../proxy/errors';
+
 export interface BackoffOptions {
   /** First delay ceiling in ms (default 1000). */
   readonly baseMs?: number;
@@ -26,7 +28,10 @@ export class ExponentialBackoff {
     this.maxMs = opts.maxMs ?? 30_000;
     this.random = opts.random ?? Math.random;
     if (!(this.baseMs > 0) || !(this.maxMs >= this.baseMs)) {
-      throw new RangeError(`backoff: need 0 < baseMs <= maxMs (got ${this.baseMs}, ${this.maxMs})`);
+      throw new MeshletError(
+        'MESHLET_ERR_CONFIG',
+        `backoff: need 0 < baseMs <= maxMs (got ${this.baseMs}, ${this.maxMs})`,
+      );
     }
   }
 

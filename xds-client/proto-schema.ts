@@ -8,6 +8,7 @@
  */
 
 import * as protobuf from 'protobufjs';
+import { MeshletError } from '../proxy/errors';
 import { resourceProtoRoot, TYPE_URL_PREFIX } from './protos';
 
 /** A proto3 JSON value. */
@@ -104,7 +105,10 @@ export function planOf(type: protobuf.Type): TypePlan {
       } else if (f.resolvedType instanceof protobuf.Type) {
         messageType = f.resolvedType;
       } else {
-        throw new Error(`proto-json: unresolved type ${f.type} of ${type.fullName}.${f.name}`);
+        throw new MeshletError(
+          'MESHLET_ERR_INTERNAL',
+          `proto-json: unresolved type ${f.type} of ${type.fullName}.${f.name}`,
+        );
       }
     }
     const isMap = f instanceof protobuf.MapField;

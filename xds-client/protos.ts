@@ -17,6 +17,7 @@ import * as path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import * as protobuf from 'protobufjs';
+import { MeshletError } from '../proxy/errors';
 
 /** Directory of the installed @grpc/grpc-js-xds package. */
 const XDS_PKG_DIR = path.dirname(require.resolve('@grpc/grpc-js-xds/package.json'));
@@ -201,7 +202,7 @@ export function discoveryPackageDefinition(): protoLoader.PackageDefinition {
 
 function serviceDefinition(fullName: string): grpc.ServiceDefinition {
   const def = discoveryPackageDefinition()[fullName];
-  if (!def || 'format' in def) throw new Error(`protos: ${fullName} is not a service`);
+  if (!def || 'format' in def) throw new MeshletError('MESHLET_ERR_INTERNAL', `protos: ${fullName} is not a service`);
   return def as unknown as grpc.ServiceDefinition;
 }
 

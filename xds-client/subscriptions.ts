@@ -10,6 +10,7 @@
  */
 
 import type { FieldIssue } from '../proxy/errors';
+import { MeshletError } from '../proxy/errors';
 import { logger } from '../proxy/telemetry/logger';
 import { type CachedResource, TypeState } from './cache';
 import { Note, Notifier } from './notifier';
@@ -40,7 +41,8 @@ export class Subscriptions {
   ) {}
 
   register<T>(def: ResourceTypeDef<T>): TypeState<T> {
-    if (this.types.has(def.typeUrl)) throw new Error(`xds: resource type ${def.typeUrl} is already registered`);
+    if (this.types.has(def.typeUrl))
+      throw new MeshletError('MESHLET_ERR_INTERNAL', `xds: resource type ${def.typeUrl} is already registered`);
     const state = new TypeState<T>(def);
     this.types.set(def.typeUrl, state as TypeState<unknown>);
     return state;
@@ -58,9 +60,13 @@ export class Subscriptions {
 
   watch<T>(typeUrl: string, name: string, watcher: XdsWatcher<T>): () => void {
     const state = this.types.get(typeUrl) as TypeState<T> | undefined;
-    if (!state) throw new Error(`xds: resource type ${typeUrl} is not registered`);
+    if (!state) throw new MeshletError('MESHLET_ERR_INTERNAL', `xds: resource type ${typeUrl} is not registered`);
     if (name === '*') {
-      if (!state.def.wildcard) throw new Error(`xds: ${shortTypeName(typeUrl)} does not support wildcard watches`);
+      if (!state.def.wildcard)
+        throw new MeshletError(
+          'MESHLET_ERR_INTERNAL',
+          `xds: ${shortTypeName(typeUrl)} does not support wildcard watches`,
+        );
       const first = state.wildcardWatchers.size === 0;
       state.wildcardWatchers.add(watcher);
       for (const entry of state.resources.values()) {
