@@ -280,6 +280,81 @@ describe('H1ConnectionPool', () => {
     expect(pool.activeStreams).toBe(0);
   });
 
+  it('swallows 1xx before the final response and reads HEAD responses without a body (connection reused)', async () => {
+    const up = await scriptedUpstream((n) =>
+      n === 0
+        ? 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>\r\n\r\nHTTP/1.1 201 Created\r\ncontent-length: 1\r\n\r\nz'
+        : n === 1
+          ? 'HTTP/1.1 200 OK\r\ncontent-length: 1234\r\n\r\n'
+          : OK('after-head'),
+    );
+    const pool = makePool(up.port);
+    const first = await poolRequest(pool, { path: '/1' }, Buffer.from('x'));
+    expect(first.status).toBe(201);
+    expect(first.body.toString()).toBe('z');
+    const head = await poolRequest(pool, { path: '/2', method: 'HEAD' });
+    expect(head.failure).toBeUndefined();
+    expect(head.status).toBe(200);
+    expect(head.headers).toEqual(['content-length', '1234']);
+    expect(head.body.length).toBe(0);
+    expect((await poolRequest(pool, { path: '/3' })).body.toString()).toBe('after-head');
+    expect(up.state.connections).toBe(1);
+  });
+
+  it('bytes after a complete response mean the connection is not reused', async () => {
+    const up = await scriptedUpstream((n) => (n === 0 ? `${OK('one')}HTTP/1.1 200 OK\r\n` : OK('two')));
+    const pool = makePool(up.port);
+    expect((await poolRequest(pool, { path: '/1' })).body.toString()).toBe('one');
+    await waitFor(() => up.state.closed === 1, 'connection with trailing garbage closed');
+    expect((await poolRequest(pool, { path: '/2' })).body.toString()).toBe('two');
+    expect(up.state.connections).toBe(2);
+  });
+
+  it('a response that completes before the request body was sent ends the exchange and retires the connection', async () => {
+    // Answer as soon as the head arrives, before the (never sent) body.
+    const early = net.createServer((socket) => {
+      socket.once('data', () => socket.write('HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n'));
+      socket.on('error', () => {});
+    });
+    const port = await listen(early);
+    cleanups.push(() => new Promise<void>((r) => early.close(() => r())));
+    const cluster = poolCluster();
+    const pool = makePool(port, cluster);
+    const res = await new Promise<number>((resolve) => {
+      pool.newStream(
+        {
+          onResponseHeaders(h) {
+            resolve(h.status);
+          },
+          onResponseData() {},
+          onResponseTrailers() {},
+          onUpstreamReset() {},
+          onUpstreamWritable() {},
+        },
+        {
+          onPoolReady(encoder) {
+            encoder.writeHeaders(
+              {
+                method: 'PUT',
+                path: '/big',
+                authority: 'u',
+                scheme: 'http',
+                protocol: 'HTTP/1.1',
+                headers: [],
+                contentLength: 1_000_000,
+              },
+              false,
+            );
+          },
+          onPoolFailure() {},
+        },
+      );
+    });
+    expect(res).toBe(413);
+    await waitFor(() => pool.connections === 0 && pool.activeStreams === 0, 'connection retired');
+    expect(cluster.stats.upstreamCxDestroy).toBe(1);
+  });
+
   it('honours maxRequestsPerConnection', async () => {
     const up = await scriptedUpstream(() => OK());
     const pool = makePool(up.port, poolCluster({ maxRequestsPerConnection: 2 }));
