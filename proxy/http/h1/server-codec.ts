@@ -317,7 +317,8 @@ export class H1ServerCodec implements H1ParserHandler {
   }
 
   private onEnd(): void {
-    if (this.closed || this.tunneled) return;
+    // Already closing (our end() is queued behind any unflushed response): let it finish.
+    if (this.closed || this.tunneled || this.closing) return;
     const complete = this.parser.finish();
     const s = this.stream;
     if (s !== undefined && !s.detached) {
