@@ -571,6 +571,32 @@ describe('H2ConnectionPool', () => {
     expect(up.sessions).toHaveLength(2);
   });
 
+  it('speaks h2 whatever ALPN said, except a peer that chose http/1.1', async () => {
+    const up = await startH2((stream) => {
+      stream.respond({ ':status': 200 });
+      stream.end('h2 anyway');
+    });
+    // A transport that reports an ALPN result over a plain socket, as a TLS factory would.
+    const withAlpn = (alpn: string): TransportSocketFactory => {
+      const tcp = new TcpTransportSocketFactory();
+      return {
+        connect(host, opts, cb) {
+          tcp.connect(host, opts, (err, conn) => cb(err, conn ? { socket: conn.socket, alpn } : undefined));
+        },
+      };
+    };
+    const istio = makePool(up.port, { transport: withAlpn('istio-peer-exchange') });
+    const ok = request(istio.pool, '/');
+    await within(ok.done);
+    expect(ok.text()).toBe('h2 anyway');
+    const h1 = makePool(up.port, { transport: withAlpn('http/1.1') });
+    const bad = request(h1.pool, '/');
+    await within(bad.done);
+    expect(bad.failure?.reason).toBe('protocol_error');
+    expect(bad.failure?.detail).toContain('http/1.1');
+    expect(h1.stats.upstreamCxConnectFail).toBe(1);
+  });
+
   it('speaks h2 over TLS negotiated with ALPN', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'meshlet-h2-'));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));

@@ -289,11 +289,18 @@ export class H2ConnectionPool implements ConnectionPool {
       this.clientGone(c);
       return;
     }
-    if (typeof conn.alpn === 'string' && conn.alpn !== '' && conn.alpn !== 'h2') {
+    // Like Envoy with an explicit HTTP/2 cluster, speak h2 whatever ALPN said (Istio offers
+    // "istio-peer-exchange"/"istio" first); only a peer that explicitly chose HTTP/1.1 is
+    // failed here, with a clear reason instead of a protocol error later.
+    if (conn.alpn === 'http/1.1') {
       socket.destroy();
       this.stats.upstreamCxConnectFail++;
       this.host.stats.cxConnectFail++;
-      this.connectFailed(c, 'protocol_error', `upstream negotiated ALPN ${conn.alpn}, not h2`);
+      this.connectFailed(
+        c,
+        'protocol_error',
+        `upstream ${this.host.key} negotiated ALPN http/1.1 on an HTTP/2 cluster`,
+      );
       return;
     }
     c.info = {
