@@ -45,10 +45,12 @@ import { H1ServerCodec, h1ServerOptions } from './h1/server-codec';
 import { H2ServerCodec, h2ServerOptionsFromHcm } from './h2/server-codec';
 import {
   applyServerHeader,
+  applyXfcc,
   type EdgeResult,
   getHeader,
   type HeaderFormatContext,
   mutateRequestHeaders,
+  normalizeRequestPath,
   stripHopByHop,
 } from './headers';
 import { type CompiledRoute, isGrpcRequest, routeTable } from './route-matcher';
@@ -401,6 +403,7 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     info.protocol = head.protocol;
     stripHopByHop(head.headers); // codecs already do; a no-op scan when clean
     mutateRequestHeaders(head, this.connection, this.hcm, this.edge);
+    applyXfcc(head.headers, this.connection, this.hcm);
     info.internal = this.edge.internal;
     info.requestId = getHeader(head.headers, 'x-request-id') ?? '';
     info.userAgent = getHeader(head.headers, 'user-agent') ?? '';
@@ -409,6 +412,14 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     else if (this.hcm.requestTimeoutMs > 0)
       this.requestTimer = setTimeout(onRequestTimeout, this.hcm.requestTimeoutMs, this);
     this.rc = this.manager.opts.routes();
+    if ((this.hcm.normalizePath || this.hcm.mergeSlashes) && head.method !== 'CONNECT') {
+      const p = normalizeRequestPath(head.path, this.hcm.normalizePath, this.hcm.mergeSlashes);
+      if (p === undefined) {
+        this.sendLocalReply(400, '', undefined, 'DPE', 'path_normalization_failed');
+        return;
+      }
+      head.path = p;
+    }
 
     const chain = this.manager.chain;
     if (chain.length > 0) {

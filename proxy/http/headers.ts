@@ -421,3 +421,80 @@ export function hasPort(authority: string): boolean {
   if (authority.startsWith('[')) return authority.indexOf(']:') > 0;
   return authority.lastIndexOf(':') > 0;
 }
+
+// ───────────────────────────── x-forwarded-client-cert ─────────────────────────────
+
+/**
+ * Envoy's forward_client_cert_details / set_current_client_cert_details for the
+ * x-forwarded-client-cert header. FORWARD_ONLY, APPEND_FORWARD and SANITIZE_SET act only on mTLS
+ * connections (a plaintext client's XFCC is removed); ALWAYS_FORWARD_ONLY forwards whatever came.
+ * The appended element follows Envoy's key order: By, Hash, Cert, Subject, URI (every URI SAN),
+ * DNS (every DNS SAN).
+ */
+export function applyXfcc(h: HeaderList, conn: DownstreamConnectionInfo, cfg: HcmConfig): void {
+  const mode = cfg.forwardClientCertDetails;
+  if (mode === 'ALWAYS_FORWARD_ONLY') return;
+  const tls = conn.tls;
+  const mtls = tls !== undefined && (tls.peerCertificateHash !== undefined || tls.peerPrincipal !== undefined);
+  if (mode === 'SANITIZE' || !mtls) {
+    removeHeader(h, 'x-forwarded-client-cert');
+    return;
+  }
+  if (mode === 'FORWARD_ONLY') return;
+  const d = cfg.setCurrentClientCertDetails;
+  let el = '';
+  if (tls.localPrincipal) el = `By=${tls.localPrincipal}`;
+  if (tls.peerCertificateHash) el += `${el ? ';' : ''}Hash=${tls.peerCertificateHash}`;
+  if (d.cert && tls.peerCertificatePem) el += `${el ? ';' : ''}Cert="${encodeURIComponent(tls.peerCertificatePem)}"`;
+  if (d.subject && tls.peerSubject !== undefined)
+    el += `${el ? ';' : ''}Subject="${tls.peerSubject.replace(/"/g, '\\"')}"`;
+  if (d.uri) {
+    const uris = tls.peerUriSans ?? (tls.peerPrincipal ? [tls.peerPrincipal] : []);
+    for (const u of uris) el += `${el ? ';' : ''}URI=${u}`;
+  }
+  if (d.dns) for (const n of tls.peerDnsSans ?? []) el += `${el ? ';' : ''}DNS=${n}`;
+  if (mode === 'SANITIZE_SET') {
+    if (el === '') removeHeader(h, 'x-forwarded-client-cert');
+    else setHeader(h, 'x-forwarded-client-cert', el);
+    return;
+  }
+  // APPEND_FORWARD
+  if (el === '') return;
+  const prev = getHeaderJoined(h, 'x-forwarded-client-cert');
+  setHeader(h, 'x-forwarded-client-cert', prev ? `${prev},${el}` : el);
+}
+
+// ───────────────────────────── path normalisation ─────────────────────────────
+
+/**
+ * normalize_path (RFC 3986 §5.2.4 dot-segment removal, backslashes kept as data) and
+ * merge_slashes on the path part of `path`; the query is untouched. Returns undefined for a path
+ * that does not start with "/" (Envoy answers such requests with 400). No allocation when the
+ * path is already normal.
+ */
+export function normalizeRequestPath(path: string, normalize: boolean, mergeSlashes: boolean): string | undefined {
+  if (path.charCodeAt(0) !== 47 /* '/' */) return path === '*' ? path : undefined;
+  let end = path.indexOf('?');
+  if (end < 0) end = path.length;
+  let p = path.slice(0, end);
+  const rest = path.slice(end);
+  if (normalize && (p.includes('/.') || p.includes('%2e') || p.includes('%2E'))) {
+    p = p.replace(/%2e/gi, '.');
+    const out: string[] = [];
+    const segs = p.split('/');
+    for (let i = 1; i < segs.length; i++) {
+      const s = segs[i]!;
+      const last = i === segs.length - 1;
+      if (s === '.') {
+        if (last) out.push('');
+      } else if (s === '..') {
+        out.pop();
+        if (last) out.push('');
+      } else out.push(s);
+    }
+    p = `/${out.join('/')}`;
+  }
+  if (mergeSlashes && p.includes('//')) p = p.replace(/\/{2,}/g, '/');
+  const result = p + rest;
+  return result === path ? path : result;
+}

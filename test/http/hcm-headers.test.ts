@@ -4,12 +4,14 @@ import type { DownstreamConnectionInfo, RequestHead } from '../../proxy/http/cod
 import {
   applyHeaderOptions,
   applyServerHeader,
+  applyXfcc,
   type EdgeResult,
   formatHeaderValue,
   getHeader,
   getHeaderJoined,
   isInternalAddress,
   mutateRequestHeaders,
+  normalizeRequestPath,
   removeHeader,
   removeHeaders,
   setHeader,
@@ -276,5 +278,95 @@ describe('server header transformation', () => {
     const c = ['server', 'upstream'];
     applyServerHeader(c, hcm({ serverHeaderTransformation: 'PASS_THROUGH' }));
     expect(c).toEqual(['server', 'upstream']);
+  });
+});
+
+describe('x-forwarded-client-cert', () => {
+  const mtls: DownstreamConnectionInfo = {
+    id: 1,
+    remoteAddress: '10.0.0.1',
+    remotePort: 1,
+    localAddress: '10.0.0.2',
+    localPort: 15006,
+    tls: {
+      localPrincipal: 'spiffe://cluster.local/ns/b/sa/server',
+      peerPrincipal: 'spiffe://cluster.local/ns/a/sa/client',
+      peerCertificateHash: 'abcd',
+      peerSubject: 'O=meshlet',
+      peerUriSans: ['spiffe://cluster.local/ns/a/sa/client'],
+      peerDnsSans: ['client.a.svc'],
+      peerCertificatePem: '-----BEGIN CERTIFICATE-----\nMII=\n-----END CERTIFICATE-----\n',
+    },
+  };
+  const details = { subject: true, cert: false, chain: false, dns: true, uri: true };
+  const xfcc = (h: string[]) => getHeader(h, 'x-forwarded-client-cert');
+
+  it('SANITIZE removes the header', () => {
+    const h = ['x-forwarded-client-cert', 'By=evil'];
+    applyXfcc(h, mtls, hcm({ forwardClientCertDetails: 'SANITIZE', setCurrentClientCertDetails: details }));
+    expect(xfcc(h)).toBeUndefined();
+  });
+
+  it('APPEND_FORWARD appends the current peer in Envoy key order (Istio sidecar inbound)', () => {
+    const h = ['x-forwarded-client-cert', 'By=spiffe://x;Hash=00'];
+    applyXfcc(h, mtls, hcm({ forwardClientCertDetails: 'APPEND_FORWARD', setCurrentClientCertDetails: details }));
+    expect(xfcc(h)).toBe(
+      'By=spiffe://x;Hash=00,By=spiffe://cluster.local/ns/b/sa/server;Hash=abcd;Subject="O=meshlet";URI=spiffe://cluster.local/ns/a/sa/client;DNS=client.a.svc',
+    );
+  });
+
+  it('SANITIZE_SET replaces, with the URL-encoded certificate when asked', () => {
+    const h = ['x-forwarded-client-cert', 'By=evil'];
+    applyXfcc(
+      h,
+      mtls,
+      hcm({
+        forwardClientCertDetails: 'SANITIZE_SET',
+        setCurrentClientCertDetails: { ...details, cert: true, dns: false, subject: false },
+      }),
+    );
+    expect(xfcc(h)).toBe(
+      `By=spiffe://cluster.local/ns/b/sa/server;Hash=abcd;Cert="${encodeURIComponent(mtls.tls!.peerCertificatePem!)}";URI=spiffe://cluster.local/ns/a/sa/client`,
+    );
+  });
+
+  it('FORWARD_ONLY keeps the header on mTLS, drops it on plaintext; ALWAYS_FORWARD_ONLY keeps it', () => {
+    const a = ['x-forwarded-client-cert', 'By=up'];
+    applyXfcc(a, mtls, hcm({ forwardClientCertDetails: 'FORWARD_ONLY', setCurrentClientCertDetails: details }));
+    expect(xfcc(a)).toBe('By=up');
+    const b = ['x-forwarded-client-cert', 'By=up'];
+    applyXfcc(
+      b,
+      conn('10.0.0.1'),
+      hcm({ forwardClientCertDetails: 'FORWARD_ONLY', setCurrentClientCertDetails: details }),
+    );
+    expect(xfcc(b)).toBeUndefined();
+    const c = ['x-forwarded-client-cert', 'By=up'];
+    applyXfcc(
+      c,
+      conn('10.0.0.1'),
+      hcm({ forwardClientCertDetails: 'ALWAYS_FORWARD_ONLY', setCurrentClientCertDetails: details }),
+    );
+    expect(xfcc(c)).toBe('By=up');
+  });
+});
+
+describe('path normalisation', () => {
+  it('removes dot segments (also percent-encoded) and keeps the query', () => {
+    expect(normalizeRequestPath('/a/./b/../c?x=/../', true, false)).toBe('/a/c?x=/../');
+    expect(normalizeRequestPath('/a/%2e%2E/b', true, false)).toBe('/b');
+    expect(normalizeRequestPath('/../../etc', true, false)).toBe('/etc');
+    expect(normalizeRequestPath('/a/b/..', true, false)).toBe('/a/');
+    expect(normalizeRequestPath('/a/.', true, false)).toBe('/a/');
+  });
+  it('merges slashes when asked', () => {
+    expect(normalizeRequestPath('//a///b', false, true)).toBe('/a/b');
+    expect(normalizeRequestPath('//a///b', true, false)).toBe('//a///b');
+  });
+  it('returns the same string when nothing changes and rejects relative paths', () => {
+    const p = '/already/normal?q=1';
+    expect(normalizeRequestPath(p, true, true)).toBe(p);
+    expect(normalizeRequestPath('relative/path', true, true)).toBeUndefined();
+    expect(normalizeRequestPath('*', true, true)).toBe('*');
   });
 });

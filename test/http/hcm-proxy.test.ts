@@ -288,6 +288,21 @@ describe('connection manager end to end (HTTP/1.1)', () => {
     idle.destroy();
   });
 
+  it('normalises the path before routing when normalize_path / merge_slashes are on', async () => {
+    const up = await startHttpEcho('a');
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/public'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port: up.port }])],
+      hcm: { normalizePath: true, mergeSlashes: true },
+    });
+    const s = await connect(proxy.port);
+    s.write('GET /private/../public//x/./y HTTP/1.1\r\nHost: a\r\n\r\n');
+    const text = await readUntil(s, (t) => t.includes('"upstream"'));
+    s.destroy();
+    expect(text.startsWith('HTTP/1.1 200')).toBe(true);
+    expect(up.requests[0]?.url).toBe('/public/x/y');
+  });
+
   it('an RDS swap changes routing for new requests only', async () => {
     const a = await startHttpEcho('a');
     const b = await startHttpEcho('b');
