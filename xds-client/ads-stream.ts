@@ -1,10 +1,10 @@
 /**
  * What the two ADS stream variants share: one gRPC bidi call, the node sent on the first request
  * (or on every request unless set_node_on_first_message_only), and the "pause" while a response is
- * applied, so a watcher that subscribes to new names from inside a callback has its request sent
- * after the ACK of the response that triggered it (Envoy pauses EDS/RDS requests the same way).
+ * applied: watchers are notified, then the ACK/NACK is sent, then any subscription a watcher made
+ * from inside its callback (Envoy pauses EDS/RDS requests during CDS/LDS updates the same way).
  *
- * Leans towards ordering over latency: ACK/NACK first, then subscription changes.
+ * Leans towards ordering over latency: apply, ACK/NACK, then subscription changes.
  */
 
 import type * as grpc from '@grpc/grpc-js';
@@ -134,7 +134,10 @@ export abstract class AdsStream<Req, Res> {
     }
   }
 
-  /** Run `apply` (which applies a response and sends its ACK/NACK), then notify, then send deferred subscriptions. */
+  /**
+   * Run `apply` (which applies a response, notifies watchers and sends the ACK/NACK) with
+   * subscription changes deferred, then send the deferred subscriptions.
+   */
   protected withPause(apply: () => void): void {
     this.applying = true;
     try {

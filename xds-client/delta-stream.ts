@@ -81,6 +81,8 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequestProto, DeltaDisc
         parsed.push(parseResource(state.def, i, r.resource, state.cachedBytes, r.name, r.version ?? ''));
       }
       const outcome = this.subs.applyDelta(state, version, parsed, msg.removed_resources ?? []);
+      // Watchers apply the change before it is ACKed (an ACK means "applied", as in Envoy).
+      this.subs.flush();
       const req: DeltaDiscoveryRequestProto = { type_url: typeUrl, response_nonce: nonce };
       if (!outcome.accepted) req.error_detail = { code: NACK_CODE, message: outcome.message };
       this.sendWithNode(req);

@@ -1,7 +1,8 @@
 /**
  * The queue of watcher notifications. Changes found while applying a response are queued and
- * delivered after the stream has sent its ACK/NACK; catch-up deliveries for new watches are
- * delivered in a microtask, so `watch()` has returned its cancel function first.
+ * delivered once the whole response is applied, before the stream sends its ACK/NACK; catch-up
+ * deliveries for new watches are delivered in a microtask, so `watch()` has returned its cancel
+ * function first.
  *
  * Leans towards isolation: a watcher that throws is logged and does not stop the others or the
  * stream.
@@ -70,7 +71,7 @@ export class Notifier {
     });
   }
 
-  /** Deliver queued notifications (the stream calls this after sending its ACK/NACK). */
+  /** Deliver queued notifications (the stream calls this once a response is applied, before its ACK/NACK). */
   flush(): void {
     if (this.flushing) return;
     this.flushing = true;

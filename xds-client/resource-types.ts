@@ -43,7 +43,10 @@ export interface ResourceTypeDef<T> {
   readonly wildcard: boolean;
 }
 
-/** Callbacks for one watch. Called synchronously after a response is applied and (N)ACKed. */
+/**
+ * Callbacks for one watch. Called synchronously once a whole response is applied, before it is
+ * ACKed/NACKed; a watch() or cancel made from a callback is sent after that ACK/NACK.
+ */
 export interface XdsWatcher<T> {
   /** A new or changed value (also called once with the cached value when the watch starts). */
   onChanged(name: string, value: T, version: string): void;

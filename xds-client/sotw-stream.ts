@@ -82,6 +82,8 @@ export class SotwStream extends AdsStream<DiscoveryRequestProto, DiscoveryRespon
       for (let i = 0; i < resources.length; i++)
         parsed[i] = parseResource(state.def, i, resources[i], state.cachedBytes);
       const outcome = this.subs.applySotw(state, version, parsed);
+      // Watchers apply the change before it is ACKed (an ACK means "applied", as in Envoy).
+      this.subs.flush();
       this.nonces.set(typeUrl, nonce);
       this.send(state, outcome.accepted ? undefined : outcome.message);
       const log = logger('xds');

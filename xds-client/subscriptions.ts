@@ -371,7 +371,7 @@ export class Subscriptions {
     return { accepted: false, message };
   }
 
-  /** Deliver queued notifications (the stream calls this after sending its ACK/NACK). */
+  /** Deliver queued notifications (the stream calls this once a response is applied, before its ACK/NACK). */
   flush(): void {
     this.notifier.flush();
   }
