@@ -106,7 +106,8 @@ describe('control plane channel', () => {
     });
     c.watch(LDS, '*', new RecordingWatcher());
     c.start();
-    while (attempts < 3) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 500 && attempts < 3; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(attempts).toBeGreaterThanOrEqual(3);
     known = true;
     expect((await s.next()).req.type_url).toBe(LDS);
     expect(c.stats().streamsStarted).toBe(1);
