@@ -803,8 +803,9 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
 
   resetDownstream(reason: ResetReason): void {
     if (this.destroyed) return;
-    this.encoder.reset(reason);
+    // Finalize first: a codec that reports the reset back synchronously must not add DC.
     this.finalize();
+    this.encoder.reset(reason);
   }
 
   pauseRequest(): void {

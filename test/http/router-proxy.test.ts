@@ -302,6 +302,30 @@ describe('router: failures, timeouts and retries', () => {
     for (const h of held) h();
   });
 
+  it('resets the downstream when the upstream dies mid-body (UR) or stalls past the timeout (UT)', async () => {
+    const a = await startHttpEcho('a', (req, res) => {
+      res.writeHead(200, { 'content-length': '100' });
+      res.write('partial');
+      if (req.url === '/die') setTimeout(() => res.socket?.destroy(), 20);
+      return true;
+    });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a', { timeoutMs: 200 }))])]),
+      clusters: [staticCluster('a', [{ port: a.port }])],
+    });
+    for (const path of ['/die', '/stall']) {
+      const s = await connect(proxy.port);
+      s.write(`GET ${path} HTTP/1.1\r\nHost: a\r\n\r\n`);
+      const text = await readUntil(s, () => false, 5_000);
+      s.destroy();
+      expect(text.startsWith('HTTP/1.1 200'), path).toBe(true);
+      expect(text.endsWith('partial'), path).toBe(true);
+    }
+    const infos = await proxy.waitCompleted(2);
+    expect(infos.find((i) => i.path === '/die')?.responseFlags()).toBe('UR');
+    expect(infos.find((i) => i.path === '/stall')?.responseFlags()).toBe('UT');
+  });
+
   it('retries a 503 and returns the retried 200, replaying the request body', async () => {
     let n = 0;
     const a = await startHttpEcho('a', (_q, res) => {
