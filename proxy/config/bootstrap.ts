@@ -15,7 +15,7 @@ import { parseDocument } from 'yaml';
 import { ConfigError, type FieldIssue } from '../errors';
 import { decodeClusterR } from './envoy/cluster';
 import type { DecodeContext, StaticRefs } from './envoy/context';
-import { decodeAddress, decodeConfigSourceFull, decodeGrpcServices, decodeNode } from './envoy/core';
+import { decodeAddress, decodeConfigSourceFull, decodeGrpcServices, decodeNode, dur } from './envoy/core';
 import { deepFreeze } from './envoy/freeze';
 import { decodeListenerR } from './envoy/listener';
 import { decodeSecretR } from './envoy/secret';
@@ -198,7 +198,7 @@ export function decodeBootstrap(raw: unknown, ctx0: DecodeContext, what = 'boots
     if (h) tracing = decodeTracingProvider(h, ctx);
     tr.done();
   }
-  const statsFlushIntervalMs = r.durationMs('stats_flush_interval');
+  const statsFlushIntervalMs = dur(r, 'stats_flush_interval');
   r.done();
 
   if (!issues.ok) throw new ConfigError(what, issues.errors, 'MESHLET_ERR_BOOTSTRAP');

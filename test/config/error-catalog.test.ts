@@ -412,6 +412,35 @@ const cases: [string, () => Res | FieldIssue[], FieldIssue[]][] = [
       { path: 'health_checks[2].http_health_check.request_headers_to_add', message: 'is not supported by meshlet' },
     ],
   ],
+  [
+    'health check intervals must be positive',
+    () =>
+      withCluster({
+        health_checks: [
+          {
+            timeout: '1s',
+            interval: '1s',
+            no_traffic_interval: '0s',
+            unhealthy_interval: { seconds: 0 },
+            unhealthy_threshold: 1,
+            healthy_threshold: 1,
+            tcp_health_check: {},
+          },
+        ],
+      }),
+    [
+      { path: 'health_checks[0].no_traffic_interval', message: 'must be greater than 0' },
+      { path: 'health_checks[0].unhealthy_interval', message: 'must be greater than 0' },
+    ],
+  ],
+  [
+    'negative durations',
+    () => route({ route: { cluster: 'c', timeout: '-1s', retry_policy: { per_try_timeout: { seconds: -2 } } } }),
+    [
+      { path: `${R}.route.timeout`, message: 'must not be negative, got "-1s"' },
+      { path: `${R}.route.retry_policy.per_try_timeout`, message: 'must not be negative, got {"seconds":-2}' },
+    ],
+  ],
   // listener
   [
     'direct source prefix ranges; ECDS network filter; network filter without typed_config',

@@ -11,7 +11,7 @@
 import { Reader } from '../reader';
 import type { CircuitBreakerThresholds, ClusterConfig, ClusterType, Http2Options, LbPolicyName } from '../types';
 import type { DecodeContext } from './context';
-import { decodeConfigSource, decodeMetadata, enumNamed, percent } from './core';
+import { decodeConfigSource, decodeMetadata, dur, enumNamed, percent } from './core';
 import { decodeClusterLoadAssignmentR, endpointCount } from './endpoint';
 import { DEFAULT_HTTP2, decodeHttp2Options } from './hcm';
 import { decodeHealthCheck } from './health-check';
@@ -79,7 +79,7 @@ interface Protocol {
 }
 
 function decodeCommonHttp(r: Reader, p: Protocol): void {
-  p.upstreamIdleTimeoutMs = r.durationMs('idle_timeout', p.upstreamIdleTimeoutMs);
+  p.upstreamIdleTimeoutMs = dur(r, 'idle_timeout', p.upstreamIdleTimeoutMs);
   p.maxRequestsPerConnection = r.int('max_requests_per_connection', p.maxRequestsPerConnection, 0, 0xffffffff);
   r.ignore('max_headers_count', 'max_connection_duration', 'max_stream_duration', 'headers_with_underscores_action');
   r.done();
@@ -222,7 +222,7 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
   } else if (type !== 'ORIGINAL_DST' && lbPolicy === 'CLUSTER_PROVIDED') {
     r.error('lb_policy', `LB policy CLUSTER_PROVIDED is not valid for cluster type ${type}; it requires ORIGINAL_DST`);
   }
-  const connectTimeoutMs = r.durationMs('connect_timeout', 5000);
+  const connectTimeoutMs = dur(r, 'connect_timeout', 5000);
   if (connectTimeoutMs <= 0) r.error('connect_timeout', 'must be greater than 0');
   const lbConfig = decodeLbConfig(r, lbPolicy);
 
@@ -290,7 +290,7 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
     ['AUTO', 'V4_ONLY', 'V6_ONLY', 'V4_PREFERRED', 'ALL'] as const,
     'AUTO',
   );
-  const dnsRefreshRateMs = r.durationMs('dns_refresh_rate', 5000);
+  const dnsRefreshRateMs = dur(r, 'dns_refresh_rate', 5000);
   if (dnsRefreshRateMs <= 1) r.error('dns_refresh_rate', 'must be greater than 1ms');
   const respectDnsTtl = r.bool('respect_dns_ttl', false);
   let healthyPanicThresholdPercent = 50;
@@ -311,7 +311,7 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
     if (type !== 'ORIGINAL_DST')
       r.error('original_dst_lb_config', `is only valid for ORIGINAL_DST clusters (type is ${type})`);
   }
-  const cleanupIntervalMs = r.durationMs('cleanup_interval', 5000);
+  const cleanupIntervalMs = dur(r, 'cleanup_interval', 5000);
   if (cleanupIntervalMs <= 0) r.error('cleanup_interval', 'must be greater than 0');
   const perConnectionBufferLimitBytes = r.int('per_connection_buffer_limit_bytes', 1_048_576, 0, 0xffffffff);
   const metadata = decodeMetadata(r);

@@ -34,6 +34,19 @@ export function enumNamed<T extends string>(
   return def;
 }
 
+/** google.protobuf.Duration in ms. Negative durations are rejected, as Envoy does. */
+export function dur(r: Reader, key: string): number | undefined;
+export function dur(r: Reader, key: string, def: number): number;
+export function dur(r: Reader, key: string, def?: number): number | undefined {
+  const v = r.durationMs(key);
+  if (v === undefined) return def;
+  if (v < 0) {
+    r.error(key, `must not be negative, got ${JSON.stringify(r.raw(key))}`);
+    return def;
+  }
+  return v;
+}
+
 /** envoy.type.v3.Percent ({value: 0..100}); a bare number is accepted too. */
 export function percent(r: Reader, key: string, def: number): number {
   const v = r.raw(key);
@@ -155,7 +168,7 @@ export interface DecodedConfigSource {
 export function decodeConfigSourceFull(r: Reader, ctx?: DecodeContext): DecodedConfigSource {
   const which = r.oneof(['ads', 'self', 'path', 'path_config_source', 'api_config_source'] as const);
   let source: ConfigSource | undefined;
-  const initialFetchTimeoutMs = r.durationMs('initial_fetch_timeout');
+  const initialFetchTimeoutMs = dur(r, 'initial_fetch_timeout');
   r.enumOf('resource_api_version', ['AUTO', 'V2', 'V3'] as const, 'AUTO');
   if (which === undefined) {
     r.issues.error(r.path, 'one of ads, path_config_source, api_config_source must be set');
@@ -238,7 +251,7 @@ export function decodeGrpcServices(r: Reader, ctx?: DecodeContext, role: GrpcRol
 /** envoy.config.core.v3.GrpcService (envoy_grpc or google_grpc). */
 export function decodeGrpcService(r: Reader, ctx?: DecodeContext, role: GrpcRole = 'other'): GrpcService | undefined {
   const which = r.oneof(['envoy_grpc', 'google_grpc'] as const);
-  const timeoutMs = r.durationMs('timeout');
+  const timeoutMs = dur(r, 'timeout');
   let out: GrpcService | undefined;
   if (r.list('initial_metadata').length > 0)
     r.error('initial_metadata', 'initial metadata is not supported by meshlet');

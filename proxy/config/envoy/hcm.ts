@@ -11,7 +11,7 @@ import type { Reader } from '../reader';
 import type { HcmConfig, Http2Options, HttpFilterConfig } from '../types';
 import { decodeAccessLogs } from './access-log';
 import type { DecodeContext } from './context';
-import { decodeConfigSource, enumNamed, percent } from './core';
+import { decodeConfigSource, dur, enumNamed, percent } from './core';
 import { runForeign } from './per-filter';
 import { decodeRouteConfigurationR } from './route';
 import { decodeUpgradeConfigs } from './route-action';
@@ -151,14 +151,14 @@ export function decodeHcm(
       setCurrentClientCertDetails[k] = sc.bool(k, false);
     sc.done();
   }
-  const requestTimeoutMs = r.durationMs('request_timeout', 0);
-  const requestHeadersTimeoutMs = r.durationMs('request_headers_timeout', 0);
-  const streamIdleTimeoutMs = r.durationMs('stream_idle_timeout', 300_000);
+  const requestTimeoutMs = dur(r, 'request_timeout', 0);
+  const requestHeadersTimeoutMs = dur(r, 'request_headers_timeout', 0);
+  const streamIdleTimeoutMs = dur(r, 'stream_idle_timeout', 300_000);
   let idleTimeoutMs = 3_600_000;
   let maxHeadersCount = 100;
   const cp = r.obj('common_http_protocol_options');
   if (cp) {
-    idleTimeoutMs = cp.durationMs('idle_timeout', 3_600_000);
+    idleTimeoutMs = dur(cp, 'idle_timeout', 3_600_000);
     maxHeadersCount = cp.int('max_headers_count', 100, 1);
     cp.done();
   }

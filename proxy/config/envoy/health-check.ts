@@ -5,6 +5,7 @@
  */
 import type { Reader } from '../reader';
 import type { HealthCheckConfig } from '../types';
+import { dur } from './core';
 
 function decodePayload(r: Reader): Buffer | undefined {
   const which = r.oneof(['text', 'binary'] as const);
@@ -25,21 +26,30 @@ function requiredPositiveMs(r: Reader, key: string): number {
     r.error(key, 'is required');
     return 0;
   }
-  const v = r.durationMs(key, 0);
+  const v = dur(r, key, 0);
   if (v <= 0) r.error(key, 'must be greater than 0');
+  return v;
+}
+
+function optionalPositiveMs(r: Reader, key: string): number | undefined {
+  const v = dur(r, key);
+  if (v === 0) {
+    r.error(key, 'must be greater than 0');
+    return undefined;
+  }
   return v;
 }
 
 export function decodeHealthCheck(r: Reader): HealthCheckConfig | undefined {
   const timeoutMs = requiredPositiveMs(r, 'timeout');
   const intervalMs = requiredPositiveMs(r, 'interval');
-  const intervalJitterMs = r.durationMs('interval_jitter', 0);
+  const intervalJitterMs = dur(r, 'interval_jitter', 0);
   const intervalJitterPercent = r.int('interval_jitter_percent', 0, 0, 100);
   for (const k of ['unhealthy_threshold', 'healthy_threshold']) if (!r.has(k)) r.error(k, 'is required');
   const unhealthyThreshold = r.int('unhealthy_threshold', 1, 0, 0xffffffff);
   const healthyThreshold = r.int('healthy_threshold', 1, 0, 0xffffffff);
-  const noTrafficIntervalMs = r.durationMs('no_traffic_interval', 60_000);
-  const unhealthyIntervalMs = r.durationMs('unhealthy_interval');
+  const noTrafficIntervalMs = optionalPositiveMs(r, 'no_traffic_interval') ?? 60_000;
+  const unhealthyIntervalMs = optionalPositiveMs(r, 'unhealthy_interval');
   r.ignore('reuse_connection', 'always_log_health_check_failures', 'always_log_health_check_success');
   const which = r.oneof(['http_health_check', 'tcp_health_check', 'grpc_health_check', 'custom_health_check'] as const);
   let check: HealthCheckConfig['check'] | undefined;

@@ -18,7 +18,7 @@ import type {
 } from '../types';
 import { decodeAccessLogs } from './access-log';
 import type { DecodeContext } from './context';
-import { decodeAddress } from './core';
+import { decodeAddress, dur } from './core';
 import { decodeHcm, T_HCM } from './hcm';
 import { decodeCidrList } from './matchers';
 import { decodeNetworkRbac, T_NETWORK_RBAC } from './rbac';
@@ -153,7 +153,7 @@ function decodeFilterChain(
 ): FilterChainConfig | undefined {
   const name = r.str('name', '');
   const match = decodeFilterChainMatch(r.obj('filter_chain_match'), tlsInspector);
-  const handshakeTimeoutMs = r.durationMs('transport_socket_connect_timeout', 15_000);
+  const handshakeTimeoutMs = dur(r, 'transport_socket_connect_timeout', 15_000);
   const ts = r.obj('transport_socket');
   const transportSocket = ts ? decodeTransportSocket(ts, ctx, 'downstream', handshakeTimeoutMs) : undefined;
   const filters: NetworkFilterConfig[] = [];
@@ -239,7 +239,7 @@ export function decodeListenerR(r: Reader, ctx: DecodeContext): ListenerConfig |
     r.issues.error(r.sub('filter_chains'), 'no filter chains specified');
   const useOriginalDst = r.bool('use_original_dst', false);
   const bindToPort = r.bool('bind_to_port', true);
-  const listenerFiltersTimeoutMs = r.durationMs('listener_filters_timeout', 15_000);
+  const listenerFiltersTimeoutMs = dur(r, 'listener_filters_timeout', 15_000);
   const continueOnListenerFiltersTimeout = r.bool('continue_on_listener_filters_timeout', false);
   const perConnectionBufferLimitBytes = r.int('per_connection_buffer_limit_bytes', 1_048_576, 0, 0xffffffff);
   const accessLog = decodeAccessLogs(r);

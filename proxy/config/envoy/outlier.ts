@@ -6,10 +6,11 @@
  */
 import type { Reader } from '../reader';
 import type { OutlierDetectionConfig } from '../types';
+import { dur } from './core';
 
 export function decodeOutlierDetection(r: Reader): OutlierDetectionConfig {
   const pos = (key: string, def: number) => {
-    const v = r.durationMs(key, def);
+    const v = dur(r, key, def);
     if (v <= 0) {
       r.error(key, 'must be greater than 0');
       return def;

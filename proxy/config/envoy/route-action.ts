@@ -17,7 +17,7 @@ import type {
   WeightedCluster,
 } from '../types';
 import { checkClusterRef, type DecodeContext, readConfigFile } from './context';
-import { dataSourceBytes, decodeDataSource, enumNamed } from './core';
+import { dataSourceBytes, decodeDataSource, dur, enumNamed } from './core';
 import { decodeHeaderMutations } from './headers';
 import { decodeRegexMatcher, headerName } from './matchers';
 import { decodeTypedPerFilterConfig } from './per-filter';
@@ -57,7 +57,7 @@ export function decodeRetryPolicy(r: Reader): RetryPolicy {
     else r.error('retry_on', `unknown retry condition ${JSON.stringify(t)} (expected one of ${RETRY_ON.join(', ')})`);
   }
   const numRetries = r.int('num_retries', 1, 0, UINT32_MAX);
-  const perTryTimeoutMs = r.durationMs('per_try_timeout', 0);
+  const perTryTimeoutMs = dur(r, 'per_try_timeout', 0);
   const retriableStatusCodes: number[] = [];
   for (const [i, c] of r.list('retriable_status_codes').entries()) {
     if (typeof c === 'number' && Number.isInteger(c) && c >= 100 && c <= 599) retriableStatusCodes.push(c);
@@ -84,12 +84,12 @@ export function decodeRetryPolicy(r: Reader): RetryPolicy {
   const bo = r.obj('retry_back_off');
   if (bo) {
     if (!bo.has('base_interval')) bo.error('base_interval', 'is required');
-    backOffBaseMs = bo.durationMs('base_interval', 25);
+    backOffBaseMs = dur(bo, 'base_interval', 25);
     if (backOffBaseMs <= 0) {
       bo.error('base_interval', 'must be greater than 0');
       backOffBaseMs = 25;
     }
-    backOffMaxMs = bo.durationMs('max_interval', backOffBaseMs * 10);
+    backOffMaxMs = dur(bo, 'max_interval', backOffBaseMs * 10);
     if (bo.has('max_interval') && backOffMaxMs < backOffBaseMs) {
       bo.error('max_interval', 'must be greater than or equal to the base_interval');
     }
@@ -122,7 +122,7 @@ function decodeHashPolicy(r: Reader): HashPolicy | undefined {
     if (name) out = { kind: 'header', name, terminal };
   } else if (s && which === 'cookie') {
     const name = s.requiredStr('name');
-    const ttlMs = s.durationMs('ttl');
+    const ttlMs = dur(s, 'ttl');
     const path = s.str('path');
     if (name)
       out = { kind: 'cookie', name, ...(ttlMs !== undefined ? { ttlMs } : {}), ...(path ? { path } : {}), terminal };
@@ -252,8 +252,8 @@ export function decodeRouteAction(r: Reader, ctx: DecodeContext): RouteAction | 
   const hostRewriteHeader = host === 'host_rewrite_header' ? headerName(r, host) : undefined;
   if (host === 'host_rewrite_path_regex') r.error(host, 'is not supported by meshlet');
   r.raw('host_rewrite_path_regex');
-  const timeoutMs = r.durationMs('timeout', 15_000);
-  const idleTimeoutMs = r.durationMs('idle_timeout', 0);
+  const timeoutMs = dur(r, 'timeout', 15_000);
+  const idleTimeoutMs = dur(r, 'idle_timeout', 0);
   const rp = r.obj('retry_policy');
   const retryPolicy = rp ? decodeRetryPolicy(rp) : undefined;
   const hashPolicy: HashPolicy[] = [];
@@ -265,7 +265,7 @@ export function decodeRouteAction(r: Reader, ctx: DecodeContext): RouteAction | 
   let maxStreamDurationMs: number | undefined;
   const msd = r.obj('max_stream_duration');
   if (msd) {
-    maxStreamDurationMs = msd.durationMs('max_stream_duration');
+    maxStreamDurationMs = dur(msd, 'max_stream_duration');
     msd.ignore('grpc_timeout_header_max', 'grpc_timeout_header_offset');
     msd.done();
   }

@@ -7,6 +7,7 @@ import type { Reader } from '../reader';
 import type { TcpProxyConfig } from '../types';
 import { decodeAccessLogs } from './access-log';
 import { checkClusterRef, type DecodeContext } from './context';
+import { dur } from './core';
 
 export const T_TCP_PROXY = 'envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy';
 
@@ -41,7 +42,7 @@ export function decodeTcpProxy(r: Reader, ctx: DecodeContext): TcpProxyConfig | 
       }
     }
   }
-  const idleTimeoutMs = r.durationMs('idle_timeout', 3_600_000);
+  const idleTimeoutMs = dur(r, 'idle_timeout', 3_600_000);
   const maxConnectAttempts = r.int('max_connect_attempts', 1, 1, 0xffffffff);
   const accessLog = decodeAccessLogs(r);
   for (const k of ['tunneling_config', 'on_demand'] as const) {

@@ -6,7 +6,7 @@
 import type { Reader } from '../reader';
 import type { TracingConfig } from '../types';
 import { checkClusterRef, type DecodeContext } from './context';
-import { decodeGrpcService } from './core';
+import { decodeGrpcService, dur } from './core';
 
 const T_OTEL = 'envoy.config.trace.v3.OpenTelemetryConfig';
 const T_ZIPKIN = 'envoy.config.trace.v3.ZipkinConfig';
@@ -22,7 +22,7 @@ function decodeHttpService(r: Reader, ctx: DecodeContext): TracingConfig['httpSe
   const clusterName = u.requiredStr('cluster');
   checkClusterRef(ctx, (m) => u.error('cluster', m), clusterName);
   if (!u.has('timeout')) u.error('timeout', 'is required');
-  const timeoutMs = u.durationMs('timeout', 0);
+  const timeoutMs = dur(u, 'timeout', 0);
   u.done();
   if (r.list('request_headers_to_add').length > 0) r.error('request_headers_to_add', 'is not supported by meshlet');
   r.done();
