@@ -109,6 +109,15 @@ describe('XdsClient delta', () => {
         .types.find((t) => t.type_url === LDS)
         ?.resources.map((r) => [r.name, r.version_info]),
     ).toEqual([['l2', 'b2']]);
+
+    // The exact request sequence: subscribe (with node), ACK d1, ACK d2.
+    expect(
+      s.requests.map(({ req }) => [req.response_nonce ?? '', req.error_detail ? 'NACK' : '-', !!req.node]),
+    ).toEqual([
+      ['', '-', true],
+      ['d1', '-', false],
+      ['d2', '-', false],
+    ]);
   });
 
   it('NACKs an invalid resource with error_detail and keeps the last accepted value', async () => {

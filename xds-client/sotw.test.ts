@@ -170,6 +170,22 @@ describe('XdsClient state of the world', () => {
     expect(ack.req.error_detail).toBeFalsy();
     expect(await lds.next()).toEqual({ kind: 'changed', name: 'l2', value: { name: 'l2', port: 8082 }, version: 'v3' });
     expect(c.snapshot().types.find((t) => t.type_url === LDS)?.error_state).toBeUndefined();
+
+    // The exact request sequence on the stream: subscribe, ACK v1, NACK v2, ACK v3.
+    expect(
+      s.requests.map(({ stream, req }) => [
+        stream,
+        req.version_info ?? '',
+        req.response_nonce ?? '',
+        req.error_detail ? 'NACK' : '-',
+        !!req.node,
+      ]),
+    ).toEqual([
+      [1, '', '', '-', true],
+      [1, 'v1', 'n1', '-', false],
+      [1, 'v1', 'n2', 'NACK', false],
+      [1, 'v3', 'n3', '-', false],
+    ]);
   });
 
   it('unwraps resources sent in envoy.service.discovery.v3.Resource (xds.config.resource-in-sotw)', async () => {
