@@ -29,6 +29,7 @@ import {
   TYPE_URLS,
 } from '../xds-client/protos';
 import { type AdsStream, DeltaStream, SotwStream, type StreamHost } from './ads-stream';
+import { createCertificateHandler, csrServerCredentials, csrServiceDefinition } from './csr-service';
 import { CertIssuer, workloadKey } from './issuer';
 import { findWorkload, type Mesh, parseMesh, parseMeshOrThrow } from './mesh';
 import { SnapshotCache } from './snapshot';
@@ -58,6 +59,11 @@ export interface ControlPlaneOptions {
   /** Mesh file polling interval, ms, in addition to fs.watch (default 1000; 0 = watch only). */
   readonly watchIntervalMs?: number;
   readonly log?: Logger;
+  /**
+   * Also serve certificate renewal by CSR (Istio's CreateCertificate shape, mTLS) on this port
+   * (0 = any free port); undefined = off. See csr-service.ts.
+   */
+  readonly csrPort?: number;
 }
 
 /** Result of a mesh reload attempt. */
@@ -75,6 +81,9 @@ export class ControlPlaneServer {
   /** The last rejected mesh file's error, cleared by a successful reload. */
   lastMeshError?: string;
   private readonly host: StreamHost;
+  private csrServer?: grpc.Server;
+  /** Bound port of the CSR service, when enabled. */
+  csrPort?: number;
 
   private constructor(
     private readonly server: grpc.Server,
@@ -138,6 +147,7 @@ export class ControlPlaneServer {
       }) as grpc.handleBidiStreamingCall<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto>,
     });
     if (opts.meshFile && opts.watchMeshFile !== false) cp.watchMeshFile(opts.meshFile);
+    if (opts.csrPort !== undefined) await cp.startCsrService(hostAddr, opts.csrPort, log);
     if (!isLoopback(hostAddr)) {
       log.warn(
         { address: cp.address },
@@ -177,7 +187,26 @@ export class ControlPlaneServer {
     return [...this.streams].map((s) => s.status());
   }
 
+  private async startCsrService(hostAddr: string, port: number, log: Logger): Promise<void> {
+    const server = new grpc.Server();
+    server.addService(csrServiceDefinition(), {
+      CreateCertificate: createCertificateHandler({
+        ca: this.ca,
+        isKnownIdentity: (id) => this.cache.mesh.workloads.some((w) => w.spiffeId === id),
+        defaultLifetimeMs: this.issuer.lifetimeMs,
+        log,
+      }),
+    });
+    const creds = await csrServerCredentials(this.ca);
+    this.csrPort = await new Promise<number>((resolve, reject) => {
+      server.bindAsync(`${hostAddr}:${port}`, creds, (err, p) => (err ? reject(err) : resolve(p)));
+    });
+    this.csrServer = server;
+    log.info({ address: `${hostAddr}:${this.csrPort}` }, 'serving certificate renewal by CSR (mTLS)');
+  }
+
   async close(): Promise<void> {
+    this.csrServer?.forceShutdown();
     this.watcher?.close();
     if (this.pollTimer) clearInterval(this.pollTimer);
     if (this.debounce) clearTimeout(this.debounce);

@@ -8,7 +8,7 @@ import { ConfigError, formatIssues } from '../errors';
 import { parseCommandArgs } from '../main';
 import { configureLogging } from '../telemetry/logger';
 
-const USAGE = `meshlet control-plane --mesh FILE [--port N] [--host ADDR] [--ca-dir DIR] [--cert-ttl-s N] [--log-level LEVEL]
+const USAGE = `meshlet control-plane --mesh FILE [--port N] [--host ADDR] [--ca-dir DIR] [--cert-ttl-s N] [--csr-port N] [--log-level LEVEL]
 
   -m, --mesh FILE          the mesh description (YAML; see control-plane/examples/bookinfo.yaml)
   -p, --port N             ADS gRPC port (default 15010, Istio's plaintext xDS port; 0 = any free port)
@@ -17,6 +17,8 @@ const USAGE = `meshlet control-plane --mesh FILE [--port N] [--host ADDR] [--ca-
                            created when absent. Default: a fresh in-memory CA per run
       --cert-ttl-s N       workload certificate lifetime in seconds (default 3600); they are
                            re-issued and pushed when half of it has passed
+      --csr-port N         also serve certificate renewal by CSR (Istio CreateCertificate shape, mTLS:
+                           a workload may renew only its own identity); off by default
       --validate           check the mesh file and exit
   -l, --log-level LEVEL    trace|debug|info|warn|error (default info)`;
 
@@ -27,6 +29,7 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     host: { type: 'string' },
     'ca-dir': { type: 'string' },
     'cert-ttl-s': { type: 'string' },
+    'csr-port': { type: 'string' },
     validate: { type: 'boolean' },
     'log-level': { type: 'string', short: 'l' },
   });
@@ -45,6 +48,11 @@ export async function runControlPlane(argv: string[]): Promise<number> {
   const ttlS = args['cert-ttl-s'] === undefined ? 3600 : Number(args['cert-ttl-s']);
   if (!Number.isFinite(ttlS) || ttlS < 2) {
     process.stderr.write('meshlet control-plane: --cert-ttl-s must be a number of seconds >= 2\n');
+    return 1;
+  }
+  const csrPort = args['csr-port'] === undefined ? undefined : Number(args['csr-port']);
+  if (csrPort !== undefined && (!Number.isInteger(csrPort) || csrPort < 0 || csrPort > 65535)) {
+    process.stderr.write('meshlet control-plane: --csr-port must be an integer 0-65535\n');
     return 1;
   }
   const { readFile } = await import('node:fs/promises');
@@ -70,8 +78,11 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     host: typeof args.host === 'string' ? args.host : undefined,
     caDir: typeof args['ca-dir'] === 'string' ? args['ca-dir'] : undefined,
     certLifetimeMs: ttlS * 1000,
+    csrPort,
   });
   process.stdout.write(`meshlet control-plane: serving ${file} over ADS on ${server.address}\n`);
+  if (server.csrPort !== undefined)
+    process.stdout.write(`meshlet control-plane: CSR signing (mTLS) on port ${server.csrPort}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGTERM', stop);
