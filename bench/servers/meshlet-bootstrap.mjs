@@ -25,7 +25,7 @@ function commonTls(identity, ca, peerSpiffe) {
 function cluster(name, port, { h2 = false, tls } = {}) {
   const c = {
     name,
-    connect_timeout: '1s',
+    connect_timeout: '5s', // Envoy's default
     type: 'STATIC',
     lb_policy: 'ROUND_ROBIN',
     load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: sock(port) } }] }] },
