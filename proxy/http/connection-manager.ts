@@ -632,6 +632,11 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
   encodeHeaders(head: ResponseHead, endStream: boolean): void {
     if (this.destroyed) return;
     this.started = true;
+    // Envoy disarms request_timeout once the response starts.
+    if (this.requestTimer !== undefined) {
+      clearTimeout(this.requestTimer);
+      this.requestTimer = undefined;
+    }
     this.idleTimer?.refresh();
     if (this.encodeStoppedAt >= 0)
       this.holdEncode({ kind: EVENT_HEADERS, head, chunk: undefined, trailers: undefined, endStream });

@@ -478,7 +478,7 @@ export class RouterStream {
     this.action = action;
 
     // Upgrades (WebSocket, CONNECT) must be enabled on the route or the connection manager.
-    const upgrade = head.method === 'CONNECT' ? 'connect' : head.upgrade;
+    const upgrade = head.upgrade ?? (head.method === 'CONNECT' ? 'connect' : undefined);
     if (upgrade !== undefined && !upgradeAllowed(upgrade, action.upgradeTypes, this.cb.hcm.upgradeTypes)) {
       this.cb.sendLocalReply(403, '', undefined, undefined, 'upgrade_failed');
       return;
