@@ -23,14 +23,10 @@ import type {
   HeaderList,
   HttpProtocol,
   RequestHead,
-  RequestSink,
-  ResetReason,
-  ResponseEncoder,
-  ResponseHead,
   ServerCodecCallbacks,
 } from '../codec';
 import { H1Parser, type H1ParserHandler } from './parser';
-import { appendHeaders, headerScan, SKIP_UPGRADE, writeFramed } from './writer';
+import { H1ServerStream, type H1ServerStreamOwner } from './server-stream';
 
 export interface H1ServerCodecOptions {
   /** HcmConfig.maxRequestHeadersKb (Envoy default 60). */
@@ -67,59 +63,7 @@ export function h1ServerOptions(
 
 const CONTINUE_100 = 'HTTP/1.1 100 Continue\r\n\r\n';
 
-/** Per-request state and the ResponseEncoder handed to the connection manager. */
-class H1ServerStream implements ResponseEncoder {
-  sink: RequestSink | undefined = undefined;
-  requestComplete = false;
-  headersSent = false;
-  responseComplete = false;
-  /** No more calls either way (reset, tunnel taken, or finished). */
-  detached = false;
-  chunked = false;
-  noBody = false;
-  closeAfter = false;
-  tunnelResponse = false;
-  /** Body bytes still owed for a Content-Length framed response; -1 when not length-framed. */
-  remaining = -1;
-  /** Response head serialised but not yet written (coalesced with the first body chunk). */
-  pendingHead: string | undefined = undefined;
-
-  constructor(
-    private readonly codec: H1ServerCodec,
-    readonly protocol: HttpProtocol,
-    readonly connection: DownstreamConnectionInfo,
-    readonly isHead: boolean,
-    readonly isConnect: boolean,
-    readonly keepAlive: boolean,
-  ) {}
-
-  writeHeaders(head: ResponseHead, endStream: boolean): void {
-    this.codec.writeHeaders(this, head, endStream);
-  }
-  writeData(chunk: Buffer, endStream: boolean): boolean {
-    return this.codec.writeData(this, chunk, endStream);
-  }
-  writeTrailers(trailers: HeaderList): void {
-    this.codec.writeTrailers(this, trailers);
-  }
-  reset(_reason: ResetReason): void {
-    this.codec.resetStream(this);
-  }
-  pauseRequest(): void {
-    this.codec.setUserPaused(this, true);
-  }
-  resumeRequest(): void {
-    this.codec.setUserPaused(this, false);
-  }
-  takeTunnel(): Duplex {
-    return this.codec.takeTunnel(this);
-  }
-  closeAfterResponse(): void {
-    this.closeAfter = true;
-  }
-}
-
-export class H1ServerCodec implements H1ParserHandler {
+export class H1ServerCodec implements H1ParserHandler, H1ServerStreamOwner {
   private readonly parser: H1Parser;
   private stream: H1ServerStream | undefined = undefined;
   /** Bytes received after the current request, held until its response is complete. */
@@ -145,7 +89,6 @@ export class H1ServerCodec implements H1ParserHandler {
   private readonly onErrorFn = () => {};
   private readonly onDrainFn = () => this.onDrain();
   private readonly resumeFn = () => this.resumeParsing();
-  private readonly flushFn = () => this.flushPendingHead();
 
   constructor(
     readonly socket: Socket,
@@ -170,6 +113,14 @@ export class H1ServerCodec implements H1ParserHandler {
       this.idleTimer.unref();
     }
     if (options.initialData !== undefined && options.initialData.length > 0) this.onData(options.initialData);
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
   }
 
   /** Requests in flight on this connection (0 or 1). */
@@ -434,125 +385,7 @@ export class H1ServerCodec implements H1ParserHandler {
     this.updateReading();
   }
 
-  // ───────────────────────────── output ─────────────────────────────
-
-  writeHeaders(s: H1ServerStream, head: ResponseHead, endStream: boolean): void {
-    if (s.detached || s.headersSent || this.closed) return;
-    const status = head.status;
-    if (status < 200 && status !== 101) {
-      // Informational (103 Early Hints…): not final, no framing.
-      if (s.protocol === 'HTTP/1.1') {
-        this.socket.write(
-          `${appendHeaders(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`, head.headers, SKIP_UPGRADE)}\r\n`,
-          'latin1',
-        );
-      }
-      return;
-    }
-    s.headersSent = true;
-    let str = appendHeaders(
-      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`,
-      head.headers,
-      status !== 101 ? SKIP_UPGRADE : 0,
-    );
-    const declared = headerScan.contentLength;
-    if (status === 101 || (s.isConnect && status >= 200 && status < 300)) {
-      s.tunnelResponse = true;
-      s.noBody = true;
-      if (status === 101) str += 'connection: upgrade\r\n';
-    } else {
-      if (s.isConnect) s.closeAfter = true; // a refused CONNECT: the rest of the input is not HTTP
-      if (s.isHead || status === 204 || status === 304) {
-        s.noBody = true;
-        if (declared === -1 && s.isHead && head.contentLength >= 0 && status !== 204 && status !== 304) {
-          str += `content-length: ${head.contentLength}\r\n`;
-        }
-      } else if (declared >= 0) {
-        s.remaining = declared; // framed by the given content-length
-      } else if (head.contentLength >= 0 && !endStream) {
-        s.remaining = head.contentLength;
-        str += `content-length: ${head.contentLength}\r\n`;
-      } else if (endStream) {
-        s.remaining = 0;
-        str += 'content-length: 0\r\n';
-      } else if (s.protocol === 'HTTP/1.1') {
-        s.chunked = true;
-        str += 'transfer-encoding: chunked\r\n';
-      } else {
-        s.closeAfter = true; // HTTP/1.0 without a length: close-delimited
-      }
-      // A body shorter than its declared length can only be signalled by closing the connection.
-      if (endStream && s.remaining > 0) s.closeAfter = true;
-      if (!s.requestComplete || !s.keepAlive || this.draining) s.closeAfter = true;
-      if (s.closeAfter) str += 'connection: close\r\n';
-      else if (s.protocol === 'HTTP/1.0') str += 'connection: keep-alive\r\n';
-    }
-    str += '\r\n';
-    if (endStream) {
-      this.socket.write(str, 'latin1');
-      this.endResponse(s);
-      return;
-    }
-    s.pendingHead = str;
-    process.nextTick(this.flushFn);
-  }
-
-  private flushPendingHead(): void {
-    const s = this.stream;
-    if (s === undefined || s.pendingHead === undefined || this.closed) return;
-    const h = s.pendingHead;
-    s.pendingHead = undefined;
-    this.socket.write(h, 'latin1');
-  }
-
-  writeData(s: H1ServerStream, chunk: Buffer, endStream: boolean): boolean {
-    if (s.detached || s.responseComplete || this.closed) return true;
-    const prefix = s.pendingHead ?? '';
-    s.pendingHead = undefined;
-    let ok: boolean;
-    if (s.noBody) {
-      ok = writeFramed(this.socket, prefix, undefined, '');
-    } else if (s.chunked) {
-      if (chunk.length > 0) {
-        ok = writeFramed(
-          this.socket,
-          `${prefix}${chunk.length.toString(16)}\r\n`,
-          chunk,
-          endStream ? '\r\n0\r\n\r\n' : '\r\n',
-        );
-      } else {
-        ok = writeFramed(this.socket, prefix, undefined, endStream ? '0\r\n\r\n' : '');
-      }
-    } else {
-      if (s.remaining >= 0) {
-        if (chunk.length > s.remaining) {
-          // Never write past the declared length: the excess would be read as the next response.
-          chunk = chunk.subarray(0, s.remaining);
-          s.closeAfter = true;
-        }
-        s.remaining -= chunk.length;
-        if (endStream && s.remaining > 0) s.closeAfter = true;
-      }
-      ok = writeFramed(this.socket, prefix, chunk, '');
-    }
-    if (endStream) this.endResponse(s);
-    return ok;
-  }
-
-  writeTrailers(s: H1ServerStream, trailers: HeaderList): void {
-    if (s.detached || s.responseComplete || this.closed) return;
-    const prefix = s.pendingHead ?? '';
-    s.pendingHead = undefined;
-    if (s.chunked) {
-      this.socket.write(`${appendHeaders(`${prefix}0\r\n`, trailers, SKIP_UPGRADE)}\r\n`, 'latin1');
-    } else if (prefix.length > 0) {
-      this.socket.write(prefix, 'latin1');
-    }
-    if (s.remaining > 0) s.closeAfter = true;
-    this.endResponse(s);
-  }
-
-  private endResponse(s: H1ServerStream): void {
+  endResponse(s: H1ServerStream): void {
     s.responseComplete = true;
     if (s.tunnelResponse) return; // the connection manager takes the tunnel next
     if (s.closeAfter || !s.requestComplete) {
@@ -591,7 +424,7 @@ export class H1ServerCodec implements H1ParserHandler {
   takeTunnel(s: H1ServerStream): Duplex {
     const socket = this.socket;
     if (s !== this.stream || this.tunneled) return socket;
-    this.flushPendingHead();
+    s.flushPendingHead();
     this.tunneled = true;
     s.detached = true;
     this.stream = undefined;
