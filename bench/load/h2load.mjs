@@ -32,7 +32,9 @@ export async function h2load(url, s) {
   const toMs = (v, unit) => Number(v) * (unit === 'us' ? 0.001 : unit === 's' ? 1000 : 1);
   const succeeded = Number(reqs[4]);
   return {
-    rps: Number(fin[3]),
+    // Successful requests per second (h2load's own req/s counts failed ones too).
+    rps: succeeded / (Number(fin[1]) / (fin[2] === 'ms' ? 1000 : 1)),
+    rawRps: Number(fin[3]),
     requests: succeeded,
     errors: Number(reqs[5]) + Number(reqs[6]) + Number(reqs[7]),
     non2xx: codes ? Number(codes[2]) + Number(codes[3]) + Number(codes[4]) : 0,

@@ -36,8 +36,10 @@ export async function wrk(url, s) {
   const ms = (us) => Math.round(us) / 1000;
   const e = j.errors;
   return {
-    rps: j.requests / (j.duration_us / 1e6),
-    requests: j.requests,
+    // Only answers that count: wrk's total includes non-2xx/3xx responses (e.g. a proxy's 503s).
+    rps: (j.requests - e.status) / (j.duration_us / 1e6),
+    requests: j.requests - e.status,
+    responses: j.requests,
     errors: e.connect + e.read + e.write + e.timeout,
     non2xx: e.status,
     latencyMs: {

@@ -127,7 +127,7 @@ export function renderMarkdown(results) {
     });
     out.push(
       table(
-        ['scenario', 'req/s', 'vs reference', '% of direct', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'errors'],
+        ['scenario', 'ok req/s', 'vs reference', '% of direct', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'errors'],
         rows,
       ),
       '',
@@ -154,7 +154,7 @@ export function renderMarkdown(results) {
         errCell(m),
       ];
     });
-    out.push(table(['scenario', 'req/s', 'vs direct', 'mean ms', 'errors'], rows), '');
+    out.push(table(['scenario', 'ok req/s', 'vs direct', 'mean ms', 'errors'], rows), '');
   }
 
   const grpc = present(['grpc/direct', 'grpc/meshlet']);
