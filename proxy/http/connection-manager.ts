@@ -51,6 +51,7 @@ import {
   type HeaderFormatContext,
   mutateRequestHeaders,
   normalizeRequestPath,
+  setHeader,
   stripHopByHop,
 } from './headers';
 import { type CompiledRoute, isGrpcRequest, routeTable } from './route-matcher';
@@ -231,6 +232,20 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
       log.warn({ err }, 'stream completion listener failed');
     }
   }
+}
+
+let dateSecond = -1;
+let dateValue = '';
+
+/** The IMF-fixdate for now, rebuilt at most once per second. */
+export function httpDate(): string {
+  const now = Date.now();
+  const sec = Math.floor(now / 1000);
+  if (sec !== dateSecond) {
+    dateSecond = sec;
+    dateValue = new Date(now).toUTCString();
+  }
+  return dateValue;
 }
 
 const PREFACE_START = Buffer.from('PRI ', 'latin1');
@@ -725,6 +740,8 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
   private writeHeaders(head: ResponseHead, endStream: boolean): void {
     this.headersWritten = true;
     applyServerHeader(head.headers, this.hcm);
+    // Envoy's date provider stamps every response (upstream date headers are replaced).
+    setHeader(head.headers, 'date', httpDate());
     const info = this.info;
     info.responseCode = head.status;
     info.firstDownstreamTxByteMs = info.now();

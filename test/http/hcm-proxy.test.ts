@@ -65,6 +65,7 @@ describe('connection manager end to end (HTTP/1.1)', () => {
     expect(res.status).toBe(200);
     expect(res.headers['x-upstream']).toBe('a');
     expect(res.headers.server).toBe('envoy');
+    expect(Number.isNaN(Date.parse(String(res.headers.date)))).toBe(false);
     expect(Number(res.headers['x-envoy-upstream-service-time'])).toBeGreaterThanOrEqual(0);
     const seen = echoOf(res.text);
     expect(seen.url).toBe('/hello?x=1');
