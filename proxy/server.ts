@@ -11,6 +11,7 @@ import { CertStore } from '../certs/store';
 import { registerCoreEndpoints } from './admin/endpoints';
 import { AdminServer } from './admin/admin-server';
 import type { Bootstrap, FilterChainConfig, ListenerConfig, RouteConfiguration } from './config/types';
+import { DynamicConfig } from './dynamic/xds-config';
 import { H1ConnectionPool } from './http/h1/pool';
 import { H2ConnectionPool } from './http/h2/client-pool';
 import { HttpConnectionManager } from './http/connection-manager';
@@ -79,6 +80,10 @@ export class MeshletServer {
   readonly routeTables = new Map<string, RouteConfiguration>();
   private readonly tcp = new TcpTransportSocketFactory();
   private shuttingDown: Promise<void> | undefined;
+  /** The xDS side, when the bootstrap has dynamic_resources.ads_config. */
+  dynamic: DynamicConfig | undefined;
+  /** Resolves when the initial configuration is applied (immediately for static bootstraps). */
+  initialized: Promise<void> = Promise.resolve();
 
   constructor(readonly opts: MeshletServerOptions) {
     this.registries = opts.registries ?? createRegistries();
@@ -158,7 +163,13 @@ export class MeshletServer {
       await this.close();
       throw err;
     }
-    if (!b.dynamicResources?.ldsConfig && !b.dynamicResources?.cdsConfig) this.state = 'LIVE';
+    if (b.dynamicResources?.adsConfig) {
+      this.dynamic = new DynamicConfig(this, b, { httpFilters: this.registries.httpFilters });
+      this.initialized = this.dynamic.start().then(() => {
+        if (this.state === 'INITIALIZING') this.state = 'LIVE';
+        log.info({ listeners: this.listeners.all().length, clusters: this.clusters.all().length }, 'initial dynamic configuration applied');
+      });
+    } else this.state = 'LIVE';
     log.info(
       { listeners: b.staticResources.listeners.length, clusters: b.staticResources.clusters.length, admin: this.admin.port || undefined },
       'meshlet started',
@@ -191,6 +202,7 @@ export class MeshletServer {
 
   /** Close everything now. */
   async close(): Promise<void> {
+    this.dynamic?.close();
     await this.listeners.close();
     this.clusters.destroy();
     await this.admin.close();

@@ -83,7 +83,9 @@ export function registerCoreEndpoints(admin: AdminServer, server: MeshletServer)
     return text(ls.map((l) => `${l.config.name}::${addressString(l.config.address, l.boundPort)}`).join('\n'));
   });
 
-  admin.route('GET', '/config_dump', 'the running configuration in Envoy ConfigDump shape', () => json(configDump(server)));
+  admin.route('GET', '/config_dump', 'running configuration in Envoy ConfigDump shape (?include_eds, ?resource=)', (q) =>
+    json(configDump(server, { includeEds: q.has('include_eds'), resource: q.get('resource') ?? undefined })),
+  );
 
   admin.route('GET', '/certs', 'workload certificates and trust bundles', () => json(server.certs.adminCerts()));
 
@@ -131,25 +133,83 @@ function socketAddress(hostPort: string): unknown {
 }
 
 /** Envoy's ConfigDump: one entry per config type, static and dynamic resources. */
-export function configDump(server: MeshletServer): { configs: unknown[] } {
+export function configDump(server: MeshletServer, opts: { includeEds?: boolean; resource?: string } = {}): { configs: unknown[] } {
   const raw = (server.opts.rawBootstrap ?? {}) as Record<string, unknown>;
   const rawStatic = (raw.static_resources ?? raw.staticResources ?? {}) as Record<string, unknown[] | undefined>;
   const lastUpdated = new Date(server.startedAt).toISOString();
-  return {
-    configs: [
-      { '@type': 'type.googleapis.com/envoy.admin.v3.BootstrapConfigDump', bootstrap: raw, last_updated: lastUpdated },
-      {
-        '@type': 'type.googleapis.com/envoy.admin.v3.ClustersConfigDump',
-        static_clusters: (rawStatic.clusters ?? []).map((cluster) => ({ cluster, last_updated: lastUpdated })),
-        dynamic_active_clusters: [],
-        dynamic_warming_clusters: [],
-      },
-      {
-        '@type': 'type.googleapis.com/envoy.admin.v3.ListenersConfigDump',
-        static_listeners: (rawStatic.listeners ?? []).map((listener) => ({ listener, last_updated: lastUpdated })),
-        dynamic_listeners: [],
-      },
-      { '@type': 'type.googleapis.com/envoy.admin.v3.SecretsConfigDump', static_secrets: server.certs.names().map((name) => ({ name })) },
-    ],
-  };
+  const snap = server.dynamic?.client.snapshot();
+  const ofType = (suffix: string) => snap?.types.find((t) => t.type_url.endsWith(suffix))?.resources ?? [];
+  const errorState = (r: { error_state?: unknown }) => (r.error_state ? { error_state: r.error_state } : {});
+  const listenerStates = server.dynamic?.listenerStates;
+  const configs: Record<string, unknown>[] = [
+    { '@type': 'type.googleapis.com/envoy.admin.v3.BootstrapConfigDump', bootstrap: raw, last_updated: lastUpdated },
+    {
+      '@type': 'type.googleapis.com/envoy.admin.v3.ClustersConfigDump',
+      static_clusters: (rawStatic.clusters ?? []).map((cluster) => ({ cluster, last_updated: lastUpdated })),
+      dynamic_active_clusters: ofType('.Cluster')
+        .filter((r) => r.resource && !server.clusters.warmingNames().includes(r.name))
+        .map((r) => ({ version_info: r.version_info, cluster: r.resource, last_updated: r.last_updated, client_status: r.client_status, ...errorState(r) })),
+      dynamic_warming_clusters: ofType('.Cluster')
+        .filter((r) => r.resource && server.clusters.warmingNames().includes(r.name))
+        .map((r) => ({ version_info: r.version_info, cluster: r.resource, last_updated: r.last_updated })),
+    },
+    {
+      '@type': 'type.googleapis.com/envoy.admin.v3.ListenersConfigDump',
+      static_listeners: (rawStatic.listeners ?? []).map((listener) => ({ listener, last_updated: lastUpdated })),
+      dynamic_listeners: ofType('.Listener').map((r) => {
+        const st = listenerStates?.get(r.name);
+        return {
+          name: r.name,
+          ...(st?.active ? { active_state: { version_info: st.active.version, listener: r.resource, last_updated: st.active.lastUpdated } } : {}),
+          ...(st?.warming ? { warming_state: { version_info: st.warming.version, listener: r.resource, last_updated: st.warming.lastUpdated } } : {}),
+          ...(r.error_state
+            ? { error_state: r.error_state }
+            : st?.error
+              ? { error_state: { details: st.error.details, last_update_attempt: st.error.lastUpdateAttempt, version_info: st.error.version } }
+              : {}),
+          client_status: r.client_status,
+        };
+      }),
+    },
+    {
+      '@type': 'type.googleapis.com/envoy.admin.v3.RoutesConfigDump',
+      dynamic_route_configs: ofType('.RouteConfiguration').map((r) => ({ version_info: r.version_info, route_config: r.resource, last_updated: r.last_updated, client_status: r.client_status, ...errorState(r) })),
+    },
+    {
+      '@type': 'type.googleapis.com/envoy.admin.v3.SecretsConfigDump',
+      static_secrets: server.bootstrap.staticResources.secrets.map((s) => ({ name: s.name, last_updated: lastUpdated })),
+      // Key material is never dumped: only names, versions and certificate facts.
+      dynamic_active_secrets: ofType('.Secret').map((r) => ({ name: r.name, version_info: r.version_info, last_updated: r.last_updated, client_status: r.client_status, ...errorState(r) })),
+    },
+  ];
+  if (opts.includeEds) {
+    configs.push({
+      '@type': 'type.googleapis.com/envoy.admin.v3.EndpointsConfigDump',
+      dynamic_endpoint_configs: ofType('.ClusterLoadAssignment').map((r) => ({ version_info: r.version_info, endpoint_config: r.resource, last_updated: r.last_updated, client_status: r.client_status, ...errorState(r) })),
+    });
+  }
+  if (snap) configs.push({ '@type': 'meshlet.admin.XdsStatus', connected: snap.connected, types: snap.types.map((t) => ({ type_url: t.type_url, version_info: t.version_info, last_updated: t.last_updated, ...(t.error_state ? { error_state: t.error_state } : {}) })) });
+  const wanted = opts.resource;
+  if (!wanted) return { configs };
+  // Envoy's ?resource=<field>: the elements of that repeated field, each with its own @type.
+  const out: unknown[] = [];
+  for (const c of configs) {
+    const list = c[wanted];
+    if (!Array.isArray(list)) continue;
+    const elementType = `${String(c['@type'])}.${RESOURCE_ELEMENT[wanted] ?? 'Resource'}`;
+    for (const e of list) out.push({ '@type': elementType, ...(e as object) });
+  }
+  return { configs: out };
 }
+
+const RESOURCE_ELEMENT: Record<string, string> = {
+  static_clusters: 'StaticCluster',
+  dynamic_active_clusters: 'DynamicCluster',
+  dynamic_warming_clusters: 'DynamicCluster',
+  static_listeners: 'StaticListener',
+  dynamic_listeners: 'DynamicListener',
+  dynamic_route_configs: 'DynamicRouteConfig',
+  static_secrets: 'StaticSecret',
+  dynamic_active_secrets: 'DynamicSecret',
+  dynamic_endpoint_configs: 'DynamicEndpointConfig',
+};

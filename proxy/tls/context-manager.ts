@@ -9,11 +9,11 @@
  * a clear reason rather than served without identity.
  */
 import { createHash, X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
 import { splitSan, uriSansOf } from '../../certs/identity';
 import type { CertStore } from '../../certs/store';
-import type { CertValidationContext, CommonTlsConfig, DataSource, SanMatcher } from '../config/types';
+import { readDataSource } from '../config/data-source';
+import type { CertValidationContext, CommonTlsConfig, SanMatcher } from '../config/types';
 import { matchString } from '../http/route-matcher';
 
 export interface ResolvedContext {
@@ -24,23 +24,6 @@ export interface ResolvedContext {
   readonly canVerifyPeer: boolean;
   /** The local identity's SPIFFE ID (first URI SAN of our certificate), for logs and XFCC. */
   readonly localPrincipal?: string;
-}
-
-function readDataSource(ds: DataSource): string {
-  switch (ds.kind) {
-    case 'inline_string':
-      return ds.value;
-    case 'inline_bytes':
-      return Buffer.from(ds.value, 'base64').toString('utf8');
-    case 'filename':
-      // Control-plane side: read when a context is (re)built, never per request.
-      return readFileSync(ds.value, 'utf8');
-    case 'environment_variable': {
-      const v = process.env[ds.value];
-      if (v === undefined) throw new Error(`environment variable ${ds.value} is not set`);
-      return v;
-    }
-  }
 }
 
 /** First URI SAN of a PEM certificate (the SPIFFE ID for mesh certificates). */
