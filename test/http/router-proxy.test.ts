@@ -521,6 +521,29 @@ describe('router: failures, timeouts and retries', () => {
   });
 });
 
+describe('router: pending-request circuit breaker', () => {
+  it('answers 503 UO with x-envoy-overloaded when the pool cannot queue (max_pending_requests)', async () => {
+    const a = await startHttpEcho('a');
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [
+        staticCluster('a', [{ port: a.port }], {
+          circuitBreakers: [
+            { priority: 'DEFAULT', maxConnections: 1024, maxPendingRequests: 0, maxRequests: 1024, maxRetries: 3 },
+          ],
+        }),
+      ],
+    });
+    const res = await call(proxy.port, '/');
+    expect(res.status).toBe(503);
+    expect(res.headers['x-envoy-overloaded']).toBe('true');
+    expect(a.requests).toHaveLength(0);
+    const [info] = await proxy.waitCompleted(1);
+    expect(info?.responseFlags()).toBe('UO');
+    expect(proxy.clusters.get('a')!.stats.upstreamRqPendingOverflow).toBe(1);
+  });
+});
+
 describe('router: ORIGINAL_DST and passive health feedback', () => {
   it('sends ORIGINAL_DST traffic to the address in the configured header', async () => {
     const a = await startHttpEcho('a');
