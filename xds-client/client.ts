@@ -186,6 +186,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
   start(): void {
     if (this.started || this.closed) return;
     this.started = true;
+    this.subs.armTimers();
     this.connect();
   }
 

@@ -41,6 +41,9 @@ describe('initial fetch timeout (fake timers)', () => {
     subs.watch(EDS, 'missing', missing);
     subs.watch(EDS, 'present', present);
     expect(interest).toEqual([EDS, EDS]);
+    vi.advanceTimersByTime(60_000); // timers start with the client, not with the watch
+    expect(missing.events).toEqual([]);
+    subs.armTimers();
     vi.advanceTimersByTime(10_000);
     sotw(subs, endpointsType, '1', [endpointsAny('present', ['10.0.0.1:80'])]);
     vi.advanceTimersByTime(4_999);
@@ -58,7 +61,10 @@ describe('initial fetch timeout (fake timers)', () => {
     subs.register(listenerType);
     const all = new RecordingWatcher<TestListener>();
     subs.watch(LDS, '*', all);
-    vi.advanceTimersByTime(1000);
+    subs.armTimers();
+    vi.advanceTimersByTime(999);
+    expect(all.events).toEqual([]);
+    vi.advanceTimersByTime(1);
     expect(all.events).toEqual([{ kind: 'missing', name: '*' }]);
   });
 
@@ -68,6 +74,7 @@ describe('initial fetch timeout (fake timers)', () => {
     subs.register(endpointsType);
     const w = new RecordingWatcher<unknown>();
     subs.watch(EDS, 'x', w);
+    subs.armTimers();
     vi.advanceTimersByTime(3_600_000);
     expect(w.events).toEqual([]);
   });

@@ -29,6 +29,8 @@ export interface ApplyOutcome {
 export class Subscriptions {
   private readonly types = new Map<string, TypeState<unknown>>();
   private readonly notifier = new Notifier();
+  /** Initial-fetch timers run only once the client has started (as Envoy starts them with the subscription). */
+  private armed = false;
 
   /**
    * @param initialFetchTimeoutMs how long a watched resource may stay unsent before watchers hear
@@ -130,8 +132,23 @@ export class Subscriptions {
 
   // ───────────── timers ─────────────
 
+  /**
+   * Start the initial-fetch timers (client start): from now on, every watched name that has not
+   * arrived within the timeout is reported as not existing.
+   */
+  armTimers(): void {
+    if (this.armed) return;
+    this.armed = true;
+    for (const state of this.types.values()) {
+      if (state.isWildcard() && !state.receivedResponse) this.startWildcardTimer(state);
+      for (const entry of state.resources.values()) {
+        if (entry.status === 'REQUESTED' && entry.value === undefined && !entry.timer) this.startTimer(state, entry);
+      }
+    }
+  }
+
   private startTimer<T>(state: TypeState<T>, entry: CachedResource<T>): void {
-    if (this.initialFetchTimeoutMs <= 0) return;
+    if (!this.armed || this.initialFetchTimeoutMs <= 0) return;
     entry.timer = setTimeout(() => {
       entry.timer = undefined;
       if (entry.value !== undefined || entry.status !== 'REQUESTED' || state.resources.get(entry.name) !== entry)
@@ -148,7 +165,7 @@ export class Subscriptions {
   }
 
   private startWildcardTimer<T>(state: TypeState<T>): void {
-    if (this.initialFetchTimeoutMs <= 0 || state.wildcardTimer) return;
+    if (!this.armed || this.initialFetchTimeoutMs <= 0 || state.wildcardTimer) return;
     state.wildcardTimer = setTimeout(() => {
       state.wildcardTimer = undefined;
       if (state.receivedResponse) return;
@@ -167,6 +184,7 @@ export class Subscriptions {
 
   /** Stop every timer (client close). Cached values stay readable. */
   stopTimers(): void {
+    this.armed = false;
     for (const state of this.types.values()) {
       clearTimeout(state.wildcardTimer);
       state.wildcardTimer = undefined;
