@@ -108,7 +108,9 @@ export function renderSvg(results) {
       const bad = (r.metrics.errors ?? 0) + (r.metrics.non2xx ?? 0);
       if (bad > 0) {
         // Latency of a run with failures describes the failures too: say so next to the label.
-        parts.push(`<text x="${labelW}" y="${ry + rowH / 2 + 18}" text-anchor="end" class="na">⚠ ${bad.toLocaleString('en-US')} errors / non-2xx</text>`);
+        parts.push(
+          `<text x="${labelW}" y="${ry + rowH / 2 + 18}" text-anchor="end" class="na">⚠ ${bad.toLocaleString('en-US')} errors / non-2xx</text>`,
+        );
       }
       KEYS.forEach((k, j) => {
         const v = r.metrics.latencyMs?.[k];
