@@ -73,6 +73,11 @@ export function renderMarkdown(results) {
   out.push(
     `- **Processes**: upstream nginx ${settings.upstreamWorkers} worker process(es) (one per core); every proxy under test ${settings.proxyWorkers} worker/thread (nginx worker_processes, HAProxy nbthread; Node proxies and meshlet are one process; meshlet mesh hop built with \`--meshlet-mode ${settings.meshletMode}\`); load generators share the same ${machine.cores} cores, so absolute numbers are a floor and ratios are what to compare.`,
   );
+  if (settings.rounds > 1) {
+    out.push(
+      `- **Rounds**: every scenario ran ${settings.rounds} times, interleaved; each row is its median round by req/s (MB/s; p99 for open-loop), every round is in results.json.`,
+    );
+  }
   out.push(
     `- **Upstream**: nginx \`return 200\` with a 13-byte body (1 KiB on /kib), HTTP/1.1 keep-alive and h2c; every scenario ends there.`,
   );
