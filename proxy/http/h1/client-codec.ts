@@ -149,8 +149,8 @@ export class H1ClientConnection implements H1ParserHandler {
     );
     const declared = headerScan.contentLength;
     if (head.upgrade !== undefined && !isConnect) str += `connection: upgrade\r\nupgrade: ${head.upgrade}\r\n`;
-    if (isConnect) {
-      // a tunnel: no framing
+    if (isConnect || (head.upgrade !== undefined && declared < 0)) {
+      // a tunnel, or an upgrade request (no body; bytes after a 101 are the new protocol)
     } else if (declared >= 0) {
       s.remaining = declared; // framed by the given content-length
     } else if (endStream) {
