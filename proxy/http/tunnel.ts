@@ -26,6 +26,10 @@ export class Tunnel {
   ) {
     const d = downstream;
     const u = upstream;
+    // Half-close: one side's FIN must not end our writes towards it while the other side still
+    // has bytes to deliver (sockets from net.Server / net.connect default to auto-ending).
+    d.allowHalfOpen = true;
+    u.allowHalfOpen = true;
     d.on('data', (c: Buffer) => {
       this.bytesUp += c.length;
       if (!u.write(c)) d.pause();

@@ -628,7 +628,8 @@ describe('router: upgrades', () => {
         const rest = buf.slice(end + 4);
         if (rest) s.write(`echo:${rest}`);
         s.on('data', (x: Buffer) => s.write(`echo:${x.toString('latin1')}`));
-        s.on('end', () => s.end());
+        // After the client's FIN, still send something back: half-close must carry it.
+        s.on('end', () => setTimeout(() => s.end('bye'), 20));
       };
       s.on('data', onHead);
     });
@@ -655,6 +656,10 @@ describe('router: upgrades', () => {
     s.write('hello');
     const echoed = await readUntil(s, (t) => t.includes('echo:hello'));
     expect(echoed).toContain('echo:hello');
+    let after = '';
+    s.on('data', (d: Buffer) => {
+      after += d.toString('latin1');
+    });
     const ended = new Promise<boolean>((resolve) => {
       const t = setTimeout(() => resolve(false), 5_000);
       s.once('end', () => {
@@ -664,6 +669,7 @@ describe('router: upgrades', () => {
     });
     s.end();
     expect(await ended).toBe(true);
+    expect(after).toBe('bye');
     s.destroy();
     const [info] = await proxy.waitCompleted(1);
     expect(info?.responseCode).toBe(101);
