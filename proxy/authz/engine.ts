@@ -108,7 +108,8 @@ function authenticatedMatches(m: StringMatcher | undefined, c: DownstreamConnect
   const tls = c.tls;
   if (tls === undefined) return false;
   const uris = tls.peerUriSans;
-  const hasPeer = tls.peerPrincipal !== undefined || (uris !== undefined && uris.length > 0) || tls.peerSubject !== undefined;
+  const hasPeer =
+    tls.peerPrincipal !== undefined || (uris !== undefined && uris.length > 0) || tls.peerSubject !== undefined;
   if (m === undefined) return hasPeer;
   if (uris !== undefined && uris.length > 0) {
     for (let i = 0; i < uris.length; i++) if (matchString(m, uris[i]!)) return true;

@@ -39,7 +39,13 @@ export class NetworkRbacFilter implements NetworkFilter {
     this.input.connection = undefined as unknown as DownstreamConnectionInfo;
     if (!ok && log.isLevelEnabled('debug')) {
       log.debug(
-        { filter: this.filterName, conn: info.id, remote: info.remoteAddress, principal: info.tls?.peerPrincipal, policy: this.engine.lastPolicy },
+        {
+          filter: this.filterName,
+          conn: info.id,
+          remote: info.remoteAddress,
+          principal: info.tls?.peerPrincipal,
+          policy: this.engine.lastPolicy,
+        },
         'RBAC denied the connection',
       );
     }

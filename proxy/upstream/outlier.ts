@@ -68,7 +68,11 @@ export interface OutlierOptions {
   readonly random?: () => number;
   readonly now?: () => number;
   /** Called on every ejection / un-ejection (event log, tests). */
-  readonly onEvent?: (e: { readonly kind: 'eject' | 'uneject'; readonly host: Host; readonly type?: EjectionType }) => void;
+  readonly onEvent?: (e: {
+    readonly kind: 'eject' | 'uneject';
+    readonly host: Host;
+    readonly type?: EjectionType;
+  }) => void;
 }
 
 export class OutlierDetector {
@@ -184,7 +188,10 @@ export class OutlierDetector {
 
   /** Ejection duration for a host ejected `n` times. */
   ejectionTimeMs(n: number): number {
-    return Math.min(this.config.baseEjectionTimeMs * Math.max(1, n), Math.max(this.config.maxEjectionTimeMs, this.config.baseEjectionTimeMs));
+    return Math.min(
+      this.config.baseEjectionTimeMs * Math.max(1, n),
+      Math.max(this.config.maxEjectionTimeMs, this.config.baseEjectionTimeMs),
+    );
   }
 
   /** One interval tick: lift expired ejections, decay counts, run success-rate ejection. */

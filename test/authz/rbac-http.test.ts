@@ -14,13 +14,13 @@ import {
   HCM_TYPE,
   ROUTER_TYPE,
   routes,
-  socketAddress,
-  staticCluster,
-  startMeshlet,
-  stopAllMeshlets,
   type StartedMeshlet,
+  socketAddress,
+  startMeshlet,
+  staticCluster,
+  stopAllMeshlets,
 } from '../support/meshlet';
-import { closeAll, startHttpEcho, type HttpEcho } from '../support/upstreams';
+import { closeAll, type HttpEcho, startHttpEcho } from '../support/upstreams';
 
 const RBAC_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC';
 const RBAC_PER_ROUTE_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute';
@@ -200,8 +200,16 @@ beforeAll(async () => {
           action: 'ALLOW',
           policies: {
             frontend: {
-              permissions: [{ and_rules: { rules: [{ header: { name: ':method', string_match: { exact: 'GET' } } }, { any: true }] } }],
-              principals: [{ authenticated: { principal_name: { exact: `spiffe://${TRUST}/ns/default/sa/frontend` } } }],
+              permissions: [
+                {
+                  and_rules: {
+                    rules: [{ header: { name: ':method', string_match: { exact: 'GET' } } }, { any: true }],
+                  },
+                },
+              ],
+              principals: [
+                { authenticated: { principal_name: { exact: `spiffe://${TRUST}/ns/default/sa/frontend` } } },
+              ],
             },
           },
         },
@@ -281,7 +289,9 @@ describe('HTTP RBAC filter', () => {
     expect((await get(port, '/open/anything')).status).toBe(200);
     const strict = await get(port, '/strict', { 'x-role': 'admin' });
     expect(strict.status).toBe(403);
-    expect(streams.find((s) => s.path === '/strict')?.responseCodeDetails).toBe('rbac_access_denied_matched_policy[everyone]');
+    expect(streams.find((s) => s.path === '/strict')?.responseCodeDetails).toBe(
+      'rbac_access_denied_matched_policy[everyone]',
+    );
   });
 
   it('DENY by source IP and path, by CIDR that does not match, and by a not_rule on :method', async () => {

@@ -4,7 +4,7 @@
  * config validation errors of both RBAC filters.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AuthzInput, RbacEngine } from '../../proxy/authz/engine';
+import { type AuthzInput, RbacEngine, RbacStats } from '../../proxy/authz/engine';
 import { allRbacStats } from '../../proxy/authz/stats';
 import { decodeBootstrap } from '../../proxy/config/bootstrap';
 import { Issues, Reader } from '../../proxy/config/reader';
@@ -12,9 +12,16 @@ import type { RbacConfig } from '../../proxy/config/types';
 import { ConfigError } from '../../proxy/errors';
 import type { DownstreamConnectionInfo, RequestHead } from '../../proxy/http/codec';
 import { rbacFilterFactory, rbacPerRouteFactory } from '../../proxy/http/filters/rbac';
-import { RbacStats } from '../../proxy/authz/engine';
 import { createRegistries } from '../../proxy/registry';
-import { bootstrap, socketAddress, staticCluster, startMeshlet, stopAllMeshlets, TCP_PROXY_TYPE, type StartedMeshlet } from '../support/meshlet';
+import {
+  bootstrap,
+  type StartedMeshlet,
+  socketAddress,
+  startMeshlet,
+  staticCluster,
+  stopAllMeshlets,
+  TCP_PROXY_TYPE,
+} from '../support/meshlet';
 import { closeAll, rawExchange, startTcpEcho, type TcpEcho } from '../support/upstreams';
 
 const NET_RBAC_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC';
@@ -27,7 +34,10 @@ function tcpRbacListener(name: string, rbac: Record<string, unknown>): Record<st
       {
         filters: [
           { name: 'envoy.filters.network.rbac', typed_config: { '@type': NET_RBAC_TYPE, stat_prefix: name, ...rbac } },
-          { name: 'envoy.filters.network.tcp_proxy', typed_config: { '@type': TCP_PROXY_TYPE, stat_prefix: name, cluster: 'echo' } },
+          {
+            name: 'envoy.filters.network.tcp_proxy',
+            typed_config: { '@type': TCP_PROXY_TYPE, stat_prefix: name, cluster: 'echo' },
+          },
         ],
       },
     ],
@@ -46,7 +56,10 @@ beforeAll(async () => {
           rules: {
             action: 'DENY',
             policies: {
-              loopback: { permissions: [{ any: true }], principals: [{ source_ip: { address_prefix: '127.0.0.0', prefix_len: 8 } }] },
+              loopback: {
+                permissions: [{ any: true }],
+                principals: [{ source_ip: { address_prefix: '127.0.0.0', prefix_len: 8 } }],
+              },
             },
           },
         }),
@@ -55,7 +68,10 @@ beforeAll(async () => {
             action: 'ALLOW',
             policies: {
               // destination_port 1 never matches, so not_rule admits every real port.
-              'not-port-1': { permissions: [{ not_rule: { destination_port: 1 } }], principals: [{ remote_ip: { address_prefix: '127.0.0.1', prefix_len: 32 } }] },
+              'not-port-1': {
+                permissions: [{ not_rule: { destination_port: 1 } }],
+                principals: [{ remote_ip: { address_prefix: '127.0.0.1', prefix_len: 32 } }],
+              },
             },
           },
         }),
@@ -63,7 +79,9 @@ beforeAll(async () => {
           // Header rules never match a bare connection: an ALLOW on a header admits nobody.
           rules: {
             action: 'ALLOW',
-            policies: { hdr: { permissions: [{ header: { name: 'x-any', present_match: true } }], principals: [{ any: true }] } },
+            policies: {
+              hdr: { permissions: [{ header: { name: 'x-any', present_match: true } }], principals: [{ any: true }] },
+            },
           },
         }),
       ],
@@ -160,13 +178,30 @@ describe('RBAC engine', () => {
       },
     });
     const input: AuthzInput = {
-      connection: conn({ originalDst: { address: '192.168.1.7', port: 9080 }, tls: { sni: 'reviews.default.svc.cluster.local' } }),
+      connection: conn({
+        originalDst: { address: '192.168.1.7', port: 9080 },
+        tls: { sni: 'reviews.default.svc.cluster.local' },
+      }),
       head: head('/'),
     };
     expect(e.evaluate(input)).toBe(true);
     expect(e.lastPolicy).toBe('p');
-    expect(e.evaluate({ connection: conn({ originalDst: { address: '192.168.1.7', port: 9081 }, tls: { sni: 'x.svc.cluster.local' } }), head: head('/') })).toBe(false);
-    expect(e.evaluate({ connection: conn({ remoteAddress: '11.0.0.1', originalDst: { address: '192.168.1.7', port: 9080 }, tls: { sni: 'a.svc.cluster.local' } }), head: head('/') })).toBe(false);
+    expect(
+      e.evaluate({
+        connection: conn({ originalDst: { address: '192.168.1.7', port: 9081 }, tls: { sni: 'x.svc.cluster.local' } }),
+        head: head('/'),
+      }),
+    ).toBe(false);
+    expect(
+      e.evaluate({
+        connection: conn({
+          remoteAddress: '11.0.0.1',
+          originalDst: { address: '192.168.1.7', port: 9080 },
+          tls: { sni: 'a.svc.cluster.local' },
+        }),
+        head: head('/'),
+      }),
+    ).toBe(false);
     expect(e.stats.allowed).toBe(1);
     expect(e.stats.denied).toBe(2);
   });
@@ -177,20 +212,27 @@ describe('RBAC engine', () => {
         action: 'ALLOW',
         policies: {
           anyPeer: { permissions: [{ url_path: { path: { exact: '/peer' } } }], principals: [{ authenticated: {} }] },
-          named: { permissions: [{ any: true }], principals: [{ authenticated: { principal_name: { exact: 'db.internal' } } }] },
+          named: {
+            permissions: [{ any: true }],
+            principals: [{ authenticated: { principal_name: { exact: 'db.internal' } } }],
+          },
         },
       },
     });
     const tlsPeer = { peerPrincipal: 'spiffe://td/ns/a/sa/b', peerUriSans: ['spiffe://td/ns/a/sa/b'] };
     expect(e.evaluate({ connection: conn({ tls: tlsPeer }), head: head('/peer?q') })).toBe(true);
     expect(e.evaluate({ connection: conn({ tls: {} }), head: head('/peer') })).toBe(false);
-    expect(e.evaluate({ connection: conn({ tls: { ...tlsPeer, peerDnsSans: ['db.internal'] } }), head: head('/x') })).toBe(true);
+    expect(
+      e.evaluate({ connection: conn({ tls: { ...tlsPeer, peerDnsSans: ['db.internal'] } }), head: head('/x') }),
+    ).toBe(true);
     expect(e.lastPolicy).toBe('named');
     expect(e.evaluate({ connection: conn(), head: head('/peer') })).toBe(false);
   });
 
   it('LOG admits everything and counts matches; no rules admits everything', () => {
-    const log = engine({ rules: { action: 'LOG', policies: { all: { permissions: [{ any: true }], principals: [{ any: true }] } } } });
+    const log = engine({
+      rules: { action: 'LOG', policies: { all: { permissions: [{ any: true }], principals: [{ any: true }] } } },
+    });
     expect(log.evaluate({ connection: conn(), head: head('/') })).toBe(true);
     expect(log.stats.logged).toBe(1);
     const open = engine({ shadow_rules: { action: 'ALLOW', policies: {} } });
@@ -205,7 +247,16 @@ describe('RBAC engine', () => {
         policies: {
           p: {
             permissions: [{ url_path: { path: { exact: '/admin' } } }],
-            principals: [{ or_ids: { ids: [{ header: { name: 'x-user', string_match: { prefix: 'evil' } } }, { not_id: { source_ip: { address_prefix: '10.0.0.0', prefix_len: 8 } } }] } }],
+            principals: [
+              {
+                or_ids: {
+                  ids: [
+                    { header: { name: 'x-user', string_match: { prefix: 'evil' } } },
+                    { not_id: { source_ip: { address_prefix: '10.0.0.0', prefix_len: 8 } } },
+                  ],
+                },
+              },
+            ],
           },
         },
       },
@@ -273,7 +324,10 @@ describe('RBAC config validation', () => {
           filter_chains: [
             {
               filters: [
-                { name: 'rbac', typed_config: { '@type': NET_RBAC_TYPE, enforcement_type: 'CONTINUOUS', rules: { action: 'ALLOW' } } },
+                {
+                  name: 'rbac',
+                  typed_config: { '@type': NET_RBAC_TYPE, enforcement_type: 'CONTINUOUS', rules: { action: 'ALLOW' } },
+                },
                 { name: 'tcp', typed_config: { '@type': TCP_PROXY_TYPE, stat_prefix: 't', cluster: 'echo' } },
               ],
             },

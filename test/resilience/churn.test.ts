@@ -16,8 +16,16 @@ import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ClusterLoadAssignment, HealthStatus } from '../../proxy/config/types';
 import type { Cluster } from '../../proxy/upstream/cluster';
-import { bootstrap, httpListener, routes, staticCluster, startMeshlet, stopAllMeshlets, type StartedMeshlet } from '../support/meshlet';
-import { closeAll, startHttpEcho, type HttpEcho } from '../support/upstreams';
+import {
+  bootstrap,
+  httpListener,
+  routes,
+  type StartedMeshlet,
+  startMeshlet,
+  staticCluster,
+  stopAllMeshlets,
+} from '../support/meshlet';
+import { closeAll, type HttpEcho, startHttpEcho } from '../support/upstreams';
 
 afterEach(async () => {
   await stopAllMeshlets();
@@ -104,8 +112,15 @@ async function runChurn(withRetries: boolean): Promise<ChurnResult> {
       [httpListener('http', routes([{ match: { prefix: '/' }, route }]))],
       [
         staticCluster('svc', [a.port], {
-          outlier_detection: { consecutive_5xx: 3, interval: '0.1s', base_ejection_time: '30s', max_ejection_percent: 50 },
-          circuit_breakers: { thresholds: [{ retry_budget: { budget_percent: { value: 25 }, min_retry_concurrency: 5 } }] },
+          outlier_detection: {
+            consecutive_5xx: 3,
+            interval: '0.1s',
+            base_ejection_time: '30s',
+            max_ejection_percent: 50,
+          },
+          circuit_breakers: {
+            thresholds: [{ retry_budget: { budget_percent: { value: 25 }, min_retry_concurrency: 5 } }],
+          },
         }),
       ],
     ),

@@ -9,13 +9,27 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Issues, Reader } from '../../proxy/config/reader';
 import { decodeFault, faultStats } from '../../proxy/http/filters/fault';
 import type { StreamInfo } from '../../proxy/http/stream-info';
-import { bootstrap, HCM_TYPE, ROUTER_TYPE, routes, socketAddress, staticCluster, startMeshlet, stopAllMeshlets, type StartedMeshlet } from '../support/meshlet';
-import { closeAll, startHttpEcho, type HttpEcho } from '../support/upstreams';
+import {
+  bootstrap,
+  HCM_TYPE,
+  ROUTER_TYPE,
+  routes,
+  type StartedMeshlet,
+  socketAddress,
+  startMeshlet,
+  staticCluster,
+  stopAllMeshlets,
+} from '../support/meshlet';
+import { closeAll, type HttpEcho, startHttpEcho } from '../support/upstreams';
 
 const FAULT = 'type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault';
 const P100 = { numerator: 100, denominator: 'HUNDRED' };
 
-function listener(name: string, faultCfg: Record<string, unknown>, routeList: Record<string, unknown>[]): Record<string, unknown> {
+function listener(
+  name: string,
+  faultCfg: Record<string, unknown>,
+  routeList: Record<string, unknown>[],
+): Record<string, unknown> {
   return {
     name,
     address: socketAddress(0),
@@ -147,7 +161,10 @@ describe('fault injection filter', () => {
     expect(byPath('/h1')[0]?.hasResponseFlag('FI')).toBe(true);
 
     // The percentage header can only lower the configured percentage: 0 % disables the abort.
-    expect((await get(port, '/h2', { 'x-envoy-fault-abort-request': '500', 'x-envoy-fault-abort-request-percentage': '0' })).status).toBe(200);
+    expect(
+      (await get(port, '/h2', { 'x-envoy-fault-abort-request': '500', 'x-envoy-fault-abort-request-percentage': '0' }))
+        .status,
+    ).toBe(200);
 
     const delayed = await get(port, '/h3', { 'x-envoy-fault-delay-request': '50' });
     expect(delayed.status).toBe(200);
@@ -214,17 +231,28 @@ describe('fault config validation', () => {
       ),
     );
     expect(issues.errors.map((e) => e.path)).toEqual(
-      expect.arrayContaining(['fault.delay', 'fault.abort.grpc_status', 'fault.response_rate_limit', 'fault.max_active_faults']),
+      expect.arrayContaining([
+        'fault.delay',
+        'fault.abort.grpc_status',
+        'fault.response_rate_limit',
+        'fault.max_active_faults',
+      ]),
     );
     const i2 = new Issues();
     decodeFault(new Reader({ abort: { http_status: 150, percentage: P100 }, delay: { fixed_delay: 'soon' } }, 'f', i2));
-    expect(i2.errors.map((e) => e.path)).toEqual(expect.arrayContaining(['f.abort.http_status', 'f.delay.fixed_delay']));
+    expect(i2.errors.map((e) => e.path)).toEqual(
+      expect.arrayContaining(['f.abort.http_status', 'f.delay.fixed_delay']),
+    );
   });
 
   it('decodes percentages over any denominator', () => {
     const issues = new Issues();
     const cfg = decodeFault(
-      new Reader({ delay: { fixed_delay: '1.5s', percentage: { numerator: 2500, denominator: 'TEN_THOUSAND' } } }, '', issues),
+      new Reader(
+        { delay: { fixed_delay: '1.5s', percentage: { numerator: 2500, denominator: 'TEN_THOUSAND' } } },
+        '',
+        issues,
+      ),
     );
     expect(issues.errors).toEqual([]);
     expect(cfg.delay).toEqual({ fixedDelayMs: 1500, fromHeader: false, percent: 25 });

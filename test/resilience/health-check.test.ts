@@ -8,13 +8,21 @@
 import http from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import * as protobuf from 'protobufjs';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { decodeHealthCheck } from '../../proxy/config/envoy/health-check';
 import { Issues, Reader } from '../../proxy/config/reader';
 import type { ClusterLoadAssignment, HealthStatus } from '../../proxy/config/types';
-import type { Host } from '../../proxy/upstream/host';
 import { containsInOrder } from '../../proxy/upstream/health/probes';
-import { bootstrap, httpListener, routes, staticCluster, startMeshlet, stopAllMeshlets, type StartedMeshlet } from '../support/meshlet';
+import type { Host } from '../../proxy/upstream/host';
+import {
+  bootstrap,
+  httpListener,
+  routes,
+  type StartedMeshlet,
+  startMeshlet,
+  staticCluster,
+  stopAllMeshlets,
+} from '../support/meshlet';
 import { closeAll, closedPort, startHttpEcho, startTcpEcho } from '../support/upstreams';
 
 afterEach(async () => {
@@ -55,7 +63,13 @@ function hostByPort(m: StartedMeshlet, cluster: string, port: number): Host {
   return h;
 }
 
-const FAST = { timeout: '0.5s', interval: '0.05s', no_traffic_interval: '0.05s', unhealthy_threshold: 2, healthy_threshold: 2 };
+const FAST = {
+  timeout: '0.5s',
+  interval: '0.05s',
+  no_traffic_interval: '0.05s',
+  unhealthy_threshold: 2,
+  healthy_threshold: 2,
+};
 
 async function distribution(port: number, n: number): Promise<Map<string, number>> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
@@ -91,7 +105,16 @@ describe('HTTP health check', () => {
         [httpListener('http', routes([{ match: { prefix: '/' }, route: { cluster: 'svc' } }]))],
         [
           staticCluster('svc', [a.port, b.port], {
-            health_checks: [{ ...FAST, http_health_check: { path: '/healthz', host: 'svc.health', expected_statuses: [{ start: 200, end: 300 }] } }],
+            health_checks: [
+              {
+                ...FAST,
+                http_health_check: {
+                  path: '/healthz',
+                  host: 'svc.health',
+                  expected_statuses: [{ start: 200, end: 300 }],
+                },
+              },
+            ],
           }),
         ],
       ),
@@ -133,7 +156,11 @@ describe('HTTP health check', () => {
     const m = await startMeshlet(
       bootstrap(
         [httpListener('http', routes([{ match: { prefix: '/' }, route: { cluster: 'svc' } }]))],
-        [staticCluster('svc', [good.port, bad.port], { health_checks: [{ ...FAST, unhealthy_threshold: 5, http_health_check: { path: '/healthz' } }] })],
+        [
+          staticCluster('svc', [good.port, bad.port], {
+            health_checks: [{ ...FAST, unhealthy_threshold: 5, http_health_check: { path: '/healthz' } }],
+          }),
+        ],
       ),
     );
     expect(await waitFor(() => !hostByPort(m, 'svc', good.port).failedActiveHealthCheck)).toBe(true);
@@ -154,10 +181,21 @@ describe('TCP health check', () => {
         [
           staticCluster('connect', [echo.port, dead], { health_checks: [{ ...FAST, tcp_health_check: {} }] }),
           staticCluster('payload', [echo.port], {
-            health_checks: [{ ...FAST, tcp_health_check: { send: { text: '70696e67' }, receive: [{ text: '7069' }, { text: '6e67' }] } }],
+            health_checks: [
+              {
+                ...FAST,
+                tcp_health_check: { send: { text: '70696e67' }, receive: [{ text: '7069' }, { text: '6e67' }] },
+              },
+            ],
           }),
           staticCluster('wrong', [echo.port], {
-            health_checks: [{ ...FAST, timeout: '0.2s', tcp_health_check: { send: { text: '70696e67' }, receive: [{ text: '706f6e67' }] } }],
+            health_checks: [
+              {
+                ...FAST,
+                timeout: '0.2s',
+                tcp_health_check: { send: { text: '70696e67' }, receive: [{ text: '706f6e67' }] },
+              },
+            ],
           }),
         ],
       ),
@@ -224,7 +262,14 @@ describe('gRPC health check', () => {
       server!.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))),
     );
     const m = await startMeshlet(
-      bootstrap([], [staticCluster('grpc-svc', [port], { health_checks: [{ ...FAST, grpc_health_check: { service_name: 'reviews.v1' } }] })]),
+      bootstrap(
+        [],
+        [
+          staticCluster('grpc-svc', [port], {
+            health_checks: [{ ...FAST, grpc_health_check: { service_name: 'reviews.v1' } }],
+          }),
+        ],
+      ),
     );
     const h = hostByPort(m, 'grpc-svc', port);
     expect(await waitFor(() => !h.failedActiveHealthCheck)).toBe(true);
@@ -240,7 +285,10 @@ describe('EDS health_status', () => {
   it('sends nothing to UNHEALTHY or DRAINING endpoints', async () => {
     const ups = await Promise.all(['healthy', 'unknown', 'unhealthy', 'draining'].map((n) => startHttpEcho(n)));
     const m = await startMeshlet(
-      bootstrap([httpListener('http', routes([{ match: { prefix: '/' }, route: { cluster: 'svc' } }]))], [staticCluster('svc', [ups[0]!.port])]),
+      bootstrap(
+        [httpListener('http', routes([{ match: { prefix: '/' }, route: { cluster: 'svc' } }]))],
+        [staticCluster('svc', [ups[0]!.port])],
+      ),
     );
     // Replace the static cluster by an EDS one, fed as the xDS client would.
     const base = m.server.clusters.get('svc')!.config;
@@ -276,16 +324,28 @@ describe('health check config validation', () => {
   it('reports missing and invalid fields', () => {
     const issues = new Issues();
     decodeHealthCheck(
-      new Reader({ interval: '0s', http_health_check: { expected_statuses: [{ start: 300, end: 200 }] }, tcp_health_check: {} }, 'hc', issues),
+      new Reader(
+        { interval: '0s', http_health_check: { expected_statuses: [{ start: 300, end: 200 }] }, tcp_health_check: {} },
+        'hc',
+        issues,
+      ),
     );
     expect(issues.errors.map((e) => e.path)).toEqual(
-      expect.arrayContaining(['hc.timeout', 'hc.interval', 'hc.unhealthy_threshold', 'hc.healthy_threshold', 'hc.tcp_health_check']),
+      expect.arrayContaining([
+        'hc.timeout',
+        'hc.interval',
+        'hc.unhealthy_threshold',
+        'hc.healthy_threshold',
+        'hc.tcp_health_check',
+      ]),
     );
   });
 
   it('a cluster with two health checkers is refused, as in Envoy', async () => {
     const up = await startHttpEcho('x');
     const hc = { ...FAST, tcp_health_check: {} };
-    await expect(startMeshlet(bootstrap([], [staticCluster('two', [up.port], { health_checks: [hc, hc] })]))).rejects.toThrow(/multiple health checks/);
+    await expect(
+      startMeshlet(bootstrap([], [staticCluster('two', [up.port], { health_checks: [hc, hc] })])),
+    ).rejects.toThrow(/multiple health checks/);
   });
 });

@@ -9,20 +9,31 @@ import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Issues, Reader } from '../../proxy/config/reader';
-import {
-  decodeLocalRateLimit,
-  localRateLimitStats,
-  TokenBucket,
-} from '../../proxy/http/filters/local-ratelimit';
+import { decodeLocalRateLimit, localRateLimitStats, TokenBucket } from '../../proxy/http/filters/local-ratelimit';
 import type { StreamInfo } from '../../proxy/http/stream-info';
-import { bootstrap, HCM_TYPE, ROUTER_TYPE, routes, socketAddress, staticCluster, startMeshlet, stopAllMeshlets, TCP_PROXY_TYPE, type StartedMeshlet } from '../support/meshlet';
-import { closeAll, startHttpEcho, startTcpEcho, type HttpEcho, type TcpEcho } from '../support/upstreams';
+import {
+  bootstrap,
+  HCM_TYPE,
+  ROUTER_TYPE,
+  routes,
+  type StartedMeshlet,
+  socketAddress,
+  startMeshlet,
+  staticCluster,
+  stopAllMeshlets,
+  TCP_PROXY_TYPE,
+} from '../support/meshlet';
+import { closeAll, type HttpEcho, startHttpEcho, startTcpEcho, type TcpEcho } from '../support/upstreams';
 
 const LRL = 'type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit';
 const LIMIT_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.connection_limit.v3.ConnectionLimit';
 const ALL = { default_value: { numerator: 100, denominator: 'HUNDRED' } };
 
-function listener(name: string, filterCfg: Record<string, unknown>, routeList: Record<string, unknown>[]): Record<string, unknown> {
+function listener(
+  name: string,
+  filterCfg: Record<string, unknown>,
+  routeList: Record<string, unknown>[],
+): Record<string, unknown> {
   return {
     name,
     address: socketAddress(0),
@@ -88,7 +99,9 @@ beforeAll(async () => {
             filter_enabled: ALL,
             filter_enforced: ALL,
             enable_x_ratelimit_headers: 'DRAFT_VERSION_03',
-            response_headers_to_add: [{ append_action: 'OVERWRITE_IF_EXISTS_OR_ADD', header: { key: 'x-local-rate-limit', value: 'true' } }],
+            response_headers_to_add: [
+              { append_action: 'OVERWRITE_IF_EXISTS_OR_ADD', header: { key: 'x-local-rate-limit', value: 'true' } },
+            ],
           },
           route,
         ),
@@ -242,9 +255,16 @@ describe('local rate limit config validation', () => {
 
   it('decodes Envoy defaults: status 429, tokens_per_fill 1, 0 % enabled and enforced', () => {
     const issues = new Issues();
-    const cfg = decodeLocalRateLimit(new Reader({ stat_prefix: 's', token_bucket: { max_tokens: 5, fill_interval: '1s' } }, '', issues));
+    const cfg = decodeLocalRateLimit(
+      new Reader({ stat_prefix: 's', token_bucket: { max_tokens: 5, fill_interval: '1s' } }, '', issues),
+    );
     expect(issues.errors).toEqual([]);
-    expect(cfg).toMatchObject({ status: 429, tokenBucket: { maxTokens: 5, tokensPerFill: 1, fillIntervalMs: 1000 }, enabledPercent: 0, enforcedPercent: 0 });
+    expect(cfg).toMatchObject({
+      status: 429,
+      tokenBucket: { maxTokens: 5, tokensPerFill: 1, fillIntervalMs: 1000 },
+      enabledPercent: 0,
+      enforcedPercent: 0,
+    });
   });
 });
 

@@ -13,7 +13,7 @@ import { Issues, Reader } from '../../proxy/config/reader';
 import type { OutlierDetectionConfig } from '../../proxy/config/types';
 import { Host } from '../../proxy/upstream/host';
 import { OutlierDetector } from '../../proxy/upstream/outlier';
-import { bootstrap, httpListener, routes, staticCluster, startMeshlet, stopAllMeshlets } from '../support/meshlet';
+import { bootstrap, httpListener, routes, startMeshlet, staticCluster, stopAllMeshlets } from '../support/meshlet';
 import { closeAll, startHttpEcho } from '../support/upstreams';
 
 function config(over: Record<string, unknown> = {}): OutlierDetectionConfig {
@@ -27,7 +27,10 @@ function setup(n: number, over: Record<string, unknown> = {}) {
   const hosts = Array.from({ length: n }, (_, i) => new Host({ kind: 'socket', host: '10.0.0.1', port: 8000 + i }));
   let now = 1_000;
   let rebuilds = 0;
-  const d = new OutlierDetector({ hosts, healthChanged: () => rebuilds++ }, config(over), { now: () => now, random: () => 0.5 });
+  const d = new OutlierDetector({ hosts, healthChanged: () => rebuilds++ }, config(over), {
+    now: () => now,
+    random: () => 0.5,
+  });
   return {
     hosts,
     d,
@@ -61,7 +64,11 @@ describe('outlier detection rules', () => {
     expect(def.d.stats.ejectionsDetectedConsecutiveGatewayFailure).toBe(1);
     expect(def.hosts[0]!.outlierEjected).toBe(false);
 
-    const on = setup(10, { consecutive_5xx: 100, consecutive_gateway_failure: 2, enforcing_consecutive_gateway_failure: 100 });
+    const on = setup(10, {
+      consecutive_5xx: 100,
+      consecutive_gateway_failure: 2,
+      enforcing_consecutive_gateway_failure: 100,
+    });
     on.d.report(on.hosts[0]!, 502);
     on.d.report(on.hosts[0]!, 500); // a non-gateway 5xx breaks the gateway streak
     on.d.report(on.hosts[0]!, 503);
@@ -140,7 +147,11 @@ describe('outlier detection rules', () => {
   });
 
   it('success rate needs success_rate_minimum_hosts hosts with enough volume', () => {
-    const { hosts, d } = setup(6, { consecutive_5xx: 0, success_rate_minimum_hosts: 5, success_rate_request_volume: 20 });
+    const { hosts, d } = setup(6, {
+      consecutive_5xx: 0,
+      success_rate_minimum_hosts: 5,
+      success_rate_request_volume: 20,
+    });
     for (const [i, h] of hosts.entries()) for (let k = 0; k < (i < 4 ? 40 : 5); k++) d.report(h, i === 0 ? 500 : 200);
     d.onInterval();
     expect(hosts.some((h) => h.outlierEjected)).toBe(false);
@@ -215,10 +226,25 @@ describe('outlier_detection config validation', () => {
   it('reports bad durations and ranges', () => {
     const issues = new Issues();
     decodeOutlierDetection(
-      new Reader({ interval: '0s', base_ejection_time: '10s', max_ejection_time: '5s', max_ejection_percent: 101, enforcing_success_rate: -1 }, 'od', issues),
+      new Reader(
+        {
+          interval: '0s',
+          base_ejection_time: '10s',
+          max_ejection_time: '5s',
+          max_ejection_percent: 101,
+          enforcing_success_rate: -1,
+        },
+        'od',
+        issues,
+      ),
     );
     expect(issues.errors.map((e) => e.path)).toEqual(
-      expect.arrayContaining(['od.interval', 'od.max_ejection_time', 'od.max_ejection_percent', 'od.enforcing_success_rate']),
+      expect.arrayContaining([
+        'od.interval',
+        'od.max_ejection_time',
+        'od.max_ejection_percent',
+        'od.enforcing_success_rate',
+      ]),
     );
   });
 

@@ -6,8 +6,16 @@
  */
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bootstrap, httpListener, routes, staticCluster, startMeshlet, stopAllMeshlets, type StartedMeshlet } from '../support/meshlet';
-import { closeAll, startHttpEcho, type HttpEcho } from '../support/upstreams';
+import {
+  bootstrap,
+  httpListener,
+  routes,
+  type StartedMeshlet,
+  startMeshlet,
+  staticCluster,
+  stopAllMeshlets,
+} from '../support/meshlet';
+import { closeAll, type HttpEcho, startHttpEcho } from '../support/upstreams';
 
 const REQUESTS = 240;
 const CONCURRENCY = 6;
@@ -40,7 +48,10 @@ beforeAll(async () => {
           ]),
         ),
       ],
-      [staticCluster('rr', ports, { lb_policy: 'ROUND_ROBIN' }), staticCluster('ewma', ports, { lb_policy: 'PEAK_EWMA' })],
+      [
+        staticCluster('rr', ports, { lb_policy: 'ROUND_ROBIN' }),
+        staticCluster('ewma', ports, { lb_policy: 'PEAK_EWMA' }),
+      ],
     ),
   );
 });
@@ -61,7 +72,9 @@ async function shares(path: string): Promise<Record<string, number>> {
       const up = await new Promise<string>((resolve, reject) => {
         const req = http.request({ host: '127.0.0.1', port, path, agent }, (res) => {
           res.resume();
-          res.on('end', () => resolve(res.statusCode === 200 ? String(res.headers['x-upstream']) : `status-${res.statusCode}`));
+          res.on('end', () =>
+            resolve(res.statusCode === 200 ? String(res.headers['x-upstream']) : `status-${res.statusCode}`),
+          );
         });
         req.on('error', reject);
         req.end();
@@ -80,7 +93,9 @@ describe('PEAK_EWMA vs ROUND_ROBIN with a slow endpoint', () => {
     const ewma = await shares('/ewma');
     const rrSlow = (rr.slow ?? 0) / REQUESTS;
     const ewmaSlow = (ewma.slow ?? 0) / REQUESTS;
-    console.log(`[peak-ewma] ROUND_ROBIN ${JSON.stringify(rr)} slow share ${rrSlow.toFixed(3)}; PEAK_EWMA ${JSON.stringify(ewma)} slow share ${ewmaSlow.toFixed(3)}`);
+    console.log(
+      `[peak-ewma] ROUND_ROBIN ${JSON.stringify(rr)} slow share ${rrSlow.toFixed(3)}; PEAK_EWMA ${JSON.stringify(ewma)} slow share ${ewmaSlow.toFixed(3)}`,
+    );
     // Every request succeeded on both clusters.
     expect(Object.keys(rr).every((k) => !k.startsWith('status-'))).toBe(true);
     expect(Object.keys(ewma).every((k) => !k.startsWith('status-'))).toBe(true);

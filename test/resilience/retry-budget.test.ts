@@ -7,8 +7,16 @@
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RETRY_BUFFER_LIMIT } from '../../proxy/http/router';
-import { bootstrap, httpListener, routes, staticCluster, startMeshlet, stopAllMeshlets, type StartedMeshlet } from '../support/meshlet';
-import { closeAll, startHttpEcho, type HttpEcho } from '../support/upstreams';
+import {
+  bootstrap,
+  httpListener,
+  routes,
+  type StartedMeshlet,
+  startMeshlet,
+  staticCluster,
+  stopAllMeshlets,
+} from '../support/meshlet';
+import { closeAll, type HttpEcho, startHttpEcho } from '../support/upstreams';
 
 const CLIENTS = 10;
 const BATCHES = 4;
@@ -55,7 +63,11 @@ beforeAll(async () => {
               match: { prefix: '/replay' },
               route: {
                 cluster: 'replay',
-                retry_policy: { ...retryPolicy, num_retries: 1, retry_host_predicate: [{ name: 'envoy.retry_host_predicates.previous_hosts' }] },
+                retry_policy: {
+                  ...retryPolicy,
+                  num_retries: 1,
+                  retry_host_predicate: [{ name: 'envoy.retry_host_predicates.previous_hosts' }],
+                },
               },
             },
           ]),
@@ -63,7 +75,9 @@ beforeAll(async () => {
       ],
       [
         staticCluster('budget', ports, {
-          circuit_breakers: { thresholds: [{ retry_budget: { budget_percent: { value: 20 }, min_retry_concurrency: 1 } }] },
+          circuit_breakers: {
+            thresholds: [{ retry_budget: { budget_percent: { value: 20 }, min_retry_concurrency: 1 } }],
+          },
         }),
         staticCluster('unbounded', ports, { circuit_breakers: { thresholds: [{ max_retries: 1000 }] } }),
         staticCluster('replay', [flaky.port, steady.port]),
@@ -93,7 +107,8 @@ function send(path: string, body?: Buffer): Promise<number> {
 
 async function storm(path: string): Promise<number[]> {
   const statuses: number[] = [];
-  for (let b = 0; b < BATCHES; b++) statuses.push(...(await Promise.all(Array.from({ length: CLIENTS }, () => send(path)))));
+  for (let b = 0; b < BATCHES; b++)
+    statuses.push(...(await Promise.all(Array.from({ length: CLIENTS }, () => send(path)))));
   return statuses;
 }
 

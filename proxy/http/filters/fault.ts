@@ -115,7 +115,8 @@ export function decodeFault(r: Reader): FaultConfig {
   }
   if (r.strList('downstream_nodes').length > 0) r.error('downstream_nodes', 'is not supported by meshlet');
   const maxActiveFaults = r.optInt('max_active_faults', 0, 0xffffffff);
-  if (r.has('response_rate_limit')) r.error('response_rate_limit', 'response rate limiting is not supported by meshlet');
+  if (r.has('response_rate_limit'))
+    r.error('response_rate_limit', 'response rate limiting is not supported by meshlet');
   r.raw('response_rate_limit');
   r.ignore(
     'delay_percent_runtime',
@@ -187,7 +188,12 @@ class FaultFilter implements HttpFilter {
     if (cfg.headers.length > 0 && !matchHeaders(cfg.headers, head)) return FilterStatus.Continue;
     if (cfg.upstreamCluster !== undefined) {
       const a = this.cb.route()?.action;
-      if (a === undefined || a.kind !== 'route' || a.cluster.kind !== 'cluster' || a.cluster.name !== cfg.upstreamCluster) {
+      if (
+        a === undefined ||
+        a.kind !== 'route' ||
+        a.cluster.kind !== 'cluster' ||
+        a.cluster.name !== cfg.upstreamCluster
+      ) {
         return FilterStatus.Continue;
       }
     }
@@ -230,9 +236,21 @@ class FaultFilter implements HttpFilter {
       if (isGrpcRequest(this.head)) {
         // The connection manager turns a local reply to a gRPC request into grpc-status from the
         // HTTP status; pick the HTTP status that maps to the configured code (UNKNOWN otherwise).
-        this.cb.sendLocalReply(httpStatusForGrpc(abort.grpc), 'fault filter abort', undefined, 'FI', 'fault_filter_abort');
+        this.cb.sendLocalReply(
+          httpStatusForGrpc(abort.grpc),
+          'fault filter abort',
+          undefined,
+          'FI',
+          'fault_filter_abort',
+        );
       } else {
-        this.cb.sendLocalReply(200, '', ['grpc-status', String(abort.grpc), 'grpc-message', 'fault filter abort'], 'FI', 'fault_filter_abort');
+        this.cb.sendLocalReply(
+          200,
+          '',
+          ['grpc-status', String(abort.grpc), 'grpc-message', 'fault filter abort'],
+          'FI',
+          'fault_filter_abort',
+        );
       }
     } else {
       this.cb.sendLocalReply(abort.http, 'fault filter abort', undefined, 'FI', 'fault_filter_abort');

@@ -12,12 +12,13 @@
  * Leans fail-closed on config (unsupported matchers are errors in proxy/config/envoy/rbac.ts) and
  * lean on the data plane: one small filter object per stream, the engine is built once per config.
  */
-import type { Reader } from '../../config/reader';
-import type { DecodeContext } from '../../config/envoy/context';
-import { decodeRbac } from '../../config/envoy/rbac';
-import type { RbacConfig } from '../../config/types';
+
 import { type AuthzInput, RbacEngine } from '../../authz/engine';
 import { rbacStatsFor } from '../../authz/stats';
+import type { DecodeContext } from '../../config/envoy/context';
+import { decodeRbac } from '../../config/envoy/rbac';
+import type { Reader } from '../../config/reader';
+import type { RbacConfig } from '../../config/types';
 import { MeshletError } from '../../errors';
 import type { DownstreamConnectionInfo, RequestHead } from '../codec';
 import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filter';
@@ -93,14 +94,24 @@ class HttpRbacFilter implements HttpFilter, AuthzInput {
     const ok = engine.evaluate(this);
     this.head = undefined;
     if (cfg.shadowRules !== undefined) {
-      this.cb.setMetadata('envoy.filters.http.rbac.shadow_engine_result', engine.lastShadowAllowed ? 'allowed' : 'denied');
+      this.cb.setMetadata(
+        'envoy.filters.http.rbac.shadow_engine_result',
+        engine.lastShadowAllowed ? 'allowed' : 'denied',
+      );
       if (engine.lastShadowPolicy !== undefined) {
         this.cb.setMetadata('envoy.filters.http.rbac.shadow_effective_policy_id', engine.lastShadowPolicy);
       }
     }
-    if (engine.lastPolicy !== undefined) this.cb.setMetadata('envoy.filters.http.rbac.enforced_effective_policy_id', engine.lastPolicy);
+    if (engine.lastPolicy !== undefined)
+      this.cb.setMetadata('envoy.filters.http.rbac.enforced_effective_policy_id', engine.lastPolicy);
     if (ok) return FilterStatus.Continue;
-    this.cb.sendLocalReply(403, 'RBAC: access denied', undefined, 'RBAC', `rbac_access_denied_matched_policy[${engine.lastPolicy ?? 'none'}]`);
+    this.cb.sendLocalReply(
+      403,
+      'RBAC: access denied',
+      undefined,
+      'RBAC',
+      `rbac_access_denied_matched_policy[${engine.lastPolicy ?? 'none'}]`,
+    );
     return FilterStatus.StopIteration;
   }
 }
@@ -125,7 +136,10 @@ export const rbacFilterFactory: HttpFilterFactory<HttpRbacConfig> = {
 export const rbacPerRouteFactory: HttpFilterFactory<undefined> = {
   typeName: RBAC_PER_ROUTE_TYPE_NAME,
   decode(r: Reader): undefined {
-    r.issues.error(r.sub('@type'), `${RBAC_PER_ROUTE_TYPE_NAME} is only valid in typed_per_filter_config; use ${RBAC_TYPE_NAME}`);
+    r.issues.error(
+      r.sub('@type'),
+      `${RBAC_PER_ROUTE_TYPE_NAME} is only valid in typed_per_filter_config; use ${RBAC_TYPE_NAME}`,
+    );
     return undefined;
   },
   decodePerRoute,

@@ -178,7 +178,10 @@ export class HealthChecker {
     this.opts.onResult?.(h, healthy, detail);
     if (changed) {
       if (log.isLevelEnabled('info')) {
-        log.info({ cluster: this.target.name, host: h.key, healthy: !h.failedActiveHealthCheck, detail }, 'health check changed host health');
+        log.info(
+          { cluster: this.target.name, host: h.key, healthy: !h.failedActiveHealthCheck, detail },
+          'health check changed host health',
+        );
       }
       this.target.healthChanged();
     }

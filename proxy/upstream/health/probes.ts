@@ -52,7 +52,13 @@ export function containsInOrder(hay: Buffer, needles: readonly Buffer[]): boolea
   return true;
 }
 
-export function probeTcp(transport: TransportSocketFactory, host: Host, check: TcpCheck, timeoutMs: number, cb: ProbeCallback): void {
+export function probeTcp(
+  transport: TransportSocketFactory,
+  host: Host,
+  check: TcpCheck,
+  timeoutMs: number,
+  cb: ProbeCallback,
+): void {
   let socket: import('node:net').Socket | undefined;
   const done = once(cb, timeoutMs, () => socket?.destroy());
   transport.connect(host, { timeoutMs }, (err, conn) => {
@@ -120,7 +126,12 @@ export function probeHttp(
         session.destroy();
         done(false, e.message);
       });
-      const req = session.request({ ':method': 'GET', ':path': check.path, ':authority': authority, 'user-agent': 'Envoy/HC' });
+      const req = session.request({
+        ':method': 'GET',
+        ':path': check.path,
+        ':authority': authority,
+        'user-agent': 'Envoy/HC',
+      });
       req.on('response', (h) => {
         const status = Number(h[':status']);
         session.destroy();
@@ -190,7 +201,8 @@ export class GrpcProber {
   probe(host: Host, check: GrpcCheck, timeoutMs: number, cb: ProbeCallback): void {
     let client = this.clients.get(host);
     if (client === undefined) {
-      const target = host.address.kind === 'pipe' ? `unix:${host.address.path}` : `${host.connectAddress ?? host.host}:${host.port}`;
+      const target =
+        host.address.kind === 'pipe' ? `unix:${host.address.path}` : `${host.connectAddress ?? host.host}:${host.port}`;
       const options: grpc.ChannelOptions = check.authority ? { 'grpc.default_authority': check.authority } : {};
       client = new grpc.Client(target, grpc.credentials.createInsecure(), options);
       this.clients.set(host, client);
