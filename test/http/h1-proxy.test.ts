@@ -131,4 +131,40 @@ describe('HTTP/1.1 proxying through the codecs', () => {
     expect(res.headers['x-trailer']).toBe('abc');
     expect(res.body.equals(big)).toBe(true);
   });
+
+  it('proxies an HTTP/1.1 upgrade end to end: 101, then raw bytes both ways (including early bytes)', async () => {
+    const server = http.createServer();
+    const upgraded: import('node:stream').Duplex[] = [];
+    server.on('upgrade', (req, socket, head) => {
+      upgraded.push(socket);
+      socket.write(
+        `HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${req.headers.upgrade}\r\n\r\n`,
+      );
+      if (head.length > 0) socket.write(Buffer.concat([Buffer.from('echo:'), head]));
+      socket.on('data', (d: Buffer) => socket.write(Buffer.concat([Buffer.from('echo:'), d])));
+    });
+    const port = await listen(server);
+    cleanups.push(async () => {
+      for (const u of upgraded) u.destroy();
+      await close(server);
+    });
+    const px = await proxy(port);
+    const socket = net.connect(px.port, '127.0.0.1');
+    cleanups.push(() => {
+      socket.destroy();
+    });
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    socket.write('GET /chat HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nfirst');
+    const deadline = Date.now() + 5000;
+    while (!text.includes('echo:first') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    socket.write('second');
+    while (!text.includes('echo:second') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(text).toMatch(/^HTTP\/1\.1 101 Switching Protocols\r\n/);
+    expect(text.toLowerCase()).toContain('upgrade: websocket\r\n');
+    expect(text).toContain('connection: upgrade\r\n');
+    expect(text).toContain('echo:first');
+    expect(text).toContain('echo:second');
+    expect(px.callbacks.records[0].head?.upgrade).toBe('websocket');
+  });
 });

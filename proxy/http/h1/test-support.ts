@@ -180,6 +180,23 @@ class ForwardingStream implements RequestSink, ResponseSink, PoolCallbacks {
 
   onResponseHeaders(head: ResponseHead, endStream: boolean): void {
     this.responded = true;
+    if (head.status === 101 && this.upstream !== undefined) {
+      // Accepted upgrade: splice the two raw byte streams together.
+      this.downstream.writeHeaders(head, false);
+      const up = this.upstream.takeTunnel();
+      const down = this.downstream.takeTunnel();
+      up.pipe(down);
+      down.pipe(up);
+      const end = () => {
+        up.destroy();
+        down.destroy();
+      };
+      up.on('error', end);
+      down.on('error', end);
+      up.on('close', end);
+      down.on('close', end);
+      return;
+    }
     this.downstream.writeHeaders(head, endStream);
   }
   onResponseData(chunk: Buffer, endStream: boolean): void {
