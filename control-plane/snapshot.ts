@@ -46,6 +46,8 @@ export class SnapshotCache {
   private generation = 0;
   private readonly perNode = new Map<string, { gen: number; resources: NodeResources }>();
   private readonly encoded = new Map<string, VersionedResource>();
+  /** Per workload: the encoded `default`/`ROOTCA` secrets of its current certificate. */
+  private readonly secrets = new Map<string, { serial: string; set: Map<string, VersionedResource> }>();
 
   constructor(
     mesh: Mesh,
@@ -62,20 +64,27 @@ export class SnapshotCache {
     this.meshValue = mesh;
     this.generation++;
     this.perNode.clear();
+    const live = new Set(mesh.workloads.map(workloadKey));
+    for (const k of this.secrets.keys()) if (!live.has(k)) this.secrets.delete(k);
   }
 
   /** All resources of `typeUrl` for workload `w` (undefined `w` = a node not in the mesh: nothing). */
   async resources(w: MeshWorkload | undefined, typeUrl: string): Promise<ResourceSet> {
     if (!w) return new Map();
+    const key = workloadKey(w);
     if (typeUrl === TYPE_URLS.secret) {
       const cert = await this.issuer.current(w);
+      const hit = this.secrets.get(key);
+      if (hit && hit.serial === cert.serial) return hit.set;
       const json = secretResources(
         { certChainPem: cert.certChainPem, privateKeyPem: cert.privateKeyPem! },
         cert.rootCertPem,
       );
-      return this.encodeAll(json);
+      // Secrets bypass the shared encoding cache: a rotated key must not linger in memory.
+      const set = this.encodeAll(json, false);
+      this.secrets.set(key, { serial: cert.serial, set });
+      return set;
     }
-    const key = workloadKey(w);
     let node = this.perNode.get(key);
     if (!node || node.gen !== this.generation) {
       node = { gen: this.generation, resources: generateForWorkload(this.meshValue, w) };
@@ -84,18 +93,19 @@ export class SnapshotCache {
     return this.encodeAll(node.resources.get(typeUrl) ?? new Map());
   }
 
-  private encodeAll(byName: ReadonlyMap<string, ResourceJson>): Map<string, VersionedResource> {
+  private encodeAll(byName: ReadonlyMap<string, ResourceJson>, cache = true): Map<string, VersionedResource> {
     const out = new Map<string, VersionedResource>();
     for (const json of byName.values()) {
-      const r = this.encode(json);
+      const r = this.encode(json, cache);
       out.set(r.name, r);
     }
     return out;
   }
 
-  private encode(json: ResourceJson): VersionedResource {
+  private encode(json: ResourceJson, cache: boolean): VersionedResource {
     const text = JSON.stringify(json);
     const version = createHash('sha256').update(text).digest('hex').slice(0, 16);
+    if (!cache) return { name: resourceName(json), version, any: jsonToAny(json) };
     const hit = this.encoded.get(version);
     if (hit) return hit;
     if (this.encoded.size >= MAX_ENCODED) this.encoded.clear();
