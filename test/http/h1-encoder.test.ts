@@ -280,6 +280,38 @@ describe('H1 response encoding', () => {
     expect(text).toContain('echo:early-bytes');
   });
 
+  it('CONNECT: a 2xx hands over the tunnel (with bytes sent after the head); a refusal closes the connection', async () => {
+    const { port, sinks } = await serve((head, enc) => {
+      expect(head.method).toBe('CONNECT');
+      if (head.authority === 'deny.example:443') {
+        enc.writeHeaders({ status: 403, headers: ['content-length', '0'], contentLength: 0 }, true);
+        return;
+      }
+      enc.writeHeaders({ status: 200, headers: [], contentLength: -1 }, false);
+      const t = enc.takeTunnel();
+      t.on('data', (d: Buffer) => t.write(Buffer.concat([Buffer.from('tunnel:'), d])));
+      t.resume();
+    });
+    const socket = net.connect(port, '127.0.0.1');
+    cleanups.push(() => {
+      socket.destroy();
+    });
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    socket.write('CONNECT db.example:5432 HTTP/1.1\r\nHost: db.example:5432\r\n\r\nGET / HTTP/1.1\r\n\r\n');
+    const deadline = Date.now() + 5000;
+    while (!text.includes('tunnel:GET /') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+    expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n\r\ntunnel:GET \/ HTTP\/1\.1/);
+    expect(sinks[0].head).toMatchObject({ method: 'CONNECT', path: 'db.example:5432', authority: 'db.example:5432' });
+    // The bytes after the CONNECT head were tunnel payload, never parsed as a second request.
+    expect(sinks).toHaveLength(1);
+
+    const denied = await raw(port, 'CONNECT deny.example:443 HTTP/1.1\r\nHost: deny.example:443\r\n\r\n');
+    expect(denied.text).toMatch(/^HTTP\/1\.1 403 Forbidden\r\n/);
+    expect(denied.text).toContain('connection: close');
+    expect(denied.closed).toBe(true);
+  });
+
   it('reset() closes the connection; a client disconnect during the response resets the stream', async () => {
     const { port, sinks } = await serve((head, enc) => {
       enc.writeHeaders({ status: 200, headers: [], contentLength: 10 }, false);
