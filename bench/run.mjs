@@ -241,7 +241,10 @@ async function main() {
         if (interrupted) break;
         const tries = attempts.get(s.id);
         // A missing prerequisite does not come back in the next round.
-        if (tries.length && tries[0].status === 'not available') continue;
+        if (tries.length && tries[0].status === 'not available') {
+          progress.skip();
+          continue;
+        }
         progress.begin(
           settings.rounds > 1 ? `${s.label} (round ${round}/${settings.rounds})` : s.label,
           expectedSeconds(s, settings),

@@ -46,6 +46,11 @@ export class Progress {
     }
   }
 
+  /** Counts a step that is not run (keeps the bar honest about what is left). */
+  skip() {
+    this.done = Math.min(this.total, this.done + 1);
+  }
+
   /** Prints a line above the bar. */
   log(line) {
     if (this.tty) this.clear();
