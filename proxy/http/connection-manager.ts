@@ -394,6 +394,10 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
   get internal(): boolean {
     return this.edge.internal;
   }
+  /** HttpFilterCallbacks.trustedRemoteAddress: the client address the edge logic settled on. */
+  get trustedRemoteAddress(): string {
+    return this.edge.trustedAddress;
+  }
   get responseStarted(): boolean {
     return this.started;
   }

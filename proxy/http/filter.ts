@@ -19,6 +19,12 @@ export type FilterStatus = (typeof FilterStatus)[keyof typeof FilterStatus];
 /** What the connection manager gives a filter for one stream. */
 export interface HttpFilterCallbacks {
   readonly connection: DownstreamConnectionInfo;
+  /**
+   * The trusted client address for this request (Envoy's downstream remote address after
+   * use_remote_address / x-forwarded-for / xff_num_trusted_hops); "" when unknown. Optional
+   * (additive): filters fall back to `connection.remoteAddress`. RBAC's remote_ip uses it.
+   */
+  readonly trustedRemoteAddress?: string;
   /** The route selected for the current request headers (undefined = no route matched). */
   route(): Route | undefined;
   /** Re-run route selection after the filter changed headers that matching depends on. */

@@ -179,6 +179,10 @@ beforeAll(async () => {
               permissions: [{ url_path: { path: { prefix: '/internal' } } }],
               principals: [{ source_ip: { address_prefix: '127.0.0.1', prefix_len: 32 } }],
             },
+            'xff-ten': {
+              permissions: [{ url_path: { path: { prefix: '/xff' } } }],
+              principals: [{ remote_ip: { address_prefix: '10.0.0.0', prefix_len: 8 } }],
+            },
             'ten-net': {
               permissions: [{ any: true }],
               principals: [{ direct_remote_ip: { address_prefix: '10.0.0.0', prefix_len: 8 } }],
@@ -315,6 +319,16 @@ describe('HTTP RBAC filter', () => {
     const after = stats('rbac.denyip_');
     expect(after.denied - before.denied).toBe(2);
     expect(after.allowed - before.allowed).toBe(1);
+  });
+
+  it('remote_ip follows x-forwarded-for (use_remote_address false), direct_remote_ip does not', async () => {
+    const port = m.listenerPort('deny-ip');
+    expect((await get(port, '/xff')).status).toBe(200);
+    const viaProxy = await get(port, '/xff/a', { 'x-forwarded-for': '10.1.2.3' });
+    expect(viaProxy.status).toBe(403);
+    expect(streams.find((s) => s.path === '/xff/a')?.responseCodeDetails).toBe('rbac_access_denied_matched_policy[xff-ten]');
+    // direct_remote_ip (policy ten-net) looks at the socket peer, 127.0.0.1: not denied by XFF.
+    expect((await get(port, '/any', { 'x-forwarded-for': '10.1.2.3' })).status).toBe(200);
   });
 
   it('authorizes the peer SPIFFE ID over mTLS', async () => {

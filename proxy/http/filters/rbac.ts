@@ -81,7 +81,7 @@ class HttpRbacFilter implements HttpFilter, AuthzInput {
   }
 
   get remoteIp(): string | undefined {
-    return (this.cb as { trustedRemoteAddress?: string }).trustedRemoteAddress;
+    return this.cb.trustedRemoteAddress;
   }
 
   decodeHeaders(head: RequestHead): FilterStatus {
