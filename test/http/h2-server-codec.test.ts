@@ -573,6 +573,41 @@ describe('H2ServerCodec', () => {
     expect(state.reports).toEqual(['502 UPE']);
   });
 
+  it('serves a TLSSocket the listener terminated itself (no tls.Server, socket paused on connect)', async () => {
+    const cert = makeCert();
+    const up = await startUpstream();
+    const pool = makePool(up.port);
+    const bridges: Bridge[] = [];
+    const server = net.createServer({ pauseOnConnect: true }, (raw) => {
+      raw.on('error', () => {});
+      const t = new tls.TLSSocket(raw, {
+        isServer: true,
+        secureContext: tls.createSecureContext({ key: cert.key, cert: cert.cert }),
+        ALPNProtocols: ['h2'],
+      });
+      t.once('secure', () => {
+        new H2ServerCodec(
+          t,
+          info(raw),
+          {
+            newStream: (enc) => {
+              const b = new Bridge(enc, pool);
+              bridges.push(b);
+              return b;
+            },
+          },
+          OPTIONS,
+        );
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => server.close(() => r(undefined))));
+    const client = connect(`https://localhost:${(server.address() as net.AddressInfo).port}`, { ca: cert.cert });
+    const res = await within(collect(client.request({ ':path': '/echo', ':method': 'GET' }, { endStream: true })));
+    expect(res.headers[':status']).toBe(200);
+    expect(bridges[0]?.head?.scheme).toBe('https');
+  });
+
   it('forwards a trailers-only gRPC error response intact', async () => {
     const up = await startUpstream();
     const front = await startFront(makePool(up.port));

@@ -334,8 +334,16 @@ export class H2ServerCodec {
       // The connection manager chose HTTP/2 (ALPN h2, or codec_type HTTP2 with prior knowledge
       // over TLS). node would hand a TLS socket without ALPN h2 to its HTTP/1 fallback path, so
       // state the decision on the socket the way ALPN would have.
-      const t = socket as { alpnProtocol?: string | false | null };
+      const t = socket as {
+        alpnProtocol?: string | false | null;
+        secureConnecting?: boolean;
+        _secureEstablished?: boolean;
+      };
       if (t.alpnProtocol !== 'h2') t.alpnProtocol = 'h2';
+      // A server TLSSocket built outside tls.Server (the listener terminates TLS itself) keeps
+      // secureConnecting=true after its handshake, and node:http2 would then wait for a
+      // 'secureConnect' that never comes. tls.Server clears the flag the same way.
+      if (t.secureConnecting === true && t._secureEstablished === true) t.secureConnecting = false;
     }
     const server = serverFor(options);
     attaching = this;
