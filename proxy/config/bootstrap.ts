@@ -15,7 +15,7 @@ import { parseDocument } from 'yaml';
 import { ConfigError, type FieldIssue } from '../errors';
 import { decodeClusterR } from './envoy/cluster';
 import type { DecodeContext, StaticRefs } from './envoy/context';
-import { decodeAddress, decodeConfigSourceFull, decodeGrpcServices, decodeNode, dur } from './envoy/core';
+import { decodeAddress, decodeConfigSourceFull, decodeGrpcServices, decodeNode, dur, enumOf } from './envoy/core';
 import { deepFreeze } from './envoy/freeze';
 import { decodeListenerR } from './envoy/listener';
 import { decodeSecretR } from './envoy/secret';
@@ -53,7 +53,8 @@ function decodeDynamic(r: Reader, ctx: DecodeContext): DynamicResources {
   let adsConfig: DynamicResources['adsConfig'];
   const a = r.obj('ads_config');
   if (a) {
-    const apiType = a.enumOf(
+    const apiType = enumOf(
+      a,
       'api_type',
       [
         'DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE',
@@ -70,7 +71,7 @@ function decodeDynamic(r: Reader, ctx: DecodeContext): DynamicResources {
     const grpcServices = decodeGrpcServices(a, ctx, 'xds');
     if (a.list('grpc_services').length === 0) a.error('grpc_services', 'at least one gRPC service is required');
     const setNodeOnFirstMessageOnly = a.bool('set_node_on_first_message_only', false);
-    a.enumOf('transport_api_version', ['AUTO', 'V2', 'V3'] as const, 'V3');
+    enumOf(a, 'transport_api_version', ['AUTO', 'V2', 'V3'] as const, 'V3');
     a.done();
     adsConfig = { apiType: apiType === 'DELTA_GRPC' ? 'DELTA_GRPC' : 'GRPC', grpcServices, setNodeOnFirstMessageOnly };
   }

@@ -167,6 +167,30 @@ describe('xDS-shaped input decodes like YAML-shaped input', () => {
     expect(byNumber.value).toEqual(byName.value);
   });
 
+  it('enum names are case-insensitive, as Envoy parses them', () => {
+    const upper = decodeCluster(
+      staticCluster('c', { type: 'STATIC', lb_policy: 'LEAST_REQUEST', dns_lookup_family: 'V4_ONLY' }),
+      ctx(),
+    );
+    const lower = decodeCluster(
+      staticCluster('c', { type: 'static', lb_policy: 'least_request', dns_lookup_family: 'v4_only' }),
+      ctx(),
+    );
+    expect(lower.errors).toEqual([]);
+    expect(lower.value).toEqual(upper.value);
+    const l = decodeListener(
+      listener({ traffic_direction: 'inbound' }, { codec_type: 'http1', forward_client_cert_details: 'sanitize_set' }),
+      ctx(),
+    );
+    expect(l.errors).toEqual([]);
+    expect(l.value!.trafficDirection).toBe('INBOUND');
+    const f = l.value!.filterChains[0]!.filters[0]!;
+    expect(f.kind === 'http_connection_manager' && [f.hcm.codecType, f.hcm.forwardClientCertDetails]).toEqual([
+      'HTTP1',
+      'SANITIZE_SET',
+    ]);
+  });
+
   it('an Any of a type missing from the proto Root is reported by type name', () => {
     const raw = listener({}, {});
     const h = hcm({

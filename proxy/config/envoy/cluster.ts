@@ -11,7 +11,7 @@
 import { Reader } from '../reader';
 import type { CircuitBreakerThresholds, ClusterConfig, ClusterType, Http2Options, LbPolicyName } from '../types';
 import type { DecodeContext } from './context';
-import { decodeConfigSource, decodeMetadata, dur, enumNamed, percent } from './core';
+import { decodeConfigSource, decodeMetadata, dur, enumNamed, enumOf, percent } from './core';
 import { decodeClusterLoadAssignmentR, endpointCount } from './endpoint';
 import { DEFAULT_HTTP2, decodeHttp2Options } from './hcm';
 import { decodeHealthCheck } from './health-check';
@@ -43,7 +43,7 @@ function decodeCircuitBreakers(r: Reader): CircuitBreakerThresholds[] {
   const out: CircuitBreakerThresholds[] = [];
   const seen = new Set<string>();
   for (const t of r.arr('thresholds')) {
-    const priority = t.enumOf('priority', ['DEFAULT', 'HIGH'] as const, 'DEFAULT');
+    const priority = enumOf(t, 'priority', ['DEFAULT', 'HIGH'] as const, 'DEFAULT');
     if (seen.has(priority)) t.error('priority', `duplicate thresholds for priority ${priority}`);
     seen.add(priority);
     let retryBudget: CircuitBreakerThresholds['retryBudget'];
@@ -134,7 +134,8 @@ function decodeProtocol(r: Reader): Protocol {
     p.http2 = decodeHttp2Options(h2);
   }
   r.obj('http_protocol_options')?.done();
-  const sel = r.enumOf(
+  const sel = enumOf(
+    r,
     'protocol_selection',
     ['USE_CONFIGURED_PROTOCOL', 'USE_DOWNSTREAM_PROTOCOL'] as const,
     'USE_CONFIGURED_PROTOCOL',
@@ -169,7 +170,7 @@ function decodeLbConfig(r: Reader, policy: LbPolicyName): ClusterConfig['lbConfi
       maxRingSize = rh.int('maximum_ring_size', MAX_RING, 1, MAX_RING);
       if (minRingSize > maxRingSize)
         rh.error('minimum_ring_size', `must not be larger than maximum_ring_size (${maxRingSize})`);
-      hashFunction = rh.enumOf('hash_function', ['XX_HASH', 'MURMUR_HASH_2'] as const, 'XX_HASH');
+      hashFunction = enumOf(rh, 'hash_function', ['XX_HASH', 'MURMUR_HASH_2'] as const, 'XX_HASH');
       rh.done();
     }
     out.ringHash = { minRingSize, maxRingSize, hashFunction };
@@ -285,7 +286,8 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
   }
   const od = r.obj('outlier_detection');
   const outlierDetection = od ? decodeOutlierDetection(od) : undefined;
-  const dnsLookupFamily = r.enumOf(
+  const dnsLookupFamily = enumOf(
+    r,
     'dns_lookup_family',
     ['AUTO', 'V4_ONLY', 'V6_ONLY', 'V4_PREFERRED', 'ALL'] as const,
     'AUTO',

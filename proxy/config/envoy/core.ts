@@ -12,7 +12,21 @@ import type { Address, ConfigSource, DataSource, GrpcService, Locality, NodeInfo
 import { checkClusterRef, type DecodeContext } from './context';
 
 /**
- * Proto enum by name, or by its proto number (which, unlike Reader.enumOf, may have gaps:
+ * Proto enum by name (case-insensitive, as Envoy parses YAML/JSON: `lb_policy: round_robin`),
+ * delegating everything else, including the error message, to Reader.enumOf.
+ */
+export function enumOf<T extends string>(r: Reader, key: string, values: readonly T[], def: NoInfer<T>): T {
+  const v = r.raw(key);
+  if (typeof v === 'string' && !(values as readonly string[]).includes(v)) {
+    const lower = v.toLowerCase();
+    const hit = values.find((x) => x.toLowerCase() === lower);
+    if (hit) return hit;
+  }
+  return r.enumOf(key, values, def);
+}
+
+/**
+ * Proto enum by name (case-insensitive), or by its proto number (which, unlike Reader.enumOf, may have gaps:
  * lb_policy has no 4). Same message as Reader.enumOf for unknown names.
  */
 export function enumNamed<T extends string>(
@@ -27,8 +41,9 @@ export function enumNamed<T extends string>(
   if (typeof v === 'number') {
     const hit = names.find((n) => table[n] === v);
     if (hit) return hit;
-  } else if (typeof v === 'string' && (names as string[]).includes(v)) {
-    return v as T;
+  } else if (typeof v === 'string') {
+    const hit = names.find((n) => n === v) ?? names.find((n) => n.toLowerCase() === v.toLowerCase());
+    if (hit) return hit;
   }
   r.error(key, `unknown value ${JSON.stringify(v)} (expected one of ${names.join(', ')})`);
   return def;
@@ -110,7 +125,7 @@ export function decodeAddress(r: Reader, opts: AddressOptions = {}): Address | u
 
 function decodeSocketAddress(s: Reader, opts: AddressOptions): Address | undefined {
   const host = s.requiredStr('address');
-  const protocol = s.enumOf('protocol', ['TCP', 'UDP'] as const, 'TCP');
+  const protocol = enumOf(s, 'protocol', ['TCP', 'UDP'] as const, 'TCP');
   if (protocol === 'UDP') s.error('protocol', 'UDP is not supported by meshlet');
   if (s.has('named_port')) s.error('named_port', 'named ports are not supported; use port_value');
   s.raw('named_port');
@@ -169,7 +184,7 @@ export function decodeConfigSourceFull(r: Reader, ctx?: DecodeContext): DecodedC
   const which = r.oneof(['ads', 'self', 'path', 'path_config_source', 'api_config_source'] as const);
   let source: ConfigSource | undefined;
   const initialFetchTimeoutMs = dur(r, 'initial_fetch_timeout');
-  r.enumOf('resource_api_version', ['AUTO', 'V2', 'V3'] as const, 'AUTO');
+  enumOf(r, 'resource_api_version', ['AUTO', 'V2', 'V3'] as const, 'AUTO');
   if (which === undefined) {
     r.issues.error(r.path, 'one of ads, path_config_source, api_config_source must be set');
   } else if (which === 'ads' || which === 'self') {
@@ -203,7 +218,8 @@ export function decodeConfigSource(r: Reader, ctx?: DecodeContext): ConfigSource
 }
 
 function decodeApiConfigSource(a: Reader, ctx?: DecodeContext): ConfigSource | undefined {
-  const apiType = a.enumOf(
+  const apiType = enumOf(
+    a,
     'api_type',
     [
       'DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE',
@@ -215,7 +231,7 @@ function decodeApiConfigSource(a: Reader, ctx?: DecodeContext): ConfigSource | u
     ] as const,
     'DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE',
   );
-  a.enumOf('transport_api_version', ['AUTO', 'V2', 'V3'] as const, 'AUTO');
+  enumOf(a, 'transport_api_version', ['AUTO', 'V2', 'V3'] as const, 'AUTO');
   a.ignore('set_node_on_first_message_only');
   const grpc = decodeGrpcServices(a, ctx, 'xds');
   if (a.has('cluster_names')) a.error('cluster_names', 'REST config sources are not supported by meshlet');

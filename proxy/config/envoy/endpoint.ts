@@ -7,7 +7,7 @@
 import type { Reader } from '../reader';
 import type { ClusterLoadAssignment, HealthStatus, LbEndpoint, LocalityLbEndpoints } from '../types';
 import type { DecodeContext } from './context';
-import { decodeAddress, decodeLocality, decodeMetadata } from './core';
+import { decodeAddress, decodeLocality, decodeMetadata, enumOf } from './core';
 
 const HEALTH = [
   'UNKNOWN',
@@ -48,7 +48,7 @@ function decodeLbEndpoint(r: Reader, opts: EndpointOptions): LbEndpoint | undefi
       e.done();
     }
   }
-  const healthStatus = r.enumOf('health_status', HEALTH, 'UNKNOWN');
+  const healthStatus = enumOf(r, 'health_status', HEALTH, 'UNKNOWN');
   const weight = r.int('load_balancing_weight', 1, 1, 0xffffffff);
   const metadata = decodeMetadata(r);
   r.done();

@@ -11,7 +11,7 @@ import type { Reader } from '../reader';
 import type { HcmConfig, Http2Options, HttpFilterConfig } from '../types';
 import { decodeAccessLogs } from './access-log';
 import type { DecodeContext } from './context';
-import { decodeConfigSource, dur, enumNamed, percent } from './core';
+import { decodeConfigSource, dur, enumNamed, enumOf, percent } from './core';
 import { runForeign } from './per-filter';
 import { decodeRouteConfigurationR } from './route';
 import { decodeUpgradeConfigs } from './route-action';
@@ -139,7 +139,8 @@ export function decodeHcm(
   const skipXffAppend = r.bool('skip_xff_append', false);
   const generateRequestId = r.bool('generate_request_id', true);
   const preserveExternalRequestId = r.bool('preserve_external_request_id', false);
-  const forwardClientCertDetails = r.enumOf(
+  const forwardClientCertDetails = enumOf(
+    r,
     'forward_client_cert_details',
     ['SANITIZE', 'FORWARD_ONLY', 'APPEND_FORWARD', 'SANITIZE_SET', 'ALWAYS_FORWARD_ONLY'] as const,
     'SANITIZE',
@@ -166,7 +167,8 @@ export function decodeHcm(
   const http2 = decodeHttp2Options(r.obj('http2_protocol_options'));
   const upgradeTypes = decodeUpgradeConfigs(r, false);
   const serverName = r.str('server_name', 'envoy');
-  const serverHeaderTransformation = r.enumOf(
+  const serverHeaderTransformation = enumOf(
+    r,
     'server_header_transformation',
     ['OVERWRITE', 'APPEND_IF_ABSENT', 'PASS_THROUGH'] as const,
     'OVERWRITE',

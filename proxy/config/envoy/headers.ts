@@ -5,6 +5,7 @@
  */
 import type { Reader } from '../reader';
 import type { HeaderValueOption } from '../types';
+import { enumOf } from './core';
 import { headerName } from './matchers';
 
 const APPEND_ACTIONS = [
@@ -48,7 +49,7 @@ export function decodeHeaderValueOption(r: Reader): HeaderValueOption | undefine
     appendAction = r.bool('append', true) ? 'APPEND_IF_EXISTS_OR_ADD' : 'OVERWRITE_IF_EXISTS_OR_ADD';
   }
   r.raw('append');
-  if (r.has('append_action')) appendAction = r.enumOf('append_action', APPEND_ACTIONS, 'APPEND_IF_EXISTS_OR_ADD');
+  if (r.has('append_action')) appendAction = enumOf(r, 'append_action', APPEND_ACTIONS, 'APPEND_IF_EXISTS_OR_ADD');
   r.raw('append_action');
   const keepEmptyValue = r.bool('keep_empty_value', false);
   r.done();

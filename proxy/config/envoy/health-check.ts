@@ -5,7 +5,7 @@
  */
 import type { Reader } from '../reader';
 import type { HealthCheckConfig } from '../types';
-import { dur } from './core';
+import { dur, enumOf } from './core';
 
 function decodePayload(r: Reader): Buffer | undefined {
   const which = r.oneof(['text', 'binary'] as const);
@@ -69,7 +69,7 @@ export function decodeHealthCheck(r: Reader): HealthCheckConfig | undefined {
       expectedStatuses.push({ start, end });
     }
     if (expectedStatuses.length === 0) expectedStatuses.push({ start: 200, end: 201 });
-    const codec = c.enumOf('codec_client_type', ['HTTP1', 'HTTP2', 'HTTP3'] as const, 'HTTP1');
+    const codec = enumOf(c, 'codec_client_type', ['HTTP1', 'HTTP2', 'HTTP3'] as const, 'HTTP1');
     if (codec === 'HTTP3') c.error('codec_client_type', 'HTTP3 is not supported by meshlet');
     c.ignore('request_headers_to_remove');
     if (c.list('request_headers_to_add').length > 0) c.error('request_headers_to_add', 'is not supported by meshlet');

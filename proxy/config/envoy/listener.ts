@@ -18,7 +18,7 @@ import type {
 } from '../types';
 import { decodeAccessLogs } from './access-log';
 import type { DecodeContext } from './context';
-import { decodeAddress, dur } from './core';
+import { decodeAddress, dur, enumOf } from './core';
 import { decodeHcm, T_HCM } from './hcm';
 import { decodeCidrList } from './matchers';
 import { decodeNetworkRbac, T_NETWORK_RBAC } from './rbac';
@@ -81,7 +81,7 @@ function decodeFilterChainMatch(r: Reader | undefined, tlsInspector: boolean): F
     if (typeof p === 'number' && Number.isInteger(p) && p >= 1 && p <= 65535) sourcePorts.push(p);
     else r.issues.error(`${r.sub('source_ports')}[${i}]`, `expected a port (1-65535), got ${JSON.stringify(p)}`);
   }
-  const st = r.enumOf('source_type', ['ANY', 'SAME_IP_OR_LOOPBACK', 'EXTERNAL'] as const, 'ANY');
+  const st = enumOf(r, 'source_type', ['ANY', 'SAME_IP_OR_LOOPBACK', 'EXTERNAL'] as const, 'ANY');
   if (st !== 'ANY') r.error('source_type', `${st} is not supported by meshlet`);
   if (r.list('direct_source_prefix_ranges').length > 0)
     r.error('direct_source_prefix_ranges', 'is not supported by meshlet');
@@ -200,7 +200,8 @@ export function decodeListenerR(r: Reader, ctx: DecodeContext): ListenerConfig |
   if (!ar) r.error('address', 'is required');
   const address = ar ? decodeAddress(ar, { ipHint: 'a listener binds an IP address' }) : undefined;
   const name = r.str('name') || defaultName(address);
-  const trafficDirection = r.enumOf(
+  const trafficDirection = enumOf(
+    r,
     'traffic_direction',
     ['UNSPECIFIED', 'INBOUND', 'OUTBOUND'] as const,
     'UNSPECIFIED',

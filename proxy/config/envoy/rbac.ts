@@ -9,6 +9,7 @@
 import { Reader } from '../reader';
 import type { RbacConfig, RbacPermission, RbacPolicy, RbacPrincipal, StringMatcher } from '../types';
 import type { DecodeContext } from './context';
+import { enumOf } from './core';
 import { decodeCidr, decodeHeaderMatcher, decodeStringMatcher } from './matchers';
 
 export const T_NETWORK_RBAC = 'envoy.extensions.filters.network.rbac.v3.RBAC';
@@ -222,7 +223,7 @@ export function decodePrincipal(r: Reader): RbacPrincipal | undefined {
 
 /** envoy.config.rbac.v3.RBAC (the `rules` message): action and named policies. */
 export function decodeRbacRules(r: Reader): NonNullable<RbacConfig['rules']> {
-  const action = r.enumOf('action', ['ALLOW', 'DENY', 'LOG'] as const, 'ALLOW');
+  const action = enumOf(r, 'action', ['ALLOW', 'DENY', 'LOG'] as const, 'ALLOW');
   const policies: RbacPolicy[] = [];
   const m = r.map('policies') ?? {};
   for (const [name, raw] of Object.entries(m)) {
@@ -295,7 +296,7 @@ export function decodeRbac(r: Reader, _ctx: DecodeContext, opts: RbacDecodeOptio
 /** The network RBAC filter's typed_config (envoy.extensions.filters.network.rbac.v3.RBAC). */
 export function decodeNetworkRbac(r: Reader, ctx: DecodeContext): RbacConfig {
   const out = decodeRbac(r, ctx, { requireStatPrefix: true });
-  const et = r.enumOf('enforcement_type', ['ONE_TIME_ON_FIRST_BYTE', 'CONTINUOUS'] as const, 'ONE_TIME_ON_FIRST_BYTE');
+  const et = enumOf(r, 'enforcement_type', ['ONE_TIME_ON_FIRST_BYTE', 'CONTINUOUS'] as const, 'ONE_TIME_ON_FIRST_BYTE');
   if (et !== 'ONE_TIME_ON_FIRST_BYTE') r.error('enforcement_type', `${et} is not supported by meshlet`);
   r.done();
   return out;

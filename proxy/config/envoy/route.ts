@@ -14,6 +14,7 @@ import type {
   VirtualHost,
 } from '../types';
 import type { DecodeContext } from './context';
+import { enumOf } from './core';
 import { decodeHeaderMutations } from './headers';
 import { decodeHeaderMatcher, decodeQueryParameterMatcher, decodeRegexMatcher } from './matchers';
 import { decodeTypedPerFilterConfig } from './per-filter';
@@ -132,7 +133,7 @@ export function decodeVirtualHost(r: Reader, ctx: DecodeContext, maxBodyBytes: n
   const retryPolicy = rp ? decodeRetryPolicy(rp) : undefined;
   const typedPerFilterConfig = decodeTypedPerFilterConfig(r, ctx);
   const mut = decodeHeaderMutations(r);
-  const requireTls = r.enumOf('require_tls', ['NONE', 'EXTERNAL_ONLY', 'ALL'] as const, 'NONE');
+  const requireTls = enumOf(r, 'require_tls', ['NONE', 'EXTERNAL_ONLY', 'ALL'] as const, 'NONE');
   if (requireTls !== 'NONE') r.error('require_tls', `${requireTls} is not supported by meshlet`);
   r.done();
   if (!name) return undefined;

@@ -18,7 +18,7 @@ import type {
   UpstreamTlsConfig,
 } from '../types';
 import type { DecodeContext } from './context';
-import { decodeConfigSource, decodeDataSource, enumNamed } from './core';
+import { decodeConfigSource, decodeDataSource, enumNamed, enumOf } from './core';
 import { decodeStringMatcher } from './matchers';
 
 export const T_DOWNSTREAM_TLS = 'envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext';
@@ -79,7 +79,8 @@ export function decodeValidationContext(r: Reader): CertValidationContext | unde
   for (const k of ['verify_certificate_spki', 'verify_certificate_hash'] as const) {
     if (r.list(k).length > 0) r.error(k, 'certificate pinning is not supported by meshlet');
   }
-  const tcv = r.enumOf(
+  const tcv = enumOf(
+    r,
     'trust_chain_verification',
     ['VERIFY_TRUST_CHAIN', 'ACCEPT_UNTRUSTED'] as const,
     'VERIFY_TRUST_CHAIN',

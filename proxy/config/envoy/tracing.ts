@@ -6,7 +6,7 @@
 import type { Reader } from '../reader';
 import type { TracingConfig } from '../types';
 import { checkClusterRef, type DecodeContext } from './context';
-import { decodeGrpcService, dur } from './core';
+import { decodeGrpcService, dur, enumOf } from './core';
 
 const T_OTEL = 'envoy.config.trace.v3.OpenTelemetryConfig';
 const T_ZIPKIN = 'envoy.config.trace.v3.ZipkinConfig';
@@ -63,7 +63,8 @@ export function decodeTracingProvider(r: Reader, ctx: DecodeContext): TracingCon
     const clusterName = t.requiredStr('collector_cluster');
     checkClusterRef(ctx, (m) => t.error('collector_cluster', m), clusterName);
     const path = t.requiredStr('collector_endpoint');
-    const v = t.enumOf(
+    const v = enumOf(
+      t,
       'collector_endpoint_version',
       ['DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE', 'HTTP_JSON', 'HTTP_PROTO', 'GRPC'] as const,
       'HTTP_JSON',
