@@ -10,6 +10,7 @@ have nghttp || need+=(nghttp2-client)
 have ip || need+=(iproute2)
 have iptables || need+=(iptables)
 have openssl || need+=(openssl)
+{ have prometheus && have promtool; } || need+=(prometheus)
 if [ ${#need[@]} -eq 0 ]; then
   echo "test dependencies: all present"
   exit 0
