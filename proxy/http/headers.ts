@@ -95,6 +95,19 @@ export function removeHeaders(h: HeaderList, names: readonly string[]): void {
   h.length = w;
 }
 
+/**
+ * Remove the listed x-envoy-* headers. Cheap on the common path: one scan with a prefix test,
+ * and nothing else when no header starts with "x-envoy-".
+ */
+export function removeEnvoyHeaders(h: HeaderList, names: readonly string[]): void {
+  for (let i = 0; i < h.length; i += 2) {
+    if (h[i]!.startsWith('x-envoy-')) {
+      removeHeaders(h, names);
+      return;
+    }
+  }
+}
+
 /** Remove entries whose name starts with `prefix`. */
 export function removeHeadersWithPrefix(h: HeaderList, prefix: string): void {
   let w = 0;
@@ -364,7 +377,7 @@ export function mutateRequestHeaders(
   out.trustedAddress = trusted;
 
   if (!internal) {
-    removeHeaders(h, ENVOY_SANITIZED_HEADERS);
+    removeEnvoyHeaders(h, ENVOY_SANITIZED_HEADERS);
     if (cfg.useRemoteAddress && trusted !== '') setHeader(h, 'x-envoy-external-address', trusted);
   } else if (cfg.useRemoteAddress) {
     setHeader(h, 'x-envoy-internal', 'true');

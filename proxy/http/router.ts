@@ -47,6 +47,7 @@ import {
   applyHeaderOptions,
   getHeader,
   type HeaderFormatContext,
+  removeEnvoyHeaders,
   removeHeaders,
   setHeader,
   stripHopByHop,
@@ -535,7 +536,7 @@ export class RouterStream {
       if (t !== undefined && DIGITS.test(t)) this.timeoutMs = Number(t);
       policy = retryPolicyFromHeaders(h, policy);
     }
-    removeHeaders(h, ENVOY_REQUEST_CONTROL_HEADERS);
+    removeEnvoyHeaders(h, ENVOY_REQUEST_CONTROL_HEADERS);
     if (policy !== undefined && policy.numRetries > 0 && upgrade === undefined)
       this.retry = new RetryState(policy, this.random);
 
