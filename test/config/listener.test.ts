@@ -192,7 +192,7 @@ describe('decodeListener', () => {
       ],
     ],
     [
-      { listener_filters: [{ name: 'x', typed_config: { '@type': `${TYPE_PREFIX}acme.Sniffer` } }] },
+      { listener_filters: [{ name: 'x', typed_config: { '@type': `${TYPE_PREFIX}acme.Sniffer`, value: 'AAAA' } }] },
       [{ path: 'listener_filters[0].typed_config.@type', message: 'unsupported listener filter type acme.Sniffer' }],
     ],
   ])('reports listener error %#', (patch, expected) => {

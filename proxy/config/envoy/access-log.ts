@@ -67,7 +67,7 @@ export function decodeAccessLog(r: Reader): AccessLogConfig | undefined {
     } else {
       t.issues.error(t.sub('@type'), `unsupported access logger type ${tc.type}`);
     }
-    t.done();
+    if (out || tc.type === T_FILE) t.done();
   }
   r.done();
   return out;

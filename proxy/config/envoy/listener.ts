@@ -47,8 +47,9 @@ function decodeListenerFilter(r: Reader): ListenerFilterConfig | undefined {
     const tc = r.any('typed_config');
     if (tc) {
       kind = LISTENER_FILTERS[tc.type];
+      // An unknown type is reported once, by name; its fields are not walked.
       if (!kind) tc.reader.issues.error(tc.reader.sub('@type'), `unsupported listener filter type ${tc.type}`);
-      tc.reader.done();
+      else tc.reader.done();
     }
   } else {
     kind = LISTENER_FILTERS[name];
@@ -134,7 +135,6 @@ function decodeNetworkFilter(
       out = { kind: 'connection_limit', name, maxConnections };
     } else {
       t.issues.error(t.sub('@type'), `unsupported network filter type ${tc.type}`);
-      t.done();
     }
   }
   r.done();
