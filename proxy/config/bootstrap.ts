@@ -42,7 +42,7 @@ function rawNames(r: Reader | undefined, key: string): Map<string, string> {
       const t = (item as { type?: unknown }).type;
       out.set(
         (item as { name: string }).name,
-        typeof t === 'number' ? (CLUSTER_TYPE_NAMES[t] ?? 'STATIC') : typeof t === 'string' ? t : 'STATIC',
+        typeof t === 'number' ? (CLUSTER_TYPE_NAMES[t] ?? 'STATIC') : typeof t === 'string' ? t.toUpperCase() : 'STATIC',
       );
     }
   }
@@ -125,7 +125,7 @@ export function decodeBootstrap(raw: unknown, ctx0: DecodeContext, what = 'boots
       : undefined;
     const accessLogPath = ar.str('access_log_path');
     if (accessLogPath !== undefined) ar.issues.warn(ar.sub('access_log_path'), 'deprecated in Envoy; use access_log');
-    ar.ignore('profile_path', 'socket_options');
+    ar.ignore('profile_path');
     ar.done();
     if (address) admin = { address, ...(accessLogPath ? { accessLogPath } : {}) };
   }
