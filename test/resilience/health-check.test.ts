@@ -6,6 +6,8 @@
  * Waits are bounded polls on host state, never timing assertions.
  */
 import http from 'node:http';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import * as protobuf from 'protobufjs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -168,6 +170,40 @@ describe('HTTP health check', () => {
     const d = await distribution(m.listenerPort('http'), 10);
     expect(d.get('good')).toBe(10);
     expect(bad.requests.every((r) => r.url === '/healthz')).toBe(true);
+  });
+});
+
+describe('HTTP/2 health check', () => {
+  it('checks over h2c when codec_client_type is HTTP2', async () => {
+    let status = 200;
+    const paths: string[] = [];
+    const h2 = http2.createServer((req, res) => {
+      paths.push(`${req.httpVersion} ${req.url}`);
+      res.writeHead(status);
+      res.end();
+    });
+    await new Promise<void>((r) => h2.listen(0, '127.0.0.1', r));
+    const port = (h2.address() as AddressInfo).port;
+    try {
+      const m = await startMeshlet(
+        bootstrap(
+          [],
+          [
+            staticCluster('h2svc', [port], {
+              health_checks: [{ ...FAST, http_health_check: { path: '/ready', codec_client_type: 'HTTP2' } }],
+            }),
+          ],
+        ),
+      );
+      const h = hostByPort(m, 'h2svc', port);
+      expect(await waitFor(() => !h.failedActiveHealthCheck)).toBe(true);
+      expect(paths[0]).toBe('2.0 /ready');
+      status = 500;
+      expect(await waitFor(() => h.failedActiveHealthCheck)).toBe(true);
+    } finally {
+      await stopAllMeshlets();
+      await new Promise((r) => h2.close(r));
+    }
   });
 });
 

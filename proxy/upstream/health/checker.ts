@@ -136,17 +136,28 @@ export class HealthChecker {
     this.stats.attempt++;
     const cfg = this.config;
     const check = cfg.check;
-    const cb = (healthy: boolean, detail: string): void => this.onResult(s, healthy, detail);
-    switch (check.kind) {
-      case 'tcp':
-        probeTcp(this.target.transport, s.host, check, cfg.timeoutMs, cb);
-        break;
-      case 'http':
-        probeHttp(this.target.transport, s.host, check, this.target.name, cfg.timeoutMs, cb);
-        break;
-      case 'grpc':
-        this.grpc!.probe(s.host, check, cfg.timeoutMs, cb);
-        break;
+    let reported = false;
+    const cb = (healthy: boolean, detail: string): void => {
+      if (reported) return;
+      reported = true;
+      this.onResult(s, healthy, detail);
+    };
+    try {
+      switch (check.kind) {
+        case 'tcp':
+          probeTcp(this.target.transport, s.host, check, cfg.timeoutMs, cb);
+          break;
+        case 'http':
+          probeHttp(this.target.transport, s.host, check, this.target.name, cfg.timeoutMs, cb);
+          break;
+        case 'grpc':
+          this.grpc!.probe(s.host, check, cfg.timeoutMs, cb);
+          break;
+      }
+    } catch (err) {
+      // A probe that cannot even start (bad target, socket error thrown synchronously) is a
+      // failed check, never a crash of the data plane.
+      cb(false, `probe error: ${(err as Error).message}`);
     }
   }
 
