@@ -301,6 +301,10 @@ export function grpcPercentEncode(s: string): string {
 // ───────────────────────────── one request stream ─────────────────────────────
 
 const NO_FILTERS: readonly HttpFilter[] = [];
+/** Request bytes queued behind a stopped decoder filter before reading is paused. */
+const HOLD_LIMIT_BYTES = 64 * 1024;
+const PAUSE_ROUTER = 1;
+const PAUSE_FILTER_HOLD = 2;
 const EVENT_DATA = 0;
 const EVENT_TRAILERS = 1;
 const EVENT_HEADERS = 2;
@@ -355,6 +359,9 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
   private decodeStoppedAt = -1;
   private decodeStoppedKind = -1;
   private held: HeldEvent[] | undefined;
+  private heldBytes = 0;
+  /** Why reading the request is paused (bit set of PAUSE_*). */
+  private pauseReasons = 0;
   private heldHeadersEnd = false;
   private encodeStoppedAt = -1;
   private encodeStoppedEvent: HeldEncode | undefined;
@@ -499,9 +506,14 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
 
   // ─────────────── decoder chain ───────────────
 
+  /** Queue a decode event while a filter has stopped; stop reading once too much is queued. */
   private hold(e: HeldEvent): void {
     if (this.held === undefined) this.held = [];
     this.held.push(e);
+    if (e.chunk !== undefined) {
+      this.heldBytes += e.chunk.length;
+      if (this.heldBytes > HOLD_LIMIT_BYTES) this.setPaused(PAUSE_FILTER_HOLD, true);
+    }
   }
 
   private runDecodeHeaders(from: number, endStream: boolean): void {
@@ -580,6 +592,10 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
         const e = this.held.shift()!;
         if (e.kind === EVENT_DATA) this.runDecodeData(0, e.chunk!, e.endStream);
         else this.runDecodeTrailers(0, e.trailers!);
+      }
+      if (this.decodeStoppedAt < 0) {
+        this.heldBytes = 0;
+        this.setPaused(PAUSE_FILTER_HOLD, false);
       }
     } catch (err) {
       this.internalError(err);
@@ -834,12 +850,21 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     this.encoder.reset(reason);
   }
 
+  /** Router backpressure (upstream above its watermark, or the upstream not ready yet). */
   pauseRequest(): void {
-    this.encoder.pauseRequest();
+    this.setPaused(PAUSE_ROUTER, true);
   }
 
   resumeRequest(): void {
-    this.encoder.resumeRequest();
+    this.setPaused(PAUSE_ROUTER, false);
+  }
+
+  /** Reading stops while any reason holds and resumes once none does. */
+  private setPaused(reason: number, on: boolean): void {
+    const before = this.pauseReasons;
+    this.pauseReasons = on ? before | reason : before & ~reason;
+    if (before === 0 && this.pauseReasons !== 0) this.encoder.pauseRequest();
+    else if (before !== 0 && this.pauseReasons === 0 && !this.destroyed) this.encoder.resumeRequest();
   }
 
   takeDownstreamTunnel(): Duplex {
