@@ -209,3 +209,16 @@ describe('xDS-shaped input decodes like YAML-shaped input', () => {
     ]);
   });
 });
+
+describe('decoding leaves the input alone', () => {
+  it('does not freeze or share the caller’s objects', () => {
+    const raw = staticCluster('c', { metadata: { filter_metadata: { istio: { labels: { app: 'a' } } } } });
+    const { value } = decodeCluster(raw, ctx());
+    const input = (raw.metadata as { filter_metadata: { istio: { labels: Record<string, string> } } }).filter_metadata
+      .istio;
+    expect(Object.isFrozen(input)).toBe(false);
+    expect(Object.isFrozen(value!.metadata.istio)).toBe(true);
+    input.labels.app = 'changed';
+    expect(value!.metadata).toEqual({ istio: { labels: { app: 'a' } } });
+  });
+});

@@ -27,7 +27,7 @@ function decodeLogFormat(r: Reader): AccessLogConfig['format'] {
     else if (ds) r.error(which, 'only inline_string is supported by meshlet');
   } else if (which === 'json_format') {
     const j = r.map(which);
-    if (j) out = { kind: 'json', json: { ...j } };
+    if (j) out = { kind: 'json', json: structuredClone(j) };
   } else {
     r.issues.error(r.path, 'one of text_format, text_format_source, json_format must be set');
   }
@@ -56,7 +56,7 @@ export function decodeAccessLog(r: Reader): AccessLogConfig | undefined {
       // Legacy FileAccessLog.format / json_format / typed_json_format.
       if (t.has('format')) format = { kind: 'text', text: t.str('format', '') };
       const legacyJson = t.map('json_format') ?? t.map('typed_json_format');
-      if (legacyJson) format = { kind: 'json', json: { ...legacyJson } };
+      if (legacyJson) format = { kind: 'json', json: structuredClone(legacyJson) };
       const sink: AccessLogConfig['sink'] =
         path === '/dev/stdout'
           ? { kind: 'stdout' }

@@ -369,7 +369,8 @@ export function decodeMetadata(r: Reader, key = 'metadata'): Readonly<Record<str
     }
   }
   m.done();
-  return { ...fm };
+  // Copied: the decoded config is frozen, the caller's input is not.
+  return structuredClone(fm);
 }
 
 /** envoy.config.core.v3.Node; defaults user_agent_name to "meshlet". */
@@ -377,7 +378,7 @@ export function decodeNode(r: Reader | undefined): NodeInfo {
   if (!r) return { id: '', cluster: '', metadata: {}, userAgentName: 'meshlet', userAgentVersion: '' };
   const id = r.str('id', '');
   const cluster = r.str('cluster', '');
-  const metadata = { ...(r.map('metadata') ?? {}) };
+  const metadata = structuredClone(r.map('metadata') ?? {});
   const lr = r.obj('locality');
   const locality = lr ? decodeLocality(lr) : undefined;
   const userAgentName = r.str('user_agent_name', 'meshlet');
