@@ -122,4 +122,25 @@ describe('generate', () => {
       }
     }
   });
+
+  it('splits tcp services by version with a weighted tcp_proxy', () => {
+    const { mesh: m, warnings } = parseMeshOrThrow(`
+services:
+  - { name: db, ports: [{ port: 5432, protocol: tcp, target_port: 15432 }] }
+workloads:
+  - { name: db-1, service: db, version: v1, address: "127.0.0.21:15432" }
+  - { name: db-2, service: db, version: v2, address: "127.0.0.22:15432" }
+  - { name: app, service: db, version: v1, address: "127.0.0.23:15432" }
+traffic:
+  - { service: db, splits: [{ version: v1, weight: 3 }, { version: v2, weight: 1 }], timeout: 1s }
+`);
+    expect(warnings.map((x) => x.path)).toEqual(['traffic[0].timeout']);
+    const r = generateForWorkload(m, m.workloads[2]!);
+    const l = r.get(TYPE_URLS.listener)!.get('127.0.0.23_5432') as any;
+    expect(l.filter_chains[0].filters[0].typed_config.weighted_clusters.clusters).toEqual([
+      { name: 'outbound|5432|v1|db.default.svc.cluster.local', weight: 3 },
+      { name: 'outbound|5432|v2|db.default.svc.cluster.local', weight: 1 },
+    ]);
+    expect(anyToJson(jsonToAny(l))).toMatchObject({ name: '127.0.0.23_5432' });
+  });
 });

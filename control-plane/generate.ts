@@ -187,7 +187,24 @@ function router(): Record<string, unknown> {
   return { name: 'envoy.filters.http.router', typed_config: { '@type': T.router } };
 }
 
+/** tcp_proxy for a tcp service port: the whole service, or weighted version subsets. */
+function tcpProxy(mesh: Mesh, s: MeshService, port: number): Record<string, unknown> {
+  const rule = mesh.traffic.find((t) => t.service === s.name && t.namespace === s.namespace);
+  const splits = rule?.splits.filter((x) => x.weight > 0) ?? [];
+  const whole = outboundClusterName(port, '', s.host);
+  const config: Record<string, unknown> = { '@type': T.tcpProxy, stat_prefix: whole };
+  if (splits.length > 0) {
+    config.weighted_clusters = {
+      clusters: splits.map((x) => ({ name: outboundClusterName(port, x.version, s.host), weight: x.weight })),
+    };
+  } else {
+    config.cluster = whole;
+  }
+  return { name: 'envoy.filters.network.tcp_proxy', typed_config: config };
+}
+
 function outboundListener(
+  mesh: Mesh,
   w: MeshWorkload,
   port: number,
   services: readonly [MeshService, ServicePort][],
@@ -205,14 +222,7 @@ function outboundListener(
           http_filters: [router()],
         },
       }
-    : {
-        name: 'envoy.filters.network.tcp_proxy',
-        typed_config: {
-          '@type': T.tcpProxy,
-          stat_prefix: outboundClusterName(port, '', s0.host),
-          cluster: outboundClusterName(port, '', s0.host),
-        },
-      };
+    : tcpProxy(mesh, s0, port);
   return {
     '@type': T.listener,
     name,
@@ -343,7 +353,7 @@ export function generateForWorkload(mesh: Mesh, w: MeshWorkload): NodeResources 
     }
   }
   for (const [port, services] of [...byPort].sort((a, b) => a[0] - b[0])) {
-    const l = outboundListener(w, port, services);
+    const l = outboundListener(mesh, w, port, services);
     out.get(T.listener)!.set(l.name!, l);
     if (isHttp(services[0]![1])) out.get(T.route)!.set(String(port), routeConfiguration(mesh, port, services));
   }

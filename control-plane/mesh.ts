@@ -282,6 +282,12 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
       rr.done();
     }
     const timeoutMs = t.durationMs('timeout');
+    if (svc && svc.ports.every((p) => p.protocol === 'tcp') && (rr || timeoutMs !== undefined)) {
+      issues.warn(
+        t.sub(rr ? 'retries' : 'timeout'),
+        `service ${service} has only tcp ports: retries and timeout do not apply (splits do)`,
+      );
+    }
     traffic.push({ service, namespace: ns, splits, retries, timeoutMs });
     t.done();
   }

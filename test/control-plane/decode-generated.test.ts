@@ -47,9 +47,27 @@ describe('generated resources decode cleanly through proxy/config/envoy', () => 
     });
   }
   const ctx = { httpFilters } as never;
-  for (const w of mesh.workloads) {
-    it(`workload ${w.name}`, () => {
-      const all = generateForWorkload(mesh, w);
+  const tcpSplitMesh = parseMeshOrThrow(`
+services:
+  - { name: db, ports: [{ port: 5432, protocol: tcp, target_port: 15432 }] }
+  - { name: api, ports: [{ port: 8080, protocol: http2, target_port: 18080 }, { port: 8081, protocol: grpc, target_port: 18081 }] }
+workloads:
+  - { name: db-1, service: db, version: v1, address: "127.0.0.21:15432" }
+  - { name: db-2, service: db, version: v2, address: "127.0.0.22:15432" }
+  - { name: api-1, service: api, addresses: ["127.0.0.23:18080", "127.0.0.23:18081"] }
+traffic:
+  - { service: db, splits: [{ version: v1, weight: 3 }, { version: v2, weight: 1 }] }
+authorization:
+  - { service: db, action: DENY, from: [{ namespace: other }] }
+  - { service: api, action: ALLOW, from: [{ namespace: default }], paths: [/x] }
+`).mesh;
+  const cases = [
+    ...mesh.workloads.map((w) => ({ m: mesh, w, label: w.name })),
+    ...tcpSplitMesh.workloads.map((w) => ({ m: tcpSplitMesh, w, label: `${w.name} (tcp splits, multi-port)` })),
+  ];
+  for (const { m, w, label } of cases) {
+    it(`workload ${label}`, () => {
+      const all = generateForWorkload(m, w);
       all.set(TYPE_URLS.secret, secretResources({ certChainPem: 'CHAIN', privateKeyPem: 'KEY' }, 'ROOT'));
       const problems: string[] = [];
       let count = 0;
