@@ -360,6 +360,7 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
   private decodeStoppedKind = -1;
   private held: HeldEvent[] | undefined;
   private heldBytes = 0;
+  private heldEncodeBytes = 0;
   /** Why reading the request is paused (bit set of PAUSE_*). */
   private pauseReasons = 0;
   private heldHeadersEnd = false;
@@ -683,7 +684,9 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     this.idleTimer?.refresh();
     if (this.encodeStoppedAt >= 0) {
       this.holdEncode({ kind: EVENT_DATA, head: undefined, chunk, trailers: undefined, endStream });
-      return true;
+      // Past the bound, ask the router to pause the upstream until continueEncoding drains.
+      this.heldEncodeBytes += chunk.length;
+      return this.heldEncodeBytes <= HOLD_LIMIT_BYTES;
     }
     return this.runEncodeData(this.filters.length - 1, chunk, endStream);
   }
@@ -781,7 +784,10 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
       while (this.encodeStoppedAt < 0 && q !== undefined && q.length > 0 && !this.destroyed) {
         this.runEncodeEvent(this.filters.length - 1, q.shift()!);
       }
-      if (this.encodeStoppedAt < 0) this.router?.onDownstreamWritable();
+      if (this.encodeStoppedAt < 0) {
+        this.heldEncodeBytes = 0;
+        this.router?.onDownstreamWritable();
+      }
     } catch (err) {
       this.internalError(err);
     }
