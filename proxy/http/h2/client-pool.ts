@@ -334,7 +334,6 @@ export class H2ConnectionPool implements ConnectionPool {
       if (log.isLevelEnabled('debug'))
         log.debug({ host: this.host.key, err: e.message }, 'upstream HTTP/2 session error');
     });
-    session.on('frameError', noop);
     session.once('connect', () => this.onConnected(c));
     session.on('remoteSettings', () => this.onRemoteSettings(c));
     session.on('goaway', () => this.onGoaway(c));
@@ -449,5 +448,3 @@ export class H2ConnectionPool implements ConnectionPool {
 function clampWindow(n: number): number {
   return Math.min(MAX_WINDOW, Math.max(65535, n));
 }
-
-function noop(): void {}

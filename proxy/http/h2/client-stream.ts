@@ -160,7 +160,6 @@ export class H2ClientStream implements RequestEncoder {
     this.requestEnded = endStream;
     s[kEncoder] = this;
     s.on('error', noop);
-    s.on('frameError', noop);
     s.on('response', onResponse);
     s.on('data', onData);
     s.on('trailers', onTrailers);

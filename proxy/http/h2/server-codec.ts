@@ -366,7 +366,6 @@ export class H2ServerCodec {
     (session as TaggedSession)[kCodec] = this;
     session.on('stream', onStream);
     session.on('error', onSessionError);
-    session.on('frameError', noop);
     session.once('close', () => this.onSessionClose());
     const connWindow = this.options.http2.initialConnectionWindowSize;
     if (connWindow > 65535) {
