@@ -5,6 +5,7 @@
  */
 
 import http2 from 'node:http2';
+import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { closeAll, closedPort, startHttpEcho } from '../support/upstreams';
@@ -143,6 +144,58 @@ describe('HTTP/2 downstream', () => {
     });
     const res = await h2get(proxy.port, '/nothing');
     expect(res.status).toBe(404);
+  });
+});
+
+describe('WebSocket over HTTP/2 (RFC 8441) to an HTTP/1.1 upstream', () => {
+  it('tunnels an extended CONNECT as an HTTP/1.1 Upgrade', async () => {
+    const server = net.createServer((s) => {
+      s.on('error', () => {});
+      let buf = '';
+      const onHead = (d: Buffer) => {
+        buf += d.toString('latin1');
+        if (!buf.includes('\r\n\r\n')) return;
+        s.off('data', onHead);
+        s.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+        s.on('data', (x: Buffer) => s.write(`echo:${x.toString('latin1')}`));
+      };
+      s.on('data', onHead);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => server.close(() => r())));
+    const port = (server.address() as net.AddressInfo).port;
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port }])],
+      hcm: { upgradeTypes: ['websocket'] },
+    });
+    const client = http2.connect(`http://127.0.0.1:${proxy.port}`);
+    cleanups.push(() => {
+      client.destroy();
+    });
+    await new Promise<void>((resolve) => client.once('remoteSettings', () => resolve()));
+    const stream = client.request({
+      ':method': 'CONNECT',
+      ':protocol': 'websocket',
+      ':path': '/ws',
+      ':scheme': 'http',
+      ':authority': 'a',
+    });
+    const status = await new Promise<number>((resolve) =>
+      stream.once('response', (h) => resolve(Number(h[':status']))),
+    );
+    expect(status).toBe(200);
+    stream.write('hello');
+    const echoed = await new Promise<string>((resolve) => {
+      let t = '';
+      stream.on('data', (d: Buffer) => {
+        t += d.toString();
+        if (t.includes('echo:hello')) resolve(t);
+      });
+      setTimeout(() => resolve(t), 5_000);
+    });
+    expect(echoed).toContain('echo:hello');
+    stream.close();
   });
 });
 
