@@ -447,6 +447,35 @@ describe('H2ConnectionPool', () => {
     expect(pool.pending).toBe(0);
   });
 
+  it('counts a connect timeout from the transport and fails the queue with reason timeout', async () => {
+    const timeoutTransport: TransportSocketFactory = {
+      connect(_host, _opts, cb) {
+        setTimeout(() => cb({ reason: 'timeout', detail: 'connect timeout after 10ms' }, undefined), 10);
+      },
+    };
+    const { pool, stats } = makePool(1, { transport: timeoutTransport });
+    const rec = request(pool, '/');
+    await within(rec.done);
+    expect(rec.failure).toEqual({ reason: 'timeout', detail: 'connect timeout after 10ms' });
+    expect(stats.upstreamCxConnectTimeout).toBe(1);
+    expect(stats.upstreamCxConnectFail).toBe(1);
+    expect(pool.connections).toBe(0);
+  });
+
+  it('drain() during connection set-up serves the queued request, then closes that connection', async () => {
+    const up = await startH2((stream) => {
+      stream.respond({ ':status': 200 });
+      stream.end('served');
+    });
+    const { pool } = makePool(up.port);
+    const rec = request(pool, '/queued');
+    expect(pool.connections).toBe(1);
+    pool.drain();
+    await within(rec.done);
+    expect(rec.text()).toBe('served');
+    await waitFor(() => pool.connections === 0, 'the drained connection to close');
+  });
+
   it('streams request and response bodies both ways and carries trailers', async () => {
     const up = await startH2((stream) => {
       stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });

@@ -79,6 +79,8 @@ class H2Client implements StreamOwner {
   capacity: number;
   info: UpstreamInfo | undefined = undefined;
   idleTimer: NodeJS.Timeout | undefined = undefined;
+  /** drain() happened while this connection was being set up. */
+  drainWhenReady = false;
   readonly scheme: string;
 
   constructor(
@@ -160,8 +162,12 @@ export class H2ConnectionPool implements ConnectionPool {
   }
 
   drain(): void {
-    // Connections still being set up are fresh and carry queued requests: they stay.
     for (const c of [...this.clients]) {
+      if (c.state === 'connecting') {
+        // Still being set up: it serves what is queued for it, then retires like the others.
+        c.drainWhenReady = true;
+        continue;
+      }
       if (c.state !== 'ready' && c.state !== 'draining') continue;
       c.state = 'draining';
       if (c.active === 0) this.closeClient(c);
@@ -354,6 +360,11 @@ export class H2ConnectionPool implements ConnectionPool {
     }
     if (c.state === 'connecting') c.state = 'ready';
     this.processQueue();
+    if (c.drainWhenReady && c.state === 'ready') {
+      c.state = 'draining';
+      if (c.active === 0) this.closeClient(c);
+      return;
+    }
     this.maybeIdle(c);
   }
 
