@@ -14,8 +14,11 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { decodeHealthCheck } from '../../proxy/config/envoy/health-check';
 import { Issues, Reader } from '../../proxy/config/reader';
 import type { ClusterLoadAssignment, HealthStatus } from '../../proxy/config/types';
+import { HealthChecker } from '../../proxy/upstream/health/checker';
 import { containsInOrder } from '../../proxy/upstream/health/probes';
-import type { Host } from '../../proxy/upstream/host';
+import { Host } from '../../proxy/upstream/host';
+import { TcpTransportSocketFactory } from '../../proxy/upstream/transport';
+import { ClusterStats } from '../../proxy/upstream/types';
 import {
   bootstrap,
   httpListener,
@@ -63,6 +66,13 @@ function hostByPort(m: StartedMeshlet, cluster: string, port: number): Host {
   const h = hostsOf(m, cluster).find((x) => x.port === port);
   if (!h) throw new Error(`no host :${port}`);
   return h;
+}
+
+function config(raw: Record<string, unknown>) {
+  const issues = new Issues();
+  const c = decodeHealthCheck(new Reader(raw, 'hc', issues));
+  expect(issues.errors).toEqual([]);
+  return c!;
 }
 
 const FAST = {
@@ -143,7 +153,7 @@ describe('HTTP health check', () => {
     expect(after.get('b')).toBe(10);
     expect([...seenHeaders]).toEqual(['svc.health|Envoy/HC']);
     const hc = m.server.clusters.get('svc')!.healthChecker!;
-    expect(hc.stats.failure).toBeGreaterThanOrEqual(2);
+    expect(hc.stats.failure).toBeGreaterThanOrEqual(1);
     expect(hc.stats.success).toBeGreaterThan(hc.stats.failure);
   });
 
@@ -170,6 +180,58 @@ describe('HTTP health check', () => {
     const d = await distribution(m.listenerPort('http'), 10);
     expect(d.get('good')).toBe(10);
     expect(bad.requests.every((r) => r.url === '/healthz')).toBe(true);
+  });
+});
+
+describe('failure types (Envoy: wrong answers eject at once, network failures need unhealthy_threshold)', () => {
+  it('an unexpected status fails a healthy host on the first failure; connect failures need the threshold', async () => {
+    let mode: 'ok' | 'bad-status' = 'ok';
+    const up = await startHttpEcho('u', (req, res) => {
+      if (req.url !== '/hc') return false;
+      res.writeHead(mode === 'ok' ? 200 : 500);
+      res.end();
+      return true;
+    });
+    const host = new Host({ kind: 'socket', host: '127.0.0.1', port: up.port });
+    const results: { healthy: boolean; failedAfter: boolean }[] = [];
+    let checker: HealthChecker | undefined;
+    const target = {
+      name: 'unit',
+      hosts: [host],
+      transport: new TcpTransportSocketFactory(),
+      stats: new ClusterStats(),
+      healthChanged: () => {},
+    };
+    const cfg = config({ ...FAST, unhealthy_threshold: 3, healthy_threshold: 1, http_health_check: { path: '/hc' } });
+    checker = new HealthChecker(target, cfg, {
+      onResult: (_h, healthy) => results.push({ healthy, failedAfter: host.failedActiveHealthCheck }),
+    });
+    try {
+      checker.start();
+      expect(host.failedActiveHealthCheck).toBe(true); // pending its first check
+      expect(await waitFor(() => !host.failedActiveHealthCheck)).toBe(true);
+      mode = 'bad-status';
+      const at = results.length;
+      expect(await waitFor(() => results.length > at && results.slice(at).some((r) => !r.healthy))).toBe(true);
+      const firstFailure = results.slice(at).find((r) => !r.healthy)!;
+      expect(firstFailure.failedAfter).toBe(true);
+
+      mode = 'ok';
+      expect(await waitFor(() => !host.failedActiveHealthCheck)).toBe(true);
+      // Now refuse connections: network failures, three in a row before the host is failed.
+      up.server.closeAllConnections();
+      await new Promise((r) => up.server.close(r));
+      const from = results.length;
+      expect(await waitFor(() => host.failedActiveHealthCheck)).toBe(true);
+      const failures = results.slice(from).filter((r) => !r.healthy);
+      expect(failures.length).toBeGreaterThanOrEqual(3);
+      expect(failures[0]!.failedAfter).toBe(false);
+      expect(failures[1]!.failedAfter).toBe(false);
+      expect(failures[2]!.failedAfter).toBe(true);
+      expect(checker.stats.networkFailure).toBeGreaterThanOrEqual(3);
+    } finally {
+      checker.stop();
+    }
   });
 });
 

@@ -9,8 +9,10 @@
  *    healthy_threshold applies only after that — so hosts come into rotation within one probe.
  *    Until then they are out of the healthy set; if no host at all is healthy yet, the priority
  *    set's panic mode still spreads traffic over all of them, as Envoy's does.
- *  - unhealthy_threshold consecutive failures (timeouts, connect failures, unexpected statuses)
- *    mark a healthy host failed; healthy_threshold consecutive successes bring it back.
+ *  - A wrong answer (unexpected HTTP status, gRPC NOT_SERVING or error status) marks a healthy
+ *    host failed at once, as Envoy's "active" failures do; network failures (connect failure,
+ *    reset, timeout, TCP payload never received) need unhealthy_threshold in a row.
+ *    healthy_threshold consecutive successes bring a failed host back.
  *  - Next check after: `no_traffic_interval` while the cluster has never carried traffic,
  *    otherwise `unhealthy_interval` (default: interval) for failed hosts and `interval` for
  *    healthy ones; plus `interval_jitter` (random 0..jitter) and `interval_jitter_percent` of the
@@ -137,10 +139,10 @@ export class HealthChecker {
     const cfg = this.config;
     const check = cfg.check;
     let reported = false;
-    const cb = (healthy: boolean, detail: string): void => {
+    const cb = (healthy: boolean, detail: string, active?: boolean): void => {
       if (reported) return;
       reported = true;
-      this.onResult(s, healthy, detail);
+      this.onResult(s, healthy, detail, active === true);
     };
     try {
       switch (check.kind) {
@@ -161,7 +163,7 @@ export class HealthChecker {
     }
   }
 
-  private onResult(s: HostSession, healthy: boolean, detail: string): void {
+  private onResult(s: HostSession, healthy: boolean, detail: string, active: boolean): void {
     s.inFlight = false;
     if (s.stopped) return;
     const h = s.host;
@@ -177,10 +179,12 @@ export class HealthChecker {
       }
     } else {
       this.stats.failure++;
-      if (/connect|timeout|ECONN/i.test(detail)) this.stats.networkFailure++;
+      if (!active) this.stats.networkFailure++;
       s.consecutiveOk = 0;
       s.consecutiveFail++;
-      if (!h.failedActiveHealthCheck && s.consecutiveFail >= Math.max(1, cfg.unhealthyThreshold)) {
+      // Envoy: a wrong answer (active failure) marks the host unhealthy at once; network
+      // failures need unhealthy_threshold in a row.
+      if (!h.failedActiveHealthCheck && (active || s.consecutiveFail >= Math.max(1, cfg.unhealthyThreshold))) {
         h.failedActiveHealthCheck = true;
         changed = true;
       }

@@ -19,7 +19,13 @@ import type { HealthCheckConfig } from '../../config/types';
 import type { Host } from '../host';
 import type { TransportSocketFactory } from '../types';
 
-export type ProbeCallback = (healthy: boolean, detail: string) => void;
+/**
+ * One probe's verdict. `active` marks a failure where the host answered and the answer was wrong
+ * (unexpected HTTP status, NOT_SERVING, a gRPC error status): Envoy's "active" failure type, which
+ * marks a healthy host unhealthy at once. Other failures (connect, reset, timeout, payload not
+ * received) are "network" failures and count towards unhealthy_threshold.
+ */
+export type ProbeCallback = (healthy: boolean, detail: string, active?: boolean) => void;
 
 type TcpCheck = Extract<HealthCheckConfig['check'], { kind: 'tcp' }>;
 type HttpCheck = Extract<HealthCheckConfig['check'], { kind: 'http' }>;
@@ -28,11 +34,11 @@ type GrpcCheck = Extract<HealthCheckConfig['check'], { kind: 'grpc' }>;
 /** Wraps a callback so that only the first verdict counts, and the timeout fires one. */
 function once(cb: ProbeCallback, timeoutMs: number, onTimeout: () => void): ProbeCallback & { timer: NodeJS.Timeout } {
   let done = false;
-  const f = ((healthy: boolean, detail: string) => {
+  const f = ((healthy: boolean, detail: string, active?: boolean) => {
     if (done) return;
     done = true;
     clearTimeout(f.timer);
-    cb(healthy, detail);
+    cb(healthy, detail, active);
   }) as ProbeCallback & { timer: NodeJS.Timeout };
   f.timer = setTimeout(() => {
     onTimeout();
@@ -135,7 +141,7 @@ export function probeHttp(
       req.on('response', (h) => {
         const status = Number(h[':status']);
         session.destroy();
-        done(statusExpected(status, check.expectedStatuses), `status ${status}`);
+        done(statusExpected(status, check.expectedStatuses), `status ${status}`, true);
       });
       req.on('error', (e) => {
         session.destroy();
@@ -163,7 +169,7 @@ export function probeHttp(
       if (!m) done(false, 'malformed status line');
       else {
         const status = Number(m[1]);
-        done(statusExpected(status, check.expectedStatuses), `status ${status}`);
+        done(statusExpected(status, check.expectedStatuses), `status ${status}`, true);
       }
     });
     s.on('end', () => {
@@ -216,8 +222,11 @@ export class GrpcProber {
       new grpc.Metadata(),
       { deadline: Date.now() + timeoutMs },
       (err, status) => {
-        if (err) done(false, `grpc status ${err.code}: ${err.details}`);
-        else done(status === SERVING, `serving status ${status}`);
+        if (err) {
+          // UNAVAILABLE / DEADLINE_EXCEEDED are transport-level; any other status is the server's answer.
+          const network = err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED;
+          done(false, `grpc status ${err.code}: ${err.details}`, !network);
+        } else done(status === SERVING, `serving status ${status}`, true);
       },
     );
   }
