@@ -113,6 +113,46 @@ function raw(port: number, data: string, maxMs = 5000): Promise<{ text: string; 
   });
 }
 
+describe('H1ServerCodec start-up', () => {
+  it('serves a socket handed over explicitly paused with sniffed bytes unshifted (protocol detection)', async () => {
+    const callbacks: ServerCodecCallbacks = {
+      newStream(enc) {
+        return new AppSink((head, e) => {
+          const body = Buffer.from(`seen ${head.path}`);
+          e.writeHeaders({ status: 200, headers: [], contentLength: body.length }, false);
+          e.writeData(body, true);
+        }, enc);
+      },
+    };
+    const codecs: H1ServerCodec[] = [];
+    const server = net.createServer((socket) => {
+      socket.once('data', (first: Buffer) => {
+        socket.pause();
+        socket.unshift(first);
+        const info: DownstreamConnectionInfo = {
+          id: 1,
+          remoteAddress: '',
+          remotePort: 0,
+          localAddress: '',
+          localPort: 0,
+        };
+        codecs.push(new H1ServerCodec(socket, callbacks, info));
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    cleanups.push(async () => {
+      for (const c of codecs) c.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    });
+    const res = await raw(
+      (server.address() as net.AddressInfo).port,
+      'GET /sniffed HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n',
+    );
+    expect(res.text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(res.text.endsWith('seen /sniffed')).toBe(true);
+  });
+});
+
 describe('H1 response encoding', () => {
   it('keeps a known length, chunks an unknown one with trailers, and ends keep-alive responses cleanly', async () => {
     const { port } = await serve((head, enc) => {

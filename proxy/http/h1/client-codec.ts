@@ -113,6 +113,7 @@ export class H1ClientConnection implements H1ParserHandler {
     socket.on('close', this.onCloseFn);
     socket.on('error', this.onErrorFn);
     socket.on('drain', this.onDrainFn);
+    socket.resume(); // a transport may hand over an explicitly paused socket
   }
 
   get busy(): boolean {

@@ -113,6 +113,9 @@ export class H1ServerCodec implements H1ParserHandler, H1ServerStreamOwner {
       this.idleTimer.unref();
     }
     if (options.initialData !== undefined && options.initialData.length > 0) this.onData(options.initialData);
+    // Protocol detection leaves sockets explicitly paused (bytes unshifted); a 'data' listener
+    // alone does not restart an explicitly paused stream.
+    if (this.reading && !this.closing) socket.resume();
   }
 
   get isDraining(): boolean {
