@@ -109,7 +109,7 @@ export class DevCa {
     this.trustDomain = opts.trustDomain;
     this.workloadLifetimeMs = opts.workloadLifetimeMs ?? DEFAULT_WORKLOAD_LIFETIME_MS;
     this.clockSkewMs = opts.clockSkewMs ?? DEFAULT_SKEW_MS;
-    this.now = opts.now ?? Date.now;
+    this.now = opts.now ?? (() => Date.now());
     this.caKey = createPrivateKey(caKeyPem);
     this.caCert = forge.pki.certificateFromPem(caCertPem);
     this.rootCertPem = caCertPem.endsWith('\n') ? caCertPem : `${caCertPem}\n`;
@@ -273,7 +273,7 @@ async function tryLoad(dir: string): Promise<{ keyPem: string; certPem: string }
 
 async function createRoot(opts: DevCaOptions): Promise<{ keyPem: string; certPem: string }> {
   const { privateKeyPem, publicKeyPem } = await generateRsaKeyPair();
-  const now = (opts.now ?? Date.now)();
+  const now = opts.now ? opts.now() : Date.now();
   const cert = forge.pki.createCertificate();
   cert.publicKey = forge.pki.publicKeyFromPem(publicKeyPem);
   cert.serialNumber = randomSerialHex();

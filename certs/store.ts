@@ -115,7 +115,7 @@ export class CertStore extends EventEmitter {
   constructor(opts: CertStoreOptions = {}) {
     super();
     this.trustBundleName = opts.trustBundleName ?? DEFAULT_TRUST_BUNDLE_SECRET;
-    this.now = opts.now ?? Date.now;
+    this.now = opts.now ?? (() => Date.now());
   }
 
   get(name: string): StoredSecret | undefined {
