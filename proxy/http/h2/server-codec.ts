@@ -237,7 +237,7 @@ class H2ServerStream implements ResponseEncoder {
 
   writeHeaders(head: ResponseHead, endStream: boolean): void {
     const s = this.stream;
-    if (this.responseEnded || this.closed || s.headersSent) return;
+    if (this.responseEnded || this.closed || s.headersSent || s.destroyed) return;
     // 1xx other than an upgrade's 101 are not forwarded (Envoy drops 100-continue by default).
     if (head.status < 200 && !(this.upgrade && head.status === 101)) return;
     try {
@@ -256,8 +256,8 @@ class H2ServerStream implements ResponseEncoder {
   }
 
   writeData(chunk: Buffer, endStream: boolean): boolean {
-    if (this.responseEnded || this.closed) return true;
     const s = this.stream;
+    if (this.responseEnded || this.closed || s.destroyed) return true;
     if (endStream) {
       this.responseEnded = true;
       if (chunk.length > 0) s.end(chunk);
