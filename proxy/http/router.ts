@@ -698,6 +698,7 @@ export class RouterStream {
       setHeader(h, 'x-envoy-attempt-count', String(info.attemptCount));
       if (this.timeoutMs > 0) setHeader(h, 'x-envoy-expected-rq-timeout-ms', String(this.perTryOrGlobalMs()));
     }
+    if (info.span !== undefined) info.span.inject(h);
     const enc = a.encoder!;
     const body = this.body;
     const noBody = (body === undefined || body.length === 0) && this.trailers === undefined;
@@ -756,7 +757,8 @@ export class RouterStream {
       case 'connect_failure':
       case 'timeout':
       case 'tls_failure':
-        flag = reason === 'tls_failure' && detail.includes('identity') ? 'UMSDR' : 'UF';
+        // Envoy reports TLS and identity failures as UF too (the detail is in the transport failure reason).
+        flag = 'UF';
         break;
       case 'overflow':
         flag = 'UO';
