@@ -143,6 +143,50 @@ describe('H1ConnectionPool', () => {
     expect(cluster.resources.connections.count).toBe(1);
   });
 
+  it('cancel() withdraws a pending request: it never gets a connection and frees its pending slot', async () => {
+    const held: net.Socket[] = [];
+    const up = await scriptedUpstream((n, _h, socket) => {
+      if (n === 0) {
+        held.push(socket);
+        return undefined;
+      }
+      return OK('second');
+    });
+    const cluster = poolCluster({ resources: resources({ connections: 1 }) });
+    const pool = makePool(up.port, cluster);
+    const first = poolRequest(pool, { path: '/1' });
+    await waitFor(() => held.length === 1, 'first request upstream');
+    let readyCalls = 0;
+    const handle = pool.newStream(
+      {
+        onResponseHeaders() {},
+        onResponseData() {},
+        onResponseTrailers() {},
+        onUpstreamReset() {},
+        onUpstreamWritable() {},
+      },
+      {
+        onPoolReady() {
+          readyCalls++;
+        },
+        onPoolFailure() {
+          readyCalls++;
+        },
+      },
+    );
+    expect(handle).toBeDefined();
+    expect(pool.pending).toBe(1);
+    handle!.cancel();
+    expect(pool.pending).toBe(0);
+    expect(cluster.resources.pendingRequests.count).toBe(0);
+    const second = poolRequest(pool, { path: '/2' });
+    held[0].write(OK('first'));
+    expect((await first).body.toString()).toBe('first');
+    expect((await second).body.toString()).toBe('second');
+    expect(readyCalls).toBe(0);
+    expect(up.state.connections).toBe(1);
+  });
+
   it('reports connect_failure when nothing listens, and counts it', async () => {
     const probe = net.createServer();
     const port = await listen(probe);
