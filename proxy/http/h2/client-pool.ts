@@ -9,7 +9,9 @@
  * idle handling, and the connection counters in ClusterStats / HostStats.
  *
  * Leans towards Envoy's behaviour: a connection takes streams as soon as it is connected, with
- * the configured limit, and adjusts when the peer's SETTINGS arrive; the `connections` circuit
+ * the configured limit (or the limit this origin's SETTINGS announced last time), and adjusts
+ * when the peer's SETTINGS arrive; ALPN is not second-guessed (only an explicit http/1.1 fails
+ * the connection); the `connections` circuit
  * breaker is honoured except that a pool with no connection at all may always open one; pending
  * requests are bounded by `pending_requests` (overflow → 'overflow'); a connect failure fails
  * every pending request (they are moved out first, so a retry that re-enters is not failed
@@ -40,7 +42,7 @@ export interface H2PoolSettings {
   readonly idleTimeoutMs: number;
   /** Streams per connection before it is drained; 0 = unlimited. */
   readonly maxRequestsPerConnection: number;
-  /** The transport is TLS: offer ALPN h2 and send :scheme https. */
+  /** The transport is TLS: offer ALPN h2; :scheme https for requests that carry none. */
   readonly secure: boolean;
 }
 
