@@ -56,7 +56,7 @@ import {
 } from './headers';
 import { type CompiledRoute, isGrpcRequest, routeTable } from './route-matcher';
 import { RouterStream, type RouterStreamCallbacks } from './router';
-import { type StreamCompleteListener, StreamInfo } from './stream-info';
+import { type HttpTracer, type StreamCompleteListener, StreamInfo } from './stream-info';
 
 const log = logger('hcm');
 
@@ -73,6 +73,8 @@ export interface HcmOptions {
   readonly clusters: ClusterLookup;
   /** Called once per finished stream (access logs, metrics, tracing). */
   readonly onStreamComplete?: StreamCompleteListener;
+  /** Starts a span per stream when this connection manager traces (telemetry/tracing.ts). */
+  readonly tracer?: HttpTracer;
   /** Randomness for weighted clusters and retry jitter (tests may pin it). */
   readonly random?: () => number;
 }
@@ -435,6 +437,9 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     info.requestId = getHeader(head.headers, 'x-request-id') ?? '';
     info.userAgent = getHeader(head.headers, 'user-agent') ?? '';
     info.grpc = isGrpcRequest(head);
+    info.requestHeaders = head.headers;
+    const tracer = this.manager.opts.tracer;
+    if (tracer !== undefined) info.span = tracer.startSpan(head, info);
     if (endStream) info.lastDownstreamRxByteMs = info.now();
     else if (this.hcm.requestTimeoutMs > 0)
       this.requestTimer = setTimeout(onRequestTimeout, this.hcm.requestTimeoutMs, this);

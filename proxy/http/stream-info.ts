@@ -8,7 +8,7 @@
  * a small bit set, metadata map created only when a filter sets something.
  */
 import type { ResponseFlag } from '../errors';
-import type { DownstreamConnectionInfo, HttpProtocol } from './codec';
+import type { DownstreamConnectionInfo, HeaderList, HttpProtocol, RequestHead } from './codec';
 
 /** Bit per response flag, in Envoy's printing order. */
 const FLAG_ORDER: readonly ResponseFlag[] = [
@@ -77,6 +77,10 @@ export class StreamInfo {
   grpcStatus = -1;
   bytesReceived = 0;
   bytesSent = 0;
+  /** The request headers as forwarded (set by the connection manager; read by access logs). */
+  requestHeaders: HeaderList | undefined = undefined;
+  /** This stream's tracing span; undefined when the connection manager does not trace. */
+  span: StreamSpan | undefined = undefined;
 
   private flags = 0;
   private meta: Map<string, string> | undefined;
@@ -145,6 +149,19 @@ export class StreamInfo {
 }
 
 const EMPTY_MAP: ReadonlyMap<string, string> = new Map();
+
+/** A stream's tracing span (telemetry/tracing.ts). */
+export interface StreamSpan {
+  /** Write the propagation headers (traceparent, tracestate, B3 when the caller used it) upstream. */
+  inject(headers: HeaderList): void;
+  /** Finish the span from the completed stream's facts. */
+  end(info: StreamInfo): void;
+}
+
+/** Starts a span per stream; given to a connection manager only when it traces. */
+export interface HttpTracer {
+  startSpan(head: RequestHead, info: StreamInfo): StreamSpan | undefined;
+}
 
 /** Called by the connection manager when a stream is complete (access logs, metrics, tracing). */
 export type StreamCompleteListener = (info: StreamInfo) => void;
