@@ -762,6 +762,8 @@ describe('H2ServerCodec', () => {
     expect(client.remoteSettings.maxConcurrentStreams).toBe(7);
     expect(client.remoteSettings.initialWindowSize).toBe(131072);
     expect(client.remoteSettings.maxHeaderListSize).toBe(16 * 1024);
+    // The connection-level window is opened with WINDOW_UPDATE on stream 0.
+    await waitFor(() => client.state.remoteWindowSize === 1 << 20, 'connection window update');
   });
 
   it('rejects a request whose headers exceed max_request_headers_kb without reaching the sink', async () => {
