@@ -12,4 +12,9 @@ function findPackageJson(): string {
   throw new Error('package.json not found');
 }
 
+/** The installed package's root directory (where package.json and bin/ are). */
+export function packageRoot(): string {
+  return dirname(findPackageJson());
+}
+
 export const VERSION: string = (JSON.parse(readFileSync(findPackageJson(), 'utf8')) as { version: string }).version;
