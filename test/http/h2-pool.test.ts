@@ -221,6 +221,13 @@ describe('H2ConnectionPool', () => {
     }
     expect(up.sessions).toHaveLength(1);
     expect(up.streams).toBe(20);
+    // Our SETTINGS and connection window reached the server.
+    const upSession = up.sessions[0] as http2.ServerHttp2Session;
+    expect(upSession.remoteSettings.enablePush).toBe(false);
+    await waitFor(
+      () => upSession.state.remoteWindowSize !== undefined && upSession.state.remoteWindowSize > 65535 * 4,
+      'connection window',
+    );
     expect(pool.connections).toBe(1);
     await waitFor(() => pool.activeStreams === 0, 'all stream slots freed');
     expect(stats.upstreamCxTotal).toBe(1);
