@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DevCa, type IssuedCertificate } from '../../certs/dev-ca';
 import { allRbacStats } from '../../proxy/authz/stats';
@@ -19,11 +20,13 @@ import {
   startMeshlet,
   staticCluster,
   stopAllMeshlets,
+  TCP_PROXY_TYPE,
 } from '../support/meshlet';
-import { closeAll, type HttpEcho, startHttpEcho } from '../support/upstreams';
+import { closeAll, type HttpEcho, startHttpEcho, startTcpEcho, type TcpEcho } from '../support/upstreams';
 
 const RBAC_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC';
 const RBAC_PER_ROUTE_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute';
+const NET_RBAC_TYPE = 'type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC';
 const TLS_TYPE = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext';
 const TRUST = 'cluster.local';
 
@@ -109,6 +112,7 @@ function getTls(port: number, path: string, id: IssuedCertificate, ca: string): 
 
 let m: StartedMeshlet;
 let echo: HttpEcho;
+let tcpEcho: TcpEcho;
 let ca: DevCa;
 let frontend: IssuedCertificate;
 let intruder: IssuedCertificate;
@@ -118,6 +122,7 @@ const ROUTE_ALL = [{ match: { prefix: '/' }, route: { cluster: 'echo' } }];
 
 beforeAll(async () => {
   echo = await startHttpEcho('echo');
+  tcpEcho = await startTcpEcho();
   ca = await DevCa.create({ trustDomain: TRUST });
   const server = await ca.issueWorkload({ ns: 'default', sa: 'reviews' });
   frontend = await ca.issueWorkload({ ns: 'default', sa: 'frontend' });
@@ -234,7 +239,47 @@ beforeAll(async () => {
       },
     ),
   ];
-  const raw = bootstrap(listeners, [staticCluster('echo', [echo.port])]);
+  listeners.push({
+    name: 'tcp-mtls',
+    address: socketAddress(0),
+    filter_chains: [
+      {
+        transport_socket: {
+          name: 'envoy.transport_sockets.tls',
+          typed_config: {
+            '@type': TLS_TYPE,
+            require_client_certificate: true,
+            common_tls_context: {
+              tls_certificate_sds_secret_configs: [{ name: 'default' }],
+              validation_context_sds_secret_config: { name: 'ROOTCA' },
+            },
+          },
+        },
+        filters: [
+          {
+            name: 'envoy.filters.network.rbac',
+            typed_config: {
+              '@type': NET_RBAC_TYPE,
+              stat_prefix: 'tcp_mtls',
+              rules: {
+                action: 'ALLOW',
+                policies: {
+                  frontend: {
+                    permissions: [{ any: true }],
+                    principals: [
+                      { authenticated: { principal_name: { exact: `spiffe://${TRUST}/ns/default/sa/frontend` } } },
+                    ],
+                  },
+                },
+              },
+            },
+          },
+          { name: 'tcp', typed_config: { '@type': TCP_PROXY_TYPE, stat_prefix: 'tcp_mtls', cluster: 'tcp-echo' } },
+        ],
+      },
+    ],
+  });
+  const raw = bootstrap(listeners, [staticCluster('echo', [echo.port]), staticCluster('tcp-echo', [tcpEcho.port])]);
   (raw.static_resources as Record<string, unknown>).secrets = [
     {
       name: 'default',
@@ -326,7 +371,9 @@ describe('HTTP RBAC filter', () => {
     expect((await get(port, '/xff')).status).toBe(200);
     const viaProxy = await get(port, '/xff/a', { 'x-forwarded-for': '10.1.2.3' });
     expect(viaProxy.status).toBe(403);
-    expect(streams.find((s) => s.path === '/xff/a')?.responseCodeDetails).toBe('rbac_access_denied_matched_policy[xff-ten]');
+    expect(streams.find((s) => s.path === '/xff/a')?.responseCodeDetails).toBe(
+      'rbac_access_denied_matched_policy[xff-ten]',
+    );
     // direct_remote_ip (policy ten-net) looks at the socket peer, 127.0.0.1: not denied by XFF.
     expect((await get(port, '/any', { 'x-forwarded-for': '10.1.2.3' })).status).toBe(200);
   });
@@ -343,5 +390,45 @@ describe('HTTP RBAC filter', () => {
     const s = stats('rbac.mtls_');
     expect(s.allowed).toBeGreaterThanOrEqual(1);
     expect(s.denied).toBeGreaterThanOrEqual(1);
+  });
+
+  it('network RBAC admits a TCP connection by the peer SPIFFE ID and closes the others', async () => {
+    const port = m.listenerPort('tcp-mtls');
+    const exchange = (id: IssuedCertificate): Promise<{ text: string; closed: boolean }> =>
+      new Promise((resolve) => {
+        let text = '';
+        let timer: NodeJS.Timeout | undefined;
+        const s = tls.connect({
+          host: '127.0.0.1',
+          port,
+          ca: ca.rootCertPem,
+          cert: id.certChainPem,
+          key: id.privateKeyPem,
+          checkServerIdentity: () => undefined,
+        });
+        const done = (closed: boolean): void => {
+          clearTimeout(timer);
+          s.destroy();
+          resolve({ text, closed });
+        };
+        s.on('secureConnect', () => {
+          s.write('hello');
+          timer = setTimeout(() => done(false), 1_000);
+        });
+        s.on('data', (d) => {
+          text += d.toString();
+          if (text === 'hello') done(false);
+        });
+        s.on('end', () => done(true));
+        s.on('error', () => done(true));
+      });
+    const before = tcpEcho.connections;
+    expect(await exchange(frontend)).toEqual({ text: 'hello', closed: false });
+    const denied = await exchange(intruder);
+    expect(denied.text).toBe('');
+    expect(denied.closed).toBe(true);
+    expect(tcpEcho.connections - before).toBe(1);
+    const st = allRbacStats().find((x) => x.kind === 'network' && x.name === 'tcp_mtls.rbac.');
+    expect(st).toMatchObject({ allowed: 1, denied: 1 });
   });
 });
