@@ -129,9 +129,6 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
   /** AUTO connections still waiting for their first bytes. */
   private readonly undecided = new Set<Socket>();
   private draining = false;
-  private readonly onCodecErrorFn = (r: CodecErrorReport) => this.onCodecError(r);
-  /** The connection whose codec is being constructed (codec errors before newStream need it). */
-  private lastConnection: DownstreamConnectionInfo | undefined;
 
   constructor(readonly opts: HcmOptions) {
     this.config = opts.config;
@@ -180,15 +177,13 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
 
   private serve(socket: Socket, info: DownstreamConnectionInfo, h2: boolean): void {
     const cfg = this.config;
-    this.lastConnection = info;
+    // One closure per connection (not per request): rejected requests are reported with their connection.
+    const onCodecError = (r: CodecErrorReport): void => this.onCodecError(r, info, h2);
     let codec: Codec;
     if (h2) {
-      codec = new H2ServerCodec(socket, info, this, {
-        ...h2ServerOptionsFromHcm(cfg),
-        onCodecError: this.onCodecErrorFn,
-      });
+      codec = new H2ServerCodec(socket, info, this, { ...h2ServerOptionsFromHcm(cfg), onCodecError });
     } else {
-      codec = new H1ServerCodec(socket, this, info, h1ServerOptions(cfg, this.onCodecErrorFn));
+      codec = new H1ServerCodec(socket, this, info, h1ServerOptions(cfg, onCodecError));
     }
     this.codecs.add(codec);
     socket.once('close', () => this.codecs.delete(codec));
@@ -214,10 +209,10 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
     return new ActiveStream(this, encoder);
   }
 
-  private onCodecError(r: CodecErrorReport): void {
-    const conn = this.lastConnection;
-    if (!conn || !this.opts.onStreamComplete) return;
-    const info = new StreamInfo(conn, 'HTTP/1.1');
+  /** A request the codec answered itself (400/408/413/431…): reported like a finished stream. */
+  private onCodecError(r: CodecErrorReport, conn: DownstreamConnectionInfo, h2: boolean): void {
+    if (!this.opts.onStreamComplete) return;
+    const info = new StreamInfo(conn, h2 ? 'HTTP/2' : 'HTTP/1.1');
     info.responseCode = r.status;
     info.responseCodeDetails = r.detail;
     info.setResponseFlag(r.flag);

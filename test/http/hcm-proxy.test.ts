@@ -190,6 +190,11 @@ describe('connection manager end to end (HTTP/1.1)', () => {
     s.destroy();
     expect(text.startsWith('HTTP/1.1 400')).toBe(true);
     expect(up.requests).toHaveLength(0);
+    // Reported for access logs like any other finished stream, with its connection.
+    const [info] = await proxy.waitCompleted(1);
+    expect(info?.responseCode).toBe(400);
+    expect(info?.hasResponseFlag('DPE')).toBe(true);
+    expect(info?.connection.remoteAddress).toBe('127.0.0.1');
   });
 
   it('selects routes by header match and virtual host domain', async () => {
