@@ -23,6 +23,7 @@ import type { ConnectionHandler } from './listeners/types';
 import { createRegistries, type Registries } from './registry';
 import { TcpProxy, type TcpSessionRecord } from './tcp/tcp-proxy';
 import { logger } from './telemetry/logger';
+import { Telemetry, type TelemetryOptions } from './telemetry/telemetry';
 import { TlsContextManager } from './tls/context-manager';
 import { terminateDownstreamTls } from './tls/downstream';
 import { TlsTransportSocketFactory } from './tls/upstream';
@@ -47,6 +48,13 @@ export interface MeshletServerOptions {
   readonly onHttpStream?: (info: StreamInfo) => void;
   /** Called for every finished TCP proxy session. */
   readonly onTcpSession?: (rec: TcpSessionRecord) => void;
+  /** Istio ports served by meshlet (15090 metrics, 15021 readiness) and tracing export pace. */
+  readonly telemetry?: TelemetryOptions;
+  /**
+   * Istio's EXIT_ON_ZERO_ACTIVE_CONNECTIONS: during shutdown, stop as soon as no connection is
+   * left instead of keeping outbound listeners open for the whole drain time.
+   */
+  readonly exitOnZeroActiveConnections?: boolean;
 }
 
 /** A connection limit network filter (envoy.filters.network.connection_limit). */
@@ -72,6 +80,8 @@ export class MeshletServer {
   readonly clusters: ClusterManager;
   readonly listeners: ListenerManager;
   readonly admin = new AdminServer();
+  /** Metrics, access logs, tracing and the Istio telemetry ports. */
+  readonly telemetry: Telemetry;
   readonly startedAt = Date.now();
   state: ServerState = 'PRE_INITIALIZING';
   /** POST /healthcheck/fail sets this: readiness reports not ready, traffic keeps flowing. */
@@ -96,6 +106,7 @@ export class MeshletServer {
       transportProvider: (cfg) => this.transportFor(cfg.transportSocket),
     });
     this.listeners = new ListenerManager((chain, listener) => this.buildChain(chain, listener), opts.originalDst);
+    this.telemetry = new Telemetry(this, opts.telemetry);
   }
 
   get bootstrap(): Bootstrap {
@@ -107,7 +118,7 @@ export class MeshletServer {
   }
 
   /** Build what runs on connections matched to one filter chain. */
-  private buildChain(chain: FilterChainConfig, _listener: ListenerConfig): BuiltChain {
+  private buildChain(chain: FilterChainConfig, listener: ListenerConfig): BuiltChain {
     const filters: NetworkFilter[] = [];
     let handler: ConnectionHandler | undefined;
     for (const f of chain.filters) {
@@ -119,17 +130,19 @@ export class MeshletServer {
           const src = f.hcm.routeSource;
           const routes =
             src.kind === 'static' ? constant(src.config) : () => this.routeTables.get(src.routeConfigName);
+          const t = this.telemetry.forHcm(f.hcm, listener);
           handler = new HttpConnectionManager({
             config: f.hcm,
             routes,
             filters: this.registries.httpFilters,
             clusters: this.clusters,
-            onStreamComplete: this.opts.onHttpStream,
+            onStreamComplete: t.onStreamComplete,
+            ...(t.tracer ? { tracer: t.tracer } : {}),
           });
           break;
         }
         case 'tcp_proxy':
-          handler = new TcpProxy(f.tcp, { clusters: this.clusters, onSessionEnd: this.opts.onTcpSession });
+          handler = new TcpProxy(f.tcp, { clusters: this.clusters, ...this.telemetry.forTcp(f.tcp, listener) });
           break;
         case 'rbac':
           filters.push(new NetworkRbacFilter(f.rbac, f.name));
@@ -158,7 +171,9 @@ export class MeshletServer {
     try {
       for (const l of b.staticResources.listeners) await this.listeners.addOrUpdate(l);
       registerCoreEndpoints(this.admin, this);
+      this.telemetry.registerAdmin(this.admin);
       if (b.admin) await this.admin.listen(b.admin.address);
+      await this.telemetry.listen();
     } catch (err) {
       await this.close();
       throw err;
@@ -182,19 +197,30 @@ export class MeshletServer {
   }
 
   /**
-   * Graceful shutdown: stop accepting, ask live connections to finish (Connection: close /
-   * GOAWAY), wait until they are gone or the drain time passes, then close everything.
+   * Graceful shutdown in the order sidecar users need (Istio/Linkerd): inbound (and undirected)
+   * listeners stop accepting at once and drain their connections (Connection: close / GOAWAY),
+   * while OUTBOUND listeners keep serving the application — it may still be finishing work that
+   * calls other services — until the drain time passes. With `exitOnZero` (Istio's
+   * EXIT_ON_ZERO_ACTIVE_CONNECTIONS, and /quitquitquit) it stops as soon as no connection is left.
+   * Then everything closes.
    */
-  shutdown(drainTimeoutMs = this.opts.drainTimeoutMs ?? 5_000): Promise<void> {
+  shutdown(drainTimeoutMs = this.opts.drainTimeoutMs ?? 5_000, exitOnZero = this.opts.exitOnZeroActiveConnections ?? false): Promise<void> {
     this.shuttingDown ??= (async () => {
       this.state = 'DRAINING';
-      this.listeners.drainAll();
+      const isOutbound = (l: { config: ListenerConfig }) => l.config.trafficDirection === 'OUTBOUND';
+      this.listeners.drainAll((l) => !isOutbound(l));
+      const hasOutbound = this.listeners.all().some(isOutbound);
+      log.info({ drainMs: drainTimeoutMs, outboundOpen: hasOutbound, exitOnZero }, 'draining: inbound listeners closed');
       const deadline = Date.now() + drainTimeoutMs;
-      while (this.listeners.activeConnections > 0 && Date.now() < deadline) {
+      // Without outbound listeners (a front proxy) or with exitOnZero, zero connections ends the
+      // drain; otherwise the app keeps its outbound path for the whole drain time.
+      const earlyExit = exitOnZero || !hasOutbound;
+      while (Date.now() < deadline && !(earlyExit && this.listeners.activeConnections === 0)) {
         await new Promise((r) => setTimeout(r, 25));
       }
       const left = this.listeners.activeConnections;
       if (left > 0) log.warn({ connections: left }, 'drain time passed; closing remaining connections');
+      this.listeners.drainAll();
       await this.close();
     })();
     return this.shuttingDown;
@@ -206,6 +232,7 @@ export class MeshletServer {
     await this.listeners.close();
     this.clusters.destroy();
     await this.admin.close();
+    await this.telemetry.close();
   }
 }
 

@@ -1,0 +1,166 @@
+/**
+ * Every metric meshlet exports, declared in one place (prom-client): Istio's standard metrics
+ * with Istio's label names and buckets, and Envoy-style server, listener, cluster and xDS stats.
+ *
+ * One `MeshletMetrics` per MeshletServer (each has its own prom-client Registry, so several
+ * meshlets can run in one process, as the tests do). Istio metrics are updated on the data path
+ * through cached label children (see istio.ts); Envoy-style stats are read from the counters the
+ * components already keep, at scrape time (see stats.ts), so they cost nothing per request.
+ *
+ * Leans towards Prometheus conventions where they clash with Envoy's raw names: every counter
+ * ends in `_total` (promtool's lint requires it), so Envoy's `update_success` is exported as
+ * `envoy_cluster_manager_cds_update_success_total`.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Istio's default buckets for istio_request_duration_milliseconds (ms). */
+export const ISTIO_DURATION_BUCKETS_MS: readonly number[] = [
+  0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000,
+];
+
+/** Buckets for istio_request_bytes / istio_response_bytes (powers of ten, 1 B … 1 GB). */
+export const ISTIO_BYTES_BUCKETS: readonly number[] = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000];
+
+/** Labels shared by Istio's HTTP and TCP metrics (the "peer" half of the label set). */
+export const ISTIO_PEER_LABELS = [
+  'reporter',
+  'source_workload',
+  'source_workload_namespace',
+  'source_principal',
+  'source_app',
+  'source_version',
+  'source_canonical_service',
+  'destination_workload',
+  'destination_workload_namespace',
+  'destination_principal',
+  'destination_app',
+  'destination_version',
+  'destination_canonical_service',
+  'destination_service',
+  'destination_service_name',
+  'destination_service_namespace',
+  'request_protocol',
+  'response_flags',
+  'connection_security_policy',
+] as const;
+
+/** Istio's HTTP/gRPC labels: the peer labels plus the response. */
+export const ISTIO_HTTP_LABELS = [...ISTIO_PEER_LABELS, 'response_code', 'grpc_response_status'] as const;
+
+export type IstioHttpLabel = (typeof ISTIO_HTTP_LABELS)[number];
+export type IstioTcpLabel = (typeof ISTIO_PEER_LABELS)[number];
+
+export class MeshletMetrics {
+  readonly registry = new Registry();
+
+  // ───────────── Istio standard metrics (updated on the data path) ─────────────
+  readonly requestsTotal: Counter<IstioHttpLabel>;
+  readonly requestDuration: Histogram<IstioHttpLabel>;
+  readonly requestBytes: Histogram<IstioHttpLabel>;
+  readonly responseBytes: Histogram<IstioHttpLabel>;
+  readonly tcpSentBytes: Counter<IstioTcpLabel>;
+  readonly tcpReceivedBytes: Counter<IstioTcpLabel>;
+  readonly tcpOpened: Counter<IstioTcpLabel>;
+  readonly tcpClosed: Counter<IstioTcpLabel>;
+
+  // ───────────── meshlet's own telemetry health ─────────────
+  /** Spans dropped because the export queue was full or the collector failed. */
+  readonly tracingSpansDropped: Counter;
+  /** Spans handed to the exporter. */
+  readonly tracingSpansExported: Counter;
+  /** Istio label sets folded into "unknown" because the label cache was full. */
+  readonly labelOverflow: Counter;
+
+  constructor() {
+    const registers = [this.registry];
+    const labelNames = ISTIO_HTTP_LABELS as unknown as IstioHttpLabel[];
+    const tcpLabels = ISTIO_PEER_LABELS as unknown as IstioTcpLabel[];
+    this.requestsTotal = new Counter({ name: 'istio_requests_total', help: 'Requests processed by the proxy', labelNames, registers });
+    this.requestDuration = new Histogram({
+      name: 'istio_request_duration_milliseconds',
+      help: 'Duration of requests (ms)',
+      labelNames,
+      buckets: [...ISTIO_DURATION_BUCKETS_MS],
+      registers,
+    });
+    this.requestBytes = new Histogram({
+      name: 'istio_request_bytes',
+      help: 'Size of HTTP request bodies',
+      labelNames,
+      buckets: [...ISTIO_BYTES_BUCKETS],
+      registers,
+    });
+    this.responseBytes = new Histogram({
+      name: 'istio_response_bytes',
+      help: 'Size of HTTP response bodies',
+      labelNames,
+      buckets: [...ISTIO_BYTES_BUCKETS],
+      registers,
+    });
+    this.tcpSentBytes = new Counter({
+      name: 'istio_tcp_sent_bytes_total',
+      help: 'Bytes sent during response in case of a TCP connection',
+      labelNames: tcpLabels,
+      registers,
+    });
+    this.tcpReceivedBytes = new Counter({
+      name: 'istio_tcp_received_bytes_total',
+      help: 'Bytes received during request in case of a TCP connection',
+      labelNames: tcpLabels,
+      registers,
+    });
+    this.tcpOpened = new Counter({ name: 'istio_tcp_connections_opened_total', help: 'TCP connections opened', labelNames: tcpLabels, registers });
+    this.tcpClosed = new Counter({ name: 'istio_tcp_connections_closed_total', help: 'TCP connections closed', labelNames: tcpLabels, registers });
+    this.tracingSpansDropped = new Counter({
+      name: 'meshlet_tracing_spans_dropped_total',
+      help: 'Spans dropped: export queue full or the collector unreachable',
+      registers,
+    });
+    this.tracingSpansExported = new Counter({ name: 'meshlet_tracing_spans_exported_total', help: 'Spans exported to the collector', registers });
+    this.labelOverflow = new Counter({
+      name: 'meshlet_metric_label_overflow_total',
+      help: 'Istio label sets folded into "unknown" because the per-metric label cache was full',
+      registers,
+    });
+  }
+
+  /** A gauge whose value is computed at scrape time. */
+  gauge<L extends string>(name: string, help: string, labelNames: readonly L[], collect: (g: Gauge<L>) => void): Gauge<L> {
+    return new Gauge<L>({
+      name,
+      help,
+      labelNames: [...labelNames],
+      registers: [this.registry],
+      collect(this: Gauge<L>) {
+        this.reset();
+        collect(this);
+      },
+    });
+  }
+
+  /**
+   * A counter whose value is read at scrape time from a component's own monotonic counter
+   * (Envoy-style stats). `reset_counters` is honoured by subtracting a baseline (see stats.ts).
+   */
+  counter<L extends string>(name: string, help: string, labelNames: readonly L[], collect: (c: Counter<L>) => void): Counter<L> {
+    return new Counter<L>({
+      name,
+      help,
+      labelNames: [...labelNames],
+      registers: [this.registry],
+      collect(this: Counter<L>) {
+        this.reset();
+        collect(this);
+      },
+    });
+  }
+
+  /** Prometheus text exposition of everything. */
+  prometheus(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

@@ -1,0 +1,245 @@
+/**
+ * Envoy-style stats read at scrape time from the counters each component already keeps
+ * (ClusterStats, ListenerStats, the xDS client's per-type counters, process facts): the same
+ * values under Envoy's dotted names for admin `/stats`, and as Prometheus families
+ * (`envoy_cluster_upstream_rq_total{envoy_cluster_name=…}`, …) for `/stats/prometheus`.
+ *
+ * Leans on pull: nothing here runs per request. `POST /reset_counters` does not touch the
+ * components; it records a baseline and counters are reported relative to it (Envoy resets
+ * counters to zero, gauges are untouched), so component logic that reads its own counters keeps
+ * working.
+ */
+import type { Counter, Gauge } from 'prom-client';
+import type { MeshletServer } from '../server';
+import type { MeshletMetrics } from './metrics';
+
+/** One stat in Envoy's model. */
+export interface StatEntry {
+  /** Envoy's dotted name, e.g. cluster.backend.upstream_rq_total. */
+  readonly name: string;
+  readonly type: 'counter' | 'gauge';
+  readonly value: number;
+  /** For per-cluster / per-listener stats: the family, the owner's tag value, the stat. */
+  readonly scope?: 'cluster' | 'listener';
+  readonly tag?: string;
+  readonly stat?: string;
+}
+
+/** xDS type URL suffix → Envoy's stat prefix for that subscription. */
+const XDS_PREFIX: Readonly<Record<string, string>> = {
+  Listener: 'listener_manager.lds',
+  Cluster: 'cluster_manager.cds',
+  RouteConfiguration: 'http.rds',
+  ClusterLoadAssignment: 'cluster_manager.eds',
+  Secret: 'sds',
+};
+
+const CLUSTER_COUNTERS = [
+  ['upstream_rq_total', 'upstreamRqTotal'],
+  ['upstream_rq_pending_overflow', 'upstreamRqPendingOverflow'],
+  ['upstream_rq_timeout', 'upstreamRqTimeout'],
+  ['upstream_rq_retry', 'upstreamRqRetry'],
+  ['upstream_rq_retry_success', 'upstreamRqRetrySuccess'],
+  ['upstream_rq_retry_overflow', 'upstreamRqRetryOverflow'],
+  ['upstream_cx_total', 'upstreamCxTotal'],
+  ['upstream_cx_connect_fail', 'upstreamCxConnectFail'],
+  ['upstream_cx_connect_timeout', 'upstreamCxConnectTimeout'],
+  ['upstream_cx_overflow', 'upstreamCxOverflow'],
+  ['upstream_cx_destroy', 'upstreamCxDestroy'],
+  ['upstream_cx_none_healthy', 'upstreamCxNoneHealthy'],
+  ['membership_change', 'membershipChange'],
+  ['lb_healthy_panic', 'lbHealthyPanic'],
+] as const;
+
+const CLUSTER_CLASSES = [
+  ['2', 'upstreamRq2xx'],
+  ['3', 'upstreamRq3xx'],
+  ['4', 'upstreamRq4xx'],
+  ['5', 'upstreamRq5xx'],
+] as const;
+
+const LISTENER_COUNTERS = [
+  ['downstream_cx_total', 'downstreamCxTotal'],
+  ['downstream_cx_destroy', 'downstreamCxDestroy'],
+  ['no_filter_chain_match', 'noFilterChainMatch'],
+  ['downstream_cx_overflow', 'downstreamCxOverflow'],
+  ['downstream_pre_cx_timeout', 'downstreamPreCxTimeout'],
+] as const;
+
+/** Prometheus name for a counter: Envoy's name with `_total` appended when missing. */
+function promCounter(name: string): string {
+  return name.endsWith('_total') ? name : `${name}_total`;
+}
+
+export class EnvoyStats {
+  /** Counter values at the last reset, by Envoy name. */
+  private baseline = new Map<string, number>();
+
+  constructor(private readonly server: MeshletServer) {}
+
+  /** Every stat now, counters relative to the last reset. Sorted by name. */
+  collect(): StatEntry[] {
+    const out: StatEntry[] = [];
+    const counter = (name: string, raw: number, scope?: 'cluster' | 'listener', tag?: string, stat?: string): void => {
+      out.push({ name, type: 'counter', value: Math.max(0, raw - (this.baseline.get(name) ?? 0)), scope, tag, stat });
+    };
+    const gauge = (name: string, value: number, scope?: 'cluster' | 'listener', tag?: string, stat?: string): void => {
+      out.push({ name, type: 'gauge', value, scope, tag, stat });
+    };
+    const s = this.server;
+    for (const c of s.clusters.all()) {
+      const st = c.stats;
+      const p = `cluster.${c.name}.`;
+      const n = c.name;
+      for (const [stat, k] of CLUSTER_COUNTERS) counter(p + stat, st[k], 'cluster', n, stat);
+      for (const [cls, k] of CLUSTER_CLASSES) counter(`${p}upstream_rq_${cls}xx`, st[k], 'cluster', n, `upstream_rq_${cls}xx`);
+      gauge(`${p}upstream_rq_active`, st.upstreamRqActive, 'cluster', n, 'upstream_rq_active');
+      gauge(`${p}upstream_cx_active`, st.upstreamCxActive, 'cluster', n, 'upstream_cx_active');
+      let healthy = 0;
+      for (const h of c.hosts) if (h.healthy) healthy++;
+      gauge(`${p}membership_healthy`, healthy, 'cluster', n, 'membership_healthy');
+      gauge(`${p}membership_total`, c.hosts.length, 'cluster', n, 'membership_total');
+    }
+    for (const l of s.listeners.all()) {
+      const st = l.stats;
+      const a = listenerStatName(l.config.address, l.boundPort);
+      const p = `listener.${a}.`;
+      for (const [stat, k] of LISTENER_COUNTERS) counter(p + stat, st[k], 'listener', a, stat);
+      gauge(`${p}downstream_cx_active`, l.activeConnections, 'listener', a, 'downstream_cx_active');
+    }
+    const xds = s.dynamic?.client.stats();
+    gauge('control_plane.connected_state', xds?.connected ? 1 : 0);
+    if (xds) {
+      const byPrefix = new Map<string, { attempt: number; success: number; rejected: number }>();
+      for (const [typeUrl, t] of Object.entries(xds.types)) {
+        const prefix = XDS_PREFIX[typeUrl.slice(typeUrl.lastIndexOf('.') + 1)];
+        if (!prefix) continue;
+        const acc = byPrefix.get(prefix) ?? { attempt: 0, success: 0, rejected: 0 };
+        acc.attempt += t.updateAttempt;
+        acc.success += t.updateSuccess;
+        acc.rejected += t.updateRejected;
+        byPrefix.set(prefix, acc);
+      }
+      for (const [prefix, v] of byPrefix) {
+        counter(`${prefix}.update_attempt`, v.attempt);
+        counter(`${prefix}.update_success`, v.success);
+        counter(`${prefix}.update_rejected`, v.rejected);
+      }
+    }
+    const mem = process.memoryUsage();
+    gauge('server.uptime', Math.floor((Date.now() - s.startedAt) / 1000));
+    gauge('server.memory_allocated', mem.heapUsed);
+    gauge('server.memory_heap_size', mem.heapTotal);
+    gauge('server.memory_physical_size', mem.rss);
+    gauge('server.state', SERVER_STATE[s.state] ?? 0);
+    gauge('server.live', s.state === 'LIVE' ? 1 : 0);
+    gauge('server.total_connections', s.listeners.activeConnections);
+    gauge('cluster_manager.active_clusters', s.clusters.all().length);
+    gauge('listener_manager.total_listeners_active', s.listeners.all().length);
+    out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    return out;
+  }
+
+  /** Envoy's /stats text format: `name: value` per line (?filter=regex, ?usedonly). */
+  text(filter?: RegExp, usedOnly = false): string {
+    const lines: string[] = [];
+    for (const e of this.collect()) {
+      if (filter && !filter.test(e.name)) continue;
+      if (usedOnly && e.value === 0) continue;
+      lines.push(`${e.name}: ${e.value}`);
+    }
+    return lines.join('\n');
+  }
+
+  /** Envoy's /stats?format=json shape. */
+  json(filter?: RegExp): { stats: { name: string; value: number }[] } {
+    return { stats: this.collect().filter((e) => !filter || filter.test(e.name)).map((e) => ({ name: e.name, value: e.value })) };
+  }
+
+  /** POST /reset_counters: counters read from now on start at zero. */
+  resetCounters(): void {
+    this.baseline = new Map();
+    const raw = new Map<string, number>();
+    for (const e of this.collect()) if (e.type === 'counter') raw.set(e.name, e.value);
+    this.baseline = raw;
+  }
+
+  /** Register the Prometheus families that read collect() at scrape time. */
+  register(metrics: MeshletMetrics): void {
+    let snapshot: StatEntry[] = [];
+    let snapshotAt = -1;
+    // One collect() per scrape: every family's collect runs in the same tick.
+    const entries = (): StatEntry[] => {
+      const now = Date.now();
+      if (now !== snapshotAt) {
+        snapshot = this.collect();
+        snapshotAt = now;
+      }
+      return snapshot;
+    };
+
+    const clusterFamily = (stat: string, type: 'counter' | 'gauge', help: string): void => {
+      const name = `envoy_cluster_${stat}`;
+      const read = (m: Counter<'envoy_cluster_name'> | Gauge<'envoy_cluster_name'>): void => {
+        for (const e of entries()) if (e.scope === 'cluster' && e.stat === stat) m.labels({ envoy_cluster_name: e.tag! }).inc(e.value);
+      };
+      if (type === 'counter') metrics.counter(promCounter(name), help, ['envoy_cluster_name'], read);
+      else metrics.gauge(name, help, ['envoy_cluster_name'], read);
+    };
+    for (const [n] of CLUSTER_COUNTERS) clusterFamily(n, 'counter', `Envoy cluster.${n}`);
+    clusterFamily('upstream_rq_active', 'gauge', 'Active requests to the cluster');
+    clusterFamily('upstream_cx_active', 'gauge', 'Active connections to the cluster');
+    clusterFamily('membership_healthy', 'gauge', 'Healthy hosts in the cluster');
+    clusterFamily('membership_total', 'gauge', 'Hosts in the cluster');
+    metrics.counter('envoy_cluster_upstream_rq_xx_total', 'Upstream responses by status class', ['envoy_cluster_name', 'envoy_response_code_class'], (m) => {
+      for (const e of entries()) {
+        if (e.scope !== 'cluster' || !e.stat?.endsWith('xx')) continue;
+        m.labels({ envoy_cluster_name: e.tag!, envoy_response_code_class: e.stat.charAt(e.stat.length - 3) }).inc(e.value);
+      }
+    });
+
+    const listenerFamily = (stat: string, type: 'counter' | 'gauge', help: string): void => {
+      const name = `envoy_listener_${stat}`;
+      const read = (m: Counter<'envoy_listener_address'> | Gauge<'envoy_listener_address'>): void => {
+        for (const e of entries()) if (e.scope === 'listener' && e.stat === stat) m.labels({ envoy_listener_address: e.tag! }).inc(e.value);
+      };
+      if (type === 'counter') metrics.counter(promCounter(name), help, ['envoy_listener_address'], read);
+      else metrics.gauge(name, help, ['envoy_listener_address'], read);
+    };
+    for (const [n] of LISTENER_COUNTERS) listenerFamily(n, 'counter', `Envoy listener.${n}`);
+    listenerFamily('downstream_cx_active', 'gauge', 'Active downstream connections');
+
+    const single = (stat: string, type: 'counter' | 'gauge', help: string): void => {
+      const name = `envoy_${stat.replace(/\./g, '_')}`;
+      const read = (m: Counter | Gauge): void => {
+        const e = entries().find((x) => x.name === stat);
+        if (e) m.inc(e.value);
+      };
+      if (type === 'counter') metrics.counter(promCounter(name), help, [], read);
+      else metrics.gauge(name, help, [], read);
+    };
+    single('control_plane.connected_state', 'gauge', '1 while the ADS stream to the control plane is up');
+    for (const prefix of Object.values(XDS_PREFIX)) {
+      single(`${prefix}.update_attempt`, 'counter', `xDS ${prefix} updates received`);
+      single(`${prefix}.update_success`, 'counter', `xDS ${prefix} updates accepted`);
+      single(`${prefix}.update_rejected`, 'counter', `xDS ${prefix} updates rejected (NACK)`);
+    }
+    single('server.uptime', 'gauge', 'Seconds since the server started');
+    single('server.memory_allocated', 'gauge', 'Heap bytes in use');
+    single('server.memory_heap_size', 'gauge', 'Heap bytes reserved');
+    single('server.memory_physical_size', 'gauge', 'Resident set size in bytes');
+    single('server.state', 'gauge', 'Server state: 0 LIVE, 1 DRAINING, 2 PRE_INITIALIZING, 3 INITIALIZING (as Envoy)');
+    single('server.live', 'gauge', '1 when the server is LIVE');
+    single('server.total_connections', 'gauge', 'Active downstream connections across listeners');
+    single('cluster_manager.active_clusters', 'gauge', 'Clusters in the cluster manager');
+    single('listener_manager.total_listeners_active', 'gauge', 'Active listeners');
+  }
+}
+
+/** Envoy's server.state gauge values. */
+const SERVER_STATE: Readonly<Record<string, number>> = { LIVE: 0, DRAINING: 1, PRE_INITIALIZING: 2, INITIALIZING: 3 };
+
+/** Envoy's listener stat name: the bound address ("127.0.0.1_15001"), or the pipe path. */
+function listenerStatName(a: { kind: 'socket'; host: string; port: number } | { kind: 'pipe'; path: string }, bound: number): string {
+  return a.kind === 'pipe' ? a.path : `${a.host}_${bound || a.port}`;
+}

@@ -1,0 +1,222 @@
+/**
+ * Telemetry for one MeshletServer: metrics (Istio + Envoy-style), access logs and tracing,
+ * composed once per connection manager / TCP proxy when a listener is built, so the data path
+ * gets one pre-built completion callback and (only when tracing is configured) a tracer.
+ *
+ * Owns the telemetry side of the process surface too: the admin paths `/stats`,
+ * `/stats/prometheus` and `POST /reset_counters`, and the Istio ports served by meshlet itself —
+ * 15090 `/stats/prometheus` and 15021 `/healthz/ready` — when enabled.
+ *
+ * Leans on doing work at build time: reporter side, workload labels, compiled access-log formats
+ * and the tracer are resolved per listener; a finished stream runs a few cached lookups.
+ */
+import http from 'node:http';
+import type { X509Certificate } from 'node:crypto';
+import type { AdminServer } from '../admin/admin-server';
+import { json, text } from '../admin/admin-server';
+import type { HcmConfig, ListenerConfig, TcpProxyConfig } from '../config/types';
+import type { DownstreamConnectionInfo } from '../http/codec';
+import type { HttpTracer, StreamCompleteListener, StreamInfo } from '../http/stream-info';
+import type { MeshletServer } from '../server';
+import type { TcpSessionRecord } from '../tcp/tcp-proxy';
+import { AccessLogger, AccessLogSinks } from './access-log';
+import { HttpIstioReporter, type LocalIdentity, reporterFor, TcpIstioReporter, workloadFromNode } from './istio';
+import { logger } from './logger';
+import { MeshletMetrics } from './metrics';
+import { EnvoyStats } from './stats';
+import { TracingService } from './tracing';
+
+const log = logger('telemetry');
+
+export interface TelemetryOptions {
+  /** Port for Prometheus `/stats/prometheus` (Istio: 15090); undefined = not served. 0 = any. */
+  readonly statsPort?: number;
+  /** Port for `/healthz/ready` (Istio: 15021); undefined = not served. 0 = any. */
+  readonly healthPort?: number;
+  /** Address the two ports bind (default 0.0.0.0, as Istio: Prometheus and kubelet reach them). */
+  readonly portsHost?: string;
+  /** Tracing export interval in ms (default 1000). */
+  readonly traceExportDelayMs?: number;
+}
+
+/** SPIFFE ID in a certificate's URI SAN, or "". */
+function spiffeOf(cert: X509Certificate | undefined): string {
+  const san = cert?.subjectAltName ?? '';
+  const m = /URI:(spiffe:\/\/[^,\s]+)/.exec(san);
+  return m ? m[1]! : '';
+}
+
+export class Telemetry {
+  readonly metrics = new MeshletMetrics();
+  readonly stats: EnvoyStats;
+  readonly accessLogs = new AccessLogSinks();
+  readonly tracing: TracingService;
+  private readonly identity: LocalIdentity;
+  private statsServer: http.Server | undefined;
+  private healthServer: http.Server | undefined;
+  statsPort = 0;
+  healthPort = 0;
+
+  constructor(
+    private readonly server: MeshletServer,
+    private readonly opts: TelemetryOptions = {},
+  ) {
+    this.stats = new EnvoyStats(server);
+    this.stats.register(this.metrics);
+    const workload = workloadFromNode(server.bootstrap.node);
+    let cachedFor: unknown;
+    let cached = '';
+    this.identity = {
+      workload,
+      localPrincipal: () => {
+        const id = server.certs.identity();
+        if (id !== cachedFor) {
+          cachedFor = id;
+          cached = spiffeOf(id?.chain[0]);
+        }
+        return cached;
+      },
+    };
+    this.tracing = new TracingService({
+      bootstrapProvider: server.bootstrap.tracing,
+      node: server.bootstrap.node,
+      metrics: this.metrics,
+      resolveCluster: (name) => server.clusters.get(name)?.hosts[0]?.key,
+      scheduledDelayMs: opts.traceExportDelayMs,
+    });
+    this.metrics.gauge('meshlet_access_log_dropped_lines', 'Access log lines dropped because a sink could not keep up', [], (g) => {
+      g.set(this.accessLogs.droppedLines);
+    });
+  }
+
+  /** What one HTTP connection manager reports through: completion callback and tracer. */
+  forHcm(hcm: HcmConfig, listener: ListenerConfig): { onStreamComplete: StreamCompleteListener; tracer: HttpTracer | undefined } {
+    const side = reporterFor(hcm.trafficDirection ?? listener.trafficDirection, listener.name, hcm.statPrefix);
+    const istio = new HttpIstioReporter(this.metrics, side, this.identity);
+    const access = hcm.accessLog.length > 0 ? new AccessLogger(hcm.accessLog, this.accessLogs) : undefined;
+    const tracer = this.tracing.forHcm(hcm, side);
+    const user = this.server.opts.onHttpStream;
+    const onStreamComplete = (info: StreamInfo): void => {
+      if (info.span !== undefined) info.span.end(info);
+      istio.record(info);
+      if (access !== undefined) access.log({ http: info });
+      if (user !== undefined) user(info);
+    };
+    return { onStreamComplete, tracer };
+  }
+
+  /** What one TCP proxy reports through: session start and end callbacks. */
+  forTcp(
+    tcp: TcpProxyConfig,
+    listener: ListenerConfig,
+  ): { onSessionStart: (info: DownstreamConnectionInfo, cluster: string) => void; onSessionEnd: (rec: TcpSessionRecord) => void } {
+    const side = reporterFor(listener.trafficDirection, listener.name, tcp.statPrefix);
+    const istio = new TcpIstioReporter(this.metrics, side, this.identity);
+    const logs = [...tcp.accessLog, ...listener.accessLog];
+    const access = logs.length > 0 ? new AccessLogger(logs, this.accessLogs) : undefined;
+    const user = this.server.opts.onTcpSession;
+    return {
+      onSessionStart: (info, cluster) => istio.opened(info, cluster),
+      onSessionEnd: (rec) => {
+        istio.closed(rec);
+        if (access !== undefined) access.log({ tcp: rec });
+        if (user !== undefined) user(rec);
+      },
+    };
+  }
+
+  /** Admin: /stats, /stats/prometheus, POST /reset_counters. */
+  registerAdmin(admin: AdminServer): void {
+    admin.route('GET', '/stats', 'Envoy-style stats (?format=json|prometheus, ?filter=regex, ?usedonly)', async (q) => {
+      const format = q.get('format');
+      if (format === 'prometheus') return this.prometheusResponse();
+      let filter: RegExp | undefined;
+      const f = q.get('filter');
+      if (f) {
+        try {
+          filter = new RegExp(f);
+        } catch (err) {
+          return text(`invalid filter regex: ${(err as Error).message}`, 400);
+        }
+      }
+      if (format === 'json') return json(this.stats.json(filter));
+      return text(this.stats.text(filter, q.has('usedonly')));
+    });
+    admin.route('GET', '/stats/prometheus', 'all metrics in Prometheus text format', () => this.prometheusResponse());
+    admin.route('POST', '/reset_counters', 'reset every counter to zero (gauges stay)', () => {
+      this.resetCounters();
+      return text('OK');
+    });
+  }
+
+  /** Envoy's reset_counters: Istio counters and histograms restart, Envoy counters rebase. */
+  resetCounters(): void {
+    this.stats.resetCounters();
+    this.metrics.registry.resetMetrics();
+  }
+
+  private async prometheusResponse(): Promise<{ status: number; contentType: string; body: string }> {
+    return { status: 200, contentType: this.metrics.contentType, body: await this.metrics.prometheus() };
+  }
+
+  /** Start the Istio ports (15090 metrics, 15021 readiness) that are enabled. */
+  async listen(): Promise<void> {
+    const host = this.opts.portsHost ?? '0.0.0.0';
+    if (this.opts.statsPort !== undefined) {
+      this.statsServer = http.createServer((req, res) => {
+        const path = (req.url ?? '/').split('?')[0];
+        if (req.method !== 'GET' || (path !== '/stats/prometheus' && path !== '/metrics')) {
+          res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /stats/prometheus is served here\n');
+          return;
+        }
+        this.metrics.prometheus().then(
+          (body) => res.writeHead(200, { 'content-type': this.metrics.contentType }).end(body),
+          (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
+        );
+      });
+      this.statsPort = await listenOn(this.statsServer, this.opts.statsPort, host);
+    }
+    if (this.opts.healthPort !== undefined) {
+      this.healthServer = http.createServer((req, res) => {
+        const path = (req.url ?? '/').split('?')[0];
+        if (path !== '/healthz/ready') {
+          res.writeHead(404, { 'content-type': 'text/plain' }).end('only /healthz/ready is served here\n');
+          return;
+        }
+        const ready = this.server.ready;
+        res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? '' : `${this.server.state}\n`);
+      });
+      this.healthPort = await listenOn(this.healthServer, this.opts.healthPort, host);
+    }
+    if (this.statsServer || this.healthServer) {
+      log.info({ statsPort: this.statsPort || undefined, healthPort: this.healthPort || undefined }, 'telemetry ports listening');
+    }
+  }
+
+  /** Stop the ports, flush traces and access logs. */
+  async close(): Promise<void> {
+    await Promise.all([closeServer(this.statsServer), closeServer(this.healthServer)]);
+    this.statsServer = undefined;
+    this.healthServer = undefined;
+    await this.tracing.close();
+    await this.accessLogs.close();
+  }
+}
+
+function listenOn(server: http.Server, port: number, host: string): Promise<number> {
+  server.keepAliveTimeout = 5_000;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.removeListener('error', reject);
+      const a = server.address();
+      resolve(a && typeof a === 'object' ? a.port : 0);
+    });
+  });
+}
+
+function closeServer(s: http.Server | undefined): Promise<void> {
+  if (!s) return Promise.resolve();
+  s.closeAllConnections();
+  return new Promise((r) => s.close(() => r()));
+}

@@ -1,0 +1,401 @@
+/**
+ * Distributed tracing with OpenTelemetry JS (Envoy's `envoy.tracers.opentelemetry`): a span per
+ * HTTP stream on each side (CLIENT on outbound, SERVER on inbound), W3C `traceparent` /
+ * `tracestate` propagated upstream and created when absent, B3 (multi and single header)
+ * accepted and kept in step, sampling by the HCM's `tracing.random_sampling` unless the caller
+ * already decided, export over OTLP/gRPC to the collector named by the provider's grpc_service.
+ *
+ * Leans towards never hurting traffic: spans go through a bounded queue in front of the SDK's
+ * BatchSpanProcessor; a full queue or a failed export drops spans and counts them
+ * (meshlet_tracing_spans_dropped_total), it never waits. With tracing off the connection manager
+ * does one `undefined` check per stream and nothing else.
+ */
+import {
+  type Context,
+  ROOT_CONTEXT,
+  type Span,
+  type SpanContext,
+  SpanKind,
+  SpanStatusCode,
+  TraceFlags,
+  type Tracer,
+  isSpanContextValid,
+  trace,
+} from '@opentelemetry/api';
+import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import {
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  type ReadableSpan,
+  type Sampler,
+  SamplingDecision,
+  type SamplingResult,
+  type Span as SdkSpan,
+  type SpanExporter,
+  type SpanProcessor,
+} from '@opentelemetry/sdk-trace-base';
+import {
+  ATTR_CLIENT_ADDRESS,
+  ATTR_HTTP_REQUEST_METHOD,
+  ATTR_HTTP_RESPONSE_STATUS_CODE,
+  ATTR_NETWORK_PEER_ADDRESS,
+  ATTR_NETWORK_PROTOCOL_VERSION,
+  ATTR_SERVER_ADDRESS,
+  ATTR_SERVICE_NAME,
+  ATTR_URL_PATH,
+  ATTR_USER_AGENT_ORIGINAL,
+} from '@opentelemetry/semantic-conventions';
+import type { HcmConfig, NodeInfo, TracingConfig } from '../config/types';
+import type { HeaderList, RequestHead } from '../http/codec';
+import { getHeader, setHeader } from '../http/headers';
+import type { HttpTracer, StreamInfo, StreamSpan } from '../http/stream-info';
+import { logger } from './logger';
+import type { MeshletMetrics } from './metrics';
+
+const log = logger('tracing');
+
+/** Spans waiting for export (queued + in flight) before new ones are dropped. */
+export const DEFAULT_MAX_QUEUED_SPANS = 2048;
+
+export interface TracingOptions {
+  /** The bootstrap's `tracing.http` provider (an HCM may name its own). */
+  readonly bootstrapProvider?: TracingConfig;
+  readonly node: NodeInfo;
+  readonly metrics: MeshletMetrics;
+  /** host:port of a cluster's first endpoint (envoy_grpc collectors). */
+  readonly resolveCluster: (name: string) => string | undefined;
+  /** How often the batch processor exports (ms); default 1000. */
+  readonly scheduledDelayMs?: number;
+  readonly maxQueuedSpans?: number;
+}
+
+// ─────────────── propagation ───────────────
+
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
+
+/** W3C traceparent → span context (version 00 rules; future versions read leniently). */
+export function parseTraceparent(v: string | undefined, tracestate?: string): SpanContext | undefined {
+  if (v === undefined) return undefined;
+  const m = TRACEPARENT.exec(v.trim().toLowerCase());
+  if (!m || m[1] === 'ff' || (m[1] === '00' && m[5] !== undefined)) return undefined;
+  const sc: SpanContext = {
+    traceId: m[2]!,
+    spanId: m[3]!,
+    traceFlags: Number.parseInt(m[4]!, 16) & TraceFlags.SAMPLED,
+    isRemote: true,
+    ...(tracestate ? { traceState: new StaticTraceState(tracestate) } : {}),
+  };
+  return isSpanContextValid(sc) ? sc : undefined;
+}
+
+/** B3 (single `b3` header or the x-b3-* headers) → span context. 64-bit trace ids are padded. */
+export function parseB3(h: HeaderList, ratio: number): SpanContext | undefined {
+  let traceId: string | undefined;
+  let spanId: string | undefined;
+  let sampled: string | undefined;
+  const single = getHeader(h, 'b3');
+  if (single !== undefined) {
+    const parts = single.trim().toLowerCase().split('-');
+    if (parts.length === 1) return undefined; // sampling-only form ("0", "1", "d")
+    [traceId, spanId, sampled] = parts;
+  } else {
+    traceId = getHeader(h, 'x-b3-traceid')?.trim().toLowerCase();
+    spanId = getHeader(h, 'x-b3-spanid')?.trim().toLowerCase();
+    const s = getHeader(h, 'x-b3-sampled')?.trim().toLowerCase();
+    sampled = getHeader(h, 'x-b3-flags') === '1' ? 'd' : s === 'true' ? '1' : s === 'false' ? '0' : s;
+  }
+  if (!traceId || !spanId || !/^[0-9a-f]{16}([0-9a-f]{16})?$/.test(traceId) || !/^[0-9a-f]{16}$/.test(spanId)) return undefined;
+  // No sampling decision from the caller: ours (random_sampling) applies.
+  const on = sampled === undefined ? Math.random() < ratio : sampled === '1' || sampled === 'd';
+  const sc: SpanContext = { traceId: traceId.padStart(32, '0'), spanId, traceFlags: on ? TraceFlags.SAMPLED : TraceFlags.NONE, isRemote: true };
+  return isSpanContextValid(sc) ? sc : undefined;
+}
+
+/** A tracestate passed through as received (meshlet adds no entries of its own). */
+class StaticTraceState {
+  constructor(private readonly raw: string) {}
+  set(): StaticTraceState {
+    return this;
+  }
+  unset(): StaticTraceState {
+    return this;
+  }
+  get(): string | undefined {
+    return undefined;
+  }
+  serialize(): string {
+    return this.raw;
+  }
+}
+
+/** Envoy's sampling: the caller's decision when there is one, else random_sampling. */
+class MeshletSampler implements Sampler {
+  constructor(private readonly ratio: number) {}
+  shouldSample(ctx: Context): SamplingResult {
+    const parent = trace.getSpanContext(ctx);
+    if (parent !== undefined && isSpanContextValid(parent)) {
+      return { decision: parent.traceFlags & TraceFlags.SAMPLED ? SamplingDecision.RECORD_AND_SAMPLED : SamplingDecision.NOT_RECORD };
+    }
+    return { decision: Math.random() < this.ratio ? SamplingDecision.RECORD_AND_SAMPLED : SamplingDecision.NOT_RECORD };
+  }
+  toString(): string {
+    return `MeshletSampler{ratio=${this.ratio}}`;
+  }
+}
+
+// ─────────────── export with a bounded queue ───────────────
+
+/** Counts exports and failures, and frees queue slots once a batch is done. */
+class CountingExporter implements SpanExporter {
+  constructor(
+    private readonly inner: SpanExporter,
+    private readonly onDone: (spans: number, ok: boolean) => void,
+  ) {}
+  export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
+    const n = spans.length;
+    this.inner.export(spans, (r) => {
+      this.onDone(n, r.code === ExportResultCode.SUCCESS);
+      if (r.code !== ExportResultCode.SUCCESS) log.debug({ spans: n, err: r.error?.message }, 'span export failed');
+      done(r);
+    });
+  }
+  shutdown(): Promise<void> {
+    return this.inner.shutdown();
+  }
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush?.() ?? Promise.resolve();
+  }
+}
+
+/** Admits finished spans into the batch processor only while fewer than `max` are pending. */
+class QueueGate implements SpanProcessor {
+  private pending = 0;
+  constructor(
+    private readonly next: SpanProcessor,
+    private readonly max: number,
+    private readonly metrics: MeshletMetrics,
+  ) {}
+  onStart(span: SdkSpan, ctx: Context): void {
+    this.next.onStart(span, ctx);
+  }
+  onEnd(span: ReadableSpan): void {
+    if (this.pending >= this.max) {
+      this.metrics.tracingSpansDropped.inc();
+      return;
+    }
+    this.pending++;
+    this.next.onEnd(span);
+  }
+  release(n: number, ok: boolean): void {
+    this.pending = Math.max(0, this.pending - n);
+    (ok ? this.metrics.tracingSpansExported : this.metrics.tracingSpansDropped).inc(n);
+  }
+  forceFlush(): Promise<void> {
+    return this.next.forceFlush();
+  }
+  shutdown(): Promise<void> {
+    return this.next.shutdown();
+  }
+}
+
+// ─────────────── spans ───────────────
+
+/** One stream's span. The router calls inject() per upstream attempt; telemetry calls end(). */
+class MeshletSpan implements StreamSpan {
+  constructor(
+    private readonly span: Span,
+    private readonly kind: SpanKind,
+    private readonly tracestate: string | undefined,
+    private readonly b3: 0 | 1 | 2,
+  ) {}
+
+  get traceId(): string {
+    return this.span.spanContext().traceId;
+  }
+
+  inject(h: HeaderList): void {
+    const sc = this.span.spanContext();
+    const sampled = sc.traceFlags & TraceFlags.SAMPLED ? '01' : '00';
+    setHeader(h, 'traceparent', `00-${sc.traceId}-${sc.spanId}-${sampled}`);
+    if (this.tracestate !== undefined) setHeader(h, 'tracestate', this.tracestate);
+    if (this.b3 === 1) {
+      setHeader(h, 'b3', `${sc.traceId}-${sc.spanId}-${sampled === '01' ? '1' : '0'}`);
+    } else if (this.b3 === 2) {
+      setHeader(h, 'x-b3-traceid', sc.traceId);
+      setHeader(h, 'x-b3-spanid', sc.spanId);
+      setHeader(h, 'x-b3-sampled', sampled === '01' ? '1' : '0');
+    }
+  }
+
+  end(info: StreamInfo): void {
+    const s = this.span;
+    if (!s.isRecording()) return;
+    const code = info.responseCode;
+    if (code > 0) s.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, code);
+    s.setAttribute('response_flags', info.responseFlags());
+    if (info.clusterName) s.setAttribute('upstream_cluster', info.clusterName);
+    if (info.upstreamHost) {
+      s.setAttribute('upstream_address', info.upstreamHost);
+      if (this.kind === SpanKind.CLIENT) s.setAttribute(ATTR_NETWORK_PEER_ADDRESS, info.upstreamHost);
+    }
+    const peer = this.kind === SpanKind.CLIENT ? info.upstreamPeerPrincipal : info.connection.tls?.peerPrincipal;
+    if (peer) s.setAttribute('peer.principal', peer);
+    s.setAttribute('request_size', info.bytesReceived);
+    s.setAttribute('response_size', info.bytesSent);
+    if (info.grpc && info.grpcStatus >= 0) s.setAttribute('rpc.grpc.status_code', info.grpcStatus);
+    // OTel HTTP conventions: 5xx is an error on both sides, 4xx only on the client side.
+    const error = code === 0 || code >= 500 || (this.kind === SpanKind.CLIENT && code >= 400);
+    if (error) s.setStatus({ code: SpanStatusCode.ERROR, message: info.responseCodeDetails || undefined });
+    s.end(info.startTime + info.durationMs);
+  }
+}
+
+/** The tracer for one connection manager. */
+class HcmTracer implements HttpTracer {
+  constructor(
+    private readonly tracer: Tracer,
+    private readonly kind: SpanKind,
+    private readonly ratio: number,
+    private readonly nodeId: string,
+  ) {}
+
+  startSpan(head: RequestHead, info: StreamInfo): StreamSpan {
+    const h = head.headers;
+    const tracestate = getHeader(h, 'tracestate');
+    let parent = parseTraceparent(getHeader(h, 'traceparent'), tracestate);
+    let b3: 0 | 1 | 2 = 0;
+    if (getHeader(h, 'b3') !== undefined) b3 = 1;
+    else if (getHeader(h, 'x-b3-traceid') !== undefined) b3 = 2;
+    if (parent === undefined && b3 !== 0) parent = parseB3(h, this.ratio);
+    const ctx = parent === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, parent);
+    const conn = info.connection;
+    const span = this.tracer.startSpan(
+      head.method,
+      {
+        kind: this.kind,
+        startTime: info.startTime,
+        attributes: {
+          [ATTR_HTTP_REQUEST_METHOD]: head.method,
+          [ATTR_URL_PATH]: pathOnly(head.path),
+          [ATTR_SERVER_ADDRESS]: head.authority,
+          [ATTR_NETWORK_PROTOCOL_VERSION]: protocolVersion(head.protocol),
+          [ATTR_CLIENT_ADDRESS]: conn.remoteAddress,
+          [ATTR_USER_AGENT_ORIGINAL]: info.userAgent || undefined,
+          'guid:x-request-id': info.requestId || undefined,
+          node_id: this.nodeId,
+          component: 'proxy',
+        },
+      },
+      ctx,
+    );
+    return new MeshletSpan(span, this.kind, parent?.traceState ? tracestate : undefined, b3);
+  }
+}
+
+function pathOnly(p: string): string {
+  const q = p.indexOf('?');
+  return q < 0 ? p : p.slice(0, q);
+}
+
+function protocolVersion(p: string): string {
+  return p === 'HTTP/2' ? '2' : p === 'HTTP/1.0' ? '1.0' : p === 'HTTP/3' ? '3' : '1.1';
+}
+
+interface Pipeline {
+  readonly processor: SpanProcessor;
+  readonly providers: Map<number, BasicTracerProvider>;
+}
+
+/** Tracing for one MeshletServer: pipelines per collector, tracers per HCM. */
+export class TracingService {
+  private readonly pipelines = new Map<string, Pipeline>();
+  private readonly warned = new Set<string>();
+
+  constructor(private readonly opts: TracingOptions) {}
+
+  /** The tracer for an HCM, or undefined when it does not trace (the common, free case). */
+  forHcm(hcm: HcmConfig, reporter: 'source' | 'destination'): HttpTracer | undefined {
+    const t = hcm.tracing;
+    if (!t) return undefined;
+    const provider = t.provider ?? this.opts.bootstrapProvider;
+    if (!provider || provider.provider === 'none') return undefined;
+    const endpoint = this.endpointOf(provider);
+    if (!endpoint) return undefined;
+    const ratio = Math.min(1, Math.max(0, t.randomSamplingPercent / 100));
+    const tp = this.providerFor(endpoint, provider, ratio);
+    const tracer = tp.getTracer('meshlet');
+    return new HcmTracer(tracer, reporter === 'source' ? SpanKind.CLIENT : SpanKind.SERVER, ratio, this.opts.node.id);
+  }
+
+  private warnOnce(key: string, msg: string): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    log.warn(msg);
+  }
+
+  /** OTLP/gRPC target "host:port" for a provider, or undefined (warned once). */
+  private endpointOf(p: TracingConfig): string | undefined {
+    if (p.provider !== 'opentelemetry') {
+      this.warnOnce(`provider:${p.provider}`, `tracing provider ${p.provider} is not supported by meshlet; requests are not traced`);
+      return undefined;
+    }
+    const g = p.grpcService;
+    if (!g) {
+      this.warnOnce('http_service', 'OpenTelemetry http_service export is not supported by meshlet (use grpc_service); requests are not traced');
+      return undefined;
+    }
+    if (g.kind === 'google_grpc') return g.targetUri.replace(/^(dns:\/\/\/|ipv4:|ipv6:)/, '');
+    const hp = this.opts.resolveCluster(g.clusterName);
+    if (!hp) this.warnOnce(`cluster:${g.clusterName}`, `tracing collector cluster ${g.clusterName} has no endpoint; requests are not traced`);
+    return hp;
+  }
+
+  private providerFor(endpoint: string, cfg: TracingConfig, ratio: number): BasicTracerProvider {
+    let pl = this.pipelines.get(endpoint);
+    if (!pl) {
+      const timeoutMillis = cfg.grpcService?.timeoutMs || 10_000;
+      const exporter = new OTLPTraceExporter({ url: `http://${endpoint}`, timeoutMillis });
+      const max = this.opts.maxQueuedSpans ?? DEFAULT_MAX_QUEUED_SPANS;
+      let gate: QueueGate | undefined;
+      const counting = new CountingExporter(exporter, (n, ok) => gate?.release(n, ok));
+      const batch = new BatchSpanProcessor(counting, {
+        // The gate keeps the batch queue below its own limit, so the SDK never drops silently.
+        maxQueueSize: max + 1,
+        maxExportBatchSize: 512,
+        scheduledDelayMillis: this.opts.scheduledDelayMs ?? 1000,
+        exportTimeoutMillis: timeoutMillis,
+      });
+      gate = new QueueGate(batch, max, this.opts.metrics);
+      pl = { processor: gate, providers: new Map() };
+      this.pipelines.set(endpoint, pl);
+      log.info({ collector: endpoint }, 'tracing: exporting spans over OTLP/gRPC');
+    }
+    let tp = pl.providers.get(ratio);
+    if (!tp) {
+      tp = new BasicTracerProvider({
+        resource: resourceFromAttributes({
+          [ATTR_SERVICE_NAME]: cfg.serviceName || this.opts.node.cluster || 'meshlet',
+          'service.instance.id': this.opts.node.id,
+        }),
+        sampler: new MeshletSampler(ratio),
+        spanProcessors: [pl.processor],
+      });
+      pl.providers.set(ratio, tp);
+    }
+    return tp;
+  }
+
+  /** Export everything queued now (tests, shutdown). */
+  async flush(): Promise<void> {
+    await Promise.all([...this.pipelines.values()].map((p) => p.processor.forceFlush().catch(() => undefined)));
+  }
+
+  /** Flush (bounded by the export timeout) and stop the exporters. */
+  async close(): Promise<void> {
+    const all = [...this.pipelines.values()];
+    this.pipelines.clear();
+    await Promise.all(all.map((p) => p.processor.shutdown().catch(() => undefined)));
+  }
+}
