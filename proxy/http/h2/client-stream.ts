@@ -108,6 +108,7 @@ export class H2ClientStream implements RequestEncoder {
   upgrade: string | undefined = undefined;
   responseEnded = false;
   requestEnded = false;
+  private drainHooked = false;
   /** CONNECT or upgrade: the request side stays open for takeTunnel(). */
   private tunnel = false;
   trailers: OutgoingHttpHeaders | undefined = undefined;
@@ -164,7 +165,6 @@ export class H2ClientStream implements RequestEncoder {
     s.on('data', onData);
     s.on('trailers', onTrailers);
     s.on('end', onEnd);
-    s.on('drain', onDrain);
     s.on('close', onClose);
     if (!endStream) s.on('wantTrailers', onWantTrailers);
   }
@@ -179,7 +179,13 @@ export class H2ClientStream implements RequestEncoder {
       else s.end();
       return true;
     }
-    return s.write(chunk);
+    if (s.write(chunk)) return true;
+    // Listen for 'drain' only once a write actually hit the high watermark.
+    if (!this.drainHooked) {
+      this.drainHooked = true;
+      s.on('drain', onDrain);
+    }
+    return false;
   }
 
   writeTrailers(trailers: HeaderList): void {

@@ -223,6 +223,8 @@ class H2ServerStream implements ResponseEncoder {
   /** Extended CONNECT: a 101 from an HTTP/1 upstream is answered as 200. */
   upgrade = false;
   trailers: OutgoingHttpHeaders | undefined = undefined;
+  /** The 'drain' listener is attached (lazily, on the first write above the watermark). */
+  drainHooked = false;
   /** Set when the codec itself had to reset the stream (the sink is told on close). */
   failReason: ResetReason | undefined = undefined;
 
@@ -242,6 +244,7 @@ class H2ServerStream implements ResponseEncoder {
     if (head.status < 200 && !(this.upgrade && head.status === 101)) return;
     try {
       s.respond(encodeResponseHeaders(head, this.upgrade), endStream ? RESPOND_END : RESPOND_MORE);
+      if (!endStream) s.on('wantTrailers', onWantTrailers);
     } catch (err) {
       // Invalid header name/value from upstream or filters: the stream cannot be answered. Reset
       // it; the sink hears about it from the 'close' listener (never re-entrantly from here).
@@ -264,7 +267,13 @@ class H2ServerStream implements ResponseEncoder {
       else s.end();
       return true;
     }
-    return s.write(chunk);
+    if (s.write(chunk)) return true;
+    // Listen for 'drain' only once a write actually hit the high watermark.
+    if (!this.drainHooked) {
+      this.drainHooked = true;
+      s.on('drain', onStreamDrain);
+    }
+    return false;
   }
 
   writeTrailers(trailers: HeaderList): void {
@@ -421,7 +430,6 @@ export class H2ServerCodec {
     stream[kEncoder] = enc;
     stream.on('error', noop);
     stream.on('close', onStreamClose);
-    stream.on('wantTrailers', onWantTrailers);
     const endStream = (flags & h2c.NGHTTP2_FLAG_END_STREAM) !== 0;
     const head = decodeRequestHead(raw, endStream, this.secure);
     if (typeof head === 'string') {
@@ -441,7 +449,6 @@ export class H2ServerCodec {
     stream.on('data', onStreamData);
     stream.on('end', onStreamEnd);
     stream.on('trailers', onStreamTrailers);
-    stream.on('drain', onStreamDrain);
     try {
       enc.sink = this.callbacks.newStream(enc);
       enc.sink.onRequestHeaders(head, endStream);
