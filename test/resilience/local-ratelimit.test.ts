@@ -137,6 +137,17 @@ beforeAll(async () => {
           },
           route,
         ),
+        listener(
+          'per-conn',
+          {
+            stat_prefix: 'conn_rl',
+            token_bucket: { max_tokens: 1, fill_interval: '60s' },
+            filter_enabled: ALL,
+            filter_enforced: ALL,
+            local_rate_limit_per_downstream_connection: true,
+          },
+          route,
+        ),
         {
           name: 'limited-tcp',
           address: socketAddress(0),
@@ -210,6 +221,26 @@ describe('local rate limit filter', () => {
     expect(seenA?.headers['x-would-be-limited']).toBeUndefined();
     expect(seenB?.headers['x-would-be-limited']).toBe('yes');
     expect(localRateLimitStats('shadow_rl')).toMatchObject({ rateLimited: 1, enforced: 0 });
+  });
+
+  it('local_rate_limit_per_downstream_connection gives each connection its own bucket', async () => {
+    const port = m.listenerPort('per-conn');
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const onConn = (path: string): Promise<number> =>
+      new Promise((resolve, reject) => {
+        const req = http.request({ host: '127.0.0.1', port, path, agent }, (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    expect(await onConn('/c1')).toBe(200);
+    expect(await onConn('/c2')).toBe(429);
+    agent.destroy();
+    // A fresh connection starts with a full bucket.
+    expect((await get(port, '/c3')).status).toBe(200);
+    expect((await get(port, '/c4')).status).toBe(200);
   });
 
   it('the token bucket refills tokens_per_fill per whole fill_interval, capped at max_tokens', () => {

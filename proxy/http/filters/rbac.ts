@@ -102,9 +102,11 @@ class HttpRbacFilter implements HttpFilter, AuthzInput {
         this.cb.setMetadata('envoy.filters.http.rbac.shadow_effective_policy_id', engine.lastShadowPolicy);
       }
     }
-    if (engine.lastPolicy !== undefined)
-      this.cb.setMetadata('envoy.filters.http.rbac.enforced_effective_policy_id', engine.lastPolicy);
     if (ok) return FilterStatus.Continue;
+    // Only denials record the enforced policy: an allowed request allocates nothing here.
+    if (engine.lastPolicy !== undefined) {
+      this.cb.setMetadata('envoy.filters.http.rbac.enforced_effective_policy_id', engine.lastPolicy);
+    }
     this.cb.sendLocalReply(
       403,
       'RBAC: access denied',
