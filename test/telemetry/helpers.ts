@@ -1,0 +1,74 @@
+/**
+ * Helpers for telemetry tests: parse the Prometheus text exposition into samples (so tests
+ * assert on values and labels, not substrings), and small loopback HTTP clients.
+ */
+import http from 'node:http';
+
+export interface Sample {
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly value: number;
+}
+
+/** Parse Prometheus text format 0.0.4 (the subset prom-client writes). */
+export function parsePrometheus(text: string): Sample[] {
+  const out: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)$/.exec(line);
+    if (!m) throw new Error(`unparseable metrics line: ${line}`);
+    const labels: Record<string, string> = {};
+    const body = m[3] ?? '';
+    const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
+    for (let l = re.exec(body); l; l = re.exec(body)) labels[l[1]!] = l[2]!.replace(/\\"/g, '"').replace(/\\n/g, '\n').replace(/\\\\/g, '\\');
+    out.push({ name: m[1]!, labels, value: Number(m[4]) });
+  }
+  return out;
+}
+
+/** Samples of one metric whose labels include every given label. */
+export function select(samples: readonly Sample[], name: string, labels: Record<string, string> = {}): Sample[] {
+  return samples.filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v));
+}
+
+/** Sum of the values of matching samples (0 when none). */
+export function sum(samples: readonly Sample[], name: string, labels: Record<string, string> = {}): number {
+  return select(samples, name, labels).reduce((a, s) => a + s.value, 0);
+}
+
+export interface Reply {
+  status: number;
+  body: string;
+  headers: http.IncomingHttpHeaders;
+}
+
+/** One HTTP/1.1 request on a fresh connection to 127.0.0.1 (or `host`). */
+export function request(
+  port: number,
+  path: string,
+  opts: { method?: string; headers?: Record<string, string>; body?: string; host?: string } = {},
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: opts.host ?? '127.0.0.1', port, path, method: opts.method ?? 'GET', headers: opts.headers, agent: false },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c) => {
+          body += c;
+        });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+/** GET admin (or any loopback) text. */
+export async function scrape(port: number, path = '/stats/prometheus', host = '127.0.0.1'): Promise<Sample[]> {
+  const r = await request(port, path, { host });
+  if (r.status !== 200) throw new Error(`GET ${path} answered ${r.status}: ${r.body}`);
+  return parsePrometheus(r.body);
+}
