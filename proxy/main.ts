@@ -15,6 +15,11 @@ const COMMANDS: Record<string, { summary: string; usage: string; run: (argv: str
     usage: 'meshlet control-plane --mesh FILE [--port 15010]',
     run: async (argv) => (await import('./cli/control-plane')).runControlPlane(argv),
   },
+  iptables: {
+    summary: 'print (--dry-run), install or remove (--cleanup) the pod traffic capture rules',
+    usage: 'meshlet iptables [--dry-run] [--cleanup] [--proxy-uid 1337] [--include-outbound-cidrs *] ...',
+    run: async (argv) => (await import('./cli/iptables')).runIptables(argv),
+  },
   demo: {
     summary: 'start a whole mesh on loopback, drive traffic through it and print what happened',
     usage: 'meshlet demo [--duration SECONDS]',

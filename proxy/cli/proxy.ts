@@ -9,6 +9,7 @@ import { dirname } from 'node:path';
 import { decodeBootstrap, type LoadedBootstrap, parseBootstrapText } from '../config/bootstrap';
 import { ConfigError, formatIssues } from '../errors';
 import { parseCommandArgs } from '../main';
+import { loadOriginalDst } from '../intercept/original-dst';
 import { createRegistries } from '../registry';
 import { MeshletServer } from '../server';
 import { configureLogging, logger } from '../telemetry/logger';
@@ -65,11 +66,16 @@ export async function runProxy(argv: string[]): Promise<number> {
     process.stdout.write(`configuration '${file}' OK\n`);
     return 0;
   }
+  // Transparent interception needs SO_ORIGINAL_DST (native addon); without it, explicit mode.
+  const od = loadOriginalDst();
+  if (od.ok) log.debug({ addon: od.path }, 'original destination: SO_ORIGINAL_DST available');
+  else log.warn({ reason: od.reason }, `original destination unavailable (${od.reason}): running in explicit mode; intercepted connections cannot be routed by their original destination`);
   const server = new MeshletServer({
     bootstrap: loaded.bootstrap,
     rawBootstrap: raw,
     registries,
     drainTimeoutMs: drainS * 1000,
+    ...(od.ok ? { originalDst: od.resolver } : {}),
   });
   await server.start();
   return await new Promise<number>((resolve) => {
