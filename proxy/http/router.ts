@@ -447,7 +447,6 @@ export class RouterStream {
   private done = false;
   private retriesHeld = 0;
   private tunnel: Tunnel | undefined;
-  private requestCounted = false;
   /** A hash-policy cookie generated for this client, set on the response. */
   private setCookie: string | undefined;
 
@@ -540,9 +539,6 @@ export class RouterStream {
     if (policy !== undefined && policy.numRetries > 0 && upgrade === undefined)
       this.retry = new RetryState(policy, this.random);
 
-    cluster.stats.upstreamRqTotal++;
-    cluster.stats.upstreamRqActive++;
-    this.requestCounted = true;
     if (endStream) this.startGlobalTimer();
     this.startAttempt();
   }
@@ -655,6 +651,9 @@ export class RouterStream {
       return;
     }
     requests.inc();
+    // Envoy counts upstream_rq_total / upstream_rq_active per upstream request (each try).
+    cluster.stats.upstreamRqTotal++;
+    cluster.stats.upstreamRqActive++;
     if (this.action.autoHostRewrite && host.hostname !== '') this.head.authority = host.hostname;
     info.upstreamHost = host.key;
     info.attemptCount++;
@@ -906,6 +905,8 @@ export class RouterStream {
       return false;
     }
     if (fromHeaders && this.attempt) {
+      // Envoy charges the retried response to the host's rq_error (the cluster's retry.* codes).
+      this.attempt.host.stats.rqError++;
       this.finishAttempt(this.attempt, false);
       this.attempt.abandon();
     }
@@ -942,6 +943,7 @@ export class RouterStream {
     if (a.counted) {
       a.counted = false;
       this.cluster.resources.requests.dec();
+      if (this.cluster.stats.upstreamRqActive > 0) this.cluster.stats.upstreamRqActive--;
       if (a.host.activeRequests > 0) a.host.activeRequests--;
     }
     if (!success && !a.responseHeaders) a.host.stats.rqError++;
@@ -1029,10 +1031,6 @@ export class RouterStream {
   }
 
   private releaseCounters(): void {
-    if (this.requestCounted) {
-      this.requestCounted = false;
-      if (this.cluster.stats.upstreamRqActive > 0) this.cluster.stats.upstreamRqActive--;
-    }
     while (this.retriesHeld > 0) {
       this.retriesHeld--;
       this.cluster.resources.retries.dec();

@@ -357,6 +357,11 @@ describe('router: failures, timeouts and retries', () => {
     const stats = proxy.clusters.get('a')!.stats;
     expect(stats.upstreamRqRetry).toBe(1);
     expect(stats.upstreamRqRetrySuccess).toBe(1);
+    // Per upstream request, as Envoy counts them: two tries, none left active.
+    expect(stats.upstreamRqTotal).toBe(2);
+    expect(stats.upstreamRqActive).toBe(0);
+    expect(stats.upstreamRq5xx).toBe(0);
+    expect(stats.upstreamRq2xx).toBe(1);
     expect(proxy.clusters.get('a')!.resources.retries.count).toBe(0);
   });
 
