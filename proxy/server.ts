@@ -10,7 +10,7 @@
 import { CertStore } from '../certs/store';
 import { registerCoreEndpoints } from './admin/endpoints';
 import { AdminServer } from './admin/admin-server';
-import type { Bootstrap, FilterChainConfig, ListenerConfig, RouteConfiguration } from './config/types';
+import type { Bootstrap, ClusterConfig, FilterChainConfig, ListenerConfig, RouteConfiguration } from './config/types';
 import { DynamicConfig } from './dynamic/xds-config';
 import { H1ConnectionPool } from './http/h1/pool';
 import { H2ConnectionPool } from './http/h2/client-pool';
@@ -103,7 +103,7 @@ export class MeshletServer {
       lbRegistry: this.registries.lbPolicies,
       poolFactory: (host, cluster, protocol) =>
         protocol === 'HTTP/2' ? new H2ConnectionPool(host, cluster) : new H1ConnectionPool(host, cluster),
-      transportProvider: (cfg) => this.transportFor(cfg.transportSocket),
+      transportProvider: (cfg) => this.transportFor(cfg.transportSocket, cfg.upstreamBindConfig),
     });
     this.listeners = new ListenerManager((chain, listener) => this.buildChain(chain, listener), opts.originalDst);
     this.telemetry = new Telemetry(this, opts.telemetry);
@@ -113,8 +113,13 @@ export class MeshletServer {
     return this.opts.bootstrap;
   }
 
-  private transportFor(tlsCfg: Parameters<typeof this.clusters.addOrUpdate>[0]['transportSocket']): TransportSocketFactory {
-    return tlsCfg ? new TlsTransportSocketFactory(this.tcp, tlsCfg, this.tls) : this.tcp;
+  private transportFor(
+    tlsCfg: ClusterConfig['transportSocket'],
+    bind: ClusterConfig['upstreamBindConfig'],
+  ): TransportSocketFactory {
+    // upstream_bind_config (e.g. Istio's 127.0.0.6 for inbound delivery) needs its own raw transport.
+    const tcp = bind ? new TcpTransportSocketFactory(bind.sourceAddresses) : this.tcp;
+    return tlsCfg ? new TlsTransportSocketFactory(tcp, tlsCfg, this.tls) : tcp;
   }
 
   /** Build what runs on connections matched to one filter chain. */

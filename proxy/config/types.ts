@@ -504,6 +504,12 @@ export interface ClusterConfig {
   readonly cleanupIntervalMs: number;
   readonly perConnectionBufferLimitBytes: number;
   readonly metadata: Readonly<Record<string, unknown>>;
+  /**
+   * upstream_bind_config: local addresses upstream connections are made from (Istio's inbound
+   * clusters use 127.0.0.6 so delivered traffic is not recaptured). One per IP family at most;
+   * the one matching the destination's family is used.
+   */
+  readonly upstreamBindConfig?: { readonly sourceAddresses: readonly { readonly address: string; readonly port: number }[] };
 }
 
 /** envoy.config.endpoint.v3.ClusterLoadAssignment */

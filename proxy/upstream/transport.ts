@@ -28,6 +28,18 @@ export function dialAddress(host: Host): string {
 }
 
 export class TcpTransportSocketFactory implements TransportSocketFactory {
+  private readonly source4: { address: string; port: number } | undefined;
+  private readonly source6: { address: string; port: number } | undefined;
+
+  /**
+   * `sourceAddresses`: the cluster's upstream_bind_config; connections bind the one matching the
+   * destination's IP family (a destination of another family connects unbound).
+   */
+  constructor(sourceAddresses: readonly { readonly address: string; readonly port: number }[] = []) {
+    this.source4 = sourceAddresses.find((a) => net.isIPv4(a.address));
+    this.source6 = sourceAddresses.find((a) => net.isIPv6(a.address));
+  }
+
   connect(
     host: Host,
     opts: { readonly alpn?: readonly string[]; readonly timeoutMs: number },
@@ -41,6 +53,7 @@ export class TcpTransportSocketFactory implements TransportSocketFactory {
         : net.connect({
             host: dialAddress(host),
             port: host.port,
+            ...this.bindFor(dialAddress(host)),
             noDelay: true,
             keepAlive: true,
             keepAliveInitialDelay: UPSTREAM_KEEPALIVE_INITIAL_DELAY_MS,
@@ -76,5 +89,12 @@ export class TcpTransportSocketFactory implements TransportSocketFactory {
         finish({ reason: 'timeout', detail: `connect timeout after ${opts.timeoutMs}ms to ${host.key}` });
       }, opts.timeoutMs);
     }
+  }
+
+  private bindFor(ip: string): { localAddress?: string; localPort?: number } {
+    if (this.source4 === undefined && this.source6 === undefined) return {};
+    const src = net.isIPv6(ip) ? this.source6 : this.source4;
+    if (src === undefined) return {};
+    return src.port > 0 ? { localAddress: src.address, localPort: src.port } : { localAddress: src.address };
   }
 }

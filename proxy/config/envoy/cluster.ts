@@ -8,6 +8,7 @@
  * endpoint, ORIGINAL_DST only with CLUSTER_PROVIDED and no load_assignment. Defaults are Envoy's
  * (connect_timeout 5 s, dns_refresh_rate 5 s, cleanup_interval 5 s, panic threshold 50 %).
  */
+import { isIP } from 'node:net';
 import { Reader } from '../reader';
 import type { CircuitBreakerThresholds, ClusterConfig, ClusterType, Http2Options, LbPolicyName } from '../types';
 import type { DecodeContext } from './context';
@@ -317,6 +318,7 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
   if (cleanupIntervalMs <= 0) r.error('cleanup_interval', 'must be greater than 0');
   const perConnectionBufferLimitBytes = r.int('per_connection_buffer_limit_bytes', 1_048_576, 0, 0xffffffff);
   const metadata = decodeMetadata(r);
+  const upstreamBindConfig = decodeBindConfig(r.obj('upstream_bind_config'));
   r.ignore('alt_stat_name');
   r.done();
   if (!name) return undefined;
@@ -345,5 +347,36 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
     cleanupIntervalMs,
     perConnectionBufferLimitBytes,
     metadata,
+    ...(upstreamBindConfig ? { upstreamBindConfig } : {}),
   };
+}
+
+/** envoy.config.core.v3.BindConfig: source_address plus additional_source_addresses (one per family). */
+function decodeBindConfig(r: Reader | undefined): ClusterConfig['upstreamBindConfig'] {
+  if (!r) return undefined;
+  const sourceAddresses: { address: string; port: number }[] = [];
+  const add = (a: Reader, path: string): void => {
+    const addr = a.requiredStr('address');
+    const port = a.int('port_value', 0, 0, 65535);
+    a.ignore('protocol', 'ipv4_compat');
+    a.done();
+    if (!addr) return;
+    const fam = isIP(addr);
+    if (fam === 0) a.error('address', `malformed IP address: ${JSON.stringify(addr)} (a bind address must be an IP)`);
+    else if (sourceAddresses.some((s) => isIP(s.address) === fam))
+      r.issues.error(path, `a source address of the same IP family is already configured (${addr})`);
+    else sourceAddresses.push({ address: addr, port });
+  };
+  const sa = r.obj('source_address');
+  if (sa) add(sa, r.sub('source_address'));
+  for (const [i, x] of r.arr('additional_source_addresses').entries()) {
+    const a = x.obj('address');
+    if (a) add(a, `${r.sub('additional_source_addresses')}[${i}]`);
+    x.ignore('socket_options');
+    x.done();
+  }
+  if (r.bool('freebind', false)) r.error('freebind', 'is not supported by meshlet (Node cannot set IP_FREEBIND)');
+  r.ignore('socket_options');
+  r.done();
+  return sourceAddresses.length > 0 ? { sourceAddresses } : undefined;
 }
