@@ -110,7 +110,7 @@ beforeAll(async () => {
           },
           [route],
         ),
-        listener('limited', { delay: { fixed_delay: '0.3s', percentage: P100 }, max_active_faults: 1 }, [route]),
+        listener('limited', { delay: { fixed_delay: '0.8s', percentage: P100 }, max_active_faults: 1 }, [route]),
         listener('grpc', { abort: { grpc_status: 14, percentage: P100 } }, [route]),
         listener('never', { abort: { http_status: 500 } }, [route]),
       ],
