@@ -20,6 +20,11 @@ const COMMANDS: Record<string, { summary: string; usage: string; run: (argv: str
     usage: 'meshlet iptables [--dry-run] [--cleanup] [--proxy-uid 1337] [--include-outbound-cidrs *] ...',
     run: async (argv) => (await import('./cli/iptables')).runIptables(argv),
   },
+  wait: {
+    summary: 'block until the proxy is ready (/ready answers 200), for holding the app until then',
+    usage: 'meshlet wait [--admin http://127.0.0.1:15000] [--timeout 60]',
+    run: async (argv) => (await import('./cli/wait')).runWait(argv),
+  },
   demo: {
     summary: 'start a whole mesh on loopback, drive traffic through it and print what happened',
     usage: 'meshlet demo [--duration SECONDS]',

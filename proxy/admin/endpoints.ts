@@ -1,7 +1,8 @@
 /**
  * The core admin endpoints (Envoy's paths and output shapes): /ready, /server_info, /clusters,
  * /listeners, /config_dump, /certs, and the POST mutations /quitquitquit, /healthcheck/fail|ok,
- * /drain_listeners and /logging. Telemetry adds /stats and /stats/prometheus elsewhere.
+ * /drain_listeners and /logging. Telemetry adds /stats, /stats/prometheus and /reset_counters
+ * (telemetry/telemetry.ts).
  */
 import type { MeshletServer } from '../server';
 import { logLevels, setLogLevel } from '../telemetry/logger';
@@ -104,9 +105,10 @@ export function registerCoreEndpoints(admin: AdminServer, server: MeshletServer)
     return text('OK');
   });
 
-  admin.route('POST', '/quitquitquit', 'drain and exit', () => {
+  admin.route('POST', '/quitquitquit', 'drain and exit (as soon as no connection is left)', () => {
+    // For jobs whose app is done: no need to keep outbound open for the whole drain time.
     setImmediate(() => {
-      void server.shutdown().then(() => process.emit('meshlet:exit' as never));
+      void server.shutdown(undefined, true).then(() => process.emit('meshlet:exit' as never));
     });
     return text('OK');
   });

@@ -1,8 +1,10 @@
 /**
  * `meshlet proxy --bootstrap FILE`: load and validate an Envoy v3 bootstrap (every bad field
  * reported, exit 1 before binding anything), print unsupported fields as warnings, start the
- * server, and shut down gracefully on SIGTERM/SIGINT (stop accepting, finish in-flight requests
- * within the drain time, exit 0; a second signal exits at once).
+ * server, and shut down gracefully on SIGTERM/SIGINT in sidecar order (inbound stops accepting
+ * and drains; outbound keeps serving the app until the drain time passes, or until no connection
+ * is left with --exit-on-zero-active-connections; exit 0; a second signal exits at once).
+ * Optionally serves Istio's 15090 Prometheus and 15021 readiness ports.
  */
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -14,18 +16,35 @@ import { createRegistries } from '../registry';
 import { MeshletServer } from '../server';
 import { configureLogging, logger } from '../telemetry/logger';
 
-const USAGE = `meshlet proxy --bootstrap FILE [--log-level LEVEL] [--drain-time-s N]
+const USAGE = `meshlet proxy --bootstrap FILE [--log-level LEVEL] [--drain-time-s N] [--stats-port 15090] [--health-port 15021]
 
   -c, --bootstrap FILE     Envoy v3 Bootstrap in YAML or JSON (the same file Envoy takes with -c)
   -l, --log-level LEVEL    trace|debug|info|warn|error (default info)
-      --drain-time-s N     seconds to let in-flight requests finish on shutdown (default 5)
+      --drain-time-s N     seconds to drain on shutdown: inbound finishes in-flight requests,
+                           outbound keeps serving the app meanwhile (default 5)
+      --exit-on-zero-active-connections
+                           stop draining as soon as no connection is left (Istio's
+                           EXIT_ON_ZERO_ACTIVE_CONNECTIONS; the env variable is read too)
+      --stats-port N|off   serve /stats/prometheus on N (Istio: 15090; default off)
+      --health-port N|off  serve /healthz/ready on N (Istio: 15021; default off)
       --validate           check the bootstrap and exit (like envoy --mode validate)`;
+
+/** A port flag: undefined/"off" = disabled, else 0–65535. Throws a usage message. */
+function portFlag(name: string, v: string | boolean | undefined): number | undefined {
+  if (v === undefined || v === 'off') return undefined;
+  const n = Number(v);
+  if (typeof v !== 'string' || !Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--${name} must be a port number or "off"`);
+  return n;
+}
 
 export async function runProxy(argv: string[]): Promise<number> {
   const args = parseCommandArgs(argv, USAGE, {
     bootstrap: { type: 'string', short: 'c' },
     'log-level': { type: 'string', short: 'l' },
     'drain-time-s': { type: 'string' },
+    'exit-on-zero-active-connections': { type: 'boolean' },
+    'stats-port': { type: 'string' },
+    'health-port': { type: 'string' },
     validate: { type: 'boolean' },
   });
   if (!args) return 0;
@@ -40,6 +59,17 @@ export async function runProxy(argv: string[]): Promise<number> {
     process.stderr.write(`meshlet proxy: --drain-time-s must be a non-negative number\n`);
     return 1;
   }
+  let statsPort: number | undefined;
+  let healthPort: number | undefined;
+  try {
+    statsPort = portFlag('stats-port', args['stats-port']);
+    healthPort = portFlag('health-port', args['health-port']);
+  } catch (err) {
+    process.stderr.write(`meshlet proxy: ${(err as Error).message}\n`);
+    return 1;
+  }
+  const exitOnZero =
+    args['exit-on-zero-active-connections'] === true || /^(1|true)$/i.test(process.env.EXIT_ON_ZERO_ACTIVE_CONNECTIONS ?? '');
   const registries = createRegistries();
   let loaded: LoadedBootstrap;
   let raw: unknown;
@@ -75,6 +105,8 @@ export async function runProxy(argv: string[]): Promise<number> {
     rawBootstrap: raw,
     registries,
     drainTimeoutMs: drainS * 1000,
+    exitOnZeroActiveConnections: exitOnZero,
+    telemetry: { statsPort, healthPort },
     ...(od.ok ? { originalDst: od.resolver } : {}),
   });
   await server.start();
