@@ -68,6 +68,8 @@ export interface IssueOptions {
   readonly at?: number;
   /** Extra DNS SANs (Istio does not add any by default). */
   readonly dnsNames?: readonly string[];
+  /** A key pair generated ahead of time (see generateRsaKeyPair); default: a fresh one now. */
+  readonly keyPair?: { readonly privateKeyPem: string; readonly publicKeyPem: string };
 }
 
 const FILES = { cert: 'ca-cert.pem', key: 'ca-key.pem', root: 'root-cert.pem' } as const;
@@ -138,7 +140,7 @@ export class DevCa {
   /** Generate a key pair and sign a workload certificate for `spiffe://<td>/ns/<ns>/sa/<sa>`. */
   async issueWorkload(opts: IssueOptions): Promise<IssuedCertificate> {
     const spiffeId = formatSpiffeId(this.trustDomain, opts.ns, opts.sa);
-    const { privateKeyPem, publicKeyPem } = await generateRsaKeyPair();
+    const { privateKeyPem, publicKeyPem } = opts.keyPair ?? (await generateRsaKeyPair());
     const pub = forge.pki.publicKeyFromPem(publicKeyPem);
     const issued = this.signLeaf(pub, spiffeId, opts.lifetimeMs, opts.at, opts.dnsNames ?? []);
     return { ...issued, privateKeyPem };
