@@ -96,6 +96,37 @@ describe('router: cluster selection, rewrites and header mutations', () => {
     expect(picked).toEqual(['a', 'b', 'b', 'a']);
   });
 
+  it('keeps a client on one host with a header hash policy over RING_HASH', async () => {
+    const ups = await Promise.all(['h1', 'h2', 'h3'].map((n) => startHttpEcho(n)));
+    const proxy = await startProxy({
+      routes: routeConfig([
+        vhost([route(prefix('/'), action('a', { hashPolicy: [{ kind: 'header', name: 'x-user', terminal: false }] }))]),
+      ]),
+      clusters: [
+        staticCluster(
+          'a',
+          ups.map((u) => ({ port: u.port })),
+          { lbPolicy: 'RING_HASH' },
+        ),
+      ],
+    });
+    const hostsFor = async (user: string) => {
+      const seen = new Set<string>();
+      for (let i = 0; i < 3; i++)
+        seen.add(String((await call(proxy.port, '/', { headers: { 'x-user': user } })).headers['x-upstream']));
+      return seen;
+    };
+    const users = Array.from({ length: 12 }, (_, i) => `user-${i}`);
+    const all = new Set<string>();
+    for (const u of users) {
+      const seen = await hostsFor(u);
+      expect(seen.size, u).toBe(1);
+      all.add([...seen][0]!);
+    }
+    // Different users spread over more than one host (all 12 on one of 3 hosts: ~1e-5).
+    expect(all.size).toBeGreaterThan(1);
+  });
+
   it('routes by cluster_header and answers 503 NC for an unknown cluster', async () => {
     const a = await startHttpEcho('a');
     const proxy = await startProxy({
