@@ -438,6 +438,21 @@ describe('H2ConnectionPool', () => {
     expect(stats.upstreamCxActive).toBe(0);
   });
 
+  it('an upstream that answers with garbage fails the request, not the process', async () => {
+    const server = net.createServer((sock) => {
+      sock.on('error', () => {});
+      sock.once('data', () => sock.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\n\r\n'));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => server.close(() => r(undefined))));
+    const { pool } = makePool((server.address() as net.AddressInfo).port);
+    const rec = request(pool, '/');
+    await within(rec.done);
+    expect(rec.head).toBeUndefined();
+    expect(rec.reset ?? rec.failure?.reason).toMatch(/connection_termination|connect_failure/);
+    await waitFor(() => pool.connections === 0, 'connection removed');
+  });
+
   it('fails pending requests with the connect failure reason', async () => {
     const up = await startH2(() => {});
     const port = up.port;

@@ -608,6 +608,40 @@ describe('H2ServerCodec', () => {
     expect(bridges[0]?.head?.scheme).toBe('https');
   });
 
+  it('garbage after the preface closes the connection without reaching the sink or crashing', async () => {
+    let closed = 0;
+    const streams: number[] = [];
+    const server = net.createServer((socket) => {
+      new H2ServerCodec(
+        socket,
+        info(socket),
+        {
+          newStream() {
+            streams.push(1);
+            throw new Error('no stream expected');
+          },
+        },
+        { ...OPTIONS, onClose: () => closed++ },
+      );
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise((r) => server.close(() => r(undefined))));
+    const sock = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    sock.on('error', () => {});
+    let goaway = false;
+    sock.on('data', (d: Buffer) => {
+      // A GOAWAY frame header: type 0x7 at byte 3 of some frame; a cheap scan is enough here.
+      if (d.includes(Buffer.from([0x07, 0x00, 0x00, 0x00, 0x00, 0x00]))) goaway = true;
+    });
+    const ended = new Promise<void>((r) => sock.on('end', () => r()));
+    sock.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    sock.write(Buffer.from('this is not an HTTP/2 frame at all, just noise that goes on and on'));
+    await within(ended, 5000, 'the server to close its side');
+    await waitFor(() => closed === 1, 'codec onClose');
+    expect(goaway).toBe(true);
+    expect(streams).toHaveLength(0);
+  });
+
   it('forwards a trailers-only gRPC error response intact', async () => {
     const up = await startUpstream();
     const front = await startFront(makePool(up.port));
