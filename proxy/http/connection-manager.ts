@@ -162,9 +162,24 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
     }
     // AUTO on a connection nobody inspected: one read decides (the HTTP/2 preface starts "PRI ").
     this.undecided.add(socket);
-    socket.once('close', () => this.undecided.delete(socket));
+    // A client that connects and never sends a byte is still subject to idle_timeout (Envoy arms
+    // the connection idle timer before any codec exists), and one that half-closes before its
+    // first byte is gone (listeners allow half-open sockets for tcp_proxy).
+    const idleMs = cfg.idleTimeoutMs;
+    const idle = idleMs > 0 ? setTimeout(destroyUndecided, idleMs, socket) : undefined;
+    idle?.unref();
+    const onEnd = (): void => {
+      socket.destroy();
+    };
+    socket.once('end', onEnd);
+    socket.once('close', () => {
+      this.undecided.delete(socket);
+      if (idle !== undefined) clearTimeout(idle);
+    });
     if (this.draining) socket.end();
     socket.once('data', (first: Buffer) => {
+      if (idle !== undefined) clearTimeout(idle);
+      socket.removeListener('end', onEnd);
       this.undecided.delete(socket);
       socket.pause();
       socket.unshift(first);
@@ -248,6 +263,11 @@ export function httpDate(): string {
 const PREFACE_START = Buffer.from('PRI ', 'latin1');
 
 /** Whether the first bytes of a connection can only be the HTTP/2 client preface. */
+/** idle_timeout fired on a connection that never sent its first byte. */
+function destroyUndecided(socket: Socket): void {
+  socket.destroy();
+}
+
 export function isH2Preface(first: Buffer): boolean {
   const n = Math.min(first.length, PREFACE_START.length);
   return n > 0 && first.subarray(0, n).equals(PREFACE_START.subarray(0, n));
