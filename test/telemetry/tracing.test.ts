@@ -1,0 +1,220 @@
+/**
+ * Traces end to end: client → meshlet A (outbound, CLIENT spans) → meshlet B (inbound, SERVER
+ * spans) → app, both exporting over OTLP/gRPC to a real receiver started here. Checks the
+ * parent/child linkage across the two meshlets, the trace id the app sees in `traceparent`,
+ * joining an incoming W3C or B3 trace, sampling (random_sampling and the caller's decision), and
+ * that a down collector costs dropped spans, not failed requests.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  bootstrap,
+  httpListener,
+  routes,
+  socketAddress,
+  type StartedMeshlet,
+  startMeshlet,
+  staticCluster,
+  stopAllMeshlets,
+} from '../support/meshlet';
+import { closeAll, closedPort, type HttpEcho, startHttpEcho } from '../support/upstreams';
+import { request, scrape, sum } from './helpers';
+import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from './otlp-receiver';
+
+const OTEL = 'type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig';
+
+let receiver: OtlpReceiver;
+let app: HttpEcho;
+let a: StartedMeshlet;
+let b: StartedMeshlet;
+
+/** HCM tracing with the provider inline (google_grpc target) or from the bootstrap. */
+function hcmTracing(percent: number, target?: number): Record<string, unknown> {
+  return {
+    tracing: {
+      random_sampling: { value: percent },
+      ...(target !== undefined
+        ? {
+            provider: {
+              name: 'envoy.tracers.opentelemetry',
+              typed_config: {
+                '@type': OTEL,
+                grpc_service: { google_grpc: { target_uri: `127.0.0.1:${target}`, stat_prefix: 'otel' }, timeout: '1s' },
+                service_name: 'back-sidecar',
+              },
+            },
+          }
+        : {}),
+    },
+  };
+}
+
+beforeAll(async () => {
+  receiver = await startOtlpReceiver();
+  app = await startHttpEcho('app');
+  // B: inbound sidecar of the app; its HCM names the collector itself.
+  b = await startMeshlet(
+    bootstrap(
+      [{ ...httpListener('inbound_app', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]), hcmTracing(100, receiver.port)), traffic_direction: 'INBOUND' }],
+      [staticCluster('app', [app.port])],
+      { node: { id: 'b', cluster: 'back' } },
+    ),
+  );
+  // A: outbound sidecar of the client; the collector comes from the bootstrap's tracing.http
+  // through an envoy_grpc cluster. /unsampled has a listener with random_sampling 0.
+  a = await startMeshlet(
+    bootstrap(
+      [
+        { ...httpListener('outbound_b', routes([{ match: { prefix: '/' }, route: { cluster: 'b' } }]), hcmTracing(100)), traffic_direction: 'OUTBOUND' },
+        { ...httpListener('outbound_b_unsampled', routes([{ match: { prefix: '/' }, route: { cluster: 'b' } }]), hcmTracing(0)), traffic_direction: 'OUTBOUND' },
+      ],
+      [staticCluster('b', [b.listenerPort('inbound_app')]), staticCluster('otel-collector', [receiver.port], { typed_extension_protocol_options: h2Options() })],
+      {
+        node: { id: 'a', cluster: 'front' },
+        tracing: {
+          http: {
+            name: 'envoy.tracers.opentelemetry',
+            typed_config: { '@type': OTEL, grpc_service: { envoy_grpc: { cluster_name: 'otel-collector' }, timeout: '1s' }, service_name: 'front-sidecar' },
+          },
+        },
+      },
+    ),
+  );
+});
+
+function h2Options(): Record<string, unknown> {
+  return {
+    'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+      '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+      explicit_http_config: { http2_protocol_options: {} },
+    },
+  };
+}
+
+afterAll(async () => {
+  await stopAllMeshlets();
+  await closeAll();
+  await receiver?.close();
+});
+
+async function flushBoth(): Promise<void> {
+  await Promise.all([a.server.telemetry.tracing.flush(), b.server.telemetry.tracing.flush()]);
+}
+
+/** The traceparent the app saw for the last request. */
+function appTraceparent(): { traceId: string; parentId: string; flags: string } {
+  const tp = String(app.requests[app.requests.length - 1]!.headers.traceparent ?? '');
+  const m = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/.exec(tp);
+  if (!m) throw new Error(`app saw no valid traceparent: "${tp}"`);
+  return { traceId: m[1]!, parentId: m[2]!, flags: m[3]! };
+}
+
+function inTrace(traceId: string): (s: ReceivedSpan) => boolean {
+  return (s) => s.traceId === traceId;
+}
+
+describe('spans across two meshlets', () => {
+  it('starts a trace when none came in, links B under A, and shows the trace to the app', async () => {
+    const r = await request(a.listenerPort('outbound_b'), '/orders/42?x=1', { headers: { 'user-agent': 'trace-test' } });
+    expect(r.status).toBe(200);
+    const seen = appTraceparent();
+    expect(seen.flags).toBe('01');
+    await flushBoth();
+    const spans = await receiver.waitFor(inTrace(seen.traceId), 2);
+    expect(spans).toHaveLength(2);
+    const client = spans.find((s) => s.kind === 3)!;
+    const server = spans.find((s) => s.kind === 2)!;
+    expect(client).toBeDefined();
+    expect(server).toBeDefined();
+    // A's span is the root; B's span is its child; the app's parent is B's span.
+    expect(client.parentSpanId).toBe('');
+    expect(server.parentSpanId).toBe(client.spanId);
+    expect(seen.parentId).toBe(server.spanId);
+    expect(client.resource['service.name']).toBe('front-sidecar');
+    expect(server.resource['service.name']).toBe('back-sidecar');
+    // OTel HTTP semantic conventions, plus Envoy's upstream tags.
+    expect(client.name).toBe('GET');
+    expect(client.attributes).toMatchObject({
+      'http.request.method': 'GET',
+      'url.path': '/orders/42',
+      'http.response.status_code': 200,
+      'user_agent.original': 'trace-test',
+      upstream_cluster: 'b',
+      upstream_address: `127.0.0.1:${b.listenerPort('inbound_app')}`,
+      component: 'proxy',
+      node_id: 'a',
+    });
+    expect(server.attributes).toMatchObject({ upstream_cluster: 'app', 'http.response.status_code': 200, node_id: 'b' });
+    expect(client.statusCode).toBe(0);
+  });
+
+  it('joins an incoming W3C trace and passes tracestate through', async () => {
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const callerSpan = '00f067aa0ba902b7';
+    const r = await request(a.listenerPort('outbound_b'), '/w3c', {
+      headers: { traceparent: `00-${traceId}-${callerSpan}-01`, tracestate: 'vendor=abc' },
+    });
+    expect(r.status).toBe(200);
+    const seen = appTraceparent();
+    expect(seen.traceId).toBe(traceId);
+    expect(String(app.requests[app.requests.length - 1]!.headers.tracestate)).toBe('vendor=abc');
+    await flushBoth();
+    const spans = await receiver.waitFor(inTrace(traceId), 2);
+    const client = spans.find((s) => s.kind === 3)!;
+    const server = spans.find((s) => s.kind === 2)!;
+    expect(client.parentSpanId).toBe(callerSpan);
+    expect(server.parentSpanId).toBe(client.spanId);
+    expect(seen.parentId).toBe(server.spanId);
+  });
+
+  it('accepts B3 headers and keeps them in step with the new span', async () => {
+    const traceId = '463ac35c9f6413ad48485a3953bb6124';
+    const r = await request(a.listenerPort('outbound_b'), '/b3', {
+      headers: { 'x-b3-traceid': traceId, 'x-b3-spanid': 'a2fb4a1d1a96d312', 'x-b3-sampled': '1' },
+    });
+    expect(r.status).toBe(200);
+    const seen = appTraceparent();
+    expect(seen.traceId).toBe(traceId);
+    const h = app.requests[app.requests.length - 1]!.headers;
+    expect(h['x-b3-traceid']).toBe(traceId);
+    expect(h['x-b3-spanid']).toBe(seen.parentId);
+    await flushBoth();
+    const spans = await receiver.waitFor(inTrace(traceId), 2);
+    expect(spans.find((s) => s.kind === 3)!.parentSpanId).toBe('a2fb4a1d1a96d312');
+  });
+
+  it('follows the caller\'s "not sampled" and random_sampling 0: propagated, never exported', async () => {
+    const traceId = '0af7651916cd43dd8448eb211c80319c';
+    expect((await request(a.listenerPort('outbound_b'), '/no', { headers: { traceparent: `00-${traceId}-b7ad6b7169203331-00` } })).status).toBe(200);
+    const first = appTraceparent();
+    expect(first.traceId).toBe(traceId);
+    expect(first.flags).toBe('00');
+    expect((await request(a.listenerPort('outbound_b_unsampled'), '/zero')).status).toBe(200);
+    const second = appTraceparent();
+    expect(second.flags).toBe('00');
+    // A sampled request after them: once its spans arrive, the unsampled ones would have too.
+    expect((await request(a.listenerPort('outbound_b'), '/marker')).status).toBe(200);
+    const marker = appTraceparent();
+    await flushBoth();
+    await receiver.waitFor(inTrace(marker.traceId), 2);
+    expect(receiver.spans.filter(inTrace(traceId))).toHaveLength(0);
+    expect(receiver.spans.filter(inTrace(second.traceId))).toHaveLength(0);
+  });
+});
+
+describe('a down collector', () => {
+  it('costs dropped spans, not failed requests', async () => {
+    const dead = await closedPort();
+    const m = await startMeshlet(
+      bootstrap(
+        [{ ...httpListener('outbound_app', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]), hcmTracing(100, dead)), traffic_direction: 'OUTBOUND' }],
+        [staticCluster('app', [app.port])],
+        { admin: { address: socketAddress(0) } },
+      ),
+    );
+    for (let i = 0; i < 5; i++) expect((await request(m.listenerPort('outbound_app'), `/r${i}`)).status).toBe(200);
+    await m.server.telemetry.tracing.flush();
+    const s = await scrape(m.adminPort);
+    expect(sum(s, 'meshlet_tracing_spans_dropped_total')).toBe(5);
+    expect(sum(s, 'meshlet_tracing_spans_exported_total')).toBe(0);
+  });
+});
