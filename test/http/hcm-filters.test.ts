@@ -164,6 +164,25 @@ function filter(
 const ROUTER = filter('envoy.filters.http.router', ROUTER_TYPE_NAME);
 
 describe('filter chain in the connection manager', () => {
+  it('creates no filter objects for a router-only chain (cost contract)', async () => {
+    const up = await startHttpEcho('a');
+    let created = 0;
+    const countingRouter: HttpFilterFactory = {
+      ...routerFilterFactory,
+      create: () => {
+        created++;
+        return {};
+      },
+    };
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port: up.port }])],
+      registry: new HttpFilterRegistry().register(countingRouter),
+    });
+    for (let i = 0; i < 3; i++) expect((await call(proxy.port, '/')).status).toBe(200);
+    expect(created).toBe(0);
+  });
+
   it('runs decoders in order and encoders in reverse, with per-route config', async () => {
     const up = await startHttpEcho('a');
     const proxy = await startProxy({
