@@ -190,7 +190,8 @@ export class EnvoyStats {
     clusterFamily('upstream_rq_active', 'gauge', 'Active requests to the cluster');
     clusterFamily('upstream_cx_active', 'gauge', 'Active connections to the cluster');
     clusterFamily('membership_healthy', 'gauge', 'Healthy hosts in the cluster');
-    clusterFamily('membership_total', 'gauge', 'Hosts in the cluster');
+    // cluster.<name>.membership_total stays in /stats only: a gauge named *_total breaks
+    // Prometheus naming (promtool rejects it), and Istio dashboards read membership_healthy.
     metrics.counter('envoy_cluster_upstream_rq_xx_total', 'Upstream responses by status class', ['envoy_cluster_name', 'envoy_response_code_class'], (m) => {
       for (const e of entries()) {
         if (e.scope !== 'cluster' || !e.stat?.endsWith('xx')) continue;
