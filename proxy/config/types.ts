@@ -332,6 +332,11 @@ export interface RouteAction {
   readonly hashPolicy: readonly HashPolicy[];
   /** Upgrades enabled on this route (websocket, CONNECT, …). Empty = inherit HCM's. */
   readonly upgradeTypes: readonly string[];
+  /**
+   * upgrade_configs CONNECT with connect_config: the proxy terminates CONNECT (answers 200 once a
+   * TCP connection to the chosen host is up) and tunnels the payload as raw TCP.
+   */
+  readonly terminateConnect?: boolean;
   readonly maxStreamDurationMs?: number;
 }
 

@@ -498,6 +498,10 @@ export class RouterStream {
       return;
     }
     this.cluster = cluster;
+    if (upgrade === 'connect' && action.terminateConnect === true) {
+      this.terminateConnect(cluster);
+      return;
+    }
 
     // Request rewrites and header mutations (most specific first; the route config applies last).
     const originalPath = head.path;
@@ -682,8 +686,61 @@ export class RouterStream {
       if (address.startsWith('[') && address.endsWith(']')) address = address.slice(1, -1);
       return cluster.hostForOriginalDst!(address, port);
     }
-    const dst = this.cb.info.connection.originalDst;
-    return dst === undefined ? undefined : cluster.hostForOriginalDst!(dst.address, dst.port);
+    const conn = this.cb.info.connection;
+    const dst = conn.originalDst;
+    if (dst !== undefined && (dst.port !== conn.localPort || dst.address !== conn.localAddress)) {
+      return cluster.hostForOriginalDst!(dst.address, dst.port);
+    }
+    // Not intercepted (explicit proxy: the client dialled us): the request names its target in
+    // an absolute-form URI or CONNECT authority ("host:port"); without a port there is no target.
+    const target = splitAuthority(this.head.authority, this.head.method === 'CONNECT' ? 0 : this.head.scheme === 'https' ? 443 : 80);
+    return target === undefined ? undefined : cluster.hostForOriginalDst!(target.host, target.port);
+  }
+
+  /**
+   * CONNECT terminated here (route upgrade_configs CONNECT with connect_config): open a raw
+   * connection to the chosen host, answer 200, then copy bytes both ways. A failed connect is a
+   * 503 with UF (Envoy's upstream connection failure), never an exception.
+   */
+  private terminateConnect(cluster: UpstreamCluster): void {
+    const info = this.cb.info;
+    const host =
+      cluster.hostForOriginalDst !== undefined ? this.originalDstHost(cluster) : cluster.chooseHost(this.lbCtx);
+    if (host === undefined) {
+      cluster.stats.upstreamCxNoneHealthy++;
+      this.fail(503, 'no healthy upstream', 'UH', 'no_healthy_upstream');
+      return;
+    }
+    info.upstreamHost = host.key;
+    info.attemptCount++;
+    cluster.stats.upstreamRqTotal++;
+    host.stats.rqTotal++;
+    host.activeConnections++;
+    cluster.transport.connect(host, { timeoutMs: cluster.config.connectTimeoutMs }, (err, conn) => {
+      if (err !== undefined || conn === undefined) {
+        host.activeConnections--;
+        if (!this.done) {
+          const reason = err?.reason ?? 'connect_failure';
+          this.fail(503, UPSTREAM_RESET_PREFIX + resetReasonText(reason), 'UF', `upstream_reset_before_response_started{${reason}}`);
+        }
+        return;
+      }
+      const up = conn.socket;
+      up.once('close', () => host.activeConnections--);
+      if (this.done) {
+        up.destroy();
+        return;
+      }
+      if (info.firstUpstreamTxByteMs < 0) info.firstUpstreamTxByteMs = info.now();
+      info.responseCodeDetails = 'via_upstream';
+      this.clearTimers();
+      this.cb.encodeHeaders({ status: 200, headers: [], contentLength: -1 }, false);
+      const down = this.cb.takeDownstreamTunnel();
+      this.tunnel = new Tunnel(down, up, (t) => {
+        this.finish();
+        this.cb.onTunnelDone(t.bytesUp, t.bytesDown);
+      });
+    });
   }
 
   /** The pool gave us a stream: send the head, then whatever body and trailers we have. */
@@ -1050,6 +1107,21 @@ export class RouterStream {
 }
 
 const DIGITS = /^\d+$/;
+
+/** "host:port" / "[v6]:port" → parts; a bare host gets `defaultPort` (0 = a port is required). */
+function splitAuthority(a: string, defaultPort: number): { host: string; port: number } | undefined {
+  const colon = a.lastIndexOf(':');
+  if (colon <= 0 || a.endsWith(']')) {
+    if (defaultPort === 0 || a === '') return undefined;
+    return { host: a.startsWith('[') ? a.slice(1, -1) : a, port: defaultPort };
+  }
+  const port = Number(a.slice(colon + 1));
+  if (!Number.isInteger(port) || port <= 0 || port > 65535) return undefined;
+  let host = a.slice(0, colon);
+  if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+  else if (host.includes(':')) return undefined;
+  return { host, port };
+}
 
 /** Control headers the router consumes and never forwards (Envoy removes them too). */
 const ENVOY_REQUEST_CONTROL_HEADERS: readonly string[] = [

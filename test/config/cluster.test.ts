@@ -595,12 +595,12 @@ describe('decodeCluster', () => {
 
   it('warns about unsupported fields instead of dropping them silently', () => {
     const { errors, warnings } = decodeCluster(
-      staticCluster('c', { upstream_bind_config: {}, track_cluster_stats: {} }),
+      staticCluster('c', { lrs_server: {}, track_cluster_stats: {} }),
       ctx(),
     );
     expect(errors).toEqual([]);
     expect(warnings).toEqual([
-      { path: 'upstream_bind_config', message: 'not supported by meshlet, ignored' },
+      { path: 'lrs_server', message: 'not supported by meshlet, ignored' },
       { path: 'track_cluster_stats', message: 'not supported by meshlet, ignored' },
     ]);
   });

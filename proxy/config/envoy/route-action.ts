@@ -184,14 +184,23 @@ function decodeWeightedClusters(r: Reader, ctx: DecodeContext): RouteAction['clu
 }
 
 /** Route-level `upgrade_configs`: the enabled upgrade types, lower-cased. */
-export function decodeUpgradeConfigs(r: Reader, perRoute: boolean): string[] {
+export function decodeUpgradeConfigs(r: Reader, perRoute: boolean, connect?: { terminate: boolean }): string[] {
   const out: string[] = [];
   for (const u of r.arr('upgrade_configs')) {
     const t = u.requiredStr('upgrade_type').toLowerCase();
     const enabled = u.bool('enabled', true);
     if (u.has('filters')) u.error('filters', 'upgrade filter chains are not supported by meshlet');
     u.raw('filters');
-    u.ignore('connect_config');
+    // connect_config on a route's CONNECT upgrade: terminate CONNECT here and send the payload
+    // as raw TCP (Envoy's behaviour; an explicit-proxy listener uses it).
+    const cc = u.obj('connect_config');
+    if (cc) {
+      if (cc.has('proxy_protocol_config')) cc.error('proxy_protocol_config', 'is not supported by meshlet');
+      cc.raw('proxy_protocol_config');
+      if (cc.bool('allow_post', false)) cc.error('allow_post', 'is not supported by meshlet');
+      cc.done();
+      if (t === 'connect' && perRoute && connect) connect.terminate = true;
+    }
     if (!enabled) {
       if (perRoute)
         u.issues.warn(u.sub('enabled'), 'disabling an upgrade per route is not supported by meshlet, ignored');
@@ -261,7 +270,8 @@ export function decodeRouteAction(r: Reader, ctx: DecodeContext): RouteAction | 
     const v = decodeHashPolicy(h);
     if (v) hashPolicy.push(v);
   }
-  const upgradeTypes = decodeUpgradeConfigs(r, true);
+  const connect = { terminate: false };
+  const upgradeTypes = decodeUpgradeConfigs(r, true, connect);
   let maxStreamDurationMs: number | undefined;
   const msd = r.obj('max_stream_duration');
   if (msd) {
@@ -285,6 +295,7 @@ export function decodeRouteAction(r: Reader, ctx: DecodeContext): RouteAction | 
     ...(retryPolicy ? { retryPolicy } : {}),
     hashPolicy,
     upgradeTypes,
+    ...(connect.terminate ? { terminateConnect: true } : {}),
     ...(maxStreamDurationMs !== undefined ? { maxStreamDurationMs } : {}),
   };
 }
