@@ -90,6 +90,8 @@ export class MeshletServer {
   readonly routeTables = new Map<string, RouteConfiguration>();
   private readonly tcp = new TcpTransportSocketFactory();
   private shuttingDown: Promise<void> | undefined;
+  /** Set by shutdown(…, exitOnZero): the running drain ends once no connection is left. */
+  private drainExitOnZero = false;
   /** The xDS side, when the bootstrap has dynamic_resources.ads_config. */
   dynamic: DynamicConfig | undefined;
   /** Resolves when the initial configuration is applied (immediately for static bootstraps). */
@@ -206,10 +208,12 @@ export class MeshletServer {
    * listeners stop accepting at once and drain their connections (Connection: close / GOAWAY),
    * while OUTBOUND listeners keep serving the application — it may still be finishing work that
    * calls other services — until the drain time passes. With `exitOnZero` (Istio's
-   * EXIT_ON_ZERO_ACTIVE_CONNECTIONS, and /quitquitquit) it stops as soon as no connection is left.
-   * Then everything closes.
+   * EXIT_ON_ZERO_ACTIVE_CONNECTIONS, and /quitquitquit) it stops as soon as no connection is left;
+   * calling it again with `exitOnZero` during a drain (a job's /quitquitquit) cuts the wait short
+   * the same way. Then everything closes.
    */
   shutdown(drainTimeoutMs = this.opts.drainTimeoutMs ?? 5_000, exitOnZero = this.opts.exitOnZeroActiveConnections ?? false): Promise<void> {
+    if (exitOnZero) this.drainExitOnZero = true;
     this.shuttingDown ??= (async () => {
       this.state = 'DRAINING';
       const isOutbound = (l: { config: ListenerConfig }) => l.config.trafficDirection === 'OUTBOUND';
@@ -219,8 +223,7 @@ export class MeshletServer {
       const deadline = Date.now() + drainTimeoutMs;
       // Without outbound listeners (a front proxy) or with exitOnZero, zero connections ends the
       // drain; otherwise the app keeps its outbound path for the whole drain time.
-      const earlyExit = exitOnZero || !hasOutbound;
-      while (Date.now() < deadline && !(earlyExit && this.listeners.activeConnections === 0)) {
+      while (Date.now() < deadline && !((this.drainExitOnZero || !hasOutbound) && this.listeners.activeConnections === 0)) {
         await new Promise((r) => setTimeout(r, 25));
       }
       const left = this.listeners.activeConnections;

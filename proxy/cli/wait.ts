@@ -72,6 +72,9 @@ export async function runWait(argv: string[]): Promise<number> {
       return 0;
     }
     last = r.status !== undefined ? `HTTP ${r.status}${r.body ? ` ${r.body}` : ''}` : (r.error ?? 'error');
+    if (attempt === 1) {
+      process.stdout.write(`meshlet wait: proxy not ready yet (${last}); retrying every ${periodMs} ms for up to ${timeoutS}s\n`);
+    }
     const left = deadline - Date.now();
     if (left <= 0) break;
     await new Promise((res) => setTimeout(res, Math.min(periodMs, left)));
