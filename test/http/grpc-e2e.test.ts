@@ -647,4 +647,73 @@ describe('HTTP/2 flow control through meshlet', () => {
     await done;
     expect(received).toBe(TOTAL * chunk.length);
   });
+  it('an upstream that stops reading back-pressures the client upload', async () => {
+    const chunk = Buffer.alloc(64 * 1024, 0x79);
+    const TOTAL = 160; // 10 MiB
+    let upstreamStream: http2.ServerHttp2Stream | undefined;
+    let upstreamReceived = 0;
+    const up = http2.createServer();
+    const sessions: http2.ServerHttp2Session[] = [];
+    up.on('session', (x) => {
+      sessions.push(x);
+      x.on('error', () => {});
+    });
+    up.on('stream', (stream) => {
+      stream.on('error', () => {});
+      // Do not read yet: the body stays in flow-control windows.
+      stream.pause();
+      upstreamStream = stream;
+    });
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    cleanups.push(async () => {
+      for (const x of sessions) x.destroy();
+      await new Promise((r) => up.close(r));
+    });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('sink', { timeoutMs: 0 }))])]),
+      clusters: [
+        staticCluster('sink', [{ port: (up.address() as net.AddressInfo).port }], { upstreamProtocol: 'http2' }),
+      ],
+      hcm: { codecType: 'HTTP2' },
+    });
+    const client = http2.connect(`http://127.0.0.1:${proxy.port}`);
+    client.on('error', () => {});
+    cleanups.push(() => {
+      client.destroy();
+    });
+    const req = client.request({ ':path': '/upload', ':method': 'POST' }, { endStream: false });
+    req.on('error', () => {});
+    let written = 0;
+    const pump = () => {
+      while (written < TOTAL) {
+        written++;
+        if (written === TOTAL) {
+          req.end(chunk);
+          return;
+        }
+        if (!req.write(chunk)) {
+          req.once('drain', pump);
+          return;
+        }
+      }
+    };
+    pump();
+    let last = -1;
+    for (let i = 0; i < 50 && written !== last; i++) {
+      last = written;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(upstreamStream).toBeDefined();
+    expect(written).toBeGreaterThan(0);
+    expect(written).toBeLessThan(40);
+    const s = upstreamStream as http2.ServerHttp2Stream;
+    const ended = new Promise<void>((r) => s.on('end', () => r()));
+    s.on('data', (c: Buffer) => {
+      upstreamReceived += c.length;
+    });
+    s.resume();
+    await ended;
+    expect(upstreamReceived).toBe(TOTAL * chunk.length);
+    s.respond({ ':status': 204 }, { endStream: true });
+  });
 });
