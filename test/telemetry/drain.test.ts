@@ -1,0 +1,142 @@
+/**
+ * Shutdown ordering for sidecars: when shutdown starts (what SIGTERM does), requests in flight on
+ * the inbound side complete, new inbound connections are refused, and the app's outbound calls
+ * keep working during the drain. By default the outbound side stays up for the whole drain time
+ * (the app may still be finishing); with exit-on-zero-active-connections, or a /quitquitquit
+ * during the drain, the proxy stops as soon as no connection is left. Drain times are long (60 s)
+ * so that finishing early can only come from the zero-connection rule, never from a timer.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { bootstrap, httpListener, routes, type StartedMeshlet, startMeshlet, staticCluster, stopAllMeshlets } from '../support/meshlet';
+import { closeAll, type HttpEcho, startHttpEcho } from '../support/upstreams';
+import { request } from './helpers';
+
+/** An app whose /hold requests wait until the test releases them. */
+interface HeldApp {
+  echo: HttpEcho;
+  held: http.ServerResponse[];
+  release(): void;
+}
+
+async function heldApp(name: string): Promise<HeldApp> {
+  const held: http.ServerResponse[] = [];
+  const echo = await startHttpEcho(name, (req, res) => {
+    if (req.url === '/hold') {
+      held.push(res);
+      return true;
+    }
+  });
+  return {
+    echo,
+    held,
+    release: () => {
+      for (const r of held.splice(0)) r.writeHead(200, { 'content-type': 'text/plain' }).end(`${name} done`);
+    },
+  };
+}
+
+async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function connectError(port: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    s.once('connect', () => {
+      s.destroy();
+      resolve(undefined);
+    });
+    s.once('error', (err: NodeJS.ErrnoException) => resolve(err.code));
+  });
+}
+
+async function sidecar(inboundApp: HeldApp, remote: HeldApp, opts: { exitOnZero?: boolean } = {}): Promise<StartedMeshlet> {
+  return startMeshlet(
+    bootstrap(
+      [
+        { ...httpListener('inbound_app', routes([{ match: { prefix: '/' }, route: { cluster: 'inbound|80||' } }])), traffic_direction: 'INBOUND' },
+        { ...httpListener('outbound_remote', routes([{ match: { prefix: '/' }, route: { cluster: 'outbound|80||remote' } }])), traffic_direction: 'OUTBOUND' },
+      ],
+      [staticCluster('inbound|80||', [inboundApp.echo.port]), staticCluster('outbound|80||remote', [remote.echo.port])],
+    ),
+    { drainTimeoutMs: 60_000, exitOnZeroActiveConnections: opts.exitOnZero ?? false },
+  );
+}
+
+afterEach(async () => {
+  await stopAllMeshlets();
+  await closeAll();
+});
+
+describe('drain ordering on shutdown', () => {
+  it('finishes inbound in-flight requests, refuses new inbound connections, keeps outbound working', async () => {
+    const app = await heldApp('app');
+    const remote = await heldApp('remote');
+    const m = await sidecar(app, remote);
+    const inPort = m.listenerPort('inbound_app');
+    const outPort = m.listenerPort('outbound_remote');
+
+    const inFlight = request(inPort, '/hold');
+    await until(() => app.held.length === 1, 'the inbound request to reach the app');
+    let settled = false;
+    const done = m.server.shutdown().then(() => {
+      settled = true;
+    });
+    expect(m.server.state).toBe('DRAINING');
+    expect(m.server.ready).toBe(false);
+
+    // New inbound connections are refused.
+    expect(await connectError(inPort)).toBe('ECONNREFUSED');
+    // The app's outbound calls still work, new connections included.
+    const out = await request(outPort, '/call-during-drain');
+    expect(out.status).toBe(200);
+    expect(JSON.parse(out.body).upstream).toBe('remote');
+
+    // The request in flight at shutdown completes.
+    app.release();
+    const r = await inFlight;
+    expect(r.status).toBe(200);
+    expect(r.body).toBe('app done');
+
+    // No connection is left, but the outbound side stays for the drain time (the app may still
+    // be shutting down and calling out).
+    await until(() => m.server.listeners.activeConnections === 0, 'connections to close');
+    expect((await request(outPort, '/still-open')).status).toBe(200);
+    expect(settled).toBe(false);
+
+    // A job's /quitquitquit during the drain ends it once nothing is left.
+    expect((await request(m.adminPort, '/quitquitquit', { method: 'POST' })).status).toBe(200);
+    await done;
+    expect(await connectError(outPort)).toBe('ECONNREFUSED');
+  });
+
+  it('with exit-on-zero-active-connections, stops as soon as the last connection closes', async () => {
+    const app = await heldApp('app');
+    const remote = await heldApp('remote');
+    const m = await sidecar(app, remote, { exitOnZero: true });
+    const outPort = m.listenerPort('outbound_remote');
+
+    // The app is finishing a call to a remote service when the pod is told to stop.
+    const outCall = request(outPort, '/hold');
+    await until(() => remote.held.length === 1, 'the outbound call to reach the remote');
+    let settled = false;
+    const done = m.server.shutdown().then(() => {
+      settled = true;
+    });
+    expect(await connectError(m.listenerPort('inbound_app'))).toBe('ECONNREFUSED');
+    // One connection is still active: the drain goes on.
+    await new Promise((r) => setImmediate(r));
+    expect(settled).toBe(false);
+    remote.release();
+    expect((await outCall).status).toBe(200);
+    // 60 s drain time and a 30 s test timeout: only the zero-connection rule can end it here.
+    await done;
+    expect(m.server.listeners.activeConnections).toBe(0);
+  });
+});
