@@ -9,7 +9,8 @@
  *  - clusters `outbound|<port>|<subset>|<host>` (EDS, subset per version) and
  *    `inbound|<target port>||` (STATIC, the local app);
  *  - ClusterLoadAssignments named like their EDS clusters, endpoints = peers' sidecar inbound ports;
- *  - the inbound listener `inbound_<ip>_<inbound port>` (mTLS required, RBAC, then the local app);
+ *  - the inbound listener `inbound_<ip>_<inbound port>` (mTLS required, RBAC, then the local app;
+ *    with `mtls: PERMISSIVE`, tls_inspector plus a `raw_buffer` chain per port for plaintext);
  *  - secrets `default` (workload identity) and `ROOTCA` (trust bundle), built by `secretResources`.
  * Leans Istio-compatible: default retry policy, LEAST_REQUEST, 10 s connect timeout, SNI
  * `outbound_.<port>_.<subset>_.<host>`, SAN verification against the destination's service accounts.
@@ -232,12 +233,19 @@ function outboundListener(
   };
 }
 
+/**
+ * One inbound filter chain for service port `p`. `tls` chains terminate mTLS (and, with several
+ * ports, are told apart by SNI); PERMISSIVE workloads also get a `raw_buffer` twin for plaintext
+ * clients, told apart from the mTLS one by tls_inspector (and, with several ports, by the original
+ * destination port, as Istio's inbound listener does).
+ */
 function inboundChain(
   mesh: Mesh,
   w: MeshWorkload,
   s: MeshService,
   p: ServicePort,
-  matchSni: boolean,
+  multi: boolean,
+  transport: 'tls' | 'raw_buffer',
 ): Record<string, unknown> {
   const cluster = inboundClusterName(appAddressFor(w, p).port);
   const statPrefix = `inbound_${w.ip}_${p.port}`;
@@ -273,6 +281,11 @@ function inboundChain(
           typed_config: { '@type': T.tcpProxy, stat_prefix: cluster, cluster },
         },
       ];
+  if (transport === 'raw_buffer') {
+    const match: Record<string, unknown> = { transport_protocol: 'raw_buffer' };
+    if (multi) match.destination_port = appAddressFor(w, p).port;
+    return { name: `inbound_${p.port}_plaintext`, filter_chain_match: match, filters };
+  }
   const chain: Record<string, unknown> = {
     name: `inbound_${p.port}`,
     transport_socket: {
@@ -289,9 +302,10 @@ function inboundChain(
     },
     filters,
   };
-  if (matchSni) {
-    chain.filter_chain_match = { server_names: [sni(p.port, '', s.host), sni(p.port, w.version, s.host)] };
-  }
+  const match: Record<string, unknown> = {};
+  if (multi) match.server_names = [sni(p.port, '', s.host), sni(p.port, w.version, s.host)];
+  if (w.mtls === 'PERMISSIVE') match.transport_protocol = 'tls';
+  if (Object.keys(match).length > 0) chain.filter_chain_match = match;
   return chain;
 }
 
@@ -305,10 +319,15 @@ function inboundResources(mesh: Mesh, w: MeshWorkload, out: NodeResources): void
     name,
     address: socket(w.ip, w.inboundPort),
     traffic_direction: 'INBOUND',
-    filter_chains: s.ports.map((p) => inboundChain(mesh, w, s, p, multi)),
+    filter_chains: s.ports.flatMap((p) =>
+      w.mtls === 'PERMISSIVE'
+        ? [inboundChain(mesh, w, s, p, multi, 'tls'), inboundChain(mesh, w, s, p, multi, 'raw_buffer')]
+        : [inboundChain(mesh, w, s, p, multi, 'tls')],
+    ),
   };
-  // Several ports share the one inbound port: chains are told apart by the SNI the client sets.
-  if (multi)
+  // Several ports share the one inbound port: chains are told apart by the SNI the client sets;
+  // PERMISSIVE tells mTLS from plaintext by the ClientHello. Both need tls_inspector.
+  if (multi || w.mtls === 'PERMISSIVE')
     listener.listener_filters = [
       { name: 'envoy.filters.listener.tls_inspector', typed_config: { '@type': T.tlsInspector } },
     ];

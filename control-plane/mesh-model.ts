@@ -5,6 +5,13 @@
  */
 
 export type PortProtocol = 'http' | 'http2' | 'grpc' | 'tcp';
+
+/**
+ * Istio's PeerAuthentication mTLS modes for a workload's inbound port: STRICT accepts only mTLS;
+ * PERMISSIVE accepts mTLS and plaintext on the same port (told apart by a TLS ClientHello).
+ */
+export type MtlsMode = 'STRICT' | 'PERMISSIVE';
+export const MTLS_MODES: readonly MtlsMode[] = ['STRICT', 'PERMISSIVE'];
 export const PROTOCOLS: readonly PortProtocol[] = ['http', 'http2', 'grpc', 'tcp'];
 
 /** One port of a service (a Kubernetes Service port). */
@@ -50,6 +57,8 @@ export interface MeshWorkload {
   /** IP the sidecar's outbound listeners bind (at each destination's service port). Default `ip`. */
   readonly outboundIp: string;
   readonly spiffeId: string;
+  /** Inbound mTLS mode: the workload's `mtls`, else the mesh's `mtls`, else STRICT. */
+  readonly mtls?: MtlsMode;
 }
 
 export interface RetryRule {
@@ -96,6 +105,8 @@ export interface Mesh {
   readonly trustDomain: string;
   /** DNS suffix of service hosts. Default `cluster.local`. */
   readonly clusterDomain: string;
+  /** Mesh-wide inbound mTLS mode (Istio's mesh-wide PeerAuthentication). Default STRICT. */
+  readonly mtls?: MtlsMode;
   readonly services: readonly MeshService[];
   readonly workloads: readonly MeshWorkload[];
   readonly traffic: readonly TrafficRule[];

@@ -11,6 +11,7 @@
  * Example (see control-plane/examples/bookinfo.yaml for a full one):
  *
  *   trust_domain: cluster.local
+ *   mtls: STRICT            # or PERMISSIVE: inbound ports also accept plaintext (per workload too)
  *   services:
  *     - { name: reviews, namespace: default, ports: [{ name: http, port: 9080, protocol: http }] }
  *   workloads:
@@ -34,6 +35,7 @@ import {
   type Mesh,
   type MeshService,
   type MeshWorkload,
+  MTLS_MODES,
   type PortProtocol,
   PROTOCOLS,
   type RetryRule,
@@ -105,6 +107,7 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
     root.error('trust_domain', `"${trustDomain}" is not a valid SPIFFE trust domain`);
   const clusterDomain = root.str('cluster_domain', 'cluster.local');
   const ns0 = root.str('default_namespace', 'default');
+  const meshMtls = root.enumOf('mtls', MTLS_MODES, 'STRICT');
 
   // ── services
   const services: MeshService[] = [];
@@ -166,6 +169,7 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
     const inboundPort = w.int('inbound_port', 15006, 1, 65535);
     const adminPort = w.int('admin_port', 15000, 1, 65535);
     const outboundIp = w.str('outbound_ip', ip);
+    const mtls = w.enumOf('mtls', MTLS_MODES, meshMtls);
     if (!isIPv4(outboundIp)) w.error('outbound_ip', `expected an IPv4 address, got "${outboundIp}"`);
     const key = `${ns}/${wName}`;
     if (workloadKey.has(key)) w.error('name', `workload ${wName} in namespace ${ns} is defined twice`);
@@ -197,6 +201,7 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
       adminPort,
       outboundIp,
       spiffeId,
+      mtls,
     });
     w.done();
   }
@@ -338,5 +343,5 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
     a.done();
   }
   root.done();
-  return { trustDomain, clusterDomain, services, workloads, traffic, authorization };
+  return { trustDomain, clusterDomain, mtls: meshMtls, services, workloads, traffic, authorization };
 }
