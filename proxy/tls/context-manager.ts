@@ -123,8 +123,11 @@ export class TlsContextManager {
       minVersion: common.tlsMinimumProtocolVersion === 'TLSv1_3' ? 'TLSv1.3' : 'TLSv1.2',
       maxVersion: common.tlsMaximumProtocolVersion === 'TLSv1_2' ? 'TLSv1.2' : 'TLSv1.3',
       ciphers: common.cipherSuites.length > 0 ? common.cipherSuites.join(':') : undefined,
-      // Session tickets let meshlet-to-meshlet reconnects skip the full handshake.
+      // Session resumption lets meshlet-to-meshlet reconnects skip the full handshake. A server
+      // context that requests client certificates must have a session id context, or OpenSSL
+      // fails every resumption attempt ("session id context uninitialized").
       sessionTimeout: 300,
+      sessionIdContext: isServer ? hash(`meshlet|${keyTag}|${caTag}`).slice(0, 32) : undefined,
     });
     const resolved: ResolvedContext = {
       secureContext,

@@ -5,8 +5,9 @@
  *
  * Leans strict: an identity mismatch fails the connection with reason `tls_failure` and a clear
  * detail (the router answers 503 with response flag UMSDR/UF); it never falls back to plaintext.
- * TLS sessions are cached per host so reconnects between meshlets resume instead of doing a full
- * handshake.
+ * TLS sessions are deliberately not resumed: on a resumed session Node does not expose the peer
+ * certificate, so the server's SPIFFE identity could not be verified again. Connection pooling
+ * keeps full handshakes rare instead.
  */
 import { isIP } from 'node:net';
 import tls from 'node:tls';
@@ -23,12 +24,10 @@ export class UpstreamTlsStats {
   handshakes = 0;
   failures = 0;
   sanMismatch = 0;
-  resumed = 0;
 }
 
 export class TlsTransportSocketFactory implements TransportSocketFactory {
   readonly stats = new UpstreamTlsStats();
-  private readonly sessions = new Map<string, Buffer>();
 
   constructor(
     private readonly tcp: TransportSocketFactory,
@@ -62,7 +61,6 @@ export class TlsTransportSocketFactory implements TransportSocketFactory {
         rejectUnauthorized: ctx.canVerifyPeer,
         // Identity is checked with the SAN matchers below, not by hostname.
         checkServerIdentity: () => undefined,
-        session: this.sessions.get(host.key),
       });
       let done = false;
       const remaining = Math.max(1, opts.timeoutMs - (Date.now() - started));
@@ -78,7 +76,6 @@ export class TlsTransportSocketFactory implements TransportSocketFactory {
           return;
         }
         this.stats.handshakes++;
-        if (t.isSessionReused()) this.stats.resumed++;
         t.removeListener('error', onError);
         t.on('error', swallow);
         const cert = t.getPeerCertificate(false);
@@ -86,7 +83,6 @@ export class TlsTransportSocketFactory implements TransportSocketFactory {
       };
       const onError = (e: Error): void => finish({ reason: 'tls_failure', detail: `TLS error to ${host.key}: ${e.message}` });
       t.on('error', onError);
-      t.on('session', (s: Buffer) => this.sessions.set(host.key, s));
       t.once('secureConnect', () => {
         if (ctx.canVerifyPeer && !t.authorized) {
           finish({ reason: 'tls_failure', detail: `upstream ${host.key} certificate rejected: ${String(t.authorizationError)}` });
