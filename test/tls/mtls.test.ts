@@ -155,7 +155,8 @@ describe('mTLS between two meshlet identities', () => {
     });
     expect(silent).toBe(true);
     await waitFor(() => seen.length >= before + 2);
-    expect(seen.slice(before)).toEqual(['rejected', 'rejected']);
+    // Both were refused; nothing was accepted (a late rejection from an earlier test may also land here).
+    expect(seen.slice(before).every((x) => x === 'rejected')).toBe(true);
   });
 
   it('rotates the server certificate for new handshakes without touching open connections', async () => {
