@@ -1,0 +1,130 @@
+/**
+ * Network namespaces for interception tests: "pods" joined by a veth pair, with addresses from
+ * the benchmarking range 198.18.0.0/15 that exist only inside those namespaces (never routed
+ * anywhere else). Names are unique per run; `destroyAll()` kills the processes started inside and
+ * deletes the namespaces (and so the veth pair), and is safe to call after a half-built setup.
+ *
+ * `netnsSupport()` says whether this machine can do it (root, `ip`, `iptables`, `setpriv`, and a
+ * namespace can actually be created) and why not, so tests skip loudly instead of passing.
+ */
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+
+export function sh(cmd: string, args: string[], opts: { allowFail?: boolean; input?: string } = {}): string {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', input: opts.input, timeout: 30_000 });
+  if (r.status !== 0 && !opts.allowFail) {
+    throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal ?? r.error?.message}): ${r.stderr}`);
+  }
+  return r.stdout ?? '';
+}
+
+function has(bin: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8' }).status === 0;
+}
+
+let support: { ok: boolean; reason: string } | undefined;
+
+export function netnsSupport(): { ok: boolean; reason: string } {
+  if (support) return support;
+  if (process.platform !== 'linux') return (support = { ok: false, reason: `network namespaces need Linux (platform ${process.platform})` });
+  if (process.getuid?.() !== 0) return (support = { ok: false, reason: 'network namespaces and iptables need root' });
+  for (const b of ['ip', 'iptables', 'ip6tables', 'iptables-save', 'setpriv']) {
+    if (!has(b)) return (support = { ok: false, reason: `${b} is not installed (scripts/install-test-deps.sh installs it)` });
+  }
+  const probe = `mlprobe${randomBytes(3).toString('hex')}`;
+  const r = spawnSync('ip', ['netns', 'add', probe], { encoding: 'utf8' });
+  if (r.status !== 0) return (support = { ok: false, reason: `cannot create a network namespace: ${r.stderr.trim()}` });
+  const nat = spawnSync('ip', ['netns', 'exec', probe, 'iptables', '-t', 'nat', '-S'], { encoding: 'utf8' });
+  spawnSync('ip', ['netns', 'del', probe]);
+  if (nat.status !== 0) return (support = { ok: false, reason: `iptables nat table unavailable in a namespace: ${nat.stderr.trim()}` });
+  return (support = { ok: true, reason: '' });
+}
+
+export interface Pod {
+  readonly ns: string;
+  readonly ip: string;
+}
+
+const namespaces: string[] = [];
+const procs: ChildProcess[] = [];
+
+/** Two pods joined by a veth pair: 198.18.N.1 and 198.18.N.2 (N random). */
+export function createPodPair(): { a: Pod; b: Pod } {
+  const id = randomBytes(3).toString('hex');
+  const net = 1 + (randomBytes(1)[0]! % 250);
+  const a: Pod = { ns: `ml-${id}-a`, ip: `198.18.${net}.1` };
+  const b: Pod = { ns: `ml-${id}-b`, ip: `198.18.${net}.2` };
+  for (const p of [a, b]) {
+    sh('ip', ['netns', 'add', p.ns]);
+    namespaces.push(p.ns);
+    sh('ip', ['-n', p.ns, 'link', 'set', 'lo', 'up']);
+  }
+  const va = `mla${id}`;
+  const vb = `mlb${id}`;
+  // Created inside pod a, so the pair never exists in the host namespace.
+  sh('ip', ['-n', a.ns, 'link', 'add', va, 'type', 'veth', 'peer', 'name', vb, 'netns', b.ns]);
+  sh('ip', ['-n', a.ns, 'addr', 'add', `${a.ip}/24`, 'dev', va]);
+  sh('ip', ['-n', b.ns, 'addr', 'add', `${b.ip}/24`, 'dev', vb]);
+  sh('ip', ['-n', a.ns, 'link', 'set', va, 'up']);
+  sh('ip', ['-n', b.ns, 'link', 'set', vb, 'up']);
+  return { a, b };
+}
+
+/** Start a long-running process inside a pod, optionally as another UID/GID (setpriv). */
+export function spawnIn(pod: Pod, argv: string[], asUid?: number): ChildProcess {
+  const cmd = ['netns', 'exec', pod.ns];
+  if (asUid !== undefined) cmd.push('setpriv', `--reuid=${asUid}`, `--regid=${asUid}`, '--clear-groups');
+  const p = spawn('ip', [...cmd, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+  procs.push(p);
+  return p;
+}
+
+/** Run a command inside a pod to completion (bounded), returning stdout/stderr/exit code. */
+export function runIn(
+  pod: Pod,
+  argv: string[],
+  asUid?: number,
+  timeoutMs = 15_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawnIn(pod, argv, asUid);
+    let stdout = '';
+    let stderr = '';
+    p.stdout!.on('data', (c) => (stdout += c));
+    p.stderr!.on('data', (c) => (stderr += c));
+    const t = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('close', (code) => {
+      clearTimeout(t);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** The nat table of both families as iptables-save prints it, minus comments and counters. */
+export function natTables(pod: Pod): string {
+  const clean = (s: string): string =>
+    s
+      .split('\n')
+      .filter((l) => l !== '' && !l.startsWith('#'))
+      .map((l) => l.replace(/\[\d+:\d+\]/g, '[]'))
+      .join('\n');
+  return `${clean(sh('ip', ['netns', 'exec', pod.ns, 'iptables-save', '-t', 'nat']))}\n--- v6 ---\n${clean(
+    sh('ip', ['netns', 'exec', pod.ns, 'ip6tables-save', '-t', 'nat']),
+  )}`;
+}
+
+/** Kill what we started (by pid, and anything left in our namespaces), then delete the namespaces. */
+export async function destroyAll(): Promise<void> {
+  for (const p of procs.splice(0)) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+  for (const ns of namespaces.splice(0)) {
+    const pids = sh('ip', ['netns', 'pids', ns], { allowFail: true }).split('\n').filter((x) => /^\d+$/.test(x));
+    for (const pid of pids) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        /* already gone */
+      }
+    }
+    sh('ip', ['netns', 'del', ns], { allowFail: true });
+  }
+}
