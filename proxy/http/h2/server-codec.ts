@@ -24,6 +24,7 @@ import {
 } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Http2Options } from '../../config/types';
+import { MeshletError } from '../../errors';
 import { logger } from '../../telemetry/logger';
 import type {
   CodecErrorReport,
@@ -97,6 +98,11 @@ const RESPOND_END = Object.freeze({ endStream: true, sendDate: false });
 const RESPOND_MORE = Object.freeze({ endStream: false, waitForTrailers: true, sendDate: false });
 
 const MAX_WINDOW = 2 ** 31 - 1;
+
+/** Envoy's overload.premature_reset_min_stream_lifetime_seconds default (1 s). */
+const PREMATURE_RESET_MIN_LIFETIME_MS = 1_000;
+/** Envoy's overload.premature_reset_total_stream_count default. */
+const PREMATURE_RESET_TOTAL_STREAMS = 500;
 
 function clampWindow(n: number): number {
   return Math.min(MAX_WINDOW, Math.max(65535, n));
@@ -201,7 +207,17 @@ function onStreamClose(this: TaggedStream): void {
   if (enc === undefined) return;
   enc.closed = true;
   const codec = enc.codec;
-  codec.streamClosed();
+  // Envoy's premature reset: the peer reset the stream before we finished answering it, within
+  // PREMATURE_RESET_MIN_LIFETIME_MS of its start (rapid reset, CVE-2023-44487).
+  const rst = this.rstCode;
+  const premature =
+    !enc.localReset &&
+    !enc.responseEnded &&
+    rst !== undefined &&
+    rst !== h2c.NGHTTP2_NO_ERROR &&
+    !codec.transportGone() &&
+    Date.now() - enc.openedAt < PREMATURE_RESET_MIN_LIFETIME_MS;
+  codec.streamClosed(premature);
   const sink = enc.sink;
   enc.sink = undefined;
   if (sink === undefined || enc.localReset) return;
@@ -227,6 +243,8 @@ class H2ServerStream implements ResponseEncoder {
   drainHooked = false;
   /** Set when the codec itself had to reset the stream (the sink is told on close). */
   failReason: ResetReason | undefined = undefined;
+  /** Date.now() when the stream opened (premature reset accounting). */
+  readonly openedAt = Date.now();
 
   constructor(
     readonly codec: H2ServerCodec,
@@ -328,6 +346,11 @@ export class H2ServerCodec {
   private closing = false;
   private gone = false;
   private idleTimer: NodeJS.Timeout | undefined;
+  /** Streams closed on this connection, and how many of them the peer reset prematurely. */
+  private closedStreams = 0;
+  private prematureResets = 0;
+  /** Set when the connection was closed for too many premature resets (downstream_rq_too_many_premature_resets). */
+  prematureResetClose = false;
   readonly secure: boolean;
 
   constructor(
@@ -460,9 +483,29 @@ export class H2ServerCodec {
   }
 
   /** @internal A stream closed. */
-  streamClosed(): void {
+  streamClosed(premature: boolean): void {
     this.active--;
+    this.closedStreams++;
+    if (premature) this.prematureResets++;
+    if (this.prematureResets > 0 && !this.gone) this.checkPrematureResets();
     if (this.active === 0) this.armIdle();
+  }
+
+  /**
+   * Envoy's rule (runtime overload.premature_reset_total_stream_count, default 500): once the
+   * connection has closed that many streams, more than half of them reset prematurely by the peer
+   * closes it; so does reaching that many premature resets at all. Closing sends GOAWAY
+   * ENHANCE_YOUR_CALM. nghttp2's own reset rate limit sends a GOAWAY but leaves the socket open.
+   */
+  private checkPrematureResets(): void {
+    const closed = this.closedStreams;
+    const premature = this.prematureResets;
+    if (closed < PREMATURE_RESET_TOTAL_STREAMS ? premature < PREMATURE_RESET_TOTAL_STREAMS : premature * 2 < closed) return;
+    log.warn({ connection: this.connection.id, closed, premature }, 'closing HTTP/2 connection: too many premature stream resets');
+    this.prematureResetClose = true;
+    this.closing = true;
+    // (destroy(undefined, code) would send NO_ERROR: node's default parameter replaces undefined.)
+    this.session?.destroy(new MeshletError('MESHLET_ERR_OVERFLOW', 'too many premature stream resets'), h2c.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 
   private armIdle(): void {
