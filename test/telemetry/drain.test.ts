@@ -5,12 +5,17 @@
  * (the app may still be finishing); with exit-on-zero-active-connections, or a /quitquitquit
  * during the drain, the proxy stops as soon as no connection is left. Drain times are long (60 s)
  * so that finishing early can only come from the zero-connection rule, never from a timer.
+ * The last test sends a real SIGTERM to `bin/meshlet.js proxy` (needs `npm run build`).
  */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { bootstrap, httpListener, routes, type StartedMeshlet, startMeshlet, staticCluster, stopAllMeshlets } from '../support/meshlet';
-import { closeAll, type HttpEcho, startHttpEcho } from '../support/upstreams';
+import { closeAll, closedPort, type HttpEcho, startHttpEcho } from '../support/upstreams';
 import { request } from './helpers';
 
 /** An app whose /hold requests wait until the test releases them. */
@@ -138,5 +143,91 @@ describe('drain ordering on shutdown', () => {
     // 60 s drain time and a 30 s test timeout: only the zero-connection rule can end it here.
     await done;
     expect(m.server.listeners.activeConnections).toBe(0);
+  });
+});
+
+describe('SIGTERM to a meshlet process', () => {
+  it('drains inbound, keeps outbound, reports not ready on 15021, and exits 0 when the last connection closes', async () => {
+    const root = join(__dirname, '..', '..');
+    if (!existsSync(join(root, 'dist', 'proxy', 'telemetry', 'telemetry.js'))) {
+      throw new Error('dist/ is not built with telemetry: run `npm run build` before this test (npm test does)');
+    }
+    const app = await heldApp('app');
+    const remote = await heldApp('remote');
+    const [inPort, outPort, adminPort, healthPort] = [await closedPort(), await closedPort(), await closedPort(), await closedPort()];
+    const dir = mkdtempSync(join(tmpdir(), 'meshlet-drain-'));
+    const listener = (name: string, port: number, direction: string, cluster: string) => ({
+      name,
+      address: { socket_address: { address: '127.0.0.1', port_value: port } },
+      traffic_direction: direction,
+      filter_chains: [
+        {
+          filters: [
+            {
+              name: 'envoy.filters.network.http_connection_manager',
+              typed_config: {
+                '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+                stat_prefix: name,
+                route_config: { virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster } }] }] },
+                http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
+              },
+            },
+          ],
+        },
+      ],
+    });
+    const file = join(dir, 'bootstrap.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        node: { id: 'drain-test', cluster: 'test' },
+        admin: { address: { socket_address: { address: '127.0.0.1', port_value: adminPort } } },
+        static_resources: {
+          listeners: [listener('inbound', inPort, 'INBOUND', 'app'), listener('outbound', outPort, 'OUTBOUND', 'remote')],
+          clusters: [staticCluster('app', [app.echo.port]), staticCluster('remote', [remote.echo.port])],
+        },
+      }),
+    );
+    const p = spawn(process.execPath, [join(root, 'bin', 'meshlet.js'), 'proxy', '-c', file, '--drain-time-s', '60', '--exit-on-zero-active-connections', '--health-port', String(healthPort), '--log-level', 'warn'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    p.stderr!.on('data', (d) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((resolve) => p.on('exit', (code) => resolve(code)));
+    try {
+      // Ready (bounded): the health port answers 200.
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const ok = await request(healthPort, '/healthz/ready').then((r) => r.status === 200, () => false);
+        if (ok) break;
+        if (Date.now() > deadline || p.exitCode !== null) throw new Error(`meshlet did not become ready: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const inFlight = request(inPort, '/hold');
+      await until(() => app.held.length === 1, 'the inbound request to reach the app');
+      p.kill('SIGTERM');
+      // Inbound stops accepting (bounded wait for the signal to be handled).
+      const refusedBy = Date.now() + 10_000;
+      while ((await connectError(inPort)) !== 'ECONNREFUSED') {
+        if (Date.now() > refusedBy) throw new Error('inbound still accepting 10 s after SIGTERM');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect((await request(healthPort, '/healthz/ready')).status).toBe(503);
+      const out = await request(outPort, '/during-drain');
+      expect(out.status).toBe(200);
+      expect(p.exitCode).toBeNull();
+      app.release();
+      const r = await inFlight;
+      expect(r.status).toBe(200);
+      expect(r.body).toBe('app done');
+      // 60 s drain time: exiting now can only come from the zero-connection rule.
+      expect(await exited).toBe(0);
+      expect(stderr).toBe('');
+    } finally {
+      if (p.exitCode === null) p.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
