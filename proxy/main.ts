@@ -20,6 +20,11 @@ const COMMANDS: Record<string, { summary: string; usage: string; run: (argv: str
     usage: 'meshlet iptables [--dry-run] [--cleanup] [--proxy-uid 1337] [--include-outbound-cidrs *] ...',
     run: async (argv) => (await import('./cli/iptables')).runIptables(argv),
   },
+  inject: {
+    summary: 'add the meshlet sidecar and init container to Kubernetes YAML (like istioctl kube-inject)',
+    usage: 'meshlet inject -f FILE|- [-o FILE] [--image IMAGE] [--control-plane HOST:PORT] ...',
+    run: async (argv) => (await import('./cli/inject')).runInject(argv),
+  },
   wait: {
     summary: 'block until the proxy is ready (/ready answers 200), for holding the app until then',
     usage: 'meshlet wait [--admin http://127.0.0.1:15000] [--timeout 60]',

@@ -1,0 +1,98 @@
+/**
+ * The sidecar bootstrap `meshlet inject` writes for a Kubernetes workload: an Envoy v3 Bootstrap
+ * with the workload's node identity, admin on loopback (15000), ADS to the control plane over a
+ * static (or DNS) `xds-grpc` cluster, and Istio's `virtualOutbound` catch-all on 15001 that hands
+ * each captured connection to the listener owning its original destination (use_original_dst)
+ * and passes anything else through unchanged (ORIGINAL_DST `PassthroughCluster`).
+ *
+ * Pure text generation; it leans towards what an Istio user would recognise, and the tests feed
+ * its output through the real bootstrap decoder.
+ */
+import { isIP } from 'node:net';
+
+/** Istio's port conventions, shared by the bootstrap, the sidecar container and the init container. */
+export const MESH_PORTS = {
+  admin: 15000,
+  outbound: 15001,
+  inbound: 15006,
+  health: 15021,
+  prometheus: 15090,
+  /** Istio's agent port; never captured inbound (kept in the exclusion list for compatibility). */
+  agent: 15020,
+} as const;
+
+export interface SidecarBootstrapOptions {
+  /** node.id: the mesh file's workload, `<name>.<namespace>`. */
+  readonly nodeId: string;
+  /** node.cluster: the service the workload backs. */
+  readonly cluster: string;
+  readonly namespace: string;
+  /** `host:port` of the control plane's ADS port (embedded: 15010). */
+  readonly controlPlane: string;
+}
+
+/** Splits `host:port` (IPv6 in brackets); throws with a usage message on anything else. */
+export function splitHostPort(v: string): { host: string; port: number } {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(v) ?? /^([^:\s]+):(\d+)$/.exec(v);
+  const port = m ? Number(m[2]) : Number.NaN;
+  if (!m || !Number.isInteger(port) || port < 1 || port > 65535)
+    throw new Error(`control plane address ${JSON.stringify(v)} must be host:port, e.g. meshlet-control-plane.meshlet-system.svc.cluster.local:15010`);
+  return { host: m[1]!, port };
+}
+
+/** Quotes a YAML scalar only when it needs it. */
+function q(v: string): string {
+  return /^[A-Za-z0-9_.\-/]+$/.test(v) && !/^(true|false|null|yes|no|on|off|~|[\d.]+)$/i.test(v) ? v : JSON.stringify(v);
+}
+
+/** The bootstrap YAML text for one workload. */
+export function sidecarBootstrapYaml(o: SidecarBootstrapOptions): string {
+  const cp = splitHostPort(o.controlPlane);
+  const type = isIP(cp.host) ? 'STATIC' : 'STRICT_DNS';
+  return `# meshlet sidecar bootstrap (Envoy v3 Bootstrap), written by \`meshlet inject\`.
+node:
+  id: ${q(o.nodeId)}
+  cluster: ${q(o.cluster)}
+  metadata: { NAMESPACE: ${q(o.namespace)} }
+admin:
+  address: { socket_address: { address: 127.0.0.1, port_value: ${MESH_PORTS.admin} } }
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+    grpc_services: [{ envoy_grpc: { cluster_name: xds-grpc } }]
+  lds_config: { ads: {}, resource_api_version: V3 }
+  cds_config: { ads: {}, resource_api_version: V3 }
+static_resources:
+  listeners:
+  # Connections redirected by the iptables rules arrive here and are handed to the listener bound
+  # to their original destination (the control plane's 0.0.0.0_<service port> listeners);
+  # anything else goes to its original destination unchanged.
+  - name: virtualOutbound
+    address: { socket_address: { address: 0.0.0.0, port_value: ${MESH_PORTS.outbound} } }
+    use_original_dst: true
+    traffic_direction: OUTBOUND
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.tcp_proxy
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
+          stat_prefix: PassthroughCluster
+          cluster: PassthroughCluster
+  clusters:
+  - name: PassthroughCluster
+    type: ORIGINAL_DST
+    lb_policy: CLUSTER_PROVIDED
+    connect_timeout: 10s
+  - name: xds-grpc
+    type: ${type}
+    connect_timeout: 1s
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config: { http2_protocol_options: {} }
+    load_assignment:
+      cluster_name: xds-grpc
+      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: ${q(cp.host)}, port_value: ${cp.port} } } } }] }]
+`;
+}
