@@ -68,7 +68,7 @@ export class MeshletMetrics {
   readonly tracingSpansDropped: Counter;
   /** Spans handed to the exporter. */
   readonly tracingSpansExported: Counter;
-  /** Istio label sets folded into "unknown" because the label cache was full. */
+  /** Streams/sessions whose label set was folded into "unknown" because the label cache was full. */
   readonly labelOverflow: Counter;
 
   constructor() {
@@ -119,7 +119,7 @@ export class MeshletMetrics {
     this.tracingSpansExported = new Counter({ name: 'meshlet_tracing_spans_exported_total', help: 'Spans exported to the collector', registers });
     this.labelOverflow = new Counter({
       name: 'meshlet_metric_label_overflow_total',
-      help: 'Istio label sets folded into "unknown" because the per-metric label cache was full',
+      help: 'Streams and sessions reported with service/peer "unknown" because the label cache was full',
       registers,
     });
   }
