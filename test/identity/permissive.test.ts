@@ -95,7 +95,7 @@ describe('generated inbound listener for mtls modes', () => {
     const lds = (w: typeof open) =>
       [...generateForWorkload(m, w).get('type.googleapis.com/envoy.config.listener.v3.Listener')!.values()].find((l) =>
         String(l.name).startsWith('inbound_'),
-      ) as { listener_filters?: { name: string }[]; filter_chains: { filter_chain_match?: { transport_protocol?: string }; transport_socket?: unknown }[] };
+      ) as unknown as { listener_filters?: { name: string }[]; filter_chains: { filter_chain_match?: { transport_protocol?: string }; transport_socket?: unknown }[] };
     const permissive = lds(open);
     expect(permissive.listener_filters?.map((f) => f.name)).toEqual(['envoy.filters.listener.tls_inspector']);
     expect(permissive.filter_chains.map((c) => c.filter_chain_match?.transport_protocol)).toEqual(['tls', 'raw_buffer']);
