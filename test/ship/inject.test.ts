@@ -1,0 +1,310 @@
+/**
+ * `meshlet inject` on the sample manifests in test/ship/fixtures, checked field by field: the
+ * sidecar appears once (native: an init container with restartPolicy Always, after meshlet-init),
+ * the init container's iptables flags (Istio annotations mapped, accepted by the real
+ * `meshlet iptables --dry-run`), Istio's ports, UID 1337, probes on 15021, the status and
+ * Prometheus annotations, a generated bootstrap the real decoder accepts, idempotence on
+ * re-injection, and documents that are not workloads (or opted out) left untouched.
+ */
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import { runInject } from '../../proxy/cli/inject';
+import { runIptables } from '../../proxy/cli/iptables';
+import { decodeBootstrap, parseBootstrapText } from '../../proxy/config/bootstrap';
+import { ConfigError } from '../../proxy/errors';
+import { type InjectOptions, injectYaml, STATUS_ANNOTATION } from '../../proxy/inject/inject';
+import { createRegistries } from '../../proxy/registry';
+
+const FIX = join(__dirname, 'fixtures');
+const fixture = (n: string) => readFileSync(join(FIX, n), 'utf8');
+
+const OPTS: InjectOptions = {
+  image: 'registry.example/meshlet:1.2.3',
+  initImage: 'registry.example/meshlet-init:1.2.3',
+  controlPlane: 'meshlet-control-plane.meshlet-system.svc.cluster.local:15010',
+  proxyUid: 1337,
+  nativeSidecar: true,
+  defaultNamespace: 'default',
+  drainTimeS: 5,
+  version: 'test',
+};
+
+type Obj = Record<string, any>;
+const docs = (text: string): Obj[] => parseAllDocuments(text).map((d) => d.toJS() as Obj);
+const find = (ds: Obj[], kind: string, name: string) => ds.find((d) => d.kind === kind && d.metadata?.name === name)!;
+const flag = (args: string[], f: string) => args[args.indexOf(f) + 1];
+
+/** Runs `meshlet iptables --dry-run` with the given args; returns its exit code and output. */
+async function iptablesDryRun(args: string[]): Promise<{ code: number; out: string }> {
+  let out = '';
+  const w = vi.spyOn(process.stdout, 'write').mockImplementation((c) => {
+    out += String(c);
+    return true;
+  });
+  const e = vi.spyOn(process.stderr, 'write').mockImplementation((c) => {
+    out += String(c);
+    return true;
+  });
+  try {
+    return { code: await runIptables([...args, '--dry-run']), out };
+  } finally {
+    w.mockRestore();
+    e.mockRestore();
+  }
+}
+
+describe('meshlet inject: workloads', () => {
+  const result = injectYaml(fixture('app.yaml'), OPTS);
+  const out = docs(result.yaml);
+  const tpl = (kind: string, name: string) => {
+    const d = find(out, kind, name);
+    return kind === 'Pod' ? d : d.spec.template;
+  };
+
+  it('reports what it injected', () => {
+    expect(result.injected).toEqual(['Deployment/shop/backend-v1', 'StatefulSet/shop/cache', 'Job/shop/migrate']);
+    expect(result.skipped).toEqual([]);
+  });
+
+  it('adds meshlet-init then the native meshlet-proxy sidecar, once, before existing init containers', () => {
+    for (const [kind, name] of [['Deployment', 'backend-v1'], ['StatefulSet', 'cache'], ['Job', 'migrate']] as const) {
+      const spec = tpl(kind, name).spec;
+      const names = spec.initContainers.map((c: Obj) => c.name);
+      expect(names.slice(0, 2)).toEqual(['meshlet-init', 'meshlet-proxy']);
+      expect(names.filter((n: string) => n === 'meshlet-proxy')).toHaveLength(1);
+      expect(spec.containers.map((c: Obj) => c.name)).not.toContain('meshlet-proxy');
+      expect(spec.initContainers[1].restartPolicy).toBe('Always');
+      expect(spec.initContainers[0].restartPolicy).toBeUndefined();
+    }
+    expect(tpl('StatefulSet', 'cache').spec.initContainers.map((c: Obj) => c.name)).toEqual(['meshlet-init', 'meshlet-proxy', 'fix-perms']);
+    expect(tpl('StatefulSet', 'cache').spec.volumes.map((v: Obj) => v.name)).toEqual(['data', 'meshlet-bootstrap']);
+  });
+
+  it('the sidecar runs as 1337 with probes on 15021 /healthz/ready and ports 15090/15021', () => {
+    const proxy = tpl('Deployment', 'backend-v1').spec.initContainers[1];
+    expect(proxy.image).toBe(OPTS.image);
+    expect(proxy.securityContext).toMatchObject({
+      runAsUser: 1337,
+      runAsGroup: 1337,
+      runAsNonRoot: true,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+    });
+    expect(proxy.securityContext.capabilities.add).toBeUndefined();
+    for (const p of [proxy.readinessProbe, proxy.startupProbe]) expect(p.httpGet).toEqual({ path: '/healthz/ready', port: 15021 });
+    expect(proxy.ports.map((p: Obj) => p.containerPort).sort()).toEqual([15021, 15090]);
+    expect(proxy.args).toEqual([
+      '--bootstrap', '/etc/meshlet/bootstrap.yaml', '--stats-port', '15090', '--health-port', '15021', '--drain-time-s', '5',
+    ]);
+    expect(proxy.volumeMounts).toEqual([{ name: 'meshlet-bootstrap', mountPath: '/etc/meshlet', readOnly: true }]);
+  });
+
+  it('the init container runs meshlet iptables as root with NET_ADMIN/NET_RAW and Istio annotations as flags', async () => {
+    const init = tpl('Deployment', 'backend-v1').spec.initContainers[0];
+    expect(init.image).toBe(OPTS.initImage);
+    expect(init.command).toEqual(['/usr/local/bin/node', '/app/bin/meshlet.js']);
+    expect(init.securityContext).toMatchObject({ runAsUser: 0, runAsNonRoot: false, privileged: false });
+    expect(init.securityContext.capabilities).toEqual({ add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] });
+    const args: string[] = init.args;
+    expect(args[0]).toBe('iptables');
+    expect(flag(args, '--proxy-port')).toBe('15001');
+    expect(flag(args, '--inbound-capture-port')).toBe('15006');
+    expect(flag(args, '--proxy-uid')).toBe('1337');
+    expect(flag(args, '--proxy-gid')).toBe('1337');
+    expect(flag(args, '--exclude-outbound-ports')).toBe('5432');
+    expect(flag(args, '--exclude-outbound-cidrs')).toBe('169.254.169.254/32');
+    expect(flag(args, '--exclude-inbound-ports')).toBe('15090,15021,15020');
+    // The real command accepts exactly these flags, and the plan carries them.
+    const r = await iptablesDryRun(args.slice(1));
+    expect(r.code, r.out).toBe(0);
+    expect(r.out).toMatch(/ISTIO_OUTPUT .*--dport 5432 -j RETURN|--dport 5432.*RETURN/);
+    expect(r.out).toContain('169.254.169.254/32');
+    expect(r.out).toMatch(/--uid-owner 1337/);
+    expect(r.out).toMatch(/--to-ports? 15001/);
+    expect(r.out).toMatch(/--to-ports? 15006/);
+    // Without annotations: defaults, no outbound exclusions.
+    const plain: string[] = tpl('StatefulSet', 'cache').spec.initContainers[0].args;
+    expect(plain).not.toContain('--exclude-outbound-ports');
+    expect(flag(plain, '--exclude-outbound-cidrs')).toBe('');
+    expect((await iptablesDryRun(plain.slice(1))).code).toBe(0);
+  });
+
+  it('annotates the template (status, Prometheus scrape, default container) and keeps user annotations', () => {
+    const ann = tpl('Deployment', 'backend-v1').metadata.annotations;
+    expect(JSON.parse(ann[STATUS_ANNOTATION])).toEqual({
+      version: 'test',
+      initContainers: ['meshlet-init', 'meshlet-proxy'],
+      containers: [],
+      volumes: ['meshlet-bootstrap'],
+      bootstrap: 'meshlet-bootstrap-backend-v1',
+    });
+    expect(ann['prometheus.io/scrape']).toBe('true');
+    expect(ann['prometheus.io/port']).toBe('15090');
+    expect(ann['prometheus.io/path']).toBe('/stats/prometheus');
+    expect(ann['kubectl.kubernetes.io/default-container']).toBe('app');
+    expect(ann['traffic.sidecar.istio.io/excludeOutboundPorts']).toBe('5432');
+    // The Job's template had no metadata at all.
+    expect(tpl('Job', 'migrate').metadata.annotations[STATUS_ANNOTATION]).toBeDefined();
+    expect(find(out, 'Deployment', 'backend-v1').metadata.annotations).toBeUndefined();
+  });
+
+  it('generates one bootstrap ConfigMap per workload that the real bootstrap decoder accepts', () => {
+    const cms = out.filter((d) => d.kind === 'ConfigMap' && d.metadata.name.startsWith('meshlet-bootstrap-'));
+    expect(cms.map((c) => `${c.metadata.namespace}/${c.metadata.name}`)).toEqual([
+      'shop/meshlet-bootstrap-backend-v1',
+      'shop/meshlet-bootstrap-cache',
+      'shop/meshlet-bootstrap-migrate',
+    ]);
+    const cm = find(out, 'ConfigMap', 'meshlet-bootstrap-backend-v1');
+    expect(tpl('Deployment', 'backend-v1').spec.volumes).toEqual([{ name: 'meshlet-bootstrap', configMap: { name: 'meshlet-bootstrap-backend-v1' } }]);
+    const { bootstrap, warnings } = decodeBootstrap(parseBootstrapText(cm.data['bootstrap.yaml'], 'bootstrap.yaml'), {
+      httpFilters: createRegistries().httpFilters,
+    });
+    expect(warnings).toEqual([]);
+    expect(bootstrap.node.id).toBe('backend-v1.shop');
+    expect(bootstrap.node.cluster).toBe('backend');
+    expect(bootstrap.admin?.address).toMatchObject({ host: '127.0.0.1', port: 15000 });
+    const vo = bootstrap.staticResources.listeners.find((l) => l.name === 'virtualOutbound')!;
+    expect(vo.address).toMatchObject({ host: '0.0.0.0', port: 15001 });
+    expect(vo.useOriginalDst).toBe(true);
+    const xds = bootstrap.staticResources.clusters.find((c) => c.name === 'xds-grpc')!;
+    expect(xds.type).toBe('STRICT_DNS');
+    expect(JSON.stringify(xds)).toContain('meshlet-control-plane.meshlet-system.svc.cluster.local');
+  });
+
+  it('leaves documents that are not workloads untouched, comments included', () => {
+    expect(result.yaml.startsWith('# Sample manifests for `meshlet inject`')).toBe(true);
+    expect(result.yaml).toContain('greeting: hello # a comment that must survive');
+    const input = docs(fixture('app.yaml'));
+    for (const [kind, name] of [['Namespace', 'shop'], ['Service', 'backend'], ['ConfigMap', 'settings']] as const)
+      expect(find(out, kind, name)).toEqual(find(input, kind, name));
+    // The app containers themselves are unchanged.
+    expect(tpl('Deployment', 'backend-v1').spec.containers).toEqual(find(input, 'Deployment', 'backend-v1').spec.template.spec.containers);
+  });
+
+  it('warns about app httpGet probes that interception would break', () => {
+    expect(result.warnings).toHaveLength(1);
+    expect(result.warnings[0]).toMatch(/Deployment\/shop\/backend-v1: container app readinessProbe httpGet on port 8080/);
+  });
+
+  it('is idempotent: injecting its own output changes nothing', () => {
+    const again = injectYaml(result.yaml, OPTS);
+    expect(again.yaml).toBe(result.yaml);
+    expect(again.injected).toEqual([]);
+    expect(again.skipped).toEqual([
+      'Deployment/shop/backend-v1: already injected',
+      'StatefulSet/shop/cache: already injected',
+      'Job/shop/migrate: already injected',
+    ]);
+  });
+});
+
+describe('meshlet inject: opt-outs, lists, options', () => {
+  it('skips hostNetwork and opted-out workloads, leaving them exactly as they were', () => {
+    const input = fixture('skip.yaml');
+    const r = injectYaml(input, OPTS);
+    expect(r.injected).toEqual([]);
+    expect(r.skipped.map((s) => s.split(':')[0])).toEqual(['DaemonSet/kube-system/node-agent', 'Deployment/shop/legacy', 'Pod/shop/debug']);
+    expect(docs(r.yaml)).toEqual(docs(input));
+  });
+
+  it('injects Pods and CronJobs inside a List; a regular sidecar container when native sidecars are off', () => {
+    const r = injectYaml(fixture('pod-list.yaml'), { ...OPTS, nativeSidecar: false });
+    expect(r.injected).toEqual(['Pod/default/client', 'CronJob/jobs/report']);
+    const list = docs(r.yaml).find((d) => d.kind === 'List')!;
+    const pod = list.items[0];
+    expect(pod.spec.containers.map((c: Obj) => c.name)).toEqual(['meshlet-proxy', 'curl']);
+    expect(pod.spec.initContainers.map((c: Obj) => c.name)).toEqual(['meshlet-init']);
+    const proxy = pod.spec.containers[0];
+    expect(proxy.restartPolicy).toBeUndefined();
+    expect(proxy.lifecycle.postStart.exec.command).toEqual(['/nodejs/bin/node', '/app/bin/meshlet.js', 'wait', '--timeout', '60']);
+    expect(JSON.parse(pod.metadata.annotations[STATUS_ANNOTATION]).containers).toEqual(['meshlet-proxy']);
+    const cron = list.items[1].spec.jobTemplate.spec.template.spec;
+    expect(cron.containers.map((c: Obj) => c.name)).toEqual(['meshlet-proxy', 'report']);
+    expect(r.warnings.some((w) => w.startsWith('CronJob/jobs/report: without a native sidecar'))).toBe(true);
+    expect(docs(r.yaml).filter((d) => d.kind === 'ConfigMap').map((d) => `${d.metadata.namespace}/${d.metadata.name}`)).toEqual([
+      'default/meshlet-bootstrap-client',
+      'jobs/meshlet-bootstrap-report',
+    ]);
+  });
+
+  it('uses a named bootstrap ConfigMap, a cert Secret, another UID and mesh-wide exclusions', () => {
+    const r = injectYaml(fixture('app.yaml'), {
+      ...OPTS,
+      bootstrapConfigMap: 'istiod-bootstrap',
+      certSecret: 'workload-certs',
+      proxyUid: 2000,
+      excludeOutboundCidrs: '10.0.0.0/8',
+      excludeInboundPorts: '9999',
+    });
+    const ds = docs(r.yaml);
+    expect(ds.filter((d) => d.kind === 'ConfigMap').map((d) => d.metadata.name)).toEqual(['settings']);
+    const spec = find(ds, 'StatefulSet', 'cache').spec.template.spec;
+    expect(spec.volumes.slice(1)).toEqual([
+      { name: 'meshlet-bootstrap', configMap: { name: 'istiod-bootstrap' } },
+      { name: 'meshlet-certs', secret: { secretName: 'workload-certs' } },
+    ]);
+    const [init, proxy] = spec.initContainers;
+    expect(proxy.securityContext).toMatchObject({ runAsUser: 2000, runAsGroup: 2000 });
+    expect(proxy.volumeMounts[1]).toEqual({ name: 'meshlet-certs', mountPath: '/etc/certs', readOnly: true });
+    expect(flag(init.args, '--proxy-uid')).toBe('2000');
+    expect(flag(init.args, '--exclude-outbound-cidrs')).toBe('10.0.0.0/8');
+    expect(flag(init.args, '--exclude-inbound-ports')).toBe('9999,15090,15021,15020');
+    // A workload's own annotation wins over the mesh-wide default.
+    const backendInit = find(ds, 'Deployment', 'backend-v1').spec.template.spec.initContainers[0];
+    expect(flag(backendInit.args, '--exclude-outbound-cidrs')).toBe('169.254.169.254/32');
+  });
+
+  it('rejects bad options and bad YAML with every problem listed', () => {
+    let err: unknown;
+    try {
+      injectYaml(fixture('app.yaml'), { ...OPTS, controlPlane: 'no-port', proxyUid: 0 });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).issues.map((i) => i.path)).toEqual(['--control-plane', '--proxy-uid']);
+    expect(() => injectYaml('kind: Pod\nmetadata: [unclosed\n', OPTS)).toThrow(ConfigError);
+  });
+});
+
+describe('meshlet inject: the command', () => {
+  let dir: string | undefined;
+  afterEach(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    dir = undefined;
+  });
+
+  it('reads -f, writes -o, reports to stderr, and the output re-injects to itself', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'meshlet-inject-'));
+    const o1 = join(dir, 'out1.yaml');
+    const o2 = join(dir, 'out2.yaml');
+    let err = '';
+    const e = vi.spyOn(process.stderr, 'write').mockImplementation((c) => {
+      err += String(c);
+      return true;
+    });
+    try {
+      expect(await runInject(['-f', join(FIX, 'app.yaml'), '-o', o1, '--image', 'm:1', '--control-plane', '10.96.0.20:15010'])).toBe(0);
+      expect(await runInject(['-f', o1, '-o', o2, '--image', 'm:1', '--control-plane', '10.96.0.20:15010'])).toBe(0);
+      expect(await runInject(['-f', join(FIX, 'app.yaml'), '--proxy-uid', 'root'])).toBe(1);
+      expect(await runInject(['--image', 'x'])).toBe(1);
+    } finally {
+      e.mockRestore();
+    }
+    expect(err).toContain('meshlet inject: injected Deployment/shop/backend-v1');
+    expect(err).toContain('left unchanged Deployment/shop/backend-v1: already injected');
+    expect(err).toContain('--proxy-uid: must be a non-zero numeric UID');
+    expect(err).toContain('-f FILE (or -f - for stdin) is required');
+    const first = readFileSync(o1, 'utf8');
+    expect(readFileSync(o2, 'utf8')).toBe(first);
+    const cm = find(docs(first), 'ConfigMap', 'meshlet-bootstrap-backend-v1');
+    expect(cm.data['bootstrap.yaml']).toMatch(/type: STATIC\n/);
+    expect(cm.data['bootstrap.yaml']).toMatch(/address: "?10\.96\.0\.20"?, port_value: 15010/);
+    expect(injectYaml('', OPTS).yaml).toBe('');
+  });
+});
