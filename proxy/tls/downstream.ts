@@ -105,6 +105,12 @@ export function terminateDownstreamTls(
     downstreamTlsStats.handshakes++;
     t.removeAllListeners('error');
     t.on('error', swallow);
+    // Envoy (BoringSSL) never renegotiates as a server; node allows a client 3 renegotiations
+    // per 10 minutes. Refuse them all: a renegotiation attempt closes the connection. A TLSSocket
+    // built outside tls.Server never "releases control", so node reports the refusal only as the
+    // internal '_tlsError' event, not as 'error'.
+    t.disableRenegotiation();
+    t.on('_tlsError', onPostHandshakeError);
     const uris = presented ? uriSansOf(cert.subjectaltname) : [];
     cb(t, {
       sni: (t as unknown as { servername?: string | false }).servername || undefined,
@@ -120,6 +126,17 @@ export function terminateDownstreamTls(
 }
 
 function swallow(): void {}
+
+/**
+ * TLS errors after the handshake: a refused renegotiation (ERR_TLS_RENEGOTIATION_DISABLED, or
+ * ERR_TLS_SESSION_ATTACK past node's limit) is only reported by node, not acted on; close.
+ */
+function onPostHandshakeError(this: tls.TLSSocket, err: Error & { code?: string }): void {
+  if (err.code === 'ERR_TLS_RENEGOTIATION_DISABLED' || err.code === 'ERR_TLS_SESSION_ATTACK') {
+    log.debug({ err: err.message }, 'TLS renegotiation refused; closing the connection');
+    this.destroy();
+  }
+}
 
 /**
  * The chain verification result of a server-side TLSSocket. A standalone `new TLSSocket(...,
