@@ -12,8 +12,8 @@
 
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { readFile } from 'node:fs/promises';
-import type { DataSource, SecretConfig } from '../proxy/config/types';
+import { readDataSourceAsync } from '../proxy/config/data-source';
+import type { SecretConfig } from '../proxy/config/types';
 import { splitSan } from './identity';
 
 /** Istio's secret names. */
@@ -90,22 +90,8 @@ export function parseCertBundle(pem: string): X509Certificate[] {
   });
 }
 
-/** Resolve an envoy.config.core.v3.DataSource to its text. */
-export async function resolveDataSource(ds: DataSource): Promise<string> {
-  switch (ds.kind) {
-    case 'inline_string':
-      return ds.value;
-    case 'inline_bytes':
-      return Buffer.from(ds.value, 'base64').toString('utf8');
-    case 'filename':
-      return readFile(ds.value, 'utf8');
-    case 'environment_variable': {
-      const v = process.env[ds.value];
-      if (v === undefined) throw new Error(`environment variable ${ds.value} is not set`);
-      return v;
-    }
-  }
-}
+/** Resolve an envoy.config.core.v3.DataSource to its text (the shared reader). */
+export const resolveDataSource = readDataSourceAsync;
 
 export class CertStore extends EventEmitter {
   private readonly secrets = new Map<string, StoredSecret>();

@@ -11,8 +11,8 @@
  */
 
 import { EventEmitter } from 'node:events';
-import * as fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import { dataSourceBytes } from '../proxy/config/data-source';
 import type { DataSource, DynamicResources, GrpcService, NodeInfo } from '../proxy/config/types';
 import { MeshletError } from '../proxy/errors';
 import { logger } from '../proxy/telemetry/logger';
@@ -81,19 +81,10 @@ function packageVersion(): string {
 
 function readDataSource(ds: DataSource | undefined, what: string): Buffer | undefined {
   if (!ds) return undefined;
-  switch (ds.kind) {
-    case 'filename':
-      return fs.readFileSync(ds.value);
-    case 'inline_string':
-      return Buffer.from(ds.value, 'utf8');
-    case 'inline_bytes':
-      return Buffer.from(ds.value, 'base64');
-    case 'environment_variable': {
-      const v = process.env[ds.value];
-      if (v === undefined)
-        throw new MeshletError('MESHLET_ERR_BOOTSTRAP', `xds: ${what}: environment variable ${ds.value} is not set`);
-      return Buffer.from(v, 'utf8');
-    }
+  try {
+    return dataSourceBytes(ds);
+  } catch (e) {
+    throw new MeshletError('MESHLET_ERR_BOOTSTRAP', `xds: ${what}: ${(e as Error).message}`);
   }
 }
 

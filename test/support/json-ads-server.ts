@@ -62,8 +62,8 @@ export class JsonAdsServer {
     call.on('data', (req: DiscoveryRequestProto) => {
       const t = req.type_url;
       if (req.response_nonce) {
-        if (req.error_detail) this.nacks.push({ typeUrl: t, version: req.version_info, message: req.error_detail.message });
-        else this.acks.push({ typeUrl: t, version: req.version_info });
+        if (req.error_detail) this.nacks.push({ typeUrl: t, version: req.version_info ?? '', message: req.error_detail.message });
+        else this.acks.push({ typeUrl: t, version: req.version_info ?? '' });
       }
       if (!subscribed.has(t)) {
         subscribed.add(t);

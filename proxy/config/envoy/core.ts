@@ -161,18 +161,7 @@ export function decodeDataSource(r: Reader): DataSource | undefined {
 }
 
 /** Reads a DataSource's bytes at decode time (control-plane side). */
-export function dataSourceBytes(ds: DataSource, read: (path: string) => Buffer): Buffer {
-  switch (ds.kind) {
-    case 'inline_string':
-      return Buffer.from(ds.value, 'utf8');
-    case 'inline_bytes':
-      return Buffer.from(ds.value, 'base64');
-    case 'environment_variable':
-      return Buffer.from(process.env[ds.value] ?? '', 'utf8');
-    case 'filename':
-      return read(ds.value);
-  }
-}
+export { dataSourceBytes } from '../data-source';
 
 export interface DecodedConfigSource {
   readonly source?: ConfigSource;
