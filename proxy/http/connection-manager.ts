@@ -320,6 +320,8 @@ export function grpcPercentEncode(s: string): string {
 const NO_FILTERS: readonly HttpFilter[] = [];
 /** Request bytes queued behind a stopped decoder filter before reading is paused. */
 const HOLD_LIMIT_BYTES = 64 * 1024;
+/** Body bytes one filter may keep with StopIterationAndBuffer (Envoy's default buffer limit). */
+export const FILTER_BUFFER_LIMIT_BYTES = 1024 * 1024;
 const PAUSE_ROUTER = 1;
 const PAUSE_FILTER_HOLD = 2;
 const EVENT_DATA = 0;
@@ -351,6 +353,45 @@ function onRequestTimeout(s: ActiveStream): void {
 }
 function onMaxDuration(s: ActiveStream): void {
   s.onMaxDurationReached();
+}
+
+// ───── StopIterationAndBuffer bookkeeping: slots exist only once a filter of the stream buffers ─────
+
+/**
+ * After filter `i` handled `chunk`: when it buffers, keep the chunk and return undefined; when it
+ * continues, return the chunk to pass on — prefixed with what it buffered before, if anything.
+ */
+function takeBuffered(
+  slots: (Buffer[] | undefined)[] | undefined,
+  i: number,
+  chunk: Buffer,
+  buffer: boolean,
+): Buffer | undefined {
+  if (slots === undefined) return chunk;
+  const kept = slots[i];
+  if (buffer) {
+    if (kept === undefined) slots[i] = [chunk];
+    else kept.push(chunk);
+    return undefined;
+  }
+  if (kept === undefined) return chunk;
+  slots[i] = undefined;
+  kept.push(chunk);
+  return Buffer.concat(kept);
+}
+
+function bufferedBytes(slots: (Buffer[] | undefined)[] | undefined, i: number): number {
+  const kept = slots?.[i];
+  if (kept === undefined) return 0;
+  let n = 0;
+  for (const b of kept) n += b.length;
+  return n;
+}
+
+function concatBuffered(slots: (Buffer[] | undefined)[], i: number): Buffer {
+  const kept = slots[i] ?? [];
+  slots[i] = undefined;
+  return kept.length === 1 ? kept[0]! : Buffer.concat(kept);
 }
 
 export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStreamCallbacks, HeaderFormatContext {
@@ -386,6 +427,9 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
   private heldEncode: HeldEncode[] | undefined;
   /** Index of the filter being called (perRouteConfig of that filter). */
   private current = -1;
+  /** Chunks kept by filters that returned StopIterationAndBuffer, by filter index (rare). */
+  private decodeBuffered: (Buffer[] | undefined)[] | undefined;
+  private encodeBuffered: (Buffer[] | undefined)[] | undefined;
 
   private idleTimer: NodeJS.Timeout | undefined;
   private requestTimer: NodeJS.Timeout | undefined;
@@ -425,6 +469,10 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
   }
   get responseStarted(): boolean {
     return this.started;
+  }
+  /** HttpFilterCallbacks.clusters: for filters that call services through a cluster. */
+  get clusters(): ClusterLookup {
+    return this.manager.opts.clusters;
   }
 
   // ─────────────── RequestSink (called by the codec) ───────────────
@@ -563,6 +611,23 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
       this.current = i;
       const st = f.decodeData(chunk, endStream);
       if (this.localReplied || this.destroyed) return;
+      if (this.decodeBuffered !== undefined || st === FilterStatus.StopIterationAndBuffer) {
+        if (this.decodeBuffered === undefined) this.decodeBuffered = new Array(fs.length);
+        const kept = takeBuffered(this.decodeBuffered, i, chunk, st === FilterStatus.StopIterationAndBuffer);
+        if (kept === undefined) {
+          if (bufferedBytes(this.decodeBuffered, i) > FILTER_BUFFER_LIMIT_BYTES) {
+            this.sendLocalReply(413, 'Payload Too Large', undefined, undefined, 'request_payload_too_large');
+            return;
+          }
+          if (!endStream) return;
+          chunk = concatBuffered(this.decodeBuffered!, i);
+          this.decodeStoppedAt = i;
+          this.decodeStoppedKind = EVENT_DATA;
+          this.held = [{ kind: EVENT_DATA, chunk, endStream, trailers: undefined }, ...(this.held ?? [])];
+          return;
+        }
+        chunk = kept;
+      }
       if (st === FilterStatus.StopIteration) {
         this.decodeStoppedAt = i;
         this.decodeStoppedKind = EVENT_DATA;
@@ -747,6 +812,21 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
       this.current = i;
       const st = f.encodeData(chunk, endStream);
       if (this.destroyed) return true;
+      if (this.encodeBuffered !== undefined || st === FilterStatus.StopIterationAndBuffer) {
+        if (this.encodeBuffered === undefined) this.encodeBuffered = new Array(fs.length);
+        const kept = takeBuffered(this.encodeBuffered, i, chunk, st === FilterStatus.StopIterationAndBuffer);
+        if (kept === undefined) {
+          if (bufferedBytes(this.encodeBuffered, i) > FILTER_BUFFER_LIMIT_BYTES) {
+            this.sendLocalReply(500, 'Internal Server Error', undefined, undefined, 'response_payload_too_large');
+            return true;
+          }
+          if (!endStream) return true;
+          chunk = concatBuffered(this.encodeBuffered!, i);
+          this.encodeStopped(i, { kind: EVENT_DATA, head: undefined, chunk, trailers: undefined, endStream });
+          return true;
+        }
+        chunk = kept;
+      }
       if (st === FilterStatus.StopIteration) {
         this.encodeStopped(i, { kind: EVENT_DATA, head: undefined, chunk, trailers: undefined, endStream });
         return true;
@@ -867,6 +947,37 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     }
     this.encodeHeaders(head, data === undefined);
     if (data !== undefined) this.encodeData(data, true);
+  }
+
+  /**
+   * HttpFilterCallbacks.sendResponse: a complete response built by a filter (a cache hit). Before
+   * the response started it goes through the encoder filters like any response; once started
+   * (raised from an encoder filter) it replaces what they hold, as a local reply does.
+   */
+  sendResponse(head: ResponseHead, body: Buffer | undefined, details?: string): void {
+    if (this.destroyed) return;
+    this.info.responseCodeDetails = details ?? 'filter_response';
+    if (this.headersWritten) {
+      this.resetDownstream('local_reset');
+      return;
+    }
+    this.localReplied = true;
+    this.router?.onDestroy();
+    if (this.head?.method === 'HEAD') body = undefined;
+    if (this.started) {
+      this.encodeStoppedAt = -1;
+      this.encodeStoppedEvent = undefined;
+      this.heldEncode = undefined;
+      this.writeHeaders(head, body === undefined);
+      if (body !== undefined && !this.destroyed) {
+        this.info.bytesSent += body.length;
+        this.encoder.writeData(body, true);
+        this.onResponseEnd();
+      }
+      return;
+    }
+    this.encodeHeaders(head, body === undefined);
+    if (body !== undefined) this.encodeData(body, true);
   }
 
   resetDownstream(reason: ResetReason): void {

@@ -11,9 +11,18 @@
 import type { ResponseFlag } from '../errors';
 import type { Reader } from '../config/reader';
 import type { Route } from '../config/types';
+import type { ClusterLookup } from '../upstream/types';
 import type { DownstreamConnectionInfo, HeaderList, RequestHead, ResponseHead } from './codec';
+import type { HeaderFormatContext } from './headers';
 
-export const FilterStatus = { Continue: 0, StopIteration: 1 } as const;
+/**
+ * Continue passes the event on; StopIteration holds it (and every later event) until the filter
+ * calls continueDecoding()/continueEncoding(). StopIterationAndBuffer (body chunks only, Envoy's
+ * name) keeps the chunk in a per-filter buffer while later chunks still reach this filter; the
+ * first chunk it continues is passed on with everything buffered before it, concatenated. At end
+ * of stream it behaves like StopIteration over the whole buffered body.
+ */
+export const FilterStatus = { Continue: 0, StopIteration: 1, StopIterationAndBuffer: 2 } as const;
 export type FilterStatus = (typeof FilterStatus)[keyof typeof FilterStatus];
 
 /** What the connection manager gives a filter for one stream. */
@@ -38,6 +47,19 @@ export interface HttpFilterCallbacks {
   setResponseFlag(flag: ResponseFlag): void;
   /** Free-form, bounded-size facts for access logs (filter_state / dynamic metadata). */
   setMetadata(key: string, value: string): void;
+  /**
+   * Optional (additive): the clusters of this proxy, for filters that call a service through a
+   * cluster (ext_authz, rate limit service, remote JWKS).
+   */
+  readonly clusters?: ClusterLookup;
+  /** Optional (additive): what `%FORMAT%` operators resolve against for this stream. */
+  readonly formatContext?: HeaderFormatContext;
+  /**
+   * Optional (additive): answer the stream with a complete response built by the filter (a cache
+   * hit, a validated cached entry) instead of Envoy's text/plain local reply. Headers are used as
+   * given; the remaining decoder filters and the router are skipped.
+   */
+  sendResponse?(head: ResponseHead, body: Buffer | undefined, details?: string): void;
 }
 
 export interface HttpFilter {
