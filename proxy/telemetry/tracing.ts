@@ -3,7 +3,8 @@
  * HTTP stream on each side (CLIENT on outbound, SERVER on inbound), W3C `traceparent` /
  * `tracestate` propagated upstream and created when absent, B3 (multi and single header)
  * accepted and kept in step, sampling by the HCM's `tracing.random_sampling` unless the caller
- * already decided, export over OTLP/gRPC to the collector named by the provider's grpc_service.
+ * already decided, export over OTLP — gRPC for the provider's grpc_service, HTTP/protobuf for its
+ * http_service (the collector's address comes from the named cluster's first endpoint).
  *
  * Leans towards never hurting traffic: spans go through a bounded queue in front of the SDK's
  * BatchSpanProcessor; a full queue or a failed export drops spans and counts them
@@ -23,7 +24,8 @@ import {
   trace,
 } from '@opentelemetry/api';
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
+import { OTLPTraceExporter as OtlpGrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
+import { OTLPTraceExporter as OtlpProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import {
   BasicTracerProvider,
@@ -335,28 +337,40 @@ export class TracingService {
     log.warn(msg);
   }
 
-  /** OTLP/gRPC target "host:port" for a provider, or undefined (warned once). */
-  private endpointOf(p: TracingConfig): string | undefined {
+  /** The OTLP export URL for a provider (http://host:port for gRPC), or undefined (warned once). */
+  private endpointOf(p: TracingConfig): { kind: 'grpc' | 'http'; url: string } | undefined {
     if (p.provider !== 'opentelemetry') {
       this.warnOnce(`provider:${p.provider}`, `tracing provider ${p.provider} is not supported by meshlet; requests are not traced`);
       return undefined;
     }
+    const resolve = (cluster: string): string | undefined => {
+      const hp = this.opts.resolveCluster(cluster);
+      if (!hp) this.warnOnce(`cluster:${cluster}`, `tracing collector cluster ${cluster} has no endpoint; requests are not traced`);
+      return hp;
+    };
     const g = p.grpcService;
-    if (!g) {
-      this.warnOnce('http_service', 'OpenTelemetry http_service export is not supported by meshlet (use grpc_service); requests are not traced');
+    if (g) {
+      if (g.kind === 'google_grpc') return { kind: 'grpc', url: `http://${g.targetUri.replace(/^(dns:\/\/\/|ipv4:|ipv6:)/, '')}` };
+      const hp = resolve(g.clusterName);
+      return hp ? { kind: 'grpc', url: `http://${hp}` } : undefined;
+    }
+    const h = p.httpService;
+    if (!h) {
+      this.warnOnce('no-service', 'OpenTelemetry tracing provider has neither grpc_service nor http_service; requests are not traced');
       return undefined;
     }
-    if (g.kind === 'google_grpc') return g.targetUri.replace(/^(dns:\/\/\/|ipv4:|ipv6:)/, '');
-    const hp = this.opts.resolveCluster(g.clusterName);
-    if (!hp) this.warnOnce(`cluster:${g.clusterName}`, `tracing collector cluster ${g.clusterName} has no endpoint; requests are not traced`);
-    return hp;
+    const hp = resolve(h.clusterName);
+    return hp ? { kind: 'http', url: `http://${hp}${h.path}` } : undefined;
   }
 
-  private providerFor(endpoint: string, cfg: TracingConfig, ratio: number): BasicTracerProvider {
-    let pl = this.pipelines.get(endpoint);
+  private providerFor(endpoint: { kind: 'grpc' | 'http'; url: string }, cfg: TracingConfig, ratio: number): BasicTracerProvider {
+    let pl = this.pipelines.get(endpoint.url);
     if (!pl) {
-      const timeoutMillis = cfg.grpcService?.timeoutMs || 10_000;
-      const exporter = new OTLPTraceExporter({ url: `http://${endpoint}`, timeoutMillis });
+      const timeoutMillis = (endpoint.kind === 'grpc' ? cfg.grpcService?.timeoutMs : cfg.httpService?.timeoutMs) || 10_000;
+      const exporter =
+        endpoint.kind === 'grpc'
+          ? new OtlpGrpcExporter({ url: endpoint.url, timeoutMillis })
+          : new OtlpProtoExporter({ url: endpoint.url, timeoutMillis });
       const max = this.opts.maxQueuedSpans ?? DEFAULT_MAX_QUEUED_SPANS;
       let gate: QueueGate | undefined;
       const counting = new CountingExporter(exporter, (n, ok) => gate?.release(n, ok));
@@ -369,8 +383,8 @@ export class TracingService {
       });
       gate = new QueueGate(batch, max, this.opts.metrics);
       pl = { processor: gate, providers: new Map() };
-      this.pipelines.set(endpoint, pl);
-      log.info({ collector: endpoint }, 'tracing: exporting spans over OTLP/gRPC');
+      this.pipelines.set(endpoint.url, pl);
+      log.info({ collector: endpoint.url, transport: endpoint.kind }, 'tracing: exporting spans over OTLP');
     }
     let tp = pl.providers.get(ratio);
     if (!tp) {

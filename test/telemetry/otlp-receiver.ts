@@ -215,3 +215,48 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       }),
   };
 }
+
+/** The same receiver over OTLP/HTTP with protobuf bodies (POST /v1/traces). */
+export async function startOtlpHttpReceiver(): Promise<OtlpReceiver> {
+  const http = await import('node:http');
+  const zlib = await import('node:zlib');
+  const spans: ReceivedSpan[] = [];
+  const state = { exports: 0 };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (req.method !== 'POST' || req.url !== '/v1/traces' || !String(req.headers['content-type']).startsWith('application/x-protobuf')) {
+        res.writeHead(404).end();
+        return;
+      }
+      let body = Buffer.concat(chunks);
+      if (req.headers['content-encoding'] === 'gzip') body = zlib.gunzipSync(body);
+      state.exports++;
+      spans.push(...decodeExportTraceRequest(body));
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as import('node:net').AddressInfo).port;
+  return {
+    port,
+    spans,
+    get exports() {
+      return state.exports;
+    },
+    async waitFor(pred, n, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const got = spans.filter(pred);
+        if (got.length >= n) return got;
+        if (Date.now() > deadline) throw new Error(`OTLP/HTTP receiver: expected ${n} spans, got ${got.length} in ${timeoutMs} ms`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}

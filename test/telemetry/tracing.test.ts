@@ -18,7 +18,7 @@ import {
 } from '../support/meshlet';
 import { closeAll, closedPort, type HttpEcho, startHttpEcho } from '../support/upstreams';
 import { request, scrape, sum } from './helpers';
-import { type OtlpReceiver, type ReceivedSpan, startOtlpReceiver } from './otlp-receiver';
+import { type OtlpReceiver, type ReceivedSpan, startOtlpHttpReceiver, startOtlpReceiver } from './otlp-receiver';
 
 const OTEL = 'type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig';
 
@@ -198,6 +198,47 @@ describe('spans across two meshlets', () => {
     await receiver.waitFor(inTrace(marker.traceId), 2);
     expect(receiver.spans.filter(inTrace(traceId))).toHaveLength(0);
     expect(receiver.spans.filter(inTrace(second.traceId))).toHaveLength(0);
+  });
+});
+
+describe('OTLP over HTTP/protobuf (http_service)', () => {
+  it('exports to the collector cluster at the http_uri path', async () => {
+    const httpReceiver = await startOtlpHttpReceiver();
+    try {
+      const m = await startMeshlet(
+        bootstrap(
+          [
+            {
+              ...httpListener('inbound_http_otlp', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]), {
+                tracing: {
+                  random_sampling: { value: 100 },
+                  provider: {
+                    name: 'envoy.tracers.opentelemetry',
+                    typed_config: {
+                      '@type': OTEL,
+                      http_service: { http_uri: { uri: 'http://otel-collector:4318/v1/traces', cluster: 'otel-http', timeout: '2s' } },
+                      service_name: 'http-exporting-sidecar',
+                    },
+                  },
+                },
+              }),
+              traffic_direction: 'INBOUND',
+            },
+          ],
+          [staticCluster('app', [app.port]), staticCluster('otel-http', [httpReceiver.port])],
+        ),
+      );
+      expect((await request(m.listenerPort('inbound_http_otlp'), '/via-http')).status).toBe(200);
+      const seen = appTraceparent();
+      await m.server.telemetry.tracing.flush();
+      const [span] = await httpReceiver.waitFor(inTrace(seen.traceId), 1);
+      expect(span!.kind).toBe(2);
+      expect(span!.spanId).toBe(seen.parentId);
+      expect(span!.resource['service.name']).toBe('http-exporting-sidecar');
+      expect(span!.attributes['url.path']).toBe('/via-http');
+    } finally {
+      await httpReceiver.close();
+    }
   });
 });
 
