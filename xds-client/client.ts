@@ -16,6 +16,7 @@ import { dataSourceBytes } from '../proxy/config/data-source';
 import type { DataSource, DynamicResources, GrpcService, NodeInfo } from '../proxy/config/types';
 import { MeshletError } from '../proxy/errors';
 import { logger } from '../proxy/telemetry/logger';
+import { VERSION } from '../proxy/version';
 import type { AdsStream, UpdateEvent } from './ads-stream';
 import { type BackoffOptions, ExponentialBackoff } from './backoff';
 import type { TypeCounters } from './cache';
@@ -66,18 +67,6 @@ export interface XdsStats {
 /** Client features meshlet announces in node.client_features. */
 export const CLIENT_FEATURES: readonly string[] = ['xds.config.resource-in-sotw'];
 
-function packageVersion(): string {
-  // Source layout (xds-client/) and build layout (dist/xds-client/).
-  for (const rel of ['../package.json', '../../package.json']) {
-    try {
-      const pkg = require(rel) as { name?: string; version?: string };
-      if (pkg.name === 'meshlet' && pkg.version) return pkg.version;
-    } catch {
-      // try the next layout
-    }
-  }
-  return '0.0.0';
-}
 
 function readDataSource(ds: DataSource | undefined, what: string): Buffer | undefined {
   if (!ds) return undefined;
@@ -151,7 +140,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     this.service = ads.grpcServices[0];
     this.delta = ads.apiType === 'DELTA_GRPC';
     this.nodeOnFirstOnly = ads.setNodeOnFirstMessageOnly;
-    this.node = toNodeProto(opts.node, opts.userAgentVersion ?? packageVersion());
+    this.node = toNodeProto(opts.node, opts.userAgentVersion ?? VERSION);
     this.backoff = new ExponentialBackoff(opts.backoff);
     this.subs = new Subscriptions(opts.dynamicResources.initialFetchTimeoutMs, (typeUrl) =>
       this.stream?.interestChanged(typeUrl),
