@@ -118,11 +118,26 @@ export interface ListenerConfig {
   readonly maxConnections?: number;
 }
 
-export type ListenerFilterConfig =
+export type ListenerFilterConfig = (
   | { readonly kind: 'tls_inspector' }
   | { readonly kind: 'http_inspector' }
   | { readonly kind: 'original_dst' }
-  | { readonly kind: 'proxy_protocol' };
+  | { readonly kind: 'proxy_protocol' }
+) & {
+  /**
+   * filter_disabled: connections this predicate matches skip the filter (Istio disables the
+   * inspectors on ports declared opaque or server-first, so those never wait for client bytes).
+   */
+  readonly filterDisabled?: ListenerFilterPredicate;
+};
+
+/** envoy.config.listener.v3.ListenerFilterChainMatchPredicate (destination port based). */
+export type ListenerFilterPredicate =
+  | { readonly kind: 'any' }
+  /** [start, end): Envoy's Int32Range, end exclusive. */
+  | { readonly kind: 'destination_port_range'; readonly start: number; readonly end: number }
+  | { readonly kind: 'or' | 'and'; readonly rules: readonly ListenerFilterPredicate[] }
+  | { readonly kind: 'not'; readonly rule: ListenerFilterPredicate };
 
 export interface CidrRange {
   readonly addressPrefix: string;

@@ -5,7 +5,9 @@
  * Leans towards availability: one read with a bounded wait; whatever is not recognised within
  * that read is opaque TCP, and a timeout never stalls a connection forever (server-first protocols
  * such as MySQL or SMTP hit the timeout and continue as raw bytes). The bytes read are always
- * unshifted back into the socket, so nothing is lost.
+ * unshifted back into the socket, so nothing is lost. Ports whose inspectors are disabled
+ * (listener filter `filter_disabled`, how opaque and server-first ports are configured) skip
+ * detection altogether; see listeners/listener.ts. Timing and outcomes are counted in stats.ts.
  */
 import type { Socket } from 'node:net';
 import type { Sniffed } from '../listeners/types';
@@ -82,10 +84,16 @@ export function parseClientHello(buf: Buffer): { sni?: string; alpn?: string[] }
 
 /**
  * Read once (bounded by `timeoutMs`), classify, put the bytes back, and call `done`. On timeout or
- * an empty read, `done(undefined)` — the caller treats the connection as opaque / server-first.
+ * an empty read, `done(undefined)` — the caller treats the connection as opaque / server-first;
+ * `timedOut` tells the timeout (nothing arrived in time) from the peer closing or failing.
  */
-export function sniff(socket: Socket, timeoutMs: number, done: (s: Sniffed | undefined) => void): void {
+export function sniff(
+  socket: Socket,
+  timeoutMs: number,
+  done: (s: Sniffed | undefined, timedOut: boolean) => void,
+): void {
   let finished = false;
+  let timedOut = false;
   const finish = (chunk: Buffer | undefined): void => {
     if (finished) return;
     finished = true;
@@ -95,11 +103,15 @@ export function sniff(socket: Socket, timeoutMs: number, done: (s: Sniffed | und
     socket.removeListener('error', onEnd);
     socket.pause();
     if (chunk) socket.unshift(chunk);
-    done(chunk ? classify(chunk) : undefined);
+    done(chunk ? classify(chunk) : undefined, timedOut);
   };
   const onData = (c: Buffer): void => finish(c);
   const onEnd = (): void => finish(undefined);
-  const timer = setTimeout(onEnd, timeoutMs);
+  const onTimeout = (): void => {
+    timedOut = true;
+    finish(undefined);
+  };
+  const timer = setTimeout(onTimeout, timeoutMs);
   socket.on('data', onData);
   socket.once('end', onEnd);
   socket.once('error', onEnd);

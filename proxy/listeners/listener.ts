@@ -8,8 +8,9 @@
  * old chains are drained. The bound socket is kept when the address is unchanged.
  */
 import net, { type Server, type Socket } from 'node:net';
-import type { FilterChainConfig, ListenerConfig } from '../config/types';
+import type { FilterChainConfig, ListenerConfig, ListenerFilterConfig, ListenerFilterPredicate } from '../config/types';
 import { sniff } from '../detect/sniff';
+import { outcomeOf, ProtocolDetectionStats, protocolDetection } from '../detect/stats';
 import type { DownstreamConnectionInfo } from '../http/codec';
 import { logger } from '../telemetry/logger';
 import { needsInspection, selectFilterChain } from './filter-chain-match';
@@ -56,6 +57,10 @@ export class ListenerStats {
 
 export class Listener {
   readonly stats = new ListenerStats();
+  /** Protocol detection time and outcomes on this listener (also summed process-wide). */
+  readonly detection = new ProtocolDetectionStats(protocolDetection);
+  /** Inspectors (tls/http) when every one of them has filter_disabled: checked per connection. */
+  private disableableInspectors: readonly ListenerFilterConfig[] | undefined;
   private server: Server | undefined;
   private chains: BuiltChain[] = [];
   private chainConfigs: FilterChainConfig[] = [];
@@ -91,6 +96,17 @@ export class Listener {
       listenerFilterKinds.has('tls_inspector') ||
       listenerFilterKinds.has('http_inspector') ||
       needsInspection(config.filterChains);
+    const inspectors = config.listenerFilters.filter((f) => f.kind === 'tls_inspector' || f.kind === 'http_inspector');
+    this.disableableInspectors =
+      inspectors.length > 0 && inspectors.every((f) => f.filterDisabled !== undefined) ? inspectors : undefined;
+  }
+
+  /** Whether every inspector is disabled for this destination port (opaque / server-first ports). */
+  private inspectionDisabled(port: number): boolean {
+    const list = this.disableableInspectors;
+    if (list === undefined) return false;
+    for (let i = 0; i < list.length; i++) if (!predicateMatches(list[i]!.filterDisabled!, port)) return false;
+    return true;
   }
 
   /** Bind the socket (resolves once listening; rejects with the bind error). */
@@ -192,9 +208,14 @@ export class Listener {
         }
       }
     }
-    if (this.inspect) {
+    if (this.inspect && this.inspectionDisabled(info.originalDst?.port ?? info.localPort)) {
+      this.detection.skipped();
+      this.dispatch(socket, info, undefined);
+    } else if (this.inspect) {
       const connInfo = info;
-      sniff(socket, this.config.listenerFiltersTimeoutMs, (sniffed) => {
+      const started = performance.now();
+      sniff(socket, this.config.listenerFiltersTimeoutMs, (sniffed, timedOut) => {
+        this.detection.observe(performance.now() - started, outcomeOf(sniffed, timedOut));
         if (!sniffed && !this.config.continueOnListenerFiltersTimeout && socket.readableLength === 0 && !socket.destroyed) {
           // Envoy closes on listener filter timeout unless told to continue; an opaque
           // server-first protocol needs continue_on_listener_filters_timeout: true.
@@ -279,6 +300,24 @@ export class Listener {
 }
 
 function swallow(): void {}
+
+/** Envoy's ListenerFilterChainMatchPredicate over the destination port. */
+export function predicateMatches(p: ListenerFilterPredicate, port: number): boolean {
+  switch (p.kind) {
+    case 'any':
+      return true;
+    case 'destination_port_range':
+      return port >= p.start && port < p.end;
+    case 'not':
+      return !predicateMatches(p.rule, port);
+    case 'or':
+      for (const r of p.rules) if (predicateMatches(r, port)) return true;
+      return false;
+    case 'and':
+      for (const r of p.rules) if (!predicateMatches(r, port)) return false;
+      return true;
+  }
+}
 
 function normalize(ip: string): string {
   return ip.startsWith('::ffff:') ? ip.slice(7) : ip;

@@ -14,6 +14,7 @@ import type {
   FilterChainMatch,
   ListenerConfig,
   ListenerFilterConfig,
+  ListenerFilterPredicate,
   NetworkFilterConfig,
 } from '../types';
 import { decodeAccessLogs } from './access-log';
@@ -55,8 +56,50 @@ function decodeListenerFilter(r: Reader): ListenerFilterConfig | undefined {
     kind = LISTENER_FILTERS[name];
     if (!kind) r.error('name', `unsupported listener filter ${JSON.stringify(name)} (set typed_config)`);
   }
+  const fd = r.obj('filter_disabled');
+  const filterDisabled = fd ? decodeListenerFilterPredicate(fd) : undefined;
   r.done();
-  return kind ? { kind } : undefined;
+  return kind ? { kind, ...(filterDisabled ? { filterDisabled } : {}) } : undefined;
+}
+
+/** ListenerFilterChainMatchPredicate: or/and/not/any and destination_port_range. */
+function decodeListenerFilterPredicate(r: Reader): ListenerFilterPredicate | undefined {
+  const which = r.oneof(['or_match', 'and_match', 'not_match', 'any_match', 'destination_port_range'] as const);
+  let out: ListenerFilterPredicate | undefined;
+  if (which === undefined) {
+    r.issues.error(r.path, 'one of or_match, and_match, not_match, any_match, destination_port_range must be set');
+  } else if (which === 'any_match') {
+    if (r.bool('any_match', false)) out = { kind: 'any' };
+    else r.error('any_match', 'must be true');
+  } else if (which === 'not_match') {
+    const n = r.obj('not_match');
+    const rule = n ? decodeListenerFilterPredicate(n) : undefined;
+    if (rule) out = { kind: 'not', rule };
+  } else if (which === 'destination_port_range') {
+    const pr = r.obj('destination_port_range');
+    if (pr) {
+      const start = pr.int('start', 0, 0, 65536);
+      const end = pr.int('end', 0, 0, 65536);
+      if (end <= start) pr.error('end', `must be greater than start (${start}); the range is [start, end)`);
+      pr.done();
+      if (end > start) out = { kind: 'destination_port_range', start, end };
+    }
+  } else {
+    const set = r.obj(which);
+    if (set) {
+      const rules: ListenerFilterPredicate[] = [];
+      const list = set.arr('rules');
+      if (list.length < 2) set.error('rules', 'needs at least 2 rules');
+      for (const x of list) {
+        const v = decodeListenerFilterPredicate(x);
+        if (v) rules.push(v);
+      }
+      set.done();
+      if (rules.length === list.length && list.length >= 2) out = { kind: which === 'or_match' ? 'or' : 'and', rules };
+    }
+  }
+  r.done();
+  return out;
 }
 
 function decodeFilterChainMatch(r: Reader | undefined, tlsInspector: boolean): FilterChainMatch {
