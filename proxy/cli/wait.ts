@@ -68,12 +68,16 @@ export async function runWait(argv: string[]): Promise<number> {
   for (let attempt = 1; ; attempt++) {
     const r = await probe(url, Math.min(deadline - Date.now(), 5_000));
     if (r.status === 200) {
-      process.stdout.write(`meshlet wait: proxy ready (${url.href}) after ${attempt} attempt${attempt === 1 ? '' : 's'}\n`);
+      process.stdout.write(
+        `meshlet wait: proxy ready (${url.href}) after ${attempt} attempt${attempt === 1 ? '' : 's'}\n`,
+      );
       return 0;
     }
     last = r.status !== undefined ? `HTTP ${r.status}${r.body ? ` ${r.body}` : ''}` : (r.error ?? 'error');
     if (attempt === 1) {
-      process.stdout.write(`meshlet wait: proxy not ready yet (${last}); retrying every ${periodMs} ms for up to ${timeoutS}s\n`);
+      process.stdout.write(
+        `meshlet wait: proxy not ready yet (${last}); retrying every ${periodMs} ms for up to ${timeoutS}s\n`,
+      );
     }
     const left = deadline - Date.now();
     if (left <= 0) break;

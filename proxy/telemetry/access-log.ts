@@ -12,11 +12,12 @@
  * Leans on dropping rather than blocking: if the sink cannot keep up, sonic-boom buffers (bounded
  * by `maxLength`) and excess lines are dropped, counted in `AccessLogSinks.droppedLines`.
  */
+
+import pino from 'pino';
 import type { AccessLogConfig } from '../config/types';
 import { getHeader } from '../http/headers';
 import type { StreamInfo } from '../http/stream-info';
 import type { TcpSessionRecord } from '../tcp/tcp-proxy';
-import pino from 'pino';
 import { logger } from './logger';
 
 const log = logger('access-log');
@@ -75,7 +76,9 @@ const OPS: Readonly<Record<string, Op>> = {
   DOWNSTREAM_LOCAL_ADDRESS: (c) => {
     const conn = c.http?.connection ?? c.tcp?.info;
     if (!conn) return undefined;
-    return conn.originalDst ? addr(conn.originalDst.address, conn.originalDst.port) : addr(conn.localAddress, conn.localPort);
+    return conn.originalDst
+      ? addr(conn.originalDst.address, conn.originalDst.port)
+      : addr(conn.localAddress, conn.localPort);
   },
   DOWNSTREAM_PEER_URI_SAN: (c) => (c.http?.connection ?? c.tcp?.info)?.tls?.peerPrincipal,
   DOWNSTREAM_LOCAL_URI_SAN: (c) => (c.http?.connection ?? c.tcp?.info)?.tls?.localPrincipal,
@@ -85,7 +88,14 @@ const OPS: Readonly<Record<string, Op>> = {
   CONNECTION_ID: (c) => (c.http?.connection ?? c.tcp?.info)?.id,
 };
 
-const NUMERIC = new Set(['RESPONSE_CODE', 'BYTES_RECEIVED', 'BYTES_SENT', 'DURATION', 'UPSTREAM_REQUEST_ATTEMPT_COUNT', 'CONNECTION_ID']);
+const NUMERIC = new Set([
+  'RESPONSE_CODE',
+  'BYTES_RECEIVED',
+  'BYTES_SENT',
+  'DURATION',
+  'UPSTREAM_REQUEST_ATTEMPT_COUNT',
+  'CONNECTION_ID',
+]);
 
 /** Compile one command operator, e.g. `REQ(X-ENVOY-ORIGINAL-PATH?:PATH):100`. */
 function compileOp(op: string, warn: (m: string) => void): { fn: Op; numeric: boolean } {
@@ -115,7 +125,10 @@ function compileOp(op: string, warn: (m: string) => void): { fn: Op; numeric: bo
 type Part = string | Op;
 
 /** A format string compiled into literal and operator parts. */
-function compileText(text: string, warn: (m: string) => void): { parts: Part[]; single?: { fn: Op; numeric: boolean } } {
+function compileText(
+  text: string,
+  warn: (m: string) => void,
+): { parts: Part[]; single?: { fn: Op; numeric: boolean } } {
   const parts: Part[] = [];
   const re = /%([A-Z_]+(?:\([^)]*\))?(?::\d+)?)%/g;
   let last = 0;
@@ -177,7 +190,10 @@ const DEFAULT_JSON: Readonly<Record<string, string>> = {
 /** Compiled formatter: LogContext → one line (without the newline). */
 export type Formatter = (c: LogContext) => string;
 
-export function compileFormat(format: AccessLogConfig['format'], warn: (m: string) => void = (m) => log.warn(m)): Formatter {
+export function compileFormat(
+  format: AccessLogConfig['format'],
+  warn: (m: string) => void = (m) => log.warn(m),
+): Formatter {
   if (format?.kind === 'text') {
     const { parts } = compileText(format.text.endsWith('\n') ? format.text.slice(0, -1) : format.text, warn);
     return (c) => render(parts, c);

@@ -14,10 +14,10 @@
  * are folded into destination_service="unknown" / peer "unknown" (counted in
  * meshlet_metric_label_overflow_total).
  */
-import type { Counter, Histogram } from 'prom-client';
 import type { NodeInfo } from '../config/types';
 import type { StreamInfo } from '../http/stream-info';
 import type { TcpSessionRecord } from '../tcp/tcp-proxy';
+import type { CounterCell, HistogramCell } from './cells';
 import type { IstioHttpLabel, IstioTcpLabel, MeshletMetrics } from './metrics';
 
 export type Reporter = 'source' | 'destination';
@@ -80,7 +80,11 @@ function serviceLabels(key: string, isIstioCluster: boolean): { service: string;
   if (!host) return { service: UNKNOWN, name: UNKNOWN, namespace: UNKNOWN };
   const parts = host.split('.');
   const looksLikeService = parts.length >= 2 && !/^\d+$/.test(parts[parts.length - 1]!);
-  return { service: host, name: looksLikeService ? parts[0]! : host, namespace: looksLikeService ? parts[1]! : UNKNOWN };
+  return {
+    service: host,
+    name: looksLikeService ? parts[0]! : host,
+    namespace: looksLikeService ? parts[1]! : UNKNOWN,
+  };
 }
 
 function isIstioCluster(name: string): boolean {
@@ -88,20 +92,30 @@ function isIstioCluster(name: string): boolean {
 }
 
 interface HttpChildren {
-  readonly requests: Counter.Internal;
-  readonly duration: Histogram.Internal<IstioHttpLabel>;
-  readonly requestBytes: Histogram.Internal<IstioHttpLabel>;
-  readonly responseBytes: Histogram.Internal<IstioHttpLabel>;
+  readonly requests: CounterCell;
+  readonly duration: HistogramCell;
+  readonly requestBytes: HistogramCell;
+  readonly responseBytes: HistogramCell;
 }
 
 interface TcpChildren {
-  readonly opened: Counter.Internal;
-  readonly closed: Counter.Internal;
-  readonly sent: Counter.Internal;
-  readonly received: Counter.Internal;
+  readonly opened: CounterCell;
+  readonly closed: CounterCell;
+  readonly sent: CounterCell;
+  readonly received: CounterCell;
 }
 
 type Level<T> = Map<string, T>;
+
+/** The map under `key`, created when missing. */
+function sub<K, V>(m: Map<string, Map<K, V>>, key: string): Map<K, V> {
+  let v = m.get(key);
+  if (v === undefined) {
+    v = new Map<K, V>();
+    m.set(key, v);
+  }
+  return v;
+}
 
 /** Shared facts about the local proxy that every reporter reads. */
 export interface LocalIdentity {
@@ -129,7 +143,10 @@ abstract class BaseReporter {
     protocol: string,
     mtls: boolean,
   ): Record<IstioTcpLabel, string> {
-    const svc = serviceKey === UNKNOWN ? { service: UNKNOWN, name: UNKNOWN, namespace: UNKNOWN } : serviceLabels(serviceKey, isIstioCluster(serviceKey));
+    const svc =
+      serviceKey === UNKNOWN
+        ? { service: UNKNOWN, name: UNKNOWN, namespace: UNKNOWN }
+        : serviceLabels(serviceKey, isIstioCluster(serviceKey));
     const w = this.local.workload;
     const peer = peerPrincipal || UNKNOWN;
     const peerNs = peerPrincipal ? namespaceOfPrincipal(peerPrincipal) : UNKNOWN;
@@ -196,7 +213,8 @@ export class HttpIstioReporter extends BaseReporter {
 
   private create(serviceKey: string, peer: string, flags: string, codeKey: number, info: StreamInfo): HttpChildren {
     const mtls = info.connection.tls?.peerPrincipal !== undefined;
-    const localPrincipal = this.reporter === 'source' ? this.local.localPrincipal() : (info.connection.tls?.localPrincipal ?? '');
+    const localPrincipal =
+      this.reporter === 'source' ? this.local.localPrincipal() : (info.connection.tls?.localPrincipal ?? '');
     const labels: Record<IstioHttpLabel, string> = {
       ...this.peerLabels(serviceKey, peer, localPrincipal, flags, info.grpc ? 'grpc' : 'http', mtls),
       response_code: String(info.responseCode),
@@ -209,13 +227,7 @@ export class HttpIstioReporter extends BaseReporter {
       requestBytes: m.requestBytes.labels(labels),
       responseBytes: m.responseBytes.labels(labels),
     };
-    let a = this.cache.get(serviceKey);
-    if (!a) this.cache.set(serviceKey, (a = new Map()));
-    let b = a.get(peer);
-    if (!b) a.set(peer, (b = new Map()));
-    let c = b.get(flags);
-    if (!c) b.set(flags, (c = new Map()));
-    c.set(codeKey, ch);
+    sub(sub(sub(this.cache, serviceKey), peer), flags).set(codeKey, ch);
     this.size++;
     return ch;
   }
@@ -262,11 +274,7 @@ export class TcpIstioReporter extends BaseReporter {
       sent: m.tcpSentBytes.labels(labels),
       received: m.tcpReceivedBytes.labels(labels),
     };
-    let a = this.cache.get(key);
-    if (!a) this.cache.set(key, (a = new Map()));
-    let b = a.get(peer);
-    if (!b) a.set(peer, (b = new Map()));
-    b.set(flags, ch);
+    sub(sub(this.cache, key), peer).set(flags, ch);
     this.size++;
     return ch;
   }

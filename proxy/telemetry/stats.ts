@@ -92,7 +92,8 @@ export class EnvoyStats {
       const p = `cluster.${c.name}.`;
       const n = c.name;
       for (const [stat, k] of CLUSTER_COUNTERS) counter(p + stat, st[k], 'cluster', n, stat);
-      for (const [cls, k] of CLUSTER_CLASSES) counter(`${p}upstream_rq_${cls}xx`, st[k], 'cluster', n, `upstream_rq_${cls}xx`);
+      for (const [cls, k] of CLUSTER_CLASSES)
+        counter(`${p}upstream_rq_${cls}xx`, st[k], 'cluster', n, `upstream_rq_${cls}xx`);
       gauge(`${p}upstream_rq_active`, st.upstreamRqActive, 'cluster', n, 'upstream_rq_active');
       gauge(`${p}upstream_cx_active`, st.upstreamCxActive, 'cluster', n, 'upstream_cx_active');
       let healthy = 0;
@@ -153,7 +154,11 @@ export class EnvoyStats {
 
   /** Envoy's /stats?format=json shape. */
   json(filter?: RegExp): { stats: { name: string; value: number }[] } {
-    return { stats: this.collect().filter((e) => !filter || filter.test(e.name)).map((e) => ({ name: e.name, value: e.value })) };
+    return {
+      stats: this.collect()
+        .filter((e) => !filter || filter.test(e.name))
+        .map((e) => ({ name: e.name, value: e.value })),
+    };
   }
 
   /** POST /reset_counters: counters read from now on start at zero. */
@@ -181,7 +186,8 @@ export class EnvoyStats {
     const clusterFamily = (stat: string, type: 'counter' | 'gauge', help: string): void => {
       const name = `envoy_cluster_${stat}`;
       const read = (m: Counter<'envoy_cluster_name'> | Gauge<'envoy_cluster_name'>): void => {
-        for (const e of entries()) if (e.scope === 'cluster' && e.stat === stat) m.labels({ envoy_cluster_name: e.tag! }).inc(e.value);
+        for (const e of entries())
+          if (e.scope === 'cluster' && e.stat === stat) m.labels({ envoy_cluster_name: e.tag! }).inc(e.value);
       };
       if (type === 'counter') metrics.counter(promCounter(name), help, ['envoy_cluster_name'], read);
       else metrics.gauge(name, help, ['envoy_cluster_name'], read);
@@ -192,17 +198,25 @@ export class EnvoyStats {
     clusterFamily('membership_healthy', 'gauge', 'Healthy hosts in the cluster');
     // cluster.<name>.membership_total stays in /stats only: a gauge named *_total breaks
     // Prometheus naming (promtool rejects it), and Istio dashboards read membership_healthy.
-    metrics.counter('envoy_cluster_upstream_rq_xx_total', 'Upstream responses by status class', ['envoy_cluster_name', 'envoy_response_code_class'], (m) => {
-      for (const e of entries()) {
-        if (e.scope !== 'cluster' || !e.stat?.endsWith('xx')) continue;
-        m.labels({ envoy_cluster_name: e.tag!, envoy_response_code_class: e.stat.charAt(e.stat.length - 3) }).inc(e.value);
-      }
-    });
+    metrics.counter(
+      'envoy_cluster_upstream_rq_xx_total',
+      'Upstream responses by status class',
+      ['envoy_cluster_name', 'envoy_response_code_class'],
+      (m) => {
+        for (const e of entries()) {
+          if (e.scope !== 'cluster' || !e.stat?.endsWith('xx')) continue;
+          m.labels({ envoy_cluster_name: e.tag!, envoy_response_code_class: e.stat.charAt(e.stat.length - 3) }).inc(
+            e.value,
+          );
+        }
+      },
+    );
 
     const listenerFamily = (stat: string, type: 'counter' | 'gauge', help: string): void => {
       const name = `envoy_listener_${stat}`;
       const read = (m: Counter<'envoy_listener_address'> | Gauge<'envoy_listener_address'>): void => {
-        for (const e of entries()) if (e.scope === 'listener' && e.stat === stat) m.labels({ envoy_listener_address: e.tag! }).inc(e.value);
+        for (const e of entries())
+          if (e.scope === 'listener' && e.stat === stat) m.labels({ envoy_listener_address: e.tag! }).inc(e.value);
       };
       if (type === 'counter') metrics.counter(promCounter(name), help, ['envoy_listener_address'], read);
       else metrics.gauge(name, help, ['envoy_listener_address'], read);
@@ -241,6 +255,9 @@ export class EnvoyStats {
 const SERVER_STATE: Readonly<Record<string, number>> = { LIVE: 0, DRAINING: 1, PRE_INITIALIZING: 2, INITIALIZING: 3 };
 
 /** Envoy's listener stat name: the bound address ("127.0.0.1_15001"), or the pipe path. */
-function listenerStatName(a: { kind: 'socket'; host: string; port: number } | { kind: 'pipe'; path: string }, bound: number): string {
+function listenerStatName(
+  a: { kind: 'socket'; host: string; port: number } | { kind: 'pipe'; path: string },
+  bound: number,
+): string {
   return a.kind === 'pipe' ? a.path : `${a.host}_${bound || a.port}`;
 }

@@ -10,8 +10,9 @@
  * Leans on doing work at build time: reporter side, workload labels, compiled access-log formats
  * and the tracer are resolved per listener; a finished stream runs a few cached lookups.
  */
-import http from 'node:http';
+
 import type { X509Certificate } from 'node:crypto';
+import http from 'node:http';
 import type { AdminServer } from '../admin/admin-server';
 import { json, text } from '../admin/admin-server';
 import type { HcmConfig, ListenerConfig, TcpProxyConfig } from '../config/types';
@@ -84,13 +85,21 @@ export class Telemetry {
       resolveCluster: (name) => server.clusters.get(name)?.hosts[0]?.key,
       scheduledDelayMs: opts.traceExportDelayMs,
     });
-    this.metrics.gauge('meshlet_access_log_dropped_lines', 'Access log lines dropped because a sink could not keep up', [], (g) => {
-      g.set(this.accessLogs.droppedLines);
-    });
+    this.metrics.gauge(
+      'meshlet_access_log_dropped_lines',
+      'Access log lines dropped because a sink could not keep up',
+      [],
+      (g) => {
+        g.set(this.accessLogs.droppedLines);
+      },
+    );
   }
 
   /** What one HTTP connection manager reports through: completion callback and tracer. */
-  forHcm(hcm: HcmConfig, listener: ListenerConfig): { onStreamComplete: StreamCompleteListener; tracer: HttpTracer | undefined } {
+  forHcm(
+    hcm: HcmConfig,
+    listener: ListenerConfig,
+  ): { onStreamComplete: StreamCompleteListener; tracer: HttpTracer | undefined } {
     const side = reporterFor(hcm.trafficDirection ?? listener.trafficDirection, listener.name, hcm.statPrefix);
     const istio = new HttpIstioReporter(this.metrics, side, this.identity);
     const access = hcm.accessLog.length > 0 ? new AccessLogger(hcm.accessLog, this.accessLogs) : undefined;
@@ -109,7 +118,10 @@ export class Telemetry {
   forTcp(
     tcp: TcpProxyConfig,
     listener: ListenerConfig,
-  ): { onSessionStart: (info: DownstreamConnectionInfo, cluster: string) => void; onSessionEnd: (rec: TcpSessionRecord) => void } {
+  ): {
+    onSessionStart: (info: DownstreamConnectionInfo, cluster: string) => void;
+    onSessionEnd: (rec: TcpSessionRecord) => void;
+  } {
     const side = reporterFor(listener.trafficDirection, listener.name, tcp.statPrefix);
     const istio = new TcpIstioReporter(this.metrics, side, this.identity);
     const logs = [...tcp.accessLog, ...listener.accessLog];
@@ -189,7 +201,10 @@ export class Telemetry {
       this.healthPort = await listenOn(this.healthServer, this.opts.healthPort, host);
     }
     if (this.statsServer || this.healthServer) {
-      log.info({ statsPort: this.statsPort || undefined, healthPort: this.healthPort || undefined }, 'telemetry ports listening');
+      log.info(
+        { statsPort: this.statsPort || undefined, healthPort: this.healthPort || undefined },
+        'telemetry ports listening',
+      );
     }
   }
 

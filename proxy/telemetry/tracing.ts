@@ -13,6 +13,7 @@
  */
 import {
   type Context,
+  isSpanContextValid,
   ROOT_CONTEXT,
   type Span,
   type SpanContext,
@@ -20,10 +21,9 @@ import {
   SpanStatusCode,
   TraceFlags,
   type Tracer,
-  isSpanContextValid,
   trace,
 } from '@opentelemetry/api';
-import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
+import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
 import { OTLPTraceExporter as OtlpGrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
 import { OTLPTraceExporter as OtlpProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { resourceFromAttributes } from '@opentelemetry/resources';
@@ -108,10 +108,16 @@ export function parseB3(h: HeaderList, ratio: number): SpanContext | undefined {
     const s = getHeader(h, 'x-b3-sampled')?.trim().toLowerCase();
     sampled = getHeader(h, 'x-b3-flags') === '1' ? 'd' : s === 'true' ? '1' : s === 'false' ? '0' : s;
   }
-  if (!traceId || !spanId || !/^[0-9a-f]{16}([0-9a-f]{16})?$/.test(traceId) || !/^[0-9a-f]{16}$/.test(spanId)) return undefined;
+  if (!traceId || !spanId || !/^[0-9a-f]{16}([0-9a-f]{16})?$/.test(traceId) || !/^[0-9a-f]{16}$/.test(spanId))
+    return undefined;
   // No sampling decision from the caller: ours (random_sampling) applies.
   const on = sampled === undefined ? Math.random() < ratio : sampled === '1' || sampled === 'd';
-  const sc: SpanContext = { traceId: traceId.padStart(32, '0'), spanId, traceFlags: on ? TraceFlags.SAMPLED : TraceFlags.NONE, isRemote: true };
+  const sc: SpanContext = {
+    traceId: traceId.padStart(32, '0'),
+    spanId,
+    traceFlags: on ? TraceFlags.SAMPLED : TraceFlags.NONE,
+    isRemote: true,
+  };
   return isSpanContextValid(sc) ? sc : undefined;
 }
 
@@ -138,7 +144,10 @@ class MeshletSampler implements Sampler {
   shouldSample(ctx: Context): SamplingResult {
     const parent = trace.getSpanContext(ctx);
     if (parent !== undefined && isSpanContextValid(parent)) {
-      return { decision: parent.traceFlags & TraceFlags.SAMPLED ? SamplingDecision.RECORD_AND_SAMPLED : SamplingDecision.NOT_RECORD };
+      return {
+        decision:
+          parent.traceFlags & TraceFlags.SAMPLED ? SamplingDecision.RECORD_AND_SAMPLED : SamplingDecision.NOT_RECORD,
+      };
     }
     return { decision: Math.random() < this.ratio ? SamplingDecision.RECORD_AND_SAMPLED : SamplingDecision.NOT_RECORD };
   }
@@ -340,33 +349,49 @@ export class TracingService {
   /** The OTLP export URL for a provider (http://host:port for gRPC), or undefined (warned once). */
   private endpointOf(p: TracingConfig): { kind: 'grpc' | 'http'; url: string } | undefined {
     if (p.provider !== 'opentelemetry') {
-      this.warnOnce(`provider:${p.provider}`, `tracing provider ${p.provider} is not supported by meshlet; requests are not traced`);
+      this.warnOnce(
+        `provider:${p.provider}`,
+        `tracing provider ${p.provider} is not supported by meshlet; requests are not traced`,
+      );
       return undefined;
     }
     const resolve = (cluster: string): string | undefined => {
       const hp = this.opts.resolveCluster(cluster);
-      if (!hp) this.warnOnce(`cluster:${cluster}`, `tracing collector cluster ${cluster} has no endpoint; requests are not traced`);
+      if (!hp)
+        this.warnOnce(
+          `cluster:${cluster}`,
+          `tracing collector cluster ${cluster} has no endpoint; requests are not traced`,
+        );
       return hp;
     };
     const g = p.grpcService;
     if (g) {
-      if (g.kind === 'google_grpc') return { kind: 'grpc', url: `http://${g.targetUri.replace(/^(dns:\/\/\/|ipv4:|ipv6:)/, '')}` };
+      if (g.kind === 'google_grpc')
+        return { kind: 'grpc', url: `http://${g.targetUri.replace(/^(dns:\/\/\/|ipv4:|ipv6:)/, '')}` };
       const hp = resolve(g.clusterName);
       return hp ? { kind: 'grpc', url: `http://${hp}` } : undefined;
     }
     const h = p.httpService;
     if (!h) {
-      this.warnOnce('no-service', 'OpenTelemetry tracing provider has neither grpc_service nor http_service; requests are not traced');
+      this.warnOnce(
+        'no-service',
+        'OpenTelemetry tracing provider has neither grpc_service nor http_service; requests are not traced',
+      );
       return undefined;
     }
     const hp = resolve(h.clusterName);
     return hp ? { kind: 'http', url: `http://${hp}${h.path}` } : undefined;
   }
 
-  private providerFor(endpoint: { kind: 'grpc' | 'http'; url: string }, cfg: TracingConfig, ratio: number): BasicTracerProvider {
+  private providerFor(
+    endpoint: { kind: 'grpc' | 'http'; url: string },
+    cfg: TracingConfig,
+    ratio: number,
+  ): BasicTracerProvider {
     let pl = this.pipelines.get(endpoint.url);
     if (!pl) {
-      const timeoutMillis = (endpoint.kind === 'grpc' ? cfg.grpcService?.timeoutMs : cfg.httpService?.timeoutMs) || 10_000;
+      const timeoutMillis =
+        (endpoint.kind === 'grpc' ? cfg.grpcService?.timeoutMs : cfg.httpService?.timeoutMs) || 10_000;
       const exporter =
         endpoint.kind === 'grpc'
           ? new OtlpGrpcExporter({ url: endpoint.url, timeoutMillis })

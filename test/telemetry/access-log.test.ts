@@ -4,13 +4,22 @@
  * command operators; TCP proxies log their sessions. Records are parsed as JSON, never matched
  * as strings.
  */
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileFormat } from '../../proxy/telemetry/access-log';
-import { bootstrap, httpListener, routes, type StartedMeshlet, startMeshlet, staticCluster, stopAllMeshlets, tcpListener } from '../support/meshlet';
+import {
+  bootstrap,
+  httpListener,
+  routes,
+  type StartedMeshlet,
+  startMeshlet,
+  staticCluster,
+  stopAllMeshlets,
+  tcpListener,
+} from '../support/meshlet';
 import { closeAll, closedPort, type HttpEcho, startHttpEcho, startTcpEcho } from '../support/upstreams';
 import { request } from './helpers';
 
@@ -37,15 +46,34 @@ beforeAll(async () => {
   m = await startMeshlet(
     bootstrap(
       [
-        httpListener('default_json', routes([{ match: { prefix: '/dead' }, route: { cluster: 'dead' } }, { match: { prefix: '/' }, route: { cluster: 'app' } }]), {
-          access_log: [fileLog(join(dir, 'default.log'))],
-        }),
+        httpListener(
+          'default_json',
+          routes([
+            { match: { prefix: '/dead' }, route: { cluster: 'dead' } },
+            { match: { prefix: '/' }, route: { cluster: 'app' } },
+          ]),
+          {
+            access_log: [fileLog(join(dir, 'default.log'))],
+          },
+        ),
         httpListener('custom', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]), {
           access_log: [
             fileLog(join(dir, 'custom.json'), {
-              log_format: { json_format: { code: '%RESPONSE_CODE%', who: '%REQ(X-CALLER)%', line: '%REQ(:METHOD)% %REQ(:PATH)%', kind: 'edge' } },
+              log_format: {
+                json_format: {
+                  code: '%RESPONSE_CODE%',
+                  who: '%REQ(X-CALLER)%',
+                  line: '%REQ(:METHOD)% %REQ(:PATH)%',
+                  kind: 'edge',
+                },
+              },
             }),
-            fileLog(join(dir, 'custom.txt'), { log_format: { text_format: '[%START_TIME%] "%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED%\n' } }),
+            fileLog(join(dir, 'custom.txt'), {
+              log_format: {
+                text_format:
+                  '[%START_TIME%] "%REQ(:METHOD)% %REQ(:PATH)% %PROTOCOL%" %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED%\n',
+              },
+            }),
           ],
         }),
         tcpListener('tcp', 'tcp-app', { access_log: [fileLog(join(dir, 'tcp.log'))] }),
@@ -79,7 +107,12 @@ describe('access logs', () => {
     const r = await request(port, '/slow?q=1', {
       method: 'POST',
       body: 'hello',
-      headers: { 'user-agent': 'alog-test', 'x-request-id': 'req-1', 'x-forwarded-for': '10.1.2.3', host: 'shop.example' },
+      headers: {
+        'user-agent': 'alog-test',
+        'x-request-id': 'req-1',
+        'x-forwarded-for': '10.1.2.3',
+        host: 'shop.example',
+      },
     });
     expect(r.status).toBe(201);
     expect((await request(port, '/dead')).status).toBe(503);
@@ -105,7 +138,13 @@ describe('access logs', () => {
     expect(typeof ok!.upstream_service_time).toBe('number');
     expect(ok!.downstream_peer_uri_san).toBeNull();
     expect(String(ok!.downstream_remote_address)).toMatch(/^127\.0\.0\.1:\d+$/);
-    expect(failed).toMatchObject({ method: 'GET', path: '/dead', response_code: 503, response_flags: 'UF', upstream_cluster: 'dead' });
+    expect(failed).toMatchObject({
+      method: 'GET',
+      path: '/dead',
+      response_code: 503,
+      response_flags: 'UF',
+      upstream_cluster: 'dead',
+    });
   });
 
   it('honours json_format and text_format with Envoy command operators', async () => {
@@ -133,7 +172,13 @@ describe('access logs', () => {
       s.write('abcdef');
     });
     const [rec] = await records(join(dir, 'tcp.log'), 1);
-    expect(rec).toMatchObject({ bytes_received: 6, bytes_sent: 6, upstream_cluster: 'tcp-app', response_flags: '-', method: null });
+    expect(rec).toMatchObject({
+      bytes_received: 6,
+      bytes_sent: 6,
+      upstream_cluster: 'tcp-app',
+      response_flags: '-',
+      method: null,
+    });
   });
 });
 

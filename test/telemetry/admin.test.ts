@@ -8,7 +8,15 @@ import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { logger, setLogLevel } from '../../proxy/telemetry/logger';
 import { adsBootstrap } from '../support/mesh';
-import { bootstrap, httpListener, routes, type StartedMeshlet, startMeshlet, staticCluster, stopAllMeshlets } from '../support/meshlet';
+import {
+  bootstrap,
+  httpListener,
+  routes,
+  type StartedMeshlet,
+  startMeshlet,
+  staticCluster,
+  stopAllMeshlets,
+} from '../support/meshlet';
 import { closeAll, closedPort, startHttpEcho } from '../support/upstreams';
 import { request } from './helpers';
 
@@ -19,8 +27,14 @@ beforeAll(async () => {
   m = await startMeshlet(
     bootstrap(
       [
-        { ...httpListener('inbound_l', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }])), traffic_direction: 'INBOUND' },
-        { ...httpListener('outbound_l', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }])), traffic_direction: 'OUTBOUND' },
+        {
+          ...httpListener('inbound_l', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }])),
+          traffic_direction: 'INBOUND',
+        },
+        {
+          ...httpListener('outbound_l', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }])),
+          traffic_direction: 'OUTBOUND',
+        },
       ],
       [staticCluster('app', [app.port])],
     ),
@@ -62,22 +76,27 @@ describe('POST /logging', () => {
 describe('admin paths', () => {
   it('lists the telemetry endpoints on the index page', async () => {
     const r = await request(m.adminPort, '/');
-    for (const p of ['/stats', '/stats/prometheus', '/reset_counters', '/ready', '/quitquitquit', '/drain_listeners']) expect(r.body).toContain(p);
+    for (const p of ['/stats', '/stats/prometheus', '/reset_counters', '/ready', '/quitquitquit', '/drain_listeners'])
+      expect(r.body).toContain(p);
   });
 
   it('/config_dump?resource= returns the elements with their own @type, and ?include_eds adds endpoints', async () => {
-    const r = JSON.parse((await request(m.adminPort, '/config_dump?resource=static_clusters')).body) as { configs: Record<string, unknown>[] };
+    const r = JSON.parse((await request(m.adminPort, '/config_dump?resource=static_clusters')).body) as {
+      configs: Record<string, unknown>[];
+    };
     expect(r.configs).toHaveLength(1);
     expect(r.configs[0]!['@type']).toBe('type.googleapis.com/envoy.admin.v3.ClustersConfigDump.StaticCluster');
     expect((r.configs[0]!.cluster as { name: string }).name).toBe('app');
     const plain = JSON.parse((await request(m.adminPort, '/config_dump')).body) as { configs: { '@type': string }[] };
-    const eds = JSON.parse((await request(m.adminPort, '/config_dump?include_eds')).body) as { configs: { '@type': string }[] };
+    const eds = JSON.parse((await request(m.adminPort, '/config_dump?include_eds')).body) as {
+      configs: { '@type': string }[];
+    };
     const type = 'type.googleapis.com/envoy.admin.v3.EndpointsConfigDump';
     expect(plain.configs.map((c) => c['@type'])).not.toContain(type);
     expect(eds.configs.map((c) => c['@type'])).toContain(type);
   });
 
-  it('/certs answers Envoy\'s shape', async () => {
+  it("/certs answers Envoy's shape", async () => {
     const r = await request(m.adminPort, '/certs');
     expect(r.status).toBe(200);
     expect(JSON.parse(r.body)).toEqual({ certificates: [] });
@@ -104,7 +123,9 @@ describe('admin paths', () => {
 describe('readiness before the initial configuration', () => {
   it('answers 503 on /ready and /healthz/ready while xDS has not delivered', async () => {
     const cpPort = await closedPort();
-    const d = await startMeshlet(adsBootstrap('waiting-v1', cpPort), { telemetry: { healthPort: 0, portsHost: '127.0.0.1' } });
+    const d = await startMeshlet(adsBootstrap('waiting-v1', cpPort), {
+      telemetry: { healthPort: 0, portsHost: '127.0.0.1' },
+    });
     expect(d.server.state).toBe('INITIALIZING');
     const ready = await request(d.adminPort, '/ready');
     expect(ready.status).toBe(503);

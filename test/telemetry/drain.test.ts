@@ -9,12 +9,20 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { bootstrap, httpListener, routes, type StartedMeshlet, startMeshlet, staticCluster, stopAllMeshlets } from '../support/meshlet';
+import {
+  bootstrap,
+  httpListener,
+  routes,
+  type StartedMeshlet,
+  startMeshlet,
+  staticCluster,
+  stopAllMeshlets,
+} from '../support/meshlet';
 import { closeAll, closedPort, type HttpEcho, startHttpEcho } from '../support/upstreams';
 import { request } from './helpers';
 
@@ -61,12 +69,25 @@ function connectError(port: number): Promise<string | undefined> {
   });
 }
 
-async function sidecar(inboundApp: HeldApp, remote: HeldApp, opts: { exitOnZero?: boolean } = {}): Promise<StartedMeshlet> {
+async function sidecar(
+  inboundApp: HeldApp,
+  remote: HeldApp,
+  opts: { exitOnZero?: boolean } = {},
+): Promise<StartedMeshlet> {
   return startMeshlet(
     bootstrap(
       [
-        { ...httpListener('inbound_app', routes([{ match: { prefix: '/' }, route: { cluster: 'inbound|80||' } }])), traffic_direction: 'INBOUND' },
-        { ...httpListener('outbound_remote', routes([{ match: { prefix: '/' }, route: { cluster: 'outbound|80||remote' } }])), traffic_direction: 'OUTBOUND' },
+        {
+          ...httpListener('inbound_app', routes([{ match: { prefix: '/' }, route: { cluster: 'inbound|80||' } }])),
+          traffic_direction: 'INBOUND',
+        },
+        {
+          ...httpListener(
+            'outbound_remote',
+            routes([{ match: { prefix: '/' }, route: { cluster: 'outbound|80||remote' } }]),
+          ),
+          traffic_direction: 'OUTBOUND',
+        },
       ],
       [staticCluster('inbound|80||', [inboundApp.echo.port]), staticCluster('outbound|80||remote', [remote.echo.port])],
     ),
@@ -154,7 +175,12 @@ describe('SIGTERM to a meshlet process', () => {
     }
     const app = await heldApp('app');
     const remote = await heldApp('remote');
-    const [inPort, outPort, adminPort, healthPort] = [await closedPort(), await closedPort(), await closedPort(), await closedPort()];
+    const [inPort, outPort, adminPort, healthPort] = [
+      await closedPort(),
+      await closedPort(),
+      await closedPort(),
+      await closedPort(),
+    ];
     const dir = mkdtempSync(join(tmpdir(), 'meshlet-drain-'));
     const listener = (name: string, port: number, direction: string, cluster: string) => ({
       name,
@@ -166,10 +192,20 @@ describe('SIGTERM to a meshlet process', () => {
             {
               name: 'envoy.filters.network.http_connection_manager',
               typed_config: {
-                '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+                '@type':
+                  'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
                 stat_prefix: name,
-                route_config: { virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster } }] }] },
-                http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
+                route_config: {
+                  virtual_hosts: [
+                    { name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster } }] },
+                  ],
+                },
+                http_filters: [
+                  {
+                    name: 'envoy.filters.http.router',
+                    typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' },
+                  },
+                ],
               },
             },
           ],
@@ -183,14 +219,33 @@ describe('SIGTERM to a meshlet process', () => {
         node: { id: 'drain-test', cluster: 'test' },
         admin: { address: { socket_address: { address: '127.0.0.1', port_value: adminPort } } },
         static_resources: {
-          listeners: [listener('inbound', inPort, 'INBOUND', 'app'), listener('outbound', outPort, 'OUTBOUND', 'remote')],
+          listeners: [
+            listener('inbound', inPort, 'INBOUND', 'app'),
+            listener('outbound', outPort, 'OUTBOUND', 'remote'),
+          ],
           clusters: [staticCluster('app', [app.echo.port]), staticCluster('remote', [remote.echo.port])],
         },
       }),
     );
-    const p = spawn(process.execPath, [join(root, 'bin', 'meshlet.js'), 'proxy', '-c', file, '--drain-time-s', '60', '--exit-on-zero-active-connections', '--health-port', String(healthPort), '--log-level', 'warn'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const p = spawn(
+      process.execPath,
+      [
+        join(root, 'bin', 'meshlet.js'),
+        'proxy',
+        '-c',
+        file,
+        '--drain-time-s',
+        '60',
+        '--exit-on-zero-active-connections',
+        '--health-port',
+        String(healthPort),
+        '--log-level',
+        'warn',
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let stderr = '';
     p.stderr!.on('data', (d) => {
       stderr += d;
@@ -200,7 +255,10 @@ describe('SIGTERM to a meshlet process', () => {
       // Ready (bounded): the health port answers 200.
       const deadline = Date.now() + 20_000;
       for (;;) {
-        const ok = await request(healthPort, '/healthz/ready').then((r) => r.status === 200, () => false);
+        const ok = await request(healthPort, '/healthz/ready').then(
+          (r) => r.status === 200,
+          () => false,
+        );
         if (ok) break;
         if (Date.now() > deadline || p.exitCode !== null) throw new Error(`meshlet did not become ready: ${stderr}`);
         await new Promise((r) => setTimeout(r, 50));

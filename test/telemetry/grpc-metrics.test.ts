@@ -5,7 +5,15 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bootstrap, httpListener, routes, type StartedMeshlet, startMeshlet, staticCluster, stopAllMeshlets } from '../support/meshlet';
+import {
+  bootstrap,
+  httpListener,
+  routes,
+  type StartedMeshlet,
+  startMeshlet,
+  staticCluster,
+  stopAllMeshlets,
+} from '../support/meshlet';
 import { scrape, select, sum } from './helpers';
 
 const ser = (m: { text: string }): Buffer => Buffer.from(JSON.stringify(m));
@@ -23,7 +31,10 @@ const Service = {
 } as unknown as grpc.ServiceDefinition;
 // biome-ignore lint/suspicious/noExplicitAny: generic client methods are dynamically typed
 type EchoClient = grpc.Client & Record<string, any>;
-const Client = grpc.makeGenericClientConstructor(Service, 'Echo') as unknown as new (a: string, c: grpc.ChannelCredentials) => EchoClient;
+const Client = grpc.makeGenericClientConstructor(Service, 'Echo') as unknown as new (
+  a: string,
+  c: grpc.ChannelCredentials,
+) => EchoClient;
 
 let server: grpc.Server;
 let client: EchoClient;
@@ -38,11 +49,21 @@ beforeAll(async () => {
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
   );
   m = await startMeshlet(
     bootstrap(
-      [{ ...httpListener('outbound_grpc', routes([{ match: { prefix: '/' }, route: { cluster: 'outbound|7070||echo.default.svc.cluster.local' } }])), traffic_direction: 'OUTBOUND' }],
+      [
+        {
+          ...httpListener(
+            'outbound_grpc',
+            routes([{ match: { prefix: '/' }, route: { cluster: 'outbound|7070||echo.default.svc.cluster.local' } }]),
+          ),
+          traffic_direction: 'OUTBOUND',
+        },
+      ],
       [
         staticCluster('outbound|7070||echo.default.svc.cluster.local', [port], {
           typed_extension_protocol_options: {
@@ -65,7 +86,9 @@ afterAll(async () => {
 });
 
 function say(text: string): Promise<{ err: grpc.ServiceError | null; text?: string }> {
-  return new Promise((resolve) => client.say({ text }, (err: grpc.ServiceError | null, res?: { text: string }) => resolve({ err, text: res?.text })));
+  return new Promise((resolve) =>
+    client.say({ text }, (err: grpc.ServiceError | null, res?: { text: string }) => resolve({ err, text: res?.text })),
+  );
 }
 
 describe('gRPC in Istio metrics', () => {
@@ -73,7 +96,12 @@ describe('gRPC in Istio metrics', () => {
     for (let i = 0; i < 3; i++) expect((await say(`hi ${i}`)).text).toBe(`echo hi ${i}`);
     expect((await say('missing')).err?.code).toBe(grpc.status.NOT_FOUND);
     const s = await scrape(m.adminPort);
-    const base = { reporter: 'source', request_protocol: 'grpc', response_code: '200', destination_service: 'echo.default.svc.cluster.local' };
+    const base = {
+      reporter: 'source',
+      request_protocol: 'grpc',
+      response_code: '200',
+      destination_service: 'echo.default.svc.cluster.local',
+    };
     expect(sum(s, 'istio_requests_total', { ...base, grpc_response_status: '0' })).toBe(3);
     expect(sum(s, 'istio_requests_total', { ...base, grpc_response_status: '5' })).toBe(1);
     expect(select(s, 'istio_requests_total', { request_protocol: 'http' })).toHaveLength(0);

@@ -20,7 +20,8 @@ export function parsePrometheus(text: string): Sample[] {
     const labels: Record<string, string> = {};
     const body = m[3] ?? '';
     const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
-    for (let l = re.exec(body); l; l = re.exec(body)) labels[l[1]!] = l[2]!.replace(/\\"/g, '"').replace(/\\n/g, '\n').replace(/\\\\/g, '\\');
+    for (let l = re.exec(body); l; l = re.exec(body))
+      labels[l[1]!] = l[2]!.replace(/\\"/g, '"').replace(/\\n/g, '\n').replace(/\\\\/g, '\\');
     out.push({ name: m[1]!, labels, value: Number(m[4]) });
   }
   return out;

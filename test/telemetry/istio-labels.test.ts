@@ -22,7 +22,10 @@ function stream(authority: string, code = 200): StreamInfo {
   return info;
 }
 
-const LOCAL = { workload: workloadFromNode({ id: 'n', cluster: 'c', metadata: {}, userAgentName: '', userAgentVersion: '' }), localPrincipal: () => '' };
+const LOCAL = {
+  workload: workloadFromNode({ id: 'n', cluster: 'c', metadata: {}, userAgentName: '', userAgentVersion: '' }),
+  localPrincipal: () => '',
+};
 
 describe('label cardinality', () => {
   it('folds new service labels into "unknown" once the cache is full, and counts it', async () => {
@@ -69,12 +72,28 @@ describe('Istio label sources', () => {
     const node: NodeInfo = {
       id: 'sidecar~10.0.0.1~reviews-v2-abc.bookinfo~bookinfo.svc.cluster.local',
       cluster: 'reviews.bookinfo',
-      metadata: { WORKLOAD_NAME: 'reviews-v2', NAMESPACE: 'bookinfo', LABELS: { app: 'reviews', version: 'v2', 'service.istio.io/canonical-name': 'reviews-svc' } },
+      metadata: {
+        WORKLOAD_NAME: 'reviews-v2',
+        NAMESPACE: 'bookinfo',
+        LABELS: { app: 'reviews', version: 'v2', 'service.istio.io/canonical-name': 'reviews-svc' },
+      },
       userAgentName: '',
       userAgentVersion: '',
     };
-    expect(workloadFromNode(node)).toEqual({ workload: 'reviews-v2', namespace: 'bookinfo', app: 'reviews', version: 'v2', canonicalService: 'reviews-svc' });
-    expect(workloadFromNode({ ...node, metadata: {} })).toEqual({ workload: 'unknown', namespace: 'unknown', app: 'unknown', version: 'unknown', canonicalService: 'unknown' });
+    expect(workloadFromNode(node)).toEqual({
+      workload: 'reviews-v2',
+      namespace: 'bookinfo',
+      app: 'reviews',
+      version: 'v2',
+      canonicalService: 'reviews-svc',
+    });
+    expect(workloadFromNode({ ...node, metadata: {} })).toEqual({
+      workload: 'unknown',
+      namespace: 'unknown',
+      app: 'unknown',
+      version: 'unknown',
+      canonicalService: 'unknown',
+    });
   });
 
   it('takes the namespace from a SPIFFE ID', () => {

@@ -44,7 +44,11 @@ beforeAll(async () => {
     res.end('back');
   });
   await new Promise<void>((r) => backApp.listen(19281, '127.0.0.42', r));
-  cp = await ControlPlaneServer.start({ mesh: parseMeshOrThrow(MESH, 'test mesh').mesh, port: 0, watchMeshFile: false });
+  cp = await ControlPlaneServer.start({
+    mesh: parseMeshOrThrow(MESH, 'test mesh').mesh,
+    port: 0,
+    watchMeshFile: false,
+  });
   front = await sidecar('front-v1', 'front', 'v1');
   back = await sidecar('back-v2', 'back', 'v2');
   await Promise.all([front.server.initialized, back.server.initialized]);
@@ -63,7 +67,8 @@ const BACK_ID = 'spiffe://cluster.local/ns/shop/sa/back';
 describe('Istio metrics across a meshlet → meshlet hop', () => {
   beforeAll(async () => {
     const headers = { host: 'back.shop.svc.cluster.local:9281' };
-    for (let i = 0; i < 3; i++) expect((await request(9281, `/hello/${i}`, { host: '127.0.0.41', headers })).status).toBe(200);
+    for (let i = 0; i < 3; i++)
+      expect((await request(9281, `/hello/${i}`, { host: '127.0.0.41', headers })).status).toBe(200);
     expect((await request(9281, '/teapot', { host: '127.0.0.41', headers })).status).toBe(418);
   });
 
@@ -86,7 +91,9 @@ describe('Istio metrics across a meshlet → meshlet hop', () => {
       request_protocol: 'http',
       response_flags: '-',
     });
-    expect(sum(s, 'istio_requests_total', { reporter: 'source', response_code: '418', destination_principal: BACK_ID })).toBe(1);
+    expect(
+      sum(s, 'istio_requests_total', { reporter: 'source', response_code: '418', destination_principal: BACK_ID }),
+    ).toBe(1);
     // No inbound traffic reached front.
     expect(select(s, 'istio_requests_total', { reporter: 'destination' })).toHaveLength(0);
   });
@@ -118,6 +125,8 @@ describe('Istio metrics across a meshlet → meshlet hop', () => {
     expect(sum(s, 'envoy_cluster_manager_cds_update_success_total')).toBeGreaterThanOrEqual(1);
     expect(sum(s, 'envoy_listener_manager_lds_update_success_total')).toBeGreaterThanOrEqual(1);
     expect(sum(s, 'envoy_listener_manager_lds_update_rejected_total')).toBe(0);
-    expect(sum(s, 'envoy_cluster_upstream_rq_total', { envoy_cluster_name: 'outbound|9281||back.shop.svc.cluster.local' })).toBe(4);
+    expect(
+      sum(s, 'envoy_cluster_upstream_rq_total', { envoy_cluster_name: 'outbound|9281||back.shop.svc.cluster.local' }),
+    ).toBe(4);
   });
 });

@@ -45,11 +45,19 @@ beforeAll(async () => {
     ),
     traffic_direction: 'OUTBOUND',
   };
-  const inbound = { ...httpListener('inbound_0.0.0.0_8080', routes([{ match: { prefix: '/' }, route: { cluster: 'inbound|8080||' } }])), traffic_direction: 'INBOUND' };
+  const inbound = {
+    ...httpListener('inbound_0.0.0.0_8080', routes([{ match: { prefix: '/' }, route: { cluster: 'inbound|8080||' } }])),
+    traffic_direction: 'INBOUND',
+  };
   m = await startMeshlet(
     bootstrap(
       [outbound, inbound, { ...tcpListener('tcp_out', 'tcp-backend'), traffic_direction: 'OUTBOUND' }],
-      [staticCluster(OUT_CLUSTER, [app.port]), staticCluster('inbound|8080||', [app.port]), staticCluster('dead', [dead]), staticCluster('tcp-backend', [tcpApp.port])],
+      [
+        staticCluster(OUT_CLUSTER, [app.port]),
+        staticCluster('inbound|8080||', [app.port]),
+        staticCluster('dead', [dead]),
+        staticCluster('tcp-backend', [tcpApp.port]),
+      ],
       {
         node: {
           id: 'front-v1-abc.default',
@@ -91,7 +99,10 @@ describe('Istio standard metrics after real traffic', () => {
     for (let i = 0; i < 2; i++) expect((await request(out, `/missing/${i}`, { headers: host })).status).toBe(404);
     expect((await request(out, '/dead', { headers: host })).status).toBe(503);
     const body = 'x'.repeat(1500);
-    expect((await request(out, '/upload', { method: 'POST', body, headers: { ...host, 'content-type': 'text/plain' } })).status).toBe(200);
+    expect(
+      (await request(out, '/upload', { method: 'POST', body, headers: { ...host, 'content-type': 'text/plain' } }))
+        .status,
+    ).toBe(200);
     const inb = m.listenerPort('inbound_0.0.0.0_8080');
     expect((await request(inb, '/in', { headers: { host: 'front.default.svc.cluster.local:8080' } })).status).toBe(200);
     expect(await tcpRoundTrip(m.listenerPort('tcp_out'), 'ping-12345')).toBe('ping-12345');
@@ -148,7 +159,8 @@ describe('Istio standard metrics after real traffic', () => {
   });
 
   it('never turns paths into labels', () => {
-    for (const s of samples) for (const v of Object.values(s.labels)) expect(v).not.toMatch(/\/(ok|missing|upload|in)\b/);
+    for (const s of samples)
+      for (const v of Object.values(s.labels)) expect(v).not.toMatch(/\/(ok|missing|upload|in)\b/);
   });
 
   it('observes durations in Istio buckets and body sizes', () => {
@@ -180,7 +192,9 @@ describe('Istio standard metrics after real traffic', () => {
     expect(sum(samples, 'envoy_cluster_upstream_rq_xx_total', { ...c, envoy_response_code_class: '4' })).toBe(2);
     expect(sum(samples, 'envoy_cluster_membership_healthy', c)).toBe(1);
     expect(select(samples, 'envoy_cluster_membership_total')).toHaveLength(0);
-    expect(sum(samples, 'envoy_cluster_upstream_cx_connect_fail_total', { envoy_cluster_name: 'dead' })).toBeGreaterThanOrEqual(1);
+    expect(
+      sum(samples, 'envoy_cluster_upstream_cx_connect_fail_total', { envoy_cluster_name: 'dead' }),
+    ).toBeGreaterThanOrEqual(1);
     const port = m.listenerPort('outbound_0.0.0.0_80');
     expect(sum(samples, 'envoy_listener_downstream_cx_total', { envoy_listener_address: `127.0.0.1_${port}` })).toBe(7);
     expect(sum(samples, 'envoy_server_live')).toBe(1);
@@ -206,7 +220,9 @@ describe('Istio standard metrics after real traffic', () => {
     const lines = f.body.trim().split('\n');
     expect(lines.length).toBeGreaterThan(3);
     for (const l of lines) expect(l.startsWith('cluster.dead.')).toBe(true);
-    const j = JSON.parse((await request(m.adminPort, '/stats?format=json&filter=server.live')).body) as { stats: { name: string; value: number }[] };
+    const j = JSON.parse((await request(m.adminPort, '/stats?format=json&filter=server.live')).body) as {
+      stats: { name: string; value: number }[];
+    };
     expect(j.stats).toEqual([{ name: 'server.live', value: 1 }]);
   });
 });
@@ -220,7 +236,13 @@ describe('POST /reset_counters', () => {
     expect(sum(s, 'istio_requests_total')).toBe(0);
     expect(sum(s, 'envoy_cluster_membership_healthy', { envoy_cluster_name: OUT_CLUSTER })).toBe(1);
     // Counting resumes from zero.
-    expect((await request(m.listenerPort('outbound_0.0.0.0_80'), '/again', { headers: { host: 'backend.default.svc.cluster.local' } })).status).toBe(200);
+    expect(
+      (
+        await request(m.listenerPort('outbound_0.0.0.0_80'), '/again', {
+          headers: { host: 'backend.default.svc.cluster.local' },
+        })
+      ).status,
+    ).toBe(200);
     const after = await scrape(m.adminPort);
     expect(sum(after, 'envoy_cluster_upstream_rq_total', { envoy_cluster_name: OUT_CLUSTER })).toBe(1);
     expect(sum(after, 'istio_requests_total', { reporter: 'source', response_code: '200' })).toBe(1);

@@ -66,7 +66,17 @@ function hex(b: Uint8Array): string {
 }
 
 function decodeSpan(r: protobuf.Reader, end: number, resource: Attr): ReceivedSpan {
-  const s = { traceId: '', spanId: '', parentSpanId: '', traceState: '', name: '', kind: 0, attributes: {} as Attr, resource, statusCode: 0 };
+  const s = {
+    traceId: '',
+    spanId: '',
+    parentSpanId: '',
+    traceState: '',
+    name: '',
+    kind: 0,
+    attributes: {} as Attr,
+    resource,
+    statusCode: 0,
+  };
   while (r.pos < end) {
     const tag = r.uint32();
     switch (tag >>> 3) {
@@ -188,7 +198,9 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) =>
+      err ? reject(err) : resolve(p),
+    ),
   );
   return {
     port,
@@ -201,7 +213,10 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
       for (;;) {
         const got = spans.filter(pred);
         if (got.length >= n) return got;
-        if (Date.now() > deadline) throw new Error(`OTLP receiver: expected ${n} spans, got ${got.length} (of ${spans.length}) in ${timeoutMs} ms`);
+        if (Date.now() > deadline)
+          throw new Error(
+            `OTLP receiver: expected ${n} spans, got ${got.length} (of ${spans.length}) in ${timeoutMs} ms`,
+          );
         await new Promise((r) => setTimeout(r, 25));
       }
     },
@@ -226,7 +241,11 @@ export async function startOtlpHttpReceiver(): Promise<OtlpReceiver> {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      if (req.method !== 'POST' || req.url !== '/v1/traces' || !String(req.headers['content-type']).startsWith('application/x-protobuf')) {
+      if (
+        req.method !== 'POST' ||
+        req.url !== '/v1/traces' ||
+        !String(req.headers['content-type']).startsWith('application/x-protobuf')
+      ) {
         res.writeHead(404).end();
         return;
       }
@@ -250,7 +269,8 @@ export async function startOtlpHttpReceiver(): Promise<OtlpReceiver> {
       for (;;) {
         const got = spans.filter(pred);
         if (got.length >= n) return got;
-        if (Date.now() > deadline) throw new Error(`OTLP/HTTP receiver: expected ${n} spans, got ${got.length} in ${timeoutMs} ms`);
+        if (Date.now() > deadline)
+          throw new Error(`OTLP/HTTP receiver: expected ${n} spans, got ${got.length} in ${timeoutMs} ms`);
         await new Promise((r) => setTimeout(r, 25));
       }
     },

@@ -10,7 +10,15 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { bootstrap, httpListener, routes, type StartedMeshlet, startMeshlet, staticCluster, stopAllMeshlets } from '../support/meshlet';
+import {
+  bootstrap,
+  httpListener,
+  routes,
+  type StartedMeshlet,
+  startMeshlet,
+  staticCluster,
+  stopAllMeshlets,
+} from '../support/meshlet';
 import { closeAll, closedPort, startHttpEcho } from '../support/upstreams';
 import { request } from './helpers';
 
@@ -18,7 +26,9 @@ function requireBinary(name: string): string {
   const r = spawnSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' });
   const path = r.stdout.trim();
   if (r.status !== 0 || !path) {
-    throw new Error(`${name} is not installed: run \`npm run test:deps\` (scripts/install-test-deps.sh installs Debian's prometheus package)`);
+    throw new Error(
+      `${name} is not installed: run \`npm run test:deps\` (scripts/install-test-deps.sh installs Debian's prometheus package)`,
+    );
   }
   return path;
 }
@@ -38,7 +48,15 @@ beforeAll(async () => {
   });
   m = await startMeshlet(
     bootstrap(
-      [{ ...httpListener('outbound_app', routes([{ match: { prefix: '/' }, route: { cluster: 'outbound|80||app.default.svc.cluster.local' } }])), traffic_direction: 'OUTBOUND' }],
+      [
+        {
+          ...httpListener(
+            'outbound_app',
+            routes([{ match: { prefix: '/' }, route: { cluster: 'outbound|80||app.default.svc.cluster.local' } }]),
+          ),
+          traffic_direction: 'OUTBOUND',
+        },
+      ],
       [staticCluster('outbound|80||app.default.svc.cluster.local', [app.port])],
       { node: { id: 'app-v1', cluster: 'app', metadata: { WORKLOAD_NAME: 'client-v1', NAMESPACE: 'default' } } },
     ),
@@ -72,14 +90,22 @@ describe('Prometheus tooling', () => {
     // finding allowed is the unit of Istio's standard metric name, which Istio fixes (dashboards
     // and alerts query istio_request_duration_milliseconds); everything else must be clean.
     const findings = `${r.stdout}${r.stderr}`.split('\n').filter((l) => l.trim() !== '');
-    expect(findings.filter((l) => l !== 'istio_request_duration_milliseconds use base unit "seconds" instead of "milliseconds"')).toEqual([]);
+    expect(
+      findings.filter(
+        (l) => l !== 'istio_request_duration_milliseconds use base unit "seconds" instead of "milliseconds"',
+      ),
+    ).toEqual([]);
     expect(r.status === 0 || (r.status === 3 && findings.length === 1)).toBe(true);
     // Without that fixed name the output passes outright.
     const withoutIstioDuration = body
       .split('\n')
       .filter((l) => !l.includes('istio_request_duration_milliseconds'))
       .join('\n');
-    const clean = spawnSync(promtool, ['check', 'metrics'], { input: withoutIstioDuration, encoding: 'utf8', timeout: 20_000 });
+    const clean = spawnSync(promtool, ['check', 'metrics'], {
+      input: withoutIstioDuration,
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
     expect(`${clean.stdout}${clean.stderr}`.trim()).toBe('');
     expect(clean.status).toBe(0);
   });
@@ -102,10 +128,16 @@ describe('Prometheus tooling', () => {
         '',
       ].join('\n'),
     );
-    expect(execFileSync(requireBinary('promtool'), ['check', 'config', cfg], { encoding: 'utf8' })).toContain('SUCCESS');
-    prom = spawn(bin, [`--config.file=${cfg}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${webPort}`], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    expect(execFileSync(requireBinary('promtool'), ['check', 'config', cfg], { encoding: 'utf8' })).toContain(
+      'SUCCESS',
+    );
+    prom = spawn(
+      bin,
+      [`--config.file=${cfg}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${webPort}`],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     prom.stdout?.on('data', (d) => {
       promLog += d;
     });
@@ -116,7 +148,10 @@ describe('Prometheus tooling', () => {
     const query = async (q: string): Promise<{ metric: Record<string, string>; value: [number, string] }[]> => {
       const r = await request(webPort, `/api/v1/query?query=${encodeURIComponent(q)}`);
       if (r.status !== 200) throw new Error(`query ${q}: HTTP ${r.status} ${r.body}`);
-      const j = JSON.parse(r.body) as { status: string; data: { result: { metric: Record<string, string>; value: [number, string] }[] } };
+      const j = JSON.parse(r.body) as {
+        status: string;
+        data: { result: { metric: Record<string, string>; value: [number, string] }[] };
+      };
       return j.data.result;
     };
     // Bounded wait: Prometheus starts, then scrapes once per second.
@@ -134,12 +169,18 @@ describe('Prometheus tooling', () => {
     }
     expect(ok, `no samples scraped in 30 s; prometheus log:\n${promLog.slice(-2000)}`).toHaveLength(1);
     expect(ok[0]!.value[1]).toBe('7');
-    expect(ok[0]!.metric).toMatchObject({ source_workload: 'client-v1', destination_service: 'app.default.svc.cluster.local', response_flags: '-' });
+    expect(ok[0]!.metric).toMatchObject({
+      source_workload: 'client-v1',
+      destination_service: 'app.default.svc.cluster.local',
+      response_flags: '-',
+    });
     const failed = await query('sum(istio_requests_total{job="meshlet",response_code="500"})');
     expect(failed[0]!.value[1]).toBe('2');
     const up = await query('up{job="meshlet"}');
     expect(up[0]!.value[1]).toBe('1');
-    const rq = await query('envoy_cluster_upstream_rq_total{envoy_cluster_name="outbound|80||app.default.svc.cluster.local"}');
+    const rq = await query(
+      'envoy_cluster_upstream_rq_total{envoy_cluster_name="outbound|80||app.default.svc.cluster.local"}',
+    );
     expect(rq[0]!.value[1]).toBe('9');
     const hist = await query('sum(istio_request_duration_milliseconds_count{job="meshlet"})');
     expect(hist[0]!.value[1]).toBe('9');

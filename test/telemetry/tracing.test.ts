@@ -10,8 +10,8 @@ import {
   bootstrap,
   httpListener,
   routes,
-  socketAddress,
   type StartedMeshlet,
+  socketAddress,
   startMeshlet,
   staticCluster,
   stopAllMeshlets,
@@ -38,7 +38,10 @@ function hcmTracing(percent: number, target?: number): Record<string, unknown> {
               name: 'envoy.tracers.opentelemetry',
               typed_config: {
                 '@type': OTEL,
-                grpc_service: { google_grpc: { target_uri: `127.0.0.1:${target}`, stat_prefix: 'otel' }, timeout: '1s' },
+                grpc_service: {
+                  google_grpc: { target_uri: `127.0.0.1:${target}`, stat_prefix: 'otel' },
+                  timeout: '1s',
+                },
                 service_name: 'back-sidecar',
               },
             },
@@ -54,7 +57,16 @@ beforeAll(async () => {
   // B: inbound sidecar of the app; its HCM names the collector itself.
   b = await startMeshlet(
     bootstrap(
-      [{ ...httpListener('inbound_app', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]), hcmTracing(100, receiver.port)), traffic_direction: 'INBOUND' }],
+      [
+        {
+          ...httpListener(
+            'inbound_app',
+            routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]),
+            hcmTracing(100, receiver.port),
+          ),
+          traffic_direction: 'INBOUND',
+        },
+      ],
       [staticCluster('app', [app.port])],
       { node: { id: 'b', cluster: 'back' } },
     ),
@@ -64,16 +76,33 @@ beforeAll(async () => {
   a = await startMeshlet(
     bootstrap(
       [
-        { ...httpListener('outbound_b', routes([{ match: { prefix: '/' }, route: { cluster: 'b' } }]), hcmTracing(100)), traffic_direction: 'OUTBOUND' },
-        { ...httpListener('outbound_b_unsampled', routes([{ match: { prefix: '/' }, route: { cluster: 'b' } }]), hcmTracing(0)), traffic_direction: 'OUTBOUND' },
+        {
+          ...httpListener('outbound_b', routes([{ match: { prefix: '/' }, route: { cluster: 'b' } }]), hcmTracing(100)),
+          traffic_direction: 'OUTBOUND',
+        },
+        {
+          ...httpListener(
+            'outbound_b_unsampled',
+            routes([{ match: { prefix: '/' }, route: { cluster: 'b' } }]),
+            hcmTracing(0),
+          ),
+          traffic_direction: 'OUTBOUND',
+        },
       ],
-      [staticCluster('b', [b.listenerPort('inbound_app')]), staticCluster('otel-collector', [receiver.port], { typed_extension_protocol_options: h2Options() })],
+      [
+        staticCluster('b', [b.listenerPort('inbound_app')]),
+        staticCluster('otel-collector', [receiver.port], { typed_extension_protocol_options: h2Options() }),
+      ],
       {
         node: { id: 'a', cluster: 'front' },
         tracing: {
           http: {
             name: 'envoy.tracers.opentelemetry',
-            typed_config: { '@type': OTEL, grpc_service: { envoy_grpc: { cluster_name: 'otel-collector' }, timeout: '1s' }, service_name: 'front-sidecar' },
+            typed_config: {
+              '@type': OTEL,
+              grpc_service: { envoy_grpc: { cluster_name: 'otel-collector' }, timeout: '1s' },
+              service_name: 'front-sidecar',
+            },
           },
         },
       },
@@ -114,7 +143,9 @@ function inTrace(traceId: string): (s: ReceivedSpan) => boolean {
 
 describe('spans across two meshlets', () => {
   it('starts a trace when none came in, links B under A, and shows the trace to the app', async () => {
-    const r = await request(a.listenerPort('outbound_b'), '/orders/42?x=1', { headers: { 'user-agent': 'trace-test' } });
+    const r = await request(a.listenerPort('outbound_b'), '/orders/42?x=1', {
+      headers: { 'user-agent': 'trace-test' },
+    });
     expect(r.status).toBe(200);
     const seen = appTraceparent();
     expect(seen.flags).toBe('01');
@@ -143,7 +174,11 @@ describe('spans across two meshlets', () => {
       component: 'proxy',
       node_id: 'a',
     });
-    expect(server.attributes).toMatchObject({ upstream_cluster: 'app', 'http.response.status_code': 200, node_id: 'b' });
+    expect(server.attributes).toMatchObject({
+      upstream_cluster: 'app',
+      'http.response.status_code': 200,
+      node_id: 'b',
+    });
     expect(client.statusCode).toBe(0);
   });
 
@@ -184,7 +219,13 @@ describe('spans across two meshlets', () => {
 
   it('follows the caller\'s "not sampled" and random_sampling 0: propagated, never exported', async () => {
     const traceId = '0af7651916cd43dd8448eb211c80319c';
-    expect((await request(a.listenerPort('outbound_b'), '/no', { headers: { traceparent: `00-${traceId}-b7ad6b7169203331-00` } })).status).toBe(200);
+    expect(
+      (
+        await request(a.listenerPort('outbound_b'), '/no', {
+          headers: { traceparent: `00-${traceId}-b7ad6b7169203331-00` },
+        })
+      ).status,
+    ).toBe(200);
     const first = appTraceparent();
     expect(first.traceId).toBe(traceId);
     expect(first.flags).toBe('00');
@@ -216,7 +257,9 @@ describe('OTLP over HTTP/protobuf (http_service)', () => {
                     name: 'envoy.tracers.opentelemetry',
                     typed_config: {
                       '@type': OTEL,
-                      http_service: { http_uri: { uri: 'http://otel-collector:4318/v1/traces', cluster: 'otel-http', timeout: '2s' } },
+                      http_service: {
+                        http_uri: { uri: 'http://otel-collector:4318/v1/traces', cluster: 'otel-http', timeout: '2s' },
+                      },
                       service_name: 'http-exporting-sidecar',
                     },
                   },
@@ -247,7 +290,16 @@ describe('a down collector', () => {
     const dead = await closedPort();
     const m = await startMeshlet(
       bootstrap(
-        [{ ...httpListener('outbound_app', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]), hcmTracing(100, dead)), traffic_direction: 'OUTBOUND' }],
+        [
+          {
+            ...httpListener(
+              'outbound_app',
+              routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]),
+              hcmTracing(100, dead),
+            ),
+            traffic_direction: 'OUTBOUND',
+          },
+        ],
         [staticCluster('app', [app.port])],
         { admin: { address: socketAddress(0) } },
       ),

@@ -8,7 +8,15 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { bootstrap, httpListener, routes, socketAddress, startMeshlet, staticCluster, stopAllMeshlets } from '../support/meshlet';
+import {
+  bootstrap,
+  httpListener,
+  routes,
+  socketAddress,
+  startMeshlet,
+  staticCluster,
+  stopAllMeshlets,
+} from '../support/meshlet';
 import { closeAll, closedPort, startHttpEcho } from '../support/upstreams';
 import { request } from './helpers';
 
@@ -44,9 +52,13 @@ function runWait(args: string[], onStdout?: (text: string) => void): { proc: Chi
 async function proxyOn(adminPort: number, healthPort?: number) {
   const app = await startHttpEcho('app');
   return startMeshlet(
-    bootstrap([httpListener('l', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]))], [staticCluster('app', [app.port])], {
-      admin: { address: socketAddress(adminPort) },
-    }),
+    bootstrap(
+      [httpListener('l', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]))],
+      [staticCluster('app', [app.port])],
+      {
+        admin: { address: socketAddress(adminPort) },
+      },
+    ),
     healthPort === undefined ? {} : { telemetry: { healthPort, portsHost: '127.0.0.1' } },
   );
 }
