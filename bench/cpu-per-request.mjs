@@ -1,0 +1,151 @@
+#!/usr/bin/env node
+// Focused hot-path micro-benchmark: CPU time a proxy process spends per request, the figure that
+// stays steady on a shared, noisy machine (throughput moves with whatever else runs; CPU µs per
+// request mostly does not). Starts an nginx upstream (13-byte body), one proxy under test, drives
+// it with wrk (50 connections) and reads the proxy's utime+stime from /proc/PID/stat before and
+// after. Never asserts anything; prints one line per target. Loopback only, bounded by --seconds.
+//
+//   node bench/cpu-per-request.mjs [--seconds 5] [--targets meshlet,pipe,nginx]
+//        [--meshlet-bin /path/bin/meshlet.js] [--node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"]
+//        [--concurrency N] [--mtls]   (mtls: meshlet pair, CPU of both processes summed)
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { stringify } from 'yaml';
+import { makeCerts } from './lib/certs.mjs';
+import { freePorts, startProcess, stopAll, waitForPort } from './lib/procs.mjs';
+import { wrk } from './load/wrk.mjs';
+import { bootstrap } from './servers/meshlet-bootstrap.mjs';
+import { REPO, probe } from './servers/meshlet.mjs';
+import { startProxy, startUpstream } from './servers/nginx.mjs';
+
+const { values: o } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '5' },
+    targets: { type: 'string', default: 'meshlet' },
+    'meshlet-bin': { type: 'string', default: path.join(REPO, 'bin/meshlet.js') },
+    'node-args': { type: 'string', default: '' },
+    concurrency: { type: 'string', default: '1' },
+    connections: { type: 'string', default: '50' },
+  },
+});
+const seconds = Number(o.seconds);
+const CLK = 100; // USER_HZ on Linux
+
+/** utime+stime in seconds of a process and its children that have been waited for. */
+function cpuSeconds(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12])) / CLK;
+}
+
+/** CPU of a process and all its live descendants (workers of --concurrency, nginx workers). */
+function treeCpu(pid) {
+  let total = 0;
+  const seen = new Set();
+  const walk = (p) => {
+    if (seen.has(p)) return;
+    seen.add(p);
+    try {
+      total += cpuSeconds(p);
+      for (const t of readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim().split(/\s+/)) if (t) walk(Number(t));
+    } catch {
+      /* gone */
+    }
+  };
+  walk(pid);
+  return total;
+}
+
+/** Bare Node socket pipe: the floor for any Node proxy (one upstream connection per client). */
+function startPipe(port, upstreamPort) {
+  const code = `const net=require('net');net.createServer({noDelay:true},(c)=>{const u=net.connect(${upstreamPort},'127.0.0.1');u.setNoDelay(true);c.pipe(u).pipe(c);c.on('error',()=>u.destroy());u.on('error',()=>c.destroy());}).listen(${port},'127.0.0.1');`;
+  return startProcess('pipe', process.execPath, ['-e', code]);
+}
+
+async function main() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'meshlet-cpu-'));
+  const ctx = { dir };
+  try {
+    const [upPort, h2Port, port, adminPort, inPort, admin2] = await freePorts(6);
+    const up = await startUpstream(ctx, { port: upPort, h2Port, workers: 1 });
+    void up;
+    for (const target of o.targets.split(',')) {
+      let proc;
+      let procs = [];
+      if (target === 'pipe') {
+        proc = startPipe(port, upPort);
+        await waitForPort(port, { proc });
+        procs = [proc];
+      } else if (target === 'nginx') {
+        proc = await startProxy(ctx, { port, upstreamPort: upPort, workers: 1 });
+        procs = [proc];
+      } else if (target === 'meshlet' || target === 'mtls') {
+        const nodeArgs = o['node-args'] ? o['node-args'].split(' ') : [];
+        const start = async (name, opts) => {
+          const file = path.join(dir, `${name}.yaml`);
+          writeFileSync(file, stringify(bootstrap({ id: name, ...opts })));
+          const args = [...nodeArgs, o['meshlet-bin'], 'proxy', '--bootstrap', file, '--log-level', 'warn', '--drain-time-s', '0'];
+          if (o.concurrency !== '1') args.push('--concurrency', o.concurrency);
+          const p = startProcess(name, process.execPath, args, { cwd: REPO });
+          const why = await waitForPort(opts.port, { proc: p, timeoutMs: 15_000 });
+          if (why) throw new Error(`${name}: ${why} ${p.output.stderr}`);
+          return p;
+        };
+        if (target === 'meshlet') {
+          procs = [await start('meshlet', { port, adminPort, upstreamPort: upPort })];
+        } else {
+          const certs = await makeCerts(dir);
+          procs = [
+            await start('meshlet-inbound', {
+              port: inPort,
+              adminPort: admin2,
+              upstreamPort: upPort,
+              downstreamTls: { identity: certs.server, ca: certs.ca, peerSpiffe: certs.client.spiffe },
+            }),
+          ];
+          procs.push(
+            await start('meshlet-outbound', {
+              port,
+              adminPort,
+              upstreamPort: inPort,
+              upstreamTls: { identity: certs.client, ca: certs.ca, peerSpiffe: certs.server.spiffe },
+            }),
+          );
+        }
+      } else throw new Error(`unknown target ${target}`);
+      const status = await probe(port);
+      if (status !== 200) throw new Error(`probe through ${target} answered ${status}`);
+      // warm-up (JIT) then measure
+      await wrk(`http://127.0.0.1:${port}/`, { connections: Number(o.connections), threads: 2, seconds: 2 });
+      const c0 = procs.reduce((s, p) => s + treeCpu(p.pid), 0);
+      const r = await wrk(`http://127.0.0.1:${port}/`, { connections: Number(o.connections), threads: 2, seconds });
+      const c1 = procs.reduce((s, p) => s + treeCpu(p.pid), 0);
+      const us = ((c1 - c0) / r.requests) * 1e6;
+      console.log(
+        `${target.padEnd(8)} ${Math.round(r.rps).toString().padStart(7)} req/s  ${us.toFixed(1).padStart(6)} µs CPU/req  p50 ${r.latencyMs.p50} ms  p99 ${r.latencyMs.p99} ms  errors ${r.errors} non2xx ${r.non2xx}`,
+      );
+      for (const p of procs.reverse()) await p.stop();
+      // the port is reused by the next target
+      await new Promise((res) => {
+        const s = net.connect(port, '127.0.0.1');
+        s.on('error', res);
+        s.on('connect', () => {
+          s.destroy();
+          setTimeout(res, 300);
+        });
+      });
+    }
+  } finally {
+    await stopAll();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch(async (err) => {
+  console.error(err);
+  await stopAll();
+  process.exit(1);
+});
