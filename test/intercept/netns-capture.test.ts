@@ -189,6 +189,16 @@ describe('transparent interception in network namespaces', () => {
   it.skipIf(skip)('an unknown destination goes through PassthroughCluster (ALLOW_ANY), not recaptured', async () => {
     const r = await client(a, ['read', b.ip, String(APP_PORTS.passthrough)]);
     expect(r.data, JSON.stringify(r)).toBe(`passthrough ${a.ip}\n`);
+    const clusters = await client(a, ['h1', '127.0.0.1', '15000', '/clusters']);
+    expect(clusters.body).toContain(`PassthroughCluster::${b.ip}:${APP_PORTS.passthrough}`);
+  });
+
+  it.skipIf(skip)('IPv6: ip6tables captures, IP6T_SO_ORIGINAL_DST finds the destination, passthrough delivers', async () => {
+    const r = await client(a, ['read', b.ip6, String(APP_PORTS.passthrough)]);
+    expect(r.data, JSON.stringify(r)).toBe(`passthrough ${a.ip6}\n`);
+    // Captured: the sidecar's passthrough cluster now has the IPv6 destination as a host.
+    const clusters = await client(a, ['h1', '127.0.0.1', '15000', '/clusters']);
+    expect(clusters.body).toContain(`PassthroughCluster::[${b.ip6}]:${APP_PORTS.passthrough}`);
   });
 
   it.skipIf(skip)('BlackHoleCluster refuses a captured connection; the same call as UID 1337 is not captured', async () => {

@@ -43,17 +43,19 @@ export function netnsSupport(): { ok: boolean; reason: string } {
 export interface Pod {
   readonly ns: string;
   readonly ip: string;
+  /** IPv6 address (a ULA from fd00::/8, private to the namespaces). */
+  readonly ip6: string;
 }
 
 const namespaces: string[] = [];
 const procs: ChildProcess[] = [];
 
-/** Two pods joined by a veth pair: 198.18.N.1 and 198.18.N.2 (N random). */
+/** Two pods joined by a veth pair: 198.18.N.1 / fd00:6d6c:N::1 and 198.18.N.2 / fd00:6d6c:N::2 (N random). */
 export function createPodPair(): { a: Pod; b: Pod } {
   const id = randomBytes(3).toString('hex');
   const net = 1 + (randomBytes(1)[0]! % 250);
-  const a: Pod = { ns: `ml-${id}-a`, ip: `198.18.${net}.1` };
-  const b: Pod = { ns: `ml-${id}-b`, ip: `198.18.${net}.2` };
+  const a: Pod = { ns: `ml-${id}-a`, ip: `198.18.${net}.1`, ip6: `fd00:6d6c:${net.toString(16)}::1` };
+  const b: Pod = { ns: `ml-${id}-b`, ip: `198.18.${net}.2`, ip6: `fd00:6d6c:${net.toString(16)}::2` };
   for (const p of [a, b]) {
     sh('ip', ['netns', 'add', p.ns]);
     namespaces.push(p.ns);
@@ -65,6 +67,9 @@ export function createPodPair(): { a: Pod; b: Pod } {
   sh('ip', ['-n', a.ns, 'link', 'add', va, 'type', 'veth', 'peer', 'name', vb, 'netns', b.ns]);
   sh('ip', ['-n', a.ns, 'addr', 'add', `${a.ip}/24`, 'dev', va]);
   sh('ip', ['-n', b.ns, 'addr', 'add', `${b.ip}/24`, 'dev', vb]);
+  // nodad: usable at once, no duplicate address detection delay.
+  sh('ip', ['-n', a.ns, '-6', 'addr', 'add', `${a.ip6}/64`, 'dev', va, 'nodad']);
+  sh('ip', ['-n', b.ns, '-6', 'addr', 'add', `${b.ip6}/64`, 'dev', vb, 'nodad']);
   sh('ip', ['-n', a.ns, 'link', 'set', va, 'up']);
   sh('ip', ['-n', b.ns, 'link', 'set', vb, 'up']);
   return { a, b };

@@ -16,6 +16,7 @@ const http2 = require('node:http2');
 const net = require('node:net');
 const P = ${JSON.stringify(APP_PORTS)};
 const peer = (s) => (s.remoteAddress || '').replace(/^::ffff:/, '');
+// Dual-stack: '::' accepts IPv4 too (peers shown without the ::ffff: prefix).
 const servers = [];
 const h1 = http.createServer((req, res) => {
   let body = '';
@@ -38,7 +39,7 @@ servers.push([net.createServer((s) => { s.on('error', () => {}); s.write('220 gr
 servers.push([net.createServer((s) => { s.on('error', () => {}); s.end('direct ' + peer(s) + '\\n'); }), P.direct]);
 servers.push([net.createServer((s) => { s.on('error', () => {}); s.end('passthrough ' + peer(s) + '\\n'); }), P.passthrough]);
 let n = 0;
-for (const [srv, port] of servers) srv.listen(port, '0.0.0.0', () => { if (++n === servers.length) process.stdout.write('ready\\n'); });
+for (const [srv, port] of servers) srv.listen(port, '::', () => { if (++n === servers.length) process.stdout.write('ready\\n'); });
 `;
 
 /**
@@ -89,7 +90,7 @@ if (mode === 'h1') {
   });
   s.on('error', fail);
 } else if (mode === 'read') {
-  const s = net.connect(port, host);
+  const s = net.connect({ port, host });
   let data = '';
   const t = setTimeout(() => { s.destroy(); done({ data, closed: false }); }, 3000);
   s.on('data', (d) => (data += d));

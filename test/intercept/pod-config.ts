@@ -110,7 +110,8 @@ export function outboundBootstrap(self: Identity, peerIp: string, peerId: string
       listeners: [
         {
           name: 'virtualOutbound',
-          address: addr('0.0.0.0', 15001),
+          // Dual-stack: IPv4 connections arrive v4-mapped; both families' SO_ORIGINAL_DST work.
+          address: addr('::', 15001),
           use_original_dst: true,
           traffic_direction: 'OUTBOUND',
           listener_filters: [originalDstFilter],
