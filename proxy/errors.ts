@@ -107,6 +107,10 @@ export const RESPONSE_FLAGS = {
   RL: 'RL',
   /** Unauthorized by RBAC (403). */
   RBAC: 'RBAC',
+  /** Request denied (or failed) by the external authorization service (ext_authz). */
+  UAEX: 'UAEX',
+  /** The rate limit service failed and failure_mode_deny rejected the request (500). */
+  RLSE: 'RLSE',
   /** Fault injection: aborted. */
   FI: 'FI',
   /** Fault injection: delayed. */

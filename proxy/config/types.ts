@@ -353,7 +353,39 @@ export interface RouteAction {
    */
   readonly terminateConnect?: boolean;
   readonly maxStreamDurationMs?: number;
+  /** rate_limits: descriptors for the global rate limit filter (envoy.filters.http.ratelimit). */
+  readonly rateLimits?: readonly RateLimitPolicy[];
 }
+
+/** envoy.config.route.v3.RateLimit: one descriptor built from its actions, in order. */
+export interface RateLimitPolicy {
+  /** Only filters configured with the same stage use it (Envoy default 0). */
+  readonly stage: number;
+  /** disable_key: runtime key (recorded; runtime is not read). */
+  readonly disableKey: string;
+  readonly actions: readonly RateLimitAction[];
+}
+
+/** envoy.config.route.v3.RateLimit.Action (the descriptor entry kinds meshlet supports). */
+export type RateLimitAction =
+  | {
+      readonly kind: 'request_headers';
+      readonly headerName: string;
+      readonly descriptorKey: string;
+      /** Skip the entry (not the whole descriptor) when the header is absent. */
+      readonly skipIfAbsent: boolean;
+    }
+  | { readonly kind: 'remote_address' }
+  | { readonly kind: 'generic_key'; readonly descriptorKey: string; readonly descriptorValue: string }
+  | {
+      readonly kind: 'header_value_match';
+      readonly descriptorKey: string;
+      readonly descriptorValue: string;
+      readonly expectMatch: boolean;
+      readonly headers: readonly HeaderMatcher[];
+    }
+  | { readonly kind: 'destination_cluster' }
+  | { readonly kind: 'source_cluster' };
 
 export interface RedirectAction {
   readonly kind: 'redirect';

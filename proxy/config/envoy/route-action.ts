@@ -10,6 +10,9 @@ import type { Reader } from '../reader';
 import type {
   DirectResponseAction,
   HashPolicy,
+  HeaderMatcher,
+  RateLimitAction,
+  RateLimitPolicy,
   RedirectAction,
   RetryOn,
   RetryPolicy,
@@ -19,7 +22,7 @@ import type {
 import { checkClusterRef, type DecodeContext, readConfigFile } from './context';
 import { dataSourceBytes, decodeDataSource, dur, enumNamed } from './core';
 import { decodeHeaderMutations } from './headers';
-import { decodeRegexMatcher, headerName } from './matchers';
+import { decodeHeaderMatcher, decodeRegexMatcher, headerName } from './matchers';
 import { decodeTypedPerFilterConfig } from './per-filter';
 
 const RETRY_ON: readonly RetryOn[] = [
@@ -279,7 +282,8 @@ export function decodeRouteAction(r: Reader, ctx: DecodeContext): RouteAction | 
     msd.ignore('grpc_timeout_header_max', 'grpc_timeout_header_offset');
     msd.done();
   }
-  r.ignore('priority');
+  const rateLimits = decodeRateLimits(r);
+  r.ignore('priority', 'include_vh_rate_limits');
   r.done();
   if (!cluster) return undefined;
   return {
@@ -297,7 +301,93 @@ export function decodeRouteAction(r: Reader, ctx: DecodeContext): RouteAction | 
     upgradeTypes,
     ...(connect.terminate ? { terminateConnect: true } : {}),
     ...(maxStreamDurationMs !== undefined ? { maxStreamDurationMs } : {}),
+    ...(rateLimits.length > 0 ? { rateLimits } : {}),
   };
+}
+
+/** RouteAction.rate_limits (envoy.config.route.v3.RateLimit), for envoy.filters.http.ratelimit. */
+export function decodeRateLimits(r: Reader): RateLimitPolicy[] {
+  const out: RateLimitPolicy[] = [];
+  for (const rl of r.arr('rate_limits')) {
+    const stage = rl.int('stage', 0, 0, 10);
+    const disableKey = rl.str('disable_key', '');
+    const actions: RateLimitAction[] = [];
+    const list = rl.arr('actions');
+    if (list.length === 0) rl.error('actions', 'must have at least one action');
+    for (const a of list) {
+      const v = decodeRateLimitAction(a);
+      if (v) actions.push(v);
+    }
+    if (rl.has('limit')) rl.error('limit', 'dynamic metadata limit overrides are not supported by meshlet');
+    rl.raw('limit');
+    rl.done();
+    if (actions.length === list.length && list.length > 0) out.push({ stage, disableKey, actions });
+  }
+  return out;
+}
+
+const RATE_LIMIT_ACTIONS = [
+  'request_headers',
+  'remote_address',
+  'generic_key',
+  'header_value_match',
+  'destination_cluster',
+  'source_cluster',
+  'masked_remote_address',
+  'dynamic_metadata',
+  'metadata',
+  'extension',
+  'query_parameters',
+  'query_parameter_value_match',
+] as const;
+
+function decodeRateLimitAction(r: Reader): RateLimitAction | undefined {
+  const which = r.oneof(RATE_LIMIT_ACTIONS);
+  let out: RateLimitAction | undefined;
+  if (which === undefined) r.issues.error(r.path, 'one rate limit action must be set');
+  else if (which === 'request_headers') {
+    const h = r.obj(which);
+    if (h) {
+      const name = headerName(h, 'header_name');
+      const descriptorKey = h.requiredStr('descriptor_key');
+      const skipIfAbsent = h.bool('skip_if_absent', false);
+      h.done();
+      if (name && descriptorKey) out = { kind: 'request_headers', headerName: name, descriptorKey, skipIfAbsent };
+    }
+  } else if (which === 'remote_address' || which === 'destination_cluster' || which === 'source_cluster') {
+    r.obj(which)?.done();
+    out = { kind: which };
+  } else if (which === 'generic_key') {
+    const g = r.obj(which);
+    if (g) {
+      const descriptorValue = g.requiredStr('descriptor_value');
+      const descriptorKey = g.str('descriptor_key', '') || 'generic_key';
+      g.done();
+      if (descriptorValue) out = { kind: 'generic_key', descriptorKey, descriptorValue };
+    }
+  } else if (which === 'header_value_match') {
+    const g = r.obj(which);
+    if (g) {
+      const descriptorValue = g.requiredStr('descriptor_value');
+      const descriptorKey = g.str('descriptor_key', '') || 'header_match';
+      const expectMatch = g.bool('expect_match', true);
+      const headers: HeaderMatcher[] = [];
+      const list = g.arr('headers');
+      if (list.length === 0) g.error('headers', 'must have at least one header matcher');
+      for (const x of list) {
+        const m = decodeHeaderMatcher(x);
+        if (m) headers.push(m);
+      }
+      g.done();
+      if (descriptorValue && headers.length === list.length && headers.length > 0)
+        out = { kind: 'header_value_match', descriptorKey, descriptorValue, expectMatch, headers };
+    }
+  } else {
+    r.error(which, 'this rate limit action is not supported by meshlet');
+    r.raw(which);
+  }
+  r.done();
+  return out;
 }
 
 const REDIRECT_CODES = {

@@ -1,0 +1,259 @@
+/**
+ * Side calls from HTTP filters to services reached through meshlet clusters: gRPC (ext_authz
+ * `envoy.service.auth.v3.Authorization`, `envoy.service.ratelimit.v3.RateLimitService`) and plain
+ * HTTP (ext_authz http_service, remote JWKS). Owns the service definitions (loaded once from the
+ * Envoy protos shipped by @grpc/grpc-js-xds, the same include paths as xds-client/protos.ts), one
+ * gRPC channel / undici pool per cluster host, and host selection through the cluster's own load
+ * balancer.
+ *
+ * Leans on reuse: channels and pools are created on first use and kept per "host:port"; nothing
+ * is allocated per call beyond the call itself. Calls never throw: failures come back as errors in
+ * the callback/promise so the data plane can map them to failure_mode_* behaviour.
+ */
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { Pool } from 'undici';
+import { dur } from '../../config/envoy/core';
+import type { Reader } from '../../config/reader';
+import { PROTO_LOADER_OPTIONS } from '../../../xds-client/protos';
+import type { ClusterLookup } from '../../upstream/types';
+
+/** envoy.config.core.v3.GrpcService (envoy_grpc form) as the gateway filters use it. */
+export interface GrpcTarget {
+  /** envoy_grpc.cluster_name: the cluster whose hosts serve the API. */
+  readonly clusterName: string;
+  /** envoy_grpc.authority (defaults to the cluster name, as in Envoy). */
+  readonly authority: string;
+  /** GrpcService.timeout in ms. */
+  readonly timeoutMs: number;
+  /** initial_metadata sent on every call. */
+  readonly initialMetadata: readonly (readonly [string, string])[];
+}
+
+/** envoy.config.core.v3.HttpUri */
+export interface HttpUriConfig {
+  readonly uri: string;
+  readonly cluster: string;
+  readonly timeoutMs: number;
+}
+
+/** Decode a GrpcService (only envoy_grpc: meshlet dials through its own clusters). */
+export function decodeGrpcTarget(r: Reader, defaultTimeoutMs: number): GrpcTarget | undefined {
+  const which = r.oneof(['envoy_grpc', 'google_grpc'] as const);
+  const timeoutMs = dur(r, 'timeout', defaultTimeoutMs);
+  const initialMetadata: [string, string][] = [];
+  for (const m of r.arr('initial_metadata')) {
+    const key = m.requiredStr('key').toLowerCase();
+    const value = m.str('value', '');
+    m.done();
+    if (key) initialMetadata.push([key, value]);
+  }
+  r.ignore('retry_policy');
+  let out: GrpcTarget | undefined;
+  if (which === undefined) r.issues.error(r.path, 'one of envoy_grpc, google_grpc must be set');
+  else if (which === 'google_grpc') {
+    r.error('google_grpc', 'google_grpc is not supported here by meshlet; use envoy_grpc with a cluster');
+    r.raw('google_grpc');
+  } else {
+    const e = r.obj('envoy_grpc');
+    if (e) {
+      const clusterName = e.requiredStr('cluster_name');
+      const authority = e.str('authority', clusterName);
+      e.ignore('retry_policy', 'max_receive_message_length', 'skip_envoy_headers');
+      e.done();
+      if (clusterName) out = { clusterName, authority, timeoutMs, initialMetadata };
+    }
+  }
+  r.done();
+  return out;
+}
+
+/** Decode an HttpUri: uri, cluster and timeout are all required (Envoy's validation rules). */
+export function decodeHttpUri(r: Reader): HttpUriConfig | undefined {
+  const uri = r.requiredStr('uri');
+  const cluster = r.requiredStr('cluster');
+  if (!r.has('timeout')) r.error('timeout', 'is required');
+  const timeoutMs = dur(r, 'timeout', 1000);
+  if (uri && !/^https?:\/\//.test(uri)) r.error('uri', `must be an http:// or https:// URI, got ${JSON.stringify(uri)}`);
+  r.done();
+  if (!uri || !cluster) return undefined;
+  return { uri, cluster, timeoutMs };
+}
+
+// ───────────────────────────── hosts ─────────────────────────────
+
+/** "host:port" of a host the cluster's balancer picks now; undefined = unknown cluster / no host. */
+export function pickHostTarget(clusters: ClusterLookup | undefined, name: string): string | undefined {
+  const c = clusters?.get(name);
+  const h = c?.chooseHost(undefined);
+  if (h === undefined) return undefined;
+  const addr = h.connectAddress ?? h.host;
+  return addr.includes(':') ? `[${addr}]:${h.port}` : `${addr}:${h.port}`;
+}
+
+// ───────────────────────────── gRPC ─────────────────────────────
+
+const SERVICE_PROTOS = ['envoy/service/auth/v3/external_auth.proto', 'envoy/service/ratelimit/v3/rls.proto'];
+let services: grpc.GrpcObject | undefined;
+
+/** The loaded gRPC package object holding envoy.service.auth.v3 and envoy.service.ratelimit.v3. */
+export function gatewayServices(): grpc.GrpcObject {
+  if (services === undefined) {
+    const def = protoLoader.loadSync(SERVICE_PROTOS, { ...PROTO_LOADER_OPTIONS, defaults: true });
+    services = grpc.loadPackageDefinition(def);
+  }
+  return services;
+}
+
+type ServiceCtor = grpc.ServiceClientConstructor;
+
+function serviceCtor(fullName: string): ServiceCtor {
+  let o: unknown = gatewayServices();
+  for (const part of fullName.split('.')) o = (o as Record<string, unknown>)[part];
+  return o as ServiceCtor;
+}
+
+/** envoy.service.auth.v3.Authorization client constructor (also used by tests' authorizers). */
+export function authorizationService(): ServiceCtor {
+  return serviceCtor('envoy.service.auth.v3.Authorization');
+}
+/** envoy.service.ratelimit.v3.RateLimitService client constructor. */
+export function rateLimitService(): ServiceCtor {
+  return serviceCtor('envoy.service.ratelimit.v3.RateLimitService');
+}
+
+const channels = new Map<string, grpc.Client>();
+
+/** A client for `ctor` on `target` (one channel per service × host, kept for the process). */
+function clientFor(ctor: ServiceCtor, serviceName: string, target: string, authority: string): grpc.Client {
+  const key = `${serviceName}|${target}|${authority}`;
+  let c = channels.get(key);
+  if (c === undefined) {
+    c = new ctor(target, grpc.credentials.createInsecure(), { 'grpc.default_authority': authority });
+    channels.set(key, c);
+  }
+  return c;
+}
+
+/** Close every channel (tests, shutdown). */
+export function closeServiceClients(): void {
+  for (const c of channels.values()) c.close();
+  channels.clear();
+  for (const p of pools.values()) void p.close();
+  pools.clear();
+}
+
+/**
+ * One unary call `method` of `serviceName` through cluster `t.clusterName`, with t's deadline.
+ * `done` is called exactly once with the error or the response object (proto-loader plain form).
+ */
+export function unaryCall(
+  clusters: ClusterLookup | undefined,
+  t: GrpcTarget,
+  serviceName: 'auth' | 'ratelimit',
+  method: string,
+  request: unknown,
+  done: (err: Error | undefined, response: Record<string, unknown> | undefined) => void,
+): void {
+  const target = pickHostTarget(clusters, t.clusterName);
+  if (target === undefined) {
+    done(new Error(`no healthy host in cluster ${t.clusterName}`), undefined);
+    return;
+  }
+  let client: grpc.Client;
+  try {
+    const ctor = serviceName === 'auth' ? authorizationService() : rateLimitService();
+    client = clientFor(ctor, serviceName, target, t.authority);
+  } catch (err) {
+    done(err as Error, undefined);
+    return;
+  }
+  const md = new grpc.Metadata();
+  for (const [k, v] of t.initialMetadata) md.add(k, v);
+  const deadline = t.timeoutMs > 0 ? Date.now() + t.timeoutMs : Infinity;
+  const fn = (client as unknown as Record<string, unknown>)[method] as
+    | ((req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void)
+    | undefined;
+  if (typeof fn !== 'function') {
+    done(new Error(`unknown method ${method}`), undefined);
+    return;
+  }
+  fn.call(client, request, md, { deadline }, (err: grpc.ServiceError | null, res: unknown) => {
+    if (err) done(err, undefined);
+    else done(undefined, res as Record<string, unknown>);
+  });
+}
+
+// ───────────────────────────── HTTP ─────────────────────────────
+
+const pools = new Map<string, Pool>();
+
+/** An undici pool to `target` (http://host:port), kept for the process. */
+function poolFor(target: string): Pool {
+  let p = pools.get(target);
+  if (p === undefined) {
+    p = new Pool(`http://${target}`, { connections: 16, pipelining: 1 });
+    pools.set(target, p);
+  }
+  return p;
+}
+
+export interface HttpCallResult {
+  readonly status: number;
+  /** Flat lower-case header list. */
+  readonly headers: string[];
+  readonly body: Buffer;
+}
+
+/**
+ * One HTTP request to a host of `cluster` (plain HTTP/1.1 through undici). Rejects on connect
+ * errors and on the timeout; any status resolves.
+ */
+export async function httpCall(
+  clusters: ClusterLookup | undefined,
+  cluster: string,
+  opts: {
+    method: string;
+    path: string;
+    host: string;
+    headers: string[];
+    body?: Buffer;
+    timeoutMs: number;
+    maxBodyBytes?: number;
+  },
+): Promise<HttpCallResult> {
+  const target = pickHostTarget(clusters, cluster);
+  if (target === undefined) throw new Error(`no healthy host in cluster ${cluster}`);
+  const headers: string[] = ['host', opts.host, ...opts.headers];
+  const ac = new AbortController();
+  const timer = opts.timeoutMs > 0 ? setTimeout(() => ac.abort(new Error('timeout')), opts.timeoutMs) : undefined;
+  try {
+    const res = await poolFor(target).request({
+      method: opts.method as 'GET',
+      path: opts.path,
+      headers,
+      ...(opts.body !== undefined ? { body: opts.body } : {}),
+      signal: ac.signal,
+    });
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const max = opts.maxBodyBytes ?? 1024 * 1024;
+    for await (const c of res.body) {
+      size += (c as Buffer).length;
+      if (size > max) {
+        res.body.destroy();
+        throw new Error(`response body larger than ${max} bytes`);
+      }
+      chunks.push(c as Buffer);
+    }
+    const flat: string[] = [];
+    for (const [k, v] of Object.entries(res.headers)) {
+      if (v === undefined) continue;
+      if (Array.isArray(v)) for (const x of v) flat.push(k.toLowerCase(), x);
+      else flat.push(k.toLowerCase(), String(v));
+    }
+    return { status: res.statusCode, headers: flat, body: Buffer.concat(chunks) };
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+  }
+}
