@@ -280,14 +280,18 @@ export class TcpIstioReporter extends BaseReporter {
   }
 }
 
-/** Which side a listener reports as: its traffic_direction, else its name / stat prefix. */
-export function reporterFor(direction: string | undefined, ...names: string[]): Reporter {
+/**
+ * Which side a listener reports as: its traffic_direction, else its name / stat prefix (Istio's
+ * `inbound…` / `outbound…`), else `fallback` — "source" for Istio metrics (Istio's stats filter
+ * treats an unspecified direction as the client side), "destination" for tracing (Envoy names an
+ * undirected connection manager's spans ingress).
+ */
+export function reporterFor(direction: string | undefined, names: readonly string[], fallback: Reporter = 'source'): Reporter {
   if (direction === 'INBOUND') return 'destination';
   if (direction === 'OUTBOUND') return 'source';
   for (const n of names) {
     if (n.startsWith('inbound')) return 'destination';
     if (n.startsWith('outbound')) return 'source';
   }
-  // Envoy/Istio treat an unspecified direction as outbound (the proxy is the client's side).
-  return 'source';
+  return fallback;
 }

@@ -100,10 +100,13 @@ export class Telemetry {
     hcm: HcmConfig,
     listener: ListenerConfig,
   ): { onStreamComplete: StreamCompleteListener; tracer: HttpTracer | undefined } {
-    const side = reporterFor(hcm.trafficDirection ?? listener.trafficDirection, listener.name, hcm.statPrefix);
+    const direction = hcm.trafficDirection ?? listener.trafficDirection;
+    const names = [listener.name, hcm.statPrefix];
+    const side = reporterFor(direction, names);
     const istio = new HttpIstioReporter(this.metrics, side, this.identity);
     const access = hcm.accessLog.length > 0 ? new AccessLogger(hcm.accessLog, this.accessLogs) : undefined;
-    const tracer = this.tracing.forHcm(hcm, side);
+    // Spans: CLIENT (egress) on outbound, SERVER (ingress) otherwise, as Envoy.
+    const tracer = this.tracing.forHcm(hcm, reporterFor(direction, names, 'destination'));
     const user = this.server.opts.onHttpStream;
     const onStreamComplete = (info: StreamInfo): void => {
       if (info.span !== undefined) info.span.end(info);
@@ -122,7 +125,7 @@ export class Telemetry {
     onSessionStart: (info: DownstreamConnectionInfo, cluster: string) => void;
     onSessionEnd: (rec: TcpSessionRecord) => void;
   } {
-    const side = reporterFor(listener.trafficDirection, listener.name, tcp.statPrefix);
+    const side = reporterFor(listener.trafficDirection, [listener.name, tcp.statPrefix]);
     const istio = new TcpIstioReporter(this.metrics, side, this.identity);
     const logs = [...tcp.accessLog, ...listener.accessLog];
     const access = logs.length > 0 ? new AccessLogger(logs, this.accessLogs) : undefined;

@@ -61,11 +61,13 @@ describe('label cardinality', () => {
 
 describe('Istio label sources', () => {
   it('chooses the reporter from traffic_direction, then from Istio listener names', () => {
-    expect(reporterFor('INBOUND')).toBe('destination');
-    expect(reporterFor('OUTBOUND', 'inbound_x')).toBe('source');
-    expect(reporterFor('UNSPECIFIED', 'virtualInbound', 'inbound_10.0.0.1_8080')).toBe('destination');
-    expect(reporterFor(undefined, 'outbound_0.0.0.0_80')).toBe('source');
-    expect(reporterFor(undefined, 'listener_0')).toBe('source');
+    expect(reporterFor('INBOUND', [])).toBe('destination');
+    expect(reporterFor('OUTBOUND', ['inbound_x'])).toBe('source');
+    expect(reporterFor('UNSPECIFIED', ['virtualInbound', 'inbound_10.0.0.1_8080'])).toBe('destination');
+    expect(reporterFor(undefined, ['outbound_0.0.0.0_80'])).toBe('source');
+    // Undirected: the client side for Istio metrics, ingress (SERVER spans) for tracing.
+    expect(reporterFor(undefined, ['listener_0'])).toBe('source');
+    expect(reporterFor(undefined, ['listener_0'], 'destination')).toBe('destination');
   });
 
   it('reads Istio node metadata, "unknown" where absent', () => {
