@@ -11,7 +11,7 @@
  */
 import { existsSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { OriginalDstResolver } from '../listeners/listener';
 
 interface Addon {
@@ -22,12 +22,14 @@ export type OriginalDstLoad =
   | { readonly ok: true; readonly resolver: OriginalDstResolver; readonly path: string }
   | { readonly ok: false; readonly reason: string };
 
-/** Where the addon may be: build/Release next to the package root, from source or from dist/. */
+/**
+ * Where the addon may be: $MESHLET_ORIGINAL_DST_ADDON when set (only there), else build/Release
+ * next to the package root, from source or from dist/.
+ */
 function candidates(): string[] {
   const env = process.env.MESHLET_ORIGINAL_DST_ADDON;
-  const out = env ? [env] : [];
-  for (const up of ['../..', '../../..']) out.push(resolve(__dirname, up, 'build', 'Release', 'original_dst.node'));
-  return out;
+  if (env) return [env];
+  return ['../..', '../../..'].map((up) => resolve(__dirname, up, 'build', 'Release', 'original_dst.node'));
 }
 
 let cached: OriginalDstLoad | undefined;
@@ -57,7 +59,7 @@ export function loadOriginalDst(): OriginalDstLoad {
   }
   cached = {
     ok: false,
-    reason: `native addon not built (looked for ${tried.map((t) => join('…', t.split('/').slice(-3).join('/'))).join(', ')}; run \`node scripts/build-native.js\`)`,
+    reason: `native addon not built (looked for ${tried.join(', ')}; run \`node scripts/build-native.js\`)`,
   };
   return cached;
 }
