@@ -27,6 +27,10 @@ export interface SidecarBootstrapOptions {
   /** node.cluster: the service the workload backs. */
   readonly cluster: string;
   readonly namespace: string;
+  /** Istio's WORKLOAD_NAME metadata (telemetry's source/destination_workload). */
+  readonly workloadName: string;
+  /** Pod labels telemetry reads (Istio's LABELS metadata): app, version. */
+  readonly labels: Readonly<Record<string, string>>;
   /** `host:port` of the control plane's ADS port (embedded: 15010). */
   readonly controlPlane: string;
 }
@@ -53,7 +57,10 @@ export function sidecarBootstrapYaml(o: SidecarBootstrapOptions): string {
 node:
   id: ${q(o.nodeId)}
   cluster: ${q(o.cluster)}
-  metadata: { NAMESPACE: ${q(o.namespace)} }
+  metadata:
+    NAMESPACE: ${q(o.namespace)}
+    WORKLOAD_NAME: ${q(o.workloadName)}
+    LABELS: {${Object.entries(o.labels).map(([k, v]) => ` ${q(k)}: ${q(v)}`).join(',')} }
 admin:
   address: { socket_address: { address: 127.0.0.1, port_value: ${MESH_PORTS.admin} } }
 dynamic_resources:

@@ -292,7 +292,17 @@ class Injector {
       if (!this.configMaps.has(key)) {
         this.configMaps.add(key);
         const cluster = typeof labels.app === 'string' ? labels.app : name;
-        const text = sidecarBootstrapYaml({ nodeId: `${name}.${ns}`, cluster, namespace: ns, controlPlane: this.o.controlPlane });
+        const telemetryLabels: Record<string, string> = {};
+        for (const k of ['app', 'version', 'service.istio.io/canonical-name'])
+          if (typeof labels[k] === 'string') telemetryLabels[k] = labels[k] as string;
+        const text = sidecarBootstrapYaml({
+          nodeId: `${name}.${ns}`,
+          cluster,
+          namespace: ns,
+          workloadName: name,
+          labels: telemetryLabels,
+          controlPlane: this.o.controlPlane,
+        });
         this.newConfigMaps.push(bootstrapConfigMap(cmName, ns, text));
       }
     }
