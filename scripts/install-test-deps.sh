@@ -9,6 +9,8 @@ have curl || need+=(curl)
 have nghttp || need+=(nghttp2-client)
 have ip || need+=(iproute2)
 have iptables || need+=(iptables)
+# setpriv runs the interception tests' sidecars as UID 1337 (util-linux, normally present).
+have setpriv || need+=(util-linux)
 have openssl || need+=(openssl)
 { have prometheus && have promtool; } || need+=(prometheus)
 if [ ${#need[@]} -eq 0 ]; then
