@@ -7,6 +7,7 @@
  * graceful shutdown that stops accepting, lets in-flight requests finish within a bound, then
  * closes everything. It is also the seam the xDS client feeds dynamic resources into.
  */
+import { CsrCertificateProvider, csrProviderConfigFromMetadata } from '../certs/csr-provider';
 import { CertStore } from '../certs/store';
 import { registerCoreEndpoints } from './admin/endpoints';
 import { AdminServer } from './admin/admin-server';
@@ -94,6 +95,11 @@ export class MeshletServer {
   private drainExitOnZero = false;
   /** The xDS side, when the bootstrap has dynamic_resources.ads_config. */
   dynamic: DynamicConfig | undefined;
+  /**
+   * Keys that never leave the pod: the CSR provider selected by node.metadata.MESHLET_CERT_PROVIDER
+   * (certs/csr-provider.ts) owns the identity secret; SDS pushes of it are not served.
+   */
+  readonly certProvider: CsrCertificateProvider | undefined;
   /** Resolves when the initial configuration is applied (immediately for static bootstraps). */
   initialized: Promise<void> = Promise.resolve();
 
@@ -101,6 +107,8 @@ export class MeshletServer {
     this.registries = opts.registries ?? createRegistries();
     this.certs = opts.certStore ?? new CertStore();
     this.tls = new TlsContextManager(this.certs);
+    const csr = csrProviderConfigFromMetadata(opts.bootstrap.node.metadata);
+    this.certProvider = csr ? new CsrCertificateProvider(this.certs, csr, { log: logger('csr-provider') }) : undefined;
     this.clusters = new ClusterManager({
       lbRegistry: this.registries.lbPolicies,
       poolFactory: (host, cluster, protocol) =>
@@ -237,6 +245,7 @@ export class MeshletServer {
   /** Close everything now. */
   async close(): Promise<void> {
     this.dynamic?.close();
+    this.certProvider?.close();
     await this.listeners.close();
     this.clusters.destroy();
     await this.admin.close();

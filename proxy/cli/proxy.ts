@@ -8,6 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
+import { csrProviderConfigFromMetadata } from '../../certs/csr-provider';
 import { decodeBootstrap, type LoadedBootstrap, parseBootstrapText } from '../config/bootstrap';
 import { ConfigError, formatIssues } from '../errors';
 import { parseCommandArgs } from '../main';
@@ -83,6 +84,7 @@ export async function runProxy(argv: string[]): Promise<number> {
     }
     raw = parseBootstrapText(text, file);
     loaded = decodeBootstrap(raw, { httpFilters: registries.httpFilters, baseDir: dirname(file) }, `bootstrap ${file}`);
+    csrProviderConfigFromMetadata(loaded.bootstrap.node.metadata); // meshlet's own node.metadata block
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`meshlet proxy: invalid bootstrap ${file}\n${formatIssues(err.issues)}\n`);

@@ -152,7 +152,11 @@ export class DynamicConfig {
     });
     this.cdsInitialized = !dyn.cdsConfig;
     this.ldsInitialized = !dyn.ldsConfig;
+    // Secrets installed outside SDS (the CSR provider) also unblock warming listeners.
+    this.server.certs.on('rotate', this.onStoreRotate);
   }
+
+  private readonly onStoreRotate = (): void => this.promotePending();
 
   /** Open the stream and subscribe. Resolves once the initial config is applied or timed out. */
   start(): Promise<void> {
@@ -246,6 +250,14 @@ export class DynamicConfig {
     return this.client.watch<SecretConfig>(TYPE_URLS.secret, name, {
       onChanged: (n, secret, version) => {
         this.absent.delete(n);
+        // A local CSR provider owns this secret: the pushed one is only its provisioning
+        // credential; listeners warm once the provider's own certificate is in the store.
+        const provider = this.server.certProvider;
+        if (provider?.owns(n)) {
+          log.info({ secret: n, version }, 'secret owned by the local certificate provider; not served');
+          void provider.offerSdsSecret(secret);
+          return;
+        }
         void this.server.certs.update(n, secret).then((r) => {
           if (!r.ok) log.warn({ secret: n, version }, `secret not applied: ${r.error}`);
           else log.info({ secret: n, version }, 'secret applied');
@@ -392,6 +404,7 @@ export class DynamicConfig {
   }
 
   close(): void {
+    this.server.certs.off('rotate', this.onStoreRotate);
     clearTimeout(this.initTimer);
     for (const c of this.cancels.splice(0)) c();
     for (const t of [this.eds, this.rds, this.sds]) {

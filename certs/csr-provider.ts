@@ -1,0 +1,320 @@
+/**
+ * CSR certificate provider: keys that never leave the pod (issue 4 item 6), as Istio's agent does
+ * it (security/pkg/nodeagent: generate the key locally, send only a PKCS#10 CSR to the CA, rotate
+ * at SECRET_GRACE_PERIOD_RATIO 0.5 of the lifetime).
+ *
+ * Owns the identity secret it is configured for (`default`): it generates an RSA-2048 key with
+ * node:crypto, builds a CSR for its SPIFFE ID with node-forge, has the CA sign it over Istio's
+ * `istio.v1.auth.IstioCertificateService/CreateCertificate` (mTLS; see control-plane/csr-service.ts),
+ * installs key + chain in the CertStore (which validates against the trust bundle before the swap),
+ * and re-issues when half the lifetime has passed (with a new key each time). A failed renewal is
+ * retried with backoff while the current certificate keeps being served.
+ *
+ * Selected in the bootstrap through `node.metadata` — Envoy passes node metadata through without
+ * interpreting it (Istio puts its agent settings there too), so an Envoy user recognises it as a
+ * non-Envoy extension and the bootstrap decoder has nothing to warn about:
+ *
+ *   node:
+ *     id: front-v1
+ *     metadata:
+ *       MESHLET_CERT_PROVIDER:
+ *         kind: istio_csr               # the only kind
+ *         ca_address: 127.0.0.1:15012   # Istio's CA_ADDR: where CreateCertificate is served (mTLS)
+ *         ca_server_name: istiod.istio-system.svc   # name the CA's certificate is checked against (default)
+ *         secret_name: default          # the identity secret this provider owns (default)
+ *         trust_bundle: ROOTCA          # roots the CA's certificate is verified against (default)
+ *         spiffe_id: spiffe://cluster.local/ns/default/sa/front   # default: the provisioning certificate's
+ *         validity: 3600s               # requested lifetime (0s/absent = the CA's default)
+ *         grace_period_ratio: 0.5       # re-issue after this fraction of the lifetime (Istio's default)
+ *
+ * Decision on SDS: the control plane keeps pushing `default` (with its key) to every sidecar, and
+ * a sidecar with this provider never serves it. The pushed credential is used only the way Istio
+ * uses a provisioning certificate (PROV_CERT) or a service-account token: to authenticate the
+ * first CreateCertificate call over mTLS. Renewals authenticate with the provider's own current
+ * certificate. The key that terminates and originates mesh traffic is generated here and never
+ * sent anywhere. The trust bundle (`ROOTCA`) still comes from SDS.
+ *
+ * Leans safe: a certificate from the CA goes through the same store validation as an SDS push; a
+ * renewal that fails leaves the current identity in place; the lifetime used for scheduling is
+ * measured from when the certificate arrived (the dev CA backdates notBefore for clock skew).
+ */
+import { generateKeyPair, X509Certificate } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import forge from 'node-forge';
+import type { Logger } from 'pino';
+import { csrServiceDefinition, type CsrRequest, type CsrResponse } from '../control-plane/csr-service';
+import { Issues, Reader } from '../proxy/config/reader';
+import type { SecretConfig } from '../proxy/config/types';
+import { ConfigError } from '../proxy/errors';
+import { parseSpiffeId, uriSansOf } from './identity';
+import { type CertStore, DEFAULT_IDENTITY_SECRET, type RotationEvent, DEFAULT_TRUST_BUNDLE_SECRET, resolveDataSource } from './store';
+
+/** The node.metadata key that selects this provider. */
+export const CERT_PROVIDER_METADATA_KEY = 'MESHLET_CERT_PROVIDER';
+
+/** Validated provider settings (see the module header for the YAML). */
+export interface CsrProviderConfig {
+  /** `host:port` of the CreateCertificate service. */
+  readonly caAddress: string;
+  /** Name the CA's serving certificate must carry (TLS server name check). Default `istiod.istio-system.svc`. */
+  readonly caServerName: string;
+  /** Identity secret owned by the provider. Default `default`. */
+  readonly secretName: string;
+  /** Trust bundle secret the CA's certificate is verified against. Default `ROOTCA`. */
+  readonly trustBundle: string;
+  /** SPIFFE ID to request; default the provisioning certificate's URI SAN. */
+  readonly spiffeId?: string;
+  /** Requested validity, ms; 0 = the CA's default. */
+  readonly validityMs: number;
+  /** Fraction of the lifetime after which the certificate is re-issued (0 < r < 1). Default 0.5. */
+  readonly gracePeriodRatio: number;
+}
+
+/**
+ * Read the provider settings from `node.metadata`, if present. Throws ConfigError listing every
+ * problem (control-plane-side validation: it runs before anything binds).
+ */
+export function csrProviderConfigFromMetadata(metadata: Readonly<Record<string, unknown>> | undefined): CsrProviderConfig | undefined {
+  const raw = metadata?.[CERT_PROVIDER_METADATA_KEY];
+  if (raw === undefined) return undefined;
+  const issues = new Issues();
+  const path = `node.metadata.${CERT_PROVIDER_METADATA_KEY}`;
+  const r = Reader.of(raw, path, issues);
+  let cfg: CsrProviderConfig | undefined;
+  if (r) {
+    const kind = r.requiredStr('kind');
+    if (kind !== '' && kind !== 'istio_csr') r.error('kind', `unknown certificate provider "${kind}" (supported: istio_csr)`);
+    const caAddress = r.requiredStr('ca_address');
+    if (caAddress !== '' && !/^[^:\s]+:\d{1,5}$/.test(caAddress)) r.error('ca_address', `expected "host:port", got "${caAddress}"`);
+    const spiffeId = r.str('spiffe_id');
+    if (spiffeId !== undefined) {
+      const p = parseSpiffeId(spiffeId);
+      if ('error' in p) r.error('spiffe_id', p.error);
+    }
+    const gracePeriodRatio = r.num('grace_period_ratio', 0.5, 0, 1);
+    if (gracePeriodRatio <= 0 || gracePeriodRatio >= 1) r.error('grace_period_ratio', 'must be strictly between 0 and 1');
+    cfg = {
+      caAddress,
+      caServerName: r.str('ca_server_name', 'istiod.istio-system.svc'),
+      secretName: r.str('secret_name', DEFAULT_IDENTITY_SECRET),
+      trustBundle: r.str('trust_bundle', DEFAULT_TRUST_BUNDLE_SECRET),
+      ...(spiffeId !== undefined ? { spiffeId } : {}),
+      validityMs: r.durationMs('validity', 0),
+      gracePeriodRatio,
+    };
+    r.done();
+  }
+  // This block is meshlet's own: an unknown key is a typo, not an Envoy field to skip.
+  const problems = [...issues.errors, ...issues.warnings.map((w) => ({ path: w.path, message: 'unknown field' }))];
+  if (problems.length > 0) throw new ConfigError('certificate provider', problems);
+  return cfg;
+}
+
+/** A certificate and key this provider can authenticate to the CA with. */
+interface Credential {
+  readonly certChainPem: string;
+  readonly privateKeyPem: string;
+}
+
+export interface CsrProviderStats {
+  issued: number;
+  failures: number;
+  /** SDS pushes of the owned secret that were not served (used only as provisioning credential). */
+  sdsIgnored: number;
+}
+
+export interface CsrProviderOptions {
+  readonly log?: Logger;
+  /** Clock, for tests. */
+  readonly now?: () => number;
+}
+
+/** Generate an RSA-2048 key pair off the event loop (PKCS#1 private key, SPKI public key, PEM). */
+function rsaKeyPair(): Promise<{ privateKeyPem: string; publicKeyPem: string }> {
+  return new Promise((resolve, reject) => {
+    generateKeyPair(
+      'rsa',
+      { modulusLength: 2048, publicKeyEncoding: { type: 'spki', format: 'pem' }, privateKeyEncoding: { type: 'pkcs1', format: 'pem' } },
+      (err, publicKeyPem, privateKeyPem) => (err ? reject(err) : resolve({ privateKeyPem, publicKeyPem })),
+    );
+  });
+}
+
+/** A PEM PKCS#10 CSR for `spiffeId` (one URI SAN, as Istio's agent sends). */
+export function buildCsr(spiffeId: string, key: { privateKeyPem: string; publicKeyPem: string }): string {
+  const csr = forge.pki.createCertificationRequest();
+  csr.publicKey = forge.pki.publicKeyFromPem(key.publicKeyPem);
+  csr.setSubject([]);
+  csr.setAttributes([
+    { name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: [{ type: 6, value: spiffeId }] }] },
+  ]);
+  csr.sign(forge.pki.privateKeyFromPem(key.privateKeyPem) as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
+  return forge.pki.certificationRequestToPem(csr);
+}
+
+type CreateCertificateFn = (
+  req: CsrRequest,
+  md: grpc.Metadata,
+  opts: grpc.CallOptions,
+  cb: (err: grpc.ServiceError | null, res?: CsrResponse) => void,
+) => void;
+
+export class CsrCertificateProvider {
+  readonly stats: CsrProviderStats = { issued: 0, failures: 0, sdsIgnored: 0 };
+  private provisioning: Credential | undefined;
+  private own: (Credential & { notAfter: number }) | undefined;
+  private inFlight: Promise<boolean> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private readonly now: () => number;
+
+  constructor(
+    private readonly store: CertStore,
+    readonly config: CsrProviderConfig,
+    private readonly opts: CsrProviderOptions = {},
+  ) {
+    this.now = opts.now ?? (() => Date.now());
+    store.on('rotate', this.onStoreRotate);
+  }
+
+  /** The trust bundle arriving after the provisioning credential unblocks the first request. */
+  private readonly onStoreRotate = (e: RotationEvent): void => {
+    if (e.name === this.config.trustBundle && !this.own && this.provisioning && !this.closed) void this.refresh();
+  };
+
+  /** Whether this provider owns secret `name` (SDS pushes of it are not served). */
+  owns(name: string): boolean {
+    return name === this.config.secretName;
+  }
+
+  /** Serial of the certificate this provider installed last, if any. */
+  get currentSerial(): string | undefined {
+    return this.own ? new X509Certificate(this.own.certChainPem).serialNumber : undefined;
+  }
+
+  /**
+   * The owned secret arrived over SDS: never served; kept as the provisioning credential, and the
+   * first certificate is requested with it if there is none yet. Resolves once an own certificate
+   * is installed (or the attempt failed; a retry is scheduled).
+   */
+  async offerSdsSecret(secret: SecretConfig): Promise<void> {
+    this.stats.sdsIgnored++;
+    const tc = secret.tlsCertificate;
+    if (!tc) return;
+    try {
+      const [certChainPem, privateKeyPem] = await Promise.all([resolveDataSource(tc.certificateChain), resolveDataSource(tc.privateKey)]);
+      this.provisioning = { certChainPem, privateKeyPem };
+    } catch (err) {
+      this.opts.log?.warn({ err: (err as Error).message }, 'provisioning credential from SDS cannot be read');
+      return;
+    }
+    if (this.own && this.own.notAfter > this.now()) return;
+    await this.refresh();
+  }
+
+  /** Request a new certificate now (coalesced with one in flight). True when one was installed. */
+  refresh(): Promise<boolean> {
+    this.inFlight ??= this.issue().finally(() => {
+      this.inFlight = undefined;
+    });
+    return this.inFlight;
+  }
+
+  close(): void {
+    this.closed = true;
+    this.store.off('rotate', this.onStoreRotate);
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private credential(): Credential | undefined {
+    if (this.own && this.own.notAfter > this.now()) return this.own;
+    return this.provisioning;
+  }
+
+  private async issue(): Promise<boolean> {
+    if (this.closed) return false;
+    const cred = this.credential();
+    const roots = this.store.trustBundle(this.config.trustBundle);
+    if (!cred || !roots) {
+      this.opts.log?.info({ haveCredential: !!cred, haveRoots: !!roots }, 'CSR provider waiting for a provisioning credential and trust bundle');
+      return false;
+    }
+    const spiffeId = this.config.spiffeId ?? uriSansOf(new X509Certificate(cred.certChainPem).subjectAltName)[0];
+    if (!spiffeId) {
+      this.fail('no SPIFFE ID to request: set spiffe_id or provide a provisioning certificate with a URI SAN');
+      return false;
+    }
+    try {
+      const key = await rsaKeyPair();
+      const csr = buildCsr(spiffeId, key);
+      const receivedAt = this.now();
+      const chain = await this.call(cred, roots.rootsPem, { csr, validity_duration: Math.round(this.config.validityMs / 1000) });
+      if (this.closed) return false;
+      const certChainPem = chain.map((c) => (c.endsWith('\n') ? c : `${c}\n`)).join('');
+      const r = await this.store.update(this.config.secretName, {
+        name: this.config.secretName,
+        tlsCertificate: {
+          certificateChain: { kind: 'inline_string', value: certChainPem },
+          privateKey: { kind: 'inline_string', value: key.privateKeyPem },
+        },
+      });
+      if (!r.ok) throw new Error(`CA returned a certificate the store refused: ${r.error}`);
+      const leaf = new X509Certificate(certChainPem);
+      const notAfter = Date.parse(leaf.validTo);
+      this.own = { certChainPem, privateKeyPem: key.privateKeyPem, notAfter };
+      this.stats.issued++;
+      const start = Math.max(Date.parse(leaf.validFrom), receivedAt);
+      const delay = Math.max(0, (notAfter - start) * this.config.gracePeriodRatio - (this.now() - start));
+      this.schedule(delay, 0);
+      this.opts.log?.info({ serial: leaf.serialNumber, spiffeId, notAfter: new Date(notAfter).toISOString(), renewInMs: Math.round(delay) }, 'workload certificate issued for a locally generated key');
+      return true;
+    } catch (err) {
+      this.fail((err as Error).message);
+      return false;
+    }
+  }
+
+  private failuresInARow = 0;
+
+  private fail(message: string): void {
+    this.stats.failures++;
+    this.failuresInARow++;
+    this.opts.log?.warn({ err: message, attempt: this.failuresInARow }, 'CSR signing failed; keeping the current certificate');
+    // Back off 1 s, 2 s, 4 s … up to 30 s, but never past what is left of the current certificate.
+    const left = this.own ? this.own.notAfter - this.now() : Infinity;
+    this.schedule(Math.min(1000 * 2 ** (this.failuresInARow - 1), 30_000, Math.max(1000, left / 2)), this.failuresInARow);
+  }
+
+  private schedule(delayMs: number, failures: number): void {
+    if (this.closed) return;
+    if (failures === 0) this.failuresInARow = 0;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.refresh();
+    }, delayMs);
+    this.timer.unref();
+  }
+
+  private call(cred: Credential, rootsPem: string, req: CsrRequest): Promise<string[]> {
+    const Client = grpc.makeGenericClientConstructor(csrServiceDefinition(), 'IstioCertificateService');
+    const creds = grpc.credentials.createSsl(Buffer.from(rootsPem), Buffer.from(cred.privateKeyPem), Buffer.from(cred.certChainPem));
+    const client = new Client(this.config.caAddress, creds, { 'grpc.ssl_target_name_override': this.config.caServerName });
+    return new Promise<string[]>((resolve, reject) => {
+      const deadline = new Date(this.now() + 10_000);
+      const createCertificate = (client as unknown as { CreateCertificate: CreateCertificateFn }).CreateCertificate.bind(client);
+      createCertificate(
+        req,
+        new grpc.Metadata(),
+        { deadline },
+        (err: grpc.ServiceError | null, res?: CsrResponse) => {
+          client.close();
+          if (err) reject(new Error(`CreateCertificate at ${this.config.caAddress}: ${err.details || err.message}`));
+          else if (!res || res.cert_chain.length === 0) reject(new Error('CreateCertificate returned an empty chain'));
+          else resolve(res.cert_chain);
+        },
+      );
+    });
+  }
+}
