@@ -29,6 +29,10 @@ export interface WorkloadLabels {
   readonly app: string;
   readonly version: string;
   readonly canonicalService: string;
+  /** service.istio.io/canonical-revision, else the version label, else "latest" (as Istio). */
+  readonly canonicalRevision: string;
+  /** node.metadata.CLUSTER_ID (Istio's multi-cluster name, "Kubernetes" by default there). */
+  readonly cluster: string;
 }
 
 const UNKNOWN = 'unknown';
@@ -44,12 +48,15 @@ export function workloadFromNode(node: NodeInfo): WorkloadLabels {
   const labels = (typeof md.LABELS === 'object' && md.LABELS !== null ? md.LABELS : {}) as Record<string, unknown>;
   const workload = str(md.WORKLOAD_NAME) ?? UNKNOWN;
   const app = str(labels.app) ?? str(labels['app.kubernetes.io/name']) ?? UNKNOWN;
+  const version = str(labels.version) ?? str(labels['app.kubernetes.io/version']);
   return {
     workload,
     namespace: str(md.NAMESPACE) ?? UNKNOWN,
     app,
-    version: str(labels.version) ?? str(labels['app.kubernetes.io/version']) ?? UNKNOWN,
+    version: version ?? UNKNOWN,
     canonicalService: str(labels['service.istio.io/canonical-name']) ?? (app !== UNKNOWN ? app : workload),
+    canonicalRevision: str(labels['service.istio.io/canonical-revision']) ?? version ?? 'latest',
+    cluster: str(md.CLUSTER_ID) ?? UNKNOWN,
   };
 }
 
@@ -160,12 +167,16 @@ abstract class BaseReporter {
       source_app: src ? w.app : UNKNOWN,
       source_version: src ? w.version : UNKNOWN,
       source_canonical_service: src ? w.canonicalService : UNKNOWN,
+      source_canonical_revision: src ? w.canonicalRevision : UNKNOWN,
+      source_cluster: src ? w.cluster : UNKNOWN,
       destination_workload: src ? UNKNOWN : w.workload,
       destination_workload_namespace: src ? peerNs : w.namespace,
       destination_principal: src ? peer : me,
       destination_app: src ? UNKNOWN : w.app,
       destination_version: src ? UNKNOWN : w.version,
       destination_canonical_service: src ? UNKNOWN : w.canonicalService,
+      destination_canonical_revision: src ? UNKNOWN : w.canonicalRevision,
+      destination_cluster: src ? UNKNOWN : w.cluster,
       destination_service: svc.service,
       destination_service_name: svc.name,
       destination_service_namespace: svc.namespace,

@@ -77,6 +77,7 @@ describe('Istio label sources', () => {
       metadata: {
         WORKLOAD_NAME: 'reviews-v2',
         NAMESPACE: 'bookinfo',
+        CLUSTER_ID: 'Kubernetes',
         LABELS: { app: 'reviews', version: 'v2', 'service.istio.io/canonical-name': 'reviews-svc' },
       },
       userAgentName: '',
@@ -88,6 +89,8 @@ describe('Istio label sources', () => {
       app: 'reviews',
       version: 'v2',
       canonicalService: 'reviews-svc',
+      canonicalRevision: 'v2',
+      cluster: 'Kubernetes',
     });
     expect(workloadFromNode({ ...node, metadata: {} })).toEqual({
       workload: 'unknown',
@@ -95,6 +98,8 @@ describe('Istio label sources', () => {
       app: 'unknown',
       version: 'unknown',
       canonicalService: 'unknown',
+      canonicalRevision: 'latest',
+      cluster: 'unknown',
     });
   });
 

@@ -82,6 +82,8 @@ describe('Istio metrics across a meshlet → meshlet hop', () => {
       source_workload_namespace: 'shop',
       source_app: 'front',
       source_version: 'v1',
+      source_canonical_service: 'front',
+      source_canonical_revision: 'v1',
       source_principal: FRONT_ID,
       destination_principal: BACK_ID,
       destination_workload_namespace: 'shop',
