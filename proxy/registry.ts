@@ -4,8 +4,10 @@
  * Later issues add their filters here (JWT, ext_authz, …).
  */
 import { HttpFilterRegistry } from './http/filter';
+import { extAuthzFilterFactory, extAuthzPerRouteFactory } from './http/filters/ext-authz';
 import { faultFilterFactory } from './http/filters/fault';
 import { localRateLimitFactory } from './http/filters/local-ratelimit';
+import { rateLimitFilterFactory } from './http/filters/ratelimit';
 import { rbacFilterFactory, rbacPerRouteFactory } from './http/filters/rbac';
 import { routerFilterFactory } from './http/filters/router-factory';
 import { registerDefaultLbPolicies } from './upstream/lb/index';
@@ -23,7 +25,11 @@ export function createRegistries(): Registries {
     // RBACPerRoute is a typed_per_filter_config type only; its factory refuses to be a filter.
     .register(rbacPerRouteFactory)
     .register(localRateLimitFactory())
-    .register(faultFilterFactory());
+    .register(faultFilterFactory())
+    // Gateway filters (issue 11).
+    .register(extAuthzFilterFactory)
+    .register(extAuthzPerRouteFactory)
+    .register(rateLimitFilterFactory);
   const lbPolicies = registerDefaultLbPolicies(new LbRegistry());
   return { httpFilters, lbPolicies };
 }

@@ -384,8 +384,7 @@ export type RateLimitAction =
       readonly expectMatch: boolean;
       readonly headers: readonly HeaderMatcher[];
     }
-  | { readonly kind: 'destination_cluster' }
-  | { readonly kind: 'source_cluster' };
+  | { readonly kind: 'destination_cluster' };
 
 export interface RedirectAction {
   readonly kind: 'redirect';

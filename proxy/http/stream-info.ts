@@ -30,6 +30,8 @@ const FLAG_ORDER: readonly ResponseFlag[] = [
   'SI',
   'UMSDR',
   'DR',
+  'UAEX',
+  'RLSE',
 ];
 const FLAG_BIT: Readonly<Record<string, number>> = Object.fromEntries(FLAG_ORDER.map((f, i) => [f, 1 << i]));
 

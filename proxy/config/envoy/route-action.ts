@@ -354,7 +354,7 @@ function decodeRateLimitAction(r: Reader): RateLimitAction | undefined {
       h.done();
       if (name && descriptorKey) out = { kind: 'request_headers', headerName: name, descriptorKey, skipIfAbsent };
     }
-  } else if (which === 'remote_address' || which === 'destination_cluster' || which === 'source_cluster') {
+  } else if (which === 'remote_address' || which === 'destination_cluster') {
     r.obj(which)?.done();
     out = { kind: which };
   } else if (which === 'generic_key') {
