@@ -147,6 +147,52 @@ describe('PERMISSIVE inbound port', () => {
     expect(seen.slice(before).filter((x) => x.app === 'open')).toHaveLength(0);
   });
 
+  it('replays sniffed bytes into the handshake when the ClientHello arrives in pieces', async () => {
+    // A relay that delivers the client's first flight one byte, then the rest 50 ms later: the
+    // listener classifies the connection from the single byte and TLS must still see all of it.
+    const cert = await mesh.cp.ca.issueWorkload({ ns: 'perm', sa: 'caller' });
+    const relay = net.createServer((down) => {
+      const up = net.connect(15006, '127.0.0.142');
+      let first = true;
+      down.on('data', (d: Buffer) => {
+        if (!first) return void up.write(d);
+        first = false;
+        down.pause();
+        up.write(d.subarray(0, 1));
+        setTimeout(() => {
+          up.write(d.subarray(1));
+          down.resume();
+        }, 50);
+      });
+      up.pipe(down);
+      down.on('end', () => up.end());
+      up.on('error', () => down.destroy());
+      down.on('error', () => up.destroy());
+    });
+    await new Promise<void>((r) => relay.listen(0, '127.0.0.1', r));
+    try {
+      const port = (relay.address() as net.AddressInfo).port;
+      const before = seen.length;
+      const body = await new Promise<string>((resolve, reject) => {
+        const s = tls.connect(
+          { host: '127.0.0.1', port, ca: mesh.cp.ca.rootCertPem, cert: cert.certChainPem, key: cert.privateKeyPem, ALPNProtocols: ['http/1.1'], checkServerIdentity: () => undefined },
+          () => s.write('GET /split HTTP/1.1\r\nhost: open\r\nconnection: close\r\n\r\n'),
+        );
+        let got = '';
+        s.setTimeout(5000, () => s.destroy(new Error('timeout')));
+        s.on('data', (d) => (got += d.toString()));
+        s.on('end', () => resolve(got));
+        s.on('error', reject);
+      });
+      expect(body).toMatch(/^HTTP\/1\.1 200/);
+      expect(body).toContain('open ok');
+      const h = seen.slice(before).find((x) => x.app === 'open')!.headers;
+      expect(String(h['x-forwarded-client-cert'])).toContain('URI=spiffe://cluster.local/ns/perm/sa/caller');
+    } finally {
+      await new Promise((r) => relay.close(r));
+    }
+  });
+
   it('counts sniffed connections by the chain they took', () => {
     const l = mesh.sidecars.get('open-v1')!.server.listeners.get('inbound_127.0.0.142_15006')!;
     expect(l.stats.noFilterChainMatch).toBe(0);
