@@ -162,7 +162,8 @@ export function selectScenarios(only) {
 
 /** Seconds a scenario is expected to take (for the progress bar). */
 export function expectedSeconds(s, settings) {
-  return settings.seconds + (s.kind === 'tcp' ? 0 : settings.warmupSeconds) + 1;
+  const warm = s.kind === 'tcp' ? 0 : s.kind === 'open-loop' ? 2 * settings.warmupSeconds : settings.warmupSeconds;
+  return settings.seconds + warm + 1;
 }
 
 /**
@@ -227,6 +228,9 @@ async function measureRaw(s, target, env, settings) {
     }
     case 'open-loop': {
       const o = settings.openLoop;
+      // Closed-loop warm-up first (JIT, connection pools, TLS sessions), so the fixed-rate run
+      // measures a warm proxy rather than its cold start; then the generator's own warm-up.
+      if (settings.warmupSeconds > 0) await wrk(url, { ...settings.wrk, seconds: settings.warmupSeconds });
       const r = await runNodeLoad(
         'open-loop.mjs',
         [
