@@ -397,8 +397,9 @@ export class TracingService {
           ? new OtlpGrpcExporter({ url: endpoint.url, timeoutMillis })
           : new OtlpProtoExporter({ url: endpoint.url, timeoutMillis });
       const max = this.opts.maxQueuedSpans ?? DEFAULT_MAX_QUEUED_SPANS;
-      let gate: QueueGate | undefined;
-      const counting = new CountingExporter(exporter, (n, ok) => gate?.release(n, ok));
+      // The exporter reports back to the gate that sits in front of the batch processor using it.
+      const ref: { gate?: QueueGate } = {};
+      const counting = new CountingExporter(exporter, (n, ok) => ref.gate?.release(n, ok));
       const batch = new BatchSpanProcessor(counting, {
         // The gate keeps the batch queue below its own limit, so the SDK never drops silently.
         maxQueueSize: max + 1,
@@ -406,7 +407,8 @@ export class TracingService {
         scheduledDelayMillis: this.opts.scheduledDelayMs ?? 1000,
         exportTimeoutMillis: timeoutMillis,
       });
-      gate = new QueueGate(batch, max, this.opts.metrics);
+      const gate = new QueueGate(batch, max, this.opts.metrics);
+      ref.gate = gate;
       pl = { processor: gate, providers: new Map() };
       this.pipelines.set(endpoint.url, pl);
       log.info({ collector: endpoint.url, transport: endpoint.kind }, 'tracing: exporting spans over OTLP');

@@ -29,8 +29,9 @@ const Service = {
     responseDeserialize: de,
   },
 } as unknown as grpc.ServiceDefinition;
-// biome-ignore lint/suspicious/noExplicitAny: generic client methods are dynamically typed
-type EchoClient = grpc.Client & Record<string, any>;
+type EchoClient = grpc.Client & {
+  say(req: { text: string }, cb: (err: grpc.ServiceError | null, res?: { text: string }) => void): void;
+};
 const Client = grpc.makeGenericClientConstructor(Service, 'Echo') as unknown as new (
   a: string,
   c: grpc.ChannelCredentials,
