@@ -60,6 +60,7 @@ node:
   metadata:
     NAMESPACE: ${q(o.namespace)}
     WORKLOAD_NAME: ${q(o.workloadName)}
+    CLUSTER_ID: Kubernetes
     LABELS: {${Object.entries(o.labels).map(([k, v]) => ` ${q(k)}: ${q(v)}`).join(',')} }
 admin:
   address: { socket_address: { address: 127.0.0.1, port_value: ${MESH_PORTS.admin} } }

@@ -293,7 +293,7 @@ class Injector {
         this.configMaps.add(key);
         const cluster = typeof labels.app === 'string' ? labels.app : name;
         const telemetryLabels: Record<string, string> = {};
-        for (const k of ['app', 'version', 'service.istio.io/canonical-name'])
+        for (const k of ['app', 'version', 'service.istio.io/canonical-name', 'service.istio.io/canonical-revision'])
           if (typeof labels[k] === 'string') telemetryLabels[k] = labels[k] as string;
         const text = sidecarBootstrapYaml({
           nodeId: `${name}.${ns}`,

@@ -168,7 +168,7 @@ describe('meshlet inject: workloads', () => {
     expect(bootstrap.node.id).toBe('backend-v1.shop');
     expect(bootstrap.node.cluster).toBe('backend');
     // Telemetry reads Istio's node metadata for the local workload's labels.
-    expect(bootstrap.node.metadata).toEqual({ NAMESPACE: 'shop', WORKLOAD_NAME: 'backend-v1', LABELS: { app: 'backend', version: 'v1' } });
+    expect(bootstrap.node.metadata).toEqual({ NAMESPACE: 'shop', WORKLOAD_NAME: 'backend-v1', CLUSTER_ID: 'Kubernetes', LABELS: { app: 'backend', version: 'v1' } });
     expect(bootstrap.admin?.address).toMatchObject({ host: '127.0.0.1', port: 15000 });
     const vo = bootstrap.staticResources.listeners.find((l) => l.name === 'virtualOutbound')!;
     expect(vo.address).toMatchObject({ host: '0.0.0.0', port: 15001 });
