@@ -78,6 +78,8 @@ export function peekName(buf: Buffer): string | undefined {
         n |= (b & 0x7f) << shift;
         shift += 7;
       } while (b & 0x80);
+      // A 5-byte length overflows the 32-bit shifts into a negative number: malformed.
+      if (n < 0) return undefined;
       if (field === 1) return pos + n <= len ? buf.toString('utf8', pos, pos + n) : undefined;
       pos += n;
     } else {
@@ -142,7 +144,9 @@ export function parseResource<T>(
     json = decodeResourceJson(def.typeUrl, raw);
   } catch (err) {
     const issues = (err as { issues?: FieldIssue[] }).issues ?? [issue('(resource)', (err as Error).message)];
-    return invalid(index, name ?? hint, version, issues, raw);
+    // An empty peeked name is no name: an undecodable resource must never be skipped as "not
+    // subscribed" (that would ACK garbage); unnamed, it makes the response a NACK.
+    return invalid(index, name ?? (hint || undefined), version, issues, raw);
   }
   const jsonName = (def.nameOf ?? defaultNameOf)(json);
   if (name === undefined) name = jsonName;
@@ -175,6 +179,24 @@ export function describeIssues(
   typeName: string,
   r: { index: number; name?: string; issues: readonly FieldIssue[] },
 ): string {
-  const who = r.name !== undefined ? `${typeName} "${r.name}"` : `${typeName} at index ${r.index}`;
-  return r.issues.map((i) => `${who}: ${i.path}: ${i.message}`).join('\n');
+  const who = r.name !== undefined ? `${typeName} ${quoteName(r.name)}` : `${typeName} at index ${r.index}`;
+  return truncateMessage(r.issues.map((i) => `${who}: ${i.path}: ${i.message}`).join('\n'), MAX_RESOURCE_MESSAGE);
+}
+
+/** Longest resource name quoted verbatim in an error message (a hostile name can be MiBs long). */
+const MAX_NAME_IN_MESSAGE = 256;
+/** Bound of one resource's error description (its error_state in /config_dump). */
+const MAX_RESOURCE_MESSAGE = 4096;
+
+/** A resource name for messages: quoted, and cut (with its length) when very long. */
+export function quoteName(name: string): string {
+  if (name.length <= MAX_NAME_IN_MESSAGE) return `"${name}"`;
+  return `"${name.slice(0, MAX_NAME_IN_MESSAGE)}…" (${name.length} chars)`;
+}
+
+/** Cut `s` to at most `max` characters, saying so. */
+export function truncateMessage(s: string, max: number): string {
+  if (s.length <= max) return s;
+  const note = ` … (truncated, ${s.length} chars)`;
+  return s.slice(0, Math.max(0, max - note.length)) + note;
 }

@@ -29,6 +29,7 @@ import {
   WRAPPERS,
 } from './proto-schema';
 
+import { wireFormatError } from './wire-check';
 export { jsonToAny, jsonToMessage, toStructProto } from './proto-json-encode';
 export { type Json, type JsonObject, lookupType, typeUrlOf } from './proto-schema';
 
@@ -279,6 +280,8 @@ function anyObjectToJson(msg: Record<string, unknown>): JsonObject {
   if (!type) return { '@type': url, value: bytesToBase64(value) };
   let decoded: protobuf.Message;
   try {
+    const malformed = wireFormatError(type, value);
+    if (malformed !== undefined) throw new Error(malformed);
     decoded = type.decode(value);
   } catch (err) {
     throw new NestedDecodeError(url, err instanceof Error ? err.message : String(err));
@@ -333,6 +336,9 @@ export function decodeResourceJson(typeUrl: string, value: Uint8Array): JsonObje
   try {
     let decoded: protobuf.Message;
     try {
+      // protobufjs accepts truncated strings and invalid UTF-8 that Envoy rejects (wire-check.ts).
+      const malformed = wireFormatError(type, value);
+      if (malformed !== undefined) throw new Error(malformed);
       decoded = type.decode(value);
     } catch (err) {
       throw new NestedDecodeError(typeUrl, err instanceof Error ? err.message : String(err));
