@@ -14,7 +14,13 @@ import { MeshletError } from '../proxy/errors';
 import { logger } from '../proxy/telemetry/logger';
 import { type CachedResource, TypeState } from './cache';
 import { Note, Notifier } from './notifier';
-import { describeIssues, type ParsedResource } from './parser';
+import { describeIssues, type ParsedResource, quoteName } from './parser';
+
+/**
+ * Bound of a NACK's error_detail message. Envoy truncates to 4 KiB; one resource's description is
+ * itself up to 4 KiB (parser.ts), so 8 KiB always keeps the first one whole.
+ */
+const MAX_NACK_MESSAGE = 8192;
 import { type ResourceTypeDef, shortTypeName, type XdsResourceError, type XdsWatcher } from './resource-types';
 
 export { type CachedResource, type ClientStatus, type ErrorState, type TypeCounters, TypeState } from './cache';
@@ -230,7 +236,7 @@ export class Subscriptions {
       this.accept(state, p, version, now, false);
     }
     for (const name of duplicates) {
-      const msg = `${shortTypeName(state.typeUrl)} "${name}": (resource): duplicate resource name in one response`;
+      const msg = `${shortTypeName(state.typeUrl)} ${quoteName(name)}: (resource): duplicate resource name in one response`;
       problems.push(msg);
       if (state.wants(name))
         this.markFailed(
@@ -287,7 +293,7 @@ export class Subscriptions {
       this.accept(state, p, version, now, true);
     }
     for (const name of duplicates) {
-      const msg = `${shortTypeName(state.typeUrl)} "${name}": (resource): duplicate resource name in one response`;
+      const msg = `${shortTypeName(state.typeUrl)} ${quoteName(name)}: (resource): duplicate resource name in one response`;
       problems.push(msg);
       if (state.wants(name))
         this.markFailed(
@@ -384,7 +390,16 @@ export class Subscriptions {
       return { accepted: true, message: '' };
     }
     state.counters.updateRejected++;
-    const message = `${problems.length} invalid ${shortTypeName(state.typeUrl)} resource${problems.length === 1 ? '' : 's'} in version "${version}":\n${problems.join('\n')}`;
+    // Like Envoy (4 KiB gRPC status messages), error_detail is bounded: a response with 50,000 bad
+    // resources must not become a multi-MiB NACK, log line and config_dump entry.
+    let message = `${problems.length} invalid ${shortTypeName(state.typeUrl)} resource${problems.length === 1 ? '' : 's'} in version "${version}":`;
+    let shown = 0;
+    for (const p of problems) {
+      if (message.length + 1 + p.length > MAX_NACK_MESSAGE) break;
+      message += `\n${p}`;
+      shown++;
+    }
+    if (shown < problems.length) message += `\n… and ${problems.length - shown} more`;
     state.lastError = { failedVersion: version, details: message, lastUpdateAttempt: now };
     return { accepted: false, message };
   }
