@@ -11,7 +11,12 @@
  *  - ClusterLoadAssignments named like their EDS clusters, endpoints = peers' sidecar inbound ports;
  *  - the inbound listener `inbound_<ip>_<inbound port>` (mTLS required, RBAC, then the local app;
  *    with `mtls: PERMISSIVE`, tls_inspector plus a `raw_buffer` chain per port for plaintext);
- *  - secrets `default` (workload identity) and `ROOTCA` (trust bundle), built by `secretResources`.
+ *  - secrets `default` (workload identity) and `ROOTCA` (trust bundle), built by `secretResources`;
+ *  - with `capture: iptables` (pods captured by `meshlet iptables`): outbound listeners become
+ *    virtual `0.0.0.0_<port>` (bind_to_port: false) behind `virtualOutbound` on 0.0.0.0:15001
+ *    (use_original_dst; PassthroughCluster or BlackHoleCluster per outbound_traffic_policy), the
+ *    inbound listener is `virtualInbound` on 0.0.0.0:15006 with chains by original destination
+ *    port and delivery from 127.0.0.6, and peers dial the workload at its app ports.
  * Leans Istio-compatible: default retry policy, LEAST_REQUEST, 10 s connect timeout, SNI
  * `outbound_.<port>_.<subset>_.<host>`, SAN verification against the destination's service accounts.
  */
@@ -42,7 +47,12 @@ const T = {
   httpOptions: 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
   previousHosts: 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
   tlsInspector: 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector',
+  originalDst: 'type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst',
 } as const;
+
+/** Source address of inbound traffic delivered to a captured app (never recaptured by iptables). */
+const INBOUND_PASSTHROUGH_SOURCE = '127.0.0.6';
+const captured = (w: MeshWorkload): boolean => w.capture === 'iptables';
 
 /** Istio's default retry policy when the mesh file sets none. */
 const DEFAULT_RETRY = {
@@ -123,7 +133,8 @@ function outboundCluster(mesh: Mesh, s: MeshService, p: ServicePort, subset: str
 
 function loadAssignment(mesh: Mesh, s: MeshService, p: ServicePort, subset: string): ResourceJson {
   const lbEndpoints = workloadsOf(mesh, s, subset || undefined).map((w) => ({
-    endpoint: { address: socket(w.ip, w.inboundPort) },
+    // A captured peer is dialled at its app port (its iptables hand the connection to 15006).
+    endpoint: { address: captured(w) ? socket(w.ip, appAddressFor(w, p).port) : socket(w.ip, w.inboundPort) },
     health_status: 'HEALTHY',
     metadata: {
       filter_metadata: { 'envoy.lb': { version: w.version }, istio: { workload: `${w.name};${w.namespace}` } },
@@ -210,7 +221,9 @@ function outboundListener(
   port: number,
   services: readonly [MeshService, ServicePort][],
 ): ResourceJson {
-  const name = `${w.outboundIp}_${port}`;
+  // Captured: Istio's virtual listener 0.0.0.0_<port>, reached only through 15001's hand-over.
+  const host = captured(w) ? '0.0.0.0' : w.outboundIp;
+  const name = `${host}_${port}`;
   const [s0, p0] = services[0]!;
   const filter = isHttp(p0)
     ? {
@@ -227,10 +240,45 @@ function outboundListener(
   return {
     '@type': T.listener,
     name,
-    address: socket(w.outboundIp, port),
+    address: socket(host, port),
+    ...(captured(w) ? { bind_to_port: false } : {}),
     traffic_direction: 'OUTBOUND',
     filter_chains: [{ name: `outbound_${port}`, filters: [filter] }],
   };
+}
+
+function tcpTo(statPrefix: string, cluster: string): Record<string, unknown> {
+  return { name: 'envoy.filters.network.tcp_proxy', typed_config: { '@type': T.tcpProxy, stat_prefix: statPrefix, cluster } };
+}
+
+/**
+ * A captured workload's 15001: use_original_dst hands each connection to the virtual listener of
+ * its original destination; a connection to 15001 itself is blackholed (it would loop); anything
+ * else goes to PassthroughCluster (ALLOW_ANY) or BlackHoleCluster (REGISTRY_ONLY).
+ */
+function virtualOutboundResources(mesh: Mesh, w: MeshWorkload, out: NodeResources): void {
+  const port = w.outboundPort ?? 15001;
+  const catchAll = mesh.outboundTrafficPolicy === 'REGISTRY_ONLY' ? 'BlackHoleCluster' : 'PassthroughCluster';
+  out.get(T.listener)!.set('virtualOutbound', {
+    '@type': T.listener,
+    name: 'virtualOutbound',
+    address: socket('0.0.0.0', port),
+    use_original_dst: true,
+    traffic_direction: 'OUTBOUND',
+    listener_filters: [{ name: 'envoy.filters.listener.original_dst', typed_config: { '@type': T.originalDst } }],
+    filter_chains: [
+      { name: 'virtualOutbound-blackhole', filter_chain_match: { destination_port: port }, filters: [tcpTo('BlackHoleCluster', 'BlackHoleCluster')] },
+      { name: 'virtualOutbound-catchall-tcp', filters: [tcpTo(catchAll, catchAll)] },
+    ],
+  });
+  out.get(T.cluster)!.set('PassthroughCluster', {
+    '@type': T.cluster,
+    name: 'PassthroughCluster',
+    type: 'ORIGINAL_DST',
+    lb_policy: 'CLUSTER_PROVIDED',
+    connect_timeout: '10s',
+  });
+  out.get(T.cluster)!.set('BlackHoleCluster', { '@type': T.cluster, name: 'BlackHoleCluster', type: 'STATIC', connect_timeout: '10s' });
 }
 
 /**
@@ -283,7 +331,7 @@ function inboundChain(
       ];
   if (transport === 'raw_buffer') {
     const match: Record<string, unknown> = { transport_protocol: 'raw_buffer' };
-    if (multi) match.destination_port = appAddressFor(w, p).port;
+    if (multi || captured(w)) match.destination_port = appAddressFor(w, p).port;
     return { name: `inbound_${p.port}_plaintext`, filter_chain_match: match, filters };
   }
   const chain: Record<string, unknown> = {
@@ -303,7 +351,9 @@ function inboundChain(
     filters,
   };
   const match: Record<string, unknown> = {};
-  if (multi) match.server_names = [sni(p.port, '', s.host), sni(p.port, w.version, s.host)];
+  // Captured (15006): chains are told apart by the original destination port, as Istio does.
+  if (captured(w)) match.destination_port = appAddressFor(w, p).port;
+  else if (multi) match.server_names = [sni(p.port, '', s.host), sni(p.port, w.version, s.host)];
   if (w.mtls === 'PERMISSIVE') match.transport_protocol = 'tls';
   if (Object.keys(match).length > 0) chain.filter_chain_match = match;
   return chain;
@@ -313,24 +363,37 @@ function inboundResources(mesh: Mesh, w: MeshWorkload, out: NodeResources): void
   const s = mesh.services.find((x) => x.name === w.service && x.namespace === w.namespace);
   if (!s) return;
   const multi = s.ports.length > 1;
-  const name = `inbound_${w.ip}_${w.inboundPort}`;
+  // Captured: Istio's virtualInbound on 0.0.0.0 (iptables redirects to the pod IP, or to
+  // 127.0.0.1 for the pod calling itself), chains by original destination port.
+  const name = captured(w) ? 'virtualInbound' : `inbound_${w.ip}_${w.inboundPort}`;
+  const chains = s.ports.flatMap((p) =>
+    w.mtls === 'PERMISSIVE'
+      ? [inboundChain(mesh, w, s, p, multi, 'tls'), inboundChain(mesh, w, s, p, multi, 'raw_buffer')]
+      : [inboundChain(mesh, w, s, p, multi, 'tls')],
+  );
+  if (captured(w)) {
+    chains.unshift({
+      name: 'virtualInbound-blackhole',
+      filter_chain_match: { destination_port: w.inboundPort },
+      filters: [tcpTo('BlackHoleCluster', 'BlackHoleCluster')],
+    });
+  }
   const listener: ResourceJson = {
     '@type': T.listener,
     name,
-    address: socket(w.ip, w.inboundPort),
+    address: socket(captured(w) ? '0.0.0.0' : w.ip, w.inboundPort),
     traffic_direction: 'INBOUND',
-    filter_chains: s.ports.flatMap((p) =>
-      w.mtls === 'PERMISSIVE'
-        ? [inboundChain(mesh, w, s, p, multi, 'tls'), inboundChain(mesh, w, s, p, multi, 'raw_buffer')]
-        : [inboundChain(mesh, w, s, p, multi, 'tls')],
-    ),
+    filter_chains: chains,
   };
-  // Several ports share the one inbound port: chains are told apart by the SNI the client sets;
-  // PERMISSIVE tells mTLS from plaintext by the ClientHello. Both need tls_inspector.
-  if (multi || w.mtls === 'PERMISSIVE')
-    listener.listener_filters = [
-      { name: 'envoy.filters.listener.tls_inspector', typed_config: { '@type': T.tlsInspector } },
-    ];
+  // Several ports share the one inbound port: chains are told apart by the SNI the client sets
+  // (or, captured, by the original destination port); PERMISSIVE tells mTLS from plaintext by the
+  // ClientHello, which needs tls_inspector.
+  const listenerFilters: Record<string, unknown>[] = [];
+  if (captured(w))
+    listenerFilters.push({ name: 'envoy.filters.listener.original_dst', typed_config: { '@type': T.originalDst } });
+  if ((multi && !captured(w)) || w.mtls === 'PERMISSIVE')
+    listenerFilters.push({ name: 'envoy.filters.listener.tls_inspector', typed_config: { '@type': T.tlsInspector } });
+  if (listenerFilters.length > 0) listener.listener_filters = listenerFilters;
   out.get(T.listener)!.set(name, listener);
   for (const p of s.ports) {
     const app = appAddressFor(w, p);
@@ -346,6 +409,9 @@ function inboundResources(mesh: Mesh, w: MeshWorkload, out: NodeResources): void
         endpoints: [{ lb_endpoints: [{ endpoint: { address: socket(app.host, app.port) } }] }],
       },
     };
+    // Delivered from 127.0.0.6 so the pod's iptables do not capture it again.
+    if (captured(w))
+      cluster.upstream_bind_config = { source_address: { address: INBOUND_PASSTHROUGH_SOURCE, port_value: 0 } };
     const opts = httpProtocolOptions(p);
     if (opts) cluster.typed_extension_protocol_options = opts;
     out.get(T.cluster)!.set(cname, cluster);
@@ -377,6 +443,7 @@ export function generateForWorkload(mesh: Mesh, w: MeshWorkload): NodeResources 
     if (isHttp(services[0]![1])) out.get(T.route)!.set(String(port), routeConfiguration(mesh, port, services));
   }
   inboundResources(mesh, w, out);
+  if (captured(w)) virtualOutboundResources(mesh, w, out);
   return out;
 }
 

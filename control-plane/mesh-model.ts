@@ -14,6 +14,20 @@ export type MtlsMode = 'STRICT' | 'PERMISSIVE';
 export const MTLS_MODES: readonly MtlsMode[] = ['STRICT', 'PERMISSIVE'];
 export const PROTOCOLS: readonly PortProtocol[] = ['http', 'http2', 'grpc', 'tcp'];
 
+/**
+ * How a workload's traffic reaches its sidecar: `none` — the app dials the sidecar's outbound
+ * listeners and peers dial its inbound port (loopback meshes); `iptables` — `meshlet iptables`
+ * captures the pod's traffic, so the sidecar gets Istio's 15001 virtualOutbound (use_original_dst,
+ * per-port virtual listeners, passthrough or blackhole) and 15006 virtualInbound (chains by
+ * original destination port, delivery from 127.0.0.6), and peers dial its app ports.
+ */
+export type CaptureMode = 'none' | 'iptables';
+export const CAPTURE_MODES: readonly CaptureMode[] = ['none', 'iptables'];
+
+/** Istio's meshConfig.outboundTrafficPolicy.mode: unknown destinations pass through or are refused. */
+export type OutboundTrafficPolicy = 'ALLOW_ANY' | 'REGISTRY_ONLY';
+export const OUTBOUND_TRAFFIC_POLICIES: readonly OutboundTrafficPolicy[] = ['ALLOW_ANY', 'REGISTRY_ONLY'];
+
 /** One port of a service (a Kubernetes Service port). */
 export interface ServicePort {
   /** Port name (defaults to the protocol). */
@@ -59,6 +73,10 @@ export interface MeshWorkload {
   readonly spiffeId: string;
   /** Inbound mTLS mode: the workload's `mtls`, else the mesh's `mtls`, else STRICT. */
   readonly mtls?: MtlsMode;
+  /** Traffic capture: the workload's `capture`, else the mesh's, else none. */
+  readonly capture?: CaptureMode;
+  /** With capture: the virtualOutbound port (Istio 15001), bound on 0.0.0.0 in the pod's namespace. */
+  readonly outboundPort?: number;
 }
 
 export interface RetryRule {
@@ -107,6 +125,8 @@ export interface Mesh {
   readonly clusterDomain: string;
   /** Mesh-wide inbound mTLS mode (Istio's mesh-wide PeerAuthentication). Default STRICT. */
   readonly mtls?: MtlsMode;
+  /** For captured workloads: what 15001 does with destinations not in the mesh. Default ALLOW_ANY. */
+  readonly outboundTrafficPolicy?: OutboundTrafficPolicy;
   readonly services: readonly MeshService[];
   readonly workloads: readonly MeshWorkload[];
   readonly traffic: readonly TrafficRule[];

@@ -12,6 +12,9 @@
  *
  *   trust_domain: cluster.local
  *   mtls: STRICT            # or PERMISSIVE: inbound ports also accept plaintext (per workload too)
+ *   capture: none           # or iptables: Istio's 15001/15006 virtual listeners on 0.0.0.0 (per
+ *                           #   workload too, with outbound_port: 15001), for `meshlet iptables` pods
+ *   outbound_traffic_policy: ALLOW_ANY   # or REGISTRY_ONLY, for captured workloads
  *   services:
  *     - { name: reviews, namespace: default, ports: [{ name: http, port: 9080, protocol: http }] }
  *   workloads:
@@ -35,7 +38,9 @@ import {
   type Mesh,
   type MeshService,
   type MeshWorkload,
+  CAPTURE_MODES,
   MTLS_MODES,
+  OUTBOUND_TRAFFIC_POLICIES,
   type PortProtocol,
   PROTOCOLS,
   type RetryRule,
@@ -108,6 +113,8 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
   const clusterDomain = root.str('cluster_domain', 'cluster.local');
   const ns0 = root.str('default_namespace', 'default');
   const meshMtls = root.enumOf('mtls', MTLS_MODES, 'STRICT');
+  const meshCapture = root.enumOf('capture', CAPTURE_MODES, 'none');
+  const outboundTrafficPolicy = root.enumOf('outbound_traffic_policy', OUTBOUND_TRAFFIC_POLICIES, 'ALLOW_ANY');
 
   // ── services
   const services: MeshService[] = [];
@@ -170,6 +177,12 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
     const adminPort = w.int('admin_port', 15000, 1, 65535);
     const outboundIp = w.str('outbound_ip', ip);
     const mtls = w.enumOf('mtls', MTLS_MODES, meshMtls);
+    const capture = w.enumOf('capture', CAPTURE_MODES, meshCapture);
+    const outboundPort = capture === 'iptables' ? w.int('outbound_port', 15001, 1, 65535) : undefined;
+    if (capture !== 'iptables' && w.has('outbound_port')) {
+      w.error('outbound_port', 'is only used with capture: iptables');
+      w.raw('outbound_port');
+    }
     if (!isIPv4(outboundIp)) w.error('outbound_ip', `expected an IPv4 address, got "${outboundIp}"`);
     const key = `${ns}/${wName}`;
     if (workloadKey.has(key)) w.error('name', `workload ${wName} in namespace ${ns} is defined twice`);
@@ -179,6 +192,7 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
     for (const [i, a] of addresses.entries()) bind(w, `addresses[${i}]`, `${a.host}:${a.port}`, `app of ${wName}`);
     bind(w, 'inbound_port', `${ip}:${inboundPort}`, `sidecar inbound of ${wName}`);
     bind(w, 'admin_port', `${ip}:${adminPort}`, `sidecar admin of ${wName}`);
+    // A captured workload's 15001/15006 bind 0.0.0.0 in its own network namespace: no collision check.
     if (svc) {
       for (const p of svc.ports) {
         if (addresses.length > 1 && !addresses.some((a) => a.port === p.targetPort)) {
@@ -202,6 +216,7 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
       outboundIp,
       spiffeId,
       mtls,
+      ...(capture === 'iptables' ? { capture, outboundPort } : {}),
     });
     w.done();
   }
@@ -209,7 +224,8 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
     root.error('workloads', 'is required (an empty mesh file is rejected)');
   // Outbound listeners bind <outbound_ip>:<service port> for every service port in the mesh.
   const outboundIps = new Map<string, string>();
-  for (const w of workloads) if (!outboundIps.has(w.outboundIp)) outboundIps.set(w.outboundIp, w.name);
+  // Captured workloads have no bound per-service listeners (they are virtual, behind 15001).
+  for (const w of workloads) if (w.capture !== 'iptables' && !outboundIps.has(w.outboundIp)) outboundIps.set(w.outboundIp, w.name);
   for (const [ip, who] of outboundIps) {
     for (const s of services) {
       for (const p of s.ports) {
@@ -343,5 +359,5 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
     a.done();
   }
   root.done();
-  return { trustDomain, clusterDomain, mtls: meshMtls, services, workloads, traffic, authorization };
+  return { trustDomain, clusterDomain, mtls: meshMtls, outboundTrafficPolicy, services, workloads, traffic, authorization };
 }
