@@ -106,6 +106,24 @@ describe('generated inbound listener for mtls modes', () => {
     expect(strict.filter_chains[0]!.transport_socket).toBeDefined();
   });
 
+  it('PERMISSIVE with several ports: mTLS chains by SNI, plaintext chains by original destination port', () => {
+    const multi = MESH.replace(
+      "ports: [{ name: http, port: 9481, protocol: http, target_port: 19481 }]",
+      "ports: [{ name: http, port: 9481, protocol: http, target_port: 19481 }, { name: tcp, port: 9483, protocol: tcp, target_port: 19483 }]",
+    ).replace('address: "127.0.0.142:19481"', 'addresses: ["127.0.0.142:19481", "127.0.0.142:19483"]');
+    const { mesh: m } = parseMeshOrThrow(multi);
+    const open = m.workloads.find((w) => w.name === 'open-v1')!;
+    const l = [...generateForWorkload(m, open).get('type.googleapis.com/envoy.config.listener.v3.Listener')!.values()].find((x) =>
+      String(x.name).startsWith('inbound_'),
+    ) as unknown as { filter_chains: { name: string; filter_chain_match: Record<string, unknown> }[] };
+    expect(l.filter_chains.map((c) => [c.name, c.filter_chain_match])).toEqual([
+      ['inbound_9481', { server_names: ['outbound_.9481_._.open.perm.svc.cluster.local', 'outbound_.9481_.v1_.open.perm.svc.cluster.local'], transport_protocol: 'tls' }],
+      ['inbound_9481_plaintext', { transport_protocol: 'raw_buffer', destination_port: 19481 }],
+      ['inbound_9483', { server_names: ['outbound_.9483_._.open.perm.svc.cluster.local', 'outbound_.9483_.v1_.open.perm.svc.cluster.local'], transport_protocol: 'tls' }],
+      ['inbound_9483_plaintext', { transport_protocol: 'raw_buffer', destination_port: 19483 }],
+    ]);
+  });
+
   it('rejects an unknown mtls mode with its path', () => {
     expect(() => parseMeshOrThrow(MESH.replace('mtls: PERMISSIVE', 'mtls: LOOSE'))).toThrow(/workloads\[1\]\.mtls/);
   });
