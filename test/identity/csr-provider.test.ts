@@ -7,11 +7,15 @@
 import { X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import tls from 'node:tls';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildCsr, csrProviderConfigFromMetadata } from '../../certs/csr-provider';
 import type { RotationEvent } from '../../certs/store';
 import { parseMeshOrThrow } from '../../control-plane/mesh';
 import { ControlPlaneServer } from '../../control-plane/server';
+import { runProxy } from '../../proxy/cli/proxy';
 import { decodeBootstrap } from '../../proxy/config/bootstrap';
 import { ConfigError } from '../../proxy/errors';
 import { createRegistries } from '../../proxy/registry';
@@ -176,6 +180,26 @@ describe('MESHLET_CERT_PROVIDER configuration', () => {
     const p = 'node.metadata.MESHLET_CERT_PROVIDER';
     expect(paths).toEqual([`${p}.ca_address`, `${p}.colour`, `${p}.grace_period_ratio`, `${p}.kind`, `${p}.spiffe_id`]);
     expect(csrProviderConfigFromMetadata({ ISTIO_VERSION: '1.22' })).toBeUndefined();
+  });
+
+  it('meshlet proxy --validate reports a bad block with its path and exits 1', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshlet-csr-'));
+    const file = join(dir, 'bootstrap.json');
+    const b = keeperBootstrap(15010, 15012) as { node: { metadata: Record<string, Record<string, unknown>> } };
+    b.node.metadata.MESHLET_CERT_PROVIDER!.ca_address = 'no-port';
+    writeFileSync(file, JSON.stringify(b));
+    const written: string[] = [];
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+      written.push(String(chunk));
+      return true;
+    });
+    try {
+      expect(await runProxy(['--bootstrap', file, '--validate'])).toBe(1);
+    } finally {
+      spy.mockRestore();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(written.join('')).toContain('node.metadata.MESHLET_CERT_PROVIDER.ca_address: expected "host:port", got "no-port"');
   });
 
   it('builds a CSR carrying exactly the SPIFFE ID the CA signs', async () => {
