@@ -75,6 +75,35 @@ export function createPodPair(): { a: Pod; b: Pod } {
   return { a, b };
 }
 
+/**
+ * Three namespaces on one private segment: pods a (.1) and b (.2) and a control plane (.3) in
+ * 198.18.N.0/24, joined by a bridge that lives in a fourth "switch" namespace.
+ */
+export function createPodsWithControlPlane(): { a: Pod; b: Pod; cp: Pod } {
+  const id = randomBytes(3).toString('hex');
+  const net = 1 + (randomBytes(1)[0]! % 250);
+  const pod = (tag: string, n: number): Pod => ({ ns: `ml-${id}-${tag}`, ip: `198.18.${net}.${n}`, ip6: `fd00:6d6c:${net.toString(16)}::${n}` });
+  const sw = `ml-${id}-sw`;
+  const pods = { a: pod('a', 1), b: pod('b', 2), cp: pod('cp', 3) };
+  for (const ns of [sw, pods.a.ns, pods.b.ns, pods.cp.ns]) {
+    sh('ip', ['netns', 'add', ns]);
+    namespaces.push(ns);
+    sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+  }
+  sh('ip', ['-n', sw, 'link', 'add', 'br0', 'type', 'bridge']);
+  sh('ip', ['-n', sw, 'link', 'set', 'br0', 'up']);
+  for (const [tag, p] of Object.entries(pods)) {
+    const inPod = `ml${tag}${id}`;
+    const inSw = `ms${tag}${id}`;
+    sh('ip', ['-n', p.ns, 'link', 'add', inPod, 'type', 'veth', 'peer', 'name', inSw, 'netns', sw]);
+    sh('ip', ['-n', sw, 'link', 'set', inSw, 'master', 'br0']);
+    sh('ip', ['-n', sw, 'link', 'set', inSw, 'up']);
+    sh('ip', ['-n', p.ns, 'addr', 'add', `${p.ip}/24`, 'dev', inPod]);
+    sh('ip', ['-n', p.ns, 'link', 'set', inPod, 'up']);
+  }
+  return pods;
+}
+
 /** Start a long-running process inside a pod, optionally as another UID/GID (setpriv). */
 export function spawnIn(pod: Pod, argv: string[], asUid?: number): ChildProcess {
   const cmd = ['netns', 'exec', pod.ns];
