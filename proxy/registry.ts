@@ -6,6 +6,7 @@
 import { HttpFilterRegistry } from './http/filter';
 import { extAuthzFilterFactory, extAuthzPerRouteFactory } from './http/filters/ext-authz';
 import { faultFilterFactory } from './http/filters/fault';
+import { jwtAuthnFilterFactory, jwtPerRouteFactory } from './http/filters/jwt-authn';
 import { localRateLimitFactory } from './http/filters/local-ratelimit';
 import { rateLimitFilterFactory } from './http/filters/ratelimit';
 import { rbacFilterFactory, rbacPerRouteFactory } from './http/filters/rbac';
@@ -29,7 +30,9 @@ export function createRegistries(): Registries {
     // Gateway filters (issue 11).
     .register(extAuthzFilterFactory)
     .register(extAuthzPerRouteFactory)
-    .register(rateLimitFilterFactory);
+    .register(rateLimitFilterFactory)
+    .register(jwtAuthnFilterFactory)
+    .register(jwtPerRouteFactory);
   const lbPolicies = registerDefaultLbPolicies(new LbRegistry());
   return { httpFilters, lbPolicies };
 }
