@@ -1,9 +1,9 @@
 /**
  * The sidecar bootstrap `meshlet inject` writes for a Kubernetes workload: an Envoy v3 Bootstrap
- * with the workload's node identity, admin on loopback (15000), ADS to the control plane over a
- * static (or DNS) `xds-grpc` cluster, and Istio's `virtualOutbound` catch-all on 15001 that hands
- * each captured connection to the listener owning its original destination (use_original_dst)
- * and passes anything else through unchanged (ORIGINAL_DST `PassthroughCluster`).
+ * with the workload's node identity and Istio telemetry metadata, admin on loopback (15000), and
+ * ADS to the control plane over a static (or DNS) `xds-grpc` cluster. Everything else — with the
+ * mesh file's `capture: iptables`, Istio's 15001 virtualOutbound and 15006 virtualInbound — comes
+ * from the control plane, as Istio's bootstrap leaves it to istiod.
  *
  * Pure text generation; it leans towards what an Istio user would recognise, and the tests feed
  * its output through the real bootstrap decoder.
@@ -72,26 +72,7 @@ dynamic_resources:
   lds_config: { ads: {}, resource_api_version: V3 }
   cds_config: { ads: {}, resource_api_version: V3 }
 static_resources:
-  listeners:
-  # Connections redirected by the iptables rules arrive here and are handed to the listener bound
-  # to their original destination (the control plane's 0.0.0.0_<service port> listeners);
-  # anything else goes to its original destination unchanged.
-  - name: virtualOutbound
-    address: { socket_address: { address: 0.0.0.0, port_value: ${MESH_PORTS.outbound} } }
-    use_original_dst: true
-    traffic_direction: OUTBOUND
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.tcp_proxy
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy
-          stat_prefix: PassthroughCluster
-          cluster: PassthroughCluster
   clusters:
-  - name: PassthroughCluster
-    type: ORIGINAL_DST
-    lb_policy: CLUSTER_PROVIDED
-    connect_timeout: 10s
   - name: xds-grpc
     type: ${type}
     connect_timeout: 1s

@@ -69,7 +69,7 @@ describe('deploy/kubernetes', () => {
       expect(d.metadata.namespace).toBe(w.namespace);
       expect(tpl.spec.serviceAccountName).toBe(w.serviceAccount);
       expect(JSON.parse(tpl.metadata.annotations['cni.projectcalico.org/ipAddrs'])).toEqual([w.ip]);
-      expect(w.outboundIp).toBe('0.0.0.0');
+      expect(w.capture).toBe('iptables');
       const appPort = tpl.spec.containers[0].ports?.[0]?.containerPort;
       if (appPort !== undefined) expect(w.addresses[0]!.port).toBe(appPort);
       // The generated bootstrap's node id selects this workload.

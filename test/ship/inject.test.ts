@@ -170,9 +170,8 @@ describe('meshlet inject: workloads', () => {
     // Telemetry reads Istio's node metadata for the local workload's labels.
     expect(bootstrap.node.metadata).toEqual({ NAMESPACE: 'shop', WORKLOAD_NAME: 'backend-v1', CLUSTER_ID: 'Kubernetes', LABELS: { app: 'backend', version: 'v1' } });
     expect(bootstrap.admin?.address).toMatchObject({ host: '127.0.0.1', port: 15000 });
-    const vo = bootstrap.staticResources.listeners.find((l) => l.name === 'virtualOutbound')!;
-    expect(vo.address).toMatchObject({ host: '0.0.0.0', port: 15001 });
-    expect(vo.useOriginalDst).toBe(true);
+    // Listeners (virtualOutbound 15001, virtualInbound 15006) come from the control plane.
+    expect(bootstrap.staticResources.listeners).toEqual([]);
     const xds = bootstrap.staticResources.clusters.find((c) => c.name === 'xds-grpc')!;
     expect(xds.type).toBe('STRICT_DNS');
     expect(JSON.stringify(xds)).toContain('meshlet-control-plane.meshlet-system.svc.cluster.local');
