@@ -46,7 +46,8 @@ function main() {
   const r = spawnSync(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8', timeout: 180_000 });
   if (r.status !== 0) {
     const tail = `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-8).join('\n');
-    return note(`node-gyp exited with ${r.status ?? r.signal ?? r.error?.message}${tail ? `:\n${tail}\n` : ''}`);
+    if (tail) process.stderr.write(`${tail}\n`);
+    return note(`node-gyp exited with ${r.status ?? r.signal ?? r.error?.message}`);
   }
   process.stdout.write('meshlet: built native original-destination addon (build/Release/original_dst.node)\n');
 }
