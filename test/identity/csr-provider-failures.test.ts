@@ -1,0 +1,116 @@
+/**
+ * The CSR provider against a real CreateCertificate server (control-plane/csr-service.ts over
+ * mTLS) when things go wrong: an unreachable CA and a CA that refuses the identity each count a
+ * failure, schedule a retry, and leave the current certificate in place; nothing is installed
+ * without a provisioning credential and a trust bundle.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CsrCertificateProvider, type CsrProviderConfig } from '../../certs/csr-provider';
+import { DevCa } from '../../certs/dev-ca';
+import { CertStore } from '../../certs/store';
+import { createCertificateHandler, csrServerCredentials, csrServiceDefinition } from '../../control-plane/csr-service';
+import type { SecretConfig } from '../../proxy/config/types';
+import { closedPort } from '../support/upstreams';
+
+const ID = 'spiffe://cluster.local/ns/fail/sa/worker';
+let ca: DevCa;
+let server: grpc.Server;
+let port = 0;
+let allowed = true;
+const providers: CsrCertificateProvider[] = [];
+
+beforeAll(async () => {
+  ca = await DevCa.create({ trustDomain: 'cluster.local' });
+  server = new grpc.Server();
+  server.addService(csrServiceDefinition(), {
+    CreateCertificate: createCertificateHandler({ ca, isKnownIdentity: (id) => allowed && id === ID, defaultLifetimeMs: 3600_000 }),
+  });
+  const creds = await csrServerCredentials(ca);
+  port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', creds, (e, p) => (e ? reject(e) : resolve(p))));
+});
+
+afterAll(() => {
+  for (const p of providers) p.close();
+  server?.forceShutdown();
+});
+
+function config(caAddress: string): CsrProviderConfig {
+  return { caAddress, caServerName: 'istiod.istio-system.svc', secretName: 'default', trustBundle: 'ROOTCA', validityMs: 0, gracePeriodRatio: 0.5 };
+}
+
+async function storeWithRoots(): Promise<CertStore> {
+  const store = new CertStore();
+  const r = await store.update('ROOTCA', {
+    name: 'ROOTCA',
+    validationContext: { trustedCa: { kind: 'inline_string', value: ca.rootCertPem }, matchTypedSubjectAltNames: [], onlyVerifyLeafCertCrl: false },
+  } as SecretConfig);
+  expect(r.ok).toBe(true);
+  return store;
+}
+
+async function provisioning(): Promise<SecretConfig> {
+  const c = await ca.issueWorkload({ ns: 'fail', sa: 'worker' });
+  return {
+    name: 'default',
+    tlsCertificate: { certificateChain: { kind: 'inline_string', value: c.certChainPem }, privateKey: { kind: 'inline_string', value: c.privateKeyPem! } },
+  } as SecretConfig;
+}
+
+function provider(store: CertStore, caAddress: string): CsrCertificateProvider {
+  const p = new CsrCertificateProvider(store, config(caAddress));
+  providers.push(p);
+  return p;
+}
+
+describe('CSR provider failures', () => {
+  it('installs a CA-signed certificate for its own key, then keeps it when the CA refuses a renewal', async () => {
+    allowed = true;
+    const store = await storeWithRoots();
+    const p = provider(store, `127.0.0.1:${port}`);
+    const prov = await provisioning();
+    await p.offerSdsSecret(prov);
+    expect(p.stats.issued).toBe(1);
+    const id = store.identity()!;
+    expect(id.verified).toBe(true);
+    expect(id.privateKeyPem).not.toBe(prov.tlsCertificate!.privateKey.kind === 'inline_string' ? prov.tlsCertificate!.privateKey.value : '');
+    const serial = id.chain[0]!.serialNumber;
+    expect(p.currentSerial).toBe(serial);
+
+    allowed = false; // the workload left the mesh: the CA says PERMISSION_DENIED
+    expect(await p.refresh()).toBe(false);
+    expect(p.stats.failures).toBe(1);
+    expect(store.identity()!.chain[0]!.serialNumber).toBe(serial);
+    allowed = true;
+    expect(await p.refresh()).toBe(true);
+    expect(store.identity()!.chain[0]!.serialNumber).not.toBe(serial);
+  });
+
+  it('counts a failure and keeps nothing half-installed when the CA is unreachable', async () => {
+    const store = await storeWithRoots();
+    const p = provider(store, `127.0.0.1:${await closedPort()}`);
+    await p.offerSdsSecret(await provisioning());
+    expect(p.stats.issued).toBe(0);
+    expect(p.stats.failures).toBe(1);
+    expect(store.identity()).toBeUndefined();
+  });
+
+  it('waits for the trust bundle, then requests the first certificate', async () => {
+    allowed = true;
+    const store = new CertStore();
+    const p = provider(store, `127.0.0.1:${port}`);
+    await p.offerSdsSecret(await provisioning());
+    expect(p.stats.issued).toBe(0);
+    expect(p.stats.failures).toBe(0);
+    const installed = new Promise<void>((resolve) => store.on('rotate', (e: { name: string }) => e.name === 'default' && resolve()));
+    await store.update('ROOTCA', {
+      name: 'ROOTCA',
+      validationContext: { trustedCa: { kind: 'inline_string', value: ca.rootCertPem }, matchTypedSubjectAltNames: [], onlyVerifyLeafCertCrl: false },
+    } as SecretConfig);
+    await installed;
+    // The provider counts the issuance right after the store's swap.
+    for (let i = 0; i < 100 && p.stats.issued === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(p.stats.issued).toBe(1);
+    expect(store.identity()!.chain[0]!.subjectAltName).toBe(`URI:${ID}`);
+  });
+});
