@@ -6,7 +6,7 @@
  * 401 bodies with www-authenticate, and config validation.
  */
 import http from 'node:http';
-import { exportJWK, generateKeyPair, type JWK, SignJWT } from 'jose';
+import { exportJWK, generateKeyPair, type JWK, type KeyLike, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeJwtAuthn } from '../../proxy/http/filters/jwt-config';
 import { jwtAuthnStats } from '../../proxy/http/filters/jwt-authn';
@@ -22,12 +22,12 @@ let m: StartedMeshlet;
 let echo: HttpEcho;
 let jwksServer: http.Server | undefined;
 let jwksFetches = 0;
-let localKey: CryptoKey;
-let remoteKey: CryptoKey;
-let otherKey: CryptoKey;
+let localKey: KeyLike;
+let remoteKey: KeyLike;
+let otherKey: KeyLike;
 
 async function sign(
-  key: CryptoKey,
+  key: KeyLike,
   alg: string,
   kid: string,
   claims: Record<string, unknown>,
@@ -45,9 +45,9 @@ beforeAll(async () => {
   const local = await generateKeyPair('RS256');
   const remote = await generateKeyPair('ES256');
   const other = await generateKeyPair('RS256');
-  localKey = local.privateKey as CryptoKey;
-  remoteKey = remote.privateKey as CryptoKey;
-  otherKey = other.privateKey as CryptoKey;
+  localKey = local.privateKey;
+  remoteKey = remote.privateKey;
+  otherKey = other.privateKey;
   const localJwk: JWK = { ...(await exportJWK(local.publicKey)), kid: 'local-1', alg: 'RS256', use: 'sig' };
   const remoteJwk: JWK = { ...(await exportJWK(remote.publicKey)), kid: 'remote-1', alg: 'ES256', use: 'sig' };
 
