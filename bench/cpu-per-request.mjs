@@ -127,6 +127,14 @@ async function main() {
       console.log(
         `${target.padEnd(8)} ${Math.round(r.rps).toString().padStart(7)} req/s  ${us.toFixed(1).padStart(6)} µs CPU/req  p50 ${r.latencyMs.p50} ms  p99 ${r.latencyMs.p99} ms  errors ${r.errors} non2xx ${r.non2xx}`,
       );
+      if (target === 'meshlet' || target === 'mtls') {
+        // connection reuse: upstream connections opened vs requests (both sides of a pair)
+        for (const a of target === 'mtls' ? [adminPort, admin2] : [adminPort]) {
+          const stats = await fetch(`http://127.0.0.1:${a}/stats`).then((x) => x.text(), () => '');
+          const cx = stats.split('\n').filter((l) => /upstream_cx_total|upstream_rq_total|ssl.handshake/.test(l) && !/: 0$/.test(l));
+          console.log(`  admin ${a}: ${cx.join('; ')}`);
+        }
+      }
       for (const p of procs.reverse()) await p.stop();
       // the port is reused by the next target
       await new Promise((res) => {

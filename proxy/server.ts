@@ -12,7 +12,7 @@ import { CertStore } from '../certs/store';
 import { registerCoreEndpoints } from './admin/endpoints';
 import { AdminServer } from './admin/admin-server';
 import type { Bootstrap, ClusterConfig, FilterChainConfig, ListenerConfig, RouteConfiguration } from './config/types';
-import { DynamicConfig } from './dynamic/xds-config';
+import { DynamicConfig, type XdsClientFactory } from './dynamic/xds-config';
 import { H1ConnectionPool } from './http/h1/pool';
 import { H2ConnectionPool } from './http/h2/client-pool';
 import { HttpConnectionManager } from './http/connection-manager';
@@ -56,6 +56,16 @@ export interface MeshletServerOptions {
    * left instead of keeping outbound listeners open for the whole drain time.
    */
   readonly exitOnZeroActiveConnections?: boolean;
+  /**
+   * The xDS client for dynamic_resources (default: a real XdsClient with its own ADS stream). A
+   * --concurrency worker passes the relay fed by the primary's single stream (runtime/xds-relay.ts).
+   */
+  readonly xdsClientFactory?: XdsClientFactory;
+  /**
+   * Bind admin only in this process (a --concurrency worker's private admin on port 0), not
+   * through node:cluster's shared listening sockets.
+   */
+  readonly adminExclusive?: boolean;
 }
 
 /** A connection limit network filter (envoy.filters.network.connection_limit). */
@@ -187,14 +197,14 @@ export class MeshletServer {
       for (const l of b.staticResources.listeners) await this.listeners.addOrUpdate(l);
       registerCoreEndpoints(this.admin, this);
       this.telemetry.registerAdmin(this.admin);
-      if (b.admin) await this.admin.listen(b.admin.address);
+      if (b.admin) await this.admin.listen(b.admin.address, { exclusive: this.opts.adminExclusive === true });
       await this.telemetry.listen();
     } catch (err) {
       await this.close();
       throw err;
     }
     if (b.dynamicResources?.adsConfig) {
-      this.dynamic = new DynamicConfig(this, b, { httpFilters: this.registries.httpFilters });
+      this.dynamic = new DynamicConfig(this, b, { httpFilters: this.registries.httpFilters }, this.opts.xdsClientFactory);
       this.initialized = this.dynamic.start().then(() => {
         if (this.state === 'INITIALIZING') this.state = 'LIVE';
         log.info({ listeners: this.listeners.all().length, clusters: this.clusters.all().length }, 'initial dynamic configuration applied');

@@ -81,7 +81,8 @@ export class AdminServer {
     res.end(req.method === 'HEAD' ? undefined : out.body);
   }
 
-  listen(address: Address): Promise<void> {
+  /** `exclusive`: bind in this process even inside a node:cluster worker (never shared). */
+  listen(address: Address, opts: { exclusive?: boolean } = {}): Promise<void> {
     const server = http.createServer((req, res) => {
       void this.handle(req, res);
     });
@@ -95,8 +96,9 @@ export class AdminServer {
         if (a && typeof a === 'object') this.port = a.port;
         resolve();
       };
-      if (address.kind === 'pipe') server.listen(address.path, ready);
-      else server.listen(address.port, address.host, ready);
+      const exclusive = opts.exclusive === true;
+      if (address.kind === 'pipe') server.listen({ path: address.path, exclusive }, ready);
+      else server.listen({ port: address.port, host: address.host, exclusive }, ready);
     });
   }
 

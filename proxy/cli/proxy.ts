@@ -6,6 +6,7 @@
  * is left with --exit-on-zero-active-connections; exit 0; a second signal exits at once).
  * Optionally serves Istio's 15090 Prometheus and 15021 readiness ports.
  */
+import cluster from 'node:cluster';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { csrProviderConfigFromMetadata } from '../../certs/csr-provider';
@@ -14,13 +15,18 @@ import { ConfigError, formatIssues } from '../errors';
 import { parseCommandArgs } from '../main';
 import { loadOriginalDst } from '../intercept/original-dst';
 import { createRegistries } from '../registry';
+import { announceWorkerAdmin, isShutdownMessage, runPrimary, workerBootstrap } from '../runtime/workers';
+import { RelayedXdsClient } from '../runtime/xds-relay';
 import { MeshletServer } from '../server';
 import { configureLogging, logger } from '../telemetry/logger';
 
-const USAGE = `meshlet proxy --bootstrap FILE [--log-level LEVEL] [--drain-time-s N] [--stats-port 15090] [--health-port 15021]
+const USAGE = `meshlet proxy --bootstrap FILE [--log-level LEVEL] [--concurrency N] [--drain-time-s N] [--stats-port 15090] [--health-port 15021]
 
   -c, --bootstrap FILE     Envoy v3 Bootstrap in YAML or JSON (the same file Envoy takes with -c)
   -l, --log-level LEVEL    trace|debug|info|warn|error (default info)
+      --concurrency N      worker processes sharing the listeners, like Envoy's --concurrency
+                           (default 1: one process). With N > 1 a primary process holds the one
+                           xDS stream and the admin/stats/health ports; each worker proxies
       --drain-time-s N     seconds to drain on shutdown: inbound finishes in-flight requests,
                            outbound keeps serving the app meanwhile (default 5)
       --exit-on-zero-active-connections
@@ -43,6 +49,7 @@ export async function runProxy(argv: string[]): Promise<number> {
     bootstrap: { type: 'string', short: 'c' },
     'log-level': { type: 'string', short: 'l' },
     'drain-time-s': { type: 'string' },
+    concurrency: { type: 'string' },
     'exit-on-zero-active-connections': { type: 'boolean' },
     'stats-port': { type: 'string' },
     'health-port': { type: 'string' },
@@ -69,6 +76,13 @@ export async function runProxy(argv: string[]): Promise<number> {
     process.stderr.write(`meshlet proxy: ${(err as Error).message}\n`);
     return 1;
   }
+  const concurrency = args.concurrency === undefined ? 1 : Number(args.concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) {
+    process.stderr.write(`meshlet proxy: --concurrency must be an integer from 1 to 1024\n`);
+    return 1;
+  }
+  // A --concurrency worker: node:cluster re-ran this command; the primary owns admin and xDS.
+  const isWorker = concurrency > 1 && cluster.isWorker;
   const exitOnZero =
     args['exit-on-zero-active-connections'] === true || /^(1|true)$/i.test(process.env.EXIT_ON_ZERO_ACTIVE_CONNECTIONS ?? '');
   const registries = createRegistries();
@@ -98,20 +112,36 @@ export async function runProxy(argv: string[]): Promise<number> {
     process.stdout.write(`configuration '${file}' OK\n`);
     return 0;
   }
+  if (concurrency > 1 && !isWorker) {
+    return runPrimary({
+      concurrency,
+      bootstrap: loaded.bootstrap,
+      decodeContext: { httpFilters: registries.httpFilters, baseDir: dirname(file) },
+      statsPort,
+      healthPort,
+    });
+  }
   // Transparent interception needs SO_ORIGINAL_DST (native addon); without it, explicit mode.
   const od = loadOriginalDst();
   if (od.ok) log.debug({ addon: od.path }, 'original destination: SO_ORIGINAL_DST available');
   else log.warn({ reason: od.reason }, `original destination unavailable (${od.reason}): running in explicit mode; intercepted connections cannot be routed by their original destination`);
   const server = new MeshletServer({
-    bootstrap: loaded.bootstrap,
+    bootstrap: isWorker ? workerBootstrap(loaded.bootstrap) : loaded.bootstrap,
     rawBootstrap: raw,
     registries,
     drainTimeoutMs: drainS * 1000,
     exitOnZeroActiveConnections: exitOnZero,
-    telemetry: { statsPort, healthPort },
+    telemetry: isWorker ? {} : { statsPort, healthPort },
     ...(od.ok ? { originalDst: od.resolver } : {}),
+    ...(isWorker
+      ? {
+          adminExclusive: true,
+          xdsClientFactory: RelayedXdsClient.factory(process, (m) => process.send?.(m)),
+        }
+      : {}),
   });
   await server.start();
+  if (isWorker) announceWorkerAdmin(server.admin.port);
   return await new Promise<number>((resolve) => {
     let signalled = false;
     const stop = (sig: string): void => {
@@ -126,8 +156,29 @@ export async function runProxy(argv: string[]): Promise<number> {
         resolve(0);
       });
     };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
+    let primaryAsked = false;
+    const onSignal = (sig: string): void => {
+      if (primaryAsked) {
+        primaryAsked = false; // the process-group copy of the signal the primary relayed
+        return;
+      }
+      stop(sig);
+    };
+    process.on('SIGTERM', () => onSignal('SIGTERM'));
+    process.on('SIGINT', () => onSignal('SIGINT'));
+    if (isWorker) {
+      // The primary asks for the drain over IPC (a process-group SIGTERM may arrive too: the
+      // first of the two starts the drain, the other is not a "second signal").
+      process.on('message', (m: unknown) => {
+        if (isShutdownMessage(m) && !signalled) {
+          primaryAsked = true;
+          stop('primary');
+        }
+      });
+      process.on('disconnect', () => {
+        if (!signalled) stop('primary gone');
+      });
+    }
     process.once('meshlet:exit' as never, () => resolve(0));
   });
 }

@@ -34,7 +34,7 @@ import type {
 } from '../config/types';
 import type { MeshletServer } from '../server';
 import { logger } from '../telemetry/logger';
-import { type ResolvedCluster, XdsClient, type XdsResourceError } from '../../xds-client/index';
+import { type ResolvedCluster, XdsClient, type XdsClientOptions, type XdsResourceError } from '../../xds-client/index';
 import { TYPE_URLS } from '../../xds-client/protos';
 
 const log = logger('xds-config');
@@ -102,8 +102,17 @@ export function checkSecretContents(s: SecretConfig): string | undefined {
   return undefined;
 }
 
+/**
+ * What DynamicConfig needs from an xDS client: the real XdsClient, or (in a --concurrency worker)
+ * the relay fed by the primary's single stream (proxy/runtime/xds-relay.ts).
+ */
+export type XdsClientLike = Pick<XdsClient, 'registerType' | 'watch' | 'start' | 'close' | 'snapshot' | 'stats'>;
+
+/** Builds the xDS client DynamicConfig uses (default: a real XdsClient with its own ADS stream). */
+export type XdsClientFactory = (opts: XdsClientOptions) => XdsClientLike;
+
 export class DynamicConfig {
-  readonly client: XdsClient;
+  readonly client: XdsClientLike;
   readonly listenerStates = new Map<string, DynamicListenerState>();
   private readonly eds = new Map<string, RefWatch>();
   private readonly rds = new Map<string, RefWatch>();
@@ -122,9 +131,10 @@ export class DynamicConfig {
     private readonly server: MeshletServer,
     bootstrap: Bootstrap,
     private readonly ctx: DecodeContext,
+    clientFactory: XdsClientFactory = (o) => new XdsClient(o),
   ) {
     const dyn = bootstrap.dynamicResources!;
-    this.client = new XdsClient({
+    this.client = clientFactory({
       node: bootstrap.node,
       dynamicResources: dyn,
       resolveCluster: (name) => this.resolveStaticCluster(name),
@@ -384,23 +394,7 @@ export class DynamicConfig {
 
   /** envoy_grpc.cluster_name → the static cluster's first endpoint and its TLS settings. */
   private resolveStaticCluster(name: string): ResolvedCluster | undefined {
-    const cfg = this.server.bootstrap.staticResources.clusters.find((c) => c.name === name);
-    const ep = cfg?.loadAssignment?.endpoints[0]?.lbEndpoints[0];
-    if (!cfg || !ep || ep.address.kind !== 'socket') return undefined;
-    const ts = cfg.transportSocket;
-    if (!ts) return { address: ep.address.host, port: ep.address.port };
-    const cert = ts.common.tlsCertificates[0];
-    const vc = ts.common.validationContext ?? ts.common.combinedDefaultValidationContext;
-    return {
-      address: ep.address.host,
-      port: ep.address.port,
-      tls: {
-        rootCerts: vc?.trustedCa ? readDataSource(vc.trustedCa) : undefined,
-        certChain: cert ? readDataSource(cert.certificateChain) : undefined,
-        privateKey: cert ? readDataSource(cert.privateKey) : undefined,
-        servername: ts.sni,
-      },
-    };
+    return resolveStaticCluster(this.server.bootstrap, name);
   }
 
   close(): void {
@@ -413,4 +407,25 @@ export class DynamicConfig {
     }
     this.client.close();
   }
+}
+
+/** envoy_grpc.cluster_name → the bootstrap's static cluster's first endpoint and its TLS settings. */
+export function resolveStaticCluster(bootstrap: Bootstrap, name: string): ResolvedCluster | undefined {
+  const cfg = bootstrap.staticResources.clusters.find((c) => c.name === name);
+  const ep = cfg?.loadAssignment?.endpoints[0]?.lbEndpoints[0];
+  if (!cfg || !ep || ep.address.kind !== 'socket') return undefined;
+  const ts = cfg.transportSocket;
+  if (!ts) return { address: ep.address.host, port: ep.address.port };
+  const cert = ts.common.tlsCertificates[0];
+  const vc = ts.common.validationContext ?? ts.common.combinedDefaultValidationContext;
+  return {
+    address: ep.address.host,
+    port: ep.address.port,
+    tls: {
+      rootCerts: vc?.trustedCa ? readDataSource(vc.trustedCa) : undefined,
+      certChain: cert ? readDataSource(cert.certificateChain) : undefined,
+      privateKey: cert ? readDataSource(cert.privateKey) : undefined,
+      servername: ts.sni,
+    },
+  };
 }
