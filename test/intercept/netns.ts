@@ -134,16 +134,25 @@ export function runIn(
   });
 }
 
+/** One empty namespace (no links but lo), for rule-only tests. */
+export function createNamespace(): Pod {
+  const id = randomBytes(3).toString('hex');
+  const p: Pod = { ns: `ml-${id}-r`, ip: '', ip6: '' };
+  sh('ip', ['netns', 'add', p.ns]);
+  namespaces.push(p.ns);
+  return p;
+}
+
 /** The nat table of both families as iptables-save prints it, minus comments and counters. */
-export function natTables(pod: Pod): string {
+export function natTables(pod: Pod, save4 = 'iptables-save', save6 = 'ip6tables-save'): string {
   const clean = (s: string): string =>
     s
       .split('\n')
       .filter((l) => l !== '' && !l.startsWith('#'))
       .map((l) => l.replace(/\[\d+:\d+\]/g, '[]'))
       .join('\n');
-  return `${clean(sh('ip', ['netns', 'exec', pod.ns, 'iptables-save', '-t', 'nat']))}\n--- v6 ---\n${clean(
-    sh('ip', ['netns', 'exec', pod.ns, 'ip6tables-save', '-t', 'nat']),
+  return `${clean(sh('ip', ['netns', 'exec', pod.ns, save4, '-t', 'nat']))}\n--- v6 ---\n${clean(
+    sh('ip', ['netns', 'exec', pod.ns, save6, '-t', 'nat']),
   )}`;
 }
 
