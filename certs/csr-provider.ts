@@ -165,6 +165,7 @@ export class CsrCertificateProvider {
   private own: (Credential & { notAfter: number }) | undefined;
   private inFlight: Promise<boolean> | undefined;
   private timer: NodeJS.Timeout | undefined;
+  private failuresInARow = 0;
   private closed = false;
   private readonly now: () => number;
 
@@ -275,8 +276,6 @@ export class CsrCertificateProvider {
     }
   }
 
-  private failuresInARow = 0;
-
   private fail(message: string): void {
     this.stats.failures++;
     this.failuresInARow++;
@@ -293,7 +292,7 @@ export class CsrCertificateProvider {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       void this.refresh();
-    }, delayMs);
+    }, Math.min(delayMs, 2 ** 31 - 1));
     this.timer.unref();
   }
 
