@@ -10,6 +10,7 @@ import { jwtAuthnFilterFactory, jwtPerRouteFactory } from './http/filters/jwt-au
 import { localRateLimitFactory } from './http/filters/local-ratelimit';
 import { rateLimitFilterFactory } from './http/filters/ratelimit';
 import { rbacFilterFactory, rbacPerRouteFactory } from './http/filters/rbac';
+import { typeScriptFilterFactory } from './http/filters/typescript';
 import { routerFilterFactory } from './http/filters/router-factory';
 import { registerDefaultLbPolicies } from './upstream/lb/index';
 import { LbRegistry } from './upstream/lb/types';
@@ -32,7 +33,8 @@ export function createRegistries(): Registries {
     .register(extAuthzPerRouteFactory)
     .register(rateLimitFilterFactory)
     .register(jwtAuthnFilterFactory)
-    .register(jwtPerRouteFactory);
+    .register(jwtPerRouteFactory)
+    .register(typeScriptFilterFactory);
   const lbPolicies = registerDefaultLbPolicies(new LbRegistry());
   return { httpFilters, lbPolicies };
 }
