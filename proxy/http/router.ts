@@ -716,7 +716,7 @@ export class RouterStream {
     cluster.stats.upstreamRqTotal++;
     host.stats.rqTotal++;
     host.activeConnections++;
-    cluster.transport.connect(host, { timeoutMs: cluster.config.connectTimeoutMs }, (err, conn) => {
+    const onConnected = (err: { reason: ResetReason; detail: string } | undefined, conn: { socket: Duplex } | undefined): void => {
       if (err !== undefined || conn === undefined) {
         host.activeConnections--;
         if (!this.done) {
@@ -740,7 +740,13 @@ export class RouterStream {
         this.finish();
         this.cb.onTunnelDone(t.bytesUp, t.bytesDown);
       });
-    });
+    };
+    try {
+      cluster.transport.connect(host, { timeoutMs: cluster.config.connectTimeoutMs }, onConnected);
+    } catch (e) {
+      // A target the socket layer rejects outright (never expected after validation): still a 503.
+      onConnected({ reason: 'connect_failure', detail: (e as Error).message }, undefined);
+    }
   }
 
   /** The pool gave us a stream: send the head, then whatever body and trailers we have. */

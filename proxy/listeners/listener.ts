@@ -66,6 +66,8 @@ export class Listener {
   private chainConfigs: FilterChainConfig[] = [];
   private defaultChain: BuiltChain | undefined;
   private inspect = false;
+  /** use_original_dst or an original_dst listener filter: ask the resolver (one getsockopt). */
+  private wantsOriginalDst = false;
   private drained = false;
   /** Connections accepted and not yet closed, across all chain generations. */
   private readonly sockets = new Set<Socket>();
@@ -92,6 +94,7 @@ export class Listener {
     this.chainConfigs = this.chains.map((c) => c.config);
     this.defaultChain = config.defaultFilterChain ? this.build(config.defaultFilterChain, config) : undefined;
     const listenerFilterKinds = new Set(config.listenerFilters.map((f) => f.kind));
+    this.wantsOriginalDst = config.useOriginalDst || listenerFilterKinds.has('original_dst');
     this.inspect =
       listenerFilterKinds.has('tls_inspector') ||
       listenerFilterKinds.has('http_inspector') ||
@@ -187,7 +190,9 @@ export class Listener {
 
     let info = handedOver?.info;
     if (!info) {
-      const od = this.config.useOriginalDst || this.originalDst ? this.originalDst?.(socket) : undefined;
+      // As Envoy: the original destination is read only where configured (use_original_dst or
+      // the original_dst listener filter), so plain listeners pay no syscall per connection.
+      const od = this.wantsOriginalDst && this.originalDst !== undefined ? this.originalDst(socket) : undefined;
       info = {
         id: newConnectionId(),
         remoteAddress: normalize(socket.remoteAddress ?? ''),
