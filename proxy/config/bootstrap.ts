@@ -241,7 +241,13 @@ export function parseBootstrapText(text: string, fileName: string): unknown {
     });
     throw new ConfigError(what, errs, 'MESHLET_ERR_BOOTSTRAP');
   }
-  return doc.toJS({ maxAliasCount: 1000 });
+  // Building the JS value can still fail: an alias expansion bomb (maxAliasCount), a merge key
+  // whose source is not a map, an alias to nothing. Those are the operator's file's problems.
+  try {
+    return doc.toJS({ maxAliasCount: 1000 });
+  } catch (e) {
+    throw new ConfigError(what, [{ path: '(file)', message: `invalid YAML: ${(e as Error).message}` }], 'MESHLET_ERR_BOOTSTRAP');
+  }
 }
 
 /**
