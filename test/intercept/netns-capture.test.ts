@@ -180,6 +180,13 @@ describe('transparent interception in network namespaces', () => {
     expect(r.data, JSON.stringify(r)).toBe('[127.0.0.6]hello-tcp');
   });
 
+  it.skipIf(skip)('plaintext that reaches the server pod uncaptured by a sidecar is refused by 15006, never delivered', async () => {
+    // UID 1337 is not captured in the client pod, so no mTLS is added; the server pod still
+    // captures it into 15006, whose chains require mTLS from an authorised identity.
+    const r = await client(a, ['send', b.ip, String(APP_PORTS.tcpEcho), 'plain-hello'], 1337);
+    expect(r, JSON.stringify(r)).toEqual({ data: '', closed: true });
+  });
+
   it.skipIf(skip)('server-first protocol: the greeting arrives without the client speaking first', async () => {
     const r = await client(a, ['greet', b.ip, String(APP_PORTS.greeter)]);
     expect(r.greeting, JSON.stringify(r)).toBe('220 greeter ready; you are 127.0.0.6\r\n');

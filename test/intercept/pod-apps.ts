@@ -48,6 +48,7 @@ for (const [srv, port] of servers) srv.listen(port, '::', () => { if (++n === se
  *   tcp PAYLOAD          → { data } (client speaks first)
  *   greet                → { greeting, echo } (server speaks first: the client waits for it)
  *   read                 → { data, closed } (read until the server closes or 3 s pass)
+ *   send PAYLOAD         → { data, closed } (write, then read until the server closes or 3 s pass)
  */
 export const CLIENT_APP = `
 'use strict';
@@ -89,8 +90,8 @@ if (mode === 'h1') {
     else if (greeting !== undefined && data.includes('ping')) { s.destroy(); done({ greeting, echo: data }); }
   });
   s.on('error', fail);
-} else if (mode === 'read') {
-  const s = net.connect({ port, host });
+} else if (mode === 'read' || mode === 'send') {
+  const s = net.connect({ port, host }, () => { if (mode === 'send') s.write(arg); });
   let data = '';
   const t = setTimeout(() => { s.destroy(); done({ data, closed: false }); }, 3000);
   s.on('data', (d) => (data += d));
