@@ -394,6 +394,9 @@ function inboundResources(mesh: Mesh, w: MeshWorkload, out: NodeResources): void
   if ((multi && !captured(w)) || w.mtls === 'PERMISSIVE')
     listenerFilters.push({ name: 'envoy.filters.listener.tls_inspector', typed_config: { '@type': T.tlsInspector } });
   if (listenerFilters.length > 0) listener.listener_filters = listenerFilters;
+  // A plaintext client that waits for the server to speak first (MySQL, SMTP) sends no ClientHello:
+  // after the inspection timeout it continues on the raw_buffer chain instead of being closed (Istio).
+  if (w.mtls === 'PERMISSIVE') listener.continue_on_listener_filters_timeout = true;
   out.get(T.listener)!.set(name, listener);
   for (const p of s.ports) {
     const app = appAddressFor(w, p);

@@ -95,14 +95,16 @@ describe('generated inbound listener for mtls modes', () => {
     const lds = (w: typeof open) =>
       [...generateForWorkload(m, w).get('type.googleapis.com/envoy.config.listener.v3.Listener')!.values()].find((l) =>
         String(l.name).startsWith('inbound_'),
-      ) as unknown as { listener_filters?: { name: string }[]; filter_chains: { filter_chain_match?: { transport_protocol?: string }; transport_socket?: unknown }[] };
+      ) as unknown as { continue_on_listener_filters_timeout?: boolean; listener_filters?: { name: string }[]; filter_chains: { filter_chain_match?: { transport_protocol?: string }; transport_socket?: unknown }[] };
     const permissive = lds(open);
     expect(permissive.listener_filters?.map((f) => f.name)).toEqual(['envoy.filters.listener.tls_inspector']);
+    expect(permissive.continue_on_listener_filters_timeout).toBe(true);
     expect(permissive.filter_chains.map((c) => c.filter_chain_match?.transport_protocol)).toEqual(['tls', 'raw_buffer']);
     expect(permissive.filter_chains[0]!.transport_socket).toBeDefined();
     expect(permissive.filter_chains[1]!.transport_socket).toBeUndefined();
     const strict = lds(closed);
     expect(strict.filter_chains).toHaveLength(1);
+    expect(strict.continue_on_listener_filters_timeout).toBeUndefined();
     expect(strict.filter_chains[0]!.transport_socket).toBeDefined();
   });
 
