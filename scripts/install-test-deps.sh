@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that meshlet's tests use as real peers (curl, nghttp2 client,
-# iproute2/iptables for interception tests, prometheus for the scrape test). Idempotent: does
+# iproute2/iptables/nftables for interception tests, prometheus for the scrape test). Idempotent: does
 # nothing when everything is present. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
@@ -9,6 +9,8 @@ have curl || need+=(curl)
 have nghttp || need+=(nghttp2-client)
 have ip || need+=(iproute2)
 have iptables || need+=(iptables)
+# nft: meshlet iptables --native-nftables (interception tests).
+have nft || need+=(nftables)
 # setpriv runs the interception tests' sidecars as UID 1337 (util-linux, normally present).
 have setpriv || need+=(util-linux)
 have openssl || need+=(openssl)
