@@ -23,7 +23,8 @@ const USAGE = `meshlet inject -f FILE|- [-o FILE] [options]
   -f, --filename FILE             manifests to read (multi-document YAML); "-" = stdin
   -o, --output FILE               write here instead of stdout
       --image IMAGE               sidecar image (default meshlet:${VERSION})
-      --init-image IMAGE          init image with iptables (default meshlet-init:${VERSION})
+      --init-image IMAGE          init image with iptables (default: the --image repository
+                                  with -init appended, e.g. meshlet-init:${VERSION})
       --control-plane HOST:PORT   ADS address written into generated bootstraps
                                   (default ${DEFAULT_CONTROL_PLANE})
       --bootstrap-configmap NAME  use this ConfigMap (key bootstrap.yaml) for every workload instead
@@ -38,6 +39,19 @@ const USAGE = `meshlet inject -f FILE|- [-o FILE] [options]
       --exclude-inbound-ports L   mesh-wide default for traffic.sidecar.istio.io/excludeInboundPorts
                                   (15090,15021,15020 are always excluded)
       --drain-time-s N            the proxy's drain time on shutdown (default 5)`;
+
+/**
+ * The init image that goes with a sidecar image: the same repository with `-init` appended to its
+ * last path segment, same tag (`registry.example/meshlet:1.2` → `registry.example/meshlet-init:1.2`),
+ * as the Dockerfile's `init` target is meant to be tagged.
+ */
+export function initImageFor(image: string): string {
+  const slash = image.lastIndexOf('/');
+  const at = image.indexOf('@', slash + 1);
+  const colon = image.indexOf(':', slash + 1);
+  const end = at >= 0 ? at : colon >= 0 ? colon : image.length;
+  return `${image.slice(0, end)}-init${image.slice(end)}`;
+}
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -77,7 +91,7 @@ export async function runInject(argv: string[]): Promise<number> {
   }
   const opts: InjectOptions = {
     image: s('image') ?? `meshlet:${VERSION}`,
-    initImage: s('init-image') ?? `meshlet-init:${VERSION}`,
+    initImage: s('init-image') ?? initImageFor(s('image') ?? `meshlet:${VERSION}`),
     controlPlane: s('control-plane') ?? DEFAULT_CONTROL_PLANE,
     proxyUid: s('proxy-uid') === undefined ? 1337 : /^\d+$/.test(s('proxy-uid')!) ? Number(s('proxy-uid')) : Number.NaN,
     nativeSidecar: args['no-native-sidecar'] !== true,

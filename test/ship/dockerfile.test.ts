@@ -139,6 +139,19 @@ describe('Dockerfile', () => {
     expect(readFileSync(join(ROOT, 'proxy/cli/wait.ts'), 'utf8')).toContain("admin: { type: 'string' }");
   });
 
+  it('has an init target with iptables for the meshlet-init container, running meshlet from the build', () => {
+    const init = stages.find((s) => s.name === 'init');
+    expect(init, 'stage "init"').toBeDefined();
+    expect(init!.image).toMatch(/^node:20(\.\d+)*-(bookworm-)?slim$/);
+    expect(all(init!, 'RUN').some((r) => /apt-get install .*\biptables\b/.test(r.args))).toBe(true);
+    expect(all(init!, 'COPY').filter((c) => c.args.includes('--from=build')).map((c) => c.args.split(/\s+/).at(-1))).toEqual(
+      expect.arrayContaining(['./node_modules', './dist', './bin']),
+    );
+    // meshlet inject's init container runs /usr/local/bin/node /app/bin/meshlet.js iptables …
+    expect(execForm(one(init!, 'ENTRYPOINT').args)).toEqual(['/usr/local/bin/node', '/app/bin/meshlet.js']);
+    expect(stages.indexOf(init!)).toBeLessThan(stages.length - 1);
+  });
+
   it('.dockerignore keeps node_modules and .git out, and lets every copied source in', () => {
     const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8')
       .split('\n')

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseAllDocuments } from 'yaml';
-import { runInject } from '../../proxy/cli/inject';
+import { initImageFor, runInject } from '../../proxy/cli/inject';
 import { runIptables } from '../../proxy/cli/iptables';
 import { decodeBootstrap, parseBootstrapText } from '../../proxy/config/bootstrap';
 import { ConfigError } from '../../proxy/errors';
@@ -274,6 +274,13 @@ describe('meshlet inject: opt-outs, lists, options', () => {
 });
 
 describe('meshlet inject: the command', () => {
+  it('derives the init image from the sidecar image', () => {
+    expect(initImageFor('meshlet:0.1.0')).toBe('meshlet-init:0.1.0');
+    expect(initImageFor('registry.example:5000/team/meshlet:1.2')).toBe('registry.example:5000/team/meshlet-init:1.2');
+    expect(initImageFor('ghcr.io/x/meshlet@sha256:abc')).toBe('ghcr.io/x/meshlet-init@sha256:abc');
+    expect(initImageFor('meshlet')).toBe('meshlet-init');
+  });
+
   let dir: string | undefined;
   afterEach(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });
@@ -303,6 +310,9 @@ describe('meshlet inject: the command', () => {
     expect(err).toContain('-f FILE (or -f - for stdin) is required');
     const first = readFileSync(o1, 'utf8');
     expect(readFileSync(o2, 'utf8')).toBe(first);
+    // --image m:1 without --init-image → m-init:1
+    const backend = find(docs(first), 'Deployment', 'backend-v1').spec.template.spec;
+    expect(backend.initContainers.map((c: Obj) => c.image)).toEqual(['m-init:1', 'm:1']);
     const cm = find(docs(first), 'ConfigMap', 'meshlet-bootstrap-backend-v1');
     expect(cm.data['bootstrap.yaml']).toMatch(/type: STATIC\n/);
     expect(cm.data['bootstrap.yaml']).toMatch(/address: "?10\.96\.0\.20"?, port_value: 15010/);
