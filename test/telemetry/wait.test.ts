@@ -99,9 +99,9 @@ describe('meshlet wait', () => {
   it('exits 1 with the last answer when the timeout passes', async () => {
     const m = await proxyOn(0);
     expect((await request(m.adminPort, '/healthcheck/fail', { method: 'POST' })).status).toBe(200);
-    const r = await runWait(['--admin', `http://127.0.0.1:${m.adminPort}`, '--timeout', '1', '--period', '100']).done;
+    const r = await runWait(['--admin', `http://127.0.0.1:${m.adminPort}`, '--timeout', '4', '--period', '100']).done;
     expect(r.code).toBe(1);
-    expect(r.stderr).toContain('meshlet wait: proxy not ready after 1s');
+    expect(r.stderr).toContain('meshlet wait: proxy not ready after 4s');
     expect(r.stderr).toContain('last answer: HTTP 503');
     const refused = await runWait(['--admin', `http://127.0.0.1:${await closedPort()}`, '--timeout', '0.5']).done;
     expect(refused.code).toBe(1);
