@@ -7,7 +7,9 @@
 //
 //   node bench/cpu-per-request.mjs [--seconds 5] [--targets meshlet,pipe,nginx]
 //        [--meshlet-bin /path/bin/meshlet.js] [--node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"]
-//        [--concurrency N] [--mtls]   (mtls: meshlet pair, CPU of both processes summed)
+//        [--concurrency N]
+// targets: pipe (bare Node socket pipe), nginx (nginx proxy), meshlet (HTTP/1.1 upstream),
+// meshlet-h2 (h2c upstream), mtls (outbound → mTLS → inbound meshlet pair; CPU of both summed)
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -82,7 +84,7 @@ async function main() {
       } else if (target === 'nginx') {
         proc = await startProxy(ctx, { port, upstreamPort: upPort, workers: 1 });
         procs = [proc];
-      } else if (target === 'meshlet' || target === 'mtls') {
+      } else if (target === 'meshlet' || target === 'mtls' || target === 'meshlet-h2') {
         const nodeArgs = o['node-args'] ? o['node-args'].split(' ') : [];
         const start = async (name, opts) => {
           const file = path.join(dir, `${name}.yaml`);
@@ -94,8 +96,9 @@ async function main() {
           if (why) throw new Error(`${name}: ${why} ${p.output.stderr}`);
           return p;
         };
-        if (target === 'meshlet') {
-          procs = [await start('meshlet', { port, adminPort, upstreamPort: upPort })];
+        if (target === 'meshlet' || target === 'meshlet-h2') {
+          const h2Upstream = target === 'meshlet-h2';
+          procs = [await start('meshlet', { port, adminPort, upstreamPort: h2Upstream ? h2Port : upPort, h2Upstream })];
         } else {
           const certs = await makeCerts(dir);
           procs = [
@@ -127,12 +130,23 @@ async function main() {
       console.log(
         `${target.padEnd(8)} ${Math.round(r.rps).toString().padStart(7)} req/s  ${us.toFixed(1).padStart(6)} µs CPU/req  p50 ${r.latencyMs.p50} ms  p99 ${r.latencyMs.p99} ms  errors ${r.errors} non2xx ${r.non2xx}`,
       );
-      if (target === 'meshlet' || target === 'mtls') {
+      if (target !== 'pipe' && target !== 'nginx') {
         // connection reuse: upstream connections opened vs requests (both sides of a pair)
         for (const a of target === 'mtls' ? [adminPort, admin2] : [adminPort]) {
           const stats = await fetch(`http://127.0.0.1:${a}/stats`).then((x) => x.text(), () => '');
           const cx = stats.split('\n').filter((l) => /upstream_cx_total|upstream_rq_total|ssl.handshake/.test(l) && !/: 0$/.test(l));
           console.log(`  admin ${a}: ${cx.join('; ')}`);
+          if (o.concurrency !== '1') {
+            // how the kernel (SCHED_NONE) or the primary (rr) spread connections over workers
+            const ws = await fetch(`http://127.0.0.1:${a}/workers`).then((x) => x.json(), () => ({ workers: [] }));
+            const per = [];
+            for (const w of ws.workers) {
+              const st = await fetch(`http://127.0.0.1:${w.admin_port}/stats`).then((x) => x.text(), () => '');
+              const m = st.match(/^listener\.[^\n]*downstream_cx_total: (\d+)$/m);
+              per.push(m ? Number(m[1]) : 0);
+            }
+            console.log(`  connections per worker: ${per.join(' / ')}`);
+          }
         }
       }
       for (const p of procs.reverse()) await p.stop();
