@@ -155,8 +155,13 @@ describe('docs/mesh-file.md', () => {
 });
 
 describe('docs links', () => {
-  it('every relative link in docs/*.md and README.md points to a file that exists', () => {
-    const pages = [...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`), 'README.md'];
+  it('every relative link in docs/*.md, deploy READMEs and README.md points to a file that exists', () => {
+    const pages = [
+      ...readdirSync(join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`),
+      'README.md',
+      'deploy/kubernetes/README.md',
+      'deploy/istio/README.md',
+    ];
     expect(pages).toEqual(expect.arrayContaining(['docs/bootstrap.md', 'docs/admin.md', 'docs/metrics.md', 'docs/errors.md', 'docs/operations.md', 'docs/mesh-file.md', 'docs/demo.md']));
     const broken: string[] = [];
     for (const p of pages) {
