@@ -46,7 +46,7 @@ export interface Res {
 export function request(
   port: number,
   path: string,
-  opts: { method?: string; headers?: Record<string, string>; body?: string | Buffer } = {},
+  opts: { method?: string; headers?: Record<string, string>; body?: string | Buffer; chunks?: string[] } = {},
 ): Promise<Res> {
   return new Promise((resolve, reject) => {
     const req = http.request(
@@ -63,7 +63,19 @@ export function request(
     req.on('error', reject);
     req.setTimeout(10_000, () => req.destroy(new Error('client timeout')));
     if (opts.body !== undefined) req.write(opts.body);
-    req.end();
+    if (opts.chunks !== undefined) {
+      // One write per chunk, spaced out so each arrives in its own read at the proxy.
+      const rest = [...opts.chunks];
+      const next = (): void => {
+        const c = rest.shift();
+        if (c === undefined) req.end();
+        else {
+          req.write(c);
+          setTimeout(next, 10);
+        }
+      };
+      next();
+    } else req.end();
   });
 }
 

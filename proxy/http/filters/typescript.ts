@@ -330,6 +330,7 @@ class TypeScriptFilter implements HttpFilter {
     chunk: Buffer | undefined,
     sync: boolean,
   ): FilterStatus {
+    if (v === 'stop' && !body) return this.fail('error', new Error('"stop" is only valid from body hooks'));
     if (v === undefined || v === 'continue' || (v === 'stop' && (endStream || !sync))) {
       // Async "stop" cannot hold data the connection manager already queued: it continues.
       if (body) {
@@ -339,7 +340,6 @@ class TypeScriptFilter implements HttpFilter {
       return FilterStatus.Continue;
     }
     if (v === 'stop') {
-      if (!body) return this.fail('error', new Error('"stop" is only valid from body hooks'));
       if (dir === DECODE) (this.heldReq ??= []).push(chunk!);
       else (this.heldRes ??= []).push(chunk!);
       return FilterStatus.StopIterationAndBuffer;
