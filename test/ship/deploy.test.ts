@@ -19,6 +19,7 @@ import { VERSION } from '../../proxy/version';
 
 const ROOT = join(__dirname, '../..');
 const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed manifests are walked freely in assertions
 type Obj = Record<string, any>;
 const docs = (p: string): Obj[] =>
   parseAllDocuments(read(p)).map((d) => {

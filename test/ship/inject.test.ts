@@ -32,6 +32,7 @@ const OPTS: InjectOptions = {
   version: 'test',
 };
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed manifests are walked freely in assertions
 type Obj = Record<string, any>;
 const docs = (text: string): Obj[] => parseAllDocuments(text).map((d) => d.toJS() as Obj);
 const find = (ds: Obj[], kind: string, name: string) => ds.find((d) => d.kind === kind && d.metadata?.name === name)!;
