@@ -4,7 +4,8 @@
  * (run it as an init container, or under `ip netns exec`); needs NET_ADMIN except for --dry-run.
  */
 import { cleanup, dryRunCleanup, dryRunInstall, install, resolveBinaries, type Backend } from '../intercept/apply';
-import { DEFAULTS, parseInterceptOptions } from '../intercept/rules';
+import { nftCleanupScript, nftInstallScript, runNft } from '../intercept/nft';
+import { DEFAULTS, type InterceptOptions, parseInterceptOptions } from '../intercept/rules';
 import { ConfigError, formatIssues, MeshletError } from '../errors';
 import { parseCommandArgs } from '../main';
 
@@ -26,6 +27,7 @@ const USAGE = `meshlet iptables [--dry-run] [--cleanup] [options]
   -x, --exclude-outbound-cidrs CIDRS   CIDRs never captured
       --no-ipv6                        only iptables (no ip6tables rules)
       --backend auto|legacy|nft        iptables backend (default auto: \`iptables --version\`)
+      --native-nftables                native nftables rules instead (table inet istio-proxy-nat, via nft -f)
   -n, --dry-run                        print the commands instead of running them
       --cleanup                        remove the rules`;
 
@@ -45,6 +47,7 @@ export async function runIptables(argv: string[]): Promise<number> {
       'exclude-outbound-cidrs': { type: 'string', short: 'x' },
       'no-ipv6': { type: 'boolean' },
       backend: { type: 'string' },
+      'native-nftables': { type: 'boolean' },
       'dry-run': { type: 'boolean', short: 'n' },
       cleanup: { type: 'boolean' },
     });
@@ -75,6 +78,7 @@ export async function runIptables(argv: string[]): Promise<number> {
       ipv6,
     });
     const dry = args['dry-run'] === true;
+    if (args['native-nftables'] === true) return await nativeNftables(opts, dry, args.cleanup === true);
     // A dry run must not need iptables at all: with auto it names the plain binaries.
     const bin =
       dry && backend === 'auto'
@@ -116,4 +120,18 @@ export async function runIptables(argv: string[]): Promise<number> {
     }
     throw e;
   }
+}
+
+/** --native-nftables: one atomic `nft -f` script for install, the table's removal for cleanup. */
+async function nativeNftables(opts: InterceptOptions, dry: boolean, remove: boolean): Promise<number> {
+  const script = remove ? nftCleanupScript() : nftInstallScript(opts);
+  if (dry) {
+    process.stdout.write(`# nft -f - <<EOF\n${script}# EOF\n`);
+    return 0;
+  }
+  await runNft(script);
+  process.stdout.write(
+    remove ? 'meshlet iptables: removed the capture (nftables table inet istio-proxy-nat)\n' : `meshlet iptables: capture installed (native nftables)\n${script}`,
+  );
+  return 0;
 }

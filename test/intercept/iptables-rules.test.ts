@@ -7,6 +7,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { runIptables } from '../../proxy/cli/iptables';
 import { backendFromVersion, type Binaries, dryRunInstall, formatCommand } from '../../proxy/intercept/apply';
+import { nftCleanupScript, nftInstallScript } from '../../proxy/intercept/nft';
 import { cleanupRules, installRules, parseInterceptOptions, planInstall } from '../../proxy/intercept/rules';
 import { ConfigError } from '../../proxy/errors';
 
@@ -215,5 +216,31 @@ describe('meshlet iptables --dry-run', () => {
     const b = await cli(['--dry-run', '--backend', 'iptables']);
     expect(b.code).toBe(1);
     expect(b.err).toContain('--backend must be auto, legacy or nft');
+  });
+});
+
+describe('native nftables script', () => {
+  it('mirrors the iptables rules in one atomic inet table script', () => {
+    const s = nftInstallScript(parseInterceptOptions({ includeOutboundCidrs: '10.0.0.0/8,fd00::/8', includeInboundPorts: '8080,9090' }));
+    const lines = s.trim().split('\n');
+    expect(lines.slice(0, 3)).toEqual(['add table inet istio-proxy-nat', 'delete table inet istio-proxy-nat', 'add table inet istio-proxy-nat']);
+    expect(lines).toContain('add rule inet istio-proxy-nat istio-inbound tcp dport { 8080, 9090 } jump istio-in-redirect');
+    expect(lines).toContain('add rule inet istio-proxy-nat istio-output ip daddr 10.0.0.0/8 jump istio-redirect');
+    expect(lines).toContain('add rule inet istio-proxy-nat istio-output ip6 daddr fd00::/8 jump istio-redirect');
+    expect(lines).not.toContain('add rule inet istio-proxy-nat istio-output jump istio-redirect');
+    // The 127.0.0.6 return comes before any UID rule, as in the iptables chain.
+    const ret = lines.indexOf('add rule inet istio-proxy-nat istio-output oifname "lo" ip saddr 127.0.0.6 return');
+    const uid = lines.findIndex((l) => l.includes('skuid'));
+    expect(ret).toBeGreaterThan(0);
+    expect(ret).toBeLessThan(uid);
+  });
+
+  it('without IPv6 only IPv4 is captured; without inbound ports there is no prerouting jump', () => {
+    const s = nftInstallScript(parseInterceptOptions({ ipv6: false, includeInboundPorts: '' }));
+    expect(s).toContain('add rule inet istio-proxy-nat istio-output meta nfproto ipv4 jump istio-redirect');
+    expect(s).not.toContain('ip6 ');
+    expect(s).not.toContain('prerouting meta');
+    expect(s).not.toContain('jump istio-in-redirect');
+    expect(nftCleanupScript()).toBe('add table inet istio-proxy-nat\ndelete table inet istio-proxy-nat\n');
   });
 });
