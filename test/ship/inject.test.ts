@@ -6,6 +6,7 @@
  * Prometheus annotations, a generated bootstrap the real decoder accepts, idempotence on
  * re-injection, and documents that are not workloads (or opted out) left untouched.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -286,6 +287,20 @@ describe('meshlet inject: the command', () => {
   afterEach(() => {
     if (dir) rmSync(dir, { recursive: true, force: true });
     dir = undefined;
+  });
+
+  it('the installed bin reads stdin (-f -) and writes applyable YAML to stdout', () => {
+    const bin = join(__dirname, '../../bin/meshlet.js');
+    const r = spawnSync(process.execPath, [bin, 'inject', '-f', '-', '--image', 'reg.example/meshlet:9'], {
+      input: fixture('app.yaml'),
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toContain('meshlet inject: injected StatefulSet/shop/cache');
+    const out = docs(r.stdout);
+    const spec = find(out, 'StatefulSet', 'cache').spec.template.spec;
+    expect(spec.initContainers.slice(0, 2).map((c: Obj) => c.image)).toEqual(['reg.example/meshlet-init:9', 'reg.example/meshlet:9']);
   });
 
   it('reads -f, writes -o, reports to stderr, and the output re-injects to itself', async () => {
