@@ -4,6 +4,8 @@
  * Later issues add their filters here (JWT, ext_authz, …).
  */
 import { HttpFilterRegistry } from './http/filter';
+import { bufferFilterFactory, bufferPerRouteFactory } from './http/filters/buffer';
+import { cacheFilterFactory } from './http/filters/cache';
 import { extAuthzFilterFactory, extAuthzPerRouteFactory } from './http/filters/ext-authz';
 import { faultFilterFactory } from './http/filters/fault';
 import { jwtAuthnFilterFactory, jwtPerRouteFactory } from './http/filters/jwt-authn';
@@ -28,13 +30,16 @@ export function createRegistries(): Registries {
     .register(rbacPerRouteFactory)
     .register(localRateLimitFactory())
     .register(faultFilterFactory())
+    .register(bufferFilterFactory)
+    .register(bufferPerRouteFactory)
     // Gateway filters (issue 11).
     .register(extAuthzFilterFactory)
     .register(extAuthzPerRouteFactory)
     .register(rateLimitFilterFactory)
     .register(jwtAuthnFilterFactory)
     .register(jwtPerRouteFactory)
-    .register(typeScriptFilterFactory);
+    .register(typeScriptFilterFactory)
+    .register(cacheFilterFactory);
   const lbPolicies = registerDefaultLbPolicies(new LbRegistry());
   return { httpFilters, lbPolicies };
 }
