@@ -421,6 +421,9 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
   private heldEncodeBytes = 0;
   /** Why reading the request is paused (bit set of PAUSE_*). */
   private pauseReasons = 0;
+  /** Index of the filter that asked to buffer the request body (setDecoderBufferLimit), or -1. */
+  private bufferingFilter = -1;
+  private decoderBufferLimit = 0;
   private heldHeadersEnd = false;
   private encodeStoppedAt = -1;
   private encodeStoppedEvent: HeldEncode | undefined;
@@ -581,8 +584,25 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     this.held.push(e);
     if (e.chunk !== undefined) {
       this.heldBytes += e.chunk.length;
-      if (this.heldBytes > HOLD_LIMIT_BYTES) this.setPaused(PAUSE_FILTER_HOLD, true);
+      if (this.bufferingFilter >= 0 && this.decodeStoppedAt === this.bufferingFilter) {
+        // A buffering filter (setDecoderBufferLimit): hold everything up to its limit, then 413.
+        if (this.heldBytes > this.decoderBufferLimit) {
+          this.held = undefined;
+          this.sendLocalReply(413, 'Payload Too Large', undefined, undefined, 'request_payload_too_large');
+          return;
+        }
+      } else if (this.heldBytes > HOLD_LIMIT_BYTES) this.setPaused(PAUSE_FILTER_HOLD, true);
     }
+    // The buffered request is complete: the buffering filter's wait is over.
+    if (e.endStream && this.bufferingFilter >= 0 && this.decodeStoppedAt === this.bufferingFilter && this.decodeStoppedKind === -2) {
+      this.bufferingFilter = -1;
+      this.continueDecoding();
+    }
+  }
+
+  setDecoderBufferLimit(bytes: number): void {
+    this.bufferingFilter = this.current;
+    this.decoderBufferLimit = bytes;
   }
 
   private runDecodeHeaders(from: number, endStream: boolean): void {

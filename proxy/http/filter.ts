@@ -45,6 +45,13 @@ export interface HttpFilterCallbacks {
   /** End the stream with a local response; `flag` feeds access logs and metrics. */
   sendLocalReply(status: number, body: string, headers?: HeaderList, flag?: ResponseFlag, details?: string): void;
   setResponseFlag(flag: ResponseFlag): void;
+  /**
+   * Envoy's setDecoderBufferLimit, for a filter that stopped at decodeHeaders to buffer the body
+   * (additive, optional): the connection manager holds the request body up to `bytes` instead of
+   * pausing the socket at its watermark, answers 413 beyond it, and continues the chain itself
+   * once the request is complete.
+   */
+  setDecoderBufferLimit?(bytes: number): void;
   /** Free-form, bounded-size facts for access logs (filter_state / dynamic metadata). */
   setMetadata(key: string, value: string): void;
   /**
