@@ -833,9 +833,11 @@ export class RouterStream {
         flag = 'UR';
     }
     const headers = flag === 'UO' && !this.config.suppressEnvoyHeaders ? ['x-envoy-overloaded', 'true'] : undefined;
+    // Envoy appends the transport failure reason to the local reply body (e.g. a SAN mismatch).
+    const transport = flag === 'UF' && info.upstreamTransportFailureReason ? `, transport failure reason: ${info.upstreamTransportFailureReason}` : '';
     this.fail(
       status,
-      UPSTREAM_RESET_PREFIX + resetReasonText(reason),
+      UPSTREAM_RESET_PREFIX + resetReasonText(reason) + transport,
       flag,
       `upstream_reset_before_response_started{${reason}}`,
       headers,

@@ -268,8 +268,9 @@ describe('router: failures, timeouts and retries', () => {
     });
     const res = await call(proxy.port, '/');
     expect(res.status).toBe(503);
-    expect(res.text).toBe(
-      'upstream connect error or disconnect/reset before headers. reset reason: connection failure',
+    // Envoy: "... reset reason: connection failure, transport failure reason: delayed connect error: 111".
+    expect(res.text).toMatch(
+      /^upstream connect error or disconnect\/reset before headers\. reset reason: connection failure, transport failure reason: ECONNREFUSED /,
     );
     const [info] = await proxy.waitCompleted(1);
     expect(info?.responseFlags()).toBe('UF');
