@@ -6,7 +6,7 @@
  * connect_config) and tunnelled as raw TCP. Real clients: node:http, undici ProxyAgent /
  * EnvHttpProxyAgent, and curl when installed.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 import { EnvHttpProxyAgent, ProxyAgent, request as undiciRequest } from 'undici';
@@ -236,7 +236,6 @@ describe('explicit mode: CONNECT', () => {
   it.skipIf(!haveCurl)('works for curl with HTTP_PROXY (absolute-form) and --proxytunnel (CONNECT)', async () => {
     const run = (args: string[]) =>
       new Promise<{ code: number | null; out: string }>((resolve) => {
-        const { spawn } = require('node:child_process') as typeof import('node:child_process');
         const p = spawn('curl', ['-sS', '--max-time', '5', ...args], {
           env: { ...process.env, http_proxy: `http://127.0.0.1:${proxyPort}`, HTTP_PROXY: `http://127.0.0.1:${proxyPort}`, NO_PROXY: '', no_proxy: '' },
         });
