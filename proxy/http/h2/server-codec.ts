@@ -101,6 +101,8 @@ const MAX_WINDOW = 2 ** 31 - 1;
 
 /** Envoy's overload.premature_reset_min_stream_lifetime_seconds default (1 s). */
 const PREMATURE_RESET_MIN_LIFETIME_MS = 1_000;
+/** Envoy's http2_protocol_options.max_inbound_priority_frames_per_stream default. */
+const MAX_PRIORITY_FRAMES_PER_STREAM = 100;
 /** Envoy's overload.premature_reset_total_stream_count default. */
 const PREMATURE_RESET_TOTAL_STREAMS = 500;
 
@@ -200,6 +202,15 @@ function onWantTrailers(this: TaggedStream): void {
   const trailers = enc?.trailers;
   // An empty trailer set makes node send an empty DATA frame with END_STREAM.
   if (!this.destroyed) this.sendTrailers(trailers ?? {});
+}
+
+/** PRIORITY frames: node emits them on the stream when it is open, else on the session. */
+function onSessionPriority(this: TaggedSession): void {
+  this[kCodec]?.onPriorityFrame();
+}
+
+function onStreamPriority(this: TaggedStream): void {
+  this[kEncoder]?.codec.onPriorityFrame();
 }
 
 function onStreamClose(this: TaggedStream): void {
@@ -349,6 +360,9 @@ export class H2ServerCodec {
   /** Streams closed on this connection, and how many of them the peer reset prematurely. */
   private closedStreams = 0;
   private prematureResets = 0;
+  /** PRIORITY frames received and streams opened (Envoy's inbound priority frame flood rule). */
+  private priorityFrames = 0;
+  private streamsOpened = 0;
   /** Set when the connection was closed for too many premature resets (downstream_rq_too_many_premature_resets). */
   prematureResetClose = false;
   readonly secure: boolean;
@@ -398,6 +412,7 @@ export class H2ServerCodec {
     (session as TaggedSession)[kCodec] = this;
     session.on('stream', onStream);
     session.on('error', onSessionError);
+    session.on('priority', onSessionPriority);
     session.once('close', () => this.onSessionClose());
     const connWindow = this.options.http2.initialConnectionWindowSize;
     if (connWindow > 65535) {
@@ -453,6 +468,8 @@ export class H2ServerCodec {
     stream[kEncoder] = enc;
     stream.on('error', noop);
     stream.on('close', onStreamClose);
+    stream.on('priority', onStreamPriority);
+    this.streamsOpened++;
     const endStream = (flags & h2c.NGHTTP2_FLAG_END_STREAM) !== 0;
     const head = decodeRequestHead(raw, endStream, this.secure);
     if (typeof head === 'string') {
@@ -489,6 +506,19 @@ export class H2ServerCodec {
     if (premature) this.prematureResets++;
     if (this.prematureResets > 0 && !this.gone) this.checkPrematureResets();
     if (this.active === 0) this.armIdle();
+  }
+
+  /**
+   * Envoy's max_inbound_priority_frames_per_stream (default 100): more than 100 × (1 + streams
+   * opened) PRIORITY frames is a flood (CVE-2019-9513); nghttp2 has no such limit. Closing sends
+   * GOAWAY ENHANCE_YOUR_CALM.
+   */
+  onPriorityFrame(): void {
+    if (++this.priorityFrames <= MAX_PRIORITY_FRAMES_PER_STREAM * (1 + this.streamsOpened) || this.gone) return;
+    log.warn({ connection: this.connection.id, priorityFrames: this.priorityFrames }, 'closing HTTP/2 connection: PRIORITY frame flood');
+    this.closing = true;
+    this.priorityFrames = 0;
+    this.session?.destroy(new MeshletError('MESHLET_ERR_OVERFLOW', 'PRIORITY frame flood'), h2c.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 
   /**
