@@ -226,6 +226,24 @@ describe('HTTP/2 abuse', () => {
     });
   });
 
+  it.each([
+    // CVE-2019-9518: node counts empty DATA frames without END_STREAM as invalid frames (maxSessionInvalidFrames).
+    ['empty DATA frames', () => Buffer.concat([headers(1, requestBlock('/attack/slow/empty', 'POST'), false), ...Array.from({ length: 5_000 }, () => frame(F.DATA, 0, 1))])],
+    // CVE-2019-9513: meshlet applies Envoy's max_inbound_priority_frames_per_stream (100).
+    ['PRIORITY frames', () => Buffer.concat(Array.from({ length: 20_000 }, (_, i) => frame(F.PRIORITY, 0, 1 + 2 * (i % 100), Buffer.from([0, 0, 0, 0, 16]))))],
+    ['RST_STREAM for streams never opened', () => Buffer.concat(Array.from({ length: 20_000 }, (_, i) => rst(1001 + 2 * i)))],
+    ['HEADERS with empty header blocks', () => Buffer.concat(Array.from({ length: 5_000 }, (_, i) => frame(F.HEADERS, FLAG.END_HEADERS, 1 + 2 * i)))],
+  ])('%s flood: GOAWAY and close, nothing forwarded', async (_name, bytes) => {
+    await whileServed(async () => {
+      const before = p.echo.requests.length;
+      const c = await raw();
+      await c.writeAll(bytes());
+      expect(await c.waitFor(() => c.goaway() !== undefined && c.closed, 15_000)).toBe(true);
+      expect(c.goaway()!.code).not.toBe(ERR.NO_ERROR);
+      expect(p.echo.requests.slice(before).filter((r) => r.url.startsWith('/attack'))).toEqual([]);
+    });
+  });
+
   it('zero-window stall: the stalled stream is reset after stream_idle_timeout, the connection ends with GOAWAY, nothing is buffered without bound', async () => {
     await whileServed(async () => {
       const c = await raw([[SETTING.INITIAL_WINDOW_SIZE, 0]]);
