@@ -141,6 +141,22 @@ describe('malformed xDS', () => {
     expect(msg).toMatch(/nonexistent|type/i);
   });
 
+  it('a response of a type nobody subscribed to (unknown type URL) changes nothing; later pushes are still ACKed', async () => {
+    const good = goodClient(port);
+    const thing = 'type.googleapis.com/envoy.config.nonexistent.v3.Thing';
+    ads.setRaw(thing, [{ type_url: thing, value: Buffer.from([0x0a, 0x01, 0x78, 0xff, 0xff]) }]);
+    ads.setRaw(T.listener, [jsonToAny({ '@type': 'type.googleapis.com/envoy.config.listener.v3.Listener', ...listener() })]);
+    const acks = ads.acks(T.cluster).length;
+    ads.set(T.cluster, GOOD_CLUSTERS());
+    await until(() => ads.acks(T.cluster).length > acks, 30_000, 'CDS ACK after the unknown type');
+    const n = echo.requests.length;
+    await until(() => echo.requests.length > n + 20, 20_000, 'traffic after the unknown type');
+    const results = await good.stop();
+    expect(results.filter((r) => !r.ok)).toEqual([]);
+    // Whatever meshlet answered for the unknown type, it was never an ACK.
+    expect(ads.acks(thing)).toEqual([]);
+  });
+
   it('an unknown typed_config type (required HTTP filter) is NACKed', async () => {
     const bad = listener('http', {}, {
       http_filters: [
