@@ -16,7 +16,9 @@
  *    virtual `0.0.0.0_<port>` (bind_to_port: false) behind `virtualOutbound` on 0.0.0.0:15001
  *    (use_original_dst; PassthroughCluster or BlackHoleCluster per outbound_traffic_policy), the
  *    inbound listener is `virtualInbound` on 0.0.0.0:15006 with chains by original destination
- *    port and delivery from 127.0.0.6, and peers dial the workload at its app ports.
+ *    port and delivery from 127.0.0.6, and peers dial the workload at its app ports;
+ *  - with `explicit_proxy_port` (no capture): `explicit_proxy_<ip>_<port>`, the app's HTTP proxy
+ *    (absolute-form and CONNECT to every service by name, PassthroughCluster for the rest).
  * Leans Istio-compatible: default retry policy, LEAST_REQUEST, 10 s connect timeout, SNI
  * `outbound_.<port>_.<subset>_.<host>`, SAN verification against the destination's service accounts.
  */
@@ -282,6 +284,73 @@ function virtualOutboundResources(mesh: Mesh, w: MeshWorkload, out: NodeResource
 }
 
 /**
+ * The explicit-proxy listener of a workload without capture (`explicit_proxy_port`): one HCM
+ * whose virtual hosts are every service port by name (`<name>[.<ns>[.svc[.<domain>]]]:<port>`):
+ * absolute-form requests take the service's route, CONNECT is terminated (connect_config) and
+ * tunnelled to the service's cluster; other destinations go to PassthroughCluster (ALLOW_ANY, the
+ * target from the URI or CONNECT authority) or get a 404 (REGISTRY_ONLY).
+ */
+function explicitProxyResources(mesh: Mesh, w: MeshWorkload, out: NodeResources): void {
+  const port = w.explicitProxyPort!;
+  const connect = (cluster: Record<string, unknown>) => ({
+    name: 'connect',
+    match: { connect_matcher: {} },
+    route: { ...cluster, upgrade_configs: [{ upgrade_type: 'CONNECT', connect_config: {} }] },
+  });
+  const vhosts: Record<string, unknown>[] = [];
+  for (const s of mesh.services) {
+    for (const p of s.ports) {
+      const names = [s.name, `${s.name}.${s.namespace}`, `${s.name}.${s.namespace}.svc`, s.host];
+      const domains = names.map((d) => `${d}:${p.port}`);
+      if (p.port === 80) domains.push(...names);
+      const action = isHttp(p) ? routeAction(mesh, s, p) : { cluster: outboundClusterName(p.port, '', s.host) };
+      const { retry_policy: _noRetriesForTunnels, ...tunnelAction } = action;
+      const routes: Record<string, unknown>[] = [connect(tunnelAction)];
+      if (isHttp(p)) routes.push({ name: 'default', match: { prefix: '/' }, route: action });
+      vhosts.push({ name: `${s.host}:${p.port}`, domains, routes });
+    }
+  }
+  if (mesh.outboundTrafficPolicy !== 'REGISTRY_ONLY') {
+    vhosts.push({
+      name: 'allow_any',
+      domains: ['*'],
+      routes: [connect({ cluster: 'PassthroughCluster' }), { name: 'allow_any', match: { prefix: '/' }, route: { cluster: 'PassthroughCluster' } }],
+    });
+    out.get(T.cluster)!.set('PassthroughCluster', {
+      '@type': T.cluster,
+      name: 'PassthroughCluster',
+      type: 'ORIGINAL_DST',
+      lb_policy: 'CLUSTER_PROVIDED',
+      connect_timeout: '10s',
+    });
+  }
+  const name = `explicit_proxy_${w.outboundIp}_${port}`;
+  out.get(T.listener)!.set(name, {
+    '@type': T.listener,
+    name,
+    address: socket(w.outboundIp, port),
+    traffic_direction: 'OUTBOUND',
+    filter_chains: [
+      {
+        name: 'explicit-http-proxy',
+        filters: [
+          {
+            name: 'envoy.filters.network.http_connection_manager',
+            typed_config: {
+              '@type': T.hcm,
+              stat_prefix: `outbound_explicit_${port}`,
+              codec_type: 'AUTO',
+              route_config: { name: 'explicit_proxy', virtual_hosts: vhosts, validate_clusters: false },
+              http_filters: [router()],
+            },
+          },
+        ],
+      },
+    ],
+  });
+}
+
+/**
  * One inbound filter chain for service port `p`. `tls` chains terminate mTLS (and, with several
  * ports, are told apart by SNI); PERMISSIVE workloads also get a `raw_buffer` twin for plaintext
  * clients, told apart from the mTLS one by tls_inspector (and, with several ports, by the original
@@ -447,6 +516,7 @@ export function generateForWorkload(mesh: Mesh, w: MeshWorkload): NodeResources 
   }
   inboundResources(mesh, w, out);
   if (captured(w)) virtualOutboundResources(mesh, w, out);
+  else if (w.explicitProxyPort !== undefined) explicitProxyResources(mesh, w, out);
   return out;
 }
 

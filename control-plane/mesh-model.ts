@@ -77,6 +77,12 @@ export interface MeshWorkload {
   readonly capture?: CaptureMode;
   /** With capture: the virtualOutbound port (Istio 15001), bound on 0.0.0.0 in the pod's namespace. */
   readonly outboundPort?: number;
+  /**
+   * Without capture: a port on `outboundIp` where the app may use the sidecar as its HTTP proxy
+   * (HTTP_PROXY=http://<outbound_ip>:<port>): absolute-form requests routed by host, CONNECT
+   * terminated and tunnelled, destinations outside the mesh per outbound_traffic_policy.
+   */
+  readonly explicitProxyPort?: number;
 }
 
 export interface RetryRule {

@@ -14,7 +14,8 @@
  *   mtls: STRICT            # or PERMISSIVE: inbound ports also accept plaintext (per workload too)
  *   capture: none           # or iptables: Istio's 15001/15006 virtual listeners on 0.0.0.0 (per
  *                           #   workload too, with outbound_port: 15001), for `meshlet iptables` pods
- *   outbound_traffic_policy: ALLOW_ANY   # or REGISTRY_ONLY, for captured workloads
+ *   outbound_traffic_policy: ALLOW_ANY   # or REGISTRY_ONLY: unknown destinations (15001 / explicit proxy)
+ *   (workload) explicit_proxy_port: 15001   # without capture: HTTP_PROXY=http://<outbound_ip>:15001
  *   services:
  *     - { name: reviews, namespace: default, ports: [{ name: http, port: 9080, protocol: http }] }
  *   workloads:
@@ -179,6 +180,9 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
     const mtls = w.enumOf('mtls', MTLS_MODES, meshMtls);
     const capture = w.enumOf('capture', CAPTURE_MODES, meshCapture);
     const outboundPort = capture === 'iptables' ? w.int('outbound_port', 15001, 1, 65535) : undefined;
+    const explicitProxyPort = w.has('explicit_proxy_port') ? w.int('explicit_proxy_port', 15001, 1, 65535) : undefined;
+    if (explicitProxyPort !== undefined && capture === 'iptables')
+      w.error('explicit_proxy_port', "is for workloads without capture (a captured pod's 15001 is virtualOutbound)");
     if (capture !== 'iptables' && w.has('outbound_port')) {
       w.error('outbound_port', 'is only used with capture: iptables');
       w.raw('outbound_port');
@@ -192,6 +196,8 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
     for (const [i, a] of addresses.entries()) bind(w, `addresses[${i}]`, `${a.host}:${a.port}`, `app of ${wName}`);
     bind(w, 'inbound_port', `${ip}:${inboundPort}`, `sidecar inbound of ${wName}`);
     bind(w, 'admin_port', `${ip}:${adminPort}`, `sidecar admin of ${wName}`);
+    if (explicitProxyPort !== undefined && capture !== 'iptables')
+      bind(w, 'explicit_proxy_port', `${outboundIp}:${explicitProxyPort}`, `sidecar explicit proxy of ${wName}`);
     // A captured workload's 15001/15006 bind 0.0.0.0 in its own network namespace: no collision check.
     if (svc) {
       for (const p of svc.ports) {
@@ -217,6 +223,7 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
       spiffeId,
       mtls,
       ...(capture === 'iptables' ? { capture, outboundPort } : {}),
+      ...(explicitProxyPort !== undefined && capture !== 'iptables' ? { explicitProxyPort } : {}),
     });
     w.done();
   }
