@@ -6,7 +6,7 @@
  * netns-capture.test.ts.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -22,10 +22,18 @@ if (!haveDist) console.warn('[skipped] meshlet proxy start-up tests: dist/ is no
 
 const procs: ChildProcess[] = [];
 const servers: net.Server[] = [];
+const dirs: string[] = [];
 afterAll(async () => {
   for (const p of procs) if (p.exitCode === null) p.kill('SIGKILL');
   for (const s of servers) await new Promise((r) => s.close(r));
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'meshlet-od-'));
+  dirs.push(d);
+  return d;
+}
 
 async function acceptedPair(host: string): Promise<{ server: net.Socket; client: net.Socket; port: number }> {
   const srv = net.createServer();
@@ -56,7 +64,7 @@ describe('original destination addon', () => {
     const addon = require(ADDON) as { getOriginalDst(fd: number): unknown };
     expect(addon.getOriginalDst(-1)).toBeNull();
     expect(addon.getOriginalDst(999_999)).toBeNull();
-    const f = join(mkdtempSync(join(tmpdir(), 'meshlet-od-')), 'file');
+    const f = join(tempDir(), 'file');
     writeFileSync(f, 'x');
     const fd = openSync(f, 'r');
     try {
@@ -74,7 +82,7 @@ describe('original destination addon', () => {
 
 describe('meshlet proxy start-up', () => {
   const bootstrapFile = (): string => {
-    const dir = mkdtempSync(join(tmpdir(), 'meshlet-od-cli-'));
+    const dir = tempDir();
     const f = join(dir, 'bootstrap.json');
     writeFileSync(
       f,
