@@ -8,6 +8,7 @@ import { bufferFilterFactory, bufferPerRouteFactory } from './http/filters/buffe
 import { cacheFilterFactory } from './http/filters/cache';
 import { extAuthzFilterFactory, extAuthzPerRouteFactory } from './http/filters/ext-authz';
 import { faultFilterFactory } from './http/filters/fault';
+import { headerMutationFilterFactory, headerMutationPerRouteFactory } from './http/filters/header-mutation';
 import { jwtAuthnFilterFactory, jwtPerRouteFactory } from './http/filters/jwt-authn';
 import { localRateLimitFactory } from './http/filters/local-ratelimit';
 import { rateLimitFilterFactory } from './http/filters/ratelimit';
@@ -39,7 +40,9 @@ export function createRegistries(): Registries {
     .register(jwtAuthnFilterFactory)
     .register(jwtPerRouteFactory)
     .register(typeScriptFilterFactory)
-    .register(cacheFilterFactory);
+    .register(cacheFilterFactory)
+    .register(headerMutationFilterFactory)
+    .register(headerMutationPerRouteFactory);
   const lbPolicies = registerDefaultLbPolicies(new LbRegistry());
   return { httpFilters, lbPolicies };
 }

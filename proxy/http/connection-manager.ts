@@ -460,6 +460,10 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
   get formatContext(): HeaderFormatContext {
     return this;
   }
+  /** HeaderFormatContext.upstreamMetadata: the chosen host's filter_metadata. */
+  get upstreamMetadata(): Readonly<Record<string, unknown>> | undefined {
+    return this.info.upstreamHostMetadata;
+  }
   get downstreamProtocol(): HttpProtocol {
     return this.encoder.protocol;
   }

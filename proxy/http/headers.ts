@@ -12,7 +12,7 @@
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { HcmConfig, HeaderValueOption } from '../config/types';
-import type { DownstreamConnectionInfo, HeaderList, RequestHead } from './codec';
+import type { DownstreamConnectionInfo, HeaderList, RequestHead, ResponseHead } from './codec';
 
 // ───────────────────────────── basic list operations ─────────────────────────────
 
@@ -169,6 +169,10 @@ export interface HeaderFormatContext {
   readonly upstreamHost?: string;
   readonly protocol?: string;
   readonly hostname?: string;
+  /** The response being encoded, for %RESP(…)% (response header mutations). Optional (additive). */
+  readonly response?: ResponseHead;
+  /** The chosen upstream host's filter_metadata, for %UPSTREAM_METADATA([…])%. Optional (additive). */
+  readonly upstreamMetadata?: Readonly<Record<string, unknown>>;
 }
 
 function formatAddress(addr: string, port: number): string {
@@ -179,7 +183,8 @@ function formatAddress(addr: string, port: number): string {
  * Resolve Envoy command operators in a header value. Supported: DOWNSTREAM_REMOTE_ADDRESS,
  * DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT, DOWNSTREAM_LOCAL_ADDRESS, DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT,
  * DOWNSTREAM_PEER_URI_SAN, DOWNSTREAM_LOCAL_URI_SAN, UPSTREAM_REMOTE_ADDRESS, PROTOCOL, HOSTNAME,
- * REQ(name), START_TIME (ISO). `%%` is a literal percent. Unknown operators resolve to "-" the way
+ * REQ(name?alt):max, RESP(name?alt):max, UPSTREAM_METADATA(["ns","key"]), START_TIME (ISO).
+ * `%%` is a literal percent. Unknown operators resolve to "-" the way
  * Envoy prints missing values.
  */
 export function formatHeaderValue(value: string, ctx: HeaderFormatContext): string {
@@ -234,13 +239,66 @@ function resolveOperator(op: string, ctx: HeaderFormatContext): string {
     case 'START_TIME':
       return new Date().toISOString();
   }
-  if (op.startsWith('REQ(') && op.endsWith(')') && ctx.request) {
-    const name = op.slice(4, -1).toLowerCase();
-    if (name === ':authority') return ctx.request.authority || '-';
-    if (name === ':path') return ctx.request.path;
-    if (name === ':method') return ctx.request.method;
-    return getHeader(ctx.request.headers, name) ?? '-';
+  if (op.startsWith('REQ(') || op.startsWith('RESP(')) return headerOperator(op, ctx);
+  if (op.startsWith('UPSTREAM_METADATA(') && op.endsWith(')')) return metadataOperator(op.slice(18, -1), ctx.upstreamMetadata);
+  return '-';
+}
+
+/** One request/response header value; `:authority`, `:path`, `:method`, `:scheme`, `:status` too. */
+function headerValue(ctx: HeaderFormatContext, req: boolean, name: string): string | undefined {
+  if (req) {
+    const r = ctx.request;
+    if (r === undefined) return undefined;
+    if (name === ':authority') return r.authority || undefined;
+    if (name === ':path') return r.path;
+    if (name === ':method') return r.method;
+    if (name === ':scheme') return r.scheme;
+    return getHeader(r.headers, name);
   }
+  const s = ctx.response;
+  if (s === undefined) return undefined;
+  if (name === ':status') return String(s.status);
+  return getHeader(s.headers, name);
+}
+
+/**
+ * Envoy's %REQ(X?Y):Z% / %RESP(X?Y):Z%: header X, else Y, truncated to Z characters; "-" when
+ * absent.
+ */
+function headerOperator(op: string, ctx: HeaderFormatContext): string {
+  const req = op.startsWith('REQ(');
+  const close = op.lastIndexOf(')');
+  if (close < 0) return '-';
+  const inner = op.slice(req ? 4 : 5, close).toLowerCase();
+  let max = -1;
+  if (op.length > close + 1) {
+    if (op[close + 1] !== ':' || !/^\d+$/.test(op.slice(close + 2))) return '-';
+    max = Number(op.slice(close + 2));
+  }
+  const q = inner.indexOf('?');
+  let v = headerValue(ctx, req, q < 0 ? inner : inner.slice(0, q));
+  if (v === undefined && q >= 0) v = headerValue(ctx, req, inner.slice(q + 1));
+  if (v === undefined) return '-';
+  return max >= 0 && v.length > max ? v.slice(0, max) : v;
+}
+
+/** %UPSTREAM_METADATA(["namespace", "key", …])%: a string, number or bool at that path. */
+function metadataOperator(arg: string, md: Readonly<Record<string, unknown>> | undefined): string {
+  if (md === undefined) return '-';
+  let path: unknown;
+  try {
+    path = JSON.parse(arg);
+  } catch {
+    return '-';
+  }
+  if (!Array.isArray(path) || path.length < 2) return '-';
+  let v: unknown = md;
+  for (const k of path) {
+    if (v === null || typeof v !== 'object' || typeof k !== 'string') return '-';
+    v = (v as Record<string, unknown>)[k];
+  }
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   return '-';
 }
 

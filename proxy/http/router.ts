@@ -660,6 +660,7 @@ export class RouterStream {
     cluster.stats.upstreamRqActive++;
     if (this.action.autoHostRewrite && host.hostname !== '') this.head.authority = host.hostname;
     info.upstreamHost = host.key;
+    info.upstreamHostMetadata = host.metadata;
     info.attemptCount++;
     const pool = cluster.httpPool(host, this.cb.downstreamProtocol);
     const a = new UpstreamAttempt(this, host, pool);
@@ -712,6 +713,7 @@ export class RouterStream {
       return;
     }
     info.upstreamHost = host.key;
+    info.upstreamHostMetadata = host.metadata;
     info.attemptCount++;
     cluster.stats.upstreamRqTotal++;
     host.stats.rqTotal++;

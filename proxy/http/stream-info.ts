@@ -65,6 +65,8 @@ export class StreamInfo {
   clusterName = '';
   /** "ip:port" of the host that served the final attempt. */
   upstreamHost = '';
+  /** The chosen upstream host's filter_metadata (for %UPSTREAM_METADATA(…)%); undefined before one is chosen. */
+  upstreamHostMetadata: Readonly<Record<string, unknown>> | undefined = undefined;
   upstreamLocalAddress = '';
   upstreamPeerPrincipal = '';
   upstreamTransportFailureReason = '';
