@@ -366,6 +366,8 @@ export class H2ServerCodec {
   /** Set when the connection was closed for too many premature resets (downstream_rq_too_many_premature_resets). */
   prematureResetClose = false;
   readonly secure: boolean;
+  /** max_request_headers_kb in bytes (HPACK accounting: name + value + 32 per field). */
+  private readonly maxHeaderListSize: number;
 
   constructor(
     socket: Duplex,
@@ -375,6 +377,7 @@ export class H2ServerCodec {
     preface?: Buffer,
   ) {
     this.secure = (socket as { encrypted?: boolean }).encrypted === true;
+    this.maxHeaderListSize = Math.max(1024, Math.floor(options.maxRequestHeadersKb * 1024));
     if (preface !== undefined && preface.length > 0) socket.unshift(preface);
     if (this.secure) {
       // The connection manager chose HTTP/2 (ALPN h2, or codec_type HTTP2 with prior knowledge
@@ -471,6 +474,18 @@ export class H2ServerCodec {
     stream.on('priority', onStreamPriority);
     this.streamsOpened++;
     const endStream = (flags & h2c.NGHTTP2_FLAG_END_STREAM) !== 0;
+    // node enforces SETTINGS_MAX_HEADER_LIST_SIZE only once the client has acknowledged our
+    // SETTINGS (it reads nghttp2's acked local settings); a header block sent before the ACK
+    // would bypass max_request_headers_kb. Enforce it here too, the same way (RST_STREAM).
+    let size = 0;
+    for (let i = 0; i < raw.length; i++) size += raw[i]!.length + (i & 1) * 32;
+    if (size > this.maxHeaderListSize) {
+      this.reportError(431, 'DPE', 'request headers too large');
+      enc.responseEnded = true;
+      enc.localReset = true;
+      stream.close(h2c.NGHTTP2_ENHANCE_YOUR_CALM);
+      return;
+    }
     const head = decodeRequestHead(raw, endStream, this.secure);
     if (typeof head === 'string') {
       this.reportError(400, 'DPE', head);
