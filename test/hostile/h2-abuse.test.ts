@@ -244,6 +244,30 @@ describe('HTTP/2 abuse', () => {
     });
   });
 
+  it.each([
+    ['120 header fields (max_headers_count 100)', Array.from({ length: 120 }, (_, i): [string, string] => [`x-h${i}`, 'v'])],
+    ['70 KiB of headers (max_request_headers_kb 60)', [['x-big', 'a'.repeat(35 * 1024)], ['x-big2', 'b'.repeat(35 * 1024)]] as [string, string][]],
+  ])('HTTP/2 request with %s: the stream is reset, nothing forwarded, the connection keeps serving', async (_name, extra) => {
+    await whileServed(async () => {
+      // Sent at once, before our SETTINGS ACK: node alone would not enforce the header list size yet.
+      const c = await raw();
+      const block = requestBlock('/attack/h2-headers', 'GET', extra);
+      // HEADERS + CONTINUATION in 16 KiB frames (the default SETTINGS_MAX_FRAME_SIZE).
+      const frames: Buffer[] = [];
+      for (let o = 0; o < block.length; o += 16_384) {
+        const part = block.subarray(o, o + 16_384);
+        const last = o + 16_384 >= block.length;
+        frames.push(o === 0 ? headers(1, part, true, last) : frame(F.CONTINUATION, last ? FLAG.END_HEADERS : 0, 1, part));
+      }
+      c.write(Buffer.concat(frames));
+      expect(await c.waitFor(() => c.rstCodes().has(1), 10_000)).toBe(true);
+      expect(c.rstCodes().get(1)).not.toBe(ERR.NO_ERROR);
+      c.write(headers(3, requestBlock('/good')));
+      expect(await c.waitFor(() => c.frames.some((f) => f.type === F.DATA && f.streamId === 3 && (f.flags & FLAG.END_STREAM) !== 0), 10_000)).toBe(true);
+      expect(attackRequests('/attack/h2-headers')).toBe(0);
+    });
+  });
+
   it('zero-window stall: the stalled stream is reset after stream_idle_timeout, the connection ends with GOAWAY, nothing is buffered without bound', async () => {
     await whileServed(async () => {
       const c = await raw([[SETTING.INITIAL_WINDOW_SIZE, 0]]);
