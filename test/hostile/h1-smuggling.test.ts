@@ -101,6 +101,9 @@ describe('malformed upstream responses', () => {
     ['bare LF in headers', 'HTTP/1.1 200 OK\nContent-Length: 0\n\n'],
     ['NUL in a header value', 'HTTP/1.1 200 OK\r\nX-A: a\x00b\r\nContent-Length: 0\r\n\r\n'],
     ['space before colon', 'HTTP/1.1 200 OK\r\nContent-Length : 0\r\n\r\n'],
+    ['101 response headers (Envoy default limit 100)', `HTTP/1.1 200 OK\r\n${'x-r: 1\r\n'.repeat(101)}Content-Length: 0\r\n\r\n`],
+    ['a response head over 60 KiB', `HTTP/1.1 200 OK\r\nx-big: ${'a'.repeat(61 * 1024)}\r\nContent-Length: 0\r\n\r\n`],
+    ['an interim 1xx response followed by a garbage head', 'HTTP/1.1 199 Odd\r\n\r\n\x00\x01\x02 bad\r\n\r\n'],
   ];
 
   it.each(bad)('%s → 502 and the upstream connection is not reused', async (_name, response) => {
