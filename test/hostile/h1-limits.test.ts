@@ -176,6 +176,38 @@ describe('slow clients', () => {
   });
 });
 
+describe('slow readers', () => {
+  it('a client pipelining requests for 1 MiB responses without ever reading is throttled, not buffered', async () => {
+    const big = Buffer.alloc(1024 * 1024, 0x61);
+    const p = await startProxied({
+      echoHandler: (req, res) => {
+        if (!req.url?.startsWith('/attack/pipe')) return false;
+        res.writeHead(200, { 'content-length': big.length });
+        res.end(big);
+        return true;
+      },
+    });
+    const good = goodClient(p.port);
+    const s = await open(p.port);
+    s.pause(); // never read
+    const one = 'GET /attack/pipe HTTP/1.1\r\nHost: x\r\n\r\n';
+    s.write(one.repeat(200));
+    // Let the proxy do whatever it will; with nobody reading, only a few responses fit in the
+    // socket buffers before meshlet stops reading requests (and upstream responses).
+    await new Promise((r) => setTimeout(r, 2_000));
+    const forwarded = p.echo.requests.filter((r) => r.url === '/attack/pipe').length;
+    expect(forwarded).toBeGreaterThan(0);
+    expect(forwarded).toBeLessThan(50);
+    s.destroy();
+    const results = await good.stop();
+    expect(results.length).toBeGreaterThan(0);
+    expect(results.filter((x) => !x.ok)).toEqual([]);
+    // After the client is gone, the pipelined rest is dropped, not forwarded.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(p.echo.requests.filter((r) => r.url === '/attack/pipe').length).toBeLessThanOrEqual(forwarded + 1);
+  });
+});
+
 describe('connections per listener', () => {
   it('connection_limit: connections past max_connections are closed at once; a slot frees when one closes', async () => {
     const limit = {
