@@ -10,6 +10,7 @@
  * working.
  */
 import type { Counter, Gauge } from 'prom-client';
+import { protocolDetection } from '../detect/stats';
 import type { MeshletServer } from '../server';
 import type { MeshletMetrics } from './metrics';
 
@@ -127,6 +128,11 @@ export class EnvoyStats {
         counter(`${prefix}.update_rejected`, v.rejected);
       }
     }
+    // Protocol detection (meshlet's own; Envoy has no standard name): outcomes and time spent.
+    const pd = protocolDetection;
+    for (const [outcome, n] of Object.entries(pd.outcomes)) counter(`protocol_detection.${outcome}`, n, undefined, outcome, 'protocol_detection');
+    counter('protocol_detection.duration_ms_count', pd.count);
+    counter('protocol_detection.duration_ms_sum', Math.round(pd.sumMs));
     const mem = process.memoryUsage();
     gauge('server.uptime', Math.floor((Date.now() - s.startedAt) / 1000));
     gauge('server.memory_allocated', mem.heapUsed);
@@ -239,6 +245,11 @@ export class EnvoyStats {
       single(`${prefix}.update_success`, 'counter', `xDS ${prefix} updates accepted`);
       single(`${prefix}.update_rejected`, 'counter', `xDS ${prefix} updates rejected (NACK)`);
     }
+    metrics.counter('meshlet_protocol_detection_total', 'Protocol detections by outcome (tls, h2, http1, opaque, timeout, closed, skipped)', ['outcome'], (m) => {
+      for (const e of entries()) if (e.stat === 'protocol_detection') m.labels({ outcome: e.tag! }).inc(e.value);
+    });
+    single('protocol_detection.duration_ms_count', 'counter', 'Protocol detections that read bytes');
+    single('protocol_detection.duration_ms_sum', 'counter', 'Milliseconds spent waiting for the first bytes, summed');
     single('server.uptime', 'gauge', 'Seconds since the server started');
     single('server.memory_allocated', 'gauge', 'Heap bytes in use');
     single('server.memory_heap_size', 'gauge', 'Heap bytes reserved');
