@@ -19,7 +19,7 @@ import { Progress } from './lib/progress.mjs';
 import { ratios, renderMarkdown } from './report/markdown.mjs';
 import { renderSvg } from './report/svg.mjs';
 import { expectedSeconds, measure, SCENARIOS, selectScenarios } from './scenarios/index.mjs';
-import { buildMissing, MESH_MODES, meshletBin, useMeshletBin } from './servers/meshlet.mjs';
+import { buildMissing, MESH_MODES, meshletBin, useMeshletBin, useMeshletConcurrency } from './servers/meshlet.mjs';
 import * as nginx from './servers/nginx.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
@@ -34,7 +34,7 @@ const USAGE = `Usage: npm run bench [-- options]   (node bench/run.mjs [options]
   --warmup N            warm-up seconds per scenario (default 2, quick 1)
   --rounds N            run every scenario N times, interleaved, and report the median round
                         (default 1; use 3 on a machine that is busy with other work)
-  --proxy-workers N     worker processes/threads for nginx and HAProxy under test (default 1)
+  --proxy-workers N     worker processes/threads for nginx, HAProxy and meshlet (--concurrency) under test (default 1)
   --meshlet-mode M      how to build the meshlet mesh hop: ${Object.keys(MESH_MODES).join(', ')} (default static)
   --meshlet-bin FILE    meshlet launcher to benchmark (default bin/meshlet.js, which runs ../dist)
   --build               run \`npm run build\` first so dist/ has the current meshlet
@@ -178,6 +178,7 @@ async function main() {
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
 
+  useMeshletConcurrency(settings.proxyWorkers); // meshlet --concurrency N, like nginx's worker_processes
   const env = { ctx: { dir }, proxyWorkers: settings.proxyWorkers, meshletMode: settings.meshletMode };
   const results = {
     machine: machineInfo(),

@@ -71,7 +71,7 @@ export function renderMarkdown(results) {
       .join(', ')}; meshlet ${results.meshlet}`,
   );
   out.push(
-    `- **Processes**: upstream nginx ${settings.upstreamWorkers} worker process(es) (one per core); every proxy under test ${settings.proxyWorkers} worker/thread (nginx worker_processes, HAProxy nbthread; Node proxies and meshlet are one process; meshlet mesh hop built with \`--meshlet-mode ${settings.meshletMode}\`); load generators share the same ${machine.cores} cores, so absolute numbers are a floor and ratios are what to compare.`,
+    `- **Processes**: upstream nginx ${settings.upstreamWorkers} worker process(es) (one per core); every proxy under test ${settings.proxyWorkers} worker/thread (nginx worker_processes, HAProxy nbthread, meshlet --concurrency; Node proxies are one process; meshlet mesh hop built with \`--meshlet-mode ${settings.meshletMode}\`); load generators share the same ${machine.cores} cores, so absolute numbers are a floor and ratios are what to compare.`,
   );
   if (settings.rounds > 1) {
     out.push(

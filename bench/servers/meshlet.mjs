@@ -19,6 +19,13 @@ export function useMeshletBin(file) {
   BIN = path.resolve(file);
 }
 
+let CONCURRENCY = 1;
+
+/** Worker processes per meshlet (`--concurrency`), matching nginx/HAProxy's `--proxy-workers`. */
+export function useMeshletConcurrency(n) {
+  CONCURRENCY = n;
+}
+
 /** The launcher being benchmarked. */
 export function meshletBin() {
   return BIN;
@@ -53,9 +60,9 @@ export async function startMeshlet(ctx, name, options) {
   if (missing) throw new Error(missing);
   const file = path.join(ctx.dir, `${name}.yaml`);
   writeFileSync(file, stringify(bootstrap({ id: name, ...options })));
-  const proc = startProcess(name, process.execPath, [BIN, 'proxy', '--bootstrap', file, '--log-level', 'warn'], {
-    cwd: REPO,
-  });
+  const args = [BIN, 'proxy', '--bootstrap', file, '--log-level', 'warn'];
+  if (CONCURRENCY > 1) args.push('--concurrency', String(CONCURRENCY));
+  const proc = startProcess(name, process.execPath, args, { cwd: REPO });
   const why = await waitForPort(options.port, { proc, timeoutMs: 15_000 });
   if (why) {
     await proc.stop();
