@@ -8,6 +8,7 @@
 import http2 from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stopAllMeshlets } from '../support/meshlet';
+import { h2ServerAbuseStats } from '../../proxy/http/h2/server-codec';
 import { closeAll } from '../support/upstreams';
 import { ERR, F, FLAG, frame, headers, hpack, ping, RawH2, requestBlock, rst, SETTING, settings, windowUpdate } from './h2-frames';
 import { goodClient, type GoodResult, type Proxied, startProxied } from './harness';
@@ -158,6 +159,7 @@ describe('HTTP/2 abuse', () => {
       expect(await c.waitFor(() => c.goaway() !== undefined && c.closed, 15_000)).toBe(true);
       // Envoy's premature-reset rule: ENHANCE_YOUR_CALM once >= 500 streams, most reset by the peer.
       expect(c.goaway()!.code).toBe(ERR.ENHANCE_YOUR_CALM);
+      expect(h2ServerAbuseStats.tooManyPrematureResets).toBeGreaterThan(0);
       // Far fewer than the streams opened ever reached the upstream.
       expect(attackRequests('/attack/rr/')).toBeLessThan(sent / 2);
     });

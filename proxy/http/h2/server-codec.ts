@@ -101,6 +101,20 @@ const MAX_WINDOW = 2 ** 31 - 1;
 
 /** Envoy's overload.premature_reset_min_stream_lifetime_seconds default (1 s). */
 const PREMATURE_RESET_MIN_LIFETIME_MS = 1_000;
+/**
+ * Abuse counters of downstream HTTP/2 connections, process-wide (Envoy's names in comments), for
+ * the telemetry module to publish: connections closed by meshlet's own flood rules, and request
+ * heads over max_request_headers_kb caught by the codec.
+ */
+export const h2ServerAbuseStats = {
+  /** http.<prefix>.downstream_rq_too_many_premature_resets */
+  tooManyPrematureResets: 0,
+  /** http2.inbound_priority_frames_flood */
+  inboundPriorityFramesFlood: 0,
+  /** http2.header_overflow */
+  headerOverflow: 0,
+};
+
 /** Envoy's http2_protocol_options.max_inbound_priority_frames_per_stream default. */
 const MAX_PRIORITY_FRAMES_PER_STREAM = 100;
 /** Envoy's overload.premature_reset_total_stream_count default. */
@@ -480,6 +494,7 @@ export class H2ServerCodec {
     let size = 0;
     for (let i = 0; i < raw.length; i++) size += raw[i]!.length + (i & 1) * 32;
     if (size > this.maxHeaderListSize) {
+      h2ServerAbuseStats.headerOverflow++;
       this.reportError(431, 'DPE', 'request headers too large');
       enc.responseEnded = true;
       enc.localReset = true;
@@ -530,6 +545,7 @@ export class H2ServerCodec {
    */
   onPriorityFrame(): void {
     if (++this.priorityFrames <= MAX_PRIORITY_FRAMES_PER_STREAM * (1 + this.streamsOpened) || this.gone) return;
+    h2ServerAbuseStats.inboundPriorityFramesFlood++;
     log.warn({ connection: this.connection.id, priorityFrames: this.priorityFrames }, 'closing HTTP/2 connection: PRIORITY frame flood');
     this.closing = true;
     this.priorityFrames = 0;
@@ -546,6 +562,7 @@ export class H2ServerCodec {
     const closed = this.closedStreams;
     const premature = this.prematureResets;
     if (closed < PREMATURE_RESET_TOTAL_STREAMS ? premature < PREMATURE_RESET_TOTAL_STREAMS : premature * 2 < closed) return;
+    h2ServerAbuseStats.tooManyPrematureResets++;
     log.warn({ connection: this.connection.id, closed, premature }, 'closing HTTP/2 connection: too many premature stream resets');
     this.prematureResetClose = true;
     this.closing = true;
