@@ -11,13 +11,21 @@ import { CsrCertificateProvider, csrProviderConfigFromMetadata } from '../certs/
 import { CertStore } from '../certs/store';
 import { registerCoreEndpoints } from './admin/endpoints';
 import { AdminServer } from './admin/admin-server';
-import type { Bootstrap, ClusterConfig, FilterChainConfig, ListenerConfig, RouteConfiguration } from './config/types';
+import type {
+  Bootstrap,
+  ClusterConfig,
+  FilterChainConfig,
+  ListenerConfig,
+  NetworkExtAuthzConfig,
+  RouteConfiguration,
+} from './config/types';
 import { DynamicConfig, type XdsClientFactory } from './dynamic/xds-config';
 import { H1ConnectionPool } from './http/h1/pool';
 import { H2ConnectionPool } from './http/h2/client-pool';
 import { HttpConnectionManager } from './http/connection-manager';
 import type { StreamInfo } from './http/stream-info';
 import type { BuiltChain, NetworkFilter, OriginalDstResolver } from './listeners/listener';
+import { NetworkExtAuthzHandler } from './listeners/network-ext-authz';
 import { ListenerManager } from './listeners/listener-manager';
 import { NetworkRbacFilter } from './listeners/network-rbac';
 import type { ConnectionHandler } from './listeners/types';
@@ -146,6 +154,7 @@ export class MeshletServer {
   private buildChain(chain: FilterChainConfig, listener: ListenerConfig): BuiltChain {
     const filters: NetworkFilter[] = [];
     let handler: ConnectionHandler | undefined;
+    let extAuthz: NetworkExtAuthzConfig | undefined;
     for (const f of chain.filters) {
       switch (f.kind) {
         case 'connection_limit':
@@ -172,9 +181,14 @@ export class MeshletServer {
         case 'rbac':
           filters.push(new NetworkRbacFilter(f.rbac, f.name));
           break;
+        case 'ext_authz':
+          extAuthz = f.extAuthz;
+          break;
       }
     }
     if (!handler) throw new Error(`filter chain "${chain.name}" has no terminal filter`);
+    // Network ext_authz is asynchronous: it holds each connection in front of the terminal filter.
+    if (extAuthz) handler = new NetworkExtAuthzHandler(extAuthz, handler, this.clusters);
     const ts = chain.transportSocket;
     return {
       config: chain,

@@ -166,7 +166,24 @@ export type NetworkFilterConfig =
   | { readonly kind: 'http_connection_manager'; readonly name: string; readonly hcm: HcmConfig }
   | { readonly kind: 'tcp_proxy'; readonly name: string; readonly tcp: TcpProxyConfig }
   | { readonly kind: 'rbac'; readonly name: string; readonly rbac: RbacConfig }
-  | { readonly kind: 'connection_limit'; readonly name: string; readonly maxConnections: number };
+  | { readonly kind: 'connection_limit'; readonly name: string; readonly maxConnections: number }
+  | { readonly kind: 'ext_authz'; readonly name: string; readonly extAuthz: NetworkExtAuthzConfig };
+
+/** envoy.extensions.filters.network.ext_authz.v3.ExtAuthz (gRPC Authorization/Check per connection). */
+export interface NetworkExtAuthzConfig {
+  readonly statPrefix: string;
+  /** grpc_service (envoy_grpc): the authorizer's cluster, authority, timeout and initial metadata. */
+  readonly grpcService: {
+    readonly clusterName: string;
+    readonly authority: string;
+    readonly timeoutMs: number;
+    readonly initialMetadata: readonly (readonly [string, string])[];
+  };
+  /** Accept the connection when the authorizer fails or times out (Envoy default false). */
+  readonly failureModeAllow: boolean;
+  /** Send the peer certificate (PEM) in the CheckRequest. */
+  readonly includePeerCertificate: boolean;
+}
 
 // ─────────────────────── HTTP connection manager ───────────────────────
 

@@ -23,6 +23,7 @@ import { decodeAddress, dur, enumOf } from './core';
 import { decodeHcm, T_HCM } from './hcm';
 import { decodeCidrList } from './matchers';
 import { decodeNetworkRbac, T_NETWORK_RBAC } from './rbac';
+import { decodeNetworkExtAuthz, NETWORK_EXT_AUTHZ_TYPE_NAME } from '../../listeners/network-ext-authz';
 import { decodeTcpProxy, T_TCP_PROXY } from './tcp-proxy';
 import { decodeTransportSocket } from './tls';
 
@@ -169,6 +170,9 @@ function decodeNetworkFilter(
       if (tcp) out = { kind: 'tcp_proxy', name, tcp };
     } else if (tc.type === T_NETWORK_RBAC) {
       out = { kind: 'rbac', name, rbac: decodeNetworkRbac(t, ctx) };
+    } else if (tc.type === NETWORK_EXT_AUTHZ_TYPE_NAME) {
+      const extAuthz = decodeNetworkExtAuthz(t);
+      if (extAuthz) out = { kind: 'ext_authz', name, extAuthz };
     } else if (tc.type === T_CONNECTION_LIMIT) {
       t.requiredStr('stat_prefix');
       if (!t.has('max_connections')) t.error('max_connections', 'is required');
