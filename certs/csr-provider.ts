@@ -39,8 +39,8 @@
  * measured from when the certificate arrived (the dev CA backdates notBefore for clock skew).
  */
 import { generateKeyPair, X509Certificate } from 'node:crypto';
-import * as grpc from '@grpc/grpc-js';
-import forge from 'node-forge';
+import type * as grpc from '@grpc/grpc-js';
+import type forgeNs from 'node-forge';
 import type { Logger } from 'pino';
 import { csrServiceDefinition, type CsrRequest, type CsrResponse } from '../control-plane/csr-service';
 import { Issues, Reader } from '../proxy/config/reader';
@@ -142,13 +142,15 @@ function rsaKeyPair(): Promise<{ privateKeyPem: string; publicKeyPem: string }> 
 
 /** A PEM PKCS#10 CSR for `spiffeId` (one URI SAN, as Istio's agent sends). */
 export function buildCsr(spiffeId: string, key: { privateKeyPem: string; publicKeyPem: string }): string {
+  // node-forge (and gRPC below) load only when a CSR provider actually signs: not at start-up.
+  const forge = require('node-forge') as typeof forgeNs;
   const csr = forge.pki.createCertificationRequest();
   csr.publicKey = forge.pki.publicKeyFromPem(key.publicKeyPem);
   csr.setSubject([]);
   csr.setAttributes([
     { name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: [{ type: 6, value: spiffeId }] }] },
   ]);
-  csr.sign(forge.pki.privateKeyFromPem(key.privateKeyPem) as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
+  csr.sign(forge.pki.privateKeyFromPem(key.privateKeyPem) as forgeNs.pki.rsa.PrivateKey, forge.md.sha256.create());
   return forge.pki.certificationRequestToPem(csr);
 }
 
@@ -297,6 +299,7 @@ export class CsrCertificateProvider {
   }
 
   private call(cred: Credential, rootsPem: string, req: CsrRequest): Promise<string[]> {
+    const grpc = require('@grpc/grpc-js') as typeof import('@grpc/grpc-js');
     const Client = grpc.makeGenericClientConstructor(csrServiceDefinition(), 'IstioCertificateService');
     const creds = grpc.credentials.createSsl(Buffer.from(rootsPem), Buffer.from(cred.privateKeyPem), Buffer.from(cred.certChainPem));
     const client = new Client(this.config.caAddress, creds, { 'grpc.ssl_target_name_override': this.config.caServerName });

@@ -13,9 +13,9 @@
  * protobufjs reflection, wire-compatible with Istio's field numbers (csr = 1,
  * validity_duration = 3, cert_chain = 1); request metadata (field 4) is skipped.
  */
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import * as protobuf from 'protobufjs';
+import type * as protobuf from 'protobufjs';
 import type { DevCa } from '../certs/dev-ca';
 import { uriSansOf } from '../certs/identity';
 import { MeshletError } from '../proxy/errors';
@@ -36,6 +36,9 @@ const SERVICE = 'istio.v1.auth.IstioCertificateService';
 let types: { req: protobuf.Type; res: protobuf.Type } | undefined;
 function messageTypes(): { req: protobuf.Type; res: protobuf.Type } {
   if (types) return types;
+  // Loaded on first use: the sidecar imports this module for the type of its CSR client, and only
+  // a bootstrap with a CSR certificate provider ever calls it.
+  const protobuf = require('protobufjs') as typeof import('protobufjs');
   const req = new protobuf.Type('IstioCertificateRequest')
     .add(new protobuf.Field('csr', 1, 'string'))
     .add(new protobuf.Field('validity_duration', 3, 'int64'));
@@ -85,13 +88,14 @@ export interface CsrServiceOptions {
 
 /** The handler, separate from the server so it can be mounted on any grpc.Server. */
 export function createCertificateHandler(opts: CsrServiceOptions): grpc.handleUnaryCall<CsrRequest, CsrResponse> {
+  const { status } = require('@grpc/grpc-js') as typeof grpc;
   const max = opts.maxLifetimeMs ?? 24 * 3600_000;
   return (call, callback) => {
     const peer = call.getAuthContext()?.sslPeerCertificate;
     const callerIds = uriSansOf(peer?.subjectaltname);
     if (callerIds.length === 0) {
       callback({
-        code: grpc.status.UNAUTHENTICATED,
+        code: status.UNAUTHENTICATED,
         details: 'a client certificate with a SPIFFE URI SAN is required',
       });
       return;
@@ -114,7 +118,7 @@ export function createCertificateHandler(opts: CsrServiceOptions): grpc.handleUn
       const denied = err instanceof MeshletError && err.code === 'MESHLET_ERR_DENIED';
       opts.log?.warn({ caller: callerIds[0], error: (err as Error).message }, 'CSR refused');
       callback({
-        code: denied ? grpc.status.PERMISSION_DENIED : grpc.status.INVALID_ARGUMENT,
+        code: denied ? status.PERMISSION_DENIED : status.INVALID_ARGUMENT,
         details: (err as Error).message,
       });
     }
@@ -129,7 +133,7 @@ export async function csrServerCredentials(ca: DevCa): Promise<grpc.ServerCreden
     dnsNames: ['localhost', 'istiod.istio-system.svc'],
     lifetimeMs: 365 * 24 * 3600_000,
   });
-  return grpc.ServerCredentials.createSsl(
+  return (require('@grpc/grpc-js') as typeof grpc).ServerCredentials.createSsl(
     Buffer.from(ca.rootCertPem),
     [{ cert_chain: Buffer.from(serving.certChainPem), private_key: Buffer.from(serving.privateKeyPem!) }],
     true,

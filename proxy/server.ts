@@ -19,7 +19,7 @@ import type {
   NetworkExtAuthzConfig,
   RouteConfiguration,
 } from './config/types';
-import { DynamicConfig, type XdsClientFactory } from './dynamic/xds-config';
+import type { DynamicConfig, XdsClientFactory } from './dynamic/xds-config';
 import { H1ConnectionPool } from './http/h1/pool';
 import { H2ConnectionPool } from './http/h2/client-pool';
 import { HttpConnectionManager } from './http/connection-manager';
@@ -218,6 +218,8 @@ export class MeshletServer {
       throw err;
     }
     if (b.dynamicResources?.adsConfig) {
+      // The xDS side (and with it gRPC and the Envoy protos) loads only for dynamic bootstraps.
+      const { DynamicConfig } = await import('./dynamic/xds-config');
       this.dynamic = new DynamicConfig(this, b, { httpFilters: this.registries.httpFilters }, this.opts.xdsClientFactory);
       this.initialized = this.dynamic.start().then(() => {
         if (this.state === 'INITIALIZING') this.state = 'LIVE';

@@ -11,7 +11,7 @@
  */
 
 import { EventEmitter } from 'node:events';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { dataSourceBytes } from '../proxy/config/data-source';
 import type { DataSource, DynamicResources, GrpcService, NodeInfo } from '../proxy/config/types';
 import { MeshletError } from '../proxy/errors';
@@ -62,6 +62,14 @@ export interface XdsStats {
   readonly connected: boolean;
   readonly streamsStarted: number;
   readonly types: Record<string, Readonly<TypeCounters> & { readonly version: string }>;
+}
+
+/**
+ * @grpc/grpc-js, loaded when the first XdsClient is built: importing xds-client (for its types,
+ * or as part of a static bootstrap's module graph) does not pay for gRPC.
+ */
+function grpcLib(): typeof grpc {
+  return require('@grpc/grpc-js') as typeof grpc;
 }
 
 /** Client features meshlet announces in node.client_features. */
@@ -120,7 +128,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
   private readonly delta: boolean;
   private readonly nodeOnFirstOnly: boolean;
   private readonly service: GrpcService;
-  private readonly AdsClient = grpc.makeGenericClientConstructor(adsServiceDefinition(), 'AggregatedDiscoveryService');
+  private readonly AdsClient = grpcLib().makeGenericClientConstructor(adsServiceDefinition(), 'AggregatedDiscoveryService');
   private grpcClient?: grpc.Client;
   private clientKey = '';
   private stream?: AdsStream<unknown, unknown>;
@@ -197,7 +205,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     this.subs.stopTimers();
     this.grpcClient?.close();
     this.grpcClient = undefined;
-    this.setConnected(false, { code: grpc.status.CANCELLED, details: 'client closed' });
+    this.setConnected(false, { code: grpcLib().status.CANCELLED, details: 'client closed' });
   }
 
   // ───────────── connection management ─────────────
@@ -213,12 +221,12 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     if (svc.kind === 'google_grpc') {
       let uri = svc.targetUri;
       const creds = svc.ssl
-        ? grpc.credentials.createSsl(
+        ? grpcLib().credentials.createSsl(
             readDataSource(svc.ssl.rootCerts, 'root_certs') ?? null,
             readDataSource(svc.ssl.privateKey, 'private_key') ?? null,
             readDataSource(svc.ssl.certChain, 'cert_chain') ?? null,
           )
-        : grpc.credentials.createInsecure();
+        : grpcLib().credentials.createInsecure();
       if (uri.startsWith('unix:') === false && uri.includes('://') === false && !uri.startsWith('dns:'))
         uri = `dns:${uri}`;
       return { uri, creds, key: `g|${uri}|${svc.ssl ? 'tls' : 'plain'}`, options };
@@ -234,14 +242,14 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     let creds: grpc.ChannelCredentials;
     if (resolved.tls) {
       const t = resolved.tls;
-      creds = grpc.credentials.createSsl(
+      creds = grpcLib().credentials.createSsl(
         t.rootCerts ? Buffer.from(t.rootCerts) : null,
         t.privateKey ? Buffer.from(t.privateKey) : null,
         t.certChain ? Buffer.from(t.certChain) : null,
       );
       if (t.servername) options['grpc.ssl_target_name_override'] = t.servername;
     } else {
-      creds = grpc.credentials.createInsecure();
+      creds = grpcLib().credentials.createInsecure();
     }
     if (svc.authority) options['grpc.default_authority'] = svc.authority;
     return { uri, creds, key: `e|${uri}|${resolved.tls ? 'tls' : 'plain'}|${resolved.tls?.servername ?? ''}`, options };
@@ -316,6 +324,6 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     if (this.connectedFlag === connected) return;
     this.connectedFlag = connected;
     if (connected) this.emit('connected');
-    else this.emit('disconnected', status ?? { code: grpc.status.UNAVAILABLE, details: '' });
+    else this.emit('disconnected', status ?? { code: grpcLib().status.UNAVAILABLE, details: '' });
   }
 }

@@ -7,7 +7,12 @@
  * Root never changes after it is loaded).
  */
 
-import * as protobuf from 'protobufjs';
+import type * as protobuf from 'protobufjs';
+
+/** protobufjs, loaded on the first decode (not when xds-client is imported). */
+function pb(): typeof protobuf {
+  return require('protobufjs') as typeof protobuf;
+}
 import { MeshletError } from '../proxy/errors';
 import { resourceProtoRoot, TYPE_URL_PREFIX } from './protos';
 
@@ -99,10 +104,10 @@ export function planOf(type: protobuf.Type): TypePlan {
     let enumType: protobuf.Enum | undefined;
     let messageType: protobuf.Type | undefined;
     if (kind === Kind.Message) {
-      if (f.resolvedType instanceof protobuf.Enum) {
+      if (f.resolvedType instanceof pb().Enum) {
         kind = Kind.Enum;
         enumType = f.resolvedType;
-      } else if (f.resolvedType instanceof protobuf.Type) {
+      } else if (f.resolvedType instanceof pb().Type) {
         messageType = f.resolvedType;
       } else {
         throw new MeshletError(
@@ -111,7 +116,7 @@ export function planOf(type: protobuf.Type): TypePlan {
         );
       }
     }
-    const isMap = f instanceof protobuf.MapField;
+    const isMap = f instanceof pb().MapField;
     const fp: FieldPlan = {
       name: f.name,
       jsonName: camel(f.name),
@@ -157,7 +162,7 @@ export function lookupType(nameOrUrl: string): protobuf.Type | null {
       found = null;
     }
   }
-  t = found instanceof protobuf.Type ? found : null;
+  t = found instanceof pb().Type ? found : null;
   typeCache.set(nameOrUrl, t);
   return t;
 }

@@ -15,8 +15,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import * as protobuf from 'protobufjs';
+import type * as protoLoader from '@grpc/proto-loader';
+import type * as protobuf from 'protobufjs';
 import { MeshletError } from '../proxy/errors';
 
 /** Directory of the installed @grpc/grpc-js-xds package. */
@@ -123,8 +123,15 @@ let commonRegistered = false;
  * protobufjs bundles only a few google/protobuf files; descriptor.proto (imported by the
  * validate/udpa annotations) is registered from the JSON protobufjs ships. Idempotent.
  */
+// protobufjs and proto-loader load on first use (the first xDS stream or gateway gRPC call), so
+// importing this module for its constants (TYPE_URLS, PROTO_LOADER_OPTIONS) costs nothing.
+function pbjs(): typeof protobuf {
+  return require('protobufjs') as typeof protobuf;
+}
+
 function registerCommonProtos(): void {
   if (commonRegistered) return;
+  const protobuf = pbjs();
   commonRegistered = true;
   for (const name of ['api', 'descriptor', 'source_context', 'type']) {
     const json = require(`protobufjs/google/protobuf/${name}.json`) as {
@@ -166,7 +173,7 @@ export function resourceProtoRoot(): protobuf.Root {
   if (resourceRoot) return resourceRoot;
   const started = performance.now();
   registerCommonProtos();
-  const root = withIncludePaths(new protobuf.Root());
+  const root = withIncludePaths(new (pbjs().Root)());
   root.loadSync(RESOURCE_PROTO_FILES as string[], { keepCase: true });
   root.resolveAll();
   resourceRoot = root;
@@ -195,7 +202,7 @@ export function discoveryPackageDefinition(): protoLoader.PackageDefinition {
   if (packageDefinition) return packageDefinition;
   const started = performance.now();
   registerCommonProtos();
-  packageDefinition = protoLoader.loadSync(SERVICE_FILES, PROTO_LOADER_OPTIONS);
+  packageDefinition = (require('@grpc/proto-loader') as typeof protoLoader).loadSync(SERVICE_FILES, PROTO_LOADER_OPTIONS);
   protoLoadStats.servicesMs = performance.now() - started;
   return packageDefinition;
 }

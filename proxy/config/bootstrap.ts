@@ -11,7 +11,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, extname } from 'node:path';
-import { parseDocument } from 'yaml';
+import type * as Yaml from 'yaml';
 import { ConfigError, type FieldIssue } from '../errors';
 import { decodeClusterR } from './envoy/cluster';
 import type { DecodeContext, StaticRefs } from './envoy/context';
@@ -232,6 +232,8 @@ export function parseBootstrapText(text: string, fileName: string): unknown {
       );
     }
   }
+  // The YAML parser loads only for YAML bootstraps (JSON ones, as injected sidecars use, skip it).
+  const { parseDocument } = require('yaml') as typeof Yaml;
   const doc = parseDocument(text, { merge: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     const errs = doc.errors.map((e) => {

@@ -23,32 +23,16 @@ import {
   type Tracer,
   trace,
 } from '@opentelemetry/api';
-import { type ExportResult, ExportResultCode } from '@opentelemetry/core';
-import { OTLPTraceExporter as OtlpGrpcExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
-import { OTLPTraceExporter as OtlpProtoExporter } from '@opentelemetry/exporter-trace-otlp-proto';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import {
+import type { ExportResult } from '@opentelemetry/core';
+import type {
   BasicTracerProvider,
-  BatchSpanProcessor,
-  type ReadableSpan,
-  type Sampler,
-  SamplingDecision,
-  type SamplingResult,
-  type Span as SdkSpan,
-  type SpanExporter,
-  type SpanProcessor,
+  ReadableSpan,
+  Sampler,
+  SamplingResult,
+  Span as SdkSpan,
+  SpanExporter,
+  SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
-import {
-  ATTR_CLIENT_ADDRESS,
-  ATTR_HTTP_REQUEST_METHOD,
-  ATTR_HTTP_RESPONSE_STATUS_CODE,
-  ATTR_NETWORK_PEER_ADDRESS,
-  ATTR_NETWORK_PROTOCOL_VERSION,
-  ATTR_SERVER_ADDRESS,
-  ATTR_SERVICE_NAME,
-  ATTR_URL_PATH,
-  ATTR_USER_AGENT_ORIGINAL,
-} from '@opentelemetry/semantic-conventions';
 import type { HcmConfig, NodeInfo, TracingConfig } from '../config/types';
 import type { HeaderList, RequestHead } from '../http/codec';
 import { getHeader, setHeader } from '../http/headers';
@@ -57,6 +41,22 @@ import { logger } from './logger';
 import type { MeshletMetrics } from './metrics';
 
 const log = logger('tracing');
+
+// The OpenTelemetry SDK, OTLP exporters and semantic conventions (~15 MiB resident with their
+// gRPC/protobuf dependencies) load on the first traced HCM, not at start-up: most sidecars never
+// configure tracing. @opentelemetry/api stays a static import (it is small, and prom-client loads
+// it anyway). Config validation does not need these modules (config/envoy/tracing.ts).
+type Sdk = typeof import('@opentelemetry/sdk-trace-base');
+type Sem = typeof import('@opentelemetry/semantic-conventions');
+let sdk: Sdk;
+let sem: Sem;
+let exportSuccess: number;
+function loadSdk(): void {
+  if (sdk !== undefined) return;
+  sdk = require('@opentelemetry/sdk-trace-base') as Sdk;
+  sem = require('@opentelemetry/semantic-conventions') as Sem;
+  exportSuccess = (require('@opentelemetry/core') as typeof import('@opentelemetry/core')).ExportResultCode.SUCCESS;
+}
 
 /** Spans waiting for export (queued + in flight) before new ones are dropped. */
 export const DEFAULT_MAX_QUEUED_SPANS = 2048;
@@ -146,10 +146,10 @@ class MeshletSampler implements Sampler {
     if (parent !== undefined && isSpanContextValid(parent)) {
       return {
         decision:
-          parent.traceFlags & TraceFlags.SAMPLED ? SamplingDecision.RECORD_AND_SAMPLED : SamplingDecision.NOT_RECORD,
+          parent.traceFlags & TraceFlags.SAMPLED ? sdk.SamplingDecision.RECORD_AND_SAMPLED : sdk.SamplingDecision.NOT_RECORD,
       };
     }
-    return { decision: Math.random() < this.ratio ? SamplingDecision.RECORD_AND_SAMPLED : SamplingDecision.NOT_RECORD };
+    return { decision: Math.random() < this.ratio ? sdk.SamplingDecision.RECORD_AND_SAMPLED : sdk.SamplingDecision.NOT_RECORD };
   }
   toString(): string {
     return `MeshletSampler{ratio=${this.ratio}}`;
@@ -167,8 +167,8 @@ class CountingExporter implements SpanExporter {
   export(spans: ReadableSpan[], done: (r: ExportResult) => void): void {
     const n = spans.length;
     this.inner.export(spans, (r) => {
-      this.onDone(n, r.code === ExportResultCode.SUCCESS);
-      if (r.code !== ExportResultCode.SUCCESS) log.debug({ spans: n, err: r.error?.message }, 'span export failed');
+      this.onDone(n, r.code === exportSuccess);
+      if (r.code !== exportSuccess) log.debug({ spans: n, err: r.error?.message }, 'span export failed');
       done(r);
     });
   }
@@ -244,12 +244,12 @@ class MeshletSpan implements StreamSpan {
     const s = this.span;
     if (!s.isRecording()) return;
     const code = info.responseCode;
-    if (code > 0) s.setAttribute(ATTR_HTTP_RESPONSE_STATUS_CODE, code);
+    if (code > 0) s.setAttribute(sem.ATTR_HTTP_RESPONSE_STATUS_CODE, code);
     s.setAttribute('response_flags', info.responseFlags());
     if (info.clusterName) s.setAttribute('upstream_cluster', info.clusterName);
     if (info.upstreamHost) {
       s.setAttribute('upstream_address', info.upstreamHost);
-      if (this.kind === SpanKind.CLIENT) s.setAttribute(ATTR_NETWORK_PEER_ADDRESS, info.upstreamHost);
+      if (this.kind === SpanKind.CLIENT) s.setAttribute(sem.ATTR_NETWORK_PEER_ADDRESS, info.upstreamHost);
     }
     const peer = this.kind === SpanKind.CLIENT ? info.upstreamPeerPrincipal : info.connection.tls?.peerPrincipal;
     if (peer) s.setAttribute('peer.principal', peer);
@@ -288,12 +288,12 @@ class HcmTracer implements HttpTracer {
         kind: this.kind,
         startTime: info.startTime,
         attributes: {
-          [ATTR_HTTP_REQUEST_METHOD]: head.method,
-          [ATTR_URL_PATH]: pathOnly(head.path),
-          [ATTR_SERVER_ADDRESS]: head.authority,
-          [ATTR_NETWORK_PROTOCOL_VERSION]: protocolVersion(head.protocol),
-          [ATTR_CLIENT_ADDRESS]: conn.remoteAddress,
-          [ATTR_USER_AGENT_ORIGINAL]: info.userAgent || undefined,
+          [sem.ATTR_HTTP_REQUEST_METHOD]: head.method,
+          [sem.ATTR_URL_PATH]: pathOnly(head.path),
+          [sem.ATTR_SERVER_ADDRESS]: head.authority,
+          [sem.ATTR_NETWORK_PROTOCOL_VERSION]: protocolVersion(head.protocol),
+          [sem.ATTR_CLIENT_ADDRESS]: conn.remoteAddress,
+          [sem.ATTR_USER_AGENT_ORIGINAL]: info.userAgent || undefined,
           'guid:x-request-id': info.requestId || undefined,
           node_id: this.nodeId,
           component: 'proxy',
@@ -388,19 +388,20 @@ export class TracingService {
     cfg: TracingConfig,
     ratio: number,
   ): BasicTracerProvider {
+    loadSdk();
     let pl = this.pipelines.get(endpoint.url);
     if (!pl) {
       const timeoutMillis =
         (endpoint.kind === 'grpc' ? cfg.grpcService?.timeoutMs : cfg.httpService?.timeoutMs) || 10_000;
       const exporter =
         endpoint.kind === 'grpc'
-          ? new OtlpGrpcExporter({ url: endpoint.url, timeoutMillis })
-          : new OtlpProtoExporter({ url: endpoint.url, timeoutMillis });
+          ? new (require('@opentelemetry/exporter-trace-otlp-grpc') as typeof import('@opentelemetry/exporter-trace-otlp-grpc')).OTLPTraceExporter({ url: endpoint.url, timeoutMillis })
+          : new (require('@opentelemetry/exporter-trace-otlp-proto') as typeof import('@opentelemetry/exporter-trace-otlp-proto')).OTLPTraceExporter({ url: endpoint.url, timeoutMillis });
       const max = this.opts.maxQueuedSpans ?? DEFAULT_MAX_QUEUED_SPANS;
       // The exporter reports back to the gate that sits in front of the batch processor using it.
       const ref: { gate?: QueueGate } = {};
       const counting = new CountingExporter(exporter, (n, ok) => ref.gate?.release(n, ok));
-      const batch = new BatchSpanProcessor(counting, {
+      const batch = new sdk.BatchSpanProcessor(counting, {
         // The gate keeps the batch queue below its own limit, so the SDK never drops silently.
         maxQueueSize: max + 1,
         maxExportBatchSize: 512,
@@ -415,9 +416,9 @@ export class TracingService {
     }
     let tp = pl.providers.get(ratio);
     if (!tp) {
-      tp = new BasicTracerProvider({
-        resource: resourceFromAttributes({
-          [ATTR_SERVICE_NAME]: cfg.serviceName || this.opts.node.cluster || 'meshlet',
+      tp = new sdk.BasicTracerProvider({
+        resource: (require('@opentelemetry/resources') as typeof import('@opentelemetry/resources')).resourceFromAttributes({
+          [sem.ATTR_SERVICE_NAME]: cfg.serviceName || this.opts.node.cluster || 'meshlet',
           'service.instance.id': this.opts.node.id,
         }),
         sampler: new MeshletSampler(ratio),

@@ -17,13 +17,8 @@
  * a checked request stops iteration until jose answers. Requests on routes with no requirement
  * cost one rule scan.
  */
-import {
-  createLocalJWKSet,
-  errors as joseErrors,
-  type JSONWebKeySet,
-  type JWTPayload,
-  jwtVerify,
-} from 'jose';
+import type * as JoseNs from 'jose';
+import type { createLocalJWKSet, JSONWebKeySet, JWTPayload } from 'jose';
 import type { Reader } from '../../config/reader';
 import type { RouteMatch } from '../../config/types';
 import { MeshletError } from '../../errors';
@@ -45,6 +40,20 @@ import {
 import { httpCall } from './service-client';
 
 export { JWT_AUTHN_TYPE_NAME, JWT_PER_ROUTE_TYPE_NAME } from './jwt-config';
+
+// jose loads with the first token to verify, not with the filter registry.
+type Jose = typeof import('jose');
+let joseLib: Jose | undefined;
+function jose(): Jose {
+  joseLib ??= require('jose') as Jose;
+  return joseLib;
+}
+
+// jose loads with the first provider's key set (not when the filter registry is built).
+let joseMod: typeof JoseNs | undefined;
+function jose(): typeof JoseNs {
+  return (joseMod ??= require('jose') as typeof JoseNs);
+}
 
 /** Counters: allowed, denied, jwks_fetch_success, jwks_fetch_failed (Envoy's jwt_authn stats). */
 export const jwtAuthnStats = { allowed: 0, denied: 0, jwksFetchSuccess: 0, jwksFetchFailed: 0 };
@@ -86,7 +95,7 @@ function rulesOf(cfg: JwtAuthnConfig): CompiledRoute[] {
 
 // ───────────────────────────── key sets ─────────────────────────────
 
-type KeySet = ReturnType<typeof createLocalJWKSet>;
+type KeySet = ReturnType<Jose['createLocalJWKSet']>;
 interface RemoteKeys {
   keys: KeySet | undefined;
   expires: number;
@@ -102,7 +111,7 @@ export function keySetFor(p: JwtProviderConfig, clusters: ClusterLookup | undefi
   if (p.localJwks !== undefined) {
     let k = localKeys.get(p);
     if (k === undefined) {
-      k = createLocalJWKSet(p.localJwks as unknown as JSONWebKeySet);
+      k = jose().createLocalJWKSet(p.localJwks as unknown as JSONWebKeySet);
       localKeys.set(p, k);
     }
     return k;
@@ -128,7 +137,7 @@ export function keySetFor(p: JwtProviderConfig, clusters: ClusterLookup | undefi
       if (res.status !== 200) throw new JwksFetchError(`JWKS endpoint answered ${res.status}`);
       const doc = JSON.parse(res.body.toString('utf8')) as JSONWebKeySet;
       if (!Array.isArray(doc.keys)) throw new JwksFetchError('JWKS document has no keys');
-      const keys = createLocalJWKSet(doc);
+      const keys = jose().createLocalJWKSet(doc);
       state.keys = keys;
       state.expires = Date.now() + remote.cacheDurationMs;
       jwtAuthnStats.jwksFetchSuccess++;
@@ -156,7 +165,9 @@ const MISSING: Verdict = { ok: false, missing: true, message: 'Jwt is missing' }
 
 /** Envoy's status messages for jose's errors. */
 function failure(err: unknown): Verdict {
+  const joseErrors = jose().errors;
   let message = 'Jwt verification fails';
+  const joseErrors = jose().errors;
   if (err instanceof joseErrors.JWTExpired) message = 'Jwt is expired';
   else if (err instanceof joseErrors.JWTClaimValidationFailed) {
     if (err.claim === 'iss') message = 'Jwt issuer is not configured';
@@ -250,7 +261,7 @@ class Verification {
     try {
       const keys = await keySetFor(p, this.clusters);
       const aud = audiences ?? p.audiences;
-      const { payload } = await jwtVerify(e.token, keys, {
+      const { payload } = await jose().jwtVerify(e.token, keys, {
         ...(p.issuer ? { issuer: p.issuer } : {}),
         ...(aud.length > 0 ? { audience: [...aud] } : {}),
         clockTolerance: p.clockSkewSeconds,

@@ -10,9 +10,9 @@
  * is allocated per call beyond the call itself. Calls never throw: failures come back as errors in
  * the callback/promise so the data plane can map them to failure_mode_* behaviour.
  */
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import { Pool } from 'undici';
+import type * as grpcNs from '@grpc/grpc-js';
+import type * as protoLoader from '@grpc/proto-loader';
+import type { Pool } from 'undici';
 import { dur } from '../../config/envoy/core';
 import type { Reader } from '../../config/reader';
 import { PROTO_LOADER_OPTIONS } from '../../../xds-client/protos';
@@ -93,19 +93,26 @@ export function pickHostTarget(clusters: ClusterLookup | undefined, name: string
 
 // ───────────────────────────── gRPC ─────────────────────────────
 
+// gRPC, proto-loader and undici load on the first call a filter makes, not when the filter
+// registry is built: most bootstraps configure neither ext_authz, rate limiting nor remote JWKS.
+let grpcMod: typeof grpcNs | undefined;
+function grpcLib(): typeof grpcNs {
+  return (grpcMod ??= require('@grpc/grpc-js') as typeof grpcNs);
+}
+
 const SERVICE_PROTOS = ['envoy/service/auth/v3/external_auth.proto', 'envoy/service/ratelimit/v3/rls.proto'];
-let services: grpc.GrpcObject | undefined;
+let services: grpcNs.GrpcObject | undefined;
 
 /** The loaded gRPC package object holding envoy.service.auth.v3 and envoy.service.ratelimit.v3. */
-export function gatewayServices(): grpc.GrpcObject {
+export function gatewayServices(): grpcNs.GrpcObject {
   if (services === undefined) {
-    const def = protoLoader.loadSync(SERVICE_PROTOS, { ...PROTO_LOADER_OPTIONS, defaults: true });
-    services = grpc.loadPackageDefinition(def);
+    const def = (require('@grpc/proto-loader') as typeof protoLoader).loadSync(SERVICE_PROTOS, { ...PROTO_LOADER_OPTIONS, defaults: true });
+    services = grpcLib().loadPackageDefinition(def);
   }
   return services;
 }
 
-type ServiceCtor = grpc.ServiceClientConstructor;
+type ServiceCtor = grpcNs.ServiceClientConstructor;
 
 function serviceCtor(fullName: string): ServiceCtor {
   let o: unknown = gatewayServices();
@@ -122,14 +129,14 @@ export function rateLimitService(): ServiceCtor {
   return serviceCtor('envoy.service.ratelimit.v3.RateLimitService');
 }
 
-const channels = new Map<string, grpc.Client>();
+const channels = new Map<string, grpcNs.Client>();
 
 /** A client for `ctor` on `target` (one channel per service × host, kept for the process). */
-function clientFor(ctor: ServiceCtor, serviceName: string, target: string, authority: string): grpc.Client {
+function clientFor(ctor: ServiceCtor, serviceName: string, target: string, authority: string): grpcNs.Client {
   const key = `${serviceName}|${target}|${authority}`;
   let c = channels.get(key);
   if (c === undefined) {
-    c = new ctor(target, grpc.credentials.createInsecure(), { 'grpc.default_authority': authority });
+    c = new ctor(target, grpcLib().credentials.createInsecure(), { 'grpc.default_authority': authority });
     channels.set(key, c);
   }
   return c;
@@ -160,7 +167,7 @@ export function unaryCall(
     done(new Error(`no healthy host in cluster ${t.clusterName}`), undefined);
     return;
   }
-  let client: grpc.Client;
+  let client: grpcNs.Client;
   try {
     const ctor = serviceName === 'auth' ? authorizationService() : rateLimitService();
     client = clientFor(ctor, serviceName, target, t.authority);
@@ -168,17 +175,17 @@ export function unaryCall(
     done(err as Error, undefined);
     return;
   }
-  const md = new grpc.Metadata();
+  const md = new (grpcLib().Metadata)();
   for (const [k, v] of t.initialMetadata) md.add(k, v);
   const deadline = t.timeoutMs > 0 ? Date.now() + t.timeoutMs : Infinity;
   const fn = (client as unknown as Record<string, unknown>)[method] as
-    | ((req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: unknown) => void) => void)
+    | ((req: unknown, md: grpcNs.Metadata, opts: grpcNs.CallOptions, cb: (err: grpcNs.ServiceError | null, res: unknown) => void) => void)
     | undefined;
   if (typeof fn !== 'function') {
     done(new Error(`unknown method ${method}`), undefined);
     return;
   }
-  fn.call(client, request, md, { deadline }, (err: grpc.ServiceError | null, res: unknown) => {
+  fn.call(client, request, md, { deadline }, (err: grpcNs.ServiceError | null, res: unknown) => {
     if (err) done(err, undefined);
     else done(undefined, res as Record<string, unknown>);
   });
@@ -192,7 +199,7 @@ const pools = new Map<string, Pool>();
 function poolFor(target: string): Pool {
   let p = pools.get(target);
   if (p === undefined) {
-    p = new Pool(`http://${target}`, { connections: 16, pipelining: 1 });
+    p = new (require('undici') as typeof import('undici')).Pool(`http://${target}`, { connections: 16, pipelining: 1 });
     pools.set(target, p);
   }
   return p;

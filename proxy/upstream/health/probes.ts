@@ -13,8 +13,8 @@
  * reports exactly once; nothing is reused between checks (Envoy's reuse_connection is ignored).
  */
 import http2 from 'node:http2';
-import * as grpc from '@grpc/grpc-js';
-import * as protobuf from 'protobufjs';
+import type * as grpc from '@grpc/grpc-js';
+import type * as protobuf from 'protobufjs';
 import type { HealthCheckConfig } from '../../config/types';
 import type { Host } from '../host';
 import type { TransportSocketFactory } from '../types';
@@ -180,17 +180,23 @@ export function probeHttp(
   });
 }
 
+// @grpc/grpc-js and protobufjs load with the first gRPC health check, not with the cluster manager.
+let grpcMod: typeof grpc | undefined;
+let pbMod: typeof protobuf | undefined;
+const grpcLib = (): typeof grpc => (grpcMod ??= require('@grpc/grpc-js') as typeof grpc);
+const pbLib = (): typeof protobuf => (pbMod ??= require('protobufjs') as typeof protobuf);
+
 // grpc.health.v1: HealthCheckRequest { string service = 1; }  HealthCheckResponse { ServingStatus status = 1; }
 const SERVING = 1;
 
 export function encodeHealthCheckRequest(service: string): Buffer {
-  const w = protobuf.Writer.create();
+  const w = pbLib().Writer.create();
   if (service !== '') w.uint32(10).string(service);
   return Buffer.from(w.finish());
 }
 
 export function decodeHealthCheckResponse(b: Buffer): number {
-  const r = protobuf.Reader.create(b);
+  const r = pbLib().Reader.create(b);
   let status = 0;
   while (r.pos < r.len) {
     const tag = r.uint32();
@@ -210,7 +216,7 @@ export class GrpcProber {
       const target =
         host.address.kind === 'pipe' ? `unix:${host.address.path}` : `${host.connectAddress ?? host.host}:${host.port}`;
       const options: grpc.ChannelOptions = check.authority ? { 'grpc.default_authority': check.authority } : {};
-      client = new grpc.Client(target, grpc.credentials.createInsecure(), options);
+      client = new (grpcLib().Client)(target, grpcLib().credentials.createInsecure(), options);
       this.clients.set(host, client);
     }
     const done = once(cb, timeoutMs + 50, () => {});
@@ -219,12 +225,12 @@ export class GrpcProber {
       encodeHealthCheckRequest,
       decodeHealthCheckResponse,
       check.serviceName,
-      new grpc.Metadata(),
+      new (grpcLib().Metadata)(),
       { deadline: Date.now() + timeoutMs },
       (err, status) => {
         if (err) {
           // UNAVAILABLE / DEADLINE_EXCEEDED are transport-level; any other status is the server's answer.
-          const network = err.code === grpc.status.UNAVAILABLE || err.code === grpc.status.DEADLINE_EXCEEDED;
+          const network = err.code === grpcLib().status.UNAVAILABLE || err.code === grpcLib().status.DEADLINE_EXCEEDED;
           done(false, `grpc status ${err.code}: ${err.details}`, !network);
         } else done(status === SERVING, `serving status ${status}`, true);
       },
