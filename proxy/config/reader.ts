@@ -24,8 +24,18 @@ export class Issues {
   }
 }
 
+/**
+ * snake_case → lowerCamelCase, memoized: the keys are the field names decoders ask for (a bounded
+ * set from the code), and a 1,000-cluster CDS push asks for each of them thousands of times.
+ */
+const camelCache = new Map<string, string>();
 function camel(snake: string): string {
-  return snake.replace(/_([a-z0-9])/g, (_m, c: string) => c.toUpperCase());
+  let c = camelCache.get(snake);
+  if (c === undefined) {
+    c = snake.replace(/_([a-z0-9])/g, (_m, ch: string) => ch.toUpperCase());
+    if (camelCache.size < 4096) camelCache.set(snake, c);
+  }
+  return c;
 }
 
 function typeName(v: unknown): string {

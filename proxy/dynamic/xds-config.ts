@@ -45,6 +45,49 @@ interface RefWatch {
   readonly refs: Set<string>;
 }
 
+/**
+ * Watches by name, reference-counted by owner ("cluster:x", "listener:y"), with the reverse index
+ * owner → names so re-pointing one owner costs its own references, not a scan of every watch
+ * (1,000 clusters arriving in one CDS response would otherwise be quadratic).
+ */
+class RefTable {
+  readonly watches = new Map<string, RefWatch>();
+  private readonly byOwner = new Map<string, Set<string>>();
+
+  /** Point `owner`'s references at exactly `names`; watch new names, cancel unreferenced ones. */
+  retarget(owner: string, names: readonly string[], watch: (name: string) => () => void): void {
+    const had = this.byOwner.get(owner);
+    if (had === undefined && names.length === 0) return;
+    const want = new Set(names);
+    if (had !== undefined) {
+      for (const n of had) {
+        if (want.has(n)) continue;
+        const w = this.watches.get(n);
+        if (w === undefined) continue;
+        w.refs.delete(owner);
+        if (w.refs.size === 0) {
+          w.cancel();
+          this.watches.delete(n);
+        }
+      }
+    }
+    for (const n of want) {
+      const w = this.watches.get(n);
+      if (w) w.refs.add(owner);
+      else this.watches.set(n, { cancel: watch(n), refs: new Set([owner]) });
+    }
+    if (want.size > 0) this.byOwner.set(owner, want);
+    else this.byOwner.delete(owner);
+  }
+
+  /** Cancel every watch (close). */
+  clear(): void {
+    for (const w of this.watches.values()) w.cancel();
+    this.watches.clear();
+    this.byOwner.clear();
+  }
+}
+
 /** What /config_dump shows for a dynamic listener. */
 export interface DynamicListenerState {
   readonly name: string;
@@ -114,9 +157,9 @@ export type XdsClientFactory = (opts: XdsClientOptions) => XdsClientLike;
 export class DynamicConfig {
   readonly client: XdsClientLike;
   readonly listenerStates = new Map<string, DynamicListenerState>();
-  private readonly eds = new Map<string, RefWatch>();
-  private readonly rds = new Map<string, RefWatch>();
-  private readonly sds = new Map<string, RefWatch>();
+  private readonly eds = new RefTable();
+  private readonly rds = new RefTable();
+  private readonly sds = new RefTable();
   /** Secret names known to be missing (does-not-exist): they do not hold warming forever. */
   private readonly absent = new Set<string>();
   private readonly pendingListeners = new Map<string, { config: ListenerConfig; version: string }>();
@@ -193,7 +236,7 @@ export class DynamicConfig {
   private checkInitialized(): void {
     if (!this.onInitialized) return;
     if (!this.cdsInitialized || !this.ldsInitialized) return;
-    if (this.server.clusters.warmingNames().length > 0 && this.initTimer) return;
+    if (this.server.clusters.warmingCount > 0 && this.initTimer) return;
     if ((this.pendingListeners.size > 0 || this.binding > 0) && this.initTimer) return;
     clearTimeout(this.initTimer);
     this.initTimer = undefined;
@@ -370,26 +413,9 @@ export class DynamicConfig {
     }
   }
 
-  /**
-   * Point `owner`'s references in `table` at exactly `names`: watch names newly referenced, and
-   * cancel watches no resource references any more.
-   */
-  private retarget(table: Map<string, RefWatch>, owner: string, names: readonly string[], watch: (name: string) => () => void): void {
-    const want = new Set(names);
-    for (const [n, w] of table) {
-      if (w.refs.has(owner) && !want.has(n)) {
-        w.refs.delete(owner);
-        if (w.refs.size === 0) {
-          w.cancel();
-          table.delete(n);
-        }
-      }
-    }
-    for (const n of want) {
-      const w = table.get(n);
-      if (w) w.refs.add(owner);
-      else table.set(n, { cancel: watch(n), refs: new Set([owner]) });
-    }
+  /** Point `owner`'s references in `table` at exactly `names` (see RefTable). */
+  private retarget(table: RefTable, owner: string, names: readonly string[], watch: (name: string) => () => void): void {
+    table.retarget(owner, names, watch);
   }
 
   /** envoy_grpc.cluster_name → the static cluster's first endpoint and its TLS settings. */
@@ -401,10 +427,7 @@ export class DynamicConfig {
     this.server.certs.off('rotate', this.onStoreRotate);
     clearTimeout(this.initTimer);
     for (const c of this.cancels.splice(0)) c();
-    for (const t of [this.eds, this.rds, this.sds]) {
-      for (const w of t.values()) w.cancel();
-      t.clear();
-    }
+    for (const t of [this.eds, this.rds, this.sds]) t.clear();
     this.client.close();
   }
 }

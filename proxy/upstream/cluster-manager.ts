@@ -69,6 +69,11 @@ export class ClusterManager implements ClusterLookup {
   private readonly active = new Map<string, Cluster>();
   private readonly warming = new Map<string, Cluster>();
   private readonly draining = new Set<Cluster>();
+  /**
+   * EDS clusters (warming or active) by the EDS resource they watch (eds_service_name, else the
+   * cluster name): an assignment finds its clusters without scanning all of them.
+   */
+  private readonly edsByService = new Map<string, Set<Cluster>>();
   private readonly listeners: ClusterUpdateListener[] = [];
   private readonly registry: LbRegistry;
   private readonly transportProvider: TransportProvider;
@@ -105,6 +110,11 @@ export class ClusterManager implements ClusterLookup {
   /** Names of clusters that are warming (for /ready and the xDS client's initialization). */
   warmingNames(): string[] {
     return [...this.warming.keys()];
+  }
+
+  /** How many clusters are warming (no allocation: checked after every xDS update). */
+  get warmingCount(): number {
+    return this.warming.size;
   }
 
   /** Subscribe to cluster changes; returns the unsubscribe function. */
@@ -149,8 +159,10 @@ export class ClusterManager implements ClusterLookup {
     const oldWarming = this.warming.get(name);
     if (oldWarming !== undefined) {
       this.warming.delete(name);
+      this.untrack(oldWarming);
       oldWarming.destroy();
     }
+    this.track(cluster);
     if (cluster.initialized) this.promote(cluster);
     else this.warming.set(name, cluster);
     return previous === undefined ? 'added' : 'updated';
@@ -163,7 +175,10 @@ export class ClusterManager implements ClusterLookup {
     if (w === undefined && a === undefined) return false;
     this.warming.delete(name);
     this.active.delete(name);
-    w?.destroy();
+    if (w !== undefined) {
+      this.untrack(w);
+      w.destroy();
+    }
     if (a !== undefined) this.retire(a);
     this.emit({ kind: 'removed', name, cluster: undefined });
     return true;
@@ -184,13 +199,13 @@ export class ClusterManager implements ClusterLookup {
    * is unset) to every EDS cluster that watches it. Returns how many clusters took it.
    */
   updateEdsService(serviceName: string, cla: ClusterLoadAssignment): number {
-    // Collect first: an update can promote a warming cluster, which moves it between the maps.
+    const set = this.edsByService.get(serviceName);
+    if (set === undefined) return 0;
+    // Collect first (warming clusters, then active ones): an update can promote a warming
+    // cluster, which moves it between the maps and retires the one it replaces.
     const targets: Cluster[] = [];
-    for (const map of [this.warming, this.active]) {
-      for (const c of map.values()) {
-        if (c.config.type === 'EDS' && (c.config.edsServiceName ?? c.name) === serviceName) targets.push(c);
-      }
-    }
+    for (const c of set) if (this.warming.get(c.name) === c) targets.push(c);
+    for (const c of set) if (this.warming.get(c.name) !== c) targets.push(c);
     for (const c of targets) c.updateAssignment(cla);
     return targets.length;
   }
@@ -208,6 +223,7 @@ export class ClusterManager implements ClusterLookup {
     this.warming.clear();
     this.active.clear();
     this.draining.clear();
+    this.edsByService.clear();
   }
 
   /** Clusters replaced or removed that are still draining (tests, admin). */
@@ -243,7 +259,35 @@ export class ClusterManager implements ClusterLookup {
     this.emit({ kind: old === undefined ? 'added' : 'updated', name, cluster: c });
   }
 
+  /** The EDS resource a cluster watches, or undefined for other cluster types. */
+  private static edsService(c: Cluster): string | undefined {
+    return c.config.type === 'EDS' ? (c.config.edsServiceName ?? c.name) : undefined;
+  }
+
+  /** Index a cluster that is entering the warming or active map. */
+  private track(c: Cluster): void {
+    const svc = ClusterManager.edsService(c);
+    if (svc === undefined) return;
+    let set = this.edsByService.get(svc);
+    if (set === undefined) {
+      set = new Set();
+      this.edsByService.set(svc, set);
+    }
+    set.add(c);
+  }
+
+  /** Forget a cluster that left both maps (destroyed, or retired to drain). */
+  private untrack(c: Cluster): void {
+    const svc = ClusterManager.edsService(c);
+    if (svc === undefined) return;
+    const set = this.edsByService.get(svc);
+    if (set === undefined) return;
+    set.delete(c);
+    if (set.size === 0) this.edsByService.delete(svc);
+  }
+
   private retire(c: Cluster): void {
+    this.untrack(c);
     this.draining.add(c);
     c.drainAndDestroy(() => this.draining.delete(c), this.opts.drainCheckMs ?? 1000, this.opts.drainMaxMs ?? 600_000);
   }
