@@ -41,14 +41,6 @@ import { httpCall } from './service-client';
 
 export { JWT_AUTHN_TYPE_NAME, JWT_PER_ROUTE_TYPE_NAME } from './jwt-config';
 
-// jose loads with the first token to verify, not with the filter registry.
-type Jose = typeof import('jose');
-let joseLib: Jose | undefined;
-function jose(): Jose {
-  joseLib ??= require('jose') as Jose;
-  return joseLib;
-}
-
 // jose loads with the first provider's key set (not when the filter registry is built).
 let joseMod: typeof JoseNs | undefined;
 function jose(): typeof JoseNs {
@@ -95,7 +87,7 @@ function rulesOf(cfg: JwtAuthnConfig): CompiledRoute[] {
 
 // ───────────────────────────── key sets ─────────────────────────────
 
-type KeySet = ReturnType<Jose['createLocalJWKSet']>;
+type KeySet = ReturnType<typeof createLocalJWKSet>;
 interface RemoteKeys {
   keys: KeySet | undefined;
   expires: number;
@@ -165,7 +157,6 @@ const MISSING: Verdict = { ok: false, missing: true, message: 'Jwt is missing' }
 
 /** Envoy's status messages for jose's errors. */
 function failure(err: unknown): Verdict {
-  const joseErrors = jose().errors;
   let message = 'Jwt verification fails';
   const joseErrors = jose().errors;
   if (err instanceof joseErrors.JWTExpired) message = 'Jwt is expired';
