@@ -19,6 +19,7 @@ import {
   type TypeScriptFilterConfig,
   typeScriptFilterStats,
 } from '../../proxy/http/filters/typescript';
+import { gatewayFilterCounters } from '../../proxy/http/filters/gateway-stats';
 import { createRegistries } from '../../proxy/registry';
 import type { StreamInfo } from '../../proxy/http/stream-info';
 import { bootstrap, type StartedMeshlet, startMeshlet, staticCluster, stopAllMeshlets } from '../support/meshlet';
@@ -192,6 +193,10 @@ describe('failure isolation', () => {
     expect(ok.status).toBe(200);
     expect(ok.headers['x-isolation']).toBe('ran');
     expect(streams.find((s) => s.path === '/slow')?.responseCodeDetails).toBe('typescript_filter_timeout{isolation}');
+    // the counters telemetry publishes
+    const counters = new Map(gatewayFilterCounters().map((c) => [c.name, c.value]));
+    expect(counters.get('typescript_filter.isolation.errors')).toBe(stats.errors);
+    expect(counters.get('typescript_filter.isolation.timeouts')).toBe(stats.timeouts);
   });
 });
 

@@ -159,6 +159,11 @@ export class LoadedFilter {
 
 const live = new Set<LoadedFilter>();
 
+/** Every module currently loaded (for reload counters). */
+export function allLoadedFilters(): readonly LoadedFilter[] {
+  return [...live];
+}
+
 /** Stop every watcher (shutdown, tests). */
 export function closeTypeScriptFilters(): void {
   for (const l of [...live]) l.close();
