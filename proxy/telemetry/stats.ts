@@ -10,7 +10,10 @@
  * working.
  */
 import type { Counter, Gauge } from 'prom-client';
+import { allRbacStats } from '../authz/stats';
 import { protocolDetection } from '../detect/stats';
+import { faultStats } from '../http/filters/fault';
+import { allLocalRateLimitStats } from '../http/filters/local-ratelimit';
 import type { MeshletServer } from '../server';
 import type { MeshletMetrics } from './metrics';
 
@@ -128,6 +131,24 @@ export class EnvoyStats {
         counter(`${prefix}.update_rejected`, v.rejected);
       }
     }
+    // Filter counters under Envoy's stat names.
+    for (const r of allRbacStats()) {
+      counter(`${r.name}allowed`, r.allowed, undefined, `${r.kind}|${r.name}|allowed`, 'rbac');
+      counter(`${r.name}denied`, r.denied, undefined, `${r.kind}|${r.name}|denied`, 'rbac');
+      counter(`${r.name}shadow_allowed`, r.shadowAllowed, undefined, `${r.kind}|${r.name}|shadow_allowed`, 'rbac');
+      counter(`${r.name}shadow_denied`, r.shadowDenied, undefined, `${r.kind}|${r.name}|shadow_denied`, 'rbac');
+    }
+    for (const l of allLocalRateLimitStats()) {
+      const p = `${l.statPrefix}.http_local_rate_limit.`;
+      counter(`${p}enabled`, l.enabled);
+      counter(`${p}enforced`, l.enforced);
+      counter(`${p}rate_limited`, l.rateLimited, undefined, l.statPrefix, 'local_rate_limited');
+      counter(`${p}ok`, l.ok);
+    }
+    counter('fault.delays_injected', faultStats.delaysInjected);
+    counter('fault.aborts_injected', faultStats.abortsInjected);
+    counter('fault.faults_overflow', faultStats.faultsOverflow);
+    gauge('fault.active_faults', faultStats.activeFaults);
     // Protocol detection (meshlet's own; Envoy has no standard name): outcomes and time spent.
     const pd = protocolDetection;
     for (const [outcome, n] of Object.entries(pd.outcomes)) counter(`protocol_detection.${outcome}`, n, undefined, outcome, 'protocol_detection');
@@ -247,6 +268,16 @@ export class EnvoyStats {
     }
     metrics.counter('meshlet_protocol_detection_total', 'Protocol detections by outcome (tls, h2, http1, opaque, timeout, closed, skipped)', ['outcome'], (m) => {
       for (const e of entries()) if (e.stat === 'protocol_detection') m.labels({ outcome: e.tag! }).inc(e.value);
+    });
+    metrics.counter('meshlet_rbac_total', 'RBAC filter decisions (Envoy rbac.allowed/denied/shadow_*)', ['kind', 'filter', 'decision'], (m) => {
+      for (const e of entries()) {
+        if (e.stat !== 'rbac') continue;
+        const [kind, filter, decision] = e.tag!.split('|');
+        m.labels({ kind: kind!, filter: filter!.replace(/\.$/, ''), decision: decision! }).inc(e.value);
+      }
+    });
+    metrics.counter('meshlet_local_rate_limited_total', 'Requests answered 429 by the local rate limit filter', ['stat_prefix'], (m) => {
+      for (const e of entries()) if (e.stat === 'local_rate_limited') m.labels({ stat_prefix: e.tag! }).inc(e.value);
     });
     single('protocol_detection.duration_ms_count', 'counter', 'Protocol detections that read bytes');
     single('protocol_detection.duration_ms_sum', 'counter', 'Milliseconds spent waiting for the first bytes, summed');

@@ -40,3 +40,30 @@ describe('protocol detection metrics', () => {
     expect(prom).toMatch(/meshlet_protocol_detection_total\{outcome="http1"\} [1-9]/);
   });
 });
+
+describe('filter counters', () => {
+  it('exports RBAC allowed and denied decisions', async () => {
+    const up = await startHttpEcho('up2');
+    const l = httpListener('rbac', routes([{ match: { prefix: '/' }, route: { cluster: 'up2' } }]), {
+      http_filters: [
+        {
+          name: 'envoy.filters.http.rbac',
+          typed_config: {
+            '@type': 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC',
+            rules: { action: 'DENY', policies: { 'no-admin': { permissions: [{ url_path: { path: { prefix: '/admin' } } }], principals: [{ any: true }] } } },
+          },
+        },
+        { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } },
+      ],
+    });
+    const m = await startMeshlet(bootstrap([l], [staticCluster('up2', [up.port])]));
+    await get(m.listenerPort('rbac'), '/ok');
+    await get(m.listenerPort('rbac'), '/admin/x');
+    await get(m.listenerPort('rbac'), '/admin/y');
+    const stats = await get(m.adminPort, '/stats');
+    expect(stats).toMatch(/^rbac\.denied: 2$/m);
+    expect(stats).toMatch(/^rbac\.allowed: 1$/m);
+    const prom = await get(m.adminPort, '/stats/prometheus');
+    expect(prom).toMatch(/meshlet_rbac_total\{kind="http",filter="rbac",decision="denied"\} 2/);
+  });
+});
