@@ -5,7 +5,7 @@
  * proxy keeps serving), watch reloads, a config change without restart, type-checking the
  * examples against the published `meshlet/filter` types, and config validation.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import ts from 'typescript';
@@ -271,6 +271,50 @@ describe('published types', () => {
     );
     const diags = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
     expect(diags).toEqual([]);
+  });
+});
+
+describe('the meshlet/filter entry as a user installs it', () => {
+  it('resolves through package.json exports (node16) and typesVersions (node10)', () => {
+    // A package laid out as npm installs it: package.json plus the emitted declaration file.
+    const pkgDir = path.join(dir, 'consumer', 'node_modules', 'meshlet');
+    const emitted: Record<string, string> = {};
+    const emitProgram = ts.createProgram([path.join(ROOT, 'proxy/http/user-filter.ts')], {
+      declaration: true,
+      emitDeclarationOnly: true,
+      rootDir: ROOT,
+      outDir: path.join(pkgDir, 'dist'),
+      skipLibCheck: true,
+      types: [],
+    });
+    emitProgram.emit(undefined, (file, text) => {
+      emitted[file] = text;
+    });
+    for (const [file, text] of Object.entries(emitted)) {
+      mkdirSync(path.dirname(file), { recursive: true });
+      writeFileSync(file, text);
+    }
+    expect(existsSync(path.join(pkgDir, 'dist/proxy/http/user-filter.d.ts'))).toBe(true);
+    writeFileSync(path.join(pkgDir, 'package.json'), readFileSync(path.join(ROOT, 'package.json')));
+    const user = path.join(dir, 'consumer', 'my-filter.ts');
+    writeFileSync(user, readFileSync(path.join(ROOT, 'examples/filters/api-key.ts')));
+    for (const [moduleResolution, module] of [
+      [ts.ModuleResolutionKind.Node16, ts.ModuleKind.Node16],
+      [ts.ModuleResolutionKind.Node10, ts.ModuleKind.CommonJS],
+    ] as const) {
+      const program = ts.createProgram([user], {
+        strict: true,
+        noEmit: true,
+        skipLibCheck: true,
+        target: ts.ScriptTarget.ES2022,
+        module,
+        moduleResolution,
+        types: ['node'],
+        typeRoots: [path.join(ROOT, 'node_modules/@types')],
+      });
+      const diags = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
+      expect(diags, String(moduleResolution)).toEqual([]);
+    }
   });
 });
 
