@@ -13,7 +13,7 @@ import { jwtAuthnFilterFactory, jwtPerRouteFactory } from './http/filters/jwt-au
 import { localRateLimitFactory } from './http/filters/local-ratelimit';
 import { rateLimitFilterFactory } from './http/filters/ratelimit';
 import { rbacFilterFactory, rbacPerRouteFactory } from './http/filters/rbac';
-import { typeScriptFilterFactory } from './http/filters/typescript';
+import { typedStructFilterFactories, typeScriptFilterFactory } from './http/filters/typescript';
 import { routerFilterFactory } from './http/filters/router-factory';
 import { registerDefaultLbPolicies } from './upstream/lb/index';
 import { LbRegistry } from './upstream/lb/types';
@@ -40,6 +40,8 @@ export function createRegistries(): Registries {
     .register(jwtAuthnFilterFactory)
     .register(jwtPerRouteFactory)
     .register(typeScriptFilterFactory)
+    .register(typedStructFilterFactories[0])
+    .register(typedStructFilterFactories[1])
     .register(cacheFilterFactory)
     .register(headerMutationFilterFactory)
     .register(headerMutationPerRouteFactory);

@@ -78,6 +78,9 @@ export const RESOURCE_PROTO_FILES: readonly string[] = Object.freeze([
   'envoy/extensions/filters/http/lua/v3/lua.proto',
   'envoy/extensions/filters/http/cors/v3/cors.proto',
   'envoy/extensions/filters/http/upstream_codec/v3/upstream_codec.proto',
+  'envoy/extensions/filters/http/cache/v3/cache.proto',
+  'envoy/extensions/http/cache/simple_http_cache/v3/config.proto',
+  'envoy/extensions/filters/http/header_mutation/v3/header_mutation.proto',
   // listener filters
   'envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector.proto',
   'envoy/extensions/filters/listener/http_inspector/v3/http_inspector.proto',
