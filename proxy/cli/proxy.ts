@@ -140,7 +140,13 @@ export async function runProxy(argv: string[]): Promise<number> {
         }
       : {}),
   });
-  await server.start();
+  try {
+    await server.start();
+  } catch (err) {
+    // A worker's IPC channel keeps it alive: make sure the failure ends it (the primary exits 1).
+    if (isWorker) setTimeout(() => process.exit(1), 200);
+    throw err;
+  }
   if (isWorker) announceWorkerAdmin(server.admin.port);
   return await new Promise<number>((resolve) => {
     let signalled = false;

@@ -63,6 +63,8 @@ interface WorkerSlot {
   readonly id: number;
   worker: Worker;
   adminPort: number;
+  /** Whether any incarnation of this slot ever came up (a start-up failure is fatal, a crash is not). */
+  everStarted: boolean;
 }
 
 type Fetched = { status: number; body: string; contentType: string };
@@ -117,6 +119,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   if (process.env.NODE_CLUSTER_SCHED_POLICY === undefined) cluster.schedulingPolicy = cluster.SCHED_NONE;
   const slots: WorkerSlot[] = [];
   let stopping = false;
+  let failed = false;
   const broadcast = (m: RelayMessage | typeof SHUTDOWN_MESSAGE): void => {
     for (const s of slots) if (s.worker.isConnected()) s.worker.send(m);
   };
@@ -129,17 +132,27 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
 
   const fork = (id: number): WorkerSlot => {
     const worker = cluster.fork({ MESHLET_WORKER_ID: String(id) });
-    const slot: WorkerSlot = slots[id] ?? { id, worker, adminPort: 0 };
+    const slot: WorkerSlot = slots[id] ?? { id, worker, adminPort: 0, everStarted: false };
     slot.worker = worker;
     slot.adminPort = 0;
     slots[id] = slot;
     worker.on('message', (m: unknown) => {
       if (isRelayMessage(m) && m.meshlet === 'xds-hello' && relay) worker.send(relay.replay());
-      else if (typeof m === 'object' && m !== null && (m as AdminMessage).meshlet === 'admin') slot.adminPort = (m as AdminMessage).port;
+      else if (typeof m === 'object' && m !== null && (m as AdminMessage).meshlet === 'admin') {
+        slot.adminPort = (m as AdminMessage).port;
+        slot.everStarted = true;
+      }
     });
     worker.on('exit', (code, signal) => {
       if (stopping) {
-        if (slots.every((s) => s.worker.isDead())) resolveExit(0);
+        if (slots.every((s) => s.worker.isDead())) resolveExit(failed ? 1 : 0);
+        return;
+      }
+      if (!slot.everStarted) {
+        // Like a single process whose listeners cannot bind: exit 1 (the worker logged why).
+        log.error({ worker: id, code, signal }, 'worker failed to start; stopping');
+        failed = true;
+        stop();
         return;
       }
       log.error({ worker: id, pid: worker.process.pid, code, signal }, 'worker exited unexpectedly; starting a new one');
@@ -158,7 +171,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     if (stopping) return;
     stopping = true;
     broadcast(SHUTDOWN_MESSAGE);
-    if (slots.every((s) => s.worker.isDead())) resolveExit(0);
+    if (slots.every((s) => s.worker.isDead())) resolveExit(failed ? 1 : 0);
   };
 
   const ready = async (): Promise<Fetched> => {
@@ -225,6 +238,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
     if (o.healthPort !== undefined) await serve({ kind: 'socket', host: '0.0.0.0', port: o.healthPort } as Address, (p) => p === '/healthz/ready');
   } catch (e) {
     log.error({ err: (e as Error).message }, 'primary admin could not listen');
+    failed = true;
     stop();
   }
 

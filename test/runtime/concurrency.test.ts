@@ -144,6 +144,22 @@ describe('meshlet proxy --concurrency 2', () => {
     expect(after).toBe('gone');
   }, 60_000);
 
+  it('exits 1 when the workers cannot bind the listener, as a single process would', async () => {
+    const busy = http.createServer();
+    await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+    const port = (busy.address() as { port: number }).port;
+    try {
+      const boot = bootstrap([httpListener('http', routes([{ match: { prefix: '/' }, direct_response: { status: 200 } }]), {}, port)], [], {
+        admin: { address: socketAddress(await closedPort()) },
+      });
+      const p = start(boot, 'busy');
+      const code = await new Promise<number | null>((r) => p.once('exit', (c) => r(c)));
+      expect(code).toBe(1);
+    } finally {
+      await new Promise((r) => busy.close(r));
+    }
+  }, 30_000);
+
   it('holds one ADS stream for both workers and applies a pushed update in each', async () => {
     const a = await startHttpEcho('a');
     const b = await startHttpEcho('b');
