@@ -4,7 +4,7 @@
 #  - build: node:20-bookworm-slim with python3/make/g++ for node-gyp. `npm ci` installs exactly
 #    package-lock.json, compiles TypeScript (the `prepare` script) and the SO_ORIGINAL_DST addon
 #    (the `install` script, build/Release/original_dst.node); then dev dependencies are pruned.
-#  - init: node:20-bookworm-slim plus iptables, for the `meshlet-init` container (--target init);
+#  - init: node:20-bookworm-slim plus iptables and nftables, for the `meshlet-init` container (--target init);
 #  - runtime: Google's distroless Node.js 20 image (Debian 12 = bookworm, the same glibc as the
 #    build stage). No shell, no package manager; only node and the app.
 #
@@ -42,11 +42,11 @@ RUN npm run build \
  && npm cache clean --force
 
 # The interception init container (`meshlet iptables`, run as root with NET_ADMIN/NET_RAW) needs the
-# iptables binaries, which the distroless runtime does not have:
+# iptables (and, for --native-nftables, nft) binaries, which the distroless runtime does not have:
 #   docker build --target init -t meshlet-init:dev .
 FROM node:20-bookworm-slim AS init
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iptables \
+ && apt-get install -y --no-install-recommends iptables nftables \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app/package.json ./package.json
