@@ -68,7 +68,7 @@ beforeAll(async () => {
           });
         }
       };
-      if (h.path.startsWith('/slow')) setTimeout(reply, 600);
+      if (h.path.startsWith('/slow')) setTimeout(reply, 3_000);
       else reply();
     },
   });
@@ -106,7 +106,9 @@ beforeAll(async () => {
   m = await startMeshlet(
     bootstrap(
       [
-        filterListener('grpc', [authzFilter({ grpc_service: grpcService('authz'), transport_api_version: 'V3' })], routes),
+        // generous deadline: the first call also loads the protos and connects the channel
+        filterListener('grpc', [authzFilter({ grpc_service: grpcService('authz', '5s'), transport_api_version: 'V3' })], routes),
+        filterListener('grpc_short', [authzFilter({ grpc_service: grpcService('authz', '0.2s') })], routes),
         filterListener('down', [authzFilter({ grpc_service: grpcService('dead') })], routes),
         filterListener(
           'down_allow',
@@ -188,7 +190,9 @@ describe('ext_authz over gRPC (envoy.service.auth.v3.Authorization)', () => {
   });
 
   it('a check slower than the timeout is an error: 403 without failure_mode_allow', async () => {
-    const res = await request(m.listenerPort('grpc'), '/slow', { headers: { 'x-user': 'alice' } });
+    // warm the channel first, so only the slow answer can miss the 200 ms deadline
+    expect((await request(m.listenerPort('grpc'), '/warm', { headers: { 'x-user': 'alice' } })).status).toBe(200);
+    const res = await request(m.listenerPort('grpc_short'), '/slow', { headers: { 'x-user': 'alice' } });
     expect(res.status).toBe(403);
     expect(streams.find((s) => s.path === '/slow')?.responseCodeDetails).toBe('ext_authz_error');
   });

@@ -12,7 +12,7 @@ import { decodeJwtAuthn } from '../../proxy/http/filters/jwt-config';
 import { jwtAuthnStats } from '../../proxy/http/filters/jwt-authn';
 import { closeServiceClients } from '../../proxy/http/filters/service-client';
 import { bootstrap, type StartedMeshlet, startMeshlet, staticCluster, stopAllMeshlets } from '../support/meshlet';
-import { closeAll, type HttpEcho, startHttpEcho } from '../support/upstreams';
+import { closeAll, closedPort, type HttpEcho, startHttpEcho } from '../support/upstreams';
 import { decodeWith, filterListener, request } from './helpers';
 
 const JWT_TYPE = 'type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication';
@@ -79,6 +79,10 @@ beforeAll(async () => {
             { header_name: 'x-jwt-team', claim_name: 'org.team' },
           ],
         },
+        unreachable: {
+          remote_jwks: { http_uri: { uri: 'http://gone.example/jwks', cluster: 'jwks_down', timeout: '1s' } },
+          from_headers: [{ name: 'x-gone-token' }],
+        },
         remote: {
           issuer: 'https://idp.example',
           remote_jwks: {
@@ -95,6 +99,7 @@ beforeAll(async () => {
         { match: { prefix: '/either' }, requires: { requires_any: { requirements: [{ provider_name: 'local' }, { provider_name: 'remote' }] } } },
         { match: { prefix: '/optional' }, requires: { allow_missing_or_failed: {} } },
         { match: { prefix: '/remote' }, requires: { provider_name: 'remote' } },
+        { match: { prefix: '/gone' }, requires: { provider_name: 'unreachable' } },
         { match: { prefix: '/' }, requires: { provider_name: 'local' } },
       ],
       requirement_map: { remote_only: { provider_name: 'remote' } },
@@ -114,7 +119,10 @@ beforeAll(async () => {
     { match: { prefix: '/' }, route: { cluster: 'app' } },
   ];
   m = await startMeshlet(
-    bootstrap([filterListener('jwt', [filter], routes)], [staticCluster('app', [echo.port]), staticCluster('jwks', [jwksPort])]),
+    bootstrap(
+      [filterListener('jwt', [filter], routes)],
+      [staticCluster('app', [echo.port]), staticCluster('jwks', [jwksPort]), staticCluster('jwks_down', [await closedPort()])],
+    ),
   );
 });
 
@@ -188,6 +196,15 @@ describe('jwt_authn with a remote JWKS fetched through a cluster', () => {
     expect(b.status).toBe(200);
     expect(jwksFetches - before).toBeLessThanOrEqual(1);
     expect((await request(port, '/remote/c')).body).toBe('Jwt is missing');
+  });
+
+  it('a JWKS endpoint that cannot be reached fails verification with Envoy\'s message', async () => {
+    const token = await sign(remoteKey, 'ES256', 'remote-1', { sub: 'bob' }, { iss: 'https://idp.example' });
+    const failed = jwtAuthnStats.jwksFetchFailed;
+    const res = await request(m.listenerPort('jwt'), '/gone', { headers: { 'x-gone-token': token } });
+    expect(res.status).toBe(401);
+    expect(res.body).toBe('Jwks remote fetch is failed');
+    expect(jwtAuthnStats.jwksFetchFailed).toBe(failed + 1);
   });
 
   it('requires_any accepts either provider; requirement_name picks from the requirement_map', async () => {

@@ -62,7 +62,7 @@ beforeAll(async () => {
   });
   server = g.server;
   const dead = await closedPort();
-  const svc = (cluster: string) => ({ envoy_grpc: { cluster_name: cluster }, timeout: '1s' });
+  const svc = (cluster: string) => ({ envoy_grpc: { cluster_name: cluster }, timeout: '5s' });
   m = await startMeshlet(
     bootstrap(
       [

@@ -99,7 +99,7 @@ beforeAll(async () => {
   m = await startMeshlet(
     bootstrap(
       [
-        filterListener('rl', [rlFilter({ domain: 'shop', timeout: '1s', rate_limit_service: svc('rls'), enable_x_ratelimit_headers: 'DRAFT_VERSION_03' })], routes),
+        filterListener('rl', [rlFilter({ domain: 'shop', timeout: '5s', rate_limit_service: svc('rls'), enable_x_ratelimit_headers: 'DRAFT_VERSION_03' })], routes),
         filterListener('rl_down_allow', [rlFilter({ domain: 'shop', rate_limit_service: svc('dead') })], routes),
         filterListener('rl_down_deny', [rlFilter({ domain: 'shop', failure_mode_deny: true, rate_limit_service: svc('dead') })], routes),
       ],
