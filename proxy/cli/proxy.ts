@@ -17,7 +17,6 @@ import { loadOriginalDst } from '../intercept/original-dst';
 import { createRegistries } from '../registry';
 import { announceWorkerAdmin, isShutdownMessage, runPrimary, workerBootstrap } from '../runtime/workers';
 import { RelayedXdsClient } from '../runtime/xds-relay';
-import { MeshletServer } from '../server';
 import { configureLogging, logger } from '../telemetry/logger';
 
 const USAGE = `meshlet proxy --bootstrap FILE [--log-level LEVEL] [--concurrency N] [--drain-time-s N] [--stats-port 15090] [--health-port 15021]
@@ -125,6 +124,8 @@ export async function runProxy(argv: string[]): Promise<number> {
   const od = loadOriginalDst();
   if (od.ok) log.debug({ addon: od.path }, 'original destination: SO_ORIGINAL_DST available');
   else log.warn({ reason: od.reason }, `original destination unavailable (${od.reason}): running in explicit mode; intercepted connections cannot be routed by their original destination`);
+  // Loaded here, not at the top: a --concurrency primary never proxies and stays without it.
+  const { MeshletServer } = await import('../server');
   const server = new MeshletServer({
     bootstrap: isWorker ? workerBootstrap(loaded.bootstrap) : loaded.bootstrap,
     rawBootstrap: raw,
