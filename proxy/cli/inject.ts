@@ -33,6 +33,8 @@ const USAGE = `meshlet inject -f FILE|- [-o FILE] [options]
       --proxy-uid UID             proxy UID and GID, excluded from capture (default 1337)
       --no-native-sidecar         a regular first container that holds the app until ready,
                                   instead of an init container with restartPolicy: Always
+      --native-nftables           the init container writes one nftables table (nft) instead of
+                                  iptables rules
       --namespace NS              namespace for documents that name none (default "default")
       --exclude-outbound-cidrs L  mesh-wide default for traffic.sidecar.istio.io/excludeOutboundIPRanges
       --exclude-outbound-ports L  mesh-wide default for traffic.sidecar.istio.io/excludeOutboundPorts
@@ -72,6 +74,7 @@ export async function runInject(argv: string[]): Promise<number> {
       'cert-secret': { type: 'string' },
       'proxy-uid': { type: 'string' },
       'no-native-sidecar': { type: 'boolean' },
+      'native-nftables': { type: 'boolean' },
       namespace: { type: 'string' },
       'exclude-outbound-cidrs': { type: 'string' },
       'exclude-outbound-ports': { type: 'string' },
@@ -95,6 +98,7 @@ export async function runInject(argv: string[]): Promise<number> {
     controlPlane: s('control-plane') ?? DEFAULT_CONTROL_PLANE,
     proxyUid: s('proxy-uid') === undefined ? 1337 : /^\d+$/.test(s('proxy-uid')!) ? Number(s('proxy-uid')) : Number.NaN,
     nativeSidecar: args['no-native-sidecar'] !== true,
+    nativeNftables: args['native-nftables'] === true,
     bootstrapConfigMap: s('bootstrap-configmap'),
     certSecret: s('cert-secret'),
     defaultNamespace: s('namespace') ?? 'default',

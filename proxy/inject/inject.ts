@@ -63,6 +63,8 @@ export interface InjectOptions {
   readonly excludeOutboundCidrs?: string;
   readonly excludeOutboundPorts?: string;
   readonly excludeInboundPorts?: string;
+  /** `meshlet iptables --native-nftables` (one nft table) instead of iptables rules. */
+  readonly nativeNftables?: boolean;
   /** Drain time passed to the proxy. Default 5 s. */
   readonly drainTimeS: number;
   /** Written into the status annotation. */
@@ -143,6 +145,7 @@ export function iptablesArgs(annotations: Obj, o: InjectOptions): string[] {
   if (incOutPorts) args.push('--include-outbound-ports', incOutPorts);
   const excOutPorts = ann('traffic.sidecar.istio.io/excludeOutboundPorts') ?? o.excludeOutboundPorts;
   if (excOutPorts) args.push('--exclude-outbound-ports', excOutPorts);
+  if (o.nativeNftables) args.push('--native-nftables');
   return args;
 }
 

@@ -133,6 +133,14 @@ describe('meshlet inject: workloads', () => {
     expect(plain).not.toContain('--exclude-outbound-ports');
     expect(flag(plain, '--exclude-outbound-cidrs')).toBe('');
     expect((await iptablesDryRun(plain.slice(1))).code).toBe(0);
+    // --native-nftables passes through, and the real command plans one nft table with the same exclusions.
+    const nft = injectYaml(fixture('app.yaml'), { ...OPTS, nativeNftables: true });
+    const nftArgs: string[] = find(docs(nft.yaml), 'Deployment', 'backend-v1').spec.template.spec.initContainers[0].args;
+    expect(nftArgs.at(-1)).toBe('--native-nftables');
+    const planned = await iptablesDryRun(nftArgs.slice(1));
+    expect(planned.code, planned.out).toBe(0);
+    expect(planned.out).toContain('add table inet istio-proxy-nat');
+    expect(planned.out).toContain('5432');
   });
 
   it('annotates the template (status, Prometheus scrape, default container) and keeps user annotations', () => {
