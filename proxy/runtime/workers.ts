@@ -86,8 +86,15 @@ function fetchAdmin(port: number, method: string, path: string, body?: Buffer): 
 }
 
 /**
- * Sum numeric series across workers: "name: 12" (/stats) or "name{labels} 12" (Prometheus).
- * Lines that are not a number (comments, HELP/TYPE, text values) come from the first worker.
+ * Gauges every worker reports identically (the same config or the same process-wide state): the
+ * aggregate is their maximum, not their sum (Envoy shows them once per process).
+ */
+const SAME_IN_EVERY_WORKER = /(membership_healthy|membership_total|connected_state|server[._]uptime|server[._]state|server[._]live|active_clusters|total_listeners_active)$/;
+
+/**
+ * Sum numeric series across workers: "name: 12" (/stats) or "name{labels} 12" (Prometheus);
+ * the gauges in SAME_IN_EVERY_WORKER take the maximum instead. Lines that are not a number
+ * (comments, HELP/TYPE, text values) come from the first worker.
  */
 export function sumSeries(bodies: readonly string[], prometheus: boolean): string {
   const order: string[] = [];
@@ -103,7 +110,10 @@ export function sumSeries(bodies: readonly string[], prometheus: boolean): strin
       if (prev === undefined) {
         order.push(key);
         sums.set(key, Number.isNaN(n) ? line : n);
-      } else if (typeof prev === 'number' && !Number.isNaN(n)) sums.set(key, prev + n);
+      } else if (typeof prev === 'number' && !Number.isNaN(n)) {
+        const name = prometheus ? key.split('{')[0]! : key;
+        sums.set(key, SAME_IN_EVERY_WORKER.test(name) ? Math.max(prev, n) : prev + n);
+      }
     }
   }
   return `${order
