@@ -58,6 +58,11 @@ export function request(
           body += c;
         });
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
+        // A stream reset after the response head: the body never completes.
+        res.on('error', reject);
+        res.on('close', () => {
+          if (!res.complete) reject(new Error(`response aborted after status ${res.statusCode}`));
+        });
       },
     );
     req.on('error', reject);

@@ -41,6 +41,7 @@ function blockAfter(marker: string): string {
 
 let m: StartedMeshlet;
 let echo: HttpEcho;
+let chunked: HttpEcho;
 let dir: string;
 const streams: StreamInfo[] = [];
 
@@ -66,6 +67,19 @@ const f: MeshletFilter = {
 export default f;
 `;
 
+/** Holds the whole response body, then refuses it if it contains a forbidden word. */
+const RESPONSE_MODULE = `
+module.exports = {
+  onResponseBody(chunk, end, ctx) {
+    ctx.state.set('calls', (ctx.state.get('calls') || 0) + 1);
+    if (!end) return 'stop';
+    if (chunk.toString().includes('forbidden')) return { status: 502, body: 'refused' };
+    return 'continue';
+  },
+  onResponseHeaders(res) { res.headers.remove('content-length'); },
+};
+`;
+
 const versionModule = (v: string) => `
 module.exports = (config) => ({
   onRequestHeaders(req) { req.headers.set('x-version', '${v}'); req.headers.set('x-greeting', String(config.greeting)); },
@@ -77,6 +91,21 @@ beforeAll(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'meshlet-tsfilter-'));
   writeFileSync(path.join(dir, 'isolation.ts'), ISOLATION_MODULE);
   writeFileSync(path.join(dir, 'versioned.js'), versionModule('1'));
+  writeFileSync(path.join(dir, 'response.js'), RESPONSE_MODULE);
+  chunked = await startHttpEcho('chunked', (req, res) => {
+    const parts = ['part one, ', 'part two, ', req.url?.includes('bad') ? 'forbidden end' : 'the end'];
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    const next = (): void => {
+      const p = parts.shift();
+      if (p === undefined) res.end();
+      else {
+        res.write(p);
+        setTimeout(next, 15);
+      }
+    };
+    next();
+    return true;
+  });
 
   const apiKey = YAML.parse(blockAfter('config: api-key')) as Record<string, unknown>;
   const guard = YAML.parse(blockAfter('config: json-guard')) as Record<string, unknown>;
@@ -99,8 +128,13 @@ beforeAll(async () => {
           [{ name: 'ver', typed_config: { '@type': TS_TYPE, path: path.join(dir, 'versioned.js'), watch: true, config: { greeting: 'hi' } } }],
           routes,
         ),
+        filterListener(
+          'response_body',
+          [{ name: 'resp', typed_config: { '@type': TS_TYPE, path: path.join(dir, 'response.js') } }],
+          [{ match: { prefix: '/' }, route: { cluster: 'chunked' } }],
+        ),
       ],
-      [staticCluster('app', [echo.port])],
+      [staticCluster('app', [echo.port]), staticCluster('chunked', [chunked.port])],
     ),
     { onHttpStream: (i) => streams.push(i) },
   );
@@ -197,6 +231,17 @@ describe('failure isolation', () => {
     const counters = new Map(gatewayFilterCounters().map((c) => [c.name, c.value]));
     expect(counters.get('typescript_filter.isolation.errors')).toBe(stats.errors);
     expect(counters.get('typescript_filter.isolation.timeouts')).toBe(stats.timeouts);
+  });
+});
+
+describe('response body hooks', () => {
+  it('"stop" holds a streamed response body until its end; a refusal after the headers resets the stream', async () => {
+    const port = m.listenerPort('response_body');
+    const ok = await request(port, '/good-body');
+    expect(ok.status).toBe(200);
+    expect(ok.body).toBe('part one, part two, the end');
+    await expect(request(port, '/bad-body')).rejects.toThrow();
+    expect(streams.find((s) => s.path === '/bad-body')?.responseCodeDetails).toBe('typescript_filter_local_reply{response}');
   });
 });
 
