@@ -4,8 +4,10 @@
  * destination port: allowed connections reach a TCP echo server, denied ones are closed, a dead
  * authorizer closes them unless failure_mode_allow; plus config validation.
  */
+import tls from 'node:tls';
 import type * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DevCa, type IssuedCertificate } from '../../certs/dev-ca';
 import { extAuthzStats } from '../../proxy/http/filters/ext-authz';
 import { authorizationService, closeServiceClients } from '../../proxy/http/filters/service-client';
 import { decodeNetworkExtAuthz } from '../../proxy/listeners/network-ext-authz';
@@ -25,23 +27,31 @@ const NET_EXT_AUTHZ = 'type.googleapis.com/envoy.extensions.filters.network.ext_
 
 interface NetCheck {
   attributes: {
-    source: { address: { socket_address: { address: string; port_value: number } } };
-    destination: { address: { socket_address: { address: string; port_value: number } } };
+    source: { address: { socket_address: { address: string; port_value: number } }; principal: string };
+    destination: { address: { socket_address: { address: string; port_value: number } }; principal: string };
   };
 }
+
+const TLS_TYPE = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext';
+const TRUST = 'cluster.local';
 
 let m: StartedMeshlet;
 let tcpEcho: TcpEcho;
 let server: grpc.Server | undefined;
 const checks: NetCheck[] = [];
 let allowedPort = -1;
+let mtlsPort = -1;
+let ca: DevCa;
+let frontend: IssuedCertificate;
+let intruder: IssuedCertificate;
 
-function listener(name: string, authz: Record<string, unknown>): Record<string, unknown> {
+function listener(name: string, authz: Record<string, unknown>, chainExtra: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     name,
     address: socketAddress(0),
     filter_chains: [
       {
+        ...chainExtra,
         filters: [
           { name: 'envoy.filters.network.ext_authz', typed_config: { '@type': NET_EXT_AUTHZ, stat_prefix: `${name}.`, ...authz } },
           { name: 'envoy.filters.network.tcp_proxy', typed_config: { '@type': TCP_PROXY_TYPE, stat_prefix: name, cluster: 'echo' } },
@@ -56,25 +66,55 @@ beforeAll(async () => {
   const g = await startGrpcServer(authorizationService().service, {
     Check: (call: grpc.ServerUnaryCall<NetCheck, unknown>, cb: grpc.sendUnaryData<unknown>) => {
       checks.push(call.request);
-      const port = call.request.attributes.destination.address.socket_address.port_value;
-      cb(null, { status: { code: port === allowedPort ? 0 : 7 } });
+      const a = call.request.attributes;
+      const port = a.destination.address.socket_address.port_value;
+      const ok = port === mtlsPort ? a.source.principal === `spiffe://${TRUST}/ns/default/sa/frontend` : port === allowedPort;
+      cb(null, { status: { code: ok ? 0 : 7 } });
     },
   });
   server = g.server;
+  ca = await DevCa.create({ trustDomain: TRUST });
+  const serverId = await ca.issueWorkload({ ns: 'default', sa: 'payments' });
+  frontend = await ca.issueWorkload({ ns: 'default', sa: 'frontend' });
+  intruder = await ca.issueWorkload({ ns: 'default', sa: 'intruder' });
   const dead = await closedPort();
   const svc = (cluster: string) => ({ envoy_grpc: { cluster_name: cluster }, timeout: '5s' });
-  m = await startMeshlet(
-    bootstrap(
+  const tlsChain = {
+    transport_socket: {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: {
+        '@type': TLS_TYPE,
+        require_client_certificate: true,
+        common_tls_context: {
+          tls_certificate_sds_secret_configs: [{ name: 'default' }],
+          validation_context_sds_secret_config: { name: 'ROOTCA' },
+        },
+      },
+    },
+  };
+  const raw = bootstrap(
       [
+        listener('net_mtls', { grpc_service: svc('authz') }, tlsChain),
         listener('net_allowed', { grpc_service: svc('authz') }),
         listener('net_denied', { grpc_service: svc('authz') }),
         listener('net_down', { grpc_service: svc('dead') }),
         listener('net_down_allow', { grpc_service: svc('dead'), failure_mode_allow: true }),
       ],
       [staticCluster('echo', [tcpEcho.port]), staticCluster('authz', [g.port]), staticCluster('dead', [dead])],
-    ),
   );
+  (raw.static_resources as Record<string, unknown>).secrets = [
+    {
+      name: 'default',
+      tls_certificate: {
+        certificate_chain: { inline_string: serverId.certChainPem },
+        private_key: { inline_string: serverId.privateKeyPem },
+      },
+    },
+    { name: 'ROOTCA', validation_context: { trusted_ca: { inline_string: ca.rootCertPem } } },
+  ];
+  m = await startMeshlet(raw);
   allowedPort = m.listenerPort('net_allowed');
+  mtlsPort = m.listenerPort('net_mtls');
 });
 
 afterAll(async () => {
@@ -110,6 +150,52 @@ describe('network ext_authz (envoy.service.auth.v3.Authorization per connection)
     const allowed = await rawExchange(m.listenerPort('net_down_allow'), 'still here', 300);
     expect(allowed.text).toBe('still here');
     expect(extAuthzStats('net_down_allow.').failureModeAllowed).toBe(1);
+  });
+});
+
+/** Send `text` over mTLS with `id` and collect what comes back until the peer closes or goes quiet. */
+function tlsExchange(port: number, id: IssuedCertificate, text: string): Promise<{ text: string; closed: boolean }> {
+  return new Promise((resolve) => {
+    let got = '';
+    let timer: NodeJS.Timeout | undefined;
+    const c = tls.connect({
+      host: '127.0.0.1',
+      port,
+      ca: ca.rootCertPem,
+      cert: id.certChainPem,
+      key: id.privateKeyPem,
+      checkServerIdentity: () => undefined,
+    });
+    const done = (closed: boolean): void => {
+      clearTimeout(timer);
+      c.destroy();
+      resolve({ text: got, closed });
+    };
+    c.on('secureConnect', () => {
+      c.write(text);
+      timer = setTimeout(() => done(false), 1_000);
+    });
+    c.on('data', (d: Buffer) => {
+      got += d.toString();
+      clearTimeout(timer);
+      timer = setTimeout(() => done(false), 300);
+    });
+    c.on('end', () => done(true));
+    c.on('error', () => done(true));
+  });
+}
+
+describe('network ext_authz over mTLS', () => {
+  it('the CheckRequest carries both SPIFFE principals; the authorizer decides by the peer identity', async () => {
+    const ok = await tlsExchange(mtlsPort, frontend, 'from frontend');
+    expect(ok.text).toBe('from frontend');
+    const c = checks.at(-1)!;
+    expect(c.attributes.source.principal).toBe(`spiffe://${TRUST}/ns/default/sa/frontend`);
+    expect(c.attributes.destination.principal).toBe(`spiffe://${TRUST}/ns/default/sa/payments`);
+    const denied = await tlsExchange(mtlsPort, intruder, 'from intruder');
+    expect(denied.text).toBe('');
+    expect(denied.closed).toBe(true);
+    expect(checks.at(-1)!.attributes.source.principal).toBe(`spiffe://${TRUST}/ns/default/sa/intruder`);
   });
 });
 
