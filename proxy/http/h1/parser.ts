@@ -60,6 +60,9 @@ const S_DONE = 12;
 const S_ERROR = 13;
 const S_ABORTED = 14;
 
+/** A CR held back from an earlier read (see readHead). */
+const LONE_CR = Buffer.from([0x0d]);
+
 /** Largest chunk size accepted (2^53 - 1, the largest exact integer). */
 const MAX_CHUNK_SIZE = Number.MAX_SAFE_INTEGER;
 const MAX_CHUNK_SIZE_DIGITS = 16;
@@ -76,6 +79,8 @@ export class H1Parser extends H1Head {
   private partial: Buffer | undefined = undefined;
   private partialLen = 0;
   private partialFirstLineSeen = false;
+  /** A read ended in the CR of an empty line before a request-line (its LF comes next). */
+  private pendingCR = false;
   constructor(
     isRequest: boolean,
     private readonly handler: H1ParserHandler,
@@ -197,9 +202,24 @@ export class H1Parser extends H1Head {
     const len = buf.length;
     if (this.partialLen === 0) {
       // RFC 9112 §2.2: a server SHOULD ignore at least one empty line before the request-line.
+      // The CRLF may be split across reads: a read ending in a lone CR is remembered, so the
+      // verdict never depends on segmentation.
       if (this.isRequest) {
+        if (this.pendingCR) {
+          this.pendingCR = false;
+          if (buf[pos] !== LF) {
+            // Not an empty line after all: the CR begins the head, exactly as if unsplit.
+            if (this.accumulate(LONE_CR, 0, false) === Number.MAX_SAFE_INTEGER) return Number.MAX_SAFE_INTEGER;
+            return this.accumulate(buf, pos, false);
+          }
+          pos++;
+        }
         while (pos + 1 < len && buf[pos] === CR && buf[pos + 1] === LF) pos += 2;
         if (pos === len) return pos;
+        if (pos === len - 1 && buf[pos] === CR) {
+          this.pendingCR = true;
+          return len;
+        }
       }
       const end = buf.indexOf(CRLFCRLF, pos);
       if (end !== -1) {
