@@ -158,6 +158,19 @@ describe('HTTP/1.1 parser fuzzing', () => {
     timeoutFor(),
   );
 
+  it('regressions found by fuzzing: an empty line before the request-line split inside its CRLF', () => {
+    const cases = [
+      Buffer.from('\r\nPOST / HTTP/1.1\r\nHost: h\r\naa: !!\r\nContent-Length: 5\r\n\r\n     ', 'latin1'),
+      Buffer.from('\r   /a?b=c         Host: y\r\nGET HTTP/1.0\r\n\x00\x00\x00POST HTTP/1.1\r\n', 'latin1'),
+      Buffer.from('\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n', 'latin1'),
+      Buffer.from('\r\rGET / HTTP/1.1\r\nHost: h\r\n\r\n', 'latin1'),
+    ];
+    for (const buf of cases) {
+      const whole = parse(buf, []);
+      for (let cut = 0; cut <= buf.length; cut++) expect(parse(buf, [cut]).events).toEqual(whole.events);
+    }
+  });
+
   it(
     'every accepted head is well-formed and Content-Length bodies are exact',
     () => {
