@@ -110,7 +110,6 @@ function storedHeaders(h: HeaderList): HeaderList {
   return out;
 }
 
-const LOOKUP = 1;
 const INSERT = 2;
 const VALIDATE = 3;
 

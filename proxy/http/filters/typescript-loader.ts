@@ -14,7 +14,7 @@ import Module from 'node:module';
 import path from 'node:path';
 import { MeshletError } from '../../errors';
 import { logger } from '../../telemetry/logger';
-import type { MeshletFilter, MeshletFilterExport } from '../user-filter';
+import type { MeshletFilter } from '../user-filter';
 
 const log = logger('typescript-filter');
 
