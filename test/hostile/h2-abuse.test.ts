@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stopAllMeshlets } from '../support/meshlet';
 import { h2ServerAbuseStats } from '../../proxy/http/h2/server-codec';
 import { closeAll } from '../support/upstreams';
-import { ERR, F, FLAG, frame, headers, hpack, ping, RawH2, requestBlock, rst, SETTING, settings, windowUpdate } from './h2-frames';
+import { ERR, F, FLAG, frame, headers, hpack, ping, RawH2, requestBlock, rst, SETTING, settings } from './h2-frames';
 import { goodClient, type GoodResult, type Proxied, startProxied } from './harness';
 
 let p: Proxied;
