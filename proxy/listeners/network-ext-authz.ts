@@ -39,7 +39,6 @@ export function decodeNetworkExtAuthz(r: Reader): NetworkExtAuthzConfig | undefi
   const includePeerCertificate = r.bool('include_peer_certificate', false);
   if (r.has('filter_enabled_metadata')) r.error('filter_enabled_metadata', 'is not supported by meshlet');
   r.raw('filter_enabled_metadata');
-  r.ignore('bootstrap_metadata_labels_key', 'include_tls_session', 'send_tls_alert_on_denial');
   r.done();
   extAuthzStats(statPrefix);
   if (!grpcService) return undefined;

@@ -79,6 +79,12 @@ beforeAll(async () => {
             { header_name: 'x-jwt-team', claim_name: 'org.team' },
           ],
         },
+        strict: {
+          issuer: 'https://local.example',
+          local_jwks: { inline_string: JSON.stringify({ keys: [localJwk] }) },
+          subjects: { prefix: 'spiffe://cluster.local/' },
+          max_lifetime_seconds: 3600,
+        },
         unreachable: {
           remote_jwks: { http_uri: { uri: 'http://gone.example/jwks', cluster: 'jwks_down', timeout: '1s' } },
           from_headers: [{ name: 'x-gone-token' }],
@@ -96,6 +102,7 @@ beforeAll(async () => {
       },
       rules: [
         { match: { prefix: '/open' } },
+        { match: { prefix: '/strict' }, requires: { provider_name: 'strict' } },
         { match: { prefix: '/either' }, requires: { requires_any: { requirements: [{ provider_name: 'local' }, { provider_name: 'remote' }] } } },
         { match: { prefix: '/optional' }, requires: { allow_missing_or_failed: {} } },
         { match: { prefix: '/remote' }, requires: { provider_name: 'remote' } },
@@ -180,6 +187,20 @@ describe('jwt_authn with a local JWKS', () => {
     expect((await request(port, '/open/x')).status).toBe(200);
     expect((await request(port, '/unchecked')).status).toBe(200);
     expect((await request(port, '/optional', { headers: { authorization: 'Bearer junk' } })).status).toBe(200);
+  });
+});
+
+describe('jwt_authn subjects and max_lifetime_seconds', () => {
+  it('a token must have a matching sub and a lifetime within the bound', async () => {
+    const port = m.listenerPort('jwt');
+    const iss = { iss: 'https://local.example' };
+    const good = await sign(localKey, 'RS256', 'local-1', { sub: 'spiffe://cluster.local/ns/a/sa/b' }, iss);
+    expect((await request(port, '/strict', { headers: { authorization: `Bearer ${good}` } })).status).toBe(200);
+    const wrongSub = await sign(localKey, 'RS256', 'local-1', { sub: 'alice' }, iss);
+    const r1 = await request(port, '/strict', { headers: { authorization: `Bearer ${wrongSub}` } });
+    expect([r1.status, r1.body]).toEqual([401, 'Jwt verification fails']);
+    const longLived = await sign(localKey, 'RS256', 'local-1', { sub: 'spiffe://cluster.local/x' }, { ...iss, exp: '2h' });
+    expect((await request(port, '/strict', { headers: { authorization: `Bearer ${longLived}` } })).status).toBe(401);
   });
 });
 

@@ -183,7 +183,8 @@ export function decodeExtAuthz(r: Reader): ExtAuthzConfig {
     if (r.has(k)) r.error(k, 'runtime/metadata gating is not supported by meshlet');
     r.raw(k);
   }
-  r.ignore('metadata_context_namespaces', 'typed_metadata_context_namespaces', 'include_tls_session', 'emit_filter_state_stats');
+  // Counting only: accepted. Anything that would change the CheckRequest is left to warn.
+  r.ignore('emit_filter_state_stats');
   r.done();
   extAuthzStats(statPrefix);
   return {
@@ -210,7 +211,8 @@ function decodePerRoute(r: Reader): ExtAuthzPerRoute {
       if (typeof v === 'string') contextExtensions[k] = v;
       else cs.issues.error(`${cs.sub('context_extensions')}.${k}`, 'expected a string');
     }
-    cs.ignore('disable_request_body_buffering', 'with_request_body');
+    // The body is never sent (with_request_body is refused), so turning buffering off is a no-op.
+    cs.ignore('disable_request_body_buffering');
     cs.done();
   }
   r.done();

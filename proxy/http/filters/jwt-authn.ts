@@ -25,7 +25,7 @@ import { MeshletError } from '../../errors';
 import type { RequestHead } from '../codec';
 import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filter';
 import { getHeader, removeHeader, setHeader } from '../headers';
-import { type CompiledRoute, fullMatchRegex, PathKind, queryParam, routeMatches } from '../route-matcher';
+import { type CompiledRoute, fullMatchRegex, matchString, PathKind, queryParam, routeMatches } from '../route-matcher';
 import type { ClusterLookup } from '../../upstream/types';
 import {
   decodeJwtAuthn,
@@ -154,6 +154,7 @@ interface Verdict {
 }
 const OK: Verdict = { ok: true, missing: false, message: '' };
 const MISSING: Verdict = { ok: false, missing: true, message: 'Jwt is missing' };
+const FAILS: Verdict = { ok: false, missing: false, message: 'Jwt verification fails' };
 
 /** Envoy's status messages for jose's errors. */
 function failure(err: unknown): Verdict {
@@ -258,6 +259,11 @@ class Verification {
         clockTolerance: p.clockSkewSeconds,
         ...(p.requireExpiration ? { requiredClaims: ['exp'] } : {}),
       });
+      if (p.subjects !== undefined && (typeof payload.sub !== 'string' || !matchString(p.subjects, payload.sub))) return FAILS;
+      if (p.maxLifetimeSeconds > 0) {
+        const { exp, iat } = payload;
+        if (exp === undefined || iat === undefined || exp - iat > p.maxLifetimeSeconds) return FAILS;
+      }
       this.verified.push({ p, e, payload, raw: e.token });
       return OK;
     } catch (err) {
@@ -297,7 +303,10 @@ class Verification {
         const v = claimValue(payload, c.claimName);
         if (v !== undefined) setHeader(h.headers, c.headerName, v);
       }
-      if (p.forwardPayloadHeader) setHeader(h.headers, p.forwardPayloadHeader, raw.split('.')[1] ?? '');
+      if (p.forwardPayloadHeader) {
+        const seg = raw.split('.')[1] ?? '';
+        setHeader(h.headers, p.forwardPayloadHeader, p.padForwardPayloadHeader ? seg + '='.repeat((4 - (seg.length % 4)) % 4) : seg);
+      }
       if (!p.forward) {
         if (e.from.kind === 'header') removeHeader(h.headers, e.from.name);
         else h.path = removeParam(h.path, e.from.name);
@@ -358,6 +367,7 @@ class JwtAuthnFilter implements HttpFilter {
     if (verdict.ok) {
       jwtAuthnStats.allowed++;
       v.apply();
+      if (v.verified.some((x) => x.p.clearRouteCache)) this.cb.clearRouteCache();
       this.cb.continueDecoding();
       return;
     }

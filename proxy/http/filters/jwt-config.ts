@@ -10,7 +10,8 @@ import { readFileSync } from 'node:fs';
 import { dur } from '../../config/envoy/core';
 import { decodeRouteMatch } from '../../config/envoy/route';
 import { Reader } from '../../config/reader';
-import type { RouteMatch } from '../../config/types';
+import type { RouteMatch, StringMatcher } from '../../config/types';
+import { decodeStringMatcher } from '../../config/envoy/matchers';
 import { decodeHttpUri, type HttpUriConfig } from './service-client';
 
 export const JWT_AUTHN_TYPE_NAME = 'envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication';
@@ -41,6 +42,14 @@ export interface JwtProviderConfig {
   readonly clockSkewSeconds: number;
   /** require_expiration: tokens without `exp` fail. */
   readonly requireExpiration: boolean;
+  /** pad_forward_payload_header: base64url with `=` padding in forward_payload_header. */
+  readonly padForwardPayloadHeader: boolean;
+  /** subjects: the token's `sub` must match. */
+  readonly subjects?: StringMatcher;
+  /** max_lifetime_seconds (0 = unlimited): exp − iat must not exceed it; such tokens need both. */
+  readonly maxLifetimeSeconds: number;
+  /** clear_route_cache: re-select the route after claims were written to headers. */
+  readonly clearRouteCache: boolean;
 }
 
 export type JwtRequirement =
@@ -120,7 +129,8 @@ function decodeProvider(name: string, r: Reader): JwtProviderConfig | undefined 
       if (!hu) rj.error('http_uri', 'is required');
       const httpUri = hu ? decodeHttpUri(hu) : undefined;
       const cacheDurationMs = dur(rj, 'cache_duration', DEFAULT_JWKS_CACHE_MS);
-      rj.ignore('async_fetch', 'retry_policy');
+      // async_fetch only changes when the first fetch happens; meshlet fetches on first use.
+      rj.ignore('async_fetch');
       rj.done();
       if (httpUri) remoteJwks = { httpUri, cacheDurationMs };
     }
@@ -149,7 +159,13 @@ function decodeProvider(name: string, r: Reader): JwtProviderConfig | undefined 
   }
   const clockSkewSeconds = r.int('clock_skew_seconds', 60, 0, 86_400);
   const requireExpiration = r.bool('require_expiration', false);
-  r.ignore('payload_in_metadata', 'header_in_metadata', 'pad_forward_payload_header', 'subjects', 'max_lifetime_seconds', 'failed_status_in_metadata', 'normalize_payload_in_metadata', 'jwt_cache_config', 'clear_route_cache');
+  const padForwardPayloadHeader = r.bool('pad_forward_payload_header', false);
+  const subjects = r.obj('subjects');
+  const subjectMatcher = subjects ? decodeStringMatcher(subjects) : undefined;
+  const maxLifetimeSeconds = r.int('max_lifetime_seconds', 0, 0, 0xffffffff);
+  const clearRouteCache = r.bool('clear_route_cache', false);
+  // A cache of verified tokens only saves work; metadata options are left to warn.
+  r.ignore('jwt_cache_config');
   r.done();
   if (!localJwks && !remoteJwks) return undefined;
   return {
@@ -164,6 +180,10 @@ function decodeProvider(name: string, r: Reader): JwtProviderConfig | undefined 
     claimToHeaders,
     clockSkewSeconds,
     requireExpiration,
+    padForwardPayloadHeader,
+    ...(subjectMatcher ? { subjects: subjectMatcher } : {}),
+    maxLifetimeSeconds,
+    clearRouteCache,
   };
 }
 
@@ -258,7 +278,7 @@ export function decodeJwtAuthn(r: Reader): JwtAuthnConfig {
   const bypassCorsPreflight = r.bool('bypass_cors_preflight', false);
   if (r.has('filter_state_rules')) r.error('filter_state_rules', 'is not supported by meshlet');
   r.raw('filter_state_rules');
-  r.ignore('stat_prefix', 'strip_failure_response');
+  r.ignore('stat_prefix');
   r.done();
   return { kind: 'jwt_authn', providers, rules, requirementMap, bypassCorsPreflight };
 }

@@ -43,6 +43,8 @@ export interface RateLimitFilterConfig {
   readonly disableXEnvoyRatelimitedHeader: boolean;
   /** rate_limited_status (Envoy default 429; values < 400 fall back to 429). */
   readonly rateLimitedStatus: number;
+  /** status_on_error: the answer under failure_mode_deny (Envoy default 500). */
+  readonly statusOnError: number;
   readonly statPrefix: string;
 }
 
@@ -101,7 +103,12 @@ export function decodeRateLimit(r: Reader): RateLimitFilterConfig {
     r.error(r.has('descriptors') ? 'descriptors' : 'vh_rate_limits', 'is not supported by meshlet');
   r.raw('descriptors');
   r.raw('vh_rate_limits');
-  r.ignore('response_headers_to_add', 'status_on_error');
+  let statusOnError = 500;
+  const se = r.obj('status_on_error');
+  if (se) {
+    statusOnError = se.int('code', 500, 100, 599);
+    se.done();
+  }
   r.done();
   rateLimitStats(domain);
   return {
@@ -117,6 +124,7 @@ export function decodeRateLimit(r: Reader): RateLimitFilterConfig {
     xRateLimitHeaders,
     disableXEnvoyRatelimitedHeader,
     rateLimitedStatus,
+    statusOnError,
     statPrefix,
   };
 }
@@ -267,7 +275,7 @@ class RateLimitFilter implements HttpFilter {
       stats.error++;
       this.cb.setMetadata('ratelimit_error', (err?.message ?? 'UNKNOWN').slice(0, 200));
       if (cfg.failureModeDeny) {
-        this.reply(500, '', [], 'RLSE', 'rate_limiter_error');
+        this.reply(cfg.statusOnError, '', [], 'RLSE', 'rate_limiter_error');
         return;
       }
       stats.failureModeAllowed++;

@@ -48,7 +48,6 @@ export function decodeGrpcTarget(r: Reader, defaultTimeoutMs: number): GrpcTarge
     m.done();
     if (key) initialMetadata.push([key, value]);
   }
-  r.ignore('retry_policy');
   let out: GrpcTarget | undefined;
   if (which === undefined) r.issues.error(r.path, 'one of envoy_grpc, google_grpc must be set');
   else if (which === 'google_grpc') {
@@ -59,7 +58,7 @@ export function decodeGrpcTarget(r: Reader, defaultTimeoutMs: number): GrpcTarge
     if (e) {
       const clusterName = e.requiredStr('cluster_name');
       const authority = e.str('authority', clusterName);
-      e.ignore('retry_policy', 'max_receive_message_length', 'skip_envoy_headers');
+      e.ignore('max_receive_message_length');
       e.done();
       if (clusterName) out = { clusterName, authority, timeoutMs, initialMetadata };
     }
