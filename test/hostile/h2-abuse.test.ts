@@ -147,6 +147,7 @@ function attackRequests(prefix: string): number {
 
 describe('HTTP/2 abuse', () => {
   it('rapid reset (CVE-2023-44487): HEADERS+RST_STREAM storms end in GOAWAY and close', async () => {
+    const before = h2ServerAbuseStats.tooManyPrematureResets;
     await whileServed(async () => {
       const c = await raw();
       let sent = 0;
@@ -158,8 +159,10 @@ describe('HTTP/2 abuse', () => {
       }
       expect(await c.waitFor(() => c.goaway() !== undefined && c.closed, 15_000)).toBe(true);
       // Envoy's premature-reset rule: ENHANCE_YOUR_CALM once >= 500 streams, most reset by the peer.
-      expect(c.goaway()!.code).toBe(ERR.ENHANCE_YOUR_CALM);
-      expect(h2ServerAbuseStats.tooManyPrematureResets).toBeGreaterThan(0);
+      // When one read carries more than 1,000 resets (a loaded machine coalesces writes), nghttp2's
+      // own limiter sends GOAWAY INTERNAL_ERROR first; meshlet's rule still closes the socket.
+      expect([ERR.ENHANCE_YOUR_CALM, ERR.INTERNAL_ERROR]).toContain(c.goaway()!.code);
+      expect(h2ServerAbuseStats.tooManyPrematureResets).toBeGreaterThan(before);
       // Far fewer than the streams opened ever reached the upstream.
       expect(attackRequests('/attack/rr/')).toBeLessThan(sent / 2);
     });
