@@ -20,6 +20,7 @@ import {
   typeScriptFilterStats,
 } from '../../proxy/http/filters/typescript';
 import { gatewayFilterCounters } from '../../proxy/http/filters/gateway-stats';
+import { allLoadedFilters } from '../../proxy/http/filters/typescript-loader';
 import { createRegistries } from '../../proxy/registry';
 import type { StreamInfo } from '../../proxy/http/stream-info';
 import { bootstrap, type StartedMeshlet, startMeshlet, staticCluster, stopAllMeshlets } from '../support/meshlet';
@@ -360,6 +361,18 @@ describe('the meshlet/filter entry as a user installs it', () => {
       const diags = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, '\n'));
       expect(diags, String(moduleResolution)).toEqual([]);
     }
+  });
+});
+
+describe('watchers', () => {
+  it('re-sending the same watched config reuses its watcher instead of adding one', () => {
+    const raw = { path: path.join(dir, 'isolation.ts'), watch: true, config: { n: 1 } };
+    decodeWith(decodeTypeScriptFilter, raw);
+    const n = allLoadedFilters().length;
+    for (let i = 0; i < 3; i++) expect(decodeWith(decodeTypeScriptFilter, raw).errors).toEqual([]);
+    expect(allLoadedFilters().length).toBe(n);
+    decodeWith(decodeTypeScriptFilter, { ...raw, config: { n: 2 } });
+    expect(allLoadedFilters().length).toBe(n + 1);
   });
 });
 

@@ -106,8 +106,10 @@ export class LoadedFilter {
     watchFile: boolean,
   ) {
     this.current = initial;
-    if (watchFile) this.startWatch();
-    live.add(this);
+    if (watchFile) {
+      this.startWatch();
+      live.add(this);
+    }
   }
 
   private startWatch(): void {
@@ -154,10 +156,32 @@ export class LoadedFilter {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.watcher?.close();
     live.delete(this);
+    for (const [k, v] of watchedByKey) if (v === this) watchedByKey.delete(k);
   }
 }
 
+/** Watching filters (the ones holding a file watcher). */
 const live = new Set<LoadedFilter>();
+/** One watcher per module file × config: repeated config pushes reuse it instead of adding watchers. */
+const watchedByKey = new Map<string, LoadedFilter>();
+
+/**
+ * The LoadedFilter for a freshly decoded config. Without `watch` it is private to the config;
+ * with `watch` the one for the same file and config is reused (and switched to `impl`, the version
+ * just loaded), so a control plane re-sending a listener does not pile up file watchers.
+ */
+export function loadedFilterForConfig(file: string, config: unknown, impl: MeshletFilter, watchFile: boolean): LoadedFilter {
+  if (!watchFile) return new LoadedFilter(file, config, impl, false);
+  const key = `${file}\u0000${JSON.stringify(config)}`;
+  const existing = watchedByKey.get(key);
+  if (existing !== undefined) {
+    existing.current = impl;
+    return existing;
+  }
+  const l = new LoadedFilter(file, config, impl, true);
+  watchedByKey.set(key, l);
+  return l;
+}
 
 /** Every module currently loaded (for reload counters). */
 export function allLoadedFilters(): readonly LoadedFilter[] {

@@ -29,7 +29,7 @@ import type {
   LocalReply,
   MeshletFilter,
 } from '../user-filter';
-import { LoadedFilter, loadFilter } from './typescript-loader';
+import { type LoadedFilter, loadedFilterForConfig, loadFilter } from './typescript-loader';
 
 export { closeTypeScriptFilters } from './typescript-loader';
 
@@ -94,7 +94,7 @@ export function decodeTypeScriptFilter(r: Reader): TypeScriptFilterConfig {
     // Control plane: load (and compile) now, so a broken module is a config error at `path`.
     try {
       const impl = loadFilter(file, config);
-      loaded.set(cfg, new LoadedFilter(file, config, impl, watch));
+      loaded.set(cfg, loadedFilterForConfig(file, config, impl, watch));
       typeScriptFilterStats(statPrefix);
     } catch (err) {
       r.error('path', `cannot load filter module: ${(err as Error).message}`);
@@ -405,7 +405,7 @@ export const typeScriptFilterFactory: HttpFilterFactory<TypeScriptFilterConfig> 
     let l = loaded.get(config);
     if (l === undefined) {
       // A config object that did not come from decode (a structural copy): load once, then reuse.
-      l = new LoadedFilter(config.path, config.config, loadFilter(config.path, config.config), config.watch);
+      l = loadedFilterForConfig(config.path, config.config, loadFilter(config.path, config.config), config.watch);
       loaded.set(config, l);
     }
     return new TypeScriptFilter(config, l.current, callbacks);
