@@ -6,6 +6,7 @@
  * config validation.
  */
 import http from 'node:http';
+import http2 from 'node:http2';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { cacheStoreFor, decodeCache, type CacheFilterConfig } from '../../proxy/http/filters/cache';
 import { bootstrap, type StartedMeshlet, startMeshlet, staticCluster, stopAllMeshlets } from '../support/meshlet';
@@ -208,6 +209,40 @@ describe('Vary', () => {
     expect((await get('/vary', { 'accept-language': 'fr' })).body).toBe('lang=fr 2');
     await get('/vary-other');
     expect((await get('/vary-other')).body).toBe('vary-other 2');
+  });
+});
+
+describe('HTTP/2 clients', () => {
+  it('a cache hit is answered on an HTTP/2 stream like any response', async () => {
+    const session = http2.connect(`http://127.0.0.1:${m.listenerPort('cache')}`);
+    try {
+      const get2 = () =>
+        new Promise<{ status: number; age: string | undefined; body: string }>((resolve, reject) => {
+          const s = session.request({ ':path': '/max-age?h2', ':method': 'GET' });
+          let body = '';
+          let status = 0;
+          let age: string | undefined;
+          s.on('response', (h) => {
+            status = Number(h[':status']);
+            age = h.age as string | undefined;
+          });
+          s.setEncoding('utf8');
+          s.on('data', (c: string) => {
+            body += c;
+          });
+          s.on('end', () => resolve({ status, age, body }));
+          s.on('error', reject);
+          s.end();
+        });
+      const a = await get2();
+      const b = await get2();
+      expect([a.status, b.status]).toEqual([200, 200]);
+      expect(b.body).toBe(a.body);
+      expect(b.age).toBeDefined();
+      expect(hits.get('/max-age?h2')).toBe(1);
+    } finally {
+      session.close();
+    }
   });
 });
 
