@@ -6,19 +6,26 @@
  * Also the other direction: malformed upstream responses become 502 and the upstream connection
  * they came on is closed, never reused for the next request.
  */
+import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stopAllMeshlets } from '../support/meshlet';
 import { closeAll, rawExchange } from '../support/upstreams';
-import { getOnce, goodClient, type Proxied, responseCount, startProxied, startRawUpstream, statusOf, until } from './harness';
+import { getOnce, goodClient, type Proxied, type RawUpstream, responseCount, startProxied, startRawUpstream, statusOf, until } from './harness';
 
 let p: Proxied;
+/** A second meshlet in front of a raw upstream that records every byte it receives. */
+let rawUp: RawUpstream;
+let q: Proxied;
 
 beforeAll(async () => {
   p = await startProxied();
+  rawUp = await startRawUpstream(() => 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+  q = await startProxied({ upstreamPort: rawUp.port });
 });
 
 afterAll(async () => {
   await stopAllMeshlets();
+  await rawUp.close();
   await closeAll();
 });
 
@@ -77,7 +84,48 @@ describe('HTTP/1.1 request smuggling vectors', () => {
     expect(p.leaked()).toEqual([]);
     expect(results.length).toBeGreaterThan(0);
     expect(results.every((x) => x.ok)).toBe(true);
+    // Byte-level: not one byte of the attack (not even a head later reset) reached an upstream socket.
+    const r2 = await rawExchange(q.port, bytes, 3_000);
+    expect(statusOf(r2.text)).toBe(400);
+    expect(rawUp.conns.map((c) => c.data).join('')).not.toContain('/attack');
   });
+
+  it.each(vectors.filter(([n]) => n.startsWith('chunk-')))(
+    '%s delivered in two reads (head first): the smuggled request never reaches an upstream socket, both connections are closed',
+    async (_name, bytes) => {
+      const split = bytes.indexOf('\r\n\r\n') + 4;
+      const before = rawUp.conns.length;
+      const r = await new Promise<{ text: string; closed: boolean }>((resolve) => {
+        const c = net.connect(q.port, '127.0.0.1');
+        let text = '';
+        const t = setTimeout(() => {
+          c.destroy();
+          resolve({ text, closed: false });
+        }, 5_000);
+        c.on('data', (d) => {
+          text += d.toString('latin1');
+        });
+        c.on('error', () => {});
+        c.on('close', () => {
+          clearTimeout(t);
+          resolve({ text, closed: true });
+        });
+        c.on('connect', () => {
+          c.write(bytes.slice(0, split));
+          setTimeout(() => c.write(bytes.slice(split)), 150);
+        });
+      });
+      expect(r.closed).toBe(true);
+      // The raw upstream answers as soon as it sees a head (legal before the body ends), so the
+      // client sees either that early 200 or meshlet's 400 — and never a response to the smuggled request.
+      expect([200, 400]).toContain(statusOf(r.text));
+      expect(responseCount(r.text)).toBe(1);
+      const data = rawUp.conns.slice(before).map((c) => c.data).join('') + rawUp.conns.map((c) => c.data).join('');
+      expect(data).not.toContain('/attack/smuggled');
+      // Any upstream connection that carried the (valid) head was closed, never reused.
+      await until(() => rawUp.conns.every((c) => !c.data.includes('POST /attack/') || c.closed), 5_000, 'tainted upstream connections closed');
+    },
+  );
 
   it('a well-formed pipelined pair still works (the vectors are not rejected for pipelining)', async () => {
     const before = p.echo.requests.length;
