@@ -8,7 +8,7 @@
 //   node bench/cpu-per-request.mjs [--seconds 5] [--targets meshlet,pipe,nginx]
 //        [--meshlet-bin /path/bin/meshlet.js] [--node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"]
 //        [--concurrency N]
-// targets: pipe (bare Node socket pipe), nginx (nginx proxy), meshlet (HTTP/1.1 upstream),
+// targets: pipe (bare Node socket pipe), nginx (nginx proxy), http-proxy, reply-from (Node proxies), meshlet (HTTP/1.1 upstream),
 // meshlet-h2 (h2c upstream), mtls (outbound → mTLS → inbound meshlet pair; CPU of both summed)
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -79,6 +79,12 @@ async function main() {
       let procs = [];
       if (target === 'pipe') {
         proc = startPipe(port, upPort);
+        await waitForPort(port, { proc });
+        procs = [proc];
+      } else if (target === 'http-proxy' || target === 'reply-from') {
+        // the Node proxies of the bench, started exactly as bench/scenarios/proxies.mjs does
+        const script = path.join(REPO, 'bench/servers', `${target}-server.mjs`);
+        proc = startProcess(target, process.execPath, [script, String(port), `http://127.0.0.1:${upPort}`]);
         await waitForPort(port, { proc });
         procs = [proc];
       } else if (target === 'nginx') {
