@@ -43,6 +43,13 @@ function cpuSeconds(pid) {
   return (Number(rest[11]) + Number(rest[12])) / CLK;
 }
 
+/** CPU of this process's waited-for children (cutime+cstime): wrk, once it has exited. */
+function reapedChildrenCpu() {
+  const f = readFileSync('/proc/self/stat', 'utf8');
+  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[13]) + Number(rest[14])) / CLK;
+}
+
 /** CPU of a process and all its live descendants (workers of --concurrency, nginx workers). */
 function treeCpu(pid) {
   let total = 0;
@@ -73,7 +80,6 @@ async function main() {
   try {
     const [upPort, h2Port, port, adminPort, inPort, admin2] = await freePorts(6);
     const up = await startUpstream(ctx, { port: upPort, h2Port, workers: 1 });
-    void up;
     for (const target of o.targets.split(',')) {
       let proc;
       let procs = [];
@@ -130,11 +136,13 @@ async function main() {
       // warm-up (JIT) then measure
       await wrk(`http://127.0.0.1:${port}/`, { connections: Number(o.connections), threads: 2, seconds: 2 });
       const c0 = procs.reduce((s, p) => s + treeCpu(p.pid), 0);
+      const [u0, w0] = [treeCpu(up.pid), reapedChildrenCpu()];
       const r = await wrk(`http://127.0.0.1:${port}/`, { connections: Number(o.connections), threads: 2, seconds });
       const c1 = procs.reduce((s, p) => s + treeCpu(p.pid), 0);
-      const us = ((c1 - c0) / r.requests) * 1e6;
+      const [u1, w1] = [treeCpu(up.pid), reapedChildrenCpu()];
+      const per = (a, b) => (((b - a) / r.requests) * 1e6).toFixed(1).padStart(6);
       console.log(
-        `${target.padEnd(8)} ${Math.round(r.rps).toString().padStart(7)} req/s  ${us.toFixed(1).padStart(6)} µs CPU/req  p50 ${r.latencyMs.p50} ms  p99 ${r.latencyMs.p99} ms  errors ${r.errors} non2xx ${r.non2xx}`,
+        `${target.padEnd(8)} ${Math.round(r.rps).toString().padStart(7)} req/s  ${per(c0, c1)} µs CPU/req  (upstream nginx ${per(u0, u1)}, wrk ${per(w0, w1)})  p50 ${r.latencyMs.p50} ms  p99 ${r.latencyMs.p99} ms  errors ${r.errors} non2xx ${r.non2xx}`,
       );
       if (target !== 'pipe' && target !== 'nginx') {
         // connection reuse: upstream connections opened vs requests (both sides of a pair)
