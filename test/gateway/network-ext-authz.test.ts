@@ -126,7 +126,7 @@ afterAll(async () => {
 
 describe('network ext_authz (envoy.service.auth.v3.Authorization per connection)', () => {
   it('an allowed connection reaches the terminal filter; the check carries source and destination', async () => {
-    const r = await rawExchange(m.listenerPort('net_allowed'), 'hello through', 300);
+    const r = await rawExchange(m.listenerPort('net_allowed'), 'hello through', 1_500);
     expect(r.text).toBe('hello through');
     const c = checks.at(-1)!;
     expect(c.attributes.destination.address.socket_address.port_value).toBe(allowedPort);
@@ -147,7 +147,7 @@ describe('network ext_authz (envoy.service.auth.v3.Authorization per connection)
     const down = await rawExchange(m.listenerPort('net_down'), 'x', 2_000);
     expect(down.closed).toBe(true);
     expect(down.text).toBe('');
-    const allowed = await rawExchange(m.listenerPort('net_down_allow'), 'still here', 300);
+    const allowed = await rawExchange(m.listenerPort('net_down_allow'), 'still here', 1_500);
     expect(allowed.text).toBe('still here');
     expect(extAuthzStats('net_down_allow.').failureModeAllowed).toBe(1);
   });
@@ -173,12 +173,12 @@ function tlsExchange(port: number, id: IssuedCertificate, text: string): Promise
     };
     c.on('secureConnect', () => {
       c.write(text);
-      timer = setTimeout(() => done(false), 1_000);
+      timer = setTimeout(() => done(false), 3_000);
     });
     c.on('data', (d: Buffer) => {
       got += d.toString();
       clearTimeout(timer);
-      timer = setTimeout(() => done(false), 300);
+      timer = setTimeout(() => done(false), 500);
     });
     c.on('end', () => done(true));
     c.on('error', () => done(true));
