@@ -335,6 +335,8 @@ interface HeldEncode {
   readonly chunk: Buffer | undefined;
   readonly trailers: HeaderList | undefined;
   readonly endStream: boolean;
+  /** Replay from this filter (default: the first encoder filter). */
+  readonly from?: number;
 }
 
 /** A decode event held while a filter has stopped iteration. */
@@ -343,6 +345,8 @@ interface HeldEvent {
   readonly chunk: Buffer | undefined;
   readonly endStream: boolean;
   readonly trailers: HeaderList | undefined;
+  /** Replay from this filter (default 0). */
+  readonly from?: number;
 }
 
 function onStreamIdleTimeout(s: ActiveStream): void {
@@ -666,6 +670,15 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     const fs = this.filters;
     for (let i = from; i < fs.length; i++) {
       const f = fs[i]!;
+      if (this.decodeBuffered !== undefined && this.decodeBuffered[i] !== undefined) {
+        // Trailers end the body: what filter i held with StopIterationAndBuffer goes on first.
+        this.runDecodeData(i + 1, concatBuffered(this.decodeBuffered, i), false);
+        if (this.localReplied || this.destroyed) return;
+        if (this.decodeStoppedAt >= 0) {
+          (this.held ??= []).push({ kind: EVENT_TRAILERS, chunk: undefined, endStream: true, trailers, from: i });
+          return;
+        }
+      }
       if (f.decodeTrailers === undefined) continue;
       this.current = i;
       const st = f.decodeTrailers(trailers);
@@ -700,8 +713,8 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
         !this.destroyed
       ) {
         const e = this.held.shift()!;
-        if (e.kind === EVENT_DATA) this.runDecodeData(0, e.chunk!, e.endStream);
-        else this.runDecodeTrailers(0, e.trailers!);
+        if (e.kind === EVENT_DATA) this.runDecodeData(e.from ?? 0, e.chunk!, e.endStream);
+        else this.runDecodeTrailers(e.from ?? 0, e.trailers!);
       }
       if (this.decodeStoppedAt < 0) {
         this.heldBytes = 0;
@@ -866,6 +879,15 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
     const fs = this.filters;
     for (let i = from; i >= 0; i--) {
       const f = fs[i]!;
+      if (this.encodeBuffered !== undefined && this.encodeBuffered[i] !== undefined) {
+        // Trailers end the body: what filter i held with StopIterationAndBuffer goes on first.
+        this.runEncodeData(i - 1, concatBuffered(this.encodeBuffered, i), false);
+        if (this.destroyed) return;
+        if (this.encodeStoppedAt >= 0) {
+          this.holdEncode({ kind: EVENT_TRAILERS, head: undefined, chunk: undefined, trailers, endStream: true, from: i });
+          return;
+        }
+      }
       if (f.encodeTrailers === undefined) continue;
       this.current = i;
       const st = f.encodeTrailers(trailers);
@@ -906,7 +928,8 @@ export class ActiveStream implements RequestSink, HttpFilterCallbacks, RouterStr
       this.runEncodeEvent(at - 1, e);
       const q = this.heldEncode;
       while (this.encodeStoppedAt < 0 && q !== undefined && q.length > 0 && !this.destroyed) {
-        this.runEncodeEvent(this.filters.length - 1, q.shift()!);
+        const e = q.shift()!;
+        this.runEncodeEvent(e.from ?? this.filters.length - 1, e);
       }
       if (this.encodeStoppedAt < 0) {
         this.heldEncodeBytes = 0;
