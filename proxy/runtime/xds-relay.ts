@@ -139,10 +139,12 @@ export class XdsRelay {
         this.follow(typeUrl, name, value);
       },
       onRemoved: (name) => {
+        this.lastJson.delete(`${typeUrl}\u0000${name}`);
         this.emit({ t: 'removed', typeUrl, name });
         this.follow(typeUrl, name, undefined);
       },
       onDoesNotExist: (name) => {
+        this.lastJson.delete(`${typeUrl}\u0000${name}`);
         this.emit({ t: 'absent', typeUrl, name });
         if (name !== '*') this.follow(typeUrl, name, undefined);
       },
@@ -172,6 +174,8 @@ export class XdsRelay {
         if (r.owners.size === 0) {
           r.cancel();
           this.refs.delete(k);
+          this.state.delete(k); // nothing references it: a worker starting later need not see it
+          this.lastJson.delete(k);
         }
       }
     }
