@@ -13,6 +13,7 @@ import type { Counter, Gauge } from 'prom-client';
 import { allRbacStats } from '../authz/stats';
 import { protocolDetection } from '../detect/stats';
 import { faultStats } from '../http/filters/fault';
+import { gatewayFilterCounters } from '../http/filters/gateway-stats';
 import { allLocalRateLimitStats } from '../http/filters/local-ratelimit';
 import type { MeshletServer } from '../server';
 import type { MeshletMetrics } from './metrics';
@@ -149,6 +150,8 @@ export class EnvoyStats {
     counter('fault.aborts_injected', faultStats.abortsInjected);
     counter('fault.faults_overflow', faultStats.faultsOverflow);
     gauge('fault.active_faults', faultStats.activeFaults);
+    // Gateway filters (ext_authz, ratelimit, jwt_authn, cache, TypeScript filters).
+    for (const g of gatewayFilterCounters()) counter(g.name, g.value, undefined, g.name, 'gateway_filter');
     // Protocol detection (meshlet's own; Envoy has no standard name): outcomes and time spent.
     const pd = protocolDetection;
     for (const [outcome, n] of Object.entries(pd.outcomes)) counter(`protocol_detection.${outcome}`, n, undefined, outcome, 'protocol_detection');
@@ -275,6 +278,9 @@ export class EnvoyStats {
         const [kind, filter, decision] = e.tag!.split('|');
         m.labels({ kind: kind!, filter: filter!.replace(/\.$/, ''), decision: decision! }).inc(e.value);
       }
+    });
+    metrics.counter('meshlet_gateway_filter_total', 'Gateway filter counters by Envoy stat name (ext_authz, ratelimit, jwt_authn, cache, typescript_filter)', ['stat'], (m) => {
+      for (const e of entries()) if (e.stat === 'gateway_filter') m.labels({ stat: e.tag! }).inc(e.value);
     });
     metrics.counter('meshlet_local_rate_limited_total', 'Requests answered 429 by the local rate limit filter', ['stat_prefix'], (m) => {
       for (const e of entries()) if (e.stat === 'local_rate_limited') m.labels({ stat_prefix: e.tag! }).inc(e.value);

@@ -232,6 +232,11 @@ describe('failure isolation', () => {
     const counters = new Map(gatewayFilterCounters().map((c) => [c.name, c.value]));
     expect(counters.get('typescript_filter.isolation.errors')).toBe(stats.errors);
     expect(counters.get('typescript_filter.isolation.timeouts')).toBe(stats.timeouts);
+    // …and the admin endpoints publish them
+    const text = await request(m.adminPort, '/stats');
+    expect(text.body).toContain(`typescript_filter.isolation.errors: ${stats.errors}`);
+    const prom = await request(m.adminPort, '/stats/prometheus');
+    expect(prom.body).toContain(`meshlet_gateway_filter_total{stat="typescript_filter.isolation.timeouts"} ${stats.timeouts}`);
   });
 });
 
