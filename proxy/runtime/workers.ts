@@ -180,7 +180,12 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   const stop = (): void => {
     if (stopping) return;
     stopping = true;
-    broadcast(SHUTDOWN_MESSAGE);
+    for (const s of slots) {
+      if (s.worker.isDead()) continue;
+      // A started worker drains on the IPC request; one still starting has no drain to do yet.
+      if (s.adminPort > 0 && s.worker.isConnected()) s.worker.send(SHUTDOWN_MESSAGE);
+      else s.worker.process.kill('SIGTERM');
+    }
     if (slots.every((s) => s.worker.isDead())) resolveExit(failed ? 1 : 0);
   };
 
