@@ -285,8 +285,15 @@ export class EnvoyStats {
     metrics.counter('meshlet_local_rate_limited_total', 'Requests answered 429 by the local rate limit filter', ['stat_prefix'], (m) => {
       for (const e of entries()) if (e.stat === 'local_rate_limited') m.labels({ stat_prefix: e.tag! }).inc(e.value);
     });
-    single('protocol_detection.duration_ms_count', 'counter', 'Protocol detections that read bytes');
-    single('protocol_detection.duration_ms_sum', 'counter', 'Milliseconds spent waiting for the first bytes, summed');
+    // Detection time as a summary-style pair in base units (promtool rejects "ms" in names).
+    metrics.counter('meshlet_protocol_detection_reads_total', 'Protocol detections that read bytes', [], (m) => {
+      const e = entries().find((x) => x.name === 'protocol_detection.duration_ms_count');
+      if (e) m.inc(e.value);
+    });
+    metrics.counter('meshlet_protocol_detection_seconds_total', 'Seconds spent waiting for the first bytes, summed', [], (m) => {
+      const e = entries().find((x) => x.name === 'protocol_detection.duration_ms_sum');
+      if (e) m.inc(e.value / 1000);
+    });
     single('server.uptime', 'gauge', 'Seconds since the server started');
     single('server.memory_allocated', 'gauge', 'Heap bytes in use');
     single('server.memory_heap_size', 'gauge', 'Heap bytes reserved');
