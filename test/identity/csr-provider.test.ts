@@ -45,7 +45,7 @@ const xfccs: string[] = [];
 function keeperBootstrap(cpPort: number, csrPort: number): Record<string, unknown> {
   const b = adsBootstrap('keeper-v1', cpPort) as { node: Record<string, unknown> };
   b.node.metadata = {
-    MESHLET_CERT_PROVIDER: { kind: 'istio_csr', ca_address: `127.0.0.1:${csrPort}`, validity: '6s', grace_period_ratio: 0.5 },
+    MESHLET_CERT_PROVIDER: { kind: 'istio_csr', ca_address: `127.0.0.1:${csrPort}`, validity: '10s', grace_period_ratio: 0.5 },
   };
   return b;
 }
@@ -120,7 +120,7 @@ describe('CSR certificate provider', () => {
     };
     keeper.server.certs.on('rotate', onRotate);
     try {
-      const deadline = Date.now() + 15_000;
+      const deadline = Date.now() + 20_000;
       while (swaps.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
     } finally {
       keeper.server.certs.off('rotate', onRotate);
@@ -130,7 +130,7 @@ describe('CSR certificate provider', () => {
     const leaf = after.chain[0]!;
     expect(leaf.serialNumber).not.toBe(beforeSerial);
     expect(after.privateKeyPem).not.toBe(before.privateKeyPem);
-    // Renewed at about half of a 6 s lifetime: the old certificate had not expired yet.
+    // Renewed at about half of a 10 s lifetime: the old certificate had not expired yet.
     expect(swaps[0]!.previousSerial).toBe(beforeSerial);
     expect(swappedAt).toBeLessThan(Date.parse(before.chain[0]!.validTo));
     // Meanwhile the control plane rotated (and pushed) its own certificate for the keeper.
@@ -154,7 +154,7 @@ describe('CSR certificate provider', () => {
     });
     expect(served).toBe(keeper.server.certs.identity()!.chain[0]!.serialNumber);
     expect(served).not.toBe(beforeSerial);
-  });
+  }, 45_000);
 });
 
 describe('MESHLET_CERT_PROVIDER configuration', () => {
@@ -163,7 +163,7 @@ describe('MESHLET_CERT_PROVIDER configuration', () => {
     expect(warnings.filter((w) => w.path.startsWith('node'))).toEqual([]);
     expect(bootstrap.node.metadata).toHaveProperty('MESHLET_CERT_PROVIDER');
     const cfg = csrProviderConfigFromMetadata(bootstrap.node.metadata)!;
-    expect(cfg).toMatchObject({ caAddress: '127.0.0.1:15012', secretName: 'default', trustBundle: 'ROOTCA', validityMs: 6000, gracePeriodRatio: 0.5 });
+    expect(cfg).toMatchObject({ caAddress: '127.0.0.1:15012', secretName: 'default', trustBundle: 'ROOTCA', validityMs: 10000, gracePeriodRatio: 0.5 });
   });
 
   it('reports every bad field with its path', () => {
