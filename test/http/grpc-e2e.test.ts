@@ -56,7 +56,7 @@ const EchoService = {
   bidi: method('Bidi', true, true),
 } as unknown as grpc.ServiceDefinition;
 
-// biome-ignore lint/suspicious/noExplicitAny: generic client methods are dynamically typed
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- generic client methods are dynamically typed
 type EchoClient = grpc.Client & Record<string, any>;
 const EchoClientCtor = grpc.makeGenericClientConstructor(EchoService, 'Echo') as unknown as new (
   address: string,

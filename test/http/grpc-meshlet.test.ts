@@ -62,7 +62,7 @@ const SayService = {
     responseDeserialize: de,
   },
 } as unknown as grpc.ServiceDefinition;
-// biome-ignore lint/suspicious/noExplicitAny: generic client methods are dynamically typed
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- generic client methods are dynamically typed
 type GreeterClient = grpc.Client & Record<string, any>;
 const SayClient = grpc.makeGenericClientConstructor(SayService, 'Greeter') as unknown as new (
   a: string,

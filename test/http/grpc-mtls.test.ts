@@ -88,7 +88,7 @@ const WhoService = {
     responseDeserialize: de,
   },
 } as unknown as grpc.ServiceDefinition;
-// biome-ignore lint/suspicious/noExplicitAny: generic client methods are dynamically typed
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- generic client methods are dynamically typed
 type WhoClient = grpc.Client & Record<string, any>;
 const WhoClientCtor = grpc.makeGenericClientConstructor(WhoService, 'Who') as unknown as new (
   a: string,

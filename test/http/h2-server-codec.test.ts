@@ -834,7 +834,7 @@ describe('H2ServerCodec', () => {
     const done = collect(req);
     req.write('before ');
     await waitFor(() => front.bridges.length === 1, 'stream');
-    // biome-ignore lint/suspicious/noExplicitAny: reach the encoder the bridge was given
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- reach the encoder the bridge was given
     ((front.bridges[0] as any).down as ResponseEncoder).closeAfterResponse();
     await within(goaway);
     req.end('after');

@@ -194,7 +194,6 @@ describe('failure types (Envoy: wrong answers eject at once, network failures ne
     });
     const host = new Host({ kind: 'socket', host: '127.0.0.1', port: up.port });
     const results: { healthy: boolean; failedAfter: boolean }[] = [];
-    let checker: HealthChecker | undefined;
     const target = {
       name: 'unit',
       hosts: [host],
@@ -203,7 +202,7 @@ describe('failure types (Envoy: wrong answers eject at once, network failures ne
       healthChanged: () => {},
     };
     const cfg = config({ ...FAST, unhealthy_threshold: 3, healthy_threshold: 1, http_health_check: { path: '/hc' } });
-    checker = new HealthChecker(target, cfg, {
+    const checker = new HealthChecker(target, cfg, {
       onResult: (_h, healthy) => results.push({ healthy, failedAfter: host.failedActiveHealthCheck }),
     });
     try {

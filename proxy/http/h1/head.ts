@@ -29,7 +29,8 @@ export const DEFAULT_H1_LIMITS: H1ParserLimits = Object.freeze({
  * Control characters never allowed in a head or trailer section (HTAB, CR and LF are checked by
  * the line logic). A simple character class: V8 runs it as a native scan.
  */
-// biome-ignore lint/suspicious/noControlCharactersInRegex: rejecting control characters is the point
+// Rejecting control characters is the point of this pattern.
+// eslint-disable-next-line no-control-regex
 export const SECTION_CTL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/;
 /** Bytes not allowed in a request-target (SP is a delimiter, so it never reaches here). */
 const TARGET_BAD = /[^\x21-\x7e]/;

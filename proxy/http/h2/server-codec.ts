@@ -409,6 +409,7 @@ export class H2ServerCodec {
       if (t.secureConnecting === true && t._secureEstablished === true) t.secureConnecting = false;
     }
     const server = serverFor(options);
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- the codec being attached, read by the shared server's handler
     attaching = this;
     try {
       server.emit('connection', socket);
