@@ -17,6 +17,8 @@ export function machineInfo() {
     memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
     kernel: `${os.type()} ${os.release()}`,
     node: process.version,
+    /** 1-minute load average when the run started: how busy the box was with other work. */
+    loadAvg1m: Math.round(os.loadavg()[0] * 100) / 100,
     date: new Date().toISOString(),
   };
 }

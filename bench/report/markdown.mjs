@@ -63,7 +63,7 @@ export function renderMarkdown(results) {
     `- **Date**: ${machine.date}${settings.quick ? ' — **quick run** (short durations; for checking the tooling, not for quoting)' : ''}`,
   );
   out.push(
-    `- **Machine**: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.kernel}, Node ${machine.node}`,
+    `- **Machine**: ${machine.cpu}, ${machine.cores} cores, ${machine.memoryGiB} GiB, ${machine.kernel}, Node ${machine.node}${machine.loadAvg1m !== undefined ? `; load average ${machine.loadAvg1m} at start` : ''}`,
   );
   out.push(
     `- **Tools**: ${Object.entries(results.tools)
@@ -241,6 +241,10 @@ export function renderMarkdown(results) {
         errCell(m),
       ];
     });
+    out.push(
+      "An added latency below zero means this machine's run-to-run noise is larger than the proxy's cost at that percentile; every round is in results.json.",
+      '',
+    );
     out.push(
       table(
         [
