@@ -7,6 +7,8 @@ export default defineConfig({
     pool: 'forks',
     maxWorkers: 2,
     testTimeout: 30_000,
+    // Quiet component logs in test output (tests that check logs set their own level).
+    env: { MESHLET_LOG_LEVEL: process.env.MESHLET_LOG_LEVEL ?? 'warn' },
     hookTimeout: 30_000,
   },
 });

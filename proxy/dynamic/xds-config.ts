@@ -245,6 +245,10 @@ export class DynamicConfig {
     done();
   }
 
+  // Per-resource rejections are logged at debug: the stream logs one warn line per NACKed
+  // response (with the capped error_detail), so a hostile push of 50,000 bad resources cannot
+  // flood the log.
+
   // ───────────── CDS / EDS ─────────────
 
   private readonly cdsWatcher = {
@@ -275,7 +279,7 @@ export class DynamicConfig {
       } else this.cdsWatcher.onRemoved(name);
     },
     onError: (err: XdsResourceError): void => {
-      log.warn({ cluster: err.name, version: err.version }, `CDS update rejected: ${err.message}`);
+      log.debug({ cluster: err.name, version: err.version }, `CDS update rejected: ${err.message}`);
     },
   };
 
@@ -293,7 +297,7 @@ export class DynamicConfig {
       this.checkInitialized();
     },
     onError: (err: XdsResourceError): void => {
-      log.warn({ service: err.name, version: err.version }, `EDS update rejected: ${err.message}`);
+      log.debug({ service: err.name, version: err.version }, `EDS update rejected: ${err.message}`);
     },
   };
 
@@ -322,7 +326,7 @@ export class DynamicConfig {
         this.absent.add(n);
         this.promotePending();
       },
-      onError: (err) => log.warn({ secret: err.name, version: err.version }, `SDS update rejected: ${err.message}`),
+      onError: (err) => log.debug({ secret: err.name, version: err.version }, `SDS update rejected: ${err.message}`),
     });
   }
 
@@ -356,7 +360,7 @@ export class DynamicConfig {
     onError: (err: XdsResourceError): void => {
       const st = this.state(err.name);
       st.error = { version: err.version, lastUpdateAttempt: new Date().toISOString(), details: err.message };
-      log.warn({ listener: err.name, version: err.version }, `LDS update rejected: ${err.message}`);
+      log.debug({ listener: err.name, version: err.version }, `LDS update rejected: ${err.message}`);
     },
   };
 
@@ -371,7 +375,7 @@ export class DynamicConfig {
         this.absent.add(`route:${n}`);
         this.promotePending();
       },
-      onError: (err) => log.warn({ route: err.name, version: err.version }, `RDS update rejected: ${err.message}`),
+      onError: (err) => log.debug({ route: err.name, version: err.version }, `RDS update rejected: ${err.message}`),
     });
   }
 

@@ -121,7 +121,7 @@ describe('meshlet proxy start-up', () => {
   function startupOutput(env: Record<string, string>): Promise<string> {
     return new Promise((resolveP, reject) => {
       const p = spawn(process.execPath, [join(ROOT, 'bin/meshlet.js'), 'proxy', '-c', bootstrapFile()], {
-        env: { ...process.env, ...env },
+        env: { ...process.env, MESHLET_LOG_LEVEL: 'info', ...env },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       procs.push(p);
