@@ -15,7 +15,7 @@ import type * as Yaml from 'yaml';
 import { ConfigError, type FieldIssue } from '../errors';
 import { decodeClusterR } from './envoy/cluster';
 import type { DecodeContext, StaticRefs } from './envoy/context';
-import { decodeAddress, decodeConfigSourceFull, decodeGrpcServices, decodeNode, dur, enumOf } from './envoy/core';
+import { API_TYPES, decodeAddress, decodeConfigSourceFull, decodeGrpcServices, decodeNode, dur, enumOf } from './envoy/core';
 import { deepFreeze } from './envoy/freeze';
 import { decodeListenerR } from './envoy/listener';
 import { decodeSecretR } from './envoy/secret';
@@ -56,14 +56,7 @@ function decodeDynamic(r: Reader, ctx: DecodeContext): DynamicResources {
     const apiType = enumOf(
       a,
       'api_type',
-      [
-        'DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE',
-        'REST',
-        'GRPC',
-        'DELTA_GRPC',
-        'AGGREGATED_GRPC',
-        'AGGREGATED_DELTA_GRPC',
-      ] as const,
+      API_TYPES,
       'GRPC',
     );
     if (apiType !== 'GRPC' && apiType !== 'DELTA_GRPC')

@@ -206,18 +206,21 @@ export function decodeConfigSource(r: Reader, ctx?: DecodeContext): ConfigSource
   return decodeConfigSourceFull(r, ctx).source;
 }
 
+/** envoy.config.core.v3.ApiConfigSource.ApiType names (meshlet supports GRPC and DELTA_GRPC). */
+export const API_TYPES = [
+  'DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE',
+  'REST',
+  'GRPC',
+  'DELTA_GRPC',
+  'AGGREGATED_GRPC',
+  'AGGREGATED_DELTA_GRPC',
+] as const;
+
 function decodeApiConfigSource(a: Reader, ctx?: DecodeContext): ConfigSource | undefined {
   const apiType = enumOf(
     a,
     'api_type',
-    [
-      'DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE',
-      'REST',
-      'GRPC',
-      'DELTA_GRPC',
-      'AGGREGATED_GRPC',
-      'AGGREGATED_DELTA_GRPC',
-    ] as const,
+    API_TYPES,
     'DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE',
   );
   enumOf(a, 'transport_api_version', ['AUTO', 'V2', 'V3'] as const, 'AUTO');
