@@ -36,6 +36,7 @@ import type { MeshletServer } from '../server';
 import { logger } from '../telemetry/logger';
 import { type ResolvedCluster, XdsClient, type XdsClientOptions, type XdsResourceError } from '../../xds-client/index';
 import { TYPE_URLS } from '../../xds-client/protos';
+import type { ResourceTypeDef } from '../../xds-client/resource-types';
 
 const log = logger('xds-config');
 
@@ -96,7 +97,8 @@ export interface DynamicListenerState {
   error?: { version: string; lastUpdateAttempt: string; details: string };
 }
 
-function sdsNames(common: CommonTlsConfig | undefined): string[] {
+/** Names of SDS secrets (with an sds_config) a TLS context refers to. */
+export function sdsNames(common: CommonTlsConfig | undefined): string[] {
   if (!common) return [];
   const out: string[] = [];
   for (const s of common.tlsCertificateSdsSecretConfigs) if (s.sdsConfig) out.push(s.name);
@@ -154,6 +156,34 @@ export type XdsClientLike = Pick<XdsClient, 'registerType' | 'watch' | 'start' |
 /** Builds the xDS client DynamicConfig uses (default: a real XdsClient with its own ADS stream). */
 export type XdsClientFactory = (opts: XdsClientOptions) => XdsClientLike;
 
+/**
+ * The five xDS resource types with meshlet's decoders: shared by the single-process client and
+ * the --concurrency primary (proxy/runtime/xds-relay.ts), so both ACK and NACK the same way.
+ */
+export function resourceTypeDefs(ctx: DecodeContext): ResourceTypeDef<unknown>[] {
+  const listener: ResourceTypeDef<ListenerConfig> = { typeUrl: TYPE_URLS.listener, wildcard: true, decode: (j) => decodeListener(j, ctx), name: (v) => v.name };
+  const route: ResourceTypeDef<RouteConfiguration> = { typeUrl: TYPE_URLS.routeConfiguration, wildcard: false, decode: (j) => decodeRouteConfiguration(j, ctx), name: (v) => v.name };
+  const cluster: ResourceTypeDef<ClusterConfig> = { typeUrl: TYPE_URLS.cluster, wildcard: true, decode: (j) => decodeCluster(j, ctx), name: (v) => v.name };
+  const endpoints: ResourceTypeDef<ClusterLoadAssignment> = {
+    typeUrl: TYPE_URLS.clusterLoadAssignment,
+    wildcard: false,
+    decode: (j) => decodeClusterLoadAssignment(j, ctx),
+    name: (v) => v.clusterName,
+  };
+  const secret: ResourceTypeDef<SecretConfig> = {
+    typeUrl: TYPE_URLS.secret,
+    wildcard: false,
+    decode: (j) => {
+      const r = decodeSecret(j, ctx);
+      if (!r.value) return r;
+      const bad = checkSecretContents(r.value);
+      return bad ? { errors: [{ path: '(secret)', message: bad }], warnings: r.warnings } : r;
+    },
+    name: (v) => v.name,
+  };
+  return [listener, route, cluster, endpoints, secret] as unknown as ResourceTypeDef<unknown>[];
+}
+
 export class DynamicConfig {
   readonly client: XdsClientLike;
   readonly listenerStates = new Map<string, DynamicListenerState>();
@@ -182,27 +212,7 @@ export class DynamicConfig {
       dynamicResources: dyn,
       resolveCluster: (name) => this.resolveStaticCluster(name),
     });
-    const c = this.ctx;
-    this.client.registerType<ListenerConfig>({ typeUrl: TYPE_URLS.listener, wildcard: true, decode: (j) => decodeListener(j, c), name: (v) => v.name });
-    this.client.registerType<RouteConfiguration>({ typeUrl: TYPE_URLS.routeConfiguration, wildcard: false, decode: (j) => decodeRouteConfiguration(j, c), name: (v) => v.name });
-    this.client.registerType<ClusterConfig>({ typeUrl: TYPE_URLS.cluster, wildcard: true, decode: (j) => decodeCluster(j, c), name: (v) => v.name });
-    this.client.registerType<ClusterLoadAssignment>({
-      typeUrl: TYPE_URLS.clusterLoadAssignment,
-      wildcard: false,
-      decode: (j) => decodeClusterLoadAssignment(j, c),
-      name: (v) => v.clusterName,
-    });
-    this.client.registerType<SecretConfig>({
-      typeUrl: TYPE_URLS.secret,
-      wildcard: false,
-      decode: (j) => {
-        const r = decodeSecret(j, c);
-        if (!r.value) return r;
-        const bad = checkSecretContents(r.value);
-        return bad ? { errors: [{ path: '(secret)', message: bad }], warnings: r.warnings } : r;
-      },
-      name: (v) => v.name,
-    });
+    for (const def of resourceTypeDefs(this.ctx)) this.client.registerType(def);
     this.cdsInitialized = !dyn.cdsConfig;
     this.ldsInitialized = !dyn.ldsConfig;
     // Secrets installed outside SDS (the CSR provider) also unblock warming listeners.

@@ -12,15 +12,8 @@
  * resource and replays them all to a worker that says hello (a new or restarted worker).
  */
 import type { DecodeContext } from '../config/envoy/context';
-import {
-  decodeCluster,
-  decodeClusterLoadAssignment,
-  decodeListener,
-  decodeRouteConfiguration,
-  decodeSecret,
-} from '../config/envoy/index';
 import type { Bootstrap, ClusterConfig, CommonTlsConfig, ListenerConfig } from '../config/types';
-import { checkSecretContents, listenerDependencies, resolveStaticCluster, type XdsClientLike } from '../dynamic/xds-config';
+import { listenerDependencies, resolveStaticCluster, resourceTypeDefs, sdsNames, type XdsClientLike } from '../dynamic/xds-config';
 import { logger } from '../telemetry/logger';
 import { XdsClient, type XdsClientOptions, type XdsResourceError, type XdsStats } from '../../xds-client/index';
 import { TYPE_URLS } from '../../xds-client/protos';
@@ -46,37 +39,7 @@ export function isRelayMessage(m: unknown): m is RelayMessage {
 
 /** Decoders per type URL, shared by the primary (ACK/NACK) and the workers (apply). */
 function decoders(ctx: DecodeContext): Map<string, ResourceTypeDef<unknown>> {
-  const defs: ResourceTypeDef<unknown>[] = [
-    { typeUrl: TYPE_URLS.listener, wildcard: true, decode: (j) => decodeListener(j, ctx), name: (v) => (v as ListenerConfig).name },
-    { typeUrl: TYPE_URLS.routeConfiguration, wildcard: false, decode: (j) => decodeRouteConfiguration(j, ctx), name: (v) => (v as { name: string }).name },
-    { typeUrl: TYPE_URLS.cluster, wildcard: true, decode: (j) => decodeCluster(j, ctx), name: (v) => (v as ClusterConfig).name },
-    {
-      typeUrl: TYPE_URLS.clusterLoadAssignment,
-      wildcard: false,
-      decode: (j) => decodeClusterLoadAssignment(j, ctx),
-      name: (v) => (v as { clusterName: string }).clusterName,
-    },
-    {
-      typeUrl: TYPE_URLS.secret,
-      wildcard: false,
-      decode: (j) => {
-        const r = decodeSecret(j, ctx);
-        if (!r.value) return r;
-        const bad = checkSecretContents(r.value);
-        return bad ? { errors: [{ path: '(secret)', message: bad }], warnings: r.warnings } : r;
-      },
-      name: (v) => (v as { name: string }).name,
-    },
-  ];
-  return new Map(defs.map((d) => [d.typeUrl, d]));
-}
-
-function sdsNames(common: CommonTlsConfig | undefined): string[] {
-  if (!common) return [];
-  const out: string[] = [];
-  for (const s of common.tlsCertificateSdsSecretConfigs) if (s.sdsConfig) out.push(s.name);
-  if (common.validationContextSdsSecretConfig?.sdsConfig) out.push(common.validationContextSdsSecretConfig.name);
-  return out;
+  return new Map(resourceTypeDefs(ctx).map((d) => [d.typeUrl, d]));
 }
 
 /**
