@@ -12,7 +12,7 @@
  * resource and replays them all to a worker that says hello (a new or restarted worker).
  */
 import type { DecodeContext } from '../config/envoy/context';
-import type { Bootstrap, ClusterConfig, CommonTlsConfig, ListenerConfig } from '../config/types';
+import type { Bootstrap, ClusterConfig, ListenerConfig } from '../config/types';
 import { listenerDependencies, resolveStaticCluster, resourceTypeDefs, sdsNames, type XdsClientLike } from '../dynamic/xds-config';
 import { logger } from '../telemetry/logger';
 import { XdsClient, type XdsClientOptions, type XdsResourceError, type XdsStats } from '../../xds-client/index';
