@@ -66,7 +66,8 @@ export async function runWait(argv: string[]): Promise<number> {
   const deadline = Date.now() + timeoutS * 1000;
   let last = 'no answer yet';
   for (let attempt = 1; ; attempt++) {
-    const r = await probe(url, Math.min(deadline - Date.now(), 5_000));
+    // At least 250 ms per probe, so a slow start-up cannot turn a refused connection into a "timed out".
+    const r = await probe(url, Math.max(250, Math.min(deadline - Date.now(), 5_000)));
     if (r.status === 200) {
       process.stdout.write(
         `meshlet wait: proxy ready (${url.href}) after ${attempt} attempt${attempt === 1 ? '' : 's'}\n`,

@@ -103,7 +103,7 @@ describe('meshlet wait', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('meshlet wait: proxy not ready after 4s');
     expect(r.stderr).toContain('last answer: HTTP 503');
-    const refused = await runWait(['--admin', `http://127.0.0.1:${await closedPort()}`, '--timeout', '0.5']).done;
+    const refused = await runWait(['--admin', `http://127.0.0.1:${await closedPort()}`, '--timeout', '2']).done;
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('last answer: ECONNREFUSED');
   });
