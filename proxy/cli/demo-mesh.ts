@@ -1,8 +1,9 @@
 /**
  * The demo's mesh: four workloads on 127.0.0.61–64, the mesh file the embedded control plane
- * serves, and the Envoy-shaped ADS bootstrap each sidecar starts from (the same shape an Istio
- * user would recognise: node id, admin, ads_config to a static xds-grpc cluster over HTTP/2).
+ * serves, and the Envoy-shaped ADS bootstrap each sidecar starts from (the one `meshlet inject`
+ * writes: node id, admin, ads_config to a static xds-grpc cluster over HTTP/2).
  */
+import { sidecarBootstrapYaml } from '../inject/bootstrap-template';
 
 export interface DemoWorkload {
   readonly name: string;
@@ -60,32 +61,15 @@ authorization:
 `;
 }
 
+/** The sidecar bootstrap for one demo workload: the same template `meshlet inject` writes. */
 export function demoBootstrap(w: DemoWorkload, cpPort: number): string {
-  return `# Sidecar bootstrap for ${w.name} (Envoy v3 Bootstrap shape)
-node:
-  id: ${w.name}
-  cluster: ${w.service}
-  metadata: { NAMESPACE: demo, WORKLOAD_NAME: ${w.name}, SERVICE_ACCOUNT: ${w.serviceAccount} }
-admin:
-  address: { socket_address: { address: ${w.ip}, port_value: ${w.adminPort} } }
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services: [{ envoy_grpc: { cluster_name: xds-grpc } }]
-  lds_config: { ads: {}, resource_api_version: V3 }
-  cds_config: { ads: {}, resource_api_version: V3 }
-static_resources:
-  clusters:
-  - name: xds-grpc
-    type: STATIC
-    connect_timeout: 1s
-    typed_extension_protocol_options:
-      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-        explicit_http_config: { http2_protocol_options: {} }
-    load_assignment:
-      cluster_name: xds-grpc
-      endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: ${cpPort} } } } }] }]
-`;
+  return sidecarBootstrapYaml({
+    nodeId: `${w.name}.demo`,
+    cluster: w.service,
+    namespace: 'demo',
+    workloadName: w.name,
+    labels: { app: w.service, version: w.version },
+    controlPlane: `127.0.0.1:${cpPort}`,
+    adminAddress: w.ip,
+  });
 }

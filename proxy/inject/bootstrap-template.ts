@@ -33,6 +33,8 @@ export interface SidecarBootstrapOptions {
   readonly labels: Readonly<Record<string, string>>;
   /** `host:port` of the control plane's ADS port (embedded: 15010). */
   readonly controlPlane: string;
+  /** Address the admin port binds (default 127.0.0.1; the demo gives each workload its own IP). */
+  readonly adminAddress?: string;
 }
 
 /** Splits `host:port` (IPv6 in brackets); throws with a usage message on anything else. */
@@ -63,7 +65,7 @@ node:
     CLUSTER_ID: Kubernetes
     LABELS: {${Object.entries(o.labels).map(([k, v]) => ` ${q(k)}: ${q(v)}`).join(',')} }
 admin:
-  address: { socket_address: { address: 127.0.0.1, port_value: ${MESH_PORTS.admin} } }
+  address: { socket_address: { address: ${o.adminAddress ?? '127.0.0.1'}, port_value: ${MESH_PORTS.admin} } }
 dynamic_resources:
   ads_config:
     api_type: GRPC
