@@ -12,7 +12,7 @@
  */
 import type { ClusterConfig } from '../../config/types';
 import type { Host } from '../host';
-import { hashString, isAvoided } from './hash';
+import { firstNotAvoided, hashString, isAvoided } from './hash';
 import { hostWeight } from './round-robin';
 import type { LbContext, LoadBalancer, LoadBalancerFactory } from './types';
 
@@ -94,12 +94,9 @@ export class MaglevLoadBalancer implements LoadBalancer {
     const avoid = ctx?.avoid;
     const hash = ctx?.hash;
     if (hash === undefined) {
+      // No affinity requested: a random host, honouring ctx.avoid.
       const start = Math.floor(this.random() * n);
-      for (let k = 0; k < n; k++) {
-        const h = this.hosts[(start + k) % n];
-        if (!isAvoided(h, avoid)) return h;
-      }
-      return this.hosts[start];
+      return firstNotAvoided(this.hosts, avoid, start, this.hosts[start]!);
     }
     const m = this.tableSize;
     const slot = (hash >>> 0) % m;
