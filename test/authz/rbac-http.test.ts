@@ -12,15 +12,13 @@ import { allRbacStats } from '../../proxy/authz/stats';
 import type { StreamInfo } from '../../proxy/http/stream-info';
 import {
   bootstrap,
-  HCM_TYPE,
-  ROUTER_TYPE,
-  routes,
   type StartedMeshlet,
   socketAddress,
   startMeshlet,
   staticCluster,
   stopAllMeshlets,
   TCP_PROXY_TYPE,
+  filterListener,
 } from '../support/meshlet';
 import { closeAll, type HttpEcho, startHttpEcho, startTcpEcho, type TcpEcho } from '../support/upstreams';
 
@@ -36,29 +34,7 @@ function rbacListener(
   routeList: Record<string, unknown>[],
   extra: Record<string, unknown> = {},
 ): Record<string, unknown> {
-  return {
-    name,
-    address: socketAddress(0),
-    filter_chains: [
-      {
-        ...extra,
-        filters: [
-          {
-            name: 'envoy.filters.network.http_connection_manager',
-            typed_config: {
-              '@type': HCM_TYPE,
-              stat_prefix: name,
-              route_config: routes(routeList),
-              http_filters: [
-                { name: 'envoy.filters.http.rbac', typed_config: { '@type': RBAC_TYPE, ...rbac } },
-                { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } },
-              ],
-            },
-          },
-        ],
-      },
-    ],
-  };
+  return filterListener(name, { name: 'envoy.filters.http.rbac', type: RBAC_TYPE, config: rbac }, routeList, extra);
 }
 
 interface Res {

@@ -11,14 +11,11 @@ import { decodeFault, faultStats } from '../../proxy/http/filters/fault';
 import type { StreamInfo } from '../../proxy/http/stream-info';
 import {
   bootstrap,
-  HCM_TYPE,
-  ROUTER_TYPE,
-  routes,
   type StartedMeshlet,
-  socketAddress,
   startMeshlet,
   staticCluster,
   stopAllMeshlets,
+  filterListener,
 } from '../support/meshlet';
 import { closeAll, type HttpEcho, startHttpEcho } from '../support/upstreams';
 
@@ -30,28 +27,7 @@ function listener(
   faultCfg: Record<string, unknown>,
   routeList: Record<string, unknown>[],
 ): Record<string, unknown> {
-  return {
-    name,
-    address: socketAddress(0),
-    filter_chains: [
-      {
-        filters: [
-          {
-            name: 'envoy.filters.network.http_connection_manager',
-            typed_config: {
-              '@type': HCM_TYPE,
-              stat_prefix: name,
-              route_config: routes(routeList),
-              http_filters: [
-                { name: 'envoy.filters.http.fault', typed_config: { '@type': FAULT, ...faultCfg } },
-                { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } },
-              ],
-            },
-          },
-        ],
-      },
-    ],
-  };
+  return filterListener(name, { name: 'envoy.filters.http.fault', type: FAULT, config: faultCfg }, routeList);
 }
 
 interface Res {

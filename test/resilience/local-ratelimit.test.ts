@@ -13,15 +13,13 @@ import { decodeLocalRateLimit, localRateLimitStats, TokenBucket } from '../../pr
 import type { StreamInfo } from '../../proxy/http/stream-info';
 import {
   bootstrap,
-  HCM_TYPE,
-  ROUTER_TYPE,
-  routes,
   type StartedMeshlet,
   socketAddress,
   startMeshlet,
   staticCluster,
   stopAllMeshlets,
   TCP_PROXY_TYPE,
+  filterListener,
 } from '../support/meshlet';
 import { closeAll, type HttpEcho, startHttpEcho, startTcpEcho, type TcpEcho } from '../support/upstreams';
 
@@ -34,28 +32,7 @@ function listener(
   filterCfg: Record<string, unknown>,
   routeList: Record<string, unknown>[],
 ): Record<string, unknown> {
-  return {
-    name,
-    address: socketAddress(0),
-    filter_chains: [
-      {
-        filters: [
-          {
-            name: 'envoy.filters.network.http_connection_manager',
-            typed_config: {
-              '@type': HCM_TYPE,
-              stat_prefix: name,
-              route_config: routes(routeList),
-              http_filters: [
-                { name: 'envoy.filters.http.local_ratelimit', typed_config: { '@type': LRL, ...filterCfg } },
-                { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } },
-              ],
-            },
-          },
-        ],
-      },
-    ],
-  };
+  return filterListener(name, { name: 'envoy.filters.http.local_ratelimit', type: LRL, config: filterCfg }, routeList);
 }
 
 interface Res {

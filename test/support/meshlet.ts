@@ -80,6 +80,27 @@ export function httpListener(
   };
 }
 
+/**
+ * An HTTP listener whose HCM runs one filter before the router (the shape every filter test needs).
+ * `chainExtra` is merged into the filter chain (e.g. a transport_socket).
+ */
+export function filterListener(
+  name: string,
+  filter: { name: string; type: string; config: Record<string, unknown> },
+  routeList: Record<string, unknown>[],
+  chainExtra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  const l = httpListener(name, routes(routeList), {
+    http_filters: [
+      { name: filter.name, typed_config: { '@type': filter.type, ...filter.config } },
+      { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } },
+    ],
+  });
+  const chains = l.filter_chains as Record<string, unknown>[];
+  chains[0] = { ...chainExtra, ...chains[0] };
+  return l;
+}
+
 /** A route_config with one catch-all virtual host. */
 export function routes(routeList: Record<string, unknown>[], vhostExtra: Record<string, unknown> = {}): Record<string, unknown> {
   return { name: 'local_route', virtual_hosts: [{ name: 'all', domains: ['*'], routes: routeList, ...vhostExtra }] };
