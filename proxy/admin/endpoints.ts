@@ -8,6 +8,7 @@ import type { MeshletServer } from '../server';
 import { logLevels, setLogLevel } from '../telemetry/logger';
 import { VERSION } from '../version';
 import { type AdminServer, json, text } from './admin-server';
+import { redactSecrets } from './redact';
 
 
 function addressString(a: { kind: 'socket'; host: string; port: number } | { kind: 'pipe'; path: string }, bound?: number): string {
@@ -134,8 +135,15 @@ function socketAddress(hostPort: string): unknown {
   return { socket_address: { address: hostPort.slice(0, i).replace(/^\[|\]$/g, ''), port_value: Number(hostPort.slice(i + 1)) } };
 }
 
-/** Envoy's ConfigDump: one entry per config type, static and dynamic resources. */
+/**
+ * Envoy's ConfigDump: one entry per config type, static and dynamic resources. Every
+ * secret-bearing field is redacted ("[redacted]"), in every shape and ?resource= view.
+ */
 export function configDump(server: MeshletServer, opts: { includeEds?: boolean; resource?: string } = {}): { configs: unknown[] } {
+  return redactSecrets(unredactedConfigDump(server, opts));
+}
+
+function unredactedConfigDump(server: MeshletServer, opts: { includeEds?: boolean; resource?: string }): { configs: unknown[] } {
   const raw = (server.opts.rawBootstrap ?? {}) as Record<string, unknown>;
   const rawStatic = (raw.static_resources ?? raw.staticResources ?? {}) as Record<string, unknown[] | undefined>;
   const lastUpdated = new Date(server.startedAt).toISOString();
@@ -179,9 +187,8 @@ export function configDump(server: MeshletServer, opts: { includeEds?: boolean; 
     },
     {
       '@type': 'type.googleapis.com/envoy.admin.v3.SecretsConfigDump',
-      static_secrets: server.bootstrap.staticResources.secrets.map((s) => ({ name: s.name, last_updated: lastUpdated })),
-      // Key material is never dumped: only names, versions and certificate facts.
-      dynamic_active_secrets: ofType('.Secret').map((r) => ({ name: r.name, version_info: r.version_info, last_updated: r.last_updated, client_status: r.client_status, ...errorState(r) })),
+      static_secrets: (rawStatic.secrets ?? []).map((secret) => ({ name: (secret as { name?: unknown }).name, last_updated: lastUpdated, secret })),
+      dynamic_active_secrets: ofType('.Secret').map((r) => ({ name: r.name, version_info: r.version_info, last_updated: r.last_updated, secret: r.resource, client_status: r.client_status, ...errorState(r) })),
     },
   ];
   if (opts.includeEds) {
