@@ -29,6 +29,7 @@ COPY tsconfig.json tsconfig.build.json binding.gyp ./
 COPY bin ./bin
 COPY scripts ./scripts
 COPY native ./native
+COPY common ./common
 COPY proxy ./proxy
 COPY xds-client ./xds-client
 COPY certs ./certs

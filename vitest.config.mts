@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts', 'proxy/**/*.test.ts', 'xds-client/**/*.test.ts', 'certs/**/*.test.ts', 'control-plane/**/*.test.ts'],
+    include: ['test/**/*.test.ts', 'common/**/*.test.ts', 'proxy/**/*.test.ts', 'xds-client/**/*.test.ts', 'certs/**/*.test.ts', 'control-plane/**/*.test.ts'],
     // Integration tests bind real sockets; keep parallelism modest for 2-core machines.
     pool: 'forks',
     maxWorkers: 2,

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import forge from 'node-forge';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SecretConfig } from '../proxy/config/types';
+import type { SecretConfig } from '../common/config-types';
 import { DevCa, generateRsaKeyPair, type IssuedCertificate } from './dev-ca';
 import { formatSpiffeId, parseSpiffeId, splitSan, uriSansOf } from './identity';
 import { CertStore, type RotationEvent } from './store';

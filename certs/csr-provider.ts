@@ -42,10 +42,10 @@ import { generateKeyPair, X509Certificate } from 'node:crypto';
 import type * as grpc from '@grpc/grpc-js';
 import type forgeNs from 'node-forge';
 import type { Logger } from 'pino';
-import { csrServiceDefinition, type CsrRequest, type CsrResponse } from '../control-plane/csr-service';
-import { Issues, Reader } from '../proxy/config/reader';
-import type { SecretConfig } from '../proxy/config/types';
-import { ConfigError } from '../proxy/errors';
+import { csrServiceDefinition, type CsrRequest, type CsrResponse } from './csr-wire';
+import { Issues, Reader } from '../common/reader';
+import type { SecretConfig } from '../common/config-types';
+import { ConfigError } from '../common/errors';
 import { parseSpiffeId, uriSansOf } from './identity';
 import { type CertStore, DEFAULT_IDENTITY_SECRET, type RotationEvent, DEFAULT_TRUST_BUNDLE_SECRET, resolveDataSource } from './store';
 

@@ -25,7 +25,7 @@ import {
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import forge from 'node-forge';
-import { MeshletError } from '../proxy/errors';
+import { MeshletError } from '../common/errors';
 import { formatSpiffeId, parseSpiffeId, uriSansOf } from './identity';
 
 /** Options for {@link DevCa.create}. */

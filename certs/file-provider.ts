@@ -11,7 +11,7 @@
 import { type FSWatcher, watch } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import type { SecretConfig } from '../proxy/config/types';
+import type { SecretConfig } from '../common/config-types';
 import type { CertStore, UpdateResult } from './store';
 
 /** One secret assembled from files. Set the pair for an identity, or `trustedCaPath` for a bundle. */

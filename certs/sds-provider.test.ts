@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { SecretConfig } from '../proxy/config/types';
+import type { SecretConfig } from '../common/config-types';
 import { DevCa, type IssuedCertificate } from './dev-ca';
 import { SdsSecretProvider, type SecretWatchSource } from './sds-provider';
 import { CertStore, type UpdateResult } from './store';

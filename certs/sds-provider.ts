@@ -9,7 +9,7 @@
  * and the clock is the store's judgement, as in Envoy's SDS secret update path).
  */
 import type { Logger } from 'pino';
-import type { SecretConfig } from '../proxy/config/types';
+import type { SecretConfig } from '../common/config-types';
 import { type CertStore, DEFAULT_IDENTITY_SECRET, DEFAULT_TRUST_BUNDLE_SECRET, type UpdateResult } from './store';
 
 const SECRET_TYPE_URL = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret';

@@ -12,8 +12,8 @@
 
 import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { readDataSourceAsync } from '../proxy/config/data-source';
-import type { SecretConfig } from '../proxy/config/types';
+import { readDataSourceAsync } from '../common/data-source';
+import type { SecretConfig } from '../common/config-types';
 import { splitSan } from './identity';
 
 /** Istio's secret names. */

@@ -3,7 +3,8 @@
  * and generator for tools (the demo, tests) that build on it.
  */
 
-export { type CsrRequest, type CsrResponse, createCertificateHandler, csrServiceDefinition } from './csr-service';
+export { type CsrRequest, type CsrResponse, csrServiceDefinition } from '../certs/csr-wire';
+export { createCertificateHandler } from './csr-service';
 export { generateForWorkload, inboundClusterName, outboundClusterName, secretResources } from './generate';
 export { CertIssuer, type IssuerOptions } from './issuer';
 export {

@@ -30,8 +30,8 @@
 import { isIPv4 } from 'node:net';
 import { parseDocument } from 'yaml';
 import { formatSpiffeId, isValidSegment, isValidTrustDomain, parseSpiffeId } from '../certs/identity';
-import { Issues, Reader } from '../proxy/config/reader';
-import { ConfigError, type FieldIssue } from '../proxy/errors';
+import { Issues, Reader } from '../common/reader';
+import { ConfigError, type FieldIssue } from '../common/errors';
 import {
   type AuthzRule,
   type AuthzSource,

@@ -18,8 +18,8 @@ import { basename, dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { DevCa } from '../certs/dev-ca';
-import { formatIssues } from '../proxy/errors';
-import { logger } from '../proxy/telemetry/logger';
+import { formatIssues } from '../common/errors';
+import { logger } from '../common/logger';
 import {
   adsServiceDefinition,
   type DeltaDiscoveryRequestProto,
@@ -29,7 +29,8 @@ import {
   TYPE_URLS,
 } from '../xds-client/protos';
 import { type AdsStream, DeltaStream, SotwStream, type StreamHost } from './ads-stream';
-import { createCertificateHandler, csrServerCredentials, csrServiceDefinition } from './csr-service';
+import { csrServiceDefinition } from '../certs/csr-wire';
+import { createCertificateHandler, csrServerCredentials } from './csr-service';
 import { CertIssuer, workloadKey } from './issuer';
 import { findWorkload, type Mesh, parseMesh, parseMeshOrThrow } from './mesh';
 import { SnapshotCache } from './snapshot';

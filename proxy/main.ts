@@ -1,9 +1,8 @@
 /**
- * meshlet's composition root and CLI. Every strategy (load balancers, HTTP filters, certificate
- * providers, xDS resource types) is registered here explicitly; nothing registers itself on import.
+ * The `meshlet` command line: the command table, `--help`/`--version`, and the exit code. Each
+ * command lives in proxy/cli/ and is loaded only when run. The strategies (load balancers, HTTP
+ * filters) are registered explicitly in proxy/registry.ts; nothing registers itself on import.
  */
-import { parseArgs } from 'node:util';
-
 const COMMANDS: Record<string, { summary: string; usage: string; run: (argv: string[]) => Promise<number> }> = {
   proxy: {
     summary: 'run a sidecar proxy from an Envoy v3 bootstrap file',
@@ -52,7 +51,7 @@ export async function main(argv: string[]): Promise<void> {
     return;
   }
   if (cmd === '--version') {
-    process.stdout.write(`${(await import('./version')).VERSION}\n`);
+    process.stdout.write(`${(await import('../common/version')).VERSION}\n`);
     return;
   }
   const c = COMMANDS[cmd];
@@ -71,25 +70,4 @@ export async function main(argv: string[]): Promise<void> {
     process.stderr.write(`meshlet ${cmd}: ${err instanceof Error ? err.message : String(err)}\n`);
     process.exitCode = 1;
   }
-}
-
-type FlagSpec = Record<string, { type: 'string' | 'boolean'; short?: string; default?: string | boolean }>;
-
-/** Shared helper for commands: parse flags, or print the command's help and return undefined. */
-export function parseCommandArgs(
-  argv: string[],
-  usageLine: string,
-  options: FlagSpec,
-): Record<string, string | boolean | undefined> | undefined {
-  const parsed = parseArgs({
-    args: argv,
-    options: { ...options, help: { type: 'boolean', short: 'h' } },
-    allowPositionals: false,
-    strict: true,
-  });
-  if (parsed.values.help) {
-    process.stdout.write(`Usage: ${usageLine}\n`);
-    return undefined;
-  }
-  return parsed.values as Record<string, string | boolean | undefined>;
 }

@@ -31,7 +31,7 @@ import { NetworkRbacFilter } from './listeners/network-rbac';
 import type { ConnectionHandler } from './listeners/types';
 import { createRegistries, type Registries } from './registry';
 import { TcpProxy, type TcpSessionRecord } from './tcp/tcp-proxy';
-import { logger } from './telemetry/logger';
+import { logger } from '../common/logger';
 import { Telemetry, type TelemetryOptions } from './telemetry/telemetry';
 import { TlsContextManager } from './tls/context-manager';
 import { terminateDownstreamTls } from './tls/downstream';

@@ -8,7 +8,7 @@
  */
 
 import type * as grpc from '@grpc/grpc-js';
-import { logger } from '../proxy/telemetry/logger';
+import { logger } from '../common/logger';
 import type { TypeState } from './cache';
 import type { NodeProto } from './protos';
 import { SUBSCRIPTION_ORDER } from './resource-types';

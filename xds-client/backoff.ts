@@ -6,7 +6,7 @@
  * fleet of sidecars that lost the control plane together does not reconnect together.
  */
 
-import { MeshletError } from '../proxy/errors';
+import { MeshletError } from '../common/errors';
 
 export interface BackoffOptions {
   /** First delay ceiling in ms (default 1000). */

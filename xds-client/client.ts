@@ -12,11 +12,11 @@
 
 import { EventEmitter } from 'node:events';
 import type * as grpc from '@grpc/grpc-js';
-import { dataSourceBytes } from '../proxy/config/data-source';
-import type { DataSource, DynamicResources, GrpcService, NodeInfo } from '../proxy/config/types';
-import { MeshletError } from '../proxy/errors';
-import { logger } from '../proxy/telemetry/logger';
-import { VERSION } from '../proxy/version';
+import { dataSourceBytes } from '../common/data-source';
+import type { DataSource, DynamicResources, GrpcService, NodeInfo } from '../common/config-types';
+import { MeshletError } from '../common/errors';
+import { logger } from '../common/logger';
+import { VERSION } from '../common/version';
 import type { AdsStream, UpdateEvent } from './ads-stream';
 import { type BackoffOptions, ExponentialBackoff } from './backoff';
 import type { TypeCounters } from './cache';

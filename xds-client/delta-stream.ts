@@ -11,7 +11,7 @@
  * - A Resource with a name but no body is a TTL heartbeat for a resource already held.
  */
 
-import { logger } from '../proxy/telemetry/logger';
+import { logger } from '../common/logger';
 import { AdsStream, NACK_CODE } from './ads-stream';
 import type { TypeState } from './cache';
 import { type ParsedResource, parseResource } from './parser';

@@ -8,7 +8,7 @@
  * stream.
  */
 
-import { logger } from '../proxy/telemetry/logger';
+import { logger } from '../common/logger';
 import type { CachedResource, TypeState } from './cache';
 import { shortTypeName, type XdsResourceError, type XdsWatcher } from './resource-types';
 

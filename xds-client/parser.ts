@@ -8,7 +8,7 @@
  * before any protobuf decoding (its name is peeked from the wire).
  */
 
-import type { FieldIssue } from '../proxy/errors';
+import type { FieldIssue } from '../common/errors';
 import { decodeResourceJson, lookupType } from './proto-json';
 import type { AnyProto } from './protos';
 import { defaultNameOf, type ResourceTypeDef } from './resource-types';

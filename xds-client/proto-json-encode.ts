@@ -9,7 +9,7 @@
  */
 
 import type * as protobuf from 'protobufjs';
-import { ConfigError, type FieldIssue } from '../proxy/errors';
+import { ConfigError, type FieldIssue } from '../common/errors';
 import { type FieldPlan, hasOwn, isSpecialWkt, Kind, lookupType, planOf, valueNames, WRAPPERS } from './proto-schema';
 import { resourceProtoRoot, type StructProto, type ValueProto } from './protos';
 

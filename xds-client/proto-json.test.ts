@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../proxy/errors';
+import { ConfigError } from '../common/errors';
 import {
   anyToJson,
   decodeResourceJson,

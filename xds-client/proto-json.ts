@@ -15,7 +15,7 @@
  */
 
 import type * as protobuf from 'protobufjs';
-import { ConfigError } from '../proxy/errors';
+import { ConfigError } from '../common/errors';
 import {
   type FieldPlan,
   hasOwn,

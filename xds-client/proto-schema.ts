@@ -13,7 +13,7 @@ import type * as protobuf from 'protobufjs';
 function pb(): typeof protobuf {
   return require('protobufjs') as typeof protobuf;
 }
-import { MeshletError } from '../proxy/errors';
+import { MeshletError } from '../common/errors';
 import { resourceProtoRoot, TYPE_URL_PREFIX } from './protos';
 
 /** A proto3 JSON value. */

@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
 import type * as protobuf from 'protobufjs';
-import { MeshletError } from '../proxy/errors';
+import { MeshletError } from '../common/errors';
 
 /** Directory of the installed @grpc/grpc-js-xds package. */
 const XDS_PKG_DIR = path.dirname(require.resolve('@grpc/grpc-js-xds/package.json'));

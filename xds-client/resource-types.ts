@@ -7,7 +7,7 @@
  * or every field error; it must not touch the network, the cache or the stream.
  */
 
-import type { FieldIssue } from '../proxy/errors';
+import type { FieldIssue } from '../common/errors';
 import { TYPE_URLS } from './protos';
 
 export { TYPE_URLS };

@@ -15,7 +15,7 @@
  * control plane can skip resending what the client already has.
  */
 
-import { logger } from '../proxy/telemetry/logger';
+import { logger } from '../common/logger';
 import { AdsStream, NACK_CODE } from './ads-stream';
 import type { TypeState } from './cache';
 import { parseResource } from './parser';

@@ -9,9 +9,9 @@
  * unsubscribe removes one. Nonces, versions sent and error_detail belong to the streams.
  */
 
-import type { FieldIssue } from '../proxy/errors';
-import { MeshletError } from '../proxy/errors';
-import { logger } from '../proxy/telemetry/logger';
+import type { FieldIssue } from '../common/errors';
+import { MeshletError } from '../common/errors';
+import { logger } from '../common/logger';
 import { type CachedResource, TypeState } from './cache';
 import { Note, Notifier } from './notifier';
 import { describeIssues, type ParsedResource, quoteName } from './parser';

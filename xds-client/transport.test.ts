@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DevCa, type IssuedCertificate } from '../certs/dev-ca';
-import type { GrpcService } from '../proxy/config/types';
+import type { GrpcService } from '../common/config-types';
 import { ScriptedAdsServer } from '../test/support/scripted-ads-server';
 import {
   endpointsType,

@@ -7,7 +7,7 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Address } from '../config/types';
-import { logger } from '../telemetry/logger';
+import { logger } from '../../common/logger';
 
 const log = logger('admin');
 

@@ -5,8 +5,8 @@
  * (telemetry/telemetry.ts).
  */
 import type { MeshletServer } from '../server';
-import { logLevels, setLogLevel } from '../telemetry/logger';
-import { VERSION } from '../version';
+import { logLevels, setLogLevel } from '../../common/logger';
+import { VERSION } from '../../common/version';
 import { type AdminServer, json, text } from './admin-server';
 import { redactSecrets } from './redact';
 

@@ -4,9 +4,9 @@
  * watching it; an invalid edit is logged and the previous mesh keeps being served. Shuts down on
  * SIGTERM/SIGINT.
  */
-import { ConfigError, formatIssues } from '../errors';
-import { parseCommandArgs } from '../main';
-import { configureLogging } from '../telemetry/logger';
+import { ConfigError, formatIssues } from '../../common/errors';
+import { parseCommandArgs } from './args';
+import { configureLogging } from '../../common/logger';
 
 const USAGE = `meshlet control-plane --mesh FILE [--port N] [--host ADDR] [--ca-dir DIR] [--cert-ttl-s N] [--csr-port N] [--log-level LEVEL]
 

@@ -14,8 +14,8 @@ import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseCommandArgs } from '../main';
-import { packageRoot } from '../version';
+import { parseCommandArgs } from './args';
+import { packageRoot } from '../../common/version';
 import { DEMO_WORKLOADS, demoBootstrap, demoMeshYaml } from './demo-mesh';
 
 const USAGE = `meshlet demo [--duration SECONDS] [--rps N]

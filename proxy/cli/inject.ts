@@ -5,10 +5,10 @@
  * applyable: `meshlet inject -f app.yaml | kubectl apply -f -`.
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import { ConfigError, formatIssues } from '../errors';
+import { ConfigError, formatIssues } from '../../common/errors';
 import { type InjectOptions, injectYaml } from '../inject/inject';
-import { parseCommandArgs } from '../main';
-import { VERSION } from '../version';
+import { parseCommandArgs } from './args';
+import { VERSION } from '../../common/version';
 
 export const DEFAULT_CONTROL_PLANE = 'meshlet-control-plane.meshlet-system.svc.cluster.local:15010';
 

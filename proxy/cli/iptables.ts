@@ -6,8 +6,8 @@
 import { cleanup, dryRunCleanup, dryRunInstall, install, resolveBinaries, type Backend } from '../intercept/apply';
 import { nftCleanupScript, nftInstallScript, runNft } from '../intercept/nft';
 import { DEFAULTS, type InterceptOptions, parseInterceptOptions } from '../intercept/rules';
-import { ConfigError, formatIssues, MeshletError } from '../errors';
-import { parseCommandArgs } from '../main';
+import { ConfigError, formatIssues, MeshletError } from '../../common/errors';
+import { parseCommandArgs } from './args';
 
 const USAGE = `meshlet iptables [--dry-run] [--cleanup] [options]
 

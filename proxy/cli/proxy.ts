@@ -11,13 +11,13 @@ import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { csrProviderConfigFromMetadata } from '../../certs/csr-provider';
 import { decodeBootstrap, type LoadedBootstrap, parseBootstrapText } from '../config/bootstrap';
-import { ConfigError, formatIssues } from '../errors';
-import { parseCommandArgs } from '../main';
+import { ConfigError, formatIssues } from '../../common/errors';
+import { parseCommandArgs } from './args';
 import { loadOriginalDst } from '../intercept/original-dst';
 import { createRegistries } from '../registry';
 import { announceWorkerAdmin, isShutdownMessage, runPrimary, workerBootstrap } from '../runtime/workers';
 import { RelayedXdsClient } from '../runtime/xds-relay';
-import { configureLogging, logger } from '../telemetry/logger';
+import { configureLogging, logger } from '../../common/logger';
 
 const USAGE = `meshlet proxy --bootstrap FILE [--log-level LEVEL] [--concurrency N] [--drain-time-s N] [--stats-port 15090] [--health-port 15021]
 

@@ -8,7 +8,7 @@
  * left, no retries in between.
  */
 import http from 'node:http';
-import { parseCommandArgs } from '../main';
+import { parseCommandArgs } from './args';
 
 const USAGE = `meshlet wait [--admin URL] [--timeout SECONDS] [--period MS]
 

@@ -12,7 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, extname } from 'node:path';
 import type * as Yaml from 'yaml';
-import { ConfigError, type FieldIssue } from '../errors';
+import { ConfigError, type FieldIssue } from '../../common/errors';
 import { decodeClusterR } from './envoy/cluster';
 import type { DecodeContext, StaticRefs } from './envoy/context';
 import { API_TYPES, decodeAddress, decodeConfigSourceFull, decodeGrpcServices, decodeNode, dur, enumOf } from './envoy/core';
@@ -20,7 +20,7 @@ import { deepFreeze } from './envoy/freeze';
 import { decodeListenerR } from './envoy/listener';
 import { decodeSecretR } from './envoy/secret';
 import { decodeTracingProvider } from './envoy/tracing';
-import { Issues, Reader } from './reader';
+import { Issues, Reader } from '../../common/reader';
 import type { Bootstrap, ClusterConfig, DynamicResources, ListenerConfig, SecretConfig } from './types';
 
 export interface LoadedBootstrap {

@@ -8,6 +8,33 @@
  * Objects are deep-frozen by the decoders; nothing downstream mutates or re-validates them.
  */
 
+import type {
+  CertValidationContext,
+  ConfigSource,
+  DynamicResources,
+  GrpcService,
+  Locality,
+  NodeInfo,
+  SecretConfig,
+  StringMatcher,
+  TlsCertificate,
+} from '../../common/config-types';
+
+// The shapes every part shares live in common/ (xds-client/ and certs/ use them too).
+export type {
+  CertValidationContext,
+  ConfigSource,
+  DataSource,
+  DynamicResources,
+  GrpcService,
+  Locality,
+  NodeInfo,
+  SanMatcher,
+  SecretConfig,
+  StringMatcher,
+  TlsCertificate,
+} from '../../common/config-types';
+
 /** A listener or endpoint address (envoy.config.core.v3.Address). */
 export type Address =
   | {
@@ -18,48 +45,6 @@ export type Address =
       readonly ipv4Compat?: boolean;
     }
   | { readonly kind: 'pipe'; readonly path: string };
-
-/** envoy.config.core.v3.DataSource */
-export type DataSource =
-  | { readonly kind: 'filename'; readonly value: string }
-  | { readonly kind: 'inline_string'; readonly value: string }
-  | { readonly kind: 'inline_bytes'; readonly value: string /* base64 */ }
-  | { readonly kind: 'environment_variable'; readonly value: string };
-
-/** envoy.config.core.v3.Locality */
-export interface Locality {
-  readonly region: string;
-  readonly zone: string;
-  readonly subZone: string;
-}
-
-/** envoy.config.core.v3.Node */
-export interface NodeInfo {
-  readonly id: string;
-  readonly cluster: string;
-  readonly metadata: Readonly<Record<string, unknown>>;
-  readonly locality?: Locality;
-  readonly userAgentName: string;
-  readonly userAgentVersion: string;
-}
-
-/** envoy.config.core.v3.ConfigSource, reduced to what meshlet supports. */
-export type ConfigSource =
-  | { readonly kind: 'ads' }
-  | { readonly kind: 'path'; readonly path: string }
-  | { readonly kind: 'api_config_source'; readonly apiType: 'GRPC' | 'DELTA_GRPC'; readonly grpc: GrpcService[] };
-
-/** envoy.config.core.v3.GrpcService */
-export type GrpcService =
-  | { readonly kind: 'envoy_grpc'; readonly clusterName: string; readonly authority?: string; readonly timeoutMs?: number }
-  | {
-      readonly kind: 'google_grpc';
-      readonly targetUri: string;
-      readonly statPrefix: string;
-      /** channel_credentials.ssl_credentials; undefined = plaintext (insecure). */
-      readonly ssl?: { readonly rootCerts?: DataSource; readonly privateKey?: DataSource; readonly certChain?: DataSource };
-      readonly timeoutMs?: number;
-    };
 
 // ───────────────────────────── Bootstrap ─────────────────────────────
 
@@ -75,18 +60,6 @@ export interface Bootstrap {
   readonly tracing?: TracingConfig;
   /** Envoy's `--concurrency`, also settable in the bootstrap as meshlet's extension. */
   readonly statsFlushIntervalMs?: number;
-}
-
-export interface DynamicResources {
-  readonly adsConfig?: {
-    readonly apiType: 'GRPC' | 'DELTA_GRPC';
-    readonly grpcServices: readonly GrpcService[];
-    readonly setNodeOnFirstMessageOnly: boolean;
-  };
-  readonly ldsConfig?: ConfigSource;
-  readonly cdsConfig?: ConfigSource;
-  /** How long a requested resource may stay unsent before it is deemed not to exist (Envoy: 15 s). */
-  readonly initialFetchTimeoutMs: number;
 }
 
 /** envoy.config.trace.v3 OpenTelemetryConfig in the bootstrap (or HCM) `tracing.http`. */
@@ -298,11 +271,6 @@ export interface RouteMatch {
   /** grpc: {} — only requests with content-type application/grpc*. */
   readonly grpc: boolean;
 }
-
-/** envoy.type.matcher.v3.StringMatcher */
-export type StringMatcher =
-  | { readonly kind: 'exact' | 'prefix' | 'suffix' | 'contains'; readonly value: string; readonly ignoreCase: boolean }
-  | { readonly kind: 'safe_regex'; readonly value: string; readonly regex: RegExp; readonly ignoreCase: false };
 
 /** envoy.config.route.v3.HeaderMatcher; `name` is lower-cased. */
 export interface HeaderMatcher {
@@ -641,24 +609,6 @@ export interface OutlierDetectionConfig {
 
 // ───────────────────────────── TLS and secrets ─────────────────────────────
 
-/** envoy.type.matcher.v3.SubjectAltNameMatcher */
-export interface SanMatcher {
-  readonly sanType: 'URI' | 'DNS' | 'EMAIL' | 'IP_ADDRESS' | 'OTHER_NAME';
-  readonly matcher: StringMatcher;
-}
-
-export interface CertValidationContext {
-  readonly trustedCa?: DataSource;
-  readonly matchTypedSubjectAltNames: readonly SanMatcher[];
-  readonly crl?: DataSource;
-  readonly onlyVerifyLeafCertCrl: boolean;
-}
-
-export interface TlsCertificate {
-  readonly certificateChain: DataSource;
-  readonly privateKey: DataSource;
-}
-
 export interface SdsSecretConfig {
   readonly name: string;
   /** undefined = the secret comes from static_resources.secrets. */
@@ -691,11 +641,4 @@ export interface UpstreamTlsConfig {
   readonly common: CommonTlsConfig;
   readonly sni?: string;
   readonly allowRenegotiation: boolean;
-}
-
-/** envoy.extensions.transport_sockets.tls.v3.Secret */
-export interface SecretConfig {
-  readonly name: string;
-  readonly tlsCertificate?: TlsCertificate;
-  readonly validationContext?: CertValidationContext;
 }

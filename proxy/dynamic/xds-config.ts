@@ -21,7 +21,7 @@ import {
   decodeRouteConfiguration,
   decodeSecret,
 } from '../config/envoy/index';
-import { readDataSource } from '../config/data-source';
+import { readDataSource } from '../../common/data-source';
 import type {
   Bootstrap,
   ClusterConfig,
@@ -33,7 +33,7 @@ import type {
   SecretConfig,
 } from '../config/types';
 import type { MeshletServer } from '../server';
-import { logger } from '../telemetry/logger';
+import { logger } from '../../common/logger';
 import { type ResolvedCluster, XdsClient, type XdsClientOptions, type XdsResourceError } from '../../xds-client/index';
 import { TYPE_URLS } from '../../xds-client/protos';
 import type { ResourceTypeDef } from '../../xds-client/resource-types';

@@ -16,7 +16,7 @@
  *    pause*() on the other half until the matching onXxxWritable() callback fires.
  */
 import type { Duplex } from 'node:stream';
-import type { ResponseFlag } from '../errors';
+import type { ResponseFlag } from '../../common/errors';
 
 /** Flat header list: [name0, value0, name1, value1, …]; names lower-case. */
 export type HeaderList = string[];

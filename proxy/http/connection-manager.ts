@@ -17,9 +17,9 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HcmConfig, RouteConfiguration } from '../config/types';
-import { ConfigError, type FieldIssue, type ResponseFlag } from '../errors';
+import { ConfigError, type FieldIssue, type ResponseFlag } from '../../common/errors';
 import type { ConnectionHandler, Sniffed } from '../listeners/types';
-import { logger } from '../telemetry/logger';
+import { logger } from '../../common/logger';
 import type { ClusterLookup } from '../upstream/types';
 import type {
   CodecErrorReport,

@@ -8,8 +8,8 @@
  * Cost contract: a stream whose chain holds only the router creates no filter objects at all;
  * factories are called once per stream for the other filters.
  */
-import type { ResponseFlag } from '../errors';
-import type { Reader } from '../config/reader';
+import type { ResponseFlag } from '../../common/errors';
+import type { Reader } from '../../common/reader';
 import type { Route } from '../config/types';
 import type { ClusterLookup } from '../upstream/types';
 import type { DownstreamConnectionInfo, HeaderList, RequestHead, ResponseHead } from './codec';

@@ -25,7 +25,7 @@ import type {
   RouteConfiguration,
   WeightedCluster,
 } from '../config/types';
-import type { ResponseFlag } from '../errors';
+import type { ResponseFlag } from '../../common/errors';
 import type { Host } from '../upstream/host';
 import type { LbContext } from '../upstream/lb/types';
 import type { ClusterLookup, UpstreamCluster } from '../upstream/types';

@@ -7,7 +7,7 @@
  * the router fills the upstream side. Leans cheap: plain fields with primitive values, flags as
  * a small bit set, metadata map created only when a filter sets something.
  */
-import type { ResponseFlag } from '../errors';
+import type { ResponseFlag } from '../../common/errors';
 import type { DownstreamConnectionInfo, HeaderList, HttpProtocol, RequestHead } from './codec';
 
 /** Bit per response flag, in Envoy's printing order. */

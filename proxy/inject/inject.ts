@@ -17,7 +17,7 @@
  * Problems a user should know about are returned as warnings, never thrown, except unparsable YAML.
  */
 import { type Document, parseAllDocuments, stringify } from 'yaml';
-import { ConfigError } from '../errors';
+import { ConfigError } from '../../common/errors';
 import { MESH_PORTS, sidecarBootstrapYaml, splitHostPort } from './bootstrap-template';
 
 export const STATUS_ANNOTATION = 'sidecar.meshlet.io/status';

@@ -10,7 +10,7 @@
  */
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { MeshletError } from '../errors';
+import { MeshletError } from '../../common/errors';
 import { type InterceptOptions, planCleanup, planInstall, type RuleCommand } from './rules';
 
 const run = promisify(execFile);

@@ -10,7 +10,7 @@
  */
 import { execFile } from 'node:child_process';
 import { isIP } from 'node:net';
-import { MeshletError } from '../errors';
+import { MeshletError } from '../../common/errors';
 import { HBONE_PORT, INBOUND_PASSTHROUGH_SOURCE_V4, INBOUND_PASSTHROUGH_SOURCE_V6, type InterceptOptions } from './rules';
 
 export const NFT_TABLE = 'istio-proxy-nat';

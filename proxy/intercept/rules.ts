@@ -11,7 +11,7 @@
  * Nothing here runs a command; see apply.ts.
  */
 import { isIP } from 'node:net';
-import { ConfigError, type FieldIssue } from '../errors';
+import { ConfigError, type FieldIssue } from '../../common/errors';
 
 /** Chain names, as Istio names them (operators grep for these). */
 export const CHAINS = {

@@ -5,7 +5,7 @@
  * its original destination, including virtual listeners with bind_to_port: false).
  */
 import type { ListenerConfig } from '../config/types';
-import { logger } from '../telemetry/logger';
+import { logger } from '../../common/logger';
 import { type ChainBuilder, Listener, type OriginalDstResolver } from './listener';
 
 const log = logger('listener-manager');

@@ -12,7 +12,7 @@ import type { FilterChainConfig, ListenerConfig, ListenerFilterConfig, ListenerF
 import { sniff } from '../detect/sniff';
 import { outcomeOf, ProtocolDetectionStats, protocolDetection } from '../detect/stats';
 import type { DownstreamConnectionInfo } from '../http/codec';
-import { logger } from '../telemetry/logger';
+import { logger } from '../../common/logger';
 import { needsInspection, selectFilterChain } from './filter-chain-match';
 import { type ConnectionHandler, newConnectionId, type Sniffed } from './types';
 

@@ -12,48 +12,28 @@
  */
 import type { Socket } from 'node:net';
 import type { NetworkExtAuthzConfig } from '../config/types';
-import type { Reader } from '../config/reader';
 import type { DownstreamConnectionInfo } from '../http/codec';
-import {
-  checkTransportApiVersion,
-  decodeGrpcServiceField,
-  extAuthzStats,
-  peers,
-} from '../http/filters/ext-authz';
+import { extAuthzStats, peers } from '../http/filters/ext-authz';
 import { unaryCall } from '../http/filters/service-client';
-import { logger } from '../telemetry/logger';
+import { logger } from '../../common/logger';
 import type { ClusterLookup } from '../upstream/types';
 import type { ConnectionHandler, Sniffed } from './types';
 
 const log = logger('ext_authz');
 
-export const NETWORK_EXT_AUTHZ_TYPE_NAME = 'envoy.extensions.filters.network.ext_authz.v3.ExtAuthz';
-
-/** Decode the network ExtAuthz typed_config (control plane). */
-export function decodeNetworkExtAuthz(r: Reader): NetworkExtAuthzConfig | undefined {
-  const statPrefix = r.requiredStr('stat_prefix');
-  if (!r.has('grpc_service')) r.error('grpc_service', 'is required');
-  const grpcService = decodeGrpcServiceField(r);
-  checkTransportApiVersion(r);
-  const failureModeAllow = r.bool('failure_mode_allow', false);
-  const includePeerCertificate = r.bool('include_peer_certificate', false);
-  if (r.has('filter_enabled_metadata')) r.error('filter_enabled_metadata', 'is not supported by meshlet');
-  r.raw('filter_enabled_metadata');
-  r.done();
-  extAuthzStats(statPrefix);
-  if (!grpcService) return undefined;
-  return { statPrefix, grpcService, failureModeAllow, includePeerCertificate };
-}
-
 /** Wraps a terminal handler: connections reach it only once the authorizer said OK. */
 export class NetworkExtAuthzHandler implements ConnectionHandler {
   private pending = 0;
+  /** Created with the chain, so the counters exist (at zero) before the first connection. */
+  private readonly stats: ReturnType<typeof extAuthzStats>;
 
   constructor(
     readonly config: NetworkExtAuthzConfig,
     private readonly inner: ConnectionHandler,
     private readonly clusters: ClusterLookup,
-  ) {}
+  ) {
+    this.stats = extAuthzStats(config.statPrefix);
+  }
 
   get activeConnections(): number {
     return this.inner.activeConnections + this.pending;
@@ -75,7 +55,7 @@ export class NetworkExtAuthzHandler implements ConnectionHandler {
     };
     socket.once('close', onClose);
     const cfg = this.config;
-    const stats = extAuthzStats(cfg.statPrefix);
+    const stats = this.stats;
     unaryCall(
       this.clusters,
       cfg.grpcService,

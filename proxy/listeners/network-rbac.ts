@@ -13,7 +13,7 @@ import { RbacEngine } from '../authz/engine';
 import { rbacStatsFor } from '../authz/stats';
 import type { RbacConfig } from '../config/types';
 import type { DownstreamConnectionInfo } from '../http/codec';
-import { logger } from '../telemetry/logger';
+import { logger } from '../../common/logger';
 import type { NetworkFilter } from './listener';
 
 const log = logger('rbac');

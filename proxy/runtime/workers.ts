@@ -23,7 +23,7 @@ import cluster, { type Worker } from 'node:cluster';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Address, Bootstrap } from '../config/types';
 import type { DecodeContext } from '../config/envoy/context';
-import { logger } from '../telemetry/logger';
+import { logger } from '../../common/logger';
 import { isRelayMessage, type RelayMessage, XdsRelay } from './xds-relay';
 
 const log = logger('workers');

@@ -14,7 +14,7 @@
 import type { DecodeContext } from '../config/envoy/context';
 import type { Bootstrap, ClusterConfig, ListenerConfig } from '../config/types';
 import { listenerDependencies, resolveStaticCluster, resourceTypeDefs, sdsNames, type XdsClientLike } from '../dynamic/xds-config';
-import { logger } from '../telemetry/logger';
+import { logger } from '../../common/logger';
 import { XdsClient, type XdsClientOptions, type XdsResourceError, type XdsStats } from '../../xds-client/index';
 import { TYPE_URLS } from '../../xds-client/protos';
 import type { ResourceTypeDef, XdsWatcher } from '../../xds-client/resource-types';

@@ -10,7 +10,7 @@ import type { Socket } from 'node:net';
 import type { TcpProxyConfig } from '../config/types';
 import type { DownstreamConnectionInfo } from '../http/codec';
 import type { ConnectionHandler, Sniffed } from '../listeners/types';
-import { logger } from '../telemetry/logger';
+import { logger } from '../../common/logger';
 import type { Host } from '../upstream/host';
 import type { ClusterLookup, TransportConnection, UpstreamCluster } from '../upstream/types';
 

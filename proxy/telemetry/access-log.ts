@@ -18,7 +18,7 @@ import type { AccessLogConfig } from '../config/types';
 import { getHeader } from '../http/headers';
 import type { StreamInfo } from '../http/stream-info';
 import type { TcpSessionRecord } from '../tcp/tcp-proxy';
-import { logger } from './logger';
+import { logger } from '../../common/logger';
 
 const log = logger('access-log');
 

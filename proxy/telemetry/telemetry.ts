@@ -22,7 +22,7 @@ import type { MeshletServer } from '../server';
 import type { TcpSessionRecord } from '../tcp/tcp-proxy';
 import { AccessLogger, AccessLogSinks } from './access-log';
 import { HttpIstioReporter, type LocalIdentity, reporterFor, TcpIstioReporter, workloadFromNode } from './istio';
-import { logger } from './logger';
+import { logger } from '../../common/logger';
 import { MeshletMetrics } from './metrics';
 import { EnvoyStats } from './stats';
 import { TracingService } from './tracing';

@@ -37,7 +37,7 @@ import type { HcmConfig, NodeInfo, TracingConfig } from '../config/types';
 import type { HeaderList, RequestHead } from '../http/codec';
 import { getHeader, setHeader } from '../http/headers';
 import type { HttpTracer, StreamInfo, StreamSpan } from '../http/stream-info';
-import { logger } from './logger';
+import { logger } from '../../common/logger';
 import type { MeshletMetrics } from './metrics';
 
 const log = logger('tracing');

@@ -12,7 +12,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import { splitSan, uriSansOf } from '../../certs/identity';
 import type { CertStore } from '../../certs/store';
-import { readDataSource } from '../config/data-source';
+import { readDataSource } from '../../common/data-source';
 import type { CertValidationContext, CommonTlsConfig, SanMatcher } from '../config/types';
 import { matchString } from '../http/route-matcher';
 

@@ -11,7 +11,7 @@ import tls from 'node:tls';
 import { splitSan, uriSansOf } from '../../certs/identity';
 import type { DownstreamTlsConfig } from '../config/types';
 import type { DownstreamConnectionInfo } from '../http/codec';
-import { logger } from '../telemetry/logger';
+import { logger } from '../../common/logger';
 import { sanMatches, type TlsContextManager } from './context-manager';
 
 const log = logger('tls');

@@ -12,7 +12,7 @@
  * Codecs and TLS are injected (PoolFactory, transport provider) so this module imports neither.
  */
 import type { ClusterConfig, ClusterLoadAssignment } from '../config/types';
-import { ConfigError } from '../errors';
+import { ConfigError } from '../../common/errors';
 import {
   type Cluster,
   type ClusterContext,

@@ -12,7 +12,7 @@
  * health changes — never per request.
  */
 import type { ClusterConfig, ClusterLoadAssignment, LbEndpoint, Locality } from '../config/types';
-import { ConfigError } from '../errors';
+import { ConfigError } from '../../common/errors';
 import type { ConnectionPool, HttpProtocol } from '../http/codec';
 import { type ClusterDescription, describeCluster } from './describe';
 import { Host } from './host';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decodeBootstrap, loadBootstrap, parseBootstrapText } from '../../proxy/config/bootstrap';
-import { ConfigError } from '../../proxy/errors';
+import { ConfigError } from '../../common/errors';
 import { ctx, listener, staticCluster, TCP_PROXY_TYPE } from './helpers';
 
 const FIXTURES = join(__dirname, '..', 'fixtures', 'bootstrap');

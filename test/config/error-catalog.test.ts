@@ -10,7 +10,7 @@ import {
   decodeListener,
   decodeRouteConfiguration,
 } from '../../proxy/config/envoy';
-import type { ConfigError, FieldIssue } from '../../proxy/errors';
+import type { ConfigError, FieldIssue } from '../../common/errors';
 import { ctx, hcm, listener, staticCluster, TCP_PROXY_TYPE, TYPE_PREFIX } from './helpers';
 
 const HPO = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';

@@ -4,7 +4,7 @@
  */
 
 import type { DecodeContext } from '../../proxy/config/envoy/context';
-import type { Reader } from '../../proxy/config/reader';
+import type { Reader } from '../../common/reader';
 import { type HttpFilterFactory, HttpFilterRegistry } from '../../proxy/http/filter';
 import { routerFilterFactory } from '../../proxy/http/filters/router-factory';
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { compileRe2, decodeStringMatcher } from '../../proxy/config/envoy/matchers';
-import { Issues, Reader } from '../../proxy/config/reader';
+import { Issues, Reader } from '../../common/reader';
 
 function re(pattern: string, anchor = true) {
   const issues = new Issues();

@@ -13,7 +13,7 @@ import {
   decodeRouteConfiguration,
   decodeSecret,
 } from '../../proxy/config/envoy';
-import { ConfigError } from '../../proxy/errors';
+import { ConfigError } from '../../common/errors';
 import { ctx, listener, staticCluster } from './helpers';
 
 const decoders = [decodeListener, decodeRouteConfiguration, decodeCluster, decodeClusterLoadAssignment, decodeSecret];

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeListener, decodeSecret } from '../../proxy/config/envoy';
 import { decodeRbac } from '../../proxy/config/envoy/rbac';
-import { Issues, Reader } from '../../proxy/config/reader';
+import { Issues, Reader } from '../../common/reader';
 import { ctx, TCP_PROXY_TYPE, TYPE_PREFIX } from './helpers';
 
 describe('decodeSecret', () => {

@@ -11,7 +11,7 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DevCa, generateRsaKeyPair } from '../../certs/dev-ca';
 import { uriSansOf } from '../../certs/identity';
-import { type CsrRequest, type CsrResponse, csrServiceDefinition } from '../../control-plane/csr-service';
+import { type CsrRequest, type CsrResponse, csrServiceDefinition } from '../../certs/csr-wire';
 import { parseMeshOrThrow } from '../../control-plane/mesh';
 import { ControlPlaneServer } from '../../control-plane/server';
 

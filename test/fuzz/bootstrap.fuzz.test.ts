@@ -8,7 +8,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { decodeBootstrap, parseBootstrapText } from '../../proxy/config/bootstrap';
-import { ConfigError } from '../../proxy/errors';
+import { ConfigError } from '../../common/errors';
 import { createRegistries } from '../../proxy/registry';
 import { bootstrap, httpListener, routes, staticCluster, tcpListener } from '../support/meshlet';
 import { params, timeoutFor } from './params';

@@ -17,7 +17,7 @@ import {
   decodeRouteConfiguration,
   decodeSecret,
 } from '../../proxy/config/envoy';
-import { ConfigError } from '../../proxy/errors';
+import { ConfigError } from '../../common/errors';
 import { createRegistries } from '../../proxy/registry';
 import { parseResource } from '../../xds-client/parser';
 import { jsonToAny } from '../../xds-client/proto-json';

@@ -5,8 +5,8 @@
  */
 import http from 'node:http';
 import * as grpc from '@grpc/grpc-js';
-import { Issues, Reader } from '../../proxy/config/reader';
-import type { FieldIssue } from '../../proxy/errors';
+import { Issues, Reader } from '../../common/reader';
+import type { FieldIssue } from '../../common/errors';
 import { HCM_TYPE, ROUTER_TYPE, socketAddress } from '../support/meshlet';
 
 /** An HTTP listener whose chain is `filters` followed by the router. */

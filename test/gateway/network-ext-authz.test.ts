@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DevCa, type IssuedCertificate } from '../../certs/dev-ca';
 import { extAuthzStats } from '../../proxy/http/filters/ext-authz';
 import { authorizationService, closeServiceClients } from '../../proxy/http/filters/service-client';
-import { decodeNetworkExtAuthz } from '../../proxy/listeners/network-ext-authz';
+import { decodeNetworkExtAuthz } from '../../proxy/config/filters/network-ext-authz';
 import {
   bootstrap,
   type StartedMeshlet,

@@ -5,9 +5,9 @@
  */
 import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Issues, Reader } from '../../proxy/config/reader';
+import { Issues, Reader } from '../../common/reader';
 import type { HttpFilterConfig } from '../../proxy/config/types';
-import { ConfigError } from '../../proxy/errors';
+import { ConfigError } from '../../common/errors';
 import { resolveFilterChain } from '../../proxy/http/connection-manager';
 import {
   FilterStatus,

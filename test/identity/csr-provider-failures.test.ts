@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CsrCertificateProvider, type CsrProviderConfig } from '../../certs/csr-provider';
 import { DevCa } from '../../certs/dev-ca';
 import { CertStore } from '../../certs/store';
-import { createCertificateHandler, csrServerCredentials, csrServiceDefinition } from '../../control-plane/csr-service';
+import { csrServiceDefinition } from '../../certs/csr-wire';
+import { createCertificateHandler, csrServerCredentials } from '../../control-plane/csr-service';
 import type { SecretConfig } from '../../proxy/config/types';
 import { closedPort } from '../support/upstreams';
 

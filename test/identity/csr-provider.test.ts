@@ -17,7 +17,7 @@ import { parseMeshOrThrow } from '../../control-plane/mesh';
 import { ControlPlaneServer } from '../../control-plane/server';
 import { runProxy } from '../../proxy/cli/proxy';
 import { decodeBootstrap } from '../../proxy/config/bootstrap';
-import { ConfigError } from '../../proxy/errors';
+import { ConfigError } from '../../common/errors';
 import { createRegistries } from '../../proxy/registry';
 import { adsBootstrap } from '../support/mesh';
 import { startMeshlet, type StartedMeshlet, stopAllMeshlets } from '../support/meshlet';

@@ -9,7 +9,7 @@ import { runIptables } from '../../proxy/cli/iptables';
 import { backendFromVersion, type Binaries, dryRunInstall, formatCommand } from '../../proxy/intercept/apply';
 import { nftCleanupScript, nftInstallScript } from '../../proxy/intercept/nft';
 import { cleanupRules, installRules, parseInterceptOptions, planInstall } from '../../proxy/intercept/rules';
-import { ConfigError } from '../../proxy/errors';
+import { ConfigError } from '../../common/errors';
 
 const BIN: Binaries = { backend: 'nft', v4: 'iptables', v6: 'ip6tables', save4: 'iptables-save', save6: 'ip6tables-save' };
 const lines = (rules: string[][]): string[] => rules.map((r) => r.join(' '));

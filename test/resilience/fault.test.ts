@@ -6,7 +6,7 @@
 import http from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Issues, Reader } from '../../proxy/config/reader';
+import { Issues, Reader } from '../../common/reader';
 import { decodeFault, faultStats } from '../../proxy/http/filters/fault';
 import type { StreamInfo } from '../../proxy/http/stream-info';
 import {

@@ -12,7 +12,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protobuf from 'protobufjs';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { decodeHealthCheck } from '../../proxy/config/envoy/health-check';
-import { Issues, Reader } from '../../proxy/config/reader';
+import { Issues, Reader } from '../../common/reader';
 import type { ClusterLoadAssignment, HealthStatus } from '../../proxy/config/types';
 import { HealthChecker } from '../../proxy/upstream/health/checker';
 import { containsInOrder } from '../../proxy/upstream/health/probes';

@@ -8,7 +8,7 @@
 import http from 'node:http';
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Issues, Reader } from '../../proxy/config/reader';
+import { Issues, Reader } from '../../common/reader';
 import { decodeLocalRateLimit, localRateLimitStats, TokenBucket } from '../../proxy/http/filters/local-ratelimit';
 import type { StreamInfo } from '../../proxy/http/stream-info';
 import {

@@ -9,7 +9,7 @@
 import http from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { decodeOutlierDetection } from '../../proxy/config/envoy/outlier';
-import { Issues, Reader } from '../../proxy/config/reader';
+import { Issues, Reader } from '../../common/reader';
 import type { OutlierDetectionConfig } from '../../proxy/config/types';
 import { Host } from '../../proxy/upstream/host';
 import { OutlierDetector } from '../../proxy/upstream/outlier';

@@ -15,7 +15,7 @@ import { DEFAULT_CONTROL_PLANE } from '../../proxy/cli/inject';
 import { decodeBootstrap, parseBootstrapText } from '../../proxy/config/bootstrap';
 import { injectYaml } from '../../proxy/inject/inject';
 import { createRegistries } from '../../proxy/registry';
-import { VERSION } from '../../proxy/version';
+import { VERSION } from '../../common/version';
 
 const ROOT = join(__dirname, '../..');
 const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');

@@ -1,5 +1,5 @@
 /**
- * docs/ checked against the code: every error code and response flag of proxy/errors.ts is in
+ * docs/ checked against the code: every error code and response flag of common/errors.ts is in
  * errors.md; every admin route a running meshlet serves (its own `GET /` index) is in admin.md
  * under the right method; every metric family a running meshlet exports and every Istio label is
  * in metrics.md; bootstrap.md names exactly the fields the Envoy decoders read; mesh-file.md names
@@ -9,7 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import http from 'node:http';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ERROR_CODES, RESPONSE_FLAGS } from '../../proxy/errors';
+import { ERROR_CODES, RESPONSE_FLAGS } from '../../common/errors';
 import { ISTIO_HTTP_LABELS } from '../../proxy/telemetry/metrics';
 import { startMeshlet, stopAllMeshlets } from '../support/meshlet';
 
@@ -65,7 +65,7 @@ describe('docs/errors.md', () => {
     expect(Object.keys(ERROR_CODES).filter((c) => !doc.has(c))).toEqual([]);
     expect(Object.keys(RESPONSE_FLAGS).filter((f) => !doc.has(f))).toEqual([]);
   });
-  it('gives each code its kind from proxy/errors.ts', () => {
+  it('gives each code its kind from common/errors.ts', () => {
     const text = read('docs/errors.md');
     for (const [code, kind] of Object.entries(ERROR_CODES)) expect(text).toMatch(new RegExp(`\\| \`${code}\` \\| ${kind} \\|`));
   });

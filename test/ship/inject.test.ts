@@ -15,7 +15,7 @@ import { parseAllDocuments } from 'yaml';
 import { initImageFor, runInject } from '../../proxy/cli/inject';
 import { runIptables } from '../../proxy/cli/iptables';
 import { decodeBootstrap, parseBootstrapText } from '../../proxy/config/bootstrap';
-import { ConfigError } from '../../proxy/errors';
+import { ConfigError } from '../../common/errors';
 import { type InjectOptions, injectYaml, STATUS_ANNOTATION } from '../../proxy/inject/inject';
 import { createRegistries } from '../../proxy/registry';
 

@@ -4,7 +4,7 @@
  * error with its path, so NACK paths are exercised. Not used by production code.
  */
 
-import type { FieldIssue } from '../../proxy/errors';
+import type { FieldIssue } from '../../common/errors';
 import { jsonToAny } from '../../xds-client/proto-json';
 import type { AnyProto } from '../../xds-client/protos';
 import { type DecodeResult, type ResourceTypeDef, TYPE_URLS, type XdsWatcher } from '../../xds-client/resource-types';

@@ -6,7 +6,7 @@
  */
 import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { logger, setLogLevel } from '../../proxy/telemetry/logger';
+import { logger, setLogLevel } from '../../common/logger';
 import { adsBootstrap } from '../support/mesh';
 import {
   bootstrap,

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ConfigError } from '../../proxy/errors';
+import { ConfigError } from '../../common/errors';
 import { ClusterManager, type ClusterUpdateEvent, deepEqual } from '../../proxy/upstream/cluster-manager';
 import { TcpTransportSocketFactory } from '../../proxy/upstream/transport';
 import { assignment, clusterConfig, recordingPoolFactory, tally } from './fixtures';

@@ -3,7 +3,7 @@
  * an optional SubstitutionFormatString (text or JSON). Unknown logger types are errors naming
  * the type; access-log filters are not supported and are reported.
  */
-import type { Reader } from '../reader';
+import type { Reader } from '../../../common/reader';
 import type { AccessLogConfig } from '../types';
 import { decodeDataSource } from './core';
 

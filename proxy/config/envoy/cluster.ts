@@ -9,7 +9,7 @@
  * (connect_timeout 5 s, dns_refresh_rate 5 s, cleanup_interval 5 s, panic threshold 50 %).
  */
 import { isIP } from 'node:net';
-import { Reader } from '../reader';
+import { Reader } from '../../../common/reader';
 import type { CircuitBreakerThresholds, ClusterConfig, ClusterType, Http2Options, LbPolicyName } from '../types';
 import type { DecodeContext } from './context';
 import { decodeConfigSource, decodeMetadata, dur, enumNamed, enumOf, percent } from './core';

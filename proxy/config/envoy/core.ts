@@ -7,7 +7,7 @@
  * is a hostname, as Envoy does ("malformed IP address").
  */
 import { isIP } from 'node:net';
-import type { Reader } from '../reader';
+import type { Reader } from '../../../common/reader';
 import type { Address, ConfigSource, DataSource, GrpcService, Locality, NodeInfo } from '../types';
 import { checkClusterRef, type DecodeContext } from './context';
 
@@ -161,7 +161,7 @@ export function decodeDataSource(r: Reader): DataSource | undefined {
 }
 
 /** Reads a DataSource's bytes at decode time (control-plane side). */
-export { dataSourceBytes } from '../data-source';
+export { dataSourceBytes } from '../../../common/data-source';
 
 export interface DecodedConfigSource {
   readonly source?: ConfigSource;

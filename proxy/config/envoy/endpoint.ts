@@ -4,7 +4,7 @@
  * health-check port, health status, weight and metadata, and policy.overprovisioning_factor.
  * Envoy defaults: endpoint weight 1, overprovisioning factor 140.
  */
-import type { Reader } from '../reader';
+import type { Reader } from '../../../common/reader';
 import type { ClusterLoadAssignment, HealthStatus, LbEndpoint, LocalityLbEndpoints } from '../types';
 import type { DecodeContext } from './context';
 import { decodeAddress, decodeLocality, decodeMetadata, enumOf } from './core';

@@ -7,7 +7,7 @@
  * max_headers_count 100, generate_request_id true, server_name "envoy". One deliberate
  * difference: HTTP/2 max_concurrent_streams defaults to 100 (see Http2Options).
  */
-import type { Reader } from '../reader';
+import type { Reader } from '../../../common/reader';
 import type { HcmConfig, Http2Options, HttpFilterConfig } from '../types';
 import { decodeAccessLogs } from './access-log';
 import type { DecodeContext } from './context';

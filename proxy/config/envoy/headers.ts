@@ -3,7 +3,7 @@
  * and `*_headers_to_remove`, shared by route configurations, virtual hosts, routes and weighted
  * clusters. Validates as Envoy does: pseudo-headers and host may not be modified or removed.
  */
-import type { Reader } from '../reader';
+import type { Reader } from '../../../common/reader';
 import type { HeaderValueOption } from '../types';
 import { enumOf } from './core';
 import { headerName } from './matchers';

@@ -3,7 +3,7 @@
  * timeouts and thresholds are required, as in Envoy. Defaults: no_traffic_interval 60 s,
  * expected_statuses [200, 201), unhealthy_interval = interval.
  */
-import type { Reader } from '../reader';
+import type { Reader } from '../../../common/reader';
 import type { HealthCheckConfig } from '../types';
 import { dur, enumOf } from './core';
 

@@ -4,8 +4,8 @@
  * warning with a path relative to the resource (the xDS client prefixes `Listener "name": `),
  * and a deep-frozen value only when there were no errors (a NACK keeps the last good config).
  */
-import type { FieldIssue } from '../../errors';
-import { Issues, Reader } from '../reader';
+import type { FieldIssue } from '../../../common/errors';
+import { Issues, Reader } from '../../../common/reader';
 import type { ClusterConfig, ClusterLoadAssignment, ListenerConfig, RouteConfiguration, SecretConfig } from '../types';
 import { decodeClusterR } from './cluster';
 import type { DecodeContext } from './context';

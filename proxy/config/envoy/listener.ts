@@ -7,7 +7,7 @@
  * filter, no two chains share the same match, server_names wildcards are whole labels only.
  * Envoy defaults: bind_to_port true, listener_filters_timeout 15 s, per-connection buffer 1 MiB.
  */
-import type { Reader } from '../reader';
+import type { Reader } from '../../../common/reader';
 import type {
   Address,
   FilterChainConfig,
@@ -23,7 +23,7 @@ import { decodeAddress, dur, enumOf } from './core';
 import { decodeHcm, T_HCM } from './hcm';
 import { decodeCidrList } from './matchers';
 import { decodeNetworkRbac, T_NETWORK_RBAC } from './rbac';
-import { decodeNetworkExtAuthz, NETWORK_EXT_AUTHZ_TYPE_NAME } from '../../listeners/network-ext-authz';
+import { decodeNetworkExtAuthz, NETWORK_EXT_AUTHZ_TYPE_NAME } from '../filters/network-ext-authz';
 import { decodeTcpProxy, T_TCP_PROXY } from './tcp-proxy';
 import { decodeTransportSocket } from './tls';
 

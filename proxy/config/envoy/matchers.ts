@@ -6,7 +6,7 @@
  * Envoy NACKs is NACKed here too. safe_regex matchers are full-string matches, hence anchored.
  */
 import { isIP } from 'node:net';
-import type { Issues, Reader } from '../reader';
+import type { Issues, Reader } from '../../../common/reader';
 import type { CidrRange, HeaderMatcher, QueryParameterMatcher, StringMatcher } from '../types';
 
 const INLINE_FLAGS: Readonly<Record<string, string>> = { i: 'i', s: 's', m: 'm' };

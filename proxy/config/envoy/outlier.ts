@@ -4,7 +4,7 @@
  * 300 s, max_ejection_percent 10, enforcing_consecutive_5xx 100, enforcing_consecutive_gateway_failure 0,
  * enforcing_success_rate 100, success_rate_minimum_hosts 5, request_volume 100, stdev_factor 1900.
  */
-import type { Reader } from '../reader';
+import type { Reader } from '../../../common/reader';
 import type { OutlierDetectionConfig } from '../types';
 import { dur } from './core';
 

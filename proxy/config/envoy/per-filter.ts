@@ -4,7 +4,7 @@
  * envoy.config.route.v3.FilterConfig wrapper is understood (is_optional turns an unknown type
  * into a warning, as in Envoy).
  */
-import { Reader } from '../reader';
+import { Reader } from '../../../common/reader';
 import type { DecodeContext } from './context';
 
 const T_FILTER_CONFIG = 'envoy.config.route.v3.FilterConfig';

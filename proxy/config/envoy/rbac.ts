@@ -6,7 +6,7 @@
  * Leans fail-closed: a permission, principal or policy condition meshlet does not implement is
  * an error, never a warning, because ignoring it would change who is allowed in.
  */
-import { Reader } from '../reader';
+import { Reader } from '../../../common/reader';
 import type { RbacConfig, RbacPermission, RbacPolicy, RbacPrincipal, StringMatcher } from '../types';
 import type { DecodeContext } from './context';
 import { enumOf } from './core';

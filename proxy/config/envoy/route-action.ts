@@ -6,7 +6,7 @@
  * Envoy defaults: route timeout 15 s, num_retries 1, back-off base 25 ms / max 10 × base,
  * host_selection_retry_max_attempts 1, redirect 301, direct response bodies ≤ 4 KiB.
  */
-import type { Reader } from '../reader';
+import type { Reader } from '../../../common/reader';
 import type {
   DirectResponseAction,
   HashPolicy,

@@ -4,7 +4,7 @@
  * Envoy does: wildcards only as a leading or trailing "*", one "*" per configuration, and no
  * domain repeated across virtual hosts.
  */
-import type { Reader } from '../reader';
+import type { Reader } from '../../../common/reader';
 import type {
   HeaderMatcher,
   QueryParameterMatcher,

@@ -3,7 +3,7 @@
  * a tls_certificate or a validation_context. session_ticket_keys and generic_secret are
  * reported as unsupported.
  */
-import type { Reader } from '../reader';
+import type { Reader } from '../../../common/reader';
 import type { SecretConfig } from '../types';
 import type { DecodeContext } from './context';
 import { decodeTlsCertificate, decodeValidationContext } from './tls';

@@ -3,7 +3,7 @@
  * filter (a cluster or weighted clusters, idle timeout, connect attempts, access logs).
  * Envoy defaults: idle_timeout 1 h, max_connect_attempts 1.
  */
-import type { Reader } from '../reader';
+import type { Reader } from '../../../common/reader';
 import type { TcpProxyConfig } from '../types';
 import { decodeAccessLogs } from './access-log';
 import { checkClusterRef, type DecodeContext } from './context';

@@ -7,7 +7,7 @@
  * untrusted chains, custom validators, private key providers) is an error, never a warning,
  * because ignoring it would silently weaken peer verification.
  */
-import type { Reader } from '../reader';
+import type { Reader } from '../../../common/reader';
 import type {
   CertValidationContext,
   CommonTlsConfig,

@@ -3,7 +3,7 @@
  * `tracing.http` and the HCM's `tracing.provider`: OpenTelemetry (gRPC or HTTP export) and
  * Zipkin. Unknown provider types are errors naming the type.
  */
-import type { Reader } from '../reader';
+import type { Reader } from '../../../common/reader';
 import type { TracingConfig } from '../types';
 import { checkClusterRef, type DecodeContext } from './context';
 import { decodeGrpcService, dur, enumOf } from './core';

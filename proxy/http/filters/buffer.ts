@@ -17,7 +17,7 @@
  * watermarks), and the router's retry buffer (64 KiB) gives up replay rather than failing the
  * request, as Envoy's does.
  */
-import type { Reader } from '../../config/reader';
+import type { Reader } from '../../../common/reader';
 import type { RequestHead } from '../codec';
 import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filter';
 

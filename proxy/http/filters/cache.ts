@@ -18,7 +18,7 @@
  * Vary headers) bypasses the cache instead of risking a wrong answer.
  */
 import { decodeStringMatcher } from '../../config/envoy/matchers';
-import type { Reader } from '../../config/reader';
+import type { Reader } from '../../../common/reader';
 import type { StringMatcher } from '../../config/types';
 import type { HeaderList, RequestHead, ResponseHead } from '../codec';
 import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filter';

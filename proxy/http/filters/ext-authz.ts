@@ -18,21 +18,21 @@
  */
 import { decodeStringMatcher } from '../../config/envoy/matchers';
 import { decodeHeadersToAdd } from '../../config/envoy/headers';
-import type { Reader } from '../../config/reader';
+import type { Reader } from '../../../common/reader';
 import type { HeaderValueOption, StringMatcher } from '../../config/types';
-import { MeshletError } from '../../errors';
+import { MeshletError } from '../../../common/errors';
 import type { DownstreamConnectionInfo, HeaderList, RequestHead } from '../codec';
 import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filter';
 import { addHeader, getHeader, removeHeader, setHeader } from '../headers';
 import { matchString } from '../route-matcher';
 import {
-  decodeGrpcTarget,
+  checkTransportApiVersion,
+  decodeGrpcServiceField,
   decodeHttpUri,
   type GrpcTarget,
   type HttpUriConfig,
-  httpCall,
-  unaryCall,
-} from './service-client';
+} from '../../config/filters/grpc-service';
+import { httpCall, unaryCall } from './service-client';
 
 export const EXT_AUTHZ_TYPE_NAME = 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz';
 export const EXT_AUTHZ_PER_ROUTE_TYPE_NAME = 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute';
@@ -146,19 +146,6 @@ function decodeHttpService(r: Reader): ExtAuthzHttpService | undefined {
 }
 
 /** Envoy's default gRPC timeout for ext_authz calls. */
-export const EXT_AUTHZ_DEFAULT_TIMEOUT_MS = 200;
-
-/** Shared by the HTTP and network filters: grpc_service / transport_api_version / stat_prefix. */
-export function decodeGrpcServiceField(r: Reader): GrpcTarget | undefined {
-  const g = r.obj('grpc_service');
-  return g ? decodeGrpcTarget(g, EXT_AUTHZ_DEFAULT_TIMEOUT_MS) : undefined;
-}
-
-export function checkTransportApiVersion(r: Reader): void {
-  const v = r.enumOf('transport_api_version', ['AUTO', 'V2', 'V3'] as const, 'AUTO');
-  if (v === 'V2') r.error('transport_api_version', 'only V3 is supported');
-}
-
 export function decodeExtAuthz(r: Reader): ExtAuthzConfig {
   const which = r.oneof(['grpc_service', 'http_service'] as const);
   if (which === undefined) r.issues.error(r.path, 'one of grpc_service, http_service must be set');

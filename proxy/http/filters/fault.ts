@@ -18,7 +18,7 @@
  */
 import { fractionalPercent } from '../../config/envoy/core';
 import { decodeHeaderMatcher } from '../../config/envoy/matchers';
-import type { Reader } from '../../config/reader';
+import type { Reader } from '../../../common/reader';
 import type { HeaderMatcher } from '../../config/types';
 import type { RequestHead } from '../codec';
 import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filter';

@@ -12,12 +12,12 @@
  */
 import { decodeHeaderValueOption } from '../../config/envoy/headers';
 import { headerName } from '../../config/envoy/matchers';
-import type { Reader } from '../../config/reader';
+import type { Reader } from '../../../common/reader';
 import type { HeaderValueOption } from '../../config/types';
 import type { RequestHead, ResponseHead } from '../codec';
 import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filter';
 import { applyHeaderOptions, type HeaderFormatContext, removeHeader } from '../headers';
-import { MeshletError } from '../../errors';
+import { MeshletError } from '../../../common/errors';
 
 export const HEADER_MUTATION_TYPE_NAME = 'envoy.extensions.filters.http.header_mutation.v3.HeaderMutation';
 export const HEADER_MUTATION_PER_ROUTE_TYPE_NAME = 'envoy.extensions.filters.http.header_mutation.v3.HeaderMutationPerRoute';

@@ -19,9 +19,9 @@
  */
 import type * as JoseNs from 'jose';
 import type { createLocalJWKSet, JSONWebKeySet, JWTPayload } from 'jose';
-import type { Reader } from '../../config/reader';
+import type { Reader } from '../../../common/reader';
 import type { RouteMatch } from '../../config/types';
-import { MeshletError } from '../../errors';
+import { MeshletError } from '../../../common/errors';
 import type { RequestHead } from '../codec';
 import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filter';
 import { getHeader, removeHeader, setHeader } from '../headers';

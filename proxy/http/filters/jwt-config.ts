@@ -9,10 +9,10 @@
 import { readFileSync } from 'node:fs';
 import { dur } from '../../config/envoy/core';
 import { decodeRouteMatch } from '../../config/envoy/route';
-import { Reader } from '../../config/reader';
+import { Reader } from '../../../common/reader';
 import type { RouteMatch, StringMatcher } from '../../config/types';
 import { decodeStringMatcher } from '../../config/envoy/matchers';
-import { decodeHttpUri, type HttpUriConfig } from './service-client';
+import { decodeHttpUri, type HttpUriConfig } from '../../config/filters/grpc-service';
 
 export const JWT_AUTHN_TYPE_NAME = 'envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication';
 export const JWT_PER_ROUTE_TYPE_NAME = 'envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig';

@@ -17,7 +17,7 @@
  */
 import { fractionalPercent } from '../../config/envoy/core';
 import { decodeHeadersToAdd } from '../../config/envoy/headers';
-import type { Reader } from '../../config/reader';
+import type { Reader } from '../../../common/reader';
 import type { HeaderValueOption } from '../../config/types';
 import type { DownstreamConnectionInfo, HeaderList, RequestHead, ResponseHead } from '../codec';
 import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filter';

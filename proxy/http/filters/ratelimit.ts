@@ -15,13 +15,14 @@
  *
  * The local limiter (local-ratelimit.ts) stays for per-proxy limits; this one is per mesh.
  */
-import type { Reader } from '../../config/reader';
+import type { Reader } from '../../../common/reader';
 import type { RateLimitPolicy } from '../../config/types';
 import type { HeaderList, RequestHead, ResponseHead } from '../codec';
 import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filter';
 import { addHeader, getHeader, setHeader } from '../headers';
 import { matchHeaders } from '../route-matcher';
-import { decodeGrpcTarget, type GrpcTarget, unaryCall } from './service-client';
+import { decodeGrpcTarget, type GrpcTarget } from '../../config/filters/grpc-service';
+import { unaryCall } from './service-client';
 
 export const RATELIMIT_TYPE_NAME = 'envoy.extensions.filters.http.ratelimit.v3.RateLimit';
 

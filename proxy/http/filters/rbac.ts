@@ -17,9 +17,9 @@ import { type AuthzInput, RbacEngine } from '../../authz/engine';
 import { rbacStatsFor } from '../../authz/stats';
 import type { DecodeContext } from '../../config/envoy/context';
 import { decodeRbac } from '../../config/envoy/rbac';
-import type { Reader } from '../../config/reader';
+import type { Reader } from '../../../common/reader';
 import type { RbacConfig } from '../../config/types';
-import { MeshletError } from '../../errors';
+import { MeshletError } from '../../../common/errors';
 import type { DownstreamConnectionInfo, RequestHead } from '../codec';
 import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filter';
 

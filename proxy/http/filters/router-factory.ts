@@ -4,8 +4,8 @@
  * connection manager drives proxy/http/router.ts directly when the chain reaches it, which keeps
  * the "router only" chain free of filter allocations (cost contract of proxy/http/filter.ts).
  */
-import type { Reader } from '../../config/reader';
-import { MeshletError } from '../../errors';
+import type { Reader } from '../../../common/reader';
+import { MeshletError } from '../../../common/errors';
 import type { HttpFilter, HttpFilterFactory } from '../filter';
 
 /** Decoded envoy.extensions.filters.http.router.v3.Router. */

@@ -12,8 +12,8 @@
 import { readFileSync, type FSWatcher, watch } from 'node:fs';
 import Module from 'node:module';
 import path from 'node:path';
-import { MeshletError } from '../../errors';
-import { logger } from '../../telemetry/logger';
+import { MeshletError } from '../../../common/errors';
+import { logger } from '../../../common/logger';
 import type { MeshletFilter } from '../user-filter';
 
 const log = logger('typescript-filter');

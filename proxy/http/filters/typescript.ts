@@ -16,8 +16,8 @@
  * they started with).
  */
 import path from 'node:path';
-import type { Reader } from '../../config/reader';
-import { logger } from '../../telemetry/logger';
+import type { Reader } from '../../../common/reader';
+import { logger } from '../../../common/logger';
 import type { HeaderList, RequestHead, ResponseHead } from '../codec';
 import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filter';
 import { addHeader, getHeader, hasHeader, removeHeader, setHeader } from '../headers';

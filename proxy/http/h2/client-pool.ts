@@ -19,7 +19,7 @@
  */
 import { type ClientHttp2Session, connect as h2connect } from 'node:http2';
 import type { Http2Options } from '../../config/types';
-import { logger } from '../../telemetry/logger';
+import { logger } from '../../../common/logger';
 import type { Host } from '../../upstream/host';
 import type {
   ClusterResources,

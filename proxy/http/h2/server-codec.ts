@@ -24,8 +24,8 @@ import {
 } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Http2Options } from '../../config/types';
-import { MeshletError } from '../../errors';
-import { logger } from '../../telemetry/logger';
+import { MeshletError } from '../../../common/errors';
+import { logger } from '../../../common/logger';
 import type {
   CodecErrorReport,
   DownstreamConnectionInfo,

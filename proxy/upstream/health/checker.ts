@@ -23,7 +23,7 @@
  * lives in a small per-host session object; stop() clears every timer and client.
  */
 import type { HealthCheckConfig } from '../../config/types';
-import { logger } from '../../telemetry/logger';
+import { logger } from '../../../common/logger';
 import type { Host } from '../host';
 import type { ClusterStats, TransportSocketFactory } from '../types';
 import { GrpcProber, probeHttp, probeTcp } from './probes';

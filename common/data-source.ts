@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import type { DataSource } from './types';
+import type { DataSource } from './config-types';
 
 function envValue(name: string): string {
   const v = process.env[name];

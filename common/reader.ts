@@ -8,7 +8,7 @@
  * never asked for are reported by `done()` as warnings ("not supported by meshlet"), so nothing
  * a user wrote is silently dropped.
  */
-import type { FieldIssue } from '../errors';
+import type { FieldIssue } from './errors';
 
 export class Issues {
   readonly errors: FieldIssue[] = [];
