@@ -10,6 +10,8 @@
 import type * as grpc from '@grpc/grpc-js';
 import { logger } from '../common/logger';
 import type { TypeState } from './cache';
+import { runChecks } from './checks';
+import type { ParsedResource } from './parser';
 import type { NodeProto } from './protos';
 import { SUBSCRIPTION_ORDER } from './resource-types';
 import type { Subscriptions } from './subscriptions';
@@ -132,6 +134,29 @@ export abstract class AdsStream<Req, Res> {
       // A write after the call ended: the status handler reconnects.
       logger('xds').debug({ err }, 'xds: write on a finished stream');
     }
+  }
+
+  /**
+   * Run the type's asynchronous checks (ResourceTypeDef.check) on `parsed`, then `apply`. Without
+   * checks to run, `apply` runs now; otherwise the call is paused meanwhile so responses stay in
+   * order.
+   */
+  protected afterChecks(state: TypeState<unknown>, parsed: ParsedResource<unknown>[], apply: () => void): void {
+    const wait = runChecks(state, parsed);
+    if (!wait) {
+      apply();
+      return;
+    }
+    this.call.pause();
+    void wait.then(() => {
+      if (this.closed) return;
+      try {
+        apply();
+      } catch (err) {
+        logger('xds').error({ err }, 'xds: failed to handle a response');
+      }
+      this.call.resume();
+    });
   }
 
   /**

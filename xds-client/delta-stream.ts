@@ -73,13 +73,13 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequestProto, DeltaDisc
     const nonce = msg.nonce ?? '';
     const version = msg.system_version_info ?? '';
     const resources = msg.resources ?? [];
-    this.withPause(() => {
-      const parsed: ParsedResource<unknown>[] = [];
-      for (let i = 0; i < resources.length; i++) {
-        const r = resources[i];
-        if (!r.resource && r.name && state.resources.get(r.name)?.value !== undefined) continue; // TTL heartbeat
-        parsed.push(parseResource(state.def, i, r.resource, state.cachedBytes, r.name, r.version ?? ''));
-      }
+    const parsed: ParsedResource<unknown>[] = [];
+    for (let i = 0; i < resources.length; i++) {
+      const r = resources[i];
+      if (!r.resource && r.name && state.resources.get(r.name)?.value !== undefined) continue; // TTL heartbeat
+      parsed.push(parseResource(state.def, i, r.resource, state.cachedBytes, r.name, r.version ?? ''));
+    }
+    this.afterChecks(state, parsed, () => this.withPause(() => {
       const outcome = this.subs.applyDelta(state, version, parsed, msg.removed_resources ?? []);
       // Watchers apply the change before it is ACKed (an ACK means "applied", as in Envoy).
       this.subs.flush();
@@ -101,6 +101,6 @@ export class DeltaStream extends AdsStream<DeltaDiscoveryRequestProto, DeltaDisc
         message: outcome.message,
         resources: resources.length,
       });
-    });
+    }));
   }
 }

@@ -41,6 +41,12 @@ export interface ResourceTypeDef<T> {
    * (RDS, EDS, SDS) absence from a response means nothing.
    */
   readonly wildcard: boolean;
+  /**
+   * An optional check against the running system, after a successful decode and before the
+   * resource is accepted (a listener's address must be bindable: Envoy NACKs a listener it cannot
+   * bind). A message rejects the resource like a decode error; `previous` is the accepted value.
+   */
+  check?(value: T, previous: T | undefined): Promise<string | undefined>;
 }
 
 /**

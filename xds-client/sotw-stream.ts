@@ -18,7 +18,7 @@
 import { logger } from '../common/logger';
 import { AdsStream, NACK_CODE } from './ads-stream';
 import type { TypeState } from './cache';
-import { parseResource } from './parser';
+import { type ParsedResource, parseResource } from './parser';
 import type { DiscoveryRequestProto, DiscoveryResponseProto } from './protos';
 import { shortTypeName } from './resource-types';
 
@@ -77,10 +77,9 @@ export class SotwStream extends AdsStream<DiscoveryRequestProto, DiscoveryRespon
     const version = msg.version_info ?? '';
     const nonce = msg.nonce ?? '';
     const resources = msg.resources ?? [];
-    this.withPause(() => {
-      const parsed = new Array(resources.length);
-      for (let i = 0; i < resources.length; i++)
-        parsed[i] = parseResource(state.def, i, resources[i], state.cachedBytes);
+    const parsed: ParsedResource<unknown>[] = new Array(resources.length);
+    for (let i = 0; i < resources.length; i++) parsed[i] = parseResource(state.def, i, resources[i], state.cachedBytes);
+    this.afterChecks(state, parsed, () => this.withPause(() => {
       const outcome = this.subs.applySotw(state, version, parsed);
       // Watchers apply the change before it is ACKed (an ACK means "applied", as in Envoy).
       this.subs.flush();
@@ -101,6 +100,6 @@ export class SotwStream extends AdsStream<DiscoveryRequestProto, DiscoveryRespon
         message: outcome.message,
         resources: resources.length,
       });
-    });
+    }));
   }
 }

@@ -255,6 +255,7 @@ export class Subscriptions {
         this.removeOrMissing(state, entry);
       }
     }
+    this.firstResponseWithoutResources(state);
     return this.finish(state, version, problems, now);
   }
 
@@ -311,7 +312,20 @@ export class Subscriptions {
       const entry = state.resources.get(name);
       if (entry) this.removeOrMissing(state, entry);
     }
+    this.firstResponseWithoutResources(state);
     return this.finish(state, systemVersion, problems, now);
+  }
+
+  /**
+   * The first response of a wildcard type accepted nothing (it was empty, or all of it was
+   * rejected): wildcard watchers hear '*' does-not-exist now, as they would at the initial fetch
+   * timeout, so start-up does not wait for a timeout Envoy would not wait for.
+   */
+  private firstResponseWithoutResources<T>(state: TypeState<T>): void {
+    if (state.receivedResponse || !state.isWildcard()) return;
+    for (const entry of state.resources.values()) if (entry.value !== undefined) return;
+    for (const w of state.wildcardWatchers)
+      this.notifier.push({ kind: Note.DoesNotExist, state: state as TypeState<unknown>, name: '*', only: w as XdsWatcher<unknown> });
   }
 
   /**

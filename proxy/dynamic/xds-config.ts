@@ -32,6 +32,7 @@ import type {
   RouteConfiguration,
   SecretConfig,
 } from '../config/types';
+import { bindProblem } from '../listeners/bind-check';
 import type { MeshletServer } from '../server';
 import { logger } from '../../common/logger';
 import { type ResolvedCluster, XdsClient, type XdsClientOptions, type XdsResourceError } from '../../xds-client/index';
@@ -161,7 +162,14 @@ export type XdsClientFactory = (opts: XdsClientOptions) => XdsClientLike;
  * the --concurrency primary (proxy/runtime/xds-relay.ts), so both ACK and NACK the same way.
  */
 export function resourceTypeDefs(ctx: DecodeContext): ResourceTypeDef<unknown>[] {
-  const listener: ResourceTypeDef<ListenerConfig> = { typeUrl: TYPE_URLS.listener, wildcard: true, decode: (j) => decodeListener(j, ctx), name: (v) => v.name };
+  const listener: ResourceTypeDef<ListenerConfig> = {
+    typeUrl: TYPE_URLS.listener,
+    wildcard: true,
+    decode: (j) => decodeListener(j, ctx),
+    name: (v) => v.name,
+    // Envoy NACKs a listener it cannot bind (and applies the rest of the push).
+    check: bindProblem,
+  };
   const route: ResourceTypeDef<RouteConfiguration> = { typeUrl: TYPE_URLS.routeConfiguration, wildcard: false, decode: (j) => decodeRouteConfiguration(j, ctx), name: (v) => v.name };
   const cluster: ResourceTypeDef<ClusterConfig> = { typeUrl: TYPE_URLS.cluster, wildcard: true, decode: (j) => decodeCluster(j, ctx), name: (v) => v.name };
   const endpoints: ResourceTypeDef<ClusterLoadAssignment> = {

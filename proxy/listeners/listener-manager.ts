@@ -10,7 +10,7 @@ import { type ChainBuilder, Listener, type OriginalDstResolver } from './listene
 
 const log = logger('listener-manager');
 
-function sameAddress(a: ListenerConfig['address'], b: ListenerConfig['address']): boolean {
+export function sameAddress(a: ListenerConfig['address'], b: ListenerConfig['address']): boolean {
   if (a.kind === 'pipe' || b.kind === 'pipe') return a.kind === b.kind && JSON.stringify(a) === JSON.stringify(b);
   return a.host === b.host && a.port === b.port;
 }
