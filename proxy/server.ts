@@ -10,6 +10,8 @@
 import { CsrCertificateProvider, csrProviderConfigFromMetadata } from '../certs/csr-provider';
 import { CertStore } from '../certs/store';
 import { registerCoreEndpoints } from './admin/endpoints';
+import { allRbacStats } from './authz/stats';
+import { protocolDetection } from './detect/stats';
 import { AdminServer } from './admin/admin-server';
 import type {
   Bootstrap,
@@ -23,6 +25,9 @@ import type { DynamicConfig, XdsClientFactory } from './dynamic/xds-config';
 import { H1ConnectionPool } from './http/h1/pool';
 import { H2ConnectionPool } from './http/h2/client-pool';
 import { HttpConnectionManager } from './http/connection-manager';
+import { faultStats } from './http/filters/fault';
+import { gatewayFilterCounters } from './http/filters/gateway-stats';
+import { allLocalRateLimitStats } from './http/filters/local-ratelimit';
 import type { StreamInfo } from './http/stream-info';
 import type { BuiltChain, NetworkFilter, OriginalDstResolver } from './listeners/listener';
 import { NetworkExtAuthzHandler } from './listeners/network-ext-authz';
@@ -32,6 +37,14 @@ import type { ConnectionHandler } from './listeners/types';
 import { createRegistries, type Registries } from './registry';
 import { TcpProxy, type TcpSessionRecord } from './tcp/tcp-proxy';
 import { logger } from '../common/logger';
+import {
+  clusterStatsSource,
+  filterStatsSource,
+  listenerStatsSource,
+  protocolDetectionStatsSource,
+  serverStatsSource,
+  xdsStatsSource,
+} from './telemetry/stats';
 import { Telemetry, type TelemetryOptions } from './telemetry/telemetry';
 import { TlsContextManager } from './tls/context-manager';
 import { terminateDownstreamTls } from './tls/downstream';
@@ -134,7 +147,32 @@ export class MeshletServer {
       transportProvider: (cfg) => this.transportFor(cfg.transportSocket, cfg.upstreamBindConfig),
     });
     this.listeners = new ListenerManager((chain, listener) => this.buildChain(chain, listener), opts.originalDst);
-    this.telemetry = new Telemetry(this, opts.telemetry);
+    this.telemetry = new Telemetry(
+      {
+        node: opts.bootstrap.node,
+        tracing: opts.bootstrap.tracing,
+        localCertificate: () => this.certs.identity()?.chain[0],
+        resolveCluster: (name) => this.clusters.get(name)?.hosts[0]?.key,
+        readiness: () => (this.ready ? undefined : this.state),
+        onHttpStream: opts.onHttpStream,
+        onTcpSession: opts.onTcpSession,
+      },
+      opts.telemetry,
+    );
+    this.registerStats();
+  }
+
+  /** Each component's counters, read by /stats and the Prometheus families at scrape time. */
+  private registerStats(): void {
+    const stats = this.telemetry.stats;
+    stats.addSource(serverStatsSource(this));
+    stats.addSource(clusterStatsSource(this.clusters));
+    stats.addSource(listenerStatsSource(this.listeners));
+    stats.addSource(xdsStatsSource(() => this.dynamic?.client.stats()));
+    stats.addSource(
+      filterStatsSource({ rbac: allRbacStats, localRateLimit: allLocalRateLimitStats, fault: faultStats, gateway: gatewayFilterCounters }),
+    );
+    stats.addSource(protocolDetectionStatsSource(protocolDetection));
   }
 
   get bootstrap(): Bootstrap {
@@ -220,7 +258,18 @@ export class MeshletServer {
     if (b.dynamicResources?.adsConfig) {
       // The xDS side (and with it gRPC and the Envoy protos) loads only for dynamic bootstraps.
       const { DynamicConfig } = await import('./dynamic/xds-config');
-      this.dynamic = new DynamicConfig(this, b, { httpFilters: this.registries.httpFilters }, this.opts.xdsClientFactory);
+      this.dynamic = new DynamicConfig(
+        {
+          clusters: this.clusters,
+          listeners: this.listeners,
+          routes: this.routeTables,
+          secrets: this.certs,
+          secretOwner: this.certProvider,
+        },
+        b,
+        { httpFilters: this.registries.httpFilters },
+        this.opts.xdsClientFactory,
+      );
       this.initialized = this.dynamic.start().then(() => {
         if (this.state === 'INITIALIZING') this.state = 'LIVE';
         log.info({ listeners: this.listeners.all().length, clusters: this.clusters.all().length }, 'initial dynamic configuration applied');

@@ -4,7 +4,7 @@
  * /drain_listeners and /logging. Telemetry adds /stats, /stats/prometheus and /reset_counters
  * (telemetry/telemetry.ts).
  */
-import type { MeshletServer } from '../server';
+import type { AdminTarget } from './admin-target';
 import { logLevels, setLogLevel } from '../../common/logger';
 import { VERSION } from '../../common/version';
 import { type AdminServer, json, text } from './admin-server';
@@ -15,7 +15,7 @@ function addressString(a: { kind: 'socket'; host: string; port: number } | { kin
   return a.kind === 'pipe' ? a.path : `${a.host}:${bound || a.port}`;
 }
 
-export function registerCoreEndpoints(admin: AdminServer, server: MeshletServer): void {
+export function registerCoreEndpoints(admin: AdminServer, server: AdminTarget): void {
   admin.route('GET', '/ready', 'LIVE when ready for traffic, 503 otherwise', () =>
     server.ready ? text('LIVE') : text(server.healthCheckFailed ? 'DRAINING' : server.state, 503),
   );
@@ -139,11 +139,11 @@ function socketAddress(hostPort: string): unknown {
  * Envoy's ConfigDump: one entry per config type, static and dynamic resources. Every
  * secret-bearing field is redacted ("[redacted]"), in every shape and ?resource= view.
  */
-export function configDump(server: MeshletServer, opts: { includeEds?: boolean; resource?: string } = {}): { configs: unknown[] } {
+export function configDump(server: AdminTarget, opts: { includeEds?: boolean; resource?: string } = {}): { configs: unknown[] } {
   return redactSecrets(unredactedConfigDump(server, opts));
 }
 
-function unredactedConfigDump(server: MeshletServer, opts: { includeEds?: boolean; resource?: string }): { configs: unknown[] } {
+function unredactedConfigDump(server: AdminTarget, opts: { includeEds?: boolean; resource?: string }): { configs: unknown[] } {
   const raw = (server.opts.rawBootstrap ?? {}) as Record<string, unknown>;
   const rawStatic = (raw.static_resources ?? raw.staticResources ?? {}) as Record<string, unknown[] | undefined>;
   const lastUpdated = new Date(server.startedAt).toISOString();

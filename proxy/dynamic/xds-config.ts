@@ -4,13 +4,14 @@
  * (wildcard LDS and CDS; RDS, EDS and SDS by name as listeners and clusters reference them, and
  * unsubscribed when nothing references them any more), and applies accepted resources to their
  * owners: clusters and endpoints to the cluster manager, listeners to the listener manager, route
- * tables to the server's RDS map, secrets to the certificate store.
+ * tables to the RDS table, secrets to the certificate store — each through its narrow seam in
+ * config-targets.ts, never through the server object.
  *
  * Leans make-before-break: a listener warms until its routes and secrets have arrived (or were
  * declared absent) before it is added or replaces the old one; EDS clusters warm inside the
- * cluster manager until their first assignment. The server stays INITIALIZING until the first
- * CDS and LDS responses are applied and warm, or the initial fetch timeout passes (Envoy's init
- * manager), then becomes LIVE. A NACK never touches what is serving.
+ * cluster manager until their first assignment. start() resolves (and the server goes LIVE) once
+ * the first CDS and LDS responses are applied and warm, or the initial fetch timeout passes
+ * (Envoy's init manager). A NACK never touches what is serving.
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { DecodeContext } from '../config/envoy/context';
@@ -33,7 +34,7 @@ import type {
   SecretConfig,
 } from '../config/types';
 import { bindProblem } from '../listeners/bind-check';
-import type { MeshletServer } from '../server';
+import type { XdsConfigTargets } from './config-targets';
 import { logger } from '../../common/logger';
 import { type ResolvedCluster, XdsClient, type XdsClientOptions, type XdsResourceError } from '../../xds-client/index';
 import { TYPE_URLS } from '../../xds-client/protos';
@@ -209,8 +210,8 @@ export class DynamicConfig {
   private readonly cancels: (() => void)[] = [];
 
   constructor(
-    private readonly server: MeshletServer,
-    bootstrap: Bootstrap,
+    private readonly targets: XdsConfigTargets,
+    private readonly bootstrap: Bootstrap,
     private readonly ctx: DecodeContext,
     clientFactory: XdsClientFactory = (o) => new XdsClient(o),
   ) {
@@ -224,14 +225,14 @@ export class DynamicConfig {
     this.cdsInitialized = !dyn.cdsConfig;
     this.ldsInitialized = !dyn.ldsConfig;
     // Secrets installed outside SDS (the CSR provider) also unblock warming listeners.
-    this.server.certs.on('rotate', this.onStoreRotate);
+    this.targets.secrets.on('rotate', this.onStoreRotate);
   }
 
   private readonly onStoreRotate = (): void => this.promotePending();
 
   /** Open the stream and subscribe. Resolves once the initial config is applied or timed out. */
   start(): Promise<void> {
-    const dyn = this.server.bootstrap.dynamicResources!;
+    const dyn = this.bootstrap.dynamicResources!;
     const ready = new Promise<void>((resolve) => {
       this.onInitialized = resolve;
     });
@@ -254,7 +255,7 @@ export class DynamicConfig {
   private checkInitialized(): void {
     if (!this.onInitialized) return;
     if (!this.cdsInitialized || !this.ldsInitialized) return;
-    if (this.server.clusters.warmingCount > 0 && this.initTimer) return;
+    if (this.targets.clusters.warmingCount > 0 && this.initTimer) return;
     if ((this.pendingListeners.size > 0 || this.binding > 0) && this.initTimer) return;
     clearTimeout(this.initTimer);
     this.initTimer = undefined;
@@ -272,7 +273,7 @@ export class DynamicConfig {
   private readonly cdsWatcher = {
     onChanged: (name: string, cfg: ClusterConfig, version: string): void => {
       try {
-        this.server.clusters.addOrUpdate(cfg, { addedViaApi: true });
+        this.targets.clusters.addOrUpdate(cfg, { addedViaApi: true });
       } catch (e) {
         log.warn({ cluster: name, version, err: (e as Error).message }, 'cluster rejected by the cluster manager');
         return;
@@ -286,7 +287,7 @@ export class DynamicConfig {
       this.checkInitialized();
     },
     onRemoved: (name: string): void => {
-      this.server.clusters.remove(name);
+      this.targets.clusters.remove(name);
       this.retarget(this.eds, `cluster:${name}`, [], () => () => {});
       this.retarget(this.sds, `cluster:${name}`, [], () => () => {});
     },
@@ -303,7 +304,7 @@ export class DynamicConfig {
 
   private readonly edsWatcher = {
     onChanged: (name: string, cla: ClusterLoadAssignment): void => {
-      this.server.clusters.updateEdsService(name, cla);
+      this.targets.clusters.updateEdsService(name, cla);
       this.checkInitialized();
     },
     onRemoved: (name: string): void => {
@@ -311,7 +312,7 @@ export class DynamicConfig {
       log.info({ service: name }, 'EDS resource removed; keeping last endpoints');
     },
     onDoesNotExist: (name: string): void => {
-      this.server.clusters.updateEdsService(name, { clusterName: name, endpoints: [], overprovisioningFactor: 140 });
+      this.targets.clusters.updateEdsService(name, { clusterName: name, endpoints: [], overprovisioningFactor: 140 });
       this.checkInitialized();
     },
     onError: (err: XdsResourceError): void => {
@@ -327,13 +328,13 @@ export class DynamicConfig {
         this.absent.delete(n);
         // A local CSR provider owns this secret: the pushed one is only its provisioning
         // credential; listeners warm once the provider's own certificate is in the store.
-        const provider = this.server.certProvider;
+        const provider = this.targets.secretOwner;
         if (provider?.owns(n)) {
           log.info({ secret: n, version }, 'secret owned by the local certificate provider; not served');
           void provider.offerSdsSecret(secret);
           return;
         }
-        void this.server.certs.update(n, secret).then((r) => {
+        void this.targets.secrets.update(n, secret).then((r) => {
           if (!r.ok) log.warn({ secret: n, version }, `secret not applied: ${r.error}`);
           else log.info({ secret: n, version }, 'secret applied');
           this.promotePending();
@@ -365,7 +366,7 @@ export class DynamicConfig {
     onRemoved: (name: string): void => {
       this.pendingListeners.delete(name);
       this.listenerStates.delete(name);
-      this.server.listeners.remove(name);
+      this.targets.listeners.remove(name);
       this.retarget(this.rds, `listener:${name}`, [], () => () => {});
       this.retarget(this.sds, `listener:${name}`, [], () => () => {});
     },
@@ -385,7 +386,7 @@ export class DynamicConfig {
   private watchRoute(name: string): () => void {
     return this.client.watch<RouteConfiguration>(TYPE_URLS.routeConfiguration, name, {
       onChanged: (n, rc) => {
-        this.server.routeTables.set(n, rc);
+        this.targets.routes.set(n, rc);
         this.promotePending();
       },
       onRemoved: (n) => log.info({ route: n }, 'RDS resource removed; keeping the last routes'),
@@ -410,13 +411,13 @@ export class DynamicConfig {
   private promotePending(): void {
     for (const [name, p] of [...this.pendingListeners]) {
       const deps = listenerDependencies(p.config);
-      const routesReady = deps.routes.every((r) => this.server.routeTables.has(r) || this.absent.has(`route:${r}`));
-      const secretsReady = deps.secrets.every((s) => this.server.certs.get(s) !== undefined || this.absent.has(s));
+      const routesReady = deps.routes.every((r) => this.targets.routes.has(r) || this.absent.has(`route:${r}`));
+      const secretsReady = deps.secrets.every((s) => this.targets.secrets.get(s) !== undefined || this.absent.has(s));
       if (!routesReady || !secretsReady) continue;
       this.pendingListeners.delete(name);
       const st = this.state(name);
       this.binding++;
-      this.server.listeners.addOrUpdate(p.config).then(
+      this.targets.listeners.addOrUpdate(p.config).then(
         () => {
           this.binding--;
           st.active = { version: p.version, lastUpdated: new Date().toISOString(), config: p.config };
@@ -442,11 +443,11 @@ export class DynamicConfig {
 
   /** envoy_grpc.cluster_name → the static cluster's first endpoint and its TLS settings. */
   private resolveStaticCluster(name: string): ResolvedCluster | undefined {
-    return resolveStaticCluster(this.server.bootstrap, name);
+    return resolveStaticCluster(this.bootstrap, name);
   }
 
   close(): void {
-    this.server.certs.off('rotate', this.onStoreRotate);
+    this.targets.secrets.off('rotate', this.onStoreRotate);
     clearTimeout(this.initTimer);
     for (const c of this.cancels.splice(0)) c();
     for (const t of [this.eds, this.rds, this.sds]) t.clear();

@@ -8,14 +8,19 @@
  * components; it records a baseline and counters are reported relative to it (Envoy resets
  * counters to zero, gauges are untouched), so component logic that reads its own counters keeps
  * working.
+ *
+ * Knows no component: the composition (proxy/server.ts) registers one StatsSource per component
+ * with `addSource`, built by the factories below from what that component exposes.
  */
 import type { Counter, Gauge } from 'prom-client';
-import { allRbacStats } from '../authz/stats';
-import { protocolDetection } from '../detect/stats';
-import { faultStats } from '../http/filters/fault';
-import { gatewayFilterCounters } from '../http/filters/gateway-stats';
-import { allLocalRateLimitStats } from '../http/filters/local-ratelimit';
-import type { MeshletServer } from '../server';
+import type { RbacStats } from '../authz/engine';
+import type { ProtocolDetectionStats } from '../detect/stats';
+import type { FaultStats } from '../http/filters/fault';
+import type { GatewayCounter } from '../http/filters/gateway-stats';
+import type { LocalRateLimitStats } from '../http/filters/local-ratelimit';
+import type { Listener } from '../listeners/listener';
+import type { Cluster } from '../upstream/cluster';
+import type { XdsStats } from '../../xds-client/client';
 import type { MeshletMetrics } from './metrics';
 
 /** One stat in Envoy's model. */
@@ -76,97 +81,37 @@ function promCounter(name: string): string {
   return name.endsWith('_total') ? name : `${name}_total`;
 }
 
+/** Where a StatsSource writes: counters (raw, rebased on reset) and gauges, under Envoy's names. */
+export interface StatsSink {
+  counter(name: string, raw: number, scope?: 'cluster' | 'listener', tag?: string, stat?: string): void;
+  gauge(name: string, value: number, scope?: 'cluster' | 'listener', tag?: string, stat?: string): void;
+}
+
+/** One component's stats, read at scrape time (never per request). */
+export type StatsSource = (sink: StatsSink) => void;
+
 export class EnvoyStats {
   /** Counter values at the last reset, by Envoy name. */
   private baseline = new Map<string, number>();
+  private readonly sources: StatsSource[] = [];
 
-  constructor(private readonly server: MeshletServer) {}
+  /** Register a component's stats (called by the composition, once per component). */
+  addSource(source: StatsSource): void {
+    this.sources.push(source);
+  }
 
   /** Every stat now, counters relative to the last reset. Sorted by name. */
   collect(): StatEntry[] {
     const out: StatEntry[] = [];
-    const counter = (name: string, raw: number, scope?: 'cluster' | 'listener', tag?: string, stat?: string): void => {
-      out.push({ name, type: 'counter', value: Math.max(0, raw - (this.baseline.get(name) ?? 0)), scope, tag, stat });
+    const sink: StatsSink = {
+      counter: (name, raw, scope, tag, stat) => {
+        out.push({ name, type: 'counter', value: Math.max(0, raw - (this.baseline.get(name) ?? 0)), scope, tag, stat });
+      },
+      gauge: (name, value, scope, tag, stat) => {
+        out.push({ name, type: 'gauge', value, scope, tag, stat });
+      },
     };
-    const gauge = (name: string, value: number, scope?: 'cluster' | 'listener', tag?: string, stat?: string): void => {
-      out.push({ name, type: 'gauge', value, scope, tag, stat });
-    };
-    const s = this.server;
-    for (const c of s.clusters.all()) {
-      const st = c.stats;
-      const p = `cluster.${c.name}.`;
-      const n = c.name;
-      for (const [stat, k] of CLUSTER_COUNTERS) counter(p + stat, st[k], 'cluster', n, stat);
-      for (const [cls, k] of CLUSTER_CLASSES)
-        counter(`${p}upstream_rq_${cls}xx`, st[k], 'cluster', n, `upstream_rq_${cls}xx`);
-      gauge(`${p}upstream_rq_active`, st.upstreamRqActive, 'cluster', n, 'upstream_rq_active');
-      gauge(`${p}upstream_cx_active`, st.upstreamCxActive, 'cluster', n, 'upstream_cx_active');
-      let healthy = 0;
-      for (const h of c.hosts) if (h.healthy) healthy++;
-      gauge(`${p}membership_healthy`, healthy, 'cluster', n, 'membership_healthy');
-      gauge(`${p}membership_total`, c.hosts.length, 'cluster', n, 'membership_total');
-    }
-    for (const l of s.listeners.all()) {
-      const st = l.stats;
-      const a = listenerStatName(l.config.address, l.boundPort);
-      const p = `listener.${a}.`;
-      for (const [stat, k] of LISTENER_COUNTERS) counter(p + stat, st[k], 'listener', a, stat);
-      gauge(`${p}downstream_cx_active`, l.activeConnections, 'listener', a, 'downstream_cx_active');
-    }
-    const xds = s.dynamic?.client.stats();
-    gauge('control_plane.connected_state', xds?.connected ? 1 : 0);
-    if (xds) {
-      const byPrefix = new Map<string, { attempt: number; success: number; rejected: number }>();
-      for (const [typeUrl, t] of Object.entries(xds.types)) {
-        const prefix = XDS_PREFIX[typeUrl.slice(typeUrl.lastIndexOf('.') + 1)];
-        if (!prefix) continue;
-        const acc = byPrefix.get(prefix) ?? { attempt: 0, success: 0, rejected: 0 };
-        acc.attempt += t.updateAttempt;
-        acc.success += t.updateSuccess;
-        acc.rejected += t.updateRejected;
-        byPrefix.set(prefix, acc);
-      }
-      for (const [prefix, v] of byPrefix) {
-        counter(`${prefix}.update_attempt`, v.attempt);
-        counter(`${prefix}.update_success`, v.success);
-        counter(`${prefix}.update_rejected`, v.rejected);
-      }
-    }
-    // Filter counters under Envoy's stat names.
-    for (const r of allRbacStats()) {
-      counter(`${r.name}allowed`, r.allowed, undefined, `${r.kind}|${r.name}|allowed`, 'rbac');
-      counter(`${r.name}denied`, r.denied, undefined, `${r.kind}|${r.name}|denied`, 'rbac');
-      counter(`${r.name}shadow_allowed`, r.shadowAllowed, undefined, `${r.kind}|${r.name}|shadow_allowed`, 'rbac');
-      counter(`${r.name}shadow_denied`, r.shadowDenied, undefined, `${r.kind}|${r.name}|shadow_denied`, 'rbac');
-    }
-    for (const l of allLocalRateLimitStats()) {
-      const p = `${l.statPrefix}.http_local_rate_limit.`;
-      counter(`${p}enabled`, l.enabled);
-      counter(`${p}enforced`, l.enforced);
-      counter(`${p}rate_limited`, l.rateLimited, undefined, l.statPrefix, 'local_rate_limited');
-      counter(`${p}ok`, l.ok);
-    }
-    counter('fault.delays_injected', faultStats.delaysInjected);
-    counter('fault.aborts_injected', faultStats.abortsInjected);
-    counter('fault.faults_overflow', faultStats.faultsOverflow);
-    gauge('fault.active_faults', faultStats.activeFaults);
-    // Gateway filters (ext_authz, ratelimit, jwt_authn, cache, TypeScript filters).
-    for (const g of gatewayFilterCounters()) counter(g.name, g.value, undefined, g.name, 'gateway_filter');
-    // Protocol detection (meshlet's own; Envoy has no standard name): outcomes and time spent.
-    const pd = protocolDetection;
-    for (const [outcome, n] of Object.entries(pd.outcomes)) counter(`protocol_detection.${outcome}`, n, undefined, outcome, 'protocol_detection');
-    counter('protocol_detection.duration_ms_count', pd.count);
-    counter('protocol_detection.duration_ms_sum', Math.round(pd.sumMs));
-    const mem = process.memoryUsage();
-    gauge('server.uptime', Math.floor((Date.now() - s.startedAt) / 1000));
-    gauge('server.memory_allocated', mem.heapUsed);
-    gauge('server.memory_heap_size', mem.heapTotal);
-    gauge('server.memory_physical_size', mem.rss);
-    gauge('server.state', SERVER_STATE[s.state] ?? 0);
-    gauge('server.live', s.state === 'LIVE' ? 1 : 0);
-    gauge('server.total_connections', s.listeners.activeConnections);
-    gauge('cluster_manager.active_clusters', s.clusters.all().length);
-    gauge('listener_manager.total_listeners_active', s.listeners.all().length);
+    for (const source of this.sources) source(sink);
     out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     return out;
   }
@@ -304,6 +249,123 @@ export class EnvoyStats {
     single('cluster_manager.active_clusters', 'gauge', 'Clusters in the cluster manager');
     single('listener_manager.total_listeners_active', 'gauge', 'Active listeners');
   }
+}
+
+/** cluster.<name>.* and cluster_manager.active_clusters. */
+export function clusterStatsSource(clusters: { all(): readonly Cluster[] }): StatsSource {
+  return ({ counter, gauge }) => {
+    const all = clusters.all();
+    for (const c of all) {
+      const st = c.stats;
+      const p = `cluster.${c.name}.`;
+      const n = c.name;
+      for (const [stat, k] of CLUSTER_COUNTERS) counter(p + stat, st[k], 'cluster', n, stat);
+      for (const [cls, k] of CLUSTER_CLASSES)
+        counter(`${p}upstream_rq_${cls}xx`, st[k], 'cluster', n, `upstream_rq_${cls}xx`);
+      gauge(`${p}upstream_rq_active`, st.upstreamRqActive, 'cluster', n, 'upstream_rq_active');
+      gauge(`${p}upstream_cx_active`, st.upstreamCxActive, 'cluster', n, 'upstream_cx_active');
+      let healthy = 0;
+      for (const h of c.hosts) if (h.healthy) healthy++;
+      gauge(`${p}membership_healthy`, healthy, 'cluster', n, 'membership_healthy');
+      gauge(`${p}membership_total`, c.hosts.length, 'cluster', n, 'membership_total');
+    }
+    gauge('cluster_manager.active_clusters', all.length);
+  };
+}
+
+/** listener.<address>.*, listener_manager.total_listeners_active and server.total_connections. */
+export function listenerStatsSource(listeners: { all(): readonly Listener[]; readonly activeConnections: number }): StatsSource {
+  return ({ counter, gauge }) => {
+    const all = listeners.all();
+    for (const l of all) {
+      const st = l.stats;
+      const a = listenerStatName(l.config.address, l.boundPort);
+      const p = `listener.${a}.`;
+      for (const [stat, k] of LISTENER_COUNTERS) counter(p + stat, st[k], 'listener', a, stat);
+      gauge(`${p}downstream_cx_active`, l.activeConnections, 'listener', a, 'downstream_cx_active');
+    }
+    gauge('server.total_connections', listeners.activeConnections);
+    gauge('listener_manager.total_listeners_active', all.length);
+  };
+}
+
+/** control_plane.connected_state and the per-type update counters (`read` is undefined without xDS). */
+export function xdsStatsSource(read: () => XdsStats | undefined): StatsSource {
+  return ({ counter, gauge }) => {
+    const xds = read();
+    gauge('control_plane.connected_state', xds?.connected ? 1 : 0);
+    if (!xds) return;
+    const byPrefix = new Map<string, { attempt: number; success: number; rejected: number }>();
+    for (const [typeUrl, t] of Object.entries(xds.types)) {
+      const prefix = XDS_PREFIX[typeUrl.slice(typeUrl.lastIndexOf('.') + 1)];
+      if (!prefix) continue;
+      const acc = byPrefix.get(prefix) ?? { attempt: 0, success: 0, rejected: 0 };
+      acc.attempt += t.updateAttempt;
+      acc.success += t.updateSuccess;
+      acc.rejected += t.updateRejected;
+      byPrefix.set(prefix, acc);
+    }
+    for (const [prefix, v] of byPrefix) {
+      counter(`${prefix}.update_attempt`, v.attempt);
+      counter(`${prefix}.update_success`, v.success);
+      counter(`${prefix}.update_rejected`, v.rejected);
+    }
+  };
+}
+
+/** server.uptime, memory, state and live. */
+export function serverStatsSource(server: { readonly startedAt: number; readonly state: string }): StatsSource {
+  return ({ gauge }) => {
+    const mem = process.memoryUsage();
+    gauge('server.uptime', Math.floor((Date.now() - server.startedAt) / 1000));
+    gauge('server.memory_allocated', mem.heapUsed);
+    gauge('server.memory_heap_size', mem.heapTotal);
+    gauge('server.memory_physical_size', mem.rss);
+    gauge('server.state', SERVER_STATE[server.state] ?? 0);
+    gauge('server.live', server.state === 'LIVE' ? 1 : 0);
+  };
+}
+
+/** The counters HTTP and network filters keep, under Envoy's stat names. */
+export interface FilterStatsReaders {
+  readonly rbac: () => Iterable<RbacStats>;
+  readonly localRateLimit: () => Iterable<LocalRateLimitStats>;
+  readonly fault: FaultStats;
+  /** ext_authz, ratelimit, jwt_authn, cache, TypeScript filters. */
+  readonly gateway: () => Iterable<GatewayCounter>;
+}
+
+export function filterStatsSource(f: FilterStatsReaders): StatsSource {
+  return ({ counter, gauge }) => {
+    for (const r of f.rbac()) {
+      counter(`${r.name}allowed`, r.allowed, undefined, `${r.kind}|${r.name}|allowed`, 'rbac');
+      counter(`${r.name}denied`, r.denied, undefined, `${r.kind}|${r.name}|denied`, 'rbac');
+      counter(`${r.name}shadow_allowed`, r.shadowAllowed, undefined, `${r.kind}|${r.name}|shadow_allowed`, 'rbac');
+      counter(`${r.name}shadow_denied`, r.shadowDenied, undefined, `${r.kind}|${r.name}|shadow_denied`, 'rbac');
+    }
+    for (const l of f.localRateLimit()) {
+      const p = `${l.statPrefix}.http_local_rate_limit.`;
+      counter(`${p}enabled`, l.enabled);
+      counter(`${p}enforced`, l.enforced);
+      counter(`${p}rate_limited`, l.rateLimited, undefined, l.statPrefix, 'local_rate_limited');
+      counter(`${p}ok`, l.ok);
+    }
+    counter('fault.delays_injected', f.fault.delaysInjected);
+    counter('fault.aborts_injected', f.fault.abortsInjected);
+    counter('fault.faults_overflow', f.fault.faultsOverflow);
+    gauge('fault.active_faults', f.fault.activeFaults);
+    for (const g of f.gateway()) counter(g.name, g.value, undefined, g.name, 'gateway_filter');
+  };
+}
+
+/** Protocol detection (meshlet's own; Envoy has no standard name): outcomes and time spent. */
+export function protocolDetectionStatsSource(pd: ProtocolDetectionStats): StatsSource {
+  return ({ counter }) => {
+    for (const [outcome, n] of Object.entries(pd.outcomes))
+      counter(`protocol_detection.${outcome}`, n, undefined, outcome, 'protocol_detection');
+    counter('protocol_detection.duration_ms_count', pd.count);
+    counter('protocol_detection.duration_ms_sum', Math.round(pd.sumMs));
+  };
 }
 
 /** Envoy's server.state gauge values. */

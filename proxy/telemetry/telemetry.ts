@@ -1,5 +1,5 @@
 /**
- * Telemetry for one MeshletServer: metrics (Istio + Envoy-style), access logs and tracing,
+ * Telemetry for one proxy process (one MeshletServer): metrics (Istio + Envoy-style), access logs and tracing,
  * composed once per connection manager / TCP proxy when a listener is built, so the data path
  * gets one pre-built completion callback and (only when tracing is configured) a tracer.
  *
@@ -9,16 +9,18 @@
  *
  * Leans on doing work at build time: reporter side, workload labels, compiled access-log formats
  * and the tracer are resolved per listener; a finished stream runs a few cached lookups.
+ *
+ * Sees the server only through TelemetryHost (what it reads) and EnvoyStats sources (registered by
+ * the composition), so it sits below the server in the layers.
  */
 
 import type { X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import type { AdminServer } from '../admin/admin-server';
 import { json, text } from '../admin/admin-server';
-import type { HcmConfig, ListenerConfig, TcpProxyConfig } from '../config/types';
+import type { HcmConfig, ListenerConfig, NodeInfo, TcpProxyConfig, TracingConfig } from '../config/types';
 import type { DownstreamConnectionInfo } from '../http/codec';
 import type { HttpTracer, StreamCompleteListener, StreamInfo } from '../http/stream-info';
-import type { MeshletServer } from '../server';
 import type { TcpSessionRecord } from '../tcp/tcp-proxy';
 import { AccessLogger, AccessLogSinks } from './access-log';
 import { HttpIstioReporter, type LocalIdentity, reporterFor, TcpIstioReporter, workloadFromNode } from './istio';
@@ -40,6 +42,23 @@ export interface TelemetryOptions {
   readonly traceExportDelayMs?: number;
 }
 
+/** What telemetry reads of the process it reports on. */
+export interface TelemetryHost {
+  /** The bootstrap's node (workload labels, tracing resource). */
+  readonly node: NodeInfo;
+  /** The bootstrap's tracing provider, if any. */
+  readonly tracing?: TracingConfig;
+  /** The current workload certificate (leaf), for the local principal label. */
+  localCertificate(): X509Certificate | undefined;
+  /** A cluster's first host ("host:port"), for tracing collectors named by cluster. */
+  resolveCluster(name: string): string | undefined;
+  /** Readiness for the 15021 port: undefined when ready, else the state to report. */
+  readiness(): string | undefined;
+  /** Embedder hooks called with every finished HTTP stream / TCP session. */
+  readonly onHttpStream?: StreamCompleteListener;
+  readonly onTcpSession?: (rec: TcpSessionRecord) => void;
+}
+
 /** SPIFFE ID in a certificate's URI SAN, or "". */
 function spiffeOf(cert: X509Certificate | undefined): string {
   const san = cert?.subjectAltName ?? '';
@@ -59,30 +78,30 @@ export class Telemetry {
   healthPort = 0;
 
   constructor(
-    private readonly server: MeshletServer,
+    private readonly host: TelemetryHost,
     private readonly opts: TelemetryOptions = {},
   ) {
-    this.stats = new EnvoyStats(server);
+    this.stats = new EnvoyStats();
     this.stats.register(this.metrics);
-    const workload = workloadFromNode(server.bootstrap.node);
+    const workload = workloadFromNode(host.node);
     let cachedFor: unknown;
     let cached = '';
     this.identity = {
       workload,
       localPrincipal: () => {
-        const id = server.certs.identity();
-        if (id !== cachedFor) {
-          cachedFor = id;
-          cached = spiffeOf(id?.chain[0]);
+        const leaf = host.localCertificate();
+        if (leaf !== cachedFor) {
+          cachedFor = leaf;
+          cached = spiffeOf(leaf);
         }
         return cached;
       },
     };
     this.tracing = new TracingService({
-      bootstrapProvider: server.bootstrap.tracing,
-      node: server.bootstrap.node,
+      bootstrapProvider: host.tracing,
+      node: host.node,
       metrics: this.metrics,
-      resolveCluster: (name) => server.clusters.get(name)?.hosts[0]?.key,
+      resolveCluster: (name) => host.resolveCluster(name),
       scheduledDelayMs: opts.traceExportDelayMs,
     });
     this.metrics.gauge(
@@ -107,7 +126,7 @@ export class Telemetry {
     const access = hcm.accessLog.length > 0 ? new AccessLogger(hcm.accessLog, this.accessLogs) : undefined;
     // Spans: CLIENT (egress) on outbound, SERVER (ingress) otherwise, as Envoy.
     const tracer = this.tracing.forHcm(hcm, reporterFor(direction, names, 'destination'));
-    const user = this.server.opts.onHttpStream;
+    const user = this.host.onHttpStream;
     const onStreamComplete = (info: StreamInfo): void => {
       if (info.span !== undefined) info.span.end(info);
       istio.record(info);
@@ -129,7 +148,7 @@ export class Telemetry {
     const istio = new TcpIstioReporter(this.metrics, side, this.identity);
     const logs = [...tcp.accessLog, ...listener.accessLog];
     const access = logs.length > 0 ? new AccessLogger(logs, this.accessLogs) : undefined;
-    const user = this.server.opts.onTcpSession;
+    const user = this.host.onTcpSession;
     return {
       onSessionStart: (info, cluster) => istio.opened(info, cluster),
       onSessionEnd: (rec) => {
@@ -198,8 +217,8 @@ export class Telemetry {
           res.writeHead(404, { 'content-type': 'text/plain' }).end('only /healthz/ready is served here\n');
           return;
         }
-        const ready = this.server.ready;
-        res.writeHead(ready ? 200 : 503, { 'content-type': 'text/plain' }).end(ready ? '' : `${this.server.state}\n`);
+        const notReady = this.host.readiness();
+        res.writeHead(notReady === undefined ? 200 : 503, { 'content-type': 'text/plain' }).end(notReady === undefined ? '' : `${notReady}\n`);
       });
       this.healthPort = await listenOn(this.healthServer, this.opts.healthPort, host);
     }

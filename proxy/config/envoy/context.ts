@@ -7,11 +7,28 @@
  */
 import { readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
-import type { HttpFilterRegistry } from '../../http/filter';
+import type { Reader } from '../../../common/reader';
+
+/**
+ * What the decoders need of an HTTP filter factory: its config decoders. The factories themselves
+ * (proxy/http/filter.ts, registered in proxy/registry.ts) satisfy this; declaring it here keeps the
+ * decoders below the data plane.
+ */
+export interface HttpFilterDecoder {
+  decode(r: Reader): unknown;
+  /** typed_per_filter_config decoder; absent = the filter has no per-route config. */
+  decodePerRoute?(r: Reader): unknown;
+  /** Terminal filters (the router) must be last in http_filters, and only they may be. */
+  readonly terminal?: boolean;
+}
+
+export interface HttpFilterDecoders {
+  get(typeName: string): HttpFilterDecoder | undefined;
+}
 
 export interface DecodeContext {
-  /** HTTP filter factories by typed_config type name; http_filters are decoded through it. */
-  readonly httpFilters: HttpFilterRegistry;
+  /** HTTP filter decoders by typed_config type name; http_filters are decoded through it. */
+  readonly httpFilters: HttpFilterDecoders;
   /** Directory relative `filename` data sources are resolved against (the bootstrap's directory). */
   readonly baseDir?: string;
   /** Reads a file named by the config (control-plane side only). Default: fs.readFileSync. */
