@@ -1,7 +1,8 @@
 /**
- * The explicit registrations of every built-in strategy (style rule 4): HTTP filters and
- * load-balancing policies. Called from the composition root; nothing registers itself on import.
- * Later issues add their filters here (JWT, ext_authz, …).
+ * The explicit registrations of every built-in strategy (style rule 4): HTTP filters, network
+ * filters and load-balancing policies. Called by the composition (server.ts, and the bootstrap
+ * loader in cli/proxy.ts for the decoders); nothing registers itself on import. A new filter or LB
+ * policy is added here (docs/architecture.md).
  */
 import { HttpFilterRegistry } from './http/filter';
 import { bufferFilterFactory, bufferPerRouteFactory } from './http/filters/buffer';
@@ -15,11 +16,20 @@ import { rateLimitFilterFactory } from './http/filters/ratelimit';
 import { rbacFilterFactory, rbacPerRouteFactory } from './http/filters/rbac';
 import { typedStructFilterFactories, typeScriptFilterFactory } from './http/filters/typescript';
 import { routerFilterFactory } from './http/filters/router-factory';
+import {
+  connectionLimitFactory,
+  httpConnectionManagerFactory,
+  networkExtAuthzFactory,
+  networkRbacFactory,
+  tcpProxyFactory,
+} from './listeners/builtin-network-filters';
+import { NetworkFilterRegistry } from './listeners/network-filter';
 import { registerDefaultLbPolicies } from './upstream/lb/index';
 import { LbRegistry } from './upstream/lb/types';
 
 export interface Registries {
   readonly httpFilters: HttpFilterRegistry;
+  readonly networkFilters: NetworkFilterRegistry;
   readonly lbPolicies: LbRegistry;
 }
 
@@ -45,6 +55,12 @@ export function createRegistries(): Registries {
     .register(cacheFilterFactory)
     .register(headerMutationFilterFactory)
     .register(headerMutationPerRouteFactory);
+  const networkFilters = new NetworkFilterRegistry()
+    .register(httpConnectionManagerFactory)
+    .register(tcpProxyFactory)
+    .register(networkRbacFactory)
+    .register(connectionLimitFactory)
+    .register(networkExtAuthzFactory);
   const lbPolicies = registerDefaultLbPolicies(new LbRegistry());
-  return { httpFilters, lbPolicies };
+  return { httpFilters, networkFilters, lbPolicies };
 }

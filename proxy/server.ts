@@ -18,24 +18,20 @@ import type {
   ClusterConfig,
   FilterChainConfig,
   ListenerConfig,
-  NetworkExtAuthzConfig,
   RouteConfiguration,
 } from './config/types';
 import type { DynamicConfig, XdsClientFactory } from './dynamic/xds-config';
 import { H1ConnectionPool } from './http/h1/pool';
 import { H2ConnectionPool } from './http/h2/client-pool';
-import { HttpConnectionManager } from './http/connection-manager';
 import { faultStats } from './http/filters/fault';
 import { gatewayFilterCounters } from './http/filters/gateway-stats';
 import { allLocalRateLimitStats } from './http/filters/local-ratelimit';
 import type { StreamInfo } from './http/stream-info';
-import type { BuiltChain, NetworkFilter, OriginalDstResolver } from './listeners/listener';
-import { NetworkExtAuthzHandler } from './listeners/network-ext-authz';
+import type { BuiltChain, OriginalDstResolver } from './listeners/listener';
 import { ListenerManager } from './listeners/listener-manager';
-import { NetworkRbacFilter } from './listeners/network-rbac';
-import type { ConnectionHandler } from './listeners/types';
+import { buildNetworkFilters } from './listeners/network-filter';
 import { createRegistries, type Registries } from './registry';
-import { TcpProxy, type TcpSessionRecord } from './tcp/tcp-proxy';
+import type { TcpSessionRecord } from './tcp/tcp-proxy';
 import { logger } from '../common/logger';
 import {
   clusterStatsSource,
@@ -87,22 +83,6 @@ export interface MeshletServerOptions {
    * through node:cluster's shared listening sockets.
    */
   readonly adminExclusive?: boolean;
-}
-
-/** A connection limit network filter (envoy.filters.network.connection_limit). */
-class ConnectionLimitFilter implements NetworkFilter {
-  private active = 0;
-  denied = 0;
-  constructor(private readonly max: number) {}
-  onNewConnection(socket: import('node:net').Socket): boolean {
-    if (this.active >= this.max) {
-      this.denied++;
-      return false;
-    }
-    this.active++;
-    socket.once('close', () => this.active--);
-    return true;
-  }
 }
 
 export class MeshletServer {
@@ -188,45 +168,17 @@ export class MeshletServer {
     return tlsCfg ? new TlsTransportSocketFactory(tcp, tlsCfg, this.tls) : tcp;
   }
 
-  /** Build what runs on connections matched to one filter chain. */
+  /** Build what runs on connections matched to one filter chain (each filter through its factory). */
   private buildChain(chain: FilterChainConfig, listener: ListenerConfig): BuiltChain {
-    const filters: NetworkFilter[] = [];
-    let handler: ConnectionHandler | undefined;
-    let extAuthz: NetworkExtAuthzConfig | undefined;
-    for (const f of chain.filters) {
-      switch (f.kind) {
-        case 'connection_limit':
-          filters.push(new ConnectionLimitFilter(f.maxConnections));
-          break;
-        case 'http_connection_manager': {
-          const src = f.hcm.routeSource;
-          const routes =
-            src.kind === 'static' ? constant(src.config) : () => this.routeTables.get(src.routeConfigName);
-          const t = this.telemetry.forHcm(f.hcm, listener);
-          handler = new HttpConnectionManager({
-            config: f.hcm,
-            routes,
-            filters: this.registries.httpFilters,
-            clusters: this.clusters,
-            onStreamComplete: t.onStreamComplete,
-            ...(t.tracer ? { tracer: t.tracer } : {}),
-          });
-          break;
-        }
-        case 'tcp_proxy':
-          handler = new TcpProxy(f.tcp, { clusters: this.clusters, ...this.telemetry.forTcp(f.tcp, listener) });
-          break;
-        case 'rbac':
-          filters.push(new NetworkRbacFilter(f.rbac, f.name));
-          break;
-        case 'ext_authz':
-          extAuthz = f.extAuthz;
-          break;
-      }
-    }
+    const { filters, handler } = buildNetworkFilters(this.registries.networkFilters, chain.filters, {
+      listener,
+      clusters: this.clusters,
+      httpFilters: this.registries.httpFilters,
+      routeTable: (name) => this.routeTables.get(name),
+      forHcm: (hcm, l) => this.telemetry.forHcm(hcm, l),
+      forTcp: (tcp, l) => this.telemetry.forTcp(tcp, l),
+    });
     if (!handler) throw new Error(`filter chain "${chain.name}" has no terminal filter`);
-    // Network ext_authz is asynchronous: it holds each connection in front of the terminal filter.
-    if (extAuthz) handler = new NetworkExtAuthzHandler(extAuthz, handler, this.clusters);
     const ts = chain.transportSocket;
     return {
       config: chain,
@@ -328,6 +280,3 @@ export class MeshletServer {
   }
 }
 
-function constant<T>(v: T): () => T {
-  return () => v;
-}
