@@ -5,7 +5,12 @@
  *
  * It owns lifecycle: start in dependency order (secrets → clusters → listeners → admin), and a
  * graceful shutdown that stops accepting, lets in-flight requests finish within a bound, then
- * closes everything. It is also the seam the xDS client feeds dynamic resources into.
+ * closes everything.
+ *
+ * It is the composition (the top of the layers in docs/architecture.md): the parts below never
+ * import it. Each sees only the seam it declares — telemetry a TelemetryHost and registered stats
+ * sources, the xDS side XdsConfigTargets (dynamic/config-targets.ts), admin an AdminTarget,
+ * network filters a NetworkFilterContext — and the strategies come from proxy/registry.ts.
  */
 import { CsrCertificateProvider, csrProviderConfigFromMetadata } from '../certs/csr-provider';
 import { CertStore } from '../certs/store';

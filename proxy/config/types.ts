@@ -58,7 +58,10 @@ export interface Bootstrap {
   };
   readonly dynamicResources?: DynamicResources;
   readonly tracing?: TracingConfig;
-  /** Envoy's `--concurrency`, also settable in the bootstrap as meshlet's extension. */
+  /**
+   * stats_flush_interval. Read and kept for config_dump; it changes nothing, because meshlet has no
+   * stats sinks to flush to: stats are computed when /stats or /stats/prometheus is scraped.
+   */
   readonly statsFlushIntervalMs?: number;
 }
 

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ResponseSink } from '../../proxy/http/codec';
 import { H1ConnectionPool, type H1PoolCluster } from '../../proxy/http/h1/pool';
-import { loopbackHost, poolCluster, poolRequest, resources } from '../../proxy/http/h1/test-support';
+import { loopbackHost, poolCluster, poolRequest, resources } from '../support/h1-harness';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {

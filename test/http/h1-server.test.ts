@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { CodecErrorReport, DownstreamConnectionInfo } from '../../proxy/http/codec';
 import { H1ConnectionPool } from '../../proxy/http/h1/pool';
 import { H1ServerCodec, type H1ServerCodecOptions } from '../../proxy/http/h1/server-codec';
-import { ForwardingCallbacks, loopbackHost, poolCluster } from '../../proxy/http/h1/test-support';
+import { ForwardingCallbacks, loopbackHost, poolCluster } from '../support/h1-harness';
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {

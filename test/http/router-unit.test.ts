@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { RedirectAction, WeightedCluster } from '../../proxy/config/types';
 import type { RequestHead } from '../../proxy/http/codec';
-import { CountingResource } from '../../proxy/http/h1/test-support';
+import { CountingResource } from '../support/h1-harness';
 import { routeTable } from '../../proxy/http/route-matcher';
 import {
   computeHash,

@@ -4,12 +4,12 @@
  * wires a downstream H1ServerCodec stream to an upstream ConnectionPool the way the router does
  * (without routing, retries or filters).
  *
- * Not used by the proxy itself; the production transport lives in proxy/upstream.
+ * Test support only (kept out of dist/); the production transport lives in proxy/upstream.
  */
 import net from 'node:net';
-import type { Address } from '../../config/types';
-import { Host } from '../../upstream/host';
-import { type ClusterResources, ClusterStats, type Resource, type TransportSocketFactory } from '../../upstream/types';
+import type { Address } from '../../proxy/config/types';
+import { Host } from '../../proxy/upstream/host';
+import { type ClusterResources, ClusterStats, type Resource, type TransportSocketFactory } from '../../proxy/upstream/types';
 import type {
   ConnectionPool,
   HeaderList,
@@ -23,8 +23,8 @@ import type {
   ResponseSink,
   ServerCodecCallbacks,
   UpstreamInfo,
-} from '../codec';
-import type { H1PoolCluster } from './pool';
+} from '../../proxy/http/codec';
+import type { H1PoolCluster } from '../../proxy/http/h1/pool';
 
 export class CountingResource implements Resource {
   count = 0;
