@@ -393,22 +393,31 @@ export interface DirectResponseAction {
   readonly body?: Buffer;
 }
 
+/**
+ * Every retry_on condition meshlet implements, in Envoy's documentation order: the one list the
+ * route decoder accepts and the router's x-envoy-retry-on parser and RetryState
+ * (proxy/http/router/retry-state.ts) understand.
+ */
+export const RETRY_ON = [
+  '5xx',
+  'gateway-error',
+  'reset',
+  'connect-failure',
+  'retriable-4xx',
+  'refused-stream',
+  'retriable-status-codes',
+  'retriable-headers',
+  'cancelled',
+  'deadline-exceeded',
+  'internal',
+  'resource-exhausted',
+  'unavailable',
+  'http3-post-connect-failure',
+] as const;
 /** Conditions of retry_on, as parsed flags. */
-export type RetryOn =
-  | '5xx'
-  | 'gateway-error'
-  | 'reset'
-  | 'connect-failure'
-  | 'retriable-4xx'
-  | 'refused-stream'
-  | 'retriable-status-codes'
-  | 'retriable-headers'
-  | 'cancelled'
-  | 'deadline-exceeded'
-  | 'internal'
-  | 'resource-exhausted'
-  | 'unavailable'
-  | 'http3-post-connect-failure';
+export type RetryOn = (typeof RETRY_ON)[number];
+/** Valid in Envoy, not implemented by meshlet: accepted with a warning. */
+export const RETRY_ON_UNSUPPORTED: readonly string[] = ['reset-before-request', 'envoy-ratelimited'];
 
 export interface RetryPolicy {
   readonly retryOn: ReadonlySet<RetryOn>;

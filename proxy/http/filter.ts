@@ -1,19 +1,30 @@
 /**
  * HTTP filter interface and registry (style rule 4). Envoy's model: decoder filters see the
  * request in `http_filters` order, encoder filters see the response in reverse order, and the
- * terminal router filter forwards upstream. A filter returns Continue to pass the event on, or
+ * terminal filter (the router, proxy/http/router/router-filter.ts) answers the request — an
+ * ordinary registered filter with a wider callback interface (TerminalFilterCallbacks). A filter returns Continue to pass the event on, or
  * StopIteration to hold it until it calls `callbacks.continueDecoding()` / `continueEncoding()`
  * (for example after an async check). `sendLocalReply` ends the stream with a local response.
  *
- * Cost contract: a stream whose chain holds only the router creates no filter objects at all;
- * factories are called once per stream for the other filters.
+ * Cost contract: factories are called once per stream; a chain holding only the router creates
+ * one object per stream (the router) and nothing else.
  */
-import type { ResponseFlag } from '../../common/errors';
+import type { Duplex } from 'node:stream';
 import type { Reader } from '../../common/reader';
-import type { Route } from '../config/types';
+import type { HcmConfig, Route, RouteConfiguration } from '../config/types';
+import type { ResponseFlag } from '../../common/errors';
 import type { ClusterLookup } from '../upstream/types';
-import type { DownstreamConnectionInfo, HeaderList, RequestHead, ResponseHead } from './codec';
+import type {
+  DownstreamConnectionInfo,
+  HeaderList,
+  HttpProtocol,
+  RequestHead,
+  ResetReason,
+  ResponseHead,
+} from './codec';
 import type { HeaderFormatContext } from './headers';
+import type { CompiledRoute } from './route-matcher';
+import type { StreamInfo } from './stream-info';
 
 /**
  * Continue passes the event on; StopIteration holds it (and every later event) until the filter
@@ -25,15 +36,18 @@ import type { HeaderFormatContext } from './headers';
 export const FilterStatus = { Continue: 0, StopIteration: 1, StopIterationAndBuffer: 2 } as const;
 export type FilterStatus = (typeof FilterStatus)[keyof typeof FilterStatus];
 
-/** What the connection manager gives a filter for one stream. */
+/**
+ * What the filter manager gives a filter for one stream. Every member is always present (since the
+ * split of the connection manager, the members that used to be optional are required).
+ */
 export interface HttpFilterCallbacks {
   readonly connection: DownstreamConnectionInfo;
   /**
    * The trusted client address for this request (Envoy's downstream remote address after
-   * use_remote_address / x-forwarded-for / xff_num_trusted_hops); "" when unknown. Optional
-   * (additive): filters fall back to `connection.remoteAddress`. RBAC's remote_ip uses it.
+   * use_remote_address / x-forwarded-for / xff_num_trusted_hops); "" when unknown, in which case
+   * filters fall back to `connection.remoteAddress`. RBAC's remote_ip uses it.
    */
-  readonly trustedRemoteAddress?: string;
+  readonly trustedRemoteAddress: string;
   /** The route selected for the current request headers (undefined = no route matched). */
   route(): Route | undefined;
   /** Re-run route selection after the filter changed headers that matching depends on. */
@@ -44,29 +58,59 @@ export interface HttpFilterCallbacks {
   continueEncoding(): void;
   /** End the stream with a local response; `flag` feeds access logs and metrics. */
   sendLocalReply(status: number, body: string, headers?: HeaderList, flag?: ResponseFlag, details?: string): void;
+  /**
+   * Answer the stream with a complete response built by the filter (a cache hit, a validated
+   * cached entry, a direct response) instead of Envoy's text/plain local reply. Headers are used
+   * as given; the remaining decoder filters are skipped.
+   */
+  sendResponse(head: ResponseHead, body: Buffer | undefined, details?: string): void;
   setResponseFlag(flag: ResponseFlag): void;
   /**
-   * Envoy's setDecoderBufferLimit, for a filter that stopped at decodeHeaders to buffer the body
-   * (additive, optional): the connection manager holds the request body up to `bytes` instead of
-   * pausing the socket at its watermark, answers 413 beyond it, and continues the chain itself
-   * once the request is complete.
+   * Envoy's setDecoderBufferLimit, for a filter that stopped at decodeHeaders to buffer the body:
+   * the filter manager holds the request body up to `bytes` instead of pausing the socket at its
+   * watermark, answers 413 beyond it, and continues the chain itself once the request is complete.
    */
-  setDecoderBufferLimit?(bytes: number): void;
+  setDecoderBufferLimit(bytes: number): void;
   /** Free-form, bounded-size facts for access logs (filter_state / dynamic metadata). */
   setMetadata(key: string, value: string): void;
-  /**
-   * Optional (additive): the clusters of this proxy, for filters that call a service through a
-   * cluster (ext_authz, rate limit service, remote JWKS).
-   */
-  readonly clusters?: ClusterLookup;
-  /** Optional (additive): what `%FORMAT%` operators resolve against for this stream. */
-  readonly formatContext?: HeaderFormatContext;
-  /**
-   * Optional (additive): answer the stream with a complete response built by the filter (a cache
-   * hit, a validated cached entry) instead of Envoy's text/plain local reply. Headers are used as
-   * given; the remaining decoder filters and the router are skipped.
-   */
-  sendResponse?(head: ResponseHead, body: Buffer | undefined, details?: string): void;
+  /** The clusters of this proxy, for filters that call a service through a cluster (ext_authz, JWKS). */
+  readonly clusters: ClusterLookup;
+  /** What `%FORMAT%` operators resolve against for this stream. */
+  readonly formatContext: HeaderFormatContext;
+}
+
+/**
+ * What the terminal filter (the router) gets on top of HttpFilterCallbacks — the parts of Envoy's
+ * StreamDecoderFilterCallbacks a filter needs to answer the request itself: the stream's info,
+ * the resolved route entry, the encoder path (through every encoder filter), resets, request
+ * read-disable and the byte tunnel of an accepted upgrade.
+ */
+export interface TerminalFilterCallbacks extends HttpFilterCallbacks {
+  readonly streamInfo: StreamInfo;
+  readonly hcm: HcmConfig;
+  readonly downstreamProtocol: HttpProtocol;
+  /** Whether the request came from a trusted (internal) client (x-envoy-* controls apply). */
+  readonly internal: boolean;
+  /** The response entered the encoder filters: a local reply is no longer possible. */
+  readonly responseStarted: boolean;
+  /** The matched route with its virtual host (undefined = no route). */
+  routeEntry(): CompiledRoute | undefined;
+  /** The route configuration the route came from (fixed when the request arrived). */
+  routeConfig(): RouteConfiguration | undefined;
+  encodeHeaders(head: ResponseHead, endStream: boolean): void;
+  /** Returns false when the downstream is above its high watermark (onDownstreamWritable follows). */
+  encodeData(chunk: Buffer, endStream: boolean): boolean;
+  encodeTrailers(trailers: HeaderList): void;
+  /** Reset the downstream stream (headers already sent, or the upstream reset mid-response). */
+  resetStream(reason: ResetReason): void;
+  /** Read-disable the request while the upstream is not ready or above its watermark. */
+  setRequestPaused(paused: boolean): void;
+  /** After an accepted upgrade (101) or CONNECT (2xx): the downstream byte stream. */
+  takeDownstreamTunnel(): Duplex;
+  /** The tunnel of an accepted upgrade ended: complete the stream. */
+  onTunnelDone(bytesUp: number, bytesDown: number): void;
+  /** Randomness for weighted clusters and retry jitter (the connection manager's; tests pin it). */
+  readonly random: () => number;
 }
 
 export interface HttpFilter {
@@ -80,27 +124,48 @@ export interface HttpFilter {
   onDestroy?(): void;
 }
 
-export interface HttpFilterFactory<C = unknown> {
+/** The terminal filter: a decoder that answers the request and follows downstream flow control. */
+export interface TerminalHttpFilter extends HttpFilter {
+  decodeHeaders(head: RequestHead, endStream: boolean): FilterStatus;
+  decodeData(chunk: Buffer, endStream: boolean): FilterStatus;
+  decodeTrailers(trailers: HeaderList): FilterStatus;
+  /** The downstream drained below its watermark after encodeData returned false. */
+  onDownstreamWritable(): void;
+  onDestroy(): void;
+}
+
+interface FactoryBase<C> {
   /** Fully-qualified proto type name of the filter's typed_config. */
   readonly typeName: string;
   /** Validate typed_config (proto3 JSON form) into a frozen config; report problems on the reader. */
   decode(r: Reader): C;
   /** Validate a typed_per_filter_config entry for this filter. */
   decodePerRoute?(r: Reader): unknown;
-  /** Terminal filter (the router): must be last in the chain, and only it. */
-  readonly terminal?: boolean;
-  /** One filter instance per stream. Not called for the terminal router. */
+}
+
+export interface HttpFilterFactory<C = unknown> extends FactoryBase<C> {
+  readonly terminal?: false;
+  /** One filter instance per stream. */
   create(config: C, callbacks: HttpFilterCallbacks): HttpFilter;
 }
 
+/** A terminal filter (the router): must be last in the chain, and only it. */
+export interface TerminalHttpFilterFactory<C = unknown> extends FactoryBase<C> {
+  readonly terminal: true;
+  /** One instance per stream; `config` is undefined when the chain was built without decoding. */
+  create(config: C | undefined, callbacks: TerminalFilterCallbacks): TerminalHttpFilter;
+}
+
+export type AnyHttpFilterFactory = HttpFilterFactory | TerminalHttpFilterFactory;
+
 /** Explicit registry filled from the composition root. */
 export class HttpFilterRegistry {
-  private readonly byType = new Map<string, HttpFilterFactory>();
-  register<C>(factory: HttpFilterFactory<C>): this {
-    this.byType.set(factory.typeName, factory as HttpFilterFactory);
+  private readonly byType = new Map<string, AnyHttpFilterFactory>();
+  register<C>(factory: HttpFilterFactory<C> | TerminalHttpFilterFactory<C>): this {
+    this.byType.set(factory.typeName, factory as AnyHttpFilterFactory);
     return this;
   }
-  get(typeName: string): HttpFilterFactory | undefined {
+  get(typeName: string): AnyHttpFilterFactory | undefined {
     return this.byType.get(typeName);
   }
   types(): string[] {

@@ -8,15 +8,16 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Issues, Reader } from '../../common/reader';
 import type { HttpFilterConfig } from '../../proxy/config/types';
 import { ConfigError } from '../../common/errors';
-import { resolveFilterChain } from '../../proxy/http/connection-manager';
+import { resolveFilterChain } from '../../proxy/http/filter-manager';
 import {
   FilterStatus,
   type HttpFilter,
   type HttpFilterCallbacks,
   type HttpFilterFactory,
   HttpFilterRegistry,
+  type TerminalHttpFilterFactory,
 } from '../../proxy/http/filter';
-import { ROUTER_TYPE_NAME, routerFilterFactory } from '../../proxy/http/filters/router-factory';
+import { ROUTER_TYPE_NAME, type RouterConfig, routerFilterFactory } from '../../proxy/http/filters/router-factory';
 import { getHeader, setHeader } from '../../proxy/http/headers';
 import { closeAll, startHttpEcho } from '../support/upstreams';
 import {
@@ -164,14 +165,14 @@ function filter(
 const ROUTER = filter('envoy.filters.http.router', ROUTER_TYPE_NAME);
 
 describe('filter chain in the connection manager', () => {
-  it('creates no filter objects for a router-only chain (cost contract)', async () => {
+  it('creates one object per stream, the router, for a router-only chain (cost contract)', async () => {
     const up = await startHttpEcho('a');
     let created = 0;
-    const countingRouter: HttpFilterFactory = {
+    const countingRouter: TerminalHttpFilterFactory<RouterConfig> = {
       ...routerFilterFactory,
-      create: () => {
+      create: (config, callbacks) => {
         created++;
-        return {};
+        return routerFilterFactory.create(config, callbacks);
       },
     };
     const proxy = await startProxy({
@@ -180,7 +181,7 @@ describe('filter chain in the connection manager', () => {
       registry: new HttpFilterRegistry().register(countingRouter),
     });
     for (let i = 0; i < 3; i++) expect((await call(proxy.port, '/')).status).toBe(200);
-    expect(created).toBe(0);
+    expect(created).toBe(3);
   });
 
   it('runs decoders in order and encoders in reverse, with per-route config', async () => {
@@ -309,9 +310,9 @@ describe('filter chain resolution', () => {
     expect(cfg.suppressEnvoyHeaders).toBe(true);
     expect(cfg.startChildSpan).toBe(true);
     expect(cfg.dynamicStats).toBe(true);
-    const { chain, router } = resolveFilterChain(hcmConfig({ httpFilters: [{ ...ROUTER, config: cfg }] }), registry());
-    expect(chain).toHaveLength(0);
-    expect(router.suppressEnvoyHeaders).toBe(true);
+    const { filters, terminal } = resolveFilterChain(hcmConfig({ httpFilters: [{ ...ROUTER, config: cfg }] }), registry());
+    expect(filters).toHaveLength(0);
+    expect((terminal.config as RouterConfig).suppressEnvoyHeaders).toBe(true);
   });
 
   it('warns about unknown router fields', () => {
@@ -328,12 +329,12 @@ describe('filter chain resolution', () => {
       hcmConfig({ httpFilters: [filter('x', 'nope.Filter', undefined, { isOptional: true }), ROUTER] }),
       registry(),
     );
-    expect(ok.chain).toHaveLength(0);
+    expect(ok.filters).toHaveLength(0);
     const disabled = resolveFilterChain(
       hcmConfig({ httpFilters: [filter('t', 'test.Tag', { name: 't' }, { disabled: true }), ROUTER] }),
       registry(),
     );
-    expect(disabled.chain).toHaveLength(0);
+    expect(disabled.filters).toHaveLength(0);
     expect(() =>
       resolveFilterChain(hcmConfig({ httpFilters: [ROUTER, filter('t', 'test.Tag', { name: 't' })] }), registry()),
     ).toThrow(/router must be the last/);

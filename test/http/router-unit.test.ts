@@ -12,12 +12,10 @@ import {
   hashString,
   pickWeighted,
   prefixRewritePath,
-  RetryDecision,
-  RetryState,
   redirectLocation,
   regexRewritePath,
-  retryPolicyFromHeaders,
-} from '../../proxy/http/router';
+} from '../../proxy/http/router/request-shaping';
+import { RetryDecision, RetryState, retryPolicyFromHeaders } from '../../proxy/http/router/retry-state';
 import { ClusterStats, type UpstreamCluster } from '../../proxy/upstream/types';
 import { action, prefix, retryPolicy, route, routeConfig, vhost } from './hcm-support';
 

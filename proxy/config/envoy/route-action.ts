@@ -7,17 +7,19 @@
  * host_selection_retry_max_attempts 1, redirect 301, direct response bodies ≤ 4 KiB.
  */
 import type { Reader } from '../../../common/reader';
-import type {
-  DirectResponseAction,
-  HashPolicy,
-  HeaderMatcher,
-  RateLimitAction,
-  RateLimitPolicy,
-  RedirectAction,
-  RetryOn,
-  RetryPolicy,
-  RouteAction,
-  WeightedCluster,
+import {
+  type DirectResponseAction,
+  type HashPolicy,
+  type HeaderMatcher,
+  type RateLimitAction,
+  type RateLimitPolicy,
+  type RedirectAction,
+  RETRY_ON,
+  RETRY_ON_UNSUPPORTED,
+  type RetryOn,
+  type RetryPolicy,
+  type RouteAction,
+  type WeightedCluster,
 } from '../types';
 import { checkClusterRef, type DecodeContext, readConfigFile } from './context';
 import { dataSourceBytes, decodeDataSource, dur, enumNamed } from './core';
@@ -25,24 +27,6 @@ import { decodeHeaderMutations } from './headers';
 import { decodeHeaderMatcher, decodeRegexMatcher, headerName } from './matchers';
 import { decodeTypedPerFilterConfig } from './per-filter';
 
-const RETRY_ON: readonly RetryOn[] = [
-  '5xx',
-  'gateway-error',
-  'reset',
-  'connect-failure',
-  'retriable-4xx',
-  'refused-stream',
-  'retriable-status-codes',
-  'retriable-headers',
-  'cancelled',
-  'deadline-exceeded',
-  'internal',
-  'resource-exhausted',
-  'unavailable',
-  'http3-post-connect-failure',
-];
-/** Valid in Envoy, not implemented by meshlet: accepted with a warning. */
-const RETRY_ON_UNSUPPORTED = ['reset-before-request', 'envoy-ratelimited'];
 const PREVIOUS_HOSTS_NAME = 'envoy.retry_host_predicates.previous_hosts';
 const PREVIOUS_HOSTS_TYPE = 'envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate';
 const UINT32_MAX = 0xffffffff;

@@ -1,0 +1,716 @@
+/**
+ * The filter manager of one stream (Envoy's FilterManager): decoder filters in `http_filters`
+ * order ending in the terminal filter (the router), encoder filters in reverse, StopIteration
+ * holds and their replay, StopIterationAndBuffer, the decoder buffer limit, the reasons reading
+ * is paused, and local replies (built by local-reply.ts) sent through the encoder filters.
+ *
+ * It knows its stream only through FilterManagerCallbacks (implemented by the connection
+ * manager's ActiveStream): route cache, codec writes, timers and completion stay there. The
+ * filter manager is itself the callbacks object every filter of the stream gets (the filter
+ * being called is tracked by index, so there is no wrapper object per filter).
+ */
+import type { Duplex } from 'node:stream';
+import type { HcmConfig, Route, RouteConfiguration } from '../config/types';
+import { ConfigError, type FieldIssue, type ResponseFlag } from '../../common/errors';
+import type { ClusterLookup } from '../upstream/types';
+import type {
+  DownstreamConnectionInfo,
+  HeaderList,
+  HttpProtocol,
+  RequestHead,
+  ResetReason,
+  ResponseHead,
+} from './codec';
+import {
+  type AnyHttpFilterFactory,
+  FilterStatus,
+  type HttpFilter,
+  type HttpFilterFactory,
+  type HttpFilterRegistry,
+  type TerminalFilterCallbacks,
+  type TerminalHttpFilter,
+  type TerminalHttpFilterFactory,
+} from './filter';
+import type { HeaderFormatContext } from './headers';
+import { buildLocalReply } from './local-reply';
+import type { CompiledRoute } from './route-matcher';
+import type { StreamInfo } from './stream-info';
+
+/** What the filter manager needs from its stream (Envoy's FilterManagerCallbacks). */
+export interface FilterManagerCallbacks {
+  readonly info: StreamInfo;
+  readonly connection: DownstreamConnectionInfo;
+  readonly hcm: HcmConfig;
+  readonly downstreamProtocol: HttpProtocol;
+  readonly internal: boolean;
+  readonly trustedRemoteAddress: string;
+  readonly clusters: ClusterLookup;
+  readonly formatContext: HeaderFormatContext;
+  readonly random: () => number;
+  /** The request head (undefined before headers arrived). */
+  readonly request: RequestHead | undefined;
+  /** The cached route for the current headers (resolved on first use). */
+  resolveRoute(): CompiledRoute | undefined;
+  routeConfig(): RouteConfiguration | undefined;
+  clearRouteCache(): void;
+  /** The response entered the encoder filters (timers react). */
+  onResponseStarted(): void;
+  /** Response activity: the stream idle timer restarts. */
+  refreshIdleTimer(): void;
+  /** Write to the codec (after the last encoder filter). */
+  writeHeaders(head: ResponseHead, endStream: boolean): void;
+  writeData(chunk: Buffer, endStream: boolean): boolean;
+  writeTrailers(trailers: HeaderList): void;
+  /** Read-disable the request (true) or read again (false). */
+  setReadDisabled(disabled: boolean): void;
+  resetStream(reason: ResetReason): void;
+  takeDownstreamTunnel(): Duplex;
+  onTunnelDone(bytesUp: number, bytesDown: number): void;
+  /** A filter threw from a continue call: answer 500 or reset. */
+  onFilterError(err: unknown): void;
+}
+
+/** One resolved filter of the chain. */
+export interface ChainEntry {
+  readonly name: string;
+  readonly factory: HttpFilterFactory;
+  readonly config: unknown;
+}
+
+/** The terminal filter closing the chain. */
+export interface TerminalChainEntry {
+  readonly name: string;
+  readonly factory: TerminalHttpFilterFactory;
+  readonly config: unknown;
+}
+
+/** http_filters resolved against the registry, once per connection manager. */
+export interface ResolvedChain {
+  readonly filters: readonly ChainEntry[];
+  readonly terminal: TerminalChainEntry;
+}
+
+/** Resolve http_filters against the registry: non-terminal filters in order, then the terminal one. */
+export function resolveFilterChain(cfg: HcmConfig, registry: HttpFilterRegistry): ResolvedChain {
+  const filters: ChainEntry[] = [];
+  const issues: FieldIssue[] = [];
+  let terminal: TerminalChainEntry | undefined;
+  cfg.httpFilters.forEach((f, i) => {
+    if (f.disabled) return;
+    const factory: AnyHttpFilterFactory | undefined = registry.get(f.typeName);
+    if (!factory) {
+      if (!f.isOptional)
+        issues.push({ path: `http_filters[${i}]`, message: `filter type ${f.typeName} is not supported by meshlet` });
+      return;
+    }
+    if (factory.terminal === true) {
+      if (i !== cfg.httpFilters.length - 1)
+        issues.push({ path: `http_filters[${i}]`, message: 'the router must be the last filter' });
+      terminal = { name: f.name, factory, config: f.config };
+      return;
+    }
+    filters.push({ name: f.name, factory, config: f.config });
+  });
+  if (!terminal) issues.push({ path: 'http_filters', message: 'the chain must end with envoy.filters.http.router' });
+  if (issues.length > 0) throw new ConfigError(`http_connection_manager ${cfg.statPrefix}`, issues);
+  return { filters, terminal: terminal! };
+}
+
+const NO_FILTERS: readonly HttpFilter[] = [];
+/** Request bytes queued behind a stopped decoder filter before reading is paused. */
+const HOLD_LIMIT_BYTES = 64 * 1024;
+/** Body bytes one filter may keep with StopIterationAndBuffer (Envoy's default buffer limit). */
+export const FILTER_BUFFER_LIMIT_BYTES = 1024 * 1024;
+const PAUSE_TERMINAL = 1;
+const PAUSE_FILTER_HOLD = 2;
+const EVENT_DATA = 0;
+const EVENT_TRAILERS = 1;
+const EVENT_HEADERS = 2;
+/** decodeStoppedKind when a filter stopped at decodeHeaders. */
+const STOPPED_AT_HEADERS = -2;
+
+/** A response event held while an encoder filter has stopped iteration. */
+interface HeldEncode {
+  readonly kind: typeof EVENT_DATA | typeof EVENT_TRAILERS | typeof EVENT_HEADERS;
+  readonly head: ResponseHead | undefined;
+  readonly chunk: Buffer | undefined;
+  readonly trailers: HeaderList | undefined;
+  readonly endStream: boolean;
+  /** Replay from this filter (default: the first encoder filter). */
+  readonly from?: number;
+}
+
+/** A decode event held while a filter has stopped iteration. */
+interface HeldEvent {
+  readonly kind: typeof EVENT_DATA | typeof EVENT_TRAILERS;
+  readonly chunk: Buffer | undefined;
+  readonly endStream: boolean;
+  readonly trailers: HeaderList | undefined;
+  /** Replay from this filter (default 0). */
+  readonly from?: number;
+}
+
+// ───── StopIterationAndBuffer bookkeeping: slots exist only once a filter of the stream buffers ─────
+
+/**
+ * After filter `i` handled `chunk`: when it buffers, keep the chunk and return undefined; when it
+ * continues, return the chunk to pass on — prefixed with what it buffered before, if anything.
+ */
+function takeBuffered(slots: (Buffer[] | undefined)[], i: number, chunk: Buffer, buffer: boolean): Buffer | undefined {
+  const kept = slots[i];
+  if (buffer) {
+    if (kept === undefined) slots[i] = [chunk];
+    else kept.push(chunk);
+    return undefined;
+  }
+  if (kept === undefined) return chunk;
+  slots[i] = undefined;
+  kept.push(chunk);
+  return Buffer.concat(kept);
+}
+
+function bufferedBytes(slots: (Buffer[] | undefined)[], i: number): number {
+  const kept = slots[i];
+  if (kept === undefined) return 0;
+  let n = 0;
+  for (const b of kept) n += b.length;
+  return n;
+}
+
+function concatBuffered(slots: (Buffer[] | undefined)[], i: number): Buffer {
+  const kept = slots[i] ?? [];
+  slots[i] = undefined;
+  return kept.length === 1 ? kept[0]! : Buffer.concat(kept);
+}
+
+export class FilterManager implements TerminalFilterCallbacks {
+  private filters: readonly HttpFilter[] = NO_FILTERS;
+  private terminal: TerminalHttpFilter | undefined;
+  /** The response entered the encoder chain (the terminal filter may no longer reply locally). */
+  private started = false;
+  /** Response headers were handed to the codec. */
+  private headersWritten = false;
+  private destroyed = false;
+  private localReplied = false;
+  private decodeStoppedAt = -1;
+  private decodeStoppedKind = -1;
+  private held: HeldEvent[] | undefined;
+  private heldBytes = 0;
+  private heldEncodeBytes = 0;
+  /** Why reading the request is paused (bit set of PAUSE_*). */
+  private pauseReasons = 0;
+  /** Index of the filter that asked to buffer the request body (setDecoderBufferLimit), or -1. */
+  private bufferingFilter = -1;
+  private decoderBufferLimit = 0;
+  private heldHeadersEnd = false;
+  private encodeStoppedAt = -1;
+  private encodeStoppedEvent: HeldEncode | undefined;
+  private heldEncode: HeldEncode[] | undefined;
+  /** Index of the filter being called (perRouteConfig of that filter); filters.length = terminal. */
+  private current = -1;
+  /** Chunks kept by filters that returned StopIterationAndBuffer, by filter index (rare). */
+  private decodeBuffered: (Buffer[] | undefined)[] | undefined;
+  private encodeBuffered: (Buffer[] | undefined)[] | undefined;
+
+  constructor(
+    private readonly cb: FilterManagerCallbacks,
+    private readonly chain: ResolvedChain,
+  ) {}
+
+  // ─────────────── callbacks given to filters (delegated to the stream) ───────────────
+
+  get connection(): DownstreamConnectionInfo {
+    return this.cb.connection;
+  }
+  get trustedRemoteAddress(): string {
+    return this.cb.trustedRemoteAddress;
+  }
+  get clusters(): ClusterLookup {
+    return this.cb.clusters;
+  }
+  get formatContext(): HeaderFormatContext {
+    return this.cb.formatContext;
+  }
+  get streamInfo(): StreamInfo {
+    return this.cb.info;
+  }
+  get hcm(): HcmConfig {
+    return this.cb.hcm;
+  }
+  get downstreamProtocol(): HttpProtocol {
+    return this.cb.downstreamProtocol;
+  }
+  get internal(): boolean {
+    return this.cb.internal;
+  }
+  get random(): () => number {
+    return this.cb.random;
+  }
+  get responseStarted(): boolean {
+    return this.started;
+  }
+  route(): Route | undefined {
+    return this.cb.resolveRoute()?.route;
+  }
+  routeEntry(): CompiledRoute | undefined {
+    return this.cb.resolveRoute();
+  }
+  routeConfig(): RouteConfiguration | undefined {
+    return this.cb.routeConfig();
+  }
+  clearRouteCache(): void {
+    this.cb.clearRouteCache();
+  }
+  perRouteConfig(): unknown {
+    const r = this.cb.resolveRoute();
+    const fs = this.chain.filters;
+    const entry = this.current === fs.length ? this.chain.terminal : fs[this.current];
+    if (!r || !entry) return undefined;
+    return r.route.typedPerFilterConfig[entry.name] ?? r.vhost.typedPerFilterConfig[entry.name];
+  }
+  setResponseFlag(flag: ResponseFlag): void {
+    this.cb.info.setResponseFlag(flag);
+  }
+  setMetadata(key: string, value: string): void {
+    this.cb.info.setMetadata(key, value);
+  }
+  resetStream(reason: ResetReason): void {
+    this.cb.resetStream(reason);
+  }
+  takeDownstreamTunnel(): Duplex {
+    return this.cb.takeDownstreamTunnel();
+  }
+  onTunnelDone(bytesUp: number, bytesDown: number): void {
+    this.cb.onTunnelDone(bytesUp, bytesDown);
+  }
+  /** The terminal filter's read-disable (upstream not ready, or above its watermark). */
+  setRequestPaused(paused: boolean): void {
+    this.setPaused(PAUSE_TERMINAL, paused);
+  }
+
+  /** A local reply was sent: later request events are dropped. */
+  get replied(): boolean {
+    return this.localReplied;
+  }
+  get responseHeadersWritten(): boolean {
+    return this.headersWritten;
+  }
+
+  // ─────────────── decoder chain ───────────────
+
+  /** Create the stream's filters (factories in chain order, the terminal last) and decode the headers. */
+  decodeHeaders(head: RequestHead, endStream: boolean): void {
+    const entries = this.chain.filters;
+    if (entries.length > 0) {
+      const fs: HttpFilter[] = new Array(entries.length);
+      for (let i = 0; i < entries.length; i++) {
+        this.current = i;
+        fs[i] = entries[i]!.factory.create(entries[i]!.config, this);
+      }
+      this.filters = fs;
+    }
+    const t = this.chain.terminal;
+    this.current = entries.length;
+    this.terminal = t.factory.create(t.config, this);
+    this.runDecodeHeaders(0, head, endStream);
+  }
+
+  decodeData(chunk: Buffer, endStream: boolean): void {
+    if (this.destroyed || this.localReplied) return;
+    if (this.decodeStoppedAt >= 0) this.hold({ kind: EVENT_DATA, chunk, endStream, trailers: undefined });
+    else this.runDecodeData(0, chunk, endStream);
+  }
+
+  decodeTrailers(trailers: HeaderList): void {
+    if (this.destroyed || this.localReplied) return;
+    if (this.decodeStoppedAt >= 0) this.hold({ kind: EVENT_TRAILERS, chunk: undefined, endStream: true, trailers });
+    else this.runDecodeTrailers(0, trailers);
+  }
+
+  /** Queue a decode event while a filter has stopped; stop reading once too much is queued. */
+  private hold(e: HeldEvent): void {
+    if (this.held === undefined) this.held = [];
+    this.held.push(e);
+    if (e.chunk !== undefined) {
+      this.heldBytes += e.chunk.length;
+      if (this.bufferingFilter >= 0 && this.decodeStoppedAt === this.bufferingFilter) {
+        // A buffering filter (setDecoderBufferLimit): hold everything up to its limit, then 413.
+        if (this.heldBytes > this.decoderBufferLimit) {
+          this.held = undefined;
+          this.sendLocalReply(413, 'Payload Too Large', undefined, undefined, 'request_payload_too_large');
+          return;
+        }
+      } else if (this.heldBytes > HOLD_LIMIT_BYTES) this.setPaused(PAUSE_FILTER_HOLD, true);
+    }
+    // The buffered request is complete: the buffering filter's wait is over.
+    if (
+      e.endStream &&
+      this.bufferingFilter >= 0 &&
+      this.decodeStoppedAt === this.bufferingFilter &&
+      this.decodeStoppedKind === STOPPED_AT_HEADERS
+    ) {
+      this.bufferingFilter = -1;
+      this.continueDecoding();
+    }
+  }
+
+  setDecoderBufferLimit(bytes: number): void {
+    this.bufferingFilter = this.current;
+    this.decoderBufferLimit = bytes;
+  }
+
+  private runDecodeHeaders(from: number, head: RequestHead, endStream: boolean): void {
+    const fs = this.filters;
+    for (let i = from; i < fs.length; i++) {
+      const f = fs[i]!;
+      if (f.decodeHeaders === undefined) continue;
+      this.current = i;
+      const st = f.decodeHeaders(head, endStream);
+      if (this.localReplied || this.destroyed) return;
+      if (st === FilterStatus.StopIteration) {
+        this.decodeStoppedAt = i;
+        this.decodeStoppedKind = STOPPED_AT_HEADERS;
+        this.heldHeadersEnd = endStream;
+        return;
+      }
+    }
+    this.current = fs.length;
+    this.terminal!.decodeHeaders(head, endStream);
+  }
+
+  private runDecodeData(from: number, chunk: Buffer, endStream: boolean): void {
+    const fs = this.filters;
+    for (let i = from; i < fs.length; i++) {
+      const f = fs[i]!;
+      if (f.decodeData === undefined) continue;
+      this.current = i;
+      const st = f.decodeData(chunk, endStream);
+      if (this.localReplied || this.destroyed) return;
+      if (this.decodeBuffered !== undefined || st === FilterStatus.StopIterationAndBuffer) {
+        if (this.decodeBuffered === undefined) this.decodeBuffered = new Array(fs.length);
+        const kept = takeBuffered(this.decodeBuffered, i, chunk, st === FilterStatus.StopIterationAndBuffer);
+        if (kept === undefined) {
+          if (bufferedBytes(this.decodeBuffered, i) > FILTER_BUFFER_LIMIT_BYTES) {
+            this.sendLocalReply(413, 'Payload Too Large', undefined, undefined, 'request_payload_too_large');
+            return;
+          }
+          if (!endStream) return;
+          chunk = concatBuffered(this.decodeBuffered, i);
+          this.decodeStopped(i, EVENT_DATA, { kind: EVENT_DATA, chunk, endStream, trailers: undefined });
+          return;
+        }
+        chunk = kept;
+      }
+      if (st === FilterStatus.StopIteration) {
+        this.decodeStopped(i, EVENT_DATA, { kind: EVENT_DATA, chunk, endStream, trailers: undefined });
+        return;
+      }
+    }
+    this.current = fs.length;
+    this.terminal!.decodeData(chunk, endStream);
+  }
+
+  private runDecodeTrailers(from: number, trailers: HeaderList): void {
+    const fs = this.filters;
+    for (let i = from; i < fs.length; i++) {
+      const f = fs[i]!;
+      if (this.decodeBuffered !== undefined && this.decodeBuffered[i] !== undefined) {
+        // Trailers end the body: what filter i held with StopIterationAndBuffer goes on first.
+        this.runDecodeData(i + 1, concatBuffered(this.decodeBuffered, i), false);
+        if (this.localReplied || this.destroyed) return;
+        if (this.decodeStoppedAt >= 0) {
+          (this.held ??= []).push({ kind: EVENT_TRAILERS, chunk: undefined, endStream: true, trailers, from: i });
+          return;
+        }
+      }
+      if (f.decodeTrailers === undefined) continue;
+      this.current = i;
+      const st = f.decodeTrailers(trailers);
+      if (this.localReplied || this.destroyed) return;
+      if (st === FilterStatus.StopIteration) {
+        this.decodeStopped(i, EVENT_TRAILERS, { kind: EVENT_TRAILERS, chunk: undefined, endStream: true, trailers });
+        return;
+      }
+    }
+    this.current = fs.length;
+    this.terminal!.decodeTrailers(trailers);
+  }
+
+  /** Filter `at` stopped on event `e`: it is replayed first when the filter continues. */
+  private decodeStopped(at: number, kind: number, e: HeldEvent): void {
+    this.decodeStoppedAt = at;
+    this.decodeStoppedKind = kind;
+    this.held = this.held === undefined ? [e] : [e, ...this.held];
+  }
+
+  continueDecoding(): void {
+    const at = this.decodeStoppedAt;
+    if (at < 0 || this.destroyed || this.localReplied) return;
+    this.decodeStoppedAt = -1;
+    try {
+      if (this.decodeStoppedKind === STOPPED_AT_HEADERS) {
+        this.runDecodeHeaders(at + 1, this.cb.request!, this.heldHeadersEnd);
+      } else {
+        const e = this.held!.shift()!;
+        if (e.kind === EVENT_DATA) this.runDecodeData(at + 1, e.chunk!, e.endStream);
+        else this.runDecodeTrailers(at + 1, e.trailers!);
+      }
+      while (
+        this.decodeStoppedAt < 0 &&
+        this.held !== undefined &&
+        this.held.length > 0 &&
+        !this.localReplied &&
+        !this.destroyed
+      ) {
+        const e = this.held.shift()!;
+        if (e.kind === EVENT_DATA) this.runDecodeData(e.from ?? 0, e.chunk!, e.endStream);
+        else this.runDecodeTrailers(e.from ?? 0, e.trailers!);
+      }
+      if (this.decodeStoppedAt < 0) {
+        this.heldBytes = 0;
+        this.setPaused(PAUSE_FILTER_HOLD, false);
+      }
+    } catch (err) {
+      this.cb.onFilterError(err);
+    }
+  }
+
+  /** Reading stops while any reason holds and resumes once none does. */
+  private setPaused(reason: number, on: boolean): void {
+    const before = this.pauseReasons;
+    this.pauseReasons = on ? before | reason : before & ~reason;
+    if (before === 0 && this.pauseReasons !== 0) this.cb.setReadDisabled(true);
+    else if (before !== 0 && this.pauseReasons === 0 && !this.destroyed) this.cb.setReadDisabled(false);
+  }
+
+  // ─────────────── encoder chain (from the terminal filter or a local reply) ───────────────
+
+  encodeHeaders(head: ResponseHead, endStream: boolean): void {
+    if (this.destroyed) return;
+    this.started = true;
+    this.cb.onResponseStarted();
+    if (this.encodeStoppedAt >= 0)
+      this.holdEncode({ kind: EVENT_HEADERS, head, chunk: undefined, trailers: undefined, endStream });
+    else this.runEncodeHeaders(this.filters.length - 1, head, endStream);
+  }
+
+  encodeData(chunk: Buffer, endStream: boolean): boolean {
+    if (this.destroyed) return true;
+    this.cb.refreshIdleTimer();
+    if (this.encodeStoppedAt >= 0) {
+      this.holdEncode({ kind: EVENT_DATA, head: undefined, chunk, trailers: undefined, endStream });
+      // Past the bound, ask the router to pause the upstream until continueEncoding drains.
+      this.heldEncodeBytes += chunk.length;
+      return this.heldEncodeBytes <= HOLD_LIMIT_BYTES;
+    }
+    return this.runEncodeData(this.filters.length - 1, chunk, endStream);
+  }
+
+  encodeTrailers(trailers: HeaderList): void {
+    if (this.destroyed) return;
+    if (this.encodeStoppedAt >= 0)
+      this.holdEncode({ kind: EVENT_TRAILERS, head: undefined, chunk: undefined, trailers, endStream: true });
+    else this.runEncodeTrailers(this.filters.length - 1, trailers);
+  }
+
+  private holdEncode(e: HeldEncode): void {
+    if (this.heldEncode === undefined) this.heldEncode = [];
+    this.heldEncode.push(e);
+  }
+
+  private runEncodeHeaders(from: number, head: ResponseHead, endStream: boolean): void {
+    const fs = this.filters;
+    for (let i = from; i >= 0; i--) {
+      const f = fs[i]!;
+      if (f.encodeHeaders === undefined) continue;
+      this.current = i;
+      const st = f.encodeHeaders(head, endStream);
+      if (this.destroyed) return;
+      if (st === FilterStatus.StopIteration) {
+        this.encodeStopped(i, { kind: EVENT_HEADERS, head, chunk: undefined, trailers: undefined, endStream });
+        return;
+      }
+    }
+    this.writeHeaders(head, endStream);
+  }
+
+  private runEncodeData(from: number, chunk: Buffer, endStream: boolean): boolean {
+    const fs = this.filters;
+    for (let i = from; i >= 0; i--) {
+      const f = fs[i]!;
+      if (f.encodeData === undefined) continue;
+      this.current = i;
+      const st = f.encodeData(chunk, endStream);
+      if (this.destroyed) return true;
+      if (this.encodeBuffered !== undefined || st === FilterStatus.StopIterationAndBuffer) {
+        if (this.encodeBuffered === undefined) this.encodeBuffered = new Array(fs.length);
+        const kept = takeBuffered(this.encodeBuffered, i, chunk, st === FilterStatus.StopIterationAndBuffer);
+        if (kept === undefined) {
+          if (bufferedBytes(this.encodeBuffered, i) > FILTER_BUFFER_LIMIT_BYTES) {
+            this.sendLocalReply(500, 'Internal Server Error', undefined, undefined, 'response_payload_too_large');
+            return true;
+          }
+          if (!endStream) return true;
+          chunk = concatBuffered(this.encodeBuffered, i);
+          this.encodeStopped(i, { kind: EVENT_DATA, head: undefined, chunk, trailers: undefined, endStream });
+          return true;
+        }
+        chunk = kept;
+      }
+      if (st === FilterStatus.StopIteration) {
+        this.encodeStopped(i, { kind: EVENT_DATA, head: undefined, chunk, trailers: undefined, endStream });
+        return true;
+      }
+    }
+    return this.cb.writeData(chunk, endStream);
+  }
+
+  private runEncodeTrailers(from: number, trailers: HeaderList): void {
+    const fs = this.filters;
+    for (let i = from; i >= 0; i--) {
+      const f = fs[i]!;
+      if (this.encodeBuffered !== undefined && this.encodeBuffered[i] !== undefined) {
+        // Trailers end the body: what filter i held with StopIterationAndBuffer goes on first.
+        this.runEncodeData(i - 1, concatBuffered(this.encodeBuffered, i), false);
+        if (this.destroyed) return;
+        if (this.encodeStoppedAt >= 0) {
+          this.holdEncode({ kind: EVENT_TRAILERS, head: undefined, chunk: undefined, trailers, endStream: true, from: i });
+          return;
+        }
+      }
+      if (f.encodeTrailers === undefined) continue;
+      this.current = i;
+      const st = f.encodeTrailers(trailers);
+      if (this.destroyed) return;
+      if (st === FilterStatus.StopIteration) {
+        this.encodeStopped(i, { kind: EVENT_TRAILERS, head: undefined, chunk: undefined, trailers, endStream: true });
+        return;
+      }
+    }
+    this.cb.writeTrailers(trailers);
+  }
+
+  private encodeStopped(at: number, e: HeldEncode): void {
+    this.encodeStoppedAt = at;
+    this.encodeStoppedEvent = e;
+  }
+
+  private writeHeaders(head: ResponseHead, endStream: boolean): void {
+    this.headersWritten = true;
+    this.cb.writeHeaders(head, endStream);
+  }
+
+  continueEncoding(): void {
+    const at = this.encodeStoppedAt;
+    const e = this.encodeStoppedEvent;
+    if (at < 0 || !e || this.destroyed) return;
+    this.encodeStoppedAt = -1;
+    this.encodeStoppedEvent = undefined;
+    try {
+      this.runEncodeEvent(at - 1, e);
+      const q = this.heldEncode;
+      while (this.encodeStoppedAt < 0 && q !== undefined && q.length > 0 && !this.destroyed) {
+        const e = q.shift()!;
+        this.runEncodeEvent(e.from ?? this.filters.length - 1, e);
+      }
+      if (this.encodeStoppedAt < 0) {
+        this.heldEncodeBytes = 0;
+        this.terminal?.onDownstreamWritable();
+      }
+    } catch (err) {
+      this.cb.onFilterError(err);
+    }
+  }
+
+  private runEncodeEvent(from: number, e: HeldEncode): void {
+    if (e.kind === EVENT_HEADERS) this.runEncodeHeaders(from, e.head!, e.endStream);
+    else if (e.kind === EVENT_DATA) this.runEncodeData(from, e.chunk!, e.endStream);
+    else this.runEncodeTrailers(from, e.trailers!);
+  }
+
+  /** The codec drained below its watermark. */
+  onDownstreamWritable(): void {
+    this.terminal?.onDownstreamWritable();
+  }
+
+  // ─────────────── local replies ───────────────
+
+  sendLocalReply(status: number, body: string, headers?: HeaderList, flag?: ResponseFlag, details?: string): void {
+    if (this.destroyed) return;
+    const info = this.cb.info;
+    if (flag !== undefined) info.setResponseFlag(flag);
+    info.responseCodeDetails = details ?? 'local_reply';
+    if (this.headersWritten) {
+      // Headers are already on the wire: the only honest signal left is a reset.
+      this.cb.resetStream('local_reset');
+      return;
+    }
+    const r = buildLocalReply(status, body, headers, info.grpc, this.cb.request?.method === 'HEAD');
+    if (r.grpcStatus >= 0) info.grpcStatus = r.grpcStatus;
+    this.respond(r.head, r.body);
+  }
+
+  /**
+   * A complete response built by a filter (a cache hit, a direct response). Before the response
+   * started it goes through the encoder filters like any response; once started (raised from an
+   * encoder filter) it replaces what they hold, as a local reply does.
+   */
+  sendResponse(head: ResponseHead, body: Buffer | undefined, details?: string): void {
+    if (this.destroyed) return;
+    this.cb.info.responseCodeDetails = details ?? 'filter_response';
+    if (this.headersWritten) {
+      this.cb.resetStream('local_reset');
+      return;
+    }
+    this.respond(head, this.cb.request?.method === 'HEAD' ? undefined : body);
+  }
+
+  /**
+   * A local reply, or a stream-level failure (timeouts): before headers were written a local
+   * reply, after it a reset with `reason`.
+   */
+  failStream(status: number, body: string, flag: ResponseFlag | undefined, details: string, reason: ResetReason): void {
+    if (this.destroyed) return;
+    this.terminal?.onDestroy();
+    if (this.headersWritten) this.cb.resetStream(reason);
+    else this.sendLocalReply(status, body, undefined, flag, details);
+  }
+
+  private respond(head: ResponseHead, body: Buffer | undefined): void {
+    this.localReplied = true;
+    this.terminal?.onDestroy();
+    if (this.started) {
+      // Raised from (or after) the encoder filters: replace whatever they hold and skip them,
+      // as Envoy does for local replies sent while encoding.
+      this.encodeStoppedAt = -1;
+      this.encodeStoppedEvent = undefined;
+      this.heldEncode = undefined;
+      this.writeHeaders(head, body === undefined);
+      if (body !== undefined && !this.destroyed) this.cb.writeData(body, true);
+      return;
+    }
+    this.encodeHeaders(head, body === undefined);
+    if (body !== undefined) this.encodeData(body, true);
+  }
+
+  // ─────────────── end of stream ───────────────
+
+  /** The stream is over: tell every filter (the terminal first, it abandons upstream work). */
+  destroy(onError: (err: unknown) => void): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.terminal?.onDestroy();
+    const fs = this.filters;
+    for (let i = 0; i < fs.length; i++) {
+      const f = fs[i]!;
+      if (f.onDestroy === undefined) continue;
+      try {
+        f.onDestroy();
+      } catch (err) {
+        onError(err);
+      }
+    }
+    this.held = undefined;
+    this.heldEncode = undefined;
+  }
+}

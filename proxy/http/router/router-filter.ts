@@ -1,0 +1,631 @@
+/**
+ * The router (Envoy's envoy.filters.http.router): the terminal HTTP filter that answers a matched
+ * route. It picks the cluster (cluster / weighted_clusters / cluster_header), shapes the request
+ * (request-shaping.ts), owns the route timeout, the replay buffer of the request body and the
+ * retry decisions (retry-state.ts), and runs one UpstreamRequest per try (upstream-request.ts);
+ * CONNECT terminated here goes to connect.ts. Direct responses and redirects are sent as local
+ * responses through the filter manager.
+ *
+ * Lean hot path: the router is the one object a router-only chain creates per stream; its
+ * methods are the timer callbacks (timers carry `this`), and the downstream request head is
+ * edited in place and reused for every try. Data-plane failures never throw: they become local
+ * replies with Envoy's status, body and response flag (local-reply.ts).
+ */
+import type { RouteAction, RouteConfiguration, WeightedCluster } from '../../config/types';
+import type { Host } from '../../upstream/host';
+import type { LbContext } from '../../upstream/lb/types';
+import type { UpstreamCluster } from '../../upstream/types';
+import type { HeaderList, RequestHead, ResetReason, ResponseHead, UpstreamInfo } from '../codec';
+import { FilterStatus, type TerminalFilterCallbacks, type TerminalHttpFilter } from '../filter';
+import { getHeader, removeEnvoyHeaders, setHeader, stripHopByHop } from '../headers';
+import {
+  buildLocalReply,
+  NO_HEALTHY_UPSTREAM,
+  type UpstreamFailureReply,
+  upstreamResetReply,
+  upstreamTimeoutReply,
+} from '../local-reply';
+import type { CompiledRoute } from '../route-matcher';
+import { Tunnel } from '../tunnel';
+import { ConnectRequest, type ConnectOwner } from './connect';
+import {
+  applyRequestMutations,
+  applyResponseMutations,
+  computeHash,
+  grpcStatusOf,
+  type HashSideEffects,
+  pickWeighted,
+  redirectLocation,
+  rewriteRequest,
+  upgradeAllowed,
+} from './request-shaping';
+import {
+  ENVOY_REQUEST_CONTROL_HEADERS,
+  isDigits,
+  RetryDecision,
+  RetryState,
+  retryPolicyFromHeaders,
+} from './retry-state';
+import { admitRequest, chooseHost, type RouterCallbacks, UpstreamRequest } from './upstream-request';
+
+/** Decoded envoy.extensions.filters.http.router.v3.Router. */
+export interface RouterConfig {
+  /** Envoy default true: per-cluster dynamic stats (kept for fidelity; meshlet always counts). */
+  readonly dynamicStats: boolean;
+  /** Create a child span per upstream attempt (Envoy default false). */
+  readonly startChildSpan: boolean;
+  /**
+   * Do not add x-envoy-upstream-service-time / x-envoy-attempt-count / x-envoy-expected-rq-timeout-ms
+   * and x-envoy-overloaded (Envoy default false).
+   */
+  readonly suppressEnvoyHeaders: boolean;
+  /** Honour x-envoy-expected-rq-timeout-ms from a trusted downstream Envoy instead of the route timeout. */
+  readonly respectExpectedRqTimeout: boolean;
+  /** Do not count gRPC failure codes in cluster stats (kept for fidelity). */
+  readonly suppressGrpcRequestFailureCodeStats: boolean;
+}
+
+export const DEFAULT_ROUTER_CONFIG: RouterConfig = Object.freeze({
+  dynamicStats: true,
+  startChildSpan: false,
+  suppressEnvoyHeaders: false,
+  respectExpectedRqTimeout: false,
+  suppressGrpcRequestFailureCodeStats: false,
+});
+
+/** Request bodies up to this size are kept for replay on retry; beyond it retries are off. */
+export const RETRY_BUFFER_LIMIT = 64 * 1024;
+
+function onGlobalTimeout(r: RouterFilter): void {
+  r.onGlobalTimeout();
+}
+function onBackOff(r: RouterFilter): void {
+  r.onBackOffDone();
+}
+
+export class RouterFilter implements TerminalHttpFilter, RouterCallbacks, ConnectOwner {
+  private head!: RequestHead;
+  private action!: RouteAction;
+  private route: CompiledRoute | undefined;
+  private cluster!: UpstreamCluster;
+  private weighted: WeightedCluster | undefined;
+  private rc!: RouteConfiguration;
+  private retry: RetryState | undefined;
+  private attempt: UpstreamRequest | undefined;
+  private lbCtx: LbContext | undefined;
+  private previousHosts: Host[] | undefined;
+
+  private body: Buffer[] | undefined;
+  private bodyBytes = 0;
+  /** The request body exceeded RETRY_BUFFER_LIMIT: no replay possible. */
+  private bodyOverflow = false;
+  private trailers: HeaderList | undefined;
+  private downstreamComplete = false;
+  /** Chunks already written to the current attempt's encoder (index into `body`). */
+  private written = 0;
+  private requestPaused = false;
+
+  private globalTimer: NodeJS.Timeout | undefined;
+  private backOffTimer: NodeJS.Timeout | undefined;
+  private timeoutMs = 0;
+  private done = false;
+  private retriesHeld = 0;
+  private tunnel: Tunnel | undefined;
+  private connect: ConnectRequest | undefined;
+  /** A hash-policy cookie generated for this client, set on the response. */
+  private setCookie: string | undefined;
+  private readonly config: RouterConfig;
+
+  private readonly random: () => number;
+
+  constructor(
+    readonly callbacks: TerminalFilterCallbacks,
+    config: RouterConfig | undefined,
+  ) {
+    this.config = config ?? DEFAULT_ROUTER_CONFIG;
+    this.random = callbacks.random;
+  }
+
+  get finished(): boolean {
+    return this.done;
+  }
+
+  // ─────────────── decoder side ───────────────
+
+  decodeHeaders(head: RequestHead, endStream: boolean): FilterStatus {
+    const cb = this.callbacks;
+    const route = cb.routeEntry();
+    const rc = cb.routeConfig();
+    if (route === undefined || rc === undefined) {
+      cb.sendLocalReply(404, '', undefined, 'NR', 'route_not_found');
+      return FilterStatus.StopIteration;
+    }
+    this.head = head;
+    this.rc = rc;
+    this.route = route;
+    this.downstreamComplete = endStream;
+    const r = route.route;
+    const action = r.action;
+    if (action.kind === 'direct_response') {
+      this.respondDirect(action.status, action.body, undefined);
+      return FilterStatus.StopIteration;
+    }
+    if (action.kind === 'redirect') {
+      this.respondDirect(action.responseCode, undefined, redirectLocation(action, head, route));
+      return FilterStatus.StopIteration;
+    }
+    this.action = action;
+
+    // Upgrades (WebSocket, CONNECT) must be enabled on the route or the connection manager.
+    const upgrade = head.upgrade ?? (head.method === 'CONNECT' ? 'connect' : undefined);
+    if (upgrade !== undefined && !upgradeAllowed(upgrade, action.upgradeTypes, cb.hcm.upgradeTypes)) {
+      cb.sendLocalReply(403, '', undefined, undefined, 'upgrade_failed');
+      return FilterStatus.StopIteration;
+    }
+
+    let clusterName: string | undefined;
+    const c = action.cluster;
+    if (c.kind === 'cluster') clusterName = c.name;
+    else if (c.kind === 'weighted') {
+      this.weighted = pickWeighted(c.clusters, c.totalWeight, this.random);
+      clusterName = this.weighted?.name;
+    } else clusterName = getHeader(head.headers, c.header);
+    const cluster = clusterName === undefined ? undefined : cb.clusters.get(clusterName);
+    if (clusterName !== undefined) cb.streamInfo.clusterName = clusterName;
+    if (cluster === undefined) {
+      cb.sendLocalReply(503, '', undefined, 'NC', 'cluster_not_found');
+      return FilterStatus.StopIteration;
+    }
+    this.cluster = cluster;
+    if (upgrade === 'connect' && action.terminateConnect === true) {
+      this.terminateConnect();
+      return FilterStatus.StopIteration;
+    }
+
+    // Request rewrites and header mutations (most specific first; the route config applies last).
+    rewriteRequest(head, route, action, this.weighted, this.config.suppressEnvoyHeaders);
+    const h = head.headers;
+    applyRequestMutations(h, route, this.weighted, rc, cb.formatContext);
+    if (action.hashPolicy.length > 0) {
+      const fx: HashSideEffects = {};
+      const hash = computeHash(action.hashPolicy, head, cb.connection.remoteAddress, fx);
+      if (hash !== undefined) this.lbCtx = { hash };
+      this.setCookie = fx.setCookie;
+    }
+
+    // Timeout and retry policy: the route's, overridden by x-envoy-* headers from a trusted client.
+    this.timeoutMs = action.timeoutMs;
+    let policy = action.retryPolicy ?? route.vhost.retryPolicy;
+    if (cb.internal) {
+      const t = getHeader(h, 'x-envoy-upstream-rq-timeout-ms');
+      if (t !== undefined && isDigits(t)) this.timeoutMs = Number(t);
+      policy = retryPolicyFromHeaders(h, policy);
+    }
+    removeEnvoyHeaders(h, ENVOY_REQUEST_CONTROL_HEADERS);
+    if (policy !== undefined && policy.numRetries > 0 && upgrade === undefined)
+      this.retry = new RetryState(policy, this.random);
+
+    if (endStream) this.startGlobalTimer();
+    this.startAttempt();
+    return FilterStatus.StopIteration;
+  }
+
+  decodeData(chunk: Buffer, endStream: boolean): FilterStatus {
+    if (this.done) return FilterStatus.StopIteration;
+    if (endStream) this.downstreamComplete = true;
+    const a = this.attempt;
+    const replay = this.retry !== undefined && !this.bodyOverflow;
+    if (a?.encoder && this.written === (this.body?.length ?? 0)) {
+      // Streaming straight through; keep a copy only while replay is still possible.
+      if (replay) this.keep(chunk);
+      if (this.body) this.written = this.body.length;
+      if (!a.encoder.writeData(chunk, endStream && this.trailers === undefined)) this.pauseDownstream();
+    } else {
+      this.keep(chunk, true);
+      if (!a?.encoder && this.bodyBytes > RETRY_BUFFER_LIMIT) this.pauseDownstream();
+    }
+    if (endStream) this.onDownstreamComplete();
+    return FilterStatus.StopIteration;
+  }
+
+  decodeTrailers(trailers: HeaderList): FilterStatus {
+    if (this.done) return FilterStatus.StopIteration;
+    this.trailers = trailers;
+    this.downstreamComplete = true;
+    const a = this.attempt;
+    if (a?.encoder && this.written === (this.body?.length ?? 0)) a.encoder.writeTrailers(trailers);
+    this.onDownstreamComplete();
+    return FilterStatus.StopIteration;
+  }
+
+  /** Keep a chunk for a not-yet-ready upstream (`force`) or for replay; stop replaying beyond the bound. */
+  private keep(chunk: Buffer, force = false): void {
+    this.bodyBytes += chunk.length;
+    if (this.bodyBytes > RETRY_BUFFER_LIMIT) this.bodyOverflow = true;
+    if (!force && this.bodyOverflow) {
+      this.body = undefined;
+      this.written = 0;
+      return;
+    }
+    if (!this.body) this.body = [];
+    this.body.push(chunk);
+  }
+
+  private onDownstreamComplete(): void {
+    this.startGlobalTimer();
+    if (this.attempt?.encoder) this.startPerTryTimer(this.attempt);
+  }
+
+  private startGlobalTimer(): void {
+    if (this.globalTimer === undefined && this.timeoutMs > 0 && !this.done) {
+      this.globalTimer = setTimeout(onGlobalTimeout, this.timeoutMs, this);
+    }
+  }
+
+  private startPerTryTimer(a: UpstreamRequest): void {
+    a.startPerTryTimer(this.retry?.policy.perTryTimeoutMs ?? 0);
+  }
+
+  private pauseDownstream(): void {
+    if (!this.requestPaused) {
+      this.requestPaused = true;
+      this.callbacks.setRequestPaused(true);
+    }
+  }
+
+  private resumeDownstream(): void {
+    if (this.requestPaused) {
+      this.requestPaused = false;
+      this.callbacks.setRequestPaused(false);
+    }
+  }
+
+  // ─────────────── tries ───────────────
+
+  /**
+   * Choose and admit a host (the `requests` circuit breaker). On failure the stream is answered
+   * (UH no healthy upstream, UO overflow) and undefined returned.
+   */
+  private admitHost(): Host | undefined {
+    const cluster = this.cluster;
+    const avoid = this.previousHosts;
+    if (avoid !== undefined) {
+      if (!this.lbCtx) this.lbCtx = {};
+      this.lbCtx.avoid = avoid;
+    }
+    const host = chooseHost(cluster, this.lbCtx, this.head, this.callbacks.connection);
+    if (host === undefined) {
+      cluster.stats.upstreamCxNoneHealthy++;
+      this.fail(NO_HEALTHY_UPSTREAM);
+      return undefined;
+    }
+    if (!admitRequest(cluster, host)) {
+      this.fail(upstreamResetReply('overflow', '', this.config.suppressEnvoyHeaders));
+      return undefined;
+    }
+    const info = this.callbacks.streamInfo;
+    info.upstreamHost = host.key;
+    info.upstreamHostMetadata = host.metadata;
+    info.attemptCount++;
+    return host;
+  }
+
+  private startAttempt(): void {
+    const host = this.admitHost();
+    if (host === undefined) return;
+    if (this.action.autoHostRewrite && host.hostname !== '') this.head.authority = host.hostname;
+    const a = new UpstreamRequest(this, this.cluster, host);
+    this.attempt = a;
+    a.start(this.cluster.httpPool(host, this.callbacks.downstreamProtocol));
+  }
+
+  private terminateConnect(): void {
+    const host = this.admitHost();
+    if (host === undefined) return;
+    this.connect = new ConnectRequest(this, this.cluster, host);
+    this.connect.start();
+  }
+
+  onConnectFailure(reason: ResetReason): void {
+    this.fail(upstreamResetReply(reason, '', this.config.suppressEnvoyHeaders));
+  }
+
+  onConnectEstablished(): void {
+    this.clearTimers();
+  }
+
+  onConnectDone(): void {
+    this.finish();
+  }
+
+  /** The pool gave us a stream: send the head, then whatever body and trailers we have. */
+  onUpstreamReady(a: UpstreamRequest, up: UpstreamInfo): void {
+    const info = this.callbacks.streamInfo;
+    info.upstreamLocalAddress = up.localAddress;
+    if (up.peerPrincipal !== undefined) info.upstreamPeerPrincipal = up.peerPrincipal;
+    if (info.firstUpstreamTxByteMs < 0) info.firstUpstreamTxByteMs = info.now();
+    const h = this.head.headers;
+    if (!this.config.suppressEnvoyHeaders) {
+      setHeader(h, 'x-envoy-attempt-count', String(info.attemptCount));
+      if (this.timeoutMs > 0) setHeader(h, 'x-envoy-expected-rq-timeout-ms', String(this.perTryOrGlobalMs()));
+    }
+    if (info.span !== undefined) info.span.inject(h);
+    const enc = a.encoder!;
+    const body = this.body;
+    const noBody = (body === undefined || body.length === 0) && this.trailers === undefined;
+    enc.writeHeaders(this.head, this.downstreamComplete && noBody);
+    if (!a.live) return; // the write failed synchronously and the attempt was abandoned
+    let ok = true;
+    if (body !== undefined) {
+      for (let i = 0; i < body.length; i++) {
+        const last = i === body.length - 1 && this.downstreamComplete && this.trailers === undefined;
+        ok = enc.writeData(body[i]!, last);
+        if (!a.live) return;
+      }
+      this.written = body.length;
+      if (this.bodyOverflow) {
+        // Replay is impossible from now on; drop what was only kept for the upstream.
+        this.body = undefined;
+        this.written = 0;
+      }
+    }
+    if (this.downstreamComplete && this.trailers !== undefined) enc.writeTrailers(this.trailers);
+    if (ok) this.resumeDownstream();
+    else this.pauseDownstream();
+    if (this.downstreamComplete) this.startPerTryTimer(a);
+  }
+
+  private perTryOrGlobalMs(): number {
+    const pt = this.retry?.policy.perTryTimeoutMs ?? 0;
+    return pt > 0 && pt < this.timeoutMs ? pt : this.timeoutMs;
+  }
+
+  onUpstreamWritable(): void {
+    this.resumeDownstream();
+  }
+
+  onUpstreamFailure(a: UpstreamRequest, reason: ResetReason, detail: string): void {
+    a.release(false);
+    a.live = false;
+    // Local-origin failures count as 503 for outlier detection (Envoy); overflow is not the host's fault.
+    if (reason !== 'overflow' && !a.responseHeaders) this.cluster.reportResult?.(a.host, 503);
+    const info = this.callbacks.streamInfo;
+    if (detail !== '' && (reason === 'connect_failure' || reason === 'tls_failure' || reason === 'timeout')) {
+      info.upstreamTransportFailureReason = detail;
+    }
+    if (this.callbacks.responseStarted) {
+      // Too late for a local reply: the downstream sees a reset.
+      info.setResponseFlag('UR');
+      this.finish();
+      this.callbacks.resetStream('remote_reset');
+      return;
+    }
+    if (this.retry?.retriableReset(reason) && this.maybeRetry(a.host)) return;
+    this.fail(upstreamResetReply(reason, info.upstreamTransportFailureReason ?? '', this.config.suppressEnvoyHeaders));
+  }
+
+  onUpstreamHeaders(a: UpstreamRequest, head: ResponseHead, endStream: boolean): void {
+    const status = head.status;
+    // 1xx informational responses (other than 101) are not forwarded; the codec handles 100-continue.
+    if (status < 200 && status !== 101) return;
+    const cb = this.callbacks;
+    const info = cb.streamInfo;
+    if (info.firstUpstreamRxByteMs < 0) info.firstUpstreamRxByteMs = info.now();
+    a.responseHeaders = true;
+    this.cluster.reportResult?.(a.host, status);
+    const grpcStatus = grpcStatusOf(head.headers);
+    if (this.retry !== undefined && status !== 101 && this.retry.retriableStatus(status, grpcStatus)) {
+      // A body that could not be kept for replay means no retry (and no URX flag).
+      if (this.downstreamComplete && !this.bodyOverflow && this.maybeRetry(a.host, true)) return;
+    }
+    a.clearPerTryTimer();
+    const rtt = performance.now() - a.startMono;
+    const h = head.headers;
+    // A 101 keeps its `upgrade` token: the downstream codec writes it back with Connection: upgrade.
+    const upgradeToken = status === 101 ? getHeader(h, 'upgrade') : undefined;
+    stripHopByHop(h);
+    if (upgradeToken !== undefined) h.push('upgrade', upgradeToken);
+    if (!this.config.suppressEnvoyHeaders) setHeader(h, 'x-envoy-upstream-service-time', String(Math.round(rtt)));
+    this.countResponse(a.host, status);
+    this.cluster.observeRtt?.(a.host, rtt);
+    applyResponseMutations(h, this.route!, this.weighted, this.rc, cb.formatContext);
+    if (this.setCookie !== undefined) h.push('set-cookie', this.setCookie);
+    if (grpcStatus >= 0) info.grpcStatus = grpcStatus;
+    info.responseCodeDetails = 'via_upstream';
+
+    if (status === 101 || (this.head.method === 'CONNECT' && status >= 200 && status < 300)) {
+      cb.encodeHeaders(head, false);
+      this.startTunnel(a);
+      return;
+    }
+    // The upstream side is finished before the last event goes downstream, so that stream
+    // completion (which destroys the router) does not mistake it for an abandoned try.
+    if (endStream) this.completeAttempt(a);
+    cb.encodeHeaders(head, endStream);
+  }
+
+  onUpstreamData(a: UpstreamRequest, chunk: Buffer, endStream: boolean): void {
+    if (endStream) this.completeAttempt(a);
+    const ok = this.callbacks.encodeData(chunk, endStream);
+    if (!endStream && !ok) a.pauseResponse();
+  }
+
+  onUpstreamTrailers(a: UpstreamRequest, trailers: HeaderList): void {
+    const g = grpcStatusOf(trailers);
+    if (g >= 0) this.callbacks.streamInfo.grpcStatus = g;
+    this.completeAttempt(a);
+    this.callbacks.encodeTrailers(trailers);
+  }
+
+  /** The downstream drained: let the upstream response flow again. */
+  onDownstreamWritable(): void {
+    this.attempt?.resumeResponse();
+  }
+
+  onGlobalTimeout(): void {
+    this.globalTimer = undefined;
+    if (this.done) return;
+    this.cluster.stats.upstreamRqTimeout++;
+    const a = this.attempt;
+    if (a?.live) {
+      a.host.stats.rqTimeout++;
+      if (!a.responseHeaders) this.cluster.reportResult?.(a.host, 504);
+      a.release(false);
+      a.abandon();
+    }
+    if (this.backOffTimer !== undefined) {
+      clearTimeout(this.backOffTimer);
+      this.backOffTimer = undefined;
+    }
+    if (this.callbacks.responseStarted) {
+      this.callbacks.streamInfo.setResponseFlag('UT');
+      this.finish();
+      this.callbacks.resetStream('timeout');
+      return;
+    }
+    this.fail(upstreamTimeoutReply(false));
+  }
+
+  onPerTryTimeout(a: UpstreamRequest): void {
+    if (this.done || a !== this.attempt || a.responseHeaders) return;
+    this.cluster.stats.upstreamRqTimeout++;
+    a.host.stats.rqTimeout++;
+    this.cluster.reportResult?.(a.host, 504);
+    a.release(false);
+    a.abandon();
+    if (this.retry?.retriableTimeout() && this.maybeRetry(a.host)) return;
+    this.fail(upstreamTimeoutReply(true));
+  }
+
+  onBackOffDone(): void {
+    this.backOffTimer = undefined;
+    if (this.done) return;
+    this.written = 0;
+    this.startAttempt();
+  }
+
+  /**
+   * Decide and, if allowed, schedule a retry after `failedHost` failed. Returns false when the
+   * caller must answer instead (flags URX / UO are recorded here).
+   */
+  private maybeRetry(failedHost: Host, fromHeaders = false): boolean {
+    const retry = this.retry!;
+    if (!this.downstreamComplete || this.bodyOverflow) return false;
+    const d = retry.decide(this.cluster);
+    const info = this.callbacks.streamInfo;
+    if (d === RetryDecision.NoLimitExceeded) {
+      info.setResponseFlag('URX');
+      return false;
+    }
+    if (d === RetryDecision.NoOverflow) {
+      info.setResponseFlag('UO');
+      return false;
+    }
+    if (fromHeaders && this.attempt) {
+      // Envoy charges the retried response to the host's rq_error (the cluster's retry.* codes).
+      this.attempt.host.stats.rqError++;
+      this.attempt.release(false);
+      this.attempt.abandon();
+    }
+    this.cluster.stats.upstreamRqRetry++;
+    this.cluster.resources.retries.inc();
+    this.retriesHeld++;
+    if (retry.policy.avoidPreviousHosts) {
+      if (this.previousHosts === undefined) this.previousHosts = [];
+      this.previousHosts.push(failedHost);
+    }
+    this.attempt = undefined;
+    this.backOffTimer = setTimeout(onBackOff, retry.backOffMs(), this);
+    return true;
+  }
+
+  // ─────────────── completion ───────────────
+
+  private countResponse(host: Host, status: number): void {
+    const s = this.cluster.stats;
+    if (status >= 500) {
+      s.upstreamRq5xx++;
+      host.stats.rqError++;
+    } else {
+      if (status >= 400) s.upstreamRq4xx++;
+      else if (status >= 300) s.upstreamRq3xx++;
+      else s.upstreamRq2xx++;
+      host.stats.rqSuccess++;
+    }
+    if (this.retriesHeld > 0 && status < 500) s.upstreamRqRetrySuccess++;
+  }
+
+  private completeAttempt(a: UpstreamRequest): void {
+    a.complete();
+    this.finish();
+  }
+
+  private startTunnel(a: UpstreamRequest): void {
+    const up = a.encoder!.takeTunnel();
+    const down = this.callbacks.takeDownstreamTunnel();
+    this.clearTimers();
+    this.tunnel = new Tunnel(down, up, (t) => {
+      a.release(true);
+      a.live = false;
+      this.finish();
+      this.callbacks.onTunnelDone(t.bytesUp, t.bytesDown);
+    });
+  }
+
+  /** A local reply caused by the upstream side. */
+  private fail(r: UpstreamFailureReply): void {
+    this.finish();
+    this.callbacks.sendLocalReply(r.status, r.body, r.headers, r.flag, r.details);
+  }
+
+  /** A direct_response or redirect: a local response with the route's response header mutations. */
+  private respondDirect(status: number, body: Buffer | undefined, location: string | undefined): void {
+    const cb = this.callbacks;
+    cb.setResponseFlag('DR');
+    const reply = buildLocalReply(
+      status,
+      body ?? '',
+      location === undefined ? undefined : ['location', location],
+      false,
+      this.head.method === 'HEAD',
+    );
+    applyResponseMutations(reply.head.headers, this.route!, this.weighted, this.rc, cb.formatContext);
+    this.finish();
+    cb.sendResponse(reply.head, reply.body, 'direct_response');
+  }
+
+  private clearTimers(): void {
+    if (this.globalTimer !== undefined) {
+      clearTimeout(this.globalTimer);
+      this.globalTimer = undefined;
+    }
+    if (this.backOffTimer !== undefined) {
+      clearTimeout(this.backOffTimer);
+      this.backOffTimer = undefined;
+    }
+    this.attempt?.clearPerTryTimer();
+  }
+
+  /** Release everything the router holds (idempotent): timers, retry resources, the replay buffer. */
+  private finish(): void {
+    this.done = true;
+    this.clearTimers();
+    while (this.retriesHeld > 0) {
+      this.retriesHeld--;
+      this.cluster.resources.retries.dec();
+    }
+    this.body = undefined;
+  }
+
+  /** The stream is over or answered locally: abandon upstream work. */
+  onDestroy(): void {
+    const a = this.attempt;
+    if (a?.live) {
+      a.release(false);
+      a.abandon();
+    }
+    this.tunnel?.finish();
+    this.connect?.destroy();
+    this.finish();
+  }
+}
