@@ -61,10 +61,10 @@ class H1UpstreamStream implements RequestEncoder {
     this.conn.resetStream(this);
   }
   pauseResponse(): void {
-    if (!this.detached) this.conn.socket.pause();
+    if (!this.detached) this.conn.pauseReading();
   }
   resumeResponse(): void {
-    if (!this.detached) this.conn.socket.resume();
+    if (!this.detached) this.conn.resumeReading();
   }
   takeTunnel(): Duplex {
     return this.conn.takeTunnel(this);
@@ -85,6 +85,8 @@ export class H1ClientConnection implements H1ParserHandler {
   private completedInExecute = false;
   private leftover: Buffer | undefined = undefined;
   private lastError = '';
+  /** The current stream's sink paused reading (downstream above its watermark). */
+  private readPaused = false;
   /** Pool-owned idle timer (created lazily, refreshed). */
   idleTimer: NodeJS.Timeout | undefined = undefined;
 
@@ -133,6 +135,18 @@ export class H1ClientConnection implements H1ParserHandler {
   /** Close the connection (idle timeout, drain, not reusable). */
   close(): void {
     if (!this.closed && !this.tunneled) this.socket.destroy();
+  }
+
+  /** Flow control from the stream's sink: stop reading the response. */
+  pauseReading(): void {
+    this.readPaused = true;
+    this.socket.pause();
+  }
+
+  resumeReading(): void {
+    if (!this.readPaused) return;
+    this.readPaused = false;
+    if (!this.tunnelPending) this.socket.resume();
   }
 
   // ───────────────────────────── request side ─────────────────────────────
@@ -390,6 +404,10 @@ export class H1ClientConnection implements H1ParserHandler {
     if (s.detached) return;
     s.detached = true;
     if (this.stream === s) this.stream = undefined;
+    // A response can complete inside the read that made its sink pause (the last chunk and the
+    // terminating one arrive together): an idle connection must read again, or the next request
+    // on it would wait for a response already sitting in the socket (issue 15, bug 1).
+    if (this.readPaused) this.resumeReading();
     this.owner.onStreamDone(this, reusable && !this.closed);
   }
 }
