@@ -42,6 +42,65 @@ const LISTENER_FILTERS: Readonly<Record<string, ListenerFilterConfig['kind']>> =
 
 type Direction = ListenerConfig['trafficDirection'];
 
+interface NetworkFilterDecoder {
+  /** Terminal filters (connection manager, TCP proxy) must be last in the chain, and only they. */
+  readonly terminal: boolean;
+  decode(t: Reader, name: string, ctx: DecodeContext, dir: Direction): NetworkFilterConfig | undefined;
+}
+
+/**
+ * The network filters meshlet runs, by typed_config type: one decoder each. The runtime side of a
+ * decoded `kind` is its factory in proxy/listeners/builtin-network-filters.ts (registered in
+ * proxy/registry.ts); a new network filter needs both.
+ */
+const NETWORK_FILTERS: ReadonlyMap<string, NetworkFilterDecoder> = new Map<string, NetworkFilterDecoder>([
+  [
+    T_HCM,
+    {
+      terminal: true,
+      decode: (t, name, ctx, dir) => {
+        const hcm = decodeHcm(t, ctx, dir === 'UNSPECIFIED' ? undefined : dir);
+        return hcm ? { kind: 'http_connection_manager', name, hcm } : undefined;
+      },
+    },
+  ],
+  [
+    T_TCP_PROXY,
+    {
+      terminal: true,
+      decode: (t, name, ctx) => {
+        const tcp = decodeTcpProxy(t, ctx);
+        return tcp ? { kind: 'tcp_proxy', name, tcp } : undefined;
+      },
+    },
+  ],
+  [T_NETWORK_RBAC, { terminal: false, decode: (t, name, ctx) => ({ kind: 'rbac', name, rbac: decodeNetworkRbac(t, ctx) }) }],
+  [
+    NETWORK_EXT_AUTHZ_TYPE_NAME,
+    {
+      terminal: false,
+      decode: (t, name) => {
+        const extAuthz = decodeNetworkExtAuthz(t);
+        return extAuthz ? { kind: 'ext_authz', name, extAuthz } : undefined;
+      },
+    },
+  ],
+  [
+    T_CONNECTION_LIMIT,
+    {
+      terminal: false,
+      decode: (t, name) => {
+        t.requiredStr('stat_prefix');
+        if (!t.has('max_connections')) t.error('max_connections', 'is required');
+        const maxConnections = t.int('max_connections', 1, 1);
+        t.ignore('delay', 'runtime_enabled');
+        t.done();
+        return { kind: 'connection_limit', name, maxConnections };
+      },
+    },
+  ],
+]);
+
 function decodeListenerFilter(r: Reader): ListenerFilterConfig | undefined {
   const name = r.str('name', '');
   let kind: ListenerFilterConfig['kind'] | undefined;
@@ -161,35 +220,16 @@ function decodeNetworkFilter(
   const tc = r.any('typed_config');
   let out: NetworkFilterConfig | undefined;
   if (tc) {
-    const t = tc.reader;
-    if (tc.type === T_HCM) {
-      const hcm = decodeHcm(t, ctx, dir === 'UNSPECIFIED' ? undefined : dir);
-      if (hcm) out = { kind: 'http_connection_manager', name, hcm };
-    } else if (tc.type === T_TCP_PROXY) {
-      const tcp = decodeTcpProxy(t, ctx);
-      if (tcp) out = { kind: 'tcp_proxy', name, tcp };
-    } else if (tc.type === T_NETWORK_RBAC) {
-      out = { kind: 'rbac', name, rbac: decodeNetworkRbac(t, ctx) };
-    } else if (tc.type === NETWORK_EXT_AUTHZ_TYPE_NAME) {
-      const extAuthz = decodeNetworkExtAuthz(t);
-      if (extAuthz) out = { kind: 'ext_authz', name, extAuthz };
-    } else if (tc.type === T_CONNECTION_LIMIT) {
-      t.requiredStr('stat_prefix');
-      if (!t.has('max_connections')) t.error('max_connections', 'is required');
-      const maxConnections = t.int('max_connections', 1, 1);
-      t.ignore('delay', 'runtime_enabled');
-      t.done();
-      out = { kind: 'connection_limit', name, maxConnections };
-    } else {
-      t.issues.error(t.sub('@type'), `unsupported network filter type ${tc.type}`);
-    }
+    const decoder = NETWORK_FILTERS.get(tc.type);
+    if (decoder) out = decoder.decode(tc.reader, name, ctx, dir);
+    else tc.reader.issues.error(tc.reader.sub('@type'), `unsupported network filter type ${tc.type}`);
   }
   r.done();
   return { value: out, type: tc?.type };
 }
 
 function isTerminalType(type: string | undefined): boolean {
-  return type === T_HCM || type === T_TCP_PROXY;
+  return type !== undefined && NETWORK_FILTERS.get(type)?.terminal === true;
 }
 
 function decodeFilterChain(
