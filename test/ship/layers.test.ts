@@ -49,6 +49,13 @@ export const LAYERS: readonly Layer[] = [
   { name: 'proxy/authz', paths: ['proxy/authz/'], uses: ['proxy/wire'] },
   { name: 'proxy/detect', paths: ['proxy/detect/'], uses: ['proxy/wire'] },
   { name: 'proxy/http', paths: ['proxy/http/'], uses: ['proxy/upstream', 'proxy/authz', 'xds-client'] },
+  {
+    // The router is an ordinary terminal filter: the connection manager and filter manager never
+    // import it; only its factory (registered in proxy/registry.ts) does.
+    name: 'proxy/http/router',
+    paths: ['proxy/http/router/', 'proxy/http/filters/router-factory.ts'],
+    uses: ['proxy/http'],
+  },
   { name: 'proxy/tcp', paths: ['proxy/tcp/'], uses: ['proxy/upstream'] },
   {
     name: 'proxy/listeners',
@@ -81,7 +88,7 @@ export const LAYERS: readonly Layer[] = [
     // The composition: builds every part and wires them through their interfaces.
     name: 'proxy/server',
     paths: ['proxy/server.ts', 'proxy/registry.ts'],
-    uses: ['proxy/telemetry', 'proxy/dynamic', 'proxy/admin', 'proxy/listeners', 'proxy/tls', 'certs'],
+    uses: ['proxy/telemetry', 'proxy/dynamic', 'proxy/admin', 'proxy/listeners', 'proxy/http/router', 'proxy/tls', 'certs'],
   },
   { name: 'proxy/runtime', paths: ['proxy/runtime/'], uses: ['proxy/server', 'proxy/dynamic'] },
   { name: 'proxy/intercept', paths: ['proxy/intercept/'], uses: ['proxy/listeners'] },
