@@ -33,7 +33,9 @@ import type {
   ServerCodecCallbacks,
 } from './codec';
 import type { HttpFilterRegistry } from './filter';
-import { FilterManager, type FilterManagerCallbacks, type ResolvedChain, resolveFilterChain } from './filter-manager';
+import { type ResolvedChain, resolveFilterChain } from './filter-chain';
+import type { FilterManagerCallbacks } from './filter-callbacks';
+import { FilterManager } from './filter-manager';
 import { H1ServerCodec, h1ServerOptions } from './h1/server-codec';
 import { H2ServerCodec, h2ServerOptionsFromHcm } from './h2/server-codec';
 import {

@@ -4,186 +4,37 @@
  * holds and their replay, StopIterationAndBuffer, the decoder buffer limit, the reasons reading
  * is paused, and local replies (built by local-reply.ts) sent through the encoder filters.
  *
- * It knows its stream only through FilterManagerCallbacks (implemented by the connection
- * manager's ActiveStream): route cache, codec writes, timers and completion stay there. The
+ * It knows its stream only through FilterManagerCallbacks (filter-callbacks.ts, implemented by
+ * the connection manager's ActiveStream): route cache, codec writes, timers and completion stay
+ * there; chain resolution and the hold/buffer bookkeeping are in filter-chain.ts. The
  * filter manager is itself the callbacks object every filter of the stream gets (the filter
  * being called is tracked by index, so there is no wrapper object per filter).
  */
-import type { Duplex } from 'node:stream';
-import type { HcmConfig, Route, RouteConfiguration } from '../config/types';
-import { ConfigError, type FieldIssue, type ResponseFlag } from '../../common/errors';
-import type { ClusterLookup } from '../upstream/types';
-import type {
-  DownstreamConnectionInfo,
-  HeaderList,
-  HttpProtocol,
-  RequestHead,
-  ResetReason,
-  ResponseHead,
-} from './codec';
+import type { ResponseFlag } from '../../common/errors';
+import type { HeaderList, RequestHead, ResetReason, ResponseHead } from './codec';
+import { FilterStatus, type HttpFilter, type TerminalFilterCallbacks, type TerminalHttpFilter } from './filter';
+import { type FilterManagerCallbacks, StreamFilterCallbacks } from './filter-callbacks';
 import {
-  type AnyHttpFilterFactory,
-  FilterStatus,
-  type HttpFilter,
-  type HttpFilterFactory,
-  type HttpFilterRegistry,
-  type TerminalFilterCallbacks,
-  type TerminalHttpFilter,
-  type TerminalHttpFilterFactory,
-} from './filter';
-import type { HeaderFormatContext } from './headers';
+  bufferedBytes,
+  concatBuffered,
+  EVENT_DATA,
+  EVENT_HEADERS,
+  EVENT_TRAILERS,
+  FILTER_BUFFER_LIMIT_BYTES,
+  HOLD_LIMIT_BYTES,
+  type HeldEncode,
+  type HeldEvent,
+  type ResolvedChain,
+  STOPPED_AT_HEADERS,
+  takeBuffered,
+} from './filter-chain';
 import { buildLocalReply } from './local-reply';
-import type { CompiledRoute } from './route-matcher';
-import type { StreamInfo } from './stream-info';
-
-/** What the filter manager needs from its stream (Envoy's FilterManagerCallbacks). */
-export interface FilterManagerCallbacks {
-  readonly info: StreamInfo;
-  readonly connection: DownstreamConnectionInfo;
-  readonly hcm: HcmConfig;
-  readonly downstreamProtocol: HttpProtocol;
-  readonly internal: boolean;
-  readonly trustedRemoteAddress: string;
-  readonly clusters: ClusterLookup;
-  readonly formatContext: HeaderFormatContext;
-  readonly random: () => number;
-  /** The request head (undefined before headers arrived). */
-  readonly request: RequestHead | undefined;
-  /** The cached route for the current headers (resolved on first use). */
-  resolveRoute(): CompiledRoute | undefined;
-  routeConfig(): RouteConfiguration | undefined;
-  clearRouteCache(): void;
-  /** The response entered the encoder filters (timers react). */
-  onResponseStarted(): void;
-  /** Response activity: the stream idle timer restarts. */
-  refreshIdleTimer(): void;
-  /** Write to the codec (after the last encoder filter). */
-  writeHeaders(head: ResponseHead, endStream: boolean): void;
-  writeData(chunk: Buffer, endStream: boolean): boolean;
-  writeTrailers(trailers: HeaderList): void;
-  /** Read-disable the request (true) or read again (false). */
-  setReadDisabled(disabled: boolean): void;
-  resetStream(reason: ResetReason): void;
-  takeDownstreamTunnel(): Duplex;
-  onTunnelDone(bytesUp: number, bytesDown: number): void;
-  /** A filter threw from a continue call: answer 500 or reset. */
-  onFilterError(err: unknown): void;
-}
-
-/** One resolved filter of the chain. */
-export interface ChainEntry {
-  readonly name: string;
-  readonly factory: HttpFilterFactory;
-  readonly config: unknown;
-}
-
-/** The terminal filter closing the chain. */
-export interface TerminalChainEntry {
-  readonly name: string;
-  readonly factory: TerminalHttpFilterFactory;
-  readonly config: unknown;
-}
-
-/** http_filters resolved against the registry, once per connection manager. */
-export interface ResolvedChain {
-  readonly filters: readonly ChainEntry[];
-  readonly terminal: TerminalChainEntry;
-}
-
-/** Resolve http_filters against the registry: non-terminal filters in order, then the terminal one. */
-export function resolveFilterChain(cfg: HcmConfig, registry: HttpFilterRegistry): ResolvedChain {
-  const filters: ChainEntry[] = [];
-  const issues: FieldIssue[] = [];
-  let terminal: TerminalChainEntry | undefined;
-  cfg.httpFilters.forEach((f, i) => {
-    if (f.disabled) return;
-    const factory: AnyHttpFilterFactory | undefined = registry.get(f.typeName);
-    if (!factory) {
-      if (!f.isOptional)
-        issues.push({ path: `http_filters[${i}]`, message: `filter type ${f.typeName} is not supported by meshlet` });
-      return;
-    }
-    if (factory.terminal === true) {
-      if (i !== cfg.httpFilters.length - 1)
-        issues.push({ path: `http_filters[${i}]`, message: 'the router must be the last filter' });
-      terminal = { name: f.name, factory, config: f.config };
-      return;
-    }
-    filters.push({ name: f.name, factory, config: f.config });
-  });
-  if (!terminal) issues.push({ path: 'http_filters', message: 'the chain must end with envoy.filters.http.router' });
-  if (issues.length > 0) throw new ConfigError(`http_connection_manager ${cfg.statPrefix}`, issues);
-  return { filters, terminal: terminal! };
-}
 
 const NO_FILTERS: readonly HttpFilter[] = [];
-/** Request bytes queued behind a stopped decoder filter before reading is paused. */
-const HOLD_LIMIT_BYTES = 64 * 1024;
-/** Body bytes one filter may keep with StopIterationAndBuffer (Envoy's default buffer limit). */
-export const FILTER_BUFFER_LIMIT_BYTES = 1024 * 1024;
 const PAUSE_TERMINAL = 1;
 const PAUSE_FILTER_HOLD = 2;
-const EVENT_DATA = 0;
-const EVENT_TRAILERS = 1;
-const EVENT_HEADERS = 2;
-/** decodeStoppedKind when a filter stopped at decodeHeaders. */
-const STOPPED_AT_HEADERS = -2;
 
-/** A response event held while an encoder filter has stopped iteration. */
-interface HeldEncode {
-  readonly kind: typeof EVENT_DATA | typeof EVENT_TRAILERS | typeof EVENT_HEADERS;
-  readonly head: ResponseHead | undefined;
-  readonly chunk: Buffer | undefined;
-  readonly trailers: HeaderList | undefined;
-  readonly endStream: boolean;
-  /** Replay from this filter (default: the first encoder filter). */
-  readonly from?: number;
-}
-
-/** A decode event held while a filter has stopped iteration. */
-interface HeldEvent {
-  readonly kind: typeof EVENT_DATA | typeof EVENT_TRAILERS;
-  readonly chunk: Buffer | undefined;
-  readonly endStream: boolean;
-  readonly trailers: HeaderList | undefined;
-  /** Replay from this filter (default 0). */
-  readonly from?: number;
-}
-
-// ───── StopIterationAndBuffer bookkeeping: slots exist only once a filter of the stream buffers ─────
-
-/**
- * After filter `i` handled `chunk`: when it buffers, keep the chunk and return undefined; when it
- * continues, return the chunk to pass on — prefixed with what it buffered before, if anything.
- */
-function takeBuffered(slots: (Buffer[] | undefined)[], i: number, chunk: Buffer, buffer: boolean): Buffer | undefined {
-  const kept = slots[i];
-  if (buffer) {
-    if (kept === undefined) slots[i] = [chunk];
-    else kept.push(chunk);
-    return undefined;
-  }
-  if (kept === undefined) return chunk;
-  slots[i] = undefined;
-  kept.push(chunk);
-  return Buffer.concat(kept);
-}
-
-function bufferedBytes(slots: (Buffer[] | undefined)[], i: number): number {
-  const kept = slots[i];
-  if (kept === undefined) return 0;
-  let n = 0;
-  for (const b of kept) n += b.length;
-  return n;
-}
-
-function concatBuffered(slots: (Buffer[] | undefined)[], i: number): Buffer {
-  const kept = slots[i] ?? [];
-  slots[i] = undefined;
-  return kept.length === 1 ? kept[0]! : Buffer.concat(kept);
-}
-
-export class FilterManager implements TerminalFilterCallbacks {
+export class FilterManager extends StreamFilterCallbacks implements TerminalFilterCallbacks {
   private filters: readonly HttpFilter[] = NO_FILTERS;
   private terminal: TerminalHttpFilter | undefined;
   /** The response entered the encoder chain (the terminal filter may no longer reply locally). */
@@ -213,53 +64,16 @@ export class FilterManager implements TerminalFilterCallbacks {
   private encodeBuffered: (Buffer[] | undefined)[] | undefined;
 
   constructor(
-    private readonly cb: FilterManagerCallbacks,
+    cb: FilterManagerCallbacks,
     private readonly chain: ResolvedChain,
-  ) {}
+  ) {
+    super(cb);
+  }
 
-  // ─────────────── callbacks given to filters (delegated to the stream) ───────────────
+  // ─────────────── callbacks that depend on the filter manager's state ───────────────
 
-  get connection(): DownstreamConnectionInfo {
-    return this.cb.connection;
-  }
-  get trustedRemoteAddress(): string {
-    return this.cb.trustedRemoteAddress;
-  }
-  get clusters(): ClusterLookup {
-    return this.cb.clusters;
-  }
-  get formatContext(): HeaderFormatContext {
-    return this.cb.formatContext;
-  }
-  get streamInfo(): StreamInfo {
-    return this.cb.info;
-  }
-  get hcm(): HcmConfig {
-    return this.cb.hcm;
-  }
-  get downstreamProtocol(): HttpProtocol {
-    return this.cb.downstreamProtocol;
-  }
-  get internal(): boolean {
-    return this.cb.internal;
-  }
-  get random(): () => number {
-    return this.cb.random;
-  }
   get responseStarted(): boolean {
     return this.started;
-  }
-  route(): Route | undefined {
-    return this.cb.resolveRoute()?.route;
-  }
-  routeEntry(): CompiledRoute | undefined {
-    return this.cb.resolveRoute();
-  }
-  routeConfig(): RouteConfiguration | undefined {
-    return this.cb.routeConfig();
-  }
-  clearRouteCache(): void {
-    this.cb.clearRouteCache();
   }
   perRouteConfig(): unknown {
     const r = this.cb.resolveRoute();
@@ -267,21 +81,6 @@ export class FilterManager implements TerminalFilterCallbacks {
     const entry = this.current === fs.length ? this.chain.terminal : fs[this.current];
     if (!r || !entry) return undefined;
     return r.route.typedPerFilterConfig[entry.name] ?? r.vhost.typedPerFilterConfig[entry.name];
-  }
-  setResponseFlag(flag: ResponseFlag): void {
-    this.cb.info.setResponseFlag(flag);
-  }
-  setMetadata(key: string, value: string): void {
-    this.cb.info.setMetadata(key, value);
-  }
-  resetStream(reason: ResetReason): void {
-    this.cb.resetStream(reason);
-  }
-  takeDownstreamTunnel(): Duplex {
-    return this.cb.takeDownstreamTunnel();
-  }
-  onTunnelDone(bytesUp: number, bytesDown: number): void {
-    this.cb.onTunnelDone(bytesUp, bytesDown);
   }
   /** The terminal filter's read-disable (upstream not ready, or above its watermark). */
   setRequestPaused(paused: boolean): void {

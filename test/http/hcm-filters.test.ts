@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Issues, Reader } from '../../common/reader';
 import type { HttpFilterConfig } from '../../proxy/config/types';
 import { ConfigError } from '../../common/errors';
-import { resolveFilterChain } from '../../proxy/http/filter-manager';
+import { resolveFilterChain } from '../../proxy/http/filter-chain';
 import {
   FilterStatus,
   type HttpFilter,

@@ -4,10 +4,11 @@
  * per stream, like any registered filter.
  */
 import type { Reader } from '../../../common/reader';
-import { type RouterConfig, RouterFilter } from '../router/router-filter';
+import type { RouterConfig } from '../router/router-config';
+import { RouterFilter } from '../router/router-filter';
 import type { TerminalHttpFilterFactory } from '../filter';
 
-export { DEFAULT_ROUTER_CONFIG, type RouterConfig } from '../router/router-filter';
+export { DEFAULT_ROUTER_CONFIG, type RouterConfig } from '../router/router-config';
 
 export const ROUTER_TYPE_NAME = 'envoy.extensions.filters.http.router.v3.Router';
 

@@ -1,8 +1,8 @@
 /**
  * CONNECT terminated by the proxy (route upgrade_configs CONNECT with connect_config): a raw
  * connection to the chosen host, a 200 downstream, then bytes copied both ways. The host comes
- * from the same choice as an UpstreamRequest (chooseHost) and is admitted the same way
- * (admitRequest: the `requests` circuit breaker, upstream_rq_total / upstream_rq_active and the
+ * from the same choice as an UpstreamRequest and is admitted the same way (selectHost in
+ * upstream-request.ts: the `requests` circuit breaker, upstream_rq_total / upstream_rq_active, the
  * host's active requests), released when the tunnel closes or the connect fails. A failed connect
  * is a 503 with UF (Envoy's upstream connection failure), never an exception.
  */
@@ -31,7 +31,7 @@ export class ConnectRequest {
   private tunnel: Tunnel | undefined;
   private released = false;
 
-  /** `host` was admitted (admitRequest) by the caller. */
+  /** `host` was chosen and admitted (selectHost) by the caller. */
   constructor(
     private readonly owner: ConnectOwner,
     private readonly cluster: UpstreamCluster,

@@ -18,8 +18,10 @@ import {
   type HeaderFormatContext,
   removeHeaders,
   setHeader,
+  stripHopByHop,
   stripPort,
 } from '../headers';
+import { buildLocalReply, type LocalResponse } from '../local-reply';
 import { type CompiledRoute, PathKind, pathOnly, queryParam } from '../route-matcher';
 
 /** FNV-1a 32-bit over a string: the hash fed to RING_HASH / MAGLEV. */
@@ -260,4 +262,35 @@ export function grpcStatusOf(h: HeaderList): number {
     }
   }
   return -1;
+}
+
+/**
+ * A direct_response or redirect as a local response (never gRPC-shaped, as before): the body as
+ * text/plain, `location` for redirects, and the route's response header mutations.
+ */
+export function directResponse(
+  status: number,
+  body: Buffer | undefined,
+  location: string | undefined,
+  head: RequestHead,
+  route: CompiledRoute,
+  rc: RouteConfiguration,
+  ctx: HeaderFormatContext,
+): LocalResponse {
+  const extra = location === undefined ? undefined : ['location', location];
+  const r = buildLocalReply(status, body ?? '', extra, false, head.method === 'HEAD');
+  applyResponseMutations(r.head.headers, route, undefined, rc, ctx);
+  return r;
+}
+
+/**
+ * Response headers from upstream: hop-by-hop headers go (a 101 keeps its `upgrade` token, which
+ * the downstream codec writes back with Connection: upgrade), and x-envoy-upstream-service-time
+ * is set unless Envoy headers are suppressed.
+ */
+export function cleanResponseHeaders(h: HeaderList, status: number, rttMs: number, suppressEnvoyHeaders: boolean): void {
+  const upgradeToken = status === 101 ? getHeader(h, 'upgrade') : undefined;
+  stripHopByHop(h);
+  if (upgradeToken !== undefined) h.push('upgrade', upgradeToken);
+  if (!suppressEnvoyHeaders) setHeader(h, 'x-envoy-upstream-service-time', String(Math.round(rttMs)));
 }

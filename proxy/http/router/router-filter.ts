@@ -12,15 +12,13 @@
  * replies with Envoy's status, body and response flag (local-reply.ts).
  */
 import type { RouteAction, RouteConfiguration, WeightedCluster } from '../../config/types';
-import type { Host } from '../../upstream/host';
+import { Host } from '../../upstream/host';
 import type { LbContext } from '../../upstream/lb/types';
 import type { UpstreamCluster } from '../../upstream/types';
 import type { HeaderList, RequestHead, ResetReason, ResponseHead, UpstreamInfo } from '../codec';
 import { FilterStatus, type TerminalFilterCallbacks, type TerminalHttpFilter } from '../filter';
-import { getHeader, removeEnvoyHeaders, setHeader, stripHopByHop } from '../headers';
+import { getHeader, removeEnvoyHeaders, setHeader } from '../headers';
 import {
-  buildLocalReply,
-  NO_HEALTHY_UPSTREAM,
   type UpstreamFailureReply,
   upstreamResetReply,
   upstreamTimeoutReply,
@@ -28,10 +26,13 @@ import {
 import type { CompiledRoute } from '../route-matcher';
 import { Tunnel } from '../tunnel';
 import { ConnectRequest, type ConnectOwner } from './connect';
+import { DEFAULT_ROUTER_CONFIG, type RouterConfig } from './router-config';
 import {
   applyRequestMutations,
   applyResponseMutations,
+  cleanResponseHeaders,
   computeHash,
+  directResponse,
   grpcStatusOf,
   type HashSideEffects,
   pickWeighted,
@@ -46,32 +47,7 @@ import {
   RetryState,
   retryPolicyFromHeaders,
 } from './retry-state';
-import { admitRequest, chooseHost, type RouterCallbacks, UpstreamRequest } from './upstream-request';
-
-/** Decoded envoy.extensions.filters.http.router.v3.Router. */
-export interface RouterConfig {
-  /** Envoy default true: per-cluster dynamic stats (kept for fidelity; meshlet always counts). */
-  readonly dynamicStats: boolean;
-  /** Create a child span per upstream attempt (Envoy default false). */
-  readonly startChildSpan: boolean;
-  /**
-   * Do not add x-envoy-upstream-service-time / x-envoy-attempt-count / x-envoy-expected-rq-timeout-ms
-   * and x-envoy-overloaded (Envoy default false).
-   */
-  readonly suppressEnvoyHeaders: boolean;
-  /** Honour x-envoy-expected-rq-timeout-ms from a trusted downstream Envoy instead of the route timeout. */
-  readonly respectExpectedRqTimeout: boolean;
-  /** Do not count gRPC failure codes in cluster stats (kept for fidelity). */
-  readonly suppressGrpcRequestFailureCodeStats: boolean;
-}
-
-export const DEFAULT_ROUTER_CONFIG: RouterConfig = Object.freeze({
-  dynamicStats: true,
-  startChildSpan: false,
-  suppressEnvoyHeaders: false,
-  respectExpectedRqTimeout: false,
-  suppressGrpcRequestFailureCodeStats: false,
-});
+import { countResponse, type RouterCallbacks, selectHost, UpstreamRequest } from './upstream-request';
 
 /** Request bodies up to this size are kept for replay on retry; beyond it retries are off. */
 export const RETRY_BUFFER_LIMIT = 64 * 1024;
@@ -163,13 +139,9 @@ export class RouterFilter implements TerminalHttpFilter, RouterCallbacks, Connec
       return FilterStatus.StopIteration;
     }
 
-    let clusterName: string | undefined;
     const c = action.cluster;
-    if (c.kind === 'cluster') clusterName = c.name;
-    else if (c.kind === 'weighted') {
-      this.weighted = pickWeighted(c.clusters, c.totalWeight, this.random);
-      clusterName = this.weighted?.name;
-    } else clusterName = getHeader(head.headers, c.header);
+    if (c.kind === 'weighted') this.weighted = pickWeighted(c.clusters, c.totalWeight, this.random);
+    const clusterName = c.kind === 'cluster' ? c.name : c.kind === 'weighted' ? this.weighted?.name : getHeader(head.headers, c.header);
     const cluster = clusterName === undefined ? undefined : cb.clusters.get(clusterName);
     if (clusterName !== undefined) cb.streamInfo.clusterName = clusterName;
     if (cluster === undefined) {
@@ -282,32 +254,21 @@ export class RouterFilter implements TerminalHttpFilter, RouterCallbacks, Connec
 
   // ─────────────── tries ───────────────
 
-  /**
-   * Choose and admit a host (the `requests` circuit breaker). On failure the stream is answered
-   * (UH no healthy upstream, UO overflow) and undefined returned.
-   */
+  /** A host for the next try or the CONNECT target; undefined once the stream was answered (UH, UO). */
   private admitHost(): Host | undefined {
-    const cluster = this.cluster;
     const avoid = this.previousHosts;
-    if (avoid !== undefined) {
-      if (!this.lbCtx) this.lbCtx = {};
-      this.lbCtx.avoid = avoid;
-    }
-    const host = chooseHost(cluster, this.lbCtx, this.head, this.callbacks.connection);
-    if (host === undefined) {
-      cluster.stats.upstreamCxNoneHealthy++;
-      this.fail(NO_HEALTHY_UPSTREAM);
+    if (avoid !== undefined) (this.lbCtx ??= {}).avoid = avoid;
+    const cb = this.callbacks;
+    const r = selectHost(this.cluster, this.lbCtx, this.head, cb.connection, this.config.suppressEnvoyHeaders);
+    if (!(r instanceof Host)) {
+      this.fail(r);
       return undefined;
     }
-    if (!admitRequest(cluster, host)) {
-      this.fail(upstreamResetReply('overflow', '', this.config.suppressEnvoyHeaders));
-      return undefined;
-    }
-    const info = this.callbacks.streamInfo;
-    info.upstreamHost = host.key;
-    info.upstreamHostMetadata = host.metadata;
+    const info = cb.streamInfo;
+    info.upstreamHost = r.key;
+    info.upstreamHostMetadata = r.metadata;
     info.attemptCount++;
-    return host;
+    return r;
   }
 
   private startAttempt(): void {
@@ -350,18 +311,10 @@ export class RouterFilter implements TerminalHttpFilter, RouterCallbacks, Connec
       if (this.timeoutMs > 0) setHeader(h, 'x-envoy-expected-rq-timeout-ms', String(this.perTryOrGlobalMs()));
     }
     if (info.span !== undefined) info.span.inject(h);
-    const enc = a.encoder!;
     const body = this.body;
-    const noBody = (body === undefined || body.length === 0) && this.trailers === undefined;
-    enc.writeHeaders(this.head, this.downstreamComplete && noBody);
-    if (!a.live) return; // the write failed synchronously and the attempt was abandoned
-    let ok = true;
+    const ok = a.sendRequest(this.head, body, this.trailers, this.downstreamComplete);
+    if (ok === undefined) return; // the write failed synchronously and the try was abandoned
     if (body !== undefined) {
-      for (let i = 0; i < body.length; i++) {
-        const last = i === body.length - 1 && this.downstreamComplete && this.trailers === undefined;
-        ok = enc.writeData(body[i]!, last);
-        if (!a.live) return;
-      }
       this.written = body.length;
       if (this.bodyOverflow) {
         // Replay is impossible from now on; drop what was only kept for the upstream.
@@ -369,7 +322,6 @@ export class RouterFilter implements TerminalHttpFilter, RouterCallbacks, Connec
         this.written = 0;
       }
     }
-    if (this.downstreamComplete && this.trailers !== undefined) enc.writeTrailers(this.trailers);
     if (ok) this.resumeDownstream();
     else this.pauseDownstream();
     if (this.downstreamComplete) this.startPerTryTimer(a);
@@ -421,12 +373,8 @@ export class RouterFilter implements TerminalHttpFilter, RouterCallbacks, Connec
     a.clearPerTryTimer();
     const rtt = performance.now() - a.startMono;
     const h = head.headers;
-    // A 101 keeps its `upgrade` token: the downstream codec writes it back with Connection: upgrade.
-    const upgradeToken = status === 101 ? getHeader(h, 'upgrade') : undefined;
-    stripHopByHop(h);
-    if (upgradeToken !== undefined) h.push('upgrade', upgradeToken);
-    if (!this.config.suppressEnvoyHeaders) setHeader(h, 'x-envoy-upstream-service-time', String(Math.round(rtt)));
-    this.countResponse(a.host, status);
+    cleanResponseHeaders(h, status, rtt, this.config.suppressEnvoyHeaders);
+    countResponse(this.cluster, a.host, status, this.retriesHeld > 0);
     this.cluster.observeRtt?.(a.host, rtt);
     applyResponseMutations(h, this.route!, this.weighted, this.rc, cb.formatContext);
     if (this.setCookie !== undefined) h.push('set-cookie', this.setCookie);
@@ -541,20 +489,6 @@ export class RouterFilter implements TerminalHttpFilter, RouterCallbacks, Connec
 
   // ─────────────── completion ───────────────
 
-  private countResponse(host: Host, status: number): void {
-    const s = this.cluster.stats;
-    if (status >= 500) {
-      s.upstreamRq5xx++;
-      host.stats.rqError++;
-    } else {
-      if (status >= 400) s.upstreamRq4xx++;
-      else if (status >= 300) s.upstreamRq3xx++;
-      else s.upstreamRq2xx++;
-      host.stats.rqSuccess++;
-    }
-    if (this.retriesHeld > 0 && status < 500) s.upstreamRqRetrySuccess++;
-  }
-
   private completeAttempt(a: UpstreamRequest): void {
     a.complete();
     this.finish();
@@ -582,16 +516,9 @@ export class RouterFilter implements TerminalHttpFilter, RouterCallbacks, Connec
   private respondDirect(status: number, body: Buffer | undefined, location: string | undefined): void {
     const cb = this.callbacks;
     cb.setResponseFlag('DR');
-    const reply = buildLocalReply(
-      status,
-      body ?? '',
-      location === undefined ? undefined : ['location', location],
-      false,
-      this.head.method === 'HEAD',
-    );
-    applyResponseMutations(reply.head.headers, this.route!, this.weighted, this.rc, cb.formatContext);
+    const r = directResponse(status, body, location, this.head, this.route!, this.rc, cb.formatContext);
     this.finish();
-    cb.sendResponse(reply.head, reply.body, 'direct_response');
+    cb.sendResponse(r.head, r.body, 'direct_response');
   }
 
   private clearTimers(): void {

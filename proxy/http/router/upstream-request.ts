@@ -5,8 +5,8 @@
  * the host's active-request counter. It knows the router only through RouterCallbacks, and once
  * the router abandons it (`live = false`) every late callback is ignored.
  *
- * Host choice (chooseHost) and admission (admitRequest / releaseRequest) live here too, so that
- * CONNECT termination (connect.ts) picks and counts its host exactly as a try does.
+ * Host choice and admission (selectHost, releaseRequest) live here too, so that CONNECT
+ * termination (connect.ts) picks and counts its host exactly as a try does.
  */
 import type { Host } from '../../upstream/host';
 import type { LbContext } from '../../upstream/lb/types';
@@ -25,6 +25,7 @@ import type {
   UpstreamInfo,
 } from '../codec';
 import { getHeader } from '../headers';
+import { NO_HEALTHY_UPSTREAM, type UpstreamFailureReply, upstreamResetReply } from '../local-reply';
 import { splitAuthority } from './request-shaping';
 
 /** What an UpstreamRequest tells its router (Envoy's RouterFilterInterface). */
@@ -110,6 +111,32 @@ export class UpstreamRequest implements ResponseSink, PoolCallbacks {
     }
   }
 
+  /**
+   * Send the request head, then the body and trailers received so far (`complete`: the
+   * downstream request has ended). Returns whether the upstream is still below its watermark,
+   * or undefined when a write failed synchronously and the try was abandoned.
+   */
+  sendRequest(
+    head: RequestHead,
+    body: readonly Buffer[] | undefined,
+    trailers: HeaderList | undefined,
+    complete: boolean,
+  ): boolean | undefined {
+    const enc = this.encoder!;
+    const noBody = (body === undefined || body.length === 0) && trailers === undefined;
+    enc.writeHeaders(head, complete && noBody);
+    if (!this.live) return undefined;
+    let ok = true;
+    if (body !== undefined) {
+      for (let i = 0; i < body.length; i++) {
+        ok = enc.writeData(body[i]!, i === body.length - 1 && complete && trailers === undefined);
+        if (!this.live) return undefined;
+      }
+    }
+    if (complete && trailers !== undefined) enc.writeTrailers(trailers);
+    return ok;
+  }
+
   /** The downstream is above its watermark: stop reading the response. */
   pauseResponse(): void {
     if (!this.responsePaused && this.encoder !== undefined && this.live) {
@@ -164,6 +191,26 @@ export class UpstreamRequest implements ResponseSink, PoolCallbacks {
 }
 
 // ───────────────────────────── host choice and admission ─────────────────────────────
+
+/**
+ * Choose and admit a host for one try or a CONNECT: the host, or the reply when there is none
+ * (UH, upstream_cx_none_healthy counted) or the `requests` circuit breaker is full (UO).
+ */
+export function selectHost(
+  cluster: UpstreamCluster,
+  lbCtx: LbContext | undefined,
+  head: RequestHead,
+  conn: DownstreamConnectionInfo,
+  suppressEnvoyHeaders: boolean,
+): Host | UpstreamFailureReply {
+  const host = chooseHost(cluster, lbCtx, head, conn);
+  if (host === undefined) {
+    cluster.stats.upstreamCxNoneHealthy++;
+    return NO_HEALTHY_UPSTREAM;
+  }
+  if (!admitRequest(cluster, host)) return upstreamResetReply('overflow', '', suppressEnvoyHeaders);
+  return host;
+}
 
 /**
  * The host for a request: ORIGINAL_DST's target for clusters of that type, else the cluster's
@@ -229,4 +276,19 @@ export function releaseRequest(cluster: UpstreamCluster, host: Host): void {
   cluster.resources.requests.dec();
   if (cluster.stats.upstreamRqActive > 0) cluster.stats.upstreamRqActive--;
   if (host.activeRequests > 0) host.activeRequests--;
+}
+
+/** The response class counters of the cluster and the host; `retried` counts retry successes. */
+export function countResponse(cluster: UpstreamCluster, host: Host, status: number, retried: boolean): void {
+  const s = cluster.stats;
+  if (status >= 500) {
+    s.upstreamRq5xx++;
+    host.stats.rqError++;
+  } else {
+    if (status >= 400) s.upstreamRq4xx++;
+    else if (status >= 300) s.upstreamRq3xx++;
+    else s.upstreamRq2xx++;
+    host.stats.rqSuccess++;
+  }
+  if (retried && status < 500) s.upstreamRqRetrySuccess++;
 }
