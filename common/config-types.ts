@@ -37,15 +37,51 @@ export type ConfigSource =
 
 /** envoy.config.core.v3.GrpcService */
 export type GrpcService =
-  | { readonly kind: 'envoy_grpc'; readonly clusterName: string; readonly authority?: string; readonly timeoutMs?: number }
+  | {
+      readonly kind: 'envoy_grpc';
+      readonly clusterName: string;
+      readonly authority?: string;
+      readonly timeoutMs?: number;
+      /** initial_metadata: sent on every stream (the cluster's transport socket secures it). */
+      readonly initialMetadata?: readonly GrpcMetadataEntry[];
+    }
   | {
       readonly kind: 'google_grpc';
       readonly targetUri: string;
       readonly statPrefix: string;
-      /** channel_credentials.ssl_credentials; undefined = plaintext (insecure). */
+      /** channel_credentials.ssl_credentials; undefined = plaintext (insecure) or local. */
       readonly ssl?: { readonly rootCerts?: DataSource; readonly privateKey?: DataSource; readonly certChain?: DataSource };
+      /** channel_credentials.local_credentials (a Unix-socket target: call credentials may be sent). */
+      readonly local?: boolean;
+      /** call_credentials, applied in order on every stream. */
+      readonly callCredentials?: readonly CallCredential[];
       readonly timeoutMs?: number;
+      readonly initialMetadata?: readonly GrpcMetadataEntry[];
     };
+
+/** One initial_metadata entry: lower-case key and its value (`-bin` keys carry raw bytes). */
+export type GrpcMetadataEntry = readonly [key: string, value: string];
+
+/** GrpcService.GoogleGrpc.CallCredentials meshlet sends. */
+export type CallCredential =
+  | { readonly kind: 'access_token'; readonly token: string }
+  | { readonly kind: 'google_iam'; readonly authorizationToken: string; readonly authoritySelector: string }
+  /** from_plugin envoy.grpc_credentials.file_based_metadata: the secret is re-read when it changes. */
+  | { readonly kind: 'file_based_metadata'; readonly secret: DataSource; readonly headerKey: string; readonly headerPrefix: string }
+  | { readonly kind: 'sts_service'; readonly sts: StsServiceConfig };
+
+/** GrpcService.GoogleGrpc.CallCredentials.StsService (OAuth 2.0 token exchange, RFC 8693). */
+export interface StsServiceConfig {
+  readonly tokenExchangeServiceUri: string;
+  readonly resource: string;
+  readonly audience: string;
+  readonly scope: string;
+  readonly requestedTokenType: string;
+  readonly subjectTokenPath: string;
+  readonly subjectTokenType: string;
+  readonly actorTokenPath: string;
+  readonly actorTokenType: string;
+}
 
 export interface DynamicResources {
   readonly adsConfig?: {

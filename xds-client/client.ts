@@ -12,8 +12,7 @@
 
 import { EventEmitter } from 'node:events';
 import type * as grpc from '@grpc/grpc-js';
-import { dataSourceBytes } from '../common/data-source';
-import type { DataSource, DynamicResources, GrpcService, NodeInfo } from '../common/config-types';
+import type { DynamicResources, GrpcService, NodeInfo } from '../common/config-types';
 import { MeshletError } from '../common/errors';
 import { logger } from '../common/logger';
 import { VERSION } from '../common/version';
@@ -21,6 +20,13 @@ import type { AdsStream, UpdateEvent } from './ads-stream';
 import { type BackoffOptions, ExponentialBackoff } from './backoff';
 import type { TypeCounters } from './cache';
 import { DeltaStream } from './delta-stream';
+import {
+  type CallMetadataOptions,
+  type CallMetadataSource,
+  callMetadataSource,
+  googleChannelCredentials,
+  toGrpcMetadata,
+} from './grpc-credentials';
 import { toStructProto } from './proto-json';
 import { adsServiceDefinition, type NodeProto } from './protos';
 import type { ResourceTypeDef, XdsWatcher } from './resource-types';
@@ -32,6 +38,8 @@ import { Subscriptions } from './subscriptions';
 export interface ResolvedCluster {
   readonly address: string;
   readonly port: number;
+  /** A pipe (Unix socket) endpoint: dialled as unix:<path> instead of address:port. */
+  readonly path?: string;
   /** TLS to the control plane; PEM strings or buffers. Absent = plaintext. */
   readonly tls?: {
     readonly rootCerts?: string | Buffer;
@@ -55,6 +63,8 @@ export interface XdsClientOptions {
   readonly backoff?: BackoffOptions;
   /** Extra gRPC channel options. */
   readonly channelOptions?: grpc.ChannelOptions;
+  /** STS fetch and clock overrides for the call credentials. */
+  readonly callMetadata?: CallMetadataOptions;
 }
 
 /** Counters and state for metrics (Envoy's control_plane.* and <type>.update_* stats). */
@@ -75,15 +85,6 @@ function grpcLib(): typeof grpc {
 /** Client features meshlet announces in node.client_features. */
 export const CLIENT_FEATURES: readonly string[] = ['xds.config.resource-in-sotw'];
 
-
-function readDataSource(ds: DataSource | undefined, what: string): Buffer | undefined {
-  if (!ds) return undefined;
-  try {
-    return dataSourceBytes(ds);
-  } catch (e) {
-    throw new MeshletError('MESHLET_ERR_BOOTSTRAP', `xds: ${what}: ${(e as Error).message}`);
-  }
-}
 
 function toNodeProto(node: NodeInfo, userAgentVersion: string): NodeProto {
   const proto: NodeProto = {
@@ -137,6 +138,8 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
   private closed = false;
   private connectedFlag = false;
   private streamsStarted = 0;
+  private attempt = 0;
+  private readonly callMetadata?: CallMetadataSource;
 
   constructor(private readonly opts: XdsClientOptions) {
     super();
@@ -149,6 +152,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     this.delta = ads.apiType === 'DELTA_GRPC';
     this.nodeOnFirstOnly = ads.setNodeOnFirstMessageOnly;
     this.node = toNodeProto(opts.node, opts.userAgentVersion ?? VERSION);
+    this.callMetadata = callMetadataSource(this.service, opts.callMetadata);
     this.backoff = new ExponentialBackoff(opts.backoff);
     this.subs = new Subscriptions(opts.dynamicResources.initialFetchTimeoutMs, (typeUrl) =>
       this.stream?.interestChanged(typeUrl),
@@ -220,13 +224,12 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     };
     if (svc.kind === 'google_grpc') {
       let uri = svc.targetUri;
-      const creds = svc.ssl
-        ? grpcLib().credentials.createSsl(
-            readDataSource(svc.ssl.rootCerts, 'root_certs') ?? null,
-            readDataSource(svc.ssl.privateKey, 'private_key') ?? null,
-            readDataSource(svc.ssl.certChain, 'cert_chain') ?? null,
-          )
-        : grpcLib().credentials.createInsecure();
+      let creds: grpc.ChannelCredentials;
+      try {
+        creds = googleChannelCredentials(grpcLib(), svc);
+      } catch (e) {
+        throw new MeshletError('MESHLET_ERR_BOOTSTRAP', `xds: ssl_credentials: ${(e as Error).message}`);
+      }
       if (uri.startsWith('unix:') === false && uri.includes('://') === false && !uri.startsWith('dns:'))
         uri = `dns:${uri}`;
       return { uri, creds, key: `g|${uri}|${svc.ssl ? 'tls' : 'plain'}`, options };
@@ -238,7 +241,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
         `xds: envoy_grpc cluster "${svc.clusterName}" cannot be resolved`,
       );
     }
-    const uri = hostPort(resolved.address, resolved.port);
+    const uri = resolved.path !== undefined ? `unix:${resolved.path}` : hostPort(resolved.address, resolved.port);
     let creds: grpc.ChannelCredentials;
     if (resolved.tls) {
       const t = resolved.tls;
@@ -265,13 +268,34 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
       this.scheduleRetry();
       return;
     }
+    if (!this.callMetadata) {
+      this.openStream(target);
+      return;
+    }
+    // initial_metadata and call credentials (a token file re-read when it changed, an STS
+    // exchange) are resolved before each stream; failing to get them is retried like a refusal.
+    const attempt = ++this.attempt;
+    this.callMetadata().then(
+      (entries) => {
+        if (!this.closed && attempt === this.attempt) this.openStream(target, toGrpcMetadata(grpcLib(), entries));
+      },
+      (err: Error) => {
+        if (this.closed || attempt !== this.attempt) return;
+        logger('xds').warn({ reason: err.message }, 'xds: cannot get the call credentials; retrying');
+        this.setConnected(false, { code: grpcLib().status.UNAUTHENTICATED, details: err.message });
+        this.scheduleRetry();
+      },
+    );
+  }
+
+  private openStream(target: Target, metadata?: grpc.Metadata): void {
     if (!this.grpcClient || this.clientKey !== target.key) {
       this.grpcClient?.close();
       this.grpcClient = new this.AdsClient(target.uri, target.creds, target.options);
       this.clientKey = target.key;
     }
-    const client = this.grpcClient as unknown as Record<string, () => grpc.ClientDuplexStream<unknown, unknown>>;
-    const call = this.delta ? client.DeltaAggregatedResources() : client.StreamAggregatedResources();
+    const client = this.grpcClient as unknown as Record<string, (md?: grpc.Metadata) => grpc.ClientDuplexStream<unknown, unknown>>;
+    const call = this.delta ? client.DeltaAggregatedResources(metadata) : client.StreamAggregatedResources(metadata);
     this.streamsStarted++;
     const hooks = {
       onResponse: () => {

@@ -22,14 +22,17 @@ import type {
 
 // The shapes every part shares live in common/ (xds-client/ and certs/ use them too).
 export type {
+  CallCredential,
   CertValidationContext,
   ConfigSource,
   DataSource,
   DynamicResources,
+  GrpcMetadataEntry,
   GrpcService,
   Locality,
   NodeInfo,
   SanMatcher,
+  StsServiceConfig,
   SecretConfig,
   StringMatcher,
   TlsCertificate,

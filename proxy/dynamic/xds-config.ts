@@ -459,14 +459,17 @@ export class DynamicConfig {
 export function resolveStaticCluster(bootstrap: Bootstrap, name: string): ResolvedCluster | undefined {
   const cfg = bootstrap.staticResources.clusters.find((c) => c.name === name);
   const ep = cfg?.loadAssignment?.endpoints[0]?.lbEndpoints[0];
-  if (!cfg || !ep || ep.address.kind !== 'socket') return undefined;
+  if (!cfg || !ep) return undefined;
+  const where =
+    ep.address.kind === 'pipe'
+      ? { address: '', port: 0, path: ep.address.path }
+      : { address: ep.address.host, port: ep.address.port };
   const ts = cfg.transportSocket;
-  if (!ts) return { address: ep.address.host, port: ep.address.port };
+  if (!ts) return where;
   const cert = ts.common.tlsCertificates[0];
   const vc = ts.common.validationContext ?? ts.common.combinedDefaultValidationContext;
   return {
-    address: ep.address.host,
-    port: ep.address.port,
+    ...where,
     tls: {
       rootCerts: vc?.trustedCa ? readDataSource(vc.trustedCa) : undefined,
       certChain: cert ? readDataSource(cert.certificateChain) : undefined,

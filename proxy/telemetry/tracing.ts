@@ -38,6 +38,7 @@ import type { HeaderList, RequestHead } from '../http/codec';
 import { getHeader, setHeader } from '../http/headers';
 import type { HttpTracer, StreamInfo, StreamSpan } from '../http/stream-info';
 import { logger } from '../../common/logger';
+import { grpcClientAuth } from '../../xds-client/grpc-credentials';
 import type { MeshletMetrics } from './metrics';
 
 const log = logger('tracing');
@@ -367,7 +368,7 @@ export class TracingService {
     const g = p.grpcService;
     if (g) {
       if (g.kind === 'google_grpc')
-        return { kind: 'grpc', url: `http://${g.targetUri.replace(/^(dns:\/\/\/|ipv4:|ipv6:)/, '')}` };
+        return { kind: 'grpc', url: `${g.ssl ? 'https' : 'http'}://${g.targetUri.replace(/^(dns:\/\/\/|ipv4:|ipv6:)/, '')}` };
       const hp = resolve(g.clusterName);
       return hp ? { kind: 'grpc', url: `http://${hp}` } : undefined;
     }
@@ -393,9 +394,17 @@ export class TracingService {
     if (!pl) {
       const timeoutMillis =
         (endpoint.kind === 'grpc' ? cfg.grpcService?.timeoutMs : cfg.httpService?.timeoutMs) || 10_000;
+      // initial_metadata and call credentials (TLS channel composed with them) go with each export.
+      const auth: Partial<ReturnType<typeof grpcClientAuth>> =
+        cfg.grpcService && endpoint.kind === 'grpc' ? grpcClientAuth(require('@grpc/grpc-js') as typeof import('@grpc/grpc-js'), cfg.grpcService) : {};
       const exporter =
         endpoint.kind === 'grpc'
-          ? new (require('@opentelemetry/exporter-trace-otlp-grpc') as typeof import('@opentelemetry/exporter-trace-otlp-grpc')).OTLPTraceExporter({ url: endpoint.url, timeoutMillis })
+          ? new (require('@opentelemetry/exporter-trace-otlp-grpc') as typeof import('@opentelemetry/exporter-trace-otlp-grpc')).OTLPTraceExporter({
+              url: endpoint.url,
+              timeoutMillis,
+              ...(auth.credentials ? { credentials: auth.credentials } : {}),
+              ...(auth.metadata ? { metadata: auth.metadata } : {}),
+            })
           : new (require('@opentelemetry/exporter-trace-otlp-proto') as typeof import('@opentelemetry/exporter-trace-otlp-proto')).OTLPTraceExporter({ url: endpoint.url, timeoutMillis });
       const max = this.opts.maxQueuedSpans ?? DEFAULT_MAX_QUEUED_SPANS;
       // The exporter reports back to the gate that sits in front of the batch processor using it.

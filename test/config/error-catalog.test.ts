@@ -238,7 +238,7 @@ const cases: [string, () => Res | FieldIssue[], FieldIssue[]][] = [
     ],
   ],
   [
-    'gRPC service initial metadata, missing kind',
+    'gRPC service with initial metadata but no kind',
     () =>
       decodeCluster(
         {
@@ -257,10 +257,6 @@ const cases: [string, () => Res | FieldIssue[], FieldIssue[]][] = [
       ),
     [
       {
-        path: 'eds_cluster_config.eds_config.api_config_source.grpc_services[0].initial_metadata',
-        message: 'initial metadata is not supported by meshlet',
-      },
-      {
         path: 'eds_cluster_config.eds_config.api_config_source.grpc_services[0]',
         message: 'one of envoy_grpc, google_grpc must be set',
       },
@@ -271,7 +267,7 @@ const cases: [string, () => Res | FieldIssue[], FieldIssue[]][] = [
     ],
   ],
   [
-    'google_grpc default and call credentials',
+    'google_grpc default credentials, and call credentials without a secure channel',
     () =>
       decodeCluster(
         {
@@ -303,7 +299,8 @@ const cases: [string, () => Res | FieldIssue[], FieldIssue[]][] = [
       },
       {
         path: 'eds_cluster_config.eds_config.api_config_source.grpc_services[0].google_grpc.call_credentials',
-        message: 'call credentials are not supported by meshlet',
+        message:
+          'call credentials need channel_credentials ssl_credentials or local_credentials; they are never sent over plaintext',
       },
     ],
   ],

@@ -25,6 +25,8 @@ export interface Recorded<T> {
 export class ScriptedAdsServer {
   private server?: grpc.Server;
   private readonly calls: AnyCall[] = [];
+  /** The request metadata (headers) of each stream, in the order streams were opened. */
+  readonly metadata: grpc.Metadata[] = [];
   private readonly log: Recorded<DiscoveryRequestProto & DeltaDiscoveryRequestProto>[] = [];
   private consumed = 0;
   private waiters: Array<() => void> = [];
@@ -35,26 +37,28 @@ export class ScriptedAdsServer {
    * Start on 127.0.0.1 (port 0 = any free port; pass a port to restart on the same one).
    * `creds` defaults to plaintext.
    */
-  static async start(port = 0, creds?: grpc.ServerCredentials): Promise<ScriptedAdsServer> {
+  static async start(port: number | string = 0, creds?: grpc.ServerCredentials): Promise<ScriptedAdsServer> {
     const s = new ScriptedAdsServer();
     await s.listen(port, creds ?? grpc.ServerCredentials.createInsecure());
     return s;
   }
 
-  private async listen(port: number, creds: grpc.ServerCredentials): Promise<void> {
+  /** `port` may be a `unix:` address instead. */
+  private async listen(port: number | string, creds: grpc.ServerCredentials): Promise<void> {
     const server = new grpc.Server();
     server.addService(adsServiceDefinition(), {
       StreamAggregatedResources: (call: AnyCall) => this.accept(call),
       DeltaAggregatedResources: (call: AnyCall) => this.accept(call),
     });
     this.port = await new Promise<number>((resolve, reject) => {
-      server.bindAsync(`127.0.0.1:${port}`, creds, (err, p) => (err ? reject(err) : resolve(p)));
+      server.bindAsync(typeof port === 'string' ? port : `127.0.0.1:${port}`, creds, (err, p) => (err ? reject(err) : resolve(p)));
     });
     this.server = server;
   }
 
   private accept(call: AnyCall): void {
     this.calls.push(call);
+    this.metadata.push(call.metadata);
     const stream = this.calls.length;
     call.on('data', (req: unknown) => {
       this.log.push({ stream, req: req as DiscoveryRequestProto & DeltaDiscoveryRequestProto });

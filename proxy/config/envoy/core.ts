@@ -1,6 +1,6 @@
 /**
  * Decoders for envoy.config.core.v3 building blocks shared by every resource: Address, DataSource,
- * ConfigSource, GrpcService, Node, Locality, Metadata, Percent, and enum helpers that know proto
+ * Node, Locality, Metadata, Percent, and enum helpers that know proto
  * enum numbers. Pure functions over a Reader; every problem is recorded with its path.
  *
  * Leans strict: an address that must be an IP (listeners, STATIC endpoints) is rejected when it
@@ -8,8 +8,7 @@
  */
 import { isIP } from 'node:net';
 import type { Reader } from '../../../common/reader';
-import type { Address, ConfigSource, DataSource, GrpcService, Locality, NodeInfo } from '../types';
-import { checkClusterRef, type DecodeContext } from './context';
+import type { Address, DataSource, Locality, NodeInfo } from '../types';
 
 /**
  * Proto enum by name (case-insensitive, as Envoy parses YAML/JSON: `lb_policy: round_robin`),
@@ -162,183 +161,6 @@ export function decodeDataSource(r: Reader): DataSource | undefined {
 
 /** Reads a DataSource's bytes at decode time (control-plane side). */
 export { dataSourceBytes } from '../../../common/data-source';
-
-export interface DecodedConfigSource {
-  readonly source?: ConfigSource;
-  readonly initialFetchTimeoutMs?: number;
-}
-
-/** envoy.config.core.v3.ConfigSource: ads, self (treated as ads), path / path_config_source, api_config_source. */
-export function decodeConfigSourceFull(r: Reader, ctx?: DecodeContext): DecodedConfigSource {
-  const which = r.oneof(['ads', 'self', 'path', 'path_config_source', 'api_config_source'] as const);
-  let source: ConfigSource | undefined;
-  const initialFetchTimeoutMs = dur(r, 'initial_fetch_timeout');
-  enumOf(r, 'resource_api_version', ['AUTO', 'V2', 'V3'] as const, 'AUTO');
-  if (which === undefined) {
-    r.issues.error(r.path, 'one of ads, path_config_source, api_config_source must be set');
-  } else if (which === 'ads' || which === 'self') {
-    const a = r.obj(which);
-    a?.done();
-    source = { kind: 'ads' };
-    if (ctx?.refs && !ctx.refs.adsConfigured) r.error(which, 'an ADS config source needs dynamic_resources.ads_config');
-  } else if (which === 'path') {
-    const p = r.requiredStr('path');
-    if (p) source = { kind: 'path', path: p };
-  } else if (which === 'path_config_source') {
-    const pr = r.obj(which);
-    if (pr) {
-      const p = pr.requiredStr('path');
-      pr.done();
-      if (p) source = { kind: 'path', path: p };
-    }
-  } else {
-    const a = r.obj(which);
-    if (a) {
-      const api = decodeApiConfigSource(a, ctx);
-      if (api) source = api;
-    }
-  }
-  r.done();
-  return { source, initialFetchTimeoutMs };
-}
-
-export function decodeConfigSource(r: Reader, ctx?: DecodeContext): ConfigSource | undefined {
-  return decodeConfigSourceFull(r, ctx).source;
-}
-
-/** envoy.config.core.v3.ApiConfigSource.ApiType names (meshlet supports GRPC and DELTA_GRPC). */
-export const API_TYPES = [
-  'DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE',
-  'REST',
-  'GRPC',
-  'DELTA_GRPC',
-  'AGGREGATED_GRPC',
-  'AGGREGATED_DELTA_GRPC',
-] as const;
-
-function decodeApiConfigSource(a: Reader, ctx?: DecodeContext): ConfigSource | undefined {
-  const apiType = enumOf(
-    a,
-    'api_type',
-    API_TYPES,
-    'DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE',
-  );
-  enumOf(a, 'transport_api_version', ['AUTO', 'V2', 'V3'] as const, 'AUTO');
-  a.ignore('set_node_on_first_message_only');
-  const grpc = decodeGrpcServices(a, ctx, 'xds');
-  if (a.has('cluster_names')) a.error('cluster_names', 'REST config sources are not supported by meshlet');
-  a.raw('cluster_names');
-  a.done();
-  if (apiType !== 'GRPC' && apiType !== 'DELTA_GRPC') {
-    a.error('api_type', `${apiType} is not supported by meshlet (expected GRPC or DELTA_GRPC)`);
-    return undefined;
-  }
-  if (grpc.length === 0) {
-    a.error('grpc_services', 'at least one gRPC service is required');
-    return undefined;
-  }
-  return { kind: 'api_config_source', apiType, grpc };
-}
-
-/**
- * What a gRPC service is for: xDS services must use a static, non-EDS cluster (Envoy's rule);
- * others (tracing) need an existing cluster when the bootstrap has no CDS.
- */
-export type GrpcRole = 'xds' | 'other';
-
-/** The repeated `grpc_services` field of an ApiConfigSource. */
-export function decodeGrpcServices(r: Reader, ctx?: DecodeContext, role: GrpcRole = 'other'): GrpcService[] {
-  const out: GrpcService[] = [];
-  for (const g of r.arr('grpc_services')) {
-    const s = decodeGrpcService(g, ctx, role);
-    if (s) out.push(s);
-  }
-  return out;
-}
-
-/** envoy.config.core.v3.GrpcService (envoy_grpc or google_grpc). */
-export function decodeGrpcService(r: Reader, ctx?: DecodeContext, role: GrpcRole = 'other'): GrpcService | undefined {
-  const which = r.oneof(['envoy_grpc', 'google_grpc'] as const);
-  const timeoutMs = dur(r, 'timeout');
-  let out: GrpcService | undefined;
-  if (r.list('initial_metadata').length > 0)
-    r.error('initial_metadata', 'initial metadata is not supported by meshlet');
-  if (which === undefined) {
-    r.issues.error(r.path, 'one of envoy_grpc, google_grpc must be set');
-  } else if (which === 'envoy_grpc') {
-    const e = r.obj(which);
-    if (e) {
-      const clusterName = e.requiredStr('cluster_name');
-      const authority = e.str('authority');
-      if (ctx) {
-        const report = (m: string) => e.error('cluster_name', m);
-        if (role === 'xds' && ctx.refs && clusterName) {
-          const t = ctx.refs.staticClusters.get(clusterName);
-          if (t === undefined)
-            report(`envoy_grpc cluster ${JSON.stringify(clusterName)} must be a statically defined cluster`);
-          else if (t === 'EDS')
-            report(`envoy_grpc cluster ${JSON.stringify(clusterName)} must be a statically defined non-EDS cluster`);
-        } else checkClusterRef(ctx, report, clusterName);
-      }
-      e.done();
-      if (clusterName) {
-        out = {
-          kind: 'envoy_grpc',
-          clusterName,
-          ...(authority ? { authority } : {}),
-          ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-        };
-      }
-    }
-  } else {
-    const g = r.obj(which);
-    if (g) out = decodeGoogleGrpc(g, timeoutMs);
-  }
-  r.done();
-  return out;
-}
-
-function decodeGoogleGrpc(g: Reader, timeoutMs: number | undefined): GrpcService | undefined {
-  const targetUri = g.requiredStr('target_uri');
-  const statPrefix = g.str('stat_prefix', '');
-  let ssl: { rootCerts?: DataSource; privateKey?: DataSource; certChain?: DataSource } | undefined;
-  const cc = g.obj('channel_credentials');
-  if (cc) {
-    const which = cc.oneof(['ssl_credentials', 'google_default', 'local_credentials'] as const);
-    if (which === 'ssl_credentials') {
-      const s = cc.obj(which);
-      ssl = {};
-      if (s) {
-        for (const [key, field] of [
-          ['root_certs', 'rootCerts'],
-          ['private_key', 'privateKey'],
-          ['cert_chain', 'certChain'],
-        ] as const) {
-          const d = s.obj(key);
-          const ds = d ? decodeDataSource(d) : undefined;
-          if (ds) ssl[field] = ds;
-        }
-        s.done();
-      }
-    } else if (which === 'google_default') {
-      cc.error(which, 'Google default credentials are not supported by meshlet');
-    } else if (which === 'local_credentials') {
-      cc.obj(which)?.done();
-    }
-    cc.done();
-  }
-  if (g.list('call_credentials').length > 0)
-    g.error('call_credentials', 'call credentials are not supported by meshlet');
-  g.done();
-  if (!targetUri) return undefined;
-  return {
-    kind: 'google_grpc',
-    targetUri,
-    statPrefix,
-    ...(ssl ? { ssl } : {}),
-    ...(timeoutMs !== undefined ? { timeoutMs } : {}),
-  };
-}
 
 /** envoy.config.core.v3.Locality */
 export function decodeLocality(r: Reader): Locality {

@@ -18,7 +18,8 @@ import type {
   UpstreamTlsConfig,
 } from '../types';
 import type { DecodeContext } from './context';
-import { decodeConfigSource, decodeDataSource, enumNamed, enumOf } from './core';
+import { decodeConfigSource } from './config-source';
+import { decodeDataSource, enumNamed, enumOf } from './core';
 import { decodeStringMatcher } from './matchers';
 
 export const T_DOWNSTREAM_TLS = 'envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext';

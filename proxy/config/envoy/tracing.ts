@@ -6,7 +6,8 @@
 import type { Reader } from '../../../common/reader';
 import type { TracingConfig } from '../types';
 import { checkClusterRef, type DecodeContext } from './context';
-import { decodeGrpcService, dur, enumOf } from './core';
+import { dur, enumOf } from './core';
+import { decodeGrpcService } from './grpc-service';
 
 const T_OTEL = 'envoy.config.trace.v3.OpenTelemetryConfig';
 const T_ZIPKIN = 'envoy.config.trace.v3.ZipkinConfig';
