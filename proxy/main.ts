@@ -29,6 +29,11 @@ const COMMANDS: Record<string, { summary: string; usage: string; run: (argv: str
     usage: 'meshlet wait [--admin http://127.0.0.1:15000] [--timeout 60]',
     run: async (argv) => (await import('./cli/wait')).runWait(argv),
   },
+  'proxy-config': {
+    summary: "show a running proxy's clusters, listeners, routes, endpoints, secrets, log levels; explain a request",
+    usage: 'meshlet proxy-config <clusters|listeners|routes|endpoints|secrets|bootstrap|log|all|explain> [--admin URL|--pod NAME] [-o short|json|yaml]',
+    run: async (argv) => (await import('./cli/proxy-config')).runProxyConfig(argv),
+  },
   demo: {
     summary: 'start a whole mesh on loopback, drive traffic through it and print what happened',
     usage: 'meshlet demo [--duration SECONDS]',

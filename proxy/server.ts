@@ -15,6 +15,7 @@
 import { CsrCertificateProvider, csrProviderConfigFromMetadata } from '../certs/csr-provider';
 import { CertStore } from '../certs/store';
 import { registerCoreEndpoints } from './admin/endpoints';
+import { registerInspectEndpoints } from './admin/inspect-endpoints';
 import { allRbacStats } from './authz/stats';
 import { protocolDetection } from './detect/stats';
 import { AdminServer } from './admin/admin-server';
@@ -205,6 +206,7 @@ export class MeshletServer {
     try {
       for (const l of b.staticResources.listeners) await this.listeners.addOrUpdate(l);
       registerCoreEndpoints(this.admin, this);
+      registerInspectEndpoints(this.admin, this);
       this.telemetry.registerAdmin(this.admin);
       if (b.admin) await this.admin.listen(b.admin.address, { exclusive: this.opts.adminExclusive === true });
       await this.telemetry.listen();

@@ -8,6 +8,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Address } from '../config/types';
 import { logger } from '../../common/logger';
+import { homeHtml, PAGE_CSP, wantsHtml, wantsJson } from './home-page';
 
 const log = logger('admin');
 
@@ -45,19 +46,25 @@ export class AdminServer {
     return this;
   }
 
-  /** The index page lists every endpoint, like Envoy's admin home. */
-  private index(): AdminResponse {
+  /**
+   * The index page lists every endpoint, like Envoy's admin home: text by default, HTML for a
+   * browser (Accept: text/html), JSON for Accept: application/json.
+   */
+  private index(req: IncomingMessage): AdminResponse {
+    const entries = [...this.routes]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([path, e]) => ({ path, method: e.method, help: e.help }));
+    if (wantsHtml(req)) return { contentType: 'text/html; charset=UTF-8', body: homeHtml(entries) };
+    if (wantsJson(req)) return json({ endpoints: entries });
     const lines = ['meshlet admin', ''];
-    for (const [p, e] of [...this.routes].sort(([a], [b]) => a.localeCompare(b))) {
-      lines.push(`  ${e.method.padEnd(5)}${p.padEnd(24)}${e.help}`);
-    }
+    for (const e of entries) lines.push(`  ${e.method.padEnd(5)}${e.path.padEnd(24)}${e.help}`);
     return text(lines.join('\n'));
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://admin');
     let out: AdminResponse;
-    if (url.pathname === '/' && req.method === 'GET') out = this.index();
+    if (url.pathname === '/' && (req.method === 'GET' || req.method === 'HEAD')) out = this.index(req);
     else {
       const e = this.routes.get(url.pathname);
       if (!e) out = text(`invalid path: ${url.pathname}; see / for the list of endpoints`, 404);
@@ -76,6 +83,7 @@ export class AdminServer {
       'content-type': out.contentType ?? 'text/plain; charset=UTF-8',
       'cache-control': 'no-cache, max-age=0',
       'x-content-type-options': 'nosniff',
+      ...(out.contentType?.startsWith('text/html') ? { 'content-security-policy': PAGE_CSP } : {}),
       ...out.headers,
     });
     res.end(req.method === 'HEAD' ? undefined : out.body);

@@ -179,6 +179,18 @@ interface Wildcard {
   readonly vh: CompiledVirtualHost;
 }
 
+/**
+ * Why a virtual host was chosen (admin /explain only): filled in when passed to
+ * RouteTable.virtualHost; the request path never passes one.
+ */
+export interface VirtualHostWhy {
+  how?: 'exact' | 'suffix' | 'prefix' | 'any';
+  /** The domain entry that matched (for `suffix`/`prefix` without the `*`). */
+  domain?: string;
+  /** The lookup matched only after removing the port from the authority. */
+  portStripped?: boolean;
+}
+
 /** The per-RouteConfiguration index: built once, cached by object identity. */
 export class RouteTable {
   private readonly exact = new Map<string, CompiledVirtualHost>();
@@ -212,27 +224,40 @@ export class RouteTable {
   }
 
   /** Virtual host for an authority (Host / :authority), Envoy's search order. */
-  virtualHost(authority: string): CompiledVirtualHost | undefined {
+  virtualHost(authority: string, why?: VirtualHostWhy): CompiledVirtualHost | undefined {
     const host = authority.toLowerCase();
-    const found = this.lookup(host);
+    const found = this.lookup(host, why);
     if (found) return found;
     if (hasPort(host)) {
-      const bare = this.lookup(stripPort(host));
-      if (bare) return bare;
+      const bare = this.lookup(stripPort(host), why);
+      if (bare) {
+        if (why) why.portStripped = true;
+        return bare;
+      }
     }
+    if (why && this.fallback) why.how = 'any';
     return this.fallback;
   }
 
-  private lookup(host: string): CompiledVirtualHost | undefined {
+  private lookup(host: string, why: VirtualHostWhy | undefined): CompiledVirtualHost | undefined {
     const e = this.exact.get(host);
-    if (e) return e;
+    if (e) {
+      if (why) Object.assign(why, { how: 'exact', domain: host });
+      return e;
+    }
     for (let i = 0; i < this.suffixes.length; i++) {
       const w = this.suffixes[i]!;
-      if (host.length > w.part.length && host.endsWith(w.part)) return w.vh;
+      if (host.length > w.part.length && host.endsWith(w.part)) {
+        if (why) Object.assign(why, { how: 'suffix', domain: w.part });
+        return w.vh;
+      }
     }
     for (let i = 0; i < this.prefixes.length; i++) {
       const w = this.prefixes[i]!;
-      if (host.length > w.part.length && host.startsWith(w.part)) return w.vh;
+      if (host.length > w.part.length && host.startsWith(w.part)) {
+        if (why) Object.assign(why, { how: 'prefix', domain: w.part });
+        return w.vh;
+      }
     }
     return undefined;
   }
@@ -291,43 +316,55 @@ function startsWithCase(s: string, prefix: string, caseSensitive: boolean): bool
   return s.slice(0, prefix.length).toLowerCase() === prefix;
 }
 
-/** Whether one compiled route's match accepts the request. */
-export function routeMatches(r: CompiledRoute, head: RequestHead): boolean {
+/**
+ * The first condition of a route's match that refuses a request, as a small integer (no
+ * allocation): 0 = the route matches; Mismatch.Path / Connect / Grpc; Mismatch.Header + i for
+ * the i-th header matcher; Mismatch.Query + i for the i-th query parameter matcher. Admin
+ * /explain turns the code into words; the request path only compares it with 0.
+ */
+export const Mismatch = { None: 0, Path: 1, Connect: 2, Grpc: 3, Header: 0x100, Query: 0x10000 } as const;
+
+export function routeMismatch(r: CompiledRoute, head: RequestHead): number {
   const isConnect = head.method === 'CONNECT';
   switch (r.kind) {
     case PathKind.Connect:
-      if (!isConnect) return false;
+      if (!isConnect) return Mismatch.Connect;
       break;
     case PathKind.Prefix:
       // Envoy matches prefixes against the whole :path, query included.
-      if (isConnect || !startsWithCase(head.path, r.value, r.caseSensitive)) return false;
+      if (isConnect) return Mismatch.Connect;
+      if (!startsWithCase(head.path, r.value, r.caseSensitive)) return Mismatch.Path;
       break;
     case PathKind.Path: {
-      if (isConnect) return false;
+      if (isConnect) return Mismatch.Connect;
       const p = pathOnly(head.path);
-      if (r.caseSensitive ? p !== r.value : p.toLowerCase() !== r.value) return false;
+      if (r.caseSensitive ? p !== r.value : p.toLowerCase() !== r.value) return Mismatch.Path;
       break;
     }
     case PathKind.Regex:
-      if (isConnect || !r.regex!.test(pathOnly(head.path))) return false;
+      if (isConnect) return Mismatch.Connect;
+      if (!r.regex!.test(pathOnly(head.path))) return Mismatch.Path;
       break;
     case PathKind.SeparatedPrefix: {
-      if (isConnect) return false;
+      if (isConnect) return Mismatch.Connect;
       const p = pathOnly(head.path);
-      if (!startsWithCase(p, r.value, r.caseSensitive)) return false;
-      if (p.length !== r.value.length && p.charCodeAt(r.value.length) !== 47 /* '/' */) return false;
+      if (!startsWithCase(p, r.value, r.caseSensitive)) return Mismatch.Path;
+      if (p.length !== r.value.length && p.charCodeAt(r.value.length) !== 47 /* '/' */) return Mismatch.Path;
       break;
     }
   }
   const m = r.match;
-  if (m.grpc && !isGrpcRequest(head)) return false;
-  if (m.headers.length > 0 && !matchHeaders(m.headers, head)) return false;
-  if (m.queryParameters.length > 0) {
-    for (let i = 0; i < m.queryParameters.length; i++) {
-      if (!matchQueryParameter(m.queryParameters[i]!, head.path)) return false;
-    }
-  }
-  return true;
+  if (m.grpc && !isGrpcRequest(head)) return Mismatch.Grpc;
+  const hs = m.headers;
+  for (let i = 0; i < hs.length; i++) if (!matchHeader(hs[i]!, head)) return Mismatch.Header + i;
+  const qs = m.queryParameters;
+  for (let i = 0; i < qs.length; i++) if (!matchQueryParameter(qs[i]!, head.path)) return Mismatch.Query + i;
+  return Mismatch.None;
+}
+
+/** Whether one compiled route's match accepts the request. */
+export function routeMatches(r: CompiledRoute, head: RequestHead): boolean {
+  return routeMismatch(r, head) === Mismatch.None;
 }
 
 export function matchRoutes(vh: CompiledVirtualHost, head: RequestHead): CompiledRoute | undefined {

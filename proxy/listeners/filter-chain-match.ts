@@ -68,6 +68,23 @@ function serverNameScore(names: readonly string[], sni: string | undefined): num
 
 type Scorer = (c: FilterChainConfig, input: MatchInput) => number | undefined;
 
+/** The criteria in the order they are applied (names as in Envoy's FilterChainMatch). */
+export const FILTER_CHAIN_STEPS = [
+  'destination_port',
+  'prefix_ranges',
+  'server_names',
+  'transport_protocol',
+  'application_protocols',
+  'source_prefix_ranges',
+  'source_ports',
+] as const;
+
+/**
+ * Observer of one selection (admin /explain only): called per candidate and step with its score
+ * (undefined = no match; 0 = matches as "any"; higher = more specific).
+ */
+export type FilterChainTrace = (step: number, chain: FilterChainConfig, score: number | undefined) => void;
+
 /** Each scorer: undefined = this chain does not match; 0 = matches as "any"; >0 = specific. */
 const STEPS: readonly Scorer[] = [
   (c, i) => (c.match.destinationPort === undefined ? 0 : c.match.destinationPort === i.destinationPort ? 1 : undefined),
@@ -100,13 +117,16 @@ const STEPS: readonly Scorer[] = [
 export function selectFilterChain(
   chains: readonly FilterChainConfig[],
   input: MatchInput,
+  trace?: FilterChainTrace,
 ): FilterChainConfig | undefined {
   let candidates: readonly FilterChainConfig[] = chains;
-  for (const step of STEPS) {
+  for (let i = 0; i < STEPS.length; i++) {
+    const step = STEPS[i]!;
     let best = -1;
     let next: FilterChainConfig[] = [];
     for (const c of candidates) {
       const s = step(c, input);
+      if (trace) trace(i, c, s);
       if (s === undefined) continue;
       if (s > best) {
         best = s;

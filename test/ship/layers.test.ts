@@ -63,7 +63,7 @@ export const LAYERS: readonly Layer[] = [
     uses: ['proxy/http', 'proxy/tcp', 'proxy/detect', 'proxy/authz', 'proxy/upstream'],
   },
   // The admin HTTP server: routes and replies; telemetry mounts its paths on it.
-  { name: 'proxy/admin-server', paths: ['proxy/admin/admin-server.ts'], uses: ['proxy/config'] },
+  { name: 'proxy/admin-server', paths: ['proxy/admin/admin-server.ts', 'proxy/admin/home-page.ts'], uses: ['proxy/config'] },
   {
     // Reads components only through the sources the composition registers (telemetry/stats.ts)
     // and the TelemetryHost it is given.
