@@ -69,8 +69,13 @@ export class Listener {
   /** use_original_dst or an original_dst listener filter: ask the resolver (one getsockopt). */
   private wantsOriginalDst = false;
   private drained = false;
-  /** Connections accepted and not yet closed, across all chain generations. */
+  /** Connections accepted and not yet closed, across all chain generations (TCP sockets). */
   private readonly sockets = new Set<Socket>();
+  /**
+   * TLS sockets wrapping some of those connections, kept apart so that a TLS connection counts
+   * once in downstream_cx_active (close() still destroys them first).
+   */
+  private readonly tlsSockets = new Set<Socket>();
   /** Chains of earlier config versions still serving connections. */
   private readonly retired: BuiltChain[] = [];
   boundPort = 0;
@@ -261,8 +266,8 @@ export class Listener {
           socket.destroy();
           return;
         }
-        this.sockets.add(tlsSocket);
-        tlsSocket.once('close', () => this.sockets.delete(tlsSocket));
+        this.tlsSockets.add(tlsSocket);
+        tlsSocket.once('close', () => this.tlsSockets.delete(tlsSocket));
         const tlsInfo: DownstreamConnectionInfo = { ...info, tls };
         const alpn = tls?.alpn;
         const app = alpn === 'h2' ? 'h2' : alpn === 'http/1.1' ? 'http/1.1' : undefined;
@@ -298,6 +303,8 @@ export class Listener {
   /** Stop accepting and close every connection now. */
   async close(): Promise<void> {
     this.drain();
+    for (const s of this.tlsSockets) s.destroy();
+    this.tlsSockets.clear();
     for (const s of this.sockets) s.destroy();
     this.sockets.clear();
     await new Promise<void>((r) => (this.server && this.server.listening ? this.server.close(() => r()) : r()));

@@ -370,6 +370,8 @@ export class H2ServerCodec {
   private active = 0;
   private closing = false;
   private gone = false;
+  /** The peer half-closed (FIN, or TLS close_notify then FIN): close once no stream is open. */
+  private peerEnded = false;
   private idleTimer: NodeJS.Timeout | undefined;
   /** Streams closed on this connection, and how many of them the peer reset prematurely. */
   private closedStreams = 0;
@@ -408,6 +410,10 @@ export class H2ServerCodec {
       // 'secureConnect' that never comes. tls.Server clears the flag the same way.
       if (t.secureConnecting === true && t._secureEstablished === true) t.secureConnecting = false;
     }
+    // Listeners allow half-open sockets (for tcp_proxy), and node:http2 does not act on the
+    // peer's FIN: a client that ends its byte stream without GOAWAY (curl does) would otherwise
+    // leave this connection in CLOSE-WAIT until idle_timeout. Answer what is in flight, then close.
+    socket.once('end', () => this.onPeerEnd());
     const server = serverFor(options);
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the codec being attached, read by the shared server's handler
     attaching = this;
@@ -536,7 +542,16 @@ export class H2ServerCodec {
     this.closedStreams++;
     if (premature) this.prematureResets++;
     if (this.prematureResets > 0 && !this.gone) this.checkPrematureResets();
-    if (this.active === 0) this.armIdle();
+    if (this.active === 0) {
+      if (this.peerEnded) this.drain();
+      else this.armIdle();
+    }
+  }
+
+  /** The peer sent FIN: nothing more can arrive, so no new stream; close when the last ends. */
+  private onPeerEnd(): void {
+    this.peerEnded = true;
+    if (this.active === 0) this.drain();
   }
 
   /**
