@@ -42,13 +42,10 @@ import {
   applyServerHeader,
   applyXfcc,
   type EdgeResult,
-  getHeader,
-  type HeaderFormatContext,
   mutateRequestHeaders,
   normalizeRequestPath,
-  setHeader,
-  stripHopByHop,
-} from './headers';
+} from './edge-headers';
+import { getHeader, type HeaderFormatContext, setHeader, stripHopByHop } from './headers';
 import { type CompiledRoute, isGrpcRequest, routeTable } from './route-matcher';
 import { type HttpTracer, type StreamCompleteListener, StreamInfo } from './stream-info';
 

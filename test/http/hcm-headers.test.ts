@@ -2,22 +2,24 @@ import { describe, expect, it } from 'vitest';
 import type { HcmConfig, HeaderValueOption } from '../../proxy/config/types';
 import type { DownstreamConnectionInfo, RequestHead } from '../../proxy/http/codec';
 import {
-  applyHeaderOptions,
   applyServerHeader,
   applyXfcc,
   type EdgeResult,
-  formatHeaderValue,
-  getHeader,
-  getHeaderJoined,
   isInternalAddress,
   mutateRequestHeaders,
   normalizeRequestPath,
+  xffAddressFromRight,
+} from '../../proxy/http/edge-headers';
+import {
+  applyHeaderOptions,
+  formatHeaderValue,
+  getHeader,
+  getHeaderJoined,
   removeHeader,
   removeHeaders,
   setHeader,
   stripHopByHop,
   stripPort,
-  xffAddressFromRight,
 } from '../../proxy/http/headers';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;

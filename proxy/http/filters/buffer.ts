@@ -6,7 +6,7 @@
  * limit.
  *
  * Envoy's mechanism, kept: decodeHeaders of a request with a body stops iteration and sets the
- * stream's decoder buffer limit (`setDecoderBufferLimit`); the connection manager then buffers the
+ * stream's decoder buffer limit (`setDecoderBufferLimit`); the filter manager then buffers the
  * body (instead of pausing the socket at its 64 KiB watermark), answers 413 when the limit is
  * exceeded, and resumes the chain when the request is complete. A request whose Content-Length
  * already exceeds the limit is refused at once (it could only end in 413 after reading the body).
@@ -70,7 +70,6 @@ class BufferFilter implements HttpFilter {
       this.callbacks.sendLocalReply(413, 'Payload Too Large', undefined, undefined, 'request_payload_too_large');
       return FilterStatus.StopIteration;
     }
-    if (this.callbacks.setDecoderBufferLimit === undefined) return FilterStatus.Continue;
     this.callbacks.setDecoderBufferLimit(limit);
     return FilterStatus.StopIteration;
   }

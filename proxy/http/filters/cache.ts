@@ -186,9 +186,8 @@ class CacheFilter implements HttpFilter {
     this.served = true;
     const h = e.headers.slice();
     h.push('age', String(age));
-    const sendResponse = this.cb.sendResponse;
-    if (sendResponse === undefined) return;
-    sendResponse.call(this.cb, { status: 200, headers: h, contentLength: e.body.length }, e.body.length > 0 ? e.body : undefined, 'cache_response');
+    const body = e.body.length > 0 ? e.body : undefined;
+    this.cb.sendResponse({ status: 200, headers: h, contentLength: e.body.length }, body, 'cache_response');
   }
 
   encodeHeaders(head: ResponseHead, endStream: boolean): FilterStatus {

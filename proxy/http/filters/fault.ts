@@ -147,7 +147,7 @@ function effectivePercent(configured: number, head: RequestHead, header: string)
   return Math.min(configured, Number(v));
 }
 
-/** The HTTP status the connection manager maps to gRPC status `code` (500 → UNKNOWN otherwise). */
+/** The HTTP status local-reply.ts maps to gRPC status `code` (500 → UNKNOWN otherwise). */
 function httpStatusForGrpc(code: number): number {
   switch (code) {
     case 13:
@@ -234,7 +234,7 @@ class FaultFilter implements HttpFilter {
     this.release();
     if (abort.grpc >= 0) {
       if (isGrpcRequest(this.head)) {
-        // The connection manager turns a local reply to a gRPC request into grpc-status from the
+        // The local reply builder turns a local reply to a gRPC request into grpc-status from the
         // HTTP status; pick the HTTP status that maps to the configured code (UNKNOWN otherwise).
         this.cb.sendLocalReply(
           httpStatusForGrpc(abort.grpc),

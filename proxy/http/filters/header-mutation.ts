@@ -123,7 +123,7 @@ class HeaderMutationFilter implements HttpFilter {
   ) {}
 
   private ctx(): HeaderFormatContext {
-    return this.cb.formatContext ?? { connection: this.cb.connection };
+    return this.cb.formatContext;
   }
 
   /** Filter and route mutations in Envoy's order. */

@@ -332,7 +332,7 @@ class TypeScriptFilter implements HttpFilter {
   ): FilterStatus {
     if (v === 'stop' && !body) return this.fail('error', new Error('"stop" is only valid from body hooks'));
     if (v === undefined || v === 'continue' || (v === 'stop' && (endStream || !sync))) {
-      // Async "stop" cannot hold data the connection manager already queued: it continues.
+      // Async "stop" cannot hold data the filter manager already queued: it continues.
       if (body) {
         if (dir === DECODE) this.heldReq = undefined;
         else this.heldRes = undefined;
