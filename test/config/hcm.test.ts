@@ -299,13 +299,13 @@ describe('HttpConnectionManager', () => {
     [
       {
         tracing: {
-          provider: { name: 'x', typed_config: { '@type': `${TYPE_PREFIX}envoy.config.trace.v3.DatadogConfig` } },
+          provider: { name: 'x', typed_config: { '@type': `${TYPE_PREFIX}envoy.config.trace.v3.SkyWalkingConfig` } },
         },
       },
       [
         {
           path: `${P}.tracing.provider.typed_config.@type`,
-          message: 'unsupported tracing provider type envoy.config.trace.v3.DatadogConfig',
+          message: 'unsupported tracing provider type envoy.config.trace.v3.SkyWalkingConfig',
         },
       ],
     ],

@@ -11,6 +11,31 @@ import { decodeGrpcService } from './grpc-service';
 
 const T_OTEL = 'envoy.config.trace.v3.OpenTelemetryConfig';
 const T_ZIPKIN = 'envoy.config.trace.v3.ZipkinConfig';
+/**
+ * Tracers Istio's bootstrap can name (meshConfig.defaultConfig.tracing) that meshlet does not
+ * implement: warned, and requests are not traced, since a tracer only observes traffic. The
+ * fields are the ones Istio writes.
+ */
+const UNTRACED: Readonly<Record<string, readonly string[]>> = {
+  'envoy.config.trace.v3.DatadogConfig': ['collector_cluster', 'service_name', 'collector_hostname', 'remote_config'],
+  'envoy.config.trace.v3.LightstepConfig': ['collector_cluster', 'access_token_file', 'access_token', 'propagation_modes'],
+  // Istio's opencensusagent and stackdriver tracers (Envoy removed OpenCensus in 1.30).
+  'envoy.config.trace.v3.OpenCensusConfig': [
+    'trace_config',
+    'stdout_exporter_enabled',
+    'stackdriver_exporter_enabled',
+    'stackdriver_project_id',
+    'stackdriver_address',
+    'stackdriver_grpc_service',
+    'zipkin_exporter_enabled',
+    'zipkin_url',
+    'ocagent_exporter_enabled',
+    'ocagent_address',
+    'ocagent_grpc_service',
+    'incoming_trace_context',
+    'outgoing_trace_context',
+  ],
+};
 
 function decodeHttpService(r: Reader, ctx: DecodeContext): TracingConfig['httpService'] {
   const u = r.obj('http_uri');
@@ -75,6 +100,14 @@ export function decodeTracingProvider(r: Reader, ctx: DecodeContext): TracingCon
     t.ignore('trace_id_128bit', 'shared_span_context', 'collector_hostname');
     t.done();
     out = { provider: 'zipkin', httpService: { clusterName, path, timeoutMs: 5000 }, serviceName: '' };
+  } else if (tc && UNTRACED[tc.type]) {
+    const t = tc.reader;
+    const cluster = t.str('collector_cluster', '');
+    checkClusterRef(ctx, (m) => t.error('collector_cluster', m), cluster);
+    for (const k of UNTRACED[tc.type]!) t.raw(k);
+    t.done();
+    t.issues.warn(t.sub('@type'), `tracer ${tc.type} is not implemented by meshlet; requests are not traced`);
+    out = { provider: 'none', serviceName: '' };
   } else if (tc) {
     tc.reader.issues.error(tc.reader.sub('@type'), `unsupported tracing provider type ${tc.type}`);
   }

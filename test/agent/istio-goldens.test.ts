@@ -1,0 +1,124 @@
+/**
+ * Every bootstrap golden of istio/istio (pkg/bootstrap/testdata/*_golden.json, the list the search
+ * tool finds), rebuilt from its shape (istio-bootstrap-shape.ts), starts a real meshlet: the
+ * bootstrap decodes without errors, its warnings are listed, the ADS stream reaches istio-agent's
+ * XDS socket (a real gRPC server on a Unix socket here) through the `xds-grpc` pipe cluster, and
+ * the 15090 stats listener serves /stats/prometheus through the `prometheus_stats` cluster. The
+ * compressor Istio puts on 15090 and the Datadog, Lightstep and OpenCensus tracers are warnings.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { decodeBootstrap } from '../../proxy/config/bootstrap';
+import { TYPE_URLS } from '../../xds-client/protos';
+import { ctx } from '../config/helpers';
+import { startMeshlet, stopAllMeshlets } from '../support/meshlet';
+import { ScriptedAdsServer } from '../support/scripted-ads-server';
+import { ISTIO_GOLDENS, istioBootstrap, type ShapePorts } from './istio-bootstrap-shape';
+
+const tmp = mkdtempSync(join(tmpdir(), 'meshlet-goldens-'));
+let ads: ScriptedAdsServer;
+let answering = true;
+
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** Answer every first CDS/LDS request (SotW or delta) with an empty set, as istiod does for a bare node. */
+async function answerLoop(): Promise<void> {
+  let n = 0;
+  while (answering) {
+    let r;
+    try {
+      r = await ads.next(60_000);
+    } catch {
+      continue;
+    }
+    const req = r.req as { type_url?: string; response_nonce?: string; resource_names_subscribe?: string[] };
+    if (req.response_nonce || (req.type_url !== TYPE_URLS.cluster && req.type_url !== TYPE_URLS.listener)) continue;
+    n++;
+    try {
+      if ('resource_names_subscribe' in req)
+        ads.sendDelta({ type_url: req.type_url, system_version_info: '1', nonce: `d${n}`, resources: [] });
+      else ads.send({ type_url: req.type_url, version_info: '1', nonce: `s${n}`, resources: [] });
+    } catch {
+      // the stream went away with its meshlet
+    }
+  }
+}
+
+beforeAll(async () => {
+  ads = await ScriptedAdsServer.start(`unix:${join(tmp, 'XDS')}`);
+  void answerLoop();
+});
+
+afterAll(async () => {
+  answering = false;
+  await stopAllMeshlets();
+  ads.stop();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+function get(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      })
+      .on('error', reject);
+  });
+}
+
+const COMPRESSOR = 'HTTP filter envoy.extensions.filters.http.compressor.v3.Compressor is not implemented by meshlet, skipped: responses are sent uncompressed';
+const tracerWarning = (t: string) => `tracer envoy.config.trace.v3.${t} is not implemented by meshlet; requests are not traced`;
+
+describe("Istio's bootstrap goldens", () => {
+  it('lists all the goldens the search tool finds in pkg/bootstrap/testdata', () => {
+    expect(ISTIO_GOLDENS).toHaveLength(49);
+    expect(new Set(ISTIO_GOLDENS.map((g) => g.golden)).size).toBe(49);
+  });
+
+  it.each(ISTIO_GOLDENS.map((g) => [g.golden, g] as const))('%s_golden.json starts meshlet', async (_name, shape) => {
+    const ports: ShapePorts = {
+      admin: await freePort(),
+      stats: 0,
+      ready: 0,
+      agent: await freePort(),
+      xdsPath: join(tmp, 'XDS'),
+      sdsPath: join(tmp, 'sds.sock'),
+      adminPath: join(tmp, `admin-${shape.golden}.sock`),
+    };
+    const raw = istioBootstrap(shape, ports);
+    const { warnings } = decodeBootstrap(raw, ctx());
+    const lines = warnings.map((w) => `${w.path}: ${w.message}`);
+    console.log(`${shape.golden}_golden.json: ${lines.length} warnings\n  ${lines.join('\n  ')}`);
+    const messages = warnings.map((w) => w.message);
+    if (shape.compression && shape.compression !== 'none') expect(messages).toContain(COMPRESSOR);
+    else expect(messages).not.toContain(COMPRESSOR);
+    if (shape.tracer === 'datadog') expect(messages).toContain(tracerWarning('DatadogConfig'));
+    if (shape.tracer === 'lightstep') expect(messages).toContain(tracerWarning('LightstepConfig'));
+    if (shape.tracer === 'opencensusagent' || shape.tracer === 'stackdriver') expect(messages).toContain(tracerWarning('OpenCensusConfig'));
+
+    const streams = ads.streamCount;
+    const m = await startMeshlet(raw);
+    // The ADS stream went to istio-agent's socket through the xds-grpc pipe cluster.
+    await ads.waitForStream(streams + 1);
+    expect(ads.metadata[streams]).toBeDefined();
+    if (!shape.adminPipe) {
+      const stats = await get(m.listenerPort('0.0.0.0_15090'), '/stats/prometheus');
+      expect(stats.status).toBe(200);
+      expect(stats.body).toContain('# TYPE envoy_server_uptime');
+    }
+    await m.server.close();
+  });
+});
