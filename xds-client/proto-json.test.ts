@@ -391,4 +391,49 @@ describe('well-known types and edge cases', () => {
       },
     });
   });
+
+  describe('bytes and Any edges (an empty istio.stats PluginConfig made the walk throw)', () => {
+    const PLUGIN = 'type.googleapis.com/stats.PluginConfig';
+    // Every shape a bytes value takes: absent, protobufjs's empty-array default (no Buffer found),
+    // empty and non-empty Buffer / Uint8Array, a plain byte array, proto-loader's base64 string.
+    const shapes: [string, unknown, string][] = [
+      ['absent', undefined, ''],
+      ['empty array', [], ''],
+      ['empty Buffer', Buffer.alloc(0), ''],
+      ['empty Uint8Array', new Uint8Array(0), ''],
+      ['byte array', [0x30, 0x01], 'MAE='],
+      ['Buffer', Buffer.from([0x30, 0x01]), 'MAE='],
+      ['Uint8Array view', new Uint8Array([9, 0x30, 0x01]).subarray(1), 'MAE='],
+      ['base64 string', 'MAE=', 'MAE='],
+    ];
+    for (const [label, value, b64] of shapes) {
+      it(`unknown Any type, value ${label}`, () => {
+        expect(anyToJson({ type_url: PLUGIN, value } as never)).toEqual({ '@type': PLUGIN, value: b64 });
+      });
+      it(`bytes field and BytesValue, value ${label}`, () => {
+        const ds = lookupType('type.googleapis.com/envoy.config.core.v3.DataSource')!;
+        // inline_bytes is a oneof member: set-but-empty is kept (explicit presence).
+        expect(messageToJson(ds, { inline_bytes: value })).toEqual(value === undefined ? {} : { inline_bytes: b64 });
+        const bv = lookupType('type.googleapis.com/google.protobuf.BytesValue')!;
+        expect(messageToJson(bv, { value })).toBe(b64);
+      });
+    }
+    it('known type with an empty or absent value decodes to its defaults', () => {
+      for (const value of [undefined, [], Buffer.alloc(0)])
+        expect(anyToJson({ type_url: ROUTER, value } as never)).toEqual({ '@type': ROUTER });
+    });
+    it('an Any with no type_url is empty; an Any nested in an unknown-typed Any stays bytes', () => {
+      expect(anyToJson({ type_url: '', value: [] } as never)).toEqual({});
+      expect(anyToJson({ value: Buffer.from([1]) } as never)).toEqual({});
+    });
+    it('a whole listener with an empty unknown-typed filter config decodes, from the wire and from objects', () => {
+      const Listener = resourceProtoRoot().lookupType('envoy.config.listener.v3.Listener');
+      const stats = { name: 'istio.stats', typed_config: { type_url: PLUGIN, value: Buffer.alloc(0) } };
+      const bytes = Listener.encode({ name: 'l', filter_chains: [{ filters: [stats] }] }).finish();
+      const want = { name: 'l', filter_chains: [{ filters: [{ name: 'istio.stats', typed_config: { '@type': PLUGIN, value: '' } }] }] };
+      expect(decodeResourceJson(TYPE_URLS.listener, bytes)).toEqual(want);
+      const asObject = { name: 'l', filter_chains: [{ filters: [{ name: 'istio.stats', typed_config: { type_url: PLUGIN, value: [] } }] }] };
+      expect(messageToJson(Listener, asObject)).toEqual(want);
+    });
+  });
 });

@@ -104,7 +104,7 @@ function isDefaultScalar(kind: Kind, v: unknown): boolean {
     case Kind.Long:
       return v === 0 || v === '0' || (isLong(v) && v.low === 0 && v.high === 0);
     case Kind.Bytes:
-      return (v as Uint8Array).length === 0;
+      return (v as { length?: number }).length === 0;
     case Kind.Message:
       return false;
     default:
@@ -112,9 +112,23 @@ function isDefaultScalar(kind: Kind, v: unknown): boolean {
   }
 }
 
+const EMPTY_BYTES = new Uint8Array(0);
+
+/**
+ * A bytes field as protobufjs hands it over: a Buffer or Uint8Array normally, but a plain array
+ * (its `util.emptyArray` default when it found no Buffer; also what a hand-built object may hold)
+ * or a base64 string (proto-loader's `bytes: String`) in other set-ups; undefined when absent.
+ */
+function asBytes(v: unknown): Uint8Array {
+  if (v instanceof Uint8Array) return v;
+  if (typeof v === 'string') return Buffer.from(v, 'base64');
+  if (Array.isArray(v)) return Uint8Array.from(v as number[]);
+  return EMPTY_BYTES;
+}
+
 function bytesToBase64(v: unknown): string {
   if (typeof v === 'string') return v;
-  const u = v as Uint8Array;
+  const u = asBytes(v);
   return Buffer.from(u.buffer, u.byteOffset, u.byteLength).toString('base64');
 }
 
@@ -274,7 +288,7 @@ function fieldsToJson(type: protobuf.Type, msg: Record<string, unknown>, out: Js
 
 function anyObjectToJson(msg: Record<string, unknown>): JsonObject {
   const url = (msg.type_url as string | undefined) ?? '';
-  const value = (msg.value as Uint8Array | undefined) ?? new Uint8Array(0);
+  const value = asBytes(msg.value);
   if (url === '') return {};
   const type = lookupType(url);
   if (!type) return { '@type': url, value: bytesToBase64(value) };

@@ -83,7 +83,7 @@ export function parseClientHello(buf: Buffer): { sni?: string; alpn?: string[] }
 }
 
 /**
- * Read once (bounded by `timeoutMs`), classify, put the bytes back, and call `done`. On timeout or
+ * Read once (bounded by `timeoutMs`; 0 waits for the first bytes however long), classify, put the bytes back, and call `done`. On timeout or
  * an empty read, `done(undefined)` — the caller treats the connection as opaque / server-first;
  * `timedOut` tells the timeout (nothing arrived in time) from the peer closing or failing.
  */
@@ -111,7 +111,8 @@ export function sniff(
     timedOut = true;
     finish(undefined);
   };
-  const timer = setTimeout(onTimeout, timeoutMs);
+  // listener_filters_timeout 0 means no timeout (Envoy: "Specify 0 to disable the timeout").
+  const timer = timeoutMs > 0 ? setTimeout(onTimeout, timeoutMs) : undefined;
   socket.on('data', onData);
   socket.once('end', onEnd);
   socket.once('error', onEnd);
