@@ -83,6 +83,11 @@ export interface ListenerConfig {
   readonly address: Address;
   readonly filterChains: readonly FilterChainConfig[];
   readonly defaultFilterChain?: FilterChainConfig;
+  /**
+   * filter_chain_matcher (xds.type.matcher.v3.Matcher): when set it alone selects the chain, by
+   * name; every chain's filter_chain_match is ignored (as in Envoy).
+   */
+  readonly filterChainMatcher?: ChainMatcher;
   /** Hand redirected connections to the listener matching the original destination (15001/15006). */
   readonly useOriginalDst: boolean;
   /** false for Istio-style virtual listeners that only receive connections handed over. */
@@ -96,6 +101,57 @@ export interface ListenerConfig {
   /** Envoy `connection_limit` network filter or meshlet listener option; undefined = unlimited. */
   readonly maxConnections?: number;
 }
+
+/** A network matching input of the unified matcher API (envoy.matching.inputs.*). */
+export type ChainMatchInput =
+  | 'destination_ip'
+  | 'destination_port'
+  | 'source_ip'
+  | 'source_port'
+  | 'direct_source_ip'
+  | 'source_type'
+  | 'server_name'
+  | 'transport_protocol'
+  | 'application_protocol';
+
+/** Matcher.OnMatch: a filter chain (by name, the StringValue action) or a nested matcher. */
+export type ChainOnMatch =
+  | { readonly kind: 'chain'; readonly name: string }
+  | { readonly kind: 'matcher'; readonly matcher: ChainMatcher };
+
+export type ChainPredicate =
+  | {
+      readonly kind: 'single';
+      readonly input: ChainMatchInput;
+      /** value_match, or a CIDR list (the envoy.matching.matchers.ip custom matcher). */
+      readonly value?: StringMatcher;
+      readonly cidrs?: readonly CidrRange[];
+    }
+  | { readonly kind: 'or' | 'and'; readonly predicates: readonly ChainPredicate[] }
+  | { readonly kind: 'not'; readonly predicate: ChainPredicate };
+
+/** xds.type.matcher.v3.Matcher over network inputs, as a listener's filter_chain_matcher. */
+export type ChainMatcher = (
+  | {
+      readonly kind: 'list';
+      readonly matchers: readonly { readonly predicate: ChainPredicate; readonly onMatch: ChainOnMatch }[];
+    }
+  | {
+      readonly kind: 'exact' | 'prefix';
+      readonly input: ChainMatchInput;
+      readonly map: ReadonlyMap<string, ChainOnMatch>;
+    }
+  | {
+      /** xds.type.matcher.v3.IPMatcher custom_match. */
+      readonly kind: 'ip';
+      readonly input: ChainMatchInput;
+      readonly ranges: readonly {
+        readonly cidrs: readonly CidrRange[];
+        readonly onMatch: ChainOnMatch;
+        readonly exclusive: boolean;
+      }[];
+    }
+) & { readonly onNoMatch?: ChainOnMatch };
 
 export type ListenerFilterConfig = (
   | { readonly kind: 'tls_inspector' }

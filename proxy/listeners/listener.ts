@@ -13,7 +13,8 @@ import { sniff } from '../detect/sniff';
 import { outcomeOf, ProtocolDetectionStats, protocolDetection } from '../detect/stats';
 import type { DownstreamConnectionInfo } from '../http/codec';
 import { logger } from '../../common/logger';
-import { needsInspection, selectFilterChain } from './filter-chain-match';
+import { type MatchInput, needsInspection, selectFilterChain } from './filter-chain-match';
+import { evaluateChainMatcher, matcherNeedsInspection } from './filter-chain-matcher';
 import { type ConnectionHandler, newConnectionId, type Sniffed } from './types';
 
 const log = logger('listener');
@@ -103,7 +104,7 @@ export class Listener {
     this.inspect =
       listenerFilterKinds.has('tls_inspector') ||
       listenerFilterKinds.has('http_inspector') ||
-      needsInspection(config.filterChains);
+      (config.filterChainMatcher ? matcherNeedsInspection(config.filterChainMatcher) : needsInspection(config.filterChains));
     const inspectors = config.listenerFilters.filter((f) => f.kind === 'tls_inspector' || f.kind === 'http_inspector');
     this.disableableInspectors =
       inspectors.length > 0 && inspectors.every((f) => f.filterDisabled !== undefined) ? inspectors : undefined;
@@ -243,16 +244,19 @@ export class Listener {
   private dispatch(socket: Socket, info: DownstreamConnectionInfo, sniffed: Sniffed | undefined): void {
     if (socket.destroyed) return;
     const local = info.originalDst ?? { address: info.localAddress, port: info.localPort };
+    const input: MatchInput = {
+      destinationPort: local.port,
+      destinationIp: local.address,
+      serverName: sniffed?.sni,
+      transportProtocol: sniffed?.transport ?? 'raw_buffer',
+      applicationProtocols: sniffed?.alpn ?? applicationOf(sniffed),
+      sourceIp: info.remoteAddress,
+      sourcePort: info.remotePort,
+    };
+    const matcher = this.config.filterChainMatcher;
     const chain =
-      selectFilterChain(this.chainConfigs, {
-          destinationPort: local.port,
-          destinationIp: local.address,
-          serverName: sniffed?.sni,
-          transportProtocol: sniffed?.transport ?? 'raw_buffer',
-          applicationProtocols: sniffed?.alpn ?? (sniffed?.application ? [sniffed.application] : undefined),
-          sourceIp: info.remoteAddress,
-          sourcePort: info.remotePort,
-        }) ?? this.defaultChain?.config;
+      (matcher ? this.chainByName(evaluateChainMatcher(matcher, input)) : selectFilterChain(this.chainConfigs, input)) ??
+      this.defaultChain?.config;
     const built = chain ? (this.chains.find((c) => c.config === chain) ?? this.defaultChain) : undefined;
     if (!built) {
       this.stats.noFilterChainMatch++;
@@ -276,6 +280,13 @@ export class Listener {
       return;
     }
     this.runChain(built, socket, info, sniffed);
+  }
+
+  /** filter_chain_matcher's result: a name with no chain is a failed match (Envoy). */
+  private chainByName(name: string | undefined): FilterChainConfig | undefined {
+    if (name === undefined) return undefined;
+    for (const c of this.chainConfigs) if (c.name === name) return c;
+    return undefined;
   }
 
   private runChain(built: BuiltChain, socket: Socket, info: DownstreamConnectionInfo, sniffed: Sniffed | undefined): void {
@@ -312,6 +323,24 @@ export class Listener {
 }
 
 function swallow(): void {}
+
+/** What http_inspector reports: HTTP/2 with prior knowledge on a plaintext connection is "h2c". */
+const H2C: readonly string[] = ['h2c'];
+const H2: readonly string[] = ['h2'];
+const HTTP11: readonly string[] = ['http/1.1'];
+const HTTP10: readonly string[] = ['http/1.0'];
+function applicationOf(sniffed: Sniffed | undefined): readonly string[] | undefined {
+  switch (sniffed?.application) {
+    case 'h2':
+      return sniffed.transport === 'tls' ? H2 : H2C;
+    case 'http/1.1':
+      return HTTP11;
+    case 'http/1.0':
+      return HTTP10;
+    default:
+      return undefined;
+  }
+}
 
 /** Envoy's ListenerFilterChainMatchPredicate over the destination port. */
 export function predicateMatches(p: ListenerFilterPredicate, port: number): boolean {

@@ -262,7 +262,6 @@ describe('decodeListener', () => {
         path: 'filter_chains[2].filter_chain_match',
         message: 'multiple filter chains with the same matching rules are defined (also filter_chains[1])',
       },
-      { path: 'filter_chains[2].name', message: 'filter chain name "a" is used by another filter chain' },
     ]);
   });
 

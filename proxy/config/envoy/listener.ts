@@ -4,8 +4,9 @@
  * filters (HTTP connection manager, TCP proxy, RBAC, connection limit) by typed_config type.
  *
  * Checks what Envoy checks when adding a listener: each chain ends in exactly one terminal
- * filter, no two chains share the same match, server_names wildcards are whole labels only.
- * Envoy defaults: bind_to_port true, listener_filters_timeout 15 s, per-connection buffer 1 MiB.
+ * filter, no two chains share the same match (or, with filter_chain_matcher, the same name),
+ * server_names wildcards are whole labels only. Envoy defaults: bind_to_port true,
+ * listener_filters_timeout 15 s (0 = no timeout), per-connection buffer 1 MiB.
  */
 import type { Reader } from '../../../common/reader';
 import type {
@@ -18,6 +19,7 @@ import type {
   NetworkFilterConfig,
 } from '../types';
 import { decodeAccessLogs } from './access-log';
+import { decodeChainMatcher, type MatcherNames } from './chain-matcher';
 import type { DecodeContext } from './context';
 import { decodeAddress, dur, enumOf } from './core';
 import { decodeHcm, T_HCM } from './hcm';
@@ -299,27 +301,39 @@ export function decodeListenerR(r: Reader, ctx: DecodeContext): ListenerConfig |
     if (v) listenerFilters.push(v);
   }
   const tlsInspector = listenerFilters.some((f) => f.kind === 'tls_inspector');
+  // With filter_chain_matcher, chains are selected by name only: names must be unique and
+  // filter_chain_match is ignored (Envoy). Without it, names are labels and may repeat (istiod's
+  // virtualInbound reuses them), while two chains with the same match are ambiguous.
+  const fcm = r.obj('filter_chain_matcher');
+  const matcherNames: MatcherNames = { referenced: [] };
+  const filterChainMatcher = fcm ? decodeChainMatcher(fcm, matcherNames) : undefined;
   const filterChains: FilterChainConfig[] = [];
   const seenMatch = new Map<string, number>();
   const seenName = new Set<string>();
   for (const [i, c] of r.arr('filter_chains').entries()) {
     const fc = decodeFilterChain(c, ctx, trafficDirection, tlsInspector);
     if (!fc) continue;
-    const key = JSON.stringify(fc.match);
-    const prev = seenMatch.get(key);
-    if (prev !== undefined) {
-      c.error(
-        'filter_chain_match',
-        `multiple filter chains with the same matching rules are defined (also filter_chains[${prev}])`,
-      );
-    }
-    seenMatch.set(key, i);
-    if (fc.name) {
-      if (seenName.has(fc.name))
-        c.error('name', `filter chain name ${JSON.stringify(fc.name)} is used by another filter chain`);
+    if (fcm) {
+      if (!fc.name) c.error('name', 'filter chains must be named when filter_chain_matcher is set');
+      else if (seenName.has(fc.name))
+        c.error('name', `filter chain name ${JSON.stringify(fc.name)} is used by another filter chain (names must be unique with filter_chain_matcher)`);
       seenName.add(fc.name);
+    } else {
+      const key = JSON.stringify(fc.match);
+      const prev = seenMatch.get(key);
+      if (prev !== undefined) {
+        c.error(
+          'filter_chain_match',
+          `multiple filter chains with the same matching rules are defined (also filter_chains[${prev}])`,
+        );
+      }
+      seenMatch.set(key, i);
     }
     filterChains.push(fc);
+  }
+  for (const ref of matcherNames.referenced) {
+    if (!seenName.has(ref.name))
+      r.issues.warn(ref.path, `no filter chain is named ${JSON.stringify(ref.name)}: connections matched here use the default filter chain or are closed`);
   }
   const dr = r.obj('default_filter_chain');
   const defaultFilterChain = dr ? decodeFilterChain(dr, ctx, trafficDirection, tlsInspector) : undefined;
@@ -339,6 +353,7 @@ export function decodeListenerR(r: Reader, ctx: DecodeContext): ListenerConfig |
     address,
     filterChains,
     ...(defaultFilterChain ? { defaultFilterChain } : {}),
+    ...(filterChainMatcher ? { filterChainMatcher } : {}),
     useOriginalDst,
     bindToPort,
     listenerFilters,
