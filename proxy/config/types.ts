@@ -485,6 +485,8 @@ export interface RetryPolicy {
   /** 0 = none (the route timeout still applies). */
   readonly perTryTimeoutMs: number;
   readonly retriableStatusCodes: readonly number[];
+  /** retriable_headers: under retry_on retriable-headers, a response matching any is retried. */
+  readonly retriableHeaders: readonly HeaderMatcher[];
   /** retry_host_predicate envoy.retry_host_predicates.previous_hosts */
   readonly avoidPreviousHosts: boolean;
   readonly hostSelectionRetryMaxAttempts: number;

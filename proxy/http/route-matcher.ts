@@ -91,7 +91,11 @@ const INT_RE = /^[+-]?\d+$/;
  * invert; no specifier means "present".
  */
 export function matchHeader(m: HeaderMatcher, head: RequestHead): boolean {
-  const v = requestHeaderValue(head, m.name);
+  return matchHeaderValue(m, requestHeaderValue(head, m.name));
+}
+
+/** A HeaderMatcher against a header's value (undefined = absent), for request or response headers. */
+export function matchHeaderValue(m: HeaderMatcher, v: string | undefined): boolean {
   const match = m.match;
   if (match.kind === 'present') return ((v !== undefined) === match.present) !== m.invert;
   if (match.kind === 'any') return (v !== undefined) !== m.invert;

@@ -101,6 +101,31 @@ describe('RouteAction', () => {
     ]);
   });
 
+  it('decodes retriable_headers, and warns about retriable-headers without them', () => {
+    const { route, errors } = one({
+      route: {
+        cluster: 'c',
+        retry_policy: {
+          retry_on: 'retriable-headers',
+          retriable_headers: [{ name: 'X-Upstream-Retry', present_match: true }, { name: ':status', exact_match: '425' }],
+        },
+      },
+    });
+    expect(errors).toEqual([]);
+    const p = (route!.action as RouteAction).retryPolicy!;
+    expect(p.retriableHeaders.map((m) => [m.name, m.match.kind])).toEqual([
+      ['x-upstream-retry', 'present'],
+      [':status', 'string'],
+    ]);
+    const bare = one({ route: { cluster: 'c', retry_policy: { retry_on: 'retriable-headers' } } });
+    expect(bare.warnings).toEqual([
+      {
+        path: `${R}.route.retry_policy.retry_on`,
+        message: 'retriable-headers without retriable_headers never retries a response',
+      },
+    ]);
+  });
+
   it('retry defaults: num_retries 1, back-off 25 ms base / 250 ms max', () => {
     const { route } = one({ route: { cluster: 'c', retry_policy: { retry_on: '5xx' } } });
     expect((route!.action as RouteAction).retryPolicy).toEqual({
@@ -108,6 +133,7 @@ describe('RouteAction', () => {
       numRetries: 1,
       perTryTimeoutMs: 0,
       retriableStatusCodes: [],
+      retriableHeaders: [],
       avoidPreviousHosts: false,
       hostSelectionRetryMaxAttempts: 1,
       backOffBaseMs: 25,

@@ -104,6 +104,7 @@ export function retryPolicy(retryOn: RetryOn[], over: Partial<RetryPolicy> = {})
     numRetries: 1,
     perTryTimeoutMs: 0,
     retriableStatusCodes: [],
+    retriableHeaders: [],
     avoidPreviousHosts: false,
     hostSelectionRetryMaxAttempts: 1,
     backOffBaseMs: 25,

@@ -397,6 +397,32 @@ describe('router: failures, timeouts and retries', () => {
     expect(proxy.clusters.get('a')!.resources.retries.count).toBe(0);
   });
 
+  it('retries a response that matches retriable_headers under retry_on retriable-headers', async () => {
+    let n = 0;
+    const a = await startHttpEcho('a', (_q, res) => {
+      n++;
+      res.writeHead(200, n === 1 ? { 'content-length': '4', 'x-upstream-retry': 'yes' } : { 'content-length': '4' });
+      res.end(n === 1 ? 'busy' : 'done');
+      return true;
+    });
+    const policy = retryPolicy(['retriable-headers'], {
+      backOffBaseMs: 1,
+      backOffMaxMs: 2,
+      retriableHeaders: [
+        { name: 'x-upstream-retry', match: { kind: 'present', present: true }, invert: false, treatMissingAsEmpty: false },
+      ],
+    });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a', { retryPolicy: policy }))])]),
+      clusters: [staticCluster('a', [{ port: a.port }])],
+    });
+    const res = await call(proxy.port, '/');
+    expect(res.status).toBe(200);
+    expect(res.text).toBe('done');
+    expect(a.requests).toHaveLength(2);
+    expect(proxy.clusters.get('a')!.stats.upstreamRqRetry).toBe(1);
+  });
+
   it('passes the last 503 through with flag URX when retries are exhausted', async () => {
     const a = await startHttpEcho('a', (_q, res) => {
       res.writeHead(503, { 'content-length': '4' });

@@ -57,6 +57,29 @@ describe('RetryState', () => {
     expect(s(['internal']).retriableStatus(200, 13)).toBe(true);
   });
 
+  it('retries a response whose headers match retriable_headers only under retriable-headers', () => {
+    const policy = retryPolicy(['retriable-headers'], {
+      retriableHeaders: [
+        { name: 'x-upstream-retry', match: { kind: 'present', present: true }, invert: false, treatMissingAsEmpty: false },
+        {
+          name: ':status',
+          match: { kind: 'range', start: 420, end: 430 },
+          invert: false,
+          treatMissingAsEmpty: false,
+        },
+      ],
+    });
+    const s = new RetryState(policy);
+    expect(s.retriableStatus(200, -1, ['x-upstream-retry', '1'])).toBe(true);
+    expect(s.retriableStatus(200, -1, ['x-other', '1'])).toBe(false);
+    expect(s.retriableStatus(425, -1, [])).toBe(true);
+    expect(s.retriableStatus(500, -1, [])).toBe(false);
+    // The same matchers do nothing without the condition.
+    expect(new RetryState({ ...policy, retryOn: new Set(['5xx']) }).retriableStatus(200, -1, ['x-upstream-retry', '1'])).toBe(
+      false,
+    );
+  });
+
   it('classifies resets: 5xx/gateway-error/reset retry any reset, connect-failure only connect failures', () => {
     for (const on of ['5xx', 'gateway-error', 'reset'] as const) {
       const r = new RetryState(retryPolicy([on]));
@@ -134,6 +157,17 @@ describe('retry policy from x-envoy-* request headers', () => {
     expect(p.numRetries).toBe(4);
     expect(p.retriableStatusCodes).toEqual([418]);
     expect(p.perTryTimeoutMs).toBe(250);
+  });
+
+  it('x-envoy-retriable-header-names adds presence matchers used under retriable-headers', () => {
+    const p = retryPolicyFromHeaders(
+      ['x-envoy-retry-on', 'retriable-headers', 'x-envoy-retriable-header-names', 'X-Try-Again, x-busy'],
+      undefined,
+    )!;
+    expect(p.retriableHeaders.map((m) => m.name)).toEqual(['x-try-again', 'x-busy']);
+    const s = new RetryState(p);
+    expect(s.retriableStatus(200, -1, ['x-busy', 'yes'])).toBe(true);
+    expect(s.retriableStatus(200, -1, ['x-fine', 'yes'])).toBe(false);
   });
   it('defaults to one retry when only x-envoy-retry-on is given', () => {
     expect(retryPolicyFromHeaders(['x-envoy-retry-on', '5xx'], undefined)?.numRetries).toBe(1);

@@ -54,6 +54,13 @@ export function decodeRetryPolicy(r: Reader): RetryPolicy {
         `expected an HTTP status code (100-599), got ${JSON.stringify(c)}`,
       );
   }
+  const retriableHeaders: HeaderMatcher[] = [];
+  for (const m of r.arr('retriable_headers')) {
+    const h = decodeHeaderMatcher(m);
+    if (h) retriableHeaders.push(h);
+  }
+  if (retryOn.has('retriable-headers') && retriableHeaders.length === 0)
+    r.issues.warn(r.sub('retry_on'), 'retriable-headers without retriable_headers never retries a response');
   let avoidPreviousHosts = false;
   for (const p of r.arr('retry_host_predicate')) {
     const name = p.str('name', '');
@@ -88,6 +95,7 @@ export function decodeRetryPolicy(r: Reader): RetryPolicy {
     numRetries,
     perTryTimeoutMs,
     retriableStatusCodes,
+    retriableHeaders,
     avoidPreviousHosts,
     hostSelectionRetryMaxAttempts,
     backOffBaseMs,

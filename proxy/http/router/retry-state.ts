@@ -4,10 +4,11 @@
  * too): which failures are retriable, how many retries remain, the retries circuit breaker, the
  * jittered exponential back-off, and the x-envoy-* request headers that adjust the policy.
  */
-import { RETRY_ON, type RetryOn, type RetryPolicy } from '../../config/types';
+import { type HeaderMatcher, RETRY_ON, type RetryOn, type RetryPolicy } from '../../config/types';
 import type { UpstreamCluster } from '../../upstream/types';
 import type { HeaderList, ResetReason } from '../codec';
-import { getHeader } from '../headers';
+import { getHeader, getHeaderJoined } from '../headers';
+import { matchHeaderValue } from '../route-matcher';
 
 const RETRY_ON_SET: ReadonlySet<string> = new Set(RETRY_ON);
 
@@ -27,9 +28,14 @@ export class RetryState {
     private readonly random: () => number = Math.random,
   ) {}
 
-  /** Would `status` (with an optional grpc-status from the headers) be retried under retry_on? */
-  retriableStatus(status: number, grpcStatus: number): boolean {
+  /**
+   * Would a response be retried under retry_on: its `status`, the grpc-status from its headers
+   * (-1 = none), and for retriable-headers its headers against retriable_headers?
+   */
+  retriableStatus(status: number, grpcStatus: number, headers?: HeaderList): boolean {
     const on = this.policy.retryOn;
+    if (headers !== undefined && on.has('retriable-headers') && matchesAny(this.policy.retriableHeaders, status, headers))
+      return true;
     if (on.has('5xx') && status >= 500) return true;
     if (on.has('gateway-error') && (status === 502 || status === 503 || status === 504)) return true;
     if (on.has('retriable-4xx') && status === 409) return true;
@@ -81,6 +87,15 @@ export class RetryState {
   }
 }
 
+/** Whether any matcher matches the response (`:status` is the status code, as in Envoy). */
+function matchesAny(ms: readonly HeaderMatcher[], status: number, h: HeaderList): boolean {
+  for (let i = 0; i < ms.length; i++) {
+    const m = ms[i]!;
+    if (matchHeaderValue(m, m.name === ':status' ? String(status) : getHeaderJoined(h, m.name))) return true;
+  }
+  return false;
+}
+
 const DIGITS = /^\d+$/;
 
 /** Whether `s` is a plain decimal number (x-envoy-* timeout and count headers). */
@@ -96,11 +111,13 @@ export const ENVOY_REQUEST_CONTROL_HEADERS: readonly string[] = [
   'x-envoy-retry-grpc-on',
   'x-envoy-max-retries',
   'x-envoy-retriable-status-codes',
+  'x-envoy-retriable-header-names',
 ];
 
 /**
  * Envoy's request-header retry controls from trusted clients: x-envoy-retry-on and
- * x-envoy-retry-grpc-on add conditions, x-envoy-max-retries, x-envoy-retriable-status-codes and
+ * x-envoy-retry-grpc-on add conditions, x-envoy-retriable-status-codes and
+ * x-envoy-retriable-header-names add to the lists, x-envoy-max-retries and
  * x-envoy-upstream-rq-per-try-timeout-ms override. Allocates only when such a header is present.
  */
 export function retryPolicyFromHeaders(h: HeaderList, base: RetryPolicy | undefined): RetryPolicy | undefined {
@@ -109,7 +126,15 @@ export function retryPolicyFromHeaders(h: HeaderList, base: RetryPolicy | undefi
   const max = getHeader(h, 'x-envoy-max-retries');
   const codes = getHeader(h, 'x-envoy-retriable-status-codes');
   const perTry = getHeader(h, 'x-envoy-upstream-rq-per-try-timeout-ms');
-  if (on === undefined && grpcOn === undefined && max === undefined && codes === undefined && perTry === undefined)
+  const names = getHeader(h, 'x-envoy-retriable-header-names');
+  if (
+    on === undefined &&
+    grpcOn === undefined &&
+    max === undefined &&
+    codes === undefined &&
+    perTry === undefined &&
+    names === undefined
+  )
     return base;
   const retryOn = new Set<RetryOn>(base?.retryOn ?? []);
   for (const list of [on, grpcOn]) {
@@ -127,15 +152,28 @@ export function retryPolicyFromHeaders(h: HeaderList, base: RetryPolicy | undefi
       if (Number.isInteger(n) && n >= 100 && n <= 599) retriableStatusCodes.push(n);
     }
   }
+  const retriableHeaders = [...(base?.retriableHeaders ?? [])];
+  if (names !== undefined) {
+    // Envoy: each name listed in x-envoy-retriable-header-names retries a response carrying it.
+    for (const raw of names.split(',')) {
+      const name = raw.trim().toLowerCase();
+      if (name !== '') retriableHeaders.push(presentMatcher(name));
+    }
+  }
   return {
     retryOn,
     // Envoy: a retry policy from headers alone defaults to one retry.
     numRetries: max !== undefined && DIGITS.test(max) ? Number(max) : (base?.numRetries ?? 1),
     perTryTimeoutMs: perTry !== undefined && DIGITS.test(perTry) ? Number(perTry) : (base?.perTryTimeoutMs ?? 0),
     retriableStatusCodes,
+    retriableHeaders,
     avoidPreviousHosts: base?.avoidPreviousHosts ?? false,
     hostSelectionRetryMaxAttempts: base?.hostSelectionRetryMaxAttempts ?? 1,
     backOffBaseMs: base?.backOffBaseMs ?? 25,
     backOffMaxMs: base?.backOffMaxMs ?? 250,
   };
+}
+
+function presentMatcher(name: string): HeaderMatcher {
+  return { name, match: { kind: 'present', present: true }, invert: false, treatMissingAsEmpty: false };
 }

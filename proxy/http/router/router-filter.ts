@@ -366,7 +366,7 @@ export class RouterFilter implements TerminalHttpFilter, RouterCallbacks, Connec
     a.responseHeaders = true;
     this.cluster.reportResult?.(a.host, status);
     const grpcStatus = grpcStatusOf(head.headers);
-    if (this.retry !== undefined && status !== 101 && this.retry.retriableStatus(status, grpcStatus)) {
+    if (this.retry !== undefined && status !== 101 && this.retry.retriableStatus(status, grpcStatus, head.headers)) {
       // A body that could not be kept for replay means no retry (and no URX flag).
       if (this.downstreamComplete && !this.bodyOverflow && this.maybeRetry(a.host, true)) return;
     }
