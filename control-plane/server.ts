@@ -28,7 +28,9 @@ import {
   type DiscoveryResponseProto,
   TYPE_URLS,
 } from '../xds-client/protos';
+import { csdsHandlers, csdsServiceDefinition } from '../xds-client/csds';
 import { type AdsStream, DeltaStream, SotwStream, type StreamHost } from './ads-stream';
+import { clientConfigs } from './csds';
 import { csrServiceDefinition } from '../certs/csr-wire';
 import { createCertificateHandler, csrServerCredentials } from './csr-service';
 import { CertIssuer, workloadKey } from './issuer';
@@ -147,6 +149,8 @@ export class ControlPlaneServer {
         cp.streams.add(new DeltaStream(cp.host, call));
       }) as grpc.handleBidiStreamingCall<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto>,
     });
+    // CSDS: what each connected sidecar was sent and ACKed (`meshlet proxy-status`).
+    server.addService(csdsServiceDefinition(), csdsHandlers((req) => clientConfigs(cp.streamStatus(), req)));
     if (opts.meshFile && opts.watchMeshFile !== false) cp.watchMeshFile(opts.meshFile);
     if (opts.csrPort !== undefined) await cp.startCsrService(hostAddr, opts.csrPort, log);
     if (!isLoopback(hostAddr)) {

@@ -34,6 +34,11 @@ const COMMANDS: Record<string, { summary: string; usage: string; run: (argv: str
     usage: 'meshlet proxy-config <clusters|listeners|routes|endpoints|secrets|bootstrap|log|all|explain> [--admin URL|--pod NAME] [-o short|json|yaml]',
     run: async (argv) => (await import('./cli/proxy-config')).runProxyConfig(argv),
   },
+  'proxy-status': {
+    summary: 'per connected proxy, what the control plane sent and what was ACKed or NACKed (CSDS)',
+    usage: 'meshlet proxy-status [--xds 127.0.0.1:15010] [-o short|json|yaml] [NODE_ID]',
+    run: async (argv) => (await import('./cli/proxy-status')).runProxyStatus(argv),
+  },
   demo: {
     summary: 'start a whole mesh on loopback, drive traffic through it and print what happened',
     usage: 'meshlet demo [--duration SECONDS]',

@@ -19,7 +19,7 @@ import { announceWorkerAdmin, isShutdownMessage, runPrimary, workerBootstrap } f
 import { RelayedXdsClient } from '../runtime/xds-relay';
 import { configureLogging, logger } from '../../common/logger';
 
-const USAGE = `meshlet proxy --bootstrap FILE [--log-level LEVEL] [--concurrency N] [--drain-time-s N] [--stats-port 15090] [--health-port 15021]
+const USAGE = `meshlet proxy --bootstrap FILE [--log-level LEVEL] [--concurrency N] [--drain-time-s N] [--stats-port 15090] [--health-port 15021] [--csds-port N]
 
   -c, --bootstrap FILE     Envoy v3 Bootstrap in YAML or JSON (the same file Envoy takes with -c)
   -l, --log-level LEVEL    trace|debug|info|warn|error (default info)
@@ -33,6 +33,8 @@ const USAGE = `meshlet proxy --bootstrap FILE [--log-level LEVEL] [--concurrency
                            EXIT_ON_ZERO_ACTIVE_CONNECTIONS; the env variable is read too)
       --stats-port N|off   serve /stats/prometheus on N (Istio: 15090; default off)
       --health-port N|off  serve /healthz/ready on N (Istio: 15021; default off)
+      --csds-port N|off    answer Envoy's CSDS (ClientStatusDiscoveryService) on 127.0.0.1:N with
+                           what this proxy runs, for \`meshlet proxy-status --xds\` (default off)
       --validate           check the bootstrap and exit (like envoy --mode validate)`;
 
 /** A port flag: undefined/"off" = disabled, else 0–65535. Throws a usage message. */
@@ -52,6 +54,7 @@ export async function runProxy(argv: string[]): Promise<number> {
     'exit-on-zero-active-connections': { type: 'boolean' },
     'stats-port': { type: 'string' },
     'health-port': { type: 'string' },
+    'csds-port': { type: 'string' },
     validate: { type: 'boolean' },
   });
   if (!args) return 0;
@@ -68,7 +71,9 @@ export async function runProxy(argv: string[]): Promise<number> {
   }
   let statsPort: number | undefined;
   let healthPort: number | undefined;
+  let csdsPort: number | undefined;
   try {
+    csdsPort = portFlag('csds-port', args['csds-port']);
     statsPort = portFlag('stats-port', args['stats-port']);
     healthPort = portFlag('health-port', args['health-port']);
   } catch (err) {
@@ -78,6 +83,10 @@ export async function runProxy(argv: string[]): Promise<number> {
   const concurrency = args.concurrency === undefined ? 1 : Number(args.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1024) {
     process.stderr.write(`meshlet proxy: --concurrency must be an integer from 1 to 1024\n`);
+    return 1;
+  }
+  if (concurrency > 1 && csdsPort !== undefined) {
+    process.stderr.write(`meshlet proxy: --csds-port is not supported with --concurrency > 1 yet\n`);
     return 1;
   }
   // A --concurrency worker: node:cluster re-ran this command; the primary owns admin and xDS.
@@ -149,6 +158,11 @@ export async function runProxy(argv: string[]): Promise<number> {
     throw err;
   }
   if (isWorker) announceWorkerAdmin(server.admin.port);
+  if (csdsPort !== undefined && !isWorker) {
+    const { proxyClientConfig, serveCsds } = await import('../dynamic/csds');
+    const csds = await serveCsds('127.0.0.1', csdsPort, () => proxyClientConfig(server.bootstrap.node, server.dynamic?.client.snapshot()));
+    log.info({ address: `127.0.0.1:${csds.port}` }, 'serving CSDS');
+  }
   return await new Promise<number>((resolve) => {
     let signalled = false;
     const stop = (sig: string): void => {
