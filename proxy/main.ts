@@ -9,6 +9,11 @@ const COMMANDS: Record<string, { summary: string; usage: string; run: (argv: str
     usage: 'meshlet proxy --bootstrap FILE [--concurrency N] [--log-level LEVEL]',
     run: async (argv) => (await import('./cli/proxy')).runProxy(argv),
   },
+  agent: {
+    summary: "do pilot-agent's job in an Istio pod: bootstrap from the pod's environment, ADS to istiod with its token",
+    usage: 'meshlet agent [--print] [--token FILE] [--root-cert FILE] [-- proxy flags]',
+    run: async (argv) => (await import('./cli/agent')).runAgent(argv),
+  },
   'control-plane': {
     summary: 'run the embedded xDS v3 control plane for a mesh described in one YAML file',
     usage: 'meshlet control-plane --mesh FILE [--port 15010]',

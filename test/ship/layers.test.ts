@@ -93,10 +93,12 @@ export const LAYERS: readonly Layer[] = [
   { name: 'proxy/runtime', paths: ['proxy/runtime/'], uses: ['proxy/server', 'proxy/dynamic'] },
   { name: 'proxy/intercept', paths: ['proxy/intercept/'], uses: ['proxy/listeners'] },
   { name: 'proxy/inject', paths: ['proxy/inject/'], uses: ['proxy/config'] },
+  // pilot-agent's job: the bootstrap from an Istio pod's environment.
+  { name: 'proxy/agent', paths: ['proxy/agent/'], uses: ['proxy/config'] },
   {
     name: 'proxy/cli',
     paths: ['proxy/cli/'],
-    uses: ['proxy/server', 'proxy/runtime', 'proxy/intercept', 'proxy/inject', 'control-plane'],
+    uses: ['proxy/server', 'proxy/runtime', 'proxy/intercept', 'proxy/inject', 'proxy/agent', 'control-plane'],
   },
   { name: 'proxy/main', paths: ['proxy/main.ts'], uses: ['proxy/cli'] },
 ];
