@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages that meshlet's tests use as real peers (curl, nghttp2 client,
-# iproute2/iptables/nftables for interception tests, prometheus for the scrape test). Idempotent: does
+# iproute2/iptables/nftables for interception tests, prometheus for the scrape test, chromium for
+# the admin pages). Idempotent: does
 # nothing when everything is present. Needs root (or sudo) only when something is missing.
 set -euo pipefail
 need=()
@@ -15,6 +16,8 @@ have nft || need+=(nftables)
 have setpriv || need+=(util-linux)
 have openssl || need+=(openssl)
 { have prometheus && have promtool; } || need+=(prometheus)
+# chromium: the admin pages are tested in a real headless browser (playwright-core drives it).
+have chromium || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
   echo "test dependencies: all present"
   exit 0
