@@ -33,6 +33,8 @@ export interface AgentBootstrapInputs {
 export interface AgentBootstrap {
   readonly node: AgentNode;
   readonly discoveryAddress: string;
+  /** The admin port the bootstrap binds on 127.0.0.1. */
+  readonly adminPort: number;
   /** The Envoy v3 bootstrap (proto-JSON). */
   readonly bootstrap: Record<string, unknown>;
 }
@@ -91,5 +93,5 @@ export function agentBootstrap(inputs: AgentBootstrapInputs): AgentBootstrap {
     },
     static_resources: { clusters: [] },
   };
-  return { node, discoveryAddress, bootstrap };
+  return { node, discoveryAddress, adminPort, bootstrap };
 }

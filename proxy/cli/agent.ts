@@ -3,12 +3,15 @@
  * environment Istio's injector sets (POD_NAME, POD_NAMESPACE, INSTANCE_IP, SERVICE_ACCOUNT,
  * ISTIO_META_*, ISTIO_METAJSON_*, PROXY_CONFIG, CA_ADDR) and the files it mounts (the projected
  * token, the mesh root, the downward-API labels), writes it, and runs `meshlet proxy` on it with
- * Istio's 15090 and 15021 ports. `--print` writes the bootstrap to stdout and exits.
+ * Istio's 15090 and 15021 ports; serves the agent port (15020: readiness, the app probes of
+ * ISTIO_KUBE_APP_PROBERS, merged metrics). `--print` writes the bootstrap to stdout and exits.
  */
 import { readFile, writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseAppProbers } from '../agent/app-probers';
 import { agentBootstrap, ISTIO_PATHS } from '../agent/bootstrap';
+import { parsePrometheusAnnotations, StatusServer } from '../agent/status-server';
 import { parseBootstrapText } from '../config/bootstrap';
 import { ConfigError, formatIssues } from '../../common/errors';
 import { parseCommandArgs } from './args';
@@ -23,6 +26,8 @@ const USAGE = `meshlet agent [--print] [--output FILE] [--token FILE] [--root-ce
       --output FILE     where to write the bootstrap (default: a temporary file)
       --token FILE      the projected service-account token (default ${ISTIO_PATHS.token})
       --root-cert FILE  the mesh root certificate (default ${ISTIO_PATHS.rootCert})
+      --status-port N   the agent port: /healthz/ready, /app-health/…, merged /stats/prometheus
+                        (default PROXY_CONFIG statusPort, else 15020; "off" to disable)
   Anything after -- goes to meshlet proxy (default: --stats-port 15090 --health-port 15021).`;
 
 async function optionalFile(path: string): Promise<string | undefined> {
@@ -42,6 +47,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     output: { type: 'string' },
     token: { type: 'string' },
     'root-cert': { type: 'string' },
+    'status-port': { type: 'string' },
   });
   if (!args) return 0;
   const env = process.env;
@@ -73,6 +79,32 @@ export async function runAgent(argv: string[]): Promise<number> {
   }
   const file = typeof args.output === 'string' ? args.output : join(await mkdtemp(join(tmpdir(), 'meshlet-agent-')), 'envoy-rev.json');
   await writeFile(file, text);
+  const pc = (built.bootstrap.node as { metadata: { PROXY_CONFIG: { statusPort?: unknown } } }).metadata.PROXY_CONFIG;
+  const statusFlag = typeof args['status-port'] === 'string' ? args['status-port'] : String(typeof pc.statusPort === 'number' ? pc.statusPort : 15020);
+  let status: StatusServer | undefined;
+  if (statusFlag !== 'off') {
+    const port = Number(statusFlag);
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      process.stderr.write(`meshlet agent: --status-port must be a port number or "off"\n`);
+      return 1;
+    }
+    try {
+      status = new StatusServer({
+        port,
+        adminPort: built.adminPort,
+        probers: parseAppProbers(env.ISTIO_KUBE_APP_PROBERS),
+        ...(env.ISTIO_PROMETHEUS_ANNOTATIONS ? { appMetrics: parsePrometheusAnnotations(env.ISTIO_PROMETHEUS_ANNOTATIONS) } : {}),
+      });
+      await status.start();
+    } catch (err) {
+      process.stderr.write(`meshlet agent: cannot serve the agent port: ${(err as Error).message}\n`);
+      return 1;
+    }
+  }
   const { runProxy } = await import('./proxy');
-  return runProxy(['--bootstrap', file, ...proxyArgs]);
+  try {
+    return await runProxy(['--bootstrap', file, ...proxyArgs]);
+  } finally {
+    await status?.close();
+  }
 }

@@ -8,6 +8,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -19,6 +20,18 @@ import { decodeBootstrap } from '../../proxy/config/bootstrap';
 import { TYPE_URLS } from '../../xds-client/protos';
 import { ctx } from '../config/helpers';
 import { ScriptedAdsServer } from '../support/scripted-ads-server';
+import { closedPort } from '../support/upstreams';
+
+function httpStatus(port: number, path: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      })
+      .on('error', reject);
+  });
+}
 
 const BIN = join(__dirname, '../../bin/meshlet.js');
 const tmp = mkdtempSync(join(tmpdir(), 'meshlet-agent-'));
@@ -163,10 +176,12 @@ describe('meshlet agent, started with nothing but the environment and files', ()
       0,
       grpc.ServerCredentials.createSsl(Buffer.from(istiod.rootCertPem), [{ private_key: Buffer.from(istiod.privateKeyPem ?? ''), cert_chain: Buffer.from(istiod.certChainPem) }], false),
     );
+    const adminPort = await closedPort();
+    const statusPort = await closedPort();
     try {
       const child = spawn(
         'node',
-        [BIN, 'agent', '--token', token, '--root-cert', root, '--', '--stats-port', '0', '--health-port', '0'],
+        [BIN, 'agent', '--token', token, '--root-cert', root, '--status-port', String(statusPort), '--', '--stats-port', '0', '--health-port', '0'],
         {
           env: {
             PATH: process.env.PATH,
@@ -176,7 +191,8 @@ describe('meshlet agent, started with nothing but the environment and files', ()
             SERVICE_ACCOUNT: 'app',
             ISTIO_META_CLUSTER_ID: 'cluster-7',
             ISTIO_META_WORKLOAD_NAME: 'app',
-            PROXY_CONFIG: JSON.stringify({ proxyAdminPort: 0 }),
+            PROXY_CONFIG: JSON.stringify({ proxyAdminPort: adminPort }),
+            ISTIO_KUBE_APP_PROBERS: JSON.stringify({ '/app-health/app/livez': { tcpSocket: { port: s.port }, timeoutSeconds: 1 } }),
             CA_ADDR: `localhost:${s.port}`,
           },
           stdio: ['ignore', 'pipe', 'pipe'],
@@ -196,6 +212,9 @@ describe('meshlet agent, started with nothing but the environment and files', ()
       expect(req.node?.id).toBe('sidecar~127.0.0.1~app-1.shop~shop.svc.cluster.local');
       expect(req.node?.cluster).toBe('app.shop');
       expect(JSON.stringify(req.node?.metadata)).toContain('cluster-7');
+      // The agent port runs the app probe the injector moved there.
+      expect(await httpStatus(statusPort, '/app-health/app/livez')).toBe(200);
+      expect(await httpStatus(statusPort, '/app-health/app/readyz')).toBe(404);
       child.kill('SIGTERM');
     } finally {
       s.stop();
