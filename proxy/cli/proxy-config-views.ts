@@ -186,6 +186,8 @@ function chainMatch(m: unknown): string {
   const pr = arr(f(m, 'prefix_ranges'));
   if (pr.length) d.push(`Addr: ${pr.map((p) => `${str(f(p, 'address_prefix'))}/${str(f(p, 'prefix_len'), '32')}`).join(',')}${portS}`);
   else if (portS) d.push(`Addr: *${portS}`);
+  const src = arr(f(m, 'source_prefix_ranges'));
+  if (src.length) d.push(`Addr: ${src.map((p) => `${str(f(p, 'address_prefix'))}/${str(f(p, 'prefix_len'), '32')}`).join(',')} (source)`);
   return d.length ? d.join('; ') : 'ALL';
 }
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ExplainResult } from '../../proxy/admin/explain';
-import { bootstrap, HCM_TYPE, ROUTER_TYPE, socketAddress, staticCluster, startMeshlet, stopAllMeshlets, type StartedMeshlet } from '../support/meshlet';
+import { bootstrap, HCM_TYPE, httpListener, ROUTER_TYPE, socketAddress, staticCluster, startMeshlet, stopAllMeshlets, type StartedMeshlet } from '../support/meshlet';
 import { closeAll, startHttpEcho, type HttpEcho } from '../support/upstreams';
 
 const run = promisify(execFile);
@@ -100,7 +100,28 @@ beforeAll(async () => {
     staticCluster('ratings', [ups.ratings!.port]),
     staticCluster('fallback', [ups.fallback!.port]),
   ];
-  m = await startMeshlet(bootstrap([web], clusters));
+  // Two chains told apart by the client's address: 127.0.0.2 gets its own chain.
+  const split = httpListener('split', { name: 'split-routes', virtual_hosts: [{ name: 'any', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'fallback' } }] }] });
+  const base = (split.filter_chains as Record<string, unknown>[])[0]!;
+  split.filter_chains = [
+    { ...base, name: 'from-anyone' },
+    {
+      name: 'from-127.0.0.2',
+      filter_chain_match: { source_prefix_ranges: [{ address_prefix: '127.0.0.2', prefix_len: 32 }] },
+      filters: [
+        {
+          name: 'envoy.filters.network.http_connection_manager',
+          typed_config: {
+            '@type': HCM_TYPE,
+            stat_prefix: 'split2',
+            route_config: { name: 'special', virtual_hosts: [{ name: 'any', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'ratings' } }] }] },
+            http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } }],
+          },
+        },
+      ],
+    },
+  ];
+  m = await startMeshlet(bootstrap([web, split], clusters));
   admin = `http://127.0.0.1:${m.adminPort}`;
 }, 30_000);
 
@@ -193,6 +214,37 @@ describe('proxy-config explain matches what real requests do', () => {
   });
 });
 
+describe('explain: filter chain selection', () => {
+  function sendFrom(localAddress: string): Promise<string | undefined> {
+    return new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: m.listenerPort('split'), path: '/', localAddress, agent: false }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.headers['x-upstream'] as string | undefined));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  it('names the chain a client address selects and why the other lost; real connections agree', async () => {
+    const special = await explain('http://any.example/', '--listener', 'split', '--source', '127.0.0.2:40000');
+    expect(special.filterChain?.name).toBe('from-127.0.0.2');
+    expect(special.filterChain?.candidates).toEqual([
+      { name: 'from-anyone', chosen: false, reason: 'source_prefix_ranges: a more specific chain matched' },
+      { name: 'from-127.0.0.2', chosen: true },
+    ]);
+    expect(special.clusters).toEqual([{ name: 'ratings' }]);
+    expect(await sendFrom('127.0.0.2')).toBe('ratings');
+    const plain = await explain('http://any.example/', '--listener', 'split', '--source', '127.0.0.1');
+    expect(plain.filterChain?.candidates).toEqual([
+      { name: 'from-anyone', chosen: true },
+      { name: 'from-127.0.0.2', chosen: false, reason: 'source_prefix_ranges does not match' },
+    ]);
+    expect(plain.clusters).toEqual([{ name: 'fallback' }]);
+    expect(await sendFrom('127.0.0.1')).toBe('fallback');
+  });
+});
+
 describe('proxy-config tables against the running config', () => {
   it('clusters: istioctl columns, parsed from Istio cluster names, with filters', async () => {
     const { stdout } = await meshletCli('proxy-config', 'clusters', '--admin', admin);
@@ -212,9 +264,14 @@ describe('proxy-config tables against the running config', () => {
   });
 
   it('listeners and routes', async () => {
-    const l = (await meshletCli('proxy-config', 'listeners', '--admin', admin)).stdout.trimEnd().split('\n');
+    const l = (await meshletCli('proxy-config', 'listeners', '--admin', admin, '--name', 'web')).stdout.trimEnd().split('\n');
     expect(l[0]).toMatch(/^ADDRESSES\s+PORT\s+MATCH\s+DESTINATION$/);
     expect(l[1]).toMatch(/^127\.0\.0\.1\s+0\s+ALL\s+Inline Route: reviews\/reviews\.default\.svc\.cluster\.local \/\*, \/\*; \*\.ratings\.example \/api, \/admin\*; \/\*$/);
+    const both = (await meshletCli('proxy-config', 'listeners', '--admin', admin, '--name', 'split')).stdout.trimEnd().split('\n');
+    expect(both.slice(1).map((x) => x.split(/\s{3,}/).slice(2))).toEqual([
+      ['ALL', 'Cluster: fallback'],
+      ['Addr: 127.0.0.2/32 (source)', 'Cluster: ratings'],
+    ]);
     const r = (await meshletCli('proxy-config', 'routes', '--admin', admin, '--name', 'web-routes')).stdout.trimEnd().split('\n');
     expect(r[0]).toMatch(/^NAME\s+VHOST NAME\s+DOMAINS\s+MATCH\s+VIRTUAL SERVICE$/);
     expect(r.slice(1).map((x) => x.split(/\s{3,}/))).toEqual([
