@@ -9,9 +9,7 @@
 import { readFile, writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseAppProbers } from '../agent/app-probers';
 import { agentBootstrap, ISTIO_PATHS } from '../agent/bootstrap';
-import { parsePrometheusAnnotations, StatusServer } from '../agent/status-server';
 import { parseBootstrapText } from '../config/bootstrap';
 import { ConfigError, formatIssues } from '../../common/errors';
 import { parseCommandArgs } from './args';
@@ -81,30 +79,7 @@ export async function runAgent(argv: string[]): Promise<number> {
   await writeFile(file, text);
   const pc = (built.bootstrap.node as { metadata: { PROXY_CONFIG: { statusPort?: unknown } } }).metadata.PROXY_CONFIG;
   const statusFlag = typeof args['status-port'] === 'string' ? args['status-port'] : String(typeof pc.statusPort === 'number' ? pc.statusPort : 15020);
-  let status: StatusServer | undefined;
-  if (statusFlag !== 'off') {
-    const port = Number(statusFlag);
-    if (!Number.isInteger(port) || port < 0 || port > 65535) {
-      process.stderr.write(`meshlet agent: --status-port must be a port number or "off"\n`);
-      return 1;
-    }
-    try {
-      status = new StatusServer({
-        port,
-        adminPort: built.adminPort,
-        probers: parseAppProbers(env.ISTIO_KUBE_APP_PROBERS),
-        ...(env.ISTIO_PROMETHEUS_ANNOTATIONS ? { appMetrics: parsePrometheusAnnotations(env.ISTIO_PROMETHEUS_ANNOTATIONS) } : {}),
-      });
-      await status.start();
-    } catch (err) {
-      process.stderr.write(`meshlet agent: cannot serve the agent port: ${(err as Error).message}\n`);
-      return 1;
-    }
-  }
   const { runProxy } = await import('./proxy');
-  try {
-    return await runProxy(['--bootstrap', file, ...proxyArgs]);
-  } finally {
-    await status?.close();
-  }
+  // meshlet proxy serves the agent port once its admin port is bound.
+  return runProxy(['--bootstrap', file, '--status-port', statusFlag, ...proxyArgs]);
 }

@@ -33,6 +33,9 @@ const USAGE = `meshlet proxy --bootstrap FILE [--log-level LEVEL] [--concurrency
                            EXIT_ON_ZERO_ACTIVE_CONNECTIONS; the env variable is read too)
       --stats-port N|off   serve /stats/prometheus on N (Istio: 15090; default off)
       --health-port N|off  serve /healthz/ready on N (Istio: 15021; default off)
+      --status-port N|off  serve Istio's agent port on N (15020): /healthz/ready, the app probes
+                           of ISTIO_KUBE_APP_PROBERS under /app-health/, /stats/prometheus merged
+                           with the app's (ISTIO_PROMETHEUS_ANNOTATIONS) (default off)
       --csds-port N|off    answer Envoy's CSDS (ClientStatusDiscoveryService) on 127.0.0.1:N with
                            what this proxy runs, for \`meshlet proxy-status --xds\` (default off)
       --validate           check the bootstrap and exit (like envoy --mode validate)`;
@@ -54,6 +57,7 @@ export async function runProxy(argv: string[]): Promise<number> {
     'exit-on-zero-active-connections': { type: 'boolean' },
     'stats-port': { type: 'string' },
     'health-port': { type: 'string' },
+    'status-port': { type: 'string' },
     'csds-port': { type: 'string' },
     validate: { type: 'boolean' },
   });
@@ -72,10 +76,12 @@ export async function runProxy(argv: string[]): Promise<number> {
   let statsPort: number | undefined;
   let healthPort: number | undefined;
   let csdsPort: number | undefined;
+  let statusPort: number | undefined;
   try {
     csdsPort = portFlag('csds-port', args['csds-port']);
     statsPort = portFlag('stats-port', args['stats-port']);
     healthPort = portFlag('health-port', args['health-port']);
+    statusPort = portFlag('status-port', args['status-port']);
   } catch (err) {
     process.stderr.write(`meshlet proxy: ${(err as Error).message}\n`);
     return 1;
@@ -158,6 +164,20 @@ export async function runProxy(argv: string[]): Promise<number> {
     throw err;
   }
   if (isWorker) announceWorkerAdmin(server.admin.port);
+  if (statusPort !== undefined && !isWorker) {
+    const { parseAppProbers } = await import('../agent/app-probers');
+    const { parsePrometheusAnnotations, StatusServer } = await import('../agent/status-server');
+    const env = process.env;
+    const status = new StatusServer({
+      port: statusPort,
+      adminPort: server.admin.port,
+      probers: parseAppProbers(env.ISTIO_KUBE_APP_PROBERS),
+      ...(env.ISTIO_PROMETHEUS_ANNOTATIONS ? { appMetrics: parsePrometheusAnnotations(env.ISTIO_PROMETHEUS_ANNOTATIONS) } : {}),
+    });
+    await status.start();
+    process.once('exit', () => void status.close());
+    log.info({ port: status.port }, 'serving the agent port (/healthz/ready, /app-health/, /stats/prometheus)');
+  }
   if (csdsPort !== undefined && !isWorker) {
     const { proxyClientConfig, serveCsds } = await import('../dynamic/csds');
     const csds = await serveCsds('127.0.0.1', csdsPort, () => proxyClientConfig(server.bootstrap.node, server.dynamic?.client.snapshot()));

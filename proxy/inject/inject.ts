@@ -19,6 +19,7 @@
 import { type Document, parseAllDocuments, stringify } from 'yaml';
 import { ConfigError } from '../../common/errors';
 import { MESH_PORTS, sidecarBootstrapYaml, splitHostPort } from './bootstrap-template';
+import { REWRITE_PROBES_ANNOTATION, rewriteAppProbes } from './probes';
 
 export const STATUS_ANNOTATION = 'sidecar.meshlet.io/status';
 export const INJECT_ANNOTATION = 'sidecar.meshlet.io/inject';
@@ -325,14 +326,24 @@ class Injector {
     if (certs) volumes.push({ name: CERTS_VOLUME, secret: { secretName: this.o.certSecret } });
 
     const appContainers = containers.filter((c) => c.name !== PROXY_CONTAINER);
-    for (const c of appContainers) {
-      for (const p of ['livenessProbe', 'readinessProbe', 'startupProbe'] as const) {
-        const pr = c[p];
-        if (isObj(pr) && isObj(pr.httpGet) && pr.httpGet.port !== undefined) {
-          this.warnings.push(
-            `${id}: container ${String(c.name)} ${p} httpGet on port ${String(pr.httpGet.port)} is captured and reaches the inbound mTLS listener, where kubelet's plain HTTP fails; exclude that port with traffic.sidecar.istio.io/excludeInboundPorts, probe a separate port, or use a tcpSocket/exec probe`,
-          );
+    if (falsy(ann[REWRITE_PROBES_ANNOTATION])) {
+      for (const c of appContainers) {
+        for (const p of ['livenessProbe', 'readinessProbe', 'startupProbe'] as const) {
+          const pr = c[p];
+          if (isObj(pr) && isObj(pr.httpGet) && pr.httpGet.port !== undefined) {
+            this.warnings.push(
+              `${id}: container ${String(c.name)} ${p} httpGet on port ${String(pr.httpGet.port)} is captured and reaches the inbound mTLS listener, where kubelet's plain HTTP fails (${REWRITE_PROBES_ANNOTATION} is "false"); exclude that port with traffic.sidecar.istio.io/excludeInboundPorts, probe a separate port, or use a tcpSocket/exec probe`,
+            );
+          }
         }
+      }
+    } else {
+      // Istio's probe rewriting: the kubelet asks the agent port, the sidecar probes the app.
+      const { probers, warnings } = rewriteAppProbes(appContainers, MESH_PORTS.agent);
+      for (const w of warnings) this.warnings.push(`${id}: ${w}`);
+      if (Object.keys(probers).length > 0) {
+        (proxy.args as string[]).push('--status-port', String(MESH_PORTS.agent));
+        proxy.env = [{ name: 'ISTIO_KUBE_APP_PROBERS', value: JSON.stringify(probers) }];
       }
     }
     const newMeta = objAt(tpl, 'metadata');

@@ -94,8 +94,12 @@ describe('deploy/kubernetes', () => {
       expect(proxy.readinessProbe.httpGet).toEqual({ path: '/healthz/ready', port: 15021 });
       const ann = d.spec.template.metadata.annotations;
       expect([ann['prometheus.io/scrape'], ann['prometheus.io/port']]).toEqual(['true', '15090']);
-      // App probes are tcpSocket: kubelet's plain HTTP would meet the inbound mTLS listener.
-      for (const c of spec.containers) expect(c.readinessProbe?.httpGet).toBeUndefined();
+      // App probes go to the agent port (kubelet's plain HTTP would meet the inbound mTLS
+      // listener); the sidecar runs the originals from ISTIO_KUBE_APP_PROBERS.
+      for (const c of spec.containers)
+        if (c.readinessProbe) expect(c.readinessProbe.httpGet).toMatchObject({ path: `/app-health/${c.name}/readyz`, port: 15020 });
+      const probers = proxy.env?.find((e: Obj) => e.name === 'ISTIO_KUBE_APP_PROBERS');
+      if (spec.containers.some((c: Obj) => c.readinessProbe)) expect(Object.keys(JSON.parse(probers.value))).not.toEqual([]);
     }
   });
 

@@ -101,6 +101,8 @@ describe('meshlet inject: workloads', () => {
     expect(proxy.ports.map((p: Obj) => p.containerPort).sort()).toEqual([15021, 15090]);
     expect(proxy.args).toEqual([
       '--bootstrap', '/etc/meshlet/bootstrap.yaml', '--stats-port', '15090', '--health-port', '15021', '--drain-time-s', '5',
+      // The app's readiness probe moved to the agent port (see the probe rewriting test).
+      '--status-port', '15020',
     ]);
     expect(proxy.volumeMounts).toEqual([{ name: 'meshlet-bootstrap', mountPath: '/etc/meshlet', readOnly: true }]);
   });
@@ -193,13 +195,41 @@ describe('meshlet inject: workloads', () => {
     const input = docs(fixture('app.yaml'));
     for (const [kind, name] of [['Namespace', 'shop'], ['Service', 'backend'], ['ConfigMap', 'settings']] as const)
       expect(find(out, kind, name)).toEqual(find(input, kind, name));
-    // The app containers themselves are unchanged.
-    expect(tpl('Deployment', 'backend-v1').spec.containers).toEqual(find(input, 'Deployment', 'backend-v1').spec.template.spec.containers);
+    // The app containers are unchanged but for the probe moved to the agent port.
+    const before = find(input, 'Deployment', 'backend-v1').spec.template.spec.containers;
+    expect(tpl('Deployment', 'backend-v1').spec.containers).toEqual([
+      { ...before[0], readinessProbe: { httpGet: { path: '/app-health/app/readyz', port: 15020, scheme: 'HTTP' } } },
+    ]);
   });
 
-  it('warns about app httpGet probes that interception would break', () => {
-    expect(result.warnings).toHaveLength(1);
-    expect(result.warnings[0]).toMatch(/Deployment\/shop\/backend-v1: container app readinessProbe httpGet on port 8080/);
+  it("moves the app's probes to the agent port as Istio's injector does, with the originals in ISTIO_KUBE_APP_PROBERS", () => {
+    expect(result.warnings).toEqual([]);
+    const proxy = tpl('Deployment', 'backend-v1').spec.initContainers[1];
+    expect(proxy.env).toEqual([
+      { name: 'ISTIO_KUBE_APP_PROBERS', value: JSON.stringify({ '/app-health/app/readyz': { httpGet: { path: '/', port: 8080 } } }) },
+    ]);
+    // tcpSocket and grpc probes (named ports resolved) move too; exec probes stay; the opt-out keeps them and warns.
+    const pod = (probes: Obj, annotations: Obj = {}) =>
+      `apiVersion: v1\nkind: Pod\nmetadata: { name: p, namespace: shop, annotations: ${JSON.stringify(annotations)} }\nspec:\n  containers:\n  - ${JSON.stringify({ name: 'web', image: 'x', ports: [{ name: 'http', containerPort: 8080 }], ...probes })}\n`;
+    const r = injectYaml(
+      pod({
+        livenessProbe: { tcpSocket: { port: 'http' }, periodSeconds: 7 },
+        startupProbe: { grpc: { port: 9090 }, timeoutSeconds: 2 },
+        readinessProbe: { exec: { command: ['true'] } },
+      }),
+      OPTS,
+    );
+    const web = docs(r.yaml).find((d) => d.kind === 'Pod')!.spec.containers.find((c: Obj) => c.name === 'web');
+    expect(web.livenessProbe).toEqual({ periodSeconds: 7, httpGet: { path: '/app-health/web/livez', port: 15020, scheme: 'HTTP' } });
+    expect(web.startupProbe).toEqual({ timeoutSeconds: 2, httpGet: { path: '/app-health/web/startupz', port: 15020, scheme: 'HTTP' } });
+    expect(web.readinessProbe).toEqual({ exec: { command: ['true'] } });
+    const sidecar = docs(r.yaml).find((d) => d.kind === 'Pod')!.spec.initContainers.find((c: Obj) => c.name === 'meshlet-proxy');
+    expect(JSON.parse(sidecar.env[0].value)).toEqual({
+      '/app-health/web/livez': { tcpSocket: { port: 8080 } },
+      '/app-health/web/startupz': { grpc: { port: 9090 }, timeoutSeconds: 2 },
+    });
+    const off = injectYaml(pod({ readinessProbe: { httpGet: { path: '/', port: 8080 } } }, { 'sidecar.istio.io/rewriteAppHTTPProbers': 'false' }), OPTS);
+    expect(off.warnings[0]).toMatch(/Pod\/shop\/p: container web readinessProbe httpGet on port 8080 is captured/);
   });
 
   it('is idempotent: injecting its own output changes nothing', () => {
