@@ -4,7 +4,9 @@
  * meshlet's own CSDS (a NACKed listener shows NACKED with the reason the proxy sent), and
  * `meshlet proxy-config clusters|secrets|explain` on a sidecar configured by the control plane.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,6 +32,7 @@ services:
 workloads:
   - { name: shop-v1, namespace: default, service_account: shop, service: shop, version: v1, address: "127.0.0.61:19380", inbound_port: 15006, admin_port: 15000 }
   - { name: stock-v1, namespace: default, service_account: stock, service: stock, version: v1, address: "127.0.0.62:19381", inbound_port: 15006, admin_port: 15000 }
+  - { name: stock-v2, namespace: default, service_account: stock, service: stock, version: v2, address: "127.0.0.63:19381", inbound_port: 15006, admin_port: 15000 }
 `;
 
 const LISTENER = 'type.googleapis.com/envoy.config.listener.v3.Listener';
@@ -38,6 +41,8 @@ let mesh: TestMesh;
 let ads: JsonAdsServer;
 let nacking: StartedMeshlet;
 let csds: CsdsServer;
+/** The spawned `meshlet proxy`, killed in afterAll too (a timed-out test may not reach its finally). */
+let spawned: ReturnType<typeof spawn> | undefined;
 
 beforeAll(async () => {
   mesh = await startMesh(MESH, ['shop-v1', 'stock-v1']);
@@ -50,6 +55,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
+  spawned?.kill('SIGKILL');
   await csds?.close();
   await mesh?.close();
   await stopAllMeshlets();
@@ -140,7 +146,43 @@ describe('meshlet proxy-config on a sidecar configured by the control plane', ()
     const e = JSON.parse(stdout) as ExplainResult;
     expect(e.clusters).toEqual([{ name: 'outbound|9381||stock.default.svc.cluster.local' }]);
     // Sidecar to sidecar: the endpoint is stock's inbound port (mTLS), not the app's port.
-    expect(e.upstream[0]!.endpoints.map((x) => x.address)).toEqual(['127.0.0.62:15006']);
+    expect(e.upstream[0]!.endpoints.map((x) => x.address).sort()).toEqual(['127.0.0.62:15006', '127.0.0.63:15006']);
     expect(e.upstream[0]!.tls?.expectedSans.join(' ')).toContain('spiffe://cluster.local/ns/default/sa/stock');
   });
+});
+
+describe('meshlet proxy --csds-port', () => {
+  it('the real command answers CSDS with what it runs (an ADS-driven proxy, every type SYNCED)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'meshlet-csds-'));
+    const file = path.join(dir, 'bootstrap.json');
+    writeFileSync(file, JSON.stringify(adsBootstrap('stock-v2', mesh.cp.port)));
+    const child = (spawned = spawn(process.execPath, [BIN, 'proxy', '--bootstrap', file, '--csds-port', '0', '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    try {
+      const port = await new Promise<number>((resolve, reject) => {
+        let out = '';
+        const t = setTimeout(() => reject(new Error(`no "serving CSDS" line: ${out}`)), 15_000);
+        child.stdout!.on('data', (c: Buffer) => {
+          out += c.toString();
+          const m = /"address":"127\.0\.0\.1:(\d+)","msg":"serving CSDS"/.exec(out);
+          if (m) {
+            clearTimeout(t);
+            resolve(Number(m[1]));
+          }
+        });
+        child.on('exit', (code) => reject(new Error(`meshlet proxy exited ${code}: ${out}`)));
+      });
+      // The first status may come before the first xDS round is applied: wait for LDS.
+      let row: string[] = [];
+      for (let i = 0; i < 20 && !(row[2] ?? '').startsWith('SYNCED'); i++) {
+        const { stdout } = await cli('proxy-status', '--xds', `127.0.0.1:${port}`);
+        row = stdout.trimEnd().split('\n')[1]!.split(/\s{3,}/);
+        if (!(row[2] ?? '').startsWith('SYNCED')) await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(row[0]).toBe('stock-v2');
+      for (const c of [row[1], row[2], row[3], row[4], row[5]]) expect(c).toMatch(/^SYNCED \(.+\)$/);
+      expect(row[6]).toBe('connected');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 40_000);
 });
