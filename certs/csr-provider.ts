@@ -5,10 +5,19 @@
  *
  * Owns the identity secret it is configured for (`default`): it generates an RSA-2048 key with
  * node:crypto, builds a CSR for its SPIFFE ID with node-forge, has the CA sign it over Istio's
- * `istio.v1.auth.IstioCertificateService/CreateCertificate` (mTLS; see control-plane/csr-service.ts),
+ * `istio.v1.auth.IstioCertificateService/CreateCertificate` (TLS; see control-plane/csr-service.ts),
  * installs key + chain in the CertStore (which validates against the trust bundle before the swap),
  * and re-issues when half the lifetime has passed (with a new key each time). A failed renewal is
  * retried with backoff while the current certificate keeps being served.
+ *
+ * Authentication, as istio-agent does it: every call carries the pod's service-account token
+ * (`token_file`, re-read on every call because the kubelet rotates it) as
+ * `authorization: Bearer <token>` metadata; that is how the FIRST certificate is obtained. Once the
+ * provider holds a certificate, calls also present it as the TLS client certificate. The CA's
+ * serving certificate is verified against the trust bundle secret (`ROOTCA`, from SDS) or, before
+ * that exists, `root_cert_file` (Istio mounts the mesh root at /var/run/secrets/istio/root-cert.pem).
+ * Without a token the provider falls back to a provisioning certificate pushed over SDS (only a
+ * control plane in insecure key hand-out mode sends one).
  *
  * Selected in the bootstrap through `node.metadata` — Envoy passes node metadata through without
  * interpreting it (Istio puts its agent settings there too), so an Envoy user recognises it as a
@@ -19,26 +28,26 @@
  *     metadata:
  *       MESHLET_CERT_PROVIDER:
  *         kind: istio_csr               # the only kind
- *         ca_address: 127.0.0.1:15012   # Istio's CA_ADDR: where CreateCertificate is served (mTLS)
+ *         ca_address: 127.0.0.1:15012   # Istio's CA_ADDR: where CreateCertificate is served (TLS)
  *         ca_server_name: istiod.istio-system.svc   # name the CA's certificate is checked against (default)
+ *         token_file: /var/run/secrets/tokens/istio-token   # the projected service-account token
+ *         root_cert_file: /var/run/secrets/istio/root-cert.pem   # CA roots until ROOTCA arrives
+ *         trust_domain: cluster.local   # with a token: the SPIFFE ID is spiffe://<td>/ns/<ns>/sa/<sa> from its sub
  *         secret_name: default          # the identity secret this provider owns (default)
  *         trust_bundle: ROOTCA          # roots the CA's certificate is verified against (default)
- *         spiffe_id: spiffe://cluster.local/ns/default/sa/front   # default: the provisioning certificate's
- *         validity: 3600s               # requested lifetime (0s/absent = the CA's default)
+ *         spiffe_id: spiffe://cluster.local/ns/default/sa/front   # default: from the token or provisioning cert
+ *         validity: 3600s               # requested lifetime (0s/absent = the CA's; the CA may shorten it)
  *         grace_period_ratio: 0.5       # re-issue after this fraction of the lifetime (Istio's default)
  *
- * Decision on SDS: the control plane keeps pushing `default` (with its key) to every sidecar, and
- * a sidecar with this provider never serves it. The pushed credential is used only the way Istio
- * uses a provisioning certificate (PROV_CERT) or a service-account token: to authenticate the
- * first CreateCertificate call over mTLS. Renewals authenticate with the provider's own current
- * certificate. The key that terminates and originates mesh traffic is generated here and never
- * sent anywhere. The trust bundle (`ROOTCA`) still comes from SDS.
+ * The key that terminates and originates mesh traffic is generated here and never sent anywhere.
+ * The trust bundle (`ROOTCA`) still comes from SDS.
  *
  * Leans safe: a certificate from the CA goes through the same store validation as an SDS push; a
  * renewal that fails leaves the current identity in place; the lifetime used for scheduling is
  * measured from when the certificate arrived (the dev CA backdates notBefore for clock skew).
  */
 import { generateKeyPair, X509Certificate } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import type * as grpc from '@grpc/grpc-js';
 import type forgeNs from 'node-forge';
 import type { Logger } from 'pino';
@@ -46,7 +55,7 @@ import { csrServiceDefinition, type CsrRequest, type CsrResponse } from './csr-w
 import { Issues, Reader } from '../common/reader';
 import type { SecretConfig } from '../common/config-types';
 import { ConfigError } from '../common/errors';
-import { parseSpiffeId, uriSansOf } from './identity';
+import { formatSpiffeId, isValidTrustDomain, parseSpiffeId, uriSansOf } from './identity';
 import { type CertStore, DEFAULT_IDENTITY_SECRET, type RotationEvent, DEFAULT_TRUST_BUNDLE_SECRET, resolveDataSource } from './store';
 
 /** The node.metadata key that selects this provider. */
@@ -62,8 +71,14 @@ export interface CsrProviderConfig {
   readonly secretName: string;
   /** Trust bundle secret the CA's certificate is verified against. Default `ROOTCA`. */
   readonly trustBundle: string;
-  /** SPIFFE ID to request; default the provisioning certificate's URI SAN. */
+  /** SPIFFE ID to request; default from the token's subject, else the provisioning certificate's URI SAN. */
   readonly spiffeId?: string;
+  /** Service-account token file sent as `authorization: Bearer …` (re-read per call). */
+  readonly tokenFile?: string;
+  /** PEM roots for the CA's serving certificate, used until the trust bundle secret exists. */
+  readonly rootCertFile?: string;
+  /** Trust domain of the SPIFFE ID derived from the token. Default `cluster.local`. */
+  readonly trustDomain?: string;
   /** Requested validity, ms; 0 = the CA's default. */
   readonly validityMs: number;
   /** Fraction of the lifetime after which the certificate is re-issued (0 < r < 1). Default 0.5. */
@@ -91,6 +106,10 @@ export function csrProviderConfigFromMetadata(metadata: Readonly<Record<string, 
       const p = parseSpiffeId(spiffeId);
       if ('error' in p) r.error('spiffe_id', p.error);
     }
+    const tokenFile = r.str('token_file');
+    const rootCertFile = r.str('root_cert_file');
+    const trustDomain = r.str('trust_domain');
+    if (trustDomain !== undefined && !isValidTrustDomain(trustDomain)) r.error('trust_domain', `"${trustDomain}" is not a valid SPIFFE trust domain`);
     const gracePeriodRatio = r.num('grace_period_ratio', 0.5, 0, 1);
     if (gracePeriodRatio <= 0 || gracePeriodRatio >= 1) r.error('grace_period_ratio', 'must be strictly between 0 and 1');
     cfg = {
@@ -99,6 +118,9 @@ export function csrProviderConfigFromMetadata(metadata: Readonly<Record<string, 
       secretName: r.str('secret_name', DEFAULT_IDENTITY_SECRET),
       trustBundle: r.str('trust_bundle', DEFAULT_TRUST_BUNDLE_SECRET),
       ...(spiffeId !== undefined ? { spiffeId } : {}),
+      ...(tokenFile !== undefined ? { tokenFile } : {}),
+      ...(rootCertFile !== undefined ? { rootCertFile } : {}),
+      ...(trustDomain !== undefined ? { trustDomain } : {}),
       validityMs: r.durationMs('validity', 0),
       gracePeriodRatio,
     };
@@ -154,6 +176,22 @@ export function buildCsr(spiffeId: string, key: { privateKeyPem: string; publicK
   return forge.pki.certificationRequestToPem(csr);
 }
 
+/**
+ * The SPIFFE ID a Kubernetes service-account token stands for (its unverified `sub`,
+ * `system:serviceaccount:<ns>:<sa>`): the CA verifies the token and signs only that identity.
+ */
+export function spiffeIdFromToken(token: string, trustDomain: string): string | undefined {
+  const payload = token.split('.')[1];
+  if (!payload) return undefined;
+  try {
+    const sub = (JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { sub?: unknown }).sub;
+    const m = typeof sub === 'string' ? /^system:serviceaccount:([^:]+):([^:]+)$/.exec(sub) : null;
+    return m ? formatSpiffeId(trustDomain, m[1]!, m[2]!) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 type CreateCertificateFn = (
   req: CsrRequest,
   md: grpc.Metadata,
@@ -182,7 +220,7 @@ export class CsrCertificateProvider {
 
   /** The trust bundle arriving after the provisioning credential unblocks the first request. */
   private readonly onStoreRotate = (e: RotationEvent): void => {
-    if (e.name === this.config.trustBundle && !this.own && this.provisioning && !this.closed) void this.refresh();
+    if (e.name === this.config.trustBundle && !this.own && (this.provisioning || this.config.tokenFile) && !this.closed) void this.refresh();
   };
 
   /** Whether this provider owns secret `name` (SDS pushes of it are not served). */
@@ -215,6 +253,14 @@ export class CsrCertificateProvider {
     await this.refresh();
   }
 
+  /**
+   * With a token the first certificate needs nothing from the control plane but the CA itself:
+   * request it now. Without one, the provider waits for a provisioning credential over SDS.
+   */
+  start(): void {
+    if (this.config.tokenFile && !this.own) void this.refresh();
+  }
+
   /** Request a new certificate now (coalesced with one in flight). True when one was installed. */
   refresh(): Promise<boolean> {
     this.inFlight ??= this.issue().finally(() => {
@@ -238,21 +284,32 @@ export class CsrCertificateProvider {
   private async issue(): Promise<boolean> {
     if (this.closed) return false;
     const cred = this.credential();
-    const roots = this.store.trustBundle(this.config.trustBundle);
-    if (!cred || !roots) {
-      this.opts.log?.info({ haveCredential: !!cred, haveRoots: !!roots }, 'CSR provider waiting for a provisioning credential and trust bundle');
+    let token: string | undefined;
+    let rootsPem = this.store.trustBundle(this.config.trustBundle)?.rootsPem;
+    try {
+      if (this.config.tokenFile) token = (await readFile(this.config.tokenFile, 'utf8')).trim();
+      if (!rootsPem && this.config.rootCertFile) rootsPem = await readFile(this.config.rootCertFile, 'utf8');
+    } catch (err) {
+      this.fail(`cannot read ${token === undefined && this.config.tokenFile ? 'token_file' : 'root_cert_file'}: ${(err as Error).message}`);
       return false;
     }
-    const spiffeId = this.config.spiffeId ?? uriSansOf(new X509Certificate(cred.certChainPem).subjectAltName)[0];
+    if ((!cred && !token) || !rootsPem) {
+      this.opts.log?.info({ haveCredential: !!cred, haveRoots: !!rootsPem }, 'CSR provider waiting for a credential (token or provisioning certificate) and the CA roots');
+      return false;
+    }
+    const spiffeId =
+      this.config.spiffeId ??
+      (cred ? uriSansOf(new X509Certificate(cred.certChainPem).subjectAltName)[0] : undefined) ??
+      (token ? spiffeIdFromToken(token, this.config.trustDomain ?? 'cluster.local') : undefined);
     if (!spiffeId) {
-      this.fail('no SPIFFE ID to request: set spiffe_id or provide a provisioning certificate with a URI SAN');
+      this.fail('no SPIFFE ID to request: set spiffe_id, or provide a service-account token or a provisioning certificate');
       return false;
     }
     try {
       const key = await rsaKeyPair();
       const csr = buildCsr(spiffeId, key);
       const receivedAt = this.now();
-      const chain = await this.call(cred, roots.rootsPem, { csr, validity_duration: Math.round(this.config.validityMs / 1000) });
+      const chain = await this.call(cred, token, rootsPem, { csr, validity_duration: Math.round(this.config.validityMs / 1000) });
       if (this.closed) return false;
       const certChainPem = chain.map((c) => (c.endsWith('\n') ? c : `${c}\n`)).join('');
       const r = await this.store.update(this.config.secretName, {
@@ -298,17 +355,21 @@ export class CsrCertificateProvider {
     this.timer.unref();
   }
 
-  private call(cred: Credential, rootsPem: string, req: CsrRequest): Promise<string[]> {
+  private call(cred: Credential | undefined, token: string | undefined, rootsPem: string, req: CsrRequest): Promise<string[]> {
     const grpc = require('@grpc/grpc-js') as typeof import('@grpc/grpc-js');
     const Client = grpc.makeGenericClientConstructor(csrServiceDefinition(), 'IstioCertificateService');
-    const creds = grpc.credentials.createSsl(Buffer.from(rootsPem), Buffer.from(cred.privateKeyPem), Buffer.from(cred.certChainPem));
+    const creds = cred
+      ? grpc.credentials.createSsl(Buffer.from(rootsPem), Buffer.from(cred.privateKeyPem), Buffer.from(cred.certChainPem))
+      : grpc.credentials.createSsl(Buffer.from(rootsPem));
     const client = new Client(this.config.caAddress, creds, { 'grpc.ssl_target_name_override': this.config.caServerName });
+    const md = new grpc.Metadata();
+    if (token) md.set('authorization', `Bearer ${token}`);
     return new Promise<string[]>((resolve, reject) => {
       const deadline = new Date(this.now() + 10_000);
       const createCertificate = (client as unknown as { CreateCertificate: CreateCertificateFn }).CreateCertificate.bind(client);
       createCertificate(
         req,
-        new grpc.Metadata(),
+        md,
         { deadline },
         (err: grpc.ServiceError | null, res?: CsrResponse) => {
           client.close();

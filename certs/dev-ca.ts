@@ -22,10 +22,12 @@ import {
   sign,
   X509Certificate,
 } from 'node:crypto';
+import { EventEmitter } from 'node:events';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import forge from 'node-forge';
 import { MeshletError } from '../common/errors';
+import { parseCsr } from './csr';
 import { formatSpiffeId, parseSpiffeId, uriSansOf } from './identity';
 
 /** Options for {@link DevCa.create}. */
@@ -98,7 +100,8 @@ function randomSerialHex(): string {
   return b.toString('hex');
 }
 
-export class DevCa {
+/** Emits `trust-bundle` when the set of trusted roots changes (a root roll). */
+export class DevCa extends EventEmitter {
   private readonly caKey: KeyObject;
   private readonly caCert: forge.pki.Certificate;
   readonly rootCertPem: string;
@@ -108,6 +111,7 @@ export class DevCa {
   private readonly now: () => number;
 
   private constructor(opts: DevCaOptions, caKeyPem: string, caCertPem: string) {
+    super();
     this.trustDomain = opts.trustDomain;
     this.workloadLifetimeMs = opts.workloadLifetimeMs ?? DEFAULT_WORKLOAD_LIFETIME_MS;
     this.clockSkewMs = opts.clockSkewMs ?? DEFAULT_SKEW_MS;
@@ -137,6 +141,11 @@ export class DevCa {
     return new DevCa(opts, keyPem, certPem);
   }
 
+  /** The roots workloads must trust: the signing root, plus the previous one while rolling. */
+  get trustBundlePem(): string {
+    return this.rootCertPem;
+  }
+
   /** Generate a key pair and sign a workload certificate for `spiffe://<td>/ns/<ns>/sa/<sa>`. */
   async issueWorkload(opts: IssueOptions): Promise<IssuedCertificate> {
     const spiffeId = formatSpiffeId(this.trustDomain, opts.ns, opts.sa);
@@ -151,21 +160,9 @@ export class DevCa {
    * that `isAllowed` accepts (the caller's authenticated identity decides what it may request).
    * Throws MeshletError(MESHLET_ERR_DENIED) when the requested identity is not allowed.
    */
-  signCsr(csrPem: string, isAllowed: (spiffeId: string) => boolean, lifetimeMs?: number): IssuedCertificate {
-    let csr: forge.pki.CertificateSigningRequest;
-    try {
-      csr = forge.pki.certificationRequestFromPem(csrPem);
-    } catch (err) {
-      throw new MeshletError(
-        'MESHLET_ERR_CONFIG',
-        `CSR could not be parsed (RSA PKCS#10 PEM expected): ${String(err)}`,
-        {
-          cause: err,
-        },
-      );
-    }
-    if (!csr.verify()) throw new MeshletError('MESHLET_ERR_DENIED', 'CSR signature does not verify');
-    const uris = csrUriSans(csr);
+  signCsr(csrPem: string, isAllowed: (spiffeId: string) => boolean, lifetimeMs?: number): IssuedCertificate & { keyDescription: string } {
+    const csr = parseCsr(csrPem);
+    const uris = csr.uriSans;
     if (uris.length !== 1) {
       throw new MeshletError('MESHLET_ERR_DENIED', `CSR must request exactly one URI SAN, got ${uris.length}`);
     }
@@ -181,11 +178,12 @@ export class DevCa {
     if (!isAllowed(requested)) {
       throw new MeshletError('MESHLET_ERR_DENIED', `caller is not allowed to request identity ${requested}`);
     }
-    return this.signLeaf(csr.publicKey as forge.pki.rsa.PublicKey, requested, lifetimeMs, undefined, []);
+    const key = { spkiDer: csr.spkiDer, ec: csr.keyType === 'ec' };
+    return { ...this.signLeaf(key, requested, lifetimeMs, undefined, []), keyDescription: csr.keyDescription };
   }
 
   private signLeaf(
-    pub: forge.pki.PublicKey,
+    pub: forge.pki.PublicKey | { readonly spkiDer: Buffer; readonly ec: boolean },
     spiffeId: string,
     lifetimeMs: number | undefined,
     at: number | undefined,
@@ -195,7 +193,9 @@ export class DevCa {
     const notBefore = new Date(Math.floor((now - this.clockSkewMs) / 1000) * 1000);
     const notAfter = new Date(Math.floor((now + (lifetimeMs ?? this.workloadLifetimeMs)) / 1000) * 1000);
     const cert = forge.pki.createCertificate();
-    cert.publicKey = pub;
+    // forge lays out RSA keys only: a CSR's key (RSA or EC) is spliced into the TBSCertificate below.
+    const raw = 'spkiDer' in pub ? pub : undefined;
+    cert.publicKey = raw ? this.caCert.publicKey : (pub as forge.pki.PublicKey);
     cert.serialNumber = randomSerialHex();
     cert.validity.notBefore = notBefore;
     cert.validity.notAfter = notAfter;
@@ -206,12 +206,13 @@ export class DevCa {
     for (const d of dnsNames) altNames.push({ type: 2, value: d });
     cert.setExtensions([
       { name: 'basicConstraints', cA: false, critical: true },
-      { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true },
+      // keyEncipherment is for RSA key transport; an EC key only signs (RFC 5480 section 3).
+      { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: !raw?.ec },
       { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
       { name: 'authorityKeyIdentifier', keyIdentifier: this.caCert.generateSubjectKeyIdentifier().getBytes() },
       { name: 'subjectAltName', critical: true, altNames },
     ]);
-    signNative(cert, this.caKey);
+    signNative(cert, this.caKey, raw?.spkiDer);
     const leafPem = forge.pki.certificateToPem(cert).replace(/\r\n/g, '\n');
     const x = new X509Certificate(leafPem);
     return {
@@ -229,7 +230,7 @@ export class DevCa {
  * Sign a forge-built certificate with node:crypto (sha256WithRSAEncryption): forge lays out the
  * TBSCertificate, the native RSA signature is ~1 ms where forge's pure-JS one is ~25 ms on the loop.
  */
-function signNative(cert: forge.pki.Certificate, key: KeyObject): void {
+function signNative(cert: forge.pki.Certificate, key: KeyObject, spkiDer?: Buffer): void {
   const oid = forge.pki.oids.sha256WithRSAEncryption;
   const c = cert as forge.pki.Certificate & {
     signatureOid: string;
@@ -243,6 +244,8 @@ function signNative(cert: forge.pki.Certificate, key: KeyObject): void {
   c.tbsCertificate = (
     forge.pki as unknown as { getTBSCertificate(c: forge.pki.Certificate): forge.asn1.Asn1 }
   ).getTBSCertificate(cert);
+  // TBSCertificate: version, serial, signature, issuer, validity, subject, subjectPublicKeyInfo, …
+  if (spkiDer) (c.tbsCertificate.value as forge.asn1.Asn1[])[6] = forge.asn1.fromDer(spkiDer.toString('binary'));
   const tbs = Buffer.from(forge.asn1.toDer(c.tbsCertificate).getBytes(), 'binary');
   c.signature = sign('sha256', tbs, key).toString('binary');
 }
@@ -294,18 +297,6 @@ async function createRoot(opts: DevCaOptions): Promise<{ keyPem: string; certPem
   ]);
   signNative(cert, createPrivateKey(privateKeyPem));
   return { keyPem: privateKeyPem, certPem: forge.pki.certificateToPem(cert).replace(/\r\n/g, '\n') };
-}
-
-function csrUriSans(csr: forge.pki.CertificateSigningRequest): string[] {
-  const ext = csr.getAttribute({ name: 'extensionRequest' }) as {
-    extensions?: { name: string; altNames?: { type: number; value: string }[] }[];
-  } | null;
-  const out: string[] = [];
-  for (const e of ext?.extensions ?? []) {
-    if (e.name !== 'subjectAltName') continue;
-    for (const a of e.altNames ?? []) if (a.type === 6) out.push(a.value);
-  }
-  return out;
 }
 
 /** Convenience for tests and the control plane: the SPIFFE URI SANs of a PEM certificate. */

@@ -19,6 +19,7 @@ import type {
   DiscoveryResponseProto,
 } from '../xds-client/protos';
 import { TYPE_URLS } from '../xds-client/protos';
+import type { CallerIdentity } from './caller-auth';
 import type { CertIssuer } from './issuer';
 import type { MeshWorkload } from './mesh';
 import { isWildcardType, SERVED_TYPES, type SnapshotCache, setVersion, type VersionedResource } from './snapshot';
@@ -29,6 +30,8 @@ export interface StreamHost {
   readonly issuer: CertIssuer;
   readonly log: Logger;
   readonly identifier: string;
+  /** Local development only: send the `default` secret with the workload's private key. */
+  readonly sendPrivateKeys: boolean;
   findWorkload(nodeId: string): MeshWorkload | undefined;
   closed(stream: AdsStream): void;
 }
@@ -67,6 +70,12 @@ type AnyCall =
   | grpc.ServerDuplexStream<DiscoveryRequestProto, DiscoveryResponseProto>
   | grpc.ServerDuplexStream<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto>;
 
+/** Who opened a stream: the peer address and, unless the server allows anonymous ADS, an identity. */
+export interface StreamCaller {
+  readonly peer: string;
+  readonly identity?: CallerIdentity;
+}
+
 export abstract class AdsStream {
   nodeId?: string;
   workload?: MeshWorkload;
@@ -80,6 +89,7 @@ export abstract class AdsStream {
   constructor(
     protected readonly host: StreamHost,
     protected readonly call: AnyCall,
+    readonly caller: StreamCaller,
   ) {
     const finish = () => this.finish();
     call.on('end', () => {
@@ -94,12 +104,19 @@ export abstract class AdsStream {
   /** Re-resolve the node against a new mesh and send whatever changed. */
   meshChanged(): void {
     if (this.nodeId === undefined) return;
-    const w = this.host.findWorkload(this.nodeId);
+    let w = this.host.findWorkload(this.nodeId);
     if (!w)
       this.host.log.warn(
-        { node: this.nodeId },
+        { node: this.nodeId, peer: this.caller.peer },
         'node no longer matches a workload in the mesh; sending empty configuration',
       );
+    else if (this.identityMismatch(w)) {
+      this.host.log.warn(
+        { node: this.nodeId, peer: this.caller.peer, reason: this.identityMismatch(w) },
+        'node now names a workload of another service account; sending empty configuration',
+      );
+      w = undefined;
+    }
     this.workload = w;
     if (this.holdsCert) this.host.issuer.release(this.holdsCert);
     this.holdsCert = undefined;
@@ -152,13 +169,29 @@ export abstract class AdsStream {
         `node id "${id}" matches no workload in the mesh (use "<name>", "<name>.<namespace>" or "sidecar~<ip>~<name>.<namespace>~<namespace>.svc.cluster.local")`,
       );
     }
+    const mismatch = this.identityMismatch(w);
+    if (mismatch) return this.fail(grpc.status.PERMISSION_DENIED, `node id "${id}": ${mismatch}`);
     this.nodeId = id;
     this.workload = w;
+    const who = this.caller.identity;
     this.host.log.info(
-      { node: id, workload: `${w.namespace}/${w.name}`, protocol: this.protocol },
+      {
+        node: id,
+        peer: this.caller.peer,
+        workload: `${w.namespace}/${w.name}`,
+        protocol: this.protocol,
+        authenticated: who ? `${who.namespace}/${who.serviceAccount} (${who.via})` : 'no (insecure mode)',
+      },
       'ADS stream opened',
     );
     return true;
+  }
+
+  /** Why the authenticated caller may not receive `w`'s configuration; undefined = it may. */
+  private identityMismatch(w: MeshWorkload): string | undefined {
+    const who = this.caller.identity;
+    if (!who || (who.namespace === w.namespace && who.serviceAccount === w.serviceAccount)) return undefined;
+    return `the caller is service account ${who.namespace}/${who.serviceAccount}, workload ${w.namespace}/${w.name} runs as ${w.namespace}/${w.serviceAccount}`;
   }
 
   protected state(typeUrl: string): TypeState | undefined {
@@ -218,7 +251,7 @@ export abstract class AdsStream {
   }
 
   protected async resources(typeUrl: string): Promise<ReadonlyMap<string, VersionedResource>> {
-    return this.host.cache.resources(this.workload, typeUrl);
+    return this.host.cache.resources(this.workload, typeUrl, this.host.sendPrivateKeys);
   }
 
   /** Compute and send `typeUrl` if the client does not already have it. */
@@ -231,12 +264,14 @@ export abstract class AdsStream {
   }
 
   private holdCert(w: MeshWorkload): void {
+    // Without key hand-out nothing is issued here: workloads obtain their certificates by CSR.
+    if (!this.host.sendPrivateKeys) return;
     this.host.issuer.acquire(w);
     this.holdsCert = w;
   }
 
   private fail(code: grpc.status, details: string): false {
-    this.host.log.warn({ code, details }, 'ADS stream rejected');
+    this.host.log.warn({ code, details, peer: this.caller.peer }, 'ADS stream rejected');
     if (!this.done) this.call.emit('error', { code, details } as grpc.ServiceError);
     this.finish();
     return false;
@@ -255,8 +290,8 @@ export abstract class AdsStream {
 export class SotwStream extends AdsStream {
   readonly protocol = 'sotw' as const;
 
-  constructor(host: StreamHost, call: grpc.ServerDuplexStream<DiscoveryRequestProto, DiscoveryResponseProto>) {
-    super(host, call);
+  constructor(host: StreamHost, call: grpc.ServerDuplexStream<DiscoveryRequestProto, DiscoveryResponseProto>, caller: StreamCaller) {
+    super(host, call, caller);
     call.on('data', (req: DiscoveryRequestProto) => this.onRequest(req));
   }
 
@@ -319,8 +354,9 @@ export class DeltaStream extends AdsStream {
   constructor(
     host: StreamHost,
     call: grpc.ServerDuplexStream<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto>,
+    caller: StreamCaller,
   ) {
-    super(host, call);
+    super(host, call, caller);
     call.on('data', (req: DeltaDiscoveryRequestProto) => this.onRequest(req));
   }
 

@@ -520,28 +520,27 @@ export function generateForWorkload(mesh: Mesh, w: MeshWorkload): NodeResources 
   return out;
 }
 
-/** The `default` (identity) and `ROOTCA` (trust bundle) Secret resources. */
+/**
+ * The `ROOTCA` (trust bundle) Secret and, only when the control plane hands out keys (local
+ * development), the `default` identity Secret with its private key.
+ */
 export function secretResources(
-  identity: { certChainPem: string; privateKeyPem: string },
-  rootCertPem: string,
+  identity: { certChainPem: string; privateKeyPem: string } | undefined,
+  trustBundlePem: string,
 ): Map<string, ResourceJson> {
-  return new Map<string, ResourceJson>([
-    [
-      IDENTITY_SECRET,
-      {
-        '@type': T.secret,
-        name: IDENTITY_SECRET,
-        tls_certificate: {
-          certificate_chain: { inline_string: identity.certChainPem },
-          private_key: { inline_string: identity.privateKeyPem },
-        },
+  const out = new Map<string, ResourceJson>();
+  if (identity) {
+    out.set(IDENTITY_SECRET, {
+      '@type': T.secret,
+      name: IDENTITY_SECRET,
+      tls_certificate: {
+        certificate_chain: { inline_string: identity.certChainPem },
+        private_key: { inline_string: identity.privateKeyPem },
       },
-    ],
-    [
-      ROOT_SECRET,
-      { '@type': T.secret, name: ROOT_SECRET, validation_context: { trusted_ca: { inline_string: rootCertPem } } },
-    ],
-  ]);
+    });
+  }
+  out.set(ROOT_SECRET, { '@type': T.secret, name: ROOT_SECRET, validation_context: { trusted_ca: { inline_string: trustBundlePem } } });
+  return out;
 }
 
 /** The name a resource is known by in xDS (ClusterLoadAssignment uses cluster_name). */

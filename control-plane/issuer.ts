@@ -68,6 +68,11 @@ export class CertIssuer extends EventEmitter {
     return this.ca.rootCertPem;
   }
 
+  /** Every root workloads must trust now (more than one while a root is being rolled). */
+  get trustBundlePem(): string {
+    return this.ca.trustBundlePem;
+  }
+
   /** Start rotating `w`'s certificate while held (an ADS stream subscribed to its secrets). */
   acquire(w: MeshWorkload): void {
     const e = this.entry(w);

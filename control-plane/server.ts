@@ -3,6 +3,13 @@
  * @grpc/grpc-js (both `StreamAggregatedResources` and `DeltaAggregatedResources`) serving the mesh
  * of one YAML file, with workload certificates from the development CA.
  *
+ * Security (issue 18): every ADS stream is authenticated (a service-account token verified
+ * against the configured JWKS, or on the TLS port a client certificate this CA issued) and may
+ * only receive the configuration of a workload running as that service account; workload private
+ * keys are never sent — workloads generate their keys and obtain certificates by CSR on the TLS
+ * port (csr-service.ts) — unless the operator turns on `insecureSendPrivateKeys` for local
+ * development. Every stream and CSR is logged with the caller's peer address.
+ *
  * Owns the process-level pieces: the gRPC server, the current mesh (and watching its file: a
  * changed file is re-validated and, if valid, pushed to every stream; if invalid, the error is
  * logged with every problem's path and the previous mesh keeps being served), and fan-out of
@@ -29,10 +36,11 @@ import {
   TYPE_URLS,
 } from '../xds-client/protos';
 import { csdsHandlers, csdsServiceDefinition } from '../xds-client/csds';
-import { type AdsStream, DeltaStream, SotwStream, type StreamHost } from './ads-stream';
+import { type AdsStream, DeltaStream, SotwStream, type StreamCaller, type StreamHost } from './ads-stream';
+import { authenticateCall, TokenAuthenticator, type TokenAuthOptions } from './caller-auth';
 import { clientConfigs } from './csds';
 import { csrServiceDefinition } from '../certs/csr-wire';
-import { createCertificateHandler, csrServerCredentials } from './csr-service';
+import { createCertificateHandler, secureServerCredentials } from './csr-service';
 import { CertIssuer, workloadKey } from './issuer';
 import { findWorkload, type Mesh, parseMesh, parseMeshOrThrow } from './mesh';
 import { SnapshotCache } from './snapshot';
@@ -45,7 +53,7 @@ export interface ControlPlaneOptions {
   readonly meshFile?: string;
   /** A mesh to serve (no file watching). */
   readonly mesh?: Mesh;
-  /** Listen address. Default 127.0.0.1 (the embedded control plane is plaintext: keep it local). */
+  /** Listen address. Default 127.0.0.1. */
   readonly host?: string;
   /** Listen port; 0 picks a free one. Default 15010 (Istio's plaintext xDS port). */
   readonly port?: number;
@@ -63,10 +71,23 @@ export interface ControlPlaneOptions {
   readonly watchIntervalMs?: number;
   readonly log?: Logger;
   /**
-   * Also serve certificate renewal by CSR (Istio's CreateCertificate shape, mTLS) on this port
-   * (0 = any free port); undefined = off. See csr-service.ts.
+   * The TLS port (istiod's 15012): CreateCertificate (see csr-service.ts) and ADS, with a
+   * CA-issued serving certificate; client certificates accepted, tokens too. 0 = any free port;
+   * undefined = off (then workloads can only get certificates in insecureSendPrivateKeys mode).
    */
   readonly csrPort?: number;
+  /** Service-account token verification (JWKS, issuer, audiences); absent = no token accepted. */
+  readonly tokenAuth?: TokenAuthOptions;
+  /**
+   * LOCAL DEVELOPMENT ONLY: send each workload's certificate *with its private key* over SDS
+   * (the `default` secret). Off by default: workloads generate keys and use CSR.
+   */
+  readonly insecureSendPrivateKeys?: boolean;
+  /**
+   * LOCAL DEVELOPMENT ONLY: accept ADS streams that present no credentials at all (the node id is
+   * trusted). Off by default. A presented but invalid credential is refused either way.
+   */
+  readonly insecureAllowUnauthenticatedAds?: boolean;
 }
 
 /** Result of a mesh reload attempt. */
@@ -84,6 +105,7 @@ export class ControlPlaneServer {
   /** The last rejected mesh file's error, cleared by a successful reload. */
   lastMeshError?: string;
   private readonly host: StreamHost;
+  private readonly tokens?: TokenAuthenticator;
   private csrServer?: grpc.Server;
   /** Bound port of the CSR service, when enabled. */
   csrPort?: number;
@@ -98,13 +120,16 @@ export class ControlPlaneServer {
     private readonly opts: ControlPlaneOptions,
     private readonly log: Logger,
     text: string | undefined,
+    tokens: TokenAuthenticator | undefined,
   ) {
     this.lastText = text;
+    this.tokens = tokens;
     this.host = {
       cache,
       issuer,
       log,
       identifier: `meshlet-control-plane@${address}`,
+      sendPrivateKeys: opts.insecureSendPrivateKeys === true,
       findWorkload: (id) => findWorkload(this.cache.mesh, id),
       closed: (s) => this.streams.delete(s),
     };
@@ -129,6 +154,11 @@ export class ControlPlaneServer {
     if (ca.trustDomain !== mesh.trustDomain) {
       throw new TypeError(`the CA issues trust domain "${ca.trustDomain}" but the mesh uses "${mesh.trustDomain}"`);
     }
+    let tokens: TokenAuthenticator | undefined;
+    if (opts.tokenAuth) {
+      tokens = new TokenAuthenticator(opts.tokenAuth);
+      await tokens.init();
+    }
     const issuer = new CertIssuer(ca, { lifetimeMs: opts.certLifetimeMs, rotateAfterMs: opts.certRotateAfterMs, log });
     const cache = new SnapshotCache(mesh, issuer);
     const server = new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1 });
@@ -138,26 +168,20 @@ export class ControlPlaneServer {
         err ? reject(err) : resolve(p),
       );
     });
-    const cp = new ControlPlaneServer(server, port, `${hostAddr}:${port}`, cache, issuer, ca, opts, log, text);
-    server.addService(adsServiceDefinition(), {
-      StreamAggregatedResources: ((call: grpc.ServerDuplexStream<DiscoveryRequestProto, DiscoveryResponseProto>) => {
-        cp.streams.add(new SotwStream(cp.host, call));
-      }) as grpc.handleBidiStreamingCall<DiscoveryRequestProto, DiscoveryResponseProto>,
-      DeltaAggregatedResources: ((
-        call: grpc.ServerDuplexStream<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto>,
-      ) => {
-        cp.streams.add(new DeltaStream(cp.host, call));
-      }) as grpc.handleBidiStreamingCall<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto>,
-    });
+    const cp = new ControlPlaneServer(server, port, `${hostAddr}:${port}`, cache, issuer, ca, opts, log, text, tokens);
+    cp.addAds(server);
     // CSDS: what each connected sidecar was sent and ACKed (`meshlet proxy-status`).
     server.addService(csdsServiceDefinition(), csdsHandlers((req) => clientConfigs(cp.streamStatus(), req)));
     if (opts.meshFile && opts.watchMeshFile !== false) cp.watchMeshFile(opts.meshFile);
     if (opts.csrPort !== undefined) await cp.startCsrService(hostAddr, opts.csrPort, log);
-    if (!isLoopback(hostAddr)) {
-      log.warn(
-        { address: cp.address },
-        'ADS is plaintext and hands workload private keys to any caller that names a node id: expose it on loopback or a trusted network only',
-      );
+    if (opts.insecureSendPrivateKeys) {
+      log.warn('INSECURE: workload private keys are sent over SDS to ADS callers (local development only)');
+    }
+    if (opts.insecureAllowUnauthenticatedAds) {
+      log.warn('INSECURE: ADS callers without credentials are accepted; the node id they name is trusted (local development only)');
+    }
+    if (!tokens && opts.csrPort === undefined && !opts.insecureAllowUnauthenticatedAds) {
+      log.warn('no token authentication and no TLS port: no workload can authenticate to this control plane');
     }
     log.info(
       { address: cp.address, trustDomain: mesh.trustDomain, workloads: mesh.workloads.length },
@@ -192,22 +216,54 @@ export class ControlPlaneServer {
     return [...this.streams].map((s) => s.status());
   }
 
+  /** Serve both ADS variants on `server`; every stream is authenticated before it is read. */
+  private addAds(server: grpc.Server): void {
+    server.addService(adsServiceDefinition(), {
+      StreamAggregatedResources: ((call: grpc.ServerDuplexStream<DiscoveryRequestProto, DiscoveryResponseProto>) => {
+        void this.admit(call, (caller) => new SotwStream(this.host, call, caller));
+      }) as grpc.handleBidiStreamingCall<DiscoveryRequestProto, DiscoveryResponseProto>,
+      DeltaAggregatedResources: ((
+        call: grpc.ServerDuplexStream<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto>,
+      ) => {
+        void this.admit(call, (caller) => new DeltaStream(this.host, call, caller));
+      }) as grpc.handleBidiStreamingCall<DeltaDiscoveryRequestProto, DeltaDiscoveryResponseProto>,
+    });
+  }
+
+  /** Authenticate a new ADS call, then hand it to a stream (requests wait in the call's buffer). */
+  private async admit(
+    call: grpc.ServerDuplexStream<unknown, unknown>,
+    open: (caller: StreamCaller) => AdsStream,
+  ): Promise<void> {
+    const peer = call.getPeer();
+    const auth = await authenticateCall(call, this.ca.trustDomain, this.tokens);
+    if (!auth.ok && !(auth.anonymous && this.opts.insecureAllowUnauthenticatedAds)) {
+      this.log.warn({ peer, reason: auth.reason }, 'ADS stream refused: caller not authenticated');
+      call.emit('error', { code: grpc.status.UNAUTHENTICATED, details: auth.reason } as grpc.ServiceError);
+      return;
+    }
+    if (call.cancelled) return;
+    this.streams.add(open({ peer, identity: auth.ok ? auth.identity : undefined }));
+  }
+
   private async startCsrService(hostAddr: string, port: number, log: Logger): Promise<void> {
-    const server = new grpc.Server();
+    const server = new grpc.Server({ 'grpc.keepalive_permit_without_calls': 1 });
     server.addService(csrServiceDefinition(), {
       CreateCertificate: createCertificateHandler({
         ca: this.ca,
         isKnownIdentity: (id) => this.cache.mesh.workloads.some((w) => w.spiffeId === id),
-        defaultLifetimeMs: this.issuer.lifetimeMs,
+        tokens: this.tokens,
+        lifetimeMs: this.issuer.lifetimeMs,
         log,
       }),
     });
-    const creds = await csrServerCredentials(this.ca);
+    this.addAds(server);
+    const creds = await secureServerCredentials(this.ca);
     this.csrPort = await new Promise<number>((resolve, reject) => {
       server.bindAsync(`${hostAddr}:${port}`, creds, (err, p) => (err ? reject(err) : resolve(p)));
     });
     this.csrServer = server;
-    log.info({ address: `${hostAddr}:${this.csrPort}` }, 'serving certificate renewal by CSR (mTLS)');
+    log.info({ address: `${hostAddr}:${this.csrPort}` }, 'serving CreateCertificate and ADS over TLS');
   }
 
   async close(): Promise<void> {
@@ -296,8 +352,4 @@ export class ControlPlaneServer {
       this.pollTimer.unref();
     }
   }
-}
-
-function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || host.startsWith('127.');
 }

@@ -48,6 +48,8 @@ export class SnapshotCache {
   private readonly encoded = new Map<string, VersionedResource>();
   /** Per workload: the encoded `default`/`ROOTCA` secrets of its current certificate. */
   private readonly secrets = new Map<string, { serial: string; set: Map<string, VersionedResource> }>();
+  /** The `ROOTCA` secret alone (what every keyless stream gets), per trust bundle. */
+  private roots: { pem: string; set: Map<string, VersionedResource> } | undefined;
 
   constructor(
     mesh: Mesh,
@@ -68,21 +70,27 @@ export class SnapshotCache {
     for (const k of this.secrets.keys()) if (!live.has(k)) this.secrets.delete(k);
   }
 
-  /** All resources of `typeUrl` for workload `w` (undefined `w` = a node not in the mesh: nothing). */
-  async resources(w: MeshWorkload | undefined, typeUrl: string): Promise<ResourceSet> {
+  /**
+   * All resources of `typeUrl` for workload `w` (undefined `w` = a node not in the mesh: nothing).
+   * Secrets: `ROOTCA` always; `default` (with its private key) only when `withKey`.
+   */
+  async resources(w: MeshWorkload | undefined, typeUrl: string, withKey = false): Promise<ResourceSet> {
     if (!w) return new Map();
     const key = workloadKey(w);
     if (typeUrl === TYPE_URLS.secret) {
+      const bundle = this.issuer.trustBundlePem;
+      if (!withKey) {
+        if (this.roots?.pem !== bundle) this.roots = { pem: bundle, set: this.encodeAll(secretResources(undefined, bundle)) };
+        return this.roots.set;
+      }
       const cert = await this.issuer.current(w);
       const hit = this.secrets.get(key);
-      if (hit && hit.serial === cert.serial) return hit.set;
-      const json = secretResources(
-        { certChainPem: cert.certChainPem, privateKeyPem: cert.privateKeyPem! },
-        cert.rootCertPem,
-      );
+      const stamp = `${cert.serial}|${bundle}`;
+      if (hit && hit.serial === stamp) return hit.set;
+      const json = secretResources({ certChainPem: cert.certChainPem, privateKeyPem: cert.privateKeyPem! }, bundle);
       // Secrets bypass the shared encoding cache: a rotated key must not linger in memory.
       const set = this.encodeAll(json, false);
-      this.secrets.set(key, { serial: cert.serial, set });
+      this.secrets.set(key, { serial: stamp, set });
       return set;
     }
     let node = this.perNode.get(key);

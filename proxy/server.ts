@@ -214,6 +214,7 @@ export class MeshletServer {
       await this.close();
       throw err;
     }
+    this.certProvider?.start();
     if (b.dynamicResources?.adsConfig) {
       // The xDS side (and with it gRPC and the Envoy protos) loads only for dynamic bootstraps.
       const { DynamicConfig } = await import('./dynamic/xds-config');

@@ -1,5 +1,5 @@
 /**
- * `meshlet control-plane --mesh FILE [--port N] [--ca-dir DIR]`: validate the mesh file (every
+ * `meshlet control-plane --mesh FILE [options]`: validate the mesh file (every
  * problem reported with its path, exit 1 before binding anything), then serve it over ADS and keep
  * watching it; an invalid edit is logged and the previous mesh keeps being served. Shuts down on
  * SIGTERM/SIGINT.
@@ -8,19 +8,38 @@ import { ConfigError, formatIssues } from '../../common/errors';
 import { parseCommandArgs } from './args';
 import { configureLogging } from '../../common/logger';
 
-const USAGE = `meshlet control-plane --mesh FILE [--port N] [--host ADDR] [--ca-dir DIR] [--cert-ttl-s N] [--csr-port N] [--log-level LEVEL]
+const USAGE = `meshlet control-plane --mesh FILE [options]
 
   -m, --mesh FILE          the mesh description (YAML; see control-plane/examples/bookinfo.yaml)
-  -p, --port N             ADS gRPC port (default 15010, Istio's plaintext xDS port; 0 = any free port)
-      --host ADDR          listen address (default 127.0.0.1; the ADS port is plaintext)
+  -p, --port N             ADS gRPC port, plaintext (default 15010; 0 = any free port)
+      --tls-port N|off     TLS port serving CreateCertificate and ADS, like istiod's 15012
+                           (default 15012; 0 = any free port). --csr-port is an alias
+      --host ADDR          listen address (default 127.0.0.1)
       --ca-dir DIR         keep the development CA here (ca-cert.pem, ca-key.pem, root-cert.pem);
                            created when absent. Default: a fresh in-memory CA per run
-      --cert-ttl-s N       workload certificate lifetime in seconds (default 3600); they are
-                           re-issued and pushed when half of it has passed
-      --csr-port N         also serve certificate renewal by CSR (Istio CreateCertificate shape, mTLS:
-                           a workload may renew only its own identity); off by default
+      --cert-ttl-s N       workload certificate lifetime in seconds (default 3600), chosen by the CA
+
+  Authentication (every ADS stream and CSR must prove its service account):
+      --jwks-file FILE     verify service-account tokens against this JWKS (re-read on change)
+      --jwks-uri URL       … or fetch it, e.g. https://kubernetes.default.svc/openid/v1/jwks
+      --jwks-ca-file FILE  roots for an https --jwks-uri
+      --jwks-token-file F  bearer token for fetching --jwks-uri (the API server wants one)
+      --token-issuer ISS   required "iss" (default https://kubernetes.default.svc.cluster.local)
+      --token-audience A   accepted "aud", comma-separated (default istio-ca)
+  Client certificates issued by this CA are accepted on the TLS port without a token.
+
+  Local development only (both off by default; each logs a warning):
+      --insecure-send-private-keys          send workload private keys over SDS
+      --insecure-allow-unauthenticated-ads  accept ADS streams without credentials
+
       --validate           check the mesh file and exit
   -l, --log-level LEVEL    trace|debug|info|warn|error (default info)`;
+
+function portArg(v: unknown): number | undefined | 'bad' {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  return Number.isInteger(n) && n >= 0 && n <= 65535 ? n : 'bad';
+}
 
 export async function runControlPlane(argv: string[]): Promise<number> {
   const args = parseCommandArgs(argv, USAGE, {
@@ -30,6 +49,15 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     'ca-dir': { type: 'string' },
     'cert-ttl-s': { type: 'string' },
     'csr-port': { type: 'string' },
+    'tls-port': { type: 'string' },
+    'jwks-file': { type: 'string' },
+    'jwks-uri': { type: 'string' },
+    'jwks-ca-file': { type: 'string' },
+    'jwks-token-file': { type: 'string' },
+    'token-issuer': { type: 'string' },
+    'token-audience': { type: 'string' },
+    'insecure-send-private-keys': { type: 'boolean' },
+    'insecure-allow-unauthenticated-ads': { type: 'boolean' },
     validate: { type: 'boolean' },
     'log-level': { type: 'string', short: 'l' },
   });
@@ -50,11 +78,30 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     process.stderr.write('meshlet control-plane: --cert-ttl-s must be a number of seconds >= 2\n');
     return 1;
   }
-  const csrPort = args['csr-port'] === undefined ? undefined : Number(args['csr-port']);
-  if (csrPort !== undefined && (!Number.isInteger(csrPort) || csrPort < 0 || csrPort > 65535)) {
-    process.stderr.write('meshlet control-plane: --csr-port must be an integer 0-65535\n');
+  const tlsArg = args['tls-port'] ?? args['csr-port'];
+  const csrPort = tlsArg === 'off' ? undefined : tlsArg === undefined ? 15012 : portArg(tlsArg);
+  if (csrPort === 'bad') {
+    process.stderr.write('meshlet control-plane: --tls-port must be an integer 0-65535 or "off"\n');
     return 1;
   }
+  const jwksFile = typeof args['jwks-file'] === 'string' ? args['jwks-file'] : undefined;
+  const jwksUri = typeof args['jwks-uri'] === 'string' ? args['jwks-uri'] : undefined;
+  if (jwksFile && jwksUri) {
+    process.stderr.write('meshlet control-plane: give --jwks-file or --jwks-uri, not both\n');
+    return 1;
+  }
+  const str = (k: string): string | undefined => (typeof args[k] === 'string' ? (args[k] as string) : undefined);
+  const tokenAuth =
+    jwksFile || jwksUri
+      ? {
+          jwksFile,
+          jwksUri,
+          jwksCaFile: str('jwks-ca-file'),
+          jwksTokenFile: str('jwks-token-file'),
+          issuer: str('token-issuer') ?? 'https://kubernetes.default.svc.cluster.local',
+          audiences: (str('token-audience') ?? 'istio-ca').split(',').map((a) => a.trim()).filter(Boolean),
+        }
+      : undefined;
   const { readFile } = await import('node:fs/promises');
   const { parseMeshOrThrow } = await import('../../control-plane/mesh');
   try {
@@ -79,10 +126,13 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     caDir: typeof args['ca-dir'] === 'string' ? args['ca-dir'] : undefined,
     certLifetimeMs: ttlS * 1000,
     csrPort,
+    tokenAuth,
+    insecureSendPrivateKeys: args['insecure-send-private-keys'] === true,
+    insecureAllowUnauthenticatedAds: args['insecure-allow-unauthenticated-ads'] === true,
   });
   process.stdout.write(`meshlet control-plane: serving ${file} over ADS on ${server.address}\n`);
   if (server.csrPort !== undefined)
-    process.stdout.write(`meshlet control-plane: CSR signing (mTLS) on port ${server.csrPort}\n`);
+    process.stdout.write(`meshlet control-plane: CreateCertificate and ADS over TLS on port ${server.csrPort}\n`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGTERM', stop);

@@ -412,7 +412,10 @@ export class DynamicConfig {
     for (const [name, p] of [...this.pendingListeners]) {
       const deps = listenerDependencies(p.config);
       const routesReady = deps.routes.every((r) => this.targets.routes.has(r) || this.absent.has(`route:${r}`));
-      const secretsReady = deps.secrets.every((s) => this.targets.secrets.get(s) !== undefined || this.absent.has(s));
+      // A secret the local CSR provider owns is ready only once the provider installed it: the
+      // control plane does not send it (no keys over SDS), so "absent" says nothing about it.
+      const owned = (s: string) => this.targets.secretOwner?.owns(s) === true;
+      const secretsReady = deps.secrets.every((s) => this.targets.secrets.get(s) !== undefined || (this.absent.has(s) && !owned(s)));
       if (!routesReady || !secretsReady) continue;
       this.pendingListeners.delete(name);
       const st = this.state(name);

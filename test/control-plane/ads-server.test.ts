@@ -24,6 +24,7 @@ import {
   type DiscoveryResponseProto,
   TYPE_URLS,
 } from '../../xds-client/protos';
+import { INSECURE_DEV } from '../support/mesh';
 
 const EXAMPLE = readFileSync(join(__dirname, '../../control-plane/examples/bookinfo.yaml'), 'utf8');
 const T = TYPE_URLS;
@@ -115,6 +116,7 @@ async function start(
   const meshFile = join(dir, 'mesh.yaml');
   await writeFile(meshFile, opts.text ?? EXAMPLE);
   const server = await ControlPlaneServer.start({
+    ...INSECURE_DEV,
     meshFile,
     port: 0,
     ca,

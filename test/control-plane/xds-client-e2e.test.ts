@@ -27,6 +27,7 @@ import { createRegistries } from '../../proxy/registry';
 import { XdsClient } from '../../xds-client/client';
 import { TYPE_URLS } from '../../xds-client/protos';
 import type { ResourceTypeDef, XdsWatcher } from '../../xds-client/resource-types';
+import { INSECURE_DEV } from '../support/mesh';
 
 const EXAMPLE = readFileSync(join(__dirname, '../../control-plane/examples/bookinfo.yaml'), 'utf8');
 const T = TYPE_URLS;
@@ -126,6 +127,7 @@ for (const apiType of ['GRPC', 'DELTA_GRPC'] as const) {
       const meshFile = join(dir, 'mesh.yaml');
       await writeFile(meshFile, EXAMPLE);
       server = await ControlPlaneServer.start({
+    ...INSECURE_DEV,
         meshFile,
         port: 0,
         ca,
@@ -211,6 +213,7 @@ describe('SDS provider ↔ control plane', () => {
     const meshFile = join(dir, 'mesh.yaml');
     await writeFile(meshFile, EXAMPLE);
     server = await ControlPlaneServer.start({
+    ...INSECURE_DEV,
       meshFile,
       port: 0,
       ca,

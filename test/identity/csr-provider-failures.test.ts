@@ -10,7 +10,7 @@ import { CsrCertificateProvider, type CsrProviderConfig } from '../../certs/csr-
 import { DevCa } from '../../certs/dev-ca';
 import { CertStore } from '../../certs/store';
 import { csrServiceDefinition } from '../../certs/csr-wire';
-import { createCertificateHandler, csrServerCredentials } from '../../control-plane/csr-service';
+import { createCertificateHandler, secureServerCredentials } from '../../control-plane/csr-service';
 import type { SecretConfig } from '../../proxy/config/types';
 import { closedPort } from '../support/upstreams';
 
@@ -25,9 +25,9 @@ beforeAll(async () => {
   ca = await DevCa.create({ trustDomain: 'cluster.local' });
   server = new grpc.Server();
   server.addService(csrServiceDefinition(), {
-    CreateCertificate: createCertificateHandler({ ca, isKnownIdentity: (id) => allowed && id === ID, defaultLifetimeMs: 3600_000 }),
+    CreateCertificate: createCertificateHandler({ ca, isKnownIdentity: (id) => allowed && id === ID, lifetimeMs: 3600_000 }),
   });
-  const creds = await csrServerCredentials(ca);
+  const creds = await secureServerCredentials(ca);
   port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', creds, (e, p) => (e ? reject(e) : resolve(p))));
 });
 

@@ -19,7 +19,7 @@ import { runProxy } from '../../proxy/cli/proxy';
 import { decodeBootstrap } from '../../proxy/config/bootstrap';
 import { ConfigError } from '../../common/errors';
 import { createRegistries } from '../../proxy/registry';
-import { adsBootstrap } from '../support/mesh';
+import { adsBootstrap, INSECURE_DEV } from '../support/mesh';
 import { startMeshlet, type StartedMeshlet, stopAllMeshlets } from '../support/meshlet';
 
 const MESH = `
@@ -58,7 +58,7 @@ beforeAll(async () => {
   await new Promise<void>((r) => app.listen(19681, '127.0.0.162', r));
   const { mesh } = parseMeshOrThrow(MESH);
   // The control plane rotates what it pushes over SDS every 1.5 s: the keeper must ignore it.
-  cp = await ControlPlaneServer.start({ mesh, port: 0, csrPort: 0, watchMeshFile: false, certLifetimeMs: 10 * 60_000, certRotateAfterMs: 1_500 });
+  cp = await ControlPlaneServer.start({ mesh, port: 0, csrPort: 0, ...INSECURE_DEV, watchMeshFile: false, certLifetimeMs: 10 * 60_000, certRotateAfterMs: 1_500 });
   const target = await startMeshlet(adsBootstrap('target-v1', cp.port));
   keeper = await startMeshlet(keeperBootstrap(cp.port, cp.csrPort!));
   expect(keeper.warnings.filter((w) => w.path.startsWith('node'))).toEqual([]);

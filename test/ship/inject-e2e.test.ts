@@ -17,6 +17,7 @@ import { parseBootstrapText } from '../../proxy/config/bootstrap';
 import { injectYaml } from '../../proxy/inject/inject';
 import { startMeshlet, stopAllMeshlets } from '../support/meshlet';
 import { closeAll, startHttpEcho } from '../support/upstreams';
+import { INSECURE_DEV } from '../support/mesh';
 
 let cp: ControlPlaneServer | undefined;
 afterAll(async () => {
@@ -65,7 +66,7 @@ workloads:
 `);
     expect(mesh.ok ? [] : mesh.errors).toEqual([]);
     if (!mesh.ok) return;
-    cp = await ControlPlaneServer.start({ mesh: mesh.mesh, host: '127.0.0.1', port: 0 });
+    cp = await ControlPlaneServer.start({ mesh: mesh.mesh, host: '127.0.0.1', port: 0, ...INSECURE_DEV });
 
     const out = injectYaml(
       `apiVersion: apps/v1

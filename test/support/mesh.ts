@@ -7,6 +7,14 @@ import { ControlPlaneServer, type ControlPlaneOptions } from '../../control-plan
 import { parseMeshOrThrow } from '../../control-plane/mesh';
 import { socketAddress, startMeshlet, type StartedMeshlet } from './meshlet';
 
+/**
+ * The control plane's local-development mode: ADS without credentials and workload keys over SDS.
+ * Feature tests use it so that a sidecar needs nothing but a node id; the secure default (tokens,
+ * CSR, no keys sent) is tested in test/control-plane/cp-security.test.ts and
+ * test/identity/csr-token.test.ts.
+ */
+export const INSECURE_DEV = { insecureSendPrivateKeys: true, insecureAllowUnauthenticatedAds: true } as const;
+
 export interface TestMesh {
   cp: ControlPlaneServer;
   sidecars: Map<string, StartedMeshlet>;
@@ -54,7 +62,7 @@ export async function startMesh(
   sidecarOpts: { delta?: boolean } = {},
 ): Promise<TestMesh> {
   const { mesh } = parseMeshOrThrow(meshYaml, 'test mesh');
-  const cp = await ControlPlaneServer.start({ mesh, port: 0, watchMeshFile: false, ...cpOpts });
+  const cp = await ControlPlaneServer.start({ mesh, port: 0, watchMeshFile: false, ...INSECURE_DEV, ...cpOpts });
   const sidecars = new Map<string, StartedMeshlet>();
   for (const w of workloads) {
     const m = await startMeshlet(adsBootstrap(w, cp.port, sidecarOpts));

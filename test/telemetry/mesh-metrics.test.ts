@@ -11,6 +11,7 @@ import { ControlPlaneServer } from '../../control-plane/server';
 import { adsBootstrap } from '../support/mesh';
 import { type StartedMeshlet, startMeshlet, stopAllMeshlets } from '../support/meshlet';
 import { request, scrape, select, sum } from './helpers';
+import { INSECURE_DEV } from '../support/mesh';
 
 const MESH = `
 trust_domain: cluster.local
@@ -45,6 +46,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => backApp.listen(19281, '127.0.0.42', r));
   cp = await ControlPlaneServer.start({
+    ...INSECURE_DEV,
     mesh: parseMeshOrThrow(MESH, 'test mesh').mesh,
     port: 0,
     watchMeshFile: false,
