@@ -184,7 +184,7 @@ async function startControlPlaneMesh(ctx, { upstreamPort }) {
   const cp = startProcess(
     'meshlet-control-plane',
     process.execPath,
-    [BIN, 'control-plane', '--mesh', meshFile, '--port', String(cpPort), '--log-level', 'warn'],
+    [BIN, 'control-plane', '--mesh', meshFile, '--port', String(cpPort), '--tls-port', 'off', '--insecure-allow-unauthenticated-ads', '--insecure-send-private-keys', '--log-level', 'warn'],
     { cwd: REPO },
   );
   const procs = [cp];

@@ -35,6 +35,22 @@ export interface SidecarBootstrapOptions {
   readonly controlPlane: string;
   /** Address the admin port binds (default 127.0.0.1; the demo gives each workload its own IP). */
   readonly adminAddress?: string;
+  /**
+   * The authenticated path (the control plane's default): ADS and certificates over the control
+   * plane's TLS port, with the pod's service-account token. Absent = plaintext ADS to
+   * `controlPlane`, which only a control plane in insecure development mode accepts.
+   */
+  readonly secure?: SecureControlPlane;
+}
+
+/** Where the token and the mesh root are in the pod, and the control plane's TLS port. */
+export interface SecureControlPlane {
+  /** `host:port` of the TLS port (ADS + CreateCertificate; embedded: 15012). The host is checked against its certificate. */
+  readonly address: string;
+  /** The projected service-account token (audience istio-ca), re-read when the kubelet rotates it. */
+  readonly tokenFile: string;
+  /** PEM root(s) the control plane's certificate is verified against. */
+  readonly rootCertFile: string;
 }
 
 /** Splits `host:port` (IPv6 in brackets); throws with a usage message on anything else. */
@@ -55,25 +71,36 @@ function q(v: string): string {
 export function sidecarBootstrapYaml(o: SidecarBootstrapOptions): string {
   const cp = splitHostPort(o.controlPlane);
   const type = isIP(cp.host) ? 'STATIC' : 'STRICT_DNS';
-  return `# meshlet sidecar bootstrap (Envoy v3 Bootstrap), written by \`meshlet inject\`.
-node:
-  id: ${q(o.nodeId)}
-  cluster: ${q(o.cluster)}
-  metadata:
-    NAMESPACE: ${q(o.namespace)}
-    WORKLOAD_NAME: ${q(o.workloadName)}
-    CLUSTER_ID: Kubernetes
-    LABELS: {${Object.entries(o.labels).map(([k, v]) => ` ${q(k)}: ${q(v)}`).join(',')} }
-admin:
-  address: { socket_address: { address: ${o.adminAddress ?? '127.0.0.1'}, port_value: ${MESH_PORTS.admin} } }
-dynamic_resources:
-  ads_config:
-    api_type: GRPC
-    transport_api_version: V3
-    grpc_services: [{ envoy_grpc: { cluster_name: xds-grpc } }]
-  lds_config: { ads: {}, resource_api_version: V3 }
-  cds_config: { ads: {}, resource_api_version: V3 }
-static_resources:
+  const sec = o.secure;
+  if (sec) splitHostPort(sec.address);
+  // Secure: the key is generated here and certified by CSR with the token (as istio-agent does),
+  // ADS carries the same token over TLS. The file-based call credential is Envoy's own.
+  const certProvider = sec
+    ? `
+    MESHLET_CERT_PROVIDER:
+      kind: istio_csr
+      ca_address: ${q(sec.address)}
+      ca_server_name: ${q(splitHostPort(sec.address).host)}
+      token_file: ${q(sec.tokenFile)}
+      root_cert_file: ${q(sec.rootCertFile)}`
+    : '';
+  const ads = sec
+    ? `    grpc_services:
+    - google_grpc:
+        target_uri: ${q(sec.address)}
+        stat_prefix: xds-grpc
+        channel_credentials: { ssl_credentials: { root_certs: { filename: ${q(sec.rootCertFile)} } } }
+        call_credentials:
+        - from_plugin:
+            name: envoy.grpc_credentials.file_based_metadata
+            typed_config:
+              "@type": type.googleapis.com/envoy.config.grpc_credential.v3.FileBasedMetadataConfig
+              secret_data: { filename: ${q(sec.tokenFile)} }
+              header_prefix: "Bearer "`
+    : '    grpc_services: [{ envoy_grpc: { cluster_name: xds-grpc } }]';
+  const staticResources = sec
+    ? ''
+    : `static_resources:
   clusters:
   - name: xds-grpc
     type: ${type}
@@ -86,4 +113,23 @@ static_resources:
       cluster_name: xds-grpc
       endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: ${q(cp.host)}, port_value: ${cp.port} } } } }] }]
 `;
+  return `# meshlet sidecar bootstrap (Envoy v3 Bootstrap), written by \`meshlet inject\`.
+node:
+  id: ${q(o.nodeId)}
+  cluster: ${q(o.cluster)}
+  metadata:
+    NAMESPACE: ${q(o.namespace)}
+    WORKLOAD_NAME: ${q(o.workloadName)}
+    CLUSTER_ID: Kubernetes
+    LABELS: {${Object.entries(o.labels).map(([k, v]) => ` ${q(k)}: ${q(v)}`).join(',')} }${certProvider}
+admin:
+  address: { socket_address: { address: ${o.adminAddress ?? '127.0.0.1'}, port_value: ${MESH_PORTS.admin} } }
+dynamic_resources:
+  ads_config:
+    api_type: GRPC
+    transport_api_version: V3
+${ads}
+  lds_config: { ads: {}, resource_api_version: V3 }
+  cds_config: { ads: {}, resource_api_version: V3 }
+${staticResources}`;
 }

@@ -120,7 +120,7 @@ workloads:
   - { name: server-1, service: server, service_account: server, addresses: ["${b.ip}:${APP_PORTS.http1}", "${b.ip}:${APP_PORTS.tcpEcho}"] }
 `,
   );
-  const cpProc = spawnIn(cp, [process.execPath, BIN, 'control-plane', '--mesh', mesh, '--host', '0.0.0.0', '--port', '15010']);
+  const cpProc = spawnIn(cp, [process.execPath, BIN, 'control-plane', '--mesh', mesh, '--host', '0.0.0.0', '--port', '15010', '--tls-port', 'off', '--insecure-allow-unauthenticated-ads', '--insecure-send-private-keys']);
   await waitFor(cpProc, /15010/, 20_000, 'cp');
   for (const pod of [a, b]) {
     const r = await runIn(pod, [process.execPath, BIN, 'iptables']);
