@@ -326,49 +326,55 @@ function startsWithCase(s: string, prefix: string, caseSensitive: boolean): bool
  * the i-th header matcher; Mismatch.Query + i for the i-th query parameter matcher. Admin
  * /explain turns the code into words; the request path only compares it with 0.
  */
-export const Mismatch = { None: 0, Path: 1, Connect: 2, Grpc: 3, Header: 0x100, Query: 0x10000 } as const;
+const M_NONE = 0;
+const M_PATH = 1;
+const M_CONNECT = 2;
+const M_GRPC = 3;
+const M_HEADER = 0x100;
+const M_QUERY = 0x10000;
+export const Mismatch = Object.freeze({ None: M_NONE, Path: M_PATH, Connect: M_CONNECT, Grpc: M_GRPC, Header: M_HEADER, Query: M_QUERY });
 
 export function routeMismatch(r: CompiledRoute, head: RequestHead): number {
   const isConnect = head.method === 'CONNECT';
   switch (r.kind) {
     case PathKind.Connect:
-      if (!isConnect) return Mismatch.Connect;
+      if (!isConnect) return M_CONNECT;
       break;
     case PathKind.Prefix:
       // Envoy matches prefixes against the whole :path, query included.
-      if (isConnect) return Mismatch.Connect;
-      if (!startsWithCase(head.path, r.value, r.caseSensitive)) return Mismatch.Path;
+      if (isConnect) return M_CONNECT;
+      if (!startsWithCase(head.path, r.value, r.caseSensitive)) return M_PATH;
       break;
     case PathKind.Path: {
-      if (isConnect) return Mismatch.Connect;
+      if (isConnect) return M_CONNECT;
       const p = pathOnly(head.path);
-      if (r.caseSensitive ? p !== r.value : p.toLowerCase() !== r.value) return Mismatch.Path;
+      if (r.caseSensitive ? p !== r.value : p.toLowerCase() !== r.value) return M_PATH;
       break;
     }
     case PathKind.Regex:
-      if (isConnect) return Mismatch.Connect;
-      if (!r.regex!.test(pathOnly(head.path))) return Mismatch.Path;
+      if (isConnect) return M_CONNECT;
+      if (!r.regex!.test(pathOnly(head.path))) return M_PATH;
       break;
     case PathKind.SeparatedPrefix: {
-      if (isConnect) return Mismatch.Connect;
+      if (isConnect) return M_CONNECT;
       const p = pathOnly(head.path);
-      if (!startsWithCase(p, r.value, r.caseSensitive)) return Mismatch.Path;
-      if (p.length !== r.value.length && p.charCodeAt(r.value.length) !== 47 /* '/' */) return Mismatch.Path;
+      if (!startsWithCase(p, r.value, r.caseSensitive)) return M_PATH;
+      if (p.length !== r.value.length && p.charCodeAt(r.value.length) !== 47 /* '/' */) return M_PATH;
       break;
     }
   }
   const m = r.match;
-  if (m.grpc && !isGrpcRequest(head)) return Mismatch.Grpc;
+  if (m.grpc && !isGrpcRequest(head)) return M_GRPC;
   const hs = m.headers;
-  for (let i = 0; i < hs.length; i++) if (!matchHeader(hs[i]!, head)) return Mismatch.Header + i;
+  for (let i = 0; i < hs.length; i++) if (!matchHeader(hs[i]!, head)) return M_HEADER + i;
   const qs = m.queryParameters;
-  for (let i = 0; i < qs.length; i++) if (!matchQueryParameter(qs[i]!, head.path)) return Mismatch.Query + i;
-  return Mismatch.None;
+  for (let i = 0; i < qs.length; i++) if (!matchQueryParameter(qs[i]!, head.path)) return M_QUERY + i;
+  return M_NONE;
 }
 
 /** Whether one compiled route's match accepts the request. */
 export function routeMatches(r: CompiledRoute, head: RequestHead): boolean {
-  return routeMismatch(r, head) === Mismatch.None;
+  return routeMismatch(r, head) === M_NONE;
 }
 
 export function matchRoutes(vh: CompiledVirtualHost, head: RequestHead): CompiledRoute | undefined {
