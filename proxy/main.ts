@@ -3,11 +3,20 @@
  * command lives in proxy/cli/ and is loaded only when run. The strategies (load balancers, HTTP
  * filters) are registered explicitly in proxy/registry.ts; nothing registers itself on import.
  */
+function inIstioPod(argv: readonly string[]): boolean {
+  const env = process.env;
+  const bootstrapOrHelp = argv.some((a) => /^(-c|--bootstrap|-h|--help)(=|$)/.test(a));
+  return !bootstrapOrHelp && env.PROXY_CONFIG !== undefined && !!env.POD_NAME && !!env.POD_NAMESPACE && !!env.INSTANCE_IP;
+}
+
 const COMMANDS: Record<string, { summary: string; usage: string; run: (argv: string[]) => Promise<number> }> = {
   proxy: {
     summary: 'run a sidecar proxy from an Envoy v3 bootstrap file',
     usage: 'meshlet proxy --bootstrap FILE [--concurrency N] [--log-level LEVEL]',
-    run: async (argv) => (await import('./cli/proxy')).runProxy(argv),
+    // Without --bootstrap, in a pod Istio's injector set up (its PROXY_CONFIG and the pod's
+    // identity), meshlet does pilot-agent's job: `meshlet agent` with these flags for the proxy.
+    run: async (argv) =>
+      inIstioPod(argv) ? (await import('./cli/agent')).runAgent(['--', ...argv]) : (await import('./cli/proxy')).runProxy(argv),
   },
   agent: {
     summary: "do pilot-agent's job in an Istio pod: bootstrap from the pod's environment, ADS to istiod with its token",

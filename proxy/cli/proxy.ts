@@ -21,7 +21,9 @@ import { configureLogging, logger } from '../../common/logger';
 
 const USAGE = `meshlet proxy --bootstrap FILE [--log-level LEVEL] [--concurrency N] [--drain-time-s N] [--stats-port 15090] [--health-port 15021] [--csds-port N]
 
-  -c, --bootstrap FILE     Envoy v3 Bootstrap in YAML or JSON (the same file Envoy takes with -c)
+  -c, --bootstrap FILE     Envoy v3 Bootstrap in YAML or JSON (the same file Envoy takes with -c);
+                           without it, in a pod Istio injected (PROXY_CONFIG, POD_NAME,
+                           POD_NAMESPACE, INSTANCE_IP set), runs as meshlet agent
   -l, --log-level LEVEL    trace|debug|info|warn|error (default info)
       --concurrency N      worker processes sharing the listeners, like Envoy's --concurrency
                            (default 1: one process). With N > 1 a primary process holds the one
@@ -65,7 +67,7 @@ export async function runProxy(argv: string[]): Promise<number> {
   if (typeof args['log-level'] === 'string') configureLogging({ level: args['log-level'] });
   const file = args.bootstrap;
   if (typeof file !== 'string') {
-    process.stderr.write(`meshlet proxy: --bootstrap FILE is required\n\nUsage: ${USAGE}\n`);
+    process.stderr.write(`meshlet proxy: --bootstrap FILE is required (or run it in an Istio pod: see meshlet agent)\n\nUsage: ${USAGE}\n`);
     return 1;
   }
   const drainS = args['drain-time-s'] === undefined ? 5 : Number(args['drain-time-s']);

@@ -6,7 +6,7 @@
  * a real `meshlet agent` process that opens a token-authenticated TLS ADS stream to an istiod
  * stand-in (a grpc-js server on loopback) with nothing but the environment and files.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -165,6 +165,16 @@ describe("the node pilot-agent builds, against Istio's golden", () => {
 });
 
 describe('meshlet agent, started with nothing but the environment and files', () => {
+  it('is what meshlet proxy without --bootstrap runs in an Istio pod', () => {
+    const env = { PATH: process.env.PATH, POD_NAME: 'a-1', POD_NAMESPACE: 'ns', INSTANCE_IP: '127.0.0.1', PROXY_CONFIG: '{}' };
+    const r = spawnSync('node', [BIN, 'proxy', '--validate'], { env, encoding: 'utf8', timeout: 20_000 });
+    expect(r.stdout).toMatch(/configuration '.*envoy-rev\.json' OK/);
+    expect(r.status).toBe(0);
+    const outside = spawnSync('node', [BIN, 'proxy', '--validate'], { env: { PATH: process.env.PATH }, encoding: 'utf8', timeout: 20_000 });
+    expect(outside.stderr).toContain('--bootstrap FILE is required');
+    expect(outside.status).toBe(1);
+  });
+
   it('opens a token-authenticated TLS ADS stream to istiod carrying the node pilot-agent would send', async () => {
     const ca = await DevCa.create({ trustDomain: 'cluster.local' });
     const istiod = await ca.issueWorkload({ ns: 'istio-system', sa: 'istiod', dnsNames: ['localhost'] });
