@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { quantile } from '../../proxy/admin/inspect-endpoints';
+import { startMesh, type TestMesh } from '../support/mesh';
 import { bootstrap, httpListener, routes, staticCluster, startMeshlet, stopAllMeshlets, type StartedMeshlet } from '../support/meshlet';
 import { closeAll, startHttpEcho } from '../support/upstreams';
 
@@ -30,6 +31,8 @@ let m: StartedMeshlet;
 let admin: string;
 let ctx: Context;
 let profile: string;
+let mesh: TestMesh | undefined;
+const tmpShots = mkdtempSync(path.join(tmpdir(), 'meshlet-shots-'));
 const shots = process.env.MESHLET_UPDATE_SCREENSHOTS === '1' ? path.join(__dirname, '../../docs') : mkdtempSync(path.join(tmpdir(), 'meshlet-shots-'));
 
 function get(port: number, p: string, host: string): Promise<number> {
@@ -84,6 +87,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
+  await mesh?.close();
   await ctx?.close();
   if (profile) rmSync(profile, { recursive: true, force: true });
   await stopAllMeshlets();
@@ -91,7 +95,7 @@ afterAll(async () => {
 });
 
 /** A page that records console errors, page errors and any request leaving the admin port. */
-async function watchedPage(): Promise<{ page: Awaited<ReturnType<Context['newPage']>>; problems: string[] }> {
+async function watchedPage(origin = admin): Promise<{ page: Awaited<ReturnType<Context['newPage']>>; problems: string[] }> {
   const page = await ctx.newPage();
   const problems: string[] = [];
   page.on('console', (msg) => {
@@ -99,7 +103,7 @@ async function watchedPage(): Promise<{ page: Awaited<ReturnType<Context['newPag
   });
   page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
   page.on('request', (req) => {
-    if (!req.url().startsWith(admin)) problems.push(`external request: ${req.url()}`);
+    if (!req.url().startsWith(origin)) problems.push(`external request: ${req.url()}`);
   });
   page.on('requestfailed', (req) => problems.push(`failed: ${req.url()}`));
   return { page, problems };
@@ -212,10 +216,46 @@ describe.skipIf(!HAVE_CHROMIUM)('admin pages in headless Chromium', () => {
     }
     expect(seen).toBe(OK_REQUESTS + 10);
 
-    const file = path.join(shots, 'admin-overview.png');
+    const file = path.join(tmpShots, 'admin-overview-static.png');
     await page.screenshot({ path: file, fullPage: true });
     expect(isPng(file)).toBe(true);
     expect(problems).toEqual([]);
     await page.close();
   }, 30_000);
+
+  it('overview of an ADS-driven sidecar: certificate expiry and xDS state as /secrets and the xDS client say', async () => {
+    mesh = await startMesh(
+      `
+trust_domain: cluster.local
+services:
+  - { name: cart, namespace: shop, ports: [{ name: http, port: 9480, protocol: http, target_port: 19480 }] }
+  - { name: pay, namespace: shop, ports: [{ name: http, port: 9481, protocol: http, target_port: 19481 }] }
+workloads:
+  - { name: cart-v1, namespace: shop, service_account: cart, service: cart, version: v1, address: "127.0.0.66:19480", inbound_port: 15006, admin_port: 15000 }
+  - { name: pay-v1, namespace: shop, service_account: pay, service: pay, version: v1, address: "127.0.0.67:19481", inbound_port: 15006, admin_port: 15000 }
+`,
+      ['cart-v1', 'pay-v1'],
+    );
+    const sidecar = `http://127.0.0.1:${mesh.sidecars.get('cart-v1')!.adminPort}`;
+    const { page, problems } = await watchedPage(sidecar);
+    await page.goto(`${sidecar}/overview`);
+    await page.locator('body[data-loaded]').waitFor();
+    const secrets = (JSON.parse(await (await fetch(`${sidecar}/secrets`)).text()) as { secrets: { type: string; spiffeId?: string; serialNumber?: string; notAfter?: string }[] }).secrets;
+    const id = secrets.find((x) => x.type === 'Cert Chain')!;
+    const certRows = await page.$$eval('#certs tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent!.trim())));
+    const row = certRows.find((r) => r[2] === 'spiffe://cluster.local/ns/shop/sa/cart')!;
+    expect(row[3]).toBe(id.serialNumber);
+    expect(row[4]).toBe(id.notAfter);
+    expect(row[5]).toMatch(/^\d+m \d+s$|^\d+h \d+m$/);
+    const xds = await page.$$eval('#xds tbody tr', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].map((td) => td.textContent!.trim())));
+    const snap = mesh.sidecars.get('cart-v1')!.server.dynamic!.client.snapshot();
+    expect(xds.map((r) => [r[0], r[1], r[4]])).toEqual(snap.types.map((t) => [t.type_url.split('.').pop(), t.version_info, 'ACKED']));
+    expect(await page.textContent('#cards')).toContain('connected');
+    expect(await page.textContent('#nack')).toBe('No NACK.');
+    const file = path.join(shots, 'admin-overview.png');
+    await page.screenshot({ path: file, fullPage: true });
+    expect(isPng(file)).toBe(true);
+    expect(problems).toEqual([]);
+    await page.close();
+  }, 60_000);
 });
