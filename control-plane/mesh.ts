@@ -28,7 +28,7 @@
  *     - { service: reviews, action: ALLOW, from: [{ service_account: productpage }] }
  */
 import { isIPv4 } from 'node:net';
-import { parseDocument } from 'yaml';
+import { parseYaml } from '../common/yaml';
 import { formatSpiffeId, isValidSegment, isValidTrustDomain, parseSpiffeId } from '../certs/identity';
 import { Issues, Reader } from '../common/reader';
 import { ConfigError, type FieldIssue } from '../common/errors';
@@ -89,11 +89,11 @@ function parseHostPort(v: unknown, path: string, issues: Issues): HostPort | und
 /** Parse and validate mesh YAML text. Never throws. */
 export function parseMesh(text: string): MeshParseResult {
   const issues = new Issues();
-  const doc = parseDocument(text, { prettyErrors: true });
-  if (doc.errors.length > 0) {
-    return { ok: false, errors: doc.errors.map((e) => ({ path: '(yaml)', message: e.message })), warnings: [] };
-  }
-  const mesh = validateMesh(doc.toJS() as unknown, issues);
+  // Bounded (size, alias expansion) and never throwing: a bad edit, a YAML bomb included, is
+  // reported and the running control plane keeps its previous mesh (issue 18.4).
+  const parsed = parseYaml(text);
+  if (!parsed.ok) return { ok: false, errors: parsed.errors, warnings: [] };
+  const mesh = validateMesh(parsed.value, issues);
   if (!issues.ok || !mesh) return { ok: false, errors: issues.errors, warnings: issues.warnings };
   return { ok: true, mesh: freeze(mesh), warnings: issues.warnings };
 }

@@ -11,7 +11,6 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, extname } from 'node:path';
-import type * as Yaml from 'yaml';
 import { ConfigError, type FieldIssue } from '../../common/errors';
 import { decodeClusterR } from './envoy/cluster';
 import type { DecodeContext, StaticRefs } from './envoy/context';
@@ -24,6 +23,7 @@ import { decodeSecretR } from './envoy/secret';
 import { decodeTracingProvider } from './envoy/tracing';
 import { Issues, Reader } from '../../common/reader';
 import type { Bootstrap, ClusterConfig, DynamicResources, ListenerConfig, SecretConfig } from './types';
+import { DEFAULT_YAML_MAX_BYTES, parseYaml } from '../../common/yaml';
 
 export interface LoadedBootstrap {
   readonly bootstrap: Bootstrap;
@@ -213,6 +213,10 @@ export function decodeBootstrap(raw: unknown, ctx0: DecodeContext, what = 'boots
 export function parseBootstrapText(text: string, fileName: string): unknown {
   const what = `bootstrap ${fileName}`;
   const ext = extname(fileName).toLowerCase();
+  if (text.length > DEFAULT_YAML_MAX_BYTES) {
+    const message = `is ${text.length} bytes, over the ${DEFAULT_YAML_MAX_BYTES}-byte limit for a bootstrap`;
+    throw new ConfigError(what, [{ path: '(file)', message }], 'MESHLET_ERR_BOOTSTRAP');
+  }
   if (ext === '.json' || (ext !== '.yaml' && ext !== '.yml' && text.trimStart().startsWith('{'))) {
     try {
       return JSON.parse(text);
@@ -228,23 +232,9 @@ export function parseBootstrapText(text: string, fileName: string): unknown {
     }
   }
   // The YAML parser loads only for YAML bootstraps (JSON ones, as injected sidecars use, skip it).
-  const { parseDocument } = require('yaml') as typeof Yaml;
-  const doc = parseDocument(text, { merge: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    const errs = doc.errors.map((e) => {
-      const pos = e.linePos?.[0];
-      const first = e.message.split('\n')[0]!;
-      return { path: pos ? `line ${pos.line}` : '(file)', message: `invalid YAML: ${first}` };
-    });
-    throw new ConfigError(what, errs, 'MESHLET_ERR_BOOTSTRAP');
-  }
-  // Building the JS value can still fail: an alias expansion bomb (maxAliasCount), a merge key
-  // whose source is not a map, an alias to nothing. Those are the operator's file's problems.
-  try {
-    return doc.toJS({ maxAliasCount: 1000 });
-  } catch (e) {
-    throw new ConfigError(what, [{ path: '(file)', message: `invalid YAML: ${(e as Error).message}` }], 'MESHLET_ERR_BOOTSTRAP');
-  }
+  const r = parseYaml(text);
+  if (!r.ok) throw new ConfigError(what, r.errors, 'MESHLET_ERR_BOOTSTRAP');
+  return r.value;
 }
 
 /**
