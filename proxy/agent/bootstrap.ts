@@ -56,8 +56,20 @@ export function agentBootstrap(inputs: AgentBootstrapInputs): AgentBootstrap {
   });
   const clusterId = env.ISTIO_META_CLUSTER_ID ?? 'Kubernetes';
   const adminPort = inputs.adminPort ?? (typeof pc.proxyAdminPort === 'number' ? pc.proxyAdminPort : 15000);
+  const caHost = discoveryAddress.replace(/:\d+$/, '');
+  // The workload certificate, as pilot-agent gets it: a key made here, a CSR to istiod's
+  // CreateCertificate authenticated with the same token, renewed at half its lifetime, served as
+  // the SDS secret `default` (certs/csr-provider.ts).
+  const certProvider = {
+    kind: 'istio_csr',
+    ca_address: discoveryAddress,
+    ca_server_name: caHost,
+    token_file: inputs.tokenFile ?? ISTIO_PATHS.token,
+    root_cert_file: inputs.rootCertFile ?? ISTIO_PATHS.rootCert,
+    trust_domain: env.TRUST_DOMAIN || 'cluster.local',
+  };
   const bootstrap = {
-    node: { id: node.id, cluster: node.cluster, metadata: node.metadata },
+    node: { id: node.id, cluster: node.cluster, metadata: { ...node.metadata, MESHLET_CERT_PROVIDER: certProvider } },
     admin: { address: { socket_address: { address: '127.0.0.1', port_value: adminPort } } },
     dynamic_resources: {
       lds_config: { ads: {}, initial_fetch_timeout: '0s', resource_api_version: 'V3' },

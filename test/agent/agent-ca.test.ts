@@ -1,0 +1,96 @@
+/**
+ * `meshlet agent` against the embedded control plane playing istiod (token-authenticated ADS and
+ * CreateCertificate over TLS, tokens checked against a JWKS): with nothing but Istio's
+ * environment, a projected token file and the mesh root, the agent gets its configuration over a
+ * token-authenticated TLS ADS stream and its first workload certificate by CSR (key made in the
+ * process), served as the identity secret `default`.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DevCa } from '../../certs/dev-ca';
+import { createDevTokenIssuer } from '../../control-plane/dev-tokens';
+import { parseMeshOrThrow } from '../../control-plane/mesh';
+import { ControlPlaneServer } from '../../control-plane/server';
+import { closedPort } from '../support/upstreams';
+
+const BIN = join(__dirname, '../../bin/meshlet.js');
+const EXAMPLE = readFileSync(join(__dirname, '../../control-plane/examples/bookinfo.yaml'), 'utf8');
+const dir = mkdtempSync(join(tmpdir(), 'meshlet-agent-ca-'));
+let child: ChildProcess | undefined;
+let cp: ControlPlaneServer | undefined;
+
+afterAll(async () => {
+  child?.kill('SIGKILL');
+  await cp?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function getText(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      })
+      .on('error', reject);
+  });
+}
+
+describe('meshlet agent and the mesh CA', () => {
+  it('gets its configuration and its first certificate with nothing but the env, the token and the root', async () => {
+    const tokens = await createDevTokenIssuer(join(dir, 'jwks.json'));
+    const ca = await DevCa.create({ trustDomain: 'cluster.local' });
+    cp = await ControlPlaneServer.start({
+      mesh: parseMeshOrThrow(EXAMPLE).mesh,
+      port: 0,
+      csrPort: 0,
+      ca,
+      certLifetimeMs: 20 * 60_000,
+      tokenAuth: { jwksFile: tokens.jwksFile, issuer: tokens.issuer },
+      log: pino({ level: 'silent' }),
+    });
+    const root = join(dir, 'root-cert.pem');
+    const token = join(dir, 'istio-token');
+    writeFileSync(root, ca.rootCertPem);
+    writeFileSync(token, await tokens.mint('default', 'productpage'));
+    const adminPort = await closedPort();
+    let out = '';
+    child = spawn('node', [BIN, 'agent', '--token', token, '--root-cert', root, '--status-port', 'off', '--', '--stats-port', 'off', '--health-port', 'off'], {
+      env: {
+        PATH: process.env.PATH,
+        POD_NAME: 'productpage-v1',
+        POD_NAMESPACE: 'default',
+        INSTANCE_IP: '127.0.0.10',
+        SERVICE_ACCOUNT: 'productpage',
+        TRUST_DOMAIN: 'cluster.local',
+        PROXY_CONFIG: JSON.stringify({ proxyAdminPort: adminPort }),
+        CA_ADDR: `localhost:${cp.csrPort}`,
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    child.stdout?.on('data', (b: Buffer) => (out += b.toString()));
+    child.stderr?.on('data', (b: Buffer) => (out += b.toString()));
+    // Bounded wait for the certificate from the CA to be served.
+    const deadline = Date.now() + 20_000;
+    let certs = '';
+    while (Date.now() < deadline) {
+      const r = await getText(adminPort, '/certs').catch(() => ({ status: 0, body: '' }));
+      if (r.status === 200 && r.body.includes('spiffe://cluster.local/ns/default/sa/productpage')) {
+        certs = r.body;
+        break;
+      }
+      await new Promise((res) => setTimeout(res, 200));
+    }
+    expect(certs, out.slice(-3000)).toContain('spiffe://cluster.local/ns/default/sa/productpage');
+    // The configuration came over the token-authenticated TLS ADS stream: the workload's clusters.
+    const clusters = await getText(adminPort, '/clusters');
+    expect(clusters.body).toContain('reviews');
+  }, 40_000);
+});
