@@ -16,7 +16,10 @@ const USAGE = `meshlet control-plane --mesh FILE [options]
                            (default 15012; 0 = any free port). --csr-port is an alias
       --host ADDR          listen address (default 127.0.0.1)
       --ca-dir DIR         keep the development CA here (ca-cert.pem, ca-key.pem, root-cert.pem);
-                           created when absent. Default: a fresh in-memory CA per run
+                           created when absent. Default: $MESHLET_STATE_DIR/ca/<trust domain>
+                           (MESHLET_STATE_DIR defaults to $XDG_STATE_HOME/meshlet, else
+                           ~/.local/state/meshlet), so a restart keeps the root
+      --ephemeral-ca       a fresh in-memory CA per run instead (a restart replaces the root)
       --cert-ttl-s N       workload certificate lifetime in seconds (default 3600), chosen by the CA
 
   Authentication (every ADS stream and CSR must prove its service account):
@@ -35,6 +38,17 @@ const USAGE = `meshlet control-plane --mesh FILE [options]
       --validate           check the mesh file and exit
   -l, --log-level LEVEL    trace|debug|info|warn|error (default info)`;
 
+/**
+ * Where the CA is kept by default: a restart without --ca-dir must not replace the root (peers
+ * holding different roots fail mTLS until all reconnect, issue 18.7).
+ */
+export function defaultCaDir(trustDomain: string, env: NodeJS.ProcessEnv = process.env): string {
+  const { homedir } = require('node:os') as typeof import('node:os');
+  const { join } = require('node:path') as typeof import('node:path');
+  const state = env.MESHLET_STATE_DIR || join(env.XDG_STATE_HOME || join(homedir(), '.local', 'state'), 'meshlet');
+  return join(state, 'ca', trustDomain);
+}
+
 function portArg(v: unknown): number | undefined | 'bad' {
   if (v === undefined) return undefined;
   const n = Number(v);
@@ -49,6 +63,7 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     'ca-dir': { type: 'string' },
     'cert-ttl-s': { type: 'string' },
     'csr-port': { type: 'string' },
+    'ephemeral-ca': { type: 'boolean' },
     'tls-port': { type: 'string' },
     'jwks-file': { type: 'string' },
     'jwks-uri': { type: 'string' },
@@ -104,8 +119,11 @@ export async function runControlPlane(argv: string[]): Promise<number> {
       : undefined;
   const { readFile } = await import('node:fs/promises');
   const { parseMeshOrThrow } = await import('../../control-plane/mesh');
+  let caDir: string | undefined;
   try {
     const { mesh, warnings } = parseMeshOrThrow(await readFile(file, 'utf8'), file);
+    if (typeof args['ca-dir'] === 'string') caDir = args['ca-dir'];
+    else if (args['ephemeral-ca'] !== true) caDir = defaultCaDir(mesh.trustDomain);
     for (const w of warnings) process.stderr.write(`meshlet control-plane: warning: ${w.path}: ${w.message}\n`);
     if (args.validate) {
       process.stdout.write(`${file}: valid (${mesh.services.length} services, ${mesh.workloads.length} workloads)\n`);
@@ -123,7 +141,7 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     meshFile: file,
     port,
     host: typeof args.host === 'string' ? args.host : undefined,
-    caDir: typeof args['ca-dir'] === 'string' ? args['ca-dir'] : undefined,
+    caDir,
     certLifetimeMs: ttlS * 1000,
     csrPort,
     tokenAuth,
@@ -131,6 +149,7 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     insecureAllowUnauthenticatedAds: args['insecure-allow-unauthenticated-ads'] === true,
   });
   process.stdout.write(`meshlet control-plane: serving ${file} over ADS on ${server.address}\n`);
+  process.stdout.write(`meshlet control-plane: CA ${caDir ? `kept in ${caDir}` : 'in memory (--ephemeral-ca)'}\n`);
   if (server.csrPort !== undefined)
     process.stdout.write(`meshlet control-plane: CreateCertificate and ADS over TLS on port ${server.csrPort}\n`);
   await new Promise<void>((resolve) => {
