@@ -56,7 +56,9 @@ function portForward(pod: string, ns: string | undefined, timeoutMs: number): Pr
     });
     child.on('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`kubectl port-forward exited (${code})${err ? `: ${err.trim()}` : ''}`));
+      // kubectl repeats its client-side retries; the last line is the one that says why.
+      const last = err.trim().split('\n').pop();
+      reject(new Error(`kubectl port-forward to ${pod} exited (${code})${last ? `: ${last}` : ''}`));
     });
   });
 }

@@ -294,6 +294,11 @@ describe('proxy-config tables against the running config', () => {
     expect(all.stdout.match(/^- endpoint:/gm)).toHaveLength(5);
   });
 
+  it('all prints every table', async () => {
+    const { stdout } = await meshletCli('proxy-config', 'all', '--admin', admin);
+    for (const h of [/^SERVICE FQDN\s+PORT/m, /^ADDRESSES\s+PORT/m, /^NAME\s+VHOST NAME/m, /^ENDPOINT\s+STATUS/m, /^RESOURCE NAME\s+TYPE/m]) expect(stdout).toMatch(h);
+  });
+
   it('log reads and sets levels through POST /logging', async () => {
     const read = await meshletCli('proxy-config', 'log', '--admin', admin);
     expect(read.stdout).toMatch(/^active loggers:/);
@@ -307,6 +312,10 @@ describe('proxy-config tables against the running config', () => {
     const b = JSON.parse((await meshletCli('proxy-config', 'bootstrap', '--admin', admin)).stdout) as { bootstrap: { node: { id: string } } };
     expect(b.bootstrap.node.id).toBe('test-node');
     await expect(meshletCli('proxy-config', 'clusters', '--admin', 'http://127.0.0.1:1')).rejects.toMatchObject({ stderr: expect.stringContaining('cannot reach the admin port at http://127.0.0.1:1') });
+    // --pod goes through kubectl port-forward; with no cluster to reach, kubectl's reason is shown.
+    await expect(run(process.execPath, [BIN, 'proxy-config', 'clusters', '--pod', 'nope.default'], { timeout: 30_000, env: { ...process.env, KUBECONFIG: '/nonexistent' } })).rejects.toMatchObject({
+      stderr: expect.stringMatching(/kubectl/),
+    });
     await expect(meshletCli('proxy-config', 'clusters', '--admin', admin, '--direction', 'sideways')).rejects.toMatchObject({ stderr: expect.stringContaining('--direction must be inbound or outbound') });
   });
 });
