@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { HeaderList } from '../codec';
-import { DEFAULT_H1_LIMITS, H1Parser, type H1ParserHandler, type H1ParserLimits } from './parser';
+import type { HeaderList } from '../../proxy/http/codec';
+import { DEFAULT_H1_LIMITS, H1Parser, type H1ParserHandler, type H1ParserLimits } from '../../proxy/http/h1/parser';
 
 interface Msg {
   method: string;
