@@ -30,9 +30,9 @@ services:
     namespace: default
     ports: [{ name: http, port: 9381, protocol: http, target_port: 19381 }]
 workloads:
-  - { name: shop-v1, namespace: default, service_account: shop, service: shop, version: v1, address: "127.0.0.61:19380", inbound_port: 15006, admin_port: 15000 }
-  - { name: stock-v1, namespace: default, service_account: stock, service: stock, version: v1, address: "127.0.0.62:19381", inbound_port: 15006, admin_port: 15000 }
-  - { name: stock-v2, namespace: default, service_account: stock, service: stock, version: v2, address: "127.0.0.63:19381", inbound_port: 15006, admin_port: 15000 }
+  - { name: shop-v1, namespace: default, service_account: shop, service: shop, version: v1, address: "127.0.0.91:19380", inbound_port: 15006, admin_port: 15000 }
+  - { name: stock-v1, namespace: default, service_account: stock, service: stock, version: v1, address: "127.0.0.92:19381", inbound_port: 15006, admin_port: 15000 }
+  - { name: stock-v2, namespace: default, service_account: stock, service: stock, version: v2, address: "127.0.0.93:19381", inbound_port: 15006, admin_port: 15000 }
 `;
 
 const LISTENER = 'type.googleapis.com/envoy.config.listener.v3.Listener';
@@ -146,7 +146,7 @@ describe('meshlet proxy-config on a sidecar configured by the control plane', ()
     const e = JSON.parse(stdout) as ExplainResult;
     expect(e.clusters).toEqual([{ name: 'outbound|9381||stock.default.svc.cluster.local' }]);
     // Sidecar to sidecar: the endpoint is stock's inbound port (mTLS), not the app's port.
-    expect(e.upstream[0]!.endpoints.map((x) => x.address).sort()).toEqual(['127.0.0.62:15006', '127.0.0.63:15006']);
+    expect(e.upstream[0]!.endpoints.map((x) => x.address).sort()).toEqual(['127.0.0.92:15006', '127.0.0.93:15006']);
     expect(e.upstream[0]!.tls?.expectedSans.join(' ')).toContain('spiffe://cluster.local/ns/default/sa/stock');
   });
 });
@@ -173,7 +173,8 @@ describe('meshlet proxy --csds-port', () => {
       });
       // The first status may come before the first xDS round is applied: wait for LDS.
       let row: string[] = [];
-      for (let i = 0; i < 20 && !(row[2] ?? '').startsWith('SYNCED'); i++) {
+      const until = Date.now() + 25_000;
+      while (Date.now() < until && !(row[2] ?? '').startsWith('SYNCED')) {
         const { stdout } = await cli('proxy-status', '--xds', `127.0.0.1:${port}`);
         row = stdout.trimEnd().split('\n')[1]!.split(/\s{3,}/);
         if (!(row[2] ?? '').startsWith('SYNCED')) await new Promise((r) => setTimeout(r, 250));
@@ -184,5 +185,5 @@ describe('meshlet proxy --csds-port', () => {
     } finally {
       child.kill('SIGKILL');
     }
-  }, 40_000);
+  }, 60_000);
 });
