@@ -16,7 +16,31 @@ export interface AdminResponse {
   status?: number;
   contentType?: string;
   body: string | Buffer;
+  /** A large body as chunks (written with backpressure instead of body). */
+  chunks?: readonly string[];
   headers?: Record<string, string>;
+}
+
+/**
+ * Write `chunks` to `res` and end it, waiting for 'drain' whenever the socket buffer is full
+ * (a 20 MB scrape is not copied into the socket in one go). Stops if the client goes away.
+ */
+export async function writeChunks(res: ServerResponse, chunks: readonly string[]): Promise<void> {
+  for (const c of chunks) {
+    if (res.destroyed) return;
+    if (!res.write(c)) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
+        res.on('drain', done);
+        res.on('close', done);
+      });
+    }
+  }
+  if (!res.destroyed) res.end();
 }
 
 export type AdminHandler = (query: URLSearchParams, req: IncomingMessage) => AdminResponse | Promise<AdminResponse>;
@@ -86,7 +110,8 @@ export class AdminServer {
       ...(out.contentType?.startsWith('text/html') ? { 'content-security-policy': PAGE_CSP } : {}),
       ...out.headers,
     });
-    res.end(req.method === 'HEAD' ? undefined : out.body);
+    if (out.chunks !== undefined && req.method !== 'HEAD') await writeChunks(res, out.chunks);
+    else res.end(req.method === 'HEAD' ? undefined : out.body);
   }
 
   /** `exclusive`: bind in this process even inside a node:cluster worker (never shared). */

@@ -13,6 +13,7 @@
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import { CounterFamily, HistogramFamily } from './cells';
+import { renderExposition } from './exposition';
 
 /** Istio's default buckets for istio_request_duration_milliseconds (ms). */
 export const ISTIO_DURATION_BUCKETS_MS: readonly number[] = [
@@ -179,9 +180,35 @@ export class MeshletMetrics {
     });
   }
 
-  /** Prometheus text exposition of everything. */
-  prometheus(): Promise<string> {
-    return this.registry.metrics();
+  /** Work to do before each rendering (gathering the Envoy-style stats snapshot). */
+  private readonly scrapeHooks: (() => Promise<void>)[] = [];
+  private inFlight: Promise<string[]> | undefined;
+
+  onScrape(hook: () => Promise<void>): void {
+    this.scrapeHooks.push(hook);
+  }
+
+  /**
+   * Prometheus text exposition of everything, as chunks, rendered in time slices so the event
+   * loop keeps serving traffic (exposition.ts). Scrapes arriving while one renders share it.
+   */
+  prometheusChunks(): Promise<string[]> {
+    if (this.inFlight === undefined) {
+      this.inFlight = this.render().finally(() => {
+        this.inFlight = undefined;
+      });
+    }
+    return this.inFlight;
+  }
+
+  private async render(): Promise<string[]> {
+    for (const hook of this.scrapeHooks) await hook();
+    return renderExposition(this.registry);
+  }
+
+  /** The exposition as one string (tests, small registries). */
+  async prometheus(): Promise<string> {
+    return (await this.prometheusChunks()).join('');
   }
 
   get contentType(): string {

@@ -12,7 +12,6 @@
  * Knows no component: the composition (proxy/server.ts) registers one StatsSource per component
  * with `addSource`, built by the factories below from what that component exposes.
  */
-import type { Counter, Gauge } from 'prom-client';
 import type { RbacStats } from '../authz/engine';
 import type { ProtocolDetectionStats } from '../detect/stats';
 import type { FaultStats } from '../http/filters/fault';
@@ -21,7 +20,6 @@ import type { LocalRateLimitStats } from '../http/filters/local-ratelimit';
 import type { Listener } from '../listeners/listener';
 import type { Cluster } from '../upstream/cluster';
 import type { XdsStats } from '../../xds-client/client';
-import type { MeshletMetrics } from './metrics';
 
 /** One stat in Envoy's model. */
 export interface StatEntry {
@@ -36,7 +34,7 @@ export interface StatEntry {
 }
 
 /** xDS type URL suffix → Envoy's stat prefix for that subscription. */
-const XDS_PREFIX: Readonly<Record<string, string>> = {
+export const XDS_PREFIX: Readonly<Record<string, string>> = {
   Listener: 'listener_manager.lds',
   Cluster: 'cluster_manager.cds',
   RouteConfiguration: 'http.rds',
@@ -44,7 +42,7 @@ const XDS_PREFIX: Readonly<Record<string, string>> = {
   Secret: 'sds',
 };
 
-const CLUSTER_COUNTERS = [
+export const CLUSTER_COUNTERS = [
   ['upstream_rq_total', 'upstreamRqTotal'],
   ['upstream_rq_pending_overflow', 'upstreamRqPendingOverflow'],
   ['upstream_rq_timeout', 'upstreamRqTimeout'],
@@ -68,7 +66,7 @@ const CLUSTER_CLASSES = [
   ['5', 'upstreamRq5xx'],
 ] as const;
 
-const LISTENER_COUNTERS = [
+export const LISTENER_COUNTERS = [
   ['downstream_cx_total', 'downstreamCxTotal'],
   ['downstream_cx_destroy', 'downstreamCxDestroy'],
   ['no_filter_chain_match', 'noFilterChainMatch'],
@@ -76,19 +74,18 @@ const LISTENER_COUNTERS = [
   ['downstream_pre_cx_timeout', 'downstreamPreCxTimeout'],
 ] as const;
 
-/** Prometheus name for a counter: Envoy's name with `_total` appended when missing. */
-function promCounter(name: string): string {
-  return name.endsWith('_total') ? name : `${name}_total`;
-}
-
 /** Where a StatsSource writes: counters (raw, rebased on reset) and gauges, under Envoy's names. */
 export interface StatsSink {
   counter(name: string, raw: number, scope?: 'cluster' | 'listener', tag?: string, stat?: string): void;
   gauge(name: string, value: number, scope?: 'cluster' | 'listener', tag?: string, stat?: string): void;
 }
 
-/** One component's stats, read at scrape time (never per request). */
-export type StatsSource = (sink: StatsSink) => void;
+/**
+ * One component's stats, read at scrape time (never per request). A source with many entries
+ * (one per cluster) returns an iterator that writes a batch per step, so a Prometheus scrape can
+ * give the event loop a turn between batches; `collect()` simply runs it to the end.
+ */
+export type StatsSource = (sink: StatsSink) => Iterator<unknown> | void;
 
 export class EnvoyStats {
   /** Counter values at the last reset, by Envoy name. */
@@ -111,7 +108,10 @@ export class EnvoyStats {
         out.push({ name, type: 'gauge', value, scope, tag, stat });
       },
     };
-    for (const source of this.sources) source(sink);
+    for (const source of this.sources) {
+      const it = source(sink);
+      if (it !== undefined) while (it.next().done !== true);
+    }
     out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
     return out;
   }
@@ -144,118 +144,57 @@ export class EnvoyStats {
     this.baseline = raw;
   }
 
-  /** Register the Prometheus families that read collect() at scrape time. */
-  register(metrics: MeshletMetrics): void {
-    let snapshot: StatEntry[] = [];
-    let snapshotAt = -1;
-    // One collect() per scrape: every family's collect runs in the same tick.
-    const entries = (): StatEntry[] => {
-      const now = Date.now();
-      if (now !== snapshotAt) {
-        snapshot = this.collect();
-        snapshotAt = now;
+  /**
+   * One scrape's values for the Prometheus families, gathered in steps (a source that returns an
+   * iterator yields between batches): drive the returned iterator, then read `snap`.
+   */
+  *snapshot(snap: StatsSnapshot): Generator<void> {
+    const baseline = this.baseline;
+    const rebase = baseline.size > 0;
+    const put = (name: string, value: number, scope: string | undefined, tag: string | undefined, stat: string | undefined): void => {
+      if (stat === undefined || tag === undefined) {
+        snap.byName.set(name, value);
+        return;
       }
-      return snapshot;
+      const key = scope === undefined ? stat : `${scope}|${stat}`;
+      let g = snap.groups.get(key);
+      if (g === undefined) {
+        g = { tags: [], values: [] };
+        snap.groups.set(key, g);
+      }
+      g.tags.push(tag);
+      g.values.push(value);
     };
-
-    const clusterFamily = (stat: string, type: 'counter' | 'gauge', help: string): void => {
-      const name = `envoy_cluster_${stat}`;
-      const read = (m: Counter<'envoy_cluster_name'> | Gauge<'envoy_cluster_name'>): void => {
-        for (const e of entries())
-          if (e.scope === 'cluster' && e.stat === stat) m.labels({ envoy_cluster_name: e.tag! }).inc(e.value);
-      };
-      if (type === 'counter') metrics.counter(promCounter(name), help, ['envoy_cluster_name'], read);
-      else metrics.gauge(name, help, ['envoy_cluster_name'], read);
-    };
-    for (const [n] of CLUSTER_COUNTERS) clusterFamily(n, 'counter', `Envoy cluster.${n}`);
-    clusterFamily('upstream_rq_active', 'gauge', 'Active requests to the cluster');
-    clusterFamily('upstream_cx_active', 'gauge', 'Active connections to the cluster');
-    clusterFamily('membership_healthy', 'gauge', 'Healthy hosts in the cluster');
-    // cluster.<name>.membership_total stays in /stats only: a gauge named *_total breaks
-    // Prometheus naming (promtool rejects it), and Istio dashboards read membership_healthy.
-    metrics.counter(
-      'envoy_cluster_upstream_rq_xx_total',
-      'Upstream responses by status class',
-      ['envoy_cluster_name', 'envoy_response_code_class'],
-      (m) => {
-        for (const e of entries()) {
-          if (e.scope !== 'cluster' || !e.stat?.endsWith('xx')) continue;
-          m.labels({ envoy_cluster_name: e.tag!, envoy_response_code_class: e.stat.charAt(e.stat.length - 3) }).inc(
-            e.value,
-          );
-        }
+    const sink: StatsSink = {
+      counter: (name, raw, scope, tag, stat) => {
+        put(name, rebase ? Math.max(0, raw - (baseline.get(name) ?? 0)) : raw, scope, tag, stat);
       },
-    );
-
-    const listenerFamily = (stat: string, type: 'counter' | 'gauge', help: string): void => {
-      const name = `envoy_listener_${stat}`;
-      const read = (m: Counter<'envoy_listener_address'> | Gauge<'envoy_listener_address'>): void => {
-        for (const e of entries())
-          if (e.scope === 'listener' && e.stat === stat) m.labels({ envoy_listener_address: e.tag! }).inc(e.value);
-      };
-      if (type === 'counter') metrics.counter(promCounter(name), help, ['envoy_listener_address'], read);
-      else metrics.gauge(name, help, ['envoy_listener_address'], read);
+      gauge: (name, value, scope, tag, stat) => put(name, value, scope, tag, stat),
     };
-    for (const [n] of LISTENER_COUNTERS) listenerFamily(n, 'counter', `Envoy listener.${n}`);
-    listenerFamily('downstream_cx_active', 'gauge', 'Active downstream connections');
-
-    const single = (stat: string, type: 'counter' | 'gauge', help: string): void => {
-      const name = `envoy_${stat.replace(/\./g, '_')}`;
-      const read = (m: Counter | Gauge): void => {
-        const e = entries().find((x) => x.name === stat);
-        if (e) m.inc(e.value);
-      };
-      if (type === 'counter') metrics.counter(promCounter(name), help, [], read);
-      else metrics.gauge(name, help, [], read);
-    };
-    single('control_plane.connected_state', 'gauge', '1 while the ADS stream to the control plane is up');
-    for (const prefix of Object.values(XDS_PREFIX)) {
-      single(`${prefix}.update_attempt`, 'counter', `xDS ${prefix} updates received`);
-      single(`${prefix}.update_success`, 'counter', `xDS ${prefix} updates accepted`);
-      single(`${prefix}.update_rejected`, 'counter', `xDS ${prefix} updates rejected (NACK)`);
+    for (const source of this.sources) {
+      const it = source(sink);
+      if (it !== undefined) while (it.next().done !== true) yield;
+      yield;
     }
-    metrics.counter('meshlet_protocol_detection_total', 'Protocol detections by outcome (tls, h2, http1, opaque, timeout, closed, skipped)', ['outcome'], (m) => {
-      for (const e of entries()) if (e.stat === 'protocol_detection') m.labels({ outcome: e.tag! }).inc(e.value);
-    });
-    metrics.counter('meshlet_rbac_total', 'RBAC filter decisions (Envoy rbac.allowed/denied/shadow_*)', ['kind', 'filter', 'decision'], (m) => {
-      for (const e of entries()) {
-        if (e.stat !== 'rbac') continue;
-        const [kind, filter, decision] = e.tag!.split('|');
-        m.labels({ kind: kind!, filter: filter!.replace(/\.$/, ''), decision: decision! }).inc(e.value);
-      }
-    });
-    metrics.counter('meshlet_gateway_filter_total', 'Gateway filter counters by Envoy stat name (ext_authz, ratelimit, jwt_authn, cache, typescript_filter)', ['stat'], (m) => {
-      for (const e of entries()) if (e.stat === 'gateway_filter') m.labels({ stat: e.tag! }).inc(e.value);
-    });
-    metrics.counter('meshlet_local_rate_limited_total', 'Requests answered 429 by the local rate limit filter', ['stat_prefix'], (m) => {
-      for (const e of entries()) if (e.stat === 'local_rate_limited') m.labels({ stat_prefix: e.tag! }).inc(e.value);
-    });
-    // Detection time as a summary-style pair in base units (promtool rejects "ms" in names).
-    metrics.counter('meshlet_protocol_detection_reads_total', 'Protocol detections that read bytes', [], (m) => {
-      const e = entries().find((x) => x.name === 'protocol_detection.duration_ms_count');
-      if (e) m.inc(e.value);
-    });
-    metrics.counter('meshlet_protocol_detection_seconds_total', 'Seconds spent waiting for the first bytes, summed', [], (m) => {
-      const e = entries().find((x) => x.name === 'protocol_detection.duration_ms_sum');
-      if (e) m.inc(e.value / 1000);
-    });
-    single('server.uptime', 'gauge', 'Seconds since the server started');
-    single('server.memory_allocated', 'gauge', 'Heap bytes in use');
-    single('server.memory_heap_size', 'gauge', 'Heap bytes reserved');
-    single('server.memory_physical_size', 'gauge', 'Resident set size in bytes');
-    single('server.state', 'gauge', 'Server state: 0 LIVE, 1 DRAINING, 2 PRE_INITIALIZING, 3 INITIALIZING (as Envoy)');
-    single('server.live', 'gauge', '1 when the server is LIVE');
-    single('server.total_connections', 'gauge', 'Active downstream connections across listeners');
-    single('cluster_manager.active_clusters', 'gauge', 'Clusters in the cluster manager');
-    single('listener_manager.total_listeners_active', 'gauge', 'Active listeners');
   }
 }
 
+/** What one scrape read: stats with a family tag grouped by `scope|stat` (or stat), the rest by name. */
+export interface StatsSnapshot {
+  readonly groups: Map<string, { tags: string[]; values: number[] }>;
+  readonly byName: Map<string, number>;
+}
+
+/** Clusters per batch before a stats source lets the scrape pause. */
+const CLUSTERS_PER_STEP = 64;
+
 /** cluster.<name>.* and cluster_manager.active_clusters. */
 export function clusterStatsSource(clusters: { all(): readonly Cluster[] }): StatsSource {
-  return ({ counter, gauge }) => {
+  return function* ({ counter, gauge }) {
     const all = clusters.all();
+    let step = 0;
     for (const c of all) {
+      if (++step % CLUSTERS_PER_STEP === 0) yield;
       const st = c.stats;
       const p = `cluster.${c.name}.`;
       const n = c.name;

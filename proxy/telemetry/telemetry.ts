@@ -16,8 +16,8 @@
 
 import type { X509Certificate } from 'node:crypto';
 import http from 'node:http';
-import type { AdminServer } from '../admin/admin-server';
-import { json, text } from '../admin/admin-server';
+import type { AdminResponse, AdminServer } from '../admin/admin-server';
+import { json, text, writeChunks } from '../admin/admin-server';
 import type { HcmConfig, ListenerConfig, NodeInfo, TcpProxyConfig, TracingConfig } from '../config/types';
 import type { DownstreamConnectionInfo } from '../http/codec';
 import type { HttpTracer, StreamCompleteListener, StreamInfo } from '../http/stream-info';
@@ -26,6 +26,7 @@ import { AccessLogger, AccessLogSinks } from './access-log';
 import { HttpIstioReporter, type LocalIdentity, reporterFor, TcpIstioReporter, workloadFromNode } from './istio';
 import { logger } from '../../common/logger';
 import { MeshletMetrics } from './metrics';
+import { registerEnvoyFamilies } from './envoy-families';
 import { EnvoyStats } from './stats';
 import { TracingService } from './tracing';
 
@@ -82,7 +83,7 @@ export class Telemetry {
     private readonly opts: TelemetryOptions = {},
   ) {
     this.stats = new EnvoyStats();
-    this.stats.register(this.metrics);
+    this.metrics.onScrape(registerEnvoyFamilies(this.stats, this.metrics.registry));
     const workload = workloadFromNode(host.node);
     let cachedFor: unknown;
     let cached = '';
@@ -189,8 +190,8 @@ export class Telemetry {
     this.metrics.registry.resetMetrics();
   }
 
-  private async prometheusResponse(): Promise<{ status: number; contentType: string; body: string }> {
-    return { status: 200, contentType: this.metrics.contentType, body: await this.metrics.prometheus() };
+  private async prometheusResponse(): Promise<AdminResponse> {
+    return { status: 200, contentType: this.metrics.contentType, body: '', chunks: await this.metrics.prometheusChunks() };
   }
 
   /** Start the Istio ports (15090 metrics, 15021 readiness) that are enabled. */
@@ -203,8 +204,11 @@ export class Telemetry {
           res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /stats/prometheus is served here\n');
           return;
         }
-        this.metrics.prometheus().then(
-          (body) => res.writeHead(200, { 'content-type': this.metrics.contentType }).end(body),
+        this.metrics.prometheusChunks().then(
+          (chunks) => {
+            res.writeHead(200, { 'content-type': this.metrics.contentType });
+            void writeChunks(res, chunks);
+          },
           (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
         );
       });

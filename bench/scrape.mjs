@@ -1,0 +1,203 @@
+#!/usr/bin/env node
+// Scrape benchmark (issue 18.2): a meshlet process with N static clusters (one of them routed to a
+// local upstream) serves a steady closed loop of proxied HTTP/1.1 requests; first for a window
+// with no scrapes, then for a window in which GET /stats/prometheus runs back to back. Reports the
+// scrape time and the proxied request latency (p50/p99/max) in both windows, so the cost a scrape
+// adds to proxied traffic is the difference. Loopback only; bounded in time and requests.
+//
+//   node bench/scrape.mjs [--clusters 1000,3000,10000] [--seconds 4] [--dist DIR] [--json]
+//
+// Needs `npm run build` (uses dist/, or --dist DIR for a before/after comparison build).
+// Figures are in bench/SCRAPE.md.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { loadavg, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const args = process.argv.slice(2);
+const opt = (name, def) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : def;
+};
+const dist = resolve(opt('dist', join(root, 'dist')));
+const SIZES = String(opt('clusters', '1000,3000,10000')).split(',').map(Number);
+const SECONDS = Number(opt('seconds', '4'));
+const JSON_OUT = args.includes('--json');
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function upstream() {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => res.writeHead(200, { 'content-length': 2 }).end('ok'));
+  });
+  return new Promise((r) => server.listen(0, '127.0.0.1', () => r(server)));
+}
+
+function bootstrapFor(n, upPort, listenPort, adminPort) {
+  const clusters = [];
+  for (let i = 0; i < n; i++) {
+    const port = i === 0 ? upPort : 20000 + (i % 20000);
+    clusters.push({
+      name: i === 0 ? 'app' : `outbound|${port}||svc-${i}.bench.svc.cluster.local`,
+      type: 'STATIC',
+      connect_timeout: '1s',
+      load_assignment: {
+        cluster_name: `c${i}`,
+        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: port } } } }] }],
+      },
+    });
+  }
+  return {
+    node: { id: 'bench', cluster: 'bench' },
+    admin: { address: { socket_address: { address: '127.0.0.1', port_value: adminPort } } },
+    static_resources: {
+      listeners: [
+        {
+          name: 'in',
+          address: { socket_address: { address: '127.0.0.1', port_value: listenPort } },
+          filter_chains: [
+            {
+              filters: [
+                {
+                  name: 'envoy.filters.network.http_connection_manager',
+                  typed_config: {
+                    '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+                    stat_prefix: 'in',
+                    route_config: { virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'app' } }] }] },
+                    http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
+                  },
+                },
+              ],
+            },
+          ],
+        },
+      ],
+      clusters,
+    },
+  };
+}
+
+function freePort() {
+  return new Promise((r) => {
+    const s = http.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = s.address().port;
+      s.close(() => r(p));
+    });
+  });
+}
+
+function get(port, path, agent) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent }, (res) => {
+      let n = 0;
+      res.on('data', (c) => (n += c.length));
+      res.on('end', () => resolve({ status: res.statusCode, bytes: n }));
+    });
+    req.setTimeout(60_000, () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+  });
+}
+
+async function waitReady(adminPort) {
+  const end = Date.now() + 120_000;
+  while (Date.now() < end) {
+    try {
+      if ((await get(adminPort, '/ready', false)).status === 200) return;
+    } catch {
+      // not listening yet
+    }
+    await sleep(200);
+  }
+  throw new Error('meshlet did not become ready');
+}
+
+function pct(sorted, p) {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+/** A closed loop of 2 keep-alive clients for `ms`; latencies in ms. */
+async function load(port, ms) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  const lat = [];
+  const end = Date.now() + ms;
+  let errors = 0;
+  const worker = async () => {
+    while (Date.now() < end && lat.length < 200_000) {
+      const t = performance.now();
+      try {
+        const r = await get(port, '/x', agent);
+        if (r.status !== 200) errors++;
+      } catch {
+        errors++;
+      }
+      lat.push(performance.now() - t);
+    }
+  };
+  await Promise.all([worker(), worker()]);
+  agent.destroy();
+  lat.sort((a, b) => a - b);
+  return { n: lat.length, errors, p50: pct(lat, 50), p99: pct(lat, 99), max: lat[lat.length - 1] };
+}
+
+async function scrapes(adminPort, until) {
+  const times = [];
+  let bytes = 0;
+  while (!until.done && times.length < 1000) {
+    const t = performance.now();
+    const r = await get(adminPort, '/stats/prometheus', false);
+    times.push(performance.now() - t);
+    bytes = r.bytes;
+  }
+  times.sort((a, b) => a - b);
+  return { n: times.length, bytes, p50: pct(times, 50), max: times[times.length - 1] };
+}
+
+async function one(n) {
+  const up = await upstream();
+  const listenPort = await freePort();
+  const adminPort = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'meshlet-scrape-'));
+  const file = join(dir, 'bootstrap.json');
+  writeFileSync(file, JSON.stringify(bootstrapFor(n, up.address().port, listenPort, adminPort)));
+  const child = spawn(
+    process.execPath,
+    ['-e', `require(${JSON.stringify(join(dist, 'proxy/main.js'))}).main(process.argv.slice(1))`, 'proxy', '--bootstrap', file, '--log-level', 'error'],
+    { stdio: ['ignore', 'inherit', 'inherit'] },
+  );
+  try {
+    await waitReady(adminPort);
+    await load(listenPort, 1000); // warm-up
+    const quiet = await load(listenPort, SECONDS * 1000);
+    const until = { done: false };
+    const scraping = scrapes(adminPort, until);
+    const busy = await load(listenPort, SECONDS * 1000);
+    until.done = true;
+    const scrape = await scraping;
+    return { clusters: n, quiet, busy, scrape };
+  } finally {
+    child.kill('SIGKILL');
+    up.close();
+  }
+}
+
+const results = [];
+for (const n of SIZES) results.push(await one(n));
+if (JSON_OUT) {
+  console.log(JSON.stringify({ load: loadavg(), results }, null, 2));
+} else {
+  const f = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-');
+  console.log(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}; ${SECONDS} s per window; dist ${dist}`);
+  console.log('clusters | scrapes | scrape p50 ms | scrape max ms | body KiB | no scrape p50/p99/max ms | scraping p50/p99/max ms | requests (quiet/scraping)');
+  for (const r of results) {
+    console.log(
+      `${r.clusters} | ${r.scrape.n} | ${f(r.scrape.p50)} | ${f(r.scrape.max)} | ${(r.scrape.bytes / 1024).toFixed(0)} | ` +
+        `${f(r.quiet.p50)}/${f(r.quiet.p99)}/${f(r.quiet.max)} | ${f(r.busy.p50)}/${f(r.busy.p99)}/${f(r.busy.max)} | ${r.quiet.n}/${r.busy.n}`,
+    );
+  }
+}
