@@ -104,6 +104,20 @@ export const RESOURCE_PROTO_FILES: readonly string[] = Object.freeze([
   'envoy/extensions/access_loggers/file/v3/file.proto',
   'envoy/extensions/access_loggers/stream/v3/stream.proto',
   'envoy/config/trace/v3/opentelemetry.proto',
+  // listener filter_chain_matcher: network matching inputs and IP matchers
+  'envoy/extensions/matching/common_inputs/network/v3/network_inputs.proto',
+  'envoy/extensions/matching/input_matchers/ip/v3/ip.proto',
+  'xds/type/matcher/v3/ip.proto',
+  // istiod's Wasm-form filters (istio.stats / metadata_exchange in older Istio)
+  'envoy/extensions/filters/http/wasm/v3/wasm.proto',
+  'envoy/extensions/filters/network/wasm/v3/wasm.proto',
+  // in every HCM istiod writes
+  'envoy/extensions/filters/http/grpc_stats/v3/config.proto',
+  'envoy/extensions/request_id/uuid/v3/uuid.proto',
+  // ambient/HBONE pieces, decoded only to be rejected by name
+  'envoy/extensions/transport_sockets/internal_upstream/v3/internal_upstream.proto',
+  'envoy/extensions/filters/http/set_filter_state/v3/set_filter_state.proto',
+  'envoy/extensions/filters/network/set_filter_state/v3/set_filter_state.proto',
   // untyped extension configs
   'udpa/type/v1/typed_struct.proto',
   'xds/type/v3/typed_struct.proto',

@@ -192,7 +192,7 @@ const cases: [string, () => Res | FieldIssue[], FieldIssue[]][] = [
   [
     'internal listener address',
     () => decodeListener(listener({ address: { envoy_internal_address: { server_listener_name: 'x' } } }), ctx()),
-    [{ path: 'address.envoy_internal_address', message: 'internal listener addresses are not supported by meshlet' }],
+    [{ path: 'address.envoy_internal_address', message: 'envoy_internal_address (ambient/HBONE internal listeners) is not supported: meshlet implements the sidecar data plane, not ambient' }],
   ],
   [
     'custom resolver',
@@ -583,7 +583,7 @@ const cases: [string, () => Res | FieldIssue[], FieldIssue[]][] = [
     () => withTcp({ stat_prefix: 't', tunneling_config: { hostname: 'h' } }),
     [
       { path: 'filter_chains[0].filters[0].typed_config', message: 'one of cluster, weighted_clusters must be set' },
-      { path: 'filter_chains[0].filters[0].typed_config.tunneling_config', message: 'is not supported by meshlet' },
+      { path: 'filter_chains[0].filters[0].typed_config.tunneling_config', message: 'HBONE/CONNECT tunneling (ambient) is not supported: meshlet implements the sidecar data plane, not ambient' },
     ],
   ],
   [

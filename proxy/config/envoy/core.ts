@@ -105,7 +105,7 @@ export function decodeAddress(r: Reader, opts: AddressOptions = {}): Address | u
   if (which === undefined) {
     r.issues.error(r.path || '(root)', 'one of socket_address, pipe must be set');
   } else if (which === 'envoy_internal_address') {
-    r.error(which, 'internal listener addresses are not supported by meshlet');
+    r.error(which, 'envoy_internal_address (ambient/HBONE internal listeners) is not supported: meshlet implements the sidecar data plane, not ambient');
   } else if (which === 'pipe') {
     const p = r.obj('pipe');
     if (p) {

@@ -17,6 +17,7 @@ import { runForeign } from './per-filter';
 import { decodeRouteConfigurationR } from './route';
 import { decodeUpgradeConfigs } from './route-action';
 import { decodeTracingProvider } from './tracing';
+import { reportUnsupportedType } from './unsupported';
 
 export const T_HCM = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const INT31_MAX = 2147483647;
@@ -85,7 +86,7 @@ export function decodeHttpFilters(r: Reader, ctx: DecodeContext): HttpFilterConf
       }
       if (isOptional)
         tc.reader.issues.warn(tc.reader.sub('@type'), `unknown HTTP filter type ${tc.type}, ignored (is_optional)`);
-      else tc.reader.issues.error(tc.reader.sub('@type'), `unsupported HTTP filter type ${tc.type}`);
+      else reportUnsupportedType(tc, 'HTTP filter');
       continue;
     }
     const config = runForeign(tc.reader, (x) => factory.decode(x));

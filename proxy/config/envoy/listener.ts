@@ -20,6 +20,7 @@ import type {
 } from '../types';
 import { decodeAccessLogs } from './access-log';
 import { decodeChainMatcher, type MatcherNames } from './chain-matcher';
+import { AMBIENT_REASON, reportUnsupportedType } from './unsupported';
 import type { DecodeContext } from './context';
 import { decodeAddress, dur, enumOf } from './core';
 import { decodeHcm, T_HCM } from './hcm';
@@ -224,7 +225,7 @@ function decodeNetworkFilter(
   if (tc) {
     const decoder = NETWORK_FILTERS.get(tc.type);
     if (decoder) out = decoder.decode(tc.reader, name, ctx, dir);
-    else tc.reader.issues.error(tc.reader.sub('@type'), `unsupported network filter type ${tc.type}`);
+    else reportUnsupportedType(tc, 'network filter');
   }
   r.done();
   return { value: out, type: tc?.type };
@@ -285,8 +286,12 @@ function defaultName(a: Address | undefined): string {
 
 /** envoy.config.listener.v3.Listener; a missing name becomes "<ip>_<port>" (Istio's convention). */
 export function decodeListenerR(r: Reader, ctx: DecodeContext): ListenerConfig | undefined {
+  // Internal listeners carry no address: report the feature, not the missing field.
+  const internal = r.has('internal_listener');
+  r.raw('internal_listener');
+  if (internal) r.error('internal_listener', `internal listeners (ambient/HBONE) are not supported: ${AMBIENT_REASON}`);
   const ar = r.obj('address');
-  if (!ar) r.error('address', 'is required');
+  if (!ar && !internal) r.error('address', 'is required');
   const address = ar ? decodeAddress(ar, { ipHint: 'a listener binds an IP address' }) : undefined;
   const name = r.str('name') || defaultName(address);
   const trafficDirection = enumOf(

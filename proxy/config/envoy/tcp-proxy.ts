@@ -45,10 +45,11 @@ export function decodeTcpProxy(r: Reader, ctx: DecodeContext): TcpProxyConfig | 
   const idleTimeoutMs = dur(r, 'idle_timeout', 3_600_000);
   const maxConnectAttempts = r.int('max_connect_attempts', 1, 1, 0xffffffff);
   const accessLog = decodeAccessLogs(r);
-  for (const k of ['tunneling_config', 'on_demand'] as const) {
-    if (r.has(k)) r.error(k, 'is not supported by meshlet');
-    r.raw(k);
-  }
+  if (r.has('tunneling_config'))
+    r.error('tunneling_config', 'HBONE/CONNECT tunneling (ambient) is not supported: meshlet implements the sidecar data plane, not ambient');
+  r.raw('tunneling_config');
+  if (r.has('on_demand')) r.error('on_demand', 'is not supported by meshlet');
+  r.raw('on_demand');
   r.done();
   if (!cluster || !statPrefix) return undefined;
   return { statPrefix, cluster, idleTimeoutMs, maxConnectAttempts, accessLog };

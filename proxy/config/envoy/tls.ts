@@ -21,6 +21,7 @@ import type { DecodeContext } from './context';
 import { decodeConfigSource } from './config-source';
 import { decodeDataSource, enumNamed, enumOf } from './core';
 import { decodeStringMatcher } from './matchers';
+import { reportUnsupportedType } from './unsupported';
 
 export const T_DOWNSTREAM_TLS = 'envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext';
 export const T_UPSTREAM_TLS = 'envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
@@ -291,7 +292,7 @@ export function decodeTransportSocket(
           `expected ${want} for a ${dir} transport socket, got ${tc.type}`,
         );
       } else {
-        tc.reader.issues.error(tc.reader.sub('@type'), `unsupported transport socket type ${tc.type}`);
+        reportUnsupportedType(tc, 'transport socket');
       }
     }
   }
