@@ -104,6 +104,8 @@ export class MeshletServer {
   state: ServerState = 'PRE_INITIALIZING';
   /** POST /healthcheck/fail sets this: readiness reports not ready, traffic keeps flowing. */
   healthCheckFailed = false;
+  /** POST /drain_listeners was called: listeners refuse new connections, readiness fails. */
+  listenersDrained = false;
   /** RDS route tables by name (filled by the xDS client). */
   readonly routeTables = new Map<string, RouteConfiguration>();
   private readonly tcp = new TcpTransportSocketFactory();
@@ -139,7 +141,7 @@ export class MeshletServer {
         tracing: opts.bootstrap.tracing,
         localCertificate: () => this.certs.identity()?.chain[0],
         resolveCluster: (name) => this.clusters.get(name)?.hosts[0]?.key,
-        readiness: () => (this.ready ? undefined : this.state),
+        readiness: () => (this.ready ? undefined : this.reportedState),
         onHttpStream: opts.onHttpStream,
         onTcpSession: opts.onTcpSession,
       },
@@ -151,7 +153,18 @@ export class MeshletServer {
   /** Each component's counters, read by /stats and the Prometheus families at scrape time. */
   private registerStats(): void {
     const stats = this.telemetry.stats;
-    stats.addSource(serverStatsSource(this));
+    // eslint-disable-next-line @typescript-eslint/no-this-alias -- getters below read the live server
+    const self = this;
+    stats.addSource(
+      serverStatsSource({
+        get startedAt() {
+          return self.startedAt;
+        },
+        get state() {
+          return self.reportedState;
+        },
+      }),
+    );
     stats.addSource(clusterStatsSource(this.clusters));
     stats.addSource(listenerStatsSource(this.listeners));
     stats.addSource(xdsStatsSource(() => this.dynamic?.client.stats()));
@@ -243,7 +256,15 @@ export class MeshletServer {
 
   /** Whether the proxy is ready for traffic (Envoy's /ready: LIVE and not failed by admin). */
   get ready(): boolean {
-    return this.state === 'LIVE' && !this.healthCheckFailed;
+    return this.state === 'LIVE' && !this.healthCheckFailed && !this.listenersDrained;
+  }
+
+  /**
+   * The state admin and metrics report (Envoy's serverState): DRAINING once /healthcheck/fail or
+   * /drain_listeners was called (listeners refuse or are about to), or during shutdown.
+   */
+  get reportedState(): ServerState {
+    return this.state === 'LIVE' && (this.healthCheckFailed || this.listenersDrained) ? 'DRAINING' : this.state;
   }
 
   /**

@@ -13,7 +13,11 @@ import type { ClusterManager } from '../upstream/cluster-manager';
 export interface AdminTarget {
   /** Envoy's server state (PRE_INITIALIZING, INITIALIZING, LIVE, DRAINING). */
   readonly state: string;
-  /** LIVE and not failed by /healthcheck/fail. */
+  /** What admin and metrics report: DRAINING after /healthcheck/fail or /drain_listeners. */
+  readonly reportedState: string;
+  /** Set by POST /drain_listeners. */
+  listenersDrained: boolean;
+  /** LIVE and not failed by /healthcheck/fail or /drain_listeners. */
   readonly ready: boolean;
   /** Set and cleared by POST /healthcheck/fail and /healthcheck/ok. */
   healthCheckFailed: boolean;

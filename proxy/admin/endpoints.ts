@@ -17,13 +17,13 @@ function addressString(a: { kind: 'socket'; host: string; port: number } | { kin
 
 export function registerCoreEndpoints(admin: AdminServer, server: AdminTarget): void {
   admin.route('GET', '/ready', 'LIVE when ready for traffic, 503 otherwise', () =>
-    server.ready ? text('LIVE') : text(server.healthCheckFailed ? 'DRAINING' : server.state, 503),
+    server.ready ? text('LIVE') : text(server.reportedState, 503),
   );
 
   admin.route('GET', '/server_info', 'version, state, uptime and node', () =>
     json({
       version: `meshlet/${VERSION}`,
-      state: server.state,
+      state: server.reportedState,
       hot_restart_version: 'disabled',
       uptime_current_epoch: `${Math.floor((Date.now() - server.startedAt) / 1000)}s`,
       uptime_all_epochs: `${Math.floor((Date.now() - server.startedAt) / 1000)}s`,
@@ -102,6 +102,7 @@ export function registerCoreEndpoints(admin: AdminServer, server: AdminTarget): 
 
   admin.route('POST', '/drain_listeners', 'stop accepting and drain (?graceful, ?inboundonly)', (q) => {
     const inboundOnly = q.has('inboundonly');
+    server.listenersDrained = true;
     server.listeners.drainAll(inboundOnly ? (l) => l.config.trafficDirection === 'INBOUND' : undefined);
     return text('OK');
   });
