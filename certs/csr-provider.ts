@@ -83,6 +83,11 @@ export interface CsrProviderConfig {
   readonly validityMs: number;
   /** Fraction of the lifetime after which the certificate is re-issued (0 < r < 1). Default 0.5. */
   readonly gracePeriodRatio: number;
+  /**
+   * Istio's SECRET_GRACE_PERIOD_RATIO_JITTER (default 0.01): each renewal moves the ratio by a
+   * random amount in [-jitter, +jitter], so sidecars started together do not renew together.
+   */
+  readonly gracePeriodRatioJitter: number;
 }
 
 /**
@@ -112,6 +117,11 @@ export function csrProviderConfigFromMetadata(metadata: Readonly<Record<string, 
     if (trustDomain !== undefined && !isValidTrustDomain(trustDomain)) r.error('trust_domain', `"${trustDomain}" is not a valid SPIFFE trust domain`);
     const gracePeriodRatio = r.num('grace_period_ratio', 0.5, 0, 1);
     if (gracePeriodRatio <= 0 || gracePeriodRatio >= 1) r.error('grace_period_ratio', 'must be strictly between 0 and 1');
+    const gracePeriodRatioJitter = r.num('grace_period_ratio_jitter', 0.01, 0, 1);
+    const ratioOk = gracePeriodRatio > 0 && gracePeriodRatio < 1;
+    if (ratioOk && (gracePeriodRatioJitter < 0 || gracePeriodRatioJitter >= Math.min(gracePeriodRatio, 1 - gracePeriodRatio))) {
+      r.error('grace_period_ratio_jitter', 'must be at least 0 and smaller than grace_period_ratio and 1 - grace_period_ratio');
+    }
     cfg = {
       caAddress,
       caServerName: r.str('ca_server_name', 'istiod.istio-system.svc'),
@@ -123,6 +133,7 @@ export function csrProviderConfigFromMetadata(metadata: Readonly<Record<string, 
       ...(trustDomain !== undefined ? { trustDomain } : {}),
       validityMs: r.durationMs('validity', 0),
       gracePeriodRatio,
+      gracePeriodRatioJitter,
     };
     r.done();
   }
@@ -130,6 +141,15 @@ export function csrProviderConfigFromMetadata(metadata: Readonly<Record<string, 
   const problems = [...issues.errors, ...issues.warnings.map((w) => ({ path: w.path, message: 'unknown field' }))];
   if (problems.length > 0) throw new ConfigError('certificate provider', problems);
   return cfg;
+}
+
+/**
+ * The fraction of a certificate's lifetime after which it is renewed: grace_period_ratio moved by
+ * a jitter in [-grace_period_ratio_jitter, +grace_period_ratio_jitter] (`random` in [0, 1)), as
+ * Istio's secret manager does.
+ */
+export function renewalRatio(cfg: Pick<CsrProviderConfig, 'gracePeriodRatio' | 'gracePeriodRatioJitter'>, random: number): number {
+  return cfg.gracePeriodRatio + (2 * random - 1) * cfg.gracePeriodRatioJitter;
 }
 
 /** A certificate and key this provider can authenticate to the CA with. */
@@ -325,7 +345,7 @@ export class CsrCertificateProvider {
       this.own = { certChainPem, privateKeyPem: key.privateKeyPem, notAfter };
       this.stats.issued++;
       const start = Math.max(Date.parse(leaf.validFrom), receivedAt);
-      const delay = Math.max(0, (notAfter - start) * this.config.gracePeriodRatio - (this.now() - start));
+      const delay = Math.max(0, (notAfter - start) * renewalRatio(this.config, Math.random()) - (this.now() - start));
       this.schedule(delay, 0);
       this.opts.log?.info({ serial: leaf.serialNumber, spiffeId, notAfter: new Date(notAfter).toISOString(), renewInMs: Math.round(delay) }, 'workload certificate issued for a locally generated key');
       return true;

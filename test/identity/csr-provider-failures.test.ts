@@ -37,7 +37,7 @@ afterAll(() => {
 });
 
 function config(caAddress: string): CsrProviderConfig {
-  return { caAddress, caServerName: 'istiod.istio-system.svc', secretName: 'default', trustBundle: 'ROOTCA', validityMs: 0, gracePeriodRatio: 0.5 };
+  return { caAddress, caServerName: 'istiod.istio-system.svc', secretName: 'default', trustBundle: 'ROOTCA', validityMs: 0, gracePeriodRatio: 0.5, gracePeriodRatioJitter: 0.01 };
 }
 
 async function storeWithRoots(): Promise<CertStore> {

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { buildCsr, csrProviderConfigFromMetadata } from '../../certs/csr-provider';
+import { buildCsr, csrProviderConfigFromMetadata, renewalRatio } from '../../certs/csr-provider';
 import type { RotationEvent } from '../../certs/store';
 import { parseMeshOrThrow } from '../../control-plane/mesh';
 import { ControlPlaneServer } from '../../control-plane/server';
@@ -163,7 +163,23 @@ describe('MESHLET_CERT_PROVIDER configuration', () => {
     expect(warnings.filter((w) => w.path.startsWith('node'))).toEqual([]);
     expect(bootstrap.node.metadata).toHaveProperty('MESHLET_CERT_PROVIDER');
     const cfg = csrProviderConfigFromMetadata(bootstrap.node.metadata)!;
-    expect(cfg).toMatchObject({ caAddress: '127.0.0.1:15012', secretName: 'default', trustBundle: 'ROOTCA', validityMs: 10000, gracePeriodRatio: 0.5 });
+    expect(cfg).toMatchObject({ caAddress: '127.0.0.1:15012', secretName: 'default', trustBundle: 'ROOTCA', validityMs: 10000, gracePeriodRatio: 0.5, gracePeriodRatioJitter: 0.01 });
+  });
+
+  it("renews at grace_period_ratio moved by at most Istio's jitter, in both directions", () => {
+    const cfg = csrProviderConfigFromMetadata({ MESHLET_CERT_PROVIDER: { kind: 'istio_csr', ca_address: 'ca:15012', grace_period_ratio: 0.5, grace_period_ratio_jitter: 0.1 } })!;
+    expect(cfg.gracePeriodRatioJitter).toBe(0.1);
+    expect(renewalRatio(cfg, 0)).toBeCloseTo(0.4, 10);
+    expect(renewalRatio(cfg, 0.5)).toBeCloseTo(0.5, 10);
+    expect(renewalRatio(cfg, 0.999999)).toBeCloseTo(0.6, 5);
+    const seen = Array.from({ length: 200 }, () => renewalRatio(cfg, Math.random()));
+    expect(Math.min(...seen)).toBeGreaterThanOrEqual(0.4);
+    expect(Math.max(...seen)).toBeLessThan(0.6);
+    expect(new Set(seen).size).toBeGreaterThan(1);
+    // A jitter that could push the ratio to 0 or 1 is refused with its path.
+    expect(() => csrProviderConfigFromMetadata({ MESHLET_CERT_PROVIDER: { kind: 'istio_csr', ca_address: 'ca:15012', grace_period_ratio: 0.9, grace_period_ratio_jitter: 0.2 } })).toThrow(
+      /MESHLET_CERT_PROVIDER\.grace_period_ratio_jitter/,
+    );
   });
 
   it('reports every bad field with its path', () => {
