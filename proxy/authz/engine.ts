@@ -142,6 +142,14 @@ export function principalMatches(p: RbacPrincipal, input: AuthzInput): boolean {
       return input.head !== undefined && matchHeader(p.header, input.head);
     case 'url_path':
       return urlPathMatches(p.matcher, input.head);
+    case 'filter_state': {
+      // What istio_authn sets: the peer's and the local SPIFFE ID of an mTLS connection; absent
+      // on plaintext connections (then nothing matches, as in Envoy).
+      const tls = input.connection.tls;
+      if (tls === undefined) return false;
+      const v = p.key === 'io.istio.peer_principal' ? (tls.peerPrincipal ?? tls.peerUriSans?.[0]) : tls.localPrincipal;
+      return v !== undefined && matchString(p.matcher, v);
+    }
   }
   return false;
 }

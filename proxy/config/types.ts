@@ -549,7 +549,12 @@ export type RbacPrincipal =
   | { readonly kind: 'authenticated'; readonly principalName?: StringMatcher }
   | { readonly kind: 'direct_remote_ip' | 'remote_ip' | 'source_ip'; readonly cidr: CidrRange }
   | { readonly kind: 'header'; readonly header: HeaderMatcher }
-  | { readonly kind: 'url_path'; readonly matcher: StringMatcher };
+  | { readonly kind: 'url_path'; readonly matcher: StringMatcher }
+  /** filter_state over Istio's principal keys (what istio_authn puts there from the mTLS peer). */
+  | { readonly kind: 'filter_state'; readonly key: IstioPrincipalKey; readonly matcher: StringMatcher };
+
+/** The filter state keys istio_authn sets on an mTLS connection. */
+export type IstioPrincipalKey = 'io.istio.peer_principal' | 'io.istio.local_principal';
 
 // ───────────────────────────── Access log ─────────────────────────────
 

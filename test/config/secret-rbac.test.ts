@@ -304,8 +304,12 @@ describe('RBAC', () => {
     expect(errors).toEqual([
       { path: `${P}.rules.policies.a.permissions[0].metadata`, message: 'this permission is not supported by meshlet' },
       {
-        path: `${P}.rules.policies.a.principals[0].filter_state`,
-        message: 'this principal is not supported by meshlet',
+        path: `${P}.rules.policies.a.principals[0].filter_state.string_match`,
+        message: 'is required (meshlet matches filter state as a string)',
+      },
+      {
+        path: `${P}.rules.policies.a.principals[0].filter_state.key`,
+        message: 'filter state key "k" is not supported (meshlet provides io.istio.peer_principal and io.istio.local_principal)',
       },
       { path: `${P}.rules.policies.a.condition`, message: 'CEL conditions are not supported by meshlet' },
       { path: `${P}.rules.policies.b.permissions`, message: 'at least one permission is required' },

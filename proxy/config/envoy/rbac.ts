@@ -213,6 +213,24 @@ export function decodePrincipal(r: Reader): RbacPrincipal | undefined {
       if (matcher) out = { kind: 'url_path', matcher };
       break;
     }
+    case 'filter_state': {
+      // Istio's AuthorizationPolicy principals: io.istio.peer_principal / local_principal, the
+      // SPIFFE IDs of the mTLS peer and of this workload. meshlet reads them from the connection.
+      const s = r.obj(which);
+      if (!s) break;
+      const key = s.requiredStr('key');
+      const sm = s.obj('string_match');
+      if (!sm) s.error('string_match', 'is required (meshlet matches filter state as a string)');
+      const matcher = sm ? decodeStringMatcher(sm) : undefined;
+      s.ignore('present_match');
+      if (s.has('present_match')) s.error('present_match', 'is not supported by meshlet; use string_match');
+      const ok = key === 'io.istio.peer_principal' || key === 'io.istio.local_principal';
+      if (key && !ok)
+        s.error('key', `filter state key ${JSON.stringify(key)} is not supported (meshlet provides io.istio.peer_principal and io.istio.local_principal)`);
+      s.done();
+      if (ok && matcher) out = { kind: 'filter_state', key, matcher };
+      break;
+    }
     default:
       r.error(which, 'this principal is not supported by meshlet');
       r.raw(which);
