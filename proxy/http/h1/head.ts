@@ -201,6 +201,7 @@ export class H1Head {
       end++;
     }
     if (end === start) return this.bad(400, 'empty authority in request target');
+    if (!validAuthority(target, start, end)) return this.bad(400, 'invalid authority in request target');
     this.authority = target.slice(start, end).toLowerCase();
     if (end === target.length) this.path = '/';
     else if (target.charCodeAt(end) === 0x2f) this.path = target.slice(end);
@@ -486,3 +487,43 @@ export class H1Head {
     return true;
   }
 }
+
+/**
+ * RFC 3986 authority (no userinfo): `[` IPv6/IPvFuture `]` or a reg-name/IPv4 of unreserved,
+ * pct-encoded and sub-delim characters, then an optional `:port` of digits. `http://[::1` and
+ * `http://a b` are not URIs and must not be forwarded (Envoy answers 400).
+ */
+function validAuthority(s: string, start: number, end: number): boolean {
+  let i = start;
+  if (s.charCodeAt(i) === 0x5b) {
+    i++;
+    const open = i;
+    while (i < end && s.charCodeAt(i) !== 0x5d) {
+      const c = s.charCodeAt(i);
+      const hex = (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66);
+      if (!hex && c !== 0x3a && c !== 0x2e && c !== 0x76 && c !== 0x56) return false;
+      i++;
+    }
+    if (i >= end || i === open) return false;
+    i++;
+  } else {
+    while (i < end && s.charCodeAt(i) !== 0x3a) {
+      if (!REG_NAME_CHAR[s.charCodeAt(i)]) return false;
+      i++;
+    }
+  }
+  if (i === end) return true;
+  if (s.charCodeAt(i) !== 0x3a) return false;
+  for (i++; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return false;
+  }
+  return true;
+}
+
+/** unreserved / pct-encoded ('%') / sub-delims, by char code. */
+const REG_NAME_CHAR: readonly boolean[] = (() => {
+  const t: boolean[] = new Array<boolean>(128).fill(false);
+  for (const ch of "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;=") t[ch.charCodeAt(0)] = true;
+  return t;
+})();
