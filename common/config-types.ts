@@ -32,7 +32,7 @@ export interface NodeInfo {
 /** envoy.config.core.v3.ConfigSource, reduced to what meshlet supports. */
 export type ConfigSource =
   | { readonly kind: 'ads' }
-  | { readonly kind: 'path'; readonly path: string }
+  | { readonly kind: 'path'; readonly path: string; readonly watchedDirectory?: string }
   | { readonly kind: 'api_config_source'; readonly apiType: 'GRPC' | 'DELTA_GRPC'; readonly grpc: GrpcService[] };
 
 /** envoy.config.core.v3.GrpcService */
@@ -93,6 +93,11 @@ export interface DynamicResources {
   readonly cdsConfig?: ConfigSource;
   /** How long a requested resource may stay unsent before it is deemed not to exist (Envoy: 15 s). */
   readonly initialFetchTimeoutMs: number;
+}
+
+/** The bootstrap has dynamic resources to fetch: an ADS stream, or LDS/CDS from files. */
+export function hasDynamicSources(d: DynamicResources | undefined): boolean {
+  return d !== undefined && (d.adsConfig !== undefined || d.ldsConfig?.kind === 'path' || d.cdsConfig?.kind === 'path');
 }
 
 /** envoy.type.matcher.v3.StringMatcher */

@@ -38,6 +38,7 @@ import { ListenerManager } from './listeners/listener-manager';
 import { buildNetworkFilters } from './listeners/network-filter';
 import { createRegistries, type Registries } from './registry';
 import type { TcpSessionRecord } from './tcp/tcp-proxy';
+import { hasDynamicSources } from '../common/config-types';
 import { logger } from '../common/logger';
 import {
   clusterStatsSource,
@@ -228,7 +229,7 @@ export class MeshletServer {
       throw err;
     }
     this.certProvider?.start();
-    if (b.dynamicResources?.adsConfig) {
+    if (hasDynamicSources(b.dynamicResources)) {
       // The xDS side (and with it gRPC and the Envoy protos) loads only for dynamic bootstraps.
       const { DynamicConfig } = await import('./dynamic/xds-config');
       this.dynamic = new DynamicConfig(

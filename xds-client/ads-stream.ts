@@ -70,13 +70,13 @@ export abstract class AdsStream<Req, Res> {
     const seen = new Set<string>();
     for (const url of SUBSCRIPTION_ORDER) {
       const state = this.subs.get(url);
-      if (state?.isSubscribed()) {
+      if (state?.isSubscribed() && !state.external) {
         seen.add(url);
         this.subscribe(state);
       }
     }
     for (const state of this.subs.all()) {
-      if (!seen.has(state.typeUrl) && state.isSubscribed()) this.subscribe(state);
+      if (!seen.has(state.typeUrl) && state.isSubscribed() && !state.external) this.subscribe(state);
     }
   }
 
@@ -102,7 +102,7 @@ export abstract class AdsStream<Req, Res> {
     this.dirty.clear();
     for (const url of pending) {
       const state = this.subs.get(url);
-      if (state) this.subscribe(state);
+      if (state && !state.external) this.subscribe(state);
     }
   }
 

@@ -53,6 +53,8 @@ export class TypeState<T> {
   /** A response for this type has arrived on some stream. */
   receivedResponse = false;
   wildcardTimer?: NodeJS.Timeout;
+  /** Fed by a file (path_config_source), never requested on an ADS stream. */
+  external = false;
   readonly counters: TypeCounters = { updateAttempt: 0, updateSuccess: 0, updateRejected: 0 };
 
   constructor(readonly def: ResourceTypeDef<T>) {}

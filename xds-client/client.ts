@@ -27,8 +27,9 @@ import {
   googleChannelCredentials,
   toGrpcMetadata,
 } from './grpc-credentials';
+import { FileSource, type FileSourceOptions } from './file-source';
 import { toStructProto } from './proto-json';
-import { adsServiceDefinition, type NodeProto } from './protos';
+import { adsServiceDefinition, type NodeProto, TYPE_URLS } from './protos';
 import type { ResourceTypeDef, XdsWatcher } from './resource-types';
 import { buildSnapshot, type XdsSnapshot } from './snapshot';
 import { SotwStream } from './sotw-stream';
@@ -53,7 +54,7 @@ export interface ResolvedCluster {
 export interface XdsClientOptions {
   /** The bootstrap node identity. */
   readonly node: NodeInfo;
-  /** `dynamic_resources` from the bootstrap; `adsConfig` is required. */
+  /** `dynamic_resources` from the bootstrap; `adsConfig` is required unless LDS and CDS come from files. */
   readonly dynamicResources: DynamicResources;
   /** Resolve an `envoy_grpc.cluster_name` to an address (called on every connection attempt). */
   readonly resolveCluster?: (name: string) => ResolvedCluster | undefined;
@@ -128,7 +129,11 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
   private readonly node: NodeProto;
   private readonly delta: boolean;
   private readonly nodeOnFirstOnly: boolean;
-  private readonly service: GrpcService;
+  /** The ADS server; undefined when every dynamic type comes from a file. */
+  private readonly service: GrpcService | undefined;
+  /** lds_config / cds_config that name a file (path_config_source), by type URL. */
+  private readonly fileOptions = new Map<string, FileSourceOptions>();
+  private readonly files: FileSource[] = [];
   private readonly AdsClient = grpcLib().makeGenericClientConstructor(adsServiceDefinition(), 'AggregatedDiscoveryService');
   private grpcClient?: grpc.Client;
   private clientKey = '';
@@ -143,25 +148,34 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
 
   constructor(private readonly opts: XdsClientOptions) {
     super();
-    const ads = opts.dynamicResources.adsConfig;
-    if (!ads) throw new MeshletError('MESHLET_ERR_BOOTSTRAP', 'xds: dynamic_resources.ads_config is required');
-    if (ads.grpcServices.length === 0)
+    const dyn = opts.dynamicResources;
+    for (const [typeUrl, src] of [
+      [TYPE_URLS.listener, dyn.ldsConfig],
+      [TYPE_URLS.cluster, dyn.cdsConfig],
+    ] as const) {
+      if (src?.kind === 'path') this.fileOptions.set(typeUrl, { path: src.path, watchedDirectory: src.watchedDirectory });
+    }
+    const ads = dyn.adsConfig;
+    const fileOnly = !ads && this.fileOptions.size > 0 && [dyn.ldsConfig, dyn.cdsConfig].every((c) => !c || c.kind === 'path');
+    if (!ads && !fileOnly) throw new MeshletError('MESHLET_ERR_BOOTSTRAP', 'xds: dynamic_resources.ads_config is required');
+    if (ads && ads.grpcServices.length === 0)
       throw new MeshletError('MESHLET_ERR_BOOTSTRAP', 'xds: ads_config.grpc_services is empty');
     // Envoy uses the first grpc_service; the others are ignored (as in Envoy).
-    this.service = ads.grpcServices[0];
-    this.delta = ads.apiType === 'DELTA_GRPC';
-    this.nodeOnFirstOnly = ads.setNodeOnFirstMessageOnly;
+    this.service = ads?.grpcServices[0];
+    this.delta = ads?.apiType === 'DELTA_GRPC';
+    this.nodeOnFirstOnly = ads?.setNodeOnFirstMessageOnly ?? false;
     this.node = toNodeProto(opts.node, opts.userAgentVersion ?? VERSION);
-    this.callMetadata = callMetadataSource(this.service, opts.callMetadata);
+    this.callMetadata = this.service ? callMetadataSource(this.service, opts.callMetadata) : undefined;
     this.backoff = new ExponentialBackoff(opts.backoff);
-    this.subs = new Subscriptions(opts.dynamicResources.initialFetchTimeoutMs, (typeUrl) =>
-      this.stream?.interestChanged(typeUrl),
-    );
+    this.subs = new Subscriptions(opts.dynamicResources.initialFetchTimeoutMs, (typeUrl) => {
+      if (!this.fileOptions.has(typeUrl)) this.stream?.interestChanged(typeUrl);
+    });
   }
 
   /** Register a resource type (from the composition root, before `watch`). */
   registerType<T>(def: ResourceTypeDef<T>): void {
-    this.subs.register(def);
+    const state = this.subs.register(def);
+    if (this.fileOptions.has(def.typeUrl)) state.external = true;
   }
 
   /**
@@ -179,7 +193,14 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     if (this.started || this.closed) return;
     this.started = true;
     this.subs.armTimers();
-    this.connect();
+    for (const [typeUrl, o] of this.fileOptions) {
+      const state = this.subs.get(typeUrl);
+      if (!state) continue;
+      const src = new FileSource(state, this.subs, o, (e) => this.emit('update', e));
+      this.files.push(src);
+      src.start();
+    }
+    if (this.service) this.connect();
   }
 
   /** True while a stream is established (response headers or a response received). */
@@ -204,6 +225,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.retryTimer);
+    for (const f of this.files.splice(0)) f.close();
     this.stream?.close();
     this.stream = undefined;
     this.subs.stopTimers();
@@ -215,7 +237,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
   // ───────────── connection management ─────────────
 
   private resolveTarget(): Target {
-    const svc = this.service;
+    const svc = this.service!;
     const options: grpc.ChannelOptions = {
       // Big pushes (thousands of clusters/endpoints) exceed gRPC's 4 MiB default.
       'grpc.max_receive_message_length': 256 * 1024 * 1024,

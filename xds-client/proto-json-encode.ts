@@ -37,6 +37,9 @@ const BASE64_RE = /^[A-Za-z0-9+/_-]*={0,2}$/;
 class Encoder {
   readonly issues: FieldIssue[] = [];
 
+  /** `singleAsList`: a lone value where a list is expected is a list of one (see jsonToAny). */
+  constructor(private readonly singleAsList = false) {}
+
   private fail(path: string, message: string): undefined {
     this.issues.push({ path: path || '(root)', message });
     return undefined;
@@ -97,6 +100,11 @@ class Encoder {
         }
         converted = m;
       } else if (fp.repeated) {
+        if (!Array.isArray(v) && this.singleAsList && isPlainObject(v)) {
+          const item = this.single(fp, v, `${p}[0]`);
+          if (item !== undefined) out[fp.name] = [item];
+          continue;
+        }
         if (!Array.isArray(v)) {
           this.fail(p, `expected an array, got ${describe(v)}`);
           continue;
@@ -324,9 +332,13 @@ export function jsonToMessage(typeName: string, json: unknown): Buffer {
   return toBuffer(type.encode(obj).finish());
 }
 
-/** Encode `{"@type": url, ...fields}` into a google.protobuf.Any `{type_url, value}`. */
-export function jsonToAny(json: unknown): { type_url: string; value: Buffer } {
-  const enc = new Encoder();
+/**
+ * Encode `{"@type": url, ...fields}` into a google.protobuf.Any `{type_url, value}`.
+ * `singleAsList`: accept one object where a repeated message field expects a list, as Envoy's YAML
+ * loading does (its own examples write `filters:` with a single mapping).
+ */
+export function jsonToAny(json: unknown, opts: { singleAsList?: boolean } = {}): { type_url: string; value: Buffer } {
+  const enc = new Encoder(opts.singleAsList === true);
   const any = enc.any(json, '');
   if (enc.issues.length > 0 || any === undefined) {
     const url = isPlainObject(json) && typeof json['@type'] === 'string' ? json['@type'] : 'Any';

@@ -418,6 +418,15 @@ export class Subscriptions {
     return { accepted: false, message };
   }
 
+  /**
+   * A response that could not be read at all (a file-based source whose file is missing or not
+   * YAML): recorded like a NACK — type-level error_state, rejected counter — and nothing changes.
+   */
+  rejectResponse<T>(state: TypeState<T>, version: string, message: string): ApplyOutcome {
+    this.firstResponseWithoutResources(state);
+    return this.finish(state, version, [message], new Date());
+  }
+
   /** Deliver queued notifications (the stream calls this once a response is applied, before its ACK/NACK). */
   flush(): void {
     this.notifier.flush();

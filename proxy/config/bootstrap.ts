@@ -74,7 +74,7 @@ function decodeDynamic(r: Reader, ctx: DecodeContext): DynamicResources {
   const src = (key: string) => {
     const s = r.obj(key);
     if (!s) return undefined;
-    const d = decodeConfigSourceFull(s, ctx);
+    const d = decodeConfigSourceFull(s, ctx, { allowPath: true });
     if (d.initialFetchTimeoutMs !== undefined) initialFetchTimeoutMs = d.initialFetchTimeoutMs;
     return d.source;
   };

@@ -17,6 +17,8 @@ export interface ClusterTarget {
   updateEdsService(serviceName: string, cla: ClusterLoadAssignment): unknown;
   /** EDS clusters still waiting for their first assignment (initialization waits for them). */
   readonly warmingCount: number;
+  /** Called when a cluster becomes active (a DNS cluster done warming ends the initial fetch). */
+  onUpdate(listener: () => void): () => void;
 }
 
 /** LDS results, once warm (the listener manager). */

@@ -226,6 +226,8 @@ export class DynamicConfig {
     this.ldsInitialized = !dyn.ldsConfig;
     // Secrets installed outside SDS (the CSR provider) also unblock warming listeners.
     this.targets.secrets.on('rotate', this.onStoreRotate);
+    // A cluster that warms on its own (DNS resolution) completes the initial fetch when it is done.
+    this.cancels.push(this.targets.clusters.onUpdate(() => this.checkInitialized()));
   }
 
   private readonly onStoreRotate = (): void => this.promotePending();

@@ -23,6 +23,7 @@ import cluster, { type Worker } from 'node:cluster';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Address, Bootstrap } from '../config/types';
 import type { DecodeContext } from '../config/envoy/context';
+import { hasDynamicSources } from '../../common/config-types';
 import { logger } from '../../common/logger';
 import { isRelayMessage, type RelayMessage, XdsRelay } from './xds-relay';
 
@@ -133,7 +134,7 @@ export async function runPrimary(o: PrimaryOptions): Promise<number> {
   const broadcast = (m: RelayMessage | typeof SHUTDOWN_MESSAGE): void => {
     for (const s of slots) if (s.worker.isConnected()) s.worker.send(m);
   };
-  const relay = o.bootstrap.dynamicResources?.adsConfig ? new XdsRelay(o.bootstrap, o.decodeContext, broadcast) : undefined;
+  const relay = hasDynamicSources(o.bootstrap.dynamicResources) ? new XdsRelay(o.bootstrap, o.decodeContext, broadcast) : undefined;
 
   let resolveExit: (code: number) => void = () => {};
   const exited = new Promise<number>((r) => {

@@ -346,7 +346,8 @@ const cases: [string, () => Res | FieldIssue[], FieldIssue[]][] = [
   ],
   [
     'HTTP filter without typed_config',
-    () => withHcm({ http_filters: [{ name: 'envoy.filters.http.router' }] }),
+    // Envoy finds a filter by name without typed_config; an unknown name has nothing to go on.
+    () => withHcm({ http_filters: [{ name: 'my.filter' }] }),
     [{ path: `${HCM_P}.http_filters[0].typed_config`, message: 'is required' }],
   ],
   [

@@ -14,7 +14,7 @@ export interface DecodedConfigSource {
 }
 
 /** envoy.config.core.v3.ConfigSource: ads, self (treated as ads), path / path_config_source, api_config_source. */
-export function decodeConfigSourceFull(r: Reader, ctx?: DecodeContext): DecodedConfigSource {
+export function decodeConfigSourceFull(r: Reader, ctx?: DecodeContext, opts: { allowPath?: boolean } = {}): DecodedConfigSource {
   const which = r.oneof(['ads', 'self', 'path', 'path_config_source', 'api_config_source'] as const);
   let source: ConfigSource | undefined;
   const initialFetchTimeoutMs = dur(r, 'initial_fetch_timeout');
@@ -26,15 +26,22 @@ export function decodeConfigSourceFull(r: Reader, ctx?: DecodeContext): DecodedC
     a?.done();
     source = { kind: 'ads' };
     if (ctx?.refs && !ctx.refs.adsConfigured) r.error(which, 'an ADS config source needs dynamic_resources.ads_config');
-  } else if (which === 'path') {
-    const p = r.requiredStr('path');
-    if (p) source = { kind: 'path', path: p };
-  } else if (which === 'path_config_source') {
-    const pr = r.obj(which);
-    if (pr) {
-      const p = pr.requiredStr('path');
-      pr.done();
+  } else if (which === 'path' || which === 'path_config_source') {
+    // File-based xDS (xds-client/file-source.ts) feeds whole types: LDS and CDS.
+    if (!opts.allowPath) r.error(which, 'file-based config sources are supported by meshlet for lds_config and cds_config only');
+    if (which === 'path') {
+      const p = r.requiredStr('path');
       if (p) source = { kind: 'path', path: p };
+    } else {
+      const pr = r.obj(which);
+      if (pr) {
+        const p = pr.requiredStr('path');
+        const wd = pr.obj('watched_directory');
+        const watchedDirectory = wd?.requiredStr('path');
+        wd?.done();
+        pr.done();
+        if (p) source = { kind: 'path', path: p, ...(watchedDirectory ? { watchedDirectory } : {}) };
+      }
     }
   } else {
     const a = r.obj(which);

@@ -7,7 +7,7 @@
  * max_headers_count 100, generate_request_id true, server_name "envoy". One deliberate
  * difference: HTTP/2 max_concurrent_streams defaults to 100 (see Http2Options).
  */
-import type { Reader } from '../../../common/reader';
+import { Reader } from '../../../common/reader';
 import type { HcmConfig, Http2Options, HttpFilterConfig } from '../types';
 import { decodeAccessLogs } from './access-log';
 import type { DecodeContext } from './context';
@@ -57,6 +57,18 @@ export function decodeHttp2Options(r: Reader | undefined): Http2Options {
   return out;
 }
 
+/** Envoy's extension names (and the deprecated ones its examples still use) → config types. */
+const HTTP_FILTER_TYPE_BY_NAME: Readonly<Record<string, string>> = {
+  'envoy.filters.http.router': 'envoy.extensions.filters.http.router.v3.Router',
+  'envoy.router': 'envoy.extensions.filters.http.router.v3.Router',
+  'envoy.filters.http.cors': 'envoy.extensions.filters.http.cors.v3.Cors',
+  'envoy.cors': 'envoy.extensions.filters.http.cors.v3.Cors',
+  'envoy.filters.http.grpc_web': 'envoy.extensions.filters.http.grpc_web.v3.GrpcWeb',
+  'envoy.grpc_web': 'envoy.extensions.filters.http.grpc_web.v3.GrpcWeb',
+  'envoy.filters.http.grpc_http1_bridge': 'envoy.extensions.filters.http.grpc_http1_bridge.v3.Config',
+  'envoy.filters.http.fault': 'envoy.extensions.filters.http.fault.v3.HTTPFault',
+};
+
 /** The http_filters list: decoded through ctx.httpFilters; the terminal filter must be last. */
 export function decodeHttpFilters(r: Reader, ctx: DecodeContext): HttpFilterConfig[] {
   const out: HttpFilterConfig[] = [];
@@ -71,8 +83,14 @@ export function decodeHttpFilters(r: Reader, ctx: DecodeContext): HttpFilterConf
     if (f.has('config_discovery'))
       f.error('config_discovery', 'filter config discovery (ECDS) is not supported by meshlet');
     f.raw('config_discovery');
-    const tc = f.any('typed_config');
-    if (!f.has('typed_config') && !f.has('config_discovery')) f.error('typed_config', 'is required');
+    let tc = f.any('typed_config');
+    if (!f.has('typed_config') && !f.has('config_discovery')) {
+      // Envoy finds the extension by its name when typed_config is absent and uses its empty config.
+      const type = name ? HTTP_FILTER_TYPE_BY_NAME[name] : undefined;
+      const empty = type ? Reader.of({ '@type': `type.googleapis.com/${type}` }, f.sub('typed_config'), f.issues) : undefined;
+      if (empty) tc = { type: type!, reader: empty };
+      else f.error('typed_config', 'is required');
+    }
     f.done();
     if (!tc) continue;
     const factory = ctx.httpFilters.get(tc.type);
