@@ -232,8 +232,9 @@ export function chooseHost(
 function originalDstHost(cluster: UpstreamCluster, head: RequestHead, conn: DownstreamConnectionInfo): Host | undefined {
   const header = cluster.config.originalDstHeader;
   if (header !== undefined) {
-    const v = getHeader(head.headers, header);
-    if (v === undefined) return undefined;
+    // ":authority" (Envoy's spelling for the Host) lives in the head, not among the headers.
+    const v = header === ':authority' || header === 'host' ? head.authority : getHeader(head.headers, header);
+    if (v === undefined || v === '') return undefined;
     const colon = v.lastIndexOf(':');
     const port = Number(v.slice(colon + 1));
     if (colon <= 0 || !Number.isInteger(port) || port <= 0 || port > 65535) return undefined;
