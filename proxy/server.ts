@@ -17,6 +17,7 @@ import { CertStore } from '../certs/store';
 import { registerCoreEndpoints } from './admin/endpoints';
 import { registerInspectEndpoints } from './admin/inspect-endpoints';
 import { allRbacStats } from './authz/stats';
+import { allConnectionLimitStats } from './listeners/connection-limit-stats';
 import { protocolDetection } from './detect/stats';
 import { AdminServer } from './admin/admin-server';
 import type {
@@ -42,6 +43,7 @@ import { hasDynamicSources } from '../common/config-types';
 import { logger } from '../common/logger';
 import {
   clusterStatsSource,
+  connectionLimitStatsSource,
   filterStatsSource,
   listenerStatsSource,
   protocolDetectionStatsSource,
@@ -173,6 +175,7 @@ export class MeshletServer {
       filterStatsSource({ rbac: allRbacStats, localRateLimit: allLocalRateLimitStats, fault: faultStats, gateway: gatewayFilterCounters }),
     );
     stats.addSource(protocolDetectionStatsSource(protocolDetection));
+    stats.addSource(connectionLimitStatsSource(allConnectionLimitStats));
   }
 
   get bootstrap(): Bootstrap {

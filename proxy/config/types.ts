@@ -201,7 +201,7 @@ export type NetworkFilterConfig =
   | { readonly kind: 'http_connection_manager'; readonly name: string; readonly hcm: HcmConfig }
   | { readonly kind: 'tcp_proxy'; readonly name: string; readonly tcp: TcpProxyConfig }
   | { readonly kind: 'rbac'; readonly name: string; readonly rbac: RbacConfig }
-  | { readonly kind: 'connection_limit'; readonly name: string; readonly maxConnections: number }
+  | { readonly kind: 'connection_limit'; readonly name: string; readonly statPrefix: string; readonly maxConnections: number }
   | { readonly kind: 'ext_authz'; readonly name: string; readonly extAuthz: NetworkExtAuthzConfig };
 
 /** envoy.extensions.filters.network.ext_authz.v3.ExtAuthz (gRPC Authorization/Check per connection). */

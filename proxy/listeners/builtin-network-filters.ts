@@ -6,6 +6,7 @@
 import type { Socket } from 'node:net';
 import { HttpConnectionManager } from '../http/connection-manager';
 import { TcpProxy } from '../tcp/tcp-proxy';
+import { type ConnectionLimitStats, connectionLimitStatsFor } from './connection-limit-stats';
 import type { NetworkFilter } from './listener';
 import type { NetworkFilterFactory } from './network-filter';
 import { NetworkExtAuthzHandler } from './network-ext-authz';
@@ -15,14 +16,23 @@ import { NetworkRbacFilter } from './network-rbac';
 export class ConnectionLimitFilter implements NetworkFilter {
   private active = 0;
   denied = 0;
-  constructor(private readonly max: number) {}
+  constructor(
+    private readonly max: number,
+    private readonly stats?: ConnectionLimitStats,
+  ) {}
   onNewConnection(socket: Socket): boolean {
+    const stats = this.stats;
     if (this.active >= this.max) {
       this.denied++;
+      if (stats !== undefined) stats.limitedConnections++;
       return false;
     }
     this.active++;
-    socket.once('close', () => this.active--);
+    if (stats !== undefined) stats.activeConnections++;
+    socket.once('close', () => {
+      this.active--;
+      if (stats !== undefined) stats.activeConnections--;
+    });
     return true;
   }
 }
@@ -62,7 +72,7 @@ export const networkRbacFactory: NetworkFilterFactory<'rbac'> = {
 export const connectionLimitFactory: NetworkFilterFactory<'connection_limit'> = {
   kind: 'connection_limit',
   build(f, parts) {
-    parts.filters.push(new ConnectionLimitFilter(f.maxConnections));
+    parts.filters.push(new ConnectionLimitFilter(f.maxConnections, connectionLimitStatsFor(f.statPrefix)));
   },
 };
 

@@ -192,6 +192,12 @@ export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): ()
     'local_rate_limited',
     (t) => `{stat_prefix="${escapeLabelValue(t)}"}`,
   );
+  tagged(
+    'envoy_connection_limit_limited_connections_total',
+    'Connections refused by the connection_limit filter (Envoy connection_limit.<stat_prefix>.limited_connections)',
+    'connection_limit_limited',
+    (t) => `{stat_prefix="${escapeLabelValue(t)}"}`,
+  );
   // Detection time as a summary-style pair in base units (promtool rejects "ms" in names).
   single('protocol_detection.duration_ms_count', 'counter', 'Protocol detections that read bytes', 1, 'meshlet_protocol_detection_reads_total');
   single('protocol_detection.duration_ms_sum', 'counter', 'Seconds spent waiting for the first bytes, summed', 1 / 1000, 'meshlet_protocol_detection_seconds_total');

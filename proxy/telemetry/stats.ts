@@ -297,6 +297,19 @@ export function filterStatsSource(f: FilterStatsReaders): StatsSource {
   };
 }
 
+/** connection_limit.<stat_prefix>.limited_connections and .active_connections (Envoy's names). */
+export function connectionLimitStatsSource(
+  read: () => Iterable<{ readonly statPrefix: string; readonly limitedConnections: number; readonly activeConnections: number }>,
+): StatsSource {
+  return ({ counter, gauge }) => {
+    for (const s of read()) {
+      const p = `connection_limit.${s.statPrefix}.`;
+      counter(`${p}limited_connections`, s.limitedConnections, undefined, s.statPrefix, 'connection_limit_limited');
+      gauge(`${p}active_connections`, s.activeConnections, undefined, s.statPrefix, 'connection_limit_active');
+    }
+  };
+}
+
 /** Protocol detection (meshlet's own; Envoy has no standard name): outcomes and time spent. */
 export function protocolDetectionStatsSource(pd: ProtocolDetectionStats): StatsSource {
   return ({ counter }) => {

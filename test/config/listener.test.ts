@@ -122,7 +122,7 @@ describe('decodeListener', () => {
       },
     });
     expect(mtls!.filters.map((f) => f.kind)).toEqual(['connection_limit', 'rbac', 'http_connection_manager']);
-    expect(mtls!.filters[0]).toEqual({ kind: 'connection_limit', name: 'limit', maxConnections: 10 });
+    expect(mtls!.filters[0]).toEqual({ kind: 'connection_limit', name: 'limit', statPrefix: 'limit', maxConnections: 10 });
     const h = mtls!.filters[2]!;
     expect(h.kind === 'http_connection_manager' && h.hcm.trafficDirection).toBe('INBOUND');
     expect(plain!.transportSocket).toBeUndefined();

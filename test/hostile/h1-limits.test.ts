@@ -238,6 +238,12 @@ describe('connections per listener', () => {
     await until(() => extra.every((e) => e.gotClose), 10_000, 'over-limit connections closed');
     expect(extra.map((e) => e.received)).toEqual(['', '', '']);
     expect(a.gotClose || b.gotClose).toBe(false);
+    // Counted under Envoy's names (issue 18.10: refusals were counted nowhere).
+    const stats = await (await fetch(`http://127.0.0.1:${m.adminPort}/stats?filter=^connection_limit`)).text();
+    expect(stats).toMatch(/^connection_limit\.limit\.limited_connections: 3$/m);
+    expect(stats).toMatch(/^connection_limit\.limit\.active_connections: 3$/m);
+    const prom = await (await fetch(`http://127.0.0.1:${m.adminPort}/stats/prometheus`)).text();
+    expect(prom).toMatch(/^envoy_connection_limit_limited_connections_total\{stat_prefix="limit"\} 3$/m);
     a.destroy();
     await until(() => a.gotClose, 5_000, 'a closed');
     await new Promise((r) => setTimeout(r, 50));
