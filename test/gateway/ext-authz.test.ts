@@ -249,4 +249,14 @@ describe('ext_authz config validation', () => {
       'typed_config.http_service.server_uri.uri',
     ]);
   });
+
+  it('takes a server_uri without a scheme, as Envoy does (issue 15 bug 4)', () => {
+    for (const uri of ['ext_authz', '127.0.0.1:10003']) {
+      const { errors, value } = decodeWith(decodeExtAuthz, {
+        http_service: { server_uri: { uri, cluster: 'ext_authz-http-service', timeout: '0.25s' } },
+      });
+      expect(errors).toEqual([]);
+      expect(JSON.stringify(value)).toContain(`"uri":"http://${uri}"`);
+    }
+  });
 });

@@ -58,8 +58,10 @@ export function decodeGrpcTarget(r: Reader, defaultTimeoutMs: number): GrpcTarge
 }
 
 /** Decode an HttpUri: uri, cluster and timeout are all required (Envoy's validation rules). */
-export function decodeHttpUri(r: Reader): HttpUriConfig | undefined {
-  const uri = r.requiredStr('uri');
+export function decodeHttpUri(r: Reader, opts: { schemeOptional?: boolean } = {}): HttpUriConfig | undefined {
+  let uri = r.requiredStr('uri');
+  // ext_authz only names the cluster with the URI; Envoy accepts "ext_authz" or "127.0.0.1:10003".
+  if (uri && opts.schemeOptional && !uri.includes('://')) uri = `http://${uri}`;
   const cluster = r.requiredStr('cluster');
   if (!r.has('timeout')) r.error('timeout', 'is required');
   const timeoutMs = dur(r, 'timeout', 1000);

@@ -118,7 +118,7 @@ function matcherList(r: Reader | undefined, key: string): StringMatcher[] {
 function decodeHttpService(r: Reader): ExtAuthzHttpService | undefined {
   const su = r.obj('server_uri');
   if (!su) r.error('server_uri', 'is required');
-  const serverUri = su ? decodeHttpUri(su) : undefined;
+  const serverUri = su ? decodeHttpUri(su, { schemeOptional: true }) : undefined;
   const pathPrefix = r.str('path_prefix', '');
   if (pathPrefix && !pathPrefix.startsWith('/')) r.error('path_prefix', 'must start with "/"');
   const req = r.obj('authorization_request');
