@@ -14,8 +14,6 @@
  * connection, it never throws out of the codec.
  */
 import {
-  createServer,
-  type Http2Server,
   type Http2Session,
   constants as h2c,
   type OutgoingHttpHeaders,
@@ -23,7 +21,6 @@ import {
   type ServerHttp2Stream,
 } from 'node:http2';
 import type { Duplex } from 'node:stream';
-import type { Http2Options } from '../../config/types';
 import { MeshletError } from '../../../common/errors';
 import { logger } from '../../../common/logger';
 import type {
@@ -46,46 +43,19 @@ import {
   reasonForCode,
   resetCode,
 } from './headers';
+import {
+  clampWindow,
+  type H2ServerCodecOptions,
+  h2ServerAbuseStats,
+  MAX_PRIORITY_FRAMES_PER_STREAM,
+  PREMATURE_RESET_MIN_LIFETIME_MS,
+  PREMATURE_RESET_TOTAL_STREAMS,
+  sessionServerFor,
+} from './server-settings';
+
+export { type H2ServerCodecOptions, h2ServerAbuseStats, h2ServerOptionsFromHcm } from './server-settings';
 
 const log = logger('h2');
-
-/** Options of one downstream HTTP/2 connection (from the HCM config). */
-export interface H2ServerCodecOptions {
-  /** http2_protocol_options: SETTINGS_MAX_CONCURRENT_STREAMS and window sizes. */
-  readonly http2: Http2Options;
-  /** max_request_headers_kb → SETTINGS_MAX_HEADER_LIST_SIZE (Envoy default 60). */
-  readonly maxRequestHeadersKb: number;
-  /** common_http_protocol_options.max_headers_count (Envoy default 100). */
-  readonly maxHeadersCount: number;
-  /** Advertise SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441) so clients may use extended CONNECT. */
-  readonly allowConnect?: boolean;
-  /**
-   * common_http_protocol_options.idle_timeout: with no active stream for this long the
-   * connection is closed gracefully (GOAWAY). 0 or absent = disabled.
-   */
-  readonly idleTimeoutMs?: number;
-  /** Called once when the connection is gone (after all streams closed). */
-  readonly onClose?: () => void;
-  /** Requests the codec answered itself (malformed head): for logs and metrics. */
-  readonly onCodecError?: (report: CodecErrorReport) => void;
-}
-
-/** Build codec options from an HCM config object (the relevant subset). */
-export function h2ServerOptionsFromHcm(hcm: {
-  readonly http2: Http2Options;
-  readonly maxRequestHeadersKb: number;
-  readonly maxHeadersCount: number;
-  readonly idleTimeoutMs: number;
-  readonly upgradeTypes: readonly string[];
-}): H2ServerCodecOptions {
-  return {
-    http2: hcm.http2,
-    maxRequestHeadersKb: hcm.maxRequestHeadersKb,
-    maxHeadersCount: hcm.maxHeadersCount,
-    idleTimeoutMs: hcm.idleTimeoutMs,
-    allowConnect: hcm.upgradeTypes.length > 0,
-  };
-}
 
 const kEncoder = Symbol('meshlet.h2.encoder');
 const kCodec = Symbol('meshlet.h2.codec');
@@ -97,70 +67,13 @@ type TaggedSession = ServerHttp2Session & { [kCodec]?: H2ServerCodec };
 const RESPOND_END = Object.freeze({ endStream: true, sendDate: false });
 const RESPOND_MORE = Object.freeze({ endStream: false, waitForTrailers: true, sendDate: false });
 
-const MAX_WINDOW = 2 ** 31 - 1;
-
-/** Envoy's overload.premature_reset_min_stream_lifetime_seconds default (1 s). */
-const PREMATURE_RESET_MIN_LIFETIME_MS = 1_000;
-/**
- * Abuse counters of downstream HTTP/2 connections, process-wide (Envoy's names in comments), for
- * the telemetry module to publish: connections closed by meshlet's own flood rules, and request
- * heads over max_request_headers_kb caught by the codec.
- */
-export const h2ServerAbuseStats = {
-  /** http.<prefix>.downstream_rq_too_many_premature_resets */
-  tooManyPrematureResets: 0,
-  /** http2.inbound_priority_frames_flood */
-  inboundPriorityFramesFlood: 0,
-  /** http2.header_overflow */
-  headerOverflow: 0,
-};
-
-/** Envoy's http2_protocol_options.max_inbound_priority_frames_per_stream default. */
-const MAX_PRIORITY_FRAMES_PER_STREAM = 100;
-/** Envoy's overload.premature_reset_total_stream_count default. */
-const PREMATURE_RESET_TOTAL_STREAMS = 500;
-
-function clampWindow(n: number): number {
-  return Math.min(MAX_WINDOW, Math.max(65535, n));
-}
-
-// ───────────── one never-listening http2.Server per distinct settings ─────────────
-
 let attaching: H2ServerCodec | undefined;
-const servers = new Map<string, Http2Server>();
 
 function onServerSession(session: ServerHttp2Session): void {
   const codec = attaching;
   attaching = undefined;
   if (codec !== undefined) codec.attach(session);
   else session.destroy();
-}
-
-function serverFor(o: H2ServerCodecOptions): Http2Server {
-  const maxHeaderListSize = Math.max(1024, Math.floor(o.maxRequestHeadersKb * 1024));
-  const streamWindow = clampWindow(o.http2.initialStreamWindowSize);
-  const allowConnect = o.allowConnect === true;
-  const key = `${o.http2.maxConcurrentStreams}|${streamWindow}|${maxHeaderListSize}|${o.maxHeadersCount}|${allowConnect}`;
-  let server = servers.get(key);
-  if (server === undefined) {
-    server = createServer({
-      settings: {
-        maxConcurrentStreams: o.http2.maxConcurrentStreams,
-        initialWindowSize: streamWindow,
-        maxHeaderListSize,
-        enablePush: false,
-        enableConnectProtocol: allowConnect,
-      },
-      // node counts pseudo-headers too; leave room for the four request pseudo-headers.
-      maxHeaderListPairs: Math.max(4, o.maxHeadersCount + 4),
-      // Default is 10 MB, which refuses streams under large windows and many streams.
-      maxSessionMemory: 64,
-    });
-    server.on('session', onServerSession);
-    server.on('sessionError', noop);
-    servers.set(key, server);
-  }
-  return server;
 }
 
 function noop(): void {}
@@ -414,7 +327,7 @@ export class H2ServerCodec {
     // peer's FIN: a client that ends its byte stream without GOAWAY (curl does) would otherwise
     // leave this connection in CLOSE-WAIT until idle_timeout. Answer what is in flight, then close.
     socket.once('end', () => this.onPeerEnd());
-    const server = serverFor(options);
+    const server = sessionServerFor(options, onServerSession);
     // eslint-disable-next-line @typescript-eslint/no-this-alias -- the codec being attached, read by the shared server's handler
     attaching = this;
     try {
