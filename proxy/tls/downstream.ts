@@ -51,14 +51,15 @@ export function terminateDownstreamTls(
     cb(undefined, undefined);
     return;
   }
-  const allowed = cfg.common.alpnProtocols.length > 0 ? cfg.common.alpnProtocols : ['h2', 'http/1.1'];
+  // Envoy: without alpn_protocols, ALPN is not negotiated (the client's offer is ignored).
+  const allowed = cfg.common.alpnProtocols;
   const requestCert = cfg.requireClientCertificate || ctx.canVerifyPeer;
   const t = new tls.TLSSocket(socket, {
     isServer: true,
     secureContext: ctx.secureContext,
     requestCert,
     rejectUnauthorized: cfg.requireClientCertificate,
-    ALPNCallback: alpnSelector(allowed),
+    ...(allowed.length > 0 ? { ALPNCallback: alpnSelector(allowed) } : {}),
   } as tls.TLSSocketOptions);
   let settled = false;
   const timer = setTimeout(() => {

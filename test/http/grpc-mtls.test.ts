@@ -173,7 +173,7 @@ beforeAll(async () => {
     const info = connInfo(socket, nextId++);
     terminateDownstreamTls(
       inMgr,
-      { kind: 'downstream_tls', common: common(), requireClientCertificate: true, handshakeTimeoutMs: 2000 },
+      { kind: 'downstream_tls', common: common({ alpnProtocols: ['h2', 'http/1.1'] }), requireClientCertificate: true, handshakeTimeoutMs: 2000 },
       socket,
       info,
       (t, tlsInfo) => {
