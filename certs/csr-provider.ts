@@ -245,7 +245,25 @@ export class CsrCertificateProvider {
 
   /** Whether this provider owns secret `name` (SDS pushes of it are not served). */
   owns(name: string): boolean {
-    return name === this.config.secretName;
+    // With a local root file (Istio's agent: the mesh root mounted in the pod), the trust bundle is
+    // this provider's too, as pilot-agent serves ROOTCA itself: it never comes from the control plane.
+    return name === this.config.secretName || (this.config.rootCertFile !== undefined && name === this.config.trustBundle);
+  }
+
+  /**
+   * Installs the root file as the trust bundle secret when it is new or changed (read at every
+   * issue, so a rolled root file is picked up at the next renewal). Returns the roots.
+   */
+  private async installRootFile(file: string): Promise<string> {
+    const rootsPem = await readFile(file, 'utf8');
+    if (this.store.trustBundle(this.config.trustBundle)?.rootsPem !== rootsPem) {
+      const r = await this.store.update(this.config.trustBundle, {
+        name: this.config.trustBundle,
+        validationContext: { trustedCa: { kind: 'inline_string', value: rootsPem }, matchTypedSubjectAltNames: [], onlyVerifyLeafCertCrl: false },
+      });
+      if (!r.ok) throw new Error(`root_cert_file is not a usable trust bundle: ${r.error}`);
+    }
+    return rootsPem;
   }
 
   /** Serial of the certificate this provider installed last, if any. */
@@ -308,9 +326,9 @@ export class CsrCertificateProvider {
     let rootsPem = this.store.trustBundle(this.config.trustBundle)?.rootsPem;
     try {
       if (this.config.tokenFile) token = (await readFile(this.config.tokenFile, 'utf8')).trim();
-      if (!rootsPem && this.config.rootCertFile) rootsPem = await readFile(this.config.rootCertFile, 'utf8');
+      if (this.config.rootCertFile) rootsPem = await this.installRootFile(this.config.rootCertFile);
     } catch (err) {
-      this.fail(`cannot read ${token === undefined && this.config.tokenFile ? 'token_file' : 'root_cert_file'}: ${(err as Error).message}`);
+      this.fail(`cannot use ${token === undefined && this.config.tokenFile ? 'token_file' : 'root_cert_file'}: ${(err as Error).message}`);
       return false;
     }
     if ((!cred && !token) || !rootsPem) {

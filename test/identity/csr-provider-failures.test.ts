@@ -4,6 +4,9 @@
  * failure, schedule a retry, and leave the current certificate in place; nothing is installed
  * without a provisioning credential and a trust bundle.
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CsrCertificateProvider, type CsrProviderConfig } from '../../certs/csr-provider';
@@ -113,5 +116,28 @@ describe('CSR provider failures', () => {
     for (let i = 0; i < 100 && p.stats.issued === 0; i++) await new Promise((r) => setTimeout(r, 10));
     expect(p.stats.issued).toBe(1);
     expect(store.identity()!.chain[0]!.subjectAltName).toBe(`URI:${ID}`);
+  });
+
+  it('with a local root file (the Istio agent) owns ROOTCA too: installs the file as the trust bundle and uses it for the CA', async () => {
+    allowed = true;
+    const dir = mkdtempSync(join(tmpdir(), 'meshlet-rootca-'));
+    try {
+      const rootFile = join(dir, 'root-cert.pem');
+      writeFileSync(rootFile, ca.rootCertPem);
+      const store = new CertStore();
+      const p = new CsrCertificateProvider(store, { ...config(`127.0.0.1:${port}`), rootCertFile: rootFile });
+      providers.push(p);
+      expect(p.owns('default')).toBe(true);
+      expect(p.owns('ROOTCA')).toBe(true);
+      expect(p.owns('other')).toBe(false);
+      // Without a root file the control plane still serves the trust bundle.
+      expect(provider(new CertStore(), `127.0.0.1:${port}`).owns('ROOTCA')).toBe(false);
+      await p.offerSdsSecret(await provisioning());
+      expect(p.stats.issued).toBe(1);
+      expect(store.trustBundle('ROOTCA')?.rootsPem).toBe(ca.rootCertPem);
+      expect(store.identity()!.chain[0]!.subjectAltName).toBe(`URI:${ID}`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
