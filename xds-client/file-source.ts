@@ -13,7 +13,7 @@
 
 import { promises as fsp, type FSWatcher, watch } from 'node:fs';
 import path from 'node:path';
-import { parse as parseYaml } from 'yaml';
+import { parseYaml } from '../common/yaml';
 import type { FieldIssue } from '../common/errors';
 import { logger } from '../common/logger';
 import type { UpdateEvent } from './ads-stream';
@@ -104,13 +104,14 @@ export class FileSource {
       this.reject('', `${file}: binary and text protobuf files are not supported by meshlet (use YAML or JSON)`);
       return;
     }
-    let doc: unknown;
-    try {
-      doc = parseYaml(text);
-    } catch (err) {
-      this.reject('', `${file}: not valid YAML or JSON: ${(err as Error).message.split('\n')[0]}`);
+    // The bounded parser (size cap, alias limit, loads the yaml package only when called).
+    const yamlResult = parseYaml(text);
+    if (!yamlResult.ok) {
+      const first = yamlResult.errors[0]!;
+      this.reject('', `${file}: not valid YAML or JSON: ${first.path}: ${first.message}`);
       return;
     }
+    const doc: unknown = yamlResult.value;
     if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
       this.reject('', `${file}: expected a DiscoveryResponse (an object with "resources")`);
       return;
