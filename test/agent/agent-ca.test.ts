@@ -17,7 +17,7 @@ import { DevCa } from '../../certs/dev-ca';
 import { createDevTokenIssuer } from '../../control-plane/dev-tokens';
 import { parseMeshOrThrow } from '../../control-plane/mesh';
 import { ControlPlaneServer } from '../../control-plane/server';
-import { closedPort } from '../support/upstreams';
+import { closedPort, getText } from '../support/upstreams';
 
 const BIN = join(__dirname, '../../bin/meshlet.js');
 const EXAMPLE = readFileSync(join(__dirname, '../../control-plane/examples/bookinfo.yaml'), 'utf8');
@@ -34,18 +34,6 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function getText(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      })
-      .on('error', reject);
-  });
-}
 
 describe('meshlet agent and the mesh CA', () => {
   it('gets its configuration and its first certificate with nothing but the env, the token and the root, then renews under load with zero failed requests', async () => {

@@ -7,7 +7,6 @@
  * compressor Istio puts on 15090 and the Datadog, Lightstep and OpenCensus tracers are warnings.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +17,7 @@ import { ctx } from '../config/helpers';
 import { startMeshlet, stopAllMeshlets } from '../support/meshlet';
 import { ScriptedAdsServer } from '../support/scripted-ads-server';
 import { ISTIO_GOLDENS, istioBootstrap, type ShapePorts } from './istio-bootstrap-shape';
+import { getText } from '../support/upstreams';
 
 const tmp = mkdtempSync(join(tmpdir(), 'meshlet-goldens-'));
 let ads: ScriptedAdsServer;
@@ -66,18 +66,6 @@ afterAll(async () => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      })
-      .on('error', reject);
-  });
-}
 
 const COMPRESSOR = 'HTTP filter envoy.extensions.filters.http.compressor.v3.Compressor is not implemented by meshlet, skipped: responses are sent uncompressed';
 const tracerWarning = (t: string) => `tracer envoy.config.trace.v3.${t} is not implemented by meshlet; requests are not traced`;
@@ -115,7 +103,7 @@ describe("Istio's bootstrap goldens", () => {
     await ads.waitForStream(streams + 1);
     expect(ads.metadata[streams]).toBeDefined();
     if (!shape.adminPipe) {
-      const stats = await get(m.listenerPort('0.0.0.0_15090'), '/stats/prometheus');
+      const stats = await getText(m.listenerPort('0.0.0.0_15090'), '/stats/prometheus');
       expect(stats.status).toBe(200);
       expect(stats.body).toContain('# TYPE envoy_server_uptime');
     }

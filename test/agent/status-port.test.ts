@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAppProbers } from '../../proxy/agent/app-probers';
 import { parsePrometheusAnnotations, StatusServer } from '../../proxy/agent/status-server';
 import { type StartedMeshlet, startMeshlet, stopAllMeshlets } from '../support/meshlet';
-import { closedPort } from '../support/upstreams';
+import { closedPort, getText } from '../support/upstreams';
 
 let meshlet: StartedMeshlet;
 let app: http.Server;
@@ -29,18 +29,6 @@ let status: StatusServer;
 let prom: ChildProcess | undefined;
 const dir = mkdtempSync(join(tmpdir(), 'meshlet-status-'));
 
-function get(port: number, path: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-      })
-      .on('error', reject);
-  });
-}
 
 beforeAll(async () => {
   meshlet = await startMeshlet({
@@ -109,26 +97,26 @@ afterAll(async () => {
 
 describe('agent port 15020', () => {
   it('answers an app readiness probe that fails, then passes', async () => {
-    expect((await get(status.port, '/app-health/app/readyz')).status).toBe(503);
+    expect((await getText(status.port, '/app-health/app/readyz')).status).toBe(503);
     ready = true;
-    expect((await get(status.port, '/app-health/app/readyz')).status).toBe(200);
+    expect((await getText(status.port, '/app-health/app/readyz')).status).toBe(200);
   });
 
   it('runs TCP and gRPC probes, and 404s an unknown path', async () => {
-    expect((await get(status.port, '/app-health/app/livez')).status).toBe(200);
-    expect((await get(status.port, '/app-health/sidecar/livez')).status).toBe(500);
-    expect((await get(status.port, '/app-health/app/startupz')).status).toBe(500);
+    expect((await getText(status.port, '/app-health/app/livez')).status).toBe(200);
+    expect((await getText(status.port, '/app-health/sidecar/livez')).status).toBe(500);
+    expect((await getText(status.port, '/app-health/app/startupz')).status).toBe(500);
     serving = 1; // SERVING
-    expect((await get(status.port, '/app-health/app/startupz')).status).toBe(200);
-    expect((await get(status.port, '/app-health/other/readyz')).status).toBe(404);
+    expect((await getText(status.port, '/app-health/app/startupz')).status).toBe(200);
+    expect((await getText(status.port, '/app-health/other/readyz')).status).toBe(404);
   });
 
   it("reports meshlet's readiness on /healthz/ready", async () => {
-    expect((await get(status.port, '/healthz/ready')).status).toBe(200);
+    expect((await getText(status.port, '/healthz/ready')).status).toBe(200);
   });
 
   it("merges meshlet's metrics with the app's, and a real Prometheus scrapes both", async () => {
-    const merged = await get(status.port, '/stats/prometheus');
+    const merged = await getText(status.port, '/stats/prometheus');
     expect(merged.status).toBe(200);
     expect(merged.body).toContain('# TYPE envoy_server_uptime');
     expect(merged.body).toContain('app_orders_total{shop="main"} 42');
@@ -159,7 +147,7 @@ describe('agent port 15020', () => {
     prom.stdout?.on('data', (d) => (log += d));
     prom.stderr?.on('data', (d) => (log += d));
     const query = async (q: string): Promise<{ metric: Record<string, string>; value: [number, string] }[]> => {
-      const r = await get(webPort, `/api/v1/query?query=${encodeURIComponent(q)}`).catch(() => ({ status: 0, body: '' }));
+      const r = await getText(webPort, `/api/v1/query?query=${encodeURIComponent(q)}`).catch(() => ({ status: 0, body: '' }));
       if (r.status !== 200) return [];
       return (JSON.parse(r.body) as { data: { result: { metric: Record<string, string>; value: [number, string] }[] } }).data.result;
     };

@@ -142,3 +142,17 @@ export function rawExchange(port: number, bytes: string | Buffer, idleMs = 1_000
     });
   });
 }
+
+/** GET http://127.0.0.1:port/path on a fresh connection: status and UTF-8 body. */
+export function getText(port: number, path: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      })
+      .on('error', reject);
+  });
+}
