@@ -171,13 +171,15 @@ describe('meshlet proxy --csds-port', () => {
         });
         child.on('exit', (code) => reject(new Error(`meshlet proxy exited ${code}: ${out}`)));
       });
-      // The first status may come before the first xDS round is applied: wait for LDS.
+      // The first status may come before every xDS type is ACKed (a type in flight reads
+      // STALE, which is the truth): poll until all five are SYNCED or the deadline passes.
       let row: string[] = [];
+      const allSynced = (): boolean => [1, 2, 3, 4, 5].every((i) => (row[i] ?? '').startsWith('SYNCED'));
       const until = Date.now() + 25_000;
-      while (Date.now() < until && !(row[2] ?? '').startsWith('SYNCED')) {
+      while (Date.now() < until && !allSynced()) {
         const { stdout } = await cli('proxy-status', '--xds', `127.0.0.1:${port}`);
         row = stdout.trimEnd().split('\n')[1]!.split(/\s{3,}/);
-        if (!(row[2] ?? '').startsWith('SYNCED')) await new Promise((r) => setTimeout(r, 250));
+        if (!allSynced()) await new Promise((r) => setTimeout(r, 250));
       }
       expect(row[0]).toBe('stock-v2');
       for (const c of [row[1], row[2], row[3], row[4], row[5]]) expect(c).toMatch(/^SYNCED \(.+\)$/);
