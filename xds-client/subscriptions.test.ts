@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { logger } from '../common/logger';
 import {
   clusterAny,
   endpointsAny,
@@ -145,6 +146,37 @@ describe('cache behaviour', () => {
       'Listener at index 0: (resource): type type.googleapis.com/envoy.config.cluster.v3.Cluster does not match',
     );
     expect(out.message).toContain('Listener at index 1: name: resource has no name');
+  });
+});
+
+describe('fields an accepted resource carries that meshlet does not honour', () => {
+  it('are logged once per type, field and reason, not once per resource or push', () => {
+    // The listener decoder of the fixtures, plus one warning, as a real decoder's Reader.done() gives.
+    const warning: ResourceTypeDef<TestListener> = {
+      ...listenerType,
+      decode(json) {
+        const r = listenerType.decode(json);
+        return { ...r, warnings: [{ path: 'per_connection_buffer_limit_bytes', message: 'not supported by meshlet, ignored' }] };
+      },
+    };
+    const spy = vi.spyOn(logger('xds'), 'warn');
+    try {
+      const subs = new Subscriptions(0, () => {});
+      subs.register(warning);
+      subs.watch(LDS, '*', new RecordingWatcher<TestListener>());
+      const out = sotw(subs, warning, '1', [listenerAny('a', 1), listenerAny('b', 2)]);
+      expect(out.accepted).toBe(true);
+      sotw(subs, warning, '2', [listenerAny('a', 3), listenerAny('b', 4)]);
+      const lines = spy.mock.calls.filter((c) => c[1] === 'xds: resource accepted; these fields are not honoured');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]![0]).toEqual({
+        type: 'Listener',
+        name: 'a',
+        fields: ['per_connection_buffer_limit_bytes: not supported by meshlet, ignored'],
+      });
+    } finally {
+      spy.mockRestore();
+    }
   });
 });
 

@@ -37,6 +37,8 @@ export class Subscriptions {
   private readonly notifier = new Notifier();
   /** Initial-fetch timers run only once the client has started (as Envoy starts them with the subscription). */
   private armed = false;
+  /** type + field path + message of every not-honoured field already logged (bounded): one line each, not one per push. */
+  private readonly warned = new Set<string>();
 
   /**
    * @param initialFetchTimeoutMs how long a watched resource may stay unsent before watchers hear
@@ -352,7 +354,26 @@ export class Subscriptions {
     entry.raw = p.raw;
     entry.version = version;
     entry.lastUpdated = now;
+    if (p.warnings.length > 0) this.logWarnings(state.typeUrl, name, p.warnings);
     this.notifier.enqueue(state, Note.Changed, entry);
+  }
+
+  /**
+   * An accepted resource may carry fields meshlet does not honour (the decoder's warnings, the
+   * same ones a static bootstrap prints at start-up). Say so, once per type, field and reason:
+   * a control plane repeats the same field on every resource of every push.
+   */
+  private logWarnings(typeUrl: string, name: string, warnings: readonly FieldIssue[]): void {
+    const type = shortTypeName(typeUrl);
+    const fresh: string[] = [];
+    for (const w of warnings) {
+      const key = `${type}\u0000${w.path}\u0000${w.message}`;
+      if (this.warned.has(key)) continue;
+      if (this.warned.size < 4096) this.warned.add(key);
+      fresh.push(`${w.path}: ${w.message}`);
+    }
+    if (fresh.length > 0)
+      logger('xds').warn({ type, name, fields: fresh }, 'xds: resource accepted; these fields are not honoured');
   }
 
   private markFailed<T>(
