@@ -1,5 +1,6 @@
 // HAProxy roles for the bench: single-hop HTTP proxy (keep-alive both sides, connection reuse),
-// both halves of an mTLS mesh hop, and a TCP-mode proxy. Runs in the foreground (-db) with a
+// both halves of an mTLS mesh hop, and a TCP-mode proxy; the HTTP/2 variants of the single hop
+// (h2c → h2c) and of the mesh hop (h2c → mTLS with ALPN h2 → h2c). Runs in the foreground (-db) with a
 // generated config in the run directory.
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -66,4 +67,40 @@ backend be
   server app 127.0.0.1:${upstreamPort}
 `;
   return launch(ctx, 'haproxy-inbound', conf, port);
+}
+
+/** HTTP/2 single hop: h2c in (prior knowledge), h2c to the upstream, connections reused. */
+export function startH2Proxy(ctx, { port, upstreamPort, threads }) {
+  const conf = `${head(threads, 'http')}
+frontend fe
+  bind 127.0.0.1:${port} proto h2
+  default_backend be
+backend be
+  server s1 127.0.0.1:${upstreamPort} proto h2
+`;
+  return launch(ctx, 'haproxy-h2', conf, port);
+}
+
+/** HTTP/2 mesh outbound half: h2c in, mTLS with ALPN h2 to the inbound half. */
+export function startH2MeshOutbound(ctx, { port, peerPort, threads, certs }) {
+  const conf = `${head(threads, 'http')}
+frontend fe
+  bind 127.0.0.1:${port} proto h2
+  default_backend be
+backend be
+  server peer 127.0.0.1:${peerPort} ssl alpn h2 crt ${certs.client.pem} ca-file ${certs.ca} verify required verifyhost localhost sni str(localhost)
+`;
+  return launch(ctx, 'haproxy-h2-outbound', conf, port);
+}
+
+/** HTTP/2 mesh inbound half: mTLS in with ALPN h2 (client certificate required), h2c to the app. */
+export function startH2MeshInbound(ctx, { port, upstreamPort, threads, certs }) {
+  const conf = `${head(threads, 'http')}
+frontend fe
+  bind 127.0.0.1:${port} ssl crt ${certs.server.pem} ca-file ${certs.ca} verify required alpn h2
+  default_backend be
+backend be
+  server app 127.0.0.1:${upstreamPort} proto h2
+`;
+  return launch(ctx, 'haproxy-h2-inbound', conf, port);
 }

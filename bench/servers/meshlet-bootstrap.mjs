@@ -12,8 +12,9 @@ const HTTP_OPTIONS = 'type.googleapis.com/envoy.extensions.upstreams.http.v3.Htt
 
 const sock = (port) => ({ socket_address: { address: '127.0.0.1', port_value: port } });
 
-function commonTls(identity, ca, peerSpiffe) {
+function commonTls(identity, ca, peerSpiffe, alpn) {
   return {
+    ...(alpn ? { alpn_protocols: alpn } : {}),
     tls_certificates: [{ certificate_chain: { filename: identity.cert }, private_key: { filename: identity.key } }],
     validation_context: {
       trusted_ca: { filename: ca },
@@ -44,7 +45,7 @@ function cluster(name, port, { h2 = false, tls } = {}) {
       typed_config: {
         '@type': UPSTREAM_TLS,
         sni: 'localhost',
-        common_tls_context: commonTls(tls.identity, tls.ca, tls.peerSpiffe),
+        common_tls_context: commonTls(tls.identity, tls.ca, tls.peerSpiffe, tls.alpn),
       },
     };
   }
@@ -77,8 +78,9 @@ function hcm(statPrefix, clusterName) {
  * @param {number} o.upstreamPort
  * @param {'http'|'tcp'} [o.mode]
  * @param {boolean} [o.h2Upstream] speak HTTP/2 (h2c) to the upstream
- * @param {{identity: {cert: string, key: string}, ca: string, peerSpiffe: string}} [o.upstreamTls] originate mTLS
- * @param {{identity: {cert: string, key: string}, ca: string, peerSpiffe: string}} [o.downstreamTls] terminate mTLS
+ * @param {{identity: {cert: string, key: string}, ca: string, peerSpiffe: string, alpn?: string[]}} [o.upstreamTls] originate mTLS
+ * @param {{identity: {cert: string, key: string}, ca: string, peerSpiffe: string, alpn?: string[]}} [o.downstreamTls] terminate mTLS
+ *   (`alpn`: the TLS context's alpn_protocols, e.g. ['h2'] for HTTP/2 between sidecars as Istio does)
  */
 export function bootstrap(o) {
   const filter =
@@ -95,7 +97,12 @@ export function bootstrap(o) {
       typed_config: {
         '@type': DOWNSTREAM_TLS,
         require_client_certificate: true,
-        common_tls_context: commonTls(o.downstreamTls.identity, o.downstreamTls.ca, o.downstreamTls.peerSpiffe),
+        common_tls_context: commonTls(
+          o.downstreamTls.identity,
+          o.downstreamTls.ca,
+          o.downstreamTls.peerSpiffe,
+          o.downstreamTls.alpn,
+        ),
       },
     };
   }

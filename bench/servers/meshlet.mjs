@@ -132,6 +132,39 @@ export const MESH_MODES = {
 };
 
 /**
+ * HTTP/2 mesh hop: client (h2c) → outbound meshlet → mTLS with ALPN h2 → inbound meshlet → h2c
+ * app, the way Istio sidecars talk to each other. Static bootstraps, SPIFFE SAN checked.
+ */
+export async function startH2MeshPair(ctx, { port, inboundPort, upstreamPort, adminPorts, certs }) {
+  const inbound = await startMeshlet(ctx, 'meshlet-h2-inbound', {
+    port: inboundPort,
+    adminPort: adminPorts[0],
+    upstreamPort,
+    h2Upstream: true,
+    downstreamTls: { identity: certs.server, ca: certs.ca, peerSpiffe: certs.client.spiffe, alpn: ['h2', 'http/1.1'] },
+  });
+  let outbound;
+  try {
+    outbound = await startMeshlet(ctx, 'meshlet-h2-outbound', {
+      port,
+      adminPort: adminPorts[1],
+      upstreamPort: inboundPort,
+      h2Upstream: true,
+      upstreamTls: { identity: certs.client, ca: certs.ca, peerSpiffe: certs.server.spiffe, alpn: ['h2'] },
+    });
+  } catch (err) {
+    await inbound.stop();
+    throw err;
+  }
+  const status = await probe(port);
+  if (status !== 200) {
+    await Promise.all([inbound.stop(), outbound.stop()]);
+    throw new Error(`probe through the meshlet h2 pair answered ${status}`);
+  }
+  return [outbound, inbound];
+}
+
+/**
  * Mesh hop through the embedded control plane: a mesh file with a `bench-client` workload (the
  * load generator's side) and a `bench-app` workload (the upstream nginx), one control plane, and
  * one sidecar per workload bootstrapped only with ADS. The client's sidecar exposes the app's
