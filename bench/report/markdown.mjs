@@ -32,6 +32,12 @@ export function ratios(results) {
     'mesh-hop meshlet / nginx pair': r(rps('mesh-hop/meshlet'), rps('mesh-hop/nginx')),
     'mesh-hop meshlet / HAProxy pair': r(rps('mesh-hop/meshlet'), rps('mesh-hop/haproxy')),
     'HTTP/2 meshlet / direct': r(rps('h2/meshlet'), rps('h2/direct')),
+    'HTTP/2 single-hop meshlet / HAProxy h2c→h2c': r(rps('h2/meshlet'), rps('h2/haproxy')),
+    'HTTP/2 single-hop meshlet / naive node:http2 proxy': r(rps('h2/meshlet'), rps('h2/node-http2')),
+    'HTTP/2 mesh-hop meshlet pair / HAProxy pair (mTLS, ALPN h2)': r(
+      rps('h2/mesh-hop/meshlet'),
+      rps('h2/mesh-hop/haproxy'),
+    ),
     'gRPC meshlet / direct': r(rps('grpc/meshlet'), rps('grpc/direct')),
     'TCP meshlet / direct': r(mb('tcp/meshlet'), mb('tcp/direct')),
     'TCP meshlet / HAProxy': r(mb('tcp/meshlet'), mb('tcp/haproxy')),
@@ -143,23 +149,36 @@ export function renderMarkdown(results) {
     );
   }
 
-  const h2 = present(['h2/direct', 'h2/meshlet']);
+  const h2 = present(Object.keys(s).filter((id) => id.startsWith('h2/')));
   if (h2.length) {
     const h = settings.h2load;
     out.push(`## HTTP/2 (h2c) — h2load -c ${h.connections} -m ${h.streams} -t ${h.threads} -D ${settings.seconds}`, '');
+    // Single hops against HAProxy h2c → h2c (meshlet also against the naive node:http2 proxy),
+    // h2 mesh hops against the HAProxy pair; every row also against h2c direct.
+    const ref = (r) =>
+      r.hop === 'h2-single-hop'
+        ? ['h2/haproxy', 'HAProxy']
+        : r.hop === 'h2-mesh-hop'
+          ? ['h2/mesh-hop/haproxy', 'HAProxy pair']
+          : undefined;
     const rows = h2.map((id) => {
       const r = s[id];
-      if (!ok(r)) return [r.label, unavailable(r), '', '', ''];
+      if (!ok(r)) return [r.label, unavailable(r), '', '', '', ''];
       const m = r.metrics;
+      const rf = ref(r);
+      let vs = id === 'h2/direct' ? '' : rf && ok(s[rf[0]]) ? `${fmt.ratio(m.rps, s[rf[0]].metrics.rps)} ${rf[1]}` : '—';
+      if (id === 'h2/meshlet' && ok(s['h2/node-http2']))
+        vs += `, ${fmt.ratio(m.rps, s['h2/node-http2'].metrics.rps)} naive node:http2`;
       return [
         r.label,
         fmt.int(m.rps),
+        vs,
         id === 'h2/direct' ? 'reference' : ok(s['h2/direct']) ? fmt.ratio(m.rps, s['h2/direct'].metrics.rps) : '—',
         fmt.ms(m.latencyMs?.mean),
         errCell(m),
       ];
     });
-    out.push(table(['scenario', 'ok req/s', 'vs direct', 'mean ms', 'errors'], rows), '');
+    out.push(table(['scenario', 'ok req/s', 'vs reference', 'vs direct', 'mean ms', 'errors'], rows), '');
   }
 
   const grpc = present(['grpc/direct', 'grpc/meshlet']);
@@ -265,10 +284,12 @@ export function renderMarkdown(results) {
     );
   }
 
-  const mem = results.scenarios.filter((r) => ok(r) && r.memory && r.kind === 'wrk' && r.id !== 'direct');
+  const mem = results.scenarios.filter(
+    (r) => ok(r) && r.memory && (r.kind === 'wrk' || r.kind === 'h2load') && r.id !== 'direct' && r.id !== 'h2/direct',
+  );
   if (mem.length) {
     out.push(
-      '## Memory — VmRSS of the proxy process tree (/proc/PID/status), idle after start and peak under the wrk load',
+      '## Memory — VmRSS of the proxy process tree (/proc/PID/status), idle after start and peak under the wrk (h2load for HTTP/2) load',
       '',
     );
     const rows = mem.map((r) => [r.label, fmt.mib(r.memory.idleKiB), fmt.mib(r.memory.peakKiB)]);

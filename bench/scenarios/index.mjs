@@ -1,9 +1,11 @@
 // The scenario list and how each kind of scenario is measured. A scenario is
 // { id, group, label, kind, meshlet?, setup(env) → {port, procs} }; the runner starts it, samples
 // the proxy's RSS, measures with the kind's load generator, and stops it. Groups: http (wrk,
-// closed loop), h2 (h2load, h2c), grpc (grpc-js unary), tcp (bulk MB/s), open-loop (fixed rate,
+// closed loop), h2 (h2load, h2c; single hops and h2 mesh hops), grpc (grpc-js unary), tcp (bulk MB/s), open-loop (fixed rate,
 // latency from scheduled send).
-import { freePort, freePorts } from '../lib/procs.mjs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { freePort, freePorts, startProcess, waitForPort } from '../lib/procs.mjs';
 import { runNodeLoad } from '../load/child.mjs';
 import { h2load } from '../load/h2load.mjs';
 import { wrk } from '../load/wrk.mjs';
@@ -11,6 +13,7 @@ import * as haproxy from '../servers/haproxy.mjs';
 import * as meshlet from '../servers/meshlet.mjs';
 import { MESH_HOP, SINGLE_HOP } from './proxies.mjs';
 
+const SERVERS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../servers');
 const direct = (portKey) => async (env) => ({ port: env[portKey].port ?? env[portKey], procs: [] });
 
 function build() {
@@ -52,6 +55,7 @@ function build() {
   list.push({
     id: 'h2/meshlet',
     group: 'h2',
+    hop: 'h2-single-hop',
     proxy: 'meshlet',
     label: 'HTTP/2 h2c through meshlet (h2 upstream)',
     kind: 'h2load',
@@ -65,6 +69,93 @@ function build() {
         h2Upstream: true,
       });
       return { port, procs: [proc] };
+    },
+  });
+
+  // The HTTP/2 anchors of issue 20: HAProxy h2c → h2c and the naive node:http2 proxy beside
+  // meshlet's single hop, and an h2 mesh hop (mTLS, ALPN h2 between the halves) for both pairs.
+  list.push({
+    id: 'h2/haproxy',
+    group: 'h2',
+    hop: 'h2-single-hop',
+    proxy: 'haproxy',
+    label: 'HTTP/2 h2c through HAProxy (h2c → h2c)',
+    kind: 'h2load',
+    async setup(env) {
+      const port = await freePort();
+      const proc = await haproxy.startH2Proxy(env.ctx, {
+        port,
+        upstreamPort: env.upstream.h2Port,
+        threads: env.proxyWorkers,
+      });
+      return { port, procs: [proc] };
+    },
+  });
+  list.push({
+    id: 'h2/node-http2',
+    group: 'h2',
+    hop: 'h2-single-hop',
+    proxy: 'node-http2',
+    node: true,
+    label: 'HTTP/2 h2c through the naive node:http2 proxy',
+    kind: 'h2load',
+    async setup(env) {
+      const port = await freePort();
+      const proc = startProcess('node-h2-proxy', process.execPath, [
+        path.join(SERVERS, 'node-h2-proxy.mjs'),
+        String(port),
+        String(env.upstream.h2Port),
+      ]);
+      const why = await waitForPort(port, { proc });
+      if (why) {
+        await proc.stop();
+        throw new Error(why);
+      }
+      return { port, procs: [proc] };
+    },
+  });
+  list.push({
+    id: 'h2/mesh-hop/haproxy',
+    group: 'h2',
+    hop: 'h2-mesh-hop',
+    proxy: 'haproxy',
+    label: 'HTTP/2 mesh-hop HAProxy pair (mTLS, ALPN h2)',
+    kind: 'h2load',
+    async setup(env) {
+      const [port, inboundPort] = await freePorts(2);
+      const opts = { threads: env.proxyWorkers, certs: env.certs };
+      const inbound = await haproxy.startH2MeshInbound(env.ctx, {
+        ...opts,
+        port: inboundPort,
+        upstreamPort: env.upstream.h2Port,
+      });
+      const outbound = await haproxy
+        .startH2MeshOutbound(env.ctx, { ...opts, port, peerPort: inboundPort })
+        .catch(async (err) => {
+          await inbound.stop();
+          throw err;
+        });
+      return { port, procs: [outbound, inbound] };
+    },
+  });
+  list.push({
+    id: 'h2/mesh-hop/meshlet',
+    group: 'h2',
+    hop: 'h2-mesh-hop',
+    proxy: 'meshlet',
+    label: 'HTTP/2 mesh-hop meshlet pair (mTLS, ALPN h2)',
+    kind: 'h2load',
+    meshlet: true,
+    async setup(env) {
+      const [port, inboundPort, a1, a2] = await freePorts(4);
+      const procs = await meshlet.startH2MeshPair(env.ctx, {
+        port,
+        inboundPort,
+        upstreamPort: env.upstream.h2Port,
+        adminPorts: [a1, a2],
+        certs: env.certs,
+      });
+      return { port, procs };
     },
   });
 
