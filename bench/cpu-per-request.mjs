@@ -7,7 +7,7 @@
 // and after. Never asserts anything; prints one line per target. Loopback only, bounded by
 // --seconds (and every load generator by a hard timeout).
 //
-//   node bench/cpu-per-request.mjs [--seconds 5] [--targets meshlet,pipe,nginx]
+//   node bench/cpu-per-request.mjs [--seconds 5] [--warmup 2] [--targets meshlet,pipe,nginx]
 //        [--meshlet-bin /path/bin/meshlet.js] [--node-args "--cpu-prof --cpu-prof-dir=/tmp/prof"]
 //        [--concurrency N] [--h2-connections 10] [--h2-streams 10] [--grpc-concurrency 50]
 // HTTP/1.1 clients (wrk): pipe (bare Node socket pipe), nginx (nginx proxy), http-proxy, reply-from
@@ -20,6 +20,9 @@
 // gRPC unary (grpc-js client, 50 calls in flight on 2 channels → grpc-js server; the "upstream"
 //   column is the gRPC server): grpc-direct, grpc-meshlet (h2c → meshlet → h2c)
 // --node-args applies to the Node processes under test (meshlet, h2-node).
+// --perf-dir DIR: `perf record -g` of the processes under test during the measured window only, one
+//   DIR/<target>.perf.data per target (add --node-args=--perf-basic-prof for JS frame names; read it
+//   with `perf report -i FILE --no-children --sort dso,sym`).
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -27,7 +30,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { makeCerts } from './lib/certs.mjs';
-import { freePorts, startProcess, stopAll, waitForPort } from './lib/procs.mjs';
+import { freePorts, runToEnd, startProcess, stopAll, waitForPort } from './lib/procs.mjs';
 import { runNodeLoad } from './load/child.mjs';
 import { h2load } from './load/h2load.mjs';
 import { wrk } from './load/wrk.mjs';
@@ -39,6 +42,7 @@ import { startProxy, startUpstream } from './servers/nginx.mjs';
 const { values: o } = parseArgs({
   options: {
     seconds: { type: 'string', default: '5' },
+    warmup: { type: 'string', default: '2' },
     targets: { type: 'string', default: 'meshlet' },
     'meshlet-bin': { type: 'string', default: path.join(REPO, 'bin/meshlet.js') },
     'node-args': { type: 'string', default: '' },
@@ -47,6 +51,7 @@ const { values: o } = parseArgs({
     'h2-connections': { type: 'string', default: '10' },
     'h2-streams': { type: 'string', default: '10' },
     'grpc-concurrency': { type: 'string', default: '50' },
+    'perf-dir': { type: 'string' },
   },
 });
 const seconds = Number(o.seconds);
@@ -213,11 +218,23 @@ async function main() {
         if (status !== 200) throw new Error(`probe through ${target} answered ${status}`);
       }
       // warm-up (JIT, pools) then measure
-      const warm = await drive(kind, loadPort, 2);
+      const warm = await drive(kind, loadPort, Number(o.warmup));
       if (!(warm.requests > 0)) throw new Error(`${target}: no successful request in the warm-up (${warm.lastError ?? ''})`);
       const c0 = procs.reduce((s, p) => s + treeCpu(p.pid), 0);
       const [u0, w0] = [treeCpu(upstreamPid), reapedChildrenCpu()];
+      const perf =
+        o['perf-dir'] && procs.length
+          ? runToEnd(
+              'perf',
+              ['record', '-F', '1999', '-g', '-o', path.join(o['perf-dir'], `${target}.perf.data`), '-p', procs.map((p) => p.pid).join(','), '--', 'sleep', String(seconds)],
+              { timeoutMs: (seconds + 30) * 1000 },
+            )
+          : undefined;
       const r = await drive(kind, loadPort, seconds);
+      if (perf) {
+        const pr = await perf;
+        if (pr.code !== 0) console.error(`perf record: exit ${pr.code} ${pr.stderr.trim().slice(-300)}`);
+      }
       const c1 = procs.reduce((s, p) => s + treeCpu(p.pid), 0);
       const [u1, w1] = [treeCpu(upstreamPid), reapedChildrenCpu()];
       const per = (a, b) => (((b - a) / r.requests) * 1e6).toFixed(1).padStart(6);
