@@ -112,7 +112,7 @@ export class TlsContextManager {
       caTag = `inline:${hash(caPem)}`;
     }
     const alpn = common.alpnProtocols.length > 0 ? common.alpnProtocols : isServer ? ['h2', 'http/1.1'] : [];
-    const key = `${isServer ? 's' : 'c'}|${keyTag}|${caTag}|${alpn.join(',')}|${common.tlsMinimumProtocolVersion ?? ''}|${common.cipherSuites.join(':')}|${JSON.stringify(validation?.matchTypedSubjectAltNames ?? [])}`;
+    const key = `${isServer ? 's' : 'c'}|${keyTag}|${caTag}|${alpn.join(',')}|${common.tlsMinimumProtocolVersion ?? ''}|${common.cipherSuites.join(':')}|${common.ecdhCurves?.join(':') ?? ''}|${common.signatureAlgorithms?.join(':') ?? ''}|${JSON.stringify(validation?.matchTypedSubjectAltNames ?? [])}`;
     const hit = this.cache.get(key);
     if (hit) return hit;
     if (isServer && (!certPem || !keyPem)) throw new Error('a server TLS context needs a certificate (tls_certificates or an SDS secret)');
@@ -123,6 +123,8 @@ export class TlsContextManager {
       minVersion: common.tlsMinimumProtocolVersion === 'TLSv1_3' ? 'TLSv1.3' : 'TLSv1.2',
       maxVersion: common.tlsMaximumProtocolVersion === 'TLSv1_2' ? 'TLSv1.2' : 'TLSv1.3',
       ciphers: common.cipherSuites.length > 0 ? common.cipherSuites.join(':') : undefined,
+      ecdhCurve: common.ecdhCurves?.join(':'),
+      sigalgs: common.signatureAlgorithms?.join(':'),
       // Session resumption lets meshlet-to-meshlet reconnects skip the full handshake. A server
       // context that requests client certificates must have a session id context, or OpenSSL
       // fails every resumption attempt ("session id context uninitialized").

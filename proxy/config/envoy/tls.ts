@@ -7,6 +7,7 @@
  * untrusted chains, custom validators, private key providers) is an error, never a warning,
  * because ignoring it would silently weaken peer verification.
  */
+import * as tls from 'node:tls';
 import type { Reader } from '../../../common/reader';
 import type {
   CertValidationContext,
@@ -135,6 +136,8 @@ export function decodeCommonTlsContext(r: Reader, ctx?: DecodeContext): CommonTl
   let tlsMinimumProtocolVersion: CommonTlsConfig['tlsMinimumProtocolVersion'];
   let tlsMaximumProtocolVersion: CommonTlsConfig['tlsMaximumProtocolVersion'];
   let cipherSuites: string[] = [];
+  let ecdhCurves: string[] = [];
+  let signatureAlgorithms: string[] = [];
   const p = r.obj('tls_params');
   if (p) {
     tlsMinimumProtocolVersion = tlsVersion(p, 'tls_minimum_protocol_version');
@@ -143,7 +146,10 @@ export function decodeCommonTlsContext(r: Reader, ctx?: DecodeContext): CommonTl
       p.error('tls_maximum_protocol_version', 'must not be lower than tls_minimum_protocol_version');
     }
     cipherSuites = p.strList('cipher_suites');
-    p.ignore('ecdh_curves', 'signature_algorithms');
+    ecdhCurves = p.strList('ecdh_curves');
+    signatureAlgorithms = p.strList('signature_algorithms');
+    checkOpenSslList(p, 'ecdh_curves', ecdhCurves, (v) => ({ ecdhCurve: v }));
+    checkOpenSslList(p, 'signature_algorithms', signatureAlgorithms, (v) => ({ sigalgs: v }));
     p.done();
   }
   const tlsCertificates: TlsCertificate[] = [];
@@ -205,6 +211,8 @@ export function decodeCommonTlsContext(r: Reader, ctx?: DecodeContext): CommonTl
     ...(tlsMinimumProtocolVersion ? { tlsMinimumProtocolVersion } : {}),
     ...(tlsMaximumProtocolVersion ? { tlsMaximumProtocolVersion } : {}),
     cipherSuites,
+    ...(ecdhCurves.length > 0 ? { ecdhCurves } : {}),
+    ...(signatureAlgorithms.length > 0 ? { signatureAlgorithms } : {}),
   };
 }
 
@@ -233,7 +241,11 @@ export function decodeDownstreamTlsContext(
   if (requireClientCertificate && !hasValidation(common)) {
     r.error('require_client_certificate', 'requires a validation context to verify client certificates against');
   }
-  r.ignore('session_timeout', 'disable_stateless_session_resumption', 'disable_stateful_session_resumption');
+  // Node's servers keep no internal session cache (resumption by session id needs an external
+  // store meshlet does not run), so stateful resumption is already off: `true` is honoured as is.
+  // session_timeout and disable_stateless_session_resumption are left to warn below.
+  if (r.bool('disable_stateful_session_resumption', false) === false && r.has('disable_stateful_session_resumption'))
+    r.issues.warn(r.sub('disable_stateful_session_resumption'), 'stateful (session id) resumption is not offered by meshlet');
   r.done();
   return { kind: 'downstream_tls', common, requireClientCertificate, handshakeTimeoutMs };
 }
@@ -244,7 +256,6 @@ export function decodeUpstreamTlsContext(r: Reader, ctx?: DecodeContext): Upstre
   const sni = r.str('sni');
   if (sni !== undefined && sni.length > 255) r.error('sni', 'must be at most 255 characters');
   const allowRenegotiation = r.bool('allow_renegotiation', false);
-  r.ignore('max_session_keys');
   r.done();
   return { kind: 'upstream_tls', common, ...(sni ? { sni } : {}), allowRenegotiation };
 }
@@ -298,4 +309,19 @@ export function decodeTransportSocket(
   }
   r.done();
   return out;
+}
+
+/**
+ * ecdh_curves and signature_algorithms are OpenSSL name lists (Envoy takes BoringSSL's names,
+ * which OpenSSL shares for every group and algorithm a TLS 1.2/1.3 peer would use). OpenSSL is
+ * the judge of what it accepts: building a throw-away context reports a bad name at config time
+ * rather than at the first handshake.
+ */
+function checkOpenSslList(r: Reader, key: string, values: readonly string[], opt: (v: string) => tls.SecureContextOptions): void {
+  if (values.length === 0) return;
+  try {
+    tls.createSecureContext(opt(values.join(':')));
+  } catch (err) {
+    r.error(key, `OpenSSL does not accept [${values.join(', ')}]: ${(err as Error).message}`);
+  }
 }
