@@ -120,7 +120,6 @@ export function decodeBootstrap(raw: unknown, ctx0: DecodeContext, what = 'boots
       : undefined;
     const accessLogPath = ar.str('access_log_path');
     if (accessLogPath !== undefined) ar.issues.warn(ar.sub('access_log_path'), 'deprecated in Envoy; use access_log');
-    ar.ignore('profile_path');
     ar.done();
     if (address) admin = { address, ...(accessLogPath ? { accessLogPath } : {}) };
   }

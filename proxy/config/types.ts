@@ -614,6 +614,8 @@ export interface ClusterConfig {
   /** common_lb_config.healthy_panic_threshold, percent; Envoy default 50. */
   readonly healthyPanicThresholdPercent: number;
   /** ORIGINAL_DST: take the destination from this header instead of the socket (Envoy option). */
+  /** original_dst_lb_config.upstream_port_override: connect to this port instead of the destination's. */
+  readonly originalDstPortOverride?: number;
   readonly originalDstHeader?: string;
   readonly cleanupIntervalMs: number;
   readonly perConnectionBufferLimitBytes: number;
@@ -704,6 +706,10 @@ export interface CommonTlsConfig {
   readonly tlsMinimumProtocolVersion?: 'TLSv1_2' | 'TLSv1_3';
   readonly tlsMaximumProtocolVersion?: 'TLSv1_2' | 'TLSv1_3';
   readonly cipherSuites: readonly string[];
+  /** tls_params.ecdh_curves (OpenSSL group names); absent means OpenSSL's defaults. */
+  readonly ecdhCurves?: readonly string[];
+  /** tls_params.signature_algorithms (OpenSSL sigalg names); absent means OpenSSL's defaults. */
+  readonly signatureAlgorithms?: readonly string[];
 }
 
 export interface DownstreamTlsConfig {

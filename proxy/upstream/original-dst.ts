@@ -6,6 +6,9 @@
  * connections. lb_policy is CLUSTER_PROVIDED: `chooseHost` has no destination to go by and
  * returns undefined; callers use `hostForOriginalDst`.
  *
+ * `upstream_port_override` replaces the destination's port (the address is kept), wherever the
+ * destination came from.
+ *
  * Lookups are two Map gets (address, then port) so the per-request path builds no key string.
  */
 import type { ClusterConfig } from '../config/types';
@@ -38,7 +41,9 @@ export class OriginalDstCluster extends Cluster {
     return undefined;
   }
 
-  hostForOriginalDst(address: string, port: number): Host {
+  hostForOriginalDst(address: string, dstPort: number): Host {
+    // original_dst_lb_config.upstream_port_override: same address, the configured port.
+    const port = this.config.originalDstPortOverride ?? dstPort;
     let ports = this.byAddress.get(address);
     if (ports === undefined) {
       ports = new Map();

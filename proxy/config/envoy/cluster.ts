@@ -65,10 +65,8 @@ function decodeCircuitBreakers(r: Reader): CircuitBreakerThresholds[] {
       maxRetries: t.int('max_retries', 3, 0, 0xffffffff),
       ...(retryBudget ? { retryBudget } : {}),
     });
-    t.ignore('track_remaining');
     t.done();
   }
-  r.ignore('per_host_thresholds');
   r.done();
   return out;
 }
@@ -83,7 +81,6 @@ interface Protocol {
 function decodeCommonHttp(r: Reader, p: Protocol): void {
   p.upstreamIdleTimeoutMs = dur(r, 'idle_timeout', p.upstreamIdleTimeoutMs);
   p.maxRequestsPerConnection = r.int('max_requests_per_connection', p.maxRequestsPerConnection, 0, 0xffffffff);
-  r.ignore('max_headers_count', 'max_connection_duration', 'max_stream_duration', 'headers_with_underscores_action');
   r.done();
 }
 
@@ -115,7 +112,6 @@ function decodeHttpProtocolOptions(r: Reader, p: Protocol): void {
   if (c) decodeCommonHttp(c, p);
   const u = r.obj('upstream_http_protocol_options');
   if (u) {
-    u.ignore('auto_sni', 'auto_san_validation', 'override_auto_sni_header');
     u.done();
   }
   if (r.list('http_filters').length > 0) r.error('http_filters', 'upstream HTTP filters are not supported by meshlet');
@@ -181,7 +177,6 @@ function decodeLbConfig(r: Reader, policy: LbPolicyName): ClusterConfig['lbConfi
   if (lr || policy === 'LEAST_REQUEST') {
     out.leastRequest = { choiceCount: lr ? lr.int('choice_count', 2, 2, 0xffffffff) : 2 };
     if (lr) {
-      lr.ignore('active_request_bias', 'slow_start_config');
       lr.done();
     }
   }
@@ -301,16 +296,25 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
   const clb = r.obj('common_lb_config');
   if (clb) {
     healthyPanicThresholdPercent = percent(clb, 'healthy_panic_threshold', 50);
-    clb.ignore('update_merge_window', 'ignore_new_hosts_until_first_hc');
+    // Envoy batches EDS/health updates inside this window for CPU's sake; meshlet applies each at once.
+    clb.ignore('update_merge_window');
     clb.done();
   }
   let originalDstHeader: string | undefined;
+  let originalDstPortOverride: number | undefined;
   const odc = r.obj('original_dst_lb_config');
   if (odc) {
     const use = odc.bool('use_http_header', false);
     const h = odc.has('http_header_name') ? headerName(odc, 'http_header_name') : undefined;
     if (use) originalDstHeader = h ?? 'x-envoy-original-dst-host';
-    odc.ignore('upstream_port_override');
+    // google.protobuf.UInt32Value: a bare number in proto3 JSON, {value} in YAML written by hand.
+    const po = odc.raw('upstream_port_override');
+    if (po !== undefined && po !== null) {
+      const v = typeof po === 'object' && !Array.isArray(po) ? (po as { value?: unknown }).value : po;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 1 || n > 65535) odc.error('upstream_port_override', 'must be a port number 1..65535');
+      else originalDstPortOverride = n;
+    }
     odc.done();
     if (type !== 'ORIGINAL_DST')
       r.error('original_dst_lb_config', `is only valid for ORIGINAL_DST clusters (type is ${type})`);
@@ -320,7 +324,6 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
   const perConnectionBufferLimitBytes = r.int('per_connection_buffer_limit_bytes', 1_048_576, 0, 0xffffffff);
   const metadata = decodeMetadata(r);
   const upstreamBindConfig = decodeBindConfig(r.obj('upstream_bind_config'));
-  r.ignore('alt_stat_name');
   r.done();
   if (!name) return undefined;
   return {
@@ -345,6 +348,7 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
     respectDnsTtl,
     healthyPanicThresholdPercent,
     ...(originalDstHeader ? { originalDstHeader } : {}),
+    ...(originalDstPortOverride !== undefined ? { originalDstPortOverride } : {}),
     cleanupIntervalMs,
     perConnectionBufferLimitBytes,
     metadata,
@@ -359,7 +363,7 @@ function decodeBindConfig(r: Reader | undefined): ClusterConfig['upstreamBindCon
   const add = (a: Reader, path: string): void => {
     const addr = a.requiredStr('address');
     const port = a.int('port_value', 0, 0, 65535);
-    a.ignore('protocol', 'ipv4_compat');
+    if (a.str('protocol', 'TCP') !== 'TCP') a.error('protocol', 'meshlet binds TCP sources only');
     a.done();
     if (!addr) return;
     const fam = isIP(addr);
@@ -373,11 +377,9 @@ function decodeBindConfig(r: Reader | undefined): ClusterConfig['upstreamBindCon
   for (const [i, x] of r.arr('additional_source_addresses').entries()) {
     const a = x.obj('address');
     if (a) add(a, `${r.sub('additional_source_addresses')}[${i}]`);
-    x.ignore('socket_options');
     x.done();
   }
   if (r.bool('freebind', false)) r.error('freebind', 'is not supported by meshlet (Node cannot set IP_FREEBIND)');
-  r.ignore('socket_options');
   r.done();
   return sourceAddresses.length > 0 ? { sourceAddresses } : undefined;
 }

@@ -197,7 +197,6 @@ export function decodeNode(r: Reader | undefined): NodeInfo {
   const locality = lr ? decodeLocality(lr) : undefined;
   const userAgentName = r.str('user_agent_name', 'meshlet');
   const userAgentVersion = r.str('user_agent_version', '');
-  r.ignore('user_agent_build_version', 'client_features', 'extensions');
   r.done();
   return { id, cluster, metadata, ...(locality ? { locality } : {}), userAgentName, userAgentVersion };
 }

@@ -42,7 +42,6 @@ function decodeLbEndpoint(r: Reader, opts: EndpointOptions): LbEndpoint | undefi
       const hc = e.obj('health_check_config');
       if (hc) {
         healthCheckPort = hc.optInt('port_value', 0, 65535) || undefined;
-        hc.ignore('hostname');
         hc.done();
       }
       e.done();
@@ -103,10 +102,8 @@ export function decodeClusterLoadAssignmentR(
   if (pol) {
     overprovisioningFactor = pol.int('overprovisioning_factor', 140, 1, 0xffffffff);
     if (pol.list('drop_overloads').length > 0) pol.error('drop_overloads', 'is not supported by meshlet');
-    pol.ignore('endpoint_stale_after');
     pol.done();
   }
-  r.ignore('named_endpoints');
   r.done();
   return { clusterName, endpoints, overprovisioningFactor };
 }

@@ -140,7 +140,6 @@ function decodeGoogleGrpc(g: Reader): Extract<GrpcService, { kind: 'google_grpc'
       'call_credentials',
       'call credentials need channel_credentials ssl_credentials or local_credentials; they are never sent over plaintext',
     );
-  g.ignore('credentials_factory_name', 'per_stream_buffer_limit_bytes');
   g.done();
   if (!targetUri) return undefined;
   return {

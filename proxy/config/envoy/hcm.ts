@@ -52,7 +52,6 @@ export function decodeHttp2Options(r: Reader | undefined): Http2Options {
       INT31_MAX,
     ),
   };
-  r.ignore('hpack_table_size');
   r.done();
   return out;
 }

@@ -50,7 +50,6 @@ export function decodeHealthCheck(r: Reader): HealthCheckConfig | undefined {
   const healthyThreshold = r.int('healthy_threshold', 1, 0, 0xffffffff);
   const noTrafficIntervalMs = optionalPositiveMs(r, 'no_traffic_interval') ?? 60_000;
   const unhealthyIntervalMs = optionalPositiveMs(r, 'unhealthy_interval');
-  r.ignore('reuse_connection', 'always_log_health_check_failures', 'always_log_health_check_success');
   const which = r.oneof(['http_health_check', 'tcp_health_check', 'grpc_health_check', 'custom_health_check'] as const);
   let check: HealthCheckConfig['check'] | undefined;
   const c = which ? r.obj(which) : undefined;
@@ -71,7 +70,6 @@ export function decodeHealthCheck(r: Reader): HealthCheckConfig | undefined {
     if (expectedStatuses.length === 0) expectedStatuses.push({ start: 200, end: 201 });
     const codec = enumOf(c, 'codec_client_type', ['HTTP1', 'HTTP2', 'HTTP3'] as const, 'HTTP1');
     if (codec === 'HTTP3') c.error('codec_client_type', 'HTTP3 is not supported by meshlet');
-    c.ignore('request_headers_to_remove');
     if (c.list('request_headers_to_add').length > 0) c.error('request_headers_to_add', 'is not supported by meshlet');
     if (path) check = { kind: 'http', host, path, expectedStatuses, useHttp2: codec === 'HTTP2' };
   } else if (c && which === 'tcp_health_check') {

@@ -96,7 +96,6 @@ const NETWORK_FILTERS: ReadonlyMap<string, NetworkFilterDecoder> = new Map<strin
         const statPrefix = t.requiredStr('stat_prefix');
         if (!t.has('max_connections')) t.error('max_connections', 'is required');
         const maxConnections = t.int('max_connections', 1, 1);
-        t.ignore('delay', 'runtime_enabled');
         t.done();
         return { kind: 'connection_limit', name, statPrefix, maxConnections };
       },

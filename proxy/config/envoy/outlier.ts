@@ -38,7 +38,6 @@ export function decodeOutlierDetection(r: Reader): OutlierDetectionConfig {
     successRateStdevFactor: r.int('success_rate_stdev_factor', 1900, 0, 0xffffffff),
     splitExternalLocalOriginErrors: r.bool('split_external_local_origin_errors', false),
   };
-  r.ignore('max_ejection_time_jitter');
   r.done();
   return out;
 }

@@ -307,7 +307,6 @@ export function decodeRbac(r: Reader, _ctx: DecodeContext, opts: RbacDecodeOptio
     if (r.has(k)) r.error(k, 'the matcher API is not supported by meshlet; use rules');
     r.raw(k);
   }
-  r.ignore('shadow_rules_stat_prefix');
   return { ...(rules ? { rules } : {}), ...(shadowRules ? { shadowRules } : {}), statPrefix };
 }
 

@@ -275,7 +275,6 @@ export function decodeRouteAction(r: Reader, ctx: DecodeContext): RouteAction | 
     msd.done();
   }
   const rateLimits = decodeRateLimits(r);
-  r.ignore('priority', 'include_vh_rate_limits');
   r.done();
   if (!cluster) return undefined;
   return {

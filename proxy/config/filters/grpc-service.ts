@@ -48,7 +48,6 @@ export function decodeGrpcTarget(r: Reader, defaultTimeoutMs: number): GrpcTarge
     if (e) {
       const clusterName = e.requiredStr('cluster_name');
       const authority = e.str('authority', clusterName);
-      e.ignore('max_receive_message_length');
       e.done();
       if (clusterName) out = { clusterName, authority, timeoutMs, initialMetadata };
     }

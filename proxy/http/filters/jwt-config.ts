@@ -278,7 +278,6 @@ export function decodeJwtAuthn(r: Reader): JwtAuthnConfig {
   const bypassCorsPreflight = r.bool('bypass_cors_preflight', false);
   if (r.has('filter_state_rules')) r.error('filter_state_rules', 'is not supported by meshlet');
   r.raw('filter_state_rules');
-  r.ignore('stat_prefix');
   r.done();
   return { kind: 'jwt_authn', providers, rules, requirementMap, bypassCorsPreflight };
 }

@@ -158,7 +158,6 @@ export function decodeLocalRateLimit(r: Reader): LocalRateLimitConfig {
   if (r.list('descriptors').length > 0) r.error('descriptors', 'rate limit descriptors are not supported by meshlet');
   const stage = r.int('stage', 0, 0, 10);
   if (stage !== 0) r.error('stage', 'only stage 0 is supported by meshlet');
-  r.ignore('always_consume_default_token_bucket', 'rate_limited_as_resource_exhausted', 'vh_rate_limits');
   r.done();
   return {
     kind: 'local_ratelimit',

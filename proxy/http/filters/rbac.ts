@@ -40,7 +40,6 @@ const NO_CONTEXT = {} as DecodeContext;
 
 function decodeHttpRbac(r: Reader): HttpRbacConfig {
   const rbac = decodeRbac(r, NO_CONTEXT, { statPrefixKey: 'rules_stat_prefix' });
-  r.ignore('track_per_rule_stats');
   r.done();
   // Register the counters now so telemetry exports zeros before the first request.
   rbacStatsFor(`rbac.${rbac.statPrefix}`, 'http');

@@ -1,0 +1,49 @@
+/**
+ * Fields meshlet read and dropped without a word (`Reader.ignore`) although they change what
+ * Envoy does. Each is now a start-up warning naming its path ("not supported by meshlet,
+ * ignored"); the few with no effect on behaviour (update_merge_window, metadata) stay quiet.
+ */
+import { describe, expect, it } from 'vitest';
+import { decodeBootstrap } from '../../proxy/config/bootstrap';
+import { bootstrap, httpListener, routes } from '../support/meshlet';
+import { ctx } from './helpers';
+
+describe('fields that change Envoy behaviour are never dropped silently', () => {
+  it('warns for each, with its path, and accepts the config', () => {
+    const cluster = {
+      name: 'c',
+      type: 'STATIC',
+      connect_timeout: '1s',
+      alt_stat_name: 'other',
+      per_connection_buffer_limit_bytes: 32768,
+      circuit_breakers: { thresholds: [{ max_connections: 5, track_remaining: true }], per_host_thresholds: [{ max_connections: 1 }] },
+      common_lb_config: { update_merge_window: '1s', ignore_new_hosts_until_first_hc: true },
+      upstream_connection_options: { tcp_keepalive: {} },
+      typed_extension_protocol_options: {
+        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+          '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+          common_http_protocol_options: { max_connection_duration: '60s' },
+          upstream_http_protocol_options: { auto_sni: true },
+          explicit_http_config: { http_protocol_options: {} },
+        },
+      },
+      load_assignment: { cluster_name: 'c', endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: 1 } } } }] }] },
+    };
+    const raw = bootstrap([httpListener('l', routes([{ match: { prefix: '/' }, route: { cluster: 'c', priority: 'HIGH' } }]))], [cluster as never]);
+    (raw as { admin?: Record<string, unknown> }).admin = { ...((raw as { admin?: Record<string, unknown> }).admin ?? {}), profile_path: '/tmp/p' };
+    const { warnings } = decodeBootstrap(raw, ctx());
+    const paths = warnings.map((w) => `${w.path}: ${w.message}`);
+    for (const field of [
+      'admin.profile_path',
+      '.alt_stat_name',
+      '.track_remaining',
+      '.per_host_thresholds',
+      '.ignore_new_hosts_until_first_hc',
+      '.max_connection_duration',
+      '.auto_sni',
+      '.route.priority',
+    ])
+      expect(paths.find((p) => p.includes(`${field}: not supported by meshlet, ignored`)), field).toBeDefined();
+    expect(paths.find((p) => p.includes('update_merge_window'))).toBeUndefined();
+  });
+});
