@@ -3,8 +3,8 @@
  * finished HTTP stream or TCP session, written asynchronously through sonic-boom (pino's
  * destination), never with synchronous I/O on the data path.
  *
- * Formats are compiled once when a listener is built: no format string → Istio's JSON encoding
- * of Envoy's default fields; `json_format` → the given keys, each value a format string (a value
+ * Formats are compiled once when a listener is built: no format string → Envoy's default text
+ * format (as Envoy; Istio's JSON encoding only when the config's `json_format` asks for it); `json_format` → the given keys, each value a format string (a value
  * that is a single numeric operator is written as a number, as Envoy does); `text_format` →
  * Envoy's command operators substituted into the text. Unknown operators print "-" and are
  * warned about once when compiled.
@@ -158,34 +158,15 @@ function render(parts: readonly Part[], c: LogContext): string {
   return out;
 }
 
-/** Istio's JSON access log encoding of Envoy's default fields (plus the peer principal). */
-const DEFAULT_JSON: Readonly<Record<string, string>> = {
-  start_time: '%START_TIME%',
-  method: '%REQ(:METHOD)%',
-  path: '%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%',
-  protocol: '%PROTOCOL%',
-  response_code: '%RESPONSE_CODE%',
-  response_flags: '%RESPONSE_FLAGS%',
-  response_code_details: '%RESPONSE_CODE_DETAILS%',
-  upstream_transport_failure_reason: '%UPSTREAM_TRANSPORT_FAILURE_REASON%',
-  bytes_received: '%BYTES_RECEIVED%',
-  bytes_sent: '%BYTES_SENT%',
-  duration: '%DURATION%',
-  upstream_service_time: '%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%',
-  x_forwarded_for: '%REQ(X-FORWARDED-FOR)%',
-  user_agent: '%REQ(USER-AGENT)%',
-  request_id: '%REQ(X-REQUEST-ID)%',
-  authority: '%REQ(:AUTHORITY)%',
-  upstream_host: '%UPSTREAM_HOST%',
-  upstream_cluster: '%UPSTREAM_CLUSTER%',
-  upstream_local_address: '%UPSTREAM_LOCAL_ADDRESS%',
-  downstream_local_address: '%DOWNSTREAM_LOCAL_ADDRESS%',
-  downstream_remote_address: '%DOWNSTREAM_REMOTE_ADDRESS%',
-  downstream_peer_uri_san: '%DOWNSTREAM_PEER_URI_SAN%',
-  upstream_peer_uri_san: '%UPSTREAM_PEER_URI_SAN%',
-  requested_server_name: '%REQUESTED_SERVER_NAME%',
-  route_name: '%ROUTE_NAME%',
-};
+/**
+ * Envoy's default access log format, used when an access log has no `log_format` (Envoy's
+ * "Default format string"; the trailing newline is added by the writer).
+ */
+export const ENVOY_DEFAULT_FORMAT =
+  '[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL%" ' +
+  '%RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %DURATION% ' +
+  '%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)% "%REQ(X-FORWARDED-FOR)%" "%REQ(USER-AGENT)%" ' +
+  '"%REQ(X-REQUEST-ID)%" "%REQ(:AUTHORITY)%" "%UPSTREAM_HOST%"';
 
 /** Compiled formatter: LogContext → one line (without the newline). */
 export type Formatter = (c: LogContext) => string;
@@ -194,11 +175,12 @@ export function compileFormat(
   format: AccessLogConfig['format'],
   warn: (m: string) => void = (m) => log.warn(m),
 ): Formatter {
-  if (format?.kind === 'text') {
-    const { parts } = compileText(format.text.endsWith('\n') ? format.text.slice(0, -1) : format.text, warn);
+  if (format?.kind !== 'json') {
+    const text = format ? format.text : ENVOY_DEFAULT_FORMAT;
+    const { parts } = compileText(text.endsWith('\n') ? text.slice(0, -1) : text, warn);
     return (c) => render(parts, c);
   }
-  const json = format?.kind === 'json' ? format.json : DEFAULT_JSON;
+  const json = format.json;
   const fields: { key: string; parts?: Part[]; single?: { fn: Op; numeric: boolean }; constant?: unknown }[] = [];
   for (const [key, v] of Object.entries(json)) {
     if (typeof v !== 'string') {

@@ -25,6 +25,7 @@ let jwksFetches = 0;
 let localKey: KeyLike;
 let remoteKey: KeyLike;
 let otherKey: KeyLike;
+let localJwk: JWK;
 
 async function sign(
   key: KeyLike,
@@ -48,7 +49,7 @@ beforeAll(async () => {
   localKey = local.privateKey;
   remoteKey = remote.privateKey;
   otherKey = other.privateKey;
-  const localJwk: JWK = { ...(await exportJWK(local.publicKey)), kid: 'local-1', alg: 'RS256', use: 'sig' };
+  localJwk = { ...(await exportJWK(local.publicKey)), kid: 'local-1', alg: 'RS256', use: 'sig' };
   const remoteJwk: JWK = { ...(await exportJWK(remote.publicKey)), kid: 'remote-1', alg: 'ES256', use: 'sig' };
 
   jwksServer = http.createServer((req, res) => {
@@ -240,9 +241,44 @@ describe('jwt_authn with a remote JWKS fetched through a cluster', () => {
   });
 });
 
+describe('jwt_authn with an invalid inline JWKS (issue 15 bug 10)', () => {
+  it('starts with a warning naming the field, and that provider fails its requests with 401', async () => {
+    const filter = {
+      name: 'envoy.filters.http.jwt_authn',
+      typed_config: {
+        '@type': JWT_TYPE,
+        providers: {
+          broken: { issuer: 'https://local.example', local_jwks: { inline_string: 'invalid' } },
+          good: {
+            issuer: 'https://local.example',
+            local_jwks: { inline_string: JSON.stringify({ keys: [{ ...localJwk, kid: 'local-1', alg: 'RS256' }] }) },
+            from_headers: [{ name: 'x-good-token' }],
+          },
+        },
+        rules: [
+          { match: { prefix: '/good' }, requires: { provider_name: 'good' } },
+          { match: { prefix: '/' }, requires: { provider_name: 'broken' } },
+        ],
+      },
+    };
+    const bad = await startMeshlet(
+      bootstrap([filterListener('jwt_broken', [filter], [{ match: { prefix: '/' }, route: { cluster: 'app' } }])], [staticCluster('app', [echo.port])]),
+    );
+    const w = bad.warnings.find((x) => x.path.endsWith('providers.broken.local_jwks.inline_string'));
+    expect(w?.message).toMatch(/not valid JSON.*provider "broken" has no valid key.*401/);
+    const port = bad.listenerPort('jwt_broken');
+    const token = await sign(localKey, 'RS256', 'local-1', { sub: 'alice' }, { iss: 'https://local.example' });
+    const res = await request(port, '/x', { headers: { authorization: `Bearer ${token}` } });
+    expect([res.status, res.body]).toEqual([401, "Jwks doesn't have any valid public key"]);
+    expect((await request(port, '/x')).body).toBe('Jwt is missing');
+    // The other provider of the same filter works.
+    expect((await request(port, '/good', { headers: { 'x-good-token': token } })).status).toBe(200);
+  });
+});
+
 describe('jwt_authn config validation', () => {
   it('reports bad providers and requirements with their paths', () => {
-    const { errors } = decodeWith(decodeJwtAuthn, {
+    const { errors, warnings } = decodeWith(decodeJwtAuthn, {
       providers: {
         a: { local_jwks: { inline_string: '{"keys": []}' } },
         b: { remote_jwks: { http_uri: { uri: 'http://x/jwks' } } },
@@ -253,8 +289,9 @@ describe('jwt_authn config validation', () => {
         { requires: { requires_any: { requirements: [{ provider_name: 'a' }] } } },
       ],
     });
+    // An empty key set is Envoy's start-up warning, not an error (issue 15 bug 10).
+    expect(warnings.map((e) => e.path)).toContain('typed_config.providers.a.local_jwks.inline_string');
     expect(errors.map((e) => e.path).sort()).toEqual([
-      'typed_config.providers.a.local_jwks.inline_string',
       'typed_config.providers.b.remote_jwks.http_uri.cluster',
       'typed_config.providers.b.remote_jwks.http_uri.timeout',
       'typed_config.providers.c',

@@ -32,6 +32,7 @@ import {
   stopAllMeshlets,
 } from '../support/meshlet';
 import { closeAll, type HttpEcho, startHttpEcho } from '../support/upstreams';
+import { ISTIO_JSON_LOG_FORMAT } from '../telemetry/helpers';
 
 const DOWNSTREAM_TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext';
 const UPSTREAM_TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
@@ -307,7 +308,12 @@ describe('wrong SAN on the server side', () => {
                         stat_prefix: 'out',
                         route_config: { name: 'r', virtual_hosts: [{ name: 'all', domains: ['*'], routes: [{ match: { prefix: '/' }, route: { cluster: 'peer' } }] }] },
                         http_filters: [{ name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } }],
-                        access_log: [{ name: 'envoy.access_loggers.file', typed_config: { '@type': FILE_LOG, path: logFile } }],
+                        access_log: [
+                          {
+                            name: 'envoy.access_loggers.file',
+                            typed_config: { '@type': FILE_LOG, path: logFile, log_format: { json_format: ISTIO_JSON_LOG_FORMAT } },
+                          },
+                        ],
                       },
                     },
                   ],

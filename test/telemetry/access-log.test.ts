@@ -1,8 +1,8 @@
 /**
  * Access logs configured per listener with Envoy's `access_log` (file logger): the default is
- * Istio's JSON encoding of Envoy's default fields; `json_format` and `text_format` use Envoy's
- * command operators; TCP proxies log their sessions. Records are parsed as JSON, never matched
- * as strings.
+ * Envoy's default text format (issue 15 bug 10: it used to be Istio's JSON); Istio's JSON
+ * encoding, `json_format` and `text_format` use Envoy's command operators; TCP proxies log their
+ * sessions. JSON records are parsed as JSON, text lines matched field by field.
  */
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -21,13 +21,14 @@ import {
   tcpListener,
 } from '../support/meshlet';
 import { closeAll, closedPort, type HttpEcho, startHttpEcho, startTcpEcho } from '../support/upstreams';
-import { request } from './helpers';
+import { ISTIO_JSON_LOG_FORMAT, request } from './helpers';
 
 const FILE_LOG = 'type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog';
 
 let dir: string;
 let app: HttpEcho;
 let m: StartedMeshlet;
+let tcpPort: number;
 
 function fileLog(path: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { name: 'envoy.access_loggers.file', typed_config: { '@type': FILE_LOG, path, ...extra } };
@@ -42,6 +43,7 @@ beforeAll(async () => {
     }
   });
   const tcp = await startTcpEcho();
+  tcpPort = tcp.port;
   const dead = await closedPort();
   m = await startMeshlet(
     bootstrap(
@@ -53,9 +55,12 @@ beforeAll(async () => {
             { match: { prefix: '/' }, route: { cluster: 'app' } },
           ]),
           {
-            access_log: [fileLog(join(dir, 'default.log'))],
+            access_log: [fileLog(join(dir, 'istio.json'), { log_format: { json_format: ISTIO_JSON_LOG_FORMAT } })],
           },
         ),
+        httpListener('default_text', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]), {
+          access_log: [fileLog(join(dir, 'default.log'))],
+        }),
         httpListener('custom', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]), {
           access_log: [
             fileLog(join(dir, 'custom.json'), {
@@ -76,7 +81,10 @@ beforeAll(async () => {
             }),
           ],
         }),
-        tcpListener('tcp', 'tcp-app', { access_log: [fileLog(join(dir, 'tcp.log'))] }),
+        tcpListener('tcp', 'tcp-app', {
+          access_log: [fileLog(join(dir, 'tcp.log'), { log_format: { json_format: ISTIO_JSON_LOG_FORMAT } })],
+        }),
+        tcpListener('tcp_text', 'tcp-app', { access_log: [fileLog(join(dir, 'tcp.txt'))] }),
       ],
       [staticCluster('app', [app.port]), staticCluster('dead', [dead]), staticCluster('tcp-app', [tcp.port])],
     ),
@@ -89,20 +97,48 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** The JSON records of a log file once it holds `n` lines (writes are asynchronous). */
-async function records(file: string, n: number): Promise<Record<string, unknown>[]> {
+/** The lines of a log file once it holds `n` of them (writes are asynchronous). */
+async function lines(file: string, n: number): Promise<string[]> {
   const deadline = Date.now() + 5_000;
   for (;;) {
     const text = existsSync(file) ? readFileSync(file, 'utf8') : '';
-    const lines = text.split('\n').filter((l) => l !== '');
-    if (lines.length >= n) return lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-    if (Date.now() > deadline) throw new Error(`${file}: expected ${n} lines, found ${lines.length}`);
+    const all = text.split('\n').filter((l) => l !== '');
+    if (all.length >= n) return all;
+    if (Date.now() > deadline) throw new Error(`${file}: expected ${n} lines, found ${all.length}`);
     await new Promise((r) => setTimeout(r, 20));
   }
 }
 
+/** The JSON records of a log file once it holds `n` lines. */
+async function records(file: string, n: number): Promise<Record<string, unknown>[]> {
+  return (await lines(file, n)).map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** One line of Envoy's default text format, split into its fields (null if it is not one). */
+const ENVOY_DEFAULT_LINE =
+  /^\[(\S+)\] "(\S+) (\S+) (\S+)" (\d+) (\S+) (\d+) (\d+) (\d+) (\S+) "([^"]*)" "([^"]*)" "([^"]*)" "([^"]*)" "([^"]*)"$/;
+
 describe('access logs', () => {
-  it('writes Envoy default fields as JSON lines by default', async () => {
+  it("writes Envoy's default text format when the access log has no log_format", async () => {
+    const port = m.listenerPort('default_text');
+    const r = await request(port, '/slow?q=1', {
+      method: 'POST',
+      body: 'hello',
+      headers: { 'user-agent': 'alog-test', 'x-request-id': 'req-t', 'x-forwarded-for': '10.1.2.3', host: 'shop.example' },
+    });
+    expect(r.status).toBe(201);
+    const [line] = await lines(join(dir, 'default.log'), 1);
+    const f = ENVOY_DEFAULT_LINE.exec(line!);
+    expect(f, line).not.toBeNull();
+    const [, start, method, path, protocol, code, flags, rx, tx, duration, ust, xff, ua, rid, authority, host] = f!;
+    expect(Number.isNaN(Date.parse(start!))).toBe(false);
+    expect([method, path, protocol, code, flags, rx, tx]).toEqual(['POST', '/slow?q=1', 'HTTP/1.1', '201', '-', '5', '4']);
+    expect(Number(duration)).toBeGreaterThanOrEqual(Number(ust));
+    expect(xff).toContain('10.1.2.3');
+    expect([ua, rid, authority, host]).toEqual(['alog-test', 'req-t', 'shop.example', `127.0.0.1:${app.port}`]);
+  });
+
+  it("writes Istio's JSON encoding when json_format asks for it", async () => {
     const port = m.listenerPort('default_json');
     const r = await request(port, '/slow?q=1', {
       method: 'POST',
@@ -116,7 +152,7 @@ describe('access logs', () => {
     });
     expect(r.status).toBe(201);
     expect((await request(port, '/dead')).status).toBe(503);
-    const [ok, failed] = await records(join(dir, 'default.log'), 2);
+    const [ok, failed] = await records(join(dir, 'istio.json'), 2);
     expect(ok).toMatchObject({
       method: 'POST',
       path: '/slow?q=1',
@@ -179,6 +215,19 @@ describe('access logs', () => {
       response_flags: '-',
       method: null,
     });
+    await new Promise<void>((resolve, reject) => {
+      const s = net.connect(m.listenerPort('tcp_text'), '127.0.0.1');
+      s.on('data', () => s.end());
+      s.on('close', () => resolve());
+      s.on('error', reject);
+      s.write('abc');
+    });
+    // Envoy's default format on a TCP proxy: no request, response code 0.
+    const [line] = await lines(join(dir, 'tcp.txt'), 1);
+    const f = ENVOY_DEFAULT_LINE.exec(line!);
+    expect(f, line).not.toBeNull();
+    expect(f!.slice(2, 9)).toEqual(['-', '-', '-', '0', '-', '3', '3']);
+    expect(f![15]).toBe(`127.0.0.1:${tcpPort}`);
   });
 });
 

@@ -73,3 +73,35 @@ export async function scrape(port: number, path = '/stats/prometheus', host = '1
   if (r.status !== 200) throw new Error(`GET ${path} answered ${r.status}: ${r.body}`);
   return parsePrometheus(r.body);
 }
+
+/**
+ * Istio's JSON access log encoding (MeshConfig accessLogEncoding: JSON), which istiod writes as
+ * an explicit `json_format`; tests that read records as JSON configure it the same way.
+ */
+export const ISTIO_JSON_LOG_FORMAT: Readonly<Record<string, string>> = {
+  start_time: '%START_TIME%',
+  method: '%REQ(:METHOD)%',
+  path: '%REQ(X-ENVOY-ORIGINAL-PATH?:PATH)%',
+  protocol: '%PROTOCOL%',
+  response_code: '%RESPONSE_CODE%',
+  response_flags: '%RESPONSE_FLAGS%',
+  response_code_details: '%RESPONSE_CODE_DETAILS%',
+  upstream_transport_failure_reason: '%UPSTREAM_TRANSPORT_FAILURE_REASON%',
+  bytes_received: '%BYTES_RECEIVED%',
+  bytes_sent: '%BYTES_SENT%',
+  duration: '%DURATION%',
+  upstream_service_time: '%RESP(X-ENVOY-UPSTREAM-SERVICE-TIME)%',
+  x_forwarded_for: '%REQ(X-FORWARDED-FOR)%',
+  user_agent: '%REQ(USER-AGENT)%',
+  request_id: '%REQ(X-REQUEST-ID)%',
+  authority: '%REQ(:AUTHORITY)%',
+  upstream_host: '%UPSTREAM_HOST%',
+  upstream_cluster: '%UPSTREAM_CLUSTER%',
+  upstream_local_address: '%UPSTREAM_LOCAL_ADDRESS%',
+  downstream_local_address: '%DOWNSTREAM_LOCAL_ADDRESS%',
+  downstream_remote_address: '%DOWNSTREAM_REMOTE_ADDRESS%',
+  downstream_peer_uri_san: '%DOWNSTREAM_PEER_URI_SAN%',
+  upstream_peer_uri_san: '%UPSTREAM_PEER_URI_SAN%',
+  requested_server_name: '%REQUESTED_SERVER_NAME%',
+  route_name: '%ROUTE_NAME%',
+};

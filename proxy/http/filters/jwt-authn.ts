@@ -97,9 +97,12 @@ const localKeys = new WeakMap<JwtProviderConfig, KeySet>();
 const remoteKeys = new WeakMap<JwtProviderConfig, RemoteKeys>();
 
 class JwksFetchError extends Error {}
+/** The provider's inline JWKS was unusable (warned at start-up): Envoy's JwksNoValidKeys. */
+class JwksNoValidKeysError extends Error {}
 
 /** The provider's key set: inline, or the cached remote document (fetched through its cluster). */
 export function keySetFor(p: JwtProviderConfig, clusters: ClusterLookup | undefined): KeySet | Promise<KeySet> {
+  if (p.localJwksInvalid !== undefined) throw new JwksNoValidKeysError(p.localJwksInvalid);
   if (p.localJwks !== undefined) {
     let k = localKeys.get(p);
     if (k === undefined) {
@@ -170,6 +173,7 @@ function failure(err: unknown): Verdict {
   else if (err instanceof joseErrors.JWSInvalid || err instanceof joseErrors.JWTInvalid)
     message = 'Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections';
   else if (err instanceof JwksFetchError) message = 'Jwks remote fetch is failed';
+  else if (err instanceof JwksNoValidKeysError) message = "Jwks doesn't have any valid public key";
   return { ok: false, missing: false, message };
 }
 

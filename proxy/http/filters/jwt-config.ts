@@ -3,8 +3,10 @@
  * audiences, local or remote JWKS, where tokens come from, what is forwarded), rules per route
  * (a RouteMatch and a JwtRequirement) and the requirement_map used by PerRouteConfig.
  *
- * Leans strict: JWKS given inline are parsed at config time (a bad key set is a config error, not
- * a 401 per request); requirement trees are validated against the provider names.
+ * JWKS given inline are parsed at config time. A bad inline key set is, as in Envoy, a start-up
+ * warning and not a config error: the provider then has no valid key and its requests fail with
+ * 401 ("Jwks doesn't have any valid public key"). Requirement trees are validated against the
+ * provider names.
  */
 import { readFileSync } from 'node:fs';
 import { dur } from '../../config/envoy/core';
@@ -30,6 +32,8 @@ export interface JwtProviderConfig {
   readonly audiences: readonly string[];
   /** A JWKS document given inline (local_jwks inline_string / filename), already parsed. */
   readonly localJwks?: { readonly keys: readonly Record<string, unknown>[] };
+  /** Why the local JWKS is unusable (warned at start-up); every token of this provider fails. */
+  readonly localJwksInvalid?: string;
   /** remote_jwks: fetched through `httpUri.cluster` and cached for `cacheDurationMs`. */
   readonly remoteJwks?: { readonly httpUri: HttpUriConfig; readonly cacheDurationMs: number };
   /** from_headers + from_params; Envoy's defaults (Authorization: Bearer, ?access_token=) when both empty. */
@@ -84,18 +88,21 @@ export interface JwtPerRoute {
 /** Envoy's default JWKS cache duration (5 minutes). */
 export const DEFAULT_JWKS_CACHE_MS = 300_000;
 
-function parseJwks(text: string, r: Reader, key: string): { keys: Record<string, unknown>[] } | undefined {
+/** A local JWKS document, or why it is unusable (Envoy warns and starts; see the file comment). */
+function parseJwks(text: string): { keys: Record<string, unknown>[] } | string {
+  let v: { keys?: unknown };
   try {
-    const v = JSON.parse(text) as { keys?: unknown };
-    if (!v || !Array.isArray(v.keys) || v.keys.length === 0) {
-      r.error(key, 'must be a JWKS document with a non-empty "keys" list');
-      return undefined;
-    }
-    return { keys: v.keys as Record<string, unknown>[] };
+    v = JSON.parse(text) as { keys?: unknown };
   } catch (e) {
-    r.error(key, `is not valid JSON: ${(e as Error).message}`);
-    return undefined;
+    return `is not valid JSON: ${(e as Error).message}`;
   }
+  if (!v || typeof v !== 'object' || !Array.isArray(v.keys) || v.keys.length === 0) {
+    return 'is not a JWKS document with a non-empty "keys" list';
+  }
+  if (!v.keys.every((k) => k !== null && typeof k === 'object' && typeof (k as { kty?: unknown }).kty === 'string')) {
+    return 'has a key without "kty"';
+  }
+  return { keys: v.keys as Record<string, unknown>[] };
 }
 
 function decodeProvider(name: string, r: Reader): JwtProviderConfig | undefined {
@@ -104,22 +111,31 @@ function decodeProvider(name: string, r: Reader): JwtProviderConfig | undefined 
   const which = r.oneof(['local_jwks', 'remote_jwks'] as const);
   if (which === undefined) r.issues.error(r.path, 'one of local_jwks, remote_jwks must be set');
   let localJwks: JwtProviderConfig['localJwks'];
+  let localJwksInvalid: string | undefined;
   let remoteJwks: JwtProviderConfig['remoteJwks'];
   if (which === 'local_jwks') {
     const l = r.obj('local_jwks');
     if (l) {
       const src = l.oneof(['inline_string', 'inline_bytes', 'filename'] as const);
-      if (src === 'inline_string') localJwks = parseJwks(l.str(src, ''), l, src);
-      else if (src === 'inline_bytes') localJwks = parseJwks(Buffer.from(l.str(src, ''), 'base64').toString('utf8'), l, src);
+      let text: string | undefined;
+      if (src === 'inline_string') text = l.str(src, '');
+      else if (src === 'inline_bytes') text = Buffer.from(l.str(src, ''), 'base64').toString('utf8');
       else if (src === 'filename') {
         const file = l.str(src, '');
         try {
           // Control plane: reading the key file at config time is the point of validating here.
-          localJwks = parseJwks(readFileSync(file, 'utf8'), l, src);
+          text = readFileSync(file, 'utf8');
         } catch (e) {
           l.error(src, `cannot read ${JSON.stringify(file)}: ${(e as Error).message}`);
         }
       } else l.issues.error(l.path, 'one of inline_string, inline_bytes, filename must be set');
+      if (text !== undefined && src !== undefined) {
+        const parsed = parseJwks(text);
+        if (typeof parsed === 'string') {
+          localJwksInvalid = parsed;
+          l.issues.warn(l.sub(src), `${parsed}; provider ${JSON.stringify(name)} has no valid key and its requests fail with 401`);
+        } else localJwks = parsed;
+      }
       l.done();
     }
   } else if (which === 'remote_jwks') {
@@ -167,12 +183,13 @@ function decodeProvider(name: string, r: Reader): JwtProviderConfig | undefined 
   // A cache of verified tokens only saves work; metadata options are left to warn.
   r.ignore('jwt_cache_config');
   r.done();
-  if (!localJwks && !remoteJwks) return undefined;
+  if (!localJwks && !remoteJwks && localJwksInvalid === undefined) return undefined;
   return {
     name,
     issuer,
     audiences,
     ...(localJwks ? { localJwks } : {}),
+    ...(localJwksInvalid !== undefined ? { localJwksInvalid } : {}),
     ...(remoteJwks ? { remoteJwks } : {}),
     locations,
     forward,
