@@ -48,10 +48,18 @@ export interface FieldIssue {
 /** Thrown by config loaders after collecting every field error (style rule 1). */
 export class ConfigError extends MeshletError {
   readonly issues: readonly FieldIssue[];
-  constructor(what: string, issues: readonly FieldIssue[], code: ErrorCode = 'MESHLET_ERR_CONFIG') {
+  /** The warnings found in the same pass (printed with the errors, e.g. by `--validate`). */
+  readonly warnings: readonly FieldIssue[];
+  constructor(
+    what: string,
+    issues: readonly FieldIssue[],
+    code: ErrorCode = 'MESHLET_ERR_CONFIG',
+    warnings: readonly FieldIssue[] = [],
+  ) {
     super(code, `${what}: ${issues.length} invalid field${issues.length === 1 ? '' : 's'}\n${formatIssues(issues)}`);
     this.name = 'ConfigError';
     this.issues = issues;
+    this.warnings = warnings;
   }
 }
 

@@ -11,7 +11,7 @@ import { readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { csrProviderConfigFromMetadata } from '../../certs/csr-provider';
 import { decodeBootstrap, type LoadedBootstrap, parseBootstrapText } from '../config/bootstrap';
-import { ConfigError, formatIssues } from '../../common/errors';
+import { ConfigError, type FieldIssue, formatIssues } from '../../common/errors';
 import { parseCommandArgs } from './args';
 import { loadOriginalDst } from '../intercept/original-dst';
 import { createRegistries } from '../registry';
@@ -48,6 +48,11 @@ function portFlag(name: string, v: string | boolean | undefined): number | undef
   const n = Number(v);
   if (typeof v !== 'string' || !Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`--${name} must be a port number or "off"`);
   return n;
+}
+
+function warningsText(warnings: readonly FieldIssue[]): string {
+  const n = warnings.length;
+  return `${n} warning${n === 1 ? '' : 's'}:\n${formatIssues(warnings)}`;
 }
 
 export async function runProxy(argv: string[]): Promise<number> {
@@ -117,17 +122,24 @@ export async function runProxy(argv: string[]): Promise<number> {
     csrProviderConfigFromMetadata(loaded.bootstrap.node.metadata); // meshlet's own node.metadata block
   } catch (err) {
     if (err instanceof ConfigError) {
-      process.stderr.write(`meshlet proxy: invalid bootstrap ${file}\n${formatIssues(err.issues)}\n`);
+      // Errors and warnings both: a warning often explains an error (a field meshlet ignored).
+      const n = err.issues.length;
+      let text = `meshlet proxy: invalid bootstrap ${file}: ${n} error${n === 1 ? '' : 's'}\n${formatIssues(err.issues)}\n`;
+      if (err.warnings.length > 0) text += `${warningsText(err.warnings)}\n`;
+      process.stderr.write(text);
       return 1;
     }
     throw err;
   }
   const log = logger('main');
-  for (const w of loaded.warnings) log.warn({ field: w.path }, `bootstrap: ${w.path}: ${w.message}`);
   if (args.validate) {
+    // Synchronous plain text, warnings first: the verdict is the last line (the logger is
+    // asynchronous and would interleave with it).
+    if (loaded.warnings.length > 0) process.stderr.write(`${warningsText(loaded.warnings)}\n`);
     process.stdout.write(`configuration '${file}' OK\n`);
     return 0;
   }
+  for (const w of loaded.warnings) log.warn({ field: w.path }, `bootstrap: ${w.path}: ${w.message}`);
   if (concurrency > 1 && !isWorker) {
     return runPrimary({
       concurrency,

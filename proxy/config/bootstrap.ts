@@ -196,7 +196,7 @@ export function decodeBootstrap(raw: unknown, ctx0: DecodeContext, what = 'boots
   const statsFlushIntervalMs = dur(r, 'stats_flush_interval');
   r.done();
 
-  if (!issues.ok) throw new ConfigError(what, issues.errors, 'MESHLET_ERR_BOOTSTRAP');
+  if (!issues.ok) throw new ConfigError(what, issues.errors, 'MESHLET_ERR_BOOTSTRAP', issues.warnings);
   const bootstrap: Bootstrap = {
     node,
     ...(admin ? { admin } : {}),

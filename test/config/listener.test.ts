@@ -318,7 +318,7 @@ describe('decodeListener', () => {
       {
         path: 'filter_chains[0].filter_chain_match',
         message:
-          'server_names, transport_protocol "tls" and application_protocols need the tls_inspector listener filter',
+          'server_names, transport_protocol "tls" and application_protocols need the tls_inspector listener filter: meshlet added it to this listener',
       },
       { path: 'enable_reuse_port', message: 'not supported by meshlet, ignored' },
     ]);

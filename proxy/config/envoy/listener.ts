@@ -194,7 +194,7 @@ function decodeFilterChainMatch(r: Reader | undefined, tlsInspector: boolean): F
   if (!tlsInspector && (serverNames.length > 0 || transportProtocol === 'tls' || applicationProtocols.length > 0)) {
     r.issues.warn(
       r.path,
-      'server_names, transport_protocol "tls" and application_protocols need the tls_inspector listener filter',
+      'server_names, transport_protocol "tls" and application_protocols need the tls_inspector listener filter: meshlet added it to this listener',
     );
   }
   r.done();

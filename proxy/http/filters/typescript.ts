@@ -16,7 +16,7 @@
  * they started with).
  */
 import path from 'node:path';
-import type { Reader } from '../../../common/reader';
+import { Reader } from '../../../common/reader';
 import { logger } from '../../../common/logger';
 import type { HeaderList, RequestHead, ResponseHead } from '../codec';
 import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filter';
@@ -375,10 +375,17 @@ export function decodeTypedStruct(r: Reader): TypeScriptFilterConfig | undefined
   if (url && name !== TYPESCRIPT_FILTER_TYPE_NAME) {
     r.error('type_url', `TypedStruct of ${JSON.stringify(url)} is not supported by meshlet (only ${TYPESCRIPT_FILTER_TYPE_NAME})`);
   }
-  const v = r.obj('value');
-  if (!v && url) r.error('value', 'is required');
+  if (name !== TYPESCRIPT_FILTER_TYPE_NAME) {
+    // The unsupported inner type is the one error: its value is not looked at.
+    r.ignore('value');
+    r.done();
+    return undefined;
+  }
+  // An empty Struct value is left out of proto3 JSON: read it as {}, so the inner type's own
+  // required fields are what is reported, under `value`.
+  const v = r.has('value') ? r.obj('value') : Reader.of({}, r.sub('value'), r.issues);
   r.done();
-  return v && name === TYPESCRIPT_FILTER_TYPE_NAME ? decodeTypeScriptFilter(v) : undefined;
+  return v ? decodeTypeScriptFilter(v) : undefined;
 }
 
 function typedStructFactory(typeName: string): HttpFilterFactory<TypeScriptFilterConfig | undefined> {
