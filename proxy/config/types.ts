@@ -400,6 +400,13 @@ export interface RouteAction {
    */
   readonly terminateConnect?: boolean;
   readonly maxStreamDurationMs?: number;
+  /**
+   * Set when gRPC requests take their timeout from grpc-timeout (max_stream_duration.
+   * grpc_timeout_header_max or max_grpc_timeout): the cap, 0 = none.
+   */
+  readonly grpcTimeoutHeaderMaxMs?: number;
+  /** Subtracted from grpc-timeout when that leaves it above 0. */
+  readonly grpcTimeoutHeaderOffsetMs?: number;
   /** rate_limits: descriptors for the global rate limit filter (envoy.filters.http.ratelimit). */
   readonly rateLimits?: readonly RateLimitPolicy[];
 }

@@ -268,10 +268,15 @@ export function decodeRouteAction(r: Reader, ctx: DecodeContext): RouteAction | 
   const connect = { terminate: false };
   const upgradeTypes = decodeUpgradeConfigs(r, true, connect);
   let maxStreamDurationMs: number | undefined;
+  // gRPC: the request's grpc-timeout header becomes the route timeout when a cap is configured
+  // (0 = no cap); max_stream_duration's fields, else the deprecated RouteAction ones.
+  let grpcTimeoutHeaderMaxMs = r.has('max_grpc_timeout') ? dur(r, 'max_grpc_timeout', 0) : undefined;
+  let grpcTimeoutHeaderOffsetMs = r.has('grpc_timeout_offset') ? dur(r, 'grpc_timeout_offset', 0) : undefined;
   const msd = r.obj('max_stream_duration');
   if (msd) {
     maxStreamDurationMs = dur(msd, 'max_stream_duration');
-    msd.ignore('grpc_timeout_header_max', 'grpc_timeout_header_offset');
+    if (msd.has('grpc_timeout_header_max')) grpcTimeoutHeaderMaxMs = dur(msd, 'grpc_timeout_header_max', 0);
+    if (msd.has('grpc_timeout_header_offset')) grpcTimeoutHeaderOffsetMs = dur(msd, 'grpc_timeout_header_offset', 0);
     msd.done();
   }
   const rateLimits = decodeRateLimits(r);
@@ -292,6 +297,7 @@ export function decodeRouteAction(r: Reader, ctx: DecodeContext): RouteAction | 
     upgradeTypes,
     ...(connect.terminate ? { terminateConnect: true } : {}),
     ...(maxStreamDurationMs !== undefined ? { maxStreamDurationMs } : {}),
+    ...(grpcTimeoutHeaderMaxMs !== undefined ? { grpcTimeoutHeaderMaxMs, grpcTimeoutHeaderOffsetMs: grpcTimeoutHeaderOffsetMs ?? 0 } : {}),
     ...(rateLimits.length > 0 ? { rateLimits } : {}),
   };
 }

@@ -167,6 +167,8 @@ export class RouterFilter implements TerminalHttpFilter, RouterCallbacks, Connec
 
     // Timeout and retry policy: the route's, overridden by x-envoy-* headers from a trusted client.
     this.timeoutMs = action.timeoutMs;
+    if (action.grpcTimeoutHeaderMaxMs !== undefined && isGrpcContentType(getHeader(h, 'content-type')))
+      this.timeoutMs = grpcTimeoutMs(getHeader(h, 'grpc-timeout'), action.grpcTimeoutHeaderMaxMs, action.grpcTimeoutHeaderOffsetMs ?? 0);
     let policy = action.retryPolicy ?? route.vhost.retryPolicy;
     if (cb.internal) {
       const t = getHeader(h, 'x-envoy-upstream-rq-timeout-ms');
@@ -555,4 +557,27 @@ export class RouterFilter implements TerminalHttpFilter, RouterCallbacks, Connec
     this.connect?.destroy();
     this.finish();
   }
+}
+
+function isGrpcContentType(ct: string | undefined): boolean {
+  return ct !== undefined && ct.startsWith('application/grpc');
+}
+
+/** grpc-timeout units (gRPC over HTTP/2 spec): hours, minutes, seconds, milli-, micro-, nanoseconds. */
+const GRPC_TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
+
+/**
+ * Envoy's gRPC timeout: the request's grpc-timeout (absent or malformed = 0, which means none),
+ * less the offset when that leaves it above 0, capped by the configured maximum unless that is 0.
+ */
+export function grpcTimeoutMs(header: string | undefined, maxMs: number, offsetMs: number): number {
+  let t = 0;
+  if (header !== undefined && header.length >= 2 && header.length <= 9) {
+    const unit = GRPC_TIMEOUT_UNIT_MS[header[header.length - 1]!];
+    const digits = header.slice(0, -1);
+    if (unit !== undefined && isDigits(digits)) t = Math.ceil(Number(digits) * unit);
+  }
+  if (offsetMs > 0 && offsetMs < t) t -= offsetMs;
+  if (maxMs > 0 && (t === 0 || t > maxMs)) t = maxMs;
+  return t;
 }
