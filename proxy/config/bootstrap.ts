@@ -22,7 +22,7 @@ import { decodeListenerR } from './envoy/listener';
 import { decodeSecretR } from './envoy/secret';
 import { decodeTracingProvider } from './envoy/tracing';
 import { Issues, Reader } from '../../common/reader';
-import type { Bootstrap, ClusterConfig, DynamicResources, ListenerConfig, SecretConfig } from './types';
+import type { Bootstrap, ClusterConfig, DynamicResources, GrpcService, ListenerConfig, SecretConfig } from './types';
 import { DEFAULT_YAML_MAX_BYTES, parseYaml } from '../../common/yaml';
 
 export interface LoadedBootstrap {
@@ -80,6 +80,19 @@ function decodeDynamic(r: Reader, ctx: DecodeContext): DynamicResources {
   };
   const ldsConfig = src('lds_config');
   const cdsConfig = src('cds_config');
+  // A non-aggregated (api_config_source) LDS/CDS is requested on the ADS stream: right only when
+  // it names the ADS server. Anything else would silently ask the wrong server.
+  const target = (g: GrpcService | undefined): string | undefined =>
+    g === undefined ? undefined : g.kind === 'envoy_grpc' ? `cluster ${g.clusterName}` : `target ${g.targetUri}`;
+  const adsTarget = target(adsConfig?.grpcServices[0]);
+  for (const [key, c] of [['lds_config', ldsConfig], ['cds_config', cdsConfig]] as const) {
+    if (c?.kind !== 'api_config_source') continue;
+    const own = target(c.grpc[0]);
+    if (adsTarget === undefined)
+      r.error(`${key}.api_config_source`, `meshlet requests ${key === 'lds_config' ? 'listeners' : 'clusters'} on one ADS stream: set dynamic_resources.ads_config (to ${own}) or use ads: {}`);
+    else if (own !== adsTarget)
+      r.error(`${key}.api_config_source`, `names ${own} but ads_config names ${adsTarget}; meshlet requests every type on the one ADS stream, so both must name the same server`);
+  }
   if (r.has('lds_resources_locator') || r.has('cds_resources_locator')) {
     r.error(
       r.has('lds_resources_locator') ? 'lds_resources_locator' : 'cds_resources_locator',

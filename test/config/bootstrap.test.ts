@@ -384,6 +384,34 @@ describe('sidecar bootstrap (Istio-shaped)', () => {
     expect(g.bootstrap.dynamicResources!.initialFetchTimeoutMs).toBe(15_000);
   });
 
+  it('a non-aggregated LDS/CDS source must name the ADS server (meshlet asks for every type on that stream)', () => {
+    const grpc = (cluster: string) => ({ api_type: 'GRPC', grpc_services: [{ envoy_grpc: { cluster_name: cluster } }] });
+    const base = { node: NODE, static_resources: { clusters: [staticCluster('xds'), staticCluster('other')] } };
+    // Same server as ADS: accepted.
+    expect(() =>
+      decodeBootstrap({ ...base, dynamic_resources: { ads_config: grpc('xds'), lds_config: { api_config_source: grpc('xds') } } }, ctx()),
+    ).not.toThrow();
+    expect(
+      issuesOf(() =>
+        decodeBootstrap(
+          { ...base, dynamic_resources: { ads_config: grpc('xds'), cds_config: { api_config_source: grpc('other') } } },
+          ctx(),
+        ),
+      ),
+    ).toEqual([
+      {
+        path: 'dynamic_resources.cds_config.api_config_source',
+        message: 'names cluster other but ads_config names cluster xds; meshlet requests every type on the one ADS stream, so both must name the same server',
+      },
+    ]);
+    expect(issuesOf(() => decodeBootstrap({ ...base, dynamic_resources: { lds_config: { api_config_source: grpc('xds') } } }, ctx()))).toEqual([
+      {
+        path: 'dynamic_resources.lds_config.api_config_source',
+        message: 'meshlet requests listeners on one ADS stream: set dynamic_resources.ads_config (to cluster xds) or use ads: {}',
+      },
+    ]);
+  });
+
   it('reports unsupported config source and ADS api types', () => {
     const raw = {
       node: NODE,
