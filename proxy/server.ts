@@ -12,10 +12,12 @@
  * sources, the xDS side XdsConfigTargets (dynamic/config-targets.ts), admin an AdminTarget,
  * network filters a NetworkFilterContext — and the strategies come from proxy/registry.ts.
  */
+import { DEFAULT_RUNTIME_LAYERS, Runtime } from '../common/runtime';
 import { CsrCertificateProvider, csrProviderConfigFromMetadata } from '../certs/csr-provider';
 import { CertStore } from '../certs/store';
 import { registerCoreEndpoints } from './admin/endpoints';
 import { registerInspectEndpoints } from './admin/inspect-endpoints';
+import { registerRuntimeEndpoints } from './admin/runtime-endpoints';
 import { allRbacStats } from './authz/stats';
 import { allConnectionLimitStats } from './listeners/connection-limit-stats';
 import { protocolDetection } from './detect/stats';
@@ -101,6 +103,8 @@ export class MeshletServer {
   readonly clusters: ClusterManager;
   readonly listeners: ListenerManager;
   readonly admin = new AdminServer();
+  /** The layered runtime (bootstrap layered_runtime; admin /runtime_modify writes its admin layer). */
+  readonly runtime: Runtime;
   /** Metrics, access logs, tracing and the Istio telemetry ports. */
   readonly telemetry: Telemetry;
   readonly startedAt = Date.now();
@@ -127,6 +131,7 @@ export class MeshletServer {
 
   constructor(readonly opts: MeshletServerOptions) {
     this.registries = opts.registries ?? createRegistries();
+    this.runtime = new Runtime(opts.bootstrap.layeredRuntime ?? DEFAULT_RUNTIME_LAYERS);
     this.certs = opts.certStore ?? new CertStore();
     this.tls = new TlsContextManager(this.certs);
     const csr = csrProviderConfigFromMetadata(opts.bootstrap.node.metadata);
@@ -196,6 +201,7 @@ export class MeshletServer {
     const { filters, handler } = buildNetworkFilters(this.registries.networkFilters, chain.filters, {
       listener,
       clusters: this.clusters,
+      runtime: this.runtime,
       httpFilters: this.registries.httpFilters,
       routeTable: (name) => this.routeTables.get(name),
       forHcm: (hcm, l) => this.telemetry.forHcm(hcm, l),
@@ -224,6 +230,7 @@ export class MeshletServer {
       for (const l of b.staticResources.listeners) await this.listeners.addOrUpdate(l);
       registerCoreEndpoints(this.admin, this);
       registerInspectEndpoints(this.admin, this);
+      registerRuntimeEndpoints(this.admin, this.runtime);
       this.telemetry.registerAdmin(this.admin);
       if (b.admin) await this.admin.listen(b.admin.address, { exclusive: this.opts.adminExclusive === true });
       await this.telemetry.listen();

@@ -149,6 +149,10 @@ function mismatchReason(r: CompiledRoute, code: number, head: RequestHead): stri
   if (code === Mismatch.Path) return `${describePathMatch(r.route)} does not match ${head.path}`;
   if (code === Mismatch.Connect) return r.kind === PathKind.Connect ? 'route matches CONNECT only' : 'CONNECT requests match connect_matcher routes only';
   if (code === Mismatch.Grpc) return 'not a gRPC request (content-type application/grpc*)';
+  if (code === Mismatch.Runtime) {
+    const f = r.match.runtimeFraction!;
+    return `runtime_fraction ${f.numerator}/${f.denominator}${f.runtimeKey ? ` (runtime_key ${f.runtimeKey})` : ''} did not select this request`;
+  }
   if (code >= Mismatch.Query) {
     const q = r.match.queryParameters[code - Mismatch.Query]!;
     return `query ${q.name}: ${q.match.kind === 'present' ? 'absent' : `${describeString(q.match.matcher)} does not match`}`;

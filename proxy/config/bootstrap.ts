@@ -9,6 +9,7 @@
  * Control plane side: it throws one ConfigError listing every `path: message`, and returns the
  * warnings (unsupported fields) for the caller to print.
  */
+import { decodeLayeredRuntime } from './envoy/runtime';
 import { readFileSync } from 'node:fs';
 import { dirname, extname } from 'node:path';
 import { ConfigError, type FieldIssue } from '../../common/errors';
@@ -207,6 +208,8 @@ export function decodeBootstrap(raw: unknown, ctx0: DecodeContext, what = 'boots
     tr.done();
   }
   const statsFlushIntervalMs = dur(r, 'stats_flush_interval');
+  const lr = r.obj('layered_runtime');
+  const layeredRuntime = lr ? decodeLayeredRuntime(lr) : undefined;
   r.done();
 
   if (!issues.ok) throw new ConfigError(what, issues.errors, 'MESHLET_ERR_BOOTSTRAP', issues.warnings);
@@ -217,6 +220,7 @@ export function decodeBootstrap(raw: unknown, ctx0: DecodeContext, what = 'boots
     ...(dynamicResources ? { dynamicResources } : {}),
     ...(tracing ? { tracing } : {}),
     ...(statsFlushIntervalMs !== undefined ? { statsFlushIntervalMs } : {}),
+    ...(layeredRuntime ? { layeredRuntime } : {}),
   };
   return { bootstrap: deepFreeze(bootstrap), warnings: issues.warnings };
 }

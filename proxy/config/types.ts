@@ -8,6 +8,7 @@
  * Objects are deep-frozen by the decoders; nothing downstream mutates or re-validates them.
  */
 
+import type { RuntimeFraction, RuntimeLayerConfig } from '../../common/runtime';
 import type {
   CertValidationContext,
   ConfigSource,
@@ -66,6 +67,8 @@ export interface Bootstrap {
    * stats sinks to flush to: stats are computed when /stats or /stats/prometheus is scraped.
    */
   readonly statsFlushIntervalMs?: number;
+  /** layered_runtime (undefined: Envoy's default of one admin layer). */
+  readonly layeredRuntime?: readonly RuntimeLayerConfig[];
 }
 
 /** envoy.config.trace.v3 OpenTelemetryConfig in the bootstrap (or HCM) `tracing.http`. */
@@ -332,6 +335,8 @@ export interface RouteMatch {
   readonly queryParameters: readonly QueryParameterMatcher[];
   /** grpc: {} — only requests with content-type application/grpc*. */
   readonly grpc: boolean;
+  /** runtime_fraction: the route matches this fraction of requests (read under its runtime_key). */
+  readonly runtimeFraction?: RuntimeFraction;
 }
 
 /** envoy.config.route.v3.HeaderMatcher; `name` is lower-cased. */

@@ -14,6 +14,7 @@
  * (no closures per request; timers get the stream as an argument). Never throws on traffic: a
  * failure inside a stream becomes a 500 local reply or a reset.
  */
+import { EMPTY_RUNTIME, type RuntimeReader } from '../../common/runtime';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HcmConfig, RouteConfiguration } from '../config/types';
@@ -62,6 +63,8 @@ export interface HcmOptions {
   /** Filter factories by typed_config type (registered from the composition root). */
   readonly filters: HttpFilterRegistry;
   readonly clusters: ClusterLookup;
+  /** The proxy's layered runtime (runtime_fraction, filter percentages); default: empty. */
+  readonly runtime?: RuntimeReader;
   /** Called once per finished stream (access logs, metrics, tracing). */
   readonly onStreamComplete?: StreamCompleteListener;
   /** Starts a span per stream when this connection manager traces (telemetry/tracing.ts). */
@@ -302,6 +305,9 @@ export class ActiveStream implements RequestSink, FilterManagerCallbacks, Header
     return this.manager.opts.random ?? Math.random;
   }
   /** For filters that call services through a cluster. */
+  get runtime(): RuntimeReader {
+    return this.manager.opts.runtime ?? EMPTY_RUNTIME;
+  }
   get clusters(): ClusterLookup {
     return this.manager.opts.clusters;
   }
@@ -395,7 +401,7 @@ export class ActiveStream implements RequestSink, FilterManagerCallbacks, Header
   resolveRoute(): CompiledRoute | undefined {
     if (!this.routeResolved) {
       this.routeResolved = true;
-      this.routeEntry = this.rc && this.head ? routeTable(this.rc).route(this.head) : undefined;
+      this.routeEntry = this.rc && this.head ? routeTable(this.rc).route(this.head, this.runtime, this.random()) : undefined;
       const r = this.routeEntry;
       if (r) {
         this.info.routeName = r.route.name;

@@ -4,6 +4,7 @@
  * FilterManager (filter-manager.ts) extends StreamFilterCallbacks with what depends on its own
  * state (continue calls, local replies, per-route config, read-disable).
  */
+import type { RuntimeReader } from '../../common/runtime';
 import type { Duplex } from 'node:stream';
 import type { ResponseFlag } from '../../common/errors';
 import type { HcmConfig, Route, RouteConfiguration } from '../config/types';
@@ -29,6 +30,7 @@ export interface FilterManagerCallbacks {
   readonly internal: boolean;
   readonly trustedRemoteAddress: string;
   readonly clusters: ClusterLookup;
+  readonly runtime: RuntimeReader;
   readonly formatContext: HeaderFormatContext;
   readonly random: () => number;
   /** The request head (undefined before headers arrived). */
@@ -66,6 +68,9 @@ export abstract class StreamFilterCallbacks {
   }
   get clusters(): ClusterLookup {
     return this.cb.clusters;
+  }
+  get runtime(): RuntimeReader {
+    return this.cb.runtime;
   }
   get formatContext(): HeaderFormatContext {
     return this.cb.formatContext;

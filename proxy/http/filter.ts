@@ -9,6 +9,7 @@
  * Cost contract: factories are called once per stream; a chain holding only the router creates
  * one object per stream (the router) and nothing else.
  */
+import type { RuntimeReader } from '../../common/runtime';
 import type { Duplex } from 'node:stream';
 import type { Reader } from '../../common/reader';
 import type { HcmConfig, Route, RouteConfiguration } from '../config/types';
@@ -75,6 +76,12 @@ export interface HttpFilterCallbacks {
   setMetadata(key: string, value: string): void;
   /** The clusters of this proxy, for filters that call a service through a cluster (ext_authz, JWKS). */
   readonly clusters: ClusterLookup;
+  /**
+   * The proxy's layered runtime: read it where Envoy reads a runtime_key or a
+   * RuntimeFractionalPercent (decode those with `decodeRuntimeFraction` in
+   * proxy/config/envoy/runtime.ts; test with `runtime.fractionEnabled(fraction, Math.random())`).
+   */
+  readonly runtime: RuntimeReader;
   /** What `%FORMAT%` operators resolve against for this stream. */
   readonly formatContext: HeaderFormatContext;
 }

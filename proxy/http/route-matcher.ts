@@ -13,6 +13,7 @@
  * WeakMap keyed by the frozen object, so an RDS swap simply brings a new key. Matching itself does
  * not allocate except for query-string parsing when a route asks for query parameters.
  */
+import { EMPTY_RUNTIME, type RuntimeReader } from '../../common/runtime';
 import type {
   HeaderMatcher,
   QueryParameterMatcher,
@@ -267,10 +268,11 @@ export class RouteTable {
   }
 
   /** The first matching route of the selected virtual host, or undefined (→ 404 NR). */
-  route(head: RequestHead): CompiledRoute | undefined {
+  /** `runtime`/`random`: see routeMismatch (Envoy draws one random value per request). */
+  route(head: RequestHead, runtime?: RuntimeReader, random?: number): CompiledRoute | undefined {
     const vh = this.virtualHost(head.authority);
     if (!vh) return undefined;
-    return matchRoutes(vh, head);
+    return matchRoutes(vh, head, runtime, random);
   }
 }
 
@@ -330,11 +332,16 @@ const M_NONE = 0;
 const M_PATH = 1;
 const M_CONNECT = 2;
 const M_GRPC = 3;
+const M_RUNTIME = 4;
 const M_HEADER = 0x100;
 const M_QUERY = 0x10000;
-export const Mismatch = Object.freeze({ None: M_NONE, Path: M_PATH, Connect: M_CONNECT, Grpc: M_GRPC, Header: M_HEADER, Query: M_QUERY });
+export const Mismatch = Object.freeze({ None: M_NONE, Path: M_PATH, Connect: M_CONNECT, Grpc: M_GRPC, Runtime: M_RUNTIME, Header: M_HEADER, Query: M_QUERY });
 
-export function routeMismatch(r: CompiledRoute, head: RequestHead): number {
+/**
+ * `runtime` and `random` (0 ≤ random < 1) decide a route's runtime_fraction; without a runtime the
+ * fraction's default is tested against a fresh random value.
+ */
+export function routeMismatch(r: CompiledRoute, head: RequestHead, runtime?: RuntimeReader, random?: number): number {
   const isConnect = head.method === 'CONNECT';
   switch (r.kind) {
     case PathKind.Connect:
@@ -369,17 +376,19 @@ export function routeMismatch(r: CompiledRoute, head: RequestHead): number {
   for (let i = 0; i < hs.length; i++) if (!matchHeader(hs[i]!, head)) return M_HEADER + i;
   const qs = m.queryParameters;
   for (let i = 0; i < qs.length; i++) if (!matchQueryParameter(qs[i]!, head.path)) return M_QUERY + i;
+  const rf = m.runtimeFraction;
+  if (rf !== undefined && !(runtime ?? EMPTY_RUNTIME).fractionEnabled(rf, random ?? Math.random())) return M_RUNTIME;
   return M_NONE;
 }
 
 /** Whether one compiled route's match accepts the request. */
-export function routeMatches(r: CompiledRoute, head: RequestHead): boolean {
-  return routeMismatch(r, head) === M_NONE;
+export function routeMatches(r: CompiledRoute, head: RequestHead, runtime?: RuntimeReader, random?: number): boolean {
+  return routeMismatch(r, head, runtime, random) === M_NONE;
 }
 
-export function matchRoutes(vh: CompiledVirtualHost, head: RequestHead): CompiledRoute | undefined {
+export function matchRoutes(vh: CompiledVirtualHost, head: RequestHead, runtime?: RuntimeReader, random?: number): CompiledRoute | undefined {
   const rs = vh.routes;
-  for (let i = 0; i < rs.length; i++) if (routeMatches(rs[i]!, head)) return rs[i];
+  for (let i = 0; i < rs.length; i++) if (routeMatches(rs[i]!, head, runtime, random)) return rs[i];
   return undefined;
 }
 

@@ -49,6 +49,7 @@ export const httpConnectionManagerFactory: NetworkFilterFactory<'http_connection
       routes,
       filters: ctx.httpFilters,
       clusters: ctx.clusters,
+      ...(ctx.runtime ? { runtime: ctx.runtime } : {}),
       onStreamComplete: t.onStreamComplete,
       ...(t.tracer ? { tracer: t.tracer } : {}),
     });

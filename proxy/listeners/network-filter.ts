@@ -9,6 +9,7 @@
  * Decoding stays in proxy/config/envoy/listener.ts (pure, below the data plane); the registry is
  * keyed by the decoded config's `kind`.
  */
+import type { RuntimeReader } from '../../common/runtime';
 import type { HcmConfig, ListenerConfig, NetworkFilterConfig, RouteConfiguration, TcpProxyConfig } from '../config/types';
 import type { HttpFilterRegistry } from '../http/filter';
 import type { HttpTracer, StreamCompleteListener } from '../http/stream-info';
@@ -34,6 +35,8 @@ export interface FilterChainParts {
 export interface NetworkFilterContext {
   readonly listener: ListenerConfig;
   readonly clusters: ClusterLookup;
+  /** The proxy's layered runtime (optional: components default to an empty one). */
+  readonly runtime?: RuntimeReader;
   readonly httpFilters: HttpFilterRegistry;
   /** The RDS route table of that name as of now (undefined until it arrives). */
   routeTable(name: string): RouteConfiguration | undefined;

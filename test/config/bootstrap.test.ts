@@ -262,11 +262,11 @@ describe('bootstrap errors', () => {
 
   it('returns warnings for unsupported fields instead of dropping them silently', () => {
     const { warnings } = decodeBootstrap(
-      { node: { id: 'n', cluster: 'c' }, layered_runtime: {}, overload_manager: {} },
+      { node: { id: 'n', cluster: 'c' }, watchdogs: {}, overload_manager: {} },
       ctx(),
     );
     expect(warnings).toEqual([
-      { path: 'layered_runtime', message: 'not supported by meshlet, ignored' },
+      { path: 'watchdogs', message: 'not supported by meshlet, ignored' },
       { path: 'overload_manager', message: 'not supported by meshlet, ignored' },
     ]);
   });

@@ -265,8 +265,8 @@ describe('RouteMatch', () => {
     ],
     [{ safe_regex: {} }, [{ path: `${R}.match.safe_regex.regex`, message: 'is required' }]],
     [
-      { prefix: '/', runtime_fraction: { default_value: { numerator: 50 } } },
-      [{ path: `${R}.match.runtime_fraction`, message: 'is not supported by meshlet' }],
+      { prefix: '/', runtime_fraction: { runtime_key: 'k' } },
+      [{ path: `${R}.match.runtime_fraction.default_value`, message: 'is required' }],
     ],
     [
       { prefix: '/', headers: [{ name: 'x', string_match: {} }] },

@@ -231,6 +231,11 @@ describe('fault config validation', () => {
       ),
     );
     expect(issues.errors).toEqual([]);
-    expect(cfg.delay).toEqual({ fixedDelayMs: 1500, fromHeader: false, percent: 25 });
+    expect(cfg.delay).toEqual({
+      fixedDelayMs: 1500,
+      fromHeader: false,
+      percent: 25,
+      fraction: { numerator: 2500, denominator: 'TEN_THOUSAND' },
+    });
   });
 });

@@ -4,6 +4,7 @@
  * Envoy does: wildcards only as a leading or trailing "*", one "*" per configuration, and no
  * domain repeated across virtual hosts.
  */
+import { decodeRuntimeFraction, NEVER } from './runtime';
 import type { Reader } from '../../../common/reader';
 import type {
   HeaderMatcher,
@@ -31,7 +32,7 @@ const PATH_KEYS = [
 const PATH_SEPARATED_RE = /^[^?#]+[^?#/]$/;
 
 /** Route-match fields meshlet does not implement: ignoring them would widen the match, so they are errors. */
-const UNSUPPORTED_MATCH = ['runtime_fraction', 'tls_context', 'dynamic_metadata', 'filter_state', 'cookies'] as const;
+const UNSUPPORTED_MATCH = ['tls_context', 'dynamic_metadata', 'filter_state', 'cookies'] as const;
 
 /** envoy.config.route.v3.RouteMatch */
 export function decodeRouteMatch(r: Reader): RouteMatch | undefined {
@@ -71,13 +72,14 @@ export function decodeRouteMatch(r: Reader): RouteMatch | undefined {
   if (g) {
     g.done();
   }
+  const runtimeFraction = r.has('runtime_fraction') ? decodeRuntimeFraction(r, 'runtime_fraction', NEVER) : undefined;
   for (const k of UNSUPPORTED_MATCH) {
     if (r.has(k)) r.error(k, 'is not supported by meshlet');
     r.raw(k);
   }
   r.done();
   if (!path) return undefined;
-  return { path, caseSensitive, headers, queryParameters, grpc: g !== undefined };
+  return { path, caseSensitive, headers, queryParameters, grpc: g !== undefined, ...(runtimeFraction ? { runtimeFraction } : {}) };
 }
 
 /** envoy.config.route.v3.Route */

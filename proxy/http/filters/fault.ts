@@ -15,8 +15,14 @@
  *
  * Leans towards never hurting the proxy: a delay holds one timer per delayed stream (cleared on
  * destroy); everything else is a few comparisons per request.
+ *
+ * Runtime (Envoy's keys, overridable with the `*_runtime` fields): `fault.http.delay.fixed_delay_percent`
+ * and `fault.http.abort.abort_percent` (an integer numerator over the configured denominator, or
+ * a FractionalPercent), `fault.http.delay.fixed_duration_ms`, `fault.http.abort.http_status`,
+ * `fault.http.abort.grpc_status` and `fault.http.max_active_faults`, read per request.
  */
-import { fractionalPercent } from '../../config/envoy/core';
+import { decodeFraction, NEVER, percentOf } from '../../config/envoy/runtime';
+import type { RuntimeFraction } from '../../../common/runtime';
 import { decodeHeaderMatcher } from '../../config/envoy/matchers';
 import type { Reader } from '../../../common/reader';
 import type { HeaderMatcher } from '../../config/types';
@@ -34,6 +40,8 @@ export interface FaultDelayConfig {
   readonly fromHeader: boolean;
   /** 0–100. */
   readonly percent: number;
+  /** The percentage as configured (numerator over its denominator), read under the runtime key. */
+  readonly fraction: RuntimeFraction;
 }
 
 export interface FaultAbortConfig {
@@ -43,6 +51,17 @@ export interface FaultAbortConfig {
   readonly fromHeader: boolean;
   /** 0–100. */
   readonly percent: number;
+  readonly fraction: RuntimeFraction;
+}
+
+/** The runtime keys the filter reads (Envoy's defaults unless the config names others). */
+export interface FaultRuntimeKeys {
+  readonly delayPercent: string;
+  readonly abortPercent: string;
+  readonly delayDuration: string;
+  readonly abortHttpStatus: string;
+  readonly abortGrpcStatus: string;
+  readonly maxActiveFaults: string;
 }
 
 export interface FaultConfig {
@@ -54,6 +73,7 @@ export interface FaultConfig {
   readonly headers: readonly HeaderMatcher[];
   /** undefined = unlimited (Envoy default). */
   readonly maxActiveFaults?: number;
+  readonly runtimeKeys: FaultRuntimeKeys;
 }
 
 /** Envoy's fault filter stats: delays_injected, aborts_injected, active_faults, faults_overflow. */
@@ -68,16 +88,17 @@ export const faultStats = new FaultStats();
 
 function decodeDelay(r: Reader): FaultDelayConfig | undefined {
   const which = r.oneof(['fixed_delay', 'header_delay'] as const);
-  const percent = fractionalPercent(r, 'percentage', 0);
+  const fraction = decodeFraction(r, 'percentage', NEVER);
+  const percent = percentOf(fraction);
   let out: FaultDelayConfig | undefined;
   if (which === undefined) r.issues.error(r.path, 'one of fixed_delay, header_delay must be set');
   else if (which === 'fixed_delay') {
     const ms = r.durationMs('fixed_delay', -1);
     if (ms < 0) r.error('fixed_delay', 'must be a non-negative duration');
-    else out = { fixedDelayMs: ms, fromHeader: false, percent };
+    else out = { fixedDelayMs: ms, fromHeader: false, percent, fraction };
   } else {
     r.obj('header_delay')?.done();
-    out = { fromHeader: true, percent };
+    out = { fromHeader: true, percent, fraction };
   }
   r.done();
   return out;
@@ -85,18 +106,19 @@ function decodeDelay(r: Reader): FaultDelayConfig | undefined {
 
 function decodeAbort(r: Reader): FaultAbortConfig | undefined {
   const which = r.oneof(['http_status', 'grpc_status', 'header_abort'] as const);
-  const percent = fractionalPercent(r, 'percentage', 0);
+  const fraction = decodeFraction(r, 'percentage', NEVER);
+  const percent = percentOf(fraction);
   let out: FaultAbortConfig | undefined;
   if (which === undefined) r.issues.error(r.path, 'one of http_status, grpc_status, header_abort must be set');
   else if (which === 'http_status') {
     const s = r.int('http_status', 0, 0, 599);
     if (s < 200) r.error('http_status', 'must be between 200 and 599');
-    else out = { httpStatus: s, fromHeader: false, percent };
+    else out = { httpStatus: s, fromHeader: false, percent, fraction };
   } else if (which === 'grpc_status') {
-    out = { grpcStatus: r.int('grpc_status', 0, 0, 16), fromHeader: false, percent };
+    out = { grpcStatus: r.int('grpc_status', 0, 0, 16), fromHeader: false, percent, fraction };
   } else {
     r.obj('header_abort')?.done();
-    out = { fromHeader: true, percent };
+    out = { fromHeader: true, percent, fraction };
   }
   r.done();
   return out;
@@ -118,13 +140,17 @@ export function decodeFault(r: Reader): FaultConfig {
   if (r.has('response_rate_limit'))
     r.error('response_rate_limit', 'response rate limiting is not supported by meshlet');
   r.raw('response_rate_limit');
+  const key = (field: string, def: string): string => r.str(field, '') || def;
+  const runtimeKeys: FaultRuntimeKeys = {
+    delayPercent: key('delay_percent_runtime', 'fault.http.delay.fixed_delay_percent'),
+    abortPercent: key('abort_percent_runtime', 'fault.http.abort.abort_percent'),
+    delayDuration: key('delay_duration_runtime', 'fault.http.delay.fixed_duration_ms'),
+    abortHttpStatus: key('abort_http_status_runtime', 'fault.http.abort.http_status'),
+    abortGrpcStatus: key('abort_grpc_status_runtime', 'fault.http.abort.grpc_status'),
+    maxActiveFaults: key('max_active_faults_runtime', 'fault.http.max_active_faults'),
+  };
   r.ignore(
-    'delay_percent_runtime',
-    'abort_percent_runtime',
-    'delay_duration_runtime',
-    'abort_http_status_runtime',
-    'abort_grpc_status_runtime',
-    'max_active_faults_runtime',
+    // Response rate limiting is rejected above, so its runtime key has nothing to change.
     'response_rate_limit_percent_runtime',
     'disable_downstream_cluster_stats',
     'filter_metadata',
@@ -137,14 +163,19 @@ export function decodeFault(r: Reader): FaultConfig {
     ...(upstreamCluster ? { upstreamCluster } : {}),
     headers,
     ...(maxActiveFaults !== undefined ? { maxActiveFaults } : {}),
+    runtimeKeys,
   };
 }
 
-/** A percentage header may only lower the configured percentage (Envoy: header value capped by config). */
-function effectivePercent(configured: number, head: RequestHead, header: string): number {
+/**
+ * The fraction a request is faulted with: the configured one, lowered by its percentage header
+ * (a numerator over the configured denominator, capped by the configured numerator, as Envoy),
+ * read under `runtimeKey`.
+ */
+function effectiveFraction(configured: RuntimeFraction, head: RequestHead, header: string, runtimeKey: string): RuntimeFraction {
   const v = getHeader(head.headers, header);
-  if (v === undefined || !/^\d+$/.test(v)) return configured;
-  return Math.min(configured, Number(v));
+  const numerator = v === undefined || !/^\d+$/.test(v) ? configured.numerator : Math.min(configured.numerator, Number(v));
+  return { numerator, denominator: configured.denominator, runtimeKey };
 }
 
 /** The HTTP status local-reply.ts maps to gRPC status `code` (500 → UNKNOWN otherwise). */
@@ -202,7 +233,8 @@ class FaultFilter implements HttpFilter {
     const delayMs = this.delayMs(cfg, head);
     const abort = delayMs === undefined ? this.abortStatus(cfg, head) : undefined;
     if (delayMs === undefined && abort === undefined) return FilterStatus.Continue;
-    if (cfg.maxActiveFaults !== undefined && faultStats.activeFaults >= cfg.maxActiveFaults) {
+    const maxActive = this.cb.runtime.getInteger(cfg.runtimeKeys.maxActiveFaults, cfg.maxActiveFaults ?? -1);
+    if (maxActive >= 0 && faultStats.activeFaults >= maxActive) {
       faultStats.faultsOverflow++;
       return FilterStatus.Continue;
     }
@@ -266,10 +298,10 @@ class FaultFilter implements HttpFilter {
       const v = getHeader(head.headers, 'x-envoy-fault-delay-request');
       if (v === undefined || !/^\d+$/.test(v)) return undefined;
       ms = Number(v);
-    }
+    } else if (ms !== undefined) ms = this.cb.runtime.getInteger(cfg.runtimeKeys.delayDuration, ms);
     if (ms === undefined) return undefined;
-    const pct = effectivePercent(d.percent, head, 'x-envoy-fault-delay-request-percentage');
-    return this.roll(pct) ? ms : undefined;
+    const f = effectiveFraction(d.fraction, head, 'x-envoy-fault-delay-request-percentage', cfg.runtimeKeys.delayPercent);
+    return this.cb.runtime.fractionEnabled(f, this.random()) ? ms : undefined;
   }
 
   private abortStatus(cfg: FaultConfig, head: RequestHead): { http: number; grpc: number } | undefined {
@@ -283,16 +315,16 @@ class FaultFilter implements HttpFilter {
       if (hv !== undefined && /^\d+$/.test(hv) && Number(hv) >= 200 && Number(hv) < 600) http = Number(hv);
       else if (gv !== undefined && /^\d+$/.test(gv) && Number(gv) <= 16) grpc = Number(gv);
       else return undefined;
+    } else if (http >= 0) {
+      const rt = this.cb.runtime.getInteger(cfg.runtimeKeys.abortHttpStatus, http);
+      if (rt >= 200 && rt < 600) http = rt;
+    } else if (grpc >= 0) {
+      const rt = this.cb.runtime.getInteger(cfg.runtimeKeys.abortGrpcStatus, grpc);
+      if (rt <= 16) grpc = rt;
     }
-    const pct = effectivePercent(a.percent, head, 'x-envoy-fault-abort-request-percentage');
-    if (!this.roll(pct)) return undefined;
+    const f = effectiveFraction(a.fraction, head, 'x-envoy-fault-abort-request-percentage', cfg.runtimeKeys.abortPercent);
+    if (!this.cb.runtime.fractionEnabled(f, this.random())) return undefined;
     return { http: http < 0 ? 503 : http, grpc };
-  }
-
-  private roll(percent: number): boolean {
-    if (percent >= 100) return true;
-    if (percent <= 0) return false;
-    return this.random() * 100 < percent;
   }
 
   private release(): void {
