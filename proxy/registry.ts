@@ -7,6 +7,8 @@
 import { HttpFilterRegistry } from './http/filter';
 import { bufferFilterFactory, bufferPerRouteFactory } from './http/filters/buffer';
 import { cacheFilterFactory } from './http/filters/cache';
+import { compressorFilterFactory } from './http/filters/compressor';
+import { decompressorFilterFactory } from './http/filters/decompressor';
 import { extAuthzFilterFactory, extAuthzPerRouteFactory } from './http/filters/ext-authz';
 import { faultFilterFactory } from './http/filters/fault';
 import { headerMutationFilterFactory, headerMutationPerRouteFactory } from './http/filters/header-mutation';
@@ -54,7 +56,9 @@ export function createRegistries(): Registries {
     .register(typedStructFilterFactories[1])
     .register(cacheFilterFactory)
     .register(headerMutationFilterFactory)
-    .register(headerMutationPerRouteFactory);
+    .register(headerMutationPerRouteFactory)
+    .register(compressorFilterFactory)
+    .register(decompressorFilterFactory);
   const networkFilters = new NetworkFilterRegistry()
     .register(httpConnectionManagerFactory)
     .register(tcpProxyFactory)

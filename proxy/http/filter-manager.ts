@@ -33,6 +33,7 @@ import { buildLocalReply } from './local-reply';
 const NO_FILTERS: readonly HttpFilter[] = [];
 const PAUSE_TERMINAL = 1;
 const PAUSE_FILTER_HOLD = 2;
+const PAUSE_FILTER_WATERMARK = 4;
 
 export class FilterManager extends StreamFilterCallbacks implements TerminalFilterCallbacks {
   private filters: readonly HttpFilter[] = NO_FILTERS;
@@ -62,6 +63,11 @@ export class FilterManager extends StreamFilterCallbacks implements TerminalFilt
   /** Chunks kept by filters that returned StopIterationAndBuffer, by filter index (rare). */
   private decodeBuffered: (Buffer[] | undefined)[] | undefined;
   private encodeBuffered: (Buffer[] | undefined)[] | undefined;
+  /** Filters above their watermark (onDecoder/EncoderFilterAboveWriteBufferHighWatermark). */
+  private decoderFiltersAbove = 0;
+  private encoderFiltersAbove = 0;
+  /** A local reply replaced the response after it started: what filters inject later is dropped. */
+  private encodeBypassed = false;
 
   constructor(
     cb: FilterManagerCallbacks,
@@ -184,7 +190,7 @@ export class FilterManager extends StreamFilterCallbacks implements TerminalFilt
       if (f.decodeData === undefined) continue;
       this.current = i;
       const st = f.decodeData(chunk, endStream);
-      if (this.localReplied || this.destroyed) return;
+      if (this.localReplied || this.destroyed || st === FilterStatus.StopIterationNoBuffer) return;
       if (this.decodeBuffered !== undefined || st === FilterStatus.StopIterationAndBuffer) {
         if (this.decodeBuffered === undefined) this.decodeBuffered = new Array(fs.length);
         const kept = takeBuffered(this.decodeBuffered, i, chunk, st === FilterStatus.StopIterationAndBuffer);
@@ -274,12 +280,40 @@ export class FilterManager extends StreamFilterCallbacks implements TerminalFilt
     }
   }
 
+  injectDecodedData(filter: HttpFilter, chunk: Buffer, endStream: boolean): boolean {
+    if (this.destroyed || this.localReplied) return true;
+    const i = this.filters.indexOf(filter);
+    if (this.decodeStoppedAt > i) {
+      // A later filter has stopped: the injected bytes wait behind it, in order.
+      (this.held ??= []).push({ kind: EVENT_DATA, chunk, endStream, trailers: undefined, from: i + 1 });
+    } else {
+      try {
+        this.runDecodeData(i + 1, chunk, endStream);
+      } catch (err) {
+        this.cb.onFilterError(err);
+      }
+    }
+    return (this.pauseReasons & PAUSE_TERMINAL) === 0;
+  }
+
+  onDecoderFilterAboveWriteBufferHighWatermark(): void {
+    if (this.decoderFiltersAbove++ === 0) this.setPaused(PAUSE_FILTER_WATERMARK, true);
+  }
+  onDecoderFilterBelowWriteBufferLowWatermark(): void {
+    if (this.decoderFiltersAbove > 0 && --this.decoderFiltersAbove === 0) this.setPaused(PAUSE_FILTER_WATERMARK, false);
+  }
+
   /** Reading stops while any reason holds and resumes once none does. */
   private setPaused(reason: number, on: boolean): void {
     const before = this.pauseReasons;
     this.pauseReasons = on ? before | reason : before & ~reason;
     if (before === 0 && this.pauseReasons !== 0) this.cb.setReadDisabled(true);
     else if (before !== 0 && this.pauseReasons === 0 && !this.destroyed) this.cb.setReadDisabled(false);
+    // The terminal filter takes request data again: filters that inject it may go on.
+    if (reason === PAUSE_TERMINAL && !on && (before & PAUSE_TERMINAL) !== 0 && !this.destroyed) {
+      const fs = this.filters;
+      for (let i = 0; i < fs.length; i++) fs[i]!.onDecodeWritable?.();
+    }
   }
 
   // ─────────────── encoder chain (from the terminal filter or a local reply) ───────────────
@@ -312,6 +346,30 @@ export class FilterManager extends StreamFilterCallbacks implements TerminalFilt
     else this.runEncodeTrailers(this.filters.length - 1, trailers);
   }
 
+  injectEncodedData(filter: HttpFilter, chunk: Buffer, endStream: boolean): boolean {
+    if (this.destroyed || this.encodeBypassed) return true;
+    const i = this.filters.indexOf(filter);
+    this.cb.refreshIdleTimer();
+    if (this.encodeStoppedAt >= 0 && this.encodeStoppedAt < i) {
+      this.holdEncode({ kind: EVENT_DATA, head: undefined, chunk, trailers: undefined, endStream, from: i - 1 });
+      return false;
+    }
+    try {
+      return this.runEncodeData(i - 1, chunk, endStream);
+    } catch (err) {
+      this.cb.onFilterError(err);
+      return true;
+    }
+  }
+
+  onEncoderFilterAboveWriteBufferHighWatermark(): void {
+    this.encoderFiltersAbove++;
+  }
+  onEncoderFilterBelowWriteBufferLowWatermark(): void {
+    if (this.encoderFiltersAbove > 0 && --this.encoderFiltersAbove === 0 && !this.destroyed)
+      this.terminal?.onDownstreamWritable();
+  }
+
   private holdEncode(e: HeldEncode): void {
     if (this.heldEncode === undefined) this.heldEncode = [];
     this.heldEncode.push(e);
@@ -341,6 +399,7 @@ export class FilterManager extends StreamFilterCallbacks implements TerminalFilt
       this.current = i;
       const st = f.encodeData(chunk, endStream);
       if (this.destroyed) return true;
+      if (st === FilterStatus.StopIterationNoBuffer) return this.encoderFiltersAbove === 0;
       if (this.encodeBuffered !== undefined || st === FilterStatus.StopIterationAndBuffer) {
         if (this.encodeBuffered === undefined) this.encodeBuffered = new Array(fs.length);
         const kept = takeBuffered(this.encodeBuffered, i, chunk, st === FilterStatus.StopIterationAndBuffer);
@@ -427,9 +486,11 @@ export class FilterManager extends StreamFilterCallbacks implements TerminalFilt
     else this.runEncodeTrailers(from, e.trailers!);
   }
 
-  /** The codec drained below its watermark. */
+  /** The codec drained below its watermark: filters that inject response data first, then the terminal. */
   onDownstreamWritable(): void {
-    this.terminal?.onDownstreamWritable();
+    const fs = this.filters;
+    for (let i = 0; i < fs.length; i++) fs[i]!.onEncodeWritable?.();
+    if (this.encoderFiltersAbove === 0) this.terminal?.onDownstreamWritable();
   }
 
   // ─────────────── local replies ───────────────
@@ -484,6 +545,7 @@ export class FilterManager extends StreamFilterCallbacks implements TerminalFilt
       this.encodeStoppedAt = -1;
       this.encodeStoppedEvent = undefined;
       this.heldEncode = undefined;
+      this.encodeBypassed = true;
       this.writeHeaders(head, body === undefined);
       if (body !== undefined && !this.destroyed) this.cb.writeData(body, true);
       return;

@@ -32,9 +32,12 @@ import type { StreamInfo } from './stream-info';
  * calls continueDecoding()/continueEncoding(). StopIterationAndBuffer (body chunks only, Envoy's
  * name) keeps the chunk in a per-filter buffer while later chunks still reach this filter; the
  * first chunk it continues is passed on with everything buffered before it, concatenated. At end
- * of stream it behaves like StopIteration over the whole buffered body.
+ * of stream it behaves like StopIteration over the whole buffered body. StopIterationNoBuffer (body
+ * chunks only, Envoy's name) means the filter took the chunk: nothing is passed on or held, later
+ * chunks still reach the filter, and it passes its own output on with injectDecodedData /
+ * injectEncodedData (a transforming filter: compressor, decompressor, grpc_web).
  */
-export const FilterStatus = { Continue: 0, StopIteration: 1, StopIterationAndBuffer: 2 } as const;
+export const FilterStatus = { Continue: 0, StopIteration: 1, StopIterationAndBuffer: 2, StopIterationNoBuffer: 3 } as const;
 export type FilterStatus = (typeof FilterStatus)[keyof typeof FilterStatus];
 
 /**
@@ -74,6 +77,8 @@ export interface HttpFilterCallbacks {
   setDecoderBufferLimit(bytes: number): void;
   /** Free-form, bounded-size facts for access logs (filter_state / dynamic metadata). */
   setMetadata(key: string, value: string): void;
+  /** The connection manager's config (its stat_prefix names the filters' counters, as in Envoy). */
+  readonly hcm: HcmConfig;
   /** The clusters of this proxy, for filters that call a service through a cluster (ext_authz, JWKS). */
   readonly clusters: ClusterLookup;
   /**
@@ -84,6 +89,24 @@ export interface HttpFilterCallbacks {
   readonly runtime: RuntimeReader;
   /** What `%FORMAT%` operators resolve against for this stream. */
   readonly formatContext: HeaderFormatContext;
+  /**
+   * Pass request body bytes on from `filter` (which took its input with StopIterationNoBuffer) to
+   * the filters after it, now or later (Envoy's injectDecodedDataToFilterChain). Returns false
+   * while the terminal filter cannot take more (its upstream is above its watermark); the filter's
+   * onDecodeWritable() follows.
+   */
+  injectDecodedData(filter: HttpFilter, chunk: Buffer, endStream: boolean): boolean;
+  /**
+   * Pass response body bytes on from `filter` to the encoder filters after it and the codec.
+   * Returns false while the downstream is above its watermark; onEncodeWritable() follows.
+   */
+  injectEncodedData(filter: HttpFilter, chunk: Buffer, endStream: boolean): boolean;
+  /** A filter holds too much request data: stop reading the downstream until it drains (Envoy's names). */
+  onDecoderFilterAboveWriteBufferHighWatermark(): void;
+  onDecoderFilterBelowWriteBufferLowWatermark(): void;
+  /** A filter holds too much response data: the terminal filter stops reading its upstream until it drains. */
+  onEncoderFilterAboveWriteBufferHighWatermark(): void;
+  onEncoderFilterBelowWriteBufferLowWatermark(): void;
 }
 
 /**
@@ -94,7 +117,6 @@ export interface HttpFilterCallbacks {
  */
 export interface TerminalFilterCallbacks extends HttpFilterCallbacks {
   readonly streamInfo: StreamInfo;
-  readonly hcm: HcmConfig;
   readonly downstreamProtocol: HttpProtocol;
   /** Whether the request came from a trusted (internal) client (x-envoy-* controls apply). */
   readonly internal: boolean;
@@ -129,6 +151,10 @@ export interface HttpFilter {
   encodeTrailers?(trailers: HeaderList): FilterStatus;
   /** The stream ended (completed or reset); release timers and resources. */
   onDestroy?(): void;
+  /** The terminal filter can take request data again (after injectDecodedData returned false). */
+  onDecodeWritable?(): void;
+  /** The downstream drained below its watermark (after injectEncodedData returned false). */
+  onEncodeWritable?(): void;
 }
 
 /** The terminal filter: a decoder that answers the request and follows downstream flow control. */

@@ -22,12 +22,6 @@ import { reportUnsupportedType } from './unsupported';
 export const T_HCM = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const INT31_MAX = 2147483647;
 
-/**
- * HTTP filters that only optimise the bytes on the wire: when meshlet has no implementation
- * registered they are skipped with a warning instead of rejecting the listener.
- */
-const OPTIMISATIONS: ReadonlySet<string> = new Set(['envoy.extensions.filters.http.compressor.v3.Compressor']);
-
 export const DEFAULT_HTTP2: Http2Options = Object.freeze({
   maxConcurrentStreams: 100,
   initialStreamWindowSize: 268435456,
@@ -95,12 +89,6 @@ export function decodeHttpFilters(r: Reader, ctx: DecodeContext): HttpFilterConf
     const factory = ctx.httpFilters.get(tc.type);
     const last = i === list.length - 1;
     if (!factory) {
-      if (OPTIMISATIONS.has(tc.type)) {
-        // Istio puts a compressor on its 15090 stats listener; without it responses go out
-        // uncompressed, which changes nothing a client can rely on.
-        tc.reader.issues.warn(tc.reader.sub('@type'), `HTTP filter ${tc.type} is not implemented by meshlet, skipped: responses are sent uncompressed`);
-        continue;
-      }
       if (isOptional)
         tc.reader.issues.warn(tc.reader.sub('@type'), `unknown HTTP filter type ${tc.type}, ignored (is_optional)`);
       else reportUnsupportedType(tc, 'HTTP filter');

@@ -8,6 +8,7 @@
  * registered at import.
  */
 import { allCacheStats } from './cache';
+import { compressionCounters } from './compression-stats';
 import { allExtAuthzStats } from './ext-authz';
 import { jwtAuthnStats } from './jwt-authn';
 import { allRateLimitStats } from './ratelimit';
@@ -58,6 +59,7 @@ export function gatewayFilterCounters(): GatewayCounter[] {
     c(`${p}timeouts`, s.timeouts);
     c(`${p}local_replies`, s.localReplies);
   }
+  compressionCounters(c);
   const reloads = new Map<string, { reloads: number; failures: number }>();
   for (const l of allLoadedFilters()) {
     const key = l.file;

@@ -1,0 +1,219 @@
+/**
+ * The decompressor HTTP filter, `envoy.extensions.filters.http.decompressor.v3.Decompressor`
+ * (Envoy's envoy.filters.http.decompressor): decompresses request and response bodies whose
+ * Content-Encoding starts with the library's encoding (gzip or br; zstd where node:zlib has it),
+ * streaming through node:zlib with flow control both ways (zlib-pump.ts).
+ *
+ * Envoy's behaviour, kept: each direction is enabled by common_config.enabled (default true);
+ * `Cache-Control: no-transform` leaves a body alone; the first coding of Content-Encoding must
+ * be the library's, and is removed (the header with it when it was the only one); Content-Length
+ * is removed. When response decompression is enabled and request_direction_config's
+ * advertise_accept_encoding (default true) is, the library's encoding is appended to the
+ * request's Accept-Encoding so the upstream may compress. Stats:
+ * `<hcm prefix>decompressor.<library name>.<library stats prefix>.{request,response}.*`.
+ *
+ * A body that does not decompress (corrupt, truncated, or inflating past the gzip library's
+ * max_inflate_ratio) ends the stream: a 400 for a request not yet answered, a reset otherwise.
+ * `enabled.runtime_key` is not read (no runtime layer yet): default_value decides.
+ */
+import type { Reader } from '../../../common/reader';
+import type { HeaderList, RequestHead, ResponseHead } from '../codec';
+import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filter';
+import { getHeaderJoined, removeHeader, setHeader } from '../headers';
+import { type CompressionLibrary, decodeLibrary } from './compression-library';
+import { DecompressorStats, type DirectionStats, statsFor } from './compression-stats';
+import { ZlibPump } from './zlib-pump';
+
+export const DECOMPRESSOR_TYPE_NAME = 'envoy.extensions.filters.http.decompressor.v3.Decompressor';
+
+export interface DecompressorConfig {
+  readonly kind: 'decompressor';
+  readonly libraryName: string;
+  readonly library: CompressionLibrary;
+  readonly requestEnabled: boolean;
+  readonly responseEnabled: boolean;
+  readonly advertiseAcceptEncoding: boolean;
+  readonly stats: Map<string, DecompressorStats>;
+}
+
+function enabledFlag(common: Reader | undefined): boolean {
+  if (!common) return true;
+  const f = common.obj('enabled');
+  let v = true;
+  if (f) {
+    if (!f.has('default_value')) f.error('default_value', 'is required');
+    v = f.bool('default_value', true);
+    f.str('runtime_key', '');
+    f.done();
+  }
+  common.done();
+  return v;
+}
+
+export function decodeDecompressor(r: Reader): DecompressorConfig | undefined {
+  const lib = decodeLibrary(r, 'decompressor_library', 'decompressor');
+  const req = r.obj('request_direction_config');
+  const res = r.obj('response_direction_config');
+  const requestEnabled = enabledFlag(req?.obj('common_config'));
+  const advertiseAcceptEncoding = req ? req.bool('advertise_accept_encoding', true) : true;
+  req?.done();
+  const responseEnabled = enabledFlag(res?.obj('common_config'));
+  res?.done();
+  r.done();
+  if (!lib) return undefined;
+  return {
+    kind: 'decompressor',
+    libraryName: lib.name,
+    library: lib.library,
+    requestEnabled,
+    responseEnabled,
+    advertiseAcceptEncoding,
+    stats: new Map(),
+  };
+}
+
+function noTransform(h: HeaderList): boolean {
+  const cc = getHeaderJoined(h, 'cache-control');
+  if (cc === undefined) return false;
+  for (const t of cc.split(',')) if (t.trim().toLowerCase() === 'no-transform') return true;
+  return false;
+}
+
+/** The first coding of Content-Encoding is the library's: remove it (and the header when it was the only one). */
+function takeEncoding(h: HeaderList, encoding: string): boolean {
+  const ce = getHeaderJoined(h, 'content-encoding');
+  if (ce === undefined) return false;
+  const comma = ce.indexOf(',');
+  if ((comma >= 0 ? ce.slice(0, comma) : ce).trim().toLowerCase() !== encoding) return false;
+  if (comma < 0) removeHeader(h, 'content-encoding');
+  else setHeader(h, 'content-encoding', ce.slice(comma + 1).trim());
+  return true;
+}
+
+const EMPTY = Buffer.alloc(0);
+
+class DecompressorFilter implements HttpFilter {
+  private readonly stats: DecompressorStats;
+  private requestPump: ZlibPump | undefined;
+  private responsePump: ZlibPump | undefined;
+  private trailersHeld = 0;
+
+  constructor(
+    private readonly config: DecompressorConfig,
+    private readonly cb: HttpFilterCallbacks,
+  ) {
+    this.stats = statsFor(config.stats, cb.hcm.statPrefix, (p) => new DecompressorStats(`${p}decompressor.${config.libraryName}.${config.library.statsPrefix}.`));
+  }
+
+  decodeHeaders(head: RequestHead, endStream: boolean): FilterStatus {
+    if (endStream) return FilterStatus.Continue;
+    const c = this.config;
+    const h = head.headers;
+    if (c.responseEnabled && c.advertiseAcceptEncoding) {
+      const ae = getHeaderJoined(h, 'accept-encoding');
+      setHeader(h, 'accept-encoding', ae === undefined || ae === '' ? c.library.encoding : `${ae},${c.library.encoding}`);
+    }
+    if (c.requestEnabled && !noTransform(h) && takeEncoding(h, c.library.encoding)) {
+      this.stats.request.compressed++;
+      removeHeader(h, 'content-length');
+      head.contentLength = -1;
+      this.requestPump = this.pump(this.stats.request, false);
+    } else this.stats.request.notCompressed++;
+    return FilterStatus.Continue;
+  }
+
+  decodeData(chunk: Buffer, endStream: boolean): FilterStatus {
+    const p = this.requestPump;
+    if (p === undefined) return FilterStatus.Continue;
+    if (chunk.length > 0) p.write(chunk);
+    if (endStream) p.end();
+    return FilterStatus.StopIterationNoBuffer;
+  }
+
+  decodeTrailers(): FilterStatus {
+    if (this.requestPump === undefined) return FilterStatus.Continue;
+    this.trailersHeld |= 1;
+    this.requestPump.end();
+    return FilterStatus.StopIteration;
+  }
+
+  encodeHeaders(head: ResponseHead, endStream: boolean): FilterStatus {
+    if (endStream) return FilterStatus.Continue;
+    const c = this.config;
+    const h = head.headers;
+    if (c.responseEnabled && !noTransform(h) && takeEncoding(h, c.library.encoding)) {
+      this.stats.response.compressed++;
+      removeHeader(h, 'content-length');
+      head.contentLength = -1;
+      this.responsePump = this.pump(this.stats.response, true);
+    } else this.stats.response.notCompressed++;
+    return FilterStatus.Continue;
+  }
+
+  encodeData(chunk: Buffer, endStream: boolean): FilterStatus {
+    const p = this.responsePump;
+    if (p === undefined) return FilterStatus.Continue;
+    if (chunk.length > 0) p.write(chunk);
+    if (endStream) p.end();
+    return FilterStatus.StopIterationNoBuffer;
+  }
+
+  encodeTrailers(): FilterStatus {
+    if (this.responsePump === undefined) return FilterStatus.Continue;
+    this.trailersHeld |= 2;
+    this.responsePump.end();
+    return FilterStatus.StopIteration;
+  }
+
+  onEncodeWritable(): void {
+    this.responsePump?.resume();
+  }
+  onDecodeWritable(): void {
+    this.requestPump?.resume();
+  }
+
+  onDestroy(): void {
+    this.requestPump?.destroy();
+    this.responsePump?.destroy();
+  }
+
+  private pump(st: DirectionStats, response: boolean): ZlibPump {
+    const cb = this.cb;
+    const lib = this.config.library;
+    const pump: ZlibPump = new ZlibPump(
+      lib.create(),
+      {
+        out: (b) => {
+          st.totalUncompressedBytes += b.length;
+          return response ? cb.injectEncodedData(this, b, false) : cb.injectDecodedData(this, b, false);
+        },
+        done: () => {
+          st.totalCompressedBytes += pump.bytesIn;
+          if ((this.trailersHeld & (response ? 2 : 1)) !== 0) {
+            if (response) cb.continueEncoding();
+            else cb.continueDecoding();
+          } else if (response) cb.injectEncodedData(this, EMPTY, true);
+          else cb.injectDecodedData(this, EMPTY, true);
+        },
+        error: () => {
+          st.totalCompressedBytes += pump.bytesIn;
+          this.stats.decompressionErrors++;
+          if (response) cb.sendLocalReply(502, 'Bad Gateway', undefined, undefined, 'decompressor_error');
+          else cb.sendLocalReply(400, 'Bad Request', undefined, undefined, 'decompressor_error');
+        },
+        above: () => (response ? cb.onEncoderFilterAboveWriteBufferHighWatermark() : cb.onDecoderFilterAboveWriteBufferHighWatermark()),
+        below: () => (response ? cb.onEncoderFilterBelowWriteBufferLowWatermark() : cb.onDecoderFilterBelowWriteBufferLowWatermark()),
+      },
+      lib.maxInflateRatio ?? 0,
+    );
+    return pump;
+  }
+}
+
+export const decompressorFilterFactory: HttpFilterFactory<DecompressorConfig | undefined> = {
+  typeName: DECOMPRESSOR_TYPE_NAME,
+  decode: decodeDecompressor,
+  create(config: DecompressorConfig | undefined, callbacks: HttpFilterCallbacks): HttpFilter {
+    return config === undefined ? {} : new DecompressorFilter(config, callbacks);
+  },
+};
