@@ -16,29 +16,45 @@ export interface AdminResponse {
   status?: number;
   contentType?: string;
   body: string | Buffer;
-  /** A large body as chunks (written with backpressure instead of body). */
-  chunks?: readonly string[];
+  /**
+   * A large body produced while it is sent (instead of body): called with a writer that sends one
+   * chunk and, when the socket's buffer is full, returns a promise that settles on 'drain'; it
+   * rejects once the client has gone, which should stop the producer.
+   */
+  stream?: (write: (chunk: Buffer) => void | Promise<void>) => Promise<void>;
   headers?: Record<string, string>;
 }
 
 /**
- * Write `chunks` to `res` and end it, waiting for 'drain' whenever the socket buffer is full
- * (a 20 MB scrape is not copied into the socket in one go). Stops if the client goes away.
+ * Send what `produce` writes to `res` and end it, waiting for 'drain' whenever the socket buffer
+ * is full (a 20 MB scrape is never buffered whole). A client that goes away stops the producer:
+ * the writer rejects and the response is destroyed.
  */
-export async function writeChunks(res: ServerResponse, chunks: readonly string[]): Promise<void> {
-  for (const c of chunks) {
-    if (res.destroyed) return;
-    if (!res.write(c)) {
-      await new Promise<void>((resolve) => {
-        const done = (): void => {
-          res.off('drain', done);
-          res.off('close', done);
-          resolve();
-        };
-        res.on('drain', done);
-        res.on('close', done);
-      });
-    }
+export async function streamBody(
+  res: ServerResponse,
+  produce: (write: (chunk: Buffer) => void | Promise<void>) => Promise<void>,
+): Promise<void> {
+  const gone = new Error('client closed the connection');
+  const write = (chunk: Buffer): void | Promise<void> => {
+    if (res.destroyed) throw gone;
+    if (res.write(chunk)) return;
+    return new Promise<void>((resolve, reject) => {
+      const done = (): void => {
+        res.off('drain', done);
+        res.off('close', done);
+        if (res.destroyed) reject(gone);
+        else resolve();
+      };
+      res.on('drain', done);
+      res.on('close', done);
+    });
+  };
+  try {
+    await produce(write);
+  } catch (err) {
+    if (err !== gone) log.warn({ err: (err as Error).message }, 'streamed admin response failed');
+    res.destroy();
+    return;
   }
   if (!res.destroyed) res.end();
 }
@@ -110,7 +126,7 @@ export class AdminServer {
       ...(out.contentType?.startsWith('text/html') ? { 'content-security-policy': PAGE_CSP } : {}),
       ...out.headers,
     });
-    if (out.chunks !== undefined && req.method !== 'HEAD') await writeChunks(res, out.chunks);
+    if (out.stream !== undefined && req.method !== 'HEAD') await streamBody(res, out.stream);
     else res.end(req.method === 'HEAD' ? undefined : out.body);
   }
 

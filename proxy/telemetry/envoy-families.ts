@@ -1,7 +1,7 @@
 /**
  * The Envoy-style stats as Prometheus families (`envoy_cluster_upstream_rq_total{envoy_cluster_name=…}`,
  * listener, xDS, server, filter counters), rendered straight to exposition text from one
- * StatsSnapshot per scrape.
+ * StatsSnapshot per scrape (one object, refilled in place).
  *
  * Why not prom-client Counter/Gauge with collect callbacks (as before): each family re-scanned
  * every stat and re-created a label child per series on every scrape, which held the event loop
@@ -101,7 +101,9 @@ function promCounter(name: string): string {
  * and return what must run before each rendering: the snapshot, gathered in steps.
  */
 export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): () => Promise<void> {
-  let snap: StatsSnapshot = { groups: new Map(), byName: new Map() };
+  // One snapshot object reused by every scrape (see EnvoyStats.snapshot); scrapes render one at
+  // a time (MeshletMetrics.prometheusStream), so a rendering never reads a half-written one.
+  const snap: StatsSnapshot = { groups: new Map(), byName: new Map() };
   const current = (): StatsSnapshot => snap;
   const add = (name: string, help: string, type: 'counter' | 'gauge', series: SeriesFn): void => {
     registry.registerMetric(new SnapshotFamily(name, help, type, current, series) as unknown as Metric);
@@ -213,8 +215,6 @@ export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): ()
 
   // The snapshot every family above reads, gathered in steps before the registry renders.
   return async () => {
-    const next: StatsSnapshot = { groups: new Map(), byName: new Map() };
-    await drive(stats.snapshot(next));
-    snap = next;
+    await drive(stats.snapshot(snap));
   };
 }

@@ -1,10 +1,17 @@
 /**
- * The Prometheus text exposition of a registry, rendered without holding the event loop: families
- * that can render themselves in steps (the Envoy-style stats, thousands of series per cluster
- * family under Istio) are driven in time slices of SLICE_MS with a setImmediate between slices,
- * so proxied requests keep flowing during a scrape; the rest go through prom-client as before.
- * The output is a list of chunks (about CHUNK_CHARS each) that the HTTP layer writes with
- * backpressure instead of one string the size of the whole body.
+ * The Prometheus text exposition of a registry, rendered and sent without holding the event loop:
+ * families that can render themselves in steps (the Envoy-style stats, thousands of series per
+ * cluster family under Istio) are driven in time slices of SLICE_MS with a setImmediate between
+ * slices, so proxied requests keep flowing during a scrape; the rest go through prom-client as
+ * before. Text is encoded straight into fixed-size Buffers (CHUNK_BYTES) and each full Buffer is
+ * handed to the sink — the HTTP response, with backpressure — while rendering goes on, so a
+ * scrape holds one or two chunks instead of the whole body.
+ *
+ * Why Buffers and streaming (issue 18.2, profiled in bench/SCRAPE.md): the earlier version built
+ * each chunk with `+=` (a rope of thousands of pieces) and kept all chunks until the end. A
+ * 10,000-cluster body (23 MB) then lived long enough to reach V8's old generation, and every
+ * `res.write` flattened a deep rope in `Buffer.byteLength`: the stalls left (0.2–0.5 s each) were
+ * those full garbage collections and flattenings, not the rendering.
  *
  * Byte layout is prom-client's: `# HELP`, `# TYPE`, series lines, families separated by a blank
  * line, a final newline.
@@ -13,8 +20,8 @@ import type { Registry } from 'prom-client';
 
 /** Longest stretch of rendering work before giving the event loop a turn. */
 export const SLICE_MS = 2;
-/** Target size of one body chunk (characters). */
-const CHUNK_CHARS = 64 * 1024;
+/** Size of one body chunk (bytes). */
+export const CHUNK_BYTES = 64 * 1024;
 
 /** A family that writes its own exposition text, a step at a time (yield = a good place to pause). */
 export interface SteppedFamily {
@@ -27,23 +34,43 @@ export function isSteppedFamily(m: unknown): m is SteppedFamily {
   return typeof (m as { render?: unknown }).render === 'function';
 }
 
-/** Collects text into chunks of about CHUNK_CHARS. */
+/**
+ * Where rendered chunks go, in order. A returned promise is waited for before more is rendered
+ * (backpressure); a rejection stops the rendering (e.g. the scraper went away).
+ */
+export type ChunkSink = (chunk: Buffer) => void | Promise<void>;
+
+/** Encodes text (UTF-8) into CHUNK_BYTES Buffers; full ones wait in `ready` for the sink. */
 export class ChunkWriter {
-  readonly chunks: string[] = [];
-  private cur = '';
+  private buf = Buffer.allocUnsafe(CHUNK_BYTES);
+  private pos = 0;
+  private ready: Buffer[] = [];
 
   write(s: string): void {
-    this.cur += s;
-    if (this.cur.length >= CHUNK_CHARS) {
-      this.chunks.push(this.cur);
-      this.cur = '';
+    // A UTF-16 code unit is at most 3 UTF-8 bytes: if it may not fit, start a new chunk.
+    if (this.pos + s.length * 3 > CHUNK_BYTES) {
+      this.flush();
+      if (s.length * 3 > CHUNK_BYTES) {
+        this.ready.push(Buffer.from(s, 'utf8'));
+        return;
+      }
     }
+    this.pos += this.buf.write(s, this.pos, 'utf8');
   }
 
-  finish(): string[] {
-    if (this.cur.length > 0) this.chunks.push(this.cur);
-    this.cur = '';
-    return this.chunks;
+  /** Full chunks so far (the caller sends them); the one being filled stays. */
+  take(): Buffer[] {
+    const out = this.ready;
+    this.ready = [];
+    return out;
+  }
+
+  /** Moves the chunk being filled (if any) to the ready list. */
+  flush(): void {
+    if (this.pos === 0) return;
+    this.ready.push(this.buf.subarray(0, this.pos));
+    this.buf = Buffer.allocUnsafe(CHUNK_BYTES);
+    this.pos = 0;
   }
 }
 
@@ -52,30 +79,56 @@ export function yieldToLoop(): Promise<void> {
   return new Promise((r) => setImmediate(r));
 }
 
-/** Drive `it` to completion, pausing for the event loop whenever a slice is used up. */
-export async function drive(it: Iterator<unknown>, sliceMs = SLICE_MS): Promise<void> {
-  let start = performance.now();
-  for (;;) {
-    if (it.next().done === true) return;
-    if (performance.now() - start >= sliceMs) {
-      await yieldToLoop();
-      start = performance.now();
-    }
+/**
+ * A time budget shared by every step of one job: `due()` says the slice is used up, `pause()`
+ * runs `onPause` (send what is ready, wait for the socket), gives the loop a turn and starts a
+ * new slice. One clock for the whole rendering matters: many small families (1,000 clusters ×
+ * 24 families of about 1 ms each) must not each get a fresh slice and run back to back.
+ */
+export class Slicer {
+  private start = performance.now();
+
+  constructor(
+    private readonly onPause?: () => Promise<void>,
+    private readonly sliceMs = SLICE_MS,
+  ) {}
+
+  due(): boolean {
+    return performance.now() - this.start >= this.sliceMs;
+  }
+
+  async pause(): Promise<void> {
+    if (this.onPause !== undefined) await this.onPause();
+    await yieldToLoop();
+    this.start = performance.now();
   }
 }
 
-/** The whole registry as exposition text chunks, in registration order. */
-export async function renderExposition(registry: Registry): Promise<string[]> {
+/** Drive `it` to completion, pausing for the event loop whenever the slice is used up. */
+export async function drive(it: Iterator<unknown>, slicer: Slicer = new Slicer()): Promise<void> {
+  for (;;) {
+    if (it.next().done === true) return;
+    if (slicer.due()) await slicer.pause();
+  }
+}
+
+/** Renders the whole registry, in registration order, into `sink` as it goes. */
+export async function renderExposition(registry: Registry, sink: ChunkSink): Promise<void> {
   const out = new ChunkWriter();
+  const slicer = new Slicer(async () => {
+    for (const c of out.take()) await sink(c);
+  });
   let first = true;
   for (const metric of registry.getMetricsAsArray()) {
     if (!first) out.write('\n\n');
     first = false;
-    if (isSteppedFamily(metric)) await drive(metric.render(out));
+    if (isSteppedFamily(metric)) await drive(metric.render(out), slicer);
     else out.write(await registry.getSingleMetricAsString((metric as { name: string }).name));
+    if (slicer.due()) await slicer.pause();
   }
   out.write('\n');
-  return out.finish();
+  out.flush();
+  for (const c of out.take()) await sink(c);
 }
 
 /** prom-client's number format (getValueAsString). */

@@ -13,7 +13,7 @@
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import { CounterFamily, HistogramFamily } from './cells';
-import { renderExposition } from './exposition';
+import { type ChunkSink, renderExposition } from './exposition';
 
 /** Istio's default buckets for istio_request_duration_milliseconds (ms). */
 export const ISTIO_DURATION_BUCKETS_MS: readonly number[] = [
@@ -182,33 +182,37 @@ export class MeshletMetrics {
 
   /** Work to do before each rendering (gathering the Envoy-style stats snapshot). */
   private readonly scrapeHooks: (() => Promise<void>)[] = [];
-  private inFlight: Promise<string[]> | undefined;
+  /** The rendering in progress (or last finished); scrapes render one after another. */
+  private tail: Promise<void> = Promise.resolve();
 
   onScrape(hook: () => Promise<void>): void {
     this.scrapeHooks.push(hook);
   }
 
   /**
-   * Prometheus text exposition of everything, as chunks, rendered in time slices so the event
-   * loop keeps serving traffic (exposition.ts). Scrapes arriving while one renders share it.
+   * Prometheus text exposition of everything, streamed into `sink` chunk by chunk while it is
+   * rendered in time slices, so the event loop keeps serving traffic (exposition.ts). Scrapes
+   * that arrive while one renders wait for it (one rendering at a time: the snapshot the
+   * families read is shared, and concurrent scrapes cannot multiply the work in flight).
    */
-  prometheusChunks(): Promise<string[]> {
-    if (this.inFlight === undefined) {
-      this.inFlight = this.render().finally(() => {
-        this.inFlight = undefined;
-      });
-    }
-    return this.inFlight;
+  prometheusStream(sink: ChunkSink): Promise<void> {
+    const run = this.tail.then(() => this.render(sink));
+    this.tail = run.catch(() => undefined);
+    return run;
   }
 
-  private async render(): Promise<string[]> {
+  private async render(sink: ChunkSink): Promise<void> {
     for (const hook of this.scrapeHooks) await hook();
-    return renderExposition(this.registry);
+    await renderExposition(this.registry, sink);
   }
 
   /** The exposition as one string (tests, small registries). */
   async prometheus(): Promise<string> {
-    return (await this.prometheusChunks()).join('');
+    const parts: Buffer[] = [];
+    await this.prometheusStream((c) => {
+      parts.push(c);
+    });
+    return Buffer.concat(parts).toString('utf8');
   }
 
   get contentType(): string {

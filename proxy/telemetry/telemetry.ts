@@ -17,7 +17,7 @@
 import type { X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import type { AdminResponse, AdminServer } from '../admin/admin-server';
-import { json, text, writeChunks } from '../admin/admin-server';
+import { json, streamBody, text } from '../admin/admin-server';
 import type { HcmConfig, ListenerConfig, NodeInfo, TcpProxyConfig, TracingConfig } from '../config/types';
 import type { DownstreamConnectionInfo } from '../http/codec';
 import type { HttpTracer, StreamCompleteListener, StreamInfo } from '../http/stream-info';
@@ -190,8 +190,8 @@ export class Telemetry {
     this.metrics.registry.resetMetrics();
   }
 
-  private async prometheusResponse(): Promise<AdminResponse> {
-    return { status: 200, contentType: this.metrics.contentType, body: '', chunks: await this.metrics.prometheusChunks() };
+  private prometheusResponse(): AdminResponse {
+    return { status: 200, contentType: this.metrics.contentType, body: '', stream: (write) => this.metrics.prometheusStream(write) };
   }
 
   /** Start the Istio ports (15090 metrics, 15021 readiness) that are enabled. */
@@ -204,13 +204,8 @@ export class Telemetry {
           res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /stats/prometheus is served here\n');
           return;
         }
-        this.metrics.prometheusChunks().then(
-          (chunks) => {
-            res.writeHead(200, { 'content-type': this.metrics.contentType });
-            void writeChunks(res, chunks);
-          },
-          (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
-        );
+        res.writeHead(200, { 'content-type': this.metrics.contentType });
+        void streamBody(res, (write) => this.metrics.prometheusStream(write));
       });
       this.statsPort = await listenOn(this.statsServer, this.opts.statsPort, host);
     }
