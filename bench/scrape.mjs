@@ -3,7 +3,11 @@
 // local upstream) serves a steady closed loop of proxied HTTP/1.1 requests; first for a window
 // with no scrapes, then for a window in which GET /stats/prometheus runs back to back. Reports the
 // scrape time and the proxied request latency (p50/p99/max) in both windows, so the cost a scrape
-// adds to proxied traffic is the difference. Loopback only; bounded in time and requests.
+// adds to proxied traffic is the difference, and meshlet's own event-loop delay in each window
+// (max = the longest stall), measured inside the meshlet process by lib/loop-monitor.cjs. The
+// scrapes run in a child process (load/scrape-loop.mjs), so reading the bodies does not slow the
+// proxied-load client. One scrape runs before the measured windows (warm-up); the first scrape
+// after start-up costs more (bench/SCRAPE.md). Loopback only; bounded in time and requests.
 //
 //   node bench/scrape.mjs [--clusters 1000,3000,10000] [--seconds 4] [--dist DIR] [--json]
 //
@@ -145,17 +149,36 @@ async function load(port, ms) {
   return { n: lat.length, errors, p50: pct(lat, 50), p99: pct(lat, 99), max: lat[lat.length - 1] };
 }
 
-async function scrapes(adminPort, until) {
-  const times = [];
-  let bytes = 0;
-  while (!until.done && times.length < 1000) {
-    const t = performance.now();
-    const r = await get(adminPort, '/stats/prometheus', false);
-    times.push(performance.now() - t);
-    bytes = r.bytes;
-  }
-  times.sort((a, b) => a - b);
-  return { n: times.length, bytes, p50: pct(times, 50), max: times[times.length - 1] };
+/** Back-to-back scrapes for `seconds` in a child process; resolves with {n, bytes, p50, max}. */
+function scrapes(adminPort, seconds) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [join(root, 'bench/load/scrape-loop.mjs'), String(adminPort), String(seconds)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (c) => (out += c));
+    const t = setTimeout(() => child.kill('SIGKILL'), (seconds + 150) * 1000);
+    child.on('exit', () => {
+      clearTimeout(t);
+      try {
+        resolve(JSON.parse(out.trim().split('\n').pop()));
+      } catch {
+        reject(new Error(`scrape loop printed no result: ${out.slice(-200)}`));
+      }
+    });
+  });
+}
+
+/** Meshlet's event-loop delay since the last call (lib/loop-monitor.cjs, via SIGUSR2). */
+function loopDelay(child, lines) {
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve({ max: NaN, p99: NaN }), 5000);
+    lines.next = (v) => {
+      clearTimeout(t);
+      resolve(v);
+    };
+    child.kill('SIGUSR2');
+  });
 }
 
 async function one(n) {
@@ -167,19 +190,46 @@ async function one(n) {
   writeFileSync(file, JSON.stringify(bootstrapFor(n, up.address().port, listenPort, adminPort)));
   const child = spawn(
     process.execPath,
-    ['-e', `require(${JSON.stringify(join(dist, 'proxy/main.js'))}).main(process.argv.slice(1))`, 'proxy', '--bootstrap', file, '--log-level', 'error'],
-    { stdio: ['ignore', 'inherit', 'inherit'] },
+    [
+      '-r',
+      join(root, 'bench/lib/loop-monitor.cjs'),
+      '-e',
+      `require(${JSON.stringify(join(dist, 'proxy/main.js'))}).main(process.argv.slice(1))`,
+      'proxy',
+      '--bootstrap',
+      file,
+      '--log-level',
+      'error',
+    ],
+    { stdio: ['ignore', 'inherit', 'pipe'] },
   );
+  const lines = { next: undefined };
+  let errBuf = '';
+  child.stderr.on('data', (c) => {
+    errBuf += c;
+    let i;
+    while ((i = errBuf.indexOf('\n')) >= 0) {
+      const line = errBuf.slice(0, i);
+      errBuf = errBuf.slice(i + 1);
+      if (line.startsWith('LOOPDELAY ')) lines.next?.(JSON.parse(line.slice(10)));
+      else process.stderr.write(`${line}\n`);
+    }
+  });
   try {
     await waitReady(adminPort);
     await load(listenPort, 1000); // warm-up
+    // One scrape first, as a Prometheus that scrapes every 15 s has done long before: the first
+    // one after start-up also compiles the render path and builds the label caches.
+    await get(adminPort, '/stats/prometheus', false);
+    await loopDelay(child, lines); // starts the quiet window
     const quiet = await load(listenPort, SECONDS * 1000);
-    const until = { done: false };
-    const scraping = scrapes(adminPort, until);
+    const quietLoop = await loopDelay(child, lines);
+    // the scrape loop runs a little longer than the proxied load, so scrapes cover the window
+    const scraping = scrapes(adminPort, SECONDS + 1);
     const busy = await load(listenPort, SECONDS * 1000);
-    until.done = true;
+    const busyLoop = await loopDelay(child, lines);
     const scrape = await scraping;
-    return { clusters: n, quiet, busy, scrape };
+    return { clusters: n, quiet, busy, scrape, quietLoop, busyLoop };
   } finally {
     child.kill('SIGKILL');
     up.close();
@@ -193,11 +243,14 @@ if (JSON_OUT) {
 } else {
   const f = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-');
   console.log(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}; ${SECONDS} s per window; dist ${dist}`);
-  console.log('clusters | scrapes | scrape p50 ms | scrape max ms | body KiB | no scrape p50/p99/max ms | scraping p50/p99/max ms | requests (quiet/scraping)');
+  console.log(
+    'clusters | scrapes | scrape p50 ms | scrape max ms | body KiB | no scrape p50/p99/max ms | scraping p50/p99/max ms | requests (quiet/scraping) | meshlet loop delay p99/max ms, quiet | scraping',
+  );
   for (const r of results) {
     console.log(
       `${r.clusters} | ${r.scrape.n} | ${f(r.scrape.p50)} | ${f(r.scrape.max)} | ${(r.scrape.bytes / 1024).toFixed(0)} | ` +
-        `${f(r.quiet.p50)}/${f(r.quiet.p99)}/${f(r.quiet.max)} | ${f(r.busy.p50)}/${f(r.busy.p99)}/${f(r.busy.max)} | ${r.quiet.n}/${r.busy.n}`,
+        `${f(r.quiet.p50)}/${f(r.quiet.p99)}/${f(r.quiet.max)} | ${f(r.busy.p50)}/${f(r.busy.p99)}/${f(r.busy.max)} | ${r.quiet.n}/${r.busy.n} | ` +
+        `${f(r.quietLoop.p99)}/${f(r.quietLoop.max)} | ${f(r.busyLoop.p99)}/${f(r.busyLoop.max)}`,
     );
   }
 }
