@@ -263,7 +263,13 @@ export interface HcmConfig {
   readonly serverHeaderTransformation: 'OVERWRITE' | 'APPEND_IF_ABSENT' | 'PASS_THROUGH';
   readonly accessLog: readonly AccessLogConfig[];
   /** Percent of requests sampled when tracing is configured (random_sampling), 0–100. */
-  readonly tracing?: { readonly randomSamplingPercent: number; readonly provider?: TracingConfig };
+  readonly tracing?: {
+    readonly randomSamplingPercent: number;
+    /** The url.path attribute is cut to this many characters (Envoy's default 256). */
+    readonly maxPathTagLength: number;
+    readonly customTags?: readonly CustomTag[];
+    readonly provider?: TracingConfig;
+  };
   readonly normalizePath: boolean;
   readonly mergeSlashes: boolean;
   /** Istio's inbound listeners set this; meshlet uses it for reporter=destination metrics. */
@@ -737,4 +743,14 @@ export interface UpstreamTlsConfig {
   readonly common: CommonTlsConfig;
   readonly sni?: string;
   readonly allowRenegotiation: boolean;
+}
+
+/**
+ * A span tag from HCM tracing.custom_tags: a fixed value (literal, or environment read at config
+ * time), or the request header `header` with `value` as its default.
+ */
+export interface CustomTag {
+  readonly tag: string;
+  readonly value: string;
+  readonly header?: string;
 }

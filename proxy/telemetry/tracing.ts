@@ -33,7 +33,7 @@ import type {
   SpanExporter,
   SpanProcessor,
 } from '@opentelemetry/sdk-trace-base';
-import type { HcmConfig, NodeInfo, TracingConfig } from '../config/types';
+import type { CustomTag, HcmConfig, NodeInfo, TracingConfig } from '../config/types';
 import type { HeaderList, RequestHead } from '../http/codec';
 import { getHeader, setHeader } from '../http/headers';
 import type { HttpTracer, StreamInfo, StreamSpan } from '../http/stream-info';
@@ -271,6 +271,8 @@ class HcmTracer implements HttpTracer {
     private readonly kind: SpanKind,
     private readonly ratio: number,
     private readonly nodeId: string,
+    private readonly maxPathTagLength: number,
+    private readonly customTags: readonly CustomTag[],
   ) {}
 
   startSpan(head: RequestHead, info: StreamInfo): StreamSpan {
@@ -290,7 +292,7 @@ class HcmTracer implements HttpTracer {
         startTime: info.startTime,
         attributes: {
           [sem.ATTR_HTTP_REQUEST_METHOD]: head.method,
-          [sem.ATTR_URL_PATH]: pathOnly(head.path),
+          [sem.ATTR_URL_PATH]: pathOnly(head.path, this.maxPathTagLength),
           [sem.ATTR_SERVER_ADDRESS]: head.authority,
           [sem.ATTR_NETWORK_PROTOCOL_VERSION]: protocolVersion(head.protocol),
           [sem.ATTR_CLIENT_ADDRESS]: conn.remoteAddress,
@@ -302,13 +304,20 @@ class HcmTracer implements HttpTracer {
       },
       ctx,
     );
+    for (let i = 0; i < this.customTags.length; i++) {
+      const t = this.customTags[i]!;
+      const v = t.header === undefined ? t.value : (getHeader(h, t.header) ?? t.value);
+      if (v !== '') span.setAttribute(t.tag, v);
+    }
     return new MeshletSpan(span, this.kind, parent?.traceState ? tracestate : undefined, b3);
   }
 }
 
-function pathOnly(p: string): string {
+/** The path without its query, cut to max_path_tag_length (0 = no limit). */
+function pathOnly(p: string, max: number): string {
   const q = p.indexOf('?');
-  return q < 0 ? p : p.slice(0, q);
+  const path = q < 0 ? p : p.slice(0, q);
+  return max > 0 && path.length > max ? path.slice(0, max) : path;
 }
 
 function protocolVersion(p: string): string {
@@ -338,7 +347,14 @@ export class TracingService {
     const ratio = Math.min(1, Math.max(0, t.randomSamplingPercent / 100));
     const tp = this.providerFor(endpoint, provider, ratio);
     const tracer = tp.getTracer('meshlet');
-    return new HcmTracer(tracer, reporter === 'source' ? SpanKind.CLIENT : SpanKind.SERVER, ratio, this.opts.node.id);
+    return new HcmTracer(
+      tracer,
+      reporter === 'source' ? SpanKind.CLIENT : SpanKind.SERVER,
+      ratio,
+      this.opts.node.id,
+      t.maxPathTagLength,
+      t.customTags ?? [],
+    );
   }
 
   private warnOnce(key: string, msg: string): void {

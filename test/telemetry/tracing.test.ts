@@ -285,6 +285,59 @@ describe('OTLP over HTTP/protobuf (http_service)', () => {
   });
 });
 
+describe('HCM tracing custom_tags and max_path_tag_length (Istio writes both)', () => {
+  it('puts literal, environment and request-header tags on the span and cuts the path', async () => {
+    const httpReceiver = await startOtlpHttpReceiver();
+    process.env.MESHLET_TEST_CLUSTER_ID = 'Kubernetes';
+    try {
+      const m = await startMeshlet(
+        bootstrap(
+          [
+            {
+              ...httpListener('inbound_tags', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]), {
+                tracing: {
+                  random_sampling: { value: 100 },
+                  max_path_tag_length: 12,
+                  custom_tags: [
+                    { tag: 'istio.canonical_service', literal: { value: 'productpage' } },
+                    { tag: 'istio.cluster_id', environment: { name: 'MESHLET_TEST_CLUSTER_ID', default_value: 'unknown' } },
+                    { tag: 'istio.mesh_id', environment: { name: 'MESHLET_TEST_UNSET_VARIABLE', default_value: 'cluster.local' } },
+                    { tag: 'tenant', request_header: { name: 'X-Tenant', default_value: 'none' } },
+                    { tag: 'missing', request_header: { name: 'x-absent', default_value: 'fallback' } },
+                  ],
+                  provider: {
+                    name: 'envoy.tracers.opentelemetry',
+                    typed_config: {
+                      '@type': OTEL,
+                      http_service: { http_uri: { uri: 'http://otel-collector:4318/v1/traces', cluster: 'otel-http', timeout: '2s' } },
+                      service_name: 'tagging-sidecar',
+                    },
+                  },
+                },
+              }),
+              traffic_direction: 'INBOUND',
+            },
+          ],
+          [staticCluster('app', [app.port]), staticCluster('otel-http', [httpReceiver.port])],
+        ),
+      );
+      expect((await request(m.listenerPort('inbound_tags'), '/a/rather/long/path?q=1', { headers: { 'x-tenant': 'blue' } })).status).toBe(200);
+      const seen = appTraceparent();
+      await m.server.telemetry.tracing.flush();
+      const [span] = await httpReceiver.waitFor(inTrace(seen.traceId), 1);
+      expect(span!.attributes['istio.canonical_service']).toBe('productpage');
+      expect(span!.attributes['istio.cluster_id']).toBe('Kubernetes');
+      expect(span!.attributes['istio.mesh_id']).toBe('cluster.local');
+      expect(span!.attributes['tenant']).toBe('blue');
+      expect(span!.attributes['missing']).toBe('fallback');
+      expect(span!.attributes['url.path']).toBe('/a/rather/lo');
+    } finally {
+      delete process.env.MESHLET_TEST_CLUSTER_ID;
+      await httpReceiver.close();
+    }
+  });
+});
+
 describe('a down collector', () => {
   it('costs dropped spans, not failed requests', async () => {
     const dead = await closedPort();
