@@ -349,7 +349,7 @@ export function decodeListenerR(r: Reader, ctx: DecodeContext): ListenerConfig |
   const continueOnListenerFiltersTimeout = r.bool('continue_on_listener_filters_timeout', false);
   const perConnectionBufferLimitBytes = r.int('per_connection_buffer_limit_bytes', 1_048_576, 0, 0xffffffff);
   const accessLog = decodeAccessLogs(r);
-  r.ignore('metadata', 'stat_prefix');
+  r.ignore('metadata');
   r.done();
   if (!address || !name) return undefined;
   return {

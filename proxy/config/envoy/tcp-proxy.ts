@@ -32,7 +32,6 @@ export function decodeTcpProxy(r: Reader, ctx: DecodeContext): TcpProxyConfig | 
         checkClusterRef(ctx, (m) => c.error('name', m), name);
         if (!c.has('weight')) c.error('weight', 'is required');
         const weight = c.int('weight', 1, 1, 0xffffffff);
-        c.ignore('metadata_match');
         c.done();
         if (name) clusters.push({ name, weight });
       }
