@@ -140,7 +140,7 @@ export class MeshletServer {
       lbRegistry: this.registries.lbPolicies,
       poolFactory: (host, cluster, protocol) =>
         protocol === 'HTTP/2' ? new H2ConnectionPool(host, cluster) : new H1ConnectionPool(host, cluster),
-      transportProvider: (cfg) => this.transportFor(cfg.transportSocket, cfg.upstreamBindConfig),
+      transportProvider: (cfg, socket) => this.transportFor(socket, cfg.upstreamBindConfig),
     });
     this.listeners = new ListenerManager((chain, listener) => this.buildChain(chain, listener), opts.originalDst);
     this.telemetry = new Telemetry(

@@ -64,6 +64,8 @@ export function registerCoreEndpoints(admin: AdminServer, server: AdminTarget): 
         lines.push(`${key}::health_flags::${h.healthFlags}`);
         lines.push(`${key}::weight::${h.weight}`);
         lines.push(`${key}::priority::${h.priority}`);
+        // meshlet's line (Envoy prints none): which transport_socket_matches entry the host uses.
+        if (h.transportSocketMatch !== undefined) lines.push(`${key}::transport_socket_match::${h.transportSocketMatch}`);
       }
     }
     return text(lines.join('\n'));

@@ -624,6 +624,12 @@ export interface ClusterConfig {
   /** 0 = unlimited. */
   readonly maxRequestsPerConnection: number;
   readonly transportSocket?: UpstreamTlsConfig;
+  /**
+   * transport_socket_matches (Istio's auto-mTLS): per endpoint, the first entry whose `match`
+   * the endpoint's `envoy.transport_socket_match` metadata holds (then the locality's) picks the
+   * socket; no match = `transportSocket`. Absent when the cluster has none.
+   */
+  readonly transportSocketMatches?: readonly TransportSocketMatch[];
   readonly healthChecks: readonly HealthCheckConfig[];
   readonly outlierDetection?: OutlierDetectionConfig;
   readonly dnsLookupFamily: 'AUTO' | 'V4_ONLY' | 'V6_ONLY' | 'V4_PREFERRED' | 'ALL';
@@ -656,6 +662,8 @@ export interface ClusterLoadAssignment {
 
 export interface LocalityLbEndpoints {
   readonly locality?: Locality;
+  /** The locality's filter_metadata (transport socket matching falls back to it). */
+  readonly metadata?: Readonly<Record<string, unknown>>;
   readonly lbEndpoints: readonly LbEndpoint[];
   readonly loadBalancingWeight?: number;
   readonly priority: number;
@@ -736,6 +744,15 @@ export interface DownstreamTlsConfig {
   readonly requireClientCertificate: boolean;
   /** Envoy default 15 s (transport_socket_connect_timeout on the filter chain). */
   readonly handshakeTimeoutMs: number;
+}
+
+/** envoy.config.cluster.v3.Cluster.TransportSocketMatch */
+export interface TransportSocketMatch {
+  readonly name: string;
+  /** Every key must be in the endpoint's `envoy.transport_socket_match` metadata with an equal value; {} matches all. */
+  readonly match: Readonly<Record<string, unknown>>;
+  /** undefined = raw_buffer (plaintext). */
+  readonly transportSocket?: UpstreamTlsConfig;
 }
 
 export interface UpstreamTlsConfig {

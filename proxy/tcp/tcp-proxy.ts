@@ -162,7 +162,7 @@ class TcpSession {
     this.attempts++;
     cluster.stats.upstreamCxTotal++;
     host.stats.cxTotal++;
-    cluster.transport.connect(host, { timeoutMs: cluster.config.connectTimeoutMs }, this.onConnected);
+    (cluster.transportFor?.(host) ?? cluster.transport).connect(host, { timeoutMs: cluster.config.connectTimeoutMs }, this.onConnected);
   }
 
   private readonly onConnected = (

@@ -11,7 +11,7 @@
  *
  * Codecs and TLS are injected (PoolFactory, transport provider) so this module imports neither.
  */
-import type { ClusterConfig, ClusterLoadAssignment } from '../config/types';
+import type { ClusterConfig, ClusterLoadAssignment, UpstreamTlsConfig } from '../config/types';
 import { ConfigError } from '../../common/errors';
 import {
   type Cluster,
@@ -26,12 +26,16 @@ import { registerDefaultLbPolicies } from './lb/index';
 import { LbRegistry } from './lb/types';
 import { OriginalDstCluster } from './original-dst';
 import { TcpTransportSocketFactory } from './transport';
+import { TransportSocketMatcher } from './transport-socket-match';
 import type { ClusterLookup, TransportSocketFactory } from './types';
 
 export type { PoolFactory } from './cluster';
 
-/** Gives each cluster its transport: plain TCP, or TLS when the cluster has a transport_socket. */
-export type TransportProvider = (config: ClusterConfig) => TransportSocketFactory;
+/**
+ * Gives a cluster a transport for one socket config: plain TCP, or TLS for an UpstreamTlsConfig.
+ * Called with the cluster's transport_socket and once per transport_socket_matches entry.
+ */
+export type TransportProvider = (config: ClusterConfig, socket: UpstreamTlsConfig | undefined) => TransportSocketFactory;
 
 export type ClusterUpdateKind = 'added' | 'updated' | 'removed';
 
@@ -82,8 +86,8 @@ export class ClusterManager implements ClusterLookup {
     this.registry = opts.lbRegistry ?? registerDefaultLbPolicies(new LbRegistry());
     this.transportProvider =
       opts.transportProvider ??
-      ((config) => {
-        if (config.transportSocket !== undefined) {
+      ((config, socket) => {
+        if (socket !== undefined) {
           throw new ConfigError(`cluster ${config.name}`, [
             {
               path: 'transport_socket',
@@ -144,10 +148,15 @@ export class ClusterManager implements ClusterLookup {
         : undefined;
 
     let constructed = false;
+    const transport = this.transportProvider(config, config.transportSocket);
+    const matches = config.transportSocketMatches;
     const ctx: ClusterContext = {
       lbRegistry: this.registry,
       poolFactory: this.opts.poolFactory,
-      transport: this.transportProvider(config),
+      transport,
+      ...(matches !== undefined
+        ? { socketMatcher: new TransportSocketMatcher(matches, (m) => this.transportProvider(config, m.transportSocket), transport) }
+        : {}),
       addedViaApi: opts.addedViaApi ?? false,
       onInitialized: (c) => {
         if (constructed && this.warming.get(name) === c) this.promote(c);

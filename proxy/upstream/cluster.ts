@@ -21,6 +21,7 @@ import type { LbContext, LbRegistry, LoadBalancerFactory } from './lb/types';
 import { HealthChecker } from './health/checker';
 import { OutlierDetector } from './outlier';
 import { PrioritySet } from './priority-set';
+import type { ResolvedSocket, TransportSocketMatcher } from './transport-socket-match';
 import { ClusterResourceManager } from './resources';
 import { ClusterStats, type TransportSocketFactory, type UpstreamCluster } from './types';
 
@@ -38,6 +39,8 @@ export interface ClusterContext {
   readonly lbRegistry: LbRegistry;
   readonly poolFactory: PoolFactory;
   readonly transport: TransportSocketFactory;
+  /** transport_socket_matches: the per-endpoint choice (undefined: every host uses `transport`). */
+  readonly socketMatcher?: TransportSocketMatcher;
   /** true for clusters from CDS (admin /clusters shows added_via_api). */
   readonly addedViaApi: boolean;
   /** Called once when the cluster leaves warming (first assignment / first DNS answer). */
@@ -59,6 +62,15 @@ export function endpointKey(e: LbEndpoint): string {
 interface HostPools {
   h1: ConnectionPool | undefined;
   h2: ConnectionPool | undefined;
+  /** The socket these pools connect with: a host whose choice changes gets new pools. */
+  socket: ResolvedSocket | undefined;
+}
+
+/** A host's resolved socket and the metadata it was resolved from. */
+interface HostSocket {
+  readonly metadata: Host['metadata'];
+  readonly localityMetadata: Host['localityMetadata'];
+  readonly socket: ResolvedSocket;
 }
 
 export class Cluster implements UpstreamCluster {
@@ -74,6 +86,8 @@ export class Cluster implements UpstreamCluster {
   protected readonly prioritySet: PrioritySet;
   protected readonly byKey = new Map<string, Host>();
   private readonly pools = new Map<Host, HostPools>();
+  private readonly socketMatcher: TransportSocketMatcher | undefined;
+  private readonly hostSockets = new Map<Host, HostSocket>();
   /** Pools of removed hosts (and of this cluster once draining) that are waiting to go idle. */
   private readonly drainingPools = new Set<ConnectionPool>();
   private readonly membershipListeners: MembershipListener[] = [];
@@ -92,6 +106,7 @@ export class Cluster implements UpstreamCluster {
   ) {
     this.name = config.name;
     this.transport = ctx.transport;
+    this.socketMatcher = ctx.socketMatcher;
     this.resources = new ClusterResourceManager(config.circuitBreakers, this.stats);
     this.prioritySet = new PrioritySet(Cluster.lbFactory(config, ctx.lbRegistry), config, this.stats, ctx.random);
     this.decayMs = config.lbConfig.peakEwma?.decayMs ?? DEFAULT_DECAY_MS;
@@ -143,12 +158,40 @@ export class Cluster implements UpstreamCluster {
     return this.prioritySet.choose(ctx);
   }
 
+  /**
+   * The socket for `host`: with transport_socket_matches the host's own choice (resolved again
+   * only when its metadata changed), else the cluster's.
+   */
+  socketFor(host: Host): ResolvedSocket | undefined {
+    const m = this.socketMatcher;
+    if (m === undefined) return undefined;
+    const known = this.hostSockets.get(host);
+    if (known !== undefined && known.metadata === host.metadata && known.localityMetadata === host.localityMetadata) {
+      return known.socket;
+    }
+    const socket = m.resolve(host.metadata, host.localityMetadata);
+    this.hostSockets.set(host, { metadata: host.metadata, localityMetadata: host.localityMetadata, socket });
+    return socket;
+  }
+
+  /** What connections to `host` are made with (pools, the TCP proxy, CONNECT, health checks). */
+  transportFor(host: Host): TransportSocketFactory {
+    return this.socketMatcher === undefined ? this.transport : this.socketFor(host)!.factory;
+  }
+
   httpPool(host: Host, downstream: HttpProtocol): ConnectionPool {
     const up = this.config.upstreamProtocol;
     const h2 = up === 'http2' || (up === 'downstream' && downstream === 'HTTP/2');
     let entry = this.pools.get(host);
+    const socket = this.socketMatcher === undefined ? undefined : this.socketFor(host);
+    if (entry !== undefined && entry.socket !== socket) {
+      // The endpoint's metadata now selects another socket: never reuse connections made with the
+      // old one (plaintext where mTLS is now meant, or the reverse); they drain.
+      this.drainHostPools(host);
+      entry = undefined;
+    }
     if (entry === undefined) {
-      entry = { h1: undefined, h2: undefined };
+      entry = { h1: undefined, h2: undefined, socket };
       this.pools.set(host, entry);
     }
     if (h2) {
@@ -202,7 +245,7 @@ export class Cluster implements UpstreamCluster {
         seen.add(key);
         let h = this.byKey.get(key);
         if (h === undefined) {
-          h = this.makeHost(e, group.priority, group.locality);
+          h = this.makeHost(e, group.priority, group.locality, group.metadata);
           added.push(h);
         } else {
           if (h.weight !== e.weight || h.priority !== group.priority || h.edsHealth !== e.healthStatus) {
@@ -213,6 +256,7 @@ export class Cluster implements UpstreamCluster {
           h.locality = group.locality;
           h.hostname = e.hostname;
           h.metadata = e.metadata;
+          h.localityMetadata = group.metadata;
           h.edsHealth = e.healthStatus;
         }
         if (this.hosts[next.length] !== h) lbInputsChanged = true;
@@ -226,13 +270,19 @@ export class Cluster implements UpstreamCluster {
   }
 
   /** Build a Host for an endpoint (DNS clusters override the address). */
-  protected makeHost(e: LbEndpoint, priority: number, locality: Locality | undefined): Host {
+  protected makeHost(
+    e: LbEndpoint,
+    priority: number,
+    locality: Locality | undefined,
+    localityMetadata?: Readonly<Record<string, unknown>>,
+  ): Host {
     return new Host(e.address, {
       weight: e.weight,
       priority,
       locality,
       hostname: e.hostname,
       metadata: e.metadata,
+      localityMetadata,
       health: e.healthStatus,
     });
   }
@@ -246,6 +296,7 @@ export class Cluster implements UpstreamCluster {
     for (const h of removed) {
       if (this.byKey.get(h.key) === h) this.byKey.delete(h.key);
       this.drainHostPools(h);
+      this.hostSockets.delete(h);
     }
     this.hosts = next;
     if (added.length > 0 || removed.length > 0) {
@@ -355,7 +406,11 @@ export class Cluster implements UpstreamCluster {
 
   /** What admin /clusters shows for this cluster. */
   describe(): ClusterDescription {
-    return describeCluster(this, this.ctx.addedViaApi);
+    return describeCluster(
+      this,
+      this.ctx.addedViaApi,
+      this.socketMatcher === undefined ? undefined : (h) => this.socketFor(h)!.name,
+    );
   }
 }
 

@@ -20,6 +20,8 @@ export interface HostDescription {
   readonly subZone: string;
   /** "healthy" or Envoy's flags joined, e.g. "/failed_active_hc/failed_outlier_check". */
   readonly healthFlags: string;
+  /** The transport_socket_matches entry the host connects with ("default": the cluster's); absent without matches. */
+  readonly transportSocketMatch?: string;
   readonly stats: {
     readonly cx_active: number;
     readonly cx_connect_fail: number;
@@ -69,6 +71,7 @@ export function describeCluster(
     readonly resources: ClusterResourceManager;
   },
   addedViaApi: boolean,
+  socketName?: (h: Host) => string,
 ): ClusterDescription {
   const t = c.resources.thresholds;
   return {
@@ -84,11 +87,11 @@ export function describeCluster(
         maxRetries: c.resources.retries.max,
       },
     },
-    hosts: c.hosts.map((h) => describeHost(h)),
+    hosts: c.hosts.map((h) => describeHost(h, socketName?.(h))),
   };
 }
 
-export function describeHost(h: Host): HostDescription {
+export function describeHost(h: Host, transportSocketMatch?: string): HostDescription {
   const loc = h.locality ?? EMPTY_LOCALITY;
   return {
     address: h.key,
@@ -99,6 +102,7 @@ export function describeHost(h: Host): HostDescription {
     zone: loc.zone,
     subZone: loc.subZone,
     healthFlags: healthFlags(h),
+    ...(transportSocketMatch !== undefined ? { transportSocketMatch } : {}),
     stats: {
       cx_active: h.activeConnections,
       cx_connect_fail: h.stats.cxConnectFail,

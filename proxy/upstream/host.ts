@@ -28,6 +28,8 @@ export class Host {
   locality: Locality | undefined;
   hostname: string;
   metadata: Readonly<Record<string, unknown>>;
+  /** The filter_metadata of the host's locality group (transport socket matching falls back to it). */
+  localityMetadata: Readonly<Record<string, unknown>> | undefined;
   /** Health status as pushed by EDS (or UNKNOWN for static/DNS). */
   edsHealth: HealthStatus;
   /** Set by active health checking (issue: resilience). */
@@ -56,6 +58,7 @@ export class Host {
       locality?: Locality;
       hostname?: string;
       metadata?: Readonly<Record<string, unknown>>;
+      localityMetadata?: Readonly<Record<string, unknown>>;
       health?: HealthStatus;
     } = {},
   ) {
@@ -73,6 +76,7 @@ export class Host {
     this.locality = opts.locality;
     this.hostname = opts.hostname ?? '';
     this.metadata = opts.metadata ?? {};
+    this.localityMetadata = opts.localityMetadata;
     this.edsHealth = opts.health ?? 'UNKNOWN';
   }
 

@@ -94,6 +94,11 @@ export interface UpstreamCluster {
    */
   httpPool(host: Host, downstream: HttpProtocol): ConnectionPool;
   readonly transport: TransportSocketFactory;
+  /**
+   * The transport for connections to `host`: its transport_socket_matches choice, else
+   * `transport`. Every connection to a host goes through this.
+   */
+  transportFor?(host: Host): TransportSocketFactory;
   /** ORIGINAL_DST clusters: the host for a given destination, created on demand. */
   hostForOriginalDst?(address: string, port: number): Host;
   /** Feed EDS (or a static/DNS refresh) into the cluster: hosts are diffed by address. */

@@ -449,16 +449,16 @@ describe('decodeCluster', () => {
       [{ path: 'transport_socket.typed_config', message: 'is required for a TLS transport socket' }],
     ],
     [
-      {
-        transport_socket_matches: [
-          {
-            name: 'tlsMode-istio',
-            match: { tlsMode: 'istio' },
-            transport_socket: { name: 'envoy.transport_sockets.raw_buffer' },
-          },
-        ],
-      },
-      [{ path: 'transport_socket_matches', message: 'is not supported by meshlet; use transport_socket' }],
+      { transport_socket_matches: [{ name: 'tlsMode-istio', match: { tlsMode: 'istio' } }] },
+      [{ path: 'transport_socket_matches[0].transport_socket', message: 'is required' }],
+    ],
+    [
+      { transport_socket_matches: [{ name: 'x', transport_socket: { name: 'envoy.transport_sockets.quic' } }] },
+      [{ path: 'transport_socket_matches[0].transport_socket.typed_config', message: 'is required' }],
+    ],
+    [
+      { transport_socket_matcher: { matcher_list: {} } },
+      [{ path: 'transport_socket_matcher', message: 'is not supported by meshlet; use transport_socket_matches' }],
     ],
     [
       { dns_lookup_family: 'V5' },

@@ -10,7 +10,7 @@
  */
 import { isIP } from 'node:net';
 import { Reader } from '../../../common/reader';
-import type { CircuitBreakerThresholds, ClusterConfig, ClusterType, Http2Options, LbPolicyName } from '../types';
+import type { CircuitBreakerThresholds, ClusterConfig, ClusterType, Http2Options, LbPolicyName, TransportSocketMatch } from '../types';
 import type { DecodeContext } from './context';
 import { decodeConfigSource } from './config-source';
 import { decodeMetadata, dur, enumNamed, enumOf, percent } from './core';
@@ -272,10 +272,13 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
   const proto = decodeProtocol(r);
   const ts = r.obj('transport_socket');
   const transportSocket = ts ? decodeTransportSocket(ts, ctx, 'upstream') : undefined;
-  // Ignoring per-endpoint TLS selection could send plaintext where TLS was configured: an error.
-  if (r.list('transport_socket_matches').length > 0) {
-    r.error('transport_socket_matches', 'is not supported by meshlet; use transport_socket');
+  const transportSocketMatches = decodeTransportSocketMatches(r, ctx);
+  // The matcher form selects sockets by an xds matcher tree; meshlet does the legacy list only,
+  // and ignoring the tree could send plaintext where TLS was meant: an error.
+  if (r.has('transport_socket_matcher')) {
+    r.error('transport_socket_matcher', 'is not supported by meshlet; use transport_socket_matches');
   }
+  r.raw('transport_socket_matcher');
   const healthChecks = [];
   for (const h of r.arr('health_checks')) {
     const v = decodeHealthCheck(h);
@@ -341,6 +344,7 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
     upstreamIdleTimeoutMs: proto.upstreamIdleTimeoutMs,
     maxRequestsPerConnection: proto.maxRequestsPerConnection,
     ...(transportSocket ? { transportSocket } : {}),
+    ...(transportSocketMatches.length > 0 ? { transportSocketMatches } : {}),
     healthChecks,
     ...(outlierDetection ? { outlierDetection } : {}),
     dnsLookupFamily,
@@ -354,6 +358,25 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
     metadata,
     ...(upstreamBindConfig ? { upstreamBindConfig } : {}),
   };
+}
+
+/**
+ * Cluster.transport_socket_matches. Each `match` is a Struct compared by value with the
+ * endpoint's `envoy.transport_socket_match` metadata, as Envoy does; a match without a
+ * transport_socket has nothing to select, as in Envoy (no factory for an empty name): an error.
+ */
+function decodeTransportSocketMatches(r: Reader, ctx: DecodeContext): TransportSocketMatch[] {
+  const out: TransportSocketMatch[] = [];
+  for (const m of r.arr('transport_socket_matches')) {
+    const name = m.str('name', '');
+    const match = m.map('match') ?? {};
+    const ts = m.obj('transport_socket');
+    if (!ts) m.error('transport_socket', 'is required');
+    const transportSocket = ts ? decodeTransportSocket(ts, ctx, 'upstream') : undefined;
+    m.done();
+    out.push({ name, match: structuredClone(match), ...(transportSocket ? { transportSocket } : {}) });
+  }
+  return out;
 }
 
 /** envoy.config.core.v3.BindConfig: source_address plus additional_source_addresses (one per family). */

@@ -77,11 +77,12 @@ export function decodeClusterLoadAssignmentR(
     if (l.has('leds_cluster_locality_config'))
       l.error('leds_cluster_locality_config', 'LEDS is not supported by meshlet');
     l.raw('leds_cluster_locality_config');
-    l.ignore('metadata');
+    const lm = l.has('metadata') ? decodeMetadata(l) : undefined;
     l.done();
     priorities.add(priority);
     endpoints.push({
       ...(locality ? { locality } : {}),
+      ...(lm && Object.keys(lm).length > 0 ? { metadata: lm } : {}),
       lbEndpoints,
       ...(loadBalancingWeight !== undefined ? { loadBalancingWeight } : {}),
       priority,

@@ -45,6 +45,8 @@ export interface H1PoolCluster {
   readonly stats: ClusterStats;
   readonly resources: ClusterResources;
   readonly transport: TransportSocketFactory;
+  /** The host's own socket (transport_socket_matches); `transport` when absent. */
+  transportFor?(host: Host): TransportSocketFactory;
 }
 
 export interface H1PoolOptions {
@@ -84,12 +86,15 @@ export class H1ConnectionPool implements ConnectionPool, H1ClientConnectionOwner
   private destroyed = false;
   private readonly limits: H1ParserLimits;
   private readonly alpn: readonly string[];
+  /** Fixed for the pool's life: the cluster gives a host new pools when its socket choice changes. */
+  private readonly transport: TransportSocketFactory;
 
   constructor(
     readonly host: Host,
     readonly cluster: H1PoolCluster,
     options: H1PoolOptions = {},
   ) {
+    this.transport = cluster.transportFor?.(host) ?? cluster.transport;
     this.alpn = options.alpn ?? DEFAULT_ALPN;
     this.limits = {
       maxHeaderBytes: (options.maxResponseHeadersKb ?? 60) * 1024,
@@ -171,7 +176,8 @@ export class H1ConnectionPool implements ConnectionPool, H1ClientConnectionOwner
   // ───────────────────────────── connections ─────────────────────────────
 
   private tryConnect(): void {
-    const { resources, stats, config, transport } = this.cluster;
+    const { resources, stats, config } = this.cluster;
+    const transport = this.transport;
     if (!resources.connections.canCreate()) {
       stats.upstreamCxOverflow++;
       return;

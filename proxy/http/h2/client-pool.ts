@@ -50,7 +50,7 @@ const MAX_WINDOW = 2 ** 31 - 1;
 const H2_ALPN: readonly string[] = Object.freeze(['h2']);
 
 /** The subset of a cluster a pool uses (lets tests build a pool without a cluster manager). */
-export type H2PoolCluster = Pick<UpstreamCluster, 'config' | 'stats' | 'resources' | 'transport'>;
+export type H2PoolCluster = Pick<UpstreamCluster, 'config' | 'stats' | 'resources' | 'transport' | 'transportFor'>;
 
 /** Pool settings from a cluster's config. */
 export function h2PoolSettings(cluster: Pick<UpstreamCluster, 'config'>): H2PoolSettings {
@@ -126,7 +126,8 @@ export class H2ConnectionPool implements ConnectionPool {
     this.settings = { ...h2PoolSettings(cluster), ...settings };
     this.stats = cluster.stats;
     this.resources = cluster.resources;
-    this.transport = cluster.transport;
+    // Fixed for the pool's life: the cluster gives a host new pools when its socket choice changes.
+    this.transport = cluster.transportFor?.(host) ?? cluster.transport;
   }
 
   get activeStreams(): number {

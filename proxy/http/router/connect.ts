@@ -46,7 +46,7 @@ export class ConnectRequest {
       conn: { socket: Duplex } | undefined,
     ): void => this.onConnected(err, conn);
     try {
-      this.cluster.transport.connect(host, { timeoutMs: this.cluster.config.connectTimeoutMs }, onConnected);
+      (this.cluster.transportFor?.(host) ?? this.cluster.transport).connect(host, { timeoutMs: this.cluster.config.connectTimeoutMs }, onConnected);
     } catch (e) {
       // A target the socket layer rejects outright (never expected after validation): still a 503.
       onConnected({ reason: 'connect_failure', detail: (e as Error).message }, undefined);

@@ -45,6 +45,8 @@ export interface HealthCheckTarget {
   readonly name: string;
   readonly hosts: readonly Host[];
   readonly transport: TransportSocketFactory;
+  /** The host's own socket (transport_socket_matches); `transport` when absent. */
+  transportFor?(host: Host): TransportSocketFactory;
   readonly stats: ClusterStats;
   healthChanged(): void;
 }
@@ -147,10 +149,10 @@ export class HealthChecker {
     try {
       switch (check.kind) {
         case 'tcp':
-          probeTcp(this.target.transport, s.host, check, cfg.timeoutMs, cb);
+          probeTcp(this.target.transportFor?.(s.host) ?? this.target.transport, s.host, check, cfg.timeoutMs, cb);
           break;
         case 'http':
-          probeHttp(this.target.transport, s.host, check, this.target.name, cfg.timeoutMs, cb);
+          probeHttp(this.target.transportFor?.(s.host) ?? this.target.transport, s.host, check, this.target.name, cfg.timeoutMs, cb);
           break;
         case 'grpc':
           this.grpc!.probe(s.host, check, cfg.timeoutMs, cb);
