@@ -26,6 +26,7 @@ import type {
 import type { DownstreamConnectionInfo, RequestHead } from '../http/codec';
 import { Mismatch, PathKind, routeMismatch, routeTable, type CompiledRoute, type VirtualHostWhy } from '../http/route-matcher';
 import { FILTER_CHAIN_STEPS, needsInspection, selectFilterChain, type MatchInput } from '../listeners/filter-chain-match';
+import { matcherNeedsInspection, selectByMatcher } from '../listeners/filter-chain-matcher';
 import type { InspectTarget } from './inspect-target';
 
 const RBAC_TYPE = 'envoy.extensions.filters.http.rbac.v3.RBAC';
@@ -72,7 +73,14 @@ export interface RbacVerdict {
 export interface ExplainResult {
   request: { method: string; authority: string; path: string; scheme: string; source: string; headers: [string, string][] };
   listener?: { name: string; address: string; direction: string; why: string };
-  filterChain?: { name: string; default: boolean; input: Record<string, unknown>; candidates: ChainCandidate[] };
+  filterChain?: {
+    name: string;
+    default: boolean;
+    input: Record<string, unknown>;
+    candidates: ChainCandidate[];
+    /** Listeners with filter_chain_matcher: the name the matcher tree selected (absent: no match). */
+    matcher?: { selected?: string };
+  };
   networkFilters: { name: string; kind: string; note?: string }[];
   hcm?: { statPrefix: string; routeConfig: string; source: 'inline' | 'rds' };
   virtualHost?: { name: string; domains: readonly string[]; why: string };
@@ -280,7 +288,10 @@ export function explainRequest(server: InspectTarget, req: ExplainRequest): Expl
   out.listener = { name: lc.name, address: addressOf(lc, listener.boundPort), direction: lc.trafficDirection, why: picked.why };
 
   // Filter chain: the proxy's own selection, traced.
-  const inspect = lc.listenerFilters.some((f) => f.kind === 'tls_inspector' || f.kind === 'http_inspector') || needsInspection(lc.filterChains);
+  const matcher = lc.filterChainMatcher;
+  const inspect =
+    lc.listenerFilters.some((f) => f.kind === 'tls_inspector' || f.kind === 'http_inspector') ||
+    (matcher ? matcherNeedsInspection(matcher) : needsInspection(lc.filterChains));
   const tls = scheme === 'https';
   const dstIp = isIP(hostOnly) ? hostOnly : lc.address.kind === 'socket' ? lc.address.host : '0.0.0.0';
   const input: MatchInput = {
@@ -295,6 +306,8 @@ export function explainRequest(server: InspectTarget, req: ExplainRequest): Expl
   const lost = new Map<FilterChainConfig, string>();
   const scores = new Map<FilterChainConfig, number | undefined>();
   let lastStep = -1;
+  let selected: string | undefined;
+  let chosen: FilterChainConfig | undefined;
   const settle = (): void => {
     if (lastStep < 0) return;
     let best = -1;
@@ -306,14 +319,28 @@ export function explainRequest(server: InspectTarget, req: ExplainRequest): Expl
     }
     scores.clear();
   };
-  const chosen = selectFilterChain(lc.filterChains, input, (step, c, s) => {
-    if (step !== lastStep) {
-      settle();
-      lastStep = step;
-    }
-    scores.set(c, s);
-  });
-  settle();
+  if (matcher) {
+    // The listener's own selection: the matcher tree names a chain (filter_chain_match is not used).
+    const r = selectByMatcher(matcher, lc.filterChains, input);
+    selected = r.name;
+    chosen = r.chain;
+    const why =
+      r.name === undefined
+        ? 'filter_chain_matcher matched no chain'
+        : r.chain === undefined
+          ? `filter_chain_matcher selected "${r.name}", which no filter chain is named`
+          : `filter_chain_matcher selected "${r.name}"`;
+    for (const c of lc.filterChains) if (c !== chosen) lost.set(c, why);
+  } else {
+    chosen = selectFilterChain(lc.filterChains, input, (step, c, s) => {
+      if (step !== lastStep) {
+        settle();
+        lastStep = step;
+      }
+      scores.set(c, s);
+    });
+    settle();
+  }
   const chain = chosen ?? lc.defaultFilterChain;
   out.filterChain = chain
     ? {
@@ -325,10 +352,13 @@ export function explainRequest(server: InspectTarget, req: ExplainRequest): Expl
           chosen: c === chosen,
           ...(c === chosen ? {} : { reason: lost.get(c) ?? 'tied with the chosen chain (first wins)' }),
         })),
+        ...(matcher ? { matcher: selected === undefined ? {} : { selected } } : {}),
       }
     : undefined;
   if (!chain) {
-    out.verdict = 'no filter chain matches and there is no default_filter_chain: the connection is closed';
+    out.verdict = matcher
+      ? `${selected === undefined ? 'filter_chain_matcher matched no chain' : `filter_chain_matcher selected "${selected}", which no filter chain is named`} and there is no default_filter_chain: the connection is closed`
+      : 'no filter chain matches and there is no default_filter_chain: the connection is closed';
     return out;
   }
 

@@ -10,7 +10,7 @@
  *  - an input with no value (no SNI, no ALPN) matches nothing; then on_no_match; none → no match.
  * The listener maps no match, or a name with no chain, to default_filter_chain or closes.
  */
-import type { ChainMatcher, ChainMatchInput, ChainOnMatch, ChainPredicate } from '../config/types';
+import type { ChainMatcher, ChainMatchInput, ChainOnMatch, ChainPredicate, FilterChainConfig } from '../config/types';
 import { matchString } from '../http/route-matcher';
 import { longestPrefix, type MatchInput } from './filter-chain-match';
 
@@ -141,4 +141,20 @@ export function matcherNeedsInspection(m: ChainMatcher): boolean {
       for (const e of m.map.values()) if (om(e)) return true;
       return inspects(m.input);
   }
+}
+
+/**
+ * A matcher listener's choice: the name the tree gives and the chain of that name (undefined when
+ * nothing matched or no chain has the name — the caller then takes default_filter_chain or
+ * closes). The listener and admin /explain both select through this.
+ */
+export function selectByMatcher(
+  m: ChainMatcher,
+  chains: readonly FilterChainConfig[],
+  i: MatchInput,
+): { readonly name: string | undefined; readonly chain: FilterChainConfig | undefined } {
+  const name = evaluateChainMatcher(m, i);
+  if (name === undefined) return { name, chain: undefined };
+  for (const c of chains) if (c.name === name) return { name, chain: c };
+  return { name, chain: undefined };
 }

@@ -14,7 +14,7 @@ import { outcomeOf, ProtocolDetectionStats, protocolDetection } from '../detect/
 import type { DownstreamConnectionInfo } from '../http/codec';
 import { logger } from '../../common/logger';
 import { type MatchInput, needsInspection, selectFilterChain } from './filter-chain-match';
-import { evaluateChainMatcher, matcherNeedsInspection } from './filter-chain-matcher';
+import { matcherNeedsInspection, selectByMatcher } from './filter-chain-matcher';
 import { type ConnectionHandler, newConnectionId, type Sniffed } from './types';
 
 const log = logger('listener');
@@ -255,7 +255,7 @@ export class Listener {
     };
     const matcher = this.config.filterChainMatcher;
     const chain =
-      (matcher ? this.chainByName(evaluateChainMatcher(matcher, input)) : selectFilterChain(this.chainConfigs, input)) ??
+      (matcher ? selectByMatcher(matcher, this.chainConfigs, input).chain : selectFilterChain(this.chainConfigs, input)) ??
       this.defaultChain?.config;
     const built = chain ? (this.chains.find((c) => c.config === chain) ?? this.defaultChain) : undefined;
     if (!built) {
@@ -283,12 +283,6 @@ export class Listener {
   }
 
   /** filter_chain_matcher's result: a name with no chain is a failed match (Envoy). */
-  private chainByName(name: string | undefined): FilterChainConfig | undefined {
-    if (name === undefined) return undefined;
-    for (const c of this.chainConfigs) if (c.name === name) return c;
-    return undefined;
-  }
-
   private runChain(built: BuiltChain, socket: Socket, info: DownstreamConnectionInfo, sniffed: Sniffed | undefined): void {
     for (const f of built.filters) {
       if (!f.onNewConnection(socket, info)) {
