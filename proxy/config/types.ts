@@ -77,6 +77,14 @@ export interface TracingConfig {
   readonly grpcService?: GrpcService;
   readonly httpService?: { readonly clusterName: string; readonly path: string; readonly timeoutMs: number };
   readonly serviceName: string;
+  /** envoy.tracers.zipkin: export as Zipkin v2 JSON to httpService, B3 propagation. */
+  readonly zipkin?: {
+    readonly traceId128bit: boolean;
+    /** Default true, as Envoy: a server span reuses its caller's span id. */
+    readonly sharedSpanContext: boolean;
+    /** collector_hostname: Host header of the export requests. */
+    readonly collectorHostname?: string;
+  };
 }
 
 // ───────────────────────────── Listeners ─────────────────────────────

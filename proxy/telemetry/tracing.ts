@@ -4,7 +4,9 @@
  * `tracestate` propagated upstream and created when absent, B3 (multi and single header)
  * accepted and kept in step, sampling by the HCM's `tracing.random_sampling` unless the caller
  * already decided, export over OTLP — gRPC for the provider's grpc_service, HTTP/protobuf for its
- * http_service (the collector's address comes from the named cluster's first endpoint).
+ * http_service (the collector's address comes from the named cluster's first endpoint). Zipkin
+ * (`envoy.tracers.zipkin`) uses the same pipeline with B3 propagation and the Zipkin exporter
+ * (zipkin.ts).
  *
  * Leans towards never hurting traffic: spans go through a bounded queue in front of the SDK's
  * BatchSpanProcessor; a full queue or a failed export drops spans and counts them
@@ -40,6 +42,7 @@ import type { HttpTracer, StreamInfo, StreamSpan } from '../http/stream-info';
 import { logger } from '../../common/logger';
 import { grpcClientAuth } from '../../xds-client/grpc-credentials';
 import type { MeshletMetrics } from './metrics';
+import { injectB3, shareSpanContext, zipkinExporter, zipkinIdGenerator } from './zipkin';
 
 const log = logger('tracing');
 
@@ -221,6 +224,8 @@ class MeshletSpan implements StreamSpan {
     private readonly kind: SpanKind,
     private readonly tracestate: string | undefined,
     private readonly b3: 0 | 1 | 2,
+    /** Zipkin: B3 headers only, with this span's parent (for x-b3-parentspanid). */
+    private readonly zipkin?: { readonly parentSpanId: string | undefined; readonly traceId128bit: boolean },
   ) {}
 
   get traceId(): string {
@@ -229,6 +234,10 @@ class MeshletSpan implements StreamSpan {
 
   inject(h: HeaderList): void {
     const sc = this.span.spanContext();
+    if (this.zipkin !== undefined) {
+      injectB3(h, this.span, sc, this.zipkin.parentSpanId, this.zipkin.traceId128bit);
+      return;
+    }
     const sampled = sc.traceFlags & TraceFlags.SAMPLED ? '01' : '00';
     setHeader(h, 'traceparent', `00-${sc.traceId}-${sc.spanId}-${sampled}`);
     if (this.tracestate !== undefined) setHeader(h, 'tracestate', this.tracestate);
@@ -273,12 +282,15 @@ class HcmTracer implements HttpTracer {
     private readonly nodeId: string,
     private readonly maxPathTagLength: number,
     private readonly customTags: readonly CustomTag[],
+    private readonly zipkin?: TracingConfig['zipkin'],
   ) {}
 
   startSpan(head: RequestHead, info: StreamInfo): StreamSpan {
     const h = head.headers;
-    const tracestate = getHeader(h, 'tracestate');
-    let parent = parseTraceparent(getHeader(h, 'traceparent'), tracestate);
+    const zipkin = this.zipkin;
+    // Zipkin propagates B3 only (single or multi headers in, multi headers out), as Envoy's tracer.
+    const tracestate = zipkin ? undefined : getHeader(h, 'tracestate');
+    let parent = zipkin ? undefined : parseTraceparent(getHeader(h, 'traceparent'), tracestate);
     let b3: 0 | 1 | 2 = 0;
     if (getHeader(h, 'b3') !== undefined) b3 = 1;
     else if (getHeader(h, 'x-b3-traceid') !== undefined) b3 = 2;
@@ -309,6 +321,12 @@ class HcmTracer implements HttpTracer {
       const v = t.header === undefined ? t.value : (getHeader(h, t.header) ?? t.value);
       if (v !== '') span.setAttribute(t.tag, v);
     }
+    if (zipkin) {
+      if (zipkin.sharedSpanContext && parent !== undefined && this.kind === SpanKind.SERVER) {
+        shareSpanContext(span, parent.spanId, b3 === 2 ? getHeader(h, 'x-b3-parentspanid')?.trim().toLowerCase() : undefined);
+      }
+      return new MeshletSpan(span, this.kind, undefined, b3, { parentSpanId: parent?.spanId, traceId128bit: zipkin.traceId128bit });
+    }
     return new MeshletSpan(span, this.kind, parent?.traceState ? tracestate : undefined, b3);
   }
 }
@@ -326,7 +344,8 @@ function protocolVersion(p: string): string {
 
 interface Pipeline {
   readonly processor: SpanProcessor;
-  readonly providers: Map<number, BasicTracerProvider>;
+  /** By sampling ratio (and, for Zipkin, trace id width: it picks the id generator). */
+  readonly providers: Map<string, BasicTracerProvider>;
 }
 
 /** Tracing for one MeshletServer: pipelines per collector, tracers per HCM. */
@@ -354,6 +373,7 @@ export class TracingService {
       this.opts.node.id,
       t.maxPathTagLength,
       t.customTags ?? [],
+      provider.zipkin,
     );
   }
 
@@ -363,9 +383,9 @@ export class TracingService {
     log.warn(msg);
   }
 
-  /** The OTLP export URL for a provider (http://host:port for gRPC), or undefined (warned once). */
-  private endpointOf(p: TracingConfig): { kind: 'grpc' | 'http'; url: string } | undefined {
-    if (p.provider !== 'opentelemetry') {
+  /** The export URL for a provider (http://host:port for gRPC), or undefined (warned once). */
+  private endpointOf(p: TracingConfig): { kind: 'grpc' | 'http' | 'zipkin'; url: string } | undefined {
+    if (p.provider !== 'opentelemetry' && p.provider !== 'zipkin') {
       this.warnOnce(
         `provider:${p.provider}`,
         `tracing provider ${p.provider} is not supported by meshlet; requests are not traced`,
@@ -389,6 +409,10 @@ export class TracingService {
       return hp ? { kind: 'grpc', url: `http://${hp}` } : undefined;
     }
     const h = p.httpService;
+    if (p.provider === 'zipkin' && h) {
+      const zhp = resolve(h.clusterName);
+      return zhp ? { kind: 'zipkin', url: `http://${zhp}${h.path}` } : undefined;
+    }
     if (!h) {
       this.warnOnce(
         'no-service',
@@ -401,7 +425,7 @@ export class TracingService {
   }
 
   private providerFor(
-    endpoint: { kind: 'grpc' | 'http'; url: string },
+    endpoint: { kind: 'grpc' | 'http' | 'zipkin'; url: string },
     cfg: TracingConfig,
     ratio: number,
   ): BasicTracerProvider {
@@ -413,8 +437,17 @@ export class TracingService {
       // initial_metadata and call credentials (TLS channel composed with them) go with each export.
       const auth: Partial<ReturnType<typeof grpcClientAuth>> =
         cfg.grpcService && endpoint.kind === 'grpc' ? grpcClientAuth(require('@grpc/grpc-js') as typeof import('@grpc/grpc-js'), cfg.grpcService) : {};
+      const serviceName = cfg.serviceName || this.opts.node.cluster || 'meshlet';
+      const z = cfg.zipkin;
       const exporter =
-        endpoint.kind === 'grpc'
+        endpoint.kind === 'zipkin'
+          ? zipkinExporter({
+              url: endpoint.url,
+              serviceName,
+              traceId128bit: z?.traceId128bit === true,
+              ...(z?.collectorHostname ? { hostname: z.collectorHostname } : {}),
+            })
+          : endpoint.kind === 'grpc'
           ? new (require('@opentelemetry/exporter-trace-otlp-grpc') as typeof import('@opentelemetry/exporter-trace-otlp-grpc')).OTLPTraceExporter({
               url: endpoint.url,
               timeoutMillis,
@@ -437,9 +470,10 @@ export class TracingService {
       ref.gate = gate;
       pl = { processor: gate, providers: new Map() };
       this.pipelines.set(endpoint.url, pl);
-      log.info({ collector: endpoint.url, transport: endpoint.kind }, 'tracing: exporting spans over OTLP');
+      log.info({ collector: endpoint.url, transport: endpoint.kind }, endpoint.kind === 'zipkin' ? 'tracing: exporting spans as Zipkin v2 JSON' : 'tracing: exporting spans over OTLP');
     }
-    let tp = pl.providers.get(ratio);
+    const key = `${ratio}${cfg.zipkin?.traceId128bit ? ':128' : ''}`;
+    let tp = pl.providers.get(key);
     if (!tp) {
       tp = new sdk.BasicTracerProvider({
         resource: (require('@opentelemetry/resources') as typeof import('@opentelemetry/resources')).resourceFromAttributes({
@@ -448,8 +482,9 @@ export class TracingService {
         }),
         sampler: new MeshletSampler(ratio),
         spanProcessors: [pl.processor],
+        ...(endpoint.kind === 'zipkin' ? { idGenerator: zipkinIdGenerator(cfg.zipkin?.traceId128bit === true) } : {}),
       });
-      pl.providers.set(ratio, tp);
+      pl.providers.set(key, tp);
     }
     return tp;
   }

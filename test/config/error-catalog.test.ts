@@ -781,6 +781,7 @@ describe('validation catalogue', () => {
       provider: 'zipkin',
       httpService: { clusterName: 'zipkin', path: '/api/v2/spans', timeoutMs: 5000 },
       serviceName: '',
+      zipkin: { traceId128bit: false, sharedSpanContext: true },
     });
     expect(bootstrap.admin).toEqual({
       address: { kind: 'socket', host: '127.0.0.1', port: 15000 },

@@ -97,9 +97,17 @@ export function decodeTracingProvider(r: Reader, ctx: DecodeContext): TracingCon
     );
     if (v !== 'HTTP_JSON')
       t.error('collector_endpoint_version', `${v} is not supported by meshlet (expected HTTP_JSON)`);
-    t.ignore('trace_id_128bit', 'shared_span_context', 'collector_hostname');
+    const traceId128bit = t.bool('trace_id_128bit', false);
+    const sharedSpanContext = t.bool('shared_span_context', true);
+    const collectorHostname = t.str('collector_hostname', '');
+    if (path && !path.startsWith('/')) t.error('collector_endpoint', `must be a path starting with "/", got ${JSON.stringify(path)}`);
     t.done();
-    out = { provider: 'zipkin', httpService: { clusterName, path, timeoutMs: 5000 }, serviceName: '' };
+    out = {
+      provider: 'zipkin',
+      httpService: { clusterName, path, timeoutMs: 5000 },
+      serviceName: '',
+      zipkin: { traceId128bit, sharedSpanContext, ...(collectorHostname ? { collectorHostname } : {}) },
+    };
   } else if (tc && UNTRACED[tc.type]) {
     const t = tc.reader;
     const cluster = t.str('collector_cluster', '');
