@@ -428,6 +428,20 @@ export interface RouteAction {
   readonly grpcTimeoutHeaderOffsetMs?: number;
   /** rate_limits: descriptors for the global rate limit filter (envoy.filters.http.ratelimit). */
   readonly rateLimits?: readonly RateLimitPolicy[];
+  /** request_mirror_policies: shadow copies of the request (undefined = none: nothing to do per request). */
+  readonly requestMirrorPolicies?: readonly RequestMirrorPolicy[];
+}
+
+/** envoy.config.route.v3.RouteAction.RequestMirrorPolicy. */
+export interface RequestMirrorPolicy {
+  /** Exactly one of cluster and clusterHeader. */
+  readonly cluster?: string;
+  readonly clusterHeader?: string;
+  /** undefined = every request is mirrored. */
+  readonly runtimeFraction?: RuntimeFraction;
+  /** Set: the shadow's trace sampling decision; unset: the parent's. */
+  readonly traceSampled?: boolean;
+  readonly disableShadowHostSuffixAppend: boolean;
 }
 
 /** envoy.config.route.v3.RateLimit: one descriptor built from its actions, in order. */

@@ -25,6 +25,7 @@ import { checkClusterRef, type DecodeContext, readConfigFile } from './context';
 import { dataSourceBytes, decodeDataSource, dur, enumNamed } from './core';
 import { decodeHeaderMutations } from './headers';
 import { decodeHeaderMatcher, decodeRegexMatcher, headerName } from './matchers';
+import { decodeMirrorPolicies } from './mirror-policy';
 import { decodeTypedPerFilterConfig } from './per-filter';
 
 const PREVIOUS_HOSTS_NAME = 'envoy.retry_host_predicates.previous_hosts';
@@ -280,6 +281,7 @@ export function decodeRouteAction(r: Reader, ctx: DecodeContext): RouteAction | 
     msd.done();
   }
   const rateLimits = decodeRateLimits(r);
+  const requestMirrorPolicies = decodeMirrorPolicies(r, ctx);
   r.done();
   if (!cluster) return undefined;
   return {
@@ -299,6 +301,7 @@ export function decodeRouteAction(r: Reader, ctx: DecodeContext): RouteAction | 
     ...(maxStreamDurationMs !== undefined ? { maxStreamDurationMs } : {}),
     ...(grpcTimeoutHeaderMaxMs !== undefined ? { grpcTimeoutHeaderMaxMs, grpcTimeoutHeaderOffsetMs: grpcTimeoutHeaderOffsetMs ?? 0 } : {}),
     ...(rateLimits.length > 0 ? { rateLimits } : {}),
+    ...(requestMirrorPolicies !== undefined ? { requestMirrorPolicies } : {}),
   };
 }
 

@@ -47,6 +47,7 @@ import {
   RetryState,
   retryPolicyFromHeaders,
 } from './retry-state';
+import { Shadows } from './shadow';
 import { countResponse, type RouterCallbacks, selectHost, UpstreamRequest } from './upstream-request';
 
 /** Request bodies up to this size are kept for replay on retry; beyond it retries are off. */
@@ -90,6 +91,8 @@ export class RouterFilter implements TerminalHttpFilter, RouterCallbacks, Connec
   private connect: ConnectRequest | undefined;
   /** A hash-policy cookie generated for this client, set on the response. */
   private setCookie: string | undefined;
+  /** Mirrors of this request (route request_mirror_policies); undefined for the usual route without. */
+  private shadows: Shadows | undefined;
   private readonly config: RouterConfig;
 
   private readonly random: () => number;
@@ -178,6 +181,8 @@ export class RouterFilter implements TerminalHttpFilter, RouterCallbacks, Connec
     removeEnvoyHeaders(h, ENVOY_REQUEST_CONTROL_HEADERS);
     if (policy !== undefined && policy.numRetries > 0 && upgrade === undefined)
       this.retry = new RetryState(policy, this.random);
+    const mirrors = action.requestMirrorPolicies;
+    if (mirrors !== undefined && upgrade === undefined) this.startShadows(mirrors, head, endStream);
 
     if (endStream) this.startGlobalTimer();
     this.startAttempt();
@@ -186,6 +191,7 @@ export class RouterFilter implements TerminalHttpFilter, RouterCallbacks, Connec
 
   decodeData(chunk: Buffer, endStream: boolean): FilterStatus {
     if (this.done) return FilterStatus.StopIteration;
+    this.shadows?.data(chunk, endStream);
     if (endStream) this.downstreamComplete = true;
     const a = this.attempt;
     const replay = this.retry !== undefined && !this.bodyOverflow;
@@ -204,12 +210,26 @@ export class RouterFilter implements TerminalHttpFilter, RouterCallbacks, Connec
 
   decodeTrailers(trailers: HeaderList): FilterStatus {
     if (this.done) return FilterStatus.StopIteration;
+    this.shadows?.trailers(trailers);
     this.trailers = trailers;
     this.downstreamComplete = true;
     const a = this.attempt;
     if (a?.encoder && this.written === (this.body?.length ?? 0)) a.encoder.writeTrailers(trailers);
     this.onDownstreamComplete();
     return FilterStatus.StopIteration;
+  }
+
+  private startShadows(mirrors: NonNullable<RouteAction['requestMirrorPolicies']>, head: RequestHead, endStream: boolean): void {
+    const cb = this.callbacks;
+    const s = new Shadows(mirrors, head, endStream, {
+      clusters: cb.clusters,
+      runtime: cb.runtime,
+      random: this.random,
+      connection: cb.connection,
+      protocol: cb.downstreamProtocol,
+      timeoutMs: this.timeoutMs,
+    });
+    if (!s.empty) this.shadows = s;
   }
 
   /** Keep a chunk for a not-yet-ready upstream (`force`) or for replay; stop replaying beyond the bound. */
@@ -555,6 +575,7 @@ export class RouterFilter implements TerminalHttpFilter, RouterCallbacks, Connec
     }
     this.tunnel?.finish();
     this.connect?.destroy();
+    this.shadows?.parentDone();
     this.finish();
   }
 }
