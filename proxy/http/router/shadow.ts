@@ -26,7 +26,6 @@ import type {
   ResetReason,
   ResponseHead,
   ResponseSink,
-  UpstreamInfo,
 } from '../codec';
 import { getHeader, setHeader } from '../headers';
 import { admitRequest, chooseHost, countResponse, releaseRequest } from './upstream-request';
