@@ -25,10 +25,13 @@ export interface AdminResponse {
   headers?: Record<string, string>;
 }
 
+/** How long a streamed response waits for a reader that stopped reading before it gives up. */
+const STALLED_READER_MS = 30_000;
+
 /**
  * Send what `produce` writes to `res` and end it, waiting for 'drain' whenever the socket buffer
- * is full (a 20 MB scrape is never buffered whole). A client that goes away stops the producer:
- * the writer rejects and the response is destroyed.
+ * is full (a 20 MB scrape is never buffered whole). A client that goes away, or reads nothing for
+ * STALLED_READER_MS, stops the producer: the writer rejects and the response is destroyed.
  */
 export async function streamBody(
   res: ServerResponse,
@@ -40,11 +43,17 @@ export async function streamBody(
     if (res.write(chunk)) return;
     return new Promise<void>((resolve, reject) => {
       const done = (): void => {
+        clearTimeout(timer);
         res.off('drain', done);
         res.off('close', done);
         if (res.destroyed) reject(gone);
         else resolve();
       };
+      // A reader that stops for good must not hold the producer (and what it holds) forever.
+      const timer = setTimeout(() => {
+        res.destroy();
+        done();
+      }, STALLED_READER_MS);
       res.on('drain', done);
       res.on('close', done);
     });

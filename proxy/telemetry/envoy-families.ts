@@ -1,7 +1,7 @@
 /**
  * The Envoy-style stats as Prometheus families (`envoy_cluster_upstream_rq_total{envoy_cluster_name=…}`,
  * listener, xDS, server, filter counters), rendered straight to exposition text from one
- * StatsSnapshot per scrape (one object, refilled in place).
+ * StatsSnapshot per scrape (recycled and refilled in place).
  *
  * Why not prom-client Counter/Gauge with collect callbacks (as before): each family re-scanned
  * every stat and re-created a label child per series on every scrape, which held the event loop
@@ -11,7 +11,7 @@
  * one rendering. bench/scrape.mjs measures it; bench/SCRAPE.md has the figures.
  */
 import type { Metric, MetricObjectWithValues, MetricValue, Registry } from 'prom-client';
-import { type ChunkWriter, drive, escapeHelp, escapeLabelValue, formatValue, type SteppedFamily } from './exposition';
+import { type ChunkWriter, drive, escapeHelp, escapeLabelValue, formatValue, type ScrapeScope, type SteppedFamily } from './exposition';
 import { CLUSTER_COUNTERS, type EnvoyStats, LISTENER_COUNTERS, type StatsSnapshot, XDS_PREFIX } from './stats';
 
 /** Series lines between pauses while rendering one family. */
@@ -43,16 +43,16 @@ class SnapshotFamily implements SteppedFamily {
     readonly name: string,
     readonly help: string,
     readonly type: 'counter' | 'gauge',
-    private readonly current: () => StatsSnapshot,
+    private readonly current: (scope?: ScrapeScope) => StatsSnapshot,
     private readonly series: SeriesFn,
   ) {}
 
-  *render(out: ChunkWriter): Generator<void> {
+  *render(out: ChunkWriter, scope: ScrapeScope): Generator<void> {
     out.write(`# HELP ${this.name} ${escapeHelp(this.help)}\n# TYPE ${this.name} ${this.type}`);
     const name = this.name;
     let n = 0;
     let pause = false;
-    const it = this.series(this.current(), (labels, value) => {
+    const it = this.series(this.current(scope), (labels, value) => {
       out.write(`\n${name}${labels} ${formatValue(value)}`);
       if (++n % LINES_PER_STEP === 0) pause = true;
     });
@@ -100,11 +100,14 @@ function promCounter(name: string): string {
  * Register the Envoy-style families in `registry` (in the order the exposition has always had)
  * and return what must run before each rendering: the snapshot, gathered in steps.
  */
-export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): () => Promise<void> {
-  // One snapshot object reused by every scrape (see EnvoyStats.snapshot); scrapes render one at
-  // a time (MeshletMetrics.prometheusStream), so a rendering never reads a half-written one.
-  const snap: StatsSnapshot = { groups: new Map(), byName: new Map() };
-  const current = (): StatsSnapshot => snap;
+export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): (scope: ScrapeScope) => Promise<() => void> {
+  // Each scrape renders from its own snapshot (in its scope). Snapshots are recycled: scrapes one
+  // after another reuse the same object, refilled in place (see EnvoyStats.snapshot), so its
+  // arrays stay in the old generation; a scrape running beside another takes a second one.
+  const key = {};
+  const spare: StatsSnapshot[] = [];
+  let last: StatsSnapshot = { groups: new Map(), byName: new Map() };
+  const current = (scope?: ScrapeScope): StatsSnapshot => (scope?.get(key) as StatsSnapshot | undefined) ?? last;
   const add = (name: string, help: string, type: 'counter' | 'gauge', series: SeriesFn): void => {
     registry.registerMetric(new SnapshotFamily(name, help, type, current, series) as unknown as Metric);
   };
@@ -214,7 +217,13 @@ export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): ()
   single('listener_manager.total_listeners_active', 'gauge', 'Active listeners');
 
   // The snapshot every family above reads, gathered in steps before the registry renders.
-  return async () => {
+  return async (scope) => {
+    const snap = spare.pop() ?? { groups: new Map(), byName: new Map() };
     await drive(stats.snapshot(snap));
+    scope.set(key, snap);
+    last = snap;
+    return () => {
+      if (spare.length < 2) spare.push(snap);
+    };
   };
 }

@@ -23,11 +23,18 @@ export const SLICE_MS = 2;
 /** Size of one body chunk (bytes). */
 export const CHUNK_BYTES = 64 * 1024;
 
+/**
+ * What one scrape's hooks gathered for its families (e.g. the Envoy stats snapshot), keyed by
+ * an object private to the module that owns the entry. Per scrape, so concurrent scrapes never
+ * read each other's half-written state.
+ */
+export type ScrapeScope = Map<object, unknown>;
+
 /** A family that writes its own exposition text, a step at a time (yield = a good place to pause). */
 export interface SteppedFamily {
   readonly name: string;
   /** Appends `# HELP`, `# TYPE` and series lines (each ending in "\n" except the last) to `out`. */
-  render(out: ChunkWriter): Iterator<unknown>;
+  render(out: ChunkWriter, scope: ScrapeScope): Iterator<unknown>;
 }
 
 export function isSteppedFamily(m: unknown): m is SteppedFamily {
@@ -113,7 +120,7 @@ export async function drive(it: Iterator<unknown>, slicer: Slicer = new Slicer()
 }
 
 /** Renders the whole registry, in registration order, into `sink` as it goes. */
-export async function renderExposition(registry: Registry, sink: ChunkSink): Promise<void> {
+export async function renderExposition(registry: Registry, sink: ChunkSink, scope: ScrapeScope = new Map()): Promise<void> {
   const out = new ChunkWriter();
   const slicer = new Slicer(async () => {
     for (const c of out.take()) await sink(c);
@@ -122,7 +129,7 @@ export async function renderExposition(registry: Registry, sink: ChunkSink): Pro
   for (const metric of registry.getMetricsAsArray()) {
     if (!first) out.write('\n\n');
     first = false;
-    if (isSteppedFamily(metric)) await drive(metric.render(out), slicer);
+    if (isSteppedFamily(metric)) await drive(metric.render(out, scope), slicer);
     else out.write(await registry.getSingleMetricAsString((metric as { name: string }).name));
     if (slicer.due()) await slicer.pause();
   }

@@ -13,7 +13,16 @@
  */
 import { Counter, Gauge, Registry } from 'prom-client';
 import { CounterFamily, HistogramFamily } from './cells';
-import { type ChunkSink, renderExposition } from './exposition';
+import { type ChunkSink, renderExposition, type ScrapeScope } from './exposition';
+
+/**
+ * Work before each rendering: fills `scope` for the families; may return a release to run when
+ * that rendering is over (to recycle what it filled).
+ */
+export type ScrapeHook = (scope: ScrapeScope) => Promise<(() => void) | void>;
+
+/** Scrapes rendering at once; more wait (bounds the work a crowd of scrapers can start). */
+const MAX_CONCURRENT_SCRAPES = 4;
 
 /** Istio's default buckets for istio_request_duration_milliseconds (ms). */
 export const ISTIO_DURATION_BUCKETS_MS: readonly number[] = [
@@ -181,29 +190,38 @@ export class MeshletMetrics {
   }
 
   /** Work to do before each rendering (gathering the Envoy-style stats snapshot). */
-  private readonly scrapeHooks: (() => Promise<void>)[] = [];
-  /** The rendering in progress (or last finished); scrapes render one after another. */
-  private tail: Promise<void> = Promise.resolve();
+  private readonly scrapeHooks: ScrapeHook[] = [];
+  /** Renderings in progress, and scrapes waiting for a free one. */
+  private activeScrapes = 0;
+  private readonly waitingScrapes: (() => void)[] = [];
 
-  onScrape(hook: () => Promise<void>): void {
+  onScrape(hook: ScrapeHook): void {
     this.scrapeHooks.push(hook);
   }
 
   /**
    * Prometheus text exposition of everything, streamed into `sink` chunk by chunk while it is
-   * rendered in time slices, so the event loop keeps serving traffic (exposition.ts). Scrapes
-   * that arrive while one renders wait for it (one rendering at a time: the snapshot the
-   * families read is shared, and concurrent scrapes cannot multiply the work in flight).
+   * rendered in time slices, so the event loop keeps serving traffic (exposition.ts). Each scrape
+   * has its own scope (snapshot), so concurrent scrapes are independent and a scraper that stops
+   * reading holds only its own; at most MAX_CONCURRENT_SCRAPES render at once, the rest wait.
    */
-  prometheusStream(sink: ChunkSink): Promise<void> {
-    const run = this.tail.then(() => this.render(sink));
-    this.tail = run.catch(() => undefined);
-    return run;
-  }
-
-  private async render(sink: ChunkSink): Promise<void> {
-    for (const hook of this.scrapeHooks) await hook();
-    await renderExposition(this.registry, sink);
+  async prometheusStream(sink: ChunkSink): Promise<void> {
+    if (this.activeScrapes >= MAX_CONCURRENT_SCRAPES) await new Promise<void>((r) => this.waitingScrapes.push(r));
+    else this.activeScrapes++;
+    const releases: (() => void)[] = [];
+    try {
+      const scope: ScrapeScope = new Map();
+      for (const hook of this.scrapeHooks) {
+        const release = await hook(scope);
+        if (release !== undefined) releases.push(release);
+      }
+      await renderExposition(this.registry, sink, scope);
+    } finally {
+      for (const r of releases) r();
+      const next = this.waitingScrapes.shift();
+      if (next !== undefined) next();
+      else this.activeScrapes--;
+    }
   }
 
   /** The exposition as one string (tests, small registries). */

@@ -148,7 +148,7 @@ export class EnvoyStats {
    * One scrape's values for the Prometheus families, gathered in steps (a source that returns an
    * iterator yields between batches): drive the returned iterator, then read `snap`.
    *
-   * `snap` is meant to be the same object every scrape: its group arrays are overwritten in
+   * `snap` is meant to be recycled from scrape to scrape: its group arrays are overwritten in
    * place and only truncated at the end, so after the first scrapes they live in V8's old
    * generation and a scrape at 10,000 clusters does not hand ~4 MB of fresh, surviving arrays to
    * every young-generation GC (those copies were the 20–50 ms pauses left, bench/SCRAPE.md).

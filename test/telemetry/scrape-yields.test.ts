@@ -4,7 +4,8 @@
  * structure, not by timing where it can be avoided:
  * - the body is streamed: while a scraper reads nothing after the first chunk, the rendering is
  *   held by backpressure (a family registered last has not rendered), proxied requests are
- *   answered meanwhile, and the whole body arrives once the scraper reads again;
+ *   answered and another scraper is served meanwhile, and the whole body arrives once the
+ *   paused scraper reads again;
  * - the rendering yields between small families too (one time budget for the whole rendering,
  *   not a fresh one per family: 1,000 clusters make 24 families of about 1 ms each);
  * - proxied responses arrive between the chunks of a scrape that is being read.
@@ -41,15 +42,15 @@ async function meshletWith(clusterCount: number): Promise<{ adminPort: number; p
   return { adminPort: m.adminPort, proxyPort: m.listenerPort('in'), registry: m.server.telemetry.metrics.registry };
 }
 
-it('streams a 10,000-cluster scrape: a paused scraper holds the rendering, proxied requests are answered meanwhile', async () => {
+it('streams a 10,000-cluster scrape: a paused scraper holds its own rendering only; proxied requests and other scrapes are answered meanwhile', async () => {
   const m = await meshletWith(10_000);
   // A family registered after every other one: it renders only when the rendering reaches the end.
-  let probeRendered = false;
+  let probeRenders = 0;
   const probe = {
     name: 'test_scrape_probe',
     // eslint-disable-next-line require-yield
     *render(out: ChunkWriter): Generator<void> {
-      probeRendered = true;
+      probeRenders++;
       out.write('# HELP test_scrape_probe last family\n# TYPE test_scrape_probe gauge\ntest_scrape_probe 1');
     },
     get: () => Promise.resolve({ name: 'test_scrape_probe', help: 'last family', type: 'gauge', values: [], aggregator: 'sum' }),
@@ -77,14 +78,26 @@ it('streams a 10,000-cluster scrape: a paused scraper holds the rendering, proxi
   for (let i = 0; i < 20; i++) statuses.push(await proxiedGet(m.proxyPort));
   expect(statuses.every((s) => s === 200)).toBe(true);
   // 23 MB cannot all sit in loopback socket buffers: the rendering is still waiting.
-  expect(probeRendered).toBe(false);
+  expect(probeRenders).toBe(0);
+  // ... and it holds only itself: another scraper gets a whole scrape meanwhile.
+  const other = await new Promise<string>((resolve, reject) => {
+    http
+      .get({ host: '127.0.0.1', port: m.adminPort, path: '/stats/prometheus', agent: false }, (r) => {
+        const ps: Buffer[] = [];
+        r.on('data', (d: Buffer) => ps.push(d));
+        r.on('end', () => resolve(Buffer.concat(ps).toString()));
+      })
+      .on('error', reject);
+  });
+  expect(other).toContain('\ntest_scrape_probe 1\n');
+  expect(probeRenders).toBe(1);
 
   const body = await new Promise<string>((resolve) => {
     res.on('data', (d: Buffer) => parts.push(d));
     res.on('end', () => resolve(Buffer.concat(parts).toString()));
     res.resume();
   });
-  expect(probeRendered).toBe(true);
+  expect(probeRenders).toBe(2);
   expect(body.split('\n').filter((l) => l.startsWith('envoy_cluster_upstream_rq_total{'))).toHaveLength(10_000);
   expect(body).toContain('\ntest_scrape_probe 1\n');
   expect(body.endsWith('\n')).toBe(true);
