@@ -16,7 +16,10 @@ import { jwtAuthnFilterFactory, jwtPerRouteFactory } from './http/filters/jwt-au
 import { localRateLimitFactory } from './http/filters/local-ratelimit';
 import { rateLimitFilterFactory } from './http/filters/ratelimit';
 import { rbacFilterFactory, rbacPerRouteFactory } from './http/filters/rbac';
-import { typedStructFilterFactories, typeScriptFilterFactory } from './http/filters/typescript';
+import { istioStatsFilterFactory } from './http/filters/istio-stats';
+import { istioWasmFilterFactory } from './http/filters/istio-wasm';
+import { typedStructFilterFactories } from './http/filters/typed-struct';
+import { typeScriptFilterFactory } from './http/filters/typescript';
 import { routerFilterFactory } from './http/filters/router-factory';
 import {
   connectionLimitFactory,
@@ -25,6 +28,7 @@ import {
   networkRbacFactory,
   tcpProxyFactory,
 } from './listeners/builtin-network-filters';
+import { istioAuthnFactory, istioStatsNetworkFactory } from './listeners/istio-network-filters';
 import { NetworkFilterRegistry } from './listeners/network-filter';
 import { registerDefaultLbPolicies } from './upstream/lb/index';
 import { LbRegistry } from './upstream/lb/types';
@@ -58,13 +62,18 @@ export function createRegistries(): Registries {
     .register(headerMutationFilterFactory)
     .register(headerMutationPerRouteFactory)
     .register(compressorFilterFactory)
-    .register(decompressorFilterFactory);
+    .register(decompressorFilterFactory)
+    // Istio's own HTTP filters (istiod's sidecar listeners).
+    .register(istioStatsFilterFactory)
+    .register(istioWasmFilterFactory);
   const networkFilters = new NetworkFilterRegistry()
     .register(httpConnectionManagerFactory)
     .register(tcpProxyFactory)
     .register(networkRbacFactory)
     .register(connectionLimitFactory)
-    .register(networkExtAuthzFactory);
+    .register(networkExtAuthzFactory)
+    .register(istioAuthnFactory)
+    .register(istioStatsNetworkFactory);
   const lbPolicies = registerDefaultLbPolicies(new LbRegistry());
   return { httpFilters, networkFilters, lbPolicies };
 }

@@ -149,6 +149,7 @@ export class MeshletServer {
         tracing: opts.bootstrap.tracing,
         localCertificate: () => this.certs.identity()?.chain[0],
         resolveCluster: (name) => this.clusters.get(name)?.hosts[0]?.key,
+        clusterMetadata: (name) => this.clusters.get(name)?.config.metadata,
         readiness: () => (this.ready ? undefined : this.reportedState),
         onHttpStream: opts.onHttpStream,
         onTcpSession: opts.onTcpSession,
@@ -205,7 +206,7 @@ export class MeshletServer {
       httpFilters: this.registries.httpFilters,
       routeTable: (name) => this.routeTables.get(name),
       forHcm: (hcm, l) => this.telemetry.forHcm(hcm, l),
-      forTcp: (tcp, l) => this.telemetry.forTcp(tcp, l),
+      forTcp: (tcp, l, stats) => this.telemetry.forTcp(tcp, l, stats),
     });
     if (!handler) throw new Error(`filter chain "${chain.name}" has no terminal filter`);
     const ts = chain.transportSocket;

@@ -18,6 +18,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type * as protoLoader from '@grpc/proto-loader';
 import type * as protobuf from 'protobufjs';
 import { MeshletError } from '../common/errors';
+import { ISTIO_PRIVATE_TYPES } from './istio-types';
 
 /** Directory of the installed @grpc/grpc-js-xds package. */
 const XDS_PKG_DIR = path.dirname(require.resolve('@grpc/grpc-js-xds/package.json'));
@@ -193,6 +194,8 @@ export function resourceProtoRoot(): protobuf.Root {
   registerCommonProtos();
   const root = withIncludePaths(new (pbjs().Root)());
   root.loadSync(RESOURCE_PROTO_FILES as string[], { keepCase: true });
+  // istiod's own filter configs (istio.stats, metadata exchange, istio.alpn, istio_authn, peer_metadata).
+  root.addJSON(ISTIO_PRIVATE_TYPES.nested!);
   root.resolveAll();
   resourceRoot = root;
   protoLoadStats.rootMs = performance.now() - started;

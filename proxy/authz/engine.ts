@@ -143,11 +143,11 @@ export function principalMatches(p: RbacPrincipal, input: AuthzInput): boolean {
     case 'url_path':
       return urlPathMatches(p.matcher, input.head);
     case 'filter_state': {
-      // What istio_authn sets: the peer's and the local SPIFFE ID of an mTLS connection; absent
-      // on plaintext connections (then nothing matches, as in Envoy).
-      const tls = input.connection.tls;
-      if (tls === undefined) return false;
-      const v = p.key === 'io.istio.peer_principal' ? (tls.peerPrincipal ?? tls.peerUriSans?.[0]) : tls.localPrincipal;
+      // What the istio_authn network filter set from the mTLS certificates; absent on plaintext
+      // connections and on chains without istio_authn (then nothing matches, as in Envoy).
+      const fs = input.connection.filterState;
+      if (fs === undefined) return false;
+      const v = p.key === 'io.istio.peer_principal' ? fs.peerPrincipal : fs.localPrincipal;
       return v !== undefined && matchString(p.matcher, v);
     }
   }

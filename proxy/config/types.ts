@@ -9,6 +9,7 @@
  */
 
 import type { RuntimeFraction, RuntimeLayerConfig } from '../../common/runtime';
+import type { IstioStatsConfig } from './filters/istio-stats';
 import type {
   CertValidationContext,
   ConfigSource,
@@ -213,7 +214,11 @@ export type NetworkFilterConfig =
   | { readonly kind: 'tcp_proxy'; readonly name: string; readonly tcp: TcpProxyConfig }
   | { readonly kind: 'rbac'; readonly name: string; readonly rbac: RbacConfig }
   | { readonly kind: 'connection_limit'; readonly name: string; readonly statPrefix: string; readonly maxConnections: number }
-  | { readonly kind: 'ext_authz'; readonly name: string; readonly extAuthz: NetworkExtAuthzConfig };
+  | { readonly kind: 'ext_authz'; readonly name: string; readonly extAuthz: NetworkExtAuthzConfig }
+  /** Istio's istio.stats network filter: drives the Istio TCP metrics of the chain's tcp_proxy. */
+  | { readonly kind: 'istio_stats'; readonly name: string; readonly stats: IstioStatsConfig }
+  /** Istio's istio_authn: io.istio.peer_principal / local_principal from the mTLS certificates. */
+  | { readonly kind: 'istio_authn'; readonly name: string };
 
 /** envoy.extensions.filters.network.ext_authz.v3.ExtAuthz (gRPC Authorization/Check per connection). */
 export interface NetworkExtAuthzConfig {

@@ -15,6 +15,7 @@
  *  - Flow control: write*() returns false above the high watermark; the peer side then calls
  *    pause*() on the other half until the matching onXxxWritable() callback fires.
  */
+import type { PeerMetadata } from './peer-metadata';
 import type { Duplex } from 'node:stream';
 import type { ResponseFlag } from '../../common/errors';
 
@@ -84,6 +85,21 @@ export interface DownstreamConnectionInfo {
     readonly peerDnsSans?: readonly string[];
     readonly peerUriSans?: readonly string[];
   };
+  /**
+   * Envoy's connection filter state, the keys meshlet's network filters write: set (mutably, once
+   * per connection) by istio_authn and the TCP metadata exchange before the terminal filter runs.
+   */
+  filterState?: ConnectionFilterState;
+}
+
+/** Connection-lifetime filter state (Envoy FilterState, LifeSpan::Connection). */
+export interface ConnectionFilterState {
+  /** io.istio.peer_principal: the peer certificate's first spiffe:// URI SAN (istio_authn). */
+  peerPrincipal?: string;
+  /** io.istio.local_principal: the local certificate's first spiffe:// URI SAN (istio_authn). */
+  localPrincipal?: string;
+  /** The downstream peer's Istio metadata from the TCP metadata exchange (envoy.tcp.metadataexchange). */
+  downstreamPeer?: PeerMetadata;
 }
 
 // ───────────── downstream side (implemented by codecs, consumed by the HCM) ─────────────

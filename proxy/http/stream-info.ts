@@ -9,6 +9,7 @@
  */
 import type { ResponseFlag } from '../../common/errors';
 import type { DownstreamConnectionInfo, HeaderList, HttpProtocol, RequestHead } from './codec';
+import type { PeerMetadata } from './peer-metadata';
 
 /** Bit per response flag, in Envoy's printing order. */
 const FLAG_ORDER: readonly ResponseFlag[] = [
@@ -69,6 +70,9 @@ export class StreamInfo {
   upstreamHostMetadata: Readonly<Record<string, unknown>> | undefined = undefined;
   upstreamLocalAddress = '';
   upstreamPeerPrincipal = '';
+  /** Istio peer metadata learned from the request (downstream) and response (upstream) exchange headers. */
+  downstreamPeer: PeerMetadata | undefined = undefined;
+  upstreamPeer: PeerMetadata | undefined = undefined;
   upstreamTransportFailureReason = '';
   /** Attempts made upstream (1 + retries). */
   attemptCount = 0;

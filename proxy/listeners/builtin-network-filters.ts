@@ -59,7 +59,7 @@ export const httpConnectionManagerFactory: NetworkFilterFactory<'http_connection
 export const tcpProxyFactory: NetworkFilterFactory<'tcp_proxy'> = {
   kind: 'tcp_proxy',
   build(f, parts, ctx) {
-    parts.handler = new TcpProxy(f.tcp, { clusters: ctx.clusters, ...ctx.forTcp(f.tcp, ctx.listener) });
+    parts.handler = new TcpProxy(f.tcp, { clusters: ctx.clusters, ...ctx.forTcp(f.tcp, ctx.listener, parts.istioStats) });
   },
 };
 

@@ -10,6 +10,7 @@
  * keyed by the decoded config's `kind`.
  */
 import type { RuntimeReader } from '../../common/runtime';
+import type { IstioStatsConfig } from '../config/filters/istio-stats';
 import type { HcmConfig, ListenerConfig, NetworkFilterConfig, RouteConfiguration, TcpProxyConfig } from '../config/types';
 import type { HttpFilterRegistry } from '../http/filter';
 import type { HttpTracer, StreamCompleteListener } from '../http/stream-info';
@@ -29,6 +30,8 @@ export interface FilterChainParts {
   handler: ConnectionHandler | undefined;
   /** Wrapped around the terminal handler once every filter is built; the first listed is outermost. */
   readonly wrappers: ((inner: ConnectionHandler) => ConnectionHandler)[];
+  /** The chain's istio.stats network filter config, for the tcp_proxy after it (Istio TCP metrics). */
+  istioStats?: IstioStatsConfig;
 }
 
 /** What a factory may use while building (all resolved at config time, nothing per connection). */
@@ -43,7 +46,11 @@ export interface NetworkFilterContext {
   /** Telemetry of one HTTP connection manager: completion callback and tracer. */
   forHcm(hcm: HcmConfig, listener: ListenerConfig): { onStreamComplete: StreamCompleteListener; tracer: HttpTracer | undefined };
   /** Telemetry of one TCP proxy: session callbacks. */
-  forTcp(tcp: TcpProxyConfig, listener: ListenerConfig): Pick<TcpProxyOptions, 'onSessionStart' | 'onSessionEnd'>;
+  forTcp(
+    tcp: TcpProxyConfig,
+    listener: ListenerConfig,
+    istioStats?: IstioStatsConfig,
+  ): Pick<TcpProxyOptions, 'onSessionStart' | 'onSessionEnd' | 'onSessionProgress' | 'progressIntervalMs'>;
 }
 
 export interface NetworkFilterFactory<K extends Kind = Kind> {

@@ -6,6 +6,7 @@
  * Node's native pipe() with backpressure, and per-connection accounting is read from the sockets'
  * own counters at close instead of counting every chunk.
  */
+import type { PeerMetadata } from '../http/peer-metadata';
 import type { Socket } from 'node:net';
 import type { TcpProxyConfig } from '../config/types';
 import type { DownstreamConnectionInfo } from '../http/codec';
@@ -39,12 +40,22 @@ export interface TcpSessionRecord {
   readonly durationMs: number;
   /** Envoy response flags: UF (connect failure), UH (no healthy host), UO (overflow), NC. */
   readonly flags: string;
+  /** The upstream host's filter_metadata (Istio's endpoint `istio.workload`), once connected. */
+  readonly upstreamHostMetadata?: Readonly<Record<string, unknown>>;
+  /** The upstream peer's Istio metadata from the upstream TCP metadata exchange. */
+  readonly upstreamPeer?: PeerMetadata;
+  /** false in progress reports of a live session, true in the final one. */
+  readonly ended: boolean;
 }
 
 export interface TcpProxyOptions {
   readonly clusters: ClusterLookup;
   readonly onSessionStart?: (info: DownstreamConnectionInfo, cluster: string) => void;
   readonly onSessionEnd?: (rec: TcpSessionRecord) => void;
+  /** Called every `progressIntervalMs` on a connected session (Istio's tcp_reporting_duration). */
+  readonly onSessionProgress?: (rec: TcpSessionRecord) => void;
+  /** 0 or absent = no progress reports. */
+  readonly progressIntervalMs?: number;
 }
 
 export class TcpProxy implements ConnectionHandler {
@@ -96,6 +107,10 @@ export class TcpProxy implements ConnectionHandler {
   get onSessionStart(): TcpProxyOptions['onSessionStart'] {
     return this.opts.onSessionStart;
   }
+  /** @internal */
+  get options(): TcpProxyOptions {
+    return this.opts;
+  }
 }
 
 /** One proxied connection. A class so its callbacks are methods, not per-connection closures. */
@@ -112,6 +127,7 @@ class TcpSession {
   private countedConnection = false;
   private readonly startTime = Date.now();
   private idleTimer: NodeJS.Timeout | undefined;
+  private progressTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly proxy: TcpProxy,
@@ -201,8 +217,35 @@ class TcpSession {
       this.down.setTimeout(idle, this.onIdle);
       up.setTimeout(idle, this.onIdle);
     }
+    const opts = this.proxy.options;
+    if (opts.onSessionProgress !== undefined && (opts.progressIntervalMs ?? 0) > 0) {
+      this.progressTimer = setInterval(this.onProgress, opts.progressIntervalMs);
+      this.progressTimer.unref();
+    }
     this.down.resume();
   };
+
+  private readonly onProgress = (): void => {
+    if (!this.done) this.proxy.options.onSessionProgress?.(this.record(false));
+  };
+
+  private record(ended: boolean): TcpSessionRecord {
+    const up = this.upstream;
+    const down = this.down;
+    return {
+      info: this.info,
+      cluster: this.clusterName,
+      upstreamHost: up ? this.host?.key : undefined,
+      upstreamPrincipal: this.conn?.peerPrincipal,
+      bytesReceived: down.bytesRead,
+      bytesSent: down.bytesWritten,
+      startTime: this.startTime,
+      durationMs: Date.now() - this.startTime,
+      flags: this.flags,
+      ...(up && this.host ? { upstreamHostMetadata: this.host.metadata } : {}),
+      ended,
+    };
+  }
 
   private readonly onIdle = (): void => {
     // Idle means neither side moved bytes for the whole period: both sockets' timers fire.
@@ -254,16 +297,7 @@ class TcpSession {
         this.host!.activeConnections--;
       }
     }
-    this.proxy.sessionEnded({
-      info: this.info,
-      cluster: this.clusterName,
-      upstreamHost: up ? this.host?.key : undefined,
-      upstreamPrincipal: this.conn?.peerPrincipal,
-      bytesReceived: down.bytesRead,
-      bytesSent: down.bytesWritten,
-      startTime: this.startTime,
-      durationMs: Date.now() - this.startTime,
-      flags: this.flags,
-    });
+    if (this.progressTimer !== undefined) clearInterval(this.progressTimer);
+    this.proxy.sessionEnded(this.record(true));
   }
 }

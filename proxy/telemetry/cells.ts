@@ -120,6 +120,21 @@ abstract class Family<L extends string, C> {
     return cell;
   }
 
+  /**
+   * The cell for a label set that differs from the family's standard names (istio.stats
+   * dimension overrides: tags removed or added). Keyed by names and values in the given order.
+   */
+  labelsOf(labels: Readonly<Record<string, string>>): C {
+    let key = '\u0002';
+    for (const n of Object.keys(labels)) key += `${n}\u0000${labels[n]!}\u0001`;
+    let cell = this.cells.get(key);
+    if (cell === undefined) {
+      cell = this.create({ ...labels });
+      this.cells.set(key, cell);
+    }
+    return cell;
+  }
+
   protected abstract create(labels: Record<string, string>): C;
   abstract reset(): void;
   abstract getForPromString(): Exported;

@@ -1,64 +1,41 @@
 /**
  * Istio standard metrics on the data path: one reporter per HTTP connection manager / TCP proxy,
- * built at config time with everything that does not change per request (reporter side, local
- * workload labels), and a bounded cache of prom-client label children so a finished stream costs
- * a few Map lookups and four observe() calls — no label objects, no string building.
+ * built at config time with everything that does not change per request (reporter kind, local
+ * workload labels, the istio.stats config of that listener), and a bounded cache of label cells
+ * so a finished stream costs a few Map lookups and four observe() calls — no label objects, no
+ * string building.
  *
- * Label values follow Istio: reporter=source on outbound, destination on inbound; principals
- * from the mTLS identities; workloads from node metadata for the local side and "unknown" for a
- * peer (namespace from its SPIFFE ID); connection_security_policy mutual_tls / none on the
- * destination side and "unknown" on the source side; response_flags as Envoy prints them.
+ * The labels are istio-proxy's (istio-labels.ts): the reporter kind from istio.stats' `reporter`
+ * and the listener direction, peers from the metadata exchange (StreamInfo / connection filter
+ * state) or the upstream endpoint's `istio.workload`, principals from istio_authn or the
+ * certificates, destination_service from the cluster's `istio.services`, the pass-through
+ * clusters, or the Host header unless `disable_host_header_fallback`. istio.stats overrides
+ * (istio-overrides.ts) drop metrics and change their dimensions. A TCP session reports when it
+ * ends and every `tcp_reporting_duration` while it lasts; its labels (and the opened counter)
+ * are fixed at its first report, as in Istio.
  *
- * Leans bounded: paths never become labels; the service and peer principal come from the
- * cluster or the authority, and once a reporter has `maxLabelSets` children, new combinations
- * are folded into destination_service="unknown" / peer "unknown" (counted in
+ * Leans bounded: paths never become labels, and once a reporter has `maxLabelSets` cells new
+ * combinations are folded into destination_service="unknown" / peer "unknown" (counted in
  * meshlet_metric_label_overflow_total).
  */
 import type { NodeInfo } from '../config/types';
+import type { IstioMetricName, IstioStatsConfig } from '../config/filters/istio-stats';
+import type { DownstreamConnectionInfo } from '../http/codec';
+import { endpointPeer, type PeerMetadata } from '../http/peer-metadata';
 import type { StreamInfo } from '../http/stream-info';
 import type { TcpSessionRecord } from '../tcp/tcp-proxy';
-import type { CounterCell, HistogramCell } from './cells';
-import type { IstioHttpLabel, IstioTcpLabel, MeshletMetrics } from './metrics';
+import { CounterCell, HistogramCell } from './cells';
+import { type ExprSubject, IstioOverrides } from './istio-overrides';
+import { istioHttpLabels, istioPeerLabels, type LabelFacts, type ReporterKind, serviceNames, type WorkloadLabels } from './istio-labels';
+import { ISTIO_HTTP_LABELS, ISTIO_PEER_LABELS, type IstioHttpLabel, type IstioTcpLabel, type MeshletMetrics } from './metrics';
+
+export { type ReporterKind, type WorkloadLabels, workloadFromNode } from './istio-labels';
 
 export type Reporter = 'source' | 'destination';
 
-/** The local workload, as Istio reads it from node metadata. */
-export interface WorkloadLabels {
-  readonly workload: string;
-  readonly namespace: string;
-  readonly app: string;
-  readonly version: string;
-  readonly canonicalService: string;
-  /** service.istio.io/canonical-revision, else the version label, else "latest" (as Istio). */
-  readonly canonicalRevision: string;
-  /** node.metadata.CLUSTER_ID (Istio's multi-cluster name, "Kubernetes" by default there). */
-  readonly cluster: string;
-}
-
 const UNKNOWN = 'unknown';
 const DEFAULT_MAX_LABEL_SETS = 1000;
-
-function str(v: unknown): string | undefined {
-  return typeof v === 'string' && v !== '' ? v : undefined;
-}
-
-/** Istio's node metadata: WORKLOAD_NAME, NAMESPACE, LABELS.app / version / canonical name. */
-export function workloadFromNode(node: NodeInfo): WorkloadLabels {
-  const md = node.metadata ?? {};
-  const labels = (typeof md.LABELS === 'object' && md.LABELS !== null ? md.LABELS : {}) as Record<string, unknown>;
-  const workload = str(md.WORKLOAD_NAME) ?? UNKNOWN;
-  const app = str(labels.app) ?? str(labels['app.kubernetes.io/name']) ?? UNKNOWN;
-  const version = str(labels.version) ?? str(labels['app.kubernetes.io/version']);
-  return {
-    workload,
-    namespace: str(md.NAMESPACE) ?? UNKNOWN,
-    app,
-    version: version ?? UNKNOWN,
-    canonicalService: str(labels['service.istio.io/canonical-name']) ?? (app !== UNKNOWN ? app : workload),
-    canonicalRevision: str(labels['service.istio.io/canonical-revision']) ?? version ?? 'latest',
-    cluster: str(md.CLUSTER_ID) ?? UNKNOWN,
-  };
-}
+const OVERFLOW_SERVICE = { host: UNKNOWN, name: UNKNOWN };
 
 /** Namespace of a SPIFFE ID spiffe://<td>/ns/<ns>/sa/<sa>, or "unknown". */
 export function namespaceOfPrincipal(principal: string): string {
@@ -69,33 +46,128 @@ export function namespaceOfPrincipal(principal: string): string {
   return (j < 0 ? rest : rest.slice(0, j)) || UNKNOWN;
 }
 
-/** Envoy's %REQ(:authority)% without the port (IPv6 brackets kept). */
-function hostOf(authority: string): string {
-  if (authority.startsWith('[')) {
-    const end = authority.indexOf(']');
-    return end > 0 ? authority.slice(0, end + 1) : authority;
+/** Shared facts about the local proxy that every reporter reads. */
+export interface LocalIdentity {
+  readonly workload: WorkloadLabels;
+  /** This proxy's own SPIFFE ID (from its identity certificate), or "" when it has none. */
+  localPrincipal(): string;
+}
+
+export interface ReporterOptions {
+  /** The listener's istio.stats config (undefined = Istio's defaults). */
+  readonly stats?: IstioStatsConfig;
+  /** For node.metadata[...] dimension expressions. */
+  readonly node?: NodeInfo;
+  /** A cluster's metadata (istio.services), looked up when a label set is created. */
+  readonly clusterMetadata?: (name: string) => Readonly<Record<string, unknown>> | undefined;
+  readonly maxLabelSets?: number;
+}
+
+/** A peer key for the label cache when there is none. */
+const NO_PEER = Object.freeze({}) as PeerMetadata;
+
+/** Peers of a server-side connection: istio_authn's filter state, else the certificates. */
+function serverSans(conn: DownstreamConnectionInfo): { peer: string; local: string } {
+  const fs = conn.filterState;
+  const peer = fs?.peerPrincipal ?? '';
+  const local = fs?.localPrincipal ?? '';
+  if (peer !== '' || local !== '') return { peer, local };
+  const tls = conn.tls;
+  return { peer: tls?.peerUriSans?.[0] ?? tls?.peerPrincipal ?? '', local: tls?.localPrincipal ?? '' };
+}
+
+/** The client side's fallback peer: the upstream endpoint's istio.workload metadata. */
+function endpointPeerOf(md: Readonly<Record<string, unknown>> | undefined): PeerMetadata | undefined {
+  const istio = md?.istio as Record<string, unknown> | undefined;
+  const w = istio?.workload;
+  return typeof w === 'string' ? endpointPeer(w) : undefined;
+}
+
+function reporterKind(side: Reporter, stats: IstioStatsConfig | undefined): ReporterKind {
+  if (stats?.reporter === 'SERVER_GATEWAY') return 'gateway';
+  return side === 'destination' ? 'server' : 'client';
+}
+
+/** A cell no family exports: what a dropped metric records into. */
+const DROPPED_COUNTER = new CounterCell({});
+const DROPPED_HISTOGRAM = new HistogramCell({}, []);
+
+type Tree = Map<unknown, unknown>;
+
+function leaf<V>(root: Tree, keys: readonly unknown[]): V | undefined {
+  let m: Tree | undefined = root;
+  for (let i = 0; i < keys.length - 1; i++) {
+    m = m.get(keys[i]) as Tree | undefined;
+    if (m === undefined) return undefined;
   }
-  const i = authority.indexOf(':');
-  return i < 0 ? authority : authority.slice(0, i);
+  return m.get(keys[keys.length - 1]) as V | undefined;
 }
 
-/** destination_service, _name and _namespace from an Istio cluster name or a host. */
-function serviceLabels(key: string, isIstioCluster: boolean): { service: string; name: string; namespace: string } {
-  let host = key;
-  if (isIstioCluster) host = key.slice(key.lastIndexOf('|') + 1);
-  else host = hostOf(key);
-  if (!host) return { service: UNKNOWN, name: UNKNOWN, namespace: UNKNOWN };
-  const parts = host.split('.');
-  const looksLikeService = parts.length >= 2 && !/^\d+$/.test(parts[parts.length - 1]!);
-  return {
-    service: host,
-    name: looksLikeService ? parts[0]! : host,
-    namespace: looksLikeService ? parts[1]! : UNKNOWN,
-  };
+function setLeaf(root: Tree, keys: readonly unknown[], v: unknown): void {
+  let m = root;
+  for (let i = 0; i < keys.length - 1; i++) {
+    let n = m.get(keys[i]) as Tree | undefined;
+    if (n === undefined) {
+      n = new Map();
+      m.set(keys[i], n);
+    }
+    m = n;
+  }
+  m.set(keys[keys.length - 1], v);
 }
 
-function isIstioCluster(name: string): boolean {
-  return name.startsWith('outbound|') || name.startsWith('inbound|');
+abstract class BaseReporter {
+  protected size = 0;
+  readonly kind: ReporterKind;
+  protected readonly overrides: IstioOverrides | undefined;
+  protected readonly maxLabelSets: number;
+  protected readonly hostFallback: boolean;
+
+  constructor(
+    protected readonly metrics: MeshletMetrics,
+    side: Reporter,
+    protected readonly local: LocalIdentity,
+    protected readonly opts: ReporterOptions = {},
+    tags: readonly string[],
+  ) {
+    this.kind = reporterKind(side, opts.stats);
+    this.maxLabelSets = opts.maxLabelSets ?? DEFAULT_MAX_LABEL_SETS;
+    this.hostFallback = !(opts.stats?.disableHostHeaderFallback ?? false);
+    const s = opts.stats;
+    this.overrides =
+      s !== undefined && (s.overrides.size > 0 || s.dropped.size > 0)
+        ? new IstioOverrides(s, opts.node ?? { id: '', cluster: '', metadata: {}, userAgentName: '', userAgentVersion: '' }, tags)
+        : undefined;
+  }
+
+  /** "source" or "destination", the reporter label. */
+  get reporter(): Reporter {
+    return this.kind === 'client' ? 'source' : 'destination';
+  }
+
+  protected full(): boolean {
+    if (this.size < this.maxLabelSets) return false;
+    this.metrics.labelOverflow.inc();
+    return true;
+  }
+
+  protected clusterMetadata(name: string): Readonly<Record<string, unknown>> | undefined {
+    return name === '' || this.opts.clusterMetadata === undefined ? undefined : this.opts.clusterMetadata(name);
+  }
+
+  protected counter<L extends string>(metric: IstioMetricName, family: { labels(l: Readonly<Record<L, string>>): CounterCell; labelsOf(l: Readonly<Record<string, string>>): CounterCell }, std: Record<L, string>, values: readonly string[]): CounterCell {
+    const o = this.overrides;
+    if (o === undefined) return family.labels(std);
+    if (o.dropped(metric)) return DROPPED_COUNTER;
+    return o.standard(metric) ? family.labels(std) : family.labelsOf(o.labels(metric, std, values));
+  }
+
+  protected histogram<L extends string>(metric: IstioMetricName, family: { labels(l: Readonly<Record<L, string>>): HistogramCell; labelsOf(l: Readonly<Record<string, string>>): HistogramCell }, std: Record<L, string>, values: readonly string[]): HistogramCell {
+    const o = this.overrides;
+    if (o === undefined) return family.labels(std);
+    if (o.dropped(metric)) return DROPPED_HISTOGRAM;
+    return o.standard(metric) ? family.labels(std) : family.labelsOf(o.labels(metric, std, values));
+  }
 }
 
 interface HttpChildren {
@@ -105,116 +177,61 @@ interface HttpChildren {
   readonly responseBytes: HistogramCell;
 }
 
-interface TcpChildren {
-  readonly opened: CounterCell;
-  readonly closed: CounterCell;
-  readonly sent: CounterCell;
-  readonly received: CounterCell;
-}
-
-type Level<T> = Map<string, T>;
-
-/** The map under `key`, created when missing. */
-function sub<K, V>(m: Map<string, Map<K, V>>, key: string): Map<K, V> {
-  let v = m.get(key);
-  if (v === undefined) {
-    v = new Map<K, V>();
-    m.set(key, v);
-  }
-  return v;
-}
-
-/** Shared facts about the local proxy that every reporter reads. */
-export interface LocalIdentity {
-  readonly workload: WorkloadLabels;
-  /** This proxy's own SPIFFE ID (from its identity certificate), or "" when it has none. */
-  localPrincipal(): string;
-}
-
-abstract class BaseReporter {
-  protected size = 0;
-
-  constructor(
-    protected readonly metrics: MeshletMetrics,
-    readonly reporter: Reporter,
-    protected readonly local: LocalIdentity,
-    protected readonly maxLabelSets = DEFAULT_MAX_LABEL_SETS,
-  ) {}
-
-  /** The peer labels (everything but the response) for one service/peer/flags combination. */
-  protected peerLabels(
-    serviceKey: string,
-    peerPrincipal: string,
-    localPrincipal: string,
-    flags: string,
-    protocol: string,
-    mtls: boolean,
-  ): Record<IstioTcpLabel, string> {
-    const svc =
-      serviceKey === UNKNOWN
-        ? { service: UNKNOWN, name: UNKNOWN, namespace: UNKNOWN }
-        : serviceLabels(serviceKey, isIstioCluster(serviceKey));
-    const w = this.local.workload;
-    const peer = peerPrincipal || UNKNOWN;
-    const peerNs = peerPrincipal ? namespaceOfPrincipal(peerPrincipal) : UNKNOWN;
-    const me = localPrincipal || UNKNOWN;
-    const src = this.reporter === 'source';
-    return {
-      reporter: this.reporter,
-      source_workload: src ? w.workload : UNKNOWN,
-      source_workload_namespace: src ? w.namespace : peerNs,
-      source_principal: src ? me : peer,
-      source_app: src ? w.app : UNKNOWN,
-      source_version: src ? w.version : UNKNOWN,
-      source_canonical_service: src ? w.canonicalService : UNKNOWN,
-      source_canonical_revision: src ? w.canonicalRevision : UNKNOWN,
-      source_cluster: src ? w.cluster : UNKNOWN,
-      destination_workload: src ? UNKNOWN : w.workload,
-      destination_workload_namespace: src ? peerNs : w.namespace,
-      destination_principal: src ? peer : me,
-      destination_app: src ? UNKNOWN : w.app,
-      destination_version: src ? UNKNOWN : w.version,
-      destination_canonical_service: src ? UNKNOWN : w.canonicalService,
-      destination_canonical_revision: src ? UNKNOWN : w.canonicalRevision,
-      destination_cluster: src ? UNKNOWN : w.cluster,
-      destination_service: svc.service,
-      destination_service_name: svc.name,
-      destination_service_namespace: svc.namespace,
-      request_protocol: protocol,
-      response_flags: flags,
-      // Istio reports the policy on the server side only; the client side says "unknown".
-      connection_security_policy: src ? UNKNOWN : mtls ? 'mutual_tls' : 'none',
-    };
-  }
-
-  protected full(): boolean {
-    if (this.size < this.maxLabelSets) return false;
-    this.metrics.labelOverflow.inc();
-    return true;
-  }
-}
+const NO_VALUES: readonly string[] = [];
 
 /** Istio HTTP metrics for one connection manager. */
 export class HttpIstioReporter extends BaseReporter {
-  /** service key → peer principal → response flags → (code, grpc status, grpc) → children. */
-  private readonly cache: Level<Level<Level<Map<number, HttpChildren>>>> = new Map();
+  /** cluster → host → peer SAN → peer → upstream peer → flags → code key → expression values → cells. */
+  private readonly cache: Tree = new Map();
+  private readonly keys: unknown[] = new Array(8);
+
+  constructor(metrics: MeshletMetrics, side: Reporter, local: LocalIdentity, opts: ReporterOptions = {}) {
+    super(metrics, side, local, opts, ISTIO_HTTP_LABELS);
+  }
 
   /** Record one finished stream. Never throws on traffic (only on programming errors). */
   record(info: StreamInfo): void {
-    const src = this.reporter === 'source';
-    const cluster = info.clusterName;
-    let serviceKey = src && isIstioCluster(cluster) ? cluster : info.authority || cluster || UNKNOWN;
-    let peer = src ? info.upstreamPeerPrincipal : (info.connection.tls?.peerPrincipal ?? '');
+    const kind = this.kind;
+    const route = info.routeName;
+    const cluster = route === 'allow_any' || route === 'block_all' ? `\u0000${route}` : info.clusterName;
+    const host = this.hostFallback ? info.authority : '';
+    let peerSan: string;
+    let peer: PeerMetadata | undefined;
+    if (kind === 'client') {
+      peerSan = info.upstreamPeerPrincipal;
+      peer = info.upstreamPeer ?? endpointPeerOf(info.upstreamHostMetadata);
+    } else {
+      peerSan = serverSans(info.connection).peer;
+      peer = info.downstreamPeer;
+    }
+    const upstreamPeer = kind === 'gateway' ? info.upstreamPeer : undefined;
     const flags = info.responseFlags();
     const codeKey = info.responseCode + 1000 * (info.grpcStatus + 1) + (info.grpc ? 1_000_000 : 0);
-    let ch = this.cache.get(serviceKey)?.get(peer)?.get(flags)?.get(codeKey);
+    const o = this.overrides;
+    const values = o !== undefined && o.hasPlans ? o.evaluate({ http: info }) : NO_VALUES;
+    const vkey = o !== undefined && o.perStream ? values.join('\u0001') : '';
+    const keys = this.keys;
+    keys[0] = cluster;
+    keys[1] = host;
+    keys[2] = peerSan;
+    keys[3] = peer ?? NO_PEER;
+    keys[4] = upstreamPeer ?? NO_PEER;
+    keys[5] = flags;
+    keys[6] = codeKey;
+    keys[7] = vkey;
+    let ch = leaf<HttpChildren>(this.cache, keys);
     if (ch === undefined) {
+      let overflow = false;
       if (this.full()) {
-        serviceKey = UNKNOWN;
-        peer = '';
-        ch = this.cache.get(serviceKey)?.get(peer)?.get(flags)?.get(codeKey);
+        overflow = true;
+        keys[0] = UNKNOWN;
+        keys[1] = '';
+        keys[2] = '';
+        keys[3] = NO_PEER;
+        keys[4] = NO_PEER;
+        ch = leaf<HttpChildren>(this.cache, keys);
       }
-      ch ??= this.create(serviceKey, peer, flags, codeKey, info);
+      ch ??= this.create(info, overflow, values);
     }
     ch.requests.inc();
     ch.duration.observe(info.durationMs);
@@ -222,70 +239,142 @@ export class HttpIstioReporter extends BaseReporter {
     ch.responseBytes.observe(info.bytesSent);
   }
 
-  private create(serviceKey: string, peer: string, flags: string, codeKey: number, info: StreamInfo): HttpChildren {
-    const mtls = info.connection.tls?.peerPrincipal !== undefined;
-    const localPrincipal =
-      this.reporter === 'source' ? this.local.localPrincipal() : (info.connection.tls?.localPrincipal ?? '');
-    const labels: Record<IstioHttpLabel, string> = {
-      ...this.peerLabels(serviceKey, peer, localPrincipal, flags, info.grpc ? 'grpc' : 'http', mtls),
-      response_code: String(info.responseCode),
-      grpc_response_status: info.grpc && info.grpcStatus >= 0 ? String(info.grpcStatus) : '',
+  private create(info: StreamInfo, overflow: boolean, values: readonly string[]): HttpChildren {
+    const k = this.keys;
+    const client = this.kind === 'client';
+    const peerSan = k[2] as string;
+    const facts: LabelFacts = {
+      kind: this.kind,
+      local: this.local.workload,
+      peer: k[3] === NO_PEER ? undefined : (k[3] as PeerMetadata),
+      ...(k[4] !== NO_PEER ? { upstreamPeer: k[4] as PeerMetadata } : {}),
+      peerSan,
+      localSan: client ? this.local.localPrincipal() : serverSans(info.connection).local,
+      service: overflow ? OVERFLOW_SERVICE : serviceNames(info.clusterName, this.clusterMetadata(info.clusterName), info.routeName, k[1] as string),
+      protocol: info.grpc ? 'grpc' : 'http',
+      flags: k[5] as string,
     };
+    const labels = istioHttpLabels(facts, info.responseCode, info.grpc && info.grpcStatus >= 0 ? String(info.grpcStatus) : '');
     const m = this.metrics;
     const ch: HttpChildren = {
-      requests: m.requestsTotal.labels(labels),
-      duration: m.requestDuration.labels(labels),
-      requestBytes: m.requestBytes.labels(labels),
-      responseBytes: m.responseBytes.labels(labels),
+      requests: this.counter<IstioHttpLabel>('requests_total', m.requestsTotal, labels, values),
+      duration: this.histogram<IstioHttpLabel>('request_duration_milliseconds', m.requestDuration, labels, values),
+      requestBytes: this.histogram<IstioHttpLabel>('request_bytes', m.requestBytes, labels, values),
+      responseBytes: this.histogram<IstioHttpLabel>('response_bytes', m.responseBytes, labels, values),
     };
-    sub(sub(sub(this.cache, serviceKey), peer), flags).set(codeKey, ch);
+    setLeaf(this.cache, k, ch);
     this.size++;
     return ch;
   }
 }
 
+interface TcpChildren {
+  readonly opened: CounterCell;
+  readonly closed: CounterCell;
+  readonly sent: CounterCell;
+  readonly received: CounterCell;
+}
+
+/** What a live session has reported so far. */
+interface TcpProgress {
+  readonly ch: TcpChildren;
+  sent: number;
+  received: number;
+}
+
 /** Istio TCP metrics for one TCP proxy. */
 export class TcpIstioReporter extends BaseReporter {
-  /** service key → peer principal → response flags → children. */
-  private readonly cache: Level<Level<Map<string, TcpChildren>>> = new Map();
+  /** cluster → peer SAN → peer → flags → expression values → cells. */
+  private readonly cache: Tree = new Map();
+  private readonly keys: unknown[] = new Array(5);
+  private readonly sessions = new WeakMap<DownstreamConnectionInfo, TcpProgress>();
 
-  /** A connection was accepted (labels from what is known at that point). */
-  opened(info: TcpSessionRecord['info'], cluster: string): void {
-    const peer = this.reporter === 'source' ? '' : (info.tls?.peerPrincipal ?? '');
-    this.children(cluster, peer, '-', info).opened.inc();
+  constructor(metrics: MeshletMetrics, side: Reporter, local: LocalIdentity, opts: ReporterOptions = {}) {
+    super(metrics, side, local, opts, ISTIO_PEER_LABELS);
   }
 
-  /** A session ended: bytes and the close, with the upstream identity when it connected. */
+  /** Every tcp_reporting_duration of a live session. */
+  progress(rec: TcpSessionRecord): void {
+    this.report(rec, false);
+  }
+
+  /** A session ended: the rest of its bytes and the close. */
   closed(rec: TcpSessionRecord): void {
-    const peer = this.reporter === 'source' ? (rec.upstreamPrincipal ?? '') : (rec.info.tls?.peerPrincipal ?? '');
-    const ch = this.children(rec.cluster, peer, rec.flags || '-', rec.info);
-    ch.closed.inc();
-    if (rec.bytesSent > 0) ch.sent.inc(rec.bytesSent);
-    if (rec.bytesReceived > 0) ch.received.inc(rec.bytesReceived);
+    this.report(rec, true);
   }
 
-  private children(cluster: string, peerIn: string, flags: string, info: TcpSessionRecord['info']): TcpChildren {
-    let key = cluster || UNKNOWN;
-    let peer = peerIn;
-    let ch = this.cache.get(key)?.get(peer)?.get(flags);
+  private report(rec: TcpSessionRecord, end: boolean): void {
+    let p = this.sessions.get(rec.info);
+    if (p === undefined) {
+      // First report: the labels are fixed now (Istio reports the open once the peer is known).
+      p = { ch: this.children(rec), sent: 0, received: 0 };
+      p.ch.opened.inc();
+      if (!end) this.sessions.set(rec.info, p);
+    }
+    const ds = rec.bytesSent - p.sent;
+    const dr = rec.bytesReceived - p.received;
+    if (ds > 0) p.ch.sent.inc(ds);
+    if (dr > 0) p.ch.received.inc(dr);
+    p.sent = rec.bytesSent;
+    p.received = rec.bytesReceived;
+    if (end) {
+      p.ch.closed.inc();
+      this.sessions.delete(rec.info);
+    }
+  }
+
+  private children(rec: TcpSessionRecord): TcpChildren {
+    const kind = this.kind;
+    let peerSan: string;
+    let peer: PeerMetadata | undefined;
+    if (kind === 'client') {
+      peerSan = rec.upstreamPrincipal ?? '';
+      peer = rec.upstreamPeer ?? endpointPeerOf(rec.upstreamHostMetadata);
+    } else {
+      peerSan = serverSans(rec.info).peer;
+      peer = rec.info.filterState?.downstreamPeer;
+    }
+    const flags = rec.flags || '-';
+    const o = this.overrides;
+    const subject: ExprSubject = { tcp: rec };
+    const values = o !== undefined && o.hasPlans ? o.evaluate(subject) : NO_VALUES;
+    const keys = this.keys;
+    keys[0] = rec.cluster || UNKNOWN;
+    keys[1] = peerSan;
+    keys[2] = peer ?? NO_PEER;
+    keys[3] = flags;
+    keys[4] = o !== undefined && o.perStream ? values.join('\u0001') : '';
+    let ch = leaf<TcpChildren>(this.cache, keys);
     if (ch !== undefined) return ch;
+    let overflow = false;
     if (this.full()) {
-      key = UNKNOWN;
-      peer = '';
-      ch = this.cache.get(key)?.get(peer)?.get(flags);
+      overflow = true;
+      keys[0] = UNKNOWN;
+      keys[1] = '';
+      keys[2] = NO_PEER;
+      ch = leaf<TcpChildren>(this.cache, keys);
       if (ch !== undefined) return ch;
     }
-    const mtls = info.tls?.peerPrincipal !== undefined;
-    const localPrincipal = this.reporter === 'source' ? this.local.localPrincipal() : (info.tls?.localPrincipal ?? '');
-    const labels = this.peerLabels(key, peer, localPrincipal, flags, 'tcp', mtls);
+    const cluster = rec.cluster;
+    const facts: LabelFacts = {
+      kind,
+      local: this.local.workload,
+      peer: keys[2] === NO_PEER ? undefined : (keys[2] as PeerMetadata),
+      peerSan: keys[1] as string,
+      localSan: kind === 'client' ? this.local.localPrincipal() : serverSans(rec.info).local,
+      service: overflow ? OVERFLOW_SERVICE : serviceNames(cluster, this.clusterMetadata(cluster), '', ''),
+      protocol: 'tcp',
+      flags,
+    };
+    const labels = istioPeerLabels(facts);
     const m = this.metrics;
     ch = {
-      opened: m.tcpOpened.labels(labels),
-      closed: m.tcpClosed.labels(labels),
-      sent: m.tcpSentBytes.labels(labels),
-      received: m.tcpReceivedBytes.labels(labels),
+      opened: this.counter<IstioTcpLabel>('tcp_connections_opened_total', m.tcpOpened, labels, values),
+      closed: this.counter<IstioTcpLabel>('tcp_connections_closed_total', m.tcpClosed, labels, values),
+      sent: this.counter<IstioTcpLabel>('tcp_sent_bytes_total', m.tcpSentBytes, labels, values),
+      received: this.counter<IstioTcpLabel>('tcp_received_bytes_total', m.tcpReceivedBytes, labels, values),
     };
-    sub(sub(this.cache, key), peer).set(flags, ch);
+    setLeaf(this.cache, keys, ch);
     this.size++;
     return ch;
   }

@@ -19,11 +19,11 @@ import http from 'node:http';
 import type { AdminResponse, AdminServer } from '../admin/admin-server';
 import { json, streamBody, text } from '../admin/admin-server';
 import type { HcmConfig, ListenerConfig, NodeInfo, TcpProxyConfig, TracingConfig } from '../config/types';
-import type { DownstreamConnectionInfo } from '../http/codec';
 import type { HttpTracer, StreamCompleteListener, StreamInfo } from '../http/stream-info';
 import type { TcpSessionRecord } from '../tcp/tcp-proxy';
 import { AccessLogger, AccessLogSinks } from './access-log';
-import { HttpIstioReporter, type LocalIdentity, reporterFor, TcpIstioReporter, workloadFromNode } from './istio';
+import { HttpIstioReporter, type LocalIdentity, type ReporterOptions, reporterFor, TcpIstioReporter, workloadFromNode } from './istio';
+import { DEFAULT_ISTIO_STATS, type IstioStatsConfig } from '../config/filters/istio-stats';
 import { logger } from '../../common/logger';
 import { MeshletMetrics } from './metrics';
 import { registerEnvoyFamilies } from './envoy-families';
@@ -53,6 +53,8 @@ export interface TelemetryHost {
   localCertificate(): X509Certificate | undefined;
   /** A cluster's first host ("host:port"), for tracing collectors named by cluster. */
   resolveCluster(name: string): string | undefined;
+  /** A cluster's metadata (Istio's `istio.services` names destination_service). */
+  clusterMetadata?(name: string): Readonly<Record<string, unknown>> | undefined;
   /** Readiness for the 15021 port: undefined when ready, else the state to report. */
   readiness(): string | undefined;
   /** Embedder hooks called with every finished HTTP stream / TCP session. */
@@ -123,7 +125,7 @@ export class Telemetry {
     const direction = hcm.trafficDirection ?? listener.trafficDirection;
     const names = [listener.name, hcm.statPrefix];
     const side = reporterFor(direction, names);
-    const istio = new HttpIstioReporter(this.metrics, side, this.identity);
+    const istio = new HttpIstioReporter(this.metrics, side, this.identity, this.reporterOptions(istioStatsOf(hcm)));
     const access = hcm.accessLog.length > 0 ? new AccessLogger(hcm.accessLog, this.accessLogs) : undefined;
     // Spans: CLIENT (egress) on outbound, SERVER (ingress) otherwise, as Envoy.
     const tracer = this.tracing.forHcm(hcm, reporterFor(direction, names, 'destination'));
@@ -137,26 +139,42 @@ export class Telemetry {
     return { onStreamComplete, tracer };
   }
 
-  /** What one TCP proxy reports through: session start and end callbacks. */
+  /**
+   * What one TCP proxy reports through: session end and progress callbacks. `istioStats` is the
+   * chain's istio.stats network filter (its TCP reporting interval, reporter and overrides).
+   */
   forTcp(
     tcp: TcpProxyConfig,
     listener: ListenerConfig,
+    istioStats?: IstioStatsConfig,
   ): {
-    onSessionStart: (info: DownstreamConnectionInfo, cluster: string) => void;
     onSessionEnd: (rec: TcpSessionRecord) => void;
+    onSessionProgress: (rec: TcpSessionRecord) => void;
+    progressIntervalMs: number;
   } {
     const side = reporterFor(listener.trafficDirection, [listener.name, tcp.statPrefix]);
-    const istio = new TcpIstioReporter(this.metrics, side, this.identity);
+    const istio = new TcpIstioReporter(this.metrics, side, this.identity, this.reporterOptions(istioStats));
     const logs = [...tcp.accessLog, ...listener.accessLog];
     const access = logs.length > 0 ? new AccessLogger(logs, this.accessLogs) : undefined;
     const user = this.host.onTcpSession;
     return {
-      onSessionStart: (info, cluster) => istio.opened(info, cluster),
+      onSessionProgress: (rec) => istio.progress(rec),
+      // Istio's default (5 s) without a stats filter too: long connections show their bytes.
+      progressIntervalMs: (istioStats ?? DEFAULT_ISTIO_STATS).tcpReportingDurationMs,
       onSessionEnd: (rec) => {
         istio.closed(rec);
         if (access !== undefined) access.log({ tcp: rec });
         if (user !== undefined) user(rec);
       },
+    };
+  }
+
+  private reporterOptions(stats: IstioStatsConfig | undefined): ReporterOptions {
+    const host = this.host;
+    return {
+      ...(stats ? { stats } : {}),
+      node: host.node,
+      ...(host.clusterMetadata ? { clusterMetadata: (name: string) => host.clusterMetadata!(name) } : {}),
     };
   }
 
@@ -237,6 +255,15 @@ export class Telemetry {
     await this.tracing.close();
     await this.accessLogs.close();
   }
+}
+
+/** The HTTP istio.stats filter of a connection manager (native, TypedStruct or Wasm form), if any. */
+function istioStatsOf(hcm: HcmConfig): IstioStatsConfig | undefined {
+  for (const f of hcm.httpFilters) {
+    const c = f.config as { kind?: unknown } | undefined;
+    if (!f.disabled && c !== undefined && c !== null && c.kind === 'istio_stats') return c as IstioStatsConfig;
+  }
+  return undefined;
 }
 
 function listenOn(server: http.Server, port: number, host: string): Promise<number> {

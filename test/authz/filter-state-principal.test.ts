@@ -7,7 +7,9 @@ import { describe, expect, it } from 'vitest';
 import { Issues, Reader } from '../../common/reader';
 import { decodePrincipal } from '../../proxy/config/envoy';
 import { principalMatches } from '../../proxy/authz/engine';
+import type { Socket } from 'node:net';
 import type { DownstreamConnectionInfo } from '../../proxy/http/codec';
+import { IstioAuthnFilter } from '../../proxy/listeners/istio-network-filters';
 
 function principal(raw: unknown) {
   const issues = new Issues();
@@ -15,11 +17,16 @@ function principal(raw: unknown) {
   return { p, errors: issues.errors };
 }
 
-const conn = (tls?: DownstreamConnectionInfo['tls']): DownstreamConnectionInfo =>
-  ({ id: 1, remoteAddress: '127.0.0.1', remotePort: 1, localAddress: '127.0.0.1', localPort: 2, ...(tls ? { tls } : {}) }) as DownstreamConnectionInfo;
+/** A connection after the istio_authn network filter ran on it (the real filter). */
+const conn = (tls?: DownstreamConnectionInfo['tls']): DownstreamConnectionInfo => {
+  const info = { id: 1, remoteAddress: '127.0.0.1', remotePort: 1, localAddress: '127.0.0.1', localPort: 2, ...(tls ? { tls } : {}) } as DownstreamConnectionInfo;
+  new IstioAuthnFilter().onNewConnection(undefined as unknown as Socket, info);
+  return info;
+};
 
 const SLEEP = 'spiffe://cluster.local/ns/default/sa/sleep';
-const mtls = conn({ peerPrincipal: SLEEP, peerUriSans: [SLEEP], localPrincipal: 'spiffe://cluster.local/ns/default/sa/productpage' } as DownstreamConnectionInfo['tls']);
+const PEER_CERT = { peerCertificateHash: 'ab' };
+const mtls = conn({ ...PEER_CERT, peerPrincipal: SLEEP, peerUriSans: [SLEEP], localPrincipal: 'spiffe://cluster.local/ns/default/sa/productpage' } as DownstreamConnectionInfo['tls']);
 
 describe('RBAC filter_state principals (Istio AuthorizationPolicy)', () => {
   it('matches the mTLS peer and local SPIFFE IDs; a plaintext connection matches nothing', () => {
@@ -27,7 +34,12 @@ describe('RBAC filter_state principals (Istio AuthorizationPolicy)', () => {
     expect(errors).toEqual([]);
     expect(principalMatches(p!, { connection: mtls, head: undefined })).toBe(true);
     expect(principalMatches(p!, { connection: conn(), head: undefined })).toBe(false);
-    const other = conn({ peerPrincipal: 'spiffe://cluster.local/ns/test/sa/x' } as DownstreamConnectionInfo['tls']);
+    // The same mTLS connection on a chain without istio_authn has no filter state: no match (Envoy).
+    const withoutAuthn = { ...mtls, filterState: undefined };
+    expect(principalMatches(p!, { connection: withoutAuthn, head: undefined })).toBe(false);
+    // A peer that presented no certificate gets no principals even over TLS (Istio).
+    expect(conn({ localPrincipal: 'spiffe://cluster.local/ns/default/sa/productpage' } as DownstreamConnectionInfo['tls']).filterState).toBeUndefined();
+    const other = conn({ ...PEER_CERT, peerUriSans: ['spiffe://cluster.local/ns/test/sa/x'] } as DownstreamConnectionInfo['tls']);
     expect(principalMatches(p!, { connection: other, head: undefined })).toBe(false);
     const ns = principal({ filter_state: { key: 'io.istio.peer_principal', string_match: { safe_regex: { regex: '.*/ns/test/.*' } } } }).p!;
     expect(principalMatches(ns, { connection: other, head: undefined })).toBe(true);

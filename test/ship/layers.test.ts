@@ -38,6 +38,7 @@ export const LAYERS: readonly Layer[] = [
     paths: [
       'proxy/http/codec.ts',
       'proxy/http/headers.ts',
+      'proxy/http/peer-metadata.ts',
       'proxy/http/route-matcher.ts',
       'proxy/http/stream-info.ts',
       'proxy/listeners/types.ts',

@@ -11,10 +11,10 @@
  * service VIPs are 127.0.x.y, workloads listen on ports the test passes in. Reused by the
  * issue-16 tests (acceptance, traffic, peer metadata, Istio's HTTP filters).
  *
- * Istio-private configs (stats.PluginConfig, the metadata exchange config) have no proto in the
- * Envoy API set; their Anys carry wire bytes written here from the documented field numbers.
+ * Istio-private configs (stats.PluginConfig, the metadata exchange and ALPN configs) are written
+ * in JSON form: meshlet's resource Root carries their descriptors (xds-client/istio-types.ts),
+ * checked against bytes written by field number in test/istio/istio-types.test.ts.
  */
-import * as protobuf from 'protobufjs';
 
 export const T = {
   listener: 'type.googleapis.com/envoy.config.listener.v3.Listener',
@@ -26,44 +26,35 @@ export const T = {
 const TP = 'type.googleapis.com/';
 type J = Record<string, unknown>;
 
-// ───────────── Istio-private configs, encoded by field number ─────────────
+// ───────────── Istio-private configs (meshlet's Root knows their descriptors) ─────────────
 
-/** stats.PluginConfig: disable_host_header_fallback = 6 (bool), reporter = 10 (enum). */
+/** stats.PluginConfig (reporter: 0 UNSPECIFIED, 1 SERVER_GATEWAY). */
 export function statsPluginConfig(o: { disableHostHeaderFallback?: boolean; reporter?: number } = {}): J {
-  const w = protobuf.Writer.create();
-  if (o.disableHostHeaderFallback) w.uint32((6 << 3) | 0).bool(true);
-  if (o.reporter) w.uint32((10 << 3) | 0).int32(o.reporter);
-  return { '@type': `${TP}stats.PluginConfig`, value: Buffer.from(w.finish()).toString('base64') };
+  return {
+    '@type': `${TP}stats.PluginConfig`,
+    ...(o.disableHostHeaderFallback ? { disable_host_header_fallback: true } : {}),
+    ...(o.reporter ? { reporter: o.reporter === 1 ? 'SERVER_GATEWAY' : 'UNSPECIFIED' } : {}),
+  };
 }
 
-/** envoy.tcp.metadataexchange.config.MetadataExchange: protocol = 1 (string). */
+/** envoy.tcp.metadataexchange.config.MetadataExchange. */
 export function metadataExchangeConfig(protocol = 'istio-peer-exchange'): J {
-  const w = protobuf.Writer.create();
-  w.uint32((1 << 3) | 2).string(protocol);
-  return { '@type': `${TP}envoy.tcp.metadataexchange.config.MetadataExchange`, value: Buffer.from(w.finish()).toString('base64') };
+  return { '@type': `${TP}envoy.tcp.metadataexchange.config.MetadataExchange`, protocol };
 }
 
 /**
- * istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig: alpn_override = 1 (repeated
- * AlpnOverride { upstream_protocol = 1 (HTTP10 0, HTTP11 1, HTTP2 2), alpn_override = 2 }).
- * istiod's values: HTTP/1.0 → istio-http/1.0, HTTP/1.1 → istio-http/1.1, HTTP/2 → istio-h2 (each
- * followed by "istio").
+ * istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig, istiod's values: HTTP/1.0 →
+ * istio-http/1.0, HTTP/1.1 → istio-http/1.1, HTTP/2 → istio-h2 (each followed by "istio").
  */
 export function alpnFilterConfig(): J {
-  const w = protobuf.Writer.create();
-  const entries: [number, string][] = [
-    [0, 'istio-http/1.0'],
-    [1, 'istio-http/1.1'],
-    [2, 'istio-h2'],
-  ];
-  for (const [proto, alpn] of entries) {
-    w.uint32((1 << 3) | 2).fork();
-    if (proto) w.uint32((1 << 3) | 0).int32(proto);
-    w.uint32((2 << 3) | 2).string(alpn);
-    w.uint32((2 << 3) | 2).string('istio');
-    w.ldelim();
-  }
-  return { '@type': `${TP}istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig`, value: Buffer.from(w.finish()).toString('base64') };
+  return {
+    '@type': `${TP}istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig`,
+    alpn_override: [
+      { upstream_protocol: 'HTTP10', alpn_override: ['istio-http/1.0', 'istio'] },
+      { upstream_protocol: 'HTTP11', alpn_override: ['istio-http/1.1', 'istio'] },
+      { upstream_protocol: 'HTTP2', alpn_override: ['istio-h2', 'istio'] },
+    ],
+  };
 }
 
 const typed = (type: string, fields: J = {}): J => ({ '@type': `${TP}${type}`, ...fields });

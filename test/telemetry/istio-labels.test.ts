@@ -30,7 +30,7 @@ const LOCAL = {
 describe('label cardinality', () => {
   it('folds new service labels into "unknown" once the cache is full, and counts it', async () => {
     const metrics = new MeshletMetrics();
-    const r = new HttpIstioReporter(metrics, 'destination', LOCAL, 3);
+    const r = new HttpIstioReporter(metrics, 'destination', LOCAL, { maxLabelSets: 3 });
     for (let i = 0; i < 50; i++) r.record(stream(`host-${i}.example`));
     const s = parsePrometheus(await metrics.prometheus());
     const series = select(s, 'istio_requests_total');
@@ -44,16 +44,18 @@ describe('label cardinality', () => {
     expect(sum(after, 'istio_requests_total', { destination_service: 'unknown', response_code: '503' })).toBe(1);
   });
 
-  it('never labels with the path, and strips the port from the authority', async () => {
+  it('never labels with the path; without cluster metadata the Host header is the service, as sent', async () => {
     const metrics = new MeshletMetrics();
     const r = new HttpIstioReporter(metrics, 'destination', LOCAL);
     r.record(stream('reviews.bookinfo.svc.cluster.local:9080'));
     const s = parsePrometheus(await metrics.prometheus());
     const one = select(s, 'istio_requests_total')[0]!;
+    // istio-proxy's Host fallback keeps the header's value (port included); the server side's
+    // service namespace is its own.
     expect(one.labels).toMatchObject({
-      destination_service: 'reviews.bookinfo.svc.cluster.local',
-      destination_service_name: 'reviews',
-      destination_service_namespace: 'bookinfo',
+      destination_service: 'reviews.bookinfo.svc.cluster.local:9080',
+      destination_service_name: 'reviews.bookinfo.svc.cluster.local:9080',
+      destination_service_namespace: 'unknown',
     });
     expect(Object.values(one.labels).some((v) => v.includes('/items'))).toBe(false);
   });

@@ -116,7 +116,8 @@ describe('Istio metrics across a meshlet → meshlet hop', () => {
       destination_workload_namespace: 'shop',
       destination_app: 'back',
       destination_version: 'v2',
-      destination_service: 'back.shop.svc.cluster.local',
+      // No istio.services on the inbound cluster: the Host header as sent, as istio-proxy does.
+      destination_service: 'back.shop.svc.cluster.local:9281',
       connection_security_policy: 'mutual_tls',
     });
     expect(sum(s, 'istio_requests_total', { reporter: 'destination', response_code: '418' })).toBe(1);

@@ -24,6 +24,7 @@ import { AMBIENT_REASON, reportUnsupportedType } from './unsupported';
 import type { DecodeContext } from './context';
 import { decodeAddress, dur, enumOf } from './core';
 import { decodeHcm, T_HCM } from './hcm';
+import { ISTIO_NETWORK_FILTERS } from './istio-network-filters';
 import { decodeCidrList } from './matchers';
 import { decodeNetworkRbac, T_NETWORK_RBAC } from './rbac';
 import { decodeNetworkExtAuthz, NETWORK_EXT_AUTHZ_TYPE_NAME } from '../filters/network-ext-authz';
@@ -101,6 +102,8 @@ const NETWORK_FILTERS: ReadonlyMap<string, NetworkFilterDecoder> = new Map<strin
       },
     },
   ],
+  // Istio's own: istio.stats (native, TypedStruct, Wasm) and istio_authn.
+  ...ISTIO_NETWORK_FILTERS,
 ]);
 
 function decodeListenerFilter(r: Reader): ListenerFilterConfig | undefined {

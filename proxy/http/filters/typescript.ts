@@ -364,47 +364,6 @@ class TypeScriptFilter implements HttpFilter {
   }
 }
 
-/**
- * xDS carries meshlet's own config as Envoy does custom extension configs: a TypedStruct
- * (`xds.type.v3.TypedStruct` or `udpa.type.v1.TypedStruct`) with `type_url`
- * `type.googleapis.com/meshlet.filters.TypeScript` and the fields in `value`.
- */
-export function decodeTypedStruct(r: Reader): TypeScriptFilterConfig | undefined {
-  const url = r.requiredStr('type_url');
-  const name = url.slice(url.lastIndexOf('/') + 1);
-  if (url && name !== TYPESCRIPT_FILTER_TYPE_NAME) {
-    r.error('type_url', `TypedStruct of ${JSON.stringify(url)} is not supported by meshlet (only ${TYPESCRIPT_FILTER_TYPE_NAME})`);
-  }
-  if (name !== TYPESCRIPT_FILTER_TYPE_NAME) {
-    // The unsupported inner type is the one error: its value is not looked at.
-    r.ignore('value');
-    r.done();
-    return undefined;
-  }
-  // An empty Struct value is left out of proto3 JSON: read it as {}, so the inner type's own
-  // required fields are what is reported, under `value`.
-  const v = r.has('value') ? r.obj('value') : Reader.of({}, r.sub('value'), r.issues);
-  r.done();
-  return v ? decodeTypeScriptFilter(v) : undefined;
-}
-
-function typedStructFactory(typeName: string): HttpFilterFactory<TypeScriptFilterConfig | undefined> {
-  return {
-    typeName,
-    decode: decodeTypedStruct,
-    create(config: TypeScriptFilterConfig | undefined, callbacks: HttpFilterCallbacks): HttpFilter {
-      if (config === undefined) throw new Error('TypedStruct filter without a decoded config');
-      return typeScriptFilterFactory.create(config, callbacks);
-    },
-  };
-}
-
-/** Register under both TypedStruct type names (xDS delivery of TypeScript filter configs). */
-export const typedStructFilterFactories = [
-  typedStructFactory('xds.type.v3.TypedStruct'),
-  typedStructFactory('udpa.type.v1.TypedStruct'),
-] as const;
-
 export const typeScriptFilterFactory: HttpFilterFactory<TypeScriptFilterConfig> = {
   typeName: TYPESCRIPT_FILTER_TYPE_NAME,
   decode: decodeTypeScriptFilter,
