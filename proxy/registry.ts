@@ -9,6 +9,7 @@ import { bufferFilterFactory, bufferPerRouteFactory } from './http/filters/buffe
 import { cacheFilterFactory } from './http/filters/cache';
 import { compressorFilterFactory } from './http/filters/compressor';
 import { decompressorFilterFactory } from './http/filters/decompressor';
+import { grpcWebFilterFactory } from './http/filters/grpc-web';
 import { extAuthzFilterFactory, extAuthzPerRouteFactory } from './http/filters/ext-authz';
 import { faultFilterFactory } from './http/filters/fault';
 import { headerMutationFilterFactory, headerMutationPerRouteFactory } from './http/filters/header-mutation';
@@ -63,6 +64,7 @@ export function createRegistries(): Registries {
     .register(headerMutationPerRouteFactory)
     .register(compressorFilterFactory)
     .register(decompressorFilterFactory)
+    .register(grpcWebFilterFactory)
     // Istio's own HTTP filters (istiod's sidecar listeners).
     .register(istioStatsFilterFactory)
     .register(istioWasmFilterFactory);
