@@ -119,6 +119,18 @@ const brotliFilter = (extra: Record<string, unknown> = {}): Record<string, unkno
   typed_config: { '@type': COMPRESSOR, compressor_library: { name: 'text', typed_config: { '@type': BROTLI, quality: 4 } }, ...extra },
 });
 
+/** An HTTP/2 upstream: /trailers answers BIG then trailers; /echo answers the request body and echoes its trailers. */
+let h2up: http2.Http2Server;
+let h2Seen: { body: Buffer; trailers: http2.IncomingHttpHeaders | undefined; encoding: string | undefined } | undefined;
+const H2_CLUSTER_OPTS = {
+  typed_extension_protocol_options: {
+    'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+      '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+      explicit_http_config: { http2_protocol_options: {} },
+    },
+  },
+};
+
 let m: StartedMeshlet;
 let port = (name: string): number => m.listenerPort(name);
 
@@ -126,6 +138,21 @@ beforeAll(async () => {
   upstream = http.createServer(handle);
   await new Promise<void>((r) => upstream.listen(0, '127.0.0.1', r));
   upPort = (upstream.address() as net.AddressInfo).port;
+  h2up = http2.createServer();
+  h2up.on('stream', (stream, headers) => {
+    const chunks: Buffer[] = [];
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    stream.on('trailers', (t: http2.IncomingHttpHeaders) => (trailers = t));
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => {
+      h2Seen = { body: Buffer.concat(chunks), trailers, encoding: headers['content-encoding'] as string | undefined };
+      stream.respond({ ':status': 200, 'content-type': 'text/plain' }, { waitForTrailers: true });
+      stream.on('wantTrailers', () => stream.sendTrailers({ 'x-checksum': sha(BIG) }));
+      stream.end(headers[':path'] === '/trailers' ? BIG : Buffer.concat(chunks));
+    });
+  });
+  await new Promise<void>((r) => h2up.listen(0, '127.0.0.1', r));
+  const h2Port = (h2up.address() as net.AddressInfo).port;
   m = await startMeshlet(
     bootstrap(
       [
@@ -141,8 +168,12 @@ beforeAll(async () => {
         listener('decomp', [
           { name: 'envoy.filters.http.decompressor', typed_config: { '@type': DECOMPRESSOR, decompressor_library: { name: 'up', typed_config: { '@type': GUNZIP } } } },
         ]),
+        httpListener('h2gzip', routes([{ match: { prefix: '/' }, route: { cluster: 'h2up' } }]), { http_filters: [gzipFilter(), ROUTER] }),
+        httpListener('h2decomp', routes([{ match: { prefix: '/' }, route: { cluster: 'h2up' } }]), {
+          http_filters: [{ name: 'd', typed_config: { '@type': DECOMPRESSOR, decompressor_library: { name: 'up', typed_config: { '@type': GUNZIP } } } }, ROUTER],
+        }),
       ],
-      [staticCluster('up', [upPort])],
+      [staticCluster('up', [upPort]), staticCluster('h2up', [h2Port], H2_CLUSTER_OPTS)],
     ),
   );
   port = (name) => m.listenerPort(name);
@@ -151,6 +182,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await stopAllMeshlets();
   await new Promise((r) => upstream.close(r));
+  await new Promise((r) => h2up.close(r));
 });
 
 async function get(listenerName: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; raw: Buffer }> {
@@ -394,5 +426,42 @@ describe('compressor config validation', () => {
     const w = decode(gzipFilter({ response_direction_config: { uncompressible_response_codes: [206] } }));
     expect(w.errors).toBe('');
     expect(w.warnings).toMatch(/response_direction_config\.uncompressible_response_codes: not supported by meshlet, ignored/);
+  });
+});
+
+describe('trailers after a transformed body (HTTP/2)', () => {
+  async function h2(listenerName: string, headers: http2.OutgoingHttpHeaders, body: Buffer | undefined, trailers?: http2.OutgoingHttpHeaders) {
+    const s = http2.connect(`http://127.0.0.1:${port(listenerName)}`);
+    try {
+      const req = s.request({ ':method': body ? 'POST' : 'GET', ...headers }, trailers ? { waitForTrailers: true } : {});
+      if (trailers) req.on('wantTrailers', () => req.sendTrailers(trailers));
+      req.end(body);
+      const head = await new Promise<http2.IncomingHttpHeaders>((r) => req.on('response', r));
+      let got: http2.IncomingHttpHeaders | undefined;
+      req.on('trailers', (t: http2.IncomingHttpHeaders) => (got = t));
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      await new Promise((r) => req.on('end', r));
+      return { head, body: Buffer.concat(chunks), trailers: got };
+    } finally {
+      s.close();
+    }
+  }
+
+  it('compressor: the response trailers follow the last compressed bytes', async () => {
+    const r = await h2('h2gzip', { ':path': '/trailers', 'accept-encoding': 'gzip' }, undefined);
+    expect(r.head['content-encoding']).toBe('gzip');
+    expect(sha(zlib.gunzipSync(r.body))).toBe(sha(BIG));
+    expect(r.trailers?.['x-checksum']).toBe(sha(BIG));
+  });
+
+  it('decompressor: request trailers follow the last decompressed bytes', async () => {
+    const big = text(150_000);
+    const r = await h2('h2decomp', { ':path': '/echo', 'content-encoding': 'gzip' }, zlib.gzipSync(big), { 'x-req-trailer': 'yes' });
+    expect(r.head[':status']).toBe(200);
+    expect(h2Seen!.encoding).toBeUndefined();
+    expect(sha(h2Seen!.body)).toBe(sha(big));
+    expect(h2Seen!.trailers?.['x-req-trailer']).toBe('yes');
+    expect(sha(r.body)).toBe(sha(big));
   });
 });

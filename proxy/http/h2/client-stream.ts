@@ -63,8 +63,9 @@ function onData(this: TaggedStream, chunk: Buffer): void {
 function onTrailers(this: TaggedStream, _t: unknown, _flags: number, raw: string[]): void {
   const enc = this[kEncoder];
   if (enc === undefined || enc.sink === undefined || enc.responseEnded) return;
-  enc.responseEnded = true;
-  enc.sink.onResponseTrailers(decodeTrailers(raw));
+  // node emits 'trailers' when the frame arrives, even while the response is paused with data
+  // still buffered: they go on at 'end', after that data, or the data would be lost.
+  enc.pendingTrailers = decodeTrailers(raw);
 }
 
 function onEnd(this: TaggedStream): void {
@@ -74,7 +75,11 @@ function onEnd(this: TaggedStream): void {
   // end without an error code is the peer's END_STREAM. The 'close' listener reports the rest.
   if (abnormal(this.rstCode)) return;
   enc.responseEnded = true;
-  enc.sink.onResponseData(EMPTY, true);
+  const t = enc.pendingTrailers;
+  if (t !== undefined) {
+    enc.pendingTrailers = undefined;
+    enc.sink.onResponseTrailers(t);
+  } else enc.sink.onResponseData(EMPTY, true);
 }
 
 function onDrain(this: TaggedStream): void {
@@ -108,6 +113,8 @@ export class H2ClientStream implements RequestEncoder {
   upgrade: string | undefined = undefined;
   responseEnded = false;
   requestEnded = false;
+  /** Trailers received, delivered once the data before them has been read ('end'). */
+  pendingTrailers: HeaderList | undefined = undefined;
   private drainHooked = false;
   /** CONNECT or upgrade: the request side stays open for takeTunnel(). */
   private tunnel = false;

@@ -104,8 +104,9 @@ function onStreamData(this: TaggedStream, chunk: Buffer): void {
 function onStreamTrailers(this: TaggedStream, _t: unknown, _flags: number, raw: string[]): void {
   const enc = this[kEncoder];
   if (enc === undefined || enc.sink === undefined || enc.requestEnded) return;
-  enc.requestEnded = true;
-  enc.sink.onRequestTrailers(decodeTrailers(raw));
+  // node emits 'trailers' when the frame arrives, even while reading is paused with data still
+  // buffered: they go on at 'end', after that data.
+  enc.pendingTrailers = decodeTrailers(raw);
 }
 
 function onStreamEnd(this: TaggedStream): void {
@@ -116,7 +117,11 @@ function onStreamEnd(this: TaggedStream): void {
   const rst = this.rstCode;
   if (rst !== undefined && rst !== h2c.NGHTTP2_NO_ERROR) return;
   enc.requestEnded = true;
-  enc.sink.onRequestData(EMPTY, true);
+  const t = enc.pendingTrailers;
+  if (t !== undefined) {
+    enc.pendingTrailers = undefined;
+    enc.sink.onRequestTrailers(t);
+  } else enc.sink.onRequestData(EMPTY, true);
 }
 
 function onStreamDrain(this: TaggedStream): void {
@@ -172,6 +177,8 @@ class H2ServerStream implements ResponseEncoder {
   sink: RequestSink | undefined = undefined;
   requestEnded = false;
   responseEnded = false;
+  /** Trailers received, delivered once the data before them has been read ('end'). */
+  pendingTrailers: HeaderList | undefined = undefined;
   localReset = false;
   closed = false;
   /** Extended CONNECT: a 101 from an HTTP/1 upstream is answered as 200. */
