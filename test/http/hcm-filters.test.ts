@@ -144,8 +144,33 @@ const holdResponseFactory: HttpFilterFactory<undefined> = {
   },
 };
 
+const upper = (b: Buffer): Buffer => Buffer.from(b.toString('latin1').toUpperCase(), 'latin1');
+
+/**
+ * A body-transforming filter (the compressor's shape): takes each chunk with
+ * StopIterationNoBuffer and injects its upper-cased form later (on the next turn).
+ */
+const upperFactory: HttpFilterFactory<undefined> = {
+  typeName: 'test.Upper',
+  decode: () => undefined,
+  create(_c, cb): HttpFilter {
+    const f: HttpFilter = {
+      decodeData(chunk, end) {
+        setImmediate(() => cb.injectDecodedData(f, upper(chunk), end));
+        return FilterStatus.StopIterationNoBuffer;
+      },
+      encodeData(chunk, end) {
+        setImmediate(() => cb.injectEncodedData(f, upper(chunk), end));
+        return FilterStatus.StopIterationNoBuffer;
+      },
+    };
+    return f;
+  },
+};
+
 function registry(): HttpFilterRegistry {
   return new HttpFilterRegistry()
+    .register(upperFactory)
     .register(routerFilterFactory)
     .register(tagFactory)
     .register(asyncFactory)
@@ -341,5 +366,44 @@ describe('filter chain resolution', () => {
     expect(() =>
       resolveFilterChain(hcmConfig({ httpFilters: [filter('t', 'test.Tag', { name: 't' })] }), registry()),
     ).toThrow(/must end with/);
+  });
+});
+
+describe('transforming filters (StopIterationNoBuffer + inject)', () => {
+  it('request: injected bytes wait behind a later filter that stopped, then reach the upstream in order', async () => {
+    const up = await startHttpEcho('a');
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port: up.port }])],
+      registry: registry(),
+      hcm: { httpFilters: [filter('upper', 'test.Upper'), filter('async', 'test.Async'), ROUTER] },
+    });
+    const body = Array.from({ length: 20_000 }, (_v, i) => `chunk${i};`).join('');
+    const res = await call(proxy.port, '/p', { method: 'POST', body });
+    expect(res.status).toBe(200);
+    const seen = up.requests[0]!;
+    expect(seen.headers['x-checked']).toBe('yes');
+    expect(seen.body).toBe(body.toUpperCase());
+  });
+
+  it('response: injected bytes wait behind an encoder filter that stopped at the headers', async () => {
+    const big = Array.from({ length: 30_000 }, (_v, i) => `part${i},`).join('');
+    const up = await startHttpEcho('a', (_q, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write(big.slice(0, 100_000));
+      setTimeout(() => res.end(big.slice(100_000)), 5);
+      return true;
+    });
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port: up.port }])],
+      registry: registry(),
+      // Encoders run in reverse: upper (index 1) injects towards hold (index 0), stopped at the headers.
+      hcm: { httpFilters: [filter('hold', 'test.HoldResponse'), filter('upper', 'test.Upper'), ROUTER] },
+    });
+    const res = await call(proxy.port, '/');
+    expect(res.status).toBe(200);
+    expect(res.headers['x-held']).toBe('yes');
+    expect(res.text).toBe(big.toUpperCase());
   });
 });
