@@ -7,7 +7,7 @@
 import { HttpFilterRegistry } from './http/filter';
 import { bufferFilterFactory, bufferPerRouteFactory } from './http/filters/buffer';
 import { cacheFilterFactory } from './http/filters/cache';
-import { compressorFilterFactory } from './http/filters/compressor';
+import { compressorFilterFactory, compressorPerRouteFactory } from './http/filters/compressor';
 import { decompressorFilterFactory } from './http/filters/decompressor';
 import { grpcWebFilterFactory } from './http/filters/grpc-web';
 import { extAuthzFilterFactory, extAuthzPerRouteFactory } from './http/filters/ext-authz';
@@ -63,6 +63,7 @@ export function createRegistries(): Registries {
     .register(headerMutationFilterFactory)
     .register(headerMutationPerRouteFactory)
     .register(compressorFilterFactory)
+    .register(compressorPerRouteFactory)
     .register(decompressorFilterFactory)
     .register(grpcWebFilterFactory)
     // Istio's own HTTP filters (istiod's sidecar listeners).

@@ -23,6 +23,7 @@ const COMPRESSOR = 'type.googleapis.com/envoy.extensions.filters.http.compressor
 const DECOMPRESSOR = 'type.googleapis.com/envoy.extensions.filters.http.decompressor.v3.Decompressor';
 const GZIP = 'type.googleapis.com/envoy.extensions.compression.gzip.compressor.v3.Gzip';
 const BROTLI = 'type.googleapis.com/envoy.extensions.compression.brotli.compressor.v3.Brotli';
+const PER_ROUTE = 'type.googleapis.com/envoy.extensions.filters.http.compressor.v3.CompressorPerRoute';
 const GUNZIP = 'type.googleapis.com/envoy.extensions.compression.gzip.decompressor.v3.Gzip';
 const ROUTER = { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } };
 
@@ -168,6 +169,19 @@ beforeAll(async () => {
         listener('decomp', [
           { name: 'envoy.filters.http.decompressor', typed_config: { '@type': DECOMPRESSOR, decompressor_library: { name: 'up', typed_config: { '@type': GUNZIP } } } },
         ]),
+        httpListener(
+          'perroute',
+          routes([
+            { match: { prefix: '/', headers: [{ name: 'x-route', string_match: { exact: 'off' } }] }, route: { cluster: 'up' }, typed_per_filter_config: { 'envoy.filters.http.compressor': { '@type': PER_ROUTE, disabled: true } } },
+            {
+              match: { prefix: '/', headers: [{ name: 'x-route', string_match: { exact: 'keep' } }] },
+              route: { cluster: 'up' },
+              typed_per_filter_config: { 'envoy.filters.http.compressor': { '@type': PER_ROUTE, overrides: { response_direction_config: { remove_accept_encoding_header: false } } } },
+            },
+            { match: { prefix: '/' }, route: { cluster: 'up' } },
+          ]),
+          { http_filters: [gzipFilter({ response_direction_config: { remove_accept_encoding_header: true } }), ROUTER] },
+        ),
         httpListener('h2gzip', routes([{ match: { prefix: '/' }, route: { cluster: 'h2up' } }]), { http_filters: [gzipFilter(), ROUTER] }),
         httpListener('h2decomp', routes([{ match: { prefix: '/' }, route: { cluster: 'h2up' } }]), {
           http_filters: [{ name: 'd', typed_config: { '@type': DECOMPRESSOR, decompressor_library: { name: 'up', typed_config: { '@type': GUNZIP } } } }, ROUTER],
@@ -352,6 +366,21 @@ describe('compressor: responses', () => {
   }, 30_000);
 });
 
+describe('compressor: CompressorPerRoute', () => {
+  it('disabled turns compression off for the route; overrides change remove_accept_encoding_header', async () => {
+    const on = await get('perroute', '/big', { 'accept-encoding': 'gzip' });
+    expect(on.headers['content-encoding']).toBe('gzip');
+    expect(seen.at(-1)!.headers['accept-encoding']).toBeUndefined();
+    const off = await get('perroute', '/big', { 'accept-encoding': 'gzip', 'x-route': 'off' });
+    expect(off.headers['content-encoding']).toBeUndefined();
+    expect(off.raw.equals(BIG)).toBe(true);
+    expect(seen.at(-1)!.headers['accept-encoding']).toBe('gzip'); // disabled: the header is left alone
+    const keep = await get('perroute', '/big', { 'accept-encoding': 'gzip', 'x-route': 'keep' });
+    expect(keep.headers['content-encoding']).toBe('gzip');
+    expect(seen.at(-1)!.headers['accept-encoding']).toBe('gzip');
+  });
+});
+
 describe('compressor: requests', () => {
   it('request_direction_config compresses a large text/plain request body; small and other types pass', async () => {
     const big = text(200_000);
@@ -422,6 +451,26 @@ describe('compressor config validation', () => {
     const other = decode({ name: 'c', typed_config: { '@type': COMPRESSOR, compressor_library: { name: 'x', typed_config: { '@type': GUNZIP } } } });
     expect(other.errors).toMatch(/compressor library .*decompressor.v3.Gzip is not supported/);
   });
+  it('CompressorPerRoute: one of disabled and overrides; the type is not a filter of its own', () => {
+    const perRoute = (cfg: Record<string, unknown>): string => {
+      try {
+        const raw = bootstrap(
+          [httpListener('v', routes([{ match: { prefix: '/' }, route: { cluster: 'up' }, typed_per_filter_config: { c: { '@type': PER_ROUTE, ...cfg } } }]), { http_filters: [{ name: 'c', typed_config: gzipFilter().typed_config }, ROUTER] })],
+          [staticCluster('up', [1])],
+        );
+        decodeBootstrap(raw, { httpFilters: createRegistries().httpFilters });
+        return '';
+      } catch (e) {
+        return String(e);
+      }
+    };
+    expect(perRoute({ disabled: true })).toBe('');
+    expect(perRoute({})).toMatch(/one of disabled, overrides must be set/);
+    expect(perRoute({ disabled: false })).toMatch(/disabled: must be true/);
+    expect(perRoute({ overrides: {} })).toMatch(/overrides\.response_direction_config: is required/);
+    expect(decode({ name: 'c', typed_config: { '@type': PER_ROUTE, disabled: true } }).errors).toMatch(/only valid in typed_per_filter_config/);
+  });
+
   it('warns about fields it does not honour', () => {
     const w = decode(gzipFilter({ response_direction_config: { uncompressible_response_codes: [206] } }));
     expect(w.errors).toBe('');

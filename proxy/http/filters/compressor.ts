@@ -30,6 +30,40 @@ import { CompressorStats, type DirectionStats, statsFor } from './compression-st
 import { ZlibPump } from './zlib-pump';
 
 export const COMPRESSOR_TYPE_NAME = 'envoy.extensions.filters.http.compressor.v3.Compressor';
+export const COMPRESSOR_PER_ROUTE_TYPE_NAME = 'envoy.extensions.filters.http.compressor.v3.CompressorPerRoute';
+
+/**
+ * CompressorPerRoute: `disabled` turns response compression off for the route; `overrides` with a
+ * response_direction_config turns it on (even where the filter's is off, as in Envoy) and may
+ * override remove_accept_encoding_header.
+ */
+export interface CompressorPerRouteConfig {
+  readonly kind: 'compressor_per_route';
+  readonly responseEnabled: boolean;
+  readonly removeAcceptEncodingHeader?: boolean;
+}
+
+function decodeCompressorPerRoute(r: Reader): CompressorPerRouteConfig | undefined {
+  const which = r.oneof(['disabled', 'overrides'] as const);
+  let out: CompressorPerRouteConfig | undefined;
+  if (which === undefined) r.issues.error(r.path, 'one of disabled, overrides must be set');
+  else if (which === 'disabled') {
+    if (!r.bool('disabled', false)) r.error('disabled', 'must be true');
+    out = { kind: 'compressor_per_route', responseEnabled: false };
+  } else {
+    const o = r.obj('overrides');
+    const rd = o?.obj('response_direction_config');
+    if (o && !rd) o.error('response_direction_config', 'is required (the only override meshlet knows)');
+    if (rd) {
+      const remove = rd.has('remove_accept_encoding_header') ? rd.bool('remove_accept_encoding_header', false) : undefined;
+      rd.done();
+      out = { kind: 'compressor_per_route', responseEnabled: true, ...(remove !== undefined ? { removeAcceptEncodingHeader: remove } : {}) };
+    }
+    o?.done();
+  }
+  r.done();
+  return out;
+}
 
 /** Envoy's default content types (compressor_filter.cc defaultContentEncoding). */
 const DEFAULT_CONTENT_TYPES: readonly string[] = [
@@ -221,6 +255,7 @@ function hasToken(value: string | undefined, token: string): boolean {
 
 class CompressorFilter implements HttpFilter {
   private acceptEncoding: string | undefined;
+  private perRoute: CompressorPerRouteConfig | undefined;
   private readonly stats: CompressorStats;
   private readonly stream: StreamCompressors;
   private responsePump: ZlibPump | undefined;
@@ -245,7 +280,9 @@ class CompressorFilter implements HttpFilter {
   decodeHeaders(head: RequestHead, endStream: boolean): FilterStatus {
     const c = this.config;
     this.acceptEncoding = getHeaderJoined(head.headers, 'accept-encoding');
-    if (c.response.enabled && c.removeAcceptEncodingHeader) removeHeader(head.headers, 'accept-encoding');
+    const per = this.cb.perRouteConfig() as CompressorPerRouteConfig | undefined;
+    this.perRoute = per;
+    if (this.responseEnabled() && (per?.removeAcceptEncodingHeader ?? c.removeAcceptEncodingHeader)) removeHeader(head.headers, 'accept-encoding');
     const req = c.request;
     if (req === undefined) return FilterStatus.Continue;
     const st = this.stats.request;
@@ -285,7 +322,7 @@ class CompressorFilter implements HttpFilter {
     const c = this.config;
     const h = head.headers;
     const st = this.stats.response;
-    const enabledAndLong = c.response.enabled && this.minimumLength(head.contentLength, c.response, st);
+    const enabledAndLong = this.responseEnabled() && this.minimumLength(head.contentLength, c.response, st);
     const compressible =
       enabledAndLong &&
       head.status !== 101 &&
@@ -361,6 +398,10 @@ class CompressorFilter implements HttpFilter {
     return pump;
   }
 
+  private responseEnabled(): boolean {
+    return this.perRoute?.responseEnabled ?? this.config.response.enabled;
+  }
+
   private minimumLength(contentLength: number, d: DirectionConfig, st: DirectionStats): boolean {
     if (contentLength < 0) return true; // streamed: the length is not known in advance
     if (contentLength >= d.minContentLength) return true;
@@ -404,8 +445,25 @@ const EMPTY = Buffer.alloc(0);
 export const compressorFilterFactory: HttpFilterFactory<CompressorConfig | undefined> = {
   typeName: COMPRESSOR_TYPE_NAME,
   decode: decodeCompressor,
+  decodePerRoute(r: Reader): unknown {
+    r.issues.error(r.path, `use ${COMPRESSOR_PER_ROUTE_TYPE_NAME} for per-route compressor configuration`);
+    return undefined;
+  },
   create(config: CompressorConfig | undefined, callbacks: HttpFilterCallbacks): HttpFilter {
     // decode() reports a missing library as an error, so a built chain always has one.
     return config === undefined ? {} : new CompressorFilter(config, callbacks);
+  },
+};
+
+/** Registered under the CompressorPerRoute type so typed_per_filter_config entries decode; not a filter. */
+export const compressorPerRouteFactory: HttpFilterFactory<undefined> = {
+  typeName: COMPRESSOR_PER_ROUTE_TYPE_NAME,
+  decode(r: Reader): undefined {
+    r.issues.error(r.sub('@type'), `${COMPRESSOR_PER_ROUTE_TYPE_NAME} is only valid in typed_per_filter_config; use ${COMPRESSOR_TYPE_NAME}`);
+    return undefined;
+  },
+  decodePerRoute: decodeCompressorPerRoute,
+  create(): HttpFilter {
+    return {};
   },
 };
