@@ -95,6 +95,12 @@ function handle(req: IncomingMessage, res: ServerResponse): void {
         res.end();
       };
       step();
+    } else if (url === '/partial') {
+      res.writeHead(206, { 'content-type': 'text/plain' });
+      res.end(BIG.subarray(0, 5000));
+    } else if (url === '/gzipped-nt') {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip', 'cache-control': 'no-transform' });
+      res.end(zlib.gzipSync(BIG));
     } else if (url === '/gzipped') {
       res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip' });
       res.end(zlib.gzipSync(BIG));
@@ -157,7 +163,7 @@ beforeAll(async () => {
   m = await startMeshlet(
     bootstrap(
       [
-        listener('gzip', [gzipFilter({ response_direction_config: { disable_on_etag_header: false, remove_accept_encoding_header: true } })]),
+        listener('gzip', [gzipFilter({ response_direction_config: { disable_on_etag_header: false, remove_accept_encoding_header: true, uncompressible_response_codes: [206] } })]),
         listener('both', [gzipFilter(), brotliFilter({ choose_first: true })]),
         listener('etag', [gzipFilter({ response_direction_config: { disable_on_etag_header: true } })]),
         listener('request', [
@@ -168,6 +174,12 @@ beforeAll(async () => {
         ]),
         listener('decomp', [
           { name: 'envoy.filters.http.decompressor', typed_config: { '@type': DECOMPRESSOR, decompressor_library: { name: 'up', typed_config: { '@type': GUNZIP } } } },
+        ]),
+        listener('decomp-nt', [
+          {
+            name: 'envoy.filters.http.decompressor',
+            typed_config: { '@type': DECOMPRESSOR, decompressor_library: { name: 'up', typed_config: { '@type': GUNZIP } }, response_direction_config: { common_config: { ignore_no_transform_header: true } } },
+          },
         ]),
         httpListener(
           'perroute',
@@ -290,6 +302,9 @@ describe('compressor: responses', () => {
     const etag = await get('etag', '/big', { 'accept-encoding': 'gzip' });
     expect(etag.headers['content-encoding']).toBeUndefined();
     expect(etag.headers.etag).toBe('"strong"');
+    const partial = await get('gzip', '/partial', { 'accept-encoding': 'gzip' });
+    expect(partial.status).toBe(206);
+    expect(partial.headers['content-encoding']).toBeUndefined(); // uncompressible_response_codes
     const weak = await get('gzip', '/weak-etag', { 'accept-encoding': 'gzip' });
     expect(weak.headers['content-encoding']).toBe('gzip');
     expect(weak.headers.etag).toBe('W/"weak"');
@@ -297,7 +312,7 @@ describe('compressor: responses', () => {
     const d = (k: string): number => (after.get(k) ?? 0) - (before.get(k) ?? 0);
     expect(d('http.gzip.compressor.text.gzip.no_accept_header')).toBe(1);
     expect(d('http.gzip.compressor.text.gzip.response.content_length_too_small')).toBe(1);
-    expect(d('http.gzip.compressor.text.gzip.response.not_compressed')).toBe(4);
+    expect(d('http.gzip.compressor.text.gzip.response.not_compressed')).toBe(5);
     expect(d('http.etag.compressor.text.gzip.not_compressed_etag')).toBe(1);
   });
 
@@ -381,6 +396,22 @@ describe('compressor: CompressorPerRoute', () => {
   });
 });
 
+describe('compressor: enabled read from the runtime', () => {
+  it('a RuntimeFeatureFlag runtime_key switches response compression through /runtime_modify', async () => {
+    const off = await get('request', '/big', { 'accept-encoding': 'gzip' });
+    expect(off.headers['content-encoding']).toBeUndefined(); // default_value: false
+    const admin = (q: string) => undiciRequest(`http://127.0.0.1:${m.adminPort}/runtime_modify?${q}`, { method: 'POST' }).then((r) => r.body.text());
+    expect(await admin('resp=true')).toBe('OK\n');
+    try {
+      const on = await get('request', '/big', { 'accept-encoding': 'gzip' });
+      expect(on.headers['content-encoding']).toBe('gzip');
+      expect(sha(zlib.gunzipSync(on.raw))).toBe(sha(BIG));
+    } finally {
+      await admin('resp=');
+    }
+  });
+});
+
 describe('compressor: requests', () => {
   it('request_direction_config compresses a large text/plain request body; small and other types pass', async () => {
     const big = text(200_000);
@@ -414,6 +445,15 @@ describe('decompressor', () => {
     expect(r.headers['content-encoding']).toBeUndefined();
     expect(sha(r.raw)).toBe(sha(BIG));
     expect(seen.at(-1)!.headers['accept-encoding']).toBe('gzip');
+  });
+
+  it('Cache-Control: no-transform is respected unless ignore_no_transform_header', async () => {
+    const kept = await get('decomp', '/gzipped-nt');
+    expect(kept.headers['content-encoding']).toBe('gzip');
+    expect(sha(zlib.gunzipSync(kept.raw))).toBe(sha(BIG));
+    const ignored = await get('decomp-nt', '/gzipped-nt');
+    expect(ignored.headers['content-encoding']).toBeUndefined();
+    expect(sha(ignored.raw)).toBe(sha(BIG));
   });
 
   it('decompresses a gzip request body before the upstream; a corrupt one is answered 400', async () => {
@@ -472,9 +512,10 @@ describe('compressor config validation', () => {
   });
 
   it('warns about fields it does not honour', () => {
-    const w = decode(gzipFilter({ response_direction_config: { uncompressible_response_codes: [206] } }));
+    const w = decode({ name: 'd', typed_config: { '@type': DECOMPRESSOR, decompressor_library: { name: 'x', typed_config: { '@type': GUNZIP } }, response_direction_config: { common_config: { max_buffered_bytes: 1000 } } } });
     expect(w.errors).toBe('');
-    expect(w.warnings).toMatch(/response_direction_config\.uncompressible_response_codes: not supported by meshlet, ignored/);
+    expect(w.warnings).toMatch(/response_direction_config\.common_config\.max_buffered_bytes: not supported by meshlet, ignored/);
+    expect(decode(gzipFilter({ response_direction_config: { uncompressible_response_codes: [99] } })).errors).toMatch(/uncompressible_response_codes\[0\]: must be an HTTP status 200-599/);
   });
 });
 

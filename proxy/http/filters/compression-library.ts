@@ -155,3 +155,25 @@ export function decodeLibrary(
   }
   return library ? { name, library } : undefined;
 }
+
+/** envoy.config.core.v3.RuntimeFeatureFlag: `default_value` (required), read under `runtime_key` when set. */
+export interface FeatureFlag {
+  readonly enabled: boolean;
+  readonly runtimeKey?: string;
+}
+export const FLAG_ON: FeatureFlag = Object.freeze({ enabled: true });
+
+export function decodeFeatureFlag(r: Reader, key: string): FeatureFlag {
+  const f = r.obj(key);
+  if (!f) return FLAG_ON;
+  if (!f.has('default_value')) f.error('default_value', 'is required');
+  const enabled = f.bool('default_value', true);
+  const runtimeKey = f.str('runtime_key', '');
+  f.done();
+  return runtimeKey === '' ? { enabled } : { enabled, runtimeKey };
+}
+
+/** Envoy's FeatureFlag::enabled(): the runtime's boolean under the key, else the default. */
+export function flagEnabled(f: FeatureFlag, runtime: { getBoolean(key: string, def: boolean): boolean }): boolean {
+  return f.runtimeKey === undefined ? f.enabled : runtime.getBoolean(f.runtimeKey, f.enabled);
+}

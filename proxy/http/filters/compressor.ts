@@ -19,13 +19,14 @@
  * "already transfer-encoded" check has nothing to look at. The deprecated top-level fields
  * (content_length, content_type, disable_on_etag_header, remove_accept_encoding_header,
  * runtime_enabled) configure the response direction when response_direction_config is absent,
- * as in Envoy. `enabled.runtime_key` is not read (no runtime layer yet): default_value decides.
+ * as in Envoy. `enabled` (a RuntimeFeatureFlag) reads the layered runtime's boolean under its
+ * runtime_key per request, default_value when the key is unset.
  */
 import type { Reader } from '../../../common/reader';
 import type { HeaderList, RequestHead, ResponseHead } from '../codec';
 import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filter';
 import { getHeader, getHeaderJoined, removeHeader, setHeader } from '../headers';
-import { type CompressionLibrary, decodeLibrary } from './compression-library';
+import { type CompressionLibrary, decodeFeatureFlag, decodeLibrary, type FeatureFlag, FLAG_ON, flagEnabled } from './compression-library';
 import { CompressorStats, type DirectionStats, statsFor } from './compression-stats';
 import { ZlibPump } from './zlib-pump';
 
@@ -74,7 +75,7 @@ const DEFAULT_CONTENT_TYPES: readonly string[] = [
 ];
 
 export interface DirectionConfig {
-  readonly enabled: boolean;
+  readonly enabled: FeatureFlag;
   readonly minContentLength: number;
   /** Lower-case media types. */
   readonly contentTypes: ReadonlySet<string>;
@@ -89,22 +90,14 @@ export interface CompressorConfig {
   readonly request: DirectionConfig | undefined;
   readonly disableOnEtagHeader: boolean;
   readonly removeAcceptEncodingHeader: boolean;
+  /** response_direction_config.uncompressible_response_codes. */
+  readonly uncompressibleCodes: ReadonlySet<number>;
   readonly chooseFirst: boolean;
   /** response_direction_config set: its counters sit under `response.` (Envoy's layout). */
   readonly responseSub: string;
   readonly stats: Map<string, CompressorStats>;
 }
 
-/** envoy.config.core.v3.RuntimeFeatureFlag: default_value (required); runtime_key noted, not read. */
-function featureFlag(r: Reader, key: string): boolean {
-  const f = r.obj(key);
-  if (!f) return true;
-  if (!f.has('default_value')) f.error('default_value', 'is required');
-  const v = f.bool('default_value', true);
-  f.str('runtime_key', '');
-  f.done();
-  return v;
-}
 
 function uint32Value(r: Reader, key: string, def: number): number {
   const raw = r.raw(key);
@@ -125,8 +118,8 @@ function contentTypes(r: Reader, key: string): ReadonlySet<string> {
 }
 
 function decodeCommon(r: Reader | undefined): DirectionConfig {
-  if (!r) return { enabled: true, minContentLength: 30, contentTypes: DEFAULT_TYPES };
-  const enabled = featureFlag(r, 'enabled');
+  if (!r) return { enabled: FLAG_ON, minContentLength: 30, contentTypes: DEFAULT_TYPES };
+  const enabled = decodeFeatureFlag(r, 'enabled');
   const min = uint32Value(r, 'min_content_length', 0);
   const types = contentTypes(r, 'content_type');
   r.done();
@@ -138,6 +131,7 @@ export function decodeCompressor(r: Reader): CompressorConfig | undefined {
   const respR = r.obj('response_direction_config');
   const reqR = r.obj('request_direction_config');
   let response: DirectionConfig;
+  const uncompressible = new Set<number>();
   let disableOnEtagHeader: boolean;
   let removeAcceptEncodingHeader: boolean;
   const deprecated = ['content_length', 'content_type', 'disable_on_etag_header', 'remove_accept_encoding_header', 'runtime_enabled'];
@@ -147,10 +141,14 @@ export function decodeCompressor(r: Reader): CompressorConfig | undefined {
     response = decodeCommon(respR.obj('common_config'));
     disableOnEtagHeader = respR.bool('disable_on_etag_header', false);
     removeAcceptEncodingHeader = respR.bool('remove_accept_encoding_header', false);
+    for (const [i, v] of respR.list('uncompressible_response_codes').entries()) {
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 200 || v > 599) respR.issues.error(`${respR.sub('uncompressible_response_codes')}[${i}]`, `must be an HTTP status 200-599, got ${JSON.stringify(v)}`);
+      else uncompressible.add(v);
+    }
     respR.done();
   } else {
     const min = uint32Value(r, 'content_length', 0);
-    response = { enabled: featureFlag(r, 'runtime_enabled'), minContentLength: min > 0 ? min : 30, contentTypes: contentTypes(r, 'content_type') };
+    response = { enabled: decodeFeatureFlag(r, 'runtime_enabled'), minContentLength: min > 0 ? min : 30, contentTypes: contentTypes(r, 'content_type') };
     disableOnEtagHeader = r.bool('disable_on_etag_header', false);
     removeAcceptEncodingHeader = r.bool('remove_accept_encoding_header', false);
   }
@@ -170,6 +168,7 @@ export function decodeCompressor(r: Reader): CompressorConfig | undefined {
     request,
     disableOnEtagHeader,
     removeAcceptEncodingHeader,
+    uncompressibleCodes: uncompressible,
     chooseFirst,
     responseSub: respR ? 'response.' : '',
     stats: new Map(),
@@ -288,7 +287,7 @@ class CompressorFilter implements HttpFilter {
     const st = this.stats.request;
     if (
       !endStream &&
-      req.enabled &&
+      flagEnabled(req.enabled, this.cb.runtime) &&
       head.upgrade === undefined &&
       this.minimumLength(head.contentLength, req, st) &&
       this.contentTypeAllowed(head.headers, req) &&
@@ -326,6 +325,7 @@ class CompressorFilter implements HttpFilter {
     const compressible =
       enabledAndLong &&
       head.status !== 101 &&
+      !c.uncompressibleCodes.has(head.status) &&
       this.contentTypeAllowed(h, c.response) &&
       !hasToken(getHeaderJoined(h, 'cache-control'), 'no-transform') &&
       this.etagAllowed(h) &&
@@ -399,7 +399,7 @@ class CompressorFilter implements HttpFilter {
   }
 
   private responseEnabled(): boolean {
-    return this.perRoute?.responseEnabled ?? this.config.response.enabled;
+    return this.perRoute?.responseEnabled ?? flagEnabled(this.config.response.enabled, this.cb.runtime);
   }
 
   private minimumLength(contentLength: number, d: DirectionConfig, st: DirectionStats): boolean {

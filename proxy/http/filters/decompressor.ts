@@ -14,13 +14,14 @@
  *
  * A body that does not decompress (corrupt, truncated, or inflating past the gzip library's
  * max_inflate_ratio) ends the stream: a 400 for a request not yet answered, a reset otherwise.
- * `enabled.runtime_key` is not read (no runtime layer yet): default_value decides.
+ * `enabled` (a RuntimeFeatureFlag) reads the layered runtime's boolean under its runtime_key per
+ * request, default_value when the key is unset.
  */
 import type { Reader } from '../../../common/reader';
 import type { HeaderList, RequestHead, ResponseHead } from '../codec';
 import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filter';
 import { getHeaderJoined, removeHeader, setHeader } from '../headers';
-import { type CompressionLibrary, decodeLibrary } from './compression-library';
+import { type CompressionLibrary, decodeFeatureFlag, decodeLibrary, type FeatureFlag, FLAG_ON, flagEnabled } from './compression-library';
 import { DecompressorStats, type DirectionStats, statsFor } from './compression-stats';
 import { ZlibPump } from './zlib-pump';
 
@@ -30,34 +31,34 @@ export interface DecompressorConfig {
   readonly kind: 'decompressor';
   readonly libraryName: string;
   readonly library: CompressionLibrary;
-  readonly requestEnabled: boolean;
-  readonly responseEnabled: boolean;
+  readonly request: Direction;
+  readonly response: Direction;
   readonly advertiseAcceptEncoding: boolean;
   readonly stats: Map<string, DecompressorStats>;
 }
 
-function enabledFlag(common: Reader | undefined): boolean {
-  if (!common) return true;
-  const f = common.obj('enabled');
-  let v = true;
-  if (f) {
-    if (!f.has('default_value')) f.error('default_value', 'is required');
-    v = f.bool('default_value', true);
-    f.str('runtime_key', '');
-    f.done();
-  }
+interface Direction {
+  readonly enabled: FeatureFlag;
+  /** ignore_no_transform_header: decompress even with `Cache-Control: no-transform`. */
+  readonly ignoreNoTransform: boolean;
+}
+
+function direction(common: Reader | undefined): Direction {
+  if (!common) return { enabled: FLAG_ON, ignoreNoTransform: false };
+  const ignoreNoTransform = common.bool('ignore_no_transform_header', false);
+  const enabled = decodeFeatureFlag(common, 'enabled');
   common.done();
-  return v;
+  return { enabled, ignoreNoTransform };
 }
 
 export function decodeDecompressor(r: Reader): DecompressorConfig | undefined {
   const lib = decodeLibrary(r, 'decompressor_library', 'decompressor');
   const req = r.obj('request_direction_config');
   const res = r.obj('response_direction_config');
-  const requestEnabled = enabledFlag(req?.obj('common_config'));
+  const request = direction(req?.obj('common_config'));
   const advertiseAcceptEncoding = req ? req.bool('advertise_accept_encoding', true) : true;
   req?.done();
-  const responseEnabled = enabledFlag(res?.obj('common_config'));
+  const response = direction(res?.obj('common_config'));
   res?.done();
   r.done();
   if (!lib) return undefined;
@@ -65,8 +66,8 @@ export function decodeDecompressor(r: Reader): DecompressorConfig | undefined {
     kind: 'decompressor',
     libraryName: lib.name,
     library: lib.library,
-    requestEnabled,
-    responseEnabled,
+    request,
+    response,
     advertiseAcceptEncoding,
     stats: new Map(),
   };
@@ -97,6 +98,8 @@ class DecompressorFilter implements HttpFilter {
   private requestPump: ZlibPump | undefined;
   private responsePump: ZlibPump | undefined;
   private trailersHeld = 0;
+  /** The response direction's flag as read at the request headers (undefined: headers-only request). */
+  private responseOn: boolean | undefined;
 
   constructor(
     private readonly config: DecompressorConfig,
@@ -109,11 +112,13 @@ class DecompressorFilter implements HttpFilter {
     if (endStream) return FilterStatus.Continue;
     const c = this.config;
     const h = head.headers;
-    if (c.responseEnabled && c.advertiseAcceptEncoding) {
+    const responseOn = flagEnabled(c.response.enabled, this.cb.runtime);
+    this.responseOn = responseOn;
+    if (responseOn && c.advertiseAcceptEncoding) {
       const ae = getHeaderJoined(h, 'accept-encoding');
       setHeader(h, 'accept-encoding', ae === undefined || ae === '' ? c.library.encoding : `${ae},${c.library.encoding}`);
     }
-    if (c.requestEnabled && !noTransform(h) && takeEncoding(h, c.library.encoding)) {
+    if (flagEnabled(c.request.enabled, this.cb.runtime) && (c.request.ignoreNoTransform || !noTransform(h)) && takeEncoding(h, c.library.encoding)) {
       this.stats.request.compressed++;
       removeHeader(h, 'content-length');
       head.contentLength = -1;
@@ -141,7 +146,7 @@ class DecompressorFilter implements HttpFilter {
     if (endStream) return FilterStatus.Continue;
     const c = this.config;
     const h = head.headers;
-    if (c.responseEnabled && !noTransform(h) && takeEncoding(h, c.library.encoding)) {
+    if ((this.responseOn ?? flagEnabled(c.response.enabled, this.cb.runtime)) && (c.response.ignoreNoTransform || !noTransform(h)) && takeEncoding(h, c.library.encoding)) {
       this.stats.response.compressed++;
       removeHeader(h, 'content-length');
       head.contentLength = -1;
