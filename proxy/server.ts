@@ -214,7 +214,7 @@ export class MeshletServer {
       config: chain,
       filters,
       handler,
-      terminateTls: ts ? (socket, info, cb) => terminateDownstreamTls(this.tls, ts, socket, info, cb) : undefined,
+      terminateTls: ts ? (socket, info, cb, ssl) => terminateDownstreamTls(this.tls, ts, socket, info, cb, ssl) : undefined,
     };
   }
 

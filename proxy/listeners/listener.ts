@@ -15,6 +15,7 @@ import type { DownstreamConnectionInfo } from '../http/codec';
 import { logger } from '../../common/logger';
 import { type MatchInput, needsInspection, selectFilterChain } from './filter-chain-match';
 import { matcherNeedsInspection, selectByMatcher } from './filter-chain-matcher';
+import { SslStats } from '../upstream/ssl-stats';
 import { type ConnectionHandler, newConnectionId, type Sniffed } from './types';
 
 const log = logger('listener');
@@ -38,6 +39,8 @@ export interface BuiltChain {
     socket: Socket,
     info: DownstreamConnectionInfo,
     cb: (tlsSocket: Socket | undefined, tlsInfo: DownstreamConnectionInfo['tls']) => void,
+    /** The listener's `ssl.*` counters. */
+    ssl: SslStats,
   ) => void;
 }
 
@@ -58,6 +61,8 @@ export class ListenerStats {
 
 export class Listener {
   readonly stats = new ListenerStats();
+  /** listener.<address>.ssl.*: handshakes and their failures on this listener's TLS chains. */
+  readonly ssl = new SslStats();
   /** Protocol detection time and outcomes on this listener (also summed process-wide). */
   readonly detection = new ProtocolDetectionStats(protocolDetection);
   /** Inspectors (tls/http) when every one of them has filter_disabled: checked per connection. */
@@ -170,6 +175,13 @@ export class Listener {
     return this.sockets.size;
   }
 
+  /** Some filter chain terminates TLS (its ssl.* counters are reported). */
+  get hasTls(): boolean {
+    if (this.defaultChain?.terminateTls) return true;
+    for (const c of this.chains) if (c.terminateTls) return true;
+    return false;
+  }
+
   /** Entry point for accepted sockets, also used when another listener hands a connection over. */
   accept(socket: Socket, handedOver?: { info: DownstreamConnectionInfo }): void {
     if (this.drained && !handedOver) {
@@ -276,7 +288,7 @@ export class Listener {
         const alpn = tls?.alpn;
         const app = alpn === 'h2' ? 'h2' : alpn === 'http/1.1' ? 'http/1.1' : undefined;
         this.runChain(built, tlsSocket, tlsInfo, { transport: 'tls', sni: tls?.sni, alpn: sniffed?.alpn, application: app });
-      });
+      }, this.ssl);
       return;
     }
     this.runChain(built, socket, info, sniffed);

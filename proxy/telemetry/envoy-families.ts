@@ -10,6 +10,7 @@
  * label strings are built once per cluster/listener name and kept, and concurrent scrapes share
  * one rendering. bench/scrape.mjs measures it; bench/SCRAPE.md has the figures.
  */
+import { SSL_COUNTERS } from '../upstream/ssl-stats';
 import type { Metric, MetricObjectWithValues, MetricValue, Registry } from 'prom-client';
 import { type ChunkWriter, drive, escapeHelp, escapeLabelValue, formatValue, type ScrapeScope, type SteppedFamily } from './exposition';
 import { CLUSTER_COUNTERS, type EnvoyStats, LISTENER_COUNTERS, type StatsSnapshot, XDS_PREFIX } from './stats';
@@ -115,7 +116,8 @@ export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): (s
   const clusterLabels = new LabelCache('envoy_cluster_name');
   const clusterFamily = (stat: string, type: 'counter' | 'gauge', help: string): void => {
     const key = `cluster|${stat}`;
-    add(type === 'counter' ? promCounter(`envoy_cluster_${stat}`) : `envoy_cluster_${stat}`, help, type, function* (s, emit) {
+    const name = `envoy_cluster_${stat.replace(/\./g, '_')}`;
+    add(type === 'counter' ? promCounter(name) : name, help, type, function* (s, emit) {
       const g = s.groups.get(key);
       if (g === undefined) return;
       for (let i = 0; i < g.tags.length; i++) {
@@ -125,6 +127,7 @@ export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): (s
     });
   };
   for (const [n] of CLUSTER_COUNTERS) clusterFamily(n, 'counter', `Envoy cluster.${n}`);
+  for (const [n] of SSL_COUNTERS) clusterFamily(n, 'counter', `Envoy cluster.${n} (upstream TLS)`);
   clusterFamily('upstream_rq_active', 'gauge', 'Active requests to the cluster');
   clusterFamily('upstream_cx_active', 'gauge', 'Active connections to the cluster');
   clusterFamily('membership_healthy', 'gauge', 'Healthy hosts in the cluster');
@@ -147,13 +150,15 @@ export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): (s
   const listenerLabels = new LabelCache('envoy_listener_address');
   const listenerFamily = (stat: string, type: 'counter' | 'gauge', help: string): void => {
     const key = `listener|${stat}`;
-    add(type === 'counter' ? promCounter(`envoy_listener_${stat}`) : `envoy_listener_${stat}`, help, type, (s, emit) => {
+    const name = `envoy_listener_${stat.replace(/\./g, '_')}`;
+    add(type === 'counter' ? promCounter(name) : name, help, type, (s, emit) => {
       const g = s.groups.get(key);
       if (g === undefined) return;
       for (const [tag, v] of summed(g.tags, g.values)) emit(listenerLabels.get(tag), v);
     });
   };
   for (const [n] of LISTENER_COUNTERS) listenerFamily(n, 'counter', `Envoy listener.${n}`);
+  for (const [n] of SSL_COUNTERS) listenerFamily(n, 'counter', `Envoy listener.${n} (downstream TLS)`);
   listenerFamily('downstream_cx_active', 'gauge', 'Active downstream connections');
 
   const single = (stat: string, type: 'counter' | 'gauge', help: string, scale = 1, name?: string): void => {

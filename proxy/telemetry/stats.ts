@@ -12,6 +12,7 @@
  * Knows no component: the composition (proxy/server.ts) registers one StatsSource per component
  * with `addSource`, built by the factories below from what that component exposes.
  */
+import { SSL_COUNTERS } from '../upstream/ssl-stats';
 import type { RbacStats } from '../authz/engine';
 import type { ProtocolDetectionStats } from '../detect/stats';
 import type { FaultStats } from '../http/filters/fault';
@@ -222,6 +223,8 @@ export function clusterStatsSource(clusters: { all(): readonly Cluster[] }): Sta
       for (const [stat, k] of CLUSTER_COUNTERS) counter(p + stat, st[k], 'cluster', n, stat);
       for (const [cls, k] of CLUSTER_CLASSES)
         counter(`${p}upstream_rq_${cls}xx`, st[k], 'cluster', n, `upstream_rq_${cls}xx`);
+      const ssl = c.transport.ssl;
+      if (ssl !== undefined) for (const [stat, k] of SSL_COUNTERS) counter(p + stat, ssl[k], 'cluster', n, stat);
       gauge(`${p}upstream_rq_active`, st.upstreamRqActive, 'cluster', n, 'upstream_rq_active');
       gauge(`${p}upstream_cx_active`, st.upstreamCxActive, 'cluster', n, 'upstream_cx_active');
       let healthy = 0;
@@ -242,6 +245,7 @@ export function listenerStatsSource(listeners: { all(): readonly Listener[]; rea
       const a = listenerStatName(l.config.address, l.boundPort);
       const p = `listener.${a}.`;
       for (const [stat, k] of LISTENER_COUNTERS) counter(p + stat, st[k], 'listener', a, stat);
+      if (l.hasTls) for (const [stat, k] of SSL_COUNTERS) counter(p + stat, l.ssl[k], 'listener', a, stat);
       gauge(`${p}downstream_cx_active`, l.activeConnections, 'listener', a, 'downstream_cx_active');
     }
     gauge('server.total_connections', listeners.activeConnections);

@@ -12,9 +12,16 @@ import { splitSan, uriSansOf } from '../../certs/identity';
 import type { DownstreamTlsConfig } from '../config/types';
 import type { DownstreamConnectionInfo } from '../http/codec';
 import { logger } from '../../common/logger';
+import type { SslStats } from '../upstream/ssl-stats';
 import { sanMatches, type TlsContextManager } from './context-manager';
+import { RateLimitedLog } from './failure-log';
 
 const log = logger('tls');
+/** One info line per failed downstream handshake (rate limited). */
+const failures = new RateLimitedLog(log);
+
+/** Which Envoy counter a failed handshake adds to, besides connection_error. */
+type FailureClass = 'verify_error' | 'verify_san' | 'no_cert' | 'other';
 
 export class DownstreamTlsStats {
   handshakes = 0;
@@ -35,18 +42,27 @@ function alpnSelector(allowed: readonly string[]): (arg: { servername: string; p
   };
 }
 
+/**
+ * Terminate TLS on an accepted connection. `ssl` is the listener's `ssl.*` counters. A client
+ * that sends no certificate where one is required gets the handshake alert from OpenSSL
+ * (SSL_VERIFY_FAIL_IF_NO_PEER_CERT). A certificate that does not verify cannot get one: Node's
+ * verify callback accepts every chain during the handshake and reports the result only after it
+ * (`verifyError`), so such a connection is closed right after the handshake, counted and logged.
+ */
 export function terminateDownstreamTls(
   mgr: TlsContextManager,
   cfg: DownstreamTlsConfig,
   socket: Socket,
   info: DownstreamConnectionInfo,
   cb: (tlsSocket: Socket | undefined, tlsInfo: DownstreamConnectionInfo['tls']) => void,
+  ssl?: SslStats,
 ): void {
   let ctx: ReturnType<TlsContextManager['current']>;
   try {
     ctx = mgr.current(cfg.common, true);
   } catch (err) {
     downstreamTlsStats.handshakeFailures++;
+    if (ssl) ssl.connectionError++;
     log.warn({ conn: info.id, err: (err as Error).message }, 'cannot serve TLS: no usable certificate');
     cb(undefined, undefined);
     return;
@@ -66,44 +82,59 @@ export function terminateDownstreamTls(
     if (settled) return;
     settled = true;
     downstreamTlsStats.handshakeTimeouts++;
-    log.debug({ conn: info.id }, 'TLS handshake timeout');
+    if (ssl) ssl.connectionError++;
+    failures.info({ conn: info.id, remote: `${info.remoteAddress}:${info.remotePort}`, reason: 'handshake timeout' }, 'downstream TLS handshake failed');
     t.destroy();
     cb(undefined, undefined);
   }, cfg.handshakeTimeoutMs);
-  const fail = (why: string): void => {
+  const fail = (why: string, kind: FailureClass): void => {
     if (settled) return;
     settled = true;
     clearTimeout(timer);
     downstreamTlsStats.handshakeFailures++;
-    log.debug({ conn: info.id, remote: info.remoteAddress, err: why }, 'TLS handshake failed');
+    if (ssl) {
+      ssl.connectionError++;
+      if (kind === 'verify_error') ssl.failVerifyError++;
+      else if (kind === 'verify_san') ssl.failVerifySan++;
+      else if (kind === 'no_cert') ssl.failVerifyNoCert++;
+    }
+    failures.info({ conn: info.id, remote: `${info.remoteAddress}:${info.remotePort}`, reason: why }, 'downstream TLS handshake failed');
     t.destroy();
     cb(undefined, undefined);
   };
-  t.once('error', (e: Error) => fail(e.message));
+  t.once('error', (e: Error & { code?: string }) => {
+    if (e.code === 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE') {
+      downstreamTlsStats.noCertificate++;
+      fail('client presented no certificate', 'no_cert');
+    } else {
+      fail(e.code ? `${e.code}: ${e.message}` : e.message, 'other');
+    }
+  });
   t.once('secure', () => {
     if (settled) return;
     const cert = t.getPeerCertificate(false);
     const presented = cert && Object.keys(cert).length > 0;
     if (!presented && cfg.requireClientCertificate) {
       downstreamTlsStats.noCertificate++;
-      fail('client presented no certificate');
+      fail('client presented no certificate', 'no_cert');
       return;
     }
     if (presented && ctx.canVerifyPeer) {
       const verifyError = chainVerifyError(t);
       if (verifyError) {
-        fail(`client certificate rejected: ${verifyError}`);
+        fail(`client certificate rejected: ${verifyError}`, 'verify_error');
         return;
       }
     }
     if (presented && !sanMatches(ctx.sanMatchers, cert)) {
       downstreamTlsStats.failVerifySan++;
-      fail(`client certificate SAN ${cert.subjectaltname ?? '(none)'} does not match`);
+      fail(`client certificate SAN ${cert.subjectaltname ?? '(none)'} does not match`, 'verify_san');
       return;
     }
     settled = true;
     clearTimeout(timer);
     downstreamTlsStats.handshakes++;
+    if (ssl) ssl.handshake++;
     t.removeAllListeners('error');
     t.on('error', swallow);
     // Envoy (BoringSSL) never renegotiates as a server; node allows a client 3 renegotiations

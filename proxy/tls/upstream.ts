@@ -15,8 +15,19 @@ import { uriSansOf } from '../../certs/identity';
 import type { UpstreamTlsConfig } from '../config/types';
 import type { ResetReason } from '../http/codec';
 import type { Host } from '../upstream/host';
+import { logger } from '../../common/logger';
+import { SslStats } from '../upstream/ssl-stats';
 import type { TransportConnection, TransportSocketFactory } from '../upstream/types';
 import { sanMatches, type TlsContextManager } from './context-manager';
+import { RateLimitedLog } from './failure-log';
+
+/** One info line per failed upstream handshake (rate limited). */
+const failures = new RateLimitedLog(logger('tls'));
+
+/** OpenSSL's X509 verification results as node reports them (err.code). */
+const VERIFY_CODE = /^(CERT_|UNABLE_TO_|DEPTH_ZERO_SELF_SIGNED|SELF_SIGNED_CERT|INVALID_CA|INVALID_PURPOSE|PATH_LENGTH|ERROR_IN_CERT|HOSTNAME_MISMATCH)/;
+
+type FailureClass = 'verify_error' | 'verify_san' | 'other';
 
 type Cb = (err: { reason: ResetReason; detail: string } | undefined, conn: TransportConnection | undefined) => void;
 
@@ -28,6 +39,8 @@ export class UpstreamTlsStats {
 
 export class TlsTransportSocketFactory implements TransportSocketFactory {
   readonly stats = new UpstreamTlsStats();
+  /** cluster.<name>.ssl.* (one factory per cluster). */
+  readonly ssl = new SslStats();
 
   constructor(
     private readonly tcp: TransportSocketFactory,
@@ -48,6 +61,7 @@ export class TlsTransportSocketFactory implements TransportSocketFactory {
       } catch (e) {
         conn.socket.destroy();
         this.stats.failures++;
+        this.ssl.connectionError++;
         cb({ reason: 'tls_failure', detail: `upstream TLS context unavailable: ${(e as Error).message}` }, undefined);
         return;
       }
@@ -65,27 +79,36 @@ export class TlsTransportSocketFactory implements TransportSocketFactory {
       let done = false;
       const remaining = Math.max(1, opts.timeoutMs - (Date.now() - started));
       const timer = setTimeout(() => finish({ reason: 'timeout', detail: `TLS handshake timeout to ${host.key}` }), remaining);
-      const finish = (e: { reason: ResetReason; detail: string } | undefined): void => {
+      const finish = (e: { reason: ResetReason; detail: string } | undefined, kind: FailureClass = 'other'): void => {
         if (done) return;
         done = true;
         clearTimeout(timer);
         if (e) {
           this.stats.failures++;
+          this.ssl.connectionError++;
+          if (kind === 'verify_error') this.ssl.failVerifyError++;
+          else if (kind === 'verify_san') this.ssl.failVerifySan++;
+          failures.info({ upstream: host.key, reason: e.detail }, 'upstream TLS handshake failed');
           t.destroy();
           cb(e, undefined);
           return;
         }
         this.stats.handshakes++;
+        this.ssl.handshake++;
         t.removeListener('error', onError);
         t.on('error', swallow);
         const cert = t.getPeerCertificate(false);
         cb(undefined, { socket: t, alpn: t.alpnProtocol || undefined, peerPrincipal: uriSansOf(cert?.subjectaltname)[0] });
       };
-      const onError = (e: Error): void => finish({ reason: 'tls_failure', detail: `TLS error to ${host.key}: ${e.message}` });
+      const onError = (e: Error & { code?: string }): void =>
+        finish(
+          { reason: 'tls_failure', detail: `TLS error to ${host.key}: ${e.code ? `${e.code}: ` : ''}${e.message}` },
+          e.code !== undefined && VERIFY_CODE.test(e.code) ? 'verify_error' : 'other',
+        );
       t.on('error', onError);
       t.once('secureConnect', () => {
         if (ctx.canVerifyPeer && !t.authorized) {
-          finish({ reason: 'tls_failure', detail: `upstream ${host.key} certificate rejected: ${String(t.authorizationError)}` });
+          finish({ reason: 'tls_failure', detail: `upstream ${host.key} certificate rejected: ${String(t.authorizationError)}` }, 'verify_error');
           return;
         }
         const cert = t.getPeerCertificate(false);
@@ -94,7 +117,7 @@ export class TlsTransportSocketFactory implements TransportSocketFactory {
           finish({
             reason: 'tls_failure',
             detail: `upstream ${host.key} identity ${cert?.subjectaltname ?? '(no SAN)'} does not match the expected subject alt names`,
-          });
+          }, 'verify_san');
           return;
         }
         finish(undefined);

@@ -2,6 +2,7 @@
  * What the router and the TCP proxy see of upstream clusters. Implemented in
  * proxy/upstream/cluster-manager.ts and proxy/upstream/cluster.ts.
  */
+import type { SslStats } from './ssl-stats';
 import type { Socket } from 'node:net';
 import type { ClusterConfig, ClusterLoadAssignment } from '../config/types';
 import type { ConnectionPool, HttpProtocol, ResetReason } from '../http/codec';
@@ -70,6 +71,8 @@ export interface TransportConnection {
  * Exactly one callback invocation; connect timeout enforced here.
  */
 export interface TransportSocketFactory {
+  /** TLS transports: the cluster's `ssl.*` counters. */
+  readonly ssl?: SslStats;
   connect(
     host: Host,
     opts: { readonly alpn?: readonly string[]; readonly timeoutMs: number },

@@ -135,5 +135,12 @@ describe('tls_inspector listener with tls and raw_buffer chains', () => {
       s.on('error', reject);
     });
     expect(got).toBe('220 hello\r\nPING\r\n');
+    // Envoy's ssl.* counters of the listener (issue 18.9), in /stats and in Prometheus form.
+    const addr = `127.0.0.1_${m.listenerPort('continue')}`;
+    const stats = await (await fetch(`http://127.0.0.1:${m.adminPort}/stats`)).text();
+    expect(stats).toMatch(new RegExp(`^listener\\.${addr.replace(/\./g, '\\.')}\\.ssl\\.handshake: [1-9]`, 'm'));
+    expect(stats).toContain(`listener.${addr}.ssl.fail_verify_error: 0`);
+    const prom = await (await fetch(`http://127.0.0.1:${m.adminPort}/stats/prometheus`)).text();
+    expect(prom).toMatch(new RegExp(`^envoy_listener_ssl_handshake_total\\{envoy_listener_address="${addr}"\\} [1-9]`, 'm'));
   });
 });
