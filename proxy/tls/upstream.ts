@@ -17,7 +17,7 @@ import type { ResetReason } from '../http/codec';
 import type { Host } from '../upstream/host';
 import { logger } from '../../common/logger';
 import { SslStats } from '../upstream/ssl-stats';
-import type { TransportConnection, TransportSocketFactory } from '../upstream/types';
+import type { ClientTlsOptions, TransportConnection, TransportSocketFactory } from '../upstream/types';
 import { sanMatches, type TlsContextManager } from './context-manager';
 import { RateLimitedLog } from './failure-log';
 
@@ -47,6 +47,16 @@ export class TlsTransportSocketFactory implements TransportSocketFactory {
     private readonly cfg: UpstreamTlsConfig,
     private readonly mgr: TlsContextManager,
   ) {}
+
+  clientTls(): ClientTlsOptions {
+    const ctx = this.mgr.current(this.cfg.common, false);
+    return {
+      secureContext: ctx.secureContext,
+      servername: this.cfg.sni,
+      checkServer: (cert) =>
+        sanMatches(ctx.sanMatchers, cert) ? undefined : `server identity ${cert?.subjectaltname ?? '(no SAN)'} does not match the expected subject alt names`,
+    };
+  }
 
   connect(host: Host, opts: { readonly alpn?: readonly string[]; readonly timeoutMs: number }, cb: Cb): void {
     const started = Date.now();

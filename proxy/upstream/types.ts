@@ -2,6 +2,7 @@
  * What the router and the TCP proxy see of upstream clusters. Implemented in
  * proxy/upstream/cluster-manager.ts and proxy/upstream/cluster.ts.
  */
+import type { PeerCertificate, SecureContext } from 'node:tls';
 import type { SslStats } from './ssl-stats';
 import type { Socket } from 'node:net';
 import type { ClusterConfig, ClusterLoadAssignment } from '../config/types';
@@ -70,9 +71,24 @@ export interface TransportConnection {
  * when the cluster has a transport_socket. Shared by HTTP pools, the TCP proxy and health checks.
  * Exactly one callback invocation; connect timeout enforced here.
  */
+/** See TransportSocketFactory.clientTls. */
+export interface ClientTlsOptions {
+  readonly secureContext: SecureContext;
+  readonly servername?: string;
+  /** undefined when the server certificate is acceptable, else why not. */
+  checkServer(cert: PeerCertificate): string | undefined;
+}
+
 export interface TransportSocketFactory {
   /** TLS transports: the cluster's `ssl.*` counters. */
   readonly ssl?: SslStats;
+  /**
+   * TLS transports: what a client that makes its own connections (grpc-js for side calls and
+   * gRPC health checks) needs to speak the cluster's TLS: the current client context (workload
+   * certificate, trust bundle, versions, ciphers), the SNI, and the identity check of the server
+   * certificate (match_typed_subject_alt_names). Throws when a secret is not available yet.
+   */
+  clientTls?(): ClientTlsOptions;
   connect(
     host: Host,
     opts: { readonly alpn?: readonly string[]; readonly timeoutMs: number },

@@ -1,7 +1,8 @@
 /**
  * Side calls from HTTP filters to services reached through meshlet clusters: gRPC (ext_authz
  * `envoy.service.auth.v3.Authorization`, `envoy.service.ratelimit.v3.RateLimitService`) and plain
- * HTTP (ext_authz http_service, remote JWKS). Owns the service definitions (loaded once from the
+ * HTTP (ext_authz http_service, remote JWKS), over the cluster's transport_socket like every
+ * other upstream connection (TLS/mTLS with its certificates and SAN checks). Owns the service definitions (loaded once from the
  * Envoy protos shipped by @grpc/grpc-js-xds, the same include paths as xds-client/protos.ts), one
  * gRPC channel / undici pool per cluster host, and host selection through the cluster's own load
  * balancer.
@@ -15,17 +16,26 @@ import type * as protoLoader from '@grpc/proto-loader';
 import type { Pool } from 'undici';
 import type { GrpcTarget } from '../../config/filters/grpc-service';
 import { PROTO_LOADER_OPTIONS } from '../../../xds-client/protos';
-import type { ClusterLookup } from '../../upstream/types';
+import { grpcChannelSecurity } from '../../upstream/grpc-security';
+import type { Host } from '../../upstream/host';
+import type { ClusterLookup, TransportSocketFactory } from '../../upstream/types';
 
 // ───────────────────────────── hosts ─────────────────────────────
 
-/** "host:port" of a host the cluster's balancer picks now; undefined = unknown cluster / no host. */
-export function pickHostTarget(clusters: ClusterLookup | undefined, name: string): string | undefined {
+/** A host the cluster's balancer picks now, with the transport every connection to it uses. */
+interface Picked {
+  readonly host: Host;
+  /** "host:port" */
+  readonly target: string;
+  readonly transport: TransportSocketFactory;
+}
+
+function pickHost(clusters: ClusterLookup | undefined, name: string): Picked | undefined {
   const c = clusters?.get(name);
   const h = c?.chooseHost(undefined);
-  if (h === undefined) return undefined;
+  if (c === undefined || h === undefined) return undefined;
   const addr = h.connectAddress ?? h.host;
-  return addr.includes(':') ? `[${addr}]:${h.port}` : `${addr}:${h.port}`;
+  return { host: h, target: addr.includes(':') ? `[${addr}]:${h.port}` : `${addr}:${h.port}`, transport: c.transportFor?.(h) ?? c.transport };
 }
 
 // ───────────────────────────── gRPC ─────────────────────────────
@@ -68,12 +78,16 @@ export function rateLimitService(): ServiceCtor {
 
 const channels = new Map<string, grpcNs.Client>();
 
-/** A client for `ctor` on `target` (one channel per service × host, kept for the process). */
-function clientFor(ctor: ServiceCtor, serviceName: string, target: string, authority: string): grpcNs.Client {
-  const key = `${serviceName}|${target}|${authority}`;
+/**
+ * A client for `ctor` on the picked host (one channel per service × host × TLS context, kept for
+ * the process), secured like the cluster's other connections.
+ */
+function clientFor(ctor: ServiceCtor, serviceName: string, p: Picked, authority: string): grpcNs.Client {
+  const sec = grpcChannelSecurity(p.transport);
+  const key = `${serviceName}|${p.target}|${authority}|${sec.tag}`;
   let c = channels.get(key);
   if (c === undefined) {
-    c = new ctor(target, grpcLib().credentials.createInsecure(), { 'grpc.default_authority': authority });
+    c = new ctor(p.target, sec.credentials, { ...sec.options, 'grpc.default_authority': authority });
     channels.set(key, c);
   }
   return c;
@@ -99,15 +113,15 @@ export function unaryCall(
   request: unknown,
   done: (err: Error | undefined, response: Record<string, unknown> | undefined) => void,
 ): void {
-  const target = pickHostTarget(clusters, t.clusterName);
-  if (target === undefined) {
+  const picked = pickHost(clusters, t.clusterName);
+  if (picked === undefined) {
     done(new Error(`no healthy host in cluster ${t.clusterName}`), undefined);
     return;
   }
   let client: grpcNs.Client;
   try {
     const ctor = serviceName === 'auth' ? authorizationService() : rateLimitService();
-    client = clientFor(ctor, serviceName, target, t.authority);
+    client = clientFor(ctor, serviceName, picked, t.authority);
   } catch (err) {
     done(err as Error, undefined);
     return;
@@ -132,14 +146,36 @@ export function unaryCall(
 
 const pools = new Map<string, Pool>();
 
-/** An undici pool to `target` (http://host:port), kept for the process. */
-function poolFor(target: string): Pool {
-  let p = pools.get(target);
-  if (p === undefined) {
-    p = new (require('undici') as typeof import('undici')).Pool(`http://${target}`, { connections: 16, pipelining: 1 });
-    pools.set(target, p);
+/** Connect timeout of side-call connections made through a cluster's TLS transport. */
+const SIDE_CALL_CONNECT_TIMEOUT_MS = 10_000;
+
+/**
+ * An undici pool to the picked host, kept for the process. Through a TLS transport socket the
+ * pool's connections are the cluster's own (TLS/mTLS, SAN check, current certificate), made by
+ * its transport; plain clusters use undici's TCP connector.
+ */
+function poolFor(p: Picked, cluster: string): Pool {
+  const tls = p.transport.clientTls !== undefined;
+  const key = tls ? `${cluster}|${p.target}|tls` : p.target;
+  let pool = pools.get(key);
+  if (pool === undefined) {
+    const { host, transport } = p;
+    const connect = tls
+      ? (_o: unknown, cb: (err: Error | null, socket: import('node:net').Socket | null) => void): void => {
+          transport.connect(host, { alpn: ['http/1.1'], timeoutMs: SIDE_CALL_CONNECT_TIMEOUT_MS }, (err, conn) => {
+            if (err || !conn) cb(new Error(err?.detail ?? 'connect failed'), null);
+            else cb(null, conn.socket);
+          });
+        }
+      : undefined;
+    pool = new (require('undici') as typeof import('undici')).Pool(`http://${p.target}`, {
+      connections: 16,
+      pipelining: 1,
+      ...(connect ? { connect: connect as never } : {}),
+    });
+    pools.set(key, pool);
   }
-  return p;
+  return pool;
 }
 
 export interface HttpCallResult {
@@ -150,8 +186,8 @@ export interface HttpCallResult {
 }
 
 /**
- * One HTTP request to a host of `cluster` (plain HTTP/1.1 through undici). Rejects on connect
- * errors and on the timeout; any status resolves.
+ * One HTTP request to a host of `cluster` (HTTP/1.1 through undici, over the cluster's transport
+ * socket). Rejects on connect errors and on the timeout; any status resolves.
  */
 export async function httpCall(
   clusters: ClusterLookup | undefined,
@@ -166,13 +202,13 @@ export async function httpCall(
     maxBodyBytes?: number;
   },
 ): Promise<HttpCallResult> {
-  const target = pickHostTarget(clusters, cluster);
-  if (target === undefined) throw new Error(`no healthy host in cluster ${cluster}`);
+  const picked = pickHost(clusters, cluster);
+  if (picked === undefined) throw new Error(`no healthy host in cluster ${cluster}`);
   const headers: string[] = ['host', opts.host, ...opts.headers];
   const ac = new AbortController();
   const timer = opts.timeoutMs > 0 ? setTimeout(() => ac.abort(new Error('timeout')), opts.timeoutMs) : undefined;
   try {
-    const res = await poolFor(target).request({
+    const res = await poolFor(picked, cluster).request({
       method: opts.method as 'GET',
       path: opts.path,
       headers,

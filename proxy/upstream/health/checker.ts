@@ -155,7 +155,7 @@ export class HealthChecker {
           probeHttp(this.target.transportFor?.(s.host) ?? this.target.transport, s.host, check, this.target.name, cfg.timeoutMs, cb);
           break;
         case 'grpc':
-          this.grpc!.probe(s.host, check, cfg.timeoutMs, cb);
+          this.grpc!.probe(s.host, check, cfg.timeoutMs, cb, this.target.transportFor?.(s.host) ?? this.target.transport);
           break;
       }
     } catch (err) {

@@ -17,6 +17,7 @@ import type * as grpc from '@grpc/grpc-js';
 import type * as protobuf from 'protobufjs';
 import type { HealthCheckConfig } from '../../config/types';
 import type { Host } from '../host';
+import { grpcChannelSecurity } from '../grpc-security';
 import type { TransportSocketFactory } from '../types';
 
 /**
@@ -206,19 +207,30 @@ export function decodeHealthCheckResponse(b: Buffer): number {
   return status;
 }
 
-/** gRPC probes: one grpc-js client per host, closed when the host goes away or checking stops. */
+/**
+ * gRPC probes: one grpc-js client per host (and TLS context: a rotation makes a new one), secured
+ * by the cluster's transport socket like its other connections, closed when the host goes away
+ * or checking stops.
+ */
 export class GrpcProber {
-  private readonly clients = new Map<Host, grpc.Client>();
+  private readonly clients = new Map<Host, { client: grpc.Client; tag: string }>();
 
-  probe(host: Host, check: GrpcCheck, timeoutMs: number, cb: ProbeCallback): void {
-    let client = this.clients.get(host);
-    if (client === undefined) {
+  probe(host: Host, check: GrpcCheck, timeoutMs: number, cb: ProbeCallback, transport?: TransportSocketFactory): void {
+    const sec = transport !== undefined ? grpcChannelSecurity(transport) : undefined;
+    const tag = sec?.tag ?? 'plain';
+    let entry = this.clients.get(host);
+    if (entry !== undefined && entry.tag !== tag) {
+      entry.client.close();
+      entry = undefined;
+    }
+    if (entry === undefined) {
       const target =
         host.address.kind === 'pipe' ? `unix:${host.address.path}` : `${host.connectAddress ?? host.host}:${host.port}`;
-      const options: grpc.ChannelOptions = check.authority ? { 'grpc.default_authority': check.authority } : {};
-      client = new (grpcLib().Client)(target, grpcLib().credentials.createInsecure(), options);
-      this.clients.set(host, client);
+      const options: grpc.ChannelOptions = { ...sec?.options, ...(check.authority ? { 'grpc.default_authority': check.authority } : {}) };
+      entry = { client: new (grpcLib().Client)(target, sec?.credentials ?? grpcLib().credentials.createInsecure(), options), tag };
+      this.clients.set(host, entry);
     }
+    const client = entry.client;
     const done = once(cb, timeoutMs + 50, () => {});
     client.makeUnaryRequest(
       '/grpc.health.v1.Health/Check',
@@ -238,12 +250,12 @@ export class GrpcProber {
   }
 
   forget(host: Host): void {
-    this.clients.get(host)?.close();
+    this.clients.get(host)?.client.close();
     this.clients.delete(host);
   }
 
   close(): void {
-    for (const c of this.clients.values()) c.close();
+    for (const c of this.clients.values()) c.client.close();
     this.clients.clear();
   }
 }
