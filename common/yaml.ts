@@ -69,6 +69,56 @@ export function parseYaml(text: string, limits: YamlLimits = {}): YamlResult {
   }
 }
 
+/** One document of a stream: the parsed document (its text survives `toString()`) and its value. */
+export interface YamlStreamDocument {
+  readonly doc: Yaml.Document.Parsed;
+  readonly value: unknown;
+}
+
+export type YamlStreamResult =
+  | { readonly ok: true; readonly docs: readonly YamlStreamDocument[] }
+  | { readonly ok: false; readonly errors: FieldIssue[] };
+
+/**
+ * Parse a multi-document YAML stream (`---`-separated, as kubectl manifests are) within the same
+ * limits as parseYaml: the size cap applies to the whole text, duplicate keys are found in one
+ * pass, alias expansion is bounded per document. Errors name the document (`document N, line M`).
+ * Never throws.
+ */
+export function parseYamlStream(text: string, limits: YamlLimits = {}): YamlStreamResult {
+  const maxBytes = limits.maxBytes ?? DEFAULT_YAML_MAX_BYTES;
+  if (text.length > maxBytes) {
+    return { ok: false, errors: [{ path: '(file)', message: `is ${text.length} bytes, over the ${maxBytes}-byte limit for YAML input` }] };
+  }
+  const Y = yamlLib();
+  let parsed: Yaml.Document.Parsed[];
+  try {
+    const all = Y.parseAllDocuments(text, { merge: limits.merge ?? true, uniqueKeys: false, prettyErrors: true });
+    parsed = Array.isArray(all) ? all : [];
+  } catch (e) {
+    return { ok: false, errors: [{ path: '(file)', message: `invalid YAML: ${(e as Error).message}` }] };
+  }
+  const errors: FieldIssue[] = [];
+  const docs: YamlStreamDocument[] = [];
+  parsed.forEach((doc, i) => {
+    const where = `document ${i + 1}`;
+    if (doc.errors.length > 0) {
+      for (const e of doc.errors) {
+        const pos = e.linePos?.[0];
+        errors.push({ path: pos ? `${where}, line ${pos.line}` : where, message: `invalid YAML: ${e.message.split('\n')[0]}` });
+      }
+      return;
+    }
+    for (const d of duplicateKeys(Y, doc, text)) errors.push({ path: `${where}, ${d.path}`, message: d.message });
+    try {
+      docs.push({ doc, value: doc.toJS({ maxAliasCount: limits.maxAliasCount ?? DEFAULT_YAML_MAX_ALIASES }) });
+    } catch (e) {
+      errors.push({ path: where, message: `invalid YAML: ${(e as Error).message}` });
+    }
+  });
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, docs };
+}
+
 /** Every repeated scalar key of every mapping, in one pass (a Set per mapping). */
 function duplicateKeys(Y: typeof Yaml, doc: Yaml.Document.Parsed, text: string): FieldIssue[] {
   const out: FieldIssue[] = [];

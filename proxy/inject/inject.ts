@@ -16,8 +16,9 @@
  * it was, so injecting twice changes nothing; every other document is passed through untouched.
  * Problems a user should know about are returned as warnings, never thrown, except unparsable YAML.
  */
-import { type Document, parseAllDocuments, stringify } from 'yaml';
+import { type Document, stringify } from 'yaml';
 import { ConfigError } from '../../common/errors';
+import { parseYamlStream } from '../../common/yaml';
 import { MESH_PORTS, sidecarBootstrapYaml, splitHostPort } from './bootstrap-template';
 import { REWRITE_PROBES_ANNOTATION, rewriteAppProbes } from './probes';
 
@@ -387,12 +388,13 @@ export function validateInjectOptions(o: InjectOptions): void {
  */
 export function injectYaml(input: string, o: InjectOptions): InjectResult {
   validateInjectOptions(o);
-  const docs = parseAllDocuments(input);
-  if (!Array.isArray(docs)) return { yaml: input, injected: [], skipped: [], warnings: [] };
-  const errors = docs.flatMap((d, i) => d.errors.map((e) => ({ path: `document ${i + 1}`, message: e.message.split('\n')[0]! })));
-  if (errors.length) throw new ConfigError('meshlet inject: input is not valid YAML', errors);
+  // The one bounded parser (common/yaml.ts): size cap, linear duplicate-key check, alias
+  // expansion bounded per document; every problem is a ConfigError naming its document and line.
+  const parsed = parseYamlStream(input);
+  if (!parsed.ok) throw new ConfigError('meshlet inject: input is not valid YAML', parsed.errors);
+  const docs = parsed.docs.map((d) => d.doc);
   const inj = new Injector(o);
-  const values = docs.map((d) => d.toJS({ maxAliasCount: 1000 }) as unknown);
+  const values = parsed.docs.map((d) => d.value);
   for (const v of values) {
     for (const item of isObj(v) && v.kind === 'List' && Array.isArray(v.items) ? v.items : [v]) {
       if (isObj(item) && item.kind === 'ConfigMap' && isObj(item.metadata) && typeof item.metadata.name === 'string') {

@@ -311,6 +311,27 @@ describe('meshlet inject: opt-outs, lists, options', () => {
     expect((err as ConfigError).issues.map((i) => i.path)).toEqual(['--control-plane', '--proxy-uid']);
     expect(() => injectYaml('kind: Pod\nmetadata: [unclosed\n', OPTS)).toThrow(ConfigError);
   });
+
+  it('parses through the bounded YAML parser: an alias bomb, duplicate keys and oversize input are ConfigErrors', () => {
+    const issues = (text: string): readonly { path: string; message: string }[] => {
+      try {
+        injectYaml(text, OPTS);
+      } catch (e) {
+        expect(e).toBeInstanceOf(ConfigError);
+        return (e as ConfigError).issues;
+      }
+      throw new Error('no error');
+    };
+    // Billion laughs: 10 levels of 10 aliases (10^10 expansions) in the second document.
+    let bomb = 'a0: &a0 [x]\n';
+    for (let i = 1; i <= 10; i++) bomb += `a${i}: &a${i} [${Array(10).fill(`*a${i - 1}`).join(', ')}]\n`;
+    const b = issues(`kind: ConfigMap\nmetadata: { name: ok }\n---\n${bomb}`);
+    expect(b[0]!.path).toBe('document 2');
+    expect(b[0]!.message).toMatch(/alias/i);
+    const d = issues('kind: Pod\nmetadata: { name: p }\n---\nkind: Pod\nmetadata: { name: q }\nkind: Service\n');
+    expect(d).toEqual([{ path: 'document 2, line 6', message: 'invalid YAML: map keys must be unique ("kind" repeats)' }]);
+    expect(issues(`# ${'x'.repeat(17 * 1024 * 1024)}\n`)[0]!.message).toMatch(/over the .*-byte limit/);
+  });
 });
 
 describe('meshlet inject: the command', () => {
