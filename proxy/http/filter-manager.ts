@@ -284,8 +284,9 @@ export class FilterManager extends StreamFilterCallbacks implements TerminalFilt
     if (this.destroyed || this.localReplied) return true;
     const i = this.filters.indexOf(filter);
     if (this.decodeStoppedAt > i) {
-      // A later filter has stopped: the injected bytes wait behind it, in order.
-      (this.held ??= []).push({ kind: EVENT_DATA, chunk, endStream, trailers: undefined, from: i + 1 });
+      // A later filter has stopped: the injected bytes wait behind it, in order, counted like any
+      // held body (read-disable past the bound; a buffering filter's limit and completion).
+      this.hold({ kind: EVENT_DATA, chunk, endStream, trailers: undefined, from: i + 1 });
     } else {
       try {
         this.runDecodeData(i + 1, chunk, endStream);
