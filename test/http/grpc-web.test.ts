@@ -8,6 +8,7 @@
 import * as grpc from '@grpc/grpc-js';
 import http2 from 'node:http2';
 import { Readable } from 'node:stream';
+import { gunzipSync } from 'node:zlib';
 import { request as undiciRequest } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeBootstrap } from '../../proxy/config/bootstrap';
@@ -65,6 +66,19 @@ beforeAll(async () => {
         httpListener('web', routes([{ match: { prefix: '/' }, route: { cluster: 'grpc' } }]), {
           // The config-less form of Envoy's grpc-bridge / grpc-web examples.
           http_filters: [{ name: 'envoy.filters.http.grpc_web' }, { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } }],
+        }),
+        httpListener('webgz', routes([{ match: { prefix: '/' }, route: { cluster: 'grpc' } }]), {
+          http_filters: [
+            {
+              name: 'envoy.filters.http.compressor',
+              typed_config: {
+                '@type': 'type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor',
+                compressor_library: { name: 'gz', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.compression.gzip.compressor.v3.Gzip' } },
+              },
+            },
+            { name: 'envoy.filters.http.grpc_web' },
+            { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } },
+          ],
         }),
       ],
       [staticCluster('grpc', [port], h2)],
@@ -194,6 +208,19 @@ describe('grpc_web', () => {
     } finally {
       client.close();
     }
+  });
+
+  it('with the compressor before it (grpc-web+proto is in its default types): a gzip body holding the messages and the trailer frame', async () => {
+    const r = await undiciRequest(`http://127.0.0.1:${m.listenerPort('webgz')}/meshlet.test.Echo/ServerStream`, {
+      method: 'POST',
+      body: frame({ n: 20 }),
+      headers: { ...webHeaders, 'accept-encoding': 'gzip' },
+    });
+    expect(r.headers['content-type']).toBe('application/grpc-web+proto');
+    expect(r.headers['content-encoding']).toBe('gzip');
+    const { messages, trailers } = parse(gunzipSync(Buffer.from(await r.body.arrayBuffer())));
+    expect(messages).toHaveLength(20);
+    expect(trailers['grpc-status']).toBe('0');
   });
 
   it('trailerFrame follows the protocol: 0x80, big-endian length, name:value CRLF lines', () => {
