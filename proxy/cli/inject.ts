@@ -27,6 +27,14 @@ const USAGE = `meshlet inject -f FILE|- [-o FILE] [options]
                                   with -init appended, e.g. meshlet-init:${VERSION})
       --control-plane HOST:PORT   ADS address written into generated bootstraps
                                   (default ${DEFAULT_CONTROL_PLANE})
+      --control-plane-tls HOST:PORT
+                                  the authenticated path: ADS and certificates (CSR, key made in
+                                  the pod) over the control plane's TLS port with the pod's
+                                  projected service-account token (audience istio-ca), e.g.
+                                  meshlet-control-plane.meshlet-system.svc:15012
+      --root-configmap NAME       ConfigMap (key root-cert.pem) with the mesh root the control
+                                  plane's certificate is verified against (default
+                                  meshlet-root-cert; with --control-plane-tls)
       --bootstrap-configmap NAME  use this ConfigMap (key bootstrap.yaml) for every workload instead
                                   of generating meshlet-bootstrap-<workload> with node.id <workload>.<ns>
       --cert-secret NAME          also mount this Secret at /etc/certs (file-based certificates)
@@ -80,6 +88,8 @@ export async function runInject(argv: string[]): Promise<number> {
       'exclude-outbound-ports': { type: 'string' },
       'exclude-inbound-ports': { type: 'string' },
       'drain-time-s': { type: 'string' },
+      'control-plane-tls': { type: 'string' },
+      'root-configmap': { type: 'string' },
     });
   } catch (e) {
     process.stderr.write(`meshlet inject: ${(e as Error).message}\n\nUsage: ${USAGE}\n`);
@@ -90,6 +100,10 @@ export async function runInject(argv: string[]): Promise<number> {
   const file = s('filename');
   if (file === undefined) {
     process.stderr.write(`meshlet inject: -f FILE (or -f - for stdin) is required\n\nUsage: ${USAGE}\n`);
+    return 1;
+  }
+  if (s('root-configmap') !== undefined && s('control-plane-tls') === undefined) {
+    process.stderr.write('meshlet inject: --root-configmap is used with --control-plane-tls only\n');
     return 1;
   }
   const opts: InjectOptions = {
@@ -107,6 +121,9 @@ export async function runInject(argv: string[]): Promise<number> {
     excludeInboundPorts: s('exclude-inbound-ports'),
     drainTimeS: s('drain-time-s') === undefined ? 5 : Number(s('drain-time-s')),
     version: VERSION,
+    ...(s('control-plane-tls') !== undefined
+      ? { secure: { address: s('control-plane-tls')!, rootConfigMap: s('root-configmap') ?? 'meshlet-root-cert' } }
+      : {}),
   };
   let input: string;
   try {

@@ -30,6 +30,14 @@ export const BOOTSTRAP_VOLUME = 'meshlet-bootstrap';
 export const CERTS_VOLUME = 'meshlet-certs';
 export const BOOTSTRAP_DIR = '/etc/meshlet';
 export const CERTS_DIR = '/etc/certs';
+/** The authenticated path: the projected service-account token and the mesh root (Istio's paths and audience). */
+export const TOKEN_VOLUME = 'istio-token';
+export const TOKEN_DIR = '/var/run/secrets/tokens';
+export const TOKEN_FILE = `${TOKEN_DIR}/istio-token`;
+export const TOKEN_AUDIENCE = 'istio-ca';
+export const ROOT_VOLUME = 'meshlet-root';
+export const ROOT_DIR = '/var/run/secrets/meshlet/root';
+export const ROOT_CERT_FILE = `${ROOT_DIR}/root-cert.pem`;
 
 /** Istio's interception annotations → `meshlet iptables` flags. */
 export const TRAFFIC_ANNOTATIONS = {
@@ -69,6 +77,13 @@ export interface InjectOptions {
   readonly nativeNftables?: boolean;
   /** Drain time passed to the proxy. Default 5 s. */
   readonly drainTimeS: number;
+  /**
+   * The authenticated path (the embedded control plane's default): generated bootstraps speak
+   * ADS and CSR over the control plane's TLS port `address` with the pod's projected
+   * service-account token (audience istio-ca), verifying the control plane against the mesh root
+   * from ConfigMap `rootConfigMap` (key root-cert.pem); the key is generated in the pod.
+   */
+  readonly secure?: { readonly address: string; readonly rootConfigMap: string };
   /** Written into the status annotation. */
   readonly version: string;
 }
@@ -172,6 +187,7 @@ function initContainer(annotations: Obj, o: InjectOptions): Obj {
 }
 
 function proxyContainer(o: InjectOptions, certs: boolean): Obj {
+  const secure = o.secure !== undefined && o.bootstrapConfigMap === undefined;
   const probe = { httpGet: { path: '/healthz/ready', port: MESH_PORTS.health } };
   const c: Obj = {
     name: PROXY_CONTAINER,
@@ -203,6 +219,12 @@ function proxyContainer(o: InjectOptions, certs: boolean): Obj {
     volumeMounts: [
       { name: BOOTSTRAP_VOLUME, mountPath: BOOTSTRAP_DIR, readOnly: true },
       ...(certs ? [{ name: CERTS_VOLUME, mountPath: CERTS_DIR, readOnly: true }] : []),
+      ...(secure
+        ? [
+            { name: TOKEN_VOLUME, mountPath: TOKEN_DIR, readOnly: true },
+            { name: ROOT_VOLUME, mountPath: ROOT_DIR, readOnly: true },
+          ]
+        : []),
     ],
   };
   if (o.nativeSidecar) c.restartPolicy = 'Always';
@@ -307,6 +329,7 @@ class Injector {
           workloadName: name,
           labels: telemetryLabels,
           controlPlane: this.o.controlPlane,
+          ...(this.o.secure ? { secure: { address: this.o.secure.address, tokenFile: TOKEN_FILE, rootCertFile: ROOT_CERT_FILE } } : {}),
         });
         this.newConfigMaps.push(bootstrapConfigMap(cmName, ns, text));
       }
@@ -325,6 +348,15 @@ class Injector {
     const volumes = listAt(spec, 'volumes');
     volumes.push({ name: BOOTSTRAP_VOLUME, configMap: { name: cmName } });
     if (certs) volumes.push({ name: CERTS_VOLUME, secret: { secretName: this.o.certSecret } });
+    const secure = this.o.secure !== undefined && this.o.bootstrapConfigMap === undefined;
+    if (secure) {
+      // Istio's istio-token volume: a short-lived token the kubelet rotates, for the control plane only.
+      volumes.push({
+        name: TOKEN_VOLUME,
+        projected: { sources: [{ serviceAccountToken: { audience: TOKEN_AUDIENCE, expirationSeconds: 43200, path: 'istio-token' } }] },
+      });
+      volumes.push({ name: ROOT_VOLUME, configMap: { name: this.o.secure!.rootConfigMap } });
+    }
 
     const appContainers = containers.filter((c) => c.name !== PROXY_CONTAINER);
     if (falsy(ann[REWRITE_PROBES_ANNOTATION])) {
@@ -353,7 +385,7 @@ class Injector {
       version: this.o.version,
       initContainers: this.o.nativeSidecar ? [INIT_CONTAINER, PROXY_CONTAINER] : [INIT_CONTAINER],
       containers: this.o.nativeSidecar ? [] : [PROXY_CONTAINER],
-      volumes: certs ? [BOOTSTRAP_VOLUME, CERTS_VOLUME] : [BOOTSTRAP_VOLUME],
+      volumes: [BOOTSTRAP_VOLUME, ...(certs ? [CERTS_VOLUME] : []), ...(secure ? [TOKEN_VOLUME, ROOT_VOLUME] : [])],
       bootstrap: cmName,
     });
     annotations['prometheus.io/scrape'] ??= 'true';
@@ -378,6 +410,16 @@ export function validateInjectOptions(o: InjectOptions): void {
     issues.push({ path: '--proxy-uid', message: 'must be a non-zero numeric UID (Istio: 1337)' });
   if (!o.image) issues.push({ path: '--image', message: 'is required' });
   if (!Number.isFinite(o.drainTimeS) || o.drainTimeS < 0) issues.push({ path: '--drain-time-s', message: 'must be a non-negative number' });
+  if (o.secure) {
+    try {
+      splitHostPort(o.secure.address);
+    } catch (e) {
+      issues.push({ path: '--control-plane-tls', message: (e as Error).message });
+    }
+    if (!o.secure.rootConfigMap) issues.push({ path: '--root-configmap', message: 'is required with --control-plane-tls' });
+    if (o.bootstrapConfigMap !== undefined)
+      issues.push({ path: '--control-plane-tls', message: 'applies to generated bootstraps; with --bootstrap-configmap the bootstrap is yours' });
+  }
   if (issues.length) throw new ConfigError('meshlet inject options', issues);
 }
 

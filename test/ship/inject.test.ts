@@ -244,6 +244,51 @@ describe('meshlet inject: workloads', () => {
   });
 });
 
+describe('meshlet inject: the authenticated path (--control-plane-tls)', () => {
+  const secure = { address: 'meshlet-control-plane.meshlet-system.svc:15012', rootConfigMap: 'meshlet-root-cert' };
+  const out = docs(injectYaml(fixture('app.yaml'), { ...OPTS, secure }).yaml);
+  const spec = find(out, 'Deployment', 'backend-v1').spec.template.spec;
+
+  it('mounts a projected service-account token (audience istio-ca) and the mesh root into the sidecar only', () => {
+    expect(spec.volumes).toContainEqual({
+      name: 'istio-token',
+      projected: { sources: [{ serviceAccountToken: { audience: 'istio-ca', expirationSeconds: 43200, path: 'istio-token' } }] },
+    });
+    expect(spec.volumes).toContainEqual({ name: 'meshlet-root', configMap: { name: 'meshlet-root-cert' } });
+    const proxy = spec.initContainers[1];
+    expect(proxy.volumeMounts).toEqual([
+      { name: 'meshlet-bootstrap', mountPath: '/etc/meshlet', readOnly: true },
+      { name: 'istio-token', mountPath: '/var/run/secrets/tokens', readOnly: true },
+      { name: 'meshlet-root', mountPath: '/var/run/secrets/meshlet/root', readOnly: true },
+    ]);
+    for (const c of spec.containers) expect(JSON.stringify(c.volumeMounts ?? [])).not.toContain('istio-token');
+  });
+
+  it('writes a bootstrap with ADS over TLS carrying the token and the CSR provider (key made in the pod), no plaintext xds cluster', () => {
+    const cm = find(out, 'ConfigMap', 'meshlet-bootstrap-backend-v1');
+    const { bootstrap, warnings } = decodeBootstrap(parseBootstrapText(cm.data['bootstrap.yaml'], 'bootstrap.yaml'), {
+      httpFilters: createRegistries().httpFilters,
+    });
+    expect(warnings).toEqual([]);
+    expect(bootstrap.staticResources.clusters.map((c) => c.name)).not.toContain('xds-grpc');
+    expect(bootstrap.node.metadata?.MESHLET_CERT_PROVIDER).toMatchObject({
+      kind: 'istio_csr',
+      ca_address: secure.address,
+      token_file: '/var/run/secrets/tokens/istio-token',
+      root_cert_file: '/var/run/secrets/meshlet/root/root-cert.pem',
+    });
+    const text = cm.data['bootstrap.yaml'] as string;
+    expect(text).toMatch(/target_uri: "?meshlet-control-plane\.meshlet-system\.svc:15012"?/);
+    expect(text).toMatch(/ssl_credentials: \{ root_certs: \{ filename: \/var\/run\/secrets\/meshlet\/root\/root-cert.pem \} \}/);
+    expect(text).toContain('secret_data: { filename: /var/run/secrets/tokens/istio-token }');
+  });
+
+  it('rejects a bad TLS address and a user bootstrap with it', () => {
+    expect(() => injectYaml('', { ...OPTS, secure: { ...secure, address: 'nope' } })).toThrow(ConfigError);
+    expect(() => injectYaml('', { ...OPTS, secure, bootstrapConfigMap: 'mine' })).toThrow(/--control-plane-tls/);
+  });
+});
+
 describe('meshlet inject: opt-outs, lists, options', () => {
   it('skips hostNetwork and opted-out workloads, leaving them exactly as they were', () => {
     const input = fixture('skip.yaml');
