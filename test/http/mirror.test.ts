@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type net from 'node:net';
+import net from 'node:net';
 import { request as undiciRequest } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeBootstrap } from '../../proxy/config/bootstrap';
@@ -56,10 +56,13 @@ const shadow = recorder(1500); // a slow shadow: its answer comes long after the
 const other = recorder(0);
 let m: StartedMeshlet;
 let deadPort = 0;
+/** Accepts connections and never reads them: a shadow upstream that falls behind forever. */
+const sink = net.createServer(() => {});
 
 beforeAll(async () => {
   for (const r of [main, shadow, other]) await new Promise<void>((ok) => r.server.listen(0, '127.0.0.1', ok));
   deadPort = await closedPort();
+  await new Promise<void>((ok) => sink.listen(0, '127.0.0.1', ok));
   const route = (prefix: string, mirrors: unknown[]): Record<string, unknown> => ({
     match: { prefix },
     route: { cluster: 'main', request_mirror_policies: mirrors },
@@ -75,11 +78,12 @@ beforeAll(async () => {
             route('/header', [{ cluster_header: 'x-mirror-to' }]),
             route('/nosuffix', [{ cluster: 'other', disable_shadow_host_suffix_append: true, trace_sampled: false }]),
             route('/dead', [{ cluster: 'dead' }]),
+            route('/stuck', [{ cluster: 'stuck' }]),
             { match: { prefix: '/plain' }, route: { cluster: 'main' } },
           ]),
         ),
       ],
-      [staticCluster('main', [main.port()]), staticCluster('shadow', [shadow.port()]), staticCluster('other', [other.port()]), staticCluster('dead', [deadPort])],
+      [staticCluster('main', [main.port()]), staticCluster('shadow', [shadow.port()]), staticCluster('other', [other.port()]), staticCluster('dead', [deadPort]), staticCluster('stuck', [(sink.address() as net.AddressInfo).port])],
       { layered_runtime: { layers: [{ name: 'admin', admin_layer: {} }] } },
     ),
   );
@@ -88,6 +92,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await stopAllMeshlets();
   for (const r of [main, shadow, other]) await new Promise((ok) => r.server.close(ok));
+  await new Promise((ok) => sink.close(ok));
 });
 
 const url = (path: string): string => `http://127.0.0.1:${m.listenerPort('l')}${path}`;
@@ -165,6 +170,19 @@ describe('request mirroring', () => {
       expect(await r.body.text()).toBe('main 7');
     }
   });
+});
+
+describe('request mirroring: a shadow that falls behind', () => {
+  it('is dropped past 1 MiB behind; the main request streams on and the shadow is released', async () => {
+    const body = Buffer.alloc(12 * 1024 * 1024, 'z');
+    const r = await undiciRequest(url('/stuck'), { method: 'POST', body });
+    expect(r.statusCode).toBe(200);
+    expect(await r.body.text()).toBe(`main ${body.length}`);
+    // Without the bound the shadow would still hold its request (and the body) until the route timeout.
+    const stats = await (await undiciRequest(`http://127.0.0.1:${m.adminPort}/stats`)).body.text();
+    expect(stats).toMatch(/cluster\.stuck\.upstream_rq_total: 1\b/);
+    expect(stats).toMatch(/cluster\.stuck\.upstream_rq_active: 0\b/);
+  }, 20_000);
 });
 
 describe('request_mirror_policies validation', () => {
