@@ -141,6 +141,9 @@ export class MeshletServer {
       poolFactory: (host, cluster, protocol) =>
         protocol === 'HTTP/2' ? new H2ConnectionPool(host, cluster) : new H1ConnectionPool(host, cluster),
       transportProvider: (cfg, socket) => this.transportFor(socket, cfg.upstreamBindConfig),
+      ...(opts.bootstrap.localClusterName
+        ? { localCluster: { name: opts.bootstrap.localClusterName, locality: opts.bootstrap.node.locality } }
+        : {}),
     });
     this.listeners = new ListenerManager((chain, listener) => this.buildChain(chain, listener), opts.originalDst);
     this.telemetry = new Telemetry(

@@ -208,6 +208,17 @@ export function decodeBootstrap(raw: unknown, ctx0: DecodeContext, what = 'boots
     tr.done();
   }
   const statsFlushIntervalMs = dur(r, 'stats_flush_interval');
+  let localClusterName: string | undefined;
+  const cm = r.obj('cluster_manager');
+  if (cm) {
+    const n = cm.str('local_cluster_name', '');
+    if (n !== '') {
+      // As Envoy: the local cluster must be a static one (it exists before CDS).
+      if (!clusters.some((c) => c.name === n)) cm.error('local_cluster_name', `unknown cluster ${JSON.stringify(n)}: the local cluster must be in static_resources.clusters`);
+      else localClusterName = n;
+    }
+    cm.done();
+  }
   const lr = r.obj('layered_runtime');
   const layeredRuntime = lr ? decodeLayeredRuntime(lr) : undefined;
   r.done();
@@ -221,6 +232,7 @@ export function decodeBootstrap(raw: unknown, ctx0: DecodeContext, what = 'boots
     ...(tracing ? { tracing } : {}),
     ...(statsFlushIntervalMs !== undefined ? { statsFlushIntervalMs } : {}),
     ...(layeredRuntime ? { layeredRuntime } : {}),
+    ...(localClusterName ? { localClusterName } : {}),
   };
   return { bootstrap: deepFreeze(bootstrap), warnings: issues.warnings };
 }

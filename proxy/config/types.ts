@@ -68,6 +68,8 @@ export interface Bootstrap {
    * stats sinks to flush to: stats are computed when /stats or /stats/prometheus is scraped.
    */
   readonly statsFlushIntervalMs?: number;
+  /** cluster_manager.local_cluster_name: the local service's cluster, for zone-aware routing. */
+  readonly localClusterName?: string;
   /** layered_runtime (undefined: Envoy's default of one admin layer). */
   readonly layeredRuntime?: readonly RuntimeLayerConfig[];
 }
@@ -664,6 +666,10 @@ export interface ClusterConfig {
   readonly respectDnsTtl: boolean;
   /** common_lb_config.healthy_panic_threshold, percent; Envoy default 50. */
   readonly healthyPanicThresholdPercent: number;
+  /** common_lb_config.locality_weighted_lb_config: choose a locality by weight first. */
+  readonly localityWeightedLb?: boolean;
+  /** common_lb_config.zone_aware_lb_config (Envoy's defaults when unset); used with a local cluster. */
+  readonly zoneAware?: ZoneAwareLbConfig;
   /** ORIGINAL_DST: take the destination from this header instead of the socket (Envoy option). */
   /** original_dst_lb_config.upstream_port_override: connect to this port instead of the destination's. */
   readonly originalDstPortOverride?: number;
@@ -685,6 +691,16 @@ export interface ClusterLoadAssignment {
   readonly endpoints: readonly LocalityLbEndpoints[];
   /** Envoy default 140. */
   readonly overprovisioningFactor: number;
+}
+
+/** envoy.config.cluster.v3.Cluster.CommonLbConfig.ZoneAwareLbConfig. */
+export interface ZoneAwareLbConfig {
+  /** routing_enabled: percent of requests zone-aware routing applies to (default 100). */
+  readonly routingEnabledPercent: number;
+  /** min_cluster_size: fewer upstream hosts disable zone-aware routing (default 6). */
+  readonly minClusterSize: number;
+  /** fail_traffic_on_panic: in panic, no host instead of every host (default false). */
+  readonly failTrafficOnPanic: boolean;
 }
 
 export interface LocalityLbEndpoints {

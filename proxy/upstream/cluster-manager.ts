@@ -11,6 +11,8 @@
  *
  * Codecs and TLS are injected (PoolFactory, transport provider) so this module imports neither.
  */
+import { type LocalClusterView, localityKey } from './locality';
+import type { Locality } from '../config/types';
 import type { ClusterConfig, ClusterLoadAssignment, UpstreamTlsConfig } from '../config/types';
 import { ConfigError } from '../../common/errors';
 import {
@@ -65,6 +67,11 @@ export interface ClusterManagerOptions {
   readonly drainCheckMs?: number;
   /** Longest a replaced cluster may drain before it is destroyed anyway (default 10 min). */
   readonly drainMaxMs?: number;
+  /**
+   * cluster_manager.local_cluster_name and the proxy's locality (node.locality): the clusters'
+   * zone-aware routing compares their localities with this cluster's.
+   */
+  readonly localCluster?: { readonly name: string; readonly locality: Locality | undefined };
 }
 
 const TCP = new TcpTransportSocketFactory();
@@ -80,10 +87,33 @@ export class ClusterManager implements ClusterLookup {
   private readonly edsByService = new Map<string, Set<Cluster>>();
   private readonly listeners: ClusterUpdateListener[] = [];
   private readonly registry: LbRegistry;
+  private readonly localView: (() => LocalClusterView | undefined) | undefined;
   private readonly transportProvider: TransportProvider;
 
   constructor(private readonly opts: ClusterManagerOptions) {
     this.registry = opts.lbRegistry ?? registerDefaultLbPolicies(new LbRegistry());
+    const lc = opts.localCluster;
+    if (lc !== undefined) {
+      // One view object for the manager's life: the local cluster is looked up by name each time,
+      // so a CDS replacement of it is followed (its lbVersion numbers are never reused).
+      const local = (): Cluster | undefined => this.get(lc.name);
+      const view: LocalClusterView = {
+        localityKey: localityKey(lc.locality),
+        get version(): number {
+          return local()?.lbVersion ?? -2;
+        },
+        healthyByLocality(): ReadonlyMap<string, number> {
+          const m = new Map<string, number>();
+          for (const h of local()?.hosts ?? []) {
+            if (!h.healthy) continue;
+            const k = localityKey(h.locality);
+            m.set(k, (m.get(k) ?? 0) + 1);
+          }
+          return m;
+        },
+      };
+      this.localView = () => (local() !== undefined ? view : undefined);
+    }
     this.transportProvider =
       opts.transportProvider ??
       ((config, socket) => {
@@ -158,6 +188,7 @@ export class ClusterManager implements ClusterLookup {
         ? { socketMatcher: new TransportSocketMatcher(matches, (m) => this.transportProvider(config, m.transportSocket), transport) }
         : {}),
       addedViaApi: opts.addedViaApi ?? false,
+      ...(this.localView !== undefined ? { localCluster: this.localView } : {}),
       onInitialized: (c) => {
         if (constructed && this.warming.get(name) === c) this.promote(c);
       },

@@ -11,6 +11,7 @@
  * drain (no new streams, close once idle), and balancers are rebuilt only when membership or
  * health changes — never per request.
  */
+import { type LocalClusterView, localityKey } from './locality';
 import type { ClusterConfig, ClusterLoadAssignment, LbEndpoint, Locality } from '../config/types';
 import { ConfigError } from '../../common/errors';
 import type { ConnectionPool, HttpProtocol } from '../http/codec';
@@ -47,7 +48,12 @@ export interface ClusterContext {
   readonly onInitialized?: (cluster: Cluster) => void;
   /** Source of randomness (tests may pin it); defaults to Math.random. */
   readonly random?: () => number;
+  /** The local cluster (cluster_manager.local_cluster_name) for zone-aware routing. */
+  readonly localCluster?: () => LocalClusterView | undefined;
 }
+
+/** Every rebuild of every cluster gets a new number (zone-aware routing watches its local cluster's). */
+let rebuilds = 0;
 
 /** Called after every membership change with the hosts added and removed. */
 export type MembershipListener = (added: readonly Host[], removed: readonly Host[]) => void;
@@ -80,6 +86,8 @@ export class Cluster implements UpstreamCluster {
   readonly transport: TransportSocketFactory;
   hosts: readonly Host[] = [];
   initialized = false;
+  /** Changes on each rebuild (membership, weights or health). */
+  lbVersion = 0;
   /** The last assignment applied (EDS: what the next cluster object for this name is seeded with). */
   lastAssignment: ClusterLoadAssignment | undefined;
 
@@ -108,7 +116,7 @@ export class Cluster implements UpstreamCluster {
     this.transport = ctx.transport;
     this.socketMatcher = ctx.socketMatcher;
     this.resources = new ClusterResourceManager(config.circuitBreakers, this.stats);
-    this.prioritySet = new PrioritySet(Cluster.lbFactory(config, ctx.lbRegistry), config, this.stats, ctx.random);
+    this.prioritySet = new PrioritySet(Cluster.lbFactory(config, ctx.lbRegistry), config, this.stats, ctx.random, ctx.localCluster);
     this.decayMs = config.lbConfig.peakEwma?.decayMs ?? DEFAULT_DECAY_MS;
     // Health checking and outlier detection follow membership through the listener below; hosts
     // of the first assignment arrive after this constructor (subclasses apply it).
@@ -246,11 +254,19 @@ export class Cluster implements UpstreamCluster {
         let h = this.byKey.get(key);
         if (h === undefined) {
           h = this.makeHost(e, group.priority, group.locality, group.metadata);
+          h.localityWeight = group.loadBalancingWeight;
           added.push(h);
         } else {
-          if (h.weight !== e.weight || h.priority !== group.priority || h.edsHealth !== e.healthStatus) {
+          if (
+            h.weight !== e.weight ||
+            h.priority !== group.priority ||
+            h.edsHealth !== e.healthStatus ||
+            h.localityWeight !== group.loadBalancingWeight ||
+            localityKey(h.locality) !== localityKey(group.locality)
+          ) {
             lbInputsChanged = true;
           }
+          h.localityWeight = group.loadBalancingWeight;
           h.weight = e.weight;
           h.priority = group.priority;
           h.locality = group.locality;
@@ -309,6 +325,7 @@ export class Cluster implements UpstreamCluster {
   }
 
   protected rebuild(): void {
+    this.lbVersion = ++rebuilds;
     this.prioritySet.rebuild(this.hosts, this.overprovisioningFactor, this.config.healthyPanicThresholdPercent);
   }
 

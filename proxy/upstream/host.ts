@@ -26,6 +26,8 @@ export class Host {
   weight: number;
   priority: number;
   locality: Locality | undefined;
+  /** The load_balancing_weight of the host's locality group (locality weighted balancing). */
+  localityWeight: number | undefined;
   hostname: string;
   metadata: Readonly<Record<string, unknown>>;
   /** The filter_metadata of the host's locality group (transport socket matching falls back to it). */
@@ -56,6 +58,7 @@ export class Host {
       weight?: number;
       priority?: number;
       locality?: Locality;
+      localityWeight?: number;
       hostname?: string;
       metadata?: Readonly<Record<string, unknown>>;
       localityMetadata?: Readonly<Record<string, unknown>>;
@@ -74,6 +77,7 @@ export class Host {
     this.weight = opts.weight ?? 1;
     this.priority = opts.priority ?? 0;
     this.locality = opts.locality;
+    this.localityWeight = opts.localityWeight;
     this.hostname = opts.hostname ?? '';
     this.metadata = opts.metadata ?? {};
     this.localityMetadata = opts.localityMetadata;

@@ -13,6 +13,9 @@
  *    load follows host counts (Envoy's "total panic"); a threshold of 0 disables panic, so then
  *    nothing is chosen and the router answers 503 UH.
  *
+ * Inside a level, locality weighting or zone-aware routing (locality.ts) choose the locality
+ * first when configured (not for the hash policies, which Envoy keeps locality-blind).
+ *
  * Everything is computed on rebuild (membership or health change). `choose` is the hot path: one
  * random draw (or the request hash), a scan over a handful of levels, the level's `pick`.
  */
@@ -20,6 +23,7 @@ import type { ClusterConfig } from '../config/types';
 import type { Host } from './host';
 import type { LbContext, LoadBalancer, LoadBalancerFactory } from './lb/types';
 import type { ClusterStats } from './types';
+import { DEFAULT_ZONE_AWARE, type LocalClusterView, type LocalityPicker, localityWeightedPicker, zoneAwarePicker } from './locality';
 
 /** One priority level after a rebuild. */
 export interface PriorityLevel {
@@ -35,7 +39,14 @@ export interface PriorityLevel {
   /** Hosts the balancer was built over: the healthy ones, or all non-draining ones in panic. */
   readonly lbHosts: readonly Host[];
   readonly lb: LoadBalancer | undefined;
+  /** Locality first (locality weighted / zone aware); undefined: `lb` over every usable host. */
+  readonly picker: LocalityPicker | undefined;
 }
+
+const NO_HOST: LocalityPicker = { pick: () => undefined };
+
+/** Policies that hash to a host: locality-blind, as in Envoy. */
+const HASH_POLICIES = new Set(['RING_HASH', 'MAGLEV']);
 
 export class PrioritySet {
   levels: readonly PriorityLevel[] = [];
@@ -47,6 +58,8 @@ export class PrioritySet {
     private readonly config: ClusterConfig,
     private readonly stats: ClusterStats,
     private readonly random: () => number = Math.random,
+    /** The local cluster (cluster_manager.local_cluster_name), for zone-aware routing. */
+    private readonly local?: () => LocalClusterView | undefined,
   ) {}
 
   /** Recompute levels, loads, panic flags and balancers from scratch. */
@@ -125,6 +138,7 @@ export class PrioritySet {
       const lbHosts = panic[p] ? list.filter((h) => !h.draining) : list.filter((h) => h.healthy);
       acc += load[p];
       cumulative[p] = acc;
+      const lb = lbHosts.length > 0 ? this.factory.create(lbHosts, this.config) : undefined;
       levels.push(
         Object.freeze({
           priority: p,
@@ -134,12 +148,33 @@ export class PrioritySet {
           load: load[p],
           panic: panic[p],
           lbHosts,
-          lb: lbHosts.length > 0 ? this.factory.create(lbHosts, this.config) : undefined,
+          lb,
+          picker: lb !== undefined ? this.pickerFor(p, list, lbHosts, panic[p]!, overprovisioningFactor, lb) : undefined,
         }),
       );
     }
     this.levels = levels;
     this.cumulative = cumulative;
+  }
+
+  private pickerFor(
+    p: number,
+    all: readonly Host[],
+    usable: readonly Host[],
+    panic: boolean,
+    overprovisioningFactor: number,
+    lb: LoadBalancer,
+  ): LocalityPicker | undefined {
+    const cfg = this.config;
+    if (HASH_POLICIES.has(this.factory.name)) return undefined;
+    if (cfg.localityWeightedLb) {
+      // No locality with an effective weight: the level has nothing to offer (as Envoy).
+      return localityWeightedPicker(all, usable, panic, overprovisioningFactor, this.factory, cfg) ?? NO_HOST;
+    }
+    if (p !== 0 || this.local === undefined) return undefined;
+    const zc = cfg.zoneAware ?? DEFAULT_ZONE_AWARE;
+    if (panic && zc.failTrafficOnPanic) return NO_HOST;
+    return zoneAwarePicker(all, usable, panic, this.local, zc, lb, this.factory, cfg);
   }
 
   /** Pick a host: choose a level by load (by the request hash when there is one), then its balancer. */
@@ -158,7 +193,7 @@ export class PrioritySet {
     }
     const level = levels[chosen];
     if (level.lb !== undefined) {
-      const h = level.lb.pick(ctx);
+      const h = level.picker !== undefined ? level.picker.pick(ctx, this.random) : level.lb.pick(ctx);
       if (h !== undefined) {
         if (level.panic) this.stats.lbHealthyPanic++;
         return h;
@@ -168,7 +203,7 @@ export class PrioritySet {
     for (let p = 0; p < n; p++) {
       const l = levels[p];
       if (p === chosen || l.lb === undefined || l.load === 0) continue;
-      const h = l.lb.pick(ctx);
+      const h = l.picker !== undefined ? l.picker.pick(ctx, this.random) : l.lb.pick(ctx);
       if (h !== undefined) {
         if (l.panic) this.stats.lbHealthyPanic++;
         return h;

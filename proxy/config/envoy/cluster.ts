@@ -10,7 +10,7 @@
  */
 import { isIP } from 'node:net';
 import { Reader } from '../../../common/reader';
-import type { CircuitBreakerThresholds, ClusterConfig, ClusterType, Http2Options, LbPolicyName, TransportSocketMatch } from '../types';
+import type { CircuitBreakerThresholds, ClusterConfig, ClusterType, Http2Options, LbPolicyName, TransportSocketMatch, ZoneAwareLbConfig } from '../types';
 import type { DecodeContext } from './context';
 import { decodeConfigSource } from './config-source';
 import { decodeMetadata, dur, enumNamed, enumOf, percent } from './core';
@@ -296,9 +296,31 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
   if (dnsRefreshRateMs <= 1) r.error('dns_refresh_rate', 'must be greater than 1ms');
   const respectDnsTtl = r.bool('respect_dns_ttl', false);
   let healthyPanicThresholdPercent = 50;
+  let localityWeightedLb = false;
+  let zoneAware: ZoneAwareLbConfig | undefined;
   const clb = r.obj('common_lb_config');
   if (clb) {
     healthyPanicThresholdPercent = percent(clb, 'healthy_panic_threshold', 50);
+    const lbKind = clb.oneof(['zone_aware_lb_config', 'locality_weighted_lb_config'] as const);
+    if (lbKind === 'locality_weighted_lb_config') {
+      clb.obj('locality_weighted_lb_config')?.done();
+      localityWeightedLb = true;
+    } else if (lbKind === 'zone_aware_lb_config') {
+      const z = clb.obj('zone_aware_lb_config');
+      if (z) {
+        const mcs = z.raw('min_cluster_size');
+        // google.protobuf.UInt64Value: a number or a decimal string in proto3 JSON, {value} by hand.
+        const mv = mcs !== null && typeof mcs === 'object' && !Array.isArray(mcs) ? (mcs as { value?: unknown }).value : mcs;
+        const minClusterSize = mv === undefined ? 6 : Number(mv);
+        if (!Number.isInteger(minClusterSize) || minClusterSize < 0) z.error('min_cluster_size', 'must be a non-negative integer');
+        zoneAware = {
+          routingEnabledPercent: percent(z, 'routing_enabled', 100),
+          minClusterSize: Number.isInteger(minClusterSize) && minClusterSize >= 0 ? minClusterSize : 6,
+          failTrafficOnPanic: z.bool('fail_traffic_on_panic', false),
+        };
+        z.done();
+      }
+    }
     // Envoy batches EDS/health updates inside this window for CPU's sake; meshlet applies each at once.
     clb.ignore('update_merge_window');
     clb.done();
@@ -352,6 +374,8 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
     respectDnsTtl,
     healthyPanicThresholdPercent,
     ...(originalDstHeader ? { originalDstHeader } : {}),
+    ...(localityWeightedLb ? { localityWeightedLb } : {}),
+    ...(zoneAware ? { zoneAware } : {}),
     ...(originalDstPortOverride !== undefined ? { originalDstPortOverride } : {}),
     cleanupIntervalMs,
     perConnectionBufferLimitBytes,
