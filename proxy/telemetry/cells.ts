@@ -16,6 +16,21 @@
  * `_count`. Leans data-plane-safe: a non-finite value is ignored, never thrown.
  */
 import type { Metric, Registry } from 'prom-client';
+import { type ChunkWriter, escapeHelp, escapeLabelValue, formatValue } from './exposition';
+
+/** Cells written between pauses when a scrape renders a family in steps. */
+const CELLS_PER_STEP = 32;
+
+/** A cell's labels as exposition text (`a="x",b="y"`), built on its first scrape and kept. */
+function flatLabels(cell: { readonly labels: Readonly<Record<string, string>>; flat?: string }): string {
+  let s = cell.flat;
+  if (s === undefined) {
+    s = '';
+    for (const [n, v] of Object.entries(cell.labels)) s += `${s === '' ? '' : ','}${n}="${escapeLabelValue(v)}"`;
+    cell.flat = s;
+  }
+  return s;
+}
 
 type Labels<L extends string> = Readonly<Record<L, string>>;
 
@@ -25,6 +40,8 @@ export class CounterCell {
   value = 0;
   /** Whether the series exists (updated since creation or the last reset). */
   seen = false;
+  /** The labels as exposition text, once scraped (flatLabels). */
+  flat: string | undefined = undefined;
 
   constructor(readonly labels: Readonly<Record<string, string>>) {}
 
@@ -43,6 +60,8 @@ export class HistogramCell {
   readonly counts: Float64Array;
   sum = 0;
   count = 0;
+  /** The labels as exposition text, once scraped (flatLabels). */
+  flat: string | undefined = undefined;
 
   constructor(
     readonly labels: Readonly<Record<string, string>>,
@@ -167,6 +186,21 @@ export class CounterFamily<L extends string> extends Family<L, CounterCell> {
     }
   }
 
+  /**
+   * The exposition text in steps (a scrape yields between them; exposition.ts), byte for byte
+   * what prom-client prints from getForPromString (test/perf-safety/metric-cells.test.ts).
+   */
+  *render(out: ChunkWriter): Generator<void> {
+    out.write(`# HELP ${this.name} ${escapeHelp(this.help)}\n# TYPE ${this.name} ${this.type}`);
+    let n = 0;
+    for (const c of this.cells.values()) {
+      if (!c.seen) continue;
+      const flat = flatLabels(c);
+      out.write(`\n${this.name}${flat === '' ? '' : `{${flat}}`} ${formatValue(c.value)}`);
+      if (++n % CELLS_PER_STEP === 0) yield;
+    }
+  }
+
   getForPromString(): Exported {
     const values: ExportValue[] = [];
     for (const c of this.cells.values()) if (c.seen) values.push({ value: c.value, labels: c.labels });
@@ -194,6 +228,29 @@ export class HistogramFamily<L extends string> extends Family<L, HistogramCell> 
 
   reset(): void {
     for (const c of this.cells.values()) c.reset();
+  }
+
+  /** As CounterFamily.render: prom-client's text for the same cells, in steps. */
+  *render(out: ChunkWriter): Generator<void> {
+    out.write(`# HELP ${this.name} ${escapeHelp(this.help)}\n# TYPE ${this.name} ${this.type}`);
+    const bucket = `\n${this.name}_bucket{le="`;
+    const les = this.buckets.map((b) => `${b}`);
+    let n = 0;
+    for (const c of this.cells.values()) {
+      if (c.count === 0) continue;
+      const flat = flatLabels(c);
+      const tail = flat === '' ? '"} ' : `",${flat}} `;
+      const shared = flat === '' ? ' ' : `{${flat}} `;
+      let acc = 0;
+      for (let i = 0; i < les.length; i++) {
+        acc += c.counts[i]!;
+        out.write(`${bucket}${les[i]!}${tail}${formatValue(acc)}`);
+      }
+      out.write(`${bucket}+Inf${tail}${formatValue(c.count)}`);
+      out.write(`\n${this.name}_sum${shared}${formatValue(c.sum)}`);
+      out.write(`\n${this.name}_count${shared}${formatValue(c.count)}`);
+      if (++n % CELLS_PER_STEP === 0) yield;
+    }
   }
 
   getForPromString(): Exported {
