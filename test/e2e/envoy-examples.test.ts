@@ -10,19 +10,29 @@
  *  - websocket: upgrade_configs websocket, an upgraded byte stream through the proxy
  *  - ext-authz: the HTTP authorization service (uri without a scheme, as the example writes it),
  *    allowed_upstream_headers passing x-current-user on
+ *  - tls-sni: tls_inspector and server_names choose the chain (and certificate) per domain
+ *  - double-proxy: plain HTTP into one proxy, mTLS between the two proxies, plain to the backend
  *
  * Covered by their own tests: dynamic-config-fs (test/e2e/xds-file.test.ts), jaeger-tracing /
  * zipkin-tracing (test/telemetry/zipkin.test.ts).
  */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DevCa } from '../../certs/dev-ca';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseBootstrapText } from '../../proxy/config/bootstrap';
 import { type StartedMeshlet, startMeshlet, stopAllMeshlets } from '../support/meshlet';
 import { closeAll, startHttpEcho } from '../support/upstreams';
 import { request } from '../telemetry/helpers';
 
+const certDir = mkdtempSync(join(tmpdir(), 'meshlet-examples-'));
+
 afterAll(async () => {
+  rmSync(certDir, { recursive: true, force: true });
   await stopAllMeshlets();
   await closeAll();
   for (const s of servers) {
@@ -323,5 +333,198 @@ describe('ext-authz (HTTP service)', () => {
     const ok = await request(port, '/service', { headers: { authorization: 'Bearer token1' } });
     expect(ok.status).toBe(200);
     expect(JSON.parse(ok.body).headers['x-current-user']).toBe('user1');
+  });
+});
+
+/** A certificate for `dnsName` from a test CA, written as the examples keep theirs: files. */
+async function certFiles(ca: DevCa, name: string, dnsName: string): Promise<{ cert: string; key: string }> {
+  const c = await ca.issueWorkload({ ns: 'examples', sa: name, dnsNames: [dnsName] });
+  const cert = join(certDir, `${name}.crt`);
+  const key = join(certDir, `${name}.key`);
+  writeFileSync(cert, c.certChainPem);
+  writeFileSync(key, c.privateKeyPem!);
+  return { cert, key };
+}
+
+function httpsGet(port: number, servername: string, ca: string): Promise<{ status: number; upstream: string; subject: string }> {
+  return new Promise((resolve, reject) => {
+    const req = https.get({ host: '127.0.0.1', port, path: '/', servername, ca, agent: false, headers: { host: servername } }, (res) => {
+      const peer = (res.socket as import('node:tls').TLSSocket).getPeerCertificate();
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, upstream: String(res.headers['x-upstream']), subject: String(peer.subjectaltname) }));
+    });
+    req.on('error', reject);
+  });
+}
+
+const DOWNSTREAM_TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext';
+const UPSTREAM_TLS = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext';
+
+describe('tls-sni', () => {
+  it('picks the filter chain, its certificate and its service by SNI', async () => {
+    const ca = await DevCa.create({ trustDomain: 'examples.local' });
+    const d1 = await certFiles(ca, 'domain1', 'domain1.example.com');
+    const d2 = await certFiles(ca, 'domain2', 'domain2.example.com');
+    const h1 = await startHttpEcho('http-upstream1');
+    const h2 = await startHttpEcho('http-upstream2');
+    const chain = (domain: string, c: { cert: string; key: string }, clusterName: string) => `
+    - filter_chain_match:
+        server_names:
+        - ${domain}
+      filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": ${HCM}
+          stat_prefix: ingress_http
+          route_config:
+            virtual_hosts:
+            - name: default
+              domains:
+              - "*"
+              routes:
+              - match:
+                  prefix: "/"
+                route:
+                  cluster: ${clusterName}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": ${ROUTER}
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": ${DOWNSTREAM_TLS}
+          common_tls_context:
+            tls_certificates:
+            - certificate_chain:
+                filename: ${c.cert}
+              private_key:
+                filename: ${c.key}`;
+    const m = await run(`static_resources:
+  listeners:
+  - name: listener_sni
+    address:
+      socket_address:
+        address: 127.0.0.1
+        port_value: 0
+    listener_filters:
+    - name: envoy.filters.listener.tls_inspector
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector
+    filter_chains:${chain('domain1.example.com', d1, 'proxy-domain1')}${chain('domain2.example.com', d2, 'proxy-domain2')}
+  clusters:${cluster('proxy-domain1', h1.port)}${cluster('proxy-domain2', h2.port)}
+`);
+    const port = m.listenerPort('listener_sni');
+    const one = await httpsGet(port, 'domain1.example.com', ca.rootCertPem);
+    const two = await httpsGet(port, 'domain2.example.com', ca.rootCertPem);
+    expect([one.status, one.upstream]).toEqual([200, 'http-upstream1']);
+    expect(one.subject).toContain('DNS:domain1.example.com');
+    expect([two.status, two.upstream]).toEqual([200, 'http-upstream2']);
+    expect(two.subject).toContain('DNS:domain2.example.com');
+    // No chain for another name: the handshake fails.
+    await expect(httpsGet(port, 'domain3.example.com', ca.rootCertPem)).rejects.toThrow();
+  });
+});
+
+describe('double-proxy', () => {
+  it('carries plain HTTP through an mTLS hop between two proxies to the backend', async () => {
+    const ca = await DevCa.create({ trustDomain: 'examples.local' });
+    const server = await certFiles(ca, 'proxy-postgres-backend', 'proxy-backend.example.com');
+    const client = await certFiles(ca, 'proxy-postgres-frontend', 'proxy-frontend.example.com');
+    const caFile = join(certDir, 'ca.crt');
+    writeFileSync(caFile, ca.rootCertPem);
+    const backend = await startHttpEcho('backend');
+    const plainHcm = (clusterName: string) => `
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": ${HCM}
+          stat_prefix: ingress_http
+          route_config:
+            virtual_hosts:
+            - name: all
+              domains:
+              - "*"
+              routes:
+              - match:
+                  prefix: "/"
+                route:
+                  cluster: ${clusterName}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": ${ROUTER}`;
+    const back = await run(`static_resources:
+  listeners:
+  - name: backend_proxy
+    address:
+      socket_address:
+        address: 127.0.0.1
+        port_value: 0
+    filter_chains:
+    - filters:${plainHcm('backend')}
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": ${DOWNSTREAM_TLS}
+          require_client_certificate: true
+          common_tls_context:
+            tls_certificates:
+            - certificate_chain:
+                filename: ${server.cert}
+              private_key:
+                filename: ${server.key}
+            validation_context:
+              match_typed_subject_alt_names:
+              - san_type: DNS
+                matcher:
+                  exact: proxy-frontend.example.com
+              trusted_ca:
+                filename: ${caFile}
+  clusters:${cluster('backend', backend.port)}
+`);
+    const front = await run(`static_resources:
+  listeners:
+  - name: frontend_proxy
+    address:
+      socket_address:
+        address: 127.0.0.1
+        port_value: 0
+    filter_chains:
+    - filters:${plainHcm('proxy-backend')}
+  clusters:
+  - name: proxy-backend
+    type: STATIC
+    load_assignment:
+      cluster_name: proxy-backend
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address:
+                address: 127.0.0.1
+                port_value: ${back.listenerPort('backend_proxy')}
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": ${UPSTREAM_TLS}
+        sni: proxy-backend.example.com
+        common_tls_context:
+          tls_certificates:
+          - certificate_chain:
+              filename: ${client.cert}
+            private_key:
+              filename: ${client.key}
+          validation_context:
+            match_typed_subject_alt_names:
+            - san_type: DNS
+              matcher:
+                exact: proxy-backend.example.com
+            trusted_ca:
+              filename: ${caFile}
+`);
+    const r = await request(front.listenerPort('frontend_proxy'), '/hello');
+    expect([r.status, r.headers['x-upstream']]).toEqual([200, 'backend']);
+    // The backend proxy refuses a client without a certificate.
+    await expect(httpsGet(back.listenerPort('backend_proxy'), 'proxy-backend.example.com', ca.rootCertPem)).rejects.toThrow();
   });
 });
