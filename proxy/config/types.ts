@@ -609,7 +609,9 @@ export interface AccessLogConfig {
   readonly name: string;
   readonly sink: { readonly kind: 'stdout' } | { readonly kind: 'stderr' } | { readonly kind: 'file'; readonly path: string };
   /** Envoy format string (text) or JSON format map; undefined = meshlet's JSON default fields. */
-  readonly format?: { readonly kind: 'text'; readonly text: string } | { readonly kind: 'json'; readonly json: Readonly<Record<string, unknown>> };
+  readonly format?:
+    | { readonly kind: 'text'; readonly text: string; readonly omitEmptyValues?: boolean }
+    | { readonly kind: 'json'; readonly json: Readonly<Record<string, unknown>>; readonly omitEmptyValues?: boolean };
 }
 
 // ───────────────────────────── Clusters ─────────────────────────────

@@ -146,13 +146,14 @@ function compileText(
   return { parts, single: ops === 1 && parts.length === 1 ? single : undefined };
 }
 
-function render(parts: readonly Part[], c: LogContext): string {
+/** `empty`: what a missing value prints as ("-", or "" with omit_empty_values). */
+function render(parts: readonly Part[], c: LogContext, empty: string): string {
   let out = '';
   for (const p of parts) {
     if (typeof p === 'string') out += p;
     else {
       const v = p(c);
-      out += v === undefined || v === '' ? '-' : String(v);
+      out += v === undefined || v === '' ? empty : String(v);
     }
   }
   return out;
@@ -178,9 +179,11 @@ export function compileFormat(
   if (format?.kind !== 'json') {
     const text = format ? format.text : ENVOY_DEFAULT_FORMAT;
     const { parts } = compileText(text.endsWith('\n') ? text.slice(0, -1) : text, warn);
-    return (c) => render(parts, c);
+    const empty = format?.omitEmptyValues ? '' : '-';
+    return (c) => render(parts, c, empty);
   }
   const json = format.json;
+  const omit = format.omitEmptyValues === true;
   const fields: { key: string; parts?: Part[]; single?: { fn: Op; numeric: boolean }; constant?: unknown }[] = [];
   for (const [key, v] of Object.entries(json)) {
     if (typeof v !== 'string') {
@@ -196,9 +199,15 @@ export function compileFormat(
       if (f.constant !== undefined) obj[f.key] = f.constant;
       else if (f.single) {
         const v = f.single.fn(c);
-        // Envoy's json_format: a value that is one operator keeps its type; a missing one is null.
-        obj[f.key] = v === undefined || v === '' ? null : v;
-      } else obj[f.key] = render(f.parts!, c);
+        // Envoy's json_format: a value that is one operator keeps its type; a missing one is null
+        // (left out with omit_empty_values).
+        if (v === undefined || v === '') {
+          if (!omit) obj[f.key] = null;
+        } else obj[f.key] = v;
+      } else {
+        const s = render(f.parts!, c, omit ? '' : '-');
+        if (!(omit && s === '')) obj[f.key] = s;
+      }
     }
     return JSON.stringify(obj);
   };

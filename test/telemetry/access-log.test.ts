@@ -239,4 +239,13 @@ describe('format compilation', () => {
     expect(warnings).toHaveLength(1);
     expect(warnings[0]).toContain('NOT_A_THING');
   });
+
+  it('omit_empty_values: empty operators print nothing in text and drop their keys in JSON', () => {
+    const text = compileFormat({ kind: 'text', text: '[%ROUTE_NAME%] %RESPONSE_FLAGS%', omitEmptyValues: true });
+    expect(text({})).toBe('[] -');
+    const json = compileFormat({ kind: 'json', json: { route: '%ROUTE_NAME%', both: '%ROUTE_NAME%/%UPSTREAM_HOST%', k: 'v' }, omitEmptyValues: true });
+    expect(JSON.parse(json({}))).toEqual({ both: '/', k: 'v' });
+    const plain = compileFormat({ kind: 'json', json: { route: '%ROUTE_NAME%' } });
+    expect(JSON.parse(plain({}))).toEqual({ route: null });
+  });
 });

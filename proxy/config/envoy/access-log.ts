@@ -15,7 +15,7 @@ const T_STDERR = 'envoy.extensions.access_loggers.stream.v3.StderrAccessLog';
 function decodeLogFormat(r: Reader): AccessLogConfig['format'] {
   const which = r.oneof(['text_format', 'text_format_source', 'json_format'] as const);
   let out: AccessLogConfig['format'];
-  r.bool('omit_empty_values', false);
+  const omitEmptyValues = r.bool('omit_empty_values', false);
   r.ignore('content_type');
   if (r.list('formatters').length > 0) r.error('formatters', 'custom formatters are not supported by meshlet');
   if (which === 'text_format') {
@@ -32,7 +32,7 @@ function decodeLogFormat(r: Reader): AccessLogConfig['format'] {
     r.issues.error(r.path, 'one of text_format, text_format_source, json_format must be set');
   }
   r.done();
-  return out;
+  return out && omitEmptyValues ? { ...out, omitEmptyValues } : out;
 }
 
 /** One AccessLog entry; undefined after recording an error. */
