@@ -10,7 +10,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import tls from 'node:tls';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ClusterConfig } from '../../proxy/config/types';
 import type {
   HeaderList,
@@ -20,7 +20,7 @@ import type {
   ResponseSink,
   UpstreamInfo,
 } from '../../proxy/http/codec';
-import { H2ConnectionPool, type H2PoolSettings } from '../../proxy/http/h2/client-pool';
+import { type H2Codec, H2ConnectionPool, type H2PoolSettings } from '../../proxy/http/h2/client-pool';
 import { Host } from '../../proxy/upstream/host';
 import { ClusterResourceManager, DEFAULT_THRESHOLDS } from '../../proxy/upstream/resources';
 import { TcpTransportSocketFactory } from '../../proxy/upstream/transport';
@@ -94,7 +94,7 @@ function makePool(
   const pool = new H2ConnectionPool(
     host,
     { config, stats, resources, transport: opts.transport ?? new TcpTransportSocketFactory() },
-    opts.settings,
+    { codec, ...opts.settings },
   );
   cleanups.push(() => pool.destroy());
   return { pool, stats, resources, host };
@@ -193,7 +193,14 @@ function request(pool: H2ConnectionPool, path: string, headers: HeaderList = [])
   return rec;
 }
 
-describe('H2ConnectionPool', () => {
+/** The HTTP/2 implementation under test: every case runs on node:http2 and on meshlet's own framing. */
+let codec: H2Codec = 'nghttp2';
+
+describe.each(['nghttp2', 'meshlet'] as const)('H2ConnectionPool (%s codec)', (which) => {
+  beforeEach(() => {
+    codec = which;
+  });
+
   it('multiplexes concurrent requests over one connection and maps headers both ways', async () => {
     const up = await startH2((stream, headers) => {
       stream.respond({

@@ -30,6 +30,8 @@ import type {
 } from '../../upstream/types';
 import type { Cancellable, ConnectionPool, PoolCallbacks, ResetReason, ResponseSink, UpstreamInfo } from '../codec';
 import { H2ClientStream, type StreamOwner } from './client-stream';
+import { H2RawClientSession } from './raw-client-session';
+import { RawClientStream, type RawStreamOwner } from './raw-client-stream';
 
 const log = logger('h2-pool');
 
@@ -44,6 +46,19 @@ export interface H2PoolSettings {
   readonly maxRequestsPerConnection: number;
   /** The transport is TLS: offer ALPN h2; :scheme https for requests that carry none. */
   readonly secure: boolean;
+  /**
+   * Which HTTP/2 implementation drives the connections: node:http2 ('nghttp2', the default) or
+   * meshlet's own framing ('meshlet', raw-client-session.ts; no tunnels yet). The default comes
+   * from MESHLET_H2_UPSTREAM_CODEC.
+   */
+  readonly codec: H2Codec;
+}
+
+export type H2Codec = 'nghttp2' | 'meshlet';
+
+/** The process-wide default codec (MESHLET_H2_UPSTREAM_CODEC=meshlet selects our own framing). */
+export function defaultH2Codec(): H2Codec {
+  return process.env.MESHLET_H2_UPSTREAM_CODEC === 'meshlet' ? 'meshlet' : 'nghttp2';
 }
 
 const MAX_WINDOW = 2 ** 31 - 1;
@@ -61,6 +76,7 @@ export function h2PoolSettings(cluster: Pick<UpstreamCluster, 'config'>): H2Pool
     idleTimeoutMs: c.upstreamIdleTimeoutMs,
     maxRequestsPerConnection: c.maxRequestsPerConnection,
     secure: c.transportSocket !== undefined,
+    codec: defaultH2Codec(),
   };
 }
 
@@ -73,9 +89,12 @@ interface Pending extends Cancellable {
 type ClientState = 'connecting' | 'ready' | 'draining' | 'closed';
 
 /** One upstream HTTP/2 connection. */
-class H2Client implements StreamOwner {
+class H2Client implements StreamOwner, RawStreamOwner {
   state: ClientState = 'connecting';
   session: ClientHttp2Session | undefined = undefined;
+  /** The connection when the pool uses meshlet's own framing (then `session` stays unset). */
+  raw: H2RawClientSession | undefined = undefined;
+  authority = '';
   active = 0;
   total = 0;
   capacity: number;
@@ -100,7 +119,7 @@ class H2Client implements StreamOwner {
   }
 
   hasRoom(): boolean {
-    return this.state === 'ready' && this.active < this.capacity;
+    return this.state === 'ready' && this.active < this.capacity && (this.raw === undefined || !this.raw.unusable);
   }
 }
 
@@ -184,6 +203,7 @@ export class H2ConnectionPool implements ConnectionPool {
     for (const c of [...this.clients]) {
       c.state = 'draining';
       if (c.session !== undefined) c.session.destroy();
+      else if (c.raw !== undefined) c.raw.destroy();
       else this.clientGone(c);
     }
     for (const p of failed) p.callbacks.onPoolFailure('local_reset', 'connection pool destroyed');
@@ -206,7 +226,7 @@ export class H2ConnectionPool implements ConnectionPool {
     this.streams++;
     const max = this.settings.maxRequestsPerConnection;
     if (max > 0 && c.total >= max) c.state = 'draining';
-    callbacks.onPoolReady(new H2ClientStream(c, sink), c.info as UpstreamInfo);
+    callbacks.onPoolReady(c.raw !== undefined ? new RawClientStream(c, sink) : new H2ClientStream(c, sink), c.info as UpstreamInfo);
   }
 
   private cancel(p: Pending): void {
@@ -319,6 +339,10 @@ export class H2ConnectionPool implements ConnectionPool {
       peerPrincipal: conn.peerPrincipal,
     };
     const h = this.settings.http2;
+    if (this.settings.codec === 'meshlet') {
+      this.startRaw(c, socket);
+      return;
+    }
     let session: ClientHttp2Session;
     try {
       // The URL only supplies node's default :authority (used when a request has none).
@@ -349,8 +373,35 @@ export class H2ConnectionPool implements ConnectionPool {
     session.once('close', () => this.onSessionClose(c));
   }
 
+  /** Meshlet's own framing on the connected socket; ready at once, like node's 'connect'. */
+  private startRaw(c: H2Client, socket: TransportConnection['socket']): void {
+    const h = this.settings.http2;
+    c.authority = this.host.address.kind === 'socket' ? this.host.key : 'localhost';
+    const raw = new H2RawClientSession(
+      socket,
+      {
+        streamWindow: clampWindow(h.initialStreamWindowSize),
+        connectionWindow: clampWindow(h.initialConnectionWindowSize),
+        maxHeaderListSize: RAW_MAX_RESPONSE_HEADERS,
+      },
+      {
+        onRemoteSettings: () => this.onRemoteSettings(c),
+        onGoaway: () => this.onGoaway(c),
+        onClose: () => this.onSessionClose(c),
+      },
+    );
+    c.raw = raw;
+    process.nextTick(() => this.onConnected(c));
+  }
+
   private onConnected(c: H2Client): void {
     if (c.state === 'closed') return;
+    if (c.raw !== undefined) {
+      if (c.raw.destroyed) return;
+      if (c.state === 'connecting') c.state = 'ready';
+      this.afterConnected(c);
+      return;
+    }
     const s = c.session;
     if (s === undefined || s.destroyed) return;
     const win = this.settings.http2.initialConnectionWindowSize;
@@ -362,6 +413,10 @@ export class H2ConnectionPool implements ConnectionPool {
       }
     }
     if (c.state === 'connecting') c.state = 'ready';
+    this.afterConnected(c);
+  }
+
+  private afterConnected(c: H2Client): void {
     this.processQueue();
     if (c.drainWhenReady && c.state === 'ready') {
       c.state = 'draining';
@@ -372,7 +427,7 @@ export class H2ConnectionPool implements ConnectionPool {
   }
 
   private onRemoteSettings(c: H2Client): void {
-    const peer = c.session?.remoteSettings.maxConcurrentStreams;
+    const peer = c.raw !== undefined ? c.raw.remoteMaxConcurrentStreams : c.session?.remoteSettings.maxConcurrentStreams;
     if (peer === undefined) return;
     this.peerMaxStreams = Math.max(1, Math.min(peer, 2 ** 31 - 1));
     const cap = Math.max(1, Math.min(c.configuredMax, peer));
@@ -449,6 +504,10 @@ export class H2ConnectionPool implements ConnectionPool {
   }
 
   private closeClient(c: H2Client): void {
+    if (c.raw !== undefined) {
+      c.raw.close();
+      return;
+    }
     const s = c.session;
     if (s === undefined) {
       // Still connecting at the transport level: onTransport destroys the socket.
@@ -458,6 +517,9 @@ export class H2ConnectionPool implements ConnectionPool {
     if (!s.closed && !s.destroyed) s.close();
   }
 }
+
+/** Response header list limit on meshlet's own framing (Envoy's max_response_headers_kb default, 60 KiB). */
+const RAW_MAX_RESPONSE_HEADERS = 60 * 1024;
 
 function clampWindow(n: number): number {
   return Math.min(MAX_WINDOW, Math.max(65535, n));

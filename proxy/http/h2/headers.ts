@@ -284,3 +284,52 @@ export function resetCode(reason: ResetReason): number {
 export function reasonForCode(code: number | undefined): ResetReason {
   return code === h2c.NGHTTP2_REFUSED_STREAM ? 'refused_stream' : 'remote_reset';
 }
+
+// ───────────── flat field lists for meshlet's own framing ─────────────
+
+/** A field value HTTP/2 may carry (RFC 9113 §8.2.1: no NUL, CR or LF). */
+function validValue(v: string): boolean {
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c === 0 || c === 10 || c === 13 || c > 255) return false;
+  }
+  return true;
+}
+
+/** Appends regular fields (connection-specific ones, host and te other than trailers dropped). */
+function addFields(out: string[], list: HeaderList): string | undefined {
+  for (let i = 0; i + 1 < list.length; i += 2) {
+    const name = list[i] as string;
+    if (name.charCodeAt(0) === 58 || isConnectionSpecific(name) || name === 'host') continue;
+    const value = list[i + 1] as string;
+    if (name === 'te' && value !== 'trailers') continue;
+    if (!validValue(value) || name.length === 0) return `invalid header ${name}`;
+    out.push(name, value);
+  }
+  return undefined;
+}
+
+/**
+ * RequestHead to a flat HTTP/2 field list, pseudo-headers first (the shape of
+ * encodeRequestHeaders, without the object). Returns a string on an invalid field.
+ */
+export function requestFields(head: RequestHead, transportScheme: string, authorityDefault: string): string[] | string {
+  const scheme = head.scheme !== '' ? head.scheme : transportScheme;
+  const authority = head.authority !== '' ? head.authority : authorityDefault;
+  let out: string[];
+  if (head.method === 'CONNECT' && head.upgrade === undefined) {
+    out = [':method', 'CONNECT', ':authority', head.authority !== '' ? head.authority : head.path];
+  } else if (head.upgrade !== undefined && head.upgrade !== 'h2c') {
+    out = [':method', 'CONNECT', ':protocol', head.upgrade, ':scheme', scheme, ':authority', authority, ':path', head.path];
+  } else {
+    out = [':method', head.method, ':scheme', scheme, ':authority', authority, ':path', head.path];
+  }
+  if (!validValue(head.path) || !validValue(authority)) return 'invalid :path or :authority';
+  return addFields(out, head.headers) ?? out;
+}
+
+/** Trailers to a flat field list, or a string on an invalid field. */
+export function trailerFields(list: HeaderList): string[] | string {
+  const out: string[] = [];
+  return addFields(out, list) ?? out;
+}
