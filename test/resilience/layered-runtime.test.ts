@@ -1,7 +1,7 @@
 /**
  * layered_runtime through a real meshlet: a static layer and an admin layer, admin GET /runtime
  * (Envoy's JSON shape) and POST /runtime_modify, honoured by the fault filter's runtime keys and
- * a route's runtime_fraction on the next request; disk and RTDS layers rejected with their path.
+ * a route's runtime_fraction and local_ratelimit's filter_enabled on the next request; disk and RTDS layers rejected with their path.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Issues, Reader } from '../../common/reader';
@@ -39,6 +39,21 @@ beforeAll(async () => {
                 '@type': FAULT,
                 abort: { http_status: 503, percentage: { numerator: 0 } },
                 headers: [{ name: 'x-faultable', present_match: true }],
+              },
+            },
+            { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER } },
+          ],
+        }),
+        httpListener('limited', routes([{ match: { prefix: '/' }, route: { cluster: 'stable' } }]), {
+          http_filters: [
+            {
+              name: 'envoy.filters.http.local_ratelimit',
+              typed_config: {
+                '@type': 'type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit',
+                stat_prefix: 'rl',
+                token_bucket: { max_tokens: 1, tokens_per_fill: 1, fill_interval: '3600s' },
+                filter_enabled: { runtime_key: 'local_rate_limit_enabled', default_value: { numerator: 0 } },
+                filter_enforced: { runtime_key: 'local_rate_limit_enforced', default_value: { numerator: 100 } },
               },
             },
             { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER } },
@@ -109,6 +124,17 @@ describe('layered_runtime', () => {
     expect(doc.entries['fault.http.abort.http_status']).toEqual({ layer_values: ['418', '502'], final_value: '502' });
     await admin('/runtime_modify?fault.http.abort.abort_percent=&fault.http.abort.http_status=', 'POST');
     expect(await upstreamsOf(3, { 'x-faultable': '1' })).toEqual({ stable: 3 });
+  });
+
+  it("local_ratelimit's filter_enabled follows its runtime_key", async () => {
+    const port = m.listenerPort('limited');
+    for (let i = 0; i < 3; i++) expect((await request(port, '/')).status).toBe(200);
+    await admin('/runtime_modify?local_rate_limit_enabled=100', 'POST');
+    expect((await request(port, '/')).status).toBe(200); // the one token
+    expect((await request(port, '/')).status).toBe(429);
+    await admin('/runtime_modify?local_rate_limit_enforced=0', 'POST');
+    expect((await request(port, '/')).status).toBe(200);
+    await admin('/runtime_modify?local_rate_limit_enabled=&local_rate_limit_enforced=', 'POST');
   });
 
   it('POST /runtime_modify without keys answers usage (400); GET is refused', async () => {

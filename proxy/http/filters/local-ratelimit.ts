@@ -11,11 +11,13 @@
  * configured response headers and response flag RL; an unenforced one only adds
  * `request_headers_to_add_when_not_enforced`. With `enable_x_ratelimit_headers: DRAFT_VERSION_03`
  * responses carry x-ratelimit-limit / -remaining / -reset. No token_bucket = never limited.
+ * Both fractions are read under their `runtime_key` in the layered runtime per request.
  *
  * Leans cheap: the bucket refills lazily from the clock on each take (no timer per bucket), so
  * an idle listener costs nothing and fake timers drive it in tests.
  */
-import { fractionalPercent } from '../../config/envoy/core';
+import { decodeRuntimeFraction, NEVER, percentOf } from '../../config/envoy/runtime';
+import type { RuntimeFraction } from '../../../common/runtime';
 import { decodeHeadersToAdd } from '../../config/envoy/headers';
 import type { Reader } from '../../../common/reader';
 import type { HeaderValueOption } from '../../config/types';
@@ -47,8 +49,11 @@ export interface LocalRateLimitConfig {
   readonly tokenBucket?: TokenBucketConfig;
   /** filter_enabled.default_value as a percentage 0–100 (Envoy default 0). */
   readonly enabledPercent: number;
+  /** filter_enabled as configured (numerator, denominator, runtime_key). */
+  readonly enabled: RuntimeFraction;
   /** filter_enforced.default_value as a percentage 0–100 (Envoy default 0). */
   readonly enforcedPercent: number;
+  readonly enforced: RuntimeFraction;
   readonly requestHeadersToAddWhenNotEnforced: readonly HeaderValueOption[];
   readonly responseHeadersToAdd: readonly HeaderValueOption[];
   readonly xRateLimitHeaders: 'OFF' | 'DRAFT_VERSION_03';
@@ -127,16 +132,6 @@ function decodeTokenBucket(r: Reader): TokenBucketConfig | undefined {
   return { maxTokens, tokensPerFill, fillIntervalMs };
 }
 
-/** envoy.config.core.v3.RuntimeFractionalPercent: the default_value (runtime keys are not read). */
-function runtimeFraction(r: Reader, key: string): number {
-  const o = r.obj(key);
-  if (!o) return 0;
-  if (!o.has('default_value')) o.error('default_value', 'is required');
-  const v = fractionalPercent(o, 'default_value', 0);
-  o.ignore('runtime_key');
-  o.done();
-  return v;
-}
 
 export function decodeLocalRateLimit(r: Reader): LocalRateLimitConfig {
   const statPrefix = r.requiredStr('stat_prefix');
@@ -149,8 +144,10 @@ export function decodeLocalRateLimit(r: Reader): LocalRateLimitConfig {
   }
   const tb = r.obj('token_bucket');
   const tokenBucket = tb ? decodeTokenBucket(tb) : undefined;
-  const enabledPercent = runtimeFraction(r, 'filter_enabled');
-  const enforcedPercent = runtimeFraction(r, 'filter_enforced');
+  const enabled = decodeRuntimeFraction(r, 'filter_enabled', NEVER);
+  const enforced = decodeRuntimeFraction(r, 'filter_enforced', NEVER);
+  const enabledPercent = percentOf(enabled);
+  const enforcedPercent = percentOf(enforced);
   const requestHeadersToAddWhenNotEnforced = decodeHeadersToAdd(r, 'request_headers_to_add_when_not_enforced');
   const responseHeadersToAdd = decodeHeadersToAdd(r, 'response_headers_to_add');
   const xRateLimitHeaders = r.enumOf('enable_x_ratelimit_headers', ['OFF', 'DRAFT_VERSION_03'] as const, 'OFF');
@@ -166,6 +163,8 @@ export function decodeLocalRateLimit(r: Reader): LocalRateLimitConfig {
     ...(tokenBucket ? { tokenBucket } : {}),
     enabledPercent,
     enforcedPercent,
+    enabled,
+    enforced,
     requestHeadersToAddWhenNotEnforced,
     responseHeadersToAdd,
     xRateLimitHeaders,
@@ -211,11 +210,6 @@ function addOptions(h: HeaderList, opts: readonly HeaderValueOption[]): void {
   }
 }
 
-function rollPercent(percent: number, random: () => number): boolean {
-  if (percent >= 100) return true;
-  if (percent <= 0) return false;
-  return random() * 100 < percent;
-}
 
 class LocalRateLimitFilter implements HttpFilter {
   /** The bucket this request was checked against (for x-ratelimit-* headers). */
@@ -231,7 +225,7 @@ class LocalRateLimitFilter implements HttpFilter {
   decodeHeaders(head: RequestHead): FilterStatus {
     const per = this.cb.perRouteConfig() as LocalRateLimitConfig | undefined;
     const cfg = per !== undefined && per.kind === 'local_ratelimit' ? per : this.config;
-    if (!rollPercent(cfg.enabledPercent, this.random)) return FilterStatus.Continue;
+    if (!this.cb.runtime.fractionEnabled(cfg.enabled, this.random())) return FilterStatus.Continue;
     const stats = localRateLimitStats(cfg.statPrefix);
     stats.enabled++;
     const bucket = bucketFor(cfg, this.cb.connection);
@@ -243,7 +237,7 @@ class LocalRateLimitFilter implements HttpFilter {
       return FilterStatus.Continue;
     }
     stats.rateLimited++;
-    if (!rollPercent(cfg.enforcedPercent, this.random)) {
+    if (!this.cb.runtime.fractionEnabled(cfg.enforced, this.random())) {
       addOptions(head.headers, cfg.requestHeadersToAddWhenNotEnforced);
       return FilterStatus.Continue;
     }
