@@ -6,13 +6,16 @@
  * steps aside: min_cluster_size, routing_enabled). Distributions over 20,000 picks, with a few
  * points of tolerance; the config checks are decoded from Envoy-shaped input.
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { Issues, Reader } from '../../common/reader';
 import type { ClusterLoadAssignment, HealthStatus, Locality, ZoneAwareLbConfig } from '../../proxy/config/types';
 import { decodeBootstrap } from '../../proxy/config/bootstrap';
 import { decodeClusterR } from '../../proxy/config/envoy/cluster';
 import { ctx } from '../config/helpers';
 import { ClusterManager } from '../../proxy/upstream/cluster-manager';
+import { bootstrap, httpListener, routes, socketAddress, startMeshlet, stopAllMeshlets } from '../support/meshlet';
+import { closeAll, startHttpEcho } from '../support/upstreams';
+import { request } from '../telemetry/helpers';
 import { clusterConfig, endpoint, recordingPoolFactory, tally } from './fixtures';
 
 const N = 20_000;
@@ -187,5 +190,38 @@ describe('locality and zone-aware config', () => {
     expect(() => decodeBootstrap({ cluster_manager: { local_cluster_name: 'nope' } }, ctx())).toThrow(
       /cluster_manager\.local_cluster_name: unknown cluster "nope"/,
     );
+  });
+});
+
+describe('zone-aware routing through a running meshlet', () => {
+  afterAll(async () => {
+    await stopAllMeshlets();
+    await closeAll();
+  });
+
+  it('keeps requests in the node\'s zone with a bootstrap local cluster', async () => {
+    const a = await Promise.all([0, 1, 2].map((i) => startHttpEcho(`a${i}`)));
+    const b = await Promise.all([0, 1, 2].map((i) => startHttpEcho(`b${i}`)));
+    const group = (zone: string, ports: number[]) => ({
+      locality: { region: 'r', zone },
+      lb_endpoints: ports.map((port) => ({ endpoint: { address: socketAddress(port) } })),
+    });
+    const staticWith = (name: string, groups: unknown[]) => ({ name, type: 'STATIC', load_assignment: { cluster_name: name, endpoints: groups } });
+    const m = await startMeshlet(
+      bootstrap(
+        [httpListener('out', routes([{ match: { prefix: '/' }, route: { cluster: 'svc' } }]))],
+        [
+          staticWith('local', [group('a', [a[0]!.port]), group('b', [b[0]!.port])]),
+          staticWith('svc', [group('a', a.map((e) => e.port)), group('b', b.map((e) => e.port))]),
+        ],
+        {
+          node: { id: 'n', cluster: 'local', locality: { region: 'r', zone: 'a' } },
+          cluster_manager: { local_cluster_name: 'local' },
+        },
+      ),
+    );
+    const seen = new Set<string>();
+    for (let i = 0; i < 30; i++) seen.add(String((await request(m.listenerPort('out'), '/')).headers['x-upstream']));
+    expect([...seen].sort()).toEqual(['a0', 'a1', 'a2']);
   });
 });
