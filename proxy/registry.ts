@@ -9,6 +9,7 @@ import { bufferFilterFactory, bufferPerRouteFactory } from './http/filters/buffe
 import { cacheFilterFactory } from './http/filters/cache';
 import { compressorFilterFactory, compressorPerRouteFactory } from './http/filters/compressor';
 import { decompressorFilterFactory } from './http/filters/decompressor';
+import { corsFilterFactory, corsPolicyFactory } from './http/filters/cors';
 import { grpcWebFilterFactory } from './http/filters/grpc-web';
 import { extAuthzFilterFactory, extAuthzPerRouteFactory } from './http/filters/ext-authz';
 import { faultFilterFactory } from './http/filters/fault';
@@ -68,7 +69,10 @@ export function createRegistries(): Registries {
     .register(grpcWebFilterFactory)
     // Istio's own HTTP filters (istiod's sidecar listeners).
     .register(istioStatsFilterFactory)
-    .register(istioWasmFilterFactory);
+    .register(istioWasmFilterFactory)
+    // Envoy-fidelity filters (issues 15 and 16).
+    .register(corsFilterFactory())
+    .register(corsPolicyFactory);
   const networkFilters = new NetworkFilterRegistry()
     .register(httpConnectionManagerFactory)
     .register(tcpProxyFactory)

@@ -34,6 +34,7 @@ import { H1ConnectionPool } from './http/h1/pool';
 import { H2ConnectionPool } from './http/h2/client-pool';
 import { faultStats } from './http/filters/fault';
 import { gatewayFilterCounters } from './http/filters/gateway-stats';
+import { allCorsStats } from './http/filters/cors';
 import { allLocalRateLimitStats } from './http/filters/local-ratelimit';
 import type { StreamInfo } from './http/stream-info';
 import type { BuiltChain, OriginalDstResolver } from './listeners/listener';
@@ -181,7 +182,13 @@ export class MeshletServer {
     stats.addSource(listenerStatsSource(this.listeners));
     stats.addSource(xdsStatsSource(() => this.dynamic?.client.stats()));
     stats.addSource(
-      filterStatsSource({ rbac: allRbacStats, localRateLimit: allLocalRateLimitStats, fault: faultStats, gateway: gatewayFilterCounters }),
+      filterStatsSource({
+        rbac: allRbacStats,
+        localRateLimit: allLocalRateLimitStats,
+        fault: faultStats,
+        gateway: gatewayFilterCounters,
+        cors: allCorsStats,
+      }),
     );
     stats.addSource(protocolDetectionStatsSource(protocolDetection));
     stats.addSource(connectionLimitStatsSource(allConnectionLimitStats));

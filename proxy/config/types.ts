@@ -329,6 +329,8 @@ export interface VirtualHost {
   readonly responseHeadersToRemove: readonly string[];
   readonly retryPolicy?: RetryPolicy;
   readonly typedPerFilterConfig: Readonly<Record<string, unknown>>;
+  /** The `cors` field (route.v3.CorsPolicy), read by envoy.filters.http.cors without a typed_per_filter_config policy. */
+  readonly cors?: CorsPolicyConfig;
 }
 
 export interface Route {
@@ -401,6 +403,26 @@ export interface WeightedCluster {
   readonly typedPerFilterConfig: Readonly<Record<string, unknown>>;
 }
 
+/** A CORS policy (decoded by config/filters/cors-policy.ts, applied by http/filters/cors.ts). */
+export interface CorsPolicyConfig {
+  readonly kind: 'cors_policy';
+  readonly allowOrigins: readonly StringMatcher[];
+  /** Header values as configured ("" = not set, the next policy in line decides). */
+  readonly allowMethods: string;
+  readonly allowHeaders: string;
+  readonly exposeHeaders: string;
+  readonly maxAge: string;
+  /** undefined = not set (the next policy in line decides; false in the end). */
+  readonly allowCredentials?: boolean;
+  readonly allowPrivateNetworkAccess?: boolean;
+  /** undefined = not set (true in the end: a preflight from a disallowed origin goes upstream). */
+  readonly forwardNotMatchingPreflights?: boolean;
+  /** undefined = enabled for every request (Envoy's default). */
+  readonly filterEnabled?: RuntimeFraction;
+  /** undefined = no shadow mode. */
+  readonly shadowEnabled?: RuntimeFraction;
+}
+
 export interface RouteAction {
   readonly kind: 'route';
   readonly cluster:
@@ -437,6 +459,8 @@ export interface RouteAction {
   readonly rateLimits?: readonly RateLimitPolicy[];
   /** request_mirror_policies: shadow copies of the request (undefined = none: nothing to do per request). */
   readonly requestMirrorPolicies?: readonly RequestMirrorPolicy[];
+  /** The `cors` field (route.v3.CorsPolicy), read by envoy.filters.http.cors without a typed_per_filter_config policy. */
+  readonly cors?: CorsPolicyConfig;
 }
 
 /** envoy.config.route.v3.RouteAction.RequestMirrorPolicy. */

@@ -88,6 +88,13 @@ export class FilterManager extends StreamFilterCallbacks implements TerminalFilt
     if (!r || !entry) return undefined;
     return r.route.typedPerFilterConfig[entry.name] ?? r.vhost.typedPerFilterConfig[entry.name];
   }
+  perRouteConfigAt(level: 0 | 1): unknown {
+    const r = this.cb.resolveRoute();
+    const fs = this.chain.filters;
+    const entry = this.current === fs.length ? this.chain.terminal : fs[this.current];
+    if (!r || !entry) return undefined;
+    return (level === 0 ? r.route : r.vhost).typedPerFilterConfig[entry.name];
+  }
   /** The terminal filter's read-disable (upstream not ready, or above its watermark). */
   setRequestPaused(paused: boolean): void {
     this.setPaused(PAUSE_TERMINAL, paused);

@@ -58,6 +58,15 @@ export interface HttpFilterCallbacks {
   clearRouteCache(): void;
   /** This filter's per-route config (typed_per_filter_config) from route, vhost or weighted cluster. */
   perRouteConfig(): unknown;
+  /**
+   * This filter's typed_per_filter_config at one level only: 0 the route, 1 its virtual host
+   * (Envoy's traversePerFilterConfig, for filters that merge levels, such as CORS).
+   */
+  perRouteConfigAt(level: 0 | 1): unknown;
+  /** The matched route with its virtual host (undefined = no route). */
+  routeEntry(): CompiledRoute | undefined;
+  /** The stream's facts (timings, cluster, gRPC status) as access logs and stats read them. */
+  readonly streamInfo: StreamInfo;
   continueDecoding(): void;
   continueEncoding(): void;
   /** End the stream with a local response; `flag` feeds access logs and metrics. */
@@ -116,14 +125,11 @@ export interface HttpFilterCallbacks {
  * read-disable and the byte tunnel of an accepted upgrade.
  */
 export interface TerminalFilterCallbacks extends HttpFilterCallbacks {
-  readonly streamInfo: StreamInfo;
   readonly downstreamProtocol: HttpProtocol;
   /** Whether the request came from a trusted (internal) client (x-envoy-* controls apply). */
   readonly internal: boolean;
   /** The response entered the encoder filters: a local reply is no longer possible. */
   readonly responseStarted: boolean;
-  /** The matched route with its virtual host (undefined = no route). */
-  routeEntry(): CompiledRoute | undefined;
   /** The route configuration the route came from (fixed when the request arrived). */
   routeConfig(): RouteConfiguration | undefined;
   encodeHeaders(head: ResponseHead, endStream: boolean): void;

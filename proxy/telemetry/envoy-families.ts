@@ -208,6 +208,9 @@ export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): (s
     'connection_limit_limited',
     (t) => `{stat_prefix="${escapeLabelValue(t)}"}`,
   );
+  const hcmPrefix = (t: string): string => `{envoy_http_conn_manager_prefix="${escapeLabelValue(t)}"}`;
+  tagged('envoy_http_cors_origin_valid_total', 'Requests with an allowed Origin (Envoy http.<stat_prefix>.cors.origin_valid)', 'cors_origin_valid', hcmPrefix);
+  tagged('envoy_http_cors_origin_invalid_total', 'Requests with a disallowed Origin (Envoy http.<stat_prefix>.cors.origin_invalid)', 'cors_origin_invalid', hcmPrefix);
   // Detection time as a summary-style pair in base units (promtool rejects "ms" in names).
   single('protocol_detection.duration_ms_count', 'counter', 'Protocol detections that read bytes', 1, 'meshlet_protocol_detection_reads_total');
   single('protocol_detection.duration_ms_sum', 'counter', 'Seconds spent waiting for the first bytes, summed', 1 / 1000, 'meshlet_protocol_detection_seconds_total');

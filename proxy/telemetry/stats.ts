@@ -15,6 +15,7 @@
 import { SSL_COUNTERS } from '../upstream/ssl-stats';
 import type { RbacStats } from '../authz/engine';
 import type { ProtocolDetectionStats } from '../detect/stats';
+import type { CorsStats } from '../http/filters/cors';
 import type { FaultStats } from '../http/filters/fault';
 import type { GatewayCounter } from '../http/filters/gateway-stats';
 import type { LocalRateLimitStats } from '../http/filters/local-ratelimit';
@@ -297,6 +298,7 @@ export interface FilterStatsReaders {
   readonly fault: FaultStats;
   /** ext_authz, ratelimit, jwt_authn, cache, TypeScript filters. */
   readonly gateway: () => Iterable<GatewayCounter>;
+  readonly cors: () => Iterable<CorsStats>;
 }
 
 export function filterStatsSource(f: FilterStatsReaders): StatsSource {
@@ -319,6 +321,10 @@ export function filterStatsSource(f: FilterStatsReaders): StatsSource {
     counter('fault.faults_overflow', f.fault.faultsOverflow);
     gauge('fault.active_faults', f.fault.activeFaults);
     for (const g of f.gateway()) counter(g.name, g.value, undefined, g.name, 'gateway_filter');
+    for (const c of f.cors()) {
+      counter(`http.${c.statPrefix}.cors.origin_valid`, c.originValid, undefined, c.statPrefix, 'cors_origin_valid');
+      counter(`http.${c.statPrefix}.cors.origin_invalid`, c.originInvalid, undefined, c.statPrefix, 'cors_origin_invalid');
+    }
   };
 }
 

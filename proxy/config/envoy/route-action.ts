@@ -27,6 +27,7 @@ import { decodeHeaderMutations } from './headers';
 import { decodeHeaderMatcher, decodeRegexMatcher, headerName } from './matchers';
 import { decodeMirrorPolicies } from './mirror-policy';
 import { decodeTypedPerFilterConfig } from './per-filter';
+import { decodeCorsPolicy } from '../filters/cors-policy';
 
 const PREVIOUS_HOSTS_NAME = 'envoy.retry_host_predicates.previous_hosts';
 const PREVIOUS_HOSTS_TYPE = 'envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate';
@@ -282,6 +283,8 @@ export function decodeRouteAction(r: Reader, ctx: DecodeContext): RouteAction | 
   }
   const rateLimits = decodeRateLimits(r);
   const requestMirrorPolicies = decodeMirrorPolicies(r, ctx);
+  const corsR = r.obj('cors');
+  const cors = corsR ? decodeCorsPolicy(corsR) : undefined;
   r.done();
   if (!cluster) return undefined;
   return {
@@ -302,6 +305,7 @@ export function decodeRouteAction(r: Reader, ctx: DecodeContext): RouteAction | 
     ...(grpcTimeoutHeaderMaxMs !== undefined ? { grpcTimeoutHeaderMaxMs, grpcTimeoutHeaderOffsetMs: grpcTimeoutHeaderOffsetMs ?? 0 } : {}),
     ...(rateLimits.length > 0 ? { rateLimits } : {}),
     ...(requestMirrorPolicies !== undefined ? { requestMirrorPolicies } : {}),
+    ...(cors ? { cors } : {}),
   };
 }
 

@@ -18,6 +18,7 @@ import type { DecodeContext } from './context';
 import { enumOf } from './core';
 import { decodeHeaderMutations } from './headers';
 import { decodeHeaderMatcher, decodeQueryParameterMatcher, decodeRegexMatcher } from './matchers';
+import { decodeCorsPolicy } from '../filters/cors-policy';
 import { decodeTypedPerFilterConfig } from './per-filter';
 import { decodeDirectResponse, decodeRedirectAction, decodeRetryPolicy, decodeRouteAction } from './route-action';
 
@@ -134,12 +135,22 @@ export function decodeVirtualHost(r: Reader, ctx: DecodeContext, maxBodyBytes: n
   const rp = r.obj('retry_policy');
   const retryPolicy = rp ? decodeRetryPolicy(rp) : undefined;
   const typedPerFilterConfig = decodeTypedPerFilterConfig(r, ctx);
+  const corsR = r.obj('cors');
+  const cors = corsR ? decodeCorsPolicy(corsR) : undefined;
   const mut = decodeHeaderMutations(r);
   const requireTls = enumOf(r, 'require_tls', ['NONE', 'EXTERNAL_ONLY', 'ALL'] as const, 'NONE');
   if (requireTls !== 'NONE') r.error('require_tls', `${requireTls} is not supported by meshlet`);
   r.done();
   if (!name) return undefined;
-  return { name, domains, routes, ...mut, ...(retryPolicy ? { retryPolicy } : {}), typedPerFilterConfig };
+  return {
+    name,
+    domains,
+    routes,
+    ...mut,
+    ...(retryPolicy ? { retryPolicy } : {}),
+    typedPerFilterConfig,
+    ...(cors ? { cors } : {}),
+  };
 }
 
 /** envoy.config.route.v3.RouteConfiguration */
