@@ -13,6 +13,7 @@ import { corsFilterFactory, corsPolicyFactory } from './http/filters/cors';
 import { grpcWebFilterFactory } from './http/filters/grpc-web';
 import { extAuthzFilterFactory, extAuthzPerRouteFactory } from './http/filters/ext-authz';
 import { faultFilterFactory } from './http/filters/fault';
+import { grpcStatsFilterFactory } from './http/filters/grpc-stats';
 import { headerMutationFilterFactory, headerMutationPerRouteFactory } from './http/filters/header-mutation';
 import { jwtAuthnFilterFactory, jwtPerRouteFactory } from './http/filters/jwt-authn';
 import { localRateLimitFactory } from './http/filters/local-ratelimit';
@@ -72,7 +73,8 @@ export function createRegistries(): Registries {
     .register(istioWasmFilterFactory)
     // Envoy-fidelity filters (issues 15 and 16).
     .register(corsFilterFactory())
-    .register(corsPolicyFactory);
+    .register(corsPolicyFactory)
+    .register(grpcStatsFilterFactory);
   const networkFilters = new NetworkFilterRegistry()
     .register(httpConnectionManagerFactory)
     .register(tcpProxyFactory)

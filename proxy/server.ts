@@ -35,6 +35,7 @@ import { H2ConnectionPool } from './http/h2/client-pool';
 import { faultStats } from './http/filters/fault';
 import { gatewayFilterCounters } from './http/filters/gateway-stats';
 import { allCorsStats } from './http/filters/cors';
+import { allGrpcStats } from './http/filters/grpc-stats';
 import { allLocalRateLimitStats } from './http/filters/local-ratelimit';
 import type { StreamInfo } from './http/stream-info';
 import type { BuiltChain, OriginalDstResolver } from './listeners/listener';
@@ -188,6 +189,7 @@ export class MeshletServer {
         fault: faultStats,
         gateway: gatewayFilterCounters,
         cors: allCorsStats,
+        grpc: allGrpcStats,
       }),
     );
     stats.addSource(protocolDetectionStatsSource(protocolDetection));

@@ -211,6 +211,16 @@ export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): (s
   const hcmPrefix = (t: string): string => `{envoy_http_conn_manager_prefix="${escapeLabelValue(t)}"}`;
   tagged('envoy_http_cors_origin_valid_total', 'Requests with an allowed Origin (Envoy http.<stat_prefix>.cors.origin_valid)', 'cors_origin_valid', hcmPrefix);
   tagged('envoy_http_cors_origin_invalid_total', 'Requests with a disallowed Origin (Envoy http.<stat_prefix>.cors.origin_invalid)', 'cors_origin_invalid', hcmPrefix);
+  // grpc_stats: Envoy's tag extraction names the service and method labels envoy_grpc_bridge_*.
+  const grpcLabels = (t: string): string => {
+    const [cluster, service, method] = t.split('\u0000');
+    const c = `envoy_cluster_name="${escapeLabelValue(cluster!)}"`;
+    return service === ''
+      ? `{${c}}`
+      : `{${c},envoy_grpc_bridge_service="${escapeLabelValue(service!)}",envoy_grpc_bridge_method="${escapeLabelValue(method!)}"}`;
+  };
+  for (const stat of ['success', 'failure', 'total', 'request_message_count', 'response_message_count'])
+    tagged(promCounter(`envoy_cluster_grpc_${stat}`), `gRPC calls per cluster (and method): Envoy cluster.<name>.grpc.[<service>.<method>.]${stat}`, `grpc_${stat}`, grpcLabels);
   // Detection time as a summary-style pair in base units (promtool rejects "ms" in names).
   single('protocol_detection.duration_ms_count', 'counter', 'Protocol detections that read bytes', 1, 'meshlet_protocol_detection_reads_total');
   single('protocol_detection.duration_ms_sum', 'counter', 'Seconds spent waiting for the first bytes, summed', 1 / 1000, 'meshlet_protocol_detection_seconds_total');

@@ -17,6 +17,7 @@ import type { RbacStats } from '../authz/engine';
 import type { ProtocolDetectionStats } from '../detect/stats';
 import type { CorsStats } from '../http/filters/cors';
 import type { FaultStats } from '../http/filters/fault';
+import type { GrpcMethodStats } from '../http/filters/grpc-stats';
 import type { GatewayCounter } from '../http/filters/gateway-stats';
 import type { LocalRateLimitStats } from '../http/filters/local-ratelimit';
 import type { Listener } from '../listeners/listener';
@@ -299,6 +300,7 @@ export interface FilterStatsReaders {
   /** ext_authz, ratelimit, jwt_authn, cache, TypeScript filters. */
   readonly gateway: () => Iterable<GatewayCounter>;
   readonly cors: () => Iterable<CorsStats>;
+  readonly grpc: () => Iterable<GrpcMethodStats>;
 }
 
 export function filterStatsSource(f: FilterStatsReaders): StatsSource {
@@ -324,6 +326,17 @@ export function filterStatsSource(f: FilterStatsReaders): StatsSource {
     for (const c of f.cors()) {
       counter(`http.${c.statPrefix}.cors.origin_valid`, c.originValid, undefined, c.statPrefix, 'cors_origin_valid');
       counter(`http.${c.statPrefix}.cors.origin_invalid`, c.originInvalid, undefined, c.statPrefix, 'cors_origin_invalid');
+    }
+    for (const g of f.grpc()) {
+      // cluster.<c>.grpc[.<service>.<method>].<stat>; the tag carries the three labels.
+      const p = g.service === '' ? `cluster.${g.cluster}.grpc.` : `cluster.${g.cluster}.grpc.${g.service}.${g.method}.`;
+      const tag = `${g.cluster}\u0000${g.service}\u0000${g.method}`;
+      counter(`${p}success`, g.success, undefined, tag, 'grpc_success');
+      counter(`${p}failure`, g.failure, undefined, tag, 'grpc_failure');
+      counter(`${p}total`, g.total, undefined, tag, 'grpc_total');
+      counter(`${p}request_message_count`, g.requestMessageCount, undefined, tag, 'grpc_request_message_count');
+      counter(`${p}response_message_count`, g.responseMessageCount, undefined, tag, 'grpc_response_message_count');
+      for (const [status, n] of g.byStatus) counter(p + status, n);
     }
   };
 }
