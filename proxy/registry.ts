@@ -10,6 +10,7 @@ import { cacheFilterFactory } from './http/filters/cache';
 import { compressorFilterFactory, compressorPerRouteFactory } from './http/filters/compressor';
 import { decompressorFilterFactory } from './http/filters/decompressor';
 import { corsFilterFactory, corsPolicyFactory } from './http/filters/cors';
+import { csrfFilterFactory } from './http/filters/csrf';
 import { grpcWebFilterFactory } from './http/filters/grpc-web';
 import { extAuthzFilterFactory, extAuthzPerRouteFactory } from './http/filters/ext-authz';
 import { faultFilterFactory } from './http/filters/fault';
@@ -74,7 +75,8 @@ export function createRegistries(): Registries {
     // Envoy-fidelity filters (issues 15 and 16).
     .register(corsFilterFactory())
     .register(corsPolicyFactory)
-    .register(grpcStatsFilterFactory);
+    .register(grpcStatsFilterFactory)
+    .register(csrfFilterFactory());
   const networkFilters = new NetworkFilterRegistry()
     .register(httpConnectionManagerFactory)
     .register(tcpProxyFactory)

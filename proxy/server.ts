@@ -35,6 +35,7 @@ import { H2ConnectionPool } from './http/h2/client-pool';
 import { faultStats } from './http/filters/fault';
 import { gatewayFilterCounters } from './http/filters/gateway-stats';
 import { allCorsStats } from './http/filters/cors';
+import { allCsrfStats } from './http/filters/csrf';
 import { allGrpcStats } from './http/filters/grpc-stats';
 import { allLocalRateLimitStats } from './http/filters/local-ratelimit';
 import type { StreamInfo } from './http/stream-info';
@@ -190,6 +191,7 @@ export class MeshletServer {
         gateway: gatewayFilterCounters,
         cors: allCorsStats,
         grpc: allGrpcStats,
+        csrf: allCsrfStats,
       }),
     );
     stats.addSource(protocolDetectionStatsSource(protocolDetection));

@@ -114,6 +114,7 @@ export const RESOURCE_PROTO_FILES: readonly string[] = Object.freeze([
   'envoy/extensions/filters/network/wasm/v3/wasm.proto',
   // in every HCM istiod writes
   'envoy/extensions/filters/http/grpc_stats/v3/config.proto',
+  'envoy/extensions/filters/http/csrf/v3/csrf.proto',
   'envoy/extensions/request_id/uuid/v3/uuid.proto',
   // ambient/HBONE pieces, decoded only to be rejected by name
   'envoy/extensions/transport_sockets/internal_upstream/v3/internal_upstream.proto',

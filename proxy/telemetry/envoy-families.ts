@@ -211,6 +211,8 @@ export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): (s
   const hcmPrefix = (t: string): string => `{envoy_http_conn_manager_prefix="${escapeLabelValue(t)}"}`;
   tagged('envoy_http_cors_origin_valid_total', 'Requests with an allowed Origin (Envoy http.<stat_prefix>.cors.origin_valid)', 'cors_origin_valid', hcmPrefix);
   tagged('envoy_http_cors_origin_invalid_total', 'Requests with a disallowed Origin (Envoy http.<stat_prefix>.cors.origin_invalid)', 'cors_origin_invalid', hcmPrefix);
+  for (const stat of ['missing_source_origin', 'request_invalid', 'request_valid'])
+    tagged(`envoy_http_csrf_${stat}_total`, `CSRF filter: Envoy http.<stat_prefix>.csrf.${stat}`, `csrf_${stat}`, hcmPrefix);
   // grpc_stats: Envoy's tag extraction names the service and method labels envoy_grpc_bridge_*.
   const grpcLabels = (t: string): string => {
     const [cluster, service, method] = t.split('\u0000');

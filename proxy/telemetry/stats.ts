@@ -16,6 +16,7 @@ import { SSL_COUNTERS } from '../upstream/ssl-stats';
 import type { RbacStats } from '../authz/engine';
 import type { ProtocolDetectionStats } from '../detect/stats';
 import type { CorsStats } from '../http/filters/cors';
+import type { CsrfStats } from '../http/filters/csrf';
 import type { FaultStats } from '../http/filters/fault';
 import type { GrpcMethodStats } from '../http/filters/grpc-stats';
 import type { GatewayCounter } from '../http/filters/gateway-stats';
@@ -301,6 +302,7 @@ export interface FilterStatsReaders {
   readonly gateway: () => Iterable<GatewayCounter>;
   readonly cors: () => Iterable<CorsStats>;
   readonly grpc: () => Iterable<GrpcMethodStats>;
+  readonly csrf: () => Iterable<CsrfStats>;
 }
 
 export function filterStatsSource(f: FilterStatsReaders): StatsSource {
@@ -326,6 +328,12 @@ export function filterStatsSource(f: FilterStatsReaders): StatsSource {
     for (const c of f.cors()) {
       counter(`http.${c.statPrefix}.cors.origin_valid`, c.originValid, undefined, c.statPrefix, 'cors_origin_valid');
       counter(`http.${c.statPrefix}.cors.origin_invalid`, c.originInvalid, undefined, c.statPrefix, 'cors_origin_invalid');
+    }
+    for (const c of f.csrf()) {
+      const p = `http.${c.statPrefix}.csrf.`;
+      counter(`${p}missing_source_origin`, c.missingSourceOrigin, undefined, c.statPrefix, 'csrf_missing_source_origin');
+      counter(`${p}request_invalid`, c.requestInvalid, undefined, c.statPrefix, 'csrf_request_invalid');
+      counter(`${p}request_valid`, c.requestValid, undefined, c.statPrefix, 'csrf_request_valid');
     }
     for (const g of f.grpc()) {
       // cluster.<c>.grpc[.<service>.<method>].<stat>; the tag carries the three labels.
