@@ -16,6 +16,7 @@ import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { CidrRange, RbacConfig, RbacPermission, RbacPolicy, RbacPrincipal, StringMatcher } from '../config/types';
 import type { DownstreamConnectionInfo, RequestHead } from '../http/codec';
 import { matchHeader, matchString, pathOnly } from '../http/route-matcher';
+import { type DynamicMetadataReader, metadataMatches } from './metadata-match';
 
 /** What one evaluation looks at. Reuse one object per stream/connection. */
 export interface AuthzInput {
@@ -27,6 +28,8 @@ export interface AuthzInput {
    * connection manager decided on); falls back to the connection's peer.
    */
   readonly remoteIp?: string;
+  /** The stream's dynamic metadata by namespace (metadata principals and permissions). */
+  readonly dynamicMetadata?: DynamicMetadataReader;
 }
 
 export type RbacAction = 'ALLOW' | 'DENY' | 'LOG';
@@ -96,6 +99,8 @@ export function permissionMatches(p: RbacPermission, input: AuthzInput): boolean
       return destinationPort(input.connection) === p.port;
     case 'requested_server_name':
       return matchString(p.matcher, input.connection.tls?.sni ?? '');
+    case 'metadata':
+      return metadataMatches(p.matcher, input.dynamicMetadata);
   }
   return false;
 }
@@ -150,6 +155,8 @@ export function principalMatches(p: RbacPrincipal, input: AuthzInput): boolean {
       const v = p.key === 'io.istio.peer_principal' ? fs.peerPrincipal : fs.localPrincipal;
       return v !== undefined && matchString(p.matcher, v);
     }
+    case 'metadata':
+      return metadataMatches(p.matcher, input.dynamicMetadata);
   }
   return false;
 }

@@ -610,7 +610,29 @@ export type RbacPermission =
   | { readonly kind: 'url_path'; readonly matcher: StringMatcher }
   | { readonly kind: 'destination_ip'; readonly cidr: CidrRange }
   | { readonly kind: 'destination_port'; readonly port: number }
-  | { readonly kind: 'requested_server_name'; readonly matcher: StringMatcher };
+  | { readonly kind: 'requested_server_name'; readonly matcher: StringMatcher }
+  | { readonly kind: 'metadata'; readonly matcher: MetadataMatcher };
+
+/** envoy.type.matcher.v3.ValueMatcher over a google.protobuf.Value (in its JSON form). */
+export type ValueMatcher =
+  | { readonly kind: 'null' }
+  | { readonly kind: 'double'; readonly exact?: number; readonly start?: number; readonly end?: number }
+  | { readonly kind: 'string'; readonly matcher: StringMatcher }
+  | { readonly kind: 'bool'; readonly value: boolean }
+  | { readonly kind: 'present'; readonly value: boolean }
+  | { readonly kind: 'list'; readonly oneOf: ValueMatcher }
+  | { readonly kind: 'or'; readonly matchers: readonly ValueMatcher[] };
+
+/**
+ * envoy.type.matcher.v3.MetadataMatcher: the value at `path` (struct keys) in the `filter`
+ * namespace of the stream's dynamic metadata, e.g. jwt_authn's verified payload.
+ */
+export interface MetadataMatcher {
+  readonly filter: string;
+  readonly path: readonly string[];
+  readonly value: ValueMatcher;
+  readonly invert: boolean;
+}
 
 export type RbacPrincipal =
   | { readonly kind: 'any' }
@@ -622,7 +644,8 @@ export type RbacPrincipal =
   | { readonly kind: 'header'; readonly header: HeaderMatcher }
   | { readonly kind: 'url_path'; readonly matcher: StringMatcher }
   /** filter_state over Istio's principal keys (what istio_authn puts there from the mTLS peer). */
-  | { readonly kind: 'filter_state'; readonly key: IstioPrincipalKey; readonly matcher: StringMatcher };
+  | { readonly kind: 'filter_state'; readonly key: IstioPrincipalKey; readonly matcher: StringMatcher }
+  | { readonly kind: 'metadata'; readonly matcher: MetadataMatcher };
 
 /** The filter state keys istio_authn sets on an mTLS connection. */
 export type IstioPrincipalKey = 'io.istio.peer_principal' | 'io.istio.local_principal';

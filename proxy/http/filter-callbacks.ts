@@ -105,6 +105,12 @@ export abstract class StreamFilterCallbacks {
   setResponseFlag(flag: ResponseFlag): void {
     this.cb.info.setResponseFlag(flag);
   }
+  setDynamicMetadata(namespace: string, key: string, value: unknown): void {
+    this.cb.info.setDynamicMetadata(namespace, key, value);
+  }
+  dynamicMetadataOf(namespace: string): Readonly<Record<string, unknown>> | undefined {
+    return this.cb.info.dynamicMetadataOf(namespace);
+  }
   setMetadata(key: string, value: string): void {
     this.cb.info.setMetadata(key, value);
   }

@@ -86,6 +86,10 @@ export interface HttpFilterCallbacks {
   setDecoderBufferLimit(bytes: number): void;
   /** Free-form, bounded-size facts for access logs (filter_state / dynamic metadata). */
   setMetadata(key: string, value: string): void;
+  /** Envoy's dynamic metadata: set `key` in the `namespace` struct (jwt_authn payload_in_metadata). */
+  setDynamicMetadata?(namespace: string, key: string, value: unknown): void;
+  /** Read one namespace of the stream's dynamic metadata (RBAC metadata matchers). */
+  dynamicMetadataOf?(namespace: string): Readonly<Record<string, unknown>> | undefined;
   /** The connection manager's config (its stat_prefix names the filters' counters, as in Envoy). */
   readonly hcm: HcmConfig;
   /** The clusters of this proxy, for filters that call a service through a cluster (ext_authz, JWKS). */

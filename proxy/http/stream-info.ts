@@ -92,6 +92,8 @@ export class StreamInfo {
 
   private flags = 0;
   private meta: Map<string, string> | undefined;
+  /** Structured dynamic metadata by filter namespace (created when a filter sets some). */
+  private dyn: Map<string, Record<string, unknown>> | undefined;
 
   constructor(
     readonly connection: DownstreamConnectionInfo,
@@ -149,6 +151,23 @@ export class StreamInfo {
   metadataEntries(): ReadonlyMap<string, string> {
     return this.meta ?? EMPTY_MAP;
   }
+
+  /**
+   * Envoy's dynamic metadata: `value` under `key` in the `namespace` struct (e.g. jwt_authn's
+   * verified payload), read by RBAC metadata matchers and ext_authz filter_enabled_metadata.
+   */
+  setDynamicMetadata(namespace: string, key: string, value: unknown): void {
+    if (!this.dyn) this.dyn = new Map();
+    let ns = this.dyn.get(namespace);
+    if (ns === undefined) {
+      ns = {};
+      this.dyn.set(namespace, ns);
+    }
+    ns[key] = value;
+  }
+
+  /** One namespace of dynamic metadata; undefined when nothing was set under it. */
+  readonly dynamicMetadataOf = (namespace: string): Readonly<Record<string, unknown>> | undefined => this.dyn?.get(namespace);
 
   /** Total duration in ms, measured until the last byte was sent (or now, when still running). */
   get durationMs(): number {

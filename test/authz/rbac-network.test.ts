@@ -294,7 +294,7 @@ describe('RBAC config validation', () => {
       expect.arrayContaining([
         'typed_config.rules.action',
         'typed_config.rules.policies.a.permissions',
-        'typed_config.rules.policies.b.permissions[0].metadata',
+        'typed_config.rules.policies.b.permissions[0].metadata.filter',
         'typed_config.rules.policies.b.principals[0].source_ip.address_prefix',
         'typed_config.rules.policies.c.condition',
         'typed_config.matcher',

@@ -302,7 +302,8 @@ describe('RBAC', () => {
     const { value, errors } = decodeListener(rbacListener({ rules, matcher: {} }), ctx());
     expect(value).toBeUndefined();
     expect(errors).toEqual([
-      { path: `${P}.rules.policies.a.permissions[0].metadata`, message: 'this permission is not supported by meshlet' },
+      { path: `${P}.rules.policies.a.permissions[0].metadata.path`, message: 'at least one path segment is required' },
+      { path: `${P}.rules.policies.a.permissions[0].metadata.value`, message: 'is required' },
       {
         path: `${P}.rules.policies.a.principals[0].filter_state.string_match`,
         message: 'is required (meshlet matches filter state as a string)',

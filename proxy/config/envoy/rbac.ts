@@ -11,6 +11,7 @@ import type { RbacConfig, RbacPermission, RbacPolicy, RbacPrincipal, StringMatch
 import type { DecodeContext } from './context';
 import { enumOf } from './core';
 import { decodeCidr, decodeHeaderMatcher, decodeStringMatcher } from './matchers';
+import { decodeMetadataMatcher } from './metadata-matcher';
 
 export const T_NETWORK_RBAC = 'envoy.extensions.filters.network.rbac.v3.RBAC';
 
@@ -132,6 +133,12 @@ export function decodePermission(r: Reader): RbacPermission | undefined {
       if (matcher) out = { kind: 'requested_server_name', matcher };
       break;
     }
+    case 'metadata': {
+      const s = r.obj(which);
+      const matcher = s ? decodeMetadataMatcher(s) : undefined;
+      if (matcher) out = { kind: 'metadata', matcher };
+      break;
+    }
     default:
       r.error(which, 'this permission is not supported by meshlet');
       r.raw(which);
@@ -229,6 +236,14 @@ export function decodePrincipal(r: Reader): RbacPrincipal | undefined {
         s.error('key', `filter state key ${JSON.stringify(key)} is not supported (meshlet provides io.istio.peer_principal and io.istio.local_principal)`);
       s.done();
       if (ok && matcher) out = { kind: 'filter_state', key, matcher };
+      break;
+    }
+    case 'metadata': {
+      // The stream's dynamic metadata, e.g. Istio's request.auth.claims from jwt_authn's
+      // payload_in_metadata (filter envoy.filters.http.jwt_authn, path payload.<claim>).
+      const s = r.obj(which);
+      const matcher = s ? decodeMetadataMatcher(s) : undefined;
+      if (matcher) out = { kind: 'metadata', matcher };
       break;
     }
     default:

@@ -229,6 +229,20 @@ function removeParam(path: string, name: string): string {
   return kept.length === 0 ? path.slice(0, q) : `${path.slice(0, q)}?${kept.join('&')}`;
 }
 
+/** The dynamic metadata namespace jwt_authn writes (Envoy's filter name). */
+export const JWT_AUTHN_METADATA_NS = 'envoy.filters.http.jwt_authn';
+
+/** The payload as Envoy puts it in metadata: space-delimited string claims listed become lists. */
+function normalizedPayload(payload: JWTPayload, spaceDelimited: readonly string[]): Record<string, unknown> {
+  if (spaceDelimited.length === 0) return payload;
+  const out: Record<string, unknown> = { ...payload };
+  for (const c of spaceDelimited) {
+    const v = out[c];
+    if (typeof v === 'string') out[c] = v.split(' ').filter((x) => x !== '');
+  }
+  return out;
+}
+
 /** One request's verification work: each provider's token is verified at most once. */
 class Verification {
   private readonly results = new Map<string, Promise<Verdict>>();
@@ -299,10 +313,11 @@ class Verification {
     }
   }
 
-  /** Forward claims / payload and strip tokens that are not forwarded. */
-  apply(): void {
+  /** Forward claims / payload (headers, dynamic metadata) and strip tokens that are not forwarded. */
+  apply(cb: HttpFilterCallbacks): void {
     const h = this.head;
     for (const { p, e, payload, raw } of this.verified) {
+      if (p.payloadInMetadata) cb.setDynamicMetadata?.(JWT_AUTHN_METADATA_NS, p.payloadInMetadata, normalizedPayload(payload, p.spaceDelimitedClaims));
       for (const c of p.claimToHeaders) {
         const v = claimValue(payload, c.claimName);
         if (v !== undefined) setHeader(h.headers, c.headerName, v);
@@ -370,7 +385,7 @@ class JwtAuthnFilter implements HttpFilter {
     this.pending = false;
     if (verdict.ok) {
       jwtAuthnStats.allowed++;
-      v.apply();
+      v.apply(this.cb);
       if (v.verified.some((x) => x.p.clearRouteCache)) this.cb.clearRouteCache();
       this.cb.continueDecoding();
       return;

@@ -42,6 +42,14 @@ export interface JwtProviderConfig {
   readonly forward: boolean;
   /** Header receiving the base64url payload of a verified token. */
   readonly forwardPayloadHeader: string;
+  /**
+   * payload_in_metadata: the verified payload goes to dynamic metadata
+   * `envoy.filters.http.jwt_authn` under this key (Istio: "payload", read by RBAC's
+   * request.auth.claims matchers). Empty = not written.
+   */
+  readonly payloadInMetadata: string;
+  /** normalize_payload_in_metadata.space_delimited_claims: these string claims become lists. */
+  readonly spaceDelimitedClaims: readonly string[];
   readonly claimToHeaders: readonly { readonly headerName: string; readonly claimName: string }[];
   readonly clockSkewSeconds: number;
   /** require_expiration: tokens without `exp` fail. */
@@ -166,6 +174,10 @@ function decodeProvider(name: string, r: Reader): JwtProviderConfig | undefined 
   }
   const forward = r.bool('forward', false);
   const forwardPayloadHeader = r.str('forward_payload_header', '').toLowerCase();
+  const payloadInMetadata = r.str('payload_in_metadata', '');
+  const norm = r.obj('normalize_payload_in_metadata');
+  const spaceDelimitedClaims = norm ? norm.strList('space_delimited_claims') : [];
+  norm?.done();
   const claimToHeaders: { headerName: string; claimName: string }[] = [];
   for (const c of r.arr('claim_to_headers')) {
     const headerName = c.requiredStr('header_name').toLowerCase();
@@ -194,6 +206,8 @@ function decodeProvider(name: string, r: Reader): JwtProviderConfig | undefined 
     locations,
     forward,
     forwardPayloadHeader,
+    payloadInMetadata,
+    spaceDelimitedClaims,
     claimToHeaders,
     clockSkewSeconds,
     requireExpiration,

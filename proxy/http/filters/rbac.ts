@@ -14,6 +14,7 @@
  */
 
 import { type AuthzInput, RbacEngine } from '../../authz/engine';
+import type { DynamicMetadataReader } from '../../authz/metadata-match';
 import { rbacStatsFor } from '../../authz/stats';
 import type { DecodeContext } from '../../config/envoy/context';
 import { decodeRbac } from '../../config/envoy/rbac';
@@ -82,6 +83,8 @@ class HttpRbacFilter implements HttpFilter, AuthzInput {
   get remoteIp(): string | undefined {
     return this.cb.trustedRemoteAddress;
   }
+
+  readonly dynamicMetadata: DynamicMetadataReader = (ns) => this.cb.dynamicMetadataOf?.(ns);
 
   decodeHeaders(head: RequestHead): FilterStatus {
     let cfg: HttpRbacConfig | undefined = this.config;
