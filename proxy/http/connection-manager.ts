@@ -401,7 +401,7 @@ export class ActiveStream implements RequestSink, FilterManagerCallbacks, Header
   resolveRoute(): CompiledRoute | undefined {
     if (!this.routeResolved) {
       this.routeResolved = true;
-      this.routeEntry = this.rc && this.head ? routeTable(this.rc).route(this.head, this.runtime, this.random()) : undefined;
+      this.routeEntry = this.rc && this.head ? routeTable(this.rc).route(this.head, this.runtime, this.random) : undefined;
       const r = this.routeEntry;
       if (r) {
         this.info.routeName = r.route.name;

@@ -268,11 +268,21 @@ export class RouteTable {
   }
 
   /** The first matching route of the selected virtual host, or undefined (→ 404 NR). */
-  /** `runtime`/`random`: see routeMismatch (Envoy draws one random value per request). */
-  route(head: RequestHead, runtime?: RuntimeReader, random?: number): CompiledRoute | undefined {
+  /**
+   * `runtime`/`random`: see routeMismatch. Envoy draws one random value per request for runtime
+   * fractions; meshlet draws it only when a route that has one is reached (most requests never do).
+   */
+  route(head: RequestHead, runtime?: RuntimeReader, random?: () => number): CompiledRoute | undefined {
     const vh = this.virtualHost(head.authority);
     if (!vh) return undefined;
-    return matchRoutes(vh, head, runtime, random);
+    const rs = vh.routes;
+    let roll: number | undefined;
+    for (let i = 0; i < rs.length; i++) {
+      const r = rs[i]!;
+      if (roll === undefined && random !== undefined && r.match.runtimeFraction !== undefined) roll = random();
+      if (routeMismatch(r, head, runtime, roll) === M_NONE) return r;
+    }
+    return undefined;
   }
 }
 
