@@ -22,6 +22,7 @@ import { rateLimitFilterFactory } from './http/filters/ratelimit';
 import { rbacFilterFactory, rbacPerRouteFactory } from './http/filters/rbac';
 import { istioStatsFilterFactory } from './http/filters/istio-stats';
 import { istioWasmFilterFactory } from './http/filters/istio-wasm';
+import { peerMetadataFilterFactory } from './http/filters/istio-peer-metadata';
 import { typedStructFilterFactories } from './http/filters/typed-struct';
 import { typeScriptFilterFactory } from './http/filters/typescript';
 import { routerFilterFactory } from './http/filters/router-factory';
@@ -72,6 +73,7 @@ export function createRegistries(): Registries {
     // Istio's own HTTP filters (istiod's sidecar listeners).
     .register(istioStatsFilterFactory)
     .register(istioWasmFilterFactory)
+    .register(peerMetadataFilterFactory)
     // Envoy-fidelity filters (issues 15 and 16).
     .register(corsFilterFactory())
     .register(corsPolicyFactory)

@@ -217,6 +217,7 @@ export class MeshletServer {
       listener,
       clusters: this.clusters,
       runtime: this.runtime,
+      node: this.opts.bootstrap.node,
       httpFilters: this.registries.httpFilters,
       routeTable: (name) => this.routeTables.get(name),
       forHcm: (hcm, l) => this.telemetry.forHcm(hcm, l),

@@ -17,7 +17,7 @@
 import { EMPTY_RUNTIME, type RuntimeReader } from '../../common/runtime';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { HcmConfig, RouteConfiguration } from '../config/types';
+import type { HcmConfig, NodeInfo, RouteConfiguration } from '../config/types';
 import type { ConnectionHandler, Sniffed } from '../listeners/types';
 import { logger } from '../../common/logger';
 import type { ClusterLookup } from '../upstream/types';
@@ -65,6 +65,8 @@ export interface HcmOptions {
   readonly clusters: ClusterLookup;
   /** The proxy's layered runtime (runtime_fraction, filter percentages); default: empty. */
   readonly runtime?: RuntimeReader;
+  /** The proxy's node, for filters that speak for it (Istio's peer metadata exchange). */
+  readonly localNode?: NodeInfo;
   /** Called once per finished stream (access logs, metrics, tracing). */
   readonly onStreamComplete?: StreamCompleteListener;
   /** Starts a span per stream when this connection manager traces (telemetry/tracing.ts). */
@@ -310,6 +312,9 @@ export class ActiveStream implements RequestSink, FilterManagerCallbacks, Header
   }
   get clusters(): ClusterLookup {
     return this.manager.opts.clusters;
+  }
+  get localNode(): NodeInfo | undefined {
+    return this.manager.opts.localNode;
   }
 
   // ─────────────── RequestSink (called by the codec) ───────────────

@@ -7,7 +7,7 @@
 import type { RuntimeReader } from '../../common/runtime';
 import type { Duplex } from 'node:stream';
 import type { ResponseFlag } from '../../common/errors';
-import type { HcmConfig, Route, RouteConfiguration } from '../config/types';
+import type { HcmConfig, NodeInfo, Route, RouteConfiguration } from '../config/types';
 import type { ClusterLookup } from '../upstream/types';
 import type {
   DownstreamConnectionInfo,
@@ -31,6 +31,7 @@ export interface FilterManagerCallbacks {
   readonly trustedRemoteAddress: string;
   readonly clusters: ClusterLookup;
   readonly runtime: RuntimeReader;
+  readonly localNode: NodeInfo | undefined;
   readonly formatContext: HeaderFormatContext;
   readonly random: () => number;
   /** The request head (undefined before headers arrived). */
@@ -68,6 +69,9 @@ export abstract class StreamFilterCallbacks {
   }
   get clusters(): ClusterLookup {
     return this.cb.clusters;
+  }
+  get localNode(): NodeInfo | undefined {
+    return this.cb.localNode;
   }
   get runtime(): RuntimeReader {
     return this.cb.runtime;

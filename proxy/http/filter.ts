@@ -12,7 +12,7 @@
 import type { RuntimeReader } from '../../common/runtime';
 import type { Duplex } from 'node:stream';
 import type { Reader } from '../../common/reader';
-import type { HcmConfig, Route, RouteConfiguration } from '../config/types';
+import type { HcmConfig, NodeInfo, Route, RouteConfiguration } from '../config/types';
 import type { ResponseFlag } from '../../common/errors';
 import type { ClusterLookup } from '../upstream/types';
 import type {
@@ -100,6 +100,8 @@ export interface HttpFilterCallbacks {
    * proxy/config/envoy/runtime.ts; test with `runtime.fractionEnabled(fraction, Math.random())`).
    */
   readonly runtime: RuntimeReader;
+  /** The proxy's node (undefined when the connection manager was built without one). */
+  readonly localNode: NodeInfo | undefined;
   /** What `%FORMAT%` operators resolve against for this stream. */
   readonly formatContext: HeaderFormatContext;
   /**

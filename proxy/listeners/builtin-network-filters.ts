@@ -50,6 +50,7 @@ export const httpConnectionManagerFactory: NetworkFilterFactory<'http_connection
       filters: ctx.httpFilters,
       clusters: ctx.clusters,
       ...(ctx.runtime ? { runtime: ctx.runtime } : {}),
+      ...(ctx.node ? { localNode: ctx.node } : {}),
       onStreamComplete: t.onStreamComplete,
       ...(t.tracer ? { tracer: t.tracer } : {}),
     });

@@ -11,6 +11,7 @@
  */
 import type { RuntimeReader } from '../../common/runtime';
 import type { IstioStatsConfig } from '../config/filters/istio-stats';
+import type { NodeInfo } from '../config/types';
 import type { HcmConfig, ListenerConfig, NetworkFilterConfig, RouteConfiguration, TcpProxyConfig } from '../config/types';
 import type { HttpFilterRegistry } from '../http/filter';
 import type { HttpTracer, StreamCompleteListener } from '../http/stream-info';
@@ -40,6 +41,8 @@ export interface NetworkFilterContext {
   readonly clusters: ClusterLookup;
   /** The proxy's layered runtime (optional: components default to an empty one). */
   readonly runtime?: RuntimeReader;
+  /** The proxy's node (Istio's peer metadata exchange sends its metadata). */
+  readonly node?: NodeInfo;
   readonly httpFilters: HttpFilterRegistry;
   /** The RDS route table of that name as of now (undefined until it arrives). */
   routeTable(name: string): RouteConfiguration | undefined;

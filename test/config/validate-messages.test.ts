@@ -116,7 +116,7 @@ describe('meshlet proxy --validate messages', () => {
     const lines = writes.map((w) => w.text).join('').trimEnd().split('\n');
     const f = 'static_resources.listeners[0].filter_chains[0].filters[0].typed_config.http_filters[0].typed_config';
     expect(lines[0]).toBe(`meshlet proxy: invalid bootstrap ${join(dir, 'bad.json')}: 1 error`);
-    expect(lines[1]).toBe(`  ${f}.type_url: TypedStruct of "type.googleapis.com/example.filters.Unknown" is not supported by meshlet (only meshlet.filters.TypeScript, stats.PluginConfig)`);
+    expect(lines[1]).toBe(`  ${f}.type_url: TypedStruct of "type.googleapis.com/example.filters.Unknown" is not supported by meshlet (only meshlet.filters.TypeScript, stats.PluginConfig, io.istio.http.peer_metadata.Config)`);
     expect(lines.some((l) => l.includes(`${f}.value`))).toBe(false);
     expect(lines).toContain('2 warnings:');
     expect(lines).toContain(`  ${INSPECTOR_WARNING}`);

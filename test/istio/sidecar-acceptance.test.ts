@@ -70,7 +70,6 @@ function rejections(ads: JsonAdsServer, typeUrl: string): { name: string; path: 
  */
 const PENDING: readonly RegExp[] = [
   /unsupported network filter type envoy\.tcp\.metadataexchange\.config\.MetadataExchange$/, // item 2
-  /the metadata_exchange Wasm plugin is not supported by meshlet yet$/, // item 2 (Wasm form)
   /unsupported HTTP filter type istio\.envoy\.config\.filter\.http\.alpn\.v2alpha1\.FilterConfig$/, // item 3
 ];
 

@@ -10,10 +10,11 @@ import { decodeIstioStats, type IstioStatsConfig } from '../../config/filters/is
 import { decodeIstioWasm } from '../../config/filters/istio-wasm';
 import type { HttpFilter, HttpFilterCallbacks, HttpFilterFactory } from '../filter';
 import { istioStatsFilterFactory } from './istio-stats';
+import { type PeerMetadataConfig, peerMetadataFilterFactory, WASM_MX_CONFIG } from './istio-peer-metadata';
 
 export const HTTP_WASM_TYPE_NAME = 'envoy.extensions.filters.http.wasm.v3.Wasm';
 
-type WasmConfig = IstioStatsConfig;
+type WasmConfig = IstioStatsConfig | PeerMetadataConfig;
 
 export const istioWasmFilterFactory: HttpFilterFactory<WasmConfig | undefined> = {
   typeName: HTTP_WASM_TYPE_NAME,
@@ -21,11 +22,13 @@ export const istioWasmFilterFactory: HttpFilterFactory<WasmConfig | undefined> =
     const plugin = decodeIstioWasm(r, 'HTTP filter');
     if (plugin === undefined) return undefined;
     if (plugin.kind === 'stats') return decodeIstioStats(plugin.config);
-    r.issues.error(r.sub('config.root_id'), 'the metadata_exchange Wasm plugin is not supported by meshlet yet');
-    return undefined;
+    // The plugin's configuration (max_peer_cache_size, …) tunes its cache only: meshlet's is bounded.
+    plugin.config.ignore('max_peer_cache_size', 'protocol');
+    plugin.config.done();
+    return WASM_MX_CONFIG;
   },
   create(config: WasmConfig | undefined, callbacks: HttpFilterCallbacks): HttpFilter {
     if (config === undefined) throw new Error('Wasm filter without a decoded config');
-    return istioStatsFilterFactory.create(config, callbacks);
+    return config.kind === 'istio_stats' ? istioStatsFilterFactory.create(config, callbacks) : peerMetadataFilterFactory.create(config, callbacks);
   },
 };

@@ -4,16 +4,18 @@
  * filter, `value` holds its fields in JSON form; the inner factory decodes and creates it.
  *
  * Inner types: meshlet's own TypeScript filter (`meshlet.filters.TypeScript`) and Istio's
- * `stats.PluginConfig` (istio.stats). Any other inner type is rejected with it named.
+ * `stats.PluginConfig` (istio.stats) and `io.istio.http.peer_metadata.Config`. Any other inner type is rejected with it named.
  */
 import { Reader } from '../../../common/reader';
 import type { HttpFilter, HttpFilterCallbacks, HttpFilterFactory } from '../filter';
 import { istioStatsFilterFactory } from './istio-stats';
+import { peerMetadataFilterFactory } from './istio-peer-metadata';
 import { typeScriptFilterFactory } from './typescript';
 
 const INNER: readonly HttpFilterFactory<object>[] = [
   typeScriptFilterFactory as HttpFilterFactory<object>,
   istioStatsFilterFactory as HttpFilterFactory<object>,
+  peerMetadataFilterFactory as HttpFilterFactory<object>,
 ];
 const BY_TYPE = new Map(INNER.map((f) => [f.typeName, f]));
 
