@@ -28,7 +28,7 @@ import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilte
 import { getHeader, getHeaderJoined, removeHeader, setHeader } from '../headers';
 import { type CompressionLibrary, decodeFeatureFlag, decodeLibrary, type FeatureFlag, FLAG_ON, flagEnabled } from './compression-library';
 import { CompressorStats, type DirectionStats, statsFor } from './compression-stats';
-import { ZlibPump } from './zlib-pump';
+import { ZlibTransformFilter } from './zlib-filter';
 
 export const COMPRESSOR_TYPE_NAME = 'envoy.extensions.filters.http.compressor.v3.Compressor';
 export const COMPRESSOR_PER_ROUTE_TYPE_NAME = 'envoy.extensions.filters.http.compressor.v3.CompressorPerRoute';
@@ -252,20 +252,17 @@ function hasToken(value: string | undefined, token: string): boolean {
 
 // ─────────────── the filter ───────────────
 
-class CompressorFilter implements HttpFilter {
+class CompressorFilter extends ZlibTransformFilter {
   private acceptEncoding: string | undefined;
   private perRoute: CompressorPerRouteConfig | undefined;
   private readonly stats: CompressorStats;
   private readonly stream: StreamCompressors;
-  private responsePump: ZlibPump | undefined;
-  private requestPump: ZlibPump | undefined;
-  /** Trailers wait in the filter manager until the last compressed bytes went before them. */
-  private trailersHeld = 0;
 
   constructor(
     readonly config: CompressorConfig,
-    private readonly cb: HttpFilterCallbacks,
+    cb: HttpFilterCallbacks,
   ) {
+    super(cb);
     this.stats = statsFor(config.stats, cb.hcm.statPrefix, (p) => new CompressorStats(`${p}compressor.${config.libraryName}.${config.library.statsPrefix}.`, config.responseSub));
     let s = byStream.get(cb);
     if (s === undefined) {
@@ -297,24 +294,9 @@ class CompressorFilter implements HttpFilter {
       removeHeader(head.headers, 'content-length');
       setHeader(head.headers, 'content-encoding', c.library.encoding);
       st.compressed++;
-      this.requestPump = this.pump(st, false);
+      this.pump(st, false);
     } else st.notCompressed++;
     return FilterStatus.Continue;
-  }
-
-  decodeData(chunk: Buffer, endStream: boolean): FilterStatus {
-    const p = this.requestPump;
-    if (p === undefined) return FilterStatus.Continue;
-    if (chunk.length > 0) p.write(chunk);
-    if (endStream) p.end();
-    return FilterStatus.StopIterationNoBuffer;
-  }
-
-  decodeTrailers(): FilterStatus {
-    if (this.requestPump === undefined) return FilterStatus.Continue;
-    this.trailersHeld |= 1;
-    this.requestPump.end();
-    return FilterStatus.StopIteration;
   }
 
   encodeHeaders(head: ResponseHead, endStream: boolean): FilterStatus {
@@ -337,7 +319,7 @@ class CompressorFilter implements HttpFilter {
       head.contentLength = -1;
       setHeader(h, 'content-encoding', c.library.encoding);
       st.compressed++;
-      this.responsePump = this.pump(st, true);
+      this.pump(st, true);
     } else st.notCompressed++;
     if (compressible) {
       const vary = getHeaderJoined(h, 'vary');
@@ -347,55 +329,12 @@ class CompressorFilter implements HttpFilter {
     return FilterStatus.Continue;
   }
 
-  encodeData(chunk: Buffer, endStream: boolean): FilterStatus {
-    const p = this.responsePump;
-    if (p === undefined) return FilterStatus.Continue;
-    if (chunk.length > 0) p.write(chunk);
-    if (endStream) p.end();
-    return FilterStatus.StopIterationNoBuffer;
-  }
-
-  encodeTrailers(_trailers: HeaderList): FilterStatus {
-    if (this.responsePump === undefined) return FilterStatus.Continue;
-    this.trailersHeld |= 2;
-    this.responsePump.end();
-    return FilterStatus.StopIteration;
-  }
-
-  onEncodeWritable(): void {
-    this.responsePump?.resume();
-  }
-  onDecodeWritable(): void {
-    this.requestPump?.resume();
-  }
-
-  onDestroy(): void {
-    this.responsePump?.destroy();
-    this.requestPump?.destroy();
-  }
-
-  private pump(st: DirectionStats, response: boolean): ZlibPump {
-    const cb = this.cb;
-    const pump: ZlibPump = new ZlibPump(this.config.library.create(), {
-      out: (b) => {
-        st.totalCompressedBytes += b.length;
-        return response ? cb.injectEncodedData(this, b, false) : cb.injectDecodedData(this, b, false);
-      },
-      done: () => {
-        st.totalUncompressedBytes += pump.bytesIn;
-        const bit = response ? 2 : 1;
-        if ((this.trailersHeld & bit) !== 0) {
-          // Trailers end the body: they go on after the last compressed bytes.
-          if (response) cb.continueEncoding();
-          else cb.continueDecoding();
-        } else if (response) cb.injectEncodedData(this, EMPTY, true);
-        else cb.injectDecodedData(this, EMPTY, true);
-      },
-      error: () => cb.sendLocalReply(500, 'Internal Server Error', undefined, undefined, 'compressor_error'),
-      above: () => (response ? cb.onEncoderFilterAboveWriteBufferHighWatermark() : cb.onDecoderFilterAboveWriteBufferHighWatermark()),
-      below: () => (response ? cb.onEncoderFilterBelowWriteBufferLowWatermark() : cb.onDecoderFilterBelowWriteBufferLowWatermark()),
+  private pump(st: DirectionStats, response: boolean): void {
+    this.startPump(response, this.config.library.create(), {
+      out: (n) => (st.totalCompressedBytes += n),
+      done: (bytesIn) => (st.totalUncompressedBytes += bytesIn),
+      error: () => this.cb.sendLocalReply(500, 'Internal Server Error', undefined, undefined, 'compressor_error'),
     });
-    return pump;
   }
 
   private responseEnabled(): boolean {
@@ -440,7 +379,6 @@ class CompressorFilter implements HttpFilter {
   }
 }
 
-const EMPTY = Buffer.alloc(0);
 
 export const compressorFilterFactory: HttpFilterFactory<CompressorConfig | undefined> = {
   typeName: COMPRESSOR_TYPE_NAME,

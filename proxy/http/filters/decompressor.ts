@@ -23,7 +23,7 @@ import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilte
 import { getHeaderJoined, removeHeader, setHeader } from '../headers';
 import { type CompressionLibrary, decodeFeatureFlag, decodeLibrary, type FeatureFlag, FLAG_ON, flagEnabled } from './compression-library';
 import { DecompressorStats, type DirectionStats, statsFor } from './compression-stats';
-import { ZlibPump } from './zlib-pump';
+import { ZlibTransformFilter } from './zlib-filter';
 
 export const DECOMPRESSOR_TYPE_NAME = 'envoy.extensions.filters.http.decompressor.v3.Decompressor';
 
@@ -91,20 +91,17 @@ function takeEncoding(h: HeaderList, encoding: string): boolean {
   return true;
 }
 
-const EMPTY = Buffer.alloc(0);
 
-class DecompressorFilter implements HttpFilter {
+class DecompressorFilter extends ZlibTransformFilter {
   private readonly stats: DecompressorStats;
-  private requestPump: ZlibPump | undefined;
-  private responsePump: ZlibPump | undefined;
-  private trailersHeld = 0;
   /** The response direction's flag as read at the request headers (undefined: headers-only request). */
   private responseOn: boolean | undefined;
 
   constructor(
     private readonly config: DecompressorConfig,
-    private readonly cb: HttpFilterCallbacks,
+    cb: HttpFilterCallbacks,
   ) {
+    super(cb);
     this.stats = statsFor(config.stats, cb.hcm.statPrefix, (p) => new DecompressorStats(`${p}decompressor.${config.libraryName}.${config.library.statsPrefix}.`));
   }
 
@@ -122,24 +119,9 @@ class DecompressorFilter implements HttpFilter {
       this.stats.request.compressed++;
       removeHeader(h, 'content-length');
       head.contentLength = -1;
-      this.requestPump = this.pump(this.stats.request, false);
+      this.pump(this.stats.request, false);
     } else this.stats.request.notCompressed++;
     return FilterStatus.Continue;
-  }
-
-  decodeData(chunk: Buffer, endStream: boolean): FilterStatus {
-    const p = this.requestPump;
-    if (p === undefined) return FilterStatus.Continue;
-    if (chunk.length > 0) p.write(chunk);
-    if (endStream) p.end();
-    return FilterStatus.StopIterationNoBuffer;
-  }
-
-  decodeTrailers(): FilterStatus {
-    if (this.requestPump === undefined) return FilterStatus.Continue;
-    this.trailersHeld |= 1;
-    this.requestPump.end();
-    return FilterStatus.StopIteration;
   }
 
   encodeHeaders(head: ResponseHead, endStream: boolean): FilterStatus {
@@ -150,68 +132,28 @@ class DecompressorFilter implements HttpFilter {
       this.stats.response.compressed++;
       removeHeader(h, 'content-length');
       head.contentLength = -1;
-      this.responsePump = this.pump(this.stats.response, true);
+      this.pump(this.stats.response, true);
     } else this.stats.response.notCompressed++;
     return FilterStatus.Continue;
   }
 
-  encodeData(chunk: Buffer, endStream: boolean): FilterStatus {
-    const p = this.responsePump;
-    if (p === undefined) return FilterStatus.Continue;
-    if (chunk.length > 0) p.write(chunk);
-    if (endStream) p.end();
-    return FilterStatus.StopIterationNoBuffer;
-  }
-
-  encodeTrailers(): FilterStatus {
-    if (this.responsePump === undefined) return FilterStatus.Continue;
-    this.trailersHeld |= 2;
-    this.responsePump.end();
-    return FilterStatus.StopIteration;
-  }
-
-  onEncodeWritable(): void {
-    this.responsePump?.resume();
-  }
-  onDecodeWritable(): void {
-    this.requestPump?.resume();
-  }
-
-  onDestroy(): void {
-    this.requestPump?.destroy();
-    this.responsePump?.destroy();
-  }
-
-  private pump(st: DirectionStats, response: boolean): ZlibPump {
-    const cb = this.cb;
+  private pump(st: DirectionStats, response: boolean): void {
     const lib = this.config.library;
-    const pump: ZlibPump = new ZlibPump(
+    this.startPump(
+      response,
       lib.create(),
       {
-        out: (b) => {
-          st.totalUncompressedBytes += b.length;
-          return response ? cb.injectEncodedData(this, b, false) : cb.injectDecodedData(this, b, false);
-        },
-        done: () => {
-          st.totalCompressedBytes += pump.bytesIn;
-          if ((this.trailersHeld & (response ? 2 : 1)) !== 0) {
-            if (response) cb.continueEncoding();
-            else cb.continueDecoding();
-          } else if (response) cb.injectEncodedData(this, EMPTY, true);
-          else cb.injectDecodedData(this, EMPTY, true);
-        },
-        error: () => {
-          st.totalCompressedBytes += pump.bytesIn;
+        out: (n) => (st.totalUncompressedBytes += n),
+        done: (bytesIn) => (st.totalCompressedBytes += bytesIn),
+        error: (bytesIn) => {
+          st.totalCompressedBytes += bytesIn;
           this.stats.decompressionErrors++;
-          if (response) cb.sendLocalReply(502, 'Bad Gateway', undefined, undefined, 'decompressor_error');
-          else cb.sendLocalReply(400, 'Bad Request', undefined, undefined, 'decompressor_error');
+          if (response) this.cb.sendLocalReply(502, 'Bad Gateway', undefined, undefined, 'decompressor_error');
+          else this.cb.sendLocalReply(400, 'Bad Request', undefined, undefined, 'decompressor_error');
         },
-        above: () => (response ? cb.onEncoderFilterAboveWriteBufferHighWatermark() : cb.onDecoderFilterAboveWriteBufferHighWatermark()),
-        below: () => (response ? cb.onEncoderFilterBelowWriteBufferLowWatermark() : cb.onDecoderFilterBelowWriteBufferLowWatermark()),
       },
       lib.maxInflateRatio ?? 0,
     );
-    return pump;
   }
 }
 
