@@ -41,6 +41,7 @@ import { allLocalRateLimitStats } from './http/filters/local-ratelimit';
 import type { StreamInfo } from './http/stream-info';
 import type { BuiltChain, OriginalDstResolver } from './listeners/listener';
 import { ListenerManager } from './listeners/listener-manager';
+import { DrainSequence, type DrainStrategy } from './listeners/drain';
 import { buildNetworkFilters } from './listeners/network-filter';
 import { createRegistries, type Registries } from './registry';
 import type { TcpSessionRecord } from './tcp/tcp-proxy';
@@ -75,6 +76,8 @@ export interface MeshletServerOptions {
   readonly originalDst?: OriginalDstResolver;
   /** How long graceful shutdown waits for in-flight work (Envoy's --drain-time-s; default 5 s). */
   readonly drainTimeoutMs?: number;
+  /** Envoy's --drain-strategy: how connections are told to go during a drain (default gradual). */
+  readonly drainStrategy?: DrainStrategy;
   readonly certStore?: CertStore;
   /** Called for every finished HTTP stream (access log, metrics, tracing). */
   readonly onHttpStream?: (info: StreamInfo) => void;
@@ -148,7 +151,12 @@ export class MeshletServer {
         ? { localCluster: { name: opts.bootstrap.localClusterName, locality: opts.bootstrap.node.locality } }
         : {}),
     });
-    this.listeners = new ListenerManager((chain, listener) => this.buildChain(chain, listener), opts.originalDst);
+    this.listeners = new ListenerManager(
+      (chain, listener) => this.buildChain(chain, listener),
+      opts.originalDst,
+      opts.drainTimeoutMs ?? 5_000,
+      opts.drainStrategy ?? 'gradual',
+    );
     this.telemetry = new Telemetry(
       {
         node: opts.bootstrap.node,
@@ -295,31 +303,53 @@ export class MeshletServer {
   }
 
   /**
-   * Graceful shutdown in the order sidecar users need (Istio/Linkerd): inbound (and undirected)
-   * listeners stop accepting at once and drain their connections (Connection: close / GOAWAY),
-   * while OUTBOUND listeners keep serving the application — it may still be finishing work that
-   * calls other services — until the drain time passes. With `exitOnZero` (Istio's
-   * EXIT_ON_ZERO_ACTIVE_CONNECTIONS, and /quitquitquit) it stops as soon as no connection is left;
-   * calling it again with `exitOnZero` during a drain (a job's /quitquitquit) cuts the wait short
-   * the same way. Then everything closes.
+   * Envoy's graceful listener drain (POST /drain_listeners?graceful, and the first half of
+   * shutdown): the selected listeners keep accepting for the drain time while every connection is
+   * told to go — `Connection: close` on HTTP/1.1 responses, GOAWAY on HTTP/2 — as the drain
+   * strategy says; then they stop accepting (unless `skipStop`). A second call while one runs
+   * only widens the set of listeners. Returns the drain sequence (its deadline).
+   */
+  drainListeners(filter: ((l: { config: ListenerConfig }) => boolean) | undefined, skipStop = false): DrainSequence {
+    const seq = new DrainSequence(this.opts.drainTimeoutMs ?? 5_000, this.opts.drainStrategy ?? 'gradual');
+    this.listeners.drainGracefully(filter, seq);
+    if (!skipStop) {
+      const t = setTimeout(() => this.listeners.stopAccepting(filter), seq.drainTimeMs);
+      t.unref();
+    }
+    return seq;
+  }
+
+  /**
+   * Graceful shutdown (SIGTERM). Every listener, inbound and outbound, keeps accepting and drains
+   * its connections as Envoy does under pilot-agent's drain (`Connection: close` on the next
+   * HTTP/1.1 response, GOAWAY on HTTP/2, idle HTTP/1.1 connections closed after drain_timeout):
+   * nothing is closed under a request a client may be sending, and a client that connects during
+   * the drain is still served. OUTBOUND listeners keep the app's path to other services for the
+   * whole drain time (it may still be finishing work). With `exitOnZero` (Istio's
+   * EXIT_ON_ZERO_ACTIVE_CONNECTIONS, and /quitquitquit) — or without outbound listeners — it stops
+   * as soon as no connection is left; calling it again with `exitOnZero` during a drain (a job's
+   * /quitquitquit) cuts the wait short the same way. Then every listener stops and everything closes.
    */
   shutdown(drainTimeoutMs = this.opts.drainTimeoutMs ?? 5_000, exitOnZero = this.opts.exitOnZeroActiveConnections ?? false): Promise<void> {
     if (exitOnZero) this.drainExitOnZero = true;
     this.shuttingDown ??= (async () => {
       this.state = 'DRAINING';
       const isOutbound = (l: { config: ListenerConfig }) => l.config.trafficDirection === 'OUTBOUND';
-      this.listeners.drainAll((l) => !isOutbound(l));
+      const seq = new DrainSequence(drainTimeoutMs, this.opts.drainStrategy ?? 'gradual');
+      this.listeners.drainGracefully(undefined, seq);
       const hasOutbound = this.listeners.all().some(isOutbound);
-      log.info({ drainMs: drainTimeoutMs, outboundOpen: hasOutbound, exitOnZero }, 'draining: inbound listeners closed');
-      const deadline = Date.now() + drainTimeoutMs;
+      log.info(
+        { drainMs: drainTimeoutMs, strategy: seq.strategy, outboundOpen: hasOutbound, exitOnZero },
+        'draining: connections are told to close (Connection: close / GOAWAY)',
+      );
       // Without outbound listeners (a front proxy) or with exitOnZero, zero connections ends the
       // drain; otherwise the app keeps its outbound path for the whole drain time.
-      while (Date.now() < deadline && !((this.drainExitOnZero || !hasOutbound) && this.listeners.activeConnections === 0)) {
+      while (Date.now() < seq.deadline && !((this.drainExitOnZero || !hasOutbound) && this.listeners.activeConnections === 0)) {
         await new Promise((r) => setTimeout(r, 25));
       }
+      this.listeners.stopAccepting();
       const left = this.listeners.activeConnections;
       if (left > 0) log.warn({ connections: left }, 'drain time passed; closing remaining connections');
-      this.listeners.drainAll();
       await this.close();
     })();
     return this.shuttingDown;

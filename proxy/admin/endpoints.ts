@@ -4,6 +4,7 @@
  * /drain_listeners and /logging. Telemetry adds /stats, /stats/prometheus and /reset_counters
  * (telemetry/telemetry.ts).
  */
+import type { ListenerConfig } from '../config/types';
 import type { AdminTarget } from './admin-target';
 import { logLevels, setLogLevel } from '../../common/logger';
 import { VERSION } from '../../common/version';
@@ -28,7 +29,11 @@ export function registerCoreEndpoints(admin: AdminServer, server: AdminTarget): 
       uptime_current_epoch: `${Math.floor((Date.now() - server.startedAt) / 1000)}s`,
       uptime_all_epochs: `${Math.floor((Date.now() - server.startedAt) / 1000)}s`,
       node: server.bootstrap.node,
-      command_line_options: { concurrency: 1, drain_time: `${(server.opts.drainTimeoutMs ?? 5000) / 1000}s` },
+      command_line_options: {
+        concurrency: 1,
+        drain_time: `${(server.opts.drainTimeoutMs ?? 5000) / 1000}s`,
+        drain_strategy: server.opts.drainStrategy === 'immediate' ? 'Immediate' : 'Gradual',
+      },
     }),
   );
 
@@ -102,10 +107,13 @@ export function registerCoreEndpoints(admin: AdminServer, server: AdminTarget): 
     return text('OK');
   });
 
-  admin.route('POST', '/drain_listeners', 'stop accepting and drain (?graceful, ?inboundonly)', (q) => {
-    const inboundOnly = q.has('inboundonly');
+  admin.route('POST', '/drain_listeners', 'drain listeners (?inboundonly, ?graceful: accept during the drain time, ?skip_exit)', (q) => {
+    // Envoy: without graceful the listeners stop accepting now; with it they keep accepting for
+    // the drain time while connections are told to close, then stop (unless skip_exit).
+    const filter = q.has('inboundonly') ? (l: { config: ListenerConfig }) => l.config.trafficDirection === 'INBOUND' : undefined;
     server.listenersDrained = true;
-    server.listeners.drainAll(inboundOnly ? (l) => l.config.trafficDirection === 'INBOUND' : undefined);
+    if (q.has('graceful')) server.drainListeners(filter, q.has('skip_exit'));
+    else server.listeners.drainAll(filter);
     return text('OK');
   });
 

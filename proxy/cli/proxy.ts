@@ -19,7 +19,7 @@ import { announceWorkerAdmin, isShutdownMessage, runPrimary, workerBootstrap } f
 import { RelayedXdsClient } from '../runtime/xds-relay';
 import { configureLogging, logger } from '../../common/logger';
 
-const USAGE = `meshlet proxy --bootstrap FILE [--log-level LEVEL] [--concurrency N] [--drain-time-s N] [--stats-port 15090] [--health-port 15021] [--csds-port N]
+const USAGE = `meshlet proxy --bootstrap FILE [--log-level LEVEL] [--concurrency N] [--drain-time-s N] [--drain-strategy gradual|immediate] [--stats-port 15090] [--health-port 15021] [--csds-port N]
 
   -c, --bootstrap FILE     Envoy v3 Bootstrap in YAML or JSON (the same file Envoy takes with -c);
                            without it, in a pod Istio injected (PROXY_CONFIG, POD_NAME,
@@ -28,8 +28,11 @@ const USAGE = `meshlet proxy --bootstrap FILE [--log-level LEVEL] [--concurrency
       --concurrency N      worker processes sharing the listeners, like Envoy's --concurrency
                            (default 1: one process). With N > 1 a primary process holds the one
                            xDS stream and the admin/stats/health ports; each worker proxies
-      --drain-time-s N     seconds to drain on shutdown: inbound finishes in-flight requests,
+      --drain-time-s N     seconds to drain on shutdown (SIGTERM): listeners keep accepting
+                           while connections are told to close (Connection: close, GOAWAY);
                            outbound keeps serving the app meanwhile (default 5)
+      --drain-strategy S   gradual (Envoy's default: ever more responses close their connection
+                           as the drain time passes) or immediate (every response closes)
       --exit-on-zero-active-connections
                            stop draining as soon as no connection is left (Istio's
                            EXIT_ON_ZERO_ACTIVE_CONNECTIONS; the env variable is read too)
@@ -60,6 +63,7 @@ export async function runProxy(argv: string[]): Promise<number> {
     bootstrap: { type: 'string', short: 'c' },
     'log-level': { type: 'string', short: 'l' },
     'drain-time-s': { type: 'string' },
+    'drain-strategy': { type: 'string' },
     concurrency: { type: 'string' },
     'exit-on-zero-active-connections': { type: 'boolean' },
     'stats-port': { type: 'string' },
@@ -78,6 +82,11 @@ export async function runProxy(argv: string[]): Promise<number> {
   const drainS = args['drain-time-s'] === undefined ? 5 : Number(args['drain-time-s']);
   if (!Number.isFinite(drainS) || drainS < 0) {
     process.stderr.write(`meshlet proxy: --drain-time-s must be a non-negative number\n`);
+    return 1;
+  }
+  const drainStrategy = args['drain-strategy'] ?? 'gradual';
+  if (drainStrategy !== 'gradual' && drainStrategy !== 'immediate') {
+    process.stderr.write(`meshlet proxy: --drain-strategy must be gradual or immediate\n`);
     return 1;
   }
   let statsPort: number | undefined;
@@ -160,6 +169,7 @@ export async function runProxy(argv: string[]): Promise<number> {
     rawBootstrap: raw,
     registries,
     drainTimeoutMs: drainS * 1000,
+    drainStrategy,
     exitOnZeroActiveConnections: exitOnZero,
     telemetry: isWorker ? {} : { statsPort, healthPort },
     ...(od.ok ? { originalDst: od.resolver } : {}),

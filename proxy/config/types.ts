@@ -267,6 +267,11 @@ export interface HcmConfig {
   /** Envoy default 5 min. */
   readonly streamIdleTimeoutMs: number;
   /** common_http_protocol_options.idle_timeout, Envoy default 1 h. */
+  /**
+   * drain_timeout (Envoy default 5 s): how long a draining HTTP/1.1 connection may stay idle
+   * after its drain notice before it is closed.
+   */
+  readonly drainTimeoutMs: number;
   readonly idleTimeoutMs: number;
   /** Envoy default 60 KiB. */
   readonly maxRequestHeadersKb: number;

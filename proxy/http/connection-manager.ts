@@ -18,7 +18,7 @@ import { EMPTY_RUNTIME, type RuntimeReader } from '../../common/runtime';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HcmConfig, NodeInfo, RouteConfiguration } from '../config/types';
-import type { ConnectionHandler, Sniffed } from '../listeners/types';
+import type { ConnectionHandler, DrainDecision, Sniffed } from '../listeners/types';
 import { logger } from '../../common/logger';
 import type { ClusterLookup } from '../upstream/types';
 import type {
@@ -81,6 +81,9 @@ interface Codec {
   destroy(): void;
 }
 
+/** Drain at once (a replaced chain, a listener drained without a drain time). */
+const DRAIN_NOW: DrainDecision = { drainClose: () => true, noticeDelayMs: () => 0 };
+
 export class HttpConnectionManager implements ConnectionHandler, ServerCodecCallbacks {
   readonly config: HcmConfig;
   /** http_filters resolved once: every stream's FilterManager instantiates it. */
@@ -88,7 +91,13 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
   private readonly codecs = new Set<Codec>();
   /** AUTO connections still waiting for their first bytes. */
   private readonly undecided = new Set<Socket>();
-  private draining = false;
+  /**
+   * Set once the listener drains (Envoy's drain decision): asked on every response whether to
+   * close after it. undefined while not draining, so the hot path pays one check.
+   */
+  drainDecision: DrainDecision | undefined;
+  /** Per connection while draining: the timer that starts its drain, then the one that closes it if idle. */
+  private readonly drainTimers = new Map<Codec, NodeJS.Timeout>();
 
   constructor(readonly opts: HcmOptions) {
     this.config = opts.config;
@@ -134,7 +143,6 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
       this.undecided.delete(socket);
       if (idle !== undefined) clearTimeout(idle);
     });
-    if (this.draining) socket.end();
     socket.once('data', (first: Buffer) => {
       if (idle !== undefined) clearTimeout(idle);
       socket.removeListener('end', onEnd);
@@ -159,19 +167,70 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
       codec = new H1ServerCodec(socket, this, info, h1ServerOptions(cfg, onCodecError));
     }
     this.codecs.add(codec);
-    socket.once('close', () => this.codecs.delete(codec));
-    if (this.draining) codec.drain();
+    socket.once('close', () => {
+      this.codecs.delete(codec);
+      const t = this.drainTimers.get(codec);
+      if (t !== undefined) {
+        clearTimeout(t);
+        this.drainTimers.delete(codec);
+      }
+    });
+    if (this.drainDecision !== undefined) this.scheduleDrain(codec, this.drainDecision);
   }
 
-  /** Graceful drain: Connection: close / GOAWAY on every live connection. */
-  drain(): void {
-    this.draining = true;
-    for (const c of this.codecs) c.drain();
-    for (const s of this.undecided) s.end();
+  /**
+   * Graceful drain (Envoy's listener drain): every response may now close its connection (see
+   * ActiveStream.writeHeaders), and each live connection — and each one accepted while draining —
+   * starts draining on its own after the decision's delay. A connection that has not sent its
+   * first byte yet (AUTO, undecided) is left alone: closing it could race the request its client
+   * is writing; it drains once it has a codec.
+   */
+  drain(decision: DrainDecision = DRAIN_NOW): void {
+    if (this.drainDecision !== undefined && decision !== DRAIN_NOW) return;
+    this.drainDecision = decision;
+    for (const c of this.codecs) this.scheduleDrain(c, decision);
+  }
+
+  private scheduleDrain(codec: Codec, decision: DrainDecision): void {
+    const old = this.drainTimers.get(codec);
+    if (old !== undefined) clearTimeout(old);
+    const delay = decision.noticeDelayMs();
+    if (delay <= 0) {
+      this.startDrainSequence(codec);
+      return;
+    }
+    const t = setTimeout(() => this.startDrainSequence(codec), delay);
+    t.unref();
+    this.drainTimers.set(codec, t);
+  }
+
+  /**
+   * Envoy's startDrainSequence for one connection. HTTP/2: GOAWAY now (node can only send the
+   * final GOAWAY — last stream id = last processed — not nghttp2's shutdown notice, after which
+   * nghttp2 would silently ignore new streams; clients retry streams above the last id), and the
+   * connection closes once its streams end. HTTP/1.1: the next response says `Connection: close`
+   * and the connection closes after it; one that stays idle for drain_timeout is closed then
+   * (Envoy's onDrainTimeout) — an idle HTTP/1.1 connection cannot be told anything else.
+   */
+  private startDrainSequence(codec: Codec): void {
+    this.drainTimers.delete(codec);
+    if (!(codec instanceof H1ServerCodec)) {
+      codec.drain();
+      return;
+    }
+    codec.shutdownNotice();
+    const t = setTimeout(() => {
+      this.drainTimers.delete(codec);
+      codec.drain();
+    }, this.config.drainTimeoutMs);
+    t.unref();
+    this.drainTimers.set(codec, t);
   }
 
   /** Close every connection now. */
   destroy(): void {
+    for (const t of this.drainTimers.values()) clearTimeout(t);
+    this.drainTimers.clear();
     for (const c of this.codecs) c.destroy();
     this.codecs.clear();
     for (const s of this.undecided) s.destroy();
@@ -460,6 +519,12 @@ export class ActiveStream implements RequestSink, FilterManagerCallbacks, Header
     const info = this.info;
     info.responseCode = head.status;
     info.firstDownstreamTxByteMs = info.now();
+    // Draining: this response may close its connection (not an upgrade or CONNECT: the bytes
+    // after it are no longer HTTP).
+    const drain = this.manager.drainDecision;
+    if (drain !== undefined && head.status !== 101 && this.head?.method !== 'CONNECT' && drain.drainClose()) {
+      this.encoder.closeAfterResponse();
+    }
     this.encoder.writeHeaders(head, endStream);
     if (endStream) this.onResponseEnd();
   }

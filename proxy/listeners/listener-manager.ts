@@ -6,7 +6,9 @@
  */
 import type { ListenerConfig } from '../config/types';
 import { logger } from '../../common/logger';
+import { DrainSequence, type DrainStrategy } from './drain';
 import { type ChainBuilder, Listener, type OriginalDstResolver } from './listener';
+import type { DrainDecision } from './types';
 
 const log = logger('listener-manager');
 
@@ -24,6 +26,7 @@ export class ListenerManager {
     private readonly build: ChainBuilder,
     private readonly originalDst?: OriginalDstResolver,
     private readonly drainTimeoutMs = 5_000,
+    private readonly drainStrategy: DrainStrategy = 'gradual',
   ) {}
 
   get(name: string): Listener | undefined {
@@ -60,8 +63,9 @@ export class ListenerManager {
     log.info({ listener: name }, 'listener removed');
   }
 
+  /** A removed or replaced listener stops accepting and drains over the drain time, then closes (Envoy). */
   private retire(l: Listener): void {
-    l.drain();
+    l.drain(new DrainSequence(this.drainTimeoutMs, this.drainStrategy));
     this.draining.add(l);
     const t = setTimeout(() => {
       this.draining.delete(l);
@@ -82,9 +86,22 @@ export class ListenerManager {
     return wildcard;
   }
 
-  /** Stop accepting on every listener (or only inbound ones) and drain live connections. */
-  drainAll(filter?: (l: Listener) => boolean): void {
-    for (const l of this.listeners.values()) if (!filter || filter(l)) l.drain();
+  /** Stop accepting on every listener (or those `filter` selects) and drain live connections. */
+  drainAll(filter?: (l: Listener) => boolean, decision?: DrainDecision): void {
+    for (const l of this.listeners.values()) if (!filter || filter(l)) l.drain(decision);
+  }
+
+  /**
+   * Envoy's graceful drain: the selected listeners keep accepting while every connection drains
+   * by `decision` (Connection: close / GOAWAY); stopAccepting() ends it.
+   */
+  drainGracefully(filter: ((l: Listener) => boolean) | undefined, decision: DrainDecision): void {
+    for (const l of this.listeners.values()) if (!filter || filter(l)) l.drainGracefully(decision);
+  }
+
+  /** Refuse new connections on the selected listeners (the end of a graceful drain). */
+  stopAccepting(filter?: (l: Listener) => boolean): void {
+    for (const l of this.listeners.values()) if (!filter || filter(l)) l.stopAccepting();
   }
 
   get activeConnections(): number {

@@ -16,7 +16,7 @@ import { logger } from '../../common/logger';
 import { type MatchInput, needsInspection, selectFilterChain } from './filter-chain-match';
 import { matcherNeedsInspection, selectByMatcher } from './filter-chain-matcher';
 import { SslStats } from '../upstream/ssl-stats';
-import { type ConnectionHandler, newConnectionId, type Sniffed } from './types';
+import { type ConnectionHandler, type DrainDecision, newConnectionId, type Sniffed } from './types';
 
 const log = logger('listener');
 
@@ -75,6 +75,8 @@ export class Listener {
   /** use_original_dst or an original_dst listener filter: ask the resolver (one getsockopt). */
   private wantsOriginalDst = false;
   private drained = false;
+  /** Set by a graceful drain: chains built later (an in-place update) drain the same way. */
+  private drainDecision: DrainDecision | undefined;
   /** Connections accepted and not yet closed, across all chain generations (TCP sockets). */
   private readonly sockets = new Set<Socket>();
   /**
@@ -162,6 +164,7 @@ export class Listener {
       c.handler.drain?.();
       this.retired.push(c);
     }
+    if (this.drainDecision !== undefined) this.drainChains(this.drainDecision);
     this.pruneRetired();
   }
 
@@ -309,12 +312,30 @@ export class Listener {
     built.handler.handle(socket, info, sniffed);
   }
 
-  /** Stop accepting; ask every chain to drain its live connections. */
-  drain(): void {
+  /** Stop accepting; ask every chain to drain its live connections (at once without a decision). */
+  drain(decision?: DrainDecision): void {
+    this.stopAccepting();
+    this.drainChains(decision);
+  }
+
+  /**
+   * Envoy's graceful drain (drain_listeners?graceful, shutdown): keep accepting, and let every
+   * connection — live or accepted from now on — drain by `decision`. stopAccepting() ends it.
+   */
+  drainGracefully(decision: DrainDecision): void {
+    this.drainDecision = decision;
+    this.drainChains(decision);
+  }
+
+  /** Refuse new connections (the bound socket closes; handed-over ones are refused too). */
+  stopAccepting(): void {
     this.drained = true;
     this.server?.close();
-    for (const c of this.chains) c.handler.drain?.();
-    if (this.defaultChain) this.defaultChain.handler.drain?.();
+  }
+
+  private drainChains(decision: DrainDecision | undefined): void {
+    for (const c of this.chains) c.handler.drain?.(decision);
+    if (this.defaultChain) this.defaultChain.handler.drain?.(decision);
   }
 
   /** Stop accepting and close every connection now. */

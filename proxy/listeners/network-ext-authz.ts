@@ -17,7 +17,7 @@ import { extAuthzStats, peers } from '../http/filters/ext-authz';
 import { unaryCall } from '../http/filters/service-client';
 import { logger } from '../../common/logger';
 import type { ClusterLookup } from '../upstream/types';
-import type { ConnectionHandler, Sniffed } from './types';
+import type { ConnectionHandler, DrainDecision, Sniffed } from './types';
 
 const log = logger('ext_authz');
 
@@ -39,8 +39,8 @@ export class NetworkExtAuthzHandler implements ConnectionHandler {
     return this.inner.activeConnections + this.pending;
   }
 
-  drain(): void {
-    this.inner.drain?.();
+  drain(decision?: DrainDecision): void {
+    this.inner.drain?.(decision);
   }
 
   handle(socket: Socket, info: DownstreamConnectionInfo, sniffed: Sniffed | undefined): void {

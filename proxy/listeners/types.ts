@@ -25,10 +25,23 @@ export interface ConnectionHandler {
    * is flowing; a handler that must hold data pauses it synchronously here.
    */
   handle(socket: Socket, info: DownstreamConnectionInfo, sniffed: Sniffed | undefined): void;
-  /** Graceful drain: stop new streams on live connections (Connection: close / GOAWAY). */
-  drain?(): void;
+  /**
+   * Graceful drain of every live connection (and of those handed over later): `decision` says,
+   * per response, whether to close after it, and when each connection starts draining on its own
+   * (HTTP/2 GOAWAY; HTTP/1.1 `Connection: close` on its next response, then closed if it stays
+   * idle for the connection manager's drain_timeout). Without one: drain at once.
+   */
+  drain?(decision?: DrainDecision): void;
   /** Live connections owned by this handler (for drain completion). */
   readonly activeConnections: number;
+}
+
+/** Envoy's Network::DrainDecision, as the connection manager reads it while draining. */
+export interface DrainDecision {
+  /** Close the connection after this response (`Connection: close` / GOAWAY). */
+  drainClose(): boolean;
+  /** How long a live connection waits before it starts draining on its own. */
+  noticeDelayMs(): number;
 }
 
 let nextConnectionId = 1;

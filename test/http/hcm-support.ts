@@ -51,6 +51,7 @@ export function hcmConfig(over: Partial<HcmConfig> = {}): HcmConfig {
     requestTimeoutMs: 0,
     requestHeadersTimeoutMs: 0,
     streamIdleTimeoutMs: 300_000,
+    drainTimeoutMs: 5_000,
     idleTimeoutMs: 3_600_000,
     maxRequestHeadersKb: 60,
     maxHeadersCount: 100,

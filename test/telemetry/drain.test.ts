@@ -1,7 +1,8 @@
 /**
  * Shutdown ordering for sidecars: when shutdown starts (what SIGTERM does), requests in flight on
- * the inbound side complete, new inbound connections are refused, and the app's outbound calls
- * keep working during the drain. By default the outbound side stays up for the whole drain time
+ * the inbound side complete, new inbound connections are still served during the drain but told
+ * to close (Envoy's graceful drain, as pilot-agent asks for it), and the app's outbound calls
+ * keep working. By default the outbound side stays up for the whole drain time
  * (the app may still be finishing); with exit-on-zero-active-connections, or a /quitquitquit
  * during the drain, the proxy stops as soon as no connection is left. Drain times are long (60 s)
  * so that finishing early can only come from the zero-connection rule, never from a timer.
@@ -91,7 +92,7 @@ async function sidecar(
       ],
       [staticCluster('inbound|80||', [inboundApp.echo.port]), staticCluster('outbound|80||remote', [remote.echo.port])],
     ),
-    { drainTimeoutMs: 60_000, exitOnZeroActiveConnections: opts.exitOnZero ?? false },
+    { drainTimeoutMs: 60_000, drainStrategy: 'immediate', exitOnZeroActiveConnections: opts.exitOnZero ?? false },
   );
 }
 
@@ -101,7 +102,7 @@ afterEach(async () => {
 });
 
 describe('drain ordering on shutdown', () => {
-  it('finishes inbound in-flight requests, refuses new inbound connections, keeps outbound working', async () => {
+  it('finishes inbound in-flight requests, serves new inbound connections with Connection: close, keeps outbound working', async () => {
     const app = await heldApp('app');
     const remote = await heldApp('remote');
     const m = await sidecar(app, remote);
@@ -117,8 +118,10 @@ describe('drain ordering on shutdown', () => {
     expect(m.server.state).toBe('DRAINING');
     expect(m.server.ready).toBe(false);
 
-    // New inbound connections are refused.
-    expect(await connectError(inPort)).toBe('ECONNREFUSED');
+    // A peer that has not heard of the drain yet is still served, and told to close.
+    const late = await request(inPort, '/late-peer');
+    expect(late.status).toBe(200);
+    expect(late.headers.connection).toBe('close');
     // The app's outbound calls still work, new connections included.
     const out = await request(outPort, '/call-during-drain');
     expect(out.status).toBe(200);
@@ -155,7 +158,6 @@ describe('drain ordering on shutdown', () => {
     const done = m.server.shutdown().then(() => {
       settled = true;
     });
-    expect(await connectError(m.listenerPort('inbound_app'))).toBe('ECONNREFUSED');
     // One connection is still active: the drain goes on.
     await new Promise((r) => setImmediate(r));
     expect(settled).toBe(false);
@@ -167,8 +169,46 @@ describe('drain ordering on shutdown', () => {
   });
 });
 
+describe('POST /drain_listeners?graceful', () => {
+  it('keeps accepting for the drain time while telling connections to close, then refuses', async () => {
+    const app = await heldApp('app');
+    const remote = await heldApp('remote');
+    const m = await startMeshlet(
+      bootstrap(
+        [
+          { ...httpListener('inbound_app', routes([{ match: { prefix: '/' }, route: { cluster: 'in' } }])), traffic_direction: 'INBOUND' },
+          { ...httpListener('outbound_remote', routes([{ match: { prefix: '/' }, route: { cluster: 'out' } }])), traffic_direction: 'OUTBOUND' },
+        ],
+        [staticCluster('in', [app.echo.port]), staticCluster('out', [remote.echo.port])],
+      ),
+      { drainTimeoutMs: 1_500, drainStrategy: 'immediate' },
+    );
+    const inPort = m.listenerPort('inbound_app');
+    const outPort = m.listenerPort('outbound_remote');
+    // (The helper's client has no agent: it asks for keep-alive explicitly so that a close is ours.)
+    const keepAlive = { headers: { connection: 'keep-alive' } };
+    expect((await request(inPort, '/before', keepAlive)).headers.connection).not.toBe('close');
+    const drainedAt = Date.now();
+    expect((await request(m.adminPort, '/drain_listeners?graceful&inboundonly', { method: 'POST' })).status).toBe(200);
+    expect(m.server.ready).toBe(false);
+    // During the drain time: still served, told to close. Outbound untouched.
+    const during = await request(inPort, '/during', keepAlive);
+    expect(during.status).toBe(200);
+    expect(during.headers.connection).toBe('close');
+    expect((await request(outPort, '/out', keepAlive)).headers.connection).not.toBe('close');
+    // After it: refused (bounded wait).
+    await until(() => Date.now() - drainedAt > 1_500, 'the drain time');
+    const refusedBy = Date.now() + 5_000;
+    while ((await connectError(inPort)) !== 'ECONNREFUSED') {
+      if (Date.now() > refusedBy) throw new Error('inbound still accepting after the drain time');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect((await request(outPort, '/out-after')).status).toBe(200);
+  });
+});
+
 describe('SIGTERM to a meshlet process', () => {
-  it('drains inbound, keeps outbound, reports not ready on 15021, and exits 0 when the last connection closes', async () => {
+  it('drains inbound with Connection: close, keeps outbound, reports not ready on 15021, and exits 0 when the last connection closes', async () => {
     const root = join(__dirname, '..', '..');
     if (!existsSync(join(root, 'dist', 'proxy', 'telemetry', 'telemetry.js'))) {
       throw new Error('dist/ is not built with telemetry: run `npm run build` before this test (npm test does)');
@@ -237,6 +277,8 @@ describe('SIGTERM to a meshlet process', () => {
         '--drain-time-s',
         '60',
         '--exit-on-zero-active-connections',
+        '--drain-strategy',
+        'immediate',
         '--health-port',
         String(healthPort),
         '--log-level',
@@ -266,13 +308,16 @@ describe('SIGTERM to a meshlet process', () => {
       const inFlight = request(inPort, '/hold');
       await until(() => app.held.length === 1, 'the inbound request to reach the app');
       p.kill('SIGTERM');
-      // Inbound stops accepting (bounded wait for the signal to be handled).
-      const refusedBy = Date.now() + 10_000;
-      while ((await connectError(inPort)) !== 'ECONNREFUSED') {
-        if (Date.now() > refusedBy) throw new Error('inbound still accepting 10 s after SIGTERM');
+      // Readiness fails once the signal is handled (bounded wait).
+      const notReadyBy = Date.now() + 10_000;
+      while ((await request(healthPort, '/healthz/ready')).status !== 503) {
+        if (Date.now() > notReadyBy) throw new Error('still ready 10 s after SIGTERM');
         await new Promise((r) => setTimeout(r, 20));
       }
-      expect((await request(healthPort, '/healthz/ready')).status).toBe(503);
+      // Inbound still serves a late peer, telling it to close.
+      const late = await request(inPort, '/late-peer');
+      expect(late.status).toBe(200);
+      expect(late.headers.connection).toBe('close');
       const out = await request(outPort, '/during-drain');
       expect(out.status).toBe(200);
       expect(p.exitCode).toBeNull();

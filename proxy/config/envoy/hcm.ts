@@ -214,6 +214,7 @@ export function decodeHcm(
   const requestTimeoutMs = dur(r, 'request_timeout', 0);
   const requestHeadersTimeoutMs = dur(r, 'request_headers_timeout', 0);
   const streamIdleTimeoutMs = dur(r, 'stream_idle_timeout', 300_000);
+  const drainTimeoutMs = dur(r, 'drain_timeout', 5_000);
   let idleTimeoutMs = 3_600_000;
   let maxHeadersCount = 100;
   const cp = r.obj('common_http_protocol_options');
@@ -254,6 +255,7 @@ export function decodeHcm(
     requestTimeoutMs,
     requestHeadersTimeoutMs,
     streamIdleTimeoutMs,
+    drainTimeoutMs,
     idleTimeoutMs,
     maxRequestHeadersKb,
     maxHeadersCount,

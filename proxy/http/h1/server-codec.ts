@@ -76,6 +76,8 @@ export class H1ServerCodec implements H1ParserHandler, H1ServerStreamOwner {
   private closed = false;
   private tunneled = false;
   private draining = false;
+  /** shutdownNotice() was called: close after the next response, never while idle. */
+  private noticed = false;
   private resumeScheduled = false;
   private readonly scheme: string;
   private idleTimer: NodeJS.Timeout | undefined = undefined;
@@ -118,8 +120,9 @@ export class H1ServerCodec implements H1ParserHandler, H1ServerStreamOwner {
     if (this.reading && !this.closing) socket.resume();
   }
 
+  /** Responses say `Connection: close` (a drain notice or a drain). */
   get isDraining(): boolean {
-    return this.draining;
+    return this.draining || this.noticed;
   }
 
   get isClosed(): boolean {
@@ -129,6 +132,15 @@ export class H1ServerCodec implements H1ParserHandler, H1ServerStreamOwner {
   /** Requests in flight on this connection (0 or 1). */
   get activeStreams(): number {
     return this.stream === undefined ? 0 : 1;
+  }
+
+  /**
+   * Drain notice: the next response head says `Connection: close` and the connection closes
+   * after it. Unlike drain(), an idle connection stays open: closing it now could race a request
+   * its client is already sending, and that request (a POST) could not be retried safely.
+   */
+  shutdownNotice(): void {
+    this.noticed = true;
   }
 
   /** Graceful close: finish the current response (with Connection: close), then close. */
@@ -188,7 +200,7 @@ export class H1ServerCodec implements H1ParserHandler, H1ServerStreamOwner {
       this.connection,
       p.method === 'HEAD',
       p.tunnel,
-      p.keepAlive && !this.draining,
+      p.keepAlive && !this.draining && !this.noticed,
     );
     const endStream = p.bodyKind === 'none' && !p.tunnel;
     stream.requestComplete = endStream;
