@@ -14,6 +14,7 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import { CounterFamily, HistogramFamily } from './cells';
 import { type ChunkSink, renderExposition, type ScrapeScope } from './exposition';
+import { ISTIO_PEER_TAGS } from '../config/filters/istio-stats';
 
 /**
  * Work before each rendering: fills `scope` for the families; may return a release to run when
@@ -35,31 +36,7 @@ export const ISTIO_BYTES_BUCKETS: readonly number[] = [
 ];
 
 /** Labels shared by Istio's HTTP and TCP metrics (the "peer" half of the label set). */
-export const ISTIO_PEER_LABELS = [
-  'reporter',
-  'source_workload',
-  'source_workload_namespace',
-  'source_principal',
-  'source_app',
-  'source_version',
-  'source_canonical_service',
-  'source_canonical_revision',
-  'source_cluster',
-  'destination_workload',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_app',
-  'destination_version',
-  'destination_canonical_service',
-  'destination_canonical_revision',
-  'destination_cluster',
-  'destination_service',
-  'destination_service_name',
-  'destination_service_namespace',
-  'request_protocol',
-  'response_flags',
-  'connection_security_policy',
-] as const;
+export const ISTIO_PEER_LABELS = ISTIO_PEER_TAGS;
 
 /** Istio's HTTP/gRPC labels: the peer labels plus the response. */
 export const ISTIO_HTTP_LABELS = [...ISTIO_PEER_LABELS, 'response_code', 'grpc_response_status'] as const;

@@ -29,8 +29,8 @@ export const ISTIO_METRICS = [
 ] as const;
 export type IstioMetricName = (typeof ISTIO_METRICS)[number];
 
-/** Istio's standard dimensions (tags), in the order istio-proxy emits them. */
-export const ISTIO_TAGS = [
+/** Istio's dimensions shared by its HTTP and TCP metrics, in the order istio-proxy emits them. */
+export const ISTIO_PEER_TAGS = [
   'reporter',
   'source_workload',
   'source_workload_namespace',
@@ -54,9 +54,10 @@ export const ISTIO_TAGS = [
   'request_protocol',
   'response_flags',
   'connection_security_policy',
-  'response_code',
-  'grpc_response_status',
 ] as const;
+
+/** Istio's standard dimensions (tags) of the HTTP metrics, in the order istio-proxy emits them. */
+export const ISTIO_TAGS = [...ISTIO_PEER_TAGS, 'response_code', 'grpc_response_status'] as const;
 const STANDARD_TAGS: ReadonlySet<string> = new Set(ISTIO_TAGS);
 const STANDARD_METRICS: ReadonlySet<string> = new Set(ISTIO_METRICS);
 
