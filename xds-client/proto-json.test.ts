@@ -393,7 +393,9 @@ describe('well-known types and edge cases', () => {
   });
 
   describe('bytes and Any edges (an empty istio.stats PluginConfig made the walk throw)', () => {
-    const PLUGIN = 'type.googleapis.com/stats.PluginConfig';
+    // A type meshlet has no descriptor for (stats.PluginConfig itself is known since Istio's
+    // private types were added; the edge is about unknown ones).
+    const PLUGIN = 'type.googleapis.com/example.vendor.UnknownPluginConfig';
     // Every shape a bytes value takes: absent, protobufjs's empty-array default (no Buffer found),
     // empty and non-empty Buffer / Uint8Array, a plain byte array, proto-loader's base64 string.
     const shapes: [string, unknown, string][] = [

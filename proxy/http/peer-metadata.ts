@@ -17,8 +17,12 @@
  * a depth of 8 and at 64 KiB, and decoded peers are cached by their header value in a bounded map
  * so one peer is one object (the metric label caches key on its identity).
  */
-import * as protobuf from 'protobufjs';
+import type * as protobuf from 'protobufjs';
 import type { NodeInfo } from '../config/types';
+
+// protobufjs only when metadata is exchanged: a proxy without Istio's filters never loads it.
+let pbMod: typeof protobuf | undefined;
+const pb = (): typeof protobuf => (pbMod ??= require('protobufjs') as typeof protobuf);
 
 export const PEER_METADATA_HEADER = 'x-envoy-peer-metadata';
 export const PEER_METADATA_ID_HEADER = 'x-envoy-peer-metadata-id';
@@ -84,7 +88,7 @@ function writeStruct(w: protobuf.Writer, s: StructObject, depth: number): void {
 
 /** Serialize a Struct (deterministic). */
 export function encodeStruct(s: StructObject): Uint8Array {
-  const w = protobuf.Writer.create();
+  const w = pb().Writer.create();
   writeStruct(w, s, 0);
   return w.finish();
 }
@@ -162,7 +166,7 @@ function readStruct(r: protobuf.Reader, end: number, depth: number): StructObjec
 /** Parse a serialized Struct; throws on malformed or oversized input. */
 export function decodeStruct(bytes: Uint8Array): StructObject {
   if (bytes.length > MAX_BYTES) throw new Error(`peer metadata larger than ${MAX_BYTES} bytes`);
-  const r = protobuf.Reader.create(bytes);
+  const r = pb().Reader.create(bytes);
   return readStruct(r, bytes.length, 0);
 }
 
