@@ -13,7 +13,8 @@
 import type { Socket } from 'node:net';
 import type { NetworkExtAuthzConfig } from '../config/types';
 import type { DownstreamConnectionInfo } from '../http/codec';
-import { extAuthzStats, peers } from '../http/filters/ext-authz';
+import { peers } from '../http/filters/ext-authz-grpc';
+import { extAuthzStats } from '../http/filters/ext-authz-stats';
 import { unaryCall } from '../http/filters/service-client';
 import { logger } from '../../common/logger';
 import type { ClusterLookup } from '../upstream/types';

@@ -7,7 +7,8 @@
 import http from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { decodeExtAuthz, extAuthzStats } from '../../proxy/http/filters/ext-authz';
+import { decodeExtAuthz } from '../../proxy/http/filters/ext-authz-config';
+import { extAuthzStats } from '../../proxy/http/filters/ext-authz-stats';
 import { authorizationService, closeServiceClients } from '../../proxy/http/filters/service-client';
 import type { StreamInfo } from '../../proxy/http/stream-info';
 import { bootstrap, type StartedMeshlet, startMeshlet, staticCluster, stopAllMeshlets } from '../support/meshlet';

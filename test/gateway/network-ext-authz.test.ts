@@ -8,7 +8,7 @@ import tls from 'node:tls';
 import type * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DevCa, type IssuedCertificate } from '../../certs/dev-ca';
-import { extAuthzStats } from '../../proxy/http/filters/ext-authz';
+import { extAuthzStats } from '../../proxy/http/filters/ext-authz-stats';
 import { authorizationService, closeServiceClients } from '../../proxy/http/filters/service-client';
 import { decodeNetworkExtAuthz } from '../../proxy/config/filters/network-ext-authz';
 import {

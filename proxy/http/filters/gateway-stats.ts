@@ -9,7 +9,7 @@
  */
 import { allCacheStats } from './cache';
 import { compressionCounters } from './compression-stats';
-import { allExtAuthzStats } from './ext-authz';
+import { allExtAuthzStats } from './ext-authz-stats';
 import { jwtAuthnStats } from './jwt-authn';
 import { allRateLimitStats } from './ratelimit';
 import { allTypeScriptFilterStats } from './typescript';

@@ -1,0 +1,169 @@
+/**
+ * Config of the HTTP ext_authz filter: the decoded shapes of
+ * `envoy.extensions.filters.http.ext_authz.v3.ExtAuthz` and `ExtAuthzPerRoute` and their decoders
+ * (every field read is honoured, warned about, or rejected with its path). The filter itself is
+ * ext-authz.ts; the two check clients are ext-authz-grpc.ts and ext-authz-http.ts.
+ */
+import { decodeStringMatcher } from '../../config/envoy/matchers';
+import { decodeHeadersToAdd } from '../../config/envoy/headers';
+import type { Reader } from '../../../common/reader';
+import type { HeaderValueOption, StringMatcher } from '../../config/types';
+import {
+  checkTransportApiVersion,
+  decodeGrpcServiceField,
+  decodeHttpUri,
+  type GrpcTarget,
+  type HttpUriConfig,
+} from '../../config/filters/grpc-service';
+import { extAuthzStats } from './ext-authz-stats';
+
+export const EXT_AUTHZ_TYPE_NAME = 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthz';
+export const EXT_AUTHZ_PER_ROUTE_TYPE_NAME = 'envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute';
+
+/** http_service of ExtAuthz. */
+export interface ExtAuthzHttpService {
+  readonly serverUri: HttpUriConfig;
+  readonly pathPrefix: string;
+  /** authorization_request.allowed_headers (plus Envoy's always-sent set). Empty = the defaults only. */
+  readonly allowedHeaders: readonly StringMatcher[];
+  /** authorization_request.headers_to_add (literal values). */
+  readonly headersToAdd: readonly HeaderValueOption[];
+  /** authorization_response.allowed_upstream_headers: copied (overwriting) onto the upstream request. */
+  readonly allowedUpstreamHeaders: readonly StringMatcher[];
+  /** authorization_response.allowed_upstream_headers_to_append. */
+  readonly allowedUpstreamHeadersToAppend: readonly StringMatcher[];
+  /** authorization_response.allowed_client_headers (denied responses). Empty = all but host. */
+  readonly allowedClientHeaders: readonly StringMatcher[];
+  /** authorization_response.allowed_client_headers_on_success (added to the upstream's response). */
+  readonly allowedClientHeadersOnSuccess: readonly StringMatcher[];
+}
+
+export interface ExtAuthzConfig {
+  readonly kind: 'ext_authz';
+  /** Exactly one of grpc / http is set. */
+  readonly grpc?: GrpcTarget;
+  readonly http?: ExtAuthzHttpService;
+  /** Let requests through when the service fails or times out (Envoy default false). */
+  readonly failureModeAllow: boolean;
+  /** Add x-envoy-auth-failure-mode-allowed: true to requests let through by failure_mode_allow. */
+  readonly failureModeAllowHeaderAdd: boolean;
+  /** Status when the service fails (status_on_error, Envoy default 403). */
+  readonly statusOnError: number;
+  readonly statPrefix: string;
+  /** Send the peer certificate (PEM) in the CheckRequest. */
+  readonly includePeerCertificate: boolean;
+  /** Re-select the route after the authorizer changed headers. */
+  readonly clearRouteCache: boolean;
+}
+
+/** Decoded ExtAuthzPerRoute. */
+export interface ExtAuthzPerRoute {
+  readonly kind: 'ext_authz_per_route';
+  readonly disabled: boolean;
+  /** check_settings.context_extensions, sent in the CheckRequest. */
+  readonly contextExtensions: Readonly<Record<string, string>>;
+}
+
+function matcherList(r: Reader | undefined, key: string): StringMatcher[] {
+  const out: StringMatcher[] = [];
+  const l = r?.obj(key);
+  if (!l) return out;
+  for (const m of l.arr('patterns')) {
+    const v = decodeStringMatcher(m);
+    if (v) out.push(v);
+  }
+  l.done();
+  return out;
+}
+
+function decodeHttpService(r: Reader): ExtAuthzHttpService | undefined {
+  const su = r.obj('server_uri');
+  if (!su) r.error('server_uri', 'is required');
+  const serverUri = su ? decodeHttpUri(su, { schemeOptional: true }) : undefined;
+  const pathPrefix = r.str('path_prefix', '');
+  if (pathPrefix && !pathPrefix.startsWith('/')) r.error('path_prefix', 'must start with "/"');
+  const req = r.obj('authorization_request');
+  const allowedHeaders = matcherList(req, 'allowed_headers');
+  const headersToAdd = req ? decodeHeadersToAdd(req, 'headers_to_add') : [];
+  req?.done();
+  const res = r.obj('authorization_response');
+  const allowedUpstreamHeaders = matcherList(res, 'allowed_upstream_headers');
+  const allowedUpstreamHeadersToAppend = matcherList(res, 'allowed_upstream_headers_to_append');
+  const allowedClientHeaders = matcherList(res, 'allowed_client_headers');
+  const allowedClientHeadersOnSuccess = matcherList(res, 'allowed_client_headers_on_success');
+  res?.done();
+  r.done();
+  if (!serverUri) return undefined;
+  return {
+    serverUri,
+    pathPrefix,
+    allowedHeaders,
+    headersToAdd,
+    allowedUpstreamHeaders,
+    allowedUpstreamHeadersToAppend,
+    allowedClientHeaders,
+    allowedClientHeadersOnSuccess,
+  };
+}
+
+/** ExtAuthz typed_config. */
+export function decodeExtAuthz(r: Reader): ExtAuthzConfig {
+  const which = r.oneof(['grpc_service', 'http_service'] as const);
+  if (which === undefined) r.issues.error(r.path, 'one of grpc_service, http_service must be set');
+  const grpc = which === 'grpc_service' ? decodeGrpcServiceField(r) : undefined;
+  const hs = which === 'http_service' ? r.obj('http_service') : undefined;
+  const http = hs ? decodeHttpService(hs) : undefined;
+  checkTransportApiVersion(r);
+  const failureModeAllow = r.bool('failure_mode_allow', false);
+  const failureModeAllowHeaderAdd = r.bool('failure_mode_allow_header_add', false);
+  let statusOnError = 403;
+  const se = r.obj('status_on_error');
+  if (se) {
+    statusOnError = se.int('code', 403, 100, 599);
+    se.done();
+  }
+  const statPrefix = r.str('stat_prefix', '');
+  const includePeerCertificate = r.bool('include_peer_certificate', false);
+  const clearRouteCache = r.bool('clear_route_cache', false);
+  if (r.has('with_request_body')) r.error('with_request_body', 'sending the request body is not supported by meshlet');
+  r.raw('with_request_body');
+  for (const k of ['filter_enabled', 'filter_enabled_metadata', 'deny_at_disable']) {
+    if (r.has(k)) r.error(k, 'runtime/metadata gating is not supported by meshlet');
+    r.raw(k);
+  }
+  // Counting only: accepted. Anything that would change the CheckRequest is left to warn.
+  r.ignore('emit_filter_state_stats');
+  r.done();
+  extAuthzStats(statPrefix);
+  return {
+    kind: 'ext_authz',
+    ...(grpc ? { grpc } : {}),
+    ...(http ? { http } : {}),
+    failureModeAllow,
+    failureModeAllowHeaderAdd,
+    statusOnError,
+    statPrefix,
+    includePeerCertificate,
+    clearRouteCache,
+  };
+}
+
+/** ExtAuthzPerRoute (typed_per_filter_config). */
+export function decodeExtAuthzPerRoute(r: Reader): ExtAuthzPerRoute {
+  const which = r.oneof(['disabled', 'check_settings'] as const);
+  const disabled = which === 'disabled' ? r.bool('disabled', false) : false;
+  const contextExtensions: Record<string, string> = {};
+  const cs = which === 'check_settings' ? r.obj('check_settings') : undefined;
+  if (cs) {
+    const m = cs.map('context_extensions') ?? {};
+    for (const [k, v] of Object.entries(m)) {
+      if (typeof v === 'string') contextExtensions[k] = v;
+      else cs.issues.error(`${cs.sub('context_extensions')}.${k}`, 'expected a string');
+    }
+    // The body is never sent (with_request_body is refused), so turning buffering off is a no-op.
+    cs.ignore('disable_request_body_buffering');
+    cs.done();
+  }
+  r.done();
+  return Object.freeze({ kind: 'ext_authz_per_route', disabled, contextExtensions });
+}

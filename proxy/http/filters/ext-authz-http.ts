@@ -1,0 +1,74 @@
+/**
+ * The HTTP side of ext_authz (`http_service`): the check request sent to the authorizer (the
+ * request's method and path_prefix + path, Envoy's always-sent headers plus allowed_headers and
+ * headers_to_add) and the reading of its answer — 200 allows and copies allowed_upstream_headers
+ * (and _to_append) onto the request and allowed_client_headers_on_success onto the response; any
+ * other status denies with that status, body and the allowed_client_headers.
+ */
+import type { ClusterLookup } from '../../upstream/types';
+import type { StringMatcher } from '../../config/types';
+import type { HeaderList, RequestHead } from '../codec';
+import { addHeader, getHeader, setHeader } from '../headers';
+import { matchString } from '../route-matcher';
+import type { ExtAuthzHttpService } from './ext-authz-config';
+import type { DeniedReply } from './ext-authz-grpc';
+import { httpCall, type HttpCallResult } from './service-client';
+
+function anyMatch(ms: readonly StringMatcher[], name: string): boolean {
+  for (let i = 0; i < ms.length; i++) if (matchString(ms[i]!, name)) return true;
+  return false;
+}
+
+/** Headers Envoy always forwards to an HTTP authorizer. */
+const ALWAYS_SENT = ['authorization', 'content-length'];
+/** Headers an HTTP authorizer's denied response never passes to the client. */
+const NEVER_TO_CLIENT = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive']);
+
+/** Ask the HTTP authorizer about `head`; rejects on connect errors and timeouts. */
+export function httpCheck(clusters: ClusterLookup, hs: ExtAuthzHttpService, head: RequestHead): Promise<HttpCallResult> {
+  const out: string[] = [];
+  const h = head.headers;
+  for (let i = 0; i < h.length; i += 2) {
+    const k = h[i]!;
+    if (ALWAYS_SENT.includes(k) || anyMatch(hs.allowedHeaders, k)) out.push(k, h[i + 1]!);
+  }
+  for (const o of hs.headersToAdd) setHeader(out, o.key, o.value);
+  if (getHeader(out, 'content-length') !== undefined) setHeader(out, 'content-length', '0');
+  const url = new URL(hs.serverUri.uri);
+  return httpCall(clusters, hs.serverUri.cluster, {
+    method: head.method === 'CONNECT' ? 'GET' : head.method,
+    path: hs.pathPrefix + head.path,
+    host: head.authority || url.host,
+    headers: out,
+    timeoutMs: hs.serverUri.timeoutMs,
+  });
+}
+
+/**
+ * Apply an allowing (200) answer to the request headers; returns the headers for the upstream's
+ * response (allowed_client_headers_on_success), if any.
+ */
+export function applyHttpOk(hs: ExtAuthzHttpService, r: HttpCallResult, requestHeaders: HeaderList): HeaderList | undefined {
+  let responseHeaders: HeaderList | undefined;
+  for (let i = 0; i < r.headers.length; i += 2) {
+    const k = r.headers[i]!;
+    const v = r.headers[i + 1]!;
+    if (anyMatch(hs.allowedUpstreamHeaders, k)) setHeader(requestHeaders, k, v);
+    else if (anyMatch(hs.allowedUpstreamHeadersToAppend, k)) addHeader(requestHeaders, k, v);
+    if (anyMatch(hs.allowedClientHeadersOnSuccess, k)) (responseHeaders ??= []).push(k, v);
+  }
+  return responseHeaders;
+}
+
+/** The local reply for a denying answer: its status and body, with the allowed client headers. */
+export function httpDeniedReply(hs: ExtAuthzHttpService, r: HttpCallResult): DeniedReply {
+  const headers: HeaderList = [];
+  for (let i = 0; i < r.headers.length; i += 2) {
+    const k = r.headers[i]!;
+    if (NEVER_TO_CLIENT.has(k) || k === 'date' || k === 'content-type') continue;
+    if (hs.allowedClientHeaders.length === 0 || anyMatch(hs.allowedClientHeaders, k)) headers.push(k, r.headers[i + 1]!);
+  }
+  const ct = getHeader(r.headers, 'content-type');
+  if (ct !== undefined && r.body.length > 0) headers.push('content-type', ct);
+  return { status: r.status, body: r.body.toString('utf8'), headers };
+}
