@@ -204,6 +204,8 @@ export class RbacStats {
     /** Envoy stat name prefix, e.g. `http.inbound.rbac.` or `tcp_rbac.rbac.` */
     readonly name: string,
     readonly kind: 'http' | 'network',
+    /** Prefix of shadow_allowed / shadow_denied: the rbac prefix + shadow_rules_stat_prefix. */
+    readonly shadowName: string = name,
   ) {}
 }
 
@@ -212,10 +214,18 @@ export class RbacStats {
  * decoded config (the filter factories cache it), evaluated per request or connection.
  */
 export class RbacEngine {
+  /** Dynamic metadata keys of the shadow result, with shadow_rules_stat_prefix (Envoy's names). */
+  readonly shadowEngineResultKey: string;
+  readonly shadowEffectivePolicyIdKey: string;
+
   constructor(
     readonly config: RbacConfig,
     readonly stats: RbacStats,
-  ) {}
+  ) {
+    const p = config.shadowStatPrefix ?? '';
+    this.shadowEngineResultKey = `${p}shadow_engine_result`;
+    this.shadowEffectivePolicyIdKey = `${p}shadow_effective_policy_id`;
+  }
 
   /**
    * Evaluate shadow rules (counted only) and the enforced rules. Returns whether the input is

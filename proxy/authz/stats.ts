@@ -8,12 +8,16 @@ import { RbacStats } from './engine';
 
 const byName = new Map<string, RbacStats>();
 
-/** The shared counters for an RBAC filter stat name (created on first use). */
-export function rbacStatsFor(name: string, kind: 'http' | 'network'): RbacStats {
-  const key = `${kind}:${name}`;
+/**
+ * The shared counters for an RBAC filter stat name (created on first use). `shadowName` prefixes
+ * the shadow counters: Envoy names them after shadow_rules_stat_prefix, not the rules prefix
+ * (`rbac.<rules_stat_prefix>allowed`, `rbac.<shadow_rules_stat_prefix>shadow_allowed`).
+ */
+export function rbacStatsFor(name: string, kind: 'http' | 'network', shadowName = name): RbacStats {
+  const key = `${kind}:${name}|${shadowName}`;
   let s = byName.get(key);
   if (s === undefined) {
-    s = new RbacStats(name, kind);
+    s = new RbacStats(name, kind, shadowName);
     byName.set(key, s);
   }
   return s;

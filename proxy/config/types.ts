@@ -598,6 +598,11 @@ export interface RbacConfig {
   readonly rules?: { readonly action: 'ALLOW' | 'DENY' | 'LOG'; readonly policies: readonly RbacPolicy[] };
   readonly shadowRules?: { readonly action: 'ALLOW' | 'DENY' | 'LOG'; readonly policies: readonly RbacPolicy[] };
   readonly statPrefix: string;
+  /**
+   * shadow_rules_stat_prefix: prefixes the shadow counters (`…rbac.<prefix>shadow_allowed`) and the
+   * shadow result keys in dynamic metadata (`<prefix>shadow_engine_result`), as in Envoy.
+   */
+  readonly shadowStatPrefix?: string;
 }
 
 export interface RbacPolicy {

@@ -30,7 +30,8 @@ export class NetworkRbacFilter implements NetworkFilter {
     readonly config: RbacConfig,
     readonly filterName = 'envoy.filters.network.rbac',
   ) {
-    this.engine = new RbacEngine(config, rbacStatsFor(`${config.statPrefix}.rbac.`, 'network'));
+    const name = `${config.statPrefix}.rbac.`;
+    this.engine = new RbacEngine(config, rbacStatsFor(name, 'network', `${name}${config.shadowStatPrefix ?? ''}`));
   }
 
   onNewConnection(_socket: Socket, info: DownstreamConnectionInfo): boolean {

@@ -307,11 +307,21 @@ export interface FilterStatsReaders {
 
 export function filterStatsSource(f: FilterStatsReaders): StatsSource {
   return ({ counter, gauge }) => {
+    // Filters share a counter when Envoy would (the same rules or shadow_rules stat prefix).
+    const rbac = new Map<string, number>();
+    const add = (kind: string, name: string, decision: string, n: number): void => {
+      const k = `${kind}|${name}|${decision}`;
+      rbac.set(k, (rbac.get(k) ?? 0) + n);
+    };
     for (const r of f.rbac()) {
-      counter(`${r.name}allowed`, r.allowed, undefined, `${r.kind}|${r.name}|allowed`, 'rbac');
-      counter(`${r.name}denied`, r.denied, undefined, `${r.kind}|${r.name}|denied`, 'rbac');
-      counter(`${r.name}shadow_allowed`, r.shadowAllowed, undefined, `${r.kind}|${r.name}|shadow_allowed`, 'rbac');
-      counter(`${r.name}shadow_denied`, r.shadowDenied, undefined, `${r.kind}|${r.name}|shadow_denied`, 'rbac');
+      add(r.kind, r.name, 'allowed', r.allowed);
+      add(r.kind, r.name, 'denied', r.denied);
+      add(r.kind, r.shadowName, 'shadow_allowed', r.shadowAllowed);
+      add(r.kind, r.shadowName, 'shadow_denied', r.shadowDenied);
+    }
+    for (const [k, n] of rbac) {
+      const [, name, decision] = k.split('|');
+      counter(`${name!}${decision!}`, n, undefined, k, 'rbac');
     }
     for (const l of f.localRateLimit()) {
       const p = `${l.statPrefix}.http_local_rate_limit.`;

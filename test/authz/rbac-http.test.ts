@@ -307,6 +307,13 @@ describe('HTTP RBAC filter', () => {
     expect(info?.responseCodeDetails).toBe('rbac_access_denied_matched_policy[none]');
     expect(info?.metadata('envoy.filters.http.rbac.shadow_engine_result')).toBe('denied');
     expect(info?.metadata('envoy.filters.http.rbac.shadow_effective_policy_id')).toBe('shadow-all');
+    // Envoy's dynamic metadata (no shadow_rules_stat_prefix here: the bare key names), and the
+    // shadow counters under Envoy's name, rbac.<shadow_rules_stat_prefix>, not the rules prefix.
+    expect(info?.dynamicMetadataOf('envoy.filters.http.rbac')).toEqual({
+      shadow_engine_result: 'denied',
+      shadow_effective_policy_id: 'shadow-all',
+    });
+    expect(after.shadowName).toBe('rbac.');
   });
 
   it('RBACPerRoute disables the filter on one route and replaces the rules on another', async () => {

@@ -307,8 +307,9 @@ export interface RbacDecodeOptions {
 }
 
 /**
- * The RBAC filter config shared by the network and HTTP filters: `rules`, `shadow_rules` and a
- * stat prefix. `matcher`/`shadow_matcher` (the unified matcher API) are rejected. Does not call
+ * The RBAC filter config shared by the network and HTTP filters: `rules`, `shadow_rules`, a
+ * stat prefix and `shadow_rules_stat_prefix`. `matcher`/`shadow_matcher` (the unified matcher
+ * API) are rejected. Does not call
  * `r.done()`: the caller reads its filter's remaining fields first, then calls it.
  */
 export function decodeRbac(r: Reader, _ctx: DecodeContext, opts: RbacDecodeOptions = {}): RbacConfig {
@@ -318,11 +319,12 @@ export function decodeRbac(r: Reader, _ctx: DecodeContext, opts: RbacDecodeOptio
   const rules = rr ? decodeRbacRules(rr) : undefined;
   const sr = r.obj('shadow_rules');
   const shadowRules = sr ? decodeRbacRules(sr) : undefined;
+  const shadowStatPrefix = r.str('shadow_rules_stat_prefix', '');
   for (const k of ['matcher', 'shadow_matcher'] as const) {
     if (r.has(k)) r.error(k, 'the matcher API is not supported by meshlet; use rules');
     r.raw(k);
   }
-  return { ...(rules ? { rules } : {}), ...(shadowRules ? { shadowRules } : {}), statPrefix };
+  return { ...(rules ? { rules } : {}), ...(shadowRules ? { shadowRules } : {}), statPrefix, ...(shadowStatPrefix ? { shadowStatPrefix } : {}) };
 }
 
 /** The network RBAC filter's typed_config (envoy.extensions.filters.network.rbac.v3.RBAC). */

@@ -2,7 +2,9 @@
  * The HTTP RBAC filter, `envoy.extensions.filters.http.rbac.v3.RBAC` (Envoy's
  * envoy.filters.http.rbac), and its per-route override `RBACPerRoute`.
  *
- * On request headers it evaluates shadow rules (counted and recorded as metadata only) and the
+ * On request headers it evaluates shadow rules (counted, `rbac.<shadow_rules_stat_prefix>shadow_*`,
+ * and recorded in dynamic metadata `envoy.filters.http.rbac` as
+ * `<shadow_rules_stat_prefix>shadow_engine_result` / `…shadow_effective_policy_id`) and the
  * enforced rules through the shared engine in proxy/authz; a denied request gets Envoy's local
  * reply, 403 `RBAC: access denied` with response flag RBAC and details
  * `rbac_access_denied_matched_policy[<policy>|none]`. A route's typed_per_filter_config
@@ -26,6 +28,8 @@ import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilte
 
 export const RBAC_TYPE_NAME = 'envoy.extensions.filters.http.rbac.v3.RBAC';
 export const RBAC_PER_ROUTE_TYPE_NAME = 'envoy.extensions.filters.http.rbac.v3.RBACPerRoute';
+/** The dynamic metadata namespace the filter writes (Envoy's filter name). */
+export const RBAC_METADATA_NS = 'envoy.filters.http.rbac';
 
 /** Decoded HTTP RBAC filter config (rules_stat_prefix is RbacConfig.statPrefix). */
 export type HttpRbacConfig = RbacConfig;
@@ -39,11 +43,16 @@ export interface HttpRbacPerRoute {
 // decodeRbac takes a DecodeContext for symmetry with the other decoders but reads nothing from it.
 const NO_CONTEXT = {} as DecodeContext;
 
+/** The filter's counters: `rbac.<rules_stat_prefix>…`, shadow ones `rbac.<shadow_rules_stat_prefix>…`. */
+function statsOf(cfg: RbacConfig) {
+  return rbacStatsFor(`rbac.${cfg.statPrefix}`, 'http', `rbac.${cfg.shadowStatPrefix ?? ''}`);
+}
+
 function decodeHttpRbac(r: Reader): HttpRbacConfig {
   const rbac = decodeRbac(r, NO_CONTEXT, { statPrefixKey: 'rules_stat_prefix' });
   r.done();
   // Register the counters now so telemetry exports zeros before the first request.
-  rbacStatsFor(`rbac.${rbac.statPrefix}`, 'http');
+  statsOf(rbac);
   return rbac;
 }
 
@@ -55,7 +64,7 @@ const engines = new WeakMap<RbacConfig, RbacEngine>();
 export function httpRbacEngine(cfg: RbacConfig): RbacEngine {
   let e = engines.get(cfg);
   if (e === undefined) {
-    e = new RbacEngine(cfg, rbacStatsFor(`rbac.${cfg.statPrefix}`, 'http'));
+    e = new RbacEngine(cfg, statsOf(cfg));
     engines.set(cfg, e);
   }
   return e;
@@ -96,11 +105,14 @@ class HttpRbacFilter implements HttpFilter, AuthzInput {
     const ok = engine.evaluate(this);
     this.head = undefined;
     if (cfg.shadowRules !== undefined) {
-      this.cb.setMetadata(
-        'envoy.filters.http.rbac.shadow_engine_result',
-        engine.lastShadowAllowed ? 'allowed' : 'denied',
-      );
+      // Envoy's dynamic metadata under envoy.filters.http.rbac, keys prefixed with
+      // shadow_rules_stat_prefix: what ext_authz filter_enabled_metadata (Istio's CUSTOM action)
+      // and RBAC metadata matchers read. The policy id only when a shadow policy matched.
+      const result = engine.lastShadowAllowed ? 'allowed' : 'denied';
+      this.cb.setDynamicMetadata?.(RBAC_METADATA_NS, engine.shadowEngineResultKey, result);
+      this.cb.setMetadata('envoy.filters.http.rbac.shadow_engine_result', result);
       if (engine.lastShadowPolicy !== undefined) {
+        this.cb.setDynamicMetadata?.(RBAC_METADATA_NS, engine.shadowEffectivePolicyIdKey, engine.lastShadowPolicy);
         this.cb.setMetadata('envoy.filters.http.rbac.shadow_effective_policy_id', engine.lastShadowPolicy);
       }
     }
