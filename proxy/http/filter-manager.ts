@@ -12,7 +12,13 @@
  */
 import type { ResponseFlag } from '../../common/errors';
 import type { HeaderList, RequestHead, ResetReason, ResponseHead } from './codec';
-import { FilterStatus, type HttpFilter, type TerminalFilterCallbacks, type TerminalHttpFilter } from './filter';
+import {
+  type DecoderBufferWatcher,
+  FilterStatus,
+  type HttpFilter,
+  type TerminalFilterCallbacks,
+  type TerminalHttpFilter,
+} from './filter';
 import { type FilterManagerCallbacks, StreamFilterCallbacks } from './filter-callbacks';
 import {
   bufferedBytes,
@@ -54,6 +60,7 @@ export class FilterManager extends StreamFilterCallbacks implements TerminalFilt
   /** Index of the filter that asked to buffer the request body (setDecoderBufferLimit), or -1. */
   private bufferingFilter = -1;
   private decoderBufferLimit = 0;
+  private bufferWatcher: DecoderBufferWatcher | undefined;
   private heldHeadersEnd = false;
   private encodeStoppedAt = -1;
   private encodeStoppedEvent: HeldEncode | undefined;
@@ -147,28 +154,39 @@ export class FilterManager extends StreamFilterCallbacks implements TerminalFilt
       this.heldBytes += e.chunk.length;
       if (this.bufferingFilter >= 0 && this.decodeStoppedAt === this.bufferingFilter) {
         // A buffering filter (setDecoderBufferLimit): hold everything up to its limit, then 413.
-        if (this.heldBytes > this.decoderBufferLimit) {
+        if (this.heldBytes > this.decoderBufferLimit && this.bufferWatcher?.partial !== true) {
           this.held = undefined;
           this.sendLocalReply(413, 'Payload Too Large', undefined, undefined, 'request_payload_too_large');
           return;
         }
       } else if (this.heldBytes > HOLD_LIMIT_BYTES) this.setPaused(PAUSE_FILTER_HOLD, true);
     }
-    // The buffered request is complete: the buffering filter's wait is over.
+    // The buffered request is complete (or, partial, at its limit): the buffering filter's wait is over.
     if (
-      e.endStream &&
       this.bufferingFilter >= 0 &&
       this.decodeStoppedAt === this.bufferingFilter &&
-      this.decodeStoppedKind === STOPPED_AT_HEADERS
+      this.decodeStoppedKind === STOPPED_AT_HEADERS &&
+      (e.endStream || (this.bufferWatcher?.partial === true && this.heldBytes >= this.decoderBufferLimit))
     ) {
       this.bufferingFilter = -1;
-      this.continueDecoding();
+      const w = this.bufferWatcher;
+      this.bufferWatcher = undefined;
+      if (w === undefined) this.continueDecoding();
+      else w.onDecoderBuffered(this.heldBody(), e.endStream);
     }
   }
 
-  setDecoderBufferLimit(bytes: number): void {
+  /** The request body bytes held so far, in order. */
+  private heldBody(): Buffer {
+    const chunks: Buffer[] = [];
+    for (const h of this.held ?? []) if (h.chunk !== undefined) chunks.push(h.chunk);
+    return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  }
+
+  setDecoderBufferLimit(bytes: number, watcher?: DecoderBufferWatcher): void {
     this.bufferingFilter = this.current;
     this.decoderBufferLimit = bytes;
+    this.bufferWatcher = watcher;
   }
 
   private runDecodeHeaders(from: number, head: RequestHead, endStream: boolean): void {

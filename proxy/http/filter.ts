@@ -81,9 +81,10 @@ export interface HttpFilterCallbacks {
   /**
    * Envoy's setDecoderBufferLimit, for a filter that stopped at decodeHeaders to buffer the body:
    * the filter manager holds the request body up to `bytes` instead of pausing the socket at its
-   * watermark, answers 413 beyond it, and continues the chain itself once the request is complete.
+   * watermark, answers 413 beyond it, and continues the chain itself once the request is complete
+   * — or, with a `watcher`, hands the held body to it and lets it continue.
    */
-  setDecoderBufferLimit(bytes: number): void;
+  setDecoderBufferLimit(bytes: number, watcher?: DecoderBufferWatcher): void;
   /** Free-form, bounded-size facts for access logs (filter_state / dynamic metadata). */
   setMetadata(key: string, value: string): void;
   /** Envoy's dynamic metadata: set `key` in the `namespace` struct (jwt_authn payload_in_metadata). */
@@ -122,6 +123,21 @@ export interface HttpFilterCallbacks {
   /** A filter holds too much response data: the terminal filter stops reading its upstream until it drains. */
   onEncoderFilterAboveWriteBufferHighWatermark(): void;
   onEncoderFilterBelowWriteBufferLowWatermark(): void;
+}
+
+/**
+ * A filter that buffers the request body for itself (ext_authz with_request_body) instead of
+ * having the filter manager continue the chain once the body is complete.
+ */
+export interface DecoderBufferWatcher {
+  /** Past the limit, report the body held so far instead of answering 413 (allow_partial_message). */
+  readonly partial: boolean;
+  /**
+   * The held body is complete (`endStream`), or in partial mode reached the limit: `body` is
+   * every body byte held so far. The filter continues the chain itself (continueDecoding); the
+   * held events are replayed to the filters after it then.
+   */
+  onDecoderBuffered(body: Buffer, endStream: boolean): void;
 }
 
 /**

@@ -231,13 +231,13 @@ describe('ext_authz config validation', () => {
       grpc_service: { google_grpc: { target_uri: 'x' } },
       http_service: { server_uri: { uri: 'ftp://x' } },
       status_on_error: { code: 42 },
-      with_request_body: { max_request_bytes: 10 },
+      with_request_body: { max_request_bytes: 0 },
       transport_api_version: 'V2',
     });
     const paths = errors.map((e) => e.path);
     expect(paths).toContain('typed_config.http_service');
     expect(paths).toContain('typed_config.status_on_error.code');
-    expect(paths).toContain('typed_config.with_request_body');
+    expect(paths).toContain('typed_config.with_request_body.max_request_bytes');
     expect(paths).toContain('typed_config.transport_api_version');
   });
 

@@ -7,7 +7,11 @@
 import { decodeStringMatcher } from '../../config/envoy/matchers';
 import { decodeHeadersToAdd } from '../../config/envoy/headers';
 import type { Reader } from '../../../common/reader';
-import type { HeaderValueOption, StringMatcher } from '../../config/types';
+import type { HeaderValueOption, MetadataMatcher, StringMatcher } from '../../config/types';
+import type { RuntimeFraction } from '../../../common/runtime';
+import { decodeMetadataMatcher } from '../../config/envoy/metadata-matcher';
+import { ALWAYS, decodeRuntimeFraction } from '../../config/envoy/runtime';
+import { decodeFeatureFlag, type FeatureFlag } from './compression-library';
 import {
   checkTransportApiVersion,
   decodeGrpcServiceField,
@@ -54,6 +58,24 @@ export interface ExtAuthzConfig {
   readonly includePeerCertificate: boolean;
   /** Re-select the route after the authorizer changed headers. */
   readonly clearRouteCache: boolean;
+  /** filter_enabled: the share of requests checked (undefined = all). */
+  readonly filterEnabled?: RuntimeFraction;
+  /** filter_enabled_metadata: check only requests whose dynamic metadata matches. */
+  readonly filterEnabledMetadata?: MetadataMatcher;
+  /** deny_at_disable: a request the filter is disabled for is answered status_on_error instead. */
+  readonly denyAtDisable?: FeatureFlag;
+  /** with_request_body: buffer the body and send it in the check. */
+  readonly withRequestBody?: ExtAuthzBodySettings;
+}
+
+/** ExtAuthz with_request_body (envoy.extensions.filters.http.ext_authz.v3.BufferSettings). */
+export interface ExtAuthzBodySettings {
+  /** Bytes of body sent (and, unless allowPartialMessage, the most buffered: more is 413). */
+  readonly maxRequestBytes: number;
+  /** Send the first maxRequestBytes of a larger body (x-envoy-auth-partial-body: true) instead of 413. */
+  readonly allowPartialMessage: boolean;
+  /** gRPC: send the body as bytes (raw_body) instead of a UTF-8 string (body). */
+  readonly packAsBytes: boolean;
 }
 
 /** Decoded ExtAuthzPerRoute. */
@@ -62,6 +84,8 @@ export interface ExtAuthzPerRoute {
   readonly disabled: boolean;
   /** check_settings.context_extensions, sent in the CheckRequest. */
   readonly contextExtensions: Readonly<Record<string, string>>;
+  /** check_settings.disable_request_body_buffering: no with_request_body on this route. */
+  readonly disableRequestBodyBuffering: boolean;
 }
 
 function matcherList(r: Reader | undefined, key: string): StringMatcher[] {
@@ -125,12 +149,12 @@ export function decodeExtAuthz(r: Reader): ExtAuthzConfig {
   const statPrefix = r.str('stat_prefix', '');
   const includePeerCertificate = r.bool('include_peer_certificate', false);
   const clearRouteCache = r.bool('clear_route_cache', false);
-  if (r.has('with_request_body')) r.error('with_request_body', 'sending the request body is not supported by meshlet');
-  r.raw('with_request_body');
-  for (const k of ['filter_enabled', 'filter_enabled_metadata', 'deny_at_disable']) {
-    if (r.has(k)) r.error(k, 'runtime/metadata gating is not supported by meshlet');
-    r.raw(k);
-  }
+  const wb = r.obj('with_request_body');
+  const withRequestBody = wb ? decodeBodySettings(wb) : undefined;
+  const filterEnabled = r.has('filter_enabled') ? decodeRuntimeFraction(r, 'filter_enabled', ALWAYS) : undefined;
+  const fm = r.obj('filter_enabled_metadata');
+  const filterEnabledMetadata = fm ? decodeMetadataMatcher(fm) : undefined;
+  const denyAtDisable = r.has('deny_at_disable') ? decodeFeatureFlag(r, 'deny_at_disable') : undefined;
   // Counting only: accepted. Anything that would change the CheckRequest is left to warn.
   r.ignore('emit_filter_state_stats');
   r.done();
@@ -145,7 +169,21 @@ export function decodeExtAuthz(r: Reader): ExtAuthzConfig {
     statPrefix,
     includePeerCertificate,
     clearRouteCache,
+    ...(filterEnabled ? { filterEnabled } : {}),
+    ...(filterEnabledMetadata ? { filterEnabledMetadata } : {}),
+    ...(denyAtDisable ? { denyAtDisable } : {}),
+    ...(withRequestBody ? { withRequestBody } : {}),
   };
+}
+
+function decodeBodySettings(r: Reader): ExtAuthzBodySettings {
+  // Envoy requires max_request_bytes > 0 (validate.rules uint32.gt 0).
+  if (!r.has('max_request_bytes')) r.error('max_request_bytes', 'is required and must be greater than 0');
+  const maxRequestBytes = r.int('max_request_bytes', 1, 1, 0xffffffff);
+  const allowPartialMessage = r.bool('allow_partial_message', false);
+  const packAsBytes = r.bool('pack_as_bytes', false);
+  r.done();
+  return { maxRequestBytes, allowPartialMessage, packAsBytes };
 }
 
 /** ExtAuthzPerRoute (typed_per_filter_config). */
@@ -153,6 +191,7 @@ export function decodeExtAuthzPerRoute(r: Reader): ExtAuthzPerRoute {
   const which = r.oneof(['disabled', 'check_settings'] as const);
   const disabled = which === 'disabled' ? r.bool('disabled', false) : false;
   const contextExtensions: Record<string, string> = {};
+  let disableRequestBodyBuffering = false;
   const cs = which === 'check_settings' ? r.obj('check_settings') : undefined;
   if (cs) {
     const m = cs.map('context_extensions') ?? {};
@@ -160,10 +199,9 @@ export function decodeExtAuthzPerRoute(r: Reader): ExtAuthzPerRoute {
       if (typeof v === 'string') contextExtensions[k] = v;
       else cs.issues.error(`${cs.sub('context_extensions')}.${k}`, 'expected a string');
     }
-    // The body is never sent (with_request_body is refused), so turning buffering off is a no-op.
-    cs.ignore('disable_request_body_buffering');
+    disableRequestBodyBuffering = cs.bool('disable_request_body_buffering', false);
     cs.done();
   }
   r.done();
-  return Object.freeze({ kind: 'ext_authz_per_route', disabled, contextExtensions });
+  return Object.freeze({ kind: 'ext_authz_per_route', disabled, contextExtensions, disableRequestBodyBuffering });
 }

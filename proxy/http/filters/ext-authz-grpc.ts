@@ -28,12 +28,20 @@ export function peers(conn: DownstreamConnectionInfo, includeCert: boolean): Rec
   };
 }
 
-/** The CheckRequest for one HTTP request (proto-loader plain form). */
+/** Set on the check request's headers when a body is sent: whether it was cut at max_request_bytes. */
+export const PARTIAL_BODY_HEADER = 'x-envoy-auth-partial-body';
+
+/**
+ * The CheckRequest for one HTTP request (proto-loader plain form). `body` is the buffered request
+ * body (with_request_body): its first max_request_bytes go in `body` (UTF-8) or `raw_body`
+ * (pack_as_bytes), with x-envoy-auth-partial-body among the headers, as in Envoy.
+ */
 export function checkRequest(
   head: RequestHead,
   cb: HttpFilterCallbacks,
   cfg: ExtAuthzConfig,
   contextExtensions: Readonly<Record<string, string>>,
+  body?: Buffer,
 ): Record<string, unknown> {
   const headers: Record<string, string> = {
     ':authority': head.authority,
@@ -44,26 +52,36 @@ export function checkRequest(
   const h = head.headers;
   for (let i = 0; i < h.length; i += 2) {
     const k = h[i]!;
+    // The client's own x-envoy-auth-partial-body never reaches the authorizer (Envoy).
+    if (k === PARTIAL_BODY_HEADER) continue;
     headers[k] = headers[k] === undefined ? h[i + 1]! : `${headers[k]},${h[i + 1]!}`;
   }
   const q = head.path.indexOf('?');
   const now = Date.now();
+  const http: Record<string, unknown> = {
+    id: getHeader(h, 'x-request-id') ?? '',
+    method: head.method,
+    headers,
+    path: head.path,
+    host: head.authority,
+    scheme: head.scheme,
+    query: q >= 0 ? head.path.slice(q + 1) : '',
+    size: String(head.contentLength),
+    protocol: head.protocol,
+  };
+  const wb = cfg.withRequestBody;
+  if (body !== undefined && wb !== undefined) {
+    const sent = body.length > wb.maxRequestBytes ? body.subarray(0, wb.maxRequestBytes) : body;
+    if (wb.packAsBytes) http.raw_body = sent;
+    else http.body = sent.toString('utf8');
+    headers[PARTIAL_BODY_HEADER] = sent.length !== body.length ? 'true' : 'false';
+  }
   return {
     attributes: {
       ...peers(cb.connection, cfg.includePeerCertificate),
       request: {
         time: { seconds: String(Math.floor(now / 1000)), nanos: (now % 1000) * 1e6 },
-        http: {
-          id: getHeader(h, 'x-request-id') ?? '',
-          method: head.method,
-          headers,
-          path: head.path,
-          host: head.authority,
-          scheme: head.scheme,
-          query: q >= 0 ? head.path.slice(q + 1) : '',
-          size: String(head.contentLength),
-          protocol: head.protocol,
-        },
+        http,
       },
       context_extensions: contextExtensions,
     },

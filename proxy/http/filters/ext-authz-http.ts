@@ -10,8 +10,8 @@ import type { StringMatcher } from '../../config/types';
 import type { HeaderList, RequestHead } from '../codec';
 import { addHeader, getHeader, setHeader } from '../headers';
 import { matchString } from '../route-matcher';
-import type { ExtAuthzHttpService } from './ext-authz-config';
-import type { DeniedReply } from './ext-authz-grpc';
+import type { ExtAuthzBodySettings, ExtAuthzHttpService } from './ext-authz-config';
+import { type DeniedReply, PARTIAL_BODY_HEADER } from './ext-authz-grpc';
 import { httpCall, type HttpCallResult } from './service-client';
 
 function anyMatch(ms: readonly StringMatcher[], name: string): boolean {
@@ -24,22 +24,42 @@ const ALWAYS_SENT = ['authorization', 'content-length'];
 /** Headers an HTTP authorizer's denied response never passes to the client. */
 const NEVER_TO_CLIENT = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'keep-alive']);
 
-/** Ask the HTTP authorizer about `head`; rejects on connect errors and timeouts. */
-export function httpCheck(clusters: ClusterLookup, hs: ExtAuthzHttpService, head: RequestHead): Promise<HttpCallResult> {
+/**
+ * Ask the HTTP authorizer about `head`; rejects on connect errors and timeouts. With
+ * with_request_body the buffered body's first max_request_bytes are forwarded as the check's body
+ * (Content-Length set to match) — except with pack_as_bytes, where Envoy puts the body only in the
+ * gRPC raw_body and its HTTP client sends none.
+ */
+export function httpCheck(
+  clusters: ClusterLookup,
+  hs: ExtAuthzHttpService,
+  head: RequestHead,
+  body?: Buffer,
+  settings?: ExtAuthzBodySettings,
+): Promise<HttpCallResult> {
   const out: string[] = [];
   const h = head.headers;
   for (let i = 0; i < h.length; i += 2) {
     const k = h[i]!;
+    if (k === PARTIAL_BODY_HEADER) continue;
     if (ALWAYS_SENT.includes(k) || anyMatch(hs.allowedHeaders, k)) out.push(k, h[i + 1]!);
   }
   for (const o of hs.headersToAdd) setHeader(out, o.key, o.value);
-  if (getHeader(out, 'content-length') !== undefined) setHeader(out, 'content-length', '0');
+  let sent: Buffer | undefined;
+  if (body !== undefined && settings !== undefined) {
+    const cut = body.length > settings.maxRequestBytes ? body.subarray(0, settings.maxRequestBytes) : body;
+    if (!settings.packAsBytes && cut.length > 0) sent = cut;
+    if (anyMatch(hs.allowedHeaders, PARTIAL_BODY_HEADER)) setHeader(out, PARTIAL_BODY_HEADER, cut.length !== body.length ? 'true' : 'false');
+  }
+  if (sent !== undefined) setHeader(out, 'content-length', String(sent.length));
+  else if (getHeader(out, 'content-length') !== undefined) setHeader(out, 'content-length', '0');
   const url = new URL(hs.serverUri.uri);
   return httpCall(clusters, hs.serverUri.cluster, {
     method: head.method === 'CONNECT' ? 'GET' : head.method,
     path: hs.pathPrefix + head.path,
     host: head.authority || url.host,
     headers: out,
+    ...(sent !== undefined ? { body: sent } : {}),
     timeoutMs: hs.serverUri.timeoutMs,
   });
 }

@@ -11,13 +11,28 @@
  * answers `status_on_error` (403) with UAEX, unless `failure_mode_allow` lets the request through
  * (and adds `x-envoy-auth-failure-mode-allowed: true` with failure_mode_allow_header_add).
  *
+ * `filter_enabled` (runtime fraction) and `filter_enabled_metadata` (a MetadataMatcher over the
+ * stream's dynamic metadata — Istio's CUSTOM action matches what RBAC's shadow rules wrote) decide
+ * whether a request is checked at all (`ext_authz.disabled` counts the others; `deny_at_disable`
+ * answers them status_on_error). `with_request_body` holds the request body through the filter
+ * manager's decoder buffer (413 past max_request_bytes unless allow_partial_message) and sends
+ * its first max_request_bytes in the check; the held body then goes upstream unchanged.
+ *
  * Config decoding is ext-authz-config.ts, the counters ext-authz-stats.ts. Leans fail-closed and
- * lean: one pending call per request.
+ * lean: one pending call per request, the body held only when with_request_body asks for it.
  */
 import type { Reader } from '../../../common/reader';
 import { MeshletError } from '../../../common/errors';
 import type { HeaderList, RequestHead } from '../codec';
-import { FilterStatus, type HttpFilter, type HttpFilterCallbacks, type HttpFilterFactory } from '../filter';
+import {
+  type DecoderBufferWatcher,
+  FilterStatus,
+  type HttpFilter,
+  type HttpFilterCallbacks,
+  type HttpFilterFactory,
+} from '../filter';
+import { metadataMatches } from '../../authz/metadata-match';
+import { flagEnabled } from './compression-library';
 import { setHeader } from '../headers';
 import {
   decodeExtAuthz,
@@ -33,10 +48,20 @@ import { extAuthzStats } from './ext-authz-stats';
 import type { HttpCallResult } from './service-client';
 import { unaryCall } from './service-client';
 
-class ExtAuthzFilter implements HttpFilter {
+const NO_EXTENSIONS: Readonly<Record<string, string>> = Object.freeze({});
+
+/** Whether filter_enabled and filter_enabled_metadata let the filter check this request (Envoy's filterEnabled). */
+function filterEnabled(cfg: ExtAuthzConfig, cb: HttpFilterCallbacks): boolean {
+  if (cfg.filterEnabled !== undefined && !cb.runtime.fractionEnabled(cfg.filterEnabled, Math.random())) return false;
+  const m = cfg.filterEnabledMetadata;
+  return m === undefined || metadataMatches(m, cb.streamInfo.dynamicMetadataOf);
+}
+
+class ExtAuthzFilter implements HttpFilter, DecoderBufferWatcher {
   private pending = false;
   private done = false;
   private head: RequestHead | undefined;
+  private ext: Readonly<Record<string, string>> = NO_EXTENSIONS;
   /** Headers for the upstream's response (allowed_client_headers_on_success). */
   private responseHeaders: HeaderList | undefined;
   private syncResult: FilterStatus = FilterStatus.Continue;
@@ -46,31 +71,59 @@ class ExtAuthzFilter implements HttpFilter {
     private readonly cb: HttpFilterCallbacks,
   ) {}
 
-  decodeHeaders(head: RequestHead): FilterStatus {
+  get partial(): boolean {
+    return this.config.withRequestBody?.allowPartialMessage === true;
+  }
+
+  decodeHeaders(head: RequestHead, endStream: boolean): FilterStatus {
     const per = this.cb.perRouteConfig() as ExtAuthzPerRoute | undefined;
-    let ext: Readonly<Record<string, string>> = {};
+    let skipBody = false;
     if (per !== undefined && per.kind === 'ext_authz_per_route') {
       if (per.disabled) return FilterStatus.Continue;
-      ext = per.contextExtensions;
+      this.ext = per.contextExtensions;
+      skipBody = per.disableRequestBodyBuffering;
+    }
+    const cfg = this.config;
+    if ((cfg.filterEnabled !== undefined || cfg.filterEnabledMetadata !== undefined) && !filterEnabled(cfg, this.cb)) {
+      extAuthzStats(cfg.statPrefix).disabled++;
+      if (cfg.denyAtDisable !== undefined && flagEnabled(cfg.denyAtDisable, this.cb.runtime)) {
+        this.cb.sendLocalReply(cfg.statusOnError, '', undefined, 'UAEX', 'ext_authz_error');
+        return FilterStatus.StopIteration;
+      }
+      return FilterStatus.Continue;
     }
     this.head = head;
+    const wb = cfg.withRequestBody;
+    if (wb !== undefined && !skipBody && !endStream && head.upgrade === undefined && head.method !== 'CONNECT') {
+      // with_request_body: hold the body (413 past max_request_bytes unless allow_partial_message)
+      // and ask once it is complete or, partial, once max_request_bytes are in (onDecoderBuffered).
+      this.pending = true;
+      this.cb.setDecoderBufferLimit(wb.maxRequestBytes, this);
+      return FilterStatus.StopIteration;
+    }
+    this.check(head, undefined);
+    // The callback may have run synchronously (no host): then the decision is already applied.
+    return this.pending ? FilterStatus.StopIteration : this.syncResult;
+  }
+
+  onDecoderBuffered(body: Buffer): void {
+    if (this.done || this.head === undefined) return;
+    this.check(this.head, body);
+  }
+
+  private check(head: RequestHead, body: Buffer | undefined): void {
     this.pending = true;
     const cfg = this.config;
     if (cfg.grpc !== undefined) {
-      unaryCall(this.cb.clusters, cfg.grpc, 'auth', 'Check', checkRequest(head, this.cb, cfg, ext), (err, res) =>
+      unaryCall(this.cb.clusters, cfg.grpc, 'auth', 'Check', checkRequest(head, this.cb, cfg, this.ext, body), (err, res) =>
         this.onGrpcResult(err, res),
       );
     } else if (cfg.http !== undefined) {
-      httpCheck(this.cb.clusters, cfg.http, head).then(
+      httpCheck(this.cb.clusters, cfg.http, head, body, cfg.withRequestBody).then(
         (r) => this.onHttpResult(r, undefined),
         (err: unknown) => this.onHttpResult(undefined, err as Error),
       );
-    } else {
-      this.pending = false;
-      return FilterStatus.Continue;
-    }
-    // The callback may have run synchronously (no host): then the decision is already applied.
-    return this.pending ? FilterStatus.StopIteration : this.syncResult;
+    } else this.finish(true);
   }
 
   encodeHeaders(head: { headers: HeaderList }): FilterStatus {

@@ -31,6 +31,7 @@ export function gatewayFilterCounters(): GatewayCounter[] {
     c(`${p}denied`, s.denied);
     c(`${p}error`, s.error);
     c(`${p}failure_mode_allowed`, s.failureModeAllowed);
+    c(`${p}disabled`, s.disabled);
   }
   for (const s of allRateLimitStats()) {
     const p = `ratelimit.${s.domain}.`;
