@@ -127,7 +127,11 @@ beforeAll(async () => {
     http_service: {
       server_uri: { uri: 'http://ext-authz.foo.svc.cluster.local', cluster: 'http_authz', timeout: '5s' },
       path_prefix: '/check',
-      authorization_request: { allowed_headers: { patterns: [{ exact: 'x-envoy-auth-partial-body' }] } },
+      authorization_request: {
+        allowed_headers: { patterns: [{ exact: 'x-envoy-auth-partial-body' }] },
+        // HeaderValue entries, as istiod writes them (headersToAdd: [{key, value}]).
+        headers_to_add: [{ key: 'x-header-1', value: 'value-1' }],
+      },
       authorization_response: { allowed_upstream_headers: { patterns: [{ exact: 'x-authz' }] } },
     },
   };
@@ -141,7 +145,8 @@ beforeAll(async () => {
         ),
         filterListener(
           'custom_grpc_strict',
-          [customRbac('istio_ext_authz_'), customExtAuthz(grpcService, { max_request_bytes: 16 })],
+          // istiod's includeRequestHeadersInCheck: ExtAuthz.allowed_headers limits the CheckRequest headers.
+          [customRbac('istio_ext_authz_'), customExtAuthz({ ...grpcService, allowed_headers: { patterns: [{ exact: 'X-User', ignore_case: true }] } }, { max_request_bytes: 16 })],
           routes,
         ),
         filterListener(
@@ -251,7 +256,7 @@ describe('Istio CUSTOM action: RBAC shadow rules + ext_authz filter_enabled_meta
     expect(small.status).toBe(200);
     const h = checks.at(-1)!.attributes.request.http;
     expect(h.body).toBe('exactly16bytes!!');
-    expect(h.headers['x-envoy-auth-partial-body']).toBe('false');
+    expect(h.headers).toEqual({ 'x-user': 'alice', 'x-envoy-auth-partial-body': 'false' });
     expect(echo.requests.at(-1)?.body).toBe('exactly16bytes!!');
   });
 
@@ -264,6 +269,7 @@ describe('Istio CUSTOM action: RBAC shadow rules + ext_authz filter_enabled_meta
     expect(c.body).toBe('{"amount": 10}');
     expect(c.headers['content-length']).toBe('14');
     expect(c.headers['x-envoy-auth-partial-body']).toBe('false');
+    expect(c.headers['x-header-1']).toBe('value-1');
     expect(echo.requests.at(-1)?.headers['x-authz']).toBe('http-ok');
     expect(echo.requests.at(-1)?.body).toBe('{"amount": 10}');
 
@@ -295,22 +301,71 @@ describe('ext_authz gating and body config validation', () => {
     ]);
   });
 
-  it("accepts istiod's CUSTOM ext_authz as generated", () => {
+  // The ext_authz filters of istiod's golden outputs (pilot/pkg/security/authz/builder/testdata/http/
+  // custom-grpc-provider-out2.yaml, custom-http-provider-out2.yaml), in proto-JSON field names.
+  const metadataGate = {
+    filter: 'envoy.filters.http.rbac',
+    path: [{ key: 'istio_ext_authz_shadow_effective_policy_id' }],
+    value: { string_match: { prefix: 'istio-ext-authz-default' } },
+  };
+  const istioPatterns = { patterns: [{ exact: 'x-custom-id', ignore_case: true }, { ignore_case: true, prefix: 'x-prefix-' }, { ignore_case: true, suffix: '-suffix' }] };
+
+  it("accepts istiod's CUSTOM gRPC ext_authz as generated (status_on_error by enum name)", () => {
     const { errors, warnings, value } = decodeWith(decodeExtAuthz, {
-      grpc_service: { envoy_grpc: { cluster_name: 'outbound|9000||my-custom-ext-authz.foo.svc.cluster.local' }, timeout: '10s' },
-      transport_api_version: 'V3',
       failure_mode_allow: true,
-      status_on_error: { code: 403 },
-      filter_enabled_metadata: {
-        filter: 'envoy.filters.http.rbac',
-        path: [{ key: 'istio_ext_authz_shadow_effective_policy_id' }],
-        value: { string_match: { prefix: 'istio-ext-authz' } },
+      filter_enabled_metadata: metadataGate,
+      grpc_service: {
+        envoy_grpc: { authority: 'my-custom-ext-authz.foo.svc.cluster.local', cluster_name: 'outbound|9000||my-custom-ext-authz.foo.svc.cluster.local' },
+        timeout: '0.002s',
       },
-      with_request_body: { max_request_bytes: 2048, allow_partial_message: true, pack_as_bytes: true },
+      status_on_error: { code: 'Forbidden' },
+      transport_api_version: 'V3',
+      with_request_body: { allow_partial_message: true, max_request_bytes: 4096 },
     });
     expect(errors).toEqual([]);
     expect(warnings).toEqual([]);
-    expect(value?.withRequestBody).toEqual({ maxRequestBytes: 2048, allowPartialMessage: true, packAsBytes: true });
+    expect(value?.statusOnError).toBe(403);
+    expect(value?.withRequestBody).toEqual({ maxRequestBytes: 4096, allowPartialMessage: true, packAsBytes: false });
     expect(value?.filterEnabledMetadata?.path).toEqual(['istio_ext_authz_shadow_effective_policy_id']);
+  });
+
+  it("accepts istiod's CUSTOM HTTP ext_authz as generated (top-level allowed_headers)", () => {
+    const { errors, warnings, value } = decodeWith(decodeExtAuthz, {
+      allowed_headers: istioPatterns,
+      failure_mode_allow: true,
+      filter_enabled_metadata: metadataGate,
+      http_service: {
+        authorization_request: { headers_to_add: [{ key: 'x-header-1', value: 'value-1' }] },
+        authorization_response: {
+          allowed_client_headers: istioPatterns,
+          allowed_client_headers_on_success: istioPatterns,
+          allowed_upstream_headers: istioPatterns,
+        },
+        path_prefix: '/check',
+        server_uri: { cluster: 'outbound|9000||my-custom-ext-authz.foo.svc.cluster.local', timeout: '10s', uri: 'http://my-custom-ext-authz.foo.svc.cluster.local' },
+      },
+      status_on_error: { code: 'Forbidden' },
+      transport_api_version: 'V3',
+      with_request_body: { allow_partial_message: true, max_request_bytes: 2048, pack_as_bytes: true },
+    });
+    expect(errors).toEqual([]);
+    expect(warnings).toEqual([]);
+    // Top-level allowed_headers stands in for authorization_request.allowed_headers, as in Envoy.
+    expect(value?.http?.allowedHeaders).toHaveLength(3);
+  });
+
+  it('rejects allowed_headers set twice and an unknown status name, with their paths', () => {
+    const { errors } = decodeWith(decodeExtAuthz, {
+      allowed_headers: istioPatterns,
+      http_service: {
+        server_uri: { cluster: 'c', timeout: '1s', uri: 'http://c' },
+        authorization_request: { allowed_headers: istioPatterns },
+      },
+      status_on_error: { code: 'Teapot' },
+    });
+    expect(errors.map((e) => e.path).sort()).toEqual([
+      'typed_config.http_service.authorization_request.allowed_headers',
+      'typed_config.status_on_error.code',
+    ]);
   });
 });

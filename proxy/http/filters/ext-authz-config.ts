@@ -5,7 +5,6 @@
  * ext-authz.ts; the two check clients are ext-authz-grpc.ts and ext-authz-http.ts.
  */
 import { decodeStringMatcher } from '../../config/envoy/matchers';
-import { decodeHeadersToAdd } from '../../config/envoy/headers';
 import type { Reader } from '../../../common/reader';
 import type { HeaderValueOption, MetadataMatcher, StringMatcher } from '../../config/types';
 import type { RuntimeFraction } from '../../../common/runtime';
@@ -30,7 +29,7 @@ export interface ExtAuthzHttpService {
   readonly pathPrefix: string;
   /** authorization_request.allowed_headers (plus Envoy's always-sent set). Empty = the defaults only. */
   readonly allowedHeaders: readonly StringMatcher[];
-  /** authorization_request.headers_to_add (literal values). */
+  /** authorization_request.headers_to_add (HeaderValue: literal values, set on the check). */
   readonly headersToAdd: readonly HeaderValueOption[];
   /** authorization_response.allowed_upstream_headers: copied (overwriting) onto the upstream request. */
   readonly allowedUpstreamHeaders: readonly StringMatcher[];
@@ -46,6 +45,11 @@ export interface ExtAuthzConfig {
   readonly kind: 'ext_authz';
   /** Exactly one of grpc / http is set. */
   readonly grpc?: GrpcTarget;
+  /**
+   * gRPC: allowed_headers — only the request headers (pseudo-headers included) it matches go in
+   * the CheckRequest; undefined = all. (With http_service it feeds ExtAuthzHttpService.allowedHeaders.)
+   */
+  readonly allowedHeaders?: readonly StringMatcher[];
   readonly http?: ExtAuthzHttpService;
   /** Let requests through when the service fails or times out (Envoy default false). */
   readonly failureModeAllow: boolean;
@@ -100,15 +104,83 @@ function matcherList(r: Reader | undefined, key: string): StringMatcher[] {
   return out;
 }
 
-function decodeHttpService(r: Reader): ExtAuthzHttpService | undefined {
+/** envoy.type.v3.StatusCode enum names → numbers (status_on_error, denied_response.status). */
+export const HTTP_STATUS_NAMES: Readonly<Record<string, number>> = {
+  Empty: 0,
+  Continue: 100,
+  OK: 200,
+  Created: 201,
+  Accepted: 202,
+  NoContent: 204,
+  MovedPermanently: 301,
+  Found: 302,
+  TemporaryRedirect: 307,
+  PermanentRedirect: 308,
+  BadRequest: 400,
+  Unauthorized: 401,
+  PaymentRequired: 402,
+  Forbidden: 403,
+  NotFound: 404,
+  MethodNotAllowed: 405,
+  NotAcceptable: 406,
+  RequestTimeout: 408,
+  Conflict: 409,
+  Gone: 410,
+  PreconditionFailed: 412,
+  PayloadTooLarge: 413,
+  UnsupportedMediaType: 415,
+  TooManyRequests: 429,
+  InternalServerError: 500,
+  NotImplemented: 501,
+  BadGateway: 502,
+  ServiceUnavailable: 503,
+  GatewayTimeout: 504,
+};
+
+/** envoy.type.v3.HttpStatus.code: a number or, as istiod writes it, the enum name ("Forbidden"). */
+function decodeStatusCode(r: Reader, def: number): number {
+  const v = r.raw('code');
+  if (typeof v === 'string' && !/^\d+$/.test(v)) {
+    const n = HTTP_STATUS_NAMES[v];
+    if (n !== undefined && n >= 100) return n;
+    r.error('code', `unknown envoy.type.v3.StatusCode ${JSON.stringify(v)}`);
+    return def;
+  }
+  return r.int('code', def, 100, 599);
+}
+
+/**
+ * authorization_request.headers_to_add: a list of envoy.config.core.v3.HeaderValue (`key`,
+ * `value` or base64 `raw_value` — not HeaderValueOption), each set on the check request.
+ */
+function decodeHeaderValues(r: Reader, field: string): HeaderValueOption[] {
+  const out: HeaderValueOption[] = [];
+  for (const e of r.arr(field)) {
+    const key = e.requiredStr('key')?.toLowerCase();
+    let value = e.str('value', '');
+    if (e.has('raw_value')) {
+      if (e.has('value')) e.error('value', 'only one of value, raw_value may be set');
+      value = Buffer.from(e.str('raw_value', ''), 'base64').toString('latin1');
+    }
+    e.done();
+    if (key) out.push({ key, value, appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD', keepEmptyValue: false });
+  }
+  return out;
+}
+
+function decodeHttpService(r: Reader, topAllowedHeaders: StringMatcher[] | undefined): ExtAuthzHttpService | undefined {
   const su = r.obj('server_uri');
   if (!su) r.error('server_uri', 'is required');
   const serverUri = su ? decodeHttpUri(su, { schemeOptional: true }) : undefined;
   const pathPrefix = r.str('path_prefix', '');
   if (pathPrefix && !pathPrefix.startsWith('/')) r.error('path_prefix', 'must start with "/"');
   const req = r.obj('authorization_request');
-  const allowedHeaders = matcherList(req, 'allowed_headers');
-  const headersToAdd = req ? decodeHeadersToAdd(req, 'headers_to_add') : [];
+  if (topAllowedHeaders !== undefined && req?.has('allowed_headers')) {
+    req.error('allowed_headers', 'invalid duplicate configuration: allowed_headers is also set on ExtAuthz');
+  }
+  // ExtAuthz.allowed_headers stands in for authorization_request.allowed_headers (Envoy).
+  const allowedHeaders = req?.has('allowed_headers') ? matcherList(req, 'allowed_headers') : (topAllowedHeaders ?? []);
+  const headersToAdd = req ? decodeHeaderValues(req, 'headers_to_add') : [];
   req?.done();
   const res = r.obj('authorization_response');
   const allowedUpstreamHeaders = matcherList(res, 'allowed_upstream_headers');
@@ -135,15 +207,16 @@ export function decodeExtAuthz(r: Reader): ExtAuthzConfig {
   const which = r.oneof(['grpc_service', 'http_service'] as const);
   if (which === undefined) r.issues.error(r.path, 'one of grpc_service, http_service must be set');
   const grpc = which === 'grpc_service' ? decodeGrpcServiceField(r) : undefined;
+  const allowedHeaders = r.has('allowed_headers') ? matcherList(r, 'allowed_headers') : undefined;
   const hs = which === 'http_service' ? r.obj('http_service') : undefined;
-  const http = hs ? decodeHttpService(hs) : undefined;
+  const http = hs ? decodeHttpService(hs, allowedHeaders) : undefined;
   checkTransportApiVersion(r);
   const failureModeAllow = r.bool('failure_mode_allow', false);
   const failureModeAllowHeaderAdd = r.bool('failure_mode_allow_header_add', false);
   let statusOnError = 403;
   const se = r.obj('status_on_error');
   if (se) {
-    statusOnError = se.int('code', 403, 100, 599);
+    statusOnError = decodeStatusCode(se, 403);
     se.done();
   }
   const statPrefix = r.str('stat_prefix', '');
@@ -162,6 +235,7 @@ export function decodeExtAuthz(r: Reader): ExtAuthzConfig {
   return {
     kind: 'ext_authz',
     ...(grpc ? { grpc } : {}),
+    ...(grpc && allowedHeaders ? { allowedHeaders } : {}),
     ...(http ? { http } : {}),
     failureModeAllow,
     failureModeAllowHeaderAdd,

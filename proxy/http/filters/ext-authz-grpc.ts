@@ -7,7 +7,15 @@
 import type { DownstreamConnectionInfo, HeaderList, RequestHead } from '../codec';
 import type { HttpFilterCallbacks } from '../filter';
 import { addHeader, getHeader, removeHeader, setHeader } from '../headers';
-import type { ExtAuthzConfig } from './ext-authz-config';
+import type { StringMatcher } from '../../config/types';
+import { matchString } from '../route-matcher';
+import { type ExtAuthzConfig, HTTP_STATUS_NAMES } from './ext-authz-config';
+
+function allowed(ms: readonly StringMatcher[] | undefined, name: string): boolean {
+  if (ms === undefined) return true;
+  for (let i = 0; i < ms.length; i++) if (matchString(ms[i]!, name)) return true;
+  return false;
+}
 
 function socketAddress(address: string, port: number): Record<string, unknown> {
   return { socket_address: { address, port_value: port } };
@@ -43,17 +51,17 @@ export function checkRequest(
   contextExtensions: Readonly<Record<string, string>>,
   body?: Buffer,
 ): Record<string, unknown> {
-  const headers: Record<string, string> = {
-    ':authority': head.authority,
-    ':method': head.method,
-    ':path': head.path,
-    ':scheme': head.scheme,
-  };
+  const ah = cfg.allowedHeaders;
+  const headers: Record<string, string> = {};
+  if (allowed(ah, ':authority')) headers[':authority'] = head.authority;
+  if (allowed(ah, ':method')) headers[':method'] = head.method;
+  if (allowed(ah, ':path')) headers[':path'] = head.path;
+  if (allowed(ah, ':scheme')) headers[':scheme'] = head.scheme;
   const h = head.headers;
   for (let i = 0; i < h.length; i += 2) {
     const k = h[i]!;
     // The client's own x-envoy-auth-partial-body never reaches the authorizer (Envoy).
-    if (k === PARTIAL_BODY_HEADER) continue;
+    if (k === PARTIAL_BODY_HEADER || (ah !== undefined && !allowed(ah, k))) continue;
     headers[k] = headers[k] === undefined ? h[i + 1]! : `${headers[k]},${h[i + 1]!}`;
   }
   const q = head.path.indexOf('?');
@@ -152,24 +160,3 @@ export function deniedReply(res: Record<string, unknown>): DeniedReply {
   }
   return { status, body, headers };
 }
-
-/** envoy.type.v3.StatusCode enum names → numbers (denied_response.status.code). */
-const HTTP_STATUS_NAMES: Record<string, number> = {
-  Empty: 0,
-  Continue: 100,
-  OK: 200,
-  BadRequest: 400,
-  Unauthorized: 401,
-  PaymentRequired: 402,
-  Forbidden: 403,
-  NotFound: 404,
-  MethodNotAllowed: 405,
-  Conflict: 409,
-  Gone: 410,
-  PayloadTooLarge: 413,
-  TooManyRequests: 429,
-  InternalServerError: 500,
-  BadGateway: 502,
-  ServiceUnavailable: 503,
-  GatewayTimeout: 504,
-};
