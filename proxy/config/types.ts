@@ -236,6 +236,8 @@ export interface NetworkExtAuthzConfig {
   readonly failureModeAllow: boolean;
   /** Send the peer certificate (PEM) in the CheckRequest. */
   readonly includePeerCertificate: boolean;
+  /** filter_enabled_metadata: check only connections whose dynamic metadata matches (Istio's TCP CUSTOM). */
+  readonly filterEnabledMetadata?: MetadataMatcher;
 }
 
 // ─────────────────────── HTTP connection manager ───────────────────────

@@ -90,6 +90,12 @@ export interface DownstreamConnectionInfo {
    * per connection) by istio_authn and the TCP metadata exchange before the terminal filter runs.
    */
   filterState?: ConnectionFilterState;
+  /**
+   * Envoy's connection dynamic metadata by filter namespace, set by network filters before the
+   * terminal filter runs (network RBAC's shadow result under `envoy.filters.network.rbac`), read by
+   * network ext_authz filter_enabled_metadata. Created when a filter sets something.
+   */
+  dynamicMetadata?: Map<string, Record<string, unknown>>;
 }
 
 /** Connection-lifetime filter state (Envoy FilterState, LifeSpan::Connection). */

@@ -8,11 +8,14 @@
  *
  * Network filters in meshlet are synchronous, so this one wraps the chain's terminal handler:
  * the socket is paused while the check is in flight (bytes stay in the kernel / socket buffer)
- * and resumed for the terminal handler afterwards. Leans fail-closed.
+ * and resumed for the terminal handler afterwards. With `filter_enabled_metadata` only connections
+ * whose dynamic metadata matches (Istio's TCP CUSTOM: network RBAC's shadow result) are checked;
+ * the others go straight on, counted as `ext_authz.disabled`. Leans fail-closed.
  */
 import type { Socket } from 'node:net';
 import type { NetworkExtAuthzConfig } from '../config/types';
 import type { DownstreamConnectionInfo } from '../http/codec';
+import { metadataMatches } from '../authz/metadata-match';
 import { peers } from '../http/filters/ext-authz-grpc';
 import { extAuthzStats } from '../http/filters/ext-authz-stats';
 import { unaryCall } from '../http/filters/service-client';
@@ -45,6 +48,13 @@ export class NetworkExtAuthzHandler implements ConnectionHandler {
   }
 
   handle(socket: Socket, info: DownstreamConnectionInfo, sniffed: Sniffed | undefined): void {
+    const gate = this.config.filterEnabledMetadata;
+    if (gate !== undefined && !metadataMatches(gate, (ns) => info.dynamicMetadata?.get(ns))) {
+      // filter_enabled_metadata does not match: not checked (Envoy counts ext_authz.disabled).
+      this.stats.disabled++;
+      this.inner.handle(socket, info, sniffed);
+      return;
+    }
     socket.pause();
     this.pending++;
     let done = false;

@@ -61,6 +61,37 @@ function listener(name: string, authz: Record<string, unknown>, chainExtra: Reco
   };
 }
 
+const NET_RBAC = 'type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC';
+
+/**
+ * istiod's TCP CUSTOM pair: network RBAC whose shadow_rules hold the CUSTOM policy
+ * (shadow_rules_stat_prefix istio_ext_authz_), then ext_authz gated by filter_enabled_metadata on
+ * envoy.filters.network.rbac.
+ */
+function customListener(name: string, shadowPermission: Record<string, unknown>): Record<string, unknown> {
+  const rbac = {
+    name: 'envoy.filters.network.rbac',
+    typed_config: {
+      '@type': NET_RBAC,
+      stat_prefix: 'tcp.',
+      shadow_rules: {
+        action: 'DENY',
+        policies: { 'istio-ext-authz-ns[foo]-policy[tcp]-rule[0]': { permissions: [shadowPermission], principals: [{ any: true }] } },
+      },
+      shadow_rules_stat_prefix: 'istio_ext_authz_',
+    },
+  };
+  const gate = {
+    filter: 'envoy.filters.network.rbac',
+    path: [{ key: 'istio_ext_authz_shadow_effective_policy_id' }],
+    value: { string_match: { prefix: 'istio-ext-authz' } },
+  };
+  const l = listener(name, { grpc_service: { envoy_grpc: { cluster_name: 'authz' }, timeout: '5s' }, filter_enabled_metadata: gate });
+  const chain = (l.filter_chains as { filters: unknown[] }[])[0]!;
+  chain.filters.unshift(rbac);
+  return l;
+}
+
 beforeAll(async () => {
   tcpEcho = await startTcpEcho();
   const g = await startGrpcServer(authorizationService().service, {
@@ -99,6 +130,8 @@ beforeAll(async () => {
         listener('net_denied', { grpc_service: svc('authz') }),
         listener('net_down', { grpc_service: svc('dead') }),
         listener('net_down_allow', { grpc_service: svc('dead'), failure_mode_allow: true }),
+        customListener('net_custom', { any: true }),
+        customListener('net_custom_skip', { destination_port: 1 }),
       ],
       [staticCluster('echo', [tcpEcho.port]), staticCluster('authz', [g.port]), staticCluster('dead', [dead])],
   );
@@ -199,11 +232,30 @@ describe('network ext_authz over mTLS', () => {
   });
 });
 
+describe("Istio's TCP CUSTOM action: network RBAC shadow rules + ext_authz filter_enabled_metadata", () => {
+  it('a connection the CUSTOM policy matches is checked (and denied here), one it does not match skips the authorizer', async () => {
+    const before = { ...extAuthzStats('net_custom.') };
+    const beforeSkip = { ...extAuthzStats('net_custom_skip.') };
+    const n = checks.length;
+    const denied = await rawExchange(m.listenerPort('net_custom'), 'custom', 1_500);
+    expect(denied.text).toBe('');
+    expect(checks.length).toBe(n + 1);
+    expect(extAuthzStats('net_custom.').denied - before.denied).toBe(1);
+
+    const through = await rawExchange(m.listenerPort('net_custom_skip'), 'not custom', 1_500);
+    expect(through.text).toBe('not custom');
+    expect(checks.length).toBe(n + 1);
+    expect(extAuthzStats('net_custom_skip.').disabled - beforeSkip.disabled).toBe(1);
+  });
+});
+
 describe('network ext_authz config validation', () => {
-  it('stat_prefix and grpc_service are required; unsupported fields are errors', () => {
-    const { errors } = decodeWith(decodeNetworkExtAuthz, { filter_enabled_metadata: {}, transport_api_version: 'V2' });
+  it('stat_prefix and grpc_service are required; bad fields are errors with their paths', () => {
+    const { errors } = decodeWith(decodeNetworkExtAuthz, { filter_enabled_metadata: { path: [] }, transport_api_version: 'V2' });
     expect(errors.map((e) => e.path).sort()).toEqual([
-      'typed_config.filter_enabled_metadata',
+      'typed_config.filter_enabled_metadata.filter',
+      'typed_config.filter_enabled_metadata.path',
+      'typed_config.filter_enabled_metadata.value',
       'typed_config.grpc_service',
       'typed_config.stat_prefix',
       'typed_config.transport_api_version',

@@ -4,6 +4,7 @@
  */
 import type { Reader } from '../../../common/reader';
 import type { NetworkExtAuthzConfig } from '../types';
+import { decodeMetadataMatcher } from '../envoy/metadata-matcher';
 import { checkTransportApiVersion, decodeGrpcServiceField } from './grpc-service';
 
 export const NETWORK_EXT_AUTHZ_TYPE_NAME = 'envoy.extensions.filters.network.ext_authz.v3.ExtAuthz';
@@ -16,9 +17,9 @@ export function decodeNetworkExtAuthz(r: Reader): NetworkExtAuthzConfig | undefi
   checkTransportApiVersion(r);
   const failureModeAllow = r.bool('failure_mode_allow', false);
   const includePeerCertificate = r.bool('include_peer_certificate', false);
-  if (r.has('filter_enabled_metadata')) r.error('filter_enabled_metadata', 'is not supported by meshlet');
-  r.raw('filter_enabled_metadata');
+  const fm = r.obj('filter_enabled_metadata');
+  const filterEnabledMetadata = fm ? decodeMetadataMatcher(fm) : undefined;
   r.done();
   if (!grpcService) return undefined;
-  return { statPrefix, grpcService, failureModeAllow, includePeerCertificate };
+  return { statPrefix, grpcService, failureModeAllow, includePeerCertificate, ...(filterEnabledMetadata ? { filterEnabledMetadata } : {}) };
 }
