@@ -100,7 +100,10 @@ beforeAll(async () => {
     req.on('end', () => {
       const body = Buffer.concat(chunks).toString('utf8');
       httpChecks.push({ url: req.url ?? '', headers: req.headers, body });
-      if (body.includes('forbidden')) {
+      if (body.includes('explode')) {
+        res.writeHead(503, { 'content-type': 'text/plain' });
+        res.end('authorizer broken');
+      } else if (body.includes('forbidden')) {
         res.writeHead(403, { 'content-type': 'text/plain' });
         res.end('http custom denied');
       } else {
@@ -276,6 +279,13 @@ describe('Istio CUSTOM action: RBAC shadow rules + ext_authz filter_enabled_meta
     const denied = await request(port, '/custom/h', { method: 'POST', body: 'forbidden' });
     expect(denied.status).toBe(403);
     expect(denied.body).toBe('http custom denied');
+
+    // A 5xx is the authorizer failing, not denying: status_on_error (403, empty body) and ext_authz.error.
+    const errorsBefore = extAuthzStats('custom_').error;
+    const broken = await request(port, '/custom/h', { method: 'POST', body: 'explode' });
+    expect(broken.status).toBe(403);
+    expect(broken.body).toBe('');
+    expect(extAuthzStats('custom_').error - errorsBefore).toBe(1);
 
     const n = httpChecks.length;
     const skipped = await request(port, '/elsewhere', { method: 'POST', body: 'forbidden' });

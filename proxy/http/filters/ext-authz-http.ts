@@ -2,8 +2,9 @@
  * The HTTP side of ext_authz (`http_service`): the check request sent to the authorizer (the
  * request's method and path_prefix + path, Envoy's always-sent headers plus allowed_headers and
  * headers_to_add) and the reading of its answer — 200 allows and copies allowed_upstream_headers
- * (and _to_append) onto the request and allowed_client_headers_on_success onto the response; any
- * other status denies with that status, body and the allowed_client_headers.
+ * (and _to_append) onto the request and allowed_client_headers_on_success onto the response; a 5xx
+ * is the authorizer's failure (status_on_error, or failure_mode_allow); any other status denies
+ * with that status, body and the allowed_client_headers.
  */
 import type { ClusterLookup } from '../../upstream/types';
 import type { StringMatcher } from '../../config/types';

@@ -193,13 +193,18 @@ class ExtAuthzFilter implements HttpFilter, DecoderBufferWatcher {
     }
     const hs = this.config.http!;
     const stats = extAuthzStats(this.config.statPrefix);
+    // A 5xx from the authorizer is its failure, not a decision: status_on_error / failure_mode_allow (Envoy).
+    if (r.status >= 500 && r.status <= 599) {
+      this.onError(new Error(`authorization server answered ${r.status}`));
+      return;
+    }
     if (r.status === 200) {
       stats.ok++;
       this.responseHeaders = applyHttpOk(hs, r, this.head!.headers);
       this.finish(true);
       return;
     }
-    // Envoy treats every non-200 answer of an HTTP authorizer as a denial carrying its status.
+    // Any other non-200 answer is a denial carrying the authorizer's status, body and headers.
     stats.denied++;
     const d = httpDeniedReply(hs, r);
     this.deny(d.status, d.body, d.headers, 'ext_authz_denied');
