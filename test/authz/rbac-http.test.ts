@@ -8,6 +8,7 @@ import https from 'node:https';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DevCa, type IssuedCertificate } from '../../certs/dev-ca';
+import { RbacStats } from '../../proxy/authz/engine';
 import { allRbacStats } from '../../proxy/authz/stats';
 import type { StreamInfo } from '../../proxy/http/stream-info';
 import {
@@ -274,16 +275,15 @@ afterAll(async () => {
   await closeAll();
 });
 
+/** An HTTP RBAC filter's counters; they exist from its first request (they need the HCM's stat_prefix). */
 function stats(name: string) {
-  const s = allRbacStats().find((x) => x.name === name && x.kind === 'http');
-  if (!s) throw new Error(`no RBAC stats ${name}`);
-  return s;
+  return allRbacStats().find((x) => x.name === name && x.kind === 'http') ?? new RbacStats(name, 'http', '');
 }
 
 describe('HTTP RBAC filter', () => {
   it('ALLOW admits by url_path or header and denies the rest with 403 and flag RBAC', async () => {
     const port = m.listenerPort('allow');
-    const before = { ...stats('rbac.allow_') };
+    const before = { ...stats('http.allow.rbac.allow_') };
     const served = echo.requests.length;
 
     const pub = await get(port, '/public/page?x=1');
@@ -298,7 +298,7 @@ describe('HTTP RBAC filter', () => {
 
     // Denied requests never reached the upstream.
     expect(echo.requests.length - served).toBe(2);
-    const after = stats('rbac.allow_');
+    const after = stats('http.allow.rbac.allow_');
     expect(after.allowed - before.allowed).toBe(2);
     expect(after.denied - before.denied).toBe(2);
     // Shadow rules deny everything but only count.
@@ -308,12 +308,14 @@ describe('HTTP RBAC filter', () => {
     expect(info?.metadata('envoy.filters.http.rbac.shadow_engine_result')).toBe('denied');
     expect(info?.metadata('envoy.filters.http.rbac.shadow_effective_policy_id')).toBe('shadow-all');
     // Envoy's dynamic metadata (no shadow_rules_stat_prefix here: the bare key names), and the
-    // shadow counters under Envoy's name, rbac.<shadow_rules_stat_prefix>, not the rules prefix.
+    // shadow counters under Envoy's name, http.<stat_prefix>.rbac.<shadow_rules_stat_prefix>, not
+    // after the rules prefix.
     expect(info?.dynamicMetadataOf('envoy.filters.http.rbac')).toEqual({
       shadow_engine_result: 'denied',
       shadow_effective_policy_id: 'shadow-all',
     });
-    expect(after.shadowName).toBe('rbac.');
+    expect(after.name).toBe('http.allow.rbac.allow_');
+    expect(after.shadowName).toBe('http.allow.rbac.');
   });
 
   it('RBACPerRoute disables the filter on one route and replaces the rules on another', async () => {
@@ -328,7 +330,7 @@ describe('HTTP RBAC filter', () => {
 
   it('DENY by source IP and path, by CIDR that does not match, and by a not_rule on :method', async () => {
     const port = m.listenerPort('deny-ip');
-    const before = { ...stats('rbac.denyip_') };
+    const before = { ...stats('http.deny-ip.rbac.denyip_') };
     const internal = await get(port, '/internal/metrics');
     expect(internal.status).toBe(403);
     expect(streams.find((s) => s.path === '/internal/metrics')?.responseCodeDetails).toBe(
@@ -344,7 +346,7 @@ describe('HTTP RBAC filter', () => {
       req.end('x');
     });
     expect(post).toBe(403);
-    const after = stats('rbac.denyip_');
+    const after = stats('http.deny-ip.rbac.denyip_');
     expect(after.denied - before.denied).toBe(2);
     expect(after.allowed - before.allowed).toBe(1);
   });
@@ -370,7 +372,7 @@ describe('HTTP RBAC filter', () => {
     const no = await getTls(port, '/hello', intruder, ca.rootCertPem);
     expect(no.status).toBe(403);
     expect(no.body).toBe('RBAC: access denied');
-    const s = stats('rbac.mtls_');
+    const s = stats('http.mtls.rbac.mtls_');
     expect(s.allowed).toBeGreaterThanOrEqual(1);
     expect(s.denied).toBeGreaterThanOrEqual(1);
   });

@@ -209,12 +209,12 @@ describe('Istio CUSTOM action: RBAC shadow rules + ext_authz filter_enabled_meta
     expect(after.ok - before.ok).toBe(1);
     expect(after.denied - before.denied).toBe(1);
     expect(after.disabled - before.disabled).toBe(1);
-    // The shadow counters under Envoy's names, rbac.<shadow_rules_stat_prefix>shadow_*; the DENY
+    // The shadow counters under Envoy's names, http.<stat_prefix>.rbac.<shadow_rules_stat_prefix>shadow_*; the DENY
     // shadow policy matched twice ("denied" is what marks a CUSTOM match) and missed once.
     const s1 = await stats();
     const delta = (k: string) => (s1.get(k) ?? Number.NaN) - (s0.get(k) ?? 0);
-    expect(delta('rbac.istio_ext_authz_shadow_denied')).toBe(2);
-    expect(delta('rbac.istio_ext_authz_shadow_allowed')).toBe(1);
+    expect(delta('http.custom_grpc.rbac.istio_ext_authz_shadow_denied')).toBe(2);
+    expect(delta('http.custom_grpc.rbac.istio_ext_authz_shadow_allowed')).toBe(1);
     expect(delta('custom_ext_authz.disabled')).toBe(1);
   });
 

@@ -61,9 +61,10 @@ describe('filter counters', () => {
     await get(m.listenerPort('rbac'), '/admin/x');
     await get(m.listenerPort('rbac'), '/admin/y');
     const stats = await get(m.adminPort, '/stats');
-    expect(stats).toMatch(/^rbac\.denied: 2$/m);
-    expect(stats).toMatch(/^rbac\.allowed: 1$/m);
+    // Envoy's names: http.<stat_prefix>.rbac.<rules_stat_prefix>allowed|denied.
+    expect(stats).toMatch(/^http\.rbac\.rbac\.denied: 2$/m);
+    expect(stats).toMatch(/^http\.rbac\.rbac\.allowed: 1$/m);
     const prom = await get(m.adminPort, '/stats/prometheus');
-    expect(prom).toMatch(/meshlet_rbac_total\{kind="http",filter="rbac",decision="denied"\} 2/);
+    expect(prom).toMatch(/meshlet_rbac_total\{kind="http",filter="http.rbac.rbac",decision="denied"\} 2/);
   });
 });

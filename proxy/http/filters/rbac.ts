@@ -2,7 +2,8 @@
  * The HTTP RBAC filter, `envoy.extensions.filters.http.rbac.v3.RBAC` (Envoy's
  * envoy.filters.http.rbac), and its per-route override `RBACPerRoute`.
  *
- * On request headers it evaluates shadow rules (counted, `rbac.<shadow_rules_stat_prefix>shadow_*`,
+ * On request headers it evaluates shadow rules (counted,
+ * `http.<stat_prefix>.rbac.<shadow_rules_stat_prefix>shadow_*`,
  * and recorded in dynamic metadata `envoy.filters.http.rbac` as
  * `<shadow_rules_stat_prefix>shadow_engine_result` / `…shadow_effective_policy_id`) and the
  * enforced rules through the shared engine in proxy/authz; a denied request gets Envoy's local
@@ -43,29 +44,41 @@ export interface HttpRbacPerRoute {
 // decodeRbac takes a DecodeContext for symmetry with the other decoders but reads nothing from it.
 const NO_CONTEXT = {} as DecodeContext;
 
-/** The filter's counters: `rbac.<rules_stat_prefix>…`, shadow ones `rbac.<shadow_rules_stat_prefix>…`. */
-function statsOf(cfg: RbacConfig) {
-  return rbacStatsFor(`rbac.${cfg.statPrefix}`, 'http', `rbac.${cfg.shadowStatPrefix ?? ''}`);
+/**
+ * The filter's counters under Envoy's names, in its connection manager's scope:
+ * `http.<stat_prefix>.rbac.<rules_stat_prefix>allowed|denied` and
+ * `http.<stat_prefix>.rbac.<shadow_rules_stat_prefix>shadow_allowed|shadow_denied`.
+ */
+function statsOf(cfg: RbacConfig, hcmStatPrefix: string) {
+  const base = `http.${hcmStatPrefix}.rbac.`;
+  return rbacStatsFor(`${base}${cfg.statPrefix}`, 'http', `${base}${cfg.shadowStatPrefix ?? ''}`);
 }
 
 function decodeHttpRbac(r: Reader): HttpRbacConfig {
   const rbac = decodeRbac(r, NO_CONTEXT, { statPrefixKey: 'rules_stat_prefix' });
   r.done();
-  // Register the counters now so telemetry exports zeros before the first request.
-  statsOf(rbac);
   return rbac;
 }
 
 /**
- * One engine per decoded config, built on first use, so every stream of every connection shares
- * counters; the config itself stays plain data (config diffs compare it structurally).
+ * One engine per decoded config and connection manager (whose stat_prefix scopes the counters),
+ * built on first use, so every stream of every connection shares counters; the config itself
+ * stays plain data (config diffs compare it structurally). A per-route config shared by several
+ * connection managers gets one engine per manager.
  */
-const engines = new WeakMap<RbacConfig, RbacEngine>();
-export function httpRbacEngine(cfg: RbacConfig): RbacEngine {
-  let e = engines.get(cfg);
+const engines = new WeakMap<RbacConfig, { hcm: string; engine: RbacEngine; others?: Map<string, RbacEngine> }>();
+export function httpRbacEngine(cfg: RbacConfig, hcmStatPrefix: string): RbacEngine {
+  const slot = engines.get(cfg);
+  if (slot === undefined) {
+    const engine = new RbacEngine(cfg, statsOf(cfg, hcmStatPrefix));
+    engines.set(cfg, { hcm: hcmStatPrefix, engine });
+    return engine;
+  }
+  if (slot.hcm === hcmStatPrefix) return slot.engine;
+  let e = slot.others?.get(hcmStatPrefix);
   if (e === undefined) {
-    e = new RbacEngine(cfg, statsOf(cfg));
-    engines.set(cfg, e);
+    e = new RbacEngine(cfg, statsOf(cfg, hcmStatPrefix));
+    (slot.others ??= new Map()).set(hcmStatPrefix, e);
   }
   return e;
 }
@@ -101,7 +114,7 @@ class HttpRbacFilter implements HttpFilter, AuthzInput {
     if (per !== undefined && per.kind === 'rbac_per_route') cfg = per.config;
     if (cfg === undefined) return FilterStatus.Continue;
     this.head = head;
-    const engine = httpRbacEngine(cfg);
+    const engine = httpRbacEngine(cfg, this.cb.hcm.statPrefix);
     const ok = engine.evaluate(this);
     this.head = undefined;
     if (cfg.shadowRules !== undefined) {
