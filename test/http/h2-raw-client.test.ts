@@ -212,6 +212,24 @@ describe("meshlet's own HTTP/2 client framing (RFC 9113)", () => {
     await waitFor(() => state.frames.some((f) => f.type === F.WINDOW_UPDATE && f.id === 1), 'stream WINDOW_UPDATE');
   });
 
+  it('trailers that arrive behind held data wait for it: data, then trailers, on resume', async () => {
+    const { state, port } = await peer();
+    const { session } = await connect(port);
+    const order: string[] = [];
+    const rec = new Rec();
+    rec.onData = (c: Buffer) => void order.push(`data:${c.length}`);
+    rec.onHeaders = (f: string[], end: boolean) => void order.push(end ? `trailers:${f[1]}` : 'head');
+    const s = session.openStream(rec, GET, true) as RawStream;
+    state.send(headers(1, hpack([[':status', '200']]), false));
+    await waitFor(() => order.length === 1, 'response head');
+    session.pause(s);
+    state.send(frame(F.DATA, 0, 1, Buffer.alloc(10)), frame(F.DATA, 0, 1, Buffer.alloc(20)), headers(1, hpack([['grpc-status', '0']]), true));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(order).toEqual(['head']);
+    session.resume(s);
+    expect(order).toEqual(['head', 'data:10', 'data:20', 'trailers:0']);
+  });
+
   const block = hpack([[':status', '200']]);
   it.each([
     ['PUSH_PROMISE', () => frame(F.PUSH_PROMISE, FLAG.END_HEADERS, 1, Buffer.concat([Buffer.from([0, 0, 0, 2]), block])), ERR.PROTOCOL_ERROR],

@@ -48,7 +48,7 @@ export interface H2PoolSettings {
   readonly secure: boolean;
   /**
    * Which HTTP/2 implementation drives the connections: node:http2 ('nghttp2', the default) or
-   * meshlet's own framing ('meshlet', raw-client-session.ts; no tunnels yet). The default comes
+   * meshlet's own framing ('meshlet', raw-client-session.ts). The default comes
    * from MESHLET_H2_UPSTREAM_CODEC.
    */
   readonly codec: H2Codec;

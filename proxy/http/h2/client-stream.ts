@@ -232,6 +232,8 @@ export class H2ClientStream implements RequestEncoder {
     s.removeListener('end', onEnd);
     s.removeListener('trailers', onTrailers);
     s.removeListener('drain', onDrain);
+    // Without our 'data' listener a flowing stream would drop bytes until the taker reads.
+    s.pause();
     this.responseEnded = true;
     this.requestEnded = true;
     return s;

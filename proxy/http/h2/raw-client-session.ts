@@ -96,6 +96,8 @@ export class RawStream {
   paused = false;
   held: Buffer[] | undefined = undefined;
   heldEnd = false;
+  /** Trailers that arrived behind held data: delivered after it on resume. */
+  heldTrailers: string[] | undefined = undefined;
 
   constructor(
     readonly id: number,
@@ -137,6 +139,10 @@ export class H2RawClientSession {
   remoteMaxConcurrentStreams = Infinity;
   /** The peer allows extended CONNECT (RFC 8441). */
   peerConnectProtocol = false;
+  /** The peer's first SETTINGS has arrived. */
+  settingsSeen = false;
+  /** Called once at the peer's first SETTINGS, or when the connection closes before it. */
+  private settingsWaiters: (() => void)[] | undefined = undefined;
   // receive side
   private recvWindow: number;
   private recvUnacked = 0;
@@ -190,6 +196,18 @@ export class H2RawClientSession {
 
   // ───────────── streams (called by RawClientStream) ─────────────
 
+  /** Runs `fn` once the peer's first SETTINGS arrived (or the connection closed before it). */
+  whenSettings(fn: () => void): void {
+    (this.settingsWaiters ??= []).push(fn);
+  }
+
+  private runSettingsWaiters(): void {
+    const w = this.settingsWaiters;
+    if (w === undefined) return;
+    this.settingsWaiters = undefined;
+    for (const fn of w) fn();
+  }
+
   /** Opens a stream with HEADERS; `fields` is a flat list with pseudo-headers first. */
   openStream(handler: RawStreamHandler, fields: readonly string[], endStream: boolean): RawStream | string {
     if (this.unusable) return 'connection not usable';
@@ -215,7 +233,8 @@ export class H2RawClientSession {
       return this.markBlocked(s);
     }
     if (!this.pushData(s, chunk, end)) return this.markBlocked(s);
-    return !this.socketFull();
+    // A full socket also blocks the writer: the socket's 'drain' wakes it (onWritable).
+    return this.socketFull() ? this.markBlocked(s) : true;
   }
 
   sendTrailers(s: RawStream, fields: readonly string[]): void {
@@ -245,19 +264,18 @@ export class H2RawClientSession {
     if (!s.paused) return;
     s.paused = false;
     const held = s.held;
-    if (held !== undefined) {
-      s.held = undefined;
-      const end = s.heldEnd;
-      for (let i = 0; i < held.length && !s.paused; i++) {
-        const last = i === held.length - 1;
-        this.deliver(s, held[i]!, end && last);
-        if (s.paused && !last) {
-          s.held = held.slice(i + 1);
-          s.heldEnd = end;
-          return;
-        }
-      }
-      if (held.length === 0 && end) this.deliver(s, Buffer.alloc(0), true);
+    if (held === undefined) return;
+    // Deliver held data in order; the consumer may pause again on any chunk.
+    while (held.length > 0 && !s.paused) {
+      const chunk = held.shift()!;
+      const last = held.length === 0;
+      if (last) s.held = undefined;
+      this.deliver(s, chunk, last && s.heldEnd && s.heldTrailers === undefined);
+    }
+    if (s.held === undefined && !s.paused && s.heldTrailers !== undefined) {
+      const t = s.heldTrailers;
+      s.heldTrailers = undefined;
+      s.handler.onHeaders(t, true, false);
     }
   }
 
@@ -530,7 +548,7 @@ export class H2RawClientSession {
     s.recvUnacked += chunk.length;
     if (endStream) {
       this.maybeClosed(s);
-    } else if (s.recvUnacked >= this.options.streamWindow >>> 1) {
+    } else if (!s.remoteEnded && s.recvUnacked >= this.options.streamWindow >>> 1) {
       this.queue(windowUpdateFrame(s.id, s.recvUnacked));
       s.recvWindow += s.recvUnacked;
       s.recvUnacked = 0;
@@ -604,6 +622,11 @@ export class H2RawClientSession {
     if (endStream) {
       s.remoteEnded = true;
       this.maybeClosed(s);
+      // Trailers behind data the consumer has not taken yet wait for it (resume delivers them).
+      if (s.held !== undefined) {
+        s.heldTrailers = fields;
+        return;
+      }
     }
     s.handler.onHeaders(fields, endStream, oversize);
   }
@@ -649,6 +672,10 @@ export class H2RawClientSession {
       }
     }
     this.queue(settingsFrame([], true));
+    if (!this.settingsSeen) {
+      this.settingsSeen = true;
+      this.runSettingsWaiters();
+    }
     if (maxStreams >= 0) {
       this.remoteMaxConcurrentStreams = maxStreams;
       this.owner.onRemoteSettings(maxStreams);
@@ -728,6 +755,7 @@ export class H2RawClientSession {
     const streams = [...this.streams.values()];
     this.streams.clear();
     for (const s of streams) s.handler.onReset(0, 'gone');
+    this.runSettingsWaiters();
     this.owner.onClose();
   }
 }

@@ -5,8 +5,11 @@
  * REFUSED_STREAM and streams above a GOAWAY's last-stream-id are 'refused_stream', a dead
  * connection is 'connection_termination', any other RST_STREAM is 'remote_reset'.
  *
- * Not supported on this path yet: tunnels (CONNECT, upgrades); such a request fails with
- * protocol_error and a detail saying so (the node:http2 codec, the default, carries them).
+ * Tunnels: CONNECT and upgrades (sent as RFC 8441 extended CONNECT) keep the request side open;
+ * a 2xx to CONNECT or a 200 to an extended CONNECT (reported as 101 with its upgrade token, like
+ * client-stream.ts) turns the stream into a RawTunnel (raw-tunnel.ts) that takeTunnel() returns.
+ * An extended CONNECT waits for the peer's first SETTINGS and fails with protocol_error when the
+ * peer did not enable it (RFC 8441 §3), as node:http2 does.
  */
 import type { Duplex } from 'node:stream';
 import type { HeaderList, RequestEncoder, RequestHead, ResetReason, ResponseSink } from '../codec';
@@ -14,6 +17,7 @@ import { E_CANCEL, E_NO_ERROR } from './frames';
 import { decodeResponseHead, decodeTrailers, requestFields, resetCode, trailerFields } from './headers';
 import type { H2RawClientSession, RawStream, RawStreamHandler } from './raw-client-session';
 import type { StreamOwner } from './client-stream';
+import { RawTunnel } from './raw-tunnel';
 
 /** What a raw stream needs from its pool connection. */
 export interface RawStreamOwner extends Pick<StreamOwner, 'scheme' | 'streamDone'> {
@@ -35,6 +39,11 @@ export class RawClientStream implements RequestEncoder, RawStreamHandler {
   private done = false;
   private localReset = false;
   private needWritable = false;
+  /** CONNECT or upgrade request: the request side stays open for a tunnel. */
+  private tunnelRequest = false;
+  /** Upgrade token of an extended CONNECT (RFC 8441). */
+  private upgrade: string | undefined = undefined;
+  private tunnel: RawTunnel | undefined = undefined;
 
   constructor(
     private readonly owner: RawStreamOwner,
@@ -46,15 +55,37 @@ export class RawClientStream implements RequestEncoder, RawStreamHandler {
   writeHeaders(head: RequestHead, endStream: boolean): void {
     if (this.done || this.s !== undefined) return;
     const session = this.owner.raw;
-    if (head.method === 'CONNECT' || (head.upgrade !== undefined && head.upgrade !== 'h2c')) {
-      return this.failEarly('protocol_error', "CONNECT and upgrades are not supported by meshlet's own HTTP/2 codec yet");
-    }
     if (session === undefined || session.unusable) {
       return this.failEarly('connection_termination', 'upstream connection closed before the request started');
     }
     const fields = requestFields(head, this.owner.scheme, this.owner.authority);
     if (typeof fields === 'string') {
       return this.failEarly('protocol_error', `cannot send request headers upstream: ${fields}`);
+    }
+    // An upgrade or CONNECT keeps its stream open for the tunnel even when the HTTP/1.1 request
+    // itself had no body (as Envoy's codec and client-stream.ts do).
+    const connect = head.method === 'CONNECT' && head.upgrade === undefined;
+    const upgrade = head.upgrade !== undefined && head.upgrade !== 'h2c' ? head.upgrade : undefined;
+    if (connect || upgrade !== undefined) {
+      this.tunnelRequest = true;
+      this.upgrade = upgrade;
+      endStream = false;
+      if (upgrade !== undefined && !session.settingsSeen) {
+        // RFC 8441 §3: no :protocol before the peer's SETTINGS_ENABLE_CONNECT_PROTOCOL.
+        session.whenSettings(() => this.open(session, fields, false));
+        return;
+      }
+    }
+    this.open(session, fields, endStream);
+  }
+
+  private open(session: H2RawClientSession, fields: string[], endStream: boolean): void {
+    if (this.done || this.localReset) return;
+    if (session.unusable) {
+      return this.failEarly('connection_termination', 'upstream connection closed before the request started');
+    }
+    if (this.upgrade !== undefined && !session.peerConnectProtocol) {
+      return this.failEarly('protocol_error', 'upstream did not enable extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL)');
     }
     const s = session.openStream(this, fields, endStream);
     if (typeof s === 'string') return this.failEarly('connection_termination', s);
@@ -78,6 +109,11 @@ export class RawClientStream implements RequestEncoder, RawStreamHandler {
   }
 
   reset(reason: ResetReason): void {
+    if (this.tunnel !== undefined) {
+      this.sink = undefined;
+      this.tunnel.destroy();
+      return;
+    }
     if (this.done || this.localReset) return;
     this.localReset = true;
     this.sink = undefined;
@@ -95,7 +131,10 @@ export class RawClientStream implements RequestEncoder, RawStreamHandler {
   }
 
   takeTunnel(): Duplex {
-    throw new Error("tunnels are not supported by meshlet's own HTTP/2 codec");
+    const t = this.tunnel;
+    if (t === undefined) throw new Error('takeTunnel without a tunnel response');
+    this.sink = undefined;
+    return t;
   }
 
   // ───────────── RawStreamHandler ─────────────
@@ -121,6 +160,18 @@ export class RawClientStream implements RequestEncoder, RawStreamHandler {
     // 1xx informational responses are not forwarded (as with the node:http2 codec).
     if (head.status >= 100 && head.status < 200) return;
     this.headersSeen = true;
+    if (this.tunnelRequest && !endStream && head.status >= 200 && head.status < 300) {
+      if (this.upgrade !== undefined) {
+        if (head.status !== 200) return this.abortTunnel(sink, head.status);
+        // RFC 8441: 200 to an extended CONNECT is HTTP/1.1's 101 (Envoy's transformUpgradeResponseFromH2toH1).
+        head.status = 101;
+        head.headers.push('upgrade', this.upgrade);
+      }
+      // Data that follows the headers waits in the tunnel until the router takes it.
+      this.tunnel = new RawTunnel(this.session!, this.s!, () => this.finish());
+      sink.onResponseHeaders(head, false);
+      return;
+    }
     if (endStream) {
       this.responseEnded = true;
       this.finish();
@@ -129,6 +180,7 @@ export class RawClientStream implements RequestEncoder, RawStreamHandler {
   }
 
   onData(chunk: Buffer, endStream: boolean): void {
+    if (this.tunnel !== undefined) return this.tunnel.onPeerData(chunk, endStream);
     const sink = this.sink;
     if (sink === undefined || this.responseEnded) return;
     if (endStream) {
@@ -139,6 +191,10 @@ export class RawClientStream implements RequestEncoder, RawStreamHandler {
   }
 
   onReset(code: number, kind: 'remote' | 'refused' | 'gone'): void {
+    if (this.tunnel !== undefined) {
+      this.tunnel.onPeerReset(`upstream tunnel stream closed (rst code ${kind === 'gone' ? 'none' : code})`);
+      return;
+    }
     this.finish();
     const sink = this.sink;
     this.sink = undefined;
@@ -151,6 +207,7 @@ export class RawClientStream implements RequestEncoder, RawStreamHandler {
   }
 
   onWritable(): void {
+    if (this.tunnel !== undefined) return this.tunnel.onWritable();
     if (!this.needWritable) return;
     this.needWritable = false;
     this.sink?.onUpstreamWritable();
@@ -161,6 +218,14 @@ export class RawClientStream implements RequestEncoder, RawStreamHandler {
     const sink = this.sink;
     this.sink = undefined;
     if (sink !== undefined && !this.localReset) sink.onUpstreamReset(reason, detail);
+  }
+
+  /** A 2xx other than 200 to an extended CONNECT is not an upgrade: fail it (the router answers 502). */
+  private abortTunnel(sink: ResponseSink, status: number): void {
+    this.sink = undefined;
+    this.session!.resetStream(this.s!, E_CANCEL);
+    this.finish();
+    sink.onUpstreamReset('protocol_error', `upstream answered extended CONNECT with ${status}`);
   }
 
   private failEarly(reason: ResetReason, detail: string): void {
