@@ -18,6 +18,8 @@ import { createRegistries } from '../../proxy/registry';
 import { VERSION } from '../../common/version';
 
 const ROOT = join(__dirname, '../..');
+/** The control plane's TLS port as the injected pods reach it (the Service's name and port). */
+const SECURE_ADDRESS = 'meshlet-control-plane.meshlet-system.svc:15012';
 const read = (p: string) => readFileSync(join(ROOT, p), 'utf8');
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed manifests are walked freely in assertions
 type Obj = Record<string, any>;
@@ -52,9 +54,13 @@ describe('deploy/kubernetes', () => {
       defaultNamespace: 'default',
       drainTimeS: 5,
       version: VERSION,
+      secure: { address: SECURE_ADDRESS, rootConfigMap: 'meshlet-root-cert' },
     });
     expect(r.warnings).toEqual([]);
-    expect(read('deploy/kubernetes/app-injected.yaml'), 'regenerate: meshlet inject -f deploy/kubernetes/app.yaml -o deploy/kubernetes/app-injected.yaml').toBe(r.yaml);
+    expect(
+      read('deploy/kubernetes/app-injected.yaml'),
+      'regenerate: meshlet inject -f deploy/kubernetes/app.yaml -o deploy/kubernetes/app-injected.yaml --control-plane-tls meshlet-control-plane.meshlet-system.svc:15012 --root-configmap meshlet-root-cert',
+    ).toBe(r.yaml);
   });
 
   it('the mesh file is valid and each workload sits at the pod IP its Deployment pins, with its node id', () => {
@@ -107,10 +113,27 @@ describe('deploy/kubernetes', () => {
     const dep = cp.find((d) => d.kind === 'Deployment')!;
     const c = dep.spec.template.spec.containers[0];
     expect(c.command.slice(-1)).toEqual(['control-plane']);
-    expect(c.args[c.args.indexOf('--port') + 1]).toBe('15010');
-    expect(c.args[c.args.indexOf('--host') + 1]).toBe('0.0.0.0');
+    const arg = (f: string) => (c.args.includes(f) ? c.args[c.args.indexOf(f) + 1] : undefined);
+    expect(arg('--tls-port')).toBe('15012');
+    expect(arg('--host')).toBe('0.0.0.0');
+    // The authenticated path: no insecure flag, tokens checked against the API server's JWKS.
+    expect(c.args.filter((a: string) => a.startsWith('--insecure'))).toEqual([]);
+    expect(arg('--jwks-uri')).toBe('https://kubernetes.default.svc/openid/v1/jwks');
+    expect(arg('--token-issuer')).toMatch(/^https:\/\//);
+    // The CA comes from the Secret the kustomization generates, mounted at --ca-dir.
+    const mount = c.volumeMounts.find((m: Obj) => m.mountPath === arg('--ca-dir'));
+    const vol = dep.spec.template.spec.volumes.find((v: Obj) => v.name === mount.name);
+    const k = docs('deploy/kubernetes/kustomization.yaml')[0]!;
+    const caSecret = k.secretGenerator.find((g: Obj) => g.name === vol.secret.secretName);
+    expect(caSecret.files.map((f: string) => f.split('/').pop()).sort()).toEqual(['ca-cert.pem', 'ca-key.pem', 'root-cert.pem']);
+    const rootCm = k.configMapGenerator.find((g: Obj) => g.name === 'meshlet-root-cert');
+    expect(rootCm.namespace).toBe('shop');
+    // The Service and the NetworkPolicy expose the TLS port only; the pods dial it by that name.
     const svc = cp.find((d) => d.kind === 'Service')!;
-    expect(`${svc.metadata.name}.${svc.metadata.namespace}.svc.cluster.local:${svc.spec.ports[0].port}`).toBe(DEFAULT_CONTROL_PLANE);
+    expect(svc.spec.ports.map((p: Obj) => p.port)).toEqual([15012]);
+    expect(`${svc.metadata.name}.${svc.metadata.namespace}.svc:${svc.spec.ports[0].port}`).toBe(SECURE_ADDRESS);
+    const np = cp.find((d) => d.kind === 'NetworkPolicy')!;
+    expect(np.spec.ingress[0].ports).toEqual([{ port: 15012, protocol: 'TCP' }]);
     // Run the real command with the same flags (mesh path swapped for a copy) and --validate.
     const { mkdtempSync, writeFileSync, rmSync } = await import('node:fs');
     const { tmpdir } = await import('node:os');
@@ -124,6 +147,7 @@ describe('deploy/kubernetes', () => {
     });
     try {
       const args = (c.args as string[]).map((a) => (a === '/etc/meshlet/mesh/mesh.yaml' ? file : a));
+      // No API server here: the JWKS is not fetched by --validate.
       expect(await runControlPlane([...args, '--validate'])).toBe(0);
     } finally {
       w.mockRestore();
