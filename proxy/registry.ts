@@ -33,7 +33,7 @@ import {
   networkRbacFactory,
   tcpProxyFactory,
 } from './listeners/builtin-network-filters';
-import { istioAuthnFactory, istioStatsNetworkFactory } from './listeners/istio-network-filters';
+import { istioAuthnFactory, istioStatsNetworkFactory, metadataExchangeFactory } from './listeners/istio-network-filters';
 import { NetworkFilterRegistry } from './listeners/network-filter';
 import { registerDefaultLbPolicies } from './upstream/lb/index';
 import { LbRegistry } from './upstream/lb/types';
@@ -86,7 +86,8 @@ export function createRegistries(): Registries {
     .register(connectionLimitFactory)
     .register(networkExtAuthzFactory)
     .register(istioAuthnFactory)
-    .register(istioStatsNetworkFactory);
+    .register(istioStatsNetworkFactory)
+    .register(metadataExchangeFactory);
   const lbPolicies = registerDefaultLbPolicies(new LbRegistry());
   return { httpFilters, networkFilters, lbPolicies };
 }

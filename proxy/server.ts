@@ -61,6 +61,7 @@ import { TlsContextManager } from './tls/context-manager';
 import { terminateDownstreamTls } from './tls/downstream';
 import { TlsTransportSocketFactory } from './tls/upstream';
 import { ClusterManager } from './upstream/cluster-manager';
+import { withMetadataExchange } from './upstream/metadata-exchange';
 import { TcpTransportSocketFactory } from './upstream/transport';
 import type { TransportSocketFactory } from './upstream/types';
 
@@ -146,7 +147,8 @@ export class MeshletServer {
       lbRegistry: this.registries.lbPolicies,
       poolFactory: (host, cluster, protocol) =>
         protocol === 'HTTP/2' ? new H2ConnectionPool(host, cluster) : new H1ConnectionPool(host, cluster),
-      transportProvider: (cfg, socket) => this.transportFor(socket, cfg.upstreamBindConfig),
+      transportProvider: (cfg, socket) =>
+        withMetadataExchange(this.transportFor(socket, cfg.upstreamBindConfig), cfg.upstreamMetadataExchange, opts.bootstrap.node),
       ...(opts.bootstrap.localClusterName
         ? { localCluster: { name: opts.bootstrap.localClusterName, locality: opts.bootstrap.node.locality } }
         : {}),

@@ -220,7 +220,15 @@ export type NetworkFilterConfig =
   /** Istio's istio.stats network filter: drives the Istio TCP metrics of the chain's tcp_proxy. */
   | { readonly kind: 'istio_stats'; readonly name: string; readonly stats: IstioStatsConfig }
   /** Istio's istio_authn: io.istio.peer_principal / local_principal from the mTLS certificates. */
-  | { readonly kind: 'istio_authn'; readonly name: string };
+  | { readonly kind: 'istio_authn'; readonly name: string }
+  /** Istio's TCP metadata exchange (envoy.tcp.metadataexchange): peer metadata over ALPN `protocol`. */
+  | { readonly kind: 'metadata_exchange'; readonly name: string; readonly mx: MetadataExchangeConfig };
+
+/** envoy.tcp.metadataexchange.config.MetadataExchange (network filter and upstream cluster filter). */
+export interface MetadataExchangeConfig {
+  /** The ALPN the exchange runs on (istiod: istio-peer-exchange); compared with the negotiated one. */
+  readonly protocol: string;
+}
 
 /** envoy.extensions.filters.network.ext_authz.v3.ExtAuthz (gRPC Authorization/Check per connection). */
 export interface NetworkExtAuthzConfig {
@@ -744,6 +752,8 @@ export interface ClusterConfig {
    * the one matching the destination's family is used.
    */
   readonly upstreamBindConfig?: { readonly sourceAddresses: readonly { readonly address: string; readonly port: number }[] };
+  /** Cluster.filters: Istio's upstream TCP metadata exchange (the only upstream network filter meshlet has). */
+  readonly upstreamMetadataExchange?: MetadataExchangeConfig;
 }
 
 /** envoy.config.endpoint.v3.ClusterLoadAssignment */

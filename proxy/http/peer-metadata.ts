@@ -215,8 +215,9 @@ export function peerFromStruct(st: StructObject, id = ''): PeerMetadata {
     workload: s(st.WORKLOAD_NAME),
     namespace: s(st.NAMESPACE),
     cluster: s(st.CLUSTER_ID),
-    app: s(labels.app),
-    version: s(labels.version),
+    // istio-proxy: the qualified app.kubernetes.io/name and /version labels win over app and version.
+    app: s(labels['app.kubernetes.io/name']) || s(labels.app),
+    version: s(labels['app.kubernetes.io/version']) || s(labels.version),
     canonicalService: s(labels['service.istio.io/canonical-name']),
     canonicalRevision: s(labels['service.istio.io/canonical-revision']),
     owner: s(st.OWNER),
@@ -288,4 +289,97 @@ export function internPeer(bytesKey: string, make: () => PeerMetadata | undefine
   }
   remember(key, peer);
   return peer ?? undefined;
+}
+
+// ───────────────────────────── TCP exchange frame ─────────────────────────────
+
+/** The frame's fixed header: magic and the Any's length, both 32-bit big-endian. */
+export const MX_HEADER_BYTES = 8;
+const OWNER_PREFIX = 'kubernetes://apis/apps/v1/namespaces/';
+const WORKLOAD_TYPES = new Set(['pod', 'deployment', 'job', 'cronjob']);
+
+/**
+ * The workload Struct istio-proxy writes on the TCP exchange (its WorkloadMetadataObject of the
+ * node): NAME, NAMESPACE, WORKLOAD_NAME, CLUSTER_ID, LABELS with the canonical name and revision
+ * and app / version (the app.kubernetes.io/ labels first), OWNER rebuilt from its workload type
+ * (pod, deployment, job, cronjob; otherwise absent), REGION and AVAILABILITY_ZONE from the node's
+ * locality. Empty strings are left out; LABELS is always there.
+ */
+export function localWorkloadStruct(node: NodeInfo): StructObject {
+  const md = node.metadata ?? {};
+  const str = (k: string): string => (typeof md[k] === 'string' ? (md[k] as string) : '');
+  const labelsIn = stringMap(md.LABELS) ?? {};
+  const label = (k: string): string => s(labelsIn[k]);
+  const out: StructObject = {};
+  const put = (o: StructObject, k: string, v: string): void => {
+    if (v !== '') o[k] = v;
+  };
+  const ns = str('NAMESPACE');
+  const workload = str('WORKLOAD_NAME');
+  put(out, 'NAME', str('NAME'));
+  put(out, 'NAMESPACE', ns);
+  put(out, 'WORKLOAD_NAME', workload);
+  put(out, 'CLUSTER_ID', str('CLUSTER_ID'));
+  const labels: StructObject = {};
+  put(labels, 'service.istio.io/canonical-name', label('service.istio.io/canonical-name'));
+  put(labels, 'service.istio.io/canonical-revision', label('service.istio.io/canonical-revision'));
+  put(labels, 'app', label('app.kubernetes.io/name') || label('app'));
+  put(labels, 'version', label('app.kubernetes.io/version') || label('version'));
+  out.LABELS = labels;
+  const owner = str('OWNER');
+  if (owner.length > workload.length + 2) {
+    const head = owner.slice(0, owner.length - workload.length - 2);
+    const type = head.slice(head.lastIndexOf('/') + 1);
+    if (WORKLOAD_TYPES.has(type)) out.OWNER = `${OWNER_PREFIX}${ns}/${type}s/${workload}`;
+  }
+  put(out, 'REGION', node.locality?.region ?? '');
+  put(out, 'AVAILABILITY_ZONE', node.locality?.zone ?? '');
+  return out;
+}
+
+/**
+ * The whole frame one side writes first on an `istio-peer-exchange` connection: magic
+ * 0x3D230467, the length of what follows, then a google.protobuf.Any (type_url = 1, value = 2) of
+ * a Struct {"x-envoy-peer-metadata": workload Struct, "x-envoy-peer-metadata-id": node id}.
+ */
+export function encodeExchangeFrame(node: NodeInfo): Buffer {
+  const body: StructObject = { [PEER_METADATA_HEADER]: localWorkloadStruct(node) };
+  if (node.id !== '') body[PEER_METADATA_ID_HEADER] = node.id;
+  const w = pb().Writer.create();
+  w.uint32((1 << 3) | 2).string(STRUCT_TYPE_URL);
+  w.uint32((2 << 3) | 2).bytes(encodeStruct(body));
+  const any = w.finish();
+  const frame = Buffer.allocUnsafe(MX_HEADER_BYTES + any.length);
+  frame.writeUInt32BE(MX_MAGIC, 0);
+  frame.writeUInt32BE(any.length, 4);
+  frame.set(any, MX_HEADER_BYTES);
+  return frame;
+}
+
+/** The Any's largest accepted length (istio-proxy has no bound; meshlet keeps one). */
+export const MX_MAX_BYTES = MAX_BYTES;
+
+/**
+ * The peer of a received frame body (the Any after the 8-byte header): undefined when it is not
+ * an Any of a Struct, or the Struct has no "x-envoy-peer-metadata" Struct in it. Interned by the
+ * bytes, so a peer seen again is the same object.
+ */
+export function decodeExchangeAny(any: Uint8Array): PeerMetadata | undefined {
+  return internPeer(Buffer.from(any.buffer, any.byteOffset, any.byteLength).toString('latin1'), () => {
+    const r = pb().Reader.create(any);
+    let typeUrl = '';
+    let value: Uint8Array | undefined;
+    while (r.pos < any.length) {
+      const tag = r.uint32();
+      if (tag === ((1 << 3) | 2)) typeUrl = r.string();
+      else if (tag === ((2 << 3) | 2)) value = r.bytes();
+      else r.skipType(tag & 7);
+    }
+    if (typeUrl !== STRUCT_TYPE_URL) return undefined;
+    const outer = decodeStruct(value ?? new Uint8Array(0));
+    const inner = outer[PEER_METADATA_HEADER];
+    if (inner === null || inner === undefined || typeof inner !== 'object' || Array.isArray(inner)) return undefined;
+    const id = outer[PEER_METADATA_ID_HEADER];
+    return peerFromStruct(inner, typeof id === 'string' ? id : '');
+  });
 }

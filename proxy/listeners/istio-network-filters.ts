@@ -9,11 +9,16 @@
  * - `istio.stats`: hands its config to the chain's tcp_proxy, whose Istio TCP metrics it drives
  *   (proxy/telemetry/istio.ts). On a chain ending in the HTTP connection manager the HTTP
  *   `istio.stats` filter is the one that counts.
+ * - `istio.metadata_exchange` (TCP): the downstream end of Istio's TCP metadata exchange
+ *   (proxy/upstream/metadata-exchange.ts), wrapped around the terminal handler.
  */
 import type { Socket } from 'node:net';
+import type { NodeInfo } from '../config/types';
 import type { DownstreamConnectionInfo } from '../http/codec';
+import { exchangeFrame, exchangeMetadata, negotiatedProtocol } from '../upstream/metadata-exchange';
 import type { NetworkFilter } from './listener';
 import type { NetworkFilterFactory } from './network-filter';
+import type { ConnectionHandler, DrainDecision, Sniffed } from './types';
 
 const SPIFFE = 'spiffe://';
 
@@ -51,5 +56,58 @@ export const istioStatsNetworkFactory: NetworkFilterFactory<'istio_stats'> = {
   kind: 'istio_stats',
   build(f, parts) {
     parts.istioStats = f.stats;
+  },
+};
+
+/**
+ * istio.metadata_exchange (envoy.tcp.metadataexchange): wraps the chain's terminal handler. On a
+ * connection whose negotiated ALPN is the configured protocol it writes this node's frame, reads
+ * the peer's and puts the peer into the connection's filter state (the source of the Istio
+ * metrics, TCP and HTTP), then hands the rest of the bytes on. Other connections pass untouched.
+ */
+export class MetadataExchangeHandler implements ConnectionHandler {
+  private pending = 0;
+
+  constructor(
+    private readonly protocol: string,
+    private readonly node: NodeInfo,
+    private readonly inner: ConnectionHandler,
+  ) {}
+
+  get activeConnections(): number {
+    return this.inner.activeConnections + this.pending;
+  }
+
+  drain(decision?: DrainDecision): void {
+    this.inner.drain?.(decision);
+  }
+
+  handle(socket: Socket, info: DownstreamConnectionInfo, sniffed: Sniffed | undefined): void {
+    if (negotiatedProtocol(info.tls?.alpn) !== this.protocol) {
+      this.inner.handle(socket, info, sniffed);
+      return;
+    }
+    socket.pause();
+    this.pending++;
+    exchangeMetadata(socket, exchangeFrame(this.node), (r) => {
+      this.pending--;
+      if (r.kind === 'closed') {
+        socket.destroy();
+        return;
+      }
+      if (r.kind === 'peer' && r.peer !== undefined) (info.filterState ??= {}).downstreamPeer = r.peer;
+      socket.resume();
+      this.inner.handle(socket, info, sniffed);
+    });
+  }
+}
+
+export const metadataExchangeFactory: NetworkFilterFactory<'metadata_exchange'> = {
+  kind: 'metadata_exchange',
+  build(f, parts, ctx) {
+    const node = ctx.node;
+    // Without a node there is nothing to send (a bootstrap always has one; tests may not).
+    if (node === undefined) return;
+    parts.wrappers.push((inner) => new MetadataExchangeHandler(f.mx.protocol, node, inner));
   },
 };

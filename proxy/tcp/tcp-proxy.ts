@@ -243,6 +243,7 @@ class TcpSession {
       durationMs: Date.now() - this.startTime,
       flags: this.flags,
       ...(up && this.host ? { upstreamHostMetadata: this.host.metadata } : {}),
+      ...(this.conn?.peer !== undefined ? { upstreamPeer: this.conn.peer } : {}),
       ended,
     };
   }

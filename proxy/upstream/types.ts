@@ -7,6 +7,7 @@ import type { SslStats } from './ssl-stats';
 import type { Socket } from 'node:net';
 import type { ClusterConfig, ClusterLoadAssignment } from '../config/types';
 import type { ConnectionPool, HttpProtocol, ResetReason } from '../http/codec';
+import type { PeerMetadata } from '../http/peer-metadata';
 import type { Host } from './host';
 import type { LbContext } from './lb/types';
 
@@ -64,6 +65,8 @@ export interface TransportConnection {
   readonly alpn?: string;
   /** Verified SPIFFE ID of the upstream (mTLS only). */
   readonly peerPrincipal?: string;
+  /** The upstream's Istio metadata from the TCP metadata exchange (cluster filter), when it ran. */
+  readonly peer?: PeerMetadata;
 }
 
 /**

@@ -23,7 +23,7 @@ const ctx = {} as NetworkFilterContext;
 describe('the network filter registry', () => {
   it('has a built-in factory for every network filter kind the decoders produce', () => {
     expect(createRegistries().networkFilters.kinds().sort()).toEqual(
-      ['connection_limit', 'ext_authz', 'http_connection_manager', 'istio_authn', 'istio_stats', 'rbac', 'tcp_proxy'],
+      ['connection_limit', 'ext_authz', 'http_connection_manager', 'istio_authn', 'istio_stats', 'metadata_exchange', 'rbac', 'tcp_proxy'],
     );
   });
 

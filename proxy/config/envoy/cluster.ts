@@ -20,6 +20,7 @@ import { decodeHealthCheck } from './health-check';
 import { headerName } from './matchers';
 import { decodeOutlierDetection } from './outlier';
 import { decodeTransportSocket } from './tls';
+import { decodeClusterFilters } from '../filters/metadata-exchange';
 
 const T_HTTP_PROTOCOL_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 const LB_POLICIES = {
@@ -349,6 +350,7 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
   const perConnectionBufferLimitBytes = r.int('per_connection_buffer_limit_bytes', 1_048_576, 0, 0xffffffff);
   const metadata = decodeMetadata(r);
   const upstreamBindConfig = decodeBindConfig(r.obj('upstream_bind_config'));
+  const upstreamMetadataExchange = decodeClusterFilters(r);
   r.done();
   if (!name) return undefined;
   return {
@@ -367,6 +369,7 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
     maxRequestsPerConnection: proto.maxRequestsPerConnection,
     ...(transportSocket ? { transportSocket } : {}),
     ...(transportSocketMatches.length > 0 ? { transportSocketMatches } : {}),
+    ...(upstreamMetadataExchange ? { upstreamMetadataExchange } : {}),
     healthChecks,
     ...(outlierDetection ? { outlierDetection } : {}),
     dnsLookupFamily,

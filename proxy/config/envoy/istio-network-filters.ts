@@ -10,6 +10,7 @@
 import { Reader } from '../../../common/reader';
 import { decodeIstioStats, ISTIO_STATS_TYPE_NAME } from '../filters/istio-stats';
 import { decodeIstioWasm } from '../filters/istio-wasm';
+import { decodeMetadataExchange, MX_TYPE_NAME } from '../filters/metadata-exchange';
 import type { NetworkFilterConfig } from '../types';
 import { reportUnsupportedType } from './unsupported';
 
@@ -25,6 +26,7 @@ interface Entry {
 /** The inner decoders a TypedStruct may carry, by inner type name. */
 const INNER: Readonly<Record<string, (v: Reader, name: string) => NetworkFilterConfig | undefined>> = {
   [ISTIO_STATS_TYPE_NAME]: (v, name) => ({ kind: 'istio_stats', name, stats: decodeIstioStats(v) }),
+  [MX_TYPE_NAME]: (v, name) => ({ kind: 'metadata_exchange', name, mx: decodeMetadataExchange(v) }),
   [ISTIO_AUTHN_TYPE_NAME]: (v, name) => {
     v.done(); // io.istio.network.authn.Config has no fields
     return { kind: 'istio_authn', name };
@@ -51,6 +53,7 @@ function emptyReader(t: Reader): Reader {
 
 export const ISTIO_NETWORK_FILTERS: readonly (readonly [string, Entry])[] = [
   [ISTIO_STATS_TYPE_NAME, { terminal: false, decode: (t, name) => ({ kind: 'istio_stats', name, stats: decodeIstioStats(t) }) }],
+  [MX_TYPE_NAME, { terminal: false, decode: (t, name) => ({ kind: 'metadata_exchange', name, mx: decodeMetadataExchange(t) }) }],
   [
     NETWORK_WASM,
     {
