@@ -39,6 +39,8 @@ import type { FilterManagerCallbacks } from './filter-callbacks';
 import { FilterManager } from './filter-manager';
 import { H1ServerCodec, h1ServerOptions } from './h1/server-codec';
 import { H2ServerCodec, h2ServerOptionsFromHcm } from './h2/server-codec';
+import { H2RawServerCodec } from './h2/raw-server-session';
+import { h2ServerCodecKind } from './h2/server-settings';
 import {
   applyServerHeader,
   applyXfcc,
@@ -162,7 +164,8 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
     const onCodecError = (r: CodecErrorReport): void => this.onCodecError(r, info, h2);
     let codec: Codec;
     if (h2) {
-      codec = new H2ServerCodec(socket, info, this, { ...h2ServerOptionsFromHcm(cfg), onCodecError });
+      const Codec = h2ServerCodecKind() === 'meshlet' ? H2RawServerCodec : H2ServerCodec;
+      codec = new Codec(socket, info, this, { ...h2ServerOptionsFromHcm(cfg), onCodecError });
     } else {
       codec = new H1ServerCodec(socket, this, info, h1ServerOptions(cfg, onCodecError));
     }

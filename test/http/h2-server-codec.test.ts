@@ -25,7 +25,13 @@ import type {
   ResponseSink,
 } from '../../proxy/http/codec';
 import { H2ConnectionPool } from '../../proxy/http/h2/client-pool';
-import { H2ServerCodec, type H2ServerCodecOptions } from '../../proxy/http/h2/server-codec';
+import { H2ServerCodec as NodeH2ServerCodec, type H2ServerCodecOptions } from '../../proxy/http/h2/server-codec';
+import { H2RawServerCodec } from '../../proxy/http/h2/raw-server-session';
+import { h2ServerCodecKind } from '../../proxy/http/h2/server-settings';
+
+/** The codec MESHLET_H2_SERVER_CODEC selects (node:http2 by default, meshlet's own framing with =meshlet). */
+const H2ServerCodec = h2ServerCodecKind() === 'meshlet' ? H2RawServerCodec : NodeH2ServerCodec;
+type H2ServerCodec = NodeH2ServerCodec | H2RawServerCodec;
 import { Host } from '../../proxy/upstream/host';
 import { ClusterResourceManager } from '../../proxy/upstream/resources';
 import { TcpTransportSocketFactory } from '../../proxy/upstream/transport';

@@ -333,3 +333,76 @@ export function trailerFields(list: HeaderList): string[] | string {
   const out: string[] = [];
   return addFields(out, list) ?? out;
 }
+
+/** ResponseHead to a flat HTTP/2 field list (`:status` first); a 101 to an upgrade becomes 200. */
+export function responseFields(head: ResponseHead, upgrade: boolean): string[] | string {
+  const status = upgrade && head.status === 101 ? 200 : head.status;
+  const out: string[] = [':status', String(status)];
+  const bad = addFields(out, head.headers);
+  if (bad !== undefined) return bad;
+  for (let i = 2; i < out.length; i += 2) if (!validName(out[i]!)) return `invalid header name ${out[i]}`;
+  return out;
+}
+
+/** A lower-case RFC 9110 token (what a field name on the wire may be). */
+function validName(name: string): boolean {
+  for (let k = 0; k < name.length; k++) {
+    const c = name.charCodeAt(k);
+    if (c > 126 || (c >= 65 && c <= 90) || !TOKEN[c]) return false;
+  }
+  return true;
+}
+
+const TOKEN: boolean[] = [];
+for (let c = 0; c < 127; c++) TOKEN[c] = c > 32 && !'"(),/:;<=>?@[\\]{}'.includes(String.fromCharCode(c));
+
+/**
+ * RFC 9113 §8.2–8.3 checks of a decoded request field list that decodeRequestHead does not make
+ * (it is lenient towards what nghttp2 already validated): upper-case names, pseudo-headers after
+ * regular ones, duplicated or response pseudo-headers, connection-specific fields, TE other than
+ * "trailers", an empty :path. Returns why the request is malformed, or undefined.
+ */
+export function malformedRequest(fields: readonly string[]): string | undefined {
+  let regular = false;
+  let seen = 0;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i]!;
+    if (name.length === 0) return 'empty header name';
+    if (name.charCodeAt(0) === 58) {
+      if (regular) return 'pseudo-header after a regular header';
+      let bit: number;
+      switch (name) {
+        case ':method':
+          bit = 1;
+          break;
+        case ':scheme':
+          bit = 2;
+          break;
+        case ':authority':
+          bit = 4;
+          break;
+        case ':path':
+          bit = 8;
+          if (fields[i + 1]!.length === 0) return 'empty :path';
+          break;
+        case ':protocol':
+          bit = 16;
+          break;
+        default:
+          return `pseudo-header ${name} in a request`;
+      }
+      if ((seen & bit) !== 0) return `duplicated ${name}`;
+      seen |= bit;
+      continue;
+    }
+    regular = true;
+    for (let k = 0; k < name.length; k++) {
+      const c = name.charCodeAt(k);
+      if ((c >= 65 && c <= 90) || c <= 32 || c === 127 || c > 255) return 'invalid header name';
+    }
+    if (isConnectionSpecific(name)) return `connection-specific header ${name}`;
+    if (name === 'te' && fields[i + 1] !== 'trailers') return 'te other than trailers';
+    if (!validValue(fields[i + 1]!)) return `invalid value of ${name}`;
+  }
+  return undefined;
+}
