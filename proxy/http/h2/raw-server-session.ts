@@ -64,6 +64,7 @@ import { decodeRequestHead, decodeTrailers, EMPTY, malformedRequest } from './he
 import { HpackDecoder, HpackError } from './hpack';
 import { FrameOutput } from './frame-output';
 import { RawServerGuard } from './raw-server-guard';
+import { RawServerSender } from './raw-server-send';
 import { RawServerStream } from './raw-server-stream';
 import { clampWindow, type H2ServerCodecOptions, h2ServerAbuseStats } from './server-settings';
 
@@ -103,10 +104,8 @@ export class H2RawServerCodec {
   private blockBytes = 0;
   /** Our SETTINGS were acknowledged: limits in them are binding on the client. */
   private settingsAcked = false;
-  // send side (the client's settings)
-  peerInitialWindow = DEFAULT_WINDOW;
-  sendWindow = DEFAULT_WINDOW;
-  peerMaxFrame = DEFAULT_MAX_FRAME;
+  /** Response HEADERS / DATA / trailers within the client's windows. */
+  readonly tx: RawServerSender;
   // lifecycle
   private closing = false;
   private gone = false;
@@ -130,6 +129,7 @@ export class H2RawServerCodec {
     this.recvWindow = this.connWindow;
     this.out = new FrameOutput(socket, () => this.onSocketDrain());
     this.guard = new RawServerGuard();
+    this.tx = new RawServerSender(this.out, this.guard, (s) => this.maybeClosed(s));
     (socket as Tagged)[kCodec] = this;
     socket.on('data', onSocketData);
     socket.on('error', () => {});
@@ -181,48 +181,6 @@ export class H2RawServerCodec {
 
   // ───────────── sending (called by RawServerStream / RawServerTunnel) ─────────────
 
-  sendHeaders(s: RawServerStream, fields: readonly string[], endStream: boolean): void {
-    if (s.gone) return;
-    if (endStream) {
-      s.localEnded = true;
-      if (s.queued !== undefined) {
-        // Never happens for a first HEADERS; kept for safety.
-        s.queuedEnd = true;
-        return;
-      }
-    }
-    this.out.headers(s.id, fields, endStream, this.peerMaxFrame);
-    if (endStream) this.maybeClosed(s);
-  }
-
-  /** Response data; false when the connection manager should wait for onDownstreamWritable. */
-  sendData(s: RawServerStream, chunk: Buffer, end: boolean): boolean {
-    if (s.gone || s.localEnded || this.gone) return true;
-    if (end) s.localEnded = true;
-    if (s.queued !== undefined) {
-      if (chunk.length > 0) {
-        s.queued.push(chunk);
-        s.queuedBytes += chunk.length;
-      }
-      if (end) s.queuedEnd = true;
-      return this.notWritable(s);
-    }
-    if (!this.pushData(s, chunk, end)) return this.notWritable(s);
-    if (this.out.full()) return this.notWritable(s);
-    return true;
-  }
-
-  sendTrailers(s: RawServerStream, fields: string[]): void {
-    if (s.gone || s.localEnded) return;
-    s.localEnded = true;
-    if (s.queued !== undefined) {
-      s.queuedTrailers = fields;
-      return;
-    }
-    this.out.headers(s.id, fields, true, this.peerMaxFrame);
-    this.maybeClosed(s);
-  }
-
   /** Local reset: RST_STREAM and forget the stream (its sink is not called). */
   resetStream(s: RawServerStream, code: number): void {
     if (s.gone) return;
@@ -259,103 +217,9 @@ export class H2RawServerCodec {
     } else if (held.length === 0 && end) this.deliver(s, EMPTY, true);
   }
 
-  private notWritable(s: RawServerStream): boolean {
-    s.wantWritable = true;
-    if (!s.blocked) {
-      s.blocked = true;
-      this.blocked.push(s);
-    }
-    return false;
-  }
-
-  private blocked: RawServerStream[] = [];
-
-  /** Sends as much of `chunk` as the windows allow; queues the rest. True when all went out. */
-  private pushData(s: RawServerStream, chunk: Buffer, end: boolean): boolean {
-    let at = 0;
-    const len = chunk.length;
-    if (len === 0 && !end) return true;
-    while (at < len || (end && at === len)) {
-      const n = Math.min(s.sendWindow, this.sendWindow, this.peerMaxFrame, len - at);
-      if (n <= 0 && at < len) break;
-      const last = at + n === len;
-      this.out.data(s.id, at === 0 && n === len ? chunk : chunk.subarray(at, at + n), end && last);
-      this.guard.dataFramesSent++;
-      s.sendWindow -= n;
-      this.sendWindow -= n;
-      at += n;
-      if (last) {
-        if (end) this.maybeClosed(s);
-        return true;
-      }
-    }
-    s.queued = [chunk.subarray(at)];
-    s.queuedBytes = len - at;
-    s.queuedEnd = end;
-    return false;
-  }
-
-  /** Windows opened or the socket drained: send queued data, wake writers. */
-  private drainQueues(): void {
-    const list = this.blocked;
-    if (list.length === 0) return;
-    this.blocked = [];
-    const wake: RawServerStream[] = [];
-    for (const s of list) {
-      s.blocked = false;
-      if (s.gone) continue;
-      if (s.queued !== undefined && !this.flushQueued(s)) {
-        s.blocked = true;
-        this.blocked.push(s);
-        continue;
-      }
-      if (this.out.full()) {
-        s.blocked = true;
-        this.blocked.push(s);
-        continue;
-      }
-      wake.push(s);
-    }
-    for (const s of wake) {
-      if (!s.wantWritable) continue;
-      s.wantWritable = false;
-      if (s.tunnel !== undefined) s.tunnel.onWritable();
-      else if (!s.gone) s.sink?.onDownstreamWritable();
-    }
-  }
-
-  private flushQueued(s: RawServerStream): boolean {
-    const q = s.queued!;
-    const end = s.queuedEnd;
-    const trailers = s.queuedTrailers;
-    s.queued = undefined;
-    s.queuedBytes = 0;
-    s.queuedEnd = false;
-    s.queuedTrailers = undefined;
-    for (let i = 0; i < q.length; i++) {
-      const last = i === q.length - 1;
-      if (!this.pushData(s, q[i]!, end && last && trailers === undefined)) {
-        const rest = s.queued as unknown as Buffer[];
-        for (let k = i + 1; k < q.length; k++) {
-          rest.push(q[k]!);
-          s.queuedBytes += q[k]!.length;
-        }
-        s.queuedEnd = end;
-        s.queuedTrailers = trailers;
-        return false;
-      }
-    }
-    if (q.length === 0 && end && trailers === undefined) this.pushData(s, EMPTY, true);
-    if (trailers !== undefined) {
-      this.out.headers(s.id, trailers, true, this.peerMaxFrame);
-      this.maybeClosed(s);
-    }
-    return true;
-  }
-
   private onSocketDrain(): void {
     this.guard.onDrain();
-    this.drainQueues();
+    this.tx.drainQueues();
   }
 
   // ───────────── receiving ─────────────
@@ -597,7 +461,7 @@ export class H2RawServerCodec {
       if (this.guard.malformed()) return this.flood('malformed request flood');
       return this.refuse(id, E_PROTOCOL_ERROR);
     }
-    const s2 = new RawServerStream(id, this, this.peerInitialWindow, this.streamWindow);
+    const s2 = new RawServerStream(id, this, this.tx.peerInitialWindow, this.streamWindow);
     s2.remoteEnded = endStream;
     s2.head = head.method === 'HEAD';
     s2.upgrade = head.upgrade !== undefined || head.method === 'CONNECT';
@@ -666,8 +530,8 @@ export class H2RawServerCodec {
       switch (key) {
         case S_INITIAL_WINDOW_SIZE: {
           if (value > MAX_WINDOW) return this.fail(E_FLOW_CONTROL_ERROR, 'INITIAL_WINDOW_SIZE too large');
-          const delta = value - this.peerInitialWindow;
-          this.peerInitialWindow = value;
+          const delta = value - this.tx.peerInitialWindow;
+          this.tx.peerInitialWindow = value;
           if (delta === 0) break;
           for (const s of this.streams.values()) {
             s.sendWindow += delta;
@@ -677,7 +541,7 @@ export class H2RawServerCodec {
         }
         case S_MAX_FRAME_SIZE:
           if (value < DEFAULT_MAX_FRAME || value > 0xffffff) return this.fail(E_PROTOCOL_ERROR, 'bad MAX_FRAME_SIZE');
-          this.peerMaxFrame = value;
+          this.tx.peerMaxFrame = value;
           break;
         case S_ENABLE_PUSH:
           if (value > 1) return this.fail(E_PROTOCOL_ERROR, 'bad ENABLE_PUSH');
@@ -689,7 +553,7 @@ export class H2RawServerCodec {
     }
     this.out.queue(settingsFrame([], true));
     if (this.guard.onControlSent(this.out.full())) return this.flood('outbound control frame flood');
-    this.drainQueues();
+    this.tx.drainQueues();
   }
 
   private onWindowUpdate(id: number, buf: Buffer, start: number, end: number): void {
@@ -698,8 +562,8 @@ export class H2RawServerCodec {
     const inc = buf.readUInt32BE(start) & 0x7fffffff;
     if (id === 0) {
       if (inc === 0) return this.fail(E_PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
-      this.sendWindow += inc;
-      if (this.sendWindow > MAX_WINDOW) return this.fail(E_FLOW_CONTROL_ERROR, 'connection window overflow');
+      this.tx.sendWindow += inc;
+      if (this.tx.sendWindow > MAX_WINDOW) return this.fail(E_FLOW_CONTROL_ERROR, 'connection window overflow');
     } else {
       if (id > this.lastStreamId) return this.fail(E_PROTOCOL_ERROR, 'WINDOW_UPDATE on an idle stream');
       const s = this.streams.get(id);
@@ -708,7 +572,7 @@ export class H2RawServerCodec {
       s.sendWindow += inc;
       if (s.sendWindow > MAX_WINDOW) return s.fail(E_FLOW_CONTROL_ERROR);
     }
-    this.drainQueues();
+    this.tx.drainQueues();
   }
 
   /** Stream error on a stream id (open or not): RST_STREAM; an open stream's sink is told. */

@@ -90,21 +90,21 @@ export class RawServerStream implements ResponseEncoder {
     this.headersSent = true;
     const end = endStream || this.head || head.status === 204 || head.status === 304;
     if (end) this.responseEnded = true;
-    this.codec.sendHeaders(this, fields, end);
+    this.codec.tx.sendHeaders(this, fields, end);
   }
 
   writeData(chunk: Buffer, endStream: boolean): boolean {
     if (this.responseEnded || this.gone) return true;
     if (endStream) this.responseEnded = true;
-    return this.codec.sendData(this, chunk, endStream);
+    return this.codec.tx.sendData(this, chunk, endStream);
   }
 
   writeTrailers(trailers: HeaderList): void {
     if (this.responseEnded || this.gone) return;
     this.responseEnded = true;
     const fields = trailerFields(trailers);
-    if (typeof fields === 'string' || fields.length === 0) this.codec.sendData(this, EMPTY, true);
-    else this.codec.sendTrailers(this, fields);
+    if (typeof fields === 'string' || fields.length === 0) this.codec.tx.sendData(this, EMPTY, true);
+    else this.codec.tx.sendTrailers(this, fields);
   }
 
   reset(reason: ResetReason): void {

@@ -49,12 +49,12 @@ export class RawServerTunnel extends Duplex {
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     if (this.s.gone) return cb(new Error('tunnel stream closed'));
-    if (this.codec.sendData(this.s, chunk, false)) cb();
+    if (this.codec.tx.sendData(this.s, chunk, false)) cb();
     else this.writeCb = cb;
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    if (!this.s.gone) this.codec.sendData(this.s, EMPTY, true);
+    if (!this.s.gone) this.codec.tx.sendData(this.s, EMPTY, true);
     cb();
   }
 
