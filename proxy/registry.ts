@@ -23,6 +23,7 @@ import { rbacFilterFactory, rbacPerRouteFactory } from './http/filters/rbac';
 import { istioStatsFilterFactory } from './http/filters/istio-stats';
 import { istioWasmFilterFactory } from './http/filters/istio-wasm';
 import { peerMetadataFilterFactory } from './http/filters/istio-peer-metadata';
+import { istioAlpnFilterFactory } from './http/filters/istio-alpn';
 import { typedStructFilterFactories } from './http/filters/typed-struct';
 import { typeScriptFilterFactory } from './http/filters/typescript';
 import { routerFilterFactory } from './http/filters/router-factory';
@@ -74,6 +75,7 @@ export function createRegistries(): Registries {
     .register(istioStatsFilterFactory)
     .register(istioWasmFilterFactory)
     .register(peerMetadataFilterFactory)
+    .register(istioAlpnFilterFactory)
     // Envoy-fidelity filters (issues 15 and 16).
     .register(corsFilterFactory())
     .register(corsPolicyFactory)

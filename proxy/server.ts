@@ -239,7 +239,7 @@ export class MeshletServer {
       config: chain,
       filters,
       handler,
-      terminateTls: ts ? (socket, info, cb, ssl) => terminateDownstreamTls(this.tls, ts, socket, info, cb, ssl) : undefined,
+      terminateTls: ts ? (socket, info, cb, ssl, offered) => terminateDownstreamTls(this.tls, ts, socket, info, cb, ssl, offered) : undefined,
     };
   }
 

@@ -124,7 +124,9 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
     if (cfg.codecType === 'HTTP2') h2 = true;
     else if (cfg.codecType === 'HTTP1') h2 = false;
     else if (sniffed?.application !== undefined) h2 = sniffed.application === 'h2';
-    else if (info.tls !== undefined) h2 = info.tls.alpn === 'h2';
+    // TLS with a negotiated ALPN decides; without one (Istio's istio-h2 / istio-http/1.1 offers
+    // meet h2 / http/1.1: nothing in common) the first bytes do, as Envoy's AUTO codec.
+    else if (info.tls !== undefined && info.tls.alpn !== undefined) h2 = info.tls.alpn === 'h2';
     if (h2 !== undefined) {
       this.serve(socket, info, h2);
       return;

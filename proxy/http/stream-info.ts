@@ -73,6 +73,8 @@ export class StreamInfo {
   /** Istio peer metadata learned from the request (downstream) and response (upstream) exchange headers. */
   downstreamPeer: PeerMetadata | undefined = undefined;
   upstreamPeer: PeerMetadata | undefined = undefined;
+  /** istio.alpn: the ALPN list upstream TLS connections offer for this request (Envoy's application_protocols filter state). */
+  upstreamAlpnOverride: readonly string[] | undefined = undefined;
   upstreamTransportFailureReason = '';
   /** Attempts made upstream (1 + retries). */
   attemptCount = 0;

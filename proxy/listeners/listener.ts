@@ -41,6 +41,8 @@ export interface BuiltChain {
     cb: (tlsSocket: Socket | undefined, tlsInfo: DownstreamConnectionInfo['tls']) => void,
     /** The listener's `ssl.*` counters. */
     ssl: SslStats,
+    /** The ALPN list of the ClientHello, when the listener inspected it. */
+    offeredAlpn?: readonly string[],
   ) => void;
 }
 
@@ -291,7 +293,7 @@ export class Listener {
         const alpn = tls?.alpn;
         const app = alpn === 'h2' ? 'h2' : alpn === 'http/1.1' ? 'http/1.1' : undefined;
         this.runChain(built, tlsSocket, tlsInfo, { transport: 'tls', sni: tls?.sni, alpn: sniffed?.alpn, application: app });
-      }, this.ssl);
+      }, this.ssl, sniffed?.alpn);
       return;
     }
     this.runChain(built, socket, info, sniffed);

@@ -37,7 +37,8 @@ export const downstreamTlsStats = new DownstreamTlsStats();
 function alpnSelector(allowed: readonly string[]): (arg: { servername: string; protocols: string[] }) => string | undefined {
   return ({ protocols }) => {
     for (const p of allowed) if (protocols.includes(p)) return p;
-    // Accept the handshake without ALPN rather than failing it (Envoy behaves this way).
+    // Nothing in common: node fails the handshake (no_application_protocol). Envoy would go on
+    // without ALPN; terminateDownstreamTls avoids this case when the ClientHello was inspected.
     return undefined;
   };
 }
@@ -56,6 +57,8 @@ export function terminateDownstreamTls(
   info: DownstreamConnectionInfo,
   cb: (tlsSocket: Socket | undefined, tlsInfo: DownstreamConnectionInfo['tls']) => void,
   ssl?: SslStats,
+  /** The client's ALPN offer from the ClientHello (tls_inspector), when known. */
+  offeredAlpn?: readonly string[],
 ): void {
   let ctx: ReturnType<TlsContextManager['current']>;
   try {
@@ -75,7 +78,10 @@ export function terminateDownstreamTls(
     secureContext: ctx.secureContext,
     requestCert,
     rejectUnauthorized: cfg.requireClientCertificate,
-    ...(allowed.length > 0 ? { ALPNCallback: alpnSelector(allowed) } : {}),
+    // Node answers an ALPN callback that selects nothing with a fatal no_application_protocol
+    // alert; Envoy (BoringSSL) goes on without ALPN. When the inspected ClientHello shares no
+    // protocol with ours (Istio's istio-h2 / istio-http/1.1 offers), negotiate none, as Envoy.
+    ...(allowed.length > 0 && !(offeredAlpn !== undefined && !offeredAlpn.some((p) => allowed.includes(p))) ? { ALPNCallback: alpnSelector(allowed) } : {}),
   } as tls.TLSSocketOptions);
   let settled = false;
   const timer = setTimeout(() => {

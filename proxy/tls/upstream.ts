@@ -58,7 +58,7 @@ export class TlsTransportSocketFactory implements TransportSocketFactory {
     };
   }
 
-  connect(host: Host, opts: { readonly alpn?: readonly string[]; readonly timeoutMs: number }, cb: Cb): void {
+  connect(host: Host, opts: { readonly alpn?: readonly string[]; readonly alpnOverride?: readonly string[]; readonly timeoutMs: number }, cb: Cb): void {
     const started = Date.now();
     this.tcp.connect(host, opts, (err, conn) => {
       if (err || !conn) {
@@ -75,7 +75,8 @@ export class TlsTransportSocketFactory implements TransportSocketFactory {
         cb({ reason: 'tls_failure', detail: `upstream TLS context unavailable: ${(e as Error).message}` }, undefined);
         return;
       }
-      const alpn = this.cfg.common.alpnProtocols.length > 0 ? this.cfg.common.alpnProtocols : opts.alpn;
+      // Envoy: the per-request override (istio.alpn), else the context's list, else the pool's fallback.
+      const alpn = opts.alpnOverride ?? (this.cfg.common.alpnProtocols.length > 0 ? this.cfg.common.alpnProtocols : opts.alpn);
       const sni = this.cfg.sni ?? (isIP(host.host) ? undefined : host.host);
       const t = tls.connect({
         socket: conn.socket,

@@ -24,6 +24,7 @@ import { OutlierDetector } from './outlier';
 import { PrioritySet } from './priority-set';
 import type { ResolvedSocket, TransportSocketMatcher } from './transport-socket-match';
 import { ClusterResourceManager } from './resources';
+import { AlpnOverrideTransport } from './alpn-override';
 import { ClusterStats, type TransportSocketFactory, type UpstreamCluster } from './types';
 
 export type { ClusterDescription, HostDescription } from './describe';
@@ -70,6 +71,8 @@ interface HostPools {
   h2: ConnectionPool | undefined;
   /** The socket these pools connect with: a host whose choice changes gets new pools. */
   socket: ResolvedSocket | undefined;
+  /** istio.alpn: TLS pools per ALPN override list (joined), apart from the default ones. */
+  byAlpn?: Map<string, { h1: ConnectionPool | undefined; h2: ConnectionPool | undefined }>;
 }
 
 /** A host's resolved socket and the metadata it was resolved from. */
@@ -187,7 +190,7 @@ export class Cluster implements UpstreamCluster {
     return this.socketMatcher === undefined ? this.transport : this.socketFor(host)!.factory;
   }
 
-  httpPool(host: Host, downstream: HttpProtocol): ConnectionPool {
+  httpPool(host: Host, downstream: HttpProtocol, alpnOverride?: readonly string[]): ConnectionPool {
     const up = this.config.upstreamProtocol;
     const h2 = up === 'http2' || (up === 'downstream' && downstream === 'HTTP/2');
     let entry = this.pools.get(host);
@@ -202,12 +205,37 @@ export class Cluster implements UpstreamCluster {
       entry = { h1: undefined, h2: undefined, socket };
       this.pools.set(host, entry);
     }
+    // Envoy keys pools by the transport socket options, the ALPN override among them; only TLS
+    // connections offer ALPN, so plaintext hosts keep one set of pools.
+    if (alpnOverride !== undefined && alpnOverride.length > 0) {
+      const transport = socket?.factory ?? this.transport;
+      if (transport.clientTls !== undefined) return this.alpnPool(host, entry, transport, alpnOverride, h2);
+    }
     if (h2) {
       if (entry.h2 === undefined) entry.h2 = this.ctx.poolFactory(host, this, 'HTTP/2');
       return entry.h2;
     }
     if (entry.h1 === undefined) entry.h1 = this.ctx.poolFactory(host, this, 'HTTP/1.1');
     return entry.h1;
+  }
+
+  /** The pool of `host` whose TLS connections offer `alpn` (istio.alpn). */
+  private alpnPool(host: Host, entry: HostPools, transport: TransportSocketFactory, alpn: readonly string[], h2: boolean): ConnectionPool {
+    const key = alpn.join(',');
+    const byAlpn = (entry.byAlpn ??= new Map());
+    let e = byAlpn.get(key);
+    if (e === undefined) {
+      e = { h1: undefined, h2: undefined };
+      byAlpn.set(key, e);
+    }
+    const make = (protocol: 'HTTP/1.1' | 'HTTP/2'): ConnectionPool => {
+      const t = new AlpnOverrideTransport(transport, alpn);
+      // The pool sees this cluster with the overriding transport (pools take `transportFor(host)`).
+      const view = Object.create(this, { transport: { value: t }, transportFor: { value: () => t } }) as Cluster;
+      return this.ctx.poolFactory(host, view, protocol);
+    };
+    if (h2) return (e.h2 ??= make('HTTP/2'));
+    return (e.h1 ??= make('HTTP/1.1'));
   }
 
   /**
@@ -340,7 +368,9 @@ export class Cluster implements UpstreamCluster {
     const entry = this.pools.get(h);
     if (entry === undefined) return;
     this.pools.delete(h);
-    for (const p of [entry.h1, entry.h2]) {
+    const all = [entry.h1, entry.h2];
+    if (entry.byAlpn !== undefined) for (const e of entry.byAlpn.values()) all.push(e.h1, e.h2);
+    for (const p of all) {
       if (p === undefined) continue;
       p.drain();
       if (p.activeStreams + p.pending === 0) p.destroy();
@@ -356,7 +386,10 @@ export class Cluster implements UpstreamCluster {
   /** Number of pools still open (live plus draining). */
   get openPools(): number {
     let n = this.drainingPools.size;
-    for (const e of this.pools.values()) n += (e.h1 ? 1 : 0) + (e.h2 ? 1 : 0);
+    for (const e of this.pools.values()) {
+      n += (e.h1 ? 1 : 0) + (e.h2 ? 1 : 0);
+      if (e.byAlpn !== undefined) for (const a of e.byAlpn.values()) n += (a.h1 ? 1 : 0) + (a.h2 ? 1 : 0);
+    }
     return n;
   }
 
@@ -402,6 +435,12 @@ export class Cluster implements UpstreamCluster {
     for (const e of this.pools.values()) {
       e.h1?.destroy();
       e.h2?.destroy();
+      if (e.byAlpn !== undefined) {
+        for (const a of e.byAlpn.values()) {
+          a.h1?.destroy();
+          a.h2?.destroy();
+        }
+      }
     }
     this.pools.clear();
     for (const p of this.drainingPools) p.destroy();

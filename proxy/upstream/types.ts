@@ -94,7 +94,12 @@ export interface TransportSocketFactory {
   clientTls?(): ClientTlsOptions;
   connect(
     host: Host,
-    opts: { readonly alpn?: readonly string[]; readonly timeoutMs: number },
+    opts: {
+      readonly alpn?: readonly string[];
+      /** istio.alpn: offered instead of the TLS context's alpn_protocols (TLS only). */
+      readonly alpnOverride?: readonly string[];
+      readonly timeoutMs: number;
+    },
     cb: (err: { reason: ResetReason; detail: string } | undefined, conn: TransportConnection | undefined) => void,
   ): void;
 }
@@ -114,7 +119,7 @@ export interface UpstreamCluster {
    * The HTTP pool for `host`; `downstream` picks the protocol when the cluster says to use the
    * downstream's. Pools are created lazily and kept per host.
    */
-  httpPool(host: Host, downstream: HttpProtocol): ConnectionPool;
+  httpPool(host: Host, downstream: HttpProtocol, alpnOverride?: readonly string[]): ConnectionPool;
   readonly transport: TransportSocketFactory;
   /**
    * The transport for connections to `host`: its transport_socket_matches choice, else

@@ -1,5 +1,5 @@
 /**
- * Issue 16, first "done when" (partly met — see PENDING): what istiod generates for a whole
+ * Issue 16, first "done when": what istiod generates for a whole
  * sidecar (test/support/istio-sidecar.ts, built from Istio's own config dumps) served over a real
  * ADS stream, in SotW and in delta. The ambient/HBONE resources are rejected with a one-line
  * reason naming the feature at its path; every other rejection must be one of the issue items
@@ -65,12 +65,10 @@ function rejections(ads: JsonAdsServer, typeUrl: string): { name: string; path: 
 
 /**
  * What meshlet does not implement yet from issue 16, by the reason it is rejected with (measured
- * here; each entry goes when its item lands): item 3 (istio.alpn). Items 1 (istio.stats),
- * 2 (metadata exchange, HTTP and TCP), 4, 5 (istio_authn) and 7 (cors, grpc_stats) are done.
+ * here; each entry goes when its item lands). Empty: items 1 (istio.stats), 2 (metadata exchange,
+ * HTTP and TCP), 3 (istio.alpn), 4, 5 (istio_authn) and 7 (cors, grpc_stats) are done.
  */
-const PENDING: readonly RegExp[] = [
-  /unsupported HTTP filter type istio\.envoy\.config\.filter\.http\.alpn\.v2alpha1\.FilterConfig$/, // item 3
-];
+const PENDING: readonly RegExp[] = [];
 
 async function serve(delta: boolean) {
   const world = { ...DEFAULT_WORLD, outboundPort: await closedPort(), inboundPort: await closedPort() };
@@ -143,8 +141,8 @@ for (const delta of [false, true]) {
             'outbound|9080||reviews.default.svc.cluster.local',
           ].sort(),
         );
-        expect(active.listeners.sort()).toEqual(['127.0.96.10_53', 'virtualInbound', 'virtualOutbound']);
-        expect(new Set(sidecar.map((r) => r.name))).toEqual(new Set(['0.0.0.0_9080']));
+        expect(active.listeners.sort()).toEqual(['0.0.0.0_9080', '127.0.96.10_53', 'virtualInbound', 'virtualOutbound']);
+        expect(sidecar).toEqual([]);
       } finally {
         await ads.stop();
       }

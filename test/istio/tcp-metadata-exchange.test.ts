@@ -143,7 +143,7 @@ let ca: DevCa;
 let echo: TcpEcho;
 let back: StartedMeshlet;
 let front: StartedMeshlet;
-let istioClientCert: { certChainPem: string; privateKeyPem: string };
+let istioClientCert: { certChainPem: string; privateKeyPem?: string };
 const BACK_ID = 'spiffe://cluster.local/ns/shop/sa/back';
 
 beforeAll(async () => {
@@ -152,8 +152,8 @@ beforeAll(async () => {
   const frontCert = await ca.issueWorkload({ ns: 'shop', sa: 'front' });
   istioClientCert = await ca.issueWorkload({ ns: 'ops', sa: 'legacy' });
   echo = await startTcpEcho();
-  const certs = (c: { certChainPem: string; privateKeyPem: string }) => ({
-    tls_certificates: [{ certificate_chain: { inline_string: c.certChainPem }, private_key: { inline_string: c.privateKeyPem } }],
+  const certs = (c: { certChainPem: string; privateKeyPem?: string }) => ({
+    tls_certificates: [{ certificate_chain: { inline_string: c.certChainPem }, private_key: { inline_string: c.privateKeyPem! } }],
     validation_context: { trusted_ca: { inline_string: ca.rootCertPem } },
   });
   back = await startMeshlet(

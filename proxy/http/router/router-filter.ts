@@ -299,7 +299,7 @@ export class RouterFilter implements TerminalHttpFilter, RouterCallbacks, Connec
     if (this.action.autoHostRewrite && host.hostname !== '') this.head.authority = host.hostname;
     const a = new UpstreamRequest(this, this.cluster, host);
     this.attempt = a;
-    a.start(this.cluster.httpPool(host, this.callbacks.downstreamProtocol));
+    a.start(this.cluster.httpPool(host, this.callbacks.downstreamProtocol, this.callbacks.streamInfo.upstreamAlpnOverride));
   }
 
   private terminateConnect(): void {
