@@ -12,6 +12,7 @@ import { decompressorFilterFactory } from './http/filters/decompressor';
 import { corsFilterFactory, corsPolicyFactory } from './http/filters/cors';
 import { csrfFilterFactory } from './http/filters/csrf';
 import { grpcWebFilterFactory } from './http/filters/grpc-web';
+import { grpcHttp1BridgeFilterFactory } from './http/filters/grpc-http1-bridge';
 import { extAuthzFilterFactory, extAuthzPerRouteFactory } from './http/filters/ext-authz';
 import { faultFilterFactory } from './http/filters/fault';
 import { grpcStatsFilterFactory } from './http/filters/grpc-stats';
@@ -71,6 +72,7 @@ export function createRegistries(): Registries {
     .register(compressorPerRouteFactory)
     .register(decompressorFilterFactory)
     .register(grpcWebFilterFactory)
+    .register(grpcHttp1BridgeFilterFactory)
     // Istio's own HTTP filters (istiod's sidecar listeners).
     .register(istioStatsFilterFactory)
     .register(istioWasmFilterFactory)

@@ -32,6 +32,9 @@ export abstract class EncoderFilterIteration extends DecoderFilterIteration {
   protected encodeStoppedEvent: HeldEncode | undefined;
   protected heldEncode: HeldEncode[] | undefined;
   private heldEncodeBytes = 0;
+  /** The filter that returned StopHeaders holds the response headers at this index, or -1. */
+  protected headersHeldAt = -1;
+  private heldHead: ResponseHead | undefined;
   /** Chunks kept by filters that returned StopIterationAndBuffer, by filter index (rare). */
   private encodeBuffered: (Buffer[] | undefined)[] | undefined;
   /** Filters above their watermark (onEncoderFilterAboveWriteBufferHighWatermark). */
@@ -81,6 +84,11 @@ export abstract class EncoderFilterIteration extends DecoderFilterIteration {
       return false;
     }
     try {
+      if (this.headersHeldAt === i && !this.releaseHeaders(i)) {
+        if (!this.destroyed)
+          this.holdEncode({ kind: EVENT_DATA, head: undefined, chunk, trailers: undefined, endStream, from: i - 1 });
+        return this.destroyed;
+      }
       return this.runEncodeData(i - 1, chunk, endStream);
     } catch (err) {
       this.cb.onFilterError(err);
@@ -113,8 +121,27 @@ export abstract class EncoderFilterIteration extends DecoderFilterIteration {
         this.encodeStopped(i, { kind: EVENT_HEADERS, head, chunk: undefined, trailers: undefined, endStream });
         return;
       }
+      if (st === FilterStatus.StopHeaders && !endStream) {
+        // The headers wait at this filter; the body and trailers still reach it.
+        this.headersHeldAt = i;
+        this.heldHead = head;
+        return;
+      }
     }
     this.writeHeaders(head, endStream);
+  }
+
+  /**
+   * Filter `i`, which holds the headers (StopHeaders), passes something on: the headers go first,
+   * to the filters after it. False when they did not get through (a later filter stopped them, or
+   * the stream ended): what `i` passes on then waits behind them.
+   */
+  private releaseHeaders(i: number): boolean {
+    const head = this.heldHead!;
+    this.headersHeldAt = -1;
+    this.heldHead = undefined;
+    this.runEncodeHeaders(i - 1, head, false);
+    return !this.destroyed && !this.encodeBypassed && this.encodeStoppedAt < 0;
   }
 
   private runEncodeData(from: number, chunk: Buffer, endStream: boolean): boolean {
@@ -145,6 +172,11 @@ export abstract class EncoderFilterIteration extends DecoderFilterIteration {
         this.encodeStopped(i, { kind: EVENT_DATA, head: undefined, chunk, trailers: undefined, endStream });
         return true;
       }
+      if (this.headersHeldAt === i && !this.releaseHeaders(i)) {
+        if (!this.destroyed && !this.encodeBypassed)
+          this.holdEncode({ kind: EVENT_DATA, head: undefined, chunk, trailers: undefined, endStream, from: i - 1 });
+        return true;
+      }
     }
     return this.cb.writeData(chunk, endStream);
   }
@@ -153,7 +185,8 @@ export abstract class EncoderFilterIteration extends DecoderFilterIteration {
     const fs = this.filters;
     for (let i = from; i >= 0; i--) {
       const f = fs[i]!;
-      if (this.encodeBuffered !== undefined && this.encodeBuffered[i] !== undefined) {
+      const holding = this.headersHeldAt === i;
+      if (!holding && this.encodeBuffered !== undefined && this.encodeBuffered[i] !== undefined) {
         // Trailers end the body: what filter i held with StopIterationAndBuffer goes on first.
         this.runEncodeData(i - 1, concatBuffered(this.encodeBuffered, i), false);
         if (this.destroyed) return;
@@ -162,16 +195,42 @@ export abstract class EncoderFilterIteration extends DecoderFilterIteration {
           return;
         }
       }
-      if (f.encodeTrailers === undefined) continue;
-      this.current = i;
-      const st = f.encodeTrailers(trailers);
-      if (this.destroyed) return;
-      if (st === FilterStatus.StopIteration) {
-        this.encodeStopped(i, { kind: EVENT_TRAILERS, head: undefined, chunk: undefined, trailers, endStream: true });
+      if (f.encodeTrailers !== undefined) {
+        this.current = i;
+        const st = f.encodeTrailers(trailers);
+        if (this.destroyed) return;
+        if (st === FilterStatus.StopIteration) {
+          this.encodeStopped(i, { kind: EVENT_TRAILERS, head: undefined, chunk: undefined, trailers, endStream: true });
+          return;
+        }
+      }
+      // The filter holding the headers saw the trailers (Envoy's order): headers, its buffered
+      // body, then the trailers go on.
+      if (holding && this.headersHeldAt === i && !this.passHeldOn(i)) {
+        if (!this.destroyed && !this.encodeBypassed)
+          this.holdEncode({ kind: EVENT_TRAILERS, head: undefined, chunk: undefined, trailers, endStream: true, from: i - 1 });
         return;
       }
     }
     this.cb.writeTrailers(trailers);
+  }
+
+  /** Filter `i` lets its held headers go, then what it buffered (StopIterationAndBuffer); false if they stopped. */
+  private passHeldOn(i: number): boolean {
+    if (!this.releaseHeaders(i)) return false;
+    const b = this.encodeBuffered;
+    if (b === undefined || b[i] === undefined) return true;
+    this.runEncodeData(i - 1, concatBuffered(b, i), false);
+    return !this.destroyed && !this.encodeBypassed && this.encodeStoppedAt < 0;
+  }
+
+  /** A local reply replaces the response: nothing held for it goes on. */
+  protected dropEncodeHolds(): void {
+    this.encodeStoppedAt = -1;
+    this.encodeStoppedEvent = undefined;
+    this.heldEncode = undefined;
+    this.headersHeldAt = -1;
+    this.heldHead = undefined;
   }
 
   private encodeStopped(at: number, e: HeldEncode): void {
@@ -187,10 +246,27 @@ export abstract class EncoderFilterIteration extends DecoderFilterIteration {
   continueEncoding(): void {
     const at = this.encodeStoppedAt;
     const e = this.encodeStoppedEvent;
-    if (at < 0 || !e || this.destroyed) return;
+    if (this.destroyed) return;
+    if (at < 0 || !e) {
+      // The filter holding the headers (StopHeaders) lets them go, with what it buffered.
+      const h = this.headersHeldAt;
+      if (h < 0) return;
+      try {
+        this.passHeldOn(h);
+      } catch (err) {
+        this.cb.onFilterError(err);
+      }
+      return;
+    }
     this.encodeStoppedAt = -1;
     this.encodeStoppedEvent = undefined;
     try {
+      if (this.headersHeldAt === at && !this.passHeldOn(at)) {
+        // The headers stopped further on: the event this filter stopped on waits behind them.
+        if (!this.destroyed && !this.encodeBypassed)
+          this.heldEncode = [{ ...e, from: at - 1 }, ...(this.heldEncode ?? [])];
+        return;
+      }
       this.runEncodeEvent(at - 1, e);
       const q = this.heldEncode;
       while (this.encodeStoppedAt < 0 && q !== undefined && q.length > 0 && !this.destroyed) {

@@ -113,9 +113,7 @@ export class FilterManager extends EncoderFilterIteration implements TerminalFil
     if (this.started) {
       // Raised from (or after) the encoder filters: replace whatever they hold and skip them,
       // as Envoy does for local replies sent while encoding.
-      this.encodeStoppedAt = -1;
-      this.encodeStoppedEvent = undefined;
-      this.heldEncode = undefined;
+      this.dropEncodeHolds();
       this.encodeBypassed = true;
       this.writeHeaders(head, body === undefined);
       if (body !== undefined && !this.destroyed) this.cb.writeData(body, true);

@@ -35,9 +35,20 @@ import type { StreamInfo } from './stream-info';
  * of stream it behaves like StopIteration over the whole buffered body. StopIterationNoBuffer (body
  * chunks only, Envoy's name) means the filter took the chunk: nothing is passed on or held, later
  * chunks still reach the filter, and it passes its own output on with injectDecodedData /
- * injectEncodedData (a transforming filter: compressor, decompressor, grpc_web).
+ * injectEncodedData (a transforming filter: compressor, decompressor, grpc_web). StopHeaders
+ * (encodeHeaders only; Envoy's FilterHeadersStatus::StopIteration) holds the response headers at
+ * the filter while the body and trailers still reach it, so it can change the headers after
+ * seeing them (grpc_http1_bridge: grpc-status from the trailers); the headers go on, ahead of
+ * everything else, when the filter passes something on (Continue from encodeData or
+ * encodeTrailers, injectEncodedData) or calls continueEncoding().
  */
-export const FilterStatus = { Continue: 0, StopIteration: 1, StopIterationAndBuffer: 2, StopIterationNoBuffer: 3 } as const;
+export const FilterStatus = {
+  Continue: 0,
+  StopIteration: 1,
+  StopIterationAndBuffer: 2,
+  StopIterationNoBuffer: 3,
+  StopHeaders: 4,
+} as const;
 export type FilterStatus = (typeof FilterStatus)[keyof typeof FilterStatus];
 
 /**
