@@ -2,6 +2,10 @@
  * Issue 16 items 3 and 4 ("real traffic"): two meshlets as sidecars in the productpage → reviews
  * shape, over mTLS with SPIFFE identities and Istio's ALPNs.
  *
+ * Each sidecar is driven over a real ADS stream by its own istiod-shaped control plane
+ * (JsonAdsServer), resources in the shape of Istio's config dumps (readdressed to loopback, with
+ * inline certificates where istiod names SDS secrets); every push must be ACKed.
+ *
  * - istio.alpn: the outbound HTTP listener's requests go upstream offering istio-h2 (HTTP/2
  *   cluster) or istio-http/1.1 (HTTP/1.1 cluster) instead of the cluster's istio-peer-exchange,
  *   measured at a TLS server that records what was offered; `istio.alpn_override: "false"` cluster
@@ -19,7 +23,9 @@ import { join } from 'node:path';
 import tls from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DevCa } from '../../certs/dev-ca';
-import { bootstrap, socketAddress, startMeshlet, type StartedMeshlet, stopAllMeshlets, HCM_TYPE, ROUTER_TYPE, TCP_PROXY_TYPE } from '../support/meshlet';
+import { JsonAdsServer } from '../support/json-ads-server';
+import { adsBootstrap } from '../support/mesh';
+import { socketAddress, startMeshlet, type StartedMeshlet, stopAllMeshlets, HCM_TYPE, ROUTER_TYPE, TCP_PROXY_TYPE } from '../support/meshlet';
 import { closeAll, startHttpEcho, startTcpEcho } from '../support/upstreams';
 import { request, scrape, select } from '../telemetry/helpers';
 
@@ -89,6 +95,27 @@ let productpage: StartedMeshlet;
 let probe: tls.Server;
 const offered: string[][] = [];
 let logPath: string;
+const controlPlanes: JsonAdsServer[] = [];
+const T_LISTENER = 'type.googleapis.com/envoy.config.listener.v3.Listener';
+const T_CLUSTER = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
+
+/** A sidecar taking `listeners` and `clusters` from its own ADS server (SotW). */
+async function startSidecar(listeners: Record<string, unknown>[], clusters: Record<string, unknown>[], n: ReturnType<typeof node>): Promise<StartedMeshlet> {
+  const ads = new JsonAdsServer();
+  await ads.start();
+  controlPlanes.push(ads);
+  ads.set(T_CLUSTER, clusters);
+  ads.set(T_LISTENER, listeners);
+  const m = await startMeshlet({ ...adsBootstrap(n.id, ads.port), node: n });
+  await m.server.initialized;
+  const end = Date.now() + 15_000;
+  while (!ads.acks.some((a) => a.typeUrl === T_LISTENER) || !ads.acks.some((a) => a.typeUrl === T_CLUSTER)) {
+    if (ads.nacks.length > 0 || Date.now() > end) break;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  expect(ads.nacks).toEqual([]);
+  return m;
+}
 
 beforeAll(async () => {
   ca = await DevCa.create({ trustDomain: 'cluster.local' });
@@ -115,8 +142,7 @@ beforeAll(async () => {
     name: 'envoy.transport_sockets.tls',
     typed_config: { '@type': DOWNSTREAM_TLS, require_client_certificate: true, common_tls_context: { alpn_protocols: alpn, ...certs(reviewsCert) } },
   });
-  reviews = await startMeshlet(
-    bootstrap(
+  reviews = await startSidecar(
       [
         {
           name: 'virtualInbound',
@@ -153,14 +179,12 @@ beforeAll(async () => {
         },
       ],
       [cluster('inbound|9080||', app.port), cluster('inbound|9090||', tcpApp.port)],
-      { node: node('reviews-v1', 'reviews', 'bookinfo') },
-    ),
+      node('reviews-v1', 'reviews', 'bookinfo'),
   );
   const inbound = reviews.listenerPort('virtualInbound');
   const mtls = upstreamMtls(ppCert, [REVIEWS_ID]);
   const route = (c: string, prefix: string) => ({ match: { prefix }, route: { cluster: c } });
-  productpage = await startMeshlet(
-    bootstrap(
+  productpage = await startSidecar(
       [
         {
           name: 'outbound_http',
@@ -200,8 +224,7 @@ beforeAll(async () => {
         cluster('probe-h1', probePort, { transport_socket: mtls }),
         cluster('probe-off', probePort, { transport_socket: mtls, metadata: { filter_metadata: { istio: { alpn_override: 'false' } } } }),
       ],
-      { node: node('productpage-v1', 'productpage', 'bookinfo') },
-    ),
+      node('productpage-v1', 'productpage', 'bookinfo'),
   );
 });
 
@@ -209,6 +232,7 @@ afterAll(async () => {
   await stopAllMeshlets();
   await closeAll();
   await new Promise((r) => probe.close(r));
+  for (const a of controlPlanes) await a.stop();
 });
 
 describe('istio.alpn', () => {
