@@ -12,6 +12,13 @@
  *    allowed_upstream_headers passing x-current-user on
  *  - tls-sni: tls_inspector and server_names choose the chain (and certificate) per domain
  *  - double-proxy: plain HTTP into one proxy, mTLS between the two proxies, plain to the backend
+ *  - cors: per-route CorsPolicy (open, restricted to one origin, disabled); browser-style preflights
+ *    answered by the proxy, allowed and disallowed origins
+ *  - csrf: same-origin writes pass, cross-origin POST 403, additional_origins, shadow mode counted only
+ *  - gzip: the compressor (gzip library, min_content_length, content_type) decoded by fetch, small
+ *    responses and clients without accept-encoding left alone
+ *  - grpc-bridge: an HTTP/1.1 client posting application/grpc to a @grpc/grpc-js service through
+ *    grpc_http1_bridge, the call's status in the HTTP status and headers
  *
  * Covered by their own tests: dynamic-config-fs (test/e2e/xds-file.test.ts), jaeger-tracing /
  * zipkin-tracing (test/telemetry/zipkin.test.ts).
@@ -526,5 +533,307 @@ describe('double-proxy', () => {
     expect([r.status, r.headers['x-upstream']]).toEqual([200, 'backend']);
     // The backend proxy refuses a client without a certificate.
     await expect(httpsGet(back.listenerPort('backend_proxy'), 'proxy-backend.example.com', ca.rootCertPem)).rejects.toThrow();
+  });
+});
+
+function edge(name: string, routesYaml: string, filtersYaml: string, vhostExtra = ''): string {
+  return `static_resources:
+  listeners:
+  - name: ${name}
+    address:
+      socket_address:
+        address: 127.0.0.1
+        port_value: 0
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": ${HCM}
+          codec_type: AUTO
+          stat_prefix: ingress_http
+          route_config:
+            name: local_route
+            virtual_hosts:
+            - name: services
+              domains:
+              - "*"${vhostExtra}
+              routes:${routesYaml}
+          http_filters:${filtersYaml}
+          - name: envoy.filters.http.router
+            typed_config:
+              "@type": ${ROUTER}
+`;
+}
+const CORS_POLICY = 'type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy';
+const CSRF = 'type.googleapis.com/envoy.extensions.filters.http.csrf.v3.CsrfPolicy';
+
+describe('cors', () => {
+  it('answers a browser preflight for an allowed origin, and gives a disallowed origin no CORS headers', async () => {
+    const s = await startHttpEcho('backend');
+    const route = (path: string, policy: string): string => `
+              - match:
+                  prefix: "${path}"
+                route:
+                  cluster: backend_service
+                typed_per_filter_config:
+                  envoy.filters.http.cors:
+                    "@type": ${CORS_POLICY}${policy}`;
+    const m = await run(
+      `${edge(
+        'backend',
+        route(
+          '/cors/open',
+          `
+                    allow_origin_string_match:
+                    - safe_regex:
+                        regex: ".*"
+                    allow_methods: "GET"`,
+        ) +
+          route(
+            '/cors/restricted',
+            `
+                    allow_origin_string_match:
+                    - exact: https://envoyproxy.io
+                    allow_methods: "GET"`,
+          ) +
+          route(
+            '/cors/disabled',
+            `
+                    filter_enabled:
+                      default_value:
+                        numerator: 0
+                        denominator: HUNDRED`,
+          ),
+        `
+          - name: envoy.filters.http.cors
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors`,
+      )}  clusters:${cluster('backend_service', s.port)}
+`,
+    );
+    const port = m.listenerPort('backend');
+    const origin = 'http://frontend.example:8000';
+    const preflight = (path: string, o: string) =>
+      request(port, path, { method: 'OPTIONS', headers: { origin: o, 'access-control-request-method': 'GET' } });
+    const open = await preflight('/cors/open', origin);
+    expect(open.status).toBe(200);
+    expect(open.headers['access-control-allow-origin']).toBe(origin);
+    expect(open.headers['access-control-allow-methods']).toBe('GET');
+    expect(open.headers['x-upstream']).toBeUndefined(); // answered by the proxy
+    const get = await request(port, '/cors/open', { headers: { origin } });
+    expect([get.status, get.headers['access-control-allow-origin']]).toEqual([200, origin]);
+    // Restricted: only envoyproxy.io is allowed.
+    const denied = await preflight('/cors/restricted', origin);
+    expect(denied.headers['access-control-allow-origin']).toBeUndefined();
+    const allowed = await preflight('/cors/restricted', 'https://envoyproxy.io');
+    expect(allowed.headers['access-control-allow-origin']).toBe('https://envoyproxy.io');
+    const deniedGet = await request(port, '/cors/restricted', { headers: { origin } });
+    expect([deniedGet.status, deniedGet.headers['access-control-allow-origin']]).toEqual([200, undefined]);
+    // Disabled: no CORS headers at all.
+    const off = await request(port, '/cors/disabled', { headers: { origin } });
+    expect(off.headers['access-control-allow-origin']).toBeUndefined();
+  });
+});
+
+describe('csrf', () => {
+  it('passes same-origin writes, refuses cross-origin POST with 403, and only counts them in shadow mode', async () => {
+    const s = await startHttpEcho('service');
+    const route = (path: string, policy: string): string => `
+              - match:
+                  prefix: "${path}"
+                route:
+                  cluster: generic_service
+                typed_per_filter_config:
+                  envoy.filters.http.csrf:
+                    "@type": ${CSRF}${policy}`;
+    const m = await run(
+      `${edge(
+        'csrf',
+        route(
+          '/csrf/shadow',
+          `
+                    filter_enabled:
+                      default_value:
+                        numerator: 0
+                        denominator: HUNDRED
+                    shadow_enabled:
+                      default_value:
+                        numerator: 100
+                        denominator: HUNDRED`,
+        ) +
+          route(
+            '/csrf/additional_origin',
+            `
+                    filter_enabled:
+                      default_value:
+                        numerator: 100
+                        denominator: HUNDRED
+                    additional_origins:
+                    - exact: example.com`,
+          ) +
+          `
+              - match:
+                  prefix: "/"
+                route:
+                  cluster: generic_service`,
+        `
+          - name: envoy.filters.http.csrf
+            typed_config:
+              "@type": ${CSRF}
+              filter_enabled:
+                default_value:
+                  numerator: 100
+                  denominator: HUNDRED`,
+      )}  clusters:${cluster('generic_service', s.port)}
+admin:
+  address:
+    socket_address:
+      address: 127.0.0.1
+      port_value: 0
+`,
+    );
+    const port = m.listenerPort('csrf');
+    const post = (path: string, origin: string) =>
+      request(port, path, { method: 'POST', host: undefined, headers: { host: 'front.example', origin }, body: 'x' });
+    expect((await post('/csrf/enabled', 'http://front.example')).status).toBe(200);
+    const cross = await post('/csrf/enabled', 'http://evil.example');
+    expect(cross.status).toBe(403);
+    expect(cross.body).toBe('Invalid origin');
+    expect((await request(port, '/csrf/enabled', { headers: { host: 'front.example', origin: 'http://evil.example' } })).status).toBe(200);
+    expect((await post('/csrf/shadow', 'http://evil.example')).status).toBe(200);
+    expect((await post('/csrf/additional_origin', 'http://example.com')).status).toBe(200);
+    expect((await post('/csrf/additional_origin', 'http://evil.example')).status).toBe(403);
+    const stats = await (await fetch(`http://127.0.0.1:${m.adminPort}/stats`)).text();
+    expect(stats).toMatch(/csrf\.request_invalid: 3\b/);
+  });
+});
+
+describe('gzip', () => {
+  it('compresses responses for gzip-accepting clients above min_content_length, and leaves small ones alone', async () => {
+    const big = JSON.stringify({ items: Array.from({ length: 200 }, (_, i) => ({ i, name: `item-${i}` })) });
+    const port0 = await serve((req, res) => {
+      const body = req.url === '/file.json' ? big : '{"ok":1}';
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    });
+    const m = await run(
+      `${edge(
+        'gzip',
+        `
+              - match:
+                  prefix: "/"
+                route:
+                  cluster: service`,
+        `
+          - name: envoy.filters.http.compressor
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor
+              response_direction_config:
+                common_config:
+                  min_content_length: 100
+                  content_type:
+                  - application/json
+                disable_on_etag_header: true
+              compressor_library:
+                name: text_optimized
+                typed_config:
+                  "@type": type.googleapis.com/envoy.extensions.compression.gzip.compressor.v3.Gzip
+                  memory_level: 3
+                  window_bits: 10
+                  compression_level: BEST_COMPRESSION
+                  compression_strategy: DEFAULT_STRATEGY`,
+      )}  clusters:${cluster('service', port0)}
+`,
+    );
+    const port = m.listenerPort('gzip');
+    // undici's fetch decodes gzip as curl --compressed does.
+    const r = await fetch(`http://127.0.0.1:${port}/file.json`, { headers: { 'accept-encoding': 'gzip' } });
+    expect(r.headers.get('content-encoding')).toBe('gzip');
+    expect(await r.text()).toBe(big);
+    const raw = await request(port, '/file.json', { headers: { 'accept-encoding': 'gzip' } });
+    expect(raw.headers['content-encoding']).toBe('gzip');
+    const small = await request(port, '/small.json', { headers: { 'accept-encoding': 'gzip' } });
+    expect([small.headers['content-encoding'], small.body]).toEqual([undefined, '{"ok":1}']);
+    const plain = await request(port, '/file.json');
+    expect([plain.headers['content-encoding'], plain.body]).toEqual([undefined, big]);
+  });
+});
+
+describe('grpc-bridge', () => {
+  it('an HTTP/1.1 client calls a gRPC service through the bridge and reads the result from the status and headers', async () => {
+    const grpc = await import('@grpc/grpc-js');
+    type KV = { key?: string; value?: string };
+    const ser = (v: KV): Buffer => Buffer.from(JSON.stringify(v));
+    const de = (b: Buffer): KV => JSON.parse(b.toString()) as KV;
+    const def = (name: string) => ({ path: `/kv.KV/${name}`, requestStream: false, responseStream: false, requestSerialize: ser, requestDeserialize: de, responseSerialize: ser, responseDeserialize: de });
+    const store = new Map<string, string>();
+    const server = new grpc.Server();
+    server.addService({ get: def('Get'), set: def('Set') } as unknown as import('@grpc/grpc-js').ServiceDefinition, {
+      get: (call: import('@grpc/grpc-js').ServerUnaryCall<KV, KV>, cb: import('@grpc/grpc-js').sendUnaryData<KV>) => {
+        const v = store.get(call.request.key ?? '');
+        if (v === undefined) cb({ code: grpc.status.NOT_FOUND, details: 'no such key' });
+        else cb(null, { value: v });
+      },
+      set: (call: import('@grpc/grpc-js').ServerUnaryCall<KV, KV>, cb: import('@grpc/grpc-js').sendUnaryData<KV>) => {
+        store.set(call.request.key ?? '', call.request.value ?? '');
+        cb(null, {});
+      },
+    });
+    const gport = await new Promise<number>((ok, ko) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? ko(e) : ok(p))));
+    try {
+      const m = await run(
+        `${edge(
+          'bridge',
+          `
+              - match:
+                  prefix: "/"
+                route:
+                  cluster: backend-grpc`,
+          `
+          - name: envoy.filters.http.grpc_http1_bridge
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.grpc_http1_bridge.v3.Config`,
+        )}  clusters:
+  - name: backend-grpc
+    type: STRICT_DNS
+    lb_policy: ROUND_ROBIN
+    typed_extension_protocol_options:
+      envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+        "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+        explicit_http_config:
+          http2_protocol_options: {}
+    load_assignment:
+      cluster_name: backend-grpc
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address:
+                address: 127.0.0.1
+                port_value: ${gport}
+`,
+      );
+      const framed = (v: KV): Buffer => {
+        const p = ser(v);
+        const f = Buffer.alloc(5 + p.length);
+        f.writeUInt32BE(p.length, 1);
+        p.copy(f, 5);
+        return f;
+      };
+      const call = async (method: string, v: KV) => {
+        const r = await fetch(`http://127.0.0.1:${m.listenerPort('bridge')}/kv.KV/${method}`, { method: 'POST', headers: { 'content-type': 'application/grpc' }, body: framed(v) });
+        return { status: r.status, headers: r.headers, body: Buffer.from(await r.arrayBuffer()) };
+      };
+      const set = await call('Set', { key: 'foo', value: 'bar' });
+      expect([set.status, set.headers.get('grpc-status')]).toEqual([200, '0']);
+      const get = await call('Get', { key: 'foo' });
+      expect([get.status, get.headers.get('grpc-status')]).toEqual([200, '0']);
+      expect(get.headers.get('content-length')).toBe(String(get.body.length));
+      expect(de(get.body.subarray(5))).toEqual({ value: 'bar' });
+      const missing = await call('Get', { key: 'nope' });
+      expect([missing.status, missing.headers.get('grpc-status')]).toEqual([503, String(grpc.status.NOT_FOUND)]);
+    } finally {
+      server.forceShutdown();
+    }
   });
 });
