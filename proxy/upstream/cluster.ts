@@ -82,6 +82,17 @@ interface HostSocket {
   readonly socket: ResolvedSocket;
 }
 
+/** The pool key of an ALPN override list, computed once per list object (config lists are frozen). */
+const alpnKeys = new WeakMap<readonly string[], string>();
+function alpnKey(alpn: readonly string[]): string {
+  let k = alpnKeys.get(alpn);
+  if (k === undefined) {
+    k = alpn.join(',');
+    alpnKeys.set(alpn, k);
+  }
+  return k;
+}
+
 export class Cluster implements UpstreamCluster {
   readonly name: string;
   readonly stats = new ClusterStats();
@@ -221,7 +232,7 @@ export class Cluster implements UpstreamCluster {
 
   /** The pool of `host` whose TLS connections offer `alpn` (istio.alpn). */
   private alpnPool(host: Host, entry: HostPools, transport: TransportSocketFactory, alpn: readonly string[], h2: boolean): ConnectionPool {
-    const key = alpn.join(',');
+    const key = alpnKey(alpn);
     const byAlpn = (entry.byAlpn ??= new Map());
     let e = byAlpn.get(key);
     if (e === undefined) {
