@@ -23,3 +23,14 @@ export class AlpnOverrideTransport implements TransportSocketFactory {
     this.inner.connect(host, { ...opts, alpnOverride: this.alpn }, cb);
   }
 }
+
+/** The pool key of an ALPN override list, computed once per list object (config lists are frozen). */
+const alpnKeys = new WeakMap<readonly string[], string>();
+export function alpnKey(alpn: readonly string[]): string {
+  let k = alpnKeys.get(alpn);
+  if (k === undefined) {
+    k = alpn.join(',');
+    alpnKeys.set(alpn, k);
+  }
+  return k;
+}

@@ -24,7 +24,7 @@ import { OutlierDetector } from './outlier';
 import { PrioritySet } from './priority-set';
 import type { ResolvedSocket, TransportSocketMatcher } from './transport-socket-match';
 import { ClusterResourceManager } from './resources';
-import { AlpnOverrideTransport } from './alpn-override';
+import { AlpnOverrideTransport, alpnKey } from './alpn-override';
 import { ClusterStats, type TransportSocketFactory, type UpstreamCluster } from './types';
 
 export type { ClusterDescription, HostDescription } from './describe';
@@ -80,17 +80,6 @@ interface HostSocket {
   readonly metadata: Host['metadata'];
   readonly localityMetadata: Host['localityMetadata'];
   readonly socket: ResolvedSocket;
-}
-
-/** The pool key of an ALPN override list, computed once per list object (config lists are frozen). */
-const alpnKeys = new WeakMap<readonly string[], string>();
-function alpnKey(alpn: readonly string[]): string {
-  let k = alpnKeys.get(alpn);
-  if (k === undefined) {
-    k = alpn.join(',');
-    alpnKeys.set(alpn, k);
-  }
-  return k;
 }
 
 export class Cluster implements UpstreamCluster {
