@@ -96,6 +96,21 @@ export class Reader {
     }
   }
 
+  /** A start-up warning at `key` (the field is read, but something about it needs saying). */
+  warnAt(key: string, message: string): void {
+    this.issues.warn(this.sub(key), message);
+  }
+
+  /**
+   * A field Envoy acts on and meshlet does not: when present it is accepted with a start-up
+   * warning naming its path and why it changes nothing here (never silently).
+   */
+  warnNoEffect(key: string, reason: string): void {
+    if (!this.has(key)) return;
+    this.ignore(key);
+    this.issues.warn(this.sub(key), `accepted, but has no effect in meshlet: ${reason}`);
+  }
+
   error(key: string, message: string): void {
     this.issues.error(this.sub(key), message);
   }

@@ -208,6 +208,8 @@ export function decodeBootstrap(raw: unknown, ctx0: DecodeContext, what = 'boots
     tr.done();
   }
   const statsFlushIntervalMs = dur(r, 'stats_flush_interval');
+  if (statsFlushIntervalMs !== undefined)
+    r.warnAt('stats_flush_interval', 'accepted, but has no effect in meshlet: stats are computed when scraped, there is no flush');
   let localClusterName: string | undefined;
   const cm = r.obj('cluster_manager');
   if (cm) {

@@ -1,7 +1,8 @@
 /**
  * Fields meshlet read and dropped without a word (`Reader.ignore`) although they change what
  * Envoy does. Each is now a start-up warning naming its path ("not supported by meshlet,
- * ignored"); the few with no effect on behaviour (update_merge_window, metadata) stay quiet.
+ * ignored"); fields that change nothing in meshlet warn "accepted, but has no effect" with the
+ * reason; only resource metadata (istiod writes it everywhere) stays quiet.
  */
 import { describe, expect, it } from 'vitest';
 import { decodeBootstrap } from '../../proxy/config/bootstrap';
@@ -44,6 +45,30 @@ describe('fields that change Envoy behaviour are never dropped silently', () => 
       '.route.priority',
     ])
       expect(paths.find((p) => p.includes(`${field}: not supported by meshlet, ignored`)), field).toBeDefined();
-    expect(paths.find((p) => p.includes('update_merge_window'))).toBeUndefined();
+    expect(paths.find((p) => p.includes('common_lb_config.update_merge_window: accepted, but has no effect in meshlet'))).toBeDefined();
+  });
+
+  it('fields that do nothing in meshlet warn with their path and the reason (stats_flush_interval, max_program_size, content_type)', () => {
+    const raw = bootstrap(
+      [
+        httpListener('l', routes([{ match: { safe_regex: { google_re2: { max_program_size: 100 }, regex: '/a.*' } }, route: { cluster: 'c' } }]), {
+          access_log: [
+            {
+              name: 'envoy.access_loggers.stdout',
+              typed_config: {
+                '@type': 'type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog',
+                log_format: { text_format: '%RESPONSE_CODE%\n', content_type: 'text/plain' },
+              },
+            },
+          ],
+        }),
+      ],
+      [{ name: 'c', type: 'STATIC', connect_timeout: '1s', load_assignment: { cluster_name: 'c', endpoints: [] } } as never],
+    );
+    (raw as Record<string, unknown>).stats_flush_interval = '5s';
+    const { warnings } = decodeBootstrap(raw, ctx());
+    const paths = warnings.map((w) => `${w.path}: ${w.message}`);
+    for (const field of ['stats_flush_interval', 'google_re2.max_program_size', 'log_format.content_type'])
+      expect(paths.find((p) => p.includes(`${field}: accepted, but has no effect in meshlet`)), `${field} in\n${paths.join('\n')}`).toBeDefined();
   });
 });

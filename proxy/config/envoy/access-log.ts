@@ -16,7 +16,7 @@ function decodeLogFormat(r: Reader): AccessLogConfig['format'] {
   const which = r.oneof(['text_format', 'text_format_source', 'json_format'] as const);
   let out: AccessLogConfig['format'];
   const omitEmptyValues = r.bool('omit_empty_values', false);
-  r.ignore('content_type');
+  r.warnNoEffect('content_type', 'access log lines carry no content type');
   if (r.list('formatters').length > 0) r.error('formatters', 'custom formatters are not supported by meshlet');
   if (which === 'text_format') {
     out = { kind: 'text', text: r.str(which, '') };

@@ -323,7 +323,7 @@ export function decodeClusterR(r: Reader, ctx: DecodeContext): ClusterConfig | u
       }
     }
     // Envoy batches EDS/health updates inside this window for CPU's sake; meshlet applies each at once.
-    clb.ignore('update_merge_window');
+    clb.warnNoEffect('update_merge_window', 'EDS and health updates are applied at once, not batched');
     clb.done();
   }
   let originalDstHeader: string | undefined;

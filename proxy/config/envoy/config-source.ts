@@ -76,7 +76,9 @@ function decodeApiConfigSource(a: Reader, ctx?: DecodeContext): ConfigSource | u
     'DEPRECATED_AND_UNAVAILABLE_DO_NOT_USE',
   );
   enumOf(a, 'transport_api_version', ['AUTO', 'V2', 'V3'] as const, 'AUTO');
-  a.ignore('set_node_on_first_message_only');
+  if (a.raw('set_node_on_first_message_only') === true)
+    a.warnNoEffect('set_node_on_first_message_only', 'only ads_config honours it; this source sends the node with every request');
+  else a.ignore('set_node_on_first_message_only');
   const grpc = decodeGrpcServices(a, ctx, 'xds');
   if (a.has('cluster_names')) a.error('cluster_names', 'REST config sources are not supported by meshlet');
   a.raw('cluster_names');

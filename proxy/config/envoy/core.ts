@@ -154,7 +154,7 @@ export function decodeDataSource(r: Reader): DataSource | undefined {
     else if (which === 'inline_bytes' && !/^[A-Za-z0-9+/_-]*={0,2}$/.test(value)) r.error(which, 'expected base64');
     else out = { kind: which, value };
   }
-  r.ignore('watched_directory');
+  r.warnNoEffect('watched_directory', 'the file is read at start-up and when the config changes, not watched');
   r.done();
   return out;
 }

@@ -108,7 +108,7 @@ export function compileRe2(pattern: string, path: string, issues: Issues, anchor
 export function decodeRegexMatcher(r: Reader, anchor = true): { value: string; regex: RegExp } | undefined {
   const g = r.obj('google_re2');
   if (g) {
-    g.ignore('max_program_size');
+    g.warnNoEffect('max_program_size', 'regexes run on the JavaScript engine, which has no program-size cap');
     g.done();
   }
   const value = r.requiredStr('regex');

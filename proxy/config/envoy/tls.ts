@@ -66,7 +66,7 @@ export function decodeValidationContext(r: Reader): CertValidationContext | unde
     const m = s.obj('matcher');
     if (!m) s.error('matcher', 'is required');
     const matcher = m ? decodeStringMatcher(m) : undefined;
-    s.ignore('oid');
+    s.warnNoEffect('oid', 'OTHER_NAME SANs are matched without checking their OID');
     s.done();
     if (matcher && sanType !== 'SAN_TYPE_UNSPECIFIED') sans.push({ sanType, matcher });
   }

@@ -76,7 +76,9 @@ export function decodeTracingProvider(r: Reader, ctx: DecodeContext): TracingCon
     const httpService = h ? decodeHttpService(h, ctx) : undefined;
     if (g && h) t.error('http_service', 'only one of grpc_service, http_service may be set');
     const serviceName = t.str('service_name', '');
-    t.ignore('resource_detectors', 'sampler', 'max_cache_size');
+    t.warnNoEffect('resource_detectors', 'resource attributes are service.name only');
+    t.warnNoEffect('sampler', 'sampling follows the connection manager tracing percentages');
+    t.warnNoEffect('max_cache_size', 'spans are exported as they end');
     t.done();
     out = {
       provider: 'opentelemetry',
