@@ -29,7 +29,7 @@ import { H2ServerCodec as NodeH2ServerCodec, type H2ServerCodecOptions } from '.
 import { H2RawServerCodec } from '../../proxy/http/h2/raw-server-session';
 import { h2ServerCodecKind } from '../../proxy/http/h2/server-settings';
 
-/** The codec MESHLET_H2_SERVER_CODEC selects (node:http2 by default, meshlet's own framing with =meshlet). */
+/** The codec MESHLET_H2_SERVER_CODEC selects (meshlet's own framing by default, node:http2 with =nghttp2). */
 const H2ServerCodec = h2ServerCodecKind() === 'meshlet' ? H2RawServerCodec : NodeH2ServerCodec;
 type H2ServerCodec = NodeH2ServerCodec | H2RawServerCodec;
 import { Host } from '../../proxy/upstream/host';

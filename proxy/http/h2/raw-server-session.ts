@@ -1,8 +1,8 @@
 /**
  * Meshlet's own downstream HTTP/2 connection (RFC 9113) over the accepted socket (h2c with prior
- * knowledge, h2c found by the preface sniff, or TLS with ALPN h2), without node:http2. Selected
- * by MESHLET_H2_SERVER_CODEC=meshlet (server-settings.ts); it presents the same surface to the
- * connection manager as server-codec.ts.
+ * knowledge, h2c found by the preface sniff, or TLS with ALPN h2), without node:http2. The
+ * default (MESHLET_H2_SERVER_CODEC=nghttp2 selects node:http2: server-settings.ts); it presents
+ * the same surface to the connection manager as server-codec.ts.
  *
  * Owns: the client preface and SETTINGS exchange, frame parsing and writing, HPACK state, request
  * validation (RFC 9113 §8), flow control both ways (send windows with per-stream queues; receive

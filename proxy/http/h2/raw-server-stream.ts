@@ -23,10 +23,23 @@ import type {
 } from '../codec';
 import { E_INTERNAL_ERROR, E_NO_ERROR, E_REFUSED_STREAM } from './frames';
 import { responseFields, trailerFields } from './headers';
-import type { H2RawServerCodec } from './raw-server-session';
-import { RawServerTunnel } from './raw-server-tunnel';
+import { RawServerTunnel, type TunnelOwner } from './raw-server-tunnel';
 
-export class RawServerStream implements ResponseEncoder {
+/** What a stream needs from its connection (raw-server-session.ts implements it). */
+export interface RawServerConnection {
+  readonly connection: DownstreamConnectionInfo;
+  readonly tx: {
+    sendHeaders(s: RawServerStream, fields: readonly string[], endStream: boolean): void;
+    sendData(s: RawServerStream, chunk: Buffer, end: boolean): boolean;
+    sendTrailers(s: RawServerStream, fields: string[]): void;
+  };
+  reportError(status: number, flag: 'UPE', detail: string): void;
+  resetStream(s: RawServerStream, code: number): void;
+  resumeStream(s: RawServerStream): void;
+  drain(): void;
+}
+
+export class RawServerStream implements ResponseEncoder, TunnelOwner {
   readonly protocol: HttpProtocol = 'HTTP/2';
   sink: RequestSink | undefined = undefined;
   // send side
@@ -65,7 +78,7 @@ export class RawServerStream implements ResponseEncoder {
 
   constructor(
     readonly id: number,
-    readonly codec: H2RawServerCodec,
+    readonly codec: RawServerConnection,
     sendWindow: number,
     recvWindow: number,
   ) {
@@ -124,7 +137,7 @@ export class RawServerStream implements ResponseEncoder {
 
   takeTunnel(): Duplex {
     // From now on the tunnel owner reads and writes the stream; it is no longer "our" response.
-    const t = new RawServerTunnel(this.codec, this);
+    const t = new RawServerTunnel(this);
     this.tunnel = t;
     this.sink = undefined;
     this.responseEnded = true;
@@ -133,6 +146,20 @@ export class RawServerStream implements ResponseEncoder {
 
   closeAfterResponse(): void {
     this.codec.drain();
+  }
+
+  // ───────────── TunnelOwner ─────────────
+
+  tunnelWrite(chunk: Buffer, end: boolean): boolean {
+    return this.codec.tx.sendData(this, chunk, end);
+  }
+
+  tunnelRead(): void {
+    this.codec.resumeStream(this);
+  }
+
+  tunnelReset(code: number): void {
+    this.codec.resetStream(this, code);
   }
 
   /** The codec itself resets the stream; the sink is told on the next tick (never re-entrantly). */

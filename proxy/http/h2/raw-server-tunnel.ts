@@ -9,18 +9,24 @@
  */
 import { Duplex } from 'node:stream';
 import { E_CANCEL } from './frames';
-import type { H2RawServerCodec } from './raw-server-session';
-import type { RawServerStream } from './raw-server-stream';
+
+/** The stream under a tunnel (RawServerStream). */
+export interface TunnelOwner {
+  readonly gone: boolean;
+  paused: boolean;
+  /** DATA (END_STREAM with `end`); false when it waits for window (onWritable follows). */
+  tunnelWrite(chunk: Buffer, end: boolean): boolean;
+  /** The reader wants more: resume delivery and credit the window. */
+  tunnelRead(): void;
+  tunnelReset(code: number): void;
+}
 
 const EMPTY = Buffer.alloc(0);
 
 export class RawServerTunnel extends Duplex {
   private writeCb: ((err?: Error | null) => void) | undefined = undefined;
 
-  constructor(
-    private readonly codec: H2RawServerCodec,
-    private readonly s: RawServerStream,
-  ) {
+  constructor(private readonly s: TunnelOwner) {
     super({ allowHalfOpen: true });
   }
 
@@ -44,22 +50,22 @@ export class RawServerTunnel extends Duplex {
   }
 
   override _read(): void {
-    this.codec.resumeStream(this.s);
+    this.s.tunnelRead();
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     if (this.s.gone) return cb(new Error('tunnel stream closed'));
-    if (this.codec.tx.sendData(this.s, chunk, false)) cb();
+    if (this.s.tunnelWrite(chunk, false)) cb();
     else this.writeCb = cb;
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    if (!this.s.gone) this.codec.tx.sendData(this.s, EMPTY, true);
+    if (!this.s.gone) this.s.tunnelWrite(EMPTY, true);
     cb();
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    if (!this.s.gone) this.codec.resetStream(this.s, E_CANCEL);
+    if (!this.s.gone) this.s.tunnelReset(E_CANCEL);
     this.writeCb = undefined;
     cb(err);
   }

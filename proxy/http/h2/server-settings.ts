@@ -48,12 +48,12 @@ export function h2ServerOptionsFromHcm(hcm: {
 const MAX_WINDOW = 2 ** 31 - 1;
 
 /**
- * Which downstream HTTP/2 codec serves new connections: 'meshlet' (own framing,
- * raw-server-session.ts) when MESHLET_H2_SERVER_CODEC=meshlet, else node:http2 (server-codec.ts).
- * Read per connection, so a test or operator can switch it without a restart.
+ * Which downstream HTTP/2 codec serves new connections: meshlet's own framing
+ * (raw-server-session.ts) by default; node:http2 (server-codec.ts) with
+ * MESHLET_H2_SERVER_CODEC=nghttp2, kept for comparison. Read per connection.
  */
 export function h2ServerCodecKind(): 'meshlet' | 'nghttp2' {
-  return process.env.MESHLET_H2_SERVER_CODEC === 'meshlet' ? 'meshlet' : 'nghttp2';
+  return process.env.MESHLET_H2_SERVER_CODEC === 'nghttp2' ? 'nghttp2' : 'meshlet';
 }
 
 /** Envoy's overload.premature_reset_min_stream_lifetime_seconds default (1 s). */
