@@ -47,18 +47,18 @@ export interface H2PoolSettings {
   /** The transport is TLS: offer ALPN h2; :scheme https for requests that carry none. */
   readonly secure: boolean;
   /**
-   * Which HTTP/2 implementation drives the connections: node:http2 ('nghttp2', the default) or
-   * meshlet's own framing ('meshlet', raw-client-session.ts). The default comes
-   * from MESHLET_H2_UPSTREAM_CODEC.
+   * Which HTTP/2 implementation drives the connections: meshlet's own framing ('meshlet', the
+   * default: raw-client-session.ts) or node:http2 ('nghttp2'). The default comes from
+   * MESHLET_H2_UPSTREAM_CODEC (=nghttp2 selects node:http2).
    */
   readonly codec: H2Codec;
 }
 
 export type H2Codec = 'nghttp2' | 'meshlet';
 
-/** The process-wide default codec (MESHLET_H2_UPSTREAM_CODEC=meshlet selects our own framing). */
+/** The process-wide default codec: meshlet's own framing; MESHLET_H2_UPSTREAM_CODEC=nghttp2 selects node:http2. */
 export function defaultH2Codec(): H2Codec {
-  return process.env.MESHLET_H2_UPSTREAM_CODEC === 'meshlet' ? 'meshlet' : 'nghttp2';
+  return process.env.MESHLET_H2_UPSTREAM_CODEC === 'nghttp2' ? 'nghttp2' : 'meshlet';
 }
 
 const MAX_WINDOW = 2 ** 31 - 1;
