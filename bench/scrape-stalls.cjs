@@ -2,7 +2,8 @@
 // In-process scrape stalls (issue 18.2): one meshlet (from dist/, or DIST=dir) with N static
 // clusters in this process, a 1 ms interval timer beside it, K back-to-back GET /stats/prometheus
 // through the admin port; prints each scrape's time and its longest event-loop stalls (gaps
-// between timer ticks above T ms). No proxied traffic: this isolates what a scrape itself holds
+// between timer ticks above T ms), after a 1 s window with no scrape (the noise floor). No
+// proxied traffic: this isolates what a scrape itself holds
 // the loop for; bench/scrape.mjs measures proxied latency. The in-process reader of the body is
 // included in the stalls (it is small: counting bytes). Bounded: K ≤ 50, each scrape ≤ 120 s.
 //
@@ -62,6 +63,11 @@ async function main() {
     last = now;
   }, 1);
   console.log(`${N} clusters, ${K} scrapes, stalls over ${T} ms; dist ${dist}`);
+  // Noise floor: the same timer for 1 s with no scrape (a loaded box deschedules the process too).
+  stalls = [];
+  await new Promise((r) => setTimeout(r, 1000));
+  stalls.sort((a, b) => b - a);
+  console.log(`quiet 1 s: ${stalls.length} stalls, longest ${stalls.slice(0, 3).map((x) => x.toFixed(0)).join(', ') || '-'} ms`);
   for (let k = 0; k < K; k++) {
     stalls = [];
     const t = performance.now();

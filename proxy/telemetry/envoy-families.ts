@@ -13,6 +13,7 @@
 import { SSL_COUNTERS } from '../upstream/ssl-stats';
 import type { Metric, MetricObjectWithValues, MetricValue, Registry } from 'prom-client';
 import { type ChunkWriter, drive, escapeHelp, escapeLabelValue, formatValue, type ScrapeScope, type SteppedFamily } from './exposition';
+import { LineCache } from './line-cache';
 import { CLUSTER_COUNTERS, type EnvoyStats, LISTENER_COUNTERS, type StatsSnapshot, XDS_PREFIX } from './stats';
 
 /** Series lines between pauses while rendering one family. */
@@ -38,6 +39,24 @@ class LabelCache {
   }
 }
 
+/** Memoised label sets `{envoy_cluster_name="…",envoy_response_code_class="2"}` (one per class) by cluster name. */
+class ClassLabelCache {
+  private readonly map = new Map<string, string[]>();
+
+  constructor(private readonly classes: readonly string[]) {}
+
+  get(cluster: string): string[] {
+    let s = this.map.get(cluster);
+    if (s === undefined) {
+      if (this.map.size > 50_000) this.map.clear();
+      const tag = `envoy_cluster_name="${escapeLabelValue(cluster)}"`;
+      s = this.classes.map((c) => `{${tag},envoy_response_code_class="${c}"}`);
+      this.map.set(cluster, s);
+    }
+    return s;
+  }
+}
+
 /** A family rendered from the current scrape's snapshot; registered in prom-client's registry for its order. */
 class SnapshotFamily implements SteppedFamily {
   constructor(
@@ -46,23 +65,48 @@ class SnapshotFamily implements SteppedFamily {
     readonly type: 'counter' | 'gauge',
     private readonly current: (scope?: ScrapeScope) => StatsSnapshot,
     private readonly series: SeriesFn,
-  ) {}
+  ) {
+    this.cache = new LineCache(name);
+  }
+
+  /** Rendered lines kept between scrapes (line-cache.ts); used by one rendering at a time. */
+  readonly cache: LineCache;
 
   *render(out: ChunkWriter, scope: ScrapeScope): Generator<void> {
     out.write(`# HELP ${this.name} ${escapeHelp(this.help)}\n# TYPE ${this.name} ${this.type}`);
     const name = this.name;
     let n = 0;
     let pause = false;
-    const it = this.series(this.current(scope), (labels, value) => {
-      out.write(`\n${name}${labels} ${formatValue(value)}`);
-      if (++n % LINES_PER_STEP === 0) pause = true;
-    });
-    if (it === undefined) return;
-    while (it.next().done !== true) {
-      if (pause) {
-        pause = false;
-        yield;
+    // A scrape running beside another renders this family without the cache (rare: its state
+    // is one rendering's).
+    const cache = this.cache.busy ? undefined : this.cache;
+    const emit =
+      cache !== undefined
+        ? (labels: string, value: number): void => {
+            cache.emit(labels, value);
+            if (++n % LINES_PER_STEP === 0) pause = true;
+          }
+        : (labels: string, value: number): void => {
+            out.write(`\n${name}${labels} ${formatValue(value)}`);
+            if (++n % LINES_PER_STEP === 0) pause = true;
+          };
+    // Before series(): a plain-function series emits right away.
+    cache?.begin(out);
+    let ended = false;
+    try {
+      const it = this.series(this.current(scope), emit);
+      if (it !== undefined) {
+        while (it.next().done !== true) {
+          if (pause) {
+            pause = false;
+            yield;
+          }
+        }
       }
+      cache?.end();
+      ended = true;
+    } finally {
+      if (!ended) cache?.abort();
     }
   }
 
@@ -134,14 +178,15 @@ export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): (s
   // cluster.<name>.membership_total stays in /stats only: a gauge named *_total breaks
   // Prometheus naming (promtool rejects it), and Istio dashboards read membership_healthy.
   const classes = ['2', '3', '4', '5'];
+  const classLabels = new ClassLabelCache(classes);
   add('envoy_cluster_upstream_rq_xx_total', 'Upstream responses by status class', 'counter', function* (s, emit) {
     const groups = classes.map((c) => s.groups.get(`cluster|upstream_rq_${c}xx`));
     const n = groups[0]?.tags.length ?? 0;
     for (let i = 0; i < n; i++) {
-      const tag = `envoy_cluster_name="${escapeLabelValue(groups[0]!.tags[i]!)}"`;
+      const labels = classLabels.get(groups[0]!.tags[i]!);
       for (let c = 0; c < classes.length; c++) {
         const v = groups[c]?.values[i];
-        if (v !== undefined) emit(`{${tag},envoy_response_code_class="${classes[c]}"}`, v);
+        if (v !== undefined) emit(labels[c]!, v);
       }
       if ((i & 63) === 63) yield;
     }

@@ -22,6 +22,8 @@ import type { Registry } from 'prom-client';
 export const SLICE_MS = 2;
 /** Size of one body chunk (bytes). */
 export const CHUNK_BYTES = 64 * 1024;
+/** A flushed chunk's unused tail is written into next if at least this big. */
+const MIN_TAIL_BYTES = 4 * 1024;
 
 /**
  * What one scrape's hooks gathered for its families (e.g. the Envoy stats snapshot), keyed by
@@ -55,14 +57,21 @@ export class ChunkWriter {
 
   write(s: string): void {
     // A UTF-16 code unit is at most 3 UTF-8 bytes: if it may not fit, start a new chunk.
-    if (this.pos + s.length * 3 > CHUNK_BYTES) {
+    if (this.pos + s.length * 3 > this.buf.length) {
       this.flush();
       if (s.length * 3 > CHUNK_BYTES) {
         this.ready.push(Buffer.from(s, 'utf8'));
         return;
       }
+      if (s.length * 3 > this.buf.length) this.buf = Buffer.allocUnsafe(CHUNK_BYTES);
     }
     this.pos += this.buf.write(s, this.pos, 'utf8');
+  }
+
+  /** Appends a ready-made Buffer (a cached segment), after what was written before it; it is sent as is. */
+  writeBuffer(b: Buffer): void {
+    this.flush();
+    this.ready.push(b);
   }
 
   /** Full chunks so far (the caller sends them); the one being filled stays. */
@@ -76,7 +85,9 @@ export class ChunkWriter {
   flush(): void {
     if (this.pos === 0) return;
     this.ready.push(this.buf.subarray(0, this.pos));
-    this.buf = Buffer.allocUnsafe(CHUNK_BYTES);
+    // The rest of the chunk is reused for what follows (a family header between two cached
+    // segments is a few bytes: not worth a fresh 64 KiB each).
+    this.buf = this.buf.length - this.pos >= MIN_TAIL_BYTES ? this.buf.subarray(this.pos) : Buffer.allocUnsafe(CHUNK_BYTES);
     this.pos = 0;
   }
 }
@@ -113,9 +124,15 @@ export class Slicer {
 
 /** Drive `it` to completion, pausing for the event loop whenever the slice is used up. */
 export async function drive(it: Iterator<unknown>, slicer: Slicer = new Slicer()): Promise<void> {
-  for (;;) {
-    if (it.next().done === true) return;
-    if (slicer.due()) await slicer.pause();
+  try {
+    for (;;) {
+      if (it.next().done === true) return;
+      if (slicer.due()) await slicer.pause();
+    }
+  } catch (err) {
+    // Let the generator's finally blocks run (a family releases what it holds, e.g. its cache).
+    it.return?.();
+    throw err;
   }
 }
 

@@ -64,10 +64,10 @@ export const CLUSTER_COUNTERS = [
 ] as const;
 
 const CLUSTER_CLASSES = [
-  ['2', 'upstreamRq2xx'],
-  ['3', 'upstreamRq3xx'],
-  ['4', 'upstreamRq4xx'],
-  ['5', 'upstreamRq5xx'],
+  ['upstream_rq_2xx', 'upstreamRq2xx'],
+  ['upstream_rq_3xx', 'upstreamRq3xx'],
+  ['upstream_rq_4xx', 'upstreamRq4xx'],
+  ['upstream_rq_5xx', 'upstreamRq5xx'],
 ] as const;
 
 export const LISTENER_COUNTERS = [
@@ -82,6 +82,11 @@ export const LISTENER_COUNTERS = [
 export interface StatsSink {
   counter(name: string, raw: number, scope?: 'cluster' | 'listener', tag?: string, stat?: string): void;
   gauge(name: string, value: number, scope?: 'cluster' | 'listener', tag?: string, stat?: string): void;
+  /**
+   * A per-cluster stat whose Envoy name is `prefix + stat`: the name is built only where it is
+   * needed (/stats, a counter reset), not for every stat of 10,000 clusters on every scrape.
+   */
+  scoped(type: 'counter' | 'gauge', scope: 'cluster', prefix: string, stat: string, raw: number, tag: string): void;
 }
 
 /**
@@ -95,6 +100,22 @@ export class EnvoyStats {
   /** Counter values at the last reset, by Envoy name. */
   private baseline = new Map<string, number>();
   private readonly sources: StatsSource[] = [];
+  /** Group keys `scope|stat`, built once (a fresh string per stat per cluster was scrape garbage). */
+  private readonly groupKeys = new Map<string, Map<string, string>>();
+
+  private groupKey(scope: string, stat: string): string {
+    let m = this.groupKeys.get(scope);
+    if (m === undefined) {
+      m = new Map();
+      this.groupKeys.set(scope, m);
+    }
+    let k = m.get(stat);
+    if (k === undefined) {
+      k = `${scope}|${stat}`;
+      m.set(stat, k);
+    }
+    return k;
+  }
 
   /** Register a component's stats (called by the composition, once per component). */
   addSource(source: StatsSource): void {
@@ -110,6 +131,10 @@ export class EnvoyStats {
       },
       gauge: (name, value, scope, tag, stat) => {
         out.push({ name, type: 'gauge', value, scope, tag, stat });
+      },
+      scoped: (type, scope, prefix, stat, raw, tag) => {
+        if (type === 'counter') sink.counter(prefix + stat, raw, scope, tag, stat);
+        else sink.gauge(prefix + stat, raw, scope, tag, stat);
       },
     };
     for (const source of this.sources) {
@@ -161,12 +186,7 @@ export class EnvoyStats {
     const baseline = this.baseline;
     const rebase = baseline.size > 0;
     for (const g of snap.groups.values()) g.n = 0;
-    const put = (name: string, value: number, scope: string | undefined, tag: string | undefined, stat: string | undefined): void => {
-      if (stat === undefined || tag === undefined) {
-        snap.byName.set(name, value);
-        return;
-      }
-      const key = scope === undefined ? stat : `${scope}|${stat}`;
+    const putGroup = (key: string, tag: string, value: number): void => {
       let g = snap.groups.get(key);
       if (g === undefined) {
         g = { tags: [], values: [], n: 0 };
@@ -181,11 +201,20 @@ export class EnvoyStats {
         g.values.push(value);
       }
     };
+    const put = (name: string, value: number, scope: string | undefined, tag: string | undefined, stat: string | undefined): void => {
+      if (stat === undefined || tag === undefined) snap.byName.set(name, value);
+      else putGroup(scope === undefined ? stat : this.groupKey(scope, stat), tag, value);
+    };
     const sink: StatsSink = {
       counter: (name, raw, scope, tag, stat) => {
         put(name, rebase ? Math.max(0, raw - (baseline.get(name) ?? 0)) : raw, scope, tag, stat);
       },
       gauge: (name, value, scope, tag, stat) => put(name, value, scope, tag, stat),
+      scoped: (type, scope, prefix, stat, raw, tag) => {
+        const key = this.groupKey(scope, stat);
+        const value = type === 'counter' && rebase ? Math.max(0, raw - (baseline.get(prefix + stat) ?? 0)) : raw;
+        putGroup(key, tag, value);
+      },
     };
     for (const source of this.sources) {
       const it = source(sink);
@@ -215,25 +244,35 @@ const CLUSTERS_PER_STEP = 64;
 
 /** cluster.<name>.* and cluster_manager.active_clusters. */
 export function clusterStatsSource(clusters: { all(): readonly Cluster[] }): StatsSource {
-  return function* ({ counter, gauge }) {
+  // `cluster.<name>.` per cluster name, kept (bounded like the label caches).
+  const prefixes = new Map<string, string>();
+  const clusterPrefix = (name: string): string => {
+    let p = prefixes.get(name);
+    if (p === undefined) {
+      if (prefixes.size > 50_000) prefixes.clear();
+      p = `cluster.${name}.`;
+      prefixes.set(name, p);
+    }
+    return p;
+  };
+  return function* ({ gauge, scoped }) {
     const all = clusters.all();
     let step = 0;
     for (const c of all) {
       if (++step % CLUSTERS_PER_STEP === 0) yield;
       const st = c.stats;
-      const p = `cluster.${c.name}.`;
       const n = c.name;
-      for (const [stat, k] of CLUSTER_COUNTERS) counter(p + stat, st[k], 'cluster', n, stat);
-      for (const [cls, k] of CLUSTER_CLASSES)
-        counter(`${p}upstream_rq_${cls}xx`, st[k], 'cluster', n, `upstream_rq_${cls}xx`);
+      const p = clusterPrefix(n);
+      for (const [stat, k] of CLUSTER_COUNTERS) scoped('counter', 'cluster', p, stat, st[k], n);
+      for (const [stat, k] of CLUSTER_CLASSES) scoped('counter', 'cluster', p, stat, st[k], n);
       const ssl = c.transport.ssl;
-      if (ssl !== undefined) for (const [stat, k] of SSL_COUNTERS) counter(p + stat, ssl[k], 'cluster', n, stat);
-      gauge(`${p}upstream_rq_active`, st.upstreamRqActive, 'cluster', n, 'upstream_rq_active');
-      gauge(`${p}upstream_cx_active`, st.upstreamCxActive, 'cluster', n, 'upstream_cx_active');
+      if (ssl !== undefined) for (const [stat, k] of SSL_COUNTERS) scoped('counter', 'cluster', p, stat, ssl[k], n);
+      scoped('gauge', 'cluster', p, 'upstream_rq_active', st.upstreamRqActive, n);
+      scoped('gauge', 'cluster', p, 'upstream_cx_active', st.upstreamCxActive, n);
       let healthy = 0;
       for (const h of c.hosts) if (h.healthy) healthy++;
-      gauge(`${p}membership_healthy`, healthy, 'cluster', n, 'membership_healthy');
-      gauge(`${p}membership_total`, c.hosts.length, 'cluster', n, 'membership_total');
+      scoped('gauge', 'cluster', p, 'membership_healthy', healthy, n);
+      scoped('gauge', 'cluster', p, 'membership_total', c.hosts.length, n);
     }
     gauge('cluster_manager.active_clusters', all.length);
   };
