@@ -6,7 +6,7 @@
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { grpcTimeoutMs } from '../../proxy/http/router/router-filter';
+import { grpcTimeoutMs } from '../../proxy/http/router/request-shaping';
 import { bootstrap, httpListener, routes, type StartedMeshlet, startMeshlet, staticCluster, stopAllMeshlets } from '../support/meshlet';
 
 let m: StartedMeshlet;

@@ -6,7 +6,7 @@
  */
 import http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RETRY_BUFFER_LIMIT } from '../../proxy/http/router/router-filter';
+import { RETRY_BUFFER_LIMIT } from '../../proxy/http/router/router-state';
 import {
   bootstrap,
   httpListener,

@@ -1,7 +1,8 @@
 /**
  * The pure parts of shaping a routed request (no I/O, no stream state): hash policies, weighted
  * cluster picks, path and host rewrites, redirect locations, the route's request and response
- * header mutations, and the small parsers the router and CONNECT termination share.
+ * header mutations, and the small parsers the router and CONNECT termination share (grpc-timeout
+ * among them).
  */
 import type {
   HashPolicy,
@@ -23,6 +24,7 @@ import {
 } from '../headers';
 import { buildLocalReply, type LocalResponse } from '../local-reply';
 import { type CompiledRoute, PathKind, pathOnly, queryParam } from '../route-matcher';
+import { isDigits } from './retry-state';
 
 /** FNV-1a 32-bit over a string: the hash fed to RING_HASH / MAGLEV. */
 export function hashString(s: string, seed = 0x811c9dc5): number {
@@ -293,4 +295,28 @@ export function cleanResponseHeaders(h: HeaderList, status: number, rttMs: numbe
   stripHopByHop(h);
   if (upgradeToken !== undefined) h.push('upgrade', upgradeToken);
   if (!suppressEnvoyHeaders) setHeader(h, 'x-envoy-upstream-service-time', String(Math.round(rttMs)));
+}
+
+/** Whether a content-type is gRPC's (application/grpc, +proto, +json, …). */
+export function isGrpcContentType(ct: string | undefined): boolean {
+  return ct !== undefined && ct.startsWith('application/grpc');
+}
+
+/** grpc-timeout units (gRPC over HTTP/2 spec): hours, minutes, seconds, milli-, micro-, nanoseconds. */
+const GRPC_TIMEOUT_UNIT_MS: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
+
+/**
+ * Envoy's gRPC timeout: the request's grpc-timeout (absent or malformed = 0, which means none),
+ * less the offset when that leaves it above 0, capped by the configured maximum unless that is 0.
+ */
+export function grpcTimeoutMs(header: string | undefined, maxMs: number, offsetMs: number): number {
+  let t = 0;
+  if (header !== undefined && header.length >= 2 && header.length <= 9) {
+    const unit = GRPC_TIMEOUT_UNIT_MS[header[header.length - 1]!];
+    const digits = header.slice(0, -1);
+    if (unit !== undefined && isDigits(digits)) t = Math.ceil(Number(digits) * unit);
+  }
+  if (offsetMs > 0 && offsetMs < t) t -= offsetMs;
+  if (maxMs > 0 && (t === 0 || t > maxMs)) t = maxMs;
+  return t;
 }
