@@ -59,7 +59,7 @@ function httpGet(host: string, port: number, path: string, hostHeader?: string, 
   });
 }
 
-async function waitReady(host: string, port: number, what: string, ms = 20_000): Promise<void> {
+async function waitReady(host: string, port: number, what: string, ms = 60_000): Promise<void> {
   const end = Date.now() + ms;
   for (;;) {
     const r = await httpGet(host, port, '/ready');
@@ -70,7 +70,7 @@ async function waitReady(host: string, port: number, what: string, ms = 20_000):
 }
 
 /** Wait until something accepts TCP connections on host:port. */
-async function waitListening(host: string, port: number, what: string, ms = 20_000): Promise<void> {
+async function waitListening(host: string, port: number, what: string, ms = 60_000): Promise<void> {
   const end = Date.now() + ms;
   for (;;) {
     const ok = await new Promise<boolean>((resolve) => {

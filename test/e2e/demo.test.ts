@@ -31,5 +31,5 @@ describe('meshlet demo', () => {
     expect(out).toMatch(/failed requests\s+0/);
     expect(out).toMatch(/p50 \d+\.\d+ {2}p90/);
     expect(code).toBe(0);
-  }, 60_000);
+  }, 120_000);
 });
