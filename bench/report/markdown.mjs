@@ -41,6 +41,7 @@ export function ratios(results) {
     'gRPC meshlet / direct': r(rps('grpc/meshlet'), rps('grpc/direct')),
     'TCP meshlet / direct': r(mb('tcp/meshlet'), mb('tcp/direct')),
     'TCP meshlet / HAProxy': r(mb('tcp/meshlet'), mb('tcp/haproxy')),
+    'TCP meshlet / naive Node net proxy': r(mb('tcp/meshlet'), mb('tcp/node')),
   };
 }
 
@@ -209,7 +210,7 @@ export function renderMarkdown(results) {
     out.push(table(['scenario', 'calls/s', 'vs direct', 'p50 ms', 'p99 ms', 'p99.9 ms', 'errors'], rows), '');
   }
 
-  const tcp = present(['tcp/direct', 'tcp/haproxy', 'tcp/meshlet']);
+  const tcp = present(['tcp/direct', 'tcp/haproxy', 'tcp/node', 'tcp/meshlet']);
   if (tcp.length) {
     out.push(
       `## TCP bulk throughput — one connection, 64 KiB writes, ${settings.seconds}s, Node sender → Node receiver`,

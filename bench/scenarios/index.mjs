@@ -198,6 +198,28 @@ function build() {
     },
   });
   list.push({
+    id: 'tcp/node',
+    group: 'tcp',
+    proxy: 'node-net',
+    node: true,
+    label: 'TCP bulk through the naive Node net proxy (pipe)',
+    kind: 'tcp',
+    async setup(env) {
+      const port = await freePort();
+      const proc = startProcess('node-tcp-proxy', process.execPath, [
+        path.join(SERVERS, 'node-tcp-proxy.mjs'),
+        String(port),
+        String(env.sinkPort),
+      ]);
+      const why = await waitForPort(port, { proc });
+      if (why) {
+        await proc.stop();
+        throw new Error(why);
+      }
+      return { port, procs: [proc] };
+    },
+  });
+  list.push({
     id: 'tcp/meshlet',
     group: 'tcp',
     proxy: 'meshlet',
