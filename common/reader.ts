@@ -13,6 +13,14 @@ import type { FieldIssue } from './errors';
 export class Issues {
   readonly errors: FieldIssue[] = [];
   readonly warnings: FieldIssue[] = [];
+  private once: Set<string> | undefined;
+  /** True the first time `key` is seen by this list (for warnings given once per config). */
+  firstTime(key: string): boolean {
+    this.once ??= new Set();
+    if (this.once.has(key)) return false;
+    this.once.add(key);
+    return true;
+  }
   error(path: string, message: string): void {
     this.errors.push({ path, message });
   }
@@ -109,6 +117,18 @@ export class Reader {
     if (!this.has(key)) return;
     this.ignore(key);
     this.issues.warn(this.sub(key), `accepted, but has no effect in meshlet: ${reason}`);
+  }
+
+  /**
+   * `warnNoEffect` for a field a control plane writes on every resource: warned at its first
+   * occurrence in this configuration (a bootstrap, or one xDS resource) only, so one warning
+   * stands for all of them instead of burying the others.
+   */
+  warnNoEffectOnce(key: string, reason: string): void {
+    if (!this.has(key)) return;
+    this.ignore(key);
+    if (this.issues.firstTime(`${key}\u0000${reason}`))
+      this.issues.warn(this.sub(key), `accepted, but has no effect in meshlet: ${reason} (warned once)`);
   }
 
   error(key: string, message: string): void {

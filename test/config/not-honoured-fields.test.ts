@@ -2,7 +2,8 @@
  * Fields meshlet read and dropped without a word (`Reader.ignore`) although they change what
  * Envoy does. Each is now a start-up warning naming its path ("not supported by meshlet,
  * ignored"); fields that change nothing in meshlet warn "accepted, but has no effect" with the
- * reason; only resource metadata (istiod writes it everywhere) stays quiet.
+ * reason. Listener, filter chain and route metadata (istiod writes it on every resource) is warned
+ * once per configuration.
  */
 import { describe, expect, it } from 'vitest';
 import { decodeBootstrap } from '../../proxy/config/bootstrap';
@@ -70,5 +71,22 @@ describe('fields that change Envoy behaviour are never dropped silently', () => 
     const paths = warnings.map((w) => `${w.path}: ${w.message}`);
     for (const field of ['stats_flush_interval', 'google_re2.max_program_size', 'log_format.content_type'])
       expect(paths.find((p) => p.includes(`${field}: accepted, but has no effect in meshlet`)), `${field} in\n${paths.join('\n')}`).toBeDefined();
+  });
+
+  it('listener, filter chain and route metadata warn once per configuration, not once per resource', () => {
+    const md = { filter_metadata: { istio: { config: '/apis/networking.istio.io/v1/namespaces/default/virtual-service/r' } } };
+    const l = httpListener('l', routes([
+      { match: { prefix: '/a' }, route: { cluster: 'c' }, metadata: md },
+      { match: { prefix: '/' }, route: { cluster: 'c' }, metadata: md },
+    ])) as Record<string, unknown>;
+    l.metadata = md;
+    (l.filter_chains as Record<string, unknown>[])[0]!.metadata = md;
+    const cluster = { name: 'c', type: 'STATIC', connect_timeout: '1s', metadata: { filter_metadata: { istio: { services: [{ host: 'c.default.svc.cluster.local', name: 'c', namespace: 'default' }] } } }, load_assignment: { cluster_name: 'c', endpoints: [] } };
+    const { warnings } = decodeBootstrap(bootstrap([l as never], [cluster as never]), ctx());
+    const md1 = warnings.filter((w) => w.path.endsWith('.metadata'));
+    expect(md1).toHaveLength(1);
+    expect(md1[0]!.message).toMatch(/^accepted, but has no effect in meshlet: nothing in meshlet reads listener, filter chain or route metadata .*\(warned once\)$/);
+    // Cluster metadata is read (istio.services): no warning about it.
+    expect(warnings.filter((w) => w.path.includes('clusters'))).toEqual([]);
   });
 });

@@ -46,7 +46,7 @@ function get(port: number, path: string): Promise<string> {
  */
 function decoderFields(files: string[]): Set<string> {
   const call =
-    /(?:\.(?:str|requiredStr|bool|int|optInt|num|durationMs|obj|arr|list|strList|map|any|raw|has|ignore|error|warnNoEffect)|\b(?:dur|enumOf|enumNamed|decode[A-Za-z]*|requiredDataSource|headerName|pos|percent|requiredPositiveMs|optionalPositiveMs|src|tlsVersion))\(\s*(?:[a-zA-Z]+,\s*)?'([a-z][a-z0-9_]*)'/g;
+    /(?:\.(?:str|requiredStr|bool|int|optInt|num|durationMs|obj|arr|list|strList|map|any|raw|has|ignore|error|warnNoEffect|warnNoEffectOnce)|\b(?:dur|enumOf|enumNamed|decode[A-Za-z]*|requiredDataSource|headerName|pos|percent|requiredPositiveMs|optionalPositiveMs|src|tlsVersion))\(\s*(?:[a-zA-Z]+,\s*)?'([a-z][a-z0-9_]*)'/g;
   const out = new Set<string>();
   const names = (list: string) => [...list.matchAll(/'([a-z0-9_]+)'/g)].map((m) => m[1]!);
   for (const f of files) {

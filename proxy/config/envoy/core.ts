@@ -169,6 +169,10 @@ export function decodeLocality(r: Reader): Locality {
   return l;
 }
 
+/** Why listener, filter chain and route `metadata` is warned about (once per configuration). */
+export const UNREAD_METADATA =
+  'nothing in meshlet reads listener, filter chain or route metadata (it stays in /config_dump)';
+
 /**
  * envoy.config.core.v3.Metadata → its filter_metadata map (namespace → Struct as plain JSON).
  * typed_filter_metadata is accepted and ignored without a warning only when empty.

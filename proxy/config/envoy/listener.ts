@@ -22,7 +22,7 @@ import { decodeAccessLogs } from './access-log';
 import { decodeChainMatcher, type MatcherNames } from './chain-matcher';
 import { AMBIENT_REASON, reportUnsupportedType } from './unsupported';
 import type { DecodeContext } from './context';
-import { decodeAddress, dur, enumOf } from './core';
+import { decodeAddress, dur, enumOf, UNREAD_METADATA } from './core';
 import { decodeHcm, T_HCM } from './hcm';
 import { ISTIO_NETWORK_FILTERS } from './istio-network-filters';
 import { decodeCidrList } from './matchers';
@@ -275,7 +275,7 @@ function decodeFilterChain(
     if (v) filters.push(v);
     else ok = false;
   }
-  r.ignore('metadata');
+  r.warnNoEffectOnce('metadata', UNREAD_METADATA);
   r.done();
   if (!ok) return undefined;
   return { name, match, ...(transportSocket ? { transportSocket } : {}), filters };
@@ -352,7 +352,7 @@ export function decodeListenerR(r: Reader, ctx: DecodeContext): ListenerConfig |
   const continueOnListenerFiltersTimeout = r.bool('continue_on_listener_filters_timeout', false);
   const perConnectionBufferLimitBytes = r.int('per_connection_buffer_limit_bytes', 1_048_576, 0, 0xffffffff);
   const accessLog = decodeAccessLogs(r);
-  r.ignore('metadata');
+  r.warnNoEffectOnce('metadata', UNREAD_METADATA);
   r.done();
   if (!address || !name) return undefined;
   return {

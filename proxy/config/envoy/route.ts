@@ -15,7 +15,7 @@ import type {
   VirtualHost,
 } from '../types';
 import type { DecodeContext } from './context';
-import { enumOf } from './core';
+import { enumOf, UNREAD_METADATA } from './core';
 import { decodeHeaderMutations } from './headers';
 import { decodeHeaderMatcher, decodeQueryParameterMatcher, decodeRegexMatcher } from './matchers';
 import { decodeCorsPolicy } from '../filters/cors-policy';
@@ -100,7 +100,7 @@ export function decodeRoute(r: Reader, ctx: DecodeContext, maxBodyBytes: number)
   else if (ar && which === 'direct_response') action = decodeDirectResponse(ar, ctx, maxBodyBytes);
   const typedPerFilterConfig = decodeTypedPerFilterConfig(r, ctx);
   const mut = decodeHeaderMutations(r);
-  r.ignore('metadata');
+  r.warnNoEffectOnce('metadata', UNREAD_METADATA);
   r.done();
   if (!match || !action) return undefined;
   return { name, match, action, ...mut, typedPerFilterConfig };
