@@ -22,11 +22,28 @@ const LINES_PER_STEP = 256;
 /** One series source of a family: label string (with braces, or '') and value, in steps. */
 type SeriesFn = (snap: StatsSnapshot, emit: (labels: string, value: number) => void) => Iterator<unknown> | void;
 
-/** Memoised `{name="value"}` strings for one label name (bounded: rebuilt when it outgrows use). */
+/**
+ * Memoised `{name="value"}` strings for one label name (bounded: rebuilt when it outgrows use).
+ * `at(i, value)` first checks what was asked at position i last time: every cluster family walks
+ * the clusters in the same order, so at 10,000 clusters ~300,000 Map lookups a scrape become
+ * pointer comparisons (the lookups were 10% of a warm scrape's main-thread time).
+ */
 class LabelCache {
   private readonly map = new Map<string, string>();
+  private readonly seenTags: string[] = [];
+  private readonly seenLabels: string[] = [];
 
   constructor(private readonly labelName: string) {}
+
+  at(i: number, value: string): string {
+    if (this.seenTags[i] === value) return this.seenLabels[i]!;
+    const s = this.get(value);
+    if (i <= this.seenTags.length) {
+      this.seenTags[i] = value;
+      this.seenLabels[i] = s;
+    }
+    return s;
+  }
 
   get(value: string): string {
     let s = this.map.get(value);
@@ -42,8 +59,21 @@ class LabelCache {
 /** Memoised label sets `{envoy_cluster_name="…",envoy_response_code_class="2"}` (one per class) by cluster name. */
 class ClassLabelCache {
   private readonly map = new Map<string, string[]>();
+  private readonly seenTags: string[] = [];
+  private readonly seenLabels: string[][] = [];
 
   constructor(private readonly classes: readonly string[]) {}
+
+  /** As LabelCache.at: what position i held last scrape, else the map. */
+  at(i: number, cluster: string): string[] {
+    if (this.seenTags[i] === cluster) return this.seenLabels[i]!;
+    const s = this.get(cluster);
+    if (i <= this.seenTags.length) {
+      this.seenTags[i] = cluster;
+      this.seenLabels[i] = s;
+    }
+    return s;
+  }
 
   get(cluster: string): string[] {
     let s = this.map.get(cluster);
@@ -165,7 +195,7 @@ export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): (s
       const g = s.groups.get(key);
       if (g === undefined) return;
       for (let i = 0; i < g.tags.length; i++) {
-        emit(clusterLabels.get(g.tags[i]!), g.values[i]!);
+        emit(clusterLabels.at(i, g.tags[i]!), g.values[i]!);
         if ((i & 255) === 255) yield;
       }
     });
@@ -183,7 +213,7 @@ export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): (s
     const groups = classes.map((c) => s.groups.get(`cluster|upstream_rq_${c}xx`));
     const n = groups[0]?.tags.length ?? 0;
     for (let i = 0; i < n; i++) {
-      const labels = classLabels.get(groups[0]!.tags[i]!);
+      const labels = classLabels.at(i, groups[0]!.tags[i]!);
       for (let c = 0; c < classes.length; c++) {
         const v = groups[c]?.values[i];
         if (v !== undefined) emit(labels[c]!, v);

@@ -19,7 +19,7 @@
 import type { Registry } from 'prom-client';
 
 /** Longest stretch of rendering work before giving the event loop a turn. */
-export const SLICE_MS = 2;
+export const SLICE_MS = 1;
 /** Size of one body chunk (bytes). */
 export const CHUNK_BYTES = 64 * 1024;
 /** A flushed chunk's unused tail is written into next if at least this big. */

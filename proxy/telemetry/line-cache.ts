@@ -24,7 +24,8 @@ export const SEGMENT_LINES = 128;
 
 export class LineCache {
   private labels: string[] = [];
-  private values: number[] = [];
+  /** Values by line (a typed array: no boxed numbers for the young-generation GC to copy). */
+  private values = new Float64Array(SEGMENT_LINES);
   private segments: (Buffer | undefined)[] = [];
   private segmentLines: number[] = [];
   /** Lines emitted so far by the rendering in progress, and where its open segment starts. */
@@ -57,7 +58,12 @@ export class LineCache {
     const i = this.n++;
     if (i >= this.labels.length) {
       this.labels.push(labels);
-      this.values.push(value);
+      if (i >= this.values.length) {
+        const grown = new Float64Array(this.values.length * 2);
+        grown.set(this.values);
+        this.values = grown;
+      }
+      this.values[i] = value;
       this.dirty = true;
     } else if (this.labels[i] !== labels || this.values[i] !== value) {
       this.labels[i] = labels;
@@ -71,10 +77,7 @@ export class LineCache {
   end(): void {
     if (this.n > this.segStart) this.closeSegment();
     const n = this.n;
-    if (this.labels.length !== n) {
-      this.labels.length = n;
-      this.values.length = n;
-    }
+    if (this.labels.length !== n) this.labels.length = n;
     const segs = Math.ceil(n / SEGMENT_LINES);
     if (this.segments.length !== segs) {
       this.segments.length = segs;
