@@ -26,7 +26,7 @@ type SeriesFn = (snap: StatsSnapshot, emit: (labels: string, value: number) => v
  * Memoised `{name="value"}` strings for one label name (bounded: rebuilt when it outgrows use).
  * `at(i, value)` first checks what was asked at position i last time: every cluster family walks
  * the clusters in the same order, so at 10,000 clusters ~300,000 Map lookups a scrape become
- * pointer comparisons (the lookups were 10% of a warm scrape's main-thread time).
+ * pointer comparisons (the lookups were the largest single function in a profile of warm scrapes).
  */
 class LabelCache {
   private readonly map = new Map<string, string>();
