@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // In-process scrape stalls (issue 18.2): one meshlet (from dist/, or DIST=dir) with N static
 // clusters in this process, a 1 ms interval timer beside it, K back-to-back GET /stats/prometheus
-// through the admin port; prints each scrape's time and its longest event-loop stalls (gaps
-// between timer ticks above T ms), after a 1 s window with no scrape (the noise floor). No
+// through the admin port; prints each scrape's time, the process's CPU time during it (all
+// threads and the in-process reader included: steadier than wall time on a loaded box) and its
+// longest event-loop stalls (gaps between timer ticks above T ms), after a 1 s window with no scrape (the noise floor). No
 // proxied traffic: this isolates what a scrape itself holds
 // the loop for; bench/scrape.mjs measures proxied latency. The in-process reader of the body is
 // included in the stalls (it is small: counting bytes). Bounded: K ≤ 50, each scrape ≤ 120 s.
@@ -71,11 +72,13 @@ async function main() {
   for (let k = 0; k < K; k++) {
     stalls = [];
     const t = performance.now();
+    const cpu0 = process.cpuUsage();
     const bytes = await scrape(server.admin.port);
     const ms = performance.now() - t;
+    const cpu = process.cpuUsage(cpu0);
     stalls.sort((a, b) => b - a);
     console.log(
-      `scrape ${k + 1}: ${ms.toFixed(0)} ms, ${(bytes / 1048576).toFixed(1)} MiB; ${stalls.length} stalls, longest ${stalls.slice(0, 3).map((x) => x.toFixed(0)).join(', ') || '-'} ms`,
+      `scrape ${k + 1}: ${ms.toFixed(0)} ms (process CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms), ${(bytes / 1048576).toFixed(1)} MiB; ${stalls.length} stalls, longest ${stalls.slice(0, 3).map((x) => x.toFixed(0)).join(', ') || '-'} ms`,
     );
   }
   clearInterval(iv);
