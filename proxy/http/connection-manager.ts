@@ -1,80 +1,41 @@
 /**
- * The HTTP connection manager (Envoy's `envoy.filters.network.http_connection_manager`).
- *
- * Owns: the per-connection codec (HTTP/1.1 or HTTP/2, picked from codec_type, ALPN and what the
- * listener sniffed), and one ActiveStream per request that is the codec's RequestSink: the edge
- * headers (x-forwarded-*, x-request-id, x-envoy-* sanitising, `server`, `date`), the route cache
- * against the RouteConfiguration current when the request arrived (an RDS swap affects new
- * requests only), the request, idle and max-duration timers, and stream completion reporting for
- * access logs and metrics. Filter iteration, holds and local replies are the FilterManager's
- * (filter-manager.ts), which reaches the stream only through FilterManagerCallbacks; the router is
- * an ordinary terminal filter from the registry, so nothing here knows about upstreams.
- *
- * Leans lean: ActiveStream is one class whose methods are the codec and filter-manager callbacks
- * (no closures per request; timers get the stream as an argument). Never throws on traffic: a
- * failure inside a stream becomes a 500 local reply or a reset.
+ * The HTTP connection manager (Envoy's `envoy.filters.network.http_connection_manager`), the
+ * per-connection side: it takes accepted connections, picks each one's codec (HTTP/1.1 or
+ * HTTP/2, from codec_type, ALPN and what the listener sniffed, or the first bytes under AUTO),
+ * keeps the live connections, drains them gracefully (Envoy's drain sequence) and reports the
+ * requests a codec answered itself. Each request is an ActiveStream (active-stream.ts), which
+ * sees this class only as its StreamOwner. The router is an ordinary terminal filter from the
+ * registry, so nothing here knows about upstreams.
  */
-import { EMPTY_RUNTIME, type RuntimeReader } from '../../common/runtime';
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
-import type { HcmConfig, NodeInfo, RouteConfiguration } from '../config/types';
+import type { HcmConfig } from '../config/types';
 import type { ConnectionHandler, DrainDecision, Sniffed } from '../listeners/types';
 import { logger } from '../../common/logger';
-import type { ClusterLookup } from '../upstream/types';
+import { ActiveStream, type StreamOptions, type StreamOwner } from './active-stream';
 import type {
   CodecErrorReport,
   DownstreamConnectionInfo,
-  HeaderList,
-  HttpProtocol,
-  RequestHead,
   RequestSink,
-  ResetReason,
   ResponseEncoder,
-  ResponseHead,
   ServerCodecCallbacks,
 } from './codec';
 import type { HttpFilterRegistry } from './filter';
 import { type ResolvedChain, resolveFilterChain } from './filter-chain';
-import type { FilterManagerCallbacks } from './filter-callbacks';
-import { FilterManager } from './filter-manager';
 import { H1ServerCodec, h1ServerOptions } from './h1/server-codec';
 import { H2ServerCodec, h2ServerOptionsFromHcm } from './h2/server-codec';
 import { H2RawServerCodec } from './h2/raw-server-session';
 import { h2ServerCodecKind } from './h2/server-settings';
-import {
-  applyServerHeader,
-  applyXfcc,
-  type EdgeResult,
-  mutateRequestHeaders,
-  normalizeRequestPath,
-} from './edge-headers';
-import { getHeader, type HeaderFormatContext, setHeader, stripHopByHop } from './headers';
-import { type CompiledRoute, isGrpcRequest, routeTable } from './route-matcher';
-import { type HttpTracer, type StreamCompleteListener, StreamInfo } from './stream-info';
+import { type StreamCompleteListener, StreamInfo } from './stream-info';
 
 const log = logger('hcm');
 
 /** Everything a connection manager is built from (one per filter chain). */
-export interface HcmOptions {
+export interface HcmOptions extends StreamOptions {
   readonly config: HcmConfig;
-  /**
-   * The current route table: static, or the latest RDS resource. Called once per request, so a
-   * swap affects new requests only. undefined = not yet received (requests get 404 NR).
-   */
-  readonly routes: () => RouteConfiguration | undefined;
   /** Filter factories by typed_config type (registered from the composition root). */
   readonly filters: HttpFilterRegistry;
-  readonly clusters: ClusterLookup;
-  /** The proxy's layered runtime (runtime_fraction, filter percentages); default: empty. */
-  readonly runtime?: RuntimeReader;
-  /** The proxy's node, for filters that speak for it (Istio's peer metadata exchange). */
-  readonly localNode?: NodeInfo;
   /** Called once per finished stream (access logs, metrics, tracing). */
   readonly onStreamComplete?: StreamCompleteListener;
-  /** Starts a span per stream when this connection manager traces (telemetry/tracing.ts). */
-  readonly tracer?: HttpTracer;
-  /** Randomness for weighted clusters and retry jitter (tests may pin it). */
-  readonly random?: () => number;
 }
 
 interface Codec {
@@ -86,7 +47,7 @@ interface Codec {
 /** Drain at once (a replaced chain, a listener drained without a drain time). */
 const DRAIN_NOW: DrainDecision = { drainClose: () => true, noticeDelayMs: () => 0 };
 
-export class HttpConnectionManager implements ConnectionHandler, ServerCodecCallbacks {
+export class HttpConnectionManager implements ConnectionHandler, ServerCodecCallbacks, StreamOwner {
   readonly config: HcmConfig;
   /** http_filters resolved once: every stream's FilterManager instantiates it. */
   readonly chain: ResolvedChain;
@@ -268,20 +229,6 @@ export class HttpConnectionManager implements ConnectionHandler, ServerCodecCall
   }
 }
 
-let dateSecond = -1;
-let dateValue = '';
-
-/** The IMF-fixdate for now, rebuilt at most once per second. */
-export function httpDate(): string {
-  const now = Date.now();
-  const sec = Math.floor(now / 1000);
-  if (sec !== dateSecond) {
-    dateSecond = sec;
-    dateValue = new Date(now).toUTCString();
-  }
-  return dateValue;
-}
-
 const PREFACE_START = Buffer.from('PRI ', 'latin1');
 
 /** idle_timeout fired on a connection that never sent its first byte. */
@@ -293,343 +240,4 @@ function destroyUndecided(socket: Socket): void {
 export function isH2Preface(first: Buffer): boolean {
   const n = Math.min(first.length, PREFACE_START.length);
   return n > 0 && first.subarray(0, n).equals(PREFACE_START.subarray(0, n));
-}
-
-// ───────────────────────────── one request stream ─────────────────────────────
-
-function onStreamIdleTimeout(s: ActiveStream): void {
-  s.onIdleTimeout();
-}
-function onRequestTimeout(s: ActiveStream): void {
-  s.onRequestTimeout();
-}
-function onMaxDuration(s: ActiveStream): void {
-  s.onMaxDurationReached();
-}
-
-/**
- * One request: the codec's sink and the filter manager's stream. It is also the EdgeResult the
- * edge header logic fills in (`internal`, `trustedAddress`), so that no extra object is needed.
- */
-export class ActiveStream implements RequestSink, FilterManagerCallbacks, HeaderFormatContext, EdgeResult {
-  readonly info: StreamInfo;
-  readonly hcm: HcmConfig;
-  readonly connection: DownstreamConnectionInfo;
-  /** EdgeResult: whether the request comes from an internal (trusted) client. */
-  internal = false;
-  /** EdgeResult: the trusted client address ("" when unknown). */
-  trustedAddress = '';
-  private head: RequestHead | undefined;
-  private rc: RouteConfiguration | undefined;
-  private routeEntry: CompiledRoute | undefined;
-  private routeResolved = false;
-  private readonly fm: FilterManager;
-
-  private requestComplete = false;
-  private responseComplete = false;
-  private destroyed = false;
-
-  private idleTimer: NodeJS.Timeout | undefined;
-  private requestTimer: NodeJS.Timeout | undefined;
-  private durationTimer: NodeJS.Timeout | undefined;
-
-  constructor(
-    private readonly manager: HttpConnectionManager,
-    private readonly encoder: ResponseEncoder,
-  ) {
-    this.hcm = manager.config;
-    this.connection = encoder.connection;
-    this.info = new StreamInfo(encoder.connection, encoder.protocol);
-    this.fm = new FilterManager(this, manager.chain);
-    const idle = this.hcm.streamIdleTimeoutMs;
-    if (idle > 0) this.idleTimer = setTimeout(onStreamIdleTimeout, idle, this);
-  }
-
-  // ─────────────── HeaderFormatContext / FilterManagerCallbacks ───────────────
-
-  get request(): RequestHead | undefined {
-    return this.head;
-  }
-  get upstreamHost(): string | undefined {
-    return this.info.upstreamHost || undefined;
-  }
-  get formatContext(): HeaderFormatContext {
-    return this;
-  }
-  /** HeaderFormatContext.upstreamMetadata: the chosen host's filter_metadata. */
-  get upstreamMetadata(): Readonly<Record<string, unknown>> | undefined {
-    return this.info.upstreamHostMetadata;
-  }
-  get downstreamProtocol(): HttpProtocol {
-    return this.encoder.protocol;
-  }
-  /** The client address the edge logic settled on. */
-  get trustedRemoteAddress(): string {
-    return this.trustedAddress;
-  }
-  get random(): () => number {
-    return this.manager.opts.random ?? Math.random;
-  }
-  /** For filters that call services through a cluster. */
-  get runtime(): RuntimeReader {
-    return this.manager.opts.runtime ?? EMPTY_RUNTIME;
-  }
-  get clusters(): ClusterLookup {
-    return this.manager.opts.clusters;
-  }
-  get localNode(): NodeInfo | undefined {
-    return this.manager.opts.localNode;
-  }
-
-  // ─────────────── RequestSink (called by the codec) ───────────────
-
-  onRequestHeaders(head: RequestHead, endStream: boolean): void {
-    try {
-      this.decodeHeadersImpl(head, endStream);
-    } catch (err) {
-      this.onFilterError(err);
-    }
-  }
-
-  private decodeHeadersImpl(head: RequestHead, endStream: boolean): void {
-    const info = this.info;
-    this.head = head;
-    this.requestComplete = endStream;
-    info.method = head.method;
-    info.path = head.path;
-    info.authority = head.authority;
-    info.protocol = head.protocol;
-    stripHopByHop(head.headers); // codecs already do; a no-op scan when clean
-    mutateRequestHeaders(head, this.connection, this.hcm, this);
-    applyXfcc(head.headers, this.connection, this.hcm);
-    info.internal = this.internal;
-    info.requestId = getHeader(head.headers, 'x-request-id') ?? '';
-    info.userAgent = getHeader(head.headers, 'user-agent') ?? '';
-    info.grpc = isGrpcRequest(head);
-    info.requestHeaders = head.headers;
-    const tracer = this.manager.opts.tracer;
-    if (tracer !== undefined) info.span = tracer.startSpan(head, info);
-    if (endStream) info.lastDownstreamRxByteMs = info.now();
-    else if (this.hcm.requestTimeoutMs > 0)
-      this.requestTimer = setTimeout(onRequestTimeout, this.hcm.requestTimeoutMs, this);
-    this.rc = this.manager.opts.routes();
-    if ((this.hcm.normalizePath || this.hcm.mergeSlashes) && head.method !== 'CONNECT') {
-      const p = normalizeRequestPath(head.path, this.hcm.normalizePath, this.hcm.mergeSlashes);
-      if (p === undefined) {
-        this.fm.sendLocalReply(400, '', undefined, 'DPE', 'path_normalization_failed');
-        return;
-      }
-      head.path = p;
-    }
-    this.fm.decodeHeaders(head, endStream);
-  }
-
-  onRequestData(chunk: Buffer, endStream: boolean): void {
-    if (this.destroyed || this.fm.replied) return;
-    this.info.bytesReceived += chunk.length;
-    this.idleTimer?.refresh();
-    if (endStream) this.onRequestEnd();
-    try {
-      this.fm.decodeData(chunk, endStream);
-    } catch (err) {
-      this.onFilterError(err);
-    }
-  }
-
-  onRequestTrailers(trailers: HeaderList): void {
-    if (this.destroyed || this.fm.replied) return;
-    this.onRequestEnd();
-    try {
-      this.fm.decodeTrailers(trailers);
-    } catch (err) {
-      this.onFilterError(err);
-    }
-  }
-
-  onDownstreamReset(_reason: ResetReason): void {
-    if (this.destroyed) return;
-    if (!this.responseComplete) this.info.setResponseFlag('DC');
-    this.finalize();
-  }
-
-  onDownstreamWritable(): void {
-    this.fm.onDownstreamWritable();
-  }
-
-  private onRequestEnd(): void {
-    this.requestComplete = true;
-    this.info.lastDownstreamRxByteMs = this.info.now();
-    if (this.requestTimer !== undefined) {
-      clearTimeout(this.requestTimer);
-      this.requestTimer = undefined;
-    }
-  }
-
-  // ─────────────── route cache ───────────────
-
-  resolveRoute(): CompiledRoute | undefined {
-    if (!this.routeResolved) {
-      this.routeResolved = true;
-      this.routeEntry = this.rc && this.head ? routeTable(this.rc).route(this.head, this.runtime, this.random) : undefined;
-      const r = this.routeEntry;
-      if (r) {
-        this.info.routeName = r.route.name;
-        this.info.virtualHostName = r.vhost.name;
-        const a = r.route.action;
-        if (a.kind === 'route' && !this.destroyed) {
-          // The route's idle_timeout overrides stream_idle_timeout (also when that is disabled).
-          if (a.idleTimeoutMs > 0) {
-            if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
-            this.idleTimer = setTimeout(onStreamIdleTimeout, a.idleTimeoutMs, this);
-          }
-          // max_stream_duration counts from the start of the stream.
-          const max = a.maxStreamDurationMs ?? 0;
-          if (max > 0 && this.durationTimer === undefined) {
-            this.durationTimer = setTimeout(onMaxDuration, Math.max(1, max - this.info.now()), this);
-          }
-        }
-      }
-    }
-    return this.routeEntry;
-  }
-
-  routeConfig(): RouteConfiguration | undefined {
-    return this.rc;
-  }
-
-  clearRouteCache(): void {
-    this.routeResolved = false;
-    this.routeEntry = undefined;
-  }
-
-  // ─────────────── response towards the codec ───────────────
-
-  onResponseStarted(): void {
-    // Envoy disarms request_timeout once the response starts.
-    if (this.requestTimer !== undefined) {
-      clearTimeout(this.requestTimer);
-      this.requestTimer = undefined;
-    }
-    this.idleTimer?.refresh();
-  }
-
-  refreshIdleTimer(): void {
-    this.idleTimer?.refresh();
-  }
-
-  writeHeaders(head: ResponseHead, endStream: boolean): void {
-    applyServerHeader(head.headers, this.hcm);
-    // Envoy's date provider stamps every response (upstream date headers are replaced).
-    setHeader(head.headers, 'date', httpDate());
-    const info = this.info;
-    info.responseCode = head.status;
-    info.firstDownstreamTxByteMs = info.now();
-    // Draining: this response may close its connection (not an upgrade or CONNECT: the bytes
-    // after it are no longer HTTP).
-    const drain = this.manager.drainDecision;
-    if (drain !== undefined && head.status !== 101 && this.head?.method !== 'CONNECT' && drain.drainClose()) {
-      this.encoder.closeAfterResponse();
-    }
-    this.encoder.writeHeaders(head, endStream);
-    if (endStream) this.onResponseEnd();
-  }
-
-  writeData(chunk: Buffer, endStream: boolean): boolean {
-    this.info.bytesSent += chunk.length;
-    const ok = this.encoder.writeData(chunk, endStream);
-    if (endStream) this.onResponseEnd();
-    return ok;
-  }
-
-  writeTrailers(trailers: HeaderList): void {
-    this.encoder.writeTrailers(trailers);
-    this.onResponseEnd();
-  }
-
-  setReadDisabled(disabled: boolean): void {
-    if (disabled) this.encoder.pauseRequest();
-    else if (!this.destroyed) this.encoder.resumeRequest();
-  }
-
-  resetStream(reason: ResetReason): void {
-    if (this.destroyed) return;
-    // Finalize first: a codec that reports the reset back synchronously must not add DC.
-    this.finalize();
-    this.encoder.reset(reason);
-  }
-
-  takeDownstreamTunnel(): Duplex {
-    this.clearTimers();
-    return this.encoder.takeTunnel();
-  }
-
-  onTunnelDone(bytesUp: number, bytesDown: number): void {
-    this.info.bytesReceived += bytesUp;
-    this.info.bytesSent += bytesDown;
-    this.responseComplete = true;
-    this.finalize();
-  }
-
-  // ─────────────── timeouts and completion ───────────────
-
-  onIdleTimeout(): void {
-    this.idleTimer = undefined;
-    if (this.destroyed) return;
-    this.info.setResponseFlag('SI');
-    this.fm.failStream(408, 'stream timeout', 'SI', 'stream_idle_timeout', 'timeout');
-  }
-
-  onRequestTimeout(): void {
-    this.requestTimer = undefined;
-    if (this.destroyed || this.requestComplete) return;
-    this.fm.failStream(408, 'request timeout', undefined, 'request_overall_timeout', 'timeout');
-  }
-
-  /** The route's max_stream_duration elapsed (Envoy: 408 "downstream duration timeout" or a reset). */
-  onMaxDurationReached(): void {
-    this.durationTimer = undefined;
-    if (this.destroyed) return;
-    this.fm.failStream(408, 'downstream duration timeout', undefined, 'max_duration_timeout', 'timeout');
-  }
-
-  private onResponseEnd(): void {
-    this.responseComplete = true;
-    this.info.lastDownstreamTxByteMs = this.info.now();
-    this.finalize();
-  }
-
-  onFilterError(err: unknown): void {
-    log.error({ err }, 'stream failed inside the connection manager');
-    if (this.destroyed) return;
-    if (this.fm.responseHeadersWritten) this.resetStream('local_reset');
-    else this.fm.sendLocalReply(500, 'internal error', undefined, undefined, 'internal_error');
-  }
-
-  private clearTimers(): void {
-    if (this.idleTimer !== undefined) {
-      clearTimeout(this.idleTimer);
-      this.idleTimer = undefined;
-    }
-    if (this.requestTimer !== undefined) {
-      clearTimeout(this.requestTimer);
-      this.requestTimer = undefined;
-    }
-    if (this.durationTimer !== undefined) {
-      clearTimeout(this.durationTimer);
-      this.durationTimer = undefined;
-    }
-  }
-
-  /** The stream is over (response complete, reset, or tunnel closed): release and report once. */
-  private finalize(): void {
-    if (this.destroyed) return;
-    this.destroyed = true;
-    this.clearTimers();
-    this.fm.destroy(onFilterDestroyError);
-    this.manager.complete(this.info);
-  }
-}
-
-function onFilterDestroyError(err: unknown): void {
-  log.warn({ err }, 'filter onDestroy failed');
 }

@@ -7,7 +7,7 @@
  * stream; the layers are classes, not separate objects).
  *
  * It knows its stream only through FilterManagerCallbacks (filter-callbacks.ts, implemented by
- * the connection manager's ActiveStream): route cache, codec writes, timers and completion stay
+ * the connection manager's ActiveStream, active-stream.ts): route cache, codec writes, timers and completion stay
  * there; chain resolution and the hold/buffer bookkeeping are in filter-chain.ts. The
  * filter manager is itself the callbacks object every filter of the stream gets (the filter
  * being called is tracked by index, so there is no wrapper object per filter).
