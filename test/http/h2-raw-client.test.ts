@@ -10,7 +10,8 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { HpackDecoder } from '../../proxy/http/h2/hpack';
-import { H2RawClientSession, type RawStream, type RawStreamHandler } from '../../proxy/http/h2/raw-client-session';
+import { H2RawClientSession } from '../../proxy/http/h2/raw-client-session';
+import type { RawStream, RawStreamHandler } from '../../proxy/http/h2/raw-client-types';
 import { ERR, F, FLAG, frame, headers, hpack, ping, settings, SETTING, windowUpdate } from '../hostile/h2-frames';
 
 const cleanups: (() => void)[] = [];

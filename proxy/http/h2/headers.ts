@@ -406,3 +406,19 @@ export function malformedRequest(fields: readonly string[]): string | undefined 
   }
   return undefined;
 }
+
+/**
+ * A request head from a decoded header block with meshlet's own framing's checks (RFC 9113
+ * §8.2–8.5): malformed fields, the pseudo-headers, plain CONNECT carrying only :method and
+ * :authority, extended CONNECT only when enabled. A string says why the request is malformed.
+ */
+export function checkedRequestHead(fields: readonly string[], endStream: boolean, secure: boolean, allowConnect: boolean): RequestHead | string {
+  const head = malformedRequest(fields) ?? decodeRequestHead(fields, endStream, secure);
+  if (typeof head === 'string') return head;
+  if (head.method === 'CONNECT' && head.upgrade === undefined) {
+    for (let i = 0; i < fields.length; i += 2) if (fields[i] === ':path' || fields[i] === ':scheme') return 'CONNECT with :path or :scheme';
+  } else if (head.upgrade !== undefined && !allowConnect) {
+    return 'extended CONNECT not enabled';
+  }
+  return head;
+}

@@ -1,12 +1,14 @@
 /**
  * Meshlet's own HTTP/2 client connection (RFC 9113) over a raw socket: the upstream side of the
- * h2 hot path without node:http2. Selected per pool by H2PoolSettings.codec ('meshlet'); the
- * default stays node:http2 until every h2 suite passes on this path.
+ * h2 hot path without node:http2 (the default; MESHLET_H2_UPSTREAM_CODEC=nghttp2 selects
+ * client-stream.ts).
  *
- * Owns: the connection preface and SETTINGS exchange, frame parsing and writing, HPACK state of
- * both directions, stream ids, flow control both ways (send windows with per-stream queues;
- * receive windows credited as the consumer takes data, withheld while it is paused), RST_STREAM,
- * GOAWAY, PING replies, graceful close.
+ * Owns: the connection preface and SETTINGS exchange, the stream table and stream ids, frame
+ * dispatch, HPACK decoding, the receive side of flow control (windows credited as the consumer
+ * takes data, withheld while it is paused), RST_STREAM, GOAWAY, PING replies, graceful close.
+ * Byte splitting is frame-reader.ts, header block assembly header-block.ts, the peer's SETTINGS
+ * peer-settings.ts, the send side (windows, queues) raw-client-send.ts, frame writing
+ * frame-output.ts (shared with the downstream server).
  *
  * Leans towards doing little per request: one object per stream, DATA payloads handed over as
  * slices of the socket's read buffer (never copied), all frames produced while handling one
@@ -16,7 +18,6 @@
  */
 import type { Duplex } from 'node:stream';
 import {
-  DEFAULT_MAX_FRAME,
   DEFAULT_WINDOW,
   E_COMPRESSION_ERROR,
   E_ENHANCE_YOUR_CALM,
@@ -30,18 +31,13 @@ import {
   F_END_STREAM,
   F_PADDED,
   F_PRIORITY,
-  FRAME_HEADER,
-  frameHeader,
   goawayFrame,
   MAX_WINDOW,
   pingAckFrame,
   PREFACE,
   rstStreamFrame,
-  S_ENABLE_CONNECT_PROTOCOL,
   S_ENABLE_PUSH,
   S_INITIAL_WINDOW_SIZE,
-  S_MAX_CONCURRENT_STREAMS,
-  S_MAX_FRAME_SIZE,
   settingsFrame,
   T_CONTINUATION,
   T_DATA,
@@ -53,88 +49,34 @@ import {
   T_SETTINGS,
   T_WINDOW_UPDATE,
   windowUpdateFrame,
-  writeFrameHeader,
 } from './frames';
 import { logger } from '../../../common/logger';
-import { encodeField, HpackDecoder, HpackError } from './hpack';
+import { FrameOutput } from './frame-output';
+import { FrameReader, type FrameSink } from './frame-reader';
+import { HeaderBlock } from './header-block';
+import { HpackDecoder, HpackError } from './hpack';
+import { applyPeerSettings, type PeerSettingsSeen } from './peer-settings';
+import { RawClientSender, type RawClientSenderOwner } from './raw-client-send';
+import { RawStream, type RawSessionOptions, type RawSessionOwner, type RawStreamHandler } from './raw-client-types';
 
 const log = logger('h2-pool');
-
-/** Events a stream receives from its connection. */
-export interface RawStreamHandler {
-  /** A complete header block (response headers, 1xx, or trailers). */
-  onHeaders(fields: string[], endStream: boolean, oversize: boolean): void;
-  onData(chunk: Buffer, endStream: boolean): void;
-  /** The stream ended abnormally: RST_STREAM from the peer, GOAWAY, or the connection died. */
-  onReset(code: number, kind: 'remote' | 'refused' | 'gone'): void;
-  /** Queued request data left (flow-control window or socket drained). */
-  onWritable(): void;
-}
-
-/** Events the pool receives from a connection. */
-export interface RawSessionOwner {
-  onRemoteSettings(maxConcurrentStreams: number): void;
-  onGoaway(): void;
-  onClose(): void;
-}
-
-/** One stream's state inside the connection. */
-export class RawStream {
-  sendWindow: number;
-  recvWindow: number;
-  /** Octets delivered to the consumer but not yet credited back to the peer. */
-  recvUnacked = 0;
-  localEnded = false;
-  remoteEnded = false;
-  /** Request data waiting for flow-control window; `queuedEnd`: END_STREAM after it. */
-  queued: Buffer[] | undefined = undefined;
-  queuedBytes = 0;
-  queuedEnd = false;
-  queuedTrailers: string[] | undefined = undefined;
-  blocked = false;
-  /** Paused by the consumer: received data is held here and not credited. */
-  paused = false;
-  held: Buffer[] | undefined = undefined;
-  heldEnd = false;
-  /** Trailers that arrived behind held data: delivered after it on resume. */
-  heldTrailers: string[] | undefined = undefined;
-
-  constructor(
-    readonly id: number,
-    readonly handler: RawStreamHandler,
-    sendWindow: number,
-    recvWindow: number,
-  ) {
-    this.sendWindow = sendWindow;
-    this.recvWindow = recvWindow;
-  }
-}
-
-export interface RawSessionOptions {
-  /** Our SETTINGS_INITIAL_WINDOW_SIZE (per stream) and the connection receive window. */
-  readonly streamWindow: number;
-  readonly connectionWindow: number;
-  /** Largest response header list accepted (RFC 7541 accounting). */
-  readonly maxHeaderListSize: number;
-}
-
-const MAX_UNFLUSHED = 4096;
-let encodeScratch = Buffer.allocUnsafe(16 * 1024);
 
 function onSocketData(this: Duplex & { [kSession]?: H2RawClientSession }, chunk: Buffer): void {
   this[kSession]?.onBytes(chunk);
 }
 const kSession = Symbol('meshlet.h2.raw');
+/** Scratch for the settings seen in one SETTINGS frame (applied synchronously). */
+const seen: PeerSettingsSeen = { maxConcurrentStreams: -1, connectProtocol: -1 };
 
 /** One upstream HTTP/2 connection driven by meshlet's own framing. */
-export class H2RawClientSession {
+export class H2RawClientSession implements FrameSink, RawClientSenderOwner {
   private readonly streams = new Map<number, RawStream>();
   private nextId = 1;
   private readonly decoder = new HpackDecoder();
-  // send side (the peer's settings)
-  private peerInitialWindow = DEFAULT_WINDOW;
-  private sendWindow = DEFAULT_WINDOW;
-  private peerMaxFrame = DEFAULT_MAX_FRAME;
+  private readonly out: FrameOutput;
+  private readonly reader: FrameReader;
+  /** Request HEADERS / DATA / trailers within the upstream's windows. */
+  private readonly tx: RawClientSender;
   /** The peer's SETTINGS_MAX_CONCURRENT_STREAMS (unlimited until it says). */
   remoteMaxConcurrentStreams = Infinity;
   /** The peer allows extended CONNECT (RFC 8441). */
@@ -146,16 +88,7 @@ export class H2RawClientSession {
   // receive side
   private recvWindow: number;
   private recvUnacked = 0;
-  private pending: Buffer | undefined = undefined;
-  /** Header block being assembled from HEADERS + CONTINUATION. */
-  private blockStream = 0;
-  private blockFlags = 0;
-  private blockParts: Buffer[] = [];
-  private blockBytes = 0;
-  // output
-  private out: Buffer[] = [];
-  private flushPending = false;
-  private blockedStreams: RawStream[] = [];
+  private readonly block = new HeaderBlock();
   // lifecycle
   closed = false;
   destroyed = false;
@@ -168,21 +101,23 @@ export class H2RawClientSession {
     private readonly owner: RawSessionOwner,
   ) {
     this.recvWindow = options.connectionWindow;
+    this.out = new FrameOutput(socket, () => this.tx.onDrain());
+    this.reader = new FrameReader(this);
+    this.tx = new RawClientSender(this.out, this);
     (socket as Duplex & { [kSession]?: H2RawClientSession })[kSession] = this;
     socket.on('data', onSocketData);
     socket.on('error', () => {});
-    socket.on('drain', () => this.onSocketDrain());
     socket.once('close', () => this.onSocketClose());
-    this.queue(PREFACE);
-    this.queue(
+    this.out.queue(PREFACE);
+    this.out.queue(
       settingsFrame([
         [S_ENABLE_PUSH, 0],
         [S_INITIAL_WINDOW_SIZE, options.streamWindow],
       ]),
     );
     if (options.connectionWindow > DEFAULT_WINDOW)
-      this.queue(windowUpdateFrame(0, options.connectionWindow - DEFAULT_WINDOW));
-    this.flush();
+      this.out.queue(windowUpdateFrame(0, options.connectionWindow - DEFAULT_WINDOW));
+    this.out.flush();
   }
 
   get activeStreams(): number {
@@ -213,46 +148,27 @@ export class H2RawClientSession {
     if (this.unusable) return 'connection not usable';
     const id = this.nextId;
     this.nextId += 2;
-    const s = new RawStream(id, handler, this.peerInitialWindow, this.options.streamWindow);
+    const s = new RawStream(id, handler, this.tx.peerInitialWindow, this.options.streamWindow);
     this.streams.set(id, s);
-    this.writeHeaders(id, fields, endStream);
+    this.tx.headers(id, fields, endStream);
     s.localEnded = endStream;
     return s;
   }
 
   /** Request data; false when it could not all be sent now (the stream gets onWritable later). */
   sendData(s: RawStream, chunk: Buffer, end: boolean): boolean {
-    if (s.localEnded || this.destroyed) return true;
-    if (end) s.localEnded = true;
-    if (s.queued !== undefined) {
-      if (chunk.length > 0) {
-        s.queued.push(chunk);
-        s.queuedBytes += chunk.length;
-      }
-      if (end) s.queuedEnd = true;
-      return this.markBlocked(s);
-    }
-    if (!this.pushData(s, chunk, end)) return this.markBlocked(s);
-    // A full socket also blocks the writer: the socket's 'drain' wakes it (onWritable).
-    return this.socketFull() ? this.markBlocked(s) : true;
+    return this.tx.sendData(s, chunk, end);
   }
 
   sendTrailers(s: RawStream, fields: readonly string[]): void {
-    if (s.localEnded || this.destroyed) return;
-    s.localEnded = true;
-    if (s.queued !== undefined) {
-      s.queuedTrailers = fields as string[];
-      return;
-    }
-    this.writeHeaders(s.id, fields, true);
-    this.maybeClosed(s);
+    this.tx.sendTrailers(s, fields);
   }
 
   /** Local reset: RST_STREAM and forget the stream (no handler call). */
   resetStream(s: RawStream, code: number): void {
     if (!this.streams.has(s.id)) return;
     this.streams.delete(s.id);
-    if (!this.destroyed) this.queue(rstStreamFrame(s.id, code));
+    if (!this.destroyed) this.out.queue(rstStreamFrame(s.id, code));
     this.afterStreamGone();
   }
 
@@ -293,184 +209,31 @@ export class H2RawClientSession {
     this.socket.destroy();
   }
 
-  // ───────────── sending ─────────────
-
-  private writeHeaders(id: number, fields: readonly string[], endStream: boolean): void {
-    let buf = encodeScratch;
-    let pos = 0;
-    for (let i = 0; i + 1 < fields.length; i += 2) {
-      const next = encodeField(buf, pos, fields[i]!, fields[i + 1]!);
-      if (next < 0) {
-        const bigger = Buffer.allocUnsafe(Math.max(buf.length * 2, pos + fields[i]!.length + fields[i + 1]!.length + 64));
-        buf.copy(bigger, 0, 0, pos);
-        buf = encodeScratch = bigger;
-        i -= 2;
-        continue;
-      }
-      pos = next;
-    }
-    const max = this.peerMaxFrame;
-    let first = true;
-    let at = 0;
-    do {
-      const n = Math.min(max, pos - at);
-      const last = at + n >= pos;
-      const frame = Buffer.allocUnsafe(FRAME_HEADER + n);
-      const flags = (last ? F_END_HEADERS : 0) | (first && endStream ? F_END_STREAM : 0);
-      writeFrameHeader(frame, 0, n, first ? T_HEADERS : T_CONTINUATION, flags, id);
-      buf.copy(frame, FRAME_HEADER, at, at + n);
-      this.queue(frame);
-      at += n;
-      first = false;
-    } while (at < pos);
-  }
-
-  /** Sends as much of `chunk` as the windows allow; queues the rest. True when all went out. */
-  private pushData(s: RawStream, chunk: Buffer, end: boolean): boolean {
-    let at = 0;
-    const len = chunk.length;
-    if (len === 0 && !end) return true;
-    while (at < len || (end && at === len)) {
-      const room = Math.min(s.sendWindow, this.sendWindow, this.peerMaxFrame);
-      const n = Math.min(room, len - at);
-      if (n <= 0 && at < len) break;
-      const last = at + n === len;
-      const flags = end && last ? F_END_STREAM : 0;
-      this.queue(frameHeader(n, T_DATA, flags, s.id));
-      if (n > 0) this.queue(at === 0 && n === len ? chunk : chunk.subarray(at, at + n));
-      s.sendWindow -= n;
-      this.sendWindow -= n;
-      at += n;
-      if (last) {
-        if (end) this.maybeClosed(s);
-        return true;
-      }
-    }
-    s.queued = [chunk.subarray(at)];
-    s.queuedBytes = len - at;
-    s.queuedEnd = end;
-    return false;
-  }
-
-  private markBlocked(s: RawStream): boolean {
-    if (!s.blocked) {
-      s.blocked = true;
-      this.blockedStreams.push(s);
-    }
-    return false;
-  }
-
-  /** Windows opened: send queued data in stream order. */
-  private drainQueues(): void {
-    const list = this.blockedStreams;
-    if (list.length === 0) return;
-    this.blockedStreams = [];
-    const wake: RawStream[] = [];
-    for (const s of list) {
-      s.blocked = false;
-      if (!this.streams.has(s.id)) continue;
-      if (s.queued !== undefined && !this.flushQueued(s)) {
-        s.blocked = true;
-        this.blockedStreams.push(s);
-        continue;
-      }
-      wake.push(s);
-    }
-    for (const s of wake) if (this.streams.has(s.id)) s.handler.onWritable();
-  }
-
-  private flushQueued(s: RawStream): boolean {
-    const q = s.queued!;
-    s.queued = undefined;
-    const end = s.queuedEnd;
-    const trailers = s.queuedTrailers;
-    s.queuedBytes = 0;
-    s.queuedEnd = false;
-    s.queuedTrailers = undefined;
-    for (let i = 0; i < q.length; i++) {
-      const last = i === q.length - 1;
-      if (!this.pushData(s, q[i]!, end && last && trailers === undefined)) {
-        const rest = s.queued as unknown as Buffer[];
-        s.queued = [...rest, ...q.slice(i + 1)];
-        for (let k = i + 1; k < q.length; k++) s.queuedBytes += q[k]!.length;
-        s.queuedEnd = end;
-        s.queuedTrailers = trailers;
-        return false;
-      }
-    }
-    if (q.length === 0 && end && trailers === undefined) this.pushData(s, Buffer.alloc(0), true);
-    if (trailers !== undefined) {
-      this.writeHeaders(s.id, trailers, true);
-      this.maybeClosed(s);
-    }
-    return true;
-  }
-
-  private socketFull(): boolean {
-    return (this.socket as Duplex & { writableNeedDrain?: boolean }).writableNeedDrain === true;
-  }
-
-  private onSocketDrain(): void {
-    if (this.blockedStreams.length > 0) this.drainQueues();
-  }
-
-  private queue(b: Buffer): void {
-    this.out.push(b);
-    if (!this.flushPending) {
-      this.flushPending = true;
-      process.nextTick(flushSession, this);
-    }
-    if (this.out.length > MAX_UNFLUSHED) this.flush();
-  }
-
-  /** @internal Writes everything queued in one writev. */
-  flush(): void {
-    this.flushPending = false;
-    const out = this.out;
-    if (out.length === 0 || this.destroyed) {
-      out.length = 0;
-      return;
-    }
-    this.out = [];
-    const sock = this.socket;
-    if (out.length === 1) {
-      sock.write(out[0]);
-      return;
-    }
-    sock.cork();
-    for (let i = 0; i < out.length; i++) sock.write(out[i]);
-    sock.uncork();
+  /** @internal The stream is still in the table (RawClientSenderOwner). */
+  isOpen(s: RawStream): boolean {
+    return this.streams.has(s.id);
   }
 
   // ───────────── receiving ─────────────
 
   /** @internal Bytes from the socket. */
   onBytes(chunk: Buffer): void {
-    if (this.destroyed) return;
-    let buf = chunk;
-    if (this.pending !== undefined) {
-      buf = Buffer.concat([this.pending, chunk]);
-      this.pending = undefined;
-    }
-    let pos = 0;
-    const total = buf.length;
-    while (total - pos >= FRAME_HEADER) {
-      const len = (buf[pos]! << 16) | (buf[pos + 1]! << 8) | buf[pos + 2]!;
-      if (len > DEFAULT_MAX_FRAME) return this.fail(E_FRAME_SIZE_ERROR, `frame of ${len} octets`);
-      if (total - pos < FRAME_HEADER + len) break;
-      const type = buf[pos + 3]!;
-      const flags = buf[pos + 4]!;
-      const id = buf.readUInt32BE(pos + 5) & 0x7fffffff;
-      const start = pos + FRAME_HEADER;
-      pos = start + len;
-      this.onFrame(type, flags, id, buf, start, pos);
-      if (this.destroyed) return;
-    }
-    if (pos < total) this.pending = buf.subarray(pos);
+    if (!this.destroyed) this.reader.push(chunk);
   }
 
-  private onFrame(type: number, flags: number, id: number, buf: Buffer, start: number, end: number): void {
-    if (this.blockStream !== 0 && type !== T_CONTINUATION)
+  /** @internal FrameSink */
+  readStopped(): boolean {
+    return this.destroyed;
+  }
+
+  /** @internal FrameSink */
+  onOversizeFrame(len: number): void {
+    this.fail(E_FRAME_SIZE_ERROR, `frame of ${len} octets`);
+  }
+
+  /** @internal FrameSink: one frame (payload buf[start, end)). */
+  onFrame(type: number, flags: number, id: number, buf: Buffer, start: number, end: number): void {
+    if (this.block.stream !== 0 && type !== T_CONTINUATION)
       return this.fail(E_PROTOCOL_ERROR, 'frame inside a header block');
     switch (type) {
       case T_DATA:
@@ -478,7 +241,7 @@ export class H2RawClientSession {
       case T_HEADERS:
         return this.onHeadersFrame(flags, id, buf, start, end);
       case T_CONTINUATION:
-        if (id === 0 || id !== this.blockStream) return this.fail(E_PROTOCOL_ERROR, 'unexpected CONTINUATION');
+        if (id === 0 || id !== this.block.stream) return this.fail(E_PROTOCOL_ERROR, 'unexpected CONTINUATION');
         return this.addFragment(flags, buf.subarray(start, end));
       case T_RST_STREAM: {
         if (id === 0 || end - start !== 4) return this.fail(E_PROTOCOL_ERROR, 'bad RST_STREAM');
@@ -494,7 +257,7 @@ export class H2RawClientSession {
         return this.onSettings(flags, id, buf, start, end);
       case T_PING:
         if (id !== 0 || end - start !== 8) return this.fail(E_PROTOCOL_ERROR, 'bad PING');
-        if ((flags & F_ACK) === 0) this.queue(pingAckFrame(buf.subarray(start, end)));
+        if ((flags & F_ACK) === 0) this.out.queue(pingAckFrame(buf.subarray(start, end)));
         return;
       case T_GOAWAY:
         if (id !== 0 || end - start < 8) return this.fail(E_PROTOCOL_ERROR, 'bad GOAWAY');
@@ -549,7 +312,7 @@ export class H2RawClientSession {
     if (endStream) {
       this.maybeClosed(s);
     } else if (!s.remoteEnded && s.recvUnacked >= this.options.streamWindow >>> 1) {
-      this.queue(windowUpdateFrame(s.id, s.recvUnacked));
+      this.out.queue(windowUpdateFrame(s.id, s.recvUnacked));
       s.recvWindow += s.recvUnacked;
       s.recvUnacked = 0;
     }
@@ -559,7 +322,7 @@ export class H2RawClientSession {
   private creditConnection(n: number): void {
     this.recvUnacked += n;
     if (this.recvUnacked >= this.options.connectionWindow >>> 1) {
-      this.queue(windowUpdateFrame(0, this.recvUnacked));
+      this.out.queue(windowUpdateFrame(0, this.recvUnacked));
       this.recvWindow += this.recvUnacked;
       this.recvUnacked = 0;
     }
@@ -578,29 +341,18 @@ export class H2RawClientSession {
       if (end - start < 5) return this.fail(E_FRAME_SIZE_ERROR, 'short HEADERS priority');
       start += 5;
     }
-    this.blockStream = id;
-    this.blockFlags = flags;
-    if ((flags & F_END_HEADERS) !== 0) {
-      this.blockStream = 0;
-      this.onHeaderBlock(id, flags, buf, start, end);
-      return;
-    }
+    if ((flags & F_END_HEADERS) !== 0) return this.onHeaderBlock(id, flags, buf, start, end);
+    this.block.begin(id, flags);
     this.addFragment(0, buf.subarray(start, end));
   }
 
   private addFragment(flags: number, part: Buffer): void {
-    this.blockBytes += part.length;
+    const b = this.block;
+    const id = b.stream;
     // CONTINUATION flood defence: a header block may not grow past twice the list limit.
-    if (this.blockBytes > this.options.maxHeaderListSize * 2)
-      return this.fail(E_ENHANCE_YOUR_CALM, 'header block too large');
-    this.blockParts.push(Buffer.from(part));
-    if ((flags & F_END_HEADERS) === 0) return;
-    const id = this.blockStream;
-    const block = Buffer.concat(this.blockParts);
-    this.blockStream = 0;
-    this.blockParts = [];
-    this.blockBytes = 0;
-    this.onHeaderBlock(id, this.blockFlags, block, 0, block.length);
+    const block = b.add(part, (flags & F_END_HEADERS) !== 0, this.options.maxHeaderListSize * 2);
+    if (block === null) return this.fail(E_ENHANCE_YOUR_CALM, 'header block too large');
+    if (block !== undefined) this.onHeaderBlock(id, b.flags, block, 0, block.length);
   }
 
   private onHeaderBlock(id: number, flags: number, buf: Buffer, start: number, end: number): void {
@@ -637,41 +389,11 @@ export class H2RawClientSession {
       if (end !== start) this.fail(E_FRAME_SIZE_ERROR, 'SETTINGS ACK with payload');
       return;
     }
-    if ((end - start) % 6 !== 0) return this.fail(E_FRAME_SIZE_ERROR, 'SETTINGS length');
-    let maxStreams = -1;
-    for (let p = start; p < end; p += 6) {
-      const key = buf.readUInt16BE(p);
-      const value = buf.readUInt32BE(p + 2);
-      switch (key) {
-        case S_MAX_CONCURRENT_STREAMS:
-          maxStreams = value;
-          break;
-        case S_INITIAL_WINDOW_SIZE: {
-          if (value > MAX_WINDOW) return this.fail(E_FLOW_CONTROL_ERROR, 'INITIAL_WINDOW_SIZE too large');
-          const delta = value - this.peerInitialWindow;
-          this.peerInitialWindow = value;
-          for (const s of this.streams.values()) {
-            s.sendWindow += delta;
-            if (s.sendWindow > MAX_WINDOW) return this.fail(E_FLOW_CONTROL_ERROR, 'stream window overflow');
-          }
-          break;
-        }
-        case S_MAX_FRAME_SIZE:
-          if (value < DEFAULT_MAX_FRAME || value > 0xffffff) return this.fail(E_PROTOCOL_ERROR, 'bad MAX_FRAME_SIZE');
-          this.peerMaxFrame = value;
-          break;
-        case S_ENABLE_PUSH:
-          if (value > 1) return this.fail(E_PROTOCOL_ERROR, 'bad ENABLE_PUSH');
-          break;
-        case S_ENABLE_CONNECT_PROTOCOL:
-          this.peerConnectProtocol = value === 1;
-          break;
-        default:
-          // HEADER_TABLE_SIZE: our encoder never uses the dynamic table. Unknown ids are ignored.
-          break;
-      }
-    }
-    this.queue(settingsFrame([], true));
+    const err = applyPeerSettings(buf, start, end, this.tx, this.streams.values(), seen);
+    if (err !== undefined) return this.fail(err[0], err[1]);
+    const maxStreams = seen.maxConcurrentStreams;
+    if (seen.connectProtocol >= 0) this.peerConnectProtocol = seen.connectProtocol === 1;
+    this.out.queue(settingsFrame([], true));
     if (!this.settingsSeen) {
       this.settingsSeen = true;
       this.runSettingsWaiters();
@@ -680,7 +402,7 @@ export class H2RawClientSession {
       this.remoteMaxConcurrentStreams = maxStreams;
       this.owner.onRemoteSettings(maxStreams);
     }
-    this.drainQueues();
+    this.tx.drainQueues();
   }
 
   private onWindowUpdate(id: number, buf: Buffer, start: number, end: number): void {
@@ -688,8 +410,8 @@ export class H2RawClientSession {
     const inc = buf.readUInt32BE(start) & 0x7fffffff;
     if (id === 0) {
       if (inc === 0) return this.fail(E_PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
-      this.sendWindow += inc;
-      if (this.sendWindow > MAX_WINDOW) return this.fail(E_FLOW_CONTROL_ERROR, 'connection window overflow');
+      this.tx.sendWindow += inc;
+      if (this.tx.sendWindow > MAX_WINDOW) return this.fail(E_FLOW_CONTROL_ERROR, 'connection window overflow');
     } else {
       const s = this.streams.get(id);
       if (s === undefined) return;
@@ -697,7 +419,7 @@ export class H2RawClientSession {
       s.sendWindow += inc;
       if (s.sendWindow > MAX_WINDOW) return this.streamError(s, E_FLOW_CONTROL_ERROR);
     }
-    this.drainQueues();
+    this.tx.drainQueues();
   }
 
   private onGoaway(lastId: number): void {
@@ -723,12 +445,13 @@ export class H2RawClientSession {
   private fail(code: number, why: string): void {
     if (this.destroyed) return;
     if (log.isLevelEnabled('debug')) log.debug({ code, err: why }, 'upstream HTTP/2 connection error');
-    this.queue(goawayFrame(0, code));
-    this.flush();
+    this.out.queue(goawayFrame(0, code));
+    this.out.flush();
     this.destroy();
   }
 
-  private maybeClosed(s: RawStream): void {
+  /** @internal Closes a stream whose both sides ended (RawClientSenderOwner). */
+  maybeClosed(s: RawStream): void {
     if (!s.localEnded || !s.remoteEnded || s.queued !== undefined) return;
     if (this.streams.delete(s.id)) this.afterStreamGone();
   }
@@ -741,9 +464,9 @@ export class H2RawClientSession {
     if (this.destroyed) return;
     if (!this.goawaySent) {
       this.goawaySent = true;
-      this.queue(goawayFrame(0, E_NO_ERROR));
+      this.out.queue(goawayFrame(0, E_NO_ERROR));
     }
-    this.flush();
+    this.out.flush();
     this.destroyed = true;
     this.closed = true;
     this.socket.end();
@@ -758,8 +481,4 @@ export class H2RawClientSession {
     this.runSettingsWaiters();
     this.owner.onClose();
   }
-}
-
-function flushSession(s: H2RawClientSession): void {
-  s.flush();
 }

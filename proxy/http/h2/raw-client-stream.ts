@@ -15,7 +15,8 @@ import type { Duplex } from 'node:stream';
 import type { HeaderList, RequestEncoder, RequestHead, ResetReason, ResponseSink } from '../codec';
 import { E_CANCEL, E_NO_ERROR } from './frames';
 import { decodeResponseHead, decodeTrailers, requestFields, resetCode, trailerFields } from './headers';
-import type { H2RawClientSession, RawStream, RawStreamHandler } from './raw-client-session';
+import type { H2RawClientSession } from './raw-client-session';
+import type { RawStream, RawStreamHandler } from './raw-client-types';
 import type { StreamOwner } from './client-stream';
 import { RawTunnel } from './raw-tunnel';
 

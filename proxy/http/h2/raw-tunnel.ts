@@ -10,7 +10,8 @@
  */
 import { Duplex } from 'node:stream';
 import { E_CANCEL } from './frames';
-import type { H2RawClientSession, RawStream } from './raw-client-session';
+import type { H2RawClientSession } from './raw-client-session';
+import type { RawStream } from './raw-client-types';
 
 const EMPTY = Buffer.alloc(0);
 

@@ -1,11 +1,18 @@
 /**
  * Settings of downstream HTTP/2 connections: the codec options taken from the HCM, Envoy's flood
- * limits and abuse counters, and the never-listening http2.Server per distinct SETTINGS that
+ * limits and abuse counters, the first SETTINGS frame of meshlet's own framing, and the never-listening http2.Server per distinct SETTINGS that
  * creates sessions for proxy/http/h2/server-codec.ts (fed through emit('connection')).
  */
 import { createServer, type Http2Server, type ServerHttp2Session } from 'node:http2';
 import type { Http2Options } from '../../config/types';
 import type { CodecErrorReport } from '../codec';
+import {
+  S_ENABLE_CONNECT_PROTOCOL,
+  S_INITIAL_WINDOW_SIZE,
+  S_MAX_CONCURRENT_STREAMS,
+  S_MAX_HEADER_LIST_SIZE,
+  settingsFrame,
+} from './frames';
 
 /** Options of one downstream HTTP/2 connection (from the HCM config). */
 export interface H2ServerCodecOptions {
@@ -76,6 +83,17 @@ export const h2ServerAbuseStats = {
 export const MAX_PRIORITY_FRAMES_PER_STREAM = 100;
 /** Envoy's overload.premature_reset_total_stream_count default. */
 export const PREMATURE_RESET_TOTAL_STREAMS = 500;
+
+/** Our first SETTINGS frame on meshlet's own framing (raw-server-session.ts). */
+export function rawServerSettingsFrame(o: H2ServerCodecOptions, streamWindow: number, maxHeaderListSize: number): Buffer {
+  const settings: [number, number][] = [
+    [S_MAX_CONCURRENT_STREAMS, o.http2.maxConcurrentStreams],
+    [S_INITIAL_WINDOW_SIZE, streamWindow],
+    [S_MAX_HEADER_LIST_SIZE, maxHeaderListSize],
+  ];
+  if (o.allowConnect === true) settings.push([S_ENABLE_CONNECT_PROTOCOL, 1]);
+  return settingsFrame(settings);
+}
 
 export function clampWindow(n: number): number {
   return Math.min(MAX_WINDOW, Math.max(65535, n));
