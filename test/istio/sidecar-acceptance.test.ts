@@ -72,7 +72,7 @@ const PENDING: readonly RegExp[] = [];
 
 async function serve(delta: boolean) {
   const world = { ...DEFAULT_WORLD, outboundPort: await closedPort(), inboundPort: await closedPort() };
-  const ambient = ambientResources();
+  const ambient = ambientResources(await closedPort());
   const ads = new JsonAdsServer();
   await ads.start();
   ads.set(T.cluster, [...sidecarClusters(world), ...ambient.clusters]);
@@ -117,8 +117,35 @@ for (const delta of [false, true]) {
             message: 'internal_upstream (ambient/HBONE) is not supported: meshlet implements the sidecar data plane, not ambient (transport socket type envoy.extensions.transport_sockets.internal_upstream.v3.InternalUpstreamTransport)',
           },
         ]);
+        const setDst =
+          'set_internal_dst_address (ambient/HBONE internal listeners) is not supported: meshlet implements the sidecar data plane, not ambient (listener filter type udpa.type.v1.TypedStruct with type_url type.googleapis.com/istio.set_internal_dst_address.v1.Config)';
+        const internal = 'internal listeners (ambient/HBONE) are not supported: meshlet implements the sidecar data plane, not ambient';
+        expect(listeners.filter((r) => r.name === 'main_internal')).toEqual([
+          { name: 'main_internal', path: 'internal_listener', message: internal },
+          { name: 'main_internal', path: 'listener_filters[0].typed_config.@type', message: setDst },
+        ]);
+        const hcm = 'filter_chains[0].filters[1].typed_config';
+        expect(listeners.filter((r) => r.name === 'connect_terminate')).toEqual([
+          {
+            name: 'connect_terminate',
+            path: `${hcm}.route_config.virtual_hosts[0].routes[0].typed_per_filter_config.connect_authority.@type`,
+            message:
+              'HBONE connect authority (ambient) is not supported: meshlet implements the sidecar data plane, not ambient (per-route TypedStruct of "type.googleapis.com/io.istio.http.connect_authority.Config")',
+          },
+          {
+            name: 'connect_terminate',
+            path: `${hcm}.http_filters[0].typed_config.type_url`,
+            message: 'HBONE connect baggage (ambient) is not supported: meshlet implements the sidecar data plane, not ambient (TypedStruct of "type.googleapis.com/io.istio.http.connect_baggage.Config")',
+          },
+          {
+            name: 'connect_terminate',
+            path: `${hcm}.http_filters[1].typed_config.type_url`,
+            message: 'HBONE connect authority (ambient) is not supported: meshlet implements the sidecar data plane, not ambient (TypedStruct of "type.googleapis.com/io.istio.http.connect_authority.Config")',
+          },
+        ]);
         expect(listeners.filter((r) => r.name === 'connect_originate')).toEqual([
-          { name: 'connect_originate', path: 'internal_listener', message: 'internal listeners (ambient/HBONE) are not supported: meshlet implements the sidecar data plane, not ambient' },
+          { name: 'connect_originate', path: 'internal_listener', message: internal },
+          { name: 'connect_originate', path: 'listener_filters[0].typed_config.@type', message: setDst },
           {
             name: 'connect_originate',
             path: 'filter_chains[0].filters[0].typed_config.tunneling_config',
@@ -126,7 +153,8 @@ for (const delta of [false, true]) {
           },
         ]);
         // Every other rejection is one of the pending items, and names its resource and path.
-        const sidecar = [...clusters, ...listeners].filter((r) => r.name !== 'main_internal' && r.name !== 'connect_originate');
+        const AMBIENT = new Set(['main_internal', 'connect_originate', 'connect_terminate']);
+        const sidecar = [...clusters, ...listeners].filter((r) => !AMBIENT.has(r.name));
         const unexplained = sidecar.filter((r) => !PENDING.some((p) => p.test(`${r.path}: ${r.message}`) || p.test(r.message)));
         expect(unexplained).toEqual([]);
         // Measured: what is active now (the rest waits for the pending items).

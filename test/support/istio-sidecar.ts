@@ -502,12 +502,82 @@ export function sidecarEndpoints(w: SidecarWorld): J[] {
 }
 
 /** The ambient/HBONE resources istiod sends next to the sidecar's (must be rejected by name). */
-export function ambientResources(): { listeners: J[]; clusters: J[] } {
+/** istiod's listener filter on its internal listeners (a TypedStruct of an Istio-private type). */
+const SET_DST_ADDRESS = {
+  name: 'set_dst_address',
+  typed_config: typed('udpa.type.v1.TypedStruct', { type_url: `${TP}istio.set_internal_dst_address.v1.Config` }),
+};
+const istioTypedStruct = (type: string, value?: J): J => typed('udpa.type.v1.TypedStruct', { type_url: `${TP}${type}`, ...(value ? { value } : {}) });
+
+export function ambientResources(connectTerminatePort = 1): { listeners: J[]; clusters: J[] } {
   return {
     listeners: [
+      // HBONE termination (15008 in istiod's dump): CONNECT into main_internal, with Istio's
+      // connect_baggage / connect_authority HTTP filters as TypedStructs (one per route too).
+      {
+        name: 'connect_terminate',
+        address: { socket_address: { address: '127.0.0.1', port_value: connectTerminatePort } },
+        filter_chains: [
+          {
+            name: 'default',
+            filters: [
+              { name: 'istio_authn', typed_config: istioTypedStruct('io.istio.network.authn.Config', { shared: true }) },
+              {
+                name: 'envoy.filters.network.http_connection_manager',
+                typed_config: typed('envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager', {
+                  stat_prefix: 'connect_terminate',
+                  route_config: {
+                    name: 'default',
+                    virtual_hosts: [
+                      {
+                        name: 'default',
+                        domains: ['*'],
+                        routes: [
+                          {
+                            match: { connect_matcher: {} },
+                            route: { cluster: 'main_internal', upgrade_configs: [{ upgrade_type: 'CONNECT', connect_config: {} }] },
+                            typed_per_filter_config: { connect_authority: istioTypedStruct('io.istio.http.connect_authority.Config', { enabled: true }) },
+                          },
+                        ],
+                      },
+                    ],
+                  },
+                  http_filters: [
+                    { name: 'connect_baggage', typed_config: istioTypedStruct('io.istio.http.connect_baggage.Config') },
+                    { name: 'connect_authority', typed_config: istioTypedStruct('io.istio.http.connect_authority.Config') },
+                    { name: 'envoy.filters.http.router', typed_config: typed('envoy.extensions.filters.http.router.v3.Router') },
+                  ],
+                  http2_protocol_options: { max_concurrent_streams: 100, allow_connect: true },
+                  upgrade_configs: [{ upgrade_type: 'CONNECT' }],
+                  stream_idle_timeout: '0s',
+                }),
+              },
+            ],
+          },
+        ],
+      },
+      {
+        name: 'main_internal',
+        internal_listener: {},
+        traffic_direction: 'INBOUND',
+        listener_filters: [SET_DST_ADDRESS],
+        filter_chains: [
+          {
+            name: '0.0.0.0_80',
+            filter_chain_match: { destination_port: 80 },
+            filters: [
+              {
+                name: 'envoy.filters.network.tcp_proxy',
+                typed_config: typed('envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', { stat_prefix: 'inbound_0.0.0.0_80', cluster: 'inbound|80||' }),
+              },
+            ],
+          },
+        ],
+      },
       {
         name: 'connect_originate',
         internal_listener: {},
+        listener_filters: [SET_DST_ADDRESS],
         filter_chains: [
           {
             filters: [

@@ -114,7 +114,7 @@ function decodeListenerFilter(r: Reader): ListenerFilterConfig | undefined {
     if (tc) {
       kind = LISTENER_FILTERS[tc.type];
       // An unknown type is reported once, by name; its fields are not walked.
-      if (!kind) tc.reader.issues.error(tc.reader.sub('@type'), `unsupported listener filter type ${tc.type}`);
+      if (!kind) reportUnsupportedType(tc, 'listener filter');
       else tc.reader.done();
     }
   } else {

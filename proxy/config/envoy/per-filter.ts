@@ -6,6 +6,7 @@
  */
 import { Reader } from '../../../common/reader';
 import type { DecodeContext } from './context';
+import { ambientMessage, innerTypeName } from './unsupported';
 
 const T_FILTER_CONFIG = 'envoy.config.route.v3.FilterConfig';
 
@@ -62,9 +63,13 @@ export function decodeTypedPerFilterConfig(r: Reader, ctx: DecodeContext): Recor
     }
     const decodePerRoute = f.decodePerRoute;
     if (!decodePerRoute) {
+      // A TypedStruct names the filter it wraps (istiod's HBONE connect_authority is one).
+      const url = inner.reader.has('type_url') ? inner.reader.str('type_url', '') : '';
+      inner.reader.ignore('type_url', 'value');
       inner.reader.issues.error(
         inner.reader.sub('@type'),
-        `filter ${inner.type} does not support per-route configuration`,
+        (url && ambientMessage(innerTypeName(url), `per-route TypedStruct of ${JSON.stringify(url)}`)) ||
+          `filter ${inner.type}${url ? ` with type_url ${url}` : ''} does not support per-route configuration`,
       );
       continue;
     }

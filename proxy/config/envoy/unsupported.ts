@@ -17,6 +17,7 @@ const AMBIENT_TYPES: Readonly<Record<string, string>> = {
   'io.istio.http.connect_authority.Config': 'HBONE connect authority (ambient)',
   'io.istio.http.connect_baggage.Config': 'HBONE connect baggage (ambient)',
   'envoy.extensions.filters.network.connect_authority.v3.Config': 'HBONE connect authority (ambient)',
+  'istio.set_internal_dst_address.v1.Config': 'set_internal_dst_address (ambient/HBONE internal listeners)',
 };
 
 /** The ambient feature a type belongs to, or undefined. */
@@ -25,6 +26,17 @@ export function ambientFeature(type: string): string | undefined {
 }
 
 export const AMBIENT_REASON = SIDECAR_ONLY;
+
+/** A TypedStruct's inner type (after the last `/` of its type_url). */
+export function innerTypeName(typeUrl: string): string {
+  return typeUrl.slice(typeUrl.lastIndexOf('/') + 1);
+}
+
+/** "<feature> is not supported: meshlet implements the sidecar data plane, not ambient" for an ambient type, else undefined. */
+export function ambientMessage(type: string, detail: string): string | undefined {
+  const amb = AMBIENT_TYPES[type];
+  return amb ? `${amb} is not supported: ${SIDECAR_ONLY} (${detail})` : undefined;
+}
 
 const TYPED_STRUCTS = new Set(['udpa.type.v1.TypedStruct', 'xds.type.v3.TypedStruct']);
 

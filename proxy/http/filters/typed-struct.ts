@@ -7,6 +7,7 @@
  * `stats.PluginConfig` (istio.stats) and `io.istio.http.peer_metadata.Config`. Any other inner type is rejected with it named.
  */
 import { Reader } from '../../../common/reader';
+import { ambientMessage } from '../../config/envoy/unsupported';
 import type { HttpFilter, HttpFilterCallbacks, HttpFilterFactory } from '../filter';
 import { istioStatsFilterFactory } from './istio-stats';
 import { peerMetadataFilterFactory } from './istio-peer-metadata';
@@ -31,7 +32,12 @@ function typedStructFactory(typeName: string): HttpFilterFactory<object | undefi
       const factory = BY_TYPE.get(inner);
       if (!factory) {
         // The unsupported inner type is the one error: its value is not looked at.
-        if (url) r.error('type_url', `TypedStruct of ${JSON.stringify(url)} is not supported by meshlet (only ${[...BY_TYPE.keys()].join(', ')})`);
+        if (url)
+          r.error(
+            'type_url',
+            ambientMessage(inner, `TypedStruct of ${JSON.stringify(url)}`) ??
+              `TypedStruct of ${JSON.stringify(url)} is not supported by meshlet (only ${[...BY_TYPE.keys()].join(', ')})`,
+          );
         r.ignore('value');
         r.done();
         return undefined;
