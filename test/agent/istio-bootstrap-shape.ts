@@ -15,7 +15,26 @@ const H2 = {
   },
 };
 
-export type Compression = 'none' | 'gzip' | 'brotli' | 'zstd';
+export type Compression = 'none' | 'gzip' | 'brotli' | 'zstd' | 'istio';
+
+/**
+ * The goldens whose current version (istio/istio master, 2026) puts three compressor filters on
+ * the 15090 stats listener — envoy.filters.http.compressor.brotli, .zstd and .gzip, each with
+ * content_type text/plain, application/vnd.google.protobuf, application/openmetrics-text and
+ * application/openmetrics-protobuf — instead of none or the one chosen by an annotation.
+ */
+export const THREE_COMPRESSOR_GOLDENS: ReadonlySet<string> = new Set([
+  'all', 'ambient', 'auth', 'authsds', 'default', 'explicit_internal_address', 'global_downstream_connection_settings',
+  'global_downstream_connection_settings_with_meta', 'global_downstream_max_connections_both', 'global_downstream_max_connections_meta',
+  'global_downstream_max_connections_runtime', 'invalid_stats_eviction_interval', 'lrs', 'metrics_no_statsd', 'running', 'runningsds',
+  'secure_metrics', 'stats_eviction_interval', 'stats_flush_interval', 'stats_inclusion', 'stats_interval', 'tracing_datadog',
+  'tracing_lightstep', 'tracing_none', 'tracing_tls_custom_sni', 'tracing_tls', 'tracing_zipkin', 'xdsproxy',
+]);
+
+/** The stats listener's compression of a shape: its own, else Istio's current three, else none. */
+export function compressionOf(shape: IstioBootstrapShape): Compression {
+  return shape.compression ?? (THREE_COMPRESSOR_GOLDENS.has(shape.golden) ? 'istio' : 'none');
+}
 export type Tracer = 'none' | 'zipkin' | 'datadog' | 'lightstep' | 'opencensusagent' | 'stackdriver' | 'zipkin_tls';
 
 export interface IstioBootstrapShape {
@@ -127,15 +146,26 @@ function sdsRef(name: string): Record<string, unknown> {
 }
 
 function statsListener(port: number, compression: Compression): Record<string, unknown> {
-  const library: Record<Exclude<Compression, 'none'>, string> = {
+  const library: Record<Exclude<Compression, 'none' | 'istio'>, string> = {
     gzip: 'envoy.extensions.compression.gzip.compressor.v3.Gzip',
     brotli: 'envoy.extensions.compression.brotli.compressor.v3.Brotli',
     zstd: 'envoy.extensions.compression.zstd.compressor.v3.Zstd',
   };
+  const types = ['text/plain', 'application/vnd.google.protobuf', 'application/openmetrics-text', 'application/openmetrics-protobuf'];
+  const three = (['brotli', 'zstd', 'gzip'] as const).map((lib) => ({
+    name: `envoy.filters.http.compressor.${lib}`,
+    typed_config: {
+      '@type': 'type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor',
+      compressor_library: { name: `stats_${lib}`, typed_config: { '@type': `type.googleapis.com/${library[lib]}` } },
+      response_direction_config: { common_config: { content_type: types } },
+    },
+  }));
   const compressor =
     compression === 'none'
       ? []
-      : [
+      : compression === 'istio'
+        ? three
+        : [
           {
             name: 'envoy.filters.http.compressor',
             typed_config: {
@@ -380,7 +410,7 @@ export function istioBootstrap(shape: IstioBootstrapShape, ports: ShapePorts): R
     static_resources: {
       clusters,
       listeners: [
-        statsListener(ports.stats, shape.compression ?? 'none'),
+        statsListener(ports.stats, compressionOf(shape)),
         portListener('0.0.0.0_15021', ports.ready, 'agent', '/healthz/ready', 'agent', [ROUTER]),
       ],
     },

@@ -480,11 +480,17 @@ describe('compressor config validation', () => {
       return { errors: String(e), warnings: '' };
     }
   };
-  it('rejects a missing library, zstd without node support, bad ranges and enum names, with their paths', () => {
+  it('rejects a missing library, a zstd decompressor without node support (a zstd compressor warns), bad ranges and enum names, with their paths', () => {
     expect(decode({ name: 'c', typed_config: { '@type': COMPRESSOR } }).errors).toMatch(/compressor_library: is required/);
     const zstd = decode({ name: 'c', typed_config: { '@type': COMPRESSOR, compressor_library: { name: 'z', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.compression.zstd.compressor.v3.Zstd' } } } });
-    if (typeof (zlib as unknown as Record<string, unknown>).createZstdCompress !== 'function') expect(zstd.errors).toMatch(/zstd needs node:zlib zstd support/);
-    else expect(zstd.errors).toBe('');
+    // Without zstd in node:zlib the compressor filter is left out with a warning (istiod's bootstrap
+    // lists brotli, zstd and gzip); a zstd decompressor is an error.
+    expect(zstd.errors).toBe('');
+    const zstdD = decode({ name: 'd', typed_config: { '@type': DECOMPRESSOR, decompressor_library: { name: 'z', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.compression.zstd.decompressor.v3.Zstd' } } } });
+    if (typeof (zlib as unknown as Record<string, unknown>).createZstdCompress !== 'function') {
+      expect(zstd.warnings).toMatch(/compressor_library\.typed_config\.@type: zstd needs node:zlib zstd support .*this compressor filter is left out/);
+      expect(zstdD.errors).toMatch(/zstd needs node:zlib zstd support/);
+    } else expect([zstd.warnings, zstdD.errors]).toEqual(['', '']);
     expect(decode(gzipFilter({}, { window_bits: 30 })).errors).toMatch(/compressor_library\.typed_config\.window_bits/);
     expect(decode(gzipFilter({}, { compression_level: 'FASTEST' })).errors).toMatch(/compression_level: unknown value/);
     expect(decode(gzipFilter({ content_length: 10, response_direction_config: {} })).errors).toMatch(/content_length: is deprecated and may not be combined/);

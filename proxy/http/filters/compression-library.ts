@@ -8,8 +8,9 @@
  * compressors flush every data frame, so a streamed response (server-sent events, long polls)
  * reaches the client chunk by chunk instead of waiting for the end of the body.
  *
- * zstd exists only where node:zlib has it (Node ≥ 22.15); on an older Node the library is
- * rejected with that reason rather than accepted and left without effect.
+ * zstd exists only where node:zlib has it (Node ≥ 22.15). On an older Node a zstd compressor
+ * filter is left out of the chain with a start-up warning (istiod's bootstrap lists brotli, zstd
+ * and gzip; the others still serve), and a zstd decompressor is rejected with that reason.
  */
 import * as zlib from 'node:zlib';
 import type { Transform } from 'node:stream';
@@ -39,7 +40,8 @@ type ZlibWithZstd = typeof zlib & {
   createZstdDecompress?: (o?: object) => Transform;
 };
 const zstdZlib = zlib as ZlibWithZstd;
-const ZSTD_MISSING = `zstd needs node:zlib zstd support (Node 22.15 or later); this Node ${process.version} has none. Use gzip or brotli`;
+const ZSTD_MISSING_BASE = `zstd needs node:zlib zstd support (Node 22.15 or later); this Node ${process.version} has none`;
+const ZSTD_MISSING = `${ZSTD_MISSING_BASE}. Use gzip or brotli`;
 
 /** Envoy's gzip CompressionLevel names → zlib levels (DEFAULT_COMPRESSION is zlib's -1, level 6). */
 const GZIP_LEVELS: Record<string, number> = {
@@ -100,6 +102,15 @@ function decodeBrotliCompressor(r: Reader): CompressionLibrary {
 function decodeZstd(r: Reader, compress: boolean): CompressionLibrary | undefined {
   const make = compress ? zstdZlib.createZstdCompress : zstdZlib.createZstdDecompress;
   if (make === undefined) {
+    if (compress) {
+      // istiod's bootstrap puts brotli, zstd and gzip compressors on its stats listener: without
+      // zstd this one filter is left out of the chain (a warning), and clients asking for zstd get
+      // one of the other encodings or the response uncompressed — valid HTTP either way. A zstd
+      // decompressor stays an error: it would pass zstd bodies on still encoded.
+      r.ignore('compression_level', 'enable_checksum', 'strategy', 'dictionary', 'chunk_size');
+      r.issues.warn(r.sub('@type'), `${ZSTD_MISSING_BASE}: this compressor filter is left out (responses use the chain's other encodings or none)`);
+      return undefined;
+    }
     r.issues.error(r.sub('@type'), ZSTD_MISSING);
     return undefined;
   }
