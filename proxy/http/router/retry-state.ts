@@ -1,7 +1,7 @@
 /**
  * Retry policy evaluation (Envoy's RetryStateImpl reduced to what meshlet supports), against the
- * one list of retry_on conditions (RETRY_ON in config/types.ts, which the route decoder accepts
- * too): which failures are retriable, how many retries remain, the retries circuit breaker, the
+ * one list of retry_on conditions (RETRY_ON in config/model/route.ts, which the route decoder
+ * accepts too): which failures are retriable, how many retries remain, the retries circuit breaker, the
  * jittered exponential back-off, and the x-envoy-* request headers that adjust the policy.
  */
 import { type HeaderMatcher, RETRY_ON, type RetryOn, type RetryPolicy } from '../../config/types';
