@@ -230,7 +230,12 @@ export class RouteTable {
 
   /** Virtual host for an authority (Host / :authority), Envoy's search order. */
   virtualHost(authority: string, why?: VirtualHostWhy): CompiledVirtualHost | undefined {
-    const host = authority.toLowerCase();
+    let host = authority.toLowerCase();
+    // ignore_port_in_host_matching: the port never takes part (Envoy strips it before the search).
+    if (this.config.ignorePortInHostMatching === true && hasPort(host)) {
+      host = stripPort(host);
+      if (why) why.portStripped = true;
+    }
     const found = this.lookup(host, why);
     if (found) return found;
     if (hasPort(host)) {

@@ -31,6 +31,12 @@ describe('RouteConfiguration and VirtualHost', () => {
     ]);
   });
 
+  it('reads ignore_port_in_host_matching (istiod sets it on outbound route configurations) without a warning', () => {
+    const on = decodeRouteConfiguration(rc([], {}, { ignore_port_in_host_matching: true }), ctx());
+    expect([on.errors, on.warnings, on.value!.ignorePortInHostMatching]).toEqual([[], [], true]);
+    expect(decodeRouteConfiguration(rc([]), ctx()).value!.ignorePortInHostMatching).toBeUndefined();
+  });
+
   it('rejects bad wildcards, duplicate domains across virtual hosts and a second "*"', () => {
     const res = decodeRouteConfiguration(
       {

@@ -134,6 +134,14 @@ describe('virtual host selection (Envoy domain search order)', () => {
     expect(t6.virtualHost('[::1]:8080')?.vhost.name).toBe('v6');
     expect(t6.virtualHost('[::2]:8080')?.vhost.name).toBe('d');
   });
+  it('ignore_port_in_host_matching: the port is removed before the search (istiod sets it)', () => {
+    const vhs = [vhost('with-port', ['svc.ns:8080']), vhost('bare', ['svc.ns']), vhost('d', ['*'])];
+    const ignoring = routeTable({ ...rc(vhs), ignorePortInHostMatching: true });
+    expect(ignoring.virtualHost('svc.ns:8080')?.vhost.name).toBe('bare');
+    expect(ignoring.virtualHost('svc.ns:1234')?.vhost.name).toBe('bare');
+    expect(ignoring.virtualHost('[::1]:8080')?.vhost.name).toBe('d');
+    expect(routeTable(rc(vhs)).virtualHost('svc.ns:8080')?.vhost.name).toBe('with-port');
+  });
   it('returns undefined without a default virtual host', () => {
     const t2 = routeTable(rc([vhost('only', ['a.b'])]));
     expect(t2.virtualHost('c.d')).toBeUndefined();

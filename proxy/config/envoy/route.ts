@@ -188,7 +188,8 @@ export function decodeRouteConfigurationR(r: Reader, ctx0: DecodeContext, inline
   }
   if (r.has('vhds')) r.error('vhds', 'VHDS is not supported by meshlet');
   r.raw('vhds');
+  const ignorePort = r.bool('ignore_port_in_host_matching', false);
   const mut = decodeHeaderMutations(r);
   r.done();
-  return { name, virtualHosts, ...mut };
+  return { name, virtualHosts, ...mut, ...(ignorePort ? { ignorePortInHostMatching: true } : {}) };
 }

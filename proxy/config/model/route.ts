@@ -15,6 +15,8 @@ export interface RouteConfiguration {
   readonly requestHeadersToRemove: readonly string[];
   readonly responseHeadersToAdd: readonly HeaderValueOption[];
   readonly responseHeadersToRemove: readonly string[];
+  /** ignore_port_in_host_matching: virtual hosts are picked by the authority without its port (istiod sets it). */
+  readonly ignorePortInHostMatching?: boolean;
 }
 
 export interface VirtualHost {
