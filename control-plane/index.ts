@@ -5,7 +5,8 @@
 
 export { type CsrRequest, type CsrResponse, csrServiceDefinition } from '../certs/csr-wire';
 export { createCertificateHandler } from './csr-service';
-export { generateForWorkload, inboundClusterName, outboundClusterName, secretResources } from './generate';
+export { generateForWorkload, secretResources } from './generate';
+export { inboundClusterName, outboundClusterName } from './generate-shared';
 export { CertIssuer, type IssuerOptions } from './issuer';
 export {
   findService,

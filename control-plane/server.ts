@@ -14,7 +14,8 @@
  * changed file is re-validated and, if valid, pushed to every stream; if invalid, the error is
  * logged with every problem's path and the previous mesh keeps being served), and fan-out of
  * certificate rotations to the streams of the rotated workload. Per-stream protocol state lives in
- * ads-stream.ts, resource generation in generate.ts, versioning in snapshot.ts.
+ * ads-stream.ts, resource generation in generate.ts (with generate-outbound.ts,
+ * generate-inbound.ts and generate-shared.ts), versioning in snapshot.ts.
  * Leans towards keeping the last good state: nothing a user edits can take configuration away
  * from running sidecars except a valid mesh that no longer lists them.
  */

@@ -11,7 +11,8 @@
 import { createHash } from 'node:crypto';
 import { anyToJson, jsonToAny } from '../xds-client/proto-json';
 import { type AnyProto, TYPE_URLS } from '../xds-client/protos';
-import { generateForWorkload, type NodeResources, type ResourceJson, resourceName, secretResources } from './generate';
+import { generateForWorkload, secretResources } from './generate';
+import { type NodeResources, type ResourceJson, resourceName } from './generate-shared';
 import type { CertIssuer } from './issuer';
 import { workloadKey } from './issuer';
 import type { Mesh, MeshWorkload } from './mesh';
