@@ -8,6 +8,7 @@
 import { describe, expect, it } from 'vitest';
 import { decodeBootstrap } from '../../proxy/config/bootstrap';
 import { bootstrap, httpListener, routes } from '../support/meshlet';
+import { createRegistries } from '../../proxy/registry';
 import { ctx } from './helpers';
 
 describe('fields that change Envoy behaviour are never dropped silently', () => {
@@ -88,5 +89,35 @@ describe('fields that change Envoy behaviour are never dropped silently', () => 
     expect(md1[0]!.message).toMatch(/^accepted, but has no effect in meshlet: nothing in meshlet reads listener, filter chain or route metadata .*\(warned once\)$/);
     // Cluster metadata is read (istio.services): no warning about it.
     expect(warnings.filter((w) => w.path.includes('clusters'))).toEqual([]);
+  });
+
+  it('fault filter_metadata, ext_authz emit_filter_state_stats and istio.stats scope timing warn instead of vanishing', () => {
+    const T = 'type.googleapis.com/';
+    const raw = bootstrap(
+      [
+        httpListener('l', routes([{ match: { prefix: '/' }, route: { cluster: 'c' } }]), {
+          http_filters: [
+            { name: 'f', typed_config: { '@type': `${T}envoy.extensions.filters.http.fault.v3.HTTPFault`, filter_metadata: { a: 'b' } } },
+            {
+              name: 'a',
+              typed_config: {
+                '@type': `${T}envoy.extensions.filters.http.ext_authz.v3.ExtAuthz`,
+                grpc_service: { envoy_grpc: { cluster_name: 'c' } },
+                transport_api_version: 'V3',
+                emit_filter_state_stats: true,
+              },
+            },
+            { name: 's', typed_config: { '@type': `${T}stats.PluginConfig`, rescoping_duration: '60s' } },
+            { name: 'envoy.filters.http.router', typed_config: { '@type': `${T}envoy.extensions.filters.http.router.v3.Router` } },
+          ],
+        }),
+      ],
+      [{ name: 'c', type: 'STATIC', connect_timeout: '1s', load_assignment: { cluster_name: 'c', endpoints: [] } } as never],
+    );
+    const { warnings } = decodeBootstrap(raw, { httpFilters: createRegistries().httpFilters });
+    const lines = warnings.map((w) => `${w.path}: ${w.message}`);
+    expect(lines.find((l) => l.includes('typed_config.filter_metadata: not supported by meshlet, ignored')), lines.join('\n')).toBeDefined();
+    expect(lines.find((l) => l.includes('emit_filter_state_stats: accepted, but has no effect in meshlet'))).toBeDefined();
+    expect(lines.find((l) => l.includes('rescoping_duration / scope_grace_period_duration'))).toBeDefined();
   });
 });

@@ -168,8 +168,8 @@ export function decodeIstioStats(r: Reader): IstioStatsConfig {
     }
     m.done();
   }
-  if (r.has('rotation_interval') || r.has('graceful_deletion_interval')) {
-    r.issues.warn(r.path, 'rotation_interval / graceful_deletion_interval: meshlet bounds label sets per reporter instead (meshlet_metric_label_overflow_total), ignored');
+  if (['rotation_interval', 'graceful_deletion_interval', 'rescoping_duration', 'scope_grace_period_duration'].some((k) => r.has(k))) {
+    r.issues.warn(r.path, 'rotation_interval / graceful_deletion_interval / rescoping_duration / scope_grace_period_duration: meshlet bounds label sets per reporter instead (meshlet_metric_label_overflow_total), ignored');
   }
   r.ignore('rotation_interval', 'graceful_deletion_interval', 'rescoping_duration', 'scope_grace_period_duration');
   r.done();

@@ -228,8 +228,8 @@ export function decodeExtAuthz(r: Reader): ExtAuthzConfig {
   const fm = r.obj('filter_enabled_metadata');
   const filterEnabledMetadata = fm ? decodeMetadataMatcher(fm) : undefined;
   const denyAtDisable = r.has('deny_at_disable') ? decodeFeatureFlag(r, 'deny_at_disable') : undefined;
-  // Counting only: accepted. Anything that would change the CheckRequest is left to warn.
-  r.ignore('emit_filter_state_stats');
+  // Filter-state stats are read only by access log operators (%FILTER_STATE%) meshlet lacks.
+  r.warnNoEffect('emit_filter_state_stats', 'meshlet has no %FILTER_STATE% access log operator to read them');
   r.done();
   extAuthzStats(statPrefix);
   return {
