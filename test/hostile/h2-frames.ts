@@ -152,6 +152,11 @@ export class RawH2 {
     return { lastStreamId: g.payload.readUInt32BE(0) & 0x7fffffff, code: g.payload.readUInt32BE(4) };
   }
 
+  /** The peer acknowledged PING number `n` (see ping()). */
+  pingAcked(n: number): boolean {
+    return this.frames.some((f) => f.type === F.PING && (f.flags & FLAG.ACK) !== 0 && f.payload.readUInt32BE(4) === n >>> 0);
+  }
+
   rstCodes(): Map<number, number> {
     const m = new Map<number, number>();
     for (const f of this.frames) if (f.type === F.RST_STREAM) m.set(f.streamId, f.payload.readUInt32BE(0));
