@@ -628,7 +628,10 @@ describe('HTTP/2 flow control through meshlet', () => {
     const req = client.request({ ':path': '/bulk', ':method': 'GET' }, { endStream: true });
     req.on('error', () => {});
     req.pause();
-    // Wait until the upstream's progress plateaus (bounded: at most 5 s).
+    // Wait for the body to start flowing (on a loaded machine the first chunk can take over
+    // 100 ms, which read as a plateau at 0), then until the upstream's progress plateaus (bounded:
+    // at most 5 s each).
+    for (let i = 0; i < 50 && state.written === 0; i++) await new Promise((r) => setTimeout(r, 100));
     let last = -1;
     for (let i = 0; i < 50 && state.written !== last; i++) {
       last = state.written;
