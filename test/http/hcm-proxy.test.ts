@@ -58,7 +58,7 @@ describe('connection manager end to end (HTTP/1.1)', () => {
   it('forwards a request and its response, adding the standard headers', async () => {
     const up = await startHttpEcho('a');
     const proxy = await startProxy({
-      routes: routeConfig([vhost([route(prefix('/'), action('a'), { name: 'all' })], { name: 'web' })]),
+      routes: routeConfig([vhost([route(prefix('/'), action('a'), { name: 'all' })], { name: 'web', includeRequestAttemptCount: true })]),
       clusters: [staticCluster('a', [{ port: up.port }])],
     });
     const res = await get(proxy.port, '/hello?x=1', { headers: { 'x-custom': 'v' } });
@@ -73,6 +73,7 @@ describe('connection manager end to end (HTTP/1.1)', () => {
     expect(seen.headers['x-forwarded-proto']).toBe('http');
     expect(seen.headers['x-request-id']).toMatch(UUID_RE);
     expect(seen.headers['x-envoy-attempt-count']).toBe('1');
+    // Only because the virtual host sets include_request_attempt_count, as in Envoy (next test).
     expect(seen.headers['x-envoy-expected-rq-timeout-ms']).toBe('15000');
     expect(seen.headers.host).toBe(`127.0.0.1:${proxy.port}`);
     const [info] = await proxy.waitCompleted(1);
@@ -84,6 +85,17 @@ describe('connection manager end to end (HTTP/1.1)', () => {
     expect(info?.attemptCount).toBe(1);
     expect(info?.responseFlags()).toBe('-');
     expect(info?.responseCodeDetails).toBe('via_upstream');
+  });
+
+  it('adds no x-envoy-attempt-count without include_request_attempt_count (Envoy)', async () => {
+    const up = await startHttpEcho('a');
+    const proxy = await startProxy({
+      routes: routeConfig([vhost([route(prefix('/'), action('a'))])]),
+      clusters: [staticCluster('a', [{ port: up.port }])],
+    });
+    const res = await get(proxy.port, '/hello');
+    expect(res.status).toBe(200);
+    expect(echoOf(res.text).headers['x-envoy-attempt-count']).toBeUndefined();
   });
 
   it('keeps the downstream and upstream connections alive across requests', async () => {

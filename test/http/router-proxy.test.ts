@@ -375,7 +375,7 @@ describe('router: failures, timeouts and retries', () => {
             prefix('/'),
             action('a', { retryPolicy: retryPolicy(['5xx'], { numRetries: 2, backOffBaseMs: 5, backOffMaxMs: 10 }) }),
           ),
-        ]),
+        ], { includeRequestAttemptCount: true }),
       ]),
       clusters: [staticCluster('a', [{ port: a.port }])],
     });

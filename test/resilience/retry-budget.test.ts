@@ -70,7 +70,7 @@ beforeAll(async () => {
                 },
               },
             },
-          ]),
+          ], { include_request_attempt_count: true }),
         ),
       ],
       [

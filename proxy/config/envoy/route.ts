@@ -140,9 +140,11 @@ export function decodeVirtualHost(r: Reader, ctx: DecodeContext, maxBodyBytes: n
   const mut = decodeHeaderMutations(r);
   const requireTls = enumOf(r, 'require_tls', ['NONE', 'EXTERNAL_ONLY', 'ALL'] as const, 'NONE');
   if (requireTls !== 'NONE') r.error('require_tls', `${requireTls} is not supported by meshlet`);
+  const attemptCount = r.bool('include_request_attempt_count', false);
   r.done();
   if (!name) return undefined;
   return {
+    ...(attemptCount ? { includeRequestAttemptCount: true } : {}),
     name,
     domains,
     routes,

@@ -32,6 +32,8 @@ export interface VirtualHost {
   readonly typedPerFilterConfig: Readonly<Record<string, unknown>>;
   /** The `cors` field (route.v3.CorsPolicy), read by envoy.filters.http.cors without a typed_per_filter_config policy. */
   readonly cors?: CorsPolicyConfig;
+  /** include_request_attempt_count: upstream requests carry x-envoy-attempt-count (Envoy adds it only then; istiod sets it). */
+  readonly includeRequestAttemptCount?: boolean;
 }
 
 export interface Route {

@@ -81,7 +81,8 @@ export abstract class RouterTries extends RouterState implements RouterCallbacks
     if (info.firstUpstreamTxByteMs < 0) info.firstUpstreamTxByteMs = info.now();
     const h = this.head.headers;
     if (!this.config.suppressEnvoyHeaders) {
-      setHeader(h, 'x-envoy-attempt-count', String(info.attemptCount));
+      // Envoy adds it only when the virtual host asks (include_request_attempt_count; istiod does).
+      if (this.route?.vhost.includeRequestAttemptCount === true) setHeader(h, 'x-envoy-attempt-count', String(info.attemptCount));
       if (this.timeoutMs > 0) setHeader(h, 'x-envoy-expected-rq-timeout-ms', String(this.perTryOrGlobalMs()));
     }
     if (info.span !== undefined) info.span.inject(h);
