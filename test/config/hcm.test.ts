@@ -121,6 +121,7 @@ describe('HttpConnectionManager', () => {
       },
       normalize_path: true,
       merge_slashes: true,
+      path_with_escaped_slashes_action: 'KEEP_UNCHANGED',
     });
     expect(errors).toEqual([]);
     expect(warnings).toEqual([]);
@@ -318,5 +319,14 @@ describe('HttpConnectionManager', () => {
     expect(res.errors).toEqual(expected);
     expect(res.warnings).toEqual([]);
     expect(res.value).toBeUndefined();
+  });
+});
+
+describe('path_with_escaped_slashes_action', () => {
+  it('KEEP_UNCHANGED (istiod) and the default are honoured as they are; the unescaping actions warn', () => {
+    expect(decodeHcm({ path_with_escaped_slashes_action: 'KEEP_UNCHANGED' }).warnings).toEqual([]);
+    const w = decodeHcm({ path_with_escaped_slashes_action: 'UNESCAPE_AND_FORWARD' }).warnings;
+    expect(w.map((x) => x.message)).toEqual(['UNESCAPE_AND_FORWARD is not supported by meshlet, ignored: escaped slashes are forwarded unchanged (KEEP_UNCHANGED)']);
+    expect(decodeHcm({ path_with_escaped_slashes_action: 'SOMETIMES' }).errors.length).toBe(1);
   });
 });

@@ -238,6 +238,15 @@ export function decodeHcm(
   const tracing = tr ? decodeHcmTracing(tr, ctx) : undefined;
   const normalizePath = r.bool('normalize_path', false);
   const mergeSlashes = r.bool('merge_slashes', false);
+  // meshlet forwards %2F / %5C as they came: Envoy's default, and KEEP_UNCHANGED (what istiod writes).
+  const escapedSlashes = enumOf(
+    r,
+    'path_with_escaped_slashes_action',
+    ['IMPLEMENTATION_SPECIFIC_DEFAULT', 'KEEP_UNCHANGED', 'REJECT_REQUEST', 'UNESCAPE_AND_REDIRECT', 'UNESCAPE_AND_FORWARD'] as const,
+    'IMPLEMENTATION_SPECIFIC_DEFAULT',
+  );
+  if (escapedSlashes !== 'IMPLEMENTATION_SPECIFIC_DEFAULT' && escapedSlashes !== 'KEEP_UNCHANGED')
+    r.warnAt('path_with_escaped_slashes_action', `${escapedSlashes} is not supported by meshlet, ignored: escaped slashes are forwarded unchanged (KEEP_UNCHANGED)`);
   r.done();
   if (!routeSource || !statPrefix) return undefined;
   return {
