@@ -6,7 +6,8 @@
  *
  * Owns: sessions and their transport sockets (from the cluster's TransportSocketFactory, plain
  * TCP for h2c or TLS with ALPN h2), the pending queue, connection circuit breaking, GOAWAY and
- * idle handling, and the connection counters in ClusterStats / HostStats.
+ * idle handling, and the connection counters in ClusterStats / HostStats. What a pool takes from
+ * its cluster (and the codec choice) is client-pool-settings.ts.
  *
  * Leans towards Envoy's behaviour: a connection takes streams as soon as it is connected, with
  * the configured limit (or the limit this origin's SETTINGS announced last time), and adjusts
@@ -18,7 +19,6 @@
  * inline); GOAWAY stops new streams on that session while its active streams finish.
  */
 import { type ClientHttp2Session, connect as h2connect } from 'node:http2';
-import type { Http2Options } from '../../config/types';
 import { logger } from '../../../common/logger';
 import type { Host } from '../../upstream/host';
 import type {
@@ -26,59 +26,23 @@ import type {
   ClusterStats,
   TransportConnection,
   TransportSocketFactory,
-  UpstreamCluster,
 } from '../../upstream/types';
 import type { Cancellable, ConnectionPool, PoolCallbacks, ResetReason, ResponseSink, UpstreamInfo } from '../codec';
 import { H2ClientStream, type StreamOwner } from './client-stream';
 import { H2RawClientSession } from './raw-client-session';
 import { RawClientStream, type RawStreamOwner } from './raw-client-stream';
+import {
+  clampWindow,
+  H2_ALPN,
+  type H2PoolCluster,
+  type H2PoolSettings,
+  h2PoolSettings,
+  RAW_MAX_RESPONSE_HEADERS,
+} from './client-pool-settings';
+
+export type { H2Codec, H2PoolSettings } from './client-pool-settings';
 
 const log = logger('h2-pool');
-
-/** What the pool needs to know about its cluster. */
-export interface H2PoolSettings {
-  readonly connectTimeoutMs: number;
-  /** Our SETTINGS and the per-connection stream cap (max_concurrent_streams). */
-  readonly http2: Http2Options;
-  /** Close a connection with no streams after this long; 0 = never. */
-  readonly idleTimeoutMs: number;
-  /** Streams per connection before it is drained; 0 = unlimited. */
-  readonly maxRequestsPerConnection: number;
-  /** The transport is TLS: offer ALPN h2; :scheme https for requests that carry none. */
-  readonly secure: boolean;
-  /**
-   * Which HTTP/2 implementation drives the connections: meshlet's own framing ('meshlet', the
-   * default: raw-client-session.ts) or node:http2 ('nghttp2'). The default comes from
-   * MESHLET_H2_UPSTREAM_CODEC (=nghttp2 selects node:http2).
-   */
-  readonly codec: H2Codec;
-}
-
-export type H2Codec = 'nghttp2' | 'meshlet';
-
-/** The process-wide default codec: meshlet's own framing; MESHLET_H2_UPSTREAM_CODEC=nghttp2 selects node:http2. */
-export function defaultH2Codec(): H2Codec {
-  return process.env.MESHLET_H2_UPSTREAM_CODEC === 'nghttp2' ? 'nghttp2' : 'meshlet';
-}
-
-const MAX_WINDOW = 2 ** 31 - 1;
-const H2_ALPN: readonly string[] = Object.freeze(['h2']);
-
-/** The subset of a cluster a pool uses (lets tests build a pool without a cluster manager). */
-export type H2PoolCluster = Pick<UpstreamCluster, 'config' | 'stats' | 'resources' | 'transport' | 'transportFor'>;
-
-/** Pool settings from a cluster's config. */
-export function h2PoolSettings(cluster: Pick<UpstreamCluster, 'config'>): H2PoolSettings {
-  const c = cluster.config;
-  return {
-    connectTimeoutMs: c.connectTimeoutMs,
-    http2: c.http2,
-    idleTimeoutMs: c.upstreamIdleTimeoutMs,
-    maxRequestsPerConnection: c.maxRequestsPerConnection,
-    secure: c.transportSocket !== undefined,
-    codec: defaultH2Codec(),
-  };
-}
 
 interface Pending extends Cancellable {
   sink: ResponseSink;
@@ -516,11 +480,4 @@ export class H2ConnectionPool implements ConnectionPool {
     }
     if (!s.closed && !s.destroyed) s.close();
   }
-}
-
-/** Response header list limit on meshlet's own framing (Envoy's max_response_headers_kb default, 60 KiB). */
-const RAW_MAX_RESPONSE_HEADERS = 60 * 1024;
-
-function clampWindow(n: number): number {
-  return Math.min(MAX_WINDOW, Math.max(65535, n));
 }
