@@ -14,8 +14,15 @@
  * (`token_file`, re-read on every call because the kubelet rotates it) as
  * `authorization: Bearer <token>` metadata; that is how the FIRST certificate is obtained. Once the
  * provider holds a certificate, calls also present it as the TLS client certificate. The CA's
- * serving certificate is verified against the trust bundle secret (`ROOTCA`, from SDS) or, before
- * that exists, `root_cert_file` (Istio mounts the mesh root at /var/run/secrets/istio/root-cert.pem).
+ * serving certificate is verified against the trust bundle secret (`ROOTCA`).
+ *
+ * The trust bundle: the roots pushed over SDS as `ROOTCA` are installed, and with `root_cert_file`
+ * (Istio mounts the mesh root at /var/run/secrets/istio/root-cert.pem) the file's roots are
+ * trusted too, as extra anchors next to the pushed ones (re-read at every renewal and push); with
+ * `keep_root_cert_file: false` the file only serves until the first `ROOTCA` arrives. So a root
+ * roll the control plane publishes reaches the sidecar. When the bundle changes and the current
+ * certificate was not issued by its first root (the control plane lists the root that signs
+ * first), the provider renews at once: that is how a root roll gets every workload a new leaf.
  * Without a token the provider falls back to a provisioning certificate pushed over SDS (only a
  * control plane in insecure key hand-out mode sends one).
  *
@@ -31,7 +38,8 @@
  *         ca_address: 127.0.0.1:15012   # Istio's CA_ADDR: where CreateCertificate is served (TLS)
  *         ca_server_name: istiod.istio-system.svc   # name the CA's certificate is checked against (default)
  *         token_file: /var/run/secrets/tokens/istio-token   # the projected service-account token
- *         root_cert_file: /var/run/secrets/istio/root-cert.pem   # CA roots until ROOTCA arrives
+ *         root_cert_file: /var/run/secrets/istio/root-cert.pem   # roots trusted before and besides ROOTCA
+ *         keep_root_cert_file: true     # false: the file's roots only until ROOTCA arrives
  *         trust_domain: cluster.local   # with a token: the SPIFFE ID is spiffe://<td>/ns/<ns>/sa/<sa> from its sub
  *         secret_name: default          # the identity secret this provider owns (default)
  *         trust_bundle: ROOTCA          # roots the CA's certificate is verified against (default)
@@ -40,7 +48,6 @@
  *         grace_period_ratio: 0.5       # re-issue after this fraction of the lifetime (Istio's default)
  *
  * The key that terminates and originates mesh traffic is generated here and never sent anywhere.
- * The trust bundle (`ROOTCA`) still comes from SDS.
  *
  * Leans safe: a certificate from the CA goes through the same store validation as an SDS push; a
  * renewal that fails leaves the current identity in place; the lifetime used for scheduling is
@@ -75,8 +82,10 @@ export interface CsrProviderConfig {
   readonly spiffeId?: string;
   /** Service-account token file sent as `authorization: Bearer …` (re-read per call). */
   readonly tokenFile?: string;
-  /** PEM roots for the CA's serving certificate, used until the trust bundle secret exists. */
+  /** PEM roots trusted before the trust bundle secret arrives, and (keepRootCertFile) besides it. */
   readonly rootCertFile?: string;
+  /** Whether rootCertFile's roots stay trusted next to the pushed bundle (default true). */
+  readonly keepRootCertFile?: boolean;
   /** Trust domain of the SPIFFE ID derived from the token. Default `cluster.local`. */
   readonly trustDomain?: string;
   /** Requested validity, ms; 0 = the CA's default. */
@@ -130,6 +139,7 @@ export function csrProviderConfigFromMetadata(metadata: Readonly<Record<string, 
       ...(spiffeId !== undefined ? { spiffeId } : {}),
       ...(tokenFile !== undefined ? { tokenFile } : {}),
       ...(rootCertFile !== undefined ? { rootCertFile } : {}),
+      keepRootCertFile: r.bool('keep_root_cert_file', true),
       ...(trustDomain !== undefined ? { trustDomain } : {}),
       validityMs: r.durationMs('validity', 0),
       gracePeriodRatio,
@@ -224,6 +234,11 @@ export class CsrCertificateProvider {
   private provisioning: Credential | undefined;
   private own: (Credential & { notAfter: number }) | undefined;
   private inFlight: Promise<boolean> | undefined;
+  /** The trust bundle changed while a request was in flight: check the result against it. */
+  private recheck = false;
+  /** The roots last pushed as the trust bundle, and those of root_cert_file. */
+  private pushedRoots: string | undefined;
+  private fileRoots: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private failuresInARow = 0;
   private closed = false;
@@ -238,32 +253,82 @@ export class CsrCertificateProvider {
     store.on('rotate', this.onStoreRotate);
   }
 
-  /** The trust bundle arriving after the provisioning credential unblocks the first request. */
+  /**
+   * The trust bundle changed: it unblocks the first request (waiting for roots), and a certificate
+   * not issued by the bundle's first root is renewed at once (a root roll, see the header).
+   */
   private readonly onStoreRotate = (e: RotationEvent): void => {
-    if (e.name === this.config.trustBundle && !this.own && (this.provisioning || this.config.tokenFile) && !this.closed) void this.refresh();
+    if (e.name !== this.config.trustBundle || this.closed) return;
+    if (!this.own) {
+      if (this.provisioning || this.config.tokenFile) void this.refresh();
+      return;
+    }
+    if (this.inFlight) {
+      this.recheck = true;
+      return;
+    }
+    if (!this.issuedByFirstRoot()) {
+      this.opts.log?.info({ serial: this.currentSerial }, 'trust bundle changed and the certificate is not issued by its first root: renewing now');
+      void this.refresh();
+    }
   };
+
+  /** Whether the current certificate was issued by the first root of the trust bundle. */
+  private issuedByFirstRoot(): boolean {
+    const first = this.store.trustBundle(this.config.trustBundle)?.roots[0];
+    if (!first || !this.own) return true;
+    const leaf = new X509Certificate(this.own.certChainPem);
+    try {
+      return leaf.checkIssued(first) && leaf.verify(first.publicKey);
+    } catch {
+      return false;
+    }
+  }
 
   /** Whether this provider owns secret `name` (SDS pushes of it are not served). */
   owns(name: string): boolean {
-    // With a local root file (Istio's agent: the mesh root mounted in the pod), the trust bundle is
-    // this provider's too, as pilot-agent serves ROOTCA itself: it never comes from the control plane.
+    // With a local root file the trust bundle is installed here: the pushed roots plus the file's.
     return name === this.config.secretName || (this.config.rootCertFile !== undefined && name === this.config.trustBundle);
   }
 
   /**
-   * Installs the root file as the trust bundle secret when it is new or changed (read at every
-   * issue, so a rolled root file is picked up at the next renewal). Returns the roots.
+   * Install the trust bundle: the pushed roots (`ROOTCA`) first, then the root file's that are not
+   * among them (all of them before a push; none after one with keepRootCertFile false). Returns
+   * the roots installed.
    */
-  private async installRootFile(file: string): Promise<string> {
-    const rootsPem = await readFile(file, 'utf8');
+  private async installRoots(): Promise<string | undefined> {
+    const blocks: string[] = [];
+    const add = (pem: string | undefined) => {
+      for (const b of pem?.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []) if (!blocks.includes(b)) blocks.push(b);
+    };
+    add(this.pushedRoots);
+    if (this.pushedRoots === undefined || this.config.keepRootCertFile !== false) add(this.fileRoots);
+    if (blocks.length === 0) return undefined;
+    const rootsPem = blocks.map((b) => `${b}\n`).join('');
     if (this.store.trustBundle(this.config.trustBundle)?.rootsPem !== rootsPem) {
       const r = await this.store.update(this.config.trustBundle, {
         name: this.config.trustBundle,
         validationContext: { trustedCa: { kind: 'inline_string', value: rootsPem }, matchTypedSubjectAltNames: [], onlyVerifyLeafCertCrl: false },
       });
-      if (!r.ok) throw new Error(`root_cert_file is not a usable trust bundle: ${r.error}`);
+      if (!r.ok) throw new Error(`trust bundle not usable: ${r.error}`);
     }
     return rootsPem;
+  }
+
+  /** The trust bundle pushed over SDS (only routed here with root_cert_file): merged with the file's roots. */
+  private async offerTrustBundle(secret: SecretConfig): Promise<void> {
+    const ca = secret.validationContext?.trustedCa;
+    if (!ca) return;
+    try {
+      const previous = this.pushedRoots;
+      this.pushedRoots = await resolveDataSource(ca);
+      // The file may have changed with the bundle (the CA directory's root-cert.pem does).
+      if (this.config.rootCertFile) this.fileRoots = await readFile(this.config.rootCertFile, 'utf8').catch(() => this.fileRoots);
+      if (this.pushedRoots !== previous) this.opts.log?.info({ secret: secret.name }, 'trust bundle pushed over SDS installed (with the roots of root_cert_file)');
+      await this.installRoots();
+    } catch (err) {
+      this.opts.log?.warn({ secret: secret.name, err: (err as Error).message }, 'pushed trust bundle not applied; keeping the current one');
+    }
   }
 
   /** Serial of the certificate this provider installed last, if any. */
@@ -277,6 +342,7 @@ export class CsrCertificateProvider {
    * is installed (or the attempt failed; a retry is scheduled).
    */
   async offerSdsSecret(secret: SecretConfig): Promise<void> {
+    if (secret.name === this.config.trustBundle && this.config.rootCertFile !== undefined) return this.offerTrustBundle(secret);
     this.stats.sdsIgnored++;
     const tc = secret.tlsCertificate;
     if (!tc) return;
@@ -303,6 +369,10 @@ export class CsrCertificateProvider {
   refresh(): Promise<boolean> {
     this.inFlight ??= this.issue().finally(() => {
       this.inFlight = undefined;
+      if (this.recheck) {
+        this.recheck = false;
+        if (this.own && !this.issuedByFirstRoot()) void this.refresh();
+      }
     });
     return this.inFlight;
   }
@@ -326,7 +396,10 @@ export class CsrCertificateProvider {
     let rootsPem = this.store.trustBundle(this.config.trustBundle)?.rootsPem;
     try {
       if (this.config.tokenFile) token = (await readFile(this.config.tokenFile, 'utf8')).trim();
-      if (this.config.rootCertFile) rootsPem = await this.installRootFile(this.config.rootCertFile);
+      if (this.config.rootCertFile) {
+        this.fileRoots = await readFile(this.config.rootCertFile, 'utf8');
+        rootsPem = await this.installRoots();
+      }
     } catch (err) {
       this.fail(`cannot use ${token === undefined && this.config.tokenFile ? 'token_file' : 'root_cert_file'}: ${(err as Error).message}`);
       return false;

@@ -2,8 +2,12 @@
  * The development certificate authority used by the embedded control plane.
  *
  * Owns: a self-signed root (created once, optionally kept on disk as PEM files in Istio's
- * "plugged-in CA" names `ca-cert.pem`, `ca-key.pem`, `root-cert.pem`), and signing short-lived
- * workload certificates carrying exactly one SPIFFE URI SAN, for server and client auth.
+ * "plugged-in CA" names `ca-cert.pem`, `ca-key.pem`, `root-cert.pem`; see ca-files.ts), signing
+ * short-lived workload certificates carrying exactly one SPIFFE URI SAN, for server and client
+ * auth, and the CA's side of a root roll: `beginRoll` adds a new root to the trust bundle (phase
+ * `trust`), `promoteRoll` makes it the signer with the old one still trusted (phase `sign`),
+ * `finishRoll` drops the old one. Each step is saved before it takes effect, and emits
+ * `trust-bundle`; the control plane decides when to take the next one (control-plane/root-roll.ts).
  *
  * Leans towards speed and simplicity: RSA-2048 keys are generated with node:crypto's asynchronous
  * `generateKeyPair` (runs off the event loop; node-forge's pure-JS keygen would block it), and
@@ -15,7 +19,6 @@
  */
 import {
   createPrivateKey,
-  createPublicKey,
   generateKeyPair,
   type KeyObject,
   randomBytes,
@@ -23,10 +26,9 @@ import {
   X509Certificate,
 } from 'node:crypto';
 import { EventEmitter } from 'node:events';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import forge from 'node-forge';
 import { MeshletError } from '../common/errors';
+import { bundleOf, type CaDirState, type CaKeyPair, loadCaDir, samePem, saveCaDir } from './ca-files';
 import { parseCsr } from './csr';
 import { formatSpiffeId, parseSpiffeId, uriSansOf } from './identity';
 
@@ -74,7 +76,6 @@ export interface IssueOptions {
   readonly keyPair?: { readonly privateKeyPem: string; readonly publicKeyPem: string };
 }
 
-const FILES = { cert: 'ca-cert.pem', key: 'ca-key.pem', root: 'root-cert.pem' } as const;
 const DEFAULT_ROOT_LIFETIME_MS = 10 * 365 * 24 * 3600_000;
 const DEFAULT_WORKLOAD_LIFETIME_MS = 3600_000;
 const DEFAULT_SKEW_MS = 5 * 60_000;
@@ -100,50 +101,128 @@ function randomSerialHex(): string {
   return b.toString('hex');
 }
 
-/** Emits `trust-bundle` when the set of trusted roots changes (a root roll). */
+/** Where a root roll stands: none, new root trusted (`trust`), new root signing (`sign`). */
+export type RollPhase = 'none' | 'trust' | 'sign';
+
+interface Signer {
+  readonly key: KeyObject;
+  readonly cert: forge.pki.Certificate;
+  readonly pem: string;
+}
+
+function signerOf(p: CaKeyPair): Signer {
+  const pem = p.certPem.endsWith('\n') ? p.certPem : `${p.certPem}\n`;
+  return { key: createPrivateKey(p.keyPem), cert: forge.pki.certificateFromPem(pem), pem };
+}
+
+/** Emits `trust-bundle` when the set of trusted roots changes, `signer` when the signing root does. */
 export class DevCa extends EventEmitter {
-  private readonly caKey: KeyObject;
-  private readonly caCert: forge.pki.Certificate;
-  readonly rootCertPem: string;
+  private state: CaDirState;
+  private signer: Signer;
   readonly trustDomain: string;
   private readonly workloadLifetimeMs: number;
   private readonly clockSkewMs: number;
   private readonly now: () => number;
+  private readonly dir?: string;
+  private readonly opts: DevCaOptions;
+  private stepping: Promise<unknown> = Promise.resolve();
 
-  private constructor(opts: DevCaOptions, caKeyPem: string, caCertPem: string) {
+  private constructor(opts: DevCaOptions, state: CaDirState) {
     super();
+    this.opts = opts;
     this.trustDomain = opts.trustDomain;
+    this.dir = opts.dir;
     this.workloadLifetimeMs = opts.workloadLifetimeMs ?? DEFAULT_WORKLOAD_LIFETIME_MS;
     this.clockSkewMs = opts.clockSkewMs ?? DEFAULT_SKEW_MS;
     this.now = opts.now ?? (() => Date.now());
-    this.caKey = createPrivateKey(caKeyPem);
-    this.caCert = forge.pki.certificateFromPem(caCertPem);
-    this.rootCertPem = caCertPem.endsWith('\n') ? caCertPem : `${caCertPem}\n`;
+    this.state = state;
+    this.signer = signerOf(state.signer);
   }
 
-  /** Load the root from `opts.dir` if it holds one, otherwise create it (and save it there). */
+  /** Load the root (and any roll in progress) from `opts.dir` if it holds one, otherwise create it (and save it there). */
   static async create(opts: DevCaOptions): Promise<DevCa> {
     parseTrustDomainOrThrow(opts.trustDomain);
     if (opts.dir) {
-      const loaded = await tryLoad(opts.dir);
-      if (loaded) {
-        const ca = new DevCa(opts, loaded.keyPem, loaded.certPem);
-        return ca;
-      }
+      const loaded = await loadCaDir(opts.dir);
+      if (loaded) return new DevCa(opts, loaded);
     }
-    const { keyPem, certPem } = await createRoot(opts);
-    if (opts.dir) {
-      await mkdir(opts.dir, { recursive: true, mode: 0o700 });
-      await writeFile(join(opts.dir, FILES.key), keyPem, { mode: 0o600 });
-      await writeFile(join(opts.dir, FILES.cert), certPem, { mode: 0o644 });
-      await writeFile(join(opts.dir, FILES.root), certPem, { mode: 0o644 });
-    }
-    return new DevCa(opts, keyPem, certPem);
+    const state = { signer: await createRoot(opts) };
+    if (opts.dir) await saveCaDir(opts.dir, state);
+    return new DevCa(opts, state);
   }
 
-  /** The roots workloads must trust: the signing root, plus the previous one while rolling. */
+  /** The signing root (PEM). */
+  get rootCertPem(): string {
+    return this.signer.pem;
+  }
+
+  /** The roots workloads must trust: the signing root first, plus the other one while rolling. */
   get trustBundlePem(): string {
-    return this.rootCertPem;
+    return bundleOf(this.state);
+  }
+
+  get rollPhase(): RollPhase {
+    return this.state.next ? 'trust' : this.state.previousPem !== undefined ? 'sign' : 'none';
+  }
+
+  /** Phase none → trust: create a new root and add it to the trust bundle (it does not sign yet). */
+  beginRoll(): Promise<void> {
+    return this.step(async () => {
+      if (this.rollPhase !== 'none') throw new MeshletError('MESHLET_ERR_CONFIG', `a root roll is already in progress (phase ${this.rollPhase})`);
+      // A distinct name as well as a distinct key, so the two roots are told apart in logs and tools.
+      const next = await createRoot(this.opts, ` ${new Date(this.now()).toISOString().slice(0, 16)}Z`);
+      await this.apply({ signer: this.state.signer, next });
+    });
+  }
+
+  /** Phase trust → sign: the new root signs from now on; the old one stays in the bundle. */
+  promoteRoll(): Promise<void> {
+    return this.step(async () => {
+      const next = this.state.next;
+      if (!next) throw new MeshletError('MESHLET_ERR_CONFIG', `no new root to promote (phase ${this.rollPhase})`);
+      await this.apply({ signer: next, previousPem: this.state.signer.certPem });
+    });
+  }
+
+  /** Phase sign → none: drop the old root from the trust bundle. */
+  finishRoll(): Promise<void> {
+    return this.step(async () => {
+      if (this.rollPhase !== 'sign') throw new MeshletError('MESHLET_ERR_CONFIG', `no old root to drop (phase ${this.rollPhase})`);
+      await this.apply({ signer: this.state.signer });
+    });
+  }
+
+  /**
+   * Re-read the CA directory (a roll begun by another process, `meshlet control-plane --roll-root`).
+   * Returns whether anything changed.
+   */
+  reload(): Promise<boolean> {
+    return this.step(async () => {
+      if (!this.dir) return false;
+      const s = await loadCaDir(this.dir);
+      if (!s || bundleOf(s) === bundleOf(this.state)) return false;
+      this.adopt(s);
+      return true;
+    });
+  }
+
+  private step<T>(f: () => Promise<T>): Promise<T> {
+    const p = this.stepping.then(f);
+    this.stepping = p.catch(() => undefined);
+    return p;
+  }
+
+  private async apply(s: CaDirState): Promise<void> {
+    if (this.dir) await saveCaDir(this.dir, s);
+    this.adopt(s);
+  }
+
+  private adopt(s: CaDirState): void {
+    const signerChanged = !samePem(s.signer.certPem, this.state.signer.certPem);
+    this.state = s;
+    if (signerChanged) this.signer = signerOf(s.signer);
+    this.emit('trust-bundle', this.trustBundlePem);
+    if (signerChanged) this.emit('signer', this.rootCertPem);
   }
 
   /** Generate a key pair and sign a workload certificate for `spiffe://<td>/ns/<ns>/sa/<sa>`. */
@@ -195,13 +274,13 @@ export class DevCa extends EventEmitter {
     const cert = forge.pki.createCertificate();
     // forge lays out RSA keys only: a CSR's key (RSA or EC) is spliced into the TBSCertificate below.
     const raw = 'spkiDer' in pub ? pub : undefined;
-    cert.publicKey = raw ? this.caCert.publicKey : (pub as forge.pki.PublicKey);
+    cert.publicKey = raw ? this.signer.cert.publicKey : (pub as forge.pki.PublicKey);
     cert.serialNumber = randomSerialHex();
     cert.validity.notBefore = notBefore;
     cert.validity.notAfter = notAfter;
     // Istio leaves the subject empty; the identity is the (then critical) URI SAN.
     cert.setSubject([]);
-    cert.setIssuer(this.caCert.subject.attributes);
+    cert.setIssuer(this.signer.cert.subject.attributes);
     const altNames: { type: number; value: string }[] = [{ type: 6, value: spiffeId }];
     for (const d of dnsNames) altNames.push({ type: 2, value: d });
     cert.setExtensions([
@@ -209,15 +288,15 @@ export class DevCa extends EventEmitter {
       // keyEncipherment is for RSA key transport; an EC key only signs (RFC 5480 section 3).
       { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: !raw?.ec },
       { name: 'extKeyUsage', serverAuth: true, clientAuth: true },
-      { name: 'authorityKeyIdentifier', keyIdentifier: this.caCert.generateSubjectKeyIdentifier().getBytes() },
+      { name: 'authorityKeyIdentifier', keyIdentifier: this.signer.cert.generateSubjectKeyIdentifier().getBytes() },
       { name: 'subjectAltName', critical: true, altNames },
     ]);
-    signNative(cert, this.caKey, raw?.spkiDer);
+    signNative(cert, this.signer.key, raw?.spkiDer);
     const leafPem = forge.pki.certificateToPem(cert).replace(/\r\n/g, '\n');
     const x = new X509Certificate(leafPem);
     return {
-      certChainPem: leafPem + this.rootCertPem,
-      rootCertPem: this.rootCertPem,
+      certChainPem: leafPem + this.signer.pem,
+      rootCertPem: this.signer.pem,
       spiffeId,
       serial: x.serialNumber,
       notBefore,
@@ -255,28 +334,7 @@ function parseTrustDomainOrThrow(td: string): void {
   if ('error' in p) throw new MeshletError('MESHLET_ERR_CONFIG', `invalid trust domain: ${p.error}`);
 }
 
-async function tryLoad(dir: string): Promise<{ keyPem: string; certPem: string } | undefined> {
-  let keyPem: string;
-  let certPem: string;
-  try {
-    [keyPem, certPem] = await Promise.all([
-      readFile(join(dir, FILES.key), 'utf8'),
-      readFile(join(dir, FILES.cert), 'utf8'),
-    ]);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-  const x = new X509Certificate(certPem);
-  const pub = createPublicKey(keyPem);
-  if (!x.publicKey.equals(pub)) {
-    throw new MeshletError('MESHLET_ERR_CONFIG', `${dir}: ${FILES.key} does not match ${FILES.cert}`);
-  }
-  if (!x.ca) throw new MeshletError('MESHLET_ERR_CONFIG', `${dir}: ${FILES.cert} is not a CA certificate`);
-  return { keyPem, certPem };
-}
-
-async function createRoot(opts: DevCaOptions): Promise<{ keyPem: string; certPem: string }> {
+async function createRoot(opts: DevCaOptions, nameSuffix = ''): Promise<CaKeyPair> {
   const { privateKeyPem, publicKeyPem } = await generateRsaKeyPair();
   const now = opts.now ? opts.now() : Date.now();
   const cert = forge.pki.createCertificate();
@@ -286,7 +344,7 @@ async function createRoot(opts: DevCaOptions): Promise<{ keyPem: string; certPem
   cert.validity.notAfter = new Date(now + (opts.rootLifetimeMs ?? DEFAULT_ROOT_LIFETIME_MS));
   const attrs = [
     { name: 'organizationName', value: opts.trustDomain },
-    { name: 'commonName', value: 'meshlet development root CA' },
+    { name: 'commonName', value: `meshlet development root CA${nameSuffix}` },
   ];
   cert.setSubject(attrs);
   cert.setIssuer(attrs);

@@ -152,6 +152,12 @@ export abstract class AdsStream {
     return { nodeId: this.nodeId, workload: this.workload?.name, protocol: this.protocol, types };
   }
 
+  /** Whether the stream subscribed to secrets, and whether it ACKed the last ones it was sent. */
+  secretsState(): { subscribed: boolean; acked: boolean } {
+    const s = this.types.get(TYPE_URLS.secret);
+    return { subscribed: s !== undefined, acked: s !== undefined && s.sentVersion !== undefined && s.ackedVersion === s.sentVersion };
+  }
+
   /** Close the stream from the server side (shutdown). */
   close(): void {
     if (!this.done) this.call.end();

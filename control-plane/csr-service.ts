@@ -34,6 +34,8 @@ export interface CsrServiceOptions {
    */
   readonly lifetimeMs: number;
   readonly log?: Logger;
+  /** Told of every certificate signed (a root roll counts who renewed). */
+  readonly onSigned?: (spiffeId: string, peer: string) => void;
 }
 
 /** The handler, separate from the server so it can be mounted on any grpc.Server. */
@@ -62,6 +64,7 @@ export function createCertificateHandler(opts: CsrServiceOptions): grpc.handleUn
           { peer, caller: callerId, via: id.via, key: issued.keyDescription, serial: issued.serial, notAfter: issued.notAfter.toISOString() },
           'signed CSR',
         );
+        opts.onSigned?.(callerId, peer);
         callback(null, { cert_chain: chain });
       } catch (err) {
         const denied = err instanceof MeshletError && err.code === 'MESHLET_ERR_DENIED';
@@ -78,21 +81,36 @@ export function createCertificateHandler(opts: CsrServiceOptions): grpc.handleUn
 /**
  * Server credentials for the secure port: a CA-issued serving certificate; client certificates
  * are requested and verified against the CA's trust bundle but not required (a token may stand in).
- * `roots` is re-read on every new connection, so a rolled trust bundle applies without a restart.
+ * Both follow a root roll without a restart: the roots are the CA's current trust bundle, and the
+ * serving certificate is re-issued when the signing root changes.
  */
 export async function secureServerCredentials(ca: DevCa): Promise<grpc.ServerCredentials> {
-  const serving = await ca.issueWorkload({
-    ns: 'istio-system',
-    sa: 'istiod',
-    dnsNames: ['localhost', 'istiod.istio-system.svc', 'meshlet-control-plane.meshlet-system.svc'],
-    lifetimeMs: 365 * 24 * 3600_000,
-  });
+  const issueServing = async () => {
+    const serving = await ca.issueWorkload({
+      ns: 'istio-system',
+      sa: 'istiod',
+      dnsNames: ['localhost', 'istiod.istio-system.svc', 'meshlet-control-plane.meshlet-system.svc'],
+      lifetimeMs: 365 * 24 * 3600_000,
+    });
+    return { certificate: Buffer.from(serving.certChainPem), privateKey: Buffer.from(serving.privateKeyPem!) };
+  };
   const g = require('@grpc/grpc-js') as typeof grpc;
-  const identity = { certificate: Buffer.from(serving.certChainPem), privateKey: Buffer.from(serving.privateKeyPem!) };
+  let identity = await issueServing();
   const caListeners = new Set<grpc.experimental.CaCertificateUpdateListener>();
+  const idListeners = new Set<grpc.experimental.IdentityCertificateUpdateListener>();
   const roots = () => ({ caCertificate: Buffer.from(ca.trustBundlePem) });
   ca.on('trust-bundle', () => {
     for (const l of caListeners) l(roots());
+  });
+  // A root roll: the serving certificate is re-issued under the new root (workloads trust both by then).
+  ca.on('signer', () => {
+    void issueServing().then(
+      (id) => {
+        identity = id;
+        for (const l of idListeners) l(identity);
+      },
+      () => undefined,
+    );
   });
   // grpc-js registers its watcher only after adding these listeners: answer on the next tick.
   const provider: grpc.experimental.CertificateProvider = {
@@ -101,8 +119,11 @@ export async function secureServerCredentials(ca: DevCa): Promise<grpc.ServerCre
       queueMicrotask(() => l(roots()));
     },
     removeCaCertificateListener: (l) => caListeners.delete(l),
-    addIdentityCertificateListener: (l) => queueMicrotask(() => l(identity)),
-    removeIdentityCertificateListener: () => undefined,
+    addIdentityCertificateListener: (l) => {
+      idListeners.add(l);
+      queueMicrotask(() => l(identity));
+    },
+    removeIdentityCertificateListener: (l) => idListeners.delete(l),
   };
   return g.experimental.createCertificateProviderServerCredentials(provider, provider, false);
 }

@@ -106,6 +106,18 @@ export class CertIssuer extends EventEmitter {
     return this.entries.get(workloadKey(w))?.cert;
   }
 
+  /**
+   * The signing root changed (a root roll): every certificate is due. Held workloads are re-issued
+   * now (and pushed through `issued`); the others at their next `current`.
+   */
+  reissueAll(): void {
+    for (const [key, e] of this.entries) {
+      e.issuedAt = Number.NEGATIVE_INFINITY;
+      e.nextKey = undefined;
+      if (e.holders > 0 && !e.pending && e.cert) this.issue(key, e).catch(() => undefined);
+    }
+  }
+
   close(): void {
     this.closed = true;
     for (const e of this.entries.values()) if (e.timer) clearTimeout(e.timer);

@@ -25,7 +25,7 @@ import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { DevCa } from '../certs/dev-ca';
+import { DevCa, type IssuedCertificate } from '../certs/dev-ca';
 import { formatIssues } from '../common/errors';
 import { logger } from '../common/logger';
 import {
@@ -43,7 +43,8 @@ import { clientConfigs } from './csds';
 import { csrServiceDefinition } from '../certs/csr-wire';
 import { createCertificateHandler, secureServerCredentials } from './csr-service';
 import { CertIssuer, workloadKey } from './issuer';
-import { findWorkload, type Mesh, parseMesh, parseMeshOrThrow } from './mesh';
+import { peerHost, RootRoll, type RootRollStatus } from './root-roll';
+import { findWorkload, type Mesh, type MeshWorkload, parseMesh, parseMeshOrThrow } from './mesh';
 import { SnapshotCache } from './snapshot';
 
 /** How long a changed mesh file must stay unchanged before it is applied. */
@@ -89,6 +90,10 @@ export interface ControlPlaneOptions {
    * trusted). Off by default. A presented but invalid credential is refused either way.
    */
   readonly insecureAllowUnauthenticatedAds?: boolean;
+  /** Root roll: how often the roll and the CA directory are looked at, ms (default 1000). */
+  readonly rollPollMs?: number;
+  /** Root roll: the least time each phase lasts, ms (default 5000). */
+  readonly rollSettleMs?: number;
 }
 
 /** Result of a mesh reload attempt. */
@@ -110,6 +115,7 @@ export class ControlPlaneServer {
   private csrServer?: grpc.Server;
   /** Bound port of the CSR service, when enabled. */
   csrPort?: number;
+  private readonly roll: RootRoll;
 
   private constructor(
     private readonly server: grpc.Server,
@@ -134,9 +140,44 @@ export class ControlPlaneServer {
       findWorkload: (id) => findWorkload(this.cache.mesh, id),
       closed: (s) => this.streams.delete(s),
     };
-    issuer.on('issued', (key: string) => {
-      for (const s of this.streams) if (s.workload && workloadKey(s.workload) === key) s.push(TYPE_URLS.secret);
+    this.roll = new RootRoll({
+      ca,
+      dir: opts.caDir,
+      streams: () =>
+        [...this.streams].flatMap((s) => {
+          if (!s.workload) return [];
+          const st = s.secretsState();
+          return [{ spiffeId: s.workload.spiffeId, host: peerHost(s.caller.peer), holdsSecrets: st.subscribed, secretsAcked: st.acked }];
+        }),
+      onPromoted: () => issuer.reissueAll(),
+      pollMs: opts.rollPollMs,
+      settleMs: opts.rollSettleMs,
+      log,
     });
+    issuer.on('issued', (key: string, w: MeshWorkload, cert: IssuedCertificate) => {
+      for (const s of this.streams) {
+        if (!s.workload || workloadKey(s.workload) !== key) continue;
+        s.push(TYPE_URLS.secret);
+        if (this.opts.insecureSendPrivateKeys && cert.rootCertPem === ca.rootCertPem) this.roll.noteLeaf(w.spiffeId, peerHost(s.caller.peer));
+      }
+    });
+    // A root roll changed the trust bundle: every stream gets the new ROOTCA.
+    ca.on('trust-bundle', () => {
+      for (const s of this.streams) s.push(TYPE_URLS.secret);
+    });
+  }
+
+  /**
+   * Start rolling the root (see root-roll.ts): a new root is added to the trust bundle now; the
+   * control plane takes the roll to its end as workloads ACK and renew.
+   */
+  rollRoot(): Promise<void> {
+    return this.roll.begin();
+  }
+
+  /** Where a root roll stands, and which connected workloads it waits for. */
+  rootRollStatus(): RootRollStatus {
+    return this.roll.status();
   }
 
   /** Load the mesh (throws a readable ConfigError if invalid), create the CA, bind and serve. */
@@ -171,6 +212,7 @@ export class ControlPlaneServer {
     });
     const cp = new ControlPlaneServer(server, port, `${hostAddr}:${port}`, cache, issuer, ca, opts, log, text, tokens);
     cp.addAds(server);
+    await cp.roll.start();
     // CSDS: what each connected sidecar was sent and ACKed (`meshlet proxy-status`).
     server.addService(csdsServiceDefinition(), csdsHandlers((req) => clientConfigs(cp.streamStatus(), req)));
     if (opts.meshFile && opts.watchMeshFile !== false) cp.watchMeshFile(opts.meshFile);
@@ -256,6 +298,7 @@ export class ControlPlaneServer {
         tokens: this.tokens,
         lifetimeMs: this.issuer.lifetimeMs,
         log,
+        onSigned: (spiffeId, peer) => this.roll.noteLeaf(spiffeId, peerHost(peer)),
       }),
     });
     this.addAds(server);
@@ -268,6 +311,7 @@ export class ControlPlaneServer {
   }
 
   async close(): Promise<void> {
+    this.roll.stop();
     this.csrServer?.forceShutdown();
     this.watcher?.close();
     if (this.pollTimer) clearInterval(this.pollTimer);

@@ -21,6 +21,11 @@ const USAGE = `meshlet control-plane --mesh FILE [options]
                            ~/.local/state/meshlet), so a restart keeps the root
       --ephemeral-ca       a fresh in-memory CA per run instead (a restart replaces the root)
       --cert-ttl-s N       workload certificate lifetime in seconds (default 3600), chosen by the CA
+      --roll-root          start rolling the root in the CA directory and exit: a new root is added
+                           to the trust bundle; the running control plane (it looks at the
+                           directory every second) takes the roll to its end: the new root signs
+                           once every workload ACKed the bundle, the old root is dropped once every
+                           connected workload renewed (docs/operations.md, "Rolling the root")
 
   Authentication (every ADS stream and CSR must prove its service account):
       --jwks-file FILE     verify service-account tokens against this JWKS (re-read on change)
@@ -64,6 +69,7 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     'cert-ttl-s': { type: 'string' },
     'csr-port': { type: 'string' },
     'ephemeral-ca': { type: 'boolean' },
+    'roll-root': { type: 'boolean' },
     'tls-port': { type: 'string' },
     'jwks-file': { type: 'string' },
     'jwks-uri': { type: 'string' },
@@ -136,6 +142,7 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  if (args['roll-root'] === true) return rollRoot(caDir, file);
   const { ControlPlaneServer } = await import('../../control-plane/server');
   const server = await ControlPlaneServer.start({
     meshFile: file,
@@ -149,7 +156,10 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     insecureAllowUnauthenticatedAds: args['insecure-allow-unauthenticated-ads'] === true,
   });
   process.stdout.write(`meshlet control-plane: serving ${file} over ADS on ${server.address}\n`);
-  process.stdout.write(`meshlet control-plane: CA ${caDir ? `kept in ${caDir}` : 'in memory (--ephemeral-ca)'}\n`);
+  const phase = server.ca.rollPhase;
+  process.stdout.write(
+    `meshlet control-plane: CA ${caDir ? `kept in ${caDir}` : 'in memory (--ephemeral-ca)'}${phase === 'none' ? '' : `; root roll in progress (phase ${phase})`}\n`,
+  );
   if (server.csrPort !== undefined)
     process.stdout.write(`meshlet control-plane: CreateCertificate and ADS over TLS on port ${server.csrPort}\n`);
   await new Promise<void>((resolve) => {
@@ -158,5 +168,28 @@ export async function runControlPlane(argv: string[]): Promise<number> {
     process.once('SIGINT', stop);
   });
   await server.close();
+  return 0;
+}
+
+/** `--roll-root`: begin a root roll in the CA directory (the running control plane continues it). */
+async function rollRoot(caDir: string | undefined, meshFile: string): Promise<number> {
+  if (!caDir) {
+    process.stderr.write('meshlet control-plane: --roll-root needs a CA directory (not --ephemeral-ca)\n');
+    return 1;
+  }
+  const { readFile } = await import('node:fs/promises');
+  const { parseMeshOrThrow } = await import('../../control-plane/mesh');
+  const { DevCa } = await import('../../certs/dev-ca');
+  const { mesh } = parseMeshOrThrow(await readFile(meshFile, 'utf8'), meshFile);
+  const ca = await DevCa.create({ trustDomain: mesh.trustDomain, dir: caDir });
+  try {
+    await ca.beginRoll();
+  } catch (err) {
+    process.stderr.write(`meshlet control-plane: ${(err as Error).message}\n`);
+    return 1;
+  }
+  process.stdout.write(
+    `meshlet control-plane: new root added to the trust bundle in ${caDir} (phase trust); the running control plane takes the roll from here\n`,
+  );
   return 0;
 }
