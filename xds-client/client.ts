@@ -24,7 +24,8 @@ import {
   type CallMetadataOptions,
   type CallMetadataSource,
   callMetadataSource,
-  googleChannelCredentials,
+  bytesDigest,
+  googleChannelCredentialsWithDigest,
   toGrpcMetadata,
 } from './grpc-credentials';
 import { FileSource, type FileSourceOptions } from './file-source';
@@ -247,14 +248,16 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     if (svc.kind === 'google_grpc') {
       let uri = svc.targetUri;
       let creds: grpc.ChannelCredentials;
+      let digest: string;
       try {
-        creds = googleChannelCredentials(grpcLib(), svc);
+        ({ creds, digest } = googleChannelCredentialsWithDigest(grpcLib(), svc));
       } catch (e) {
         throw new MeshletError('MESHLET_ERR_BOOTSTRAP', `xds: ssl_credentials: ${(e as Error).message}`);
       }
       if (uri.startsWith('unix:') === false && uri.includes('://') === false && !uri.startsWith('dns:'))
         uri = `dns:${uri}`;
-      return { uri, creds, key: `g|${uri}|${svc.ssl ? 'tls' : 'plain'}`, options };
+      // The credentials' bytes are in the key: a changed root file (a root roll) builds a new channel.
+      return { uri, creds, key: `g|${uri}|${svc.ssl ? `tls|${digest}` : 'plain'}`, options };
     }
     const resolved = this.opts.resolveCluster?.(svc.clusterName);
     if (!resolved) {
@@ -277,7 +280,8 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
       creds = grpcLib().credentials.createInsecure();
     }
     if (svc.authority) options['grpc.default_authority'] = svc.authority;
-    return { uri, creds, key: `e|${uri}|${resolved.tls ? 'tls' : 'plain'}|${resolved.tls?.servername ?? ''}`, options };
+    const tlsKey = resolved.tls ? `tls|${bytesDigest([resolved.tls.rootCerts, resolved.tls.privateKey, resolved.tls.certChain])}` : 'plain';
+    return { uri, creds, key: `e|${uri}|${tlsKey}|${resolved.tls?.servername ?? ''}`, options };
   }
 
   private connect(): void {

@@ -9,6 +9,7 @@
  * access token is reused until a minute before it expires. All reads are asynchronous and happen
  * when a stream opens, never per message.
  */
+import { createHash } from 'node:crypto';
 import { stat, readFile } from 'node:fs/promises';
 import type * as grpc from '@grpc/grpc-js';
 import type { CallCredential, DataSource, GrpcService, StsServiceConfig } from '../common/config-types';
@@ -181,9 +182,28 @@ export function googleChannelCredentials(
   lib: typeof grpc,
   svc: Extract<GrpcService, { kind: 'google_grpc' }>,
 ): grpc.ChannelCredentials {
-  if (!svc.ssl) return lib.credentials.createInsecure();
+  return googleChannelCredentialsWithDigest(lib, svc).creds;
+}
+
+/**
+ * The same, with a digest of the certificate bytes read: a channel built with other bytes (a
+ * rolled root in `root_certs`' file) must be rebuilt, not reused.
+ */
+export function googleChannelCredentialsWithDigest(
+  lib: typeof grpc,
+  svc: Extract<GrpcService, { kind: 'google_grpc' }>,
+): { creds: grpc.ChannelCredentials; digest: string } {
+  if (!svc.ssl) return { creds: lib.credentials.createInsecure(), digest: '' };
   const read = (ds: DataSource | undefined) => (ds ? dataSourceBytes(ds) : null);
-  return lib.credentials.createSsl(read(svc.ssl.rootCerts), read(svc.ssl.privateKey), read(svc.ssl.certChain));
+  const parts = [read(svc.ssl.rootCerts), read(svc.ssl.privateKey), read(svc.ssl.certChain)] as const;
+  return { creds: lib.credentials.createSsl(...parts), digest: bytesDigest(parts) };
+}
+
+/** A short digest of some byte strings (absent ones included as such). */
+export function bytesDigest(parts: readonly (Buffer | string | null | undefined)[]): string {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(p === null || p === undefined ? '-' : `${p.length}:`).update(p ?? '');
+  return h.digest('hex').slice(0, 16);
 }
 
 /**

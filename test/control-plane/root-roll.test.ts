@@ -4,12 +4,14 @@
  * CA kept in a directory); three real sidecar processes (`meshlet proxy`, CSR mode with
  * `root_cert_file`, as `meshlet inject` writes them) carry steady traffic over mTLS from front:
  * HTTP to web on a kept-alive pool, and TCP to back where every request is a new connection, so a
- * new mTLS handshake between the sidecars. The roll is started the operator's way (`meshlet control-plane
- * --roll-root`, a separate process writing the CA directory); the control plane promotes the new
- * root once both sidecars ACKed the bundle, both renew early, the old root is dropped, and no
- * request fails in any phase. At the end both sidecars serve leaves of the new root and trust only
- * it. Before the fix the sidecars ignored the pushed bundle (root_cert_file won) and never renewed
- * early, so the roll could not finish.
+ * new mTLS handshake between sidecars. The roll is started the operator's way (`meshlet
+ * control-plane --roll-root`, a separate process writing the CA directory); the control plane
+ * promotes the new root once every sidecar ACKed the bundle, all renew early, the old root is
+ * dropped, and no request fails in any phase. At the end every sidecar serves a leaf of the new
+ * root and trusts only it, and a control plane restarted after the roll is reached again by every
+ * ADS stream (the TLS channel is rebuilt from the rolled root file, not reused with the old
+ * roots). Before the fix the sidecars ignored the pushed bundle (root_cert_file won) and never
+ * renewed early, so the roll could not finish; and the ADS channel kept the old roots.
  */
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
@@ -33,6 +35,7 @@ const dir = mkdtempSync(join(tmpdir(), 'meshlet-root-roll-'));
 const caDir = join(dir, 'ca');
 const meshFile = join(dir, 'mesh.yaml');
 const children: ChildProcess[] = [];
+let stderr = '';
 const servers: net.Server[] = [];
 let cp: ControlPlaneServer | undefined;
 
@@ -108,7 +111,7 @@ function servedLeaf(host: string): Promise<X509Certificate> {
 }
 
 describe('root roll (issue 18.7)', () => {
-  it('rolls the root under steady mTLS traffic between two sidecars without losing a request', { timeout: 120_000 }, async () => {
+  it('rolls the root under steady mTLS traffic between sidecars without losing a request, and a restarted control plane is reached under the new root', { timeout: 150_000 }, async () => {
     // The back app: HTTP, and a TCP line echo.
     const app = http.createServer((_req, res) => res.end('ok'));
     await new Promise<void>((r) => app.listen(18191, WEB, r));
@@ -149,8 +152,13 @@ describe('root roll (issue 18.7)', () => {
           secure: { address: `localhost:${cp.csrPort}`, tokenFile, rootCertFile: join(caDir, 'root-cert.pem') },
         }),
       );
-      const child = spawn(process.execPath, [BIN, 'proxy', '--bootstrap', bootstrap, '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
-      child.stderr!.on('data', () => undefined);
+      const child = spawn(process.execPath, [BIN, 'proxy', '--bootstrap', bootstrap, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stdout!.on('data', (c: Buffer) => {
+        stderr += c.toString();
+      });
+      child.stderr!.on('data', (c: Buffer) => {
+        stderr += c.toString();
+      });
       children.push(child);
     }
     const ready = new Set<string>();
@@ -223,5 +231,16 @@ describe('root roll (issue 18.7)', () => {
     const certs = JSON.parse((await get(FRONT, 15000, '/certs', false)).body) as { certificates: { ca_cert: { serial_number: string }[] }[] };
     const trusted = new Set(certs.certificates.flatMap((c) => c.ca_cert.map((x) => x.serial_number.toUpperCase())));
     expect([...trusted]).toEqual([newRoot.serialNumber.toUpperCase()]);
+
+    // A control plane restarted after the roll serves under the new root: every sidecar's ADS
+    // stream (TLS, verified with root_cert_file) comes back, and traffic still flows.
+    const ports = { port: cp.port, csrPort: cp.csrPort };
+    await cp.close();
+    cp = await ControlPlaneServer.start({ meshFile, ...ports, caDir, tokenAuth: { jwksFile: tokens.jwksFile, issuer: tokens.issuer }, log: pino({ level: 'warn' }) });
+    expect(new X509Certificate(cp.ca.rootCertPem).fingerprint256).toBe(newRoot.fingerprint256);
+    await until('three ADS streams back', () => cp!.streamStatus().filter((st) => st.workload).length === 3, 30_000).catch((e: Error) => {
+      throw new Error(`${e.message}\n${stderr.slice(-3000)}`);
+    });
+    expect(await tcpPing(1)).toBe('ok');
   });
 });
