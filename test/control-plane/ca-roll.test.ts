@@ -1,15 +1,22 @@
 /**
  * A root roll's state survives restarts (issue 18.7): every step is in the CA directory, so a CA
  * created again from it is in the same phase with the same signer and bundle, and the control
- * plane's record of who renewed is kept too (control-plane/root-roll.ts).
+ * plane's record of who renewed is kept too (control-plane/root-roll.ts). In key hand-out mode
+ * (local development) the control plane re-issues and pushes every held certificate itself.
  */
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
 import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
+import { parseMeshOrThrow } from '../../control-plane/mesh';
 import { RootRoll } from '../../control-plane/root-roll';
+import { ControlPlaneServer } from '../../control-plane/server';
+import { decodeAny } from '../../control-plane/snapshot';
+import { adsServiceDefinition, type DiscoveryRequestProto, type DiscoveryResponseProto, TYPE_URLS } from '../../xds-client/protos';
+import { INSECURE_DEV } from '../support/mesh';
 import { DevCa } from '../../certs/dev-ca';
 
 const dir = mkdtempSync(join(tmpdir(), 'meshlet-ca-roll-'));
@@ -78,5 +85,54 @@ describe('root roll state on disk', () => {
     expect(bundles).toHaveLength(1);
     expect(certsIn(bundles[0]!)).toHaveLength(2);
     expect(await running.reload()).toBe(false);
+  });
+});
+
+describe('root roll with keys handed out over SDS (local development mode)', () => {
+  it('re-issues and pushes every held certificate under the new root, then drops the old one', { timeout: 60_000 }, async () => {
+    const mesh = parseMeshOrThrow(readFileSync(join(__dirname, '../../control-plane/examples/bookinfo.yaml'), 'utf8')).mesh;
+    const cp = await ControlPlaneServer.start({ mesh, port: 0, watchMeshFile: false, caDir: join(dir, 'sds'), rollPollMs: 100, rollSettleMs: 300, log, ...INSECURE_DEV });
+    const Client = grpc.makeGenericClientConstructor(adsServiceDefinition(), 'AggregatedDiscoveryService');
+    const client = new Client(`127.0.0.1:${cp.port}`, grpc.credentials.createInsecure());
+    const call = (client as unknown as { StreamAggregatedResources(): grpc.ClientDuplexStream<DiscoveryRequestProto, DiscoveryResponseProto> }).StreamAggregatedResources();
+    let secrets: Record<string, unknown>[] = [];
+    call.on('data', (r: DiscoveryResponseProto) => {
+      secrets = (r.resources ?? []).map((a) => decodeAny(a));
+      call.write({ type_url: TYPE_URLS.secret, resource_names: ['default', 'ROOTCA'], version_info: r.version_info, response_nonce: r.nonce } as DiscoveryRequestProto);
+    });
+    call.on('error', () => undefined);
+    call.write({ node: { id: 'reviews-v1' }, type_url: TYPE_URLS.secret, resource_names: ['default', 'ROOTCA'] } as DiscoveryRequestProto);
+    const leafOf = () => {
+      const d = secrets.find((x) => x.name === 'default') as { tls_certificate?: { certificate_chain?: { inline_string?: string } } } | undefined;
+      const pem = d?.tls_certificate?.certificate_chain?.inline_string;
+      return pem ? certsIn(pem)[0] : undefined;
+    };
+    const rootsOf = () => {
+      const r = secrets.find((x) => x.name === 'ROOTCA') as { validation_context?: { trusted_ca?: { inline_string?: string } } } | undefined;
+      return certsIn(r?.validation_context?.trusted_ca?.inline_string ?? '');
+    };
+    const wait = async (what: string, ok: () => boolean) => {
+      const end = Date.now() + 20_000;
+      while (!ok()) {
+        if (Date.now() > end) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(cp.rootRollStatus())}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    };
+    try {
+      await wait('the first certificate', () => leafOf() !== undefined);
+      const oldRoot = new X509Certificate(cp.ca.rootCertPem);
+      await cp.rollRoot();
+      await wait('ROOTCA with both roots', () => rootsOf().length === 2);
+      await wait('the roll to finish', () => cp.rootRollStatus().phase === 'none');
+      const newRoot = new X509Certificate(cp.ca.rootCertPem);
+      expect(newRoot.fingerprint256).not.toBe(oldRoot.fingerprint256);
+      await wait('ROOTCA with the new root only', () => rootsOf().length === 1);
+      expect(rootsOf()[0]!.fingerprint256).toBe(newRoot.fingerprint256);
+      expect(leafOf()!.verify(newRoot.publicKey)).toBe(true);
+    } finally {
+      call.cancel();
+      client.close();
+      await cp.close();
+    }
   });
 });
