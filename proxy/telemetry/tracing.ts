@@ -2,8 +2,8 @@
  * Distributed tracing with OpenTelemetry JS (Envoy's `envoy.tracers.opentelemetry`): a span per
  * HTTP stream on each side (CLIENT on outbound, SERVER on inbound), W3C `traceparent` /
  * `tracestate` propagated upstream and created when absent, B3 (multi and single header)
- * accepted and kept in step, sampling by the HCM's `tracing.random_sampling` unless the caller
- * already decided, export over OTLP — gRPC for the provider's grpc_service, HTTP/protobuf for its
+ * accepted and kept in step, sampling by the HCM's `tracing` client/random/overall sampling unless
+ * the caller already decided (tracing-sampling.ts), export over OTLP — gRPC for the provider's grpc_service, HTTP/protobuf for its
  * http_service (the collector's address comes from the named cluster's first endpoint). Zipkin
  * (`envoy.tracers.zipkin`) uses the same pipeline with B3 propagation and the Zipkin exporter
  * (zipkin.ts).
@@ -29,8 +29,6 @@ import type { ExportResult } from '@opentelemetry/core';
 import type {
   BasicTracerProvider,
   ReadableSpan,
-  Sampler,
-  SamplingResult,
   Span as SdkSpan,
   SpanExporter,
   SpanProcessor,
@@ -42,6 +40,7 @@ import type { HttpTracer, StreamInfo, StreamSpan } from '../http/stream-info';
 import { logger } from '../../common/logger';
 import { grpcClientAuth } from '../../xds-client/grpc-credentials';
 import type { MeshletMetrics } from './metrics';
+import { decideSampling, MeshletSampler, SAMPLED_KEY, type SamplingPercents } from './tracing-sampling';
 import { injectB3, shareSpanContext, zipkinExporter, zipkinIdGenerator } from './zipkin';
 
 const log = logger('tracing');
@@ -97,7 +96,7 @@ export function parseTraceparent(v: string | undefined, tracestate?: string): Sp
 }
 
 /** B3 (single `b3` header or the x-b3-* headers) → span context. 64-bit trace ids are padded. */
-export function parseB3(h: HeaderList, ratio: number): SpanContext | undefined {
+export function parseB3(h: HeaderList, decide: () => boolean): SpanContext | undefined {
   let traceId: string | undefined;
   let spanId: string | undefined;
   let sampled: string | undefined;
@@ -114,8 +113,8 @@ export function parseB3(h: HeaderList, ratio: number): SpanContext | undefined {
   }
   if (!traceId || !spanId || !/^[0-9a-f]{16}([0-9a-f]{16})?$/.test(traceId) || !/^[0-9a-f]{16}$/.test(spanId))
     return undefined;
-  // No sampling decision from the caller: ours (random_sampling) applies.
-  const on = sampled === undefined ? Math.random() < ratio : sampled === '1' || sampled === 'd';
+  // No sampling decision from the caller: ours (decideSampling) applies.
+  const on = sampled === undefined ? decide() : sampled === '1' || sampled === 'd';
   const sc: SpanContext = {
     traceId: traceId.padStart(32, '0'),
     spanId,
@@ -139,24 +138,6 @@ class StaticTraceState {
   }
   serialize(): string {
     return this.raw;
-  }
-}
-
-/** Envoy's sampling: the caller's decision when there is one, else random_sampling. */
-class MeshletSampler implements Sampler {
-  constructor(private readonly ratio: number) {}
-  shouldSample(ctx: Context): SamplingResult {
-    const parent = trace.getSpanContext(ctx);
-    if (parent !== undefined && isSpanContextValid(parent)) {
-      return {
-        decision:
-          parent.traceFlags & TraceFlags.SAMPLED ? sdk.SamplingDecision.RECORD_AND_SAMPLED : sdk.SamplingDecision.NOT_RECORD,
-      };
-    }
-    return { decision: Math.random() < this.ratio ? sdk.SamplingDecision.RECORD_AND_SAMPLED : sdk.SamplingDecision.NOT_RECORD };
-  }
-  toString(): string {
-    return `MeshletSampler{ratio=${this.ratio}}`;
   }
 }
 
@@ -278,7 +259,7 @@ class HcmTracer implements HttpTracer {
   constructor(
     private readonly tracer: Tracer,
     private readonly kind: SpanKind,
-    private readonly ratio: number,
+    private readonly sampling: SamplingPercents,
     private readonly nodeId: string,
     private readonly maxPathTagLength: number,
     private readonly customTags: readonly CustomTag[],
@@ -294,8 +275,11 @@ class HcmTracer implements HttpTracer {
     let b3: 0 | 1 | 2 = 0;
     if (getHeader(h, 'b3') !== undefined) b3 = 1;
     else if (getHeader(h, 'x-b3-traceid') !== undefined) b3 = 2;
-    if (parent === undefined && b3 !== 0) parent = parseB3(h, this.ratio);
-    const ctx = parent === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, parent);
+    if (parent === undefined && b3 !== 0) parent = parseB3(h, () => decideSampling(h, this.sampling));
+    const ctx =
+      parent === undefined
+        ? ROOT_CONTEXT.setValue(SAMPLED_KEY, decideSampling(h, this.sampling))
+        : trace.setSpanContext(ROOT_CONTEXT, parent);
     const conn = info.connection;
     const span = this.tracer.startSpan(
       head.method,
@@ -344,7 +328,7 @@ function protocolVersion(p: string): string {
 
 interface Pipeline {
   readonly processor: SpanProcessor;
-  /** By sampling ratio (and, for Zipkin, trace id width: it picks the id generator). */
+  /** By Zipkin trace id width (it picks the id generator). */
   readonly providers: Map<string, BasicTracerProvider>;
 }
 
@@ -363,13 +347,12 @@ export class TracingService {
     if (!provider || provider.provider === 'none') return undefined;
     const endpoint = this.endpointOf(provider);
     if (!endpoint) return undefined;
-    const ratio = Math.min(1, Math.max(0, t.randomSamplingPercent / 100));
-    const tp = this.providerFor(endpoint, provider, ratio);
+    const tp = this.providerFor(endpoint, provider);
     const tracer = tp.getTracer('meshlet');
     return new HcmTracer(
       tracer,
       reporter === 'source' ? SpanKind.CLIENT : SpanKind.SERVER,
-      ratio,
+      { client: t.clientSamplingPercent, random: t.randomSamplingPercent, overall: t.overallSamplingPercent },
       this.opts.node.id,
       t.maxPathTagLength,
       t.customTags ?? [],
@@ -427,7 +410,6 @@ export class TracingService {
   private providerFor(
     endpoint: { kind: 'grpc' | 'http' | 'zipkin'; url: string },
     cfg: TracingConfig,
-    ratio: number,
   ): BasicTracerProvider {
     loadSdk();
     let pl = this.pipelines.get(endpoint.url);
@@ -472,7 +454,7 @@ export class TracingService {
       this.pipelines.set(endpoint.url, pl);
       log.info({ collector: endpoint.url, transport: endpoint.kind }, endpoint.kind === 'zipkin' ? 'tracing: exporting spans as Zipkin v2 JSON' : 'tracing: exporting spans over OTLP');
     }
-    const key = `${ratio}${cfg.zipkin?.traceId128bit ? ':128' : ''}`;
+    const key = cfg.zipkin?.traceId128bit ? '128' : '';
     let tp = pl.providers.get(key);
     if (!tp) {
       tp = new sdk.BasicTracerProvider({
@@ -480,7 +462,7 @@ export class TracingService {
           [sem.ATTR_SERVICE_NAME]: cfg.serviceName || this.opts.node.cluster || 'meshlet',
           'service.instance.id': this.opts.node.id,
         }),
-        sampler: new MeshletSampler(ratio),
+        sampler: new MeshletSampler(sdk.SamplingDecision),
         spanProcessors: [pl.processor],
         ...(endpoint.kind === 'zipkin' ? { idGenerator: zipkinIdGenerator(cfg.zipkin?.traceId128bit === true) } : {}),
       });

@@ -110,6 +110,8 @@ describe('HttpConnectionManager', () => {
       ],
       tracing: {
         random_sampling: { value: 12.5 },
+        client_sampling: { value: 50 },
+        overall_sampling: { value: 25 },
         provider: {
           name: 'envoy.tracers.opentelemetry',
           typed_config: {
@@ -157,7 +159,9 @@ describe('HttpConnectionManager', () => {
         },
       ],
       tracing: {
+        clientSamplingPercent: 50,
         randomSamplingPercent: 12.5,
+        overallSamplingPercent: 25,
         provider: {
           provider: 'opentelemetry',
           grpcService: { kind: 'envoy_grpc', clusterName: 'otel', timeoutMs: 250 },

@@ -2,7 +2,8 @@
  * Traces end to end: client → meshlet A (outbound, CLIENT spans) → meshlet B (inbound, SERVER
  * spans) → app, both exporting over OTLP/gRPC to a real receiver started here. Checks the
  * parent/child linkage across the two meshlets, the trace id the app sees in `traceparent`,
- * joining an incoming W3C or B3 trace, sampling (random_sampling and the caller's decision), and
+ * joining an incoming W3C or B3 trace, sampling (random, client and overall sampling and the caller's
+ * decision), and
  * that a down collector costs dropped spans, not failed requests.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -333,6 +334,59 @@ describe('HCM tracing custom_tags and max_path_tag_length (Istio writes both)', 
       expect(span!.attributes['url.path']).toBe('/a/rather/lo');
     } finally {
       delete process.env.MESHLET_TEST_CLUSTER_ID;
+      await httpReceiver.close();
+    }
+  });
+});
+
+describe('client_sampling and overall_sampling (Envoy: x-client-trace-id forces a trace, overall caps all)', () => {
+  it('traces x-client-trace-id requests at random_sampling 0, and nothing past overall_sampling 0', async () => {
+    const httpReceiver = await startOtlpHttpReceiver();
+    const listener = (name: string, sampling: Record<string, unknown>) => ({
+      ...httpListener(name, routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]), {
+        tracing: {
+          ...sampling,
+          provider: {
+            name: 'envoy.tracers.opentelemetry',
+            typed_config: {
+              '@type': OTEL,
+              http_service: { http_uri: { uri: 'http://otel-collector:4318/v1/traces', cluster: 'otel-http', timeout: '2s' } },
+            },
+          },
+        },
+      }),
+      traffic_direction: 'INBOUND',
+    });
+    try {
+      const m = await startMeshlet(
+        bootstrap(
+          [
+            listener('client_only', { random_sampling: { value: 0 }, client_sampling: { value: 100 } }),
+            listener('client_off', { random_sampling: { value: 0 }, client_sampling: { value: 0 } }),
+            listener('overall_off', { random_sampling: { value: 100 }, client_sampling: { value: 100 }, overall_sampling: { value: 0 } }),
+          ],
+          [staticCluster('app', [app.port]), staticCluster('otel-http', [httpReceiver.port])],
+        ),
+      );
+      const sent: Array<{ traceId: string; flags: string }> = [];
+      const send = async (l: string, clientTraceId: boolean): Promise<void> => {
+        const headers = clientTraceId ? { 'x-client-trace-id': 'abc' } : {};
+        expect((await request(m.listenerPort(l), `/${l}`, { headers })).status).toBe(200);
+        sent.push(appTraceparent());
+      };
+      await send('client_only', false);
+      await send('client_off', true);
+      await send('overall_off', true);
+      await send('overall_off', false);
+      expect(sent.map((x) => x.flags)).toEqual(['00', '00', '00', '00']);
+      await send('client_only', true);
+      expect(sent[4]!.flags).toBe('01');
+      await m.server.telemetry.tracing.flush();
+      const [span] = await httpReceiver.waitFor(inTrace(sent[4]!.traceId), 1);
+      expect(span!.attributes['url.path']).toBe('/client_only');
+      // The unsampled ones were queued before the sampled one: none of them reached the collector.
+      for (const x of sent.slice(0, 4)) expect(httpReceiver.spans.filter(inTrace(x.traceId))).toHaveLength(0);
+    } finally {
       await httpReceiver.close();
     }
   });

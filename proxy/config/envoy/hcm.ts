@@ -168,7 +168,9 @@ function decodeCustomTags(r: Reader): CustomTag[] {
 }
 
 function decodeHcmTracing(r: Reader, ctx: DecodeContext): HcmConfig['tracing'] {
+  const clientSamplingPercent = percent(r, 'client_sampling', 100);
   const randomSamplingPercent = percent(r, 'random_sampling', 100);
+  const overallSamplingPercent = percent(r, 'overall_sampling', 100);
   const p = r.obj('provider');
   const provider = p ? decodeTracingProvider(p, ctx) : undefined;
   const customTags = decodeCustomTags(r);
@@ -179,7 +181,14 @@ function decodeHcmTracing(r: Reader, ctx: DecodeContext): HcmConfig['tracing'] {
     if (r.bool(k, false)) r.issues.warn(r.sub(k), 'not supported by meshlet, ignored');
   }
   r.done();
-  return { randomSamplingPercent, maxPathTagLength, ...(customTags.length > 0 ? { customTags } : {}), ...(provider ? { provider } : {}) };
+  return {
+    clientSamplingPercent,
+    randomSamplingPercent,
+    overallSamplingPercent,
+    maxPathTagLength,
+    ...(customTags.length > 0 ? { customTags } : {}),
+    ...(provider ? { provider } : {}),
+  };
 }
 
 /** HttpConnectionManager typed_config. `trafficDirection` comes from the enclosing listener. */

@@ -48,9 +48,14 @@ export interface HcmConfig {
   readonly serverName: string;
   readonly serverHeaderTransformation: 'OVERWRITE' | 'APPEND_IF_ABSENT' | 'PASS_THROUGH';
   readonly accessLog: readonly AccessLogConfig[];
-  /** Percent of requests sampled when tracing is configured (random_sampling), 0–100. */
+  /**
+   * Sampling percentages (0–100, Envoy defaults 100): client_sampling for requests with
+   * x-client-trace-id, random_sampling for the rest, overall_sampling caps both.
+   */
   readonly tracing?: {
+    readonly clientSamplingPercent: number;
     readonly randomSamplingPercent: number;
+    readonly overallSamplingPercent: number;
     /** The url.path attribute is cut to this many characters (Envoy's default 256). */
     readonly maxPathTagLength: number;
     readonly customTags?: readonly CustomTag[];

@@ -1,0 +1,53 @@
+/**
+ * Envoy's sampling decision for a request that carries none from its caller: force-traced when
+ * it has `x-client-trace-id` and client_sampling lets it through, else random_sampling; then
+ * overall_sampling caps whatever was decided (Envoy's tracing.client_enabled,
+ * tracing.random_sampling and tracing.global_enabled). A caller's decision (a sampled flag in
+ * traceparent or B3) is followed as it is, as Envoy's OpenTelemetry and Zipkin tracers do.
+ */
+import { type Context, createContextKey, isSpanContextValid, TraceFlags, trace } from '@opentelemetry/api';
+import type { Sampler, SamplingResult } from '@opentelemetry/sdk-trace-base';
+import type { HeaderList } from '../http/codec';
+import { getHeader } from '../http/headers';
+
+/** Percentages 0–100 from the HCM (or, later, route) tracing block. */
+export interface SamplingPercents {
+  readonly client: number;
+  readonly random: number;
+  readonly overall: number;
+}
+
+function roll(percent: number): boolean {
+  return percent >= 100 || (percent > 0 && Math.random() * 100 < percent);
+}
+
+/** Our decision for a request whose caller did not decide. */
+export function decideSampling(h: HeaderList, p: SamplingPercents): boolean {
+  const forced = getHeader(h, 'x-client-trace-id') !== undefined && roll(p.client);
+  return (forced || roll(p.random)) && roll(p.overall);
+}
+
+/** Set in the span's start context to carry decideSampling()'s answer into the sampler. */
+export const SAMPLED_KEY = createContextKey('meshlet.sampled');
+
+/** The SDK's SamplingDecision values (the SDK module loads lazily). */
+export interface Decisions {
+  readonly NOT_RECORD: number;
+  readonly RECORD_AND_SAMPLED: number;
+}
+
+/** The caller's decision when there is one, else ours (SAMPLED_KEY in the start context). */
+export class MeshletSampler implements Sampler {
+  constructor(private readonly d: Decisions) {}
+  shouldSample(ctx: Context): SamplingResult {
+    const parent = trace.getSpanContext(ctx);
+    const on =
+      parent !== undefined && isSpanContextValid(parent)
+        ? (parent.traceFlags & TraceFlags.SAMPLED) !== 0
+        : ctx.getValue(SAMPLED_KEY) === true;
+    return { decision: (on ? this.d.RECORD_AND_SAMPLED : this.d.NOT_RECORD) as SamplingResult['decision'] };
+  }
+  toString(): string {
+    return 'MeshletSampler';
+  }
+}
