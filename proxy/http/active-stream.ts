@@ -266,6 +266,7 @@ export class ActiveStream implements RequestSink, FilterManagerCallbacks, Header
       const r = this.routeEntry;
       if (r) {
         this.info.routeName = r.route.name;
+        this.info.route = r.route;
         this.info.virtualHostName = r.vhost.name;
         const a = r.route.action;
         if (a.kind === 'route' && !this.destroyed) {

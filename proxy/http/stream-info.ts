@@ -10,6 +10,7 @@
 import type { ResponseFlag } from '../../common/errors';
 import type { DownstreamConnectionInfo, HeaderList, HttpProtocol, RequestHead } from './codec';
 import type { PeerMetadata } from './peer-metadata';
+import type { Route } from '../config/types';
 
 /** Bit per response flag, in Envoy's printing order. */
 const FLAG_ORDER: readonly ResponseFlag[] = [
@@ -63,6 +64,8 @@ export class StreamInfo {
 
   virtualHostName = '';
   routeName = '';
+  /** The route last selected (tracing reads its decorator). */
+  route: Route | undefined = undefined;
   clusterName = '';
   /** "ip:port" of the host that served the final attempt. */
   upstreamHost = '';

@@ -15,10 +15,8 @@
  */
 import {
   type Context,
-  isSpanContextValid,
   ROOT_CONTEXT,
   type Span,
-  type SpanContext,
   SpanKind,
   SpanStatusCode,
   TraceFlags,
@@ -35,11 +33,12 @@ import type {
 } from '@opentelemetry/sdk-trace-base';
 import type { CustomTag, HcmConfig, NodeInfo, TracingConfig } from '../config/types';
 import type { HeaderList, RequestHead } from '../http/codec';
-import { getHeader, setHeader } from '../http/headers';
+import { getHeader, removeHeader, setHeader } from '../http/headers';
 import type { HttpTracer, StreamInfo, StreamSpan } from '../http/stream-info';
 import { logger } from '../../common/logger';
 import { grpcClientAuth } from '../../xds-client/grpc-credentials';
 import type { MeshletMetrics } from './metrics';
+import { parseB3, parseTraceparent } from './tracing-propagation';
 import { decideSampling, MeshletSampler, SAMPLED_KEY, type SamplingPercents } from './tracing-sampling';
 import { injectB3, shareSpanContext, zipkinExporter, zipkinIdGenerator } from './zipkin';
 
@@ -74,71 +73,6 @@ export interface TracingOptions {
   /** How often the batch processor exports (ms); default 1000. */
   readonly scheduledDelayMs?: number;
   readonly maxQueuedSpans?: number;
-}
-
-// ─────────────── propagation ───────────────
-
-const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$/;
-
-/** W3C traceparent → span context (version 00 rules; future versions read leniently). */
-export function parseTraceparent(v: string | undefined, tracestate?: string): SpanContext | undefined {
-  if (v === undefined) return undefined;
-  const m = TRACEPARENT.exec(v.trim().toLowerCase());
-  if (!m || m[1] === 'ff' || (m[1] === '00' && m[5] !== undefined)) return undefined;
-  const sc: SpanContext = {
-    traceId: m[2]!,
-    spanId: m[3]!,
-    traceFlags: Number.parseInt(m[4]!, 16) & TraceFlags.SAMPLED,
-    isRemote: true,
-    ...(tracestate ? { traceState: new StaticTraceState(tracestate) } : {}),
-  };
-  return isSpanContextValid(sc) ? sc : undefined;
-}
-
-/** B3 (single `b3` header or the x-b3-* headers) → span context. 64-bit trace ids are padded. */
-export function parseB3(h: HeaderList, decide: () => boolean): SpanContext | undefined {
-  let traceId: string | undefined;
-  let spanId: string | undefined;
-  let sampled: string | undefined;
-  const single = getHeader(h, 'b3');
-  if (single !== undefined) {
-    const parts = single.trim().toLowerCase().split('-');
-    if (parts.length === 1) return undefined; // sampling-only form ("0", "1", "d")
-    [traceId, spanId, sampled] = parts;
-  } else {
-    traceId = getHeader(h, 'x-b3-traceid')?.trim().toLowerCase();
-    spanId = getHeader(h, 'x-b3-spanid')?.trim().toLowerCase();
-    const s = getHeader(h, 'x-b3-sampled')?.trim().toLowerCase();
-    sampled = getHeader(h, 'x-b3-flags') === '1' ? 'd' : s === 'true' ? '1' : s === 'false' ? '0' : s;
-  }
-  if (!traceId || !spanId || !/^[0-9a-f]{16}([0-9a-f]{16})?$/.test(traceId) || !/^[0-9a-f]{16}$/.test(spanId))
-    return undefined;
-  // No sampling decision from the caller: ours (decideSampling) applies.
-  const on = sampled === undefined ? decide() : sampled === '1' || sampled === 'd';
-  const sc: SpanContext = {
-    traceId: traceId.padStart(32, '0'),
-    spanId,
-    traceFlags: on ? TraceFlags.SAMPLED : TraceFlags.NONE,
-    isRemote: true,
-  };
-  return isSpanContextValid(sc) ? sc : undefined;
-}
-
-/** A tracestate passed through as received (meshlet adds no entries of its own). */
-class StaticTraceState {
-  constructor(private readonly raw: string) {}
-  set(): StaticTraceState {
-    return this;
-  }
-  unset(): StaticTraceState {
-    return this;
-  }
-  get(): string | undefined {
-    return undefined;
-  }
-  serialize(): string {
-    return this.raw;
-  }
 }
 
 // ─────────────── export with a bounded queue ───────────────
@@ -205,6 +139,9 @@ class MeshletSpan implements StreamSpan {
     private readonly kind: SpanKind,
     private readonly tracestate: string | undefined,
     private readonly b3: 0 | 1 | 2,
+    private readonly info: StreamInfo,
+    /** Inbound: the caller's x-envoy-decorator-operation, which names the span over the route's. */
+    private readonly operation: string | undefined,
     /** Zipkin: B3 headers only, with this span's parent (for x-b3-parentspanid). */
     private readonly zipkin?: { readonly parentSpanId: string | undefined; readonly traceId128bit: boolean },
   ) {}
@@ -215,6 +152,9 @@ class MeshletSpan implements StreamSpan {
 
   inject(h: HeaderList): void {
     const sc = this.span.spanContext();
+    // Outbound: the route's decorator operation goes upstream to name the server's span there.
+    const d = this.kind === SpanKind.CLIENT ? this.info.route?.decorator : undefined;
+    if (d !== undefined && d.propagate) setHeader(h, 'x-envoy-decorator-operation', d.operation);
     if (this.zipkin !== undefined) {
       injectB3(h, this.span, sc, this.zipkin.parentSpanId, this.zipkin.traceId128bit);
       return;
@@ -234,6 +174,8 @@ class MeshletSpan implements StreamSpan {
   end(info: StreamInfo): void {
     const s = this.span;
     if (!s.isRecording()) return;
+    const op = this.operation ?? info.route?.decorator?.operation;
+    if (op !== undefined) s.updateName(op);
     const code = info.responseCode;
     if (code > 0) s.setAttribute(sem.ATTR_HTTP_RESPONSE_STATUS_CODE, code);
     s.setAttribute('response_flags', info.responseFlags());
@@ -280,6 +222,13 @@ class HcmTracer implements HttpTracer {
       parent === undefined
         ? ROOT_CONTEXT.setValue(SAMPLED_KEY, decideSampling(h, this.sampling))
         : trace.setSpanContext(ROOT_CONTEXT, parent);
+    // Inbound: a decorator operation from the caller names the span and goes no further (Envoy).
+    let operation: string | undefined;
+    if (this.kind === SpanKind.SERVER) {
+      operation = getHeader(h, 'x-envoy-decorator-operation');
+      if (operation !== undefined) removeHeader(h, 'x-envoy-decorator-operation');
+      if (operation === '') operation = undefined;
+    }
     const conn = info.connection;
     const span = this.tracer.startSpan(
       head.method,
@@ -309,9 +258,9 @@ class HcmTracer implements HttpTracer {
       if (zipkin.sharedSpanContext && parent !== undefined && this.kind === SpanKind.SERVER) {
         shareSpanContext(span, parent.spanId, b3 === 2 ? getHeader(h, 'x-b3-parentspanid')?.trim().toLowerCase() : undefined);
       }
-      return new MeshletSpan(span, this.kind, undefined, b3, { parentSpanId: parent?.spanId, traceId128bit: zipkin.traceId128bit });
+      return new MeshletSpan(span, this.kind, undefined, b3, info, operation, { parentSpanId: parent?.spanId, traceId128bit: zipkin.traceId128bit });
     }
-    return new MeshletSpan(span, this.kind, parent?.traceState ? tracestate : undefined, b3);
+    return new MeshletSpan(span, this.kind, parent?.traceState ? tracestate : undefined, b3, info, operation);
   }
 }
 

@@ -314,6 +314,20 @@ describe('RouteMatch', () => {
   });
 });
 
+describe('route decorator (istiod writes one on every route)', () => {
+  it('reads operation and propagate (default true) without a warning; operation is required', () => {
+    const a = one({ route: { cluster: 'c' }, decorator: { operation: 'reviews.default.svc.cluster.local:9080/*' } });
+    expect([a.errors, a.warnings]).toEqual([[], []]);
+    expect(a.route!.decorator).toEqual({ operation: 'reviews.default.svc.cluster.local:9080/*', propagate: true });
+    expect(one({ route: { cluster: 'c' }, decorator: { operation: 'op', propagate: false } }).route!.decorator).toEqual({
+      operation: 'op',
+      propagate: false,
+    });
+    expect(one({ route: { cluster: 'c' } }).route!.decorator).toBeUndefined();
+    expect(one({ route: { cluster: 'c' }, decorator: {} }).errors.map((e) => e.path)).toEqual([`${R}.decorator.operation`]);
+  });
+});
+
 describe('typed_per_filter_config', () => {
   it('is decoded by the filter factory, on routes, virtual hosts and weighted clusters', () => {
     const fault = { '@type': `${TYPE_PREFIX}${FAULT_TYPE}`, abort: { http_status: 503 } };

@@ -370,7 +370,7 @@ describe('client_sampling and overall_sampling (Envoy: x-client-trace-id forces 
       );
       const sent: Array<{ traceId: string; flags: string }> = [];
       const send = async (l: string, clientTraceId: boolean): Promise<void> => {
-        const headers = clientTraceId ? { 'x-client-trace-id': 'abc' } : {};
+        const headers: Record<string, string> = clientTraceId ? { 'x-client-trace-id': 'abc' } : {};
         expect((await request(m.listenerPort(l), `/${l}`, { headers })).status).toBe(200);
         sent.push(appTraceparent());
       };
@@ -386,6 +386,79 @@ describe('client_sampling and overall_sampling (Envoy: x-client-trace-id forces 
       expect(span!.attributes['url.path']).toBe('/client_only');
       // The unsampled ones were queued before the sampled one: none of them reached the collector.
       for (const x of sent.slice(0, 4)) expect(httpReceiver.spans.filter(inTrace(x.traceId))).toHaveLength(0);
+    } finally {
+      await httpReceiver.close();
+    }
+  });
+});
+
+describe('route decorator (operation names the span; propagate sends it upstream on outbound)', () => {
+  it('names both sides\' spans by the outbound route\'s decorator, and not past the inbound sidecar', async () => {
+    const httpReceiver = await startOtlpHttpReceiver();
+    const tracing = (direction: string) => ({
+      tracing: {
+        random_sampling: { value: 100 },
+        provider: {
+          name: 'envoy.tracers.opentelemetry',
+          typed_config: {
+            '@type': OTEL,
+            http_service: { http_uri: { uri: 'http://otel-collector:4318/v1/traces', cluster: 'otel-http', timeout: '2s' } },
+            service_name: direction,
+          },
+        },
+      },
+    });
+    try {
+      const inbound = await startMeshlet(
+        bootstrap(
+          [
+            {
+              // use_remote_address: the loopback caller is internal, so its x-envoy-* headers are kept.
+              ...httpListener('inbound_deco', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]), {
+                ...tracing('inbound'),
+                use_remote_address: true,
+              }),
+              traffic_direction: 'INBOUND',
+            },
+          ],
+          [staticCluster('app', [app.port]), staticCluster('otel-http', [httpReceiver.port])],
+        ),
+      );
+      const outbound = await startMeshlet(
+        bootstrap(
+          [
+            {
+              ...httpListener(
+                'outbound_deco',
+                routes([
+                  { match: { prefix: '/quiet' }, route: { cluster: 'in' }, decorator: { operation: 'quiet-op', propagate: false } },
+                  { match: { prefix: '/' }, route: { cluster: 'in' }, decorator: { operation: 'reviews:9080/*' } },
+                ]),
+                tracing('outbound'),
+              ),
+              traffic_direction: 'OUTBOUND',
+            },
+          ],
+          [staticCluster('in', [inbound.listenerPort('inbound_deco')]), staticCluster('otel-http', [httpReceiver.port])],
+        ),
+      );
+      const flush = () => Promise.all([inbound.server.telemetry.tracing.flush(), outbound.server.telemetry.tracing.flush()]);
+      expect((await request(outbound.listenerPort('outbound_deco'), '/reviews/1')).status).toBe(200);
+      const first = appTraceparent();
+      expect(app.requests[app.requests.length - 1]!.headers['x-envoy-decorator-operation']).toBeUndefined();
+      expect((await request(outbound.listenerPort('outbound_deco'), '/quiet')).status).toBe(200);
+      const second = appTraceparent();
+      await flush();
+      const named = await httpReceiver.waitFor(inTrace(first.traceId), 2);
+      expect(named.map((s) => [s.kind, s.name]).sort()).toEqual([
+        [2, 'reviews:9080/*'],
+        [3, 'reviews:9080/*'],
+      ]);
+      const quiet = await httpReceiver.waitFor(inTrace(second.traceId), 2);
+      expect(quiet.map((s) => [s.kind, s.name]).sort()).toEqual([
+        [2, 'GET'],
+        [3, 'quiet-op'],
+      ]);
     } finally {
       await httpReceiver.close();
     }

@@ -100,10 +100,21 @@ export function decodeRoute(r: Reader, ctx: DecodeContext, maxBodyBytes: number)
   else if (ar && which === 'direct_response') action = decodeDirectResponse(ar, ctx, maxBodyBytes);
   const typedPerFilterConfig = decodeTypedPerFilterConfig(r, ctx);
   const mut = decodeHeaderMutations(r);
+  const decorator = decodeDecorator(r);
   r.warnNoEffectOnce('metadata', UNREAD_METADATA);
   r.done();
   if (!match || !action) return undefined;
-  return { name, match, action, ...mut, typedPerFilterConfig };
+  return { name, match, action, ...mut, typedPerFilterConfig, ...(decorator ? { decorator } : {}) };
+}
+
+/** envoy.config.route.v3.Decorator: the span's operation name; propagate defaults to true. */
+function decodeDecorator(r: Reader): Route['decorator'] {
+  const d = r.obj('decorator');
+  if (!d) return undefined;
+  const operation = d.requiredStr('operation');
+  const propagate = d.bool('propagate', true);
+  d.done();
+  return operation ? { operation, propagate } : undefined;
 }
 
 function checkDomain(d: string): string | undefined {

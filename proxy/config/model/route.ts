@@ -46,6 +46,8 @@ export interface Route {
   readonly responseHeadersToRemove: readonly string[];
   /** Filter name → that filter's decoded per-route config. */
   readonly typedPerFilterConfig: Readonly<Record<string, unknown>>;
+  /** Names the span instead of the default; `propagate` sends it upstream on outbound. */
+  readonly decorator?: { readonly operation: string; readonly propagate: boolean };
 }
 
 export interface RouteMatch {
