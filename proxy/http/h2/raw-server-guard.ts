@@ -6,6 +6,7 @@
  * its outbound queue.
  */
 import {
+  MAX_CONTROL_PER_SECOND,
   MAX_PRIORITY_FRAMES_PER_STREAM,
   PREMATURE_RESET_MIN_LIFETIME_MS,
   PREMATURE_RESET_TOTAL_STREAMS,
@@ -15,8 +16,6 @@ import {
 const MAX_CONSECUTIVE_EMPTY = 100;
 /** Envoy's max_outbound_control_frames: control frames we queued while the client does not read. */
 const MAX_OUTBOUND_CONTROL = 1_000;
-/** SETTINGS + PING frames needing an answer, per second (a client that reads every ACK). */
-const MAX_CONTROL_PER_SECOND = 2_000;
 /** Envoy's max_inbound_window_update_frames_per_data_frame_sent. */
 const MAX_WINDOW_UPDATES_PER_DATA = 10;
 /** Malformed requests (stream errors) per connection, as nghttp2's invalid-frame budget. */

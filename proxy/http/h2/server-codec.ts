@@ -25,6 +25,7 @@ import {
   clampWindow,
   type H2ServerCodecOptions,
   h2ServerAbuseStats,
+  MAX_CONTROL_PER_SECOND,
   MAX_PRIORITY_FRAMES_PER_STREAM,
   PREMATURE_RESET_TOTAL_STREAMS,
   sessionServerFor,
@@ -84,6 +85,11 @@ function onSessionPriority(this: TaggedSession): void {
   this[kCodec]?.onPriorityFrame();
 }
 
+/** A SETTINGS or PING frame received (node answers it with an ACK by itself). */
+function onSessionControl(this: TaggedSession): void {
+  this[kCodec]?.onControlFrame();
+}
+
 // ───────────── the connection ─────────────
 
 /**
@@ -104,6 +110,8 @@ export class H2ServerCodec {
   private prematureResets = 0;
   /** PRIORITY frames received and streams opened (Envoy's inbound priority frame flood rule). */
   private priorityFrames = 0;
+  private controlInWindow = 0;
+  private controlWindowStart = 0;
   private streamsOpened = 0;
   /** Set when the connection was closed for too many premature resets (downstream_rq_too_many_premature_resets). */
   prematureResetClose = false;
@@ -163,6 +171,8 @@ export class H2ServerCodec {
     session.on('stream', onStream);
     session.on('error', onSessionError);
     session.on('priority', onSessionPriority);
+    session.on('remoteSettings', onSessionControl);
+    session.on('ping', onSessionControl);
     session.once('close', () => this.onSessionClose());
     const connWindow = this.options.http2.initialConnectionWindowSize;
     if (connWindow > 65535) {
@@ -292,6 +302,23 @@ export class H2ServerCodec {
     this.closing = true;
     this.priorityFrames = 0;
     this.session?.destroy(new MeshletError('MESHLET_ERR_OVERFLOW', 'PRIORITY frame flood'), h2c.NGHTTP2_ENHANCE_YOUR_CALM);
+  }
+
+  /**
+   * SETTINGS and PING frames from a client that reads every ACK: nghttp2 only limits ACKs the
+   * client leaves unread, so more than MAX_CONTROL_PER_SECOND in one second is a flood here, as
+   * on meshlet's own framing (raw-server-guard.ts). Closing sends GOAWAY ENHANCE_YOUR_CALM.
+   */
+  onControlFrame(): void {
+    const now = Date.now();
+    if (now - this.controlWindowStart >= 1000) {
+      this.controlWindowStart = now;
+      this.controlInWindow = 0;
+    }
+    if (++this.controlInWindow <= MAX_CONTROL_PER_SECOND || this.gone || this.closing) return;
+    log.warn({ connection: this.connection.id }, 'closing HTTP/2 connection: SETTINGS/PING flood');
+    this.closing = true;
+    this.session?.destroy(new MeshletError('MESHLET_ERR_OVERFLOW', 'SETTINGS/PING flood'), h2c.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 
   /**

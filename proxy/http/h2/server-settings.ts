@@ -81,6 +81,8 @@ export const h2ServerAbuseStats = {
 
 /** Envoy's http2_protocol_options.max_inbound_priority_frames_per_stream default. */
 export const MAX_PRIORITY_FRAMES_PER_STREAM = 100;
+/** SETTINGS + PING frames needing an answer, per second, before a connection is a flood (a client that reads every ACK). */
+export const MAX_CONTROL_PER_SECOND = 2_000;
 /** Envoy's overload.premature_reset_total_stream_count default. */
 export const PREMATURE_RESET_TOTAL_STREAMS = 500;
 
