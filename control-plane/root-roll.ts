@@ -10,8 +10,8 @@
  *     CSR mode whose leaf was not issued by the first root of a changed bundle renews at once
  *     (certs/csr-provider.ts); in key hand-out mode the control plane re-issues and pushes. The
  *     control plane's own serving certificate is re-issued under the new root. Every leaf the CA
- *     signs in this phase is recorded by (SPIFFE ID, peer host). Once every connected workload
- *     holding secrets has one (and `settleMs` passed) …
+ *     signs in this phase is counted by (SPIFFE ID, peer host). Once each such pair has as many as
+ *     it has connected streams holding secrets (and `settleMs` passed) …
  *  3. the old root leaves the bundle; the roll is over.
  *
  * Every step is saved in the CA directory before it takes effect (ca-files.ts), and so is the set
@@ -68,10 +68,12 @@ export function peerHost(peer: string): string {
 }
 
 export class RootRoll {
-  private renewed = new Set<string>();
+  /** New-root leaves signed per `spiffeId@host` in phase sign. */
+  private renewed = new Map<string, number>();
   private phaseSince = Date.now();
   private timer?: NodeJS.Timeout;
   private ticking = false;
+  private saving: Promise<void> = Promise.resolve();
   private readonly settleMs: number;
 
   constructor(private readonly opts: RootRollOptions) {
@@ -82,8 +84,11 @@ export class RootRoll {
   async start(): Promise<void> {
     if (this.opts.dir && this.opts.ca.rollPhase === 'sign') {
       try {
-        const saved = JSON.parse(await readFile(join(this.opts.dir, RENEWED_FILE), 'utf8')) as { renewed?: unknown };
-        if (Array.isArray(saved.renewed)) for (const k of saved.renewed) if (typeof k === 'string') this.renewed.add(k);
+        const saved = JSON.parse(await readFile(join(this.opts.dir, RENEWED_FILE), 'utf8')) as { renewed?: Record<string, unknown> };
+        const r = saved.renewed;
+        if (r && typeof r === 'object' && !Array.isArray(r)) {
+          for (const [k, n] of Object.entries(r)) if (typeof n === 'number') this.renewed.set(k, n);
+        }
       } catch {
         // none saved: every connected workload is waited for
       }
@@ -107,8 +112,7 @@ export class RootRoll {
   noteLeaf(spiffeId: string, host: string): void {
     if (this.opts.ca.rollPhase !== 'sign') return;
     const k = `${spiffeId}@${host}`;
-    if (this.renewed.has(k)) return;
-    this.renewed.add(k);
+    this.renewed.set(k, (this.renewed.get(k) ?? 0) + 1);
     void this.saveRenewed();
   }
 
@@ -118,13 +122,21 @@ export class RootRoll {
     return { phase, since: new Date(this.phaseSince).toISOString(), waitingFor: this.waitingFor(phase) };
   }
 
+  /**
+   * Phase trust: streams that have not ACKed the bundle. Phase sign: `spiffeId@host` keys with
+   * fewer new-root leaves than connected streams (replicas sharing a host, e.g. on loopback, must
+   * each have renewed).
+   */
   private waitingFor(phase: RollPhase): string[] {
     const out = new Set<string>();
+    const streams = new Map<string, number>();
     for (const s of this.opts.streams()) {
       if (!s.holdsSecrets) continue;
       const k = `${s.spiffeId}@${s.host}`;
-      if (phase === 'trust' ? !s.secretsAcked : !this.renewed.has(k)) out.add(k);
+      if (phase === 'trust' && !s.secretsAcked) out.add(k);
+      streams.set(k, (streams.get(k) ?? 0) + 1);
     }
+    if (phase === 'sign') for (const [k, n] of streams) if ((this.renewed.get(k) ?? 0) < n) out.add(k);
     return [...out].sort();
   }
 
@@ -171,9 +183,16 @@ export class RootRoll {
     this.opts.log.info({ phase }, what);
   }
 
-  private async saveRenewed(): Promise<void> {
-    if (!this.opts.dir) return;
-    await writeFile(join(this.opts.dir, RENEWED_FILE), `${JSON.stringify({ renewed: [...this.renewed].sort() })}\n`, { mode: 0o644 }).catch((err: Error) =>
+  private saveRenewed(): Promise<void> {
+    const dir = this.opts.dir;
+    if (!dir) return Promise.resolve();
+    // One write at a time, each with the counts as they are then.
+    this.saving = this.saving.then(() => this.writeRenewed(dir));
+    return this.saving;
+  }
+
+  private async writeRenewed(dir: string): Promise<void> {
+    await writeFile(join(dir, RENEWED_FILE), `${JSON.stringify({ renewed: Object.fromEntries(this.renewed) })}\n`, { mode: 0o644 }).catch((err: Error) =>
       this.opts.log.warn({ err: err.message }, 'root roll: cannot save renewals'),
     );
   }

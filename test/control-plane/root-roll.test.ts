@@ -74,6 +74,7 @@ function get(host: string, port: number, path: string, agent: http.Agent | false
 
 /** One TCP request through the front sidecar: a new connection (a new mTLS handshake between the sidecars). */
 function tcpPing(n: number): Promise<string> {
+  const t0 = Date.now();
   return new Promise((resolve) => {
     const s = net.connect({ host: FRONT, port: 9192 });
     let got = '';
@@ -84,7 +85,7 @@ function tcpPing(n: number): Promise<string> {
     });
     s.on('close', () => {
       clearTimeout(t);
-      resolve(got === `pong ${n}\n` ? 'ok' : `got ${JSON.stringify(got)}`);
+      resolve(got === `pong ${n}\n` ? 'ok' : `got ${JSON.stringify(got)} after ${Date.now() - t0} ms`);
     });
     s.on('error', () => undefined);
   });
@@ -216,7 +217,7 @@ describe('root roll (issue 18.7)', () => {
     await load;
     agent.destroy();
 
-    process.stdout.write(`root roll load: ${JSON.stringify(Object.fromEntries(Object.entries(byPhase).map(([k, v]) => [k, { ok: v.ok, failed: v.failed.length }])))}\n`);
+    process.stdout.write(`root roll load: ${JSON.stringify(Object.fromEntries(Object.entries(byPhase).map(([k, v]) => [k, { ok: v.ok, failed: v.failed.length, first: v.failed.slice(0, 3) }])))}\n`);
     const newRoot = new X509Certificate(readFileSync(join(caDir, 'ca-cert.pem')));
     expect(newRoot.fingerprint256).not.toBe(oldRoot.fingerprint256);
     for (const phase of ['none', 'trust', 'sign', 'after']) {
