@@ -199,8 +199,6 @@ export class ActiveStream implements RequestSink, FilterManagerCallbacks, Header
     info.userAgent = getHeader(head.headers, 'user-agent') ?? '';
     info.grpc = isGrpcRequest(head);
     info.requestHeaders = head.headers;
-    const tracer = this.manager.opts.tracer;
-    if (tracer !== undefined) info.span = tracer.startSpan(head, info);
     if (endStream) info.lastDownstreamRxByteMs = info.now();
     else if (this.hcm.requestTimeoutMs > 0)
       this.requestTimer = setTimeout(onRequestTimeout, this.hcm.requestTimeoutMs, this);
@@ -212,6 +210,12 @@ export class ActiveStream implements RequestSink, FilterManagerCallbacks, Header
         return;
       }
       head.path = p;
+    }
+    const tracer = this.manager.opts.tracer;
+    if (tracer !== undefined) {
+      // As Envoy: the route is chosen before the tracing decision (route tracing and decorator).
+      this.resolveRoute();
+      info.span = tracer.startSpan(head, info);
     }
     this.fm.decodeHeaders(head, endStream);
   }

@@ -10,11 +10,18 @@ import type { Sampler, SamplingResult } from '@opentelemetry/sdk-trace-base';
 import type { HeaderList } from '../http/codec';
 import { getHeader } from '../http/headers';
 
-/** Percentages 0–100 from the HCM (or, later, route) tracing block. */
+/** Percentages 0–100 from the HCM tracing block. */
 export interface SamplingPercents {
   readonly client: number;
   readonly random: number;
   readonly overall: number;
+}
+
+/** A route's own tracing percentages; each one set replaces the HCM's. */
+export interface RouteSampling {
+  readonly clientSamplingPercent?: number;
+  readonly randomSamplingPercent?: number;
+  readonly overallSamplingPercent?: number;
 }
 
 function roll(percent: number): boolean {
@@ -22,9 +29,12 @@ function roll(percent: number): boolean {
 }
 
 /** Our decision for a request whose caller did not decide. */
-export function decideSampling(h: HeaderList, p: SamplingPercents): boolean {
-  const forced = getHeader(h, 'x-client-trace-id') !== undefined && roll(p.client);
-  return (forced || roll(p.random)) && roll(p.overall);
+export function decideSampling(h: HeaderList, p: SamplingPercents, route: RouteSampling | undefined): boolean {
+  const client = route?.clientSamplingPercent ?? p.client;
+  const random = route?.randomSamplingPercent ?? p.random;
+  const overall = route?.overallSamplingPercent ?? p.overall;
+  const forced = getHeader(h, 'x-client-trace-id') !== undefined && roll(client);
+  return (forced || roll(random)) && roll(overall);
 }
 
 /** Set in the span's start context to carry decideSampling()'s answer into the sampler. */

@@ -217,10 +217,10 @@ class HcmTracer implements HttpTracer {
     let b3: 0 | 1 | 2 = 0;
     if (getHeader(h, 'b3') !== undefined) b3 = 1;
     else if (getHeader(h, 'x-b3-traceid') !== undefined) b3 = 2;
-    if (parent === undefined && b3 !== 0) parent = parseB3(h, () => decideSampling(h, this.sampling));
+    if (parent === undefined && b3 !== 0) parent = parseB3(h, () => decideSampling(h, this.sampling, info.route?.tracing));
     const ctx =
       parent === undefined
-        ? ROOT_CONTEXT.setValue(SAMPLED_KEY, decideSampling(h, this.sampling))
+        ? ROOT_CONTEXT.setValue(SAMPLED_KEY, decideSampling(h, this.sampling, info.route?.tracing))
         : trace.setSpanContext(ROOT_CONTEXT, parent);
     // Inbound: a decorator operation from the caller names the span and goes no further (Envoy).
     let operation: string | undefined;
@@ -249,11 +249,10 @@ class HcmTracer implements HttpTracer {
       },
       ctx,
     );
-    for (let i = 0; i < this.customTags.length; i++) {
-      const t = this.customTags[i]!;
-      const v = t.header === undefined ? t.value : (getHeader(h, t.header) ?? t.value);
-      if (v !== '') span.setAttribute(t.tag, v);
-    }
+    setCustomTags(span, h, this.customTags);
+    // The route's tags come after the HCM's: a tag both name takes the route's value.
+    const routeTags = info.route?.tracing?.customTags;
+    if (routeTags !== undefined) setCustomTags(span, h, routeTags);
     if (zipkin) {
       if (zipkin.sharedSpanContext && parent !== undefined && this.kind === SpanKind.SERVER) {
         shareSpanContext(span, parent.spanId, b3 === 2 ? getHeader(h, 'x-b3-parentspanid')?.trim().toLowerCase() : undefined);
@@ -261,6 +260,14 @@ class HcmTracer implements HttpTracer {
       return new MeshletSpan(span, this.kind, undefined, b3, info, operation, { parentSpanId: parent?.spanId, traceId128bit: zipkin.traceId128bit });
     }
     return new MeshletSpan(span, this.kind, parent?.traceState ? tracestate : undefined, b3, info, operation);
+  }
+}
+
+function setCustomTags(span: Span, h: HeaderList, tags: readonly CustomTag[]): void {
+  for (let i = 0; i < tags.length; i++) {
+    const t = tags[i]!;
+    const v = t.header === undefined ? t.value : (getHeader(h, t.header) ?? t.value);
+    if (v !== '') span.setAttribute(t.tag, v);
   }
 }
 

@@ -326,6 +326,16 @@ describe('route decorator (istiod writes one on every route)', () => {
     expect(one({ route: { cluster: 'c' } }).route!.decorator).toBeUndefined();
     expect(one({ route: { cluster: 'c' }, decorator: {} }).errors.map((e) => e.path)).toEqual([`${R}.decorator.operation`]);
   });
+
+  it('reads route tracing: only the percentages set, and custom tags', () => {
+    const a = one({
+      route: { cluster: 'c' },
+      tracing: { random_sampling: { value: 5 }, overall_sampling: { value: 50 }, custom_tags: [{ tag: 't', literal: { value: 'v' } }] },
+    });
+    expect([a.errors, a.warnings]).toEqual([[], []]);
+    expect(a.route!.tracing).toEqual({ randomSamplingPercent: 5, overallSamplingPercent: 50, customTags: [{ tag: 't', value: 'v' }] });
+    expect(one({ route: { cluster: 'c' }, tracing: { client_sampling: { value: 101 } } }).errors).toHaveLength(1);
+  });
 });
 
 describe('typed_per_filter_config', () => {

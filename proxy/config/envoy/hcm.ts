@@ -8,7 +8,7 @@
  * difference: HTTP/2 max_concurrent_streams defaults to 100 (see Http2Options).
  */
 import { Reader } from '../../../common/reader';
-import type { CustomTag, HcmConfig, Http2Options, HttpFilterConfig } from '../types';
+import type { HcmConfig, Http2Options, HttpFilterConfig } from '../types';
 import { decodeAccessLogs } from './access-log';
 import type { DecodeContext } from './context';
 import { decodeConfigSource } from './config-source';
@@ -16,7 +16,7 @@ import { dur, enumNamed, enumOf, percent } from './core';
 import { runForeign } from './per-filter';
 import { decodeRouteConfigurationR } from './route';
 import { decodeUpgradeConfigs } from './route-action';
-import { decodeTracingProvider } from './tracing';
+import { decodeCustomTags, decodeTracingProvider } from './tracing';
 import { reportUnsupportedType } from './unsupported';
 
 export const T_HCM = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
@@ -131,40 +131,6 @@ function decodeRouteSource(r: Reader, ctx: DecodeContext): HcmConfig['routeSourc
   const configSource = cs ? decodeConfigSource(cs, ctx) : undefined;
   s.done();
   return routeConfigName && configSource ? { kind: 'rds', routeConfigName, configSource } : undefined;
-}
-
-/**
- * envoy.type.tracing.v3.CustomTag: literal and environment values are fixed when the config is
- * read (Envoy reads the environment then too); request_header is read per span. metadata tags
- * (route/cluster/host metadata) are not supported: a warning, the tag is left out.
- */
-function decodeCustomTags(r: Reader): CustomTag[] {
-  const out: CustomTag[] = [];
-  for (const t of r.arr('custom_tags')) {
-    const tag = t.requiredStr('tag');
-    const which = t.oneof(['literal', 'environment', 'request_header', 'metadata'] as const);
-    const o = which ? t.obj(which) : undefined;
-    if (which === undefined) t.error('tag', 'one of literal, environment, request_header, metadata must be set');
-    if (which === 'literal' && o) {
-      const value = o.str('value', '');
-      if (tag) out.push({ tag, value });
-    } else if (which === 'environment' && o) {
-      const name = o.requiredStr('name');
-      const def = o.str('default_value', '');
-      const v = name ? process.env[name] : undefined;
-      if (tag) out.push({ tag, value: v !== undefined && v !== '' ? v : def });
-    } else if (which === 'request_header' && o) {
-      const name = o.requiredStr('name');
-      const def = o.str('default_value', '');
-      if (tag && name) out.push({ tag, header: name.toLowerCase(), value: def });
-    } else if (which === 'metadata' && o) {
-      t.issues.warn(t.sub('metadata'), 'metadata custom tags are not supported by meshlet; the tag is left out');
-      o.ignore('kind', 'metadata_key', 'default_value');
-    }
-    o?.done();
-    t.done();
-  }
-  return out;
 }
 
 function decodeHcmTracing(r: Reader, ctx: DecodeContext): HcmConfig['tracing'] {

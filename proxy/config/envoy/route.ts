@@ -20,6 +20,7 @@ import { decodeHeaderMutations } from './headers';
 import { decodeHeaderMatcher, decodeQueryParameterMatcher, decodeRegexMatcher } from './matchers';
 import { decodeCorsPolicy } from '../filters/cors-policy';
 import { decodeTypedPerFilterConfig } from './per-filter';
+import { decodeRouteTracing } from './tracing';
 import { decodeDirectResponse, decodeRedirectAction, decodeRetryPolicy, decodeRouteAction } from './route-action';
 
 const PATH_KEYS = [
@@ -101,10 +102,11 @@ export function decodeRoute(r: Reader, ctx: DecodeContext, maxBodyBytes: number)
   const typedPerFilterConfig = decodeTypedPerFilterConfig(r, ctx);
   const mut = decodeHeaderMutations(r);
   const decorator = decodeDecorator(r);
+  const tracing = decodeRouteTracing(r);
   r.warnNoEffectOnce('metadata', UNREAD_METADATA);
   r.done();
   if (!match || !action) return undefined;
-  return { name, match, action, ...mut, typedPerFilterConfig, ...(decorator ? { decorator } : {}) };
+  return { name, match, action, ...mut, typedPerFilterConfig, ...(decorator ? { decorator } : {}), ...(tracing ? { tracing } : {}) };
 }
 
 /** envoy.config.route.v3.Decorator: the span's operation name; propagate defaults to true. */

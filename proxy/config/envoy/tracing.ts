@@ -4,9 +4,9 @@
  * Zipkin. Unknown provider types are errors naming the type.
  */
 import type { Reader } from '../../../common/reader';
-import type { TracingConfig } from '../types';
+import type { CustomTag, Route, TracingConfig } from '../types';
 import { checkClusterRef, type DecodeContext } from './context';
-import { dur, enumOf } from './core';
+import { dur, enumOf, percent } from './core';
 import { decodeGrpcService } from './grpc-service';
 
 const T_OTEL = 'envoy.config.trace.v3.OpenTelemetryConfig';
@@ -123,4 +123,53 @@ export function decodeTracingProvider(r: Reader, ctx: DecodeContext): TracingCon
   }
   r.done();
   return out;
+}
+
+/**
+ * envoy.type.tracing.v3.CustomTag: literal and environment values are fixed when the config is
+ * read (Envoy reads the environment then too); request_header is read per span. metadata tags
+ * (route/cluster/host metadata) are not supported: a warning, the tag is left out.
+ */
+export function decodeCustomTags(r: Reader): CustomTag[] {
+  const out: CustomTag[] = [];
+  for (const t of r.arr('custom_tags')) {
+    const tag = t.requiredStr('tag');
+    const which = t.oneof(['literal', 'environment', 'request_header', 'metadata'] as const);
+    const o = which ? t.obj(which) : undefined;
+    if (which === undefined) t.error('tag', 'one of literal, environment, request_header, metadata must be set');
+    if (which === 'literal' && o) {
+      const value = o.str('value', '');
+      if (tag) out.push({ tag, value });
+    } else if (which === 'environment' && o) {
+      const name = o.requiredStr('name');
+      const def = o.str('default_value', '');
+      const v = name ? process.env[name] : undefined;
+      if (tag) out.push({ tag, value: v !== undefined && v !== '' ? v : def });
+    } else if (which === 'request_header' && o) {
+      const name = o.requiredStr('name');
+      const def = o.str('default_value', '');
+      if (tag && name) out.push({ tag, header: name.toLowerCase(), value: def });
+    } else if (which === 'metadata' && o) {
+      t.issues.warn(t.sub('metadata'), 'metadata custom tags are not supported by meshlet; the tag is left out');
+      o.ignore('kind', 'metadata_key', 'default_value');
+    }
+    o?.done();
+    t.done();
+  }
+  return out;
+}
+
+/** envoy.config.route.v3.Tracing: a route's own sampling percentages and custom tags. */
+export function decodeRouteTracing(r: Reader): Route['tracing'] {
+  const t = r.obj('tracing');
+  if (!t) return undefined;
+  const has = (k: string): boolean => t.raw(k) !== undefined && t.raw(k) !== null;
+  const out = {
+    ...(has('client_sampling') ? { clientSamplingPercent: percent(t, 'client_sampling', 100) } : {}),
+    ...(has('random_sampling') ? { randomSamplingPercent: percent(t, 'random_sampling', 100) } : {}),
+    ...(has('overall_sampling') ? { overallSamplingPercent: percent(t, 'overall_sampling', 100) } : {}),
+  };
+  const customTags = decodeCustomTags(t);
+  t.done();
+  return { ...out, ...(customTags.length > 0 ? { customTags } : {}) };
 }

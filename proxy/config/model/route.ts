@@ -6,6 +6,7 @@
  */
 import type { RuntimeFraction } from '../../../common/runtime';
 import type { StringMatcher } from '../../../common/config-types';
+import type { CustomTag } from './observability';
 
 /** envoy.config.route.v3.RouteConfiguration */
 export interface RouteConfiguration {
@@ -48,6 +49,13 @@ export interface Route {
   readonly typedPerFilterConfig: Readonly<Record<string, unknown>>;
   /** Names the span instead of the default; `propagate` sends it upstream on outbound. */
   readonly decorator?: { readonly operation: string; readonly propagate: boolean };
+  /** Route-level tracing: each set percentage replaces the HCM's; tags are added to the HCM's. */
+  readonly tracing?: {
+    readonly clientSamplingPercent?: number;
+    readonly randomSamplingPercent?: number;
+    readonly overallSamplingPercent?: number;
+    readonly customTags?: readonly CustomTag[];
+  };
 }
 
 export interface RouteMatch {
