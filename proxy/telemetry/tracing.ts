@@ -142,6 +142,8 @@ class MeshletSpan implements StreamSpan {
     private readonly info: StreamInfo,
     /** Inbound: the caller's x-envoy-decorator-operation, which names the span over the route's. */
     private readonly operation: string | undefined,
+    /** The HCM's metadata custom tags (read at the end, when the upstream host is known). */
+    private readonly metadataTags: readonly CustomTag[] | undefined,
     /** Zipkin: B3 headers only, with this span's parent (for x-b3-parentspanid). */
     private readonly zipkin?: { readonly parentSpanId: string | undefined; readonly traceId128bit: boolean },
   ) {}
@@ -176,6 +178,9 @@ class MeshletSpan implements StreamSpan {
     if (!s.isRecording()) return;
     const op = this.operation ?? info.route?.decorator?.operation;
     if (op !== undefined) s.updateName(op);
+    if (this.metadataTags !== undefined) setMetadataTags(s, info, this.metadataTags);
+    const routeTags = info.route?.tracing?.customTags;
+    if (routeTags !== undefined) setMetadataTags(s, info, routeTags);
     const code = info.responseCode;
     if (code > 0) s.setAttribute(sem.ATTR_HTTP_RESPONSE_STATUS_CODE, code);
     s.setAttribute('response_flags', info.responseFlags());
@@ -206,7 +211,12 @@ class HcmTracer implements HttpTracer {
     private readonly maxPathTagLength: number,
     private readonly customTags: readonly CustomTag[],
     private readonly zipkin?: TracingConfig['zipkin'],
-  ) {}
+  ) {
+    const m = customTags.filter((t) => t.metadata !== undefined);
+    this.metadataTags = m.length > 0 ? m : undefined;
+  }
+
+  private readonly metadataTags: readonly CustomTag[] | undefined;
 
   startSpan(head: RequestHead, info: StreamInfo): StreamSpan {
     const h = head.headers;
@@ -257,17 +267,32 @@ class HcmTracer implements HttpTracer {
       if (zipkin.sharedSpanContext && parent !== undefined && this.kind === SpanKind.SERVER) {
         shareSpanContext(span, parent.spanId, b3 === 2 ? getHeader(h, 'x-b3-parentspanid')?.trim().toLowerCase() : undefined);
       }
-      return new MeshletSpan(span, this.kind, undefined, b3, info, operation, { parentSpanId: parent?.spanId, traceId128bit: zipkin.traceId128bit });
+      return new MeshletSpan(span, this.kind, undefined, b3, info, operation, this.metadataTags, { parentSpanId: parent?.spanId, traceId128bit: zipkin.traceId128bit });
     }
-    return new MeshletSpan(span, this.kind, parent?.traceState ? tracestate : undefined, b3, info, operation);
+    return new MeshletSpan(span, this.kind, parent?.traceState ? tracestate : undefined, b3, info, operation, this.metadataTags);
   }
 }
 
 function setCustomTags(span: Span, h: HeaderList, tags: readonly CustomTag[]): void {
   for (let i = 0; i < tags.length; i++) {
     const t = tags[i]!;
+    if (t.metadata !== undefined) continue; // at the end (setMetadataTags)
     const v = t.header === undefined ? t.value : (getHeader(h, t.header) ?? t.value);
     if (v !== '') span.setAttribute(t.tag, v);
+  }
+}
+
+/** Metadata custom tags: the value at the path (strings as they are, others as JSON), else the default. */
+function setMetadataTags(span: Span, info: StreamInfo, tags: readonly CustomTag[]): void {
+  for (let i = 0; i < tags.length; i++) {
+    const t = tags[i]!;
+    const m = t.metadata;
+    if (m === undefined) continue;
+    let v: unknown = m.kind === 'host' ? info.upstreamHostMetadata?.[m.namespace] : info.dynamicMetadataOf(m.namespace);
+    for (let j = 0; j < m.path.length && v !== undefined && v !== null; j++)
+      v = typeof v === 'object' ? (v as Record<string, unknown>)[m.path[j]!] : undefined;
+    const s = v === undefined || v === null ? t.value : typeof v === 'string' ? v : JSON.stringify(v);
+    if (s !== '') span.setAttribute(t.tag, s);
   }
 }
 

@@ -336,6 +336,20 @@ describe('route decorator (istiod writes one on every route)', () => {
     expect(a.route!.tracing).toEqual({ randomSamplingPercent: 5, overallSamplingPercent: 50, customTags: [{ tag: 't', value: 'v' }] });
     expect(one({ route: { cluster: 'c' }, tracing: { client_sampling: { value: 101 } } }).errors).toHaveLength(1);
   });
+
+  it('reads metadata custom tags of kind request and host; route and cluster warn and are left out', () => {
+    const md = (kind: string) => ({ tag: kind, metadata: { kind: { [kind]: {} }, metadata_key: { key: 'ns', path: [{ key: 'a' }, { key: 'b' }] }, default_value: 'd' } });
+    const a = one({ route: { cluster: 'c' }, tracing: { custom_tags: [md('request'), md('host'), md('route'), md('cluster')] } });
+    expect(a.errors).toEqual([]);
+    expect(a.route!.tracing!.customTags).toEqual([
+      { tag: 'request', value: 'd', metadata: { kind: 'request', namespace: 'ns', path: ['a', 'b'] } },
+      { tag: 'host', value: 'd', metadata: { kind: 'host', namespace: 'ns', path: ['a', 'b'] } },
+    ]);
+    expect(a.warnings.map((w) => w.message)).toEqual([
+      'route metadata custom tags are not supported by meshlet; the tag is left out',
+      'cluster metadata custom tags are not supported by meshlet; the tag is left out',
+    ]);
+  });
 });
 
 describe('typed_per_filter_config', () => {

@@ -95,3 +95,64 @@ it('a route overrides random_sampling and adds its custom tags to the HCM ones',
     await rx.close();
   }
 });
+
+it('metadata custom tags read the upstream host\'s filter metadata (default when absent)', async () => {
+  const app = await startHttpEcho('app-md');
+  const rx = await startOtlpHttpReceiver();
+  try {
+    const cluster = {
+      name: 'app',
+      type: 'STATIC',
+      connect_timeout: '1s',
+      load_assignment: {
+        cluster_name: 'app',
+        endpoints: [
+          {
+            lb_endpoints: [
+              {
+                endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: app.port } } },
+                metadata: { filter_metadata: { istio: { workload: { name: 'reviews-v1', port: 9080 } } } },
+              },
+            ],
+          },
+        ],
+      },
+    };
+    const md = (tag: string, path: string[], def?: string) => ({
+      tag,
+      metadata: { kind: { host: {} }, metadata_key: { key: 'istio', path: path.map((key) => ({ key })) }, ...(def ? { default_value: def } : {}) },
+    });
+    const m = await startMeshlet(
+      bootstrap(
+        [
+          {
+            ...httpListener('outbound_md', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]), {
+              tracing: {
+                random_sampling: { value: 100 },
+                custom_tags: [md('host.workload', ['workload', 'name']), md('host.port', ['workload', 'port']), md('host.none', ['nope'], 'dflt')],
+                provider: {
+                  name: 'envoy.tracers.opentelemetry',
+                  typed_config: {
+                    '@type': OTEL,
+                    http_service: { http_uri: { uri: 'http://c:4318/v1/traces', cluster: 'otel-http', timeout: '2s' } },
+                  },
+                },
+              },
+            }),
+            traffic_direction: 'OUTBOUND',
+          },
+        ],
+        [cluster, staticCluster('otel-http', [rx.port])],
+      ),
+    );
+    expect((await request(m.listenerPort('outbound_md'), '/md')).status).toBe(200);
+    const traceId = String(app.requests[app.requests.length - 1]!.headers.traceparent).split('-')[1]!;
+    await m.server.telemetry.tracing.flush();
+    const [span] = await rx.waitFor((s) => s.traceId === traceId, 1);
+    expect(span!.attributes['host.workload']).toBe('reviews-v1');
+    expect(span!.attributes['host.port']).toBe('9080');
+    expect(span!.attributes['host.none']).toBe('dflt');
+  } finally {
+    await rx.close();
+  }
+});

@@ -150,8 +150,25 @@ export function decodeCustomTags(r: Reader): CustomTag[] {
       const def = o.str('default_value', '');
       if (tag && name) out.push({ tag, header: name.toLowerCase(), value: def });
     } else if (which === 'metadata' && o) {
-      t.issues.warn(t.sub('metadata'), 'metadata custom tags are not supported by meshlet; the tag is left out');
-      o.ignore('kind', 'metadata_key', 'default_value');
+      const k = o.obj('kind');
+      const kind = k?.oneof(['request', 'route', 'cluster', 'host'] as const);
+      if (k && kind) k.obj(kind)?.done();
+      k?.done();
+      if (kind === undefined) o.error('kind', 'one of request, route, cluster, host must be set');
+      const mk = o.obj('metadata_key');
+      const namespace = mk?.requiredStr('key');
+      const path: string[] = [];
+      for (const seg of mk?.arr('path') ?? []) {
+        const key = seg.requiredStr('key');
+        if (key) path.push(key);
+        seg.done();
+      }
+      mk?.done();
+      if (!mk) o.error('metadata_key', 'is required');
+      const def = o.str('default_value', '');
+      if (kind === 'route' || kind === 'cluster') {
+        o.issues.warn(o.sub('kind'), `${kind} metadata custom tags are not supported by meshlet; the tag is left out`);
+      } else if (tag && kind && namespace) out.push({ tag, value: def, metadata: { kind, namespace, path } });
     }
     o?.done();
     t.done();

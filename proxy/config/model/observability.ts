@@ -38,4 +38,9 @@ export interface CustomTag {
   readonly tag: string;
   readonly value: string;
   readonly header?: string;
+  /**
+   * kind metadata: the value at `path` in the `namespace` filter metadata of the request
+   * (dynamic metadata) or the upstream host, read when the stream ends; `value` is the default.
+   */
+  readonly metadata?: { readonly kind: 'request' | 'host'; readonly namespace: string; readonly path: readonly string[] };
 }
