@@ -26,8 +26,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DevCa } from '../../certs/dev-ca';
 import { afterAll, describe, expect, it } from 'vitest';
-import { parseBootstrapText } from '../../proxy/config/bootstrap';
-import { type StartedMeshlet, startMeshlet, stopAllMeshlets } from '../support/meshlet';
+import { stopAllMeshlets } from '../support/meshlet';
+import { cluster, HCM, run } from './examples-support';
 import { closeAll, startHttpEcho } from '../support/upstreams';
 import { request } from '../telemetry/helpers';
 
@@ -53,28 +53,8 @@ async function serve(handler: http.RequestListener, onUpgrade?: (req: http.Incom
   return (s.address() as net.AddressInfo).port;
 }
 
-async function run(yaml: string): Promise<StartedMeshlet> {
-  return startMeshlet(parseBootstrapText(yaml, 'envoy.yaml') as Record<string, unknown>);
-}
-
-const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
 
-function cluster(name: string, port: number, type = 'STRICT_DNS'): string {
-  return `
-  - name: ${name}
-    type: ${type}
-    lb_policy: ROUND_ROBIN
-    load_assignment:
-      cluster_name: ${name}
-      endpoints:
-      - lb_endpoints:
-        - endpoint:
-            address:
-              socket_address:
-                address: 127.0.0.1
-                port_value: ${port}`;
-}
 
 describe('front-proxy', () => {
   it('routes /service/1 and /service/2 to their services, anything else 404', async () => {

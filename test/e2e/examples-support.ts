@@ -1,5 +1,5 @@
 /**
- * Shared by the envoy-examples-filters tests: the examples' listener/cluster YAML shapes on loopback,
+ * Shared by the envoy-examples tests: the examples' listener/cluster YAML shapes on loopback,
  * free ports (the examples' listeners are unnamed, at fixed ports), small servers and a raw client.
  */
 import http from 'node:http';
