@@ -18,9 +18,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { decodeBootstrap } from '../../proxy/config/bootstrap';
 import { TYPE_URLS } from '../../xds-client/protos';
 import { createRegistries } from '../../proxy/registry';
-import { startMeshlet, stopAllMeshlets } from '../support/meshlet';
+import { type StartedMeshlet, startMeshlet, stopAllMeshlets } from '../support/meshlet';
 import { ScriptedAdsServer } from '../support/scripted-ads-server';
-import { compressionOf, ISTIO_GOLDENS, istioBootstrap, type ShapePorts } from './istio-bootstrap-shape';
+import { compressionOf, ISTIO_GOLDENS, istioBootstrap, type IstioBootstrapShape, type ShapePorts } from './istio-bootstrap-shape';
 import { getText } from '../support/upstreams';
 
 const tmp = mkdtempSync(join(tmpdir(), 'meshlet-goldens-'));
@@ -33,6 +33,37 @@ async function freePort(): Promise<number> {
   const port = (s.address() as net.AddressInfo).port;
   await new Promise((r) => s.close(r));
   return port;
+}
+
+/**
+ * The bootstrap on fresh ports, started. The admin port is picked free and then bound by meshlet
+ * (the prometheus_stats cluster must name it, so it cannot be 0): under the parallel suite another
+ * test can take it in between, so on EADDRINUSE the shape is started again on new ports.
+ */
+async function startOnFreePorts(shape: IstioBootstrapShape): Promise<{ m: StartedMeshlet; streams: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const raw = istioBootstrap(shape, await shapePorts(shape));
+    const streams = ads.streamCount;
+    try {
+      return { m: await startMeshlet(raw), streams };
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? String(err);
+      if (attempt >= 5 || !/EADDRINUSE/.test(code)) throw err;
+      console.log(`${shape.golden}: admin port taken meanwhile (${code}), starting again on new ports`);
+    }
+  }
+}
+
+async function shapePorts(shape: IstioBootstrapShape): Promise<ShapePorts> {
+  return {
+    admin: await freePort(),
+    stats: 0,
+    ready: 0,
+    agent: await freePort(),
+    xdsPath: join(tmp, 'XDS'),
+    sdsPath: join(tmp, 'sds.sock'),
+    adminPath: join(tmp, `admin-${shape.golden}.sock`),
+  };
 }
 
 /** Answer every first CDS/LDS request (SotW or delta) with an empty set, as istiod does for a bare node. */
@@ -81,16 +112,7 @@ describe("Istio's bootstrap goldens", () => {
   });
 
   it.each(ISTIO_GOLDENS.map((g) => [g.golden, g] as const))('%s_golden.json starts meshlet', async (_name, shape) => {
-    const ports: ShapePorts = {
-      admin: await freePort(),
-      stats: 0,
-      ready: 0,
-      agent: await freePort(),
-      xdsPath: join(tmp, 'XDS'),
-      sdsPath: join(tmp, 'sds.sock'),
-      adminPath: join(tmp, `admin-${shape.golden}.sock`),
-    };
-    const raw = istioBootstrap(shape, ports);
+    const raw = istioBootstrap(shape, await shapePorts(shape));
     const { warnings } = decodeBootstrap(raw, { httpFilters: createRegistries().httpFilters });
     const lines = warnings.map((w) => `${w.path}: ${w.message}`);
     console.log(`${shape.golden}_golden.json: ${lines.length} warnings\n  ${lines.join('\n  ')}`);
@@ -104,8 +126,7 @@ describe("Istio's bootstrap goldens", () => {
     if (shape.tracer === 'lightstep') expect(messages).toContain(tracerWarning('LightstepConfig'));
     if (shape.tracer === 'opencensusagent' || shape.tracer === 'stackdriver') expect(messages).toContain(tracerWarning('OpenCensusConfig'));
 
-    const streams = ads.streamCount;
-    const m = await startMeshlet(raw);
+    const { m, streams } = await startOnFreePorts(shape);
     // The ADS stream went to istio-agent's socket through the xds-grpc pipe cluster.
     await ads.waitForStream(streams + 1);
     expect(ads.metadata[streams]).toBeDefined();
