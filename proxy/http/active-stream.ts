@@ -39,7 +39,7 @@ import {
   mutateRequestHeaders,
   normalizeRequestPath,
 } from './edge-headers';
-import { getHeader, type HeaderFormatContext, setHeader, stripHopByHop } from './headers';
+import { getHeader, hasHeader, type HeaderFormatContext, setHeader, stripHopByHop } from './headers';
 import { type CompiledRoute, isGrpcRequest, routeTable } from './route-matcher';
 import { type HttpTracer, StreamInfo } from './stream-info';
 
@@ -319,6 +319,12 @@ export class ActiveStream implements RequestSink, FilterManagerCallbacks, Header
     // Envoy's date provider stamps every response (upstream date headers are replaced).
     setHeader(head.headers, 'date', httpDate());
     const info = this.info;
+    info.span?.encodeHeaders(head.headers);
+    // Envoy: a force-traced request's x-request-id goes back to the caller (x-envoy-force-trace is
+    // only left on internal requests).
+    const req = info.requestHeaders;
+    if (this.internal && info.requestId !== '' && req !== undefined && hasHeader(req, 'x-envoy-force-trace'))
+      setHeader(head.headers, 'x-request-id', info.requestId);
     info.responseCode = head.status;
     info.firstDownstreamTxByteMs = info.now();
     // Draining: this response may close its connection (not an upgrade or CONNECT: the bytes

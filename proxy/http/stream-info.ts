@@ -186,6 +186,8 @@ const EMPTY_MAP: ReadonlyMap<string, string> = new Map();
 export interface StreamSpan {
   /** Write the propagation headers (traceparent, tracestate, B3 when the caller used it) upstream. */
   inject(headers: HeaderList): void;
+  /** The response headers towards the downstream (Envoy's x-envoy-decorator-operation there). */
+  encodeHeaders(headers: HeaderList): void;
   /** Finish the span from the completed stream's facts. */
   end(info: StreamInfo): void;
 }

@@ -1,6 +1,7 @@
 /**
  * Envoy's sampling decision for a request that carries none from its caller: force-traced when
- * it has `x-client-trace-id` and client_sampling lets it through, else random_sampling; then
+ * it has `x-client-trace-id` and client_sampling lets it through, or when an internal caller sent
+ * `x-envoy-force-trace` (with an x-request-id), else random_sampling; then
  * overall_sampling caps whatever was decided (Envoy's tracing.client_enabled,
  * tracing.random_sampling and tracing.global_enabled). A caller's decision (a sampled flag in
  * traceparent or B3) is followed as it is, as Envoy's OpenTelemetry and Zipkin tracers do.
@@ -28,12 +29,23 @@ function roll(percent: number): boolean {
   return percent >= 100 || (percent > 0 && Math.random() * 100 < percent);
 }
 
-/** Our decision for a request whose caller did not decide. */
-export function decideSampling(h: HeaderList, p: SamplingPercents, route: RouteSampling | undefined): boolean {
+/**
+ * Our decision for a request whose caller did not decide. `x-envoy-force-trace` forces it as
+ * Envoy does: only with an x-request-id, and it is only still there on an internal request (the
+ * connection manager removes it from external ones, edge-headers.ts).
+ */
+export function decideSampling(
+  h: HeaderList,
+  p: SamplingPercents,
+  route: RouteSampling | undefined,
+  requestId: string,
+): boolean {
   const client = route?.clientSamplingPercent ?? p.client;
   const random = route?.randomSamplingPercent ?? p.random;
   const overall = route?.overallSamplingPercent ?? p.overall;
-  const forced = getHeader(h, 'x-client-trace-id') !== undefined && roll(client);
+  const forced =
+    (getHeader(h, 'x-client-trace-id') !== undefined && roll(client)) ||
+    (requestId !== '' && getHeader(h, 'x-envoy-force-trace') !== undefined);
   return (forced || roll(random)) && roll(overall);
 }
 

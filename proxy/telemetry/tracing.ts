@@ -140,8 +140,11 @@ class MeshletSpan implements StreamSpan {
     private readonly tracestate: string | undefined,
     private readonly b3: 0 | 1 | 2,
     private readonly info: StreamInfo,
-    /** Inbound: the caller's x-envoy-decorator-operation, which names the span over the route's. */
-    private readonly operation: string | undefined,
+    /**
+     * Names the span over the route's decorator. Inbound: the caller's x-envoy-decorator-operation;
+     * outbound: the upstream's, from its response.
+     */
+    private operation: string | undefined,
     /** The HCM's metadata custom tags (read at the end, when the upstream host is known). */
     private readonly metadataTags: readonly CustomTag[] | undefined,
     /** Zipkin: B3 headers only, with this span's parent (for x-b3-parentspanid). */
@@ -171,6 +174,22 @@ class MeshletSpan implements StreamSpan {
       setHeader(h, 'x-b3-spanid', sc.spanId);
       setHeader(h, 'x-b3-sampled', sampled === '01' ? '1' : '0');
     }
+  }
+
+  encodeHeaders(h: HeaderList): void {
+    if (this.kind === SpanKind.SERVER) {
+      // Inbound (Envoy's ingress): the route's decorator operation goes back to the caller, to name
+      // its client span, unless the caller named this span itself.
+      const d = this.info.route?.decorator;
+      if (d !== undefined && d.propagate && d.operation !== '' && this.operation === undefined)
+        setHeader(h, 'x-envoy-decorator-operation', d.operation);
+      return;
+    }
+    // Outbound (egress): the upstream's operation names this span and goes no further.
+    const op = getHeader(h, 'x-envoy-decorator-operation');
+    if (op === undefined) return;
+    removeHeader(h, 'x-envoy-decorator-operation');
+    if (op !== '') this.operation = op;
   }
 
   end(info: StreamInfo): void {
@@ -227,10 +246,10 @@ class HcmTracer implements HttpTracer {
     let b3: 0 | 1 | 2 = 0;
     if (getHeader(h, 'b3') !== undefined) b3 = 1;
     else if (getHeader(h, 'x-b3-traceid') !== undefined) b3 = 2;
-    if (parent === undefined && b3 !== 0) parent = parseB3(h, () => decideSampling(h, this.sampling, info.route?.tracing));
+    if (parent === undefined && b3 !== 0) parent = parseB3(h, () => decideSampling(h, this.sampling, info.route?.tracing, info.requestId));
     const ctx =
       parent === undefined
-        ? ROOT_CONTEXT.setValue(SAMPLED_KEY, decideSampling(h, this.sampling, info.route?.tracing))
+        ? ROOT_CONTEXT.setValue(SAMPLED_KEY, decideSampling(h, this.sampling, info.route?.tracing, info.requestId))
         : trace.setSpanContext(ROOT_CONTEXT, parent);
     // Inbound: a decorator operation from the caller names the span and goes no further (Envoy).
     let operation: string | undefined;
