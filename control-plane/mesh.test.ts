@@ -92,6 +92,60 @@ authorization:
     expect(() => parseMeshOrThrow('services: [')).toThrow(/invalid/);
   });
 
+  describe('app addresses and target ports', () => {
+    const svc = `
+services:
+  - name: api
+    ports: [{ name: http, port: 80, protocol: http, target_port: 8080 }, { name: tcp, port: 90, protocol: tcp, target_port: 9090 }]
+  - { name: one, ports: [{ port: 81, protocol: http, target_port: 8081 }] }
+workloads:
+  - { name: one-1, service: one, address: "127.0.0.3:8081" }
+`;
+    const errorsOf = (workload: string) => {
+      const r = parseMesh(svc + workload);
+      return r.ok ? [] : r.errors.map((e) => `${e.path}: ${e.message}`);
+    };
+
+    it('rejects a multi-port workload whose single address leaves a target port without its app', () => {
+      // The defect: port 90's traffic went to the http app on 8080, silently.
+      for (const w of [
+        '  - { name: api-1, service: api, address: "127.0.0.2:8080" }\n',
+        '  - { name: api-1, service: api, addresses: ["127.0.0.2:8080"] }\n',
+      ]) {
+        const errors = errorsOf(w);
+        expect(errors).toHaveLength(1);
+        expect(errors[0]).toMatch(
+          /^workloads\[1\]\.address(es)?: workload api-1 has no address for port 90 of service api \(target_port 9090\); .*have 127\.0\.0\.2:8080\)$/,
+        );
+      }
+      expect(errorsOf('  - { name: api-1, service: api, addresses: ["127.0.0.2:9090", "127.0.0.2:9999"] }\n')).toEqual([
+        expect.stringMatching(/^workloads\[1\]\.addresses: workload api-1 has no address for port 80 .*target_port 8080/),
+      ]);
+    });
+
+    it('accepts one address per target port, and warns about an address no port targets', () => {
+      const ok = parseMesh(svc + '  - { name: api-1, service: api, addresses: ["127.0.0.2:9090", "127.0.0.2:8080"] }\n');
+      expect(ok.ok && ok.warnings).toEqual([]);
+      const extra = parseMesh(
+        svc + '  - { name: api-1, service: api, addresses: ["127.0.0.2:9090", "127.0.0.2:8080", "127.0.0.2:7070"] }\n',
+      );
+      expect(extra.ok && extra.warnings.map((w) => `${w.path}: ${w.message}`)).toEqual([
+        'workloads[1].addresses[2]: 127.0.0.2:7070 is no target_port of service api; nothing is sent to it',
+      ]);
+    });
+
+    it("warns (and uses it) when a single-port service's one address is not its target_port", () => {
+      const r = parseMesh(
+        svc.replace('127.0.0.3:8081', '127.0.0.3:18081') + '  - { name: api-1, service: api, addresses: ["127.0.0.2:9090", "127.0.0.2:8080"] }\n',
+      );
+      expect(r.ok).toBe(true);
+      expect(r.warnings.map((w) => `${w.path}: ${w.message}`)).toEqual([
+        "workloads[0].address: port 81 of service one has target_port 8081 but workload one-1's app is 127.0.0.3:18081; " +
+          'traffic goes to 127.0.0.3:18081 (set target_port: 18081 to silence this)',
+      ]);
+    });
+  });
+
   it('rejects an empty (or truncated-to-empty) file', () => {
     const r = parseMesh('');
     expect(r.ok).toBe(false);

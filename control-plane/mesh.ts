@@ -5,7 +5,8 @@
  *
  * Owns the schema and its validation (style rule 1): `parseMesh` walks the raw YAML with the shared
  * Reader, collects every problem with its path, cross-checks references (a workload's service, a
- * split's version, a rule's target, address collisions), and returns a frozen `Mesh` or the issues.
+ * split's version, a rule's target, address collisions, an app address per target port), and
+ * returns a frozen `Mesh` or the issues.
  * Leans strict: any error rejects the whole file, and the server keeps serving the previous mesh.
  *
  * Example (see control-plane/examples/bookinfo.yaml for a full one):
@@ -84,6 +85,45 @@ function parseHostPort(v: unknown, path: string, issues: Issues): HostPort | und
     return undefined;
   }
   return { host, port };
+}
+
+/**
+ * Each target port of the workload's service needs an app address with that port: the generators
+ * deliver a port to the address whose port is its target_port and otherwise to the first address,
+ * which for a service with several target ports sends one port's traffic to another port's app.
+ * Only a single address for a service with a single target port may differ (a warning: it is used).
+ */
+function checkAppAddresses(
+  w: Reader,
+  wName: string,
+  key: string,
+  svc: MeshService,
+  addresses: readonly HostPort[],
+): void {
+  const targets = [...new Set(svc.ports.map((p) => p.targetPort))];
+  if (targets.length > 1 || addresses.length > 1) {
+    for (const p of svc.ports) {
+      if (addresses.some((a) => a.port === p.targetPort)) continue;
+      w.error(
+        key,
+        `workload ${wName} has no address for port ${p.port} of service ${svc.name} (target_port ${p.targetPort}); ` +
+          `list one "IP:port" per target port in addresses (have ${addresses.map((a) => `${a.host}:${a.port}`).join(', ')})`,
+      );
+    }
+  } else if (addresses.length === 1 && addresses[0]!.port !== targets[0]) {
+    const a = addresses[0]!;
+    w.warnAt(
+      key,
+      `port ${svc.ports[0]!.port} of service ${svc.name} has target_port ${targets[0]} but workload ${wName}'s app is ` +
+        `${a.host}:${a.port}; traffic goes to ${a.host}:${a.port} (set target_port: ${a.port} to silence this)`,
+    );
+  }
+  if (targets.length === 1 && addresses.length === 1) return;
+  for (const [i, a] of addresses.entries()) {
+    if (targets.includes(a.port)) continue;
+    const at = key === 'address' ? key : `${key}[${i}]`;
+    w.warnAt(at, `${a.host}:${a.port} is no target_port of service ${svc.name}; nothing is sent to it`);
+  }
 }
 
 /** Parse and validate mesh YAML text. Never throws. */
@@ -199,13 +239,9 @@ function validateMesh(raw: unknown, issues: Issues): Mesh | undefined {
     if (explicitProxyPort !== undefined && capture !== 'iptables')
       bind(w, 'explicit_proxy_port', `${outboundIp}:${explicitProxyPort}`, `sidecar explicit proxy of ${wName}`);
     // A captured workload's 15001/15006 bind 0.0.0.0 in its own network namespace: no collision check.
-    if (svc) {
-      for (const p of svc.ports) {
-        if (addresses.length > 1 && !addresses.some((a) => a.port === p.targetPort)) {
-          w.error('addresses', `no address with port ${p.targetPort} (target_port of ${svc.name}:${p.port})`);
-        }
-      }
-    }
+    // Every address parsed (a malformed one is already an error): each target port needs its app.
+    if (svc && addresses.length > 0 && addresses.length === rawAddrs.length)
+      checkAppAddresses(w, wName, single !== undefined ? 'address' : 'addresses', svc, addresses);
     let spiffeId = '';
     if (isValidTrustDomain(trustDomain) && isValidSegment(ns) && isValidSegment(sa))
       spiffeId = formatSpiffeId(trustDomain, ns, sa);

@@ -315,6 +315,25 @@ describe('ADS server (state of the world)', () => {
     second.call.end();
   });
 
+  it("rejects a reload where a service's new target port has no app address on a workload (no fallback to the first)", async () => {
+    const { server, meshFile } = await start({ watch: false });
+    const first = sotw(server);
+    first.call.write({ node: node('db-v1'), type_url: T.cluster });
+    const before = await first.inbox.next('CDS');
+    const dbPort = '{ name: tcp, port: 9083, protocol: tcp, target_port: 19083 }';
+    expect(EXAMPLE).toContain(dbPort);
+    await writeFile(meshFile, EXAMPLE.replace(dbPort, `${dbPort}, { name: admin, port: 9084, protocol: http, target_port: 19084 }`));
+    const r = await server.reload();
+    expect(!r.ok && r.error).toMatch(
+      /workloads\[4\]\.address: workload db-v1 has no address for port 9084 of service db \(target_port 19084\)/,
+    );
+    const second = sotw(server);
+    second.call.write({ node: node('db-v1'), type_url: T.cluster });
+    expect((await second.inbox.next('CDS from the previous mesh')).version_info).toBe(before.version_info);
+    first.call.end();
+    second.call.end();
+  });
+
   it('ends the stream with NOT_FOUND and a readable message for a node id not in the mesh', async () => {
     const { server } = await start();
     const { call, inbox } = sotw(server);

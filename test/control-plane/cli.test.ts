@@ -53,6 +53,19 @@ describe('meshlet control-plane', () => {
     expect(text).toMatch(/workloads\[0\]\.service: unknown service "b"/);
   });
 
+  it("refuses to start when a workload has no address for one of its service's target ports", async () => {
+    dir = await mkdtemp(join(tmpdir(), 'meshlet-cli-'));
+    const file = join(dir, 'bad.yaml');
+    await writeFile(
+      file,
+      'services:\n  - name: a\n    ports: [{ port: 80, protocol: http }, { port: 81, protocol: tcp }]\n' +
+        'workloads:\n  - { name: a1, service: a, address: "127.0.0.2:80" }\n',
+    );
+    const { err } = capture();
+    expect(await runControlPlane(['--mesh', file, '--validate'])).toBe(1);
+    expect(err.join('')).toMatch(/workloads\[0\]\.address: workload a1 has no address for port 81 of service a \(target_port 81\)/);
+  });
+
   it('requires --mesh and checks --port', async () => {
     const { err } = capture();
     expect(await runControlPlane([])).toBe(1);
