@@ -122,7 +122,7 @@ beforeAll(async () => {
           [
             authzFilter({
               http_service: {
-                server_uri: { uri: 'http://authz.local', cluster: 'http_authz', timeout: '1s' },
+                server_uri: { uri: 'http://authz.local', cluster: 'http_authz', timeout: '5s' },
                 path_prefix: '/check',
                 authorization_request: { allowed_headers: { patterns: [{ exact: 'x-token' }] } },
                 authorization_response: { allowed_upstream_headers: { patterns: [{ prefix: 'x-authz-' }] } },

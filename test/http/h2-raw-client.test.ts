@@ -247,7 +247,8 @@ describe("meshlet's own HTTP/2 client framing (RFC 9113)", () => {
     session.openStream(rec, GET, true);
     await waitFor(() => state.frames.some((f) => f.type === F.HEADERS), 'request');
     state.send(bytes());
-    await waitFor(() => owner.closed, 'connection closed');
+    // Both ends saw the close: the peer has read everything meshlet wrote before it (GOAWAY included).
+    await waitFor(() => owner.closed && state.closed, 'connection closed');
     expect(goawayCode(state.frames)).toBe(code);
     expect(rec.reset?.kind).toBe('gone');
   });

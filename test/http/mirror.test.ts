@@ -57,7 +57,12 @@ const other = recorder(0);
 let m: StartedMeshlet;
 let deadPort = 0;
 /** Accepts connections and never reads them: a shadow upstream that falls behind forever. */
-const sink = net.createServer(() => {});
+const sinkSockets = new Set<net.Socket>();
+const sink = net.createServer((sock) => {
+  sinkSockets.add(sock);
+  sock.on('error', () => {});
+  sock.on('close', () => sinkSockets.delete(sock));
+});
 
 beforeAll(async () => {
   for (const r of [main, shadow, other]) await new Promise<void>((ok) => r.server.listen(0, '127.0.0.1', ok));
@@ -91,7 +96,13 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stopAllMeshlets();
-  for (const r of [main, shadow, other]) await new Promise((ok) => r.server.close(ok));
+  // Whatever is still connected (a slow shadow's keep-alive, the sink that never reads) is cut:
+  // close() alone waits for those connections and can outlast the hook on a loaded box.
+  for (const r of [main, shadow, other]) {
+    r.server.closeAllConnections();
+    await new Promise((ok) => r.server.close(ok));
+  }
+  for (const sock of sinkSockets) sock.destroy();
   await new Promise((ok) => sink.close(ok));
 });
 
