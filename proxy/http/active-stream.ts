@@ -320,10 +320,15 @@ export class ActiveStream implements RequestSink, FilterManagerCallbacks, Header
     setHeader(head.headers, 'date', httpDate());
     const info = this.info;
     info.span?.encodeHeaders(head.headers);
-    // Envoy: a force-traced request's x-request-id goes back to the caller (x-envoy-force-trace is
-    // only left on internal requests).
+    // Envoy: the request's x-request-id goes back to the caller with always_set_request_id_in_response
+    // or when the request is force-traced (x-envoy-force-trace is only left on internal requests);
+    // only when the request has one.
     const req = info.requestHeaders;
-    if (this.internal && info.requestId !== '' && req !== undefined && hasHeader(req, 'x-envoy-force-trace'))
+    if (
+      info.requestId !== '' &&
+      (this.hcm.alwaysSetRequestIdInResponse ||
+        (this.internal && req !== undefined && hasHeader(req, 'x-envoy-force-trace')))
+    )
       setHeader(head.headers, 'x-request-id', info.requestId);
     info.responseCode = head.status;
     info.firstDownstreamTxByteMs = info.now();

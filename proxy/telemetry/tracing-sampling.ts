@@ -1,5 +1,6 @@
 /**
- * Envoy's sampling decision for a request that carries none from its caller: force-traced when
+ * Envoy's sampling decision for a request that carries none from its caller: none without an
+ * x-request-id (Envoy's "not traceable"), else force-traced when
  * it has `x-client-trace-id` and client_sampling lets it through, or when an internal caller sent
  * `x-envoy-force-trace` (with an x-request-id), else random_sampling; then
  * overall_sampling caps whatever was decided (Envoy's tracing.client_enabled,
@@ -30,9 +31,9 @@ function roll(percent: number): boolean {
 }
 
 /**
- * Our decision for a request whose caller did not decide. `x-envoy-force-trace` forces it as
- * Envoy does: only with an x-request-id, and it is only still there on an internal request (the
- * connection manager removes it from external ones, edge-headers.ts).
+ * Our decision for a request whose caller did not decide; false without an x-request-id (Envoy
+ * traces no such request). `x-envoy-force-trace` forces it as Envoy does: it is only still there
+ * on an internal request (the connection manager removes it from external ones, edge-headers.ts).
  */
 export function decideSampling(
   h: HeaderList,
@@ -40,12 +41,15 @@ export function decideSampling(
   route: RouteSampling | undefined,
   requestId: string,
 ): boolean {
+  // Envoy: a request without an x-request-id (generate_request_id false and none sent) is not
+  // traceable: no sampling applies (a caller's sampled traceparent / B3 is still followed).
+  if (requestId === '') return false;
   const client = route?.clientSamplingPercent ?? p.client;
   const random = route?.randomSamplingPercent ?? p.random;
   const overall = route?.overallSamplingPercent ?? p.overall;
   const forced =
     (getHeader(h, 'x-client-trace-id') !== undefined && roll(client)) ||
-    (requestId !== '' && getHeader(h, 'x-envoy-force-trace') !== undefined);
+    getHeader(h, 'x-envoy-force-trace') !== undefined;
   return (forced || roll(random)) && roll(overall);
 }
 

@@ -54,6 +54,7 @@ function hcm(over: Partial<HcmConfig> = {}): HcmConfig {
     skipXffAppend: false,
     generateRequestId: true,
     preserveExternalRequestId: false,
+    alwaysSetRequestIdInResponse: false,
     serverName: 'envoy',
     serverHeaderTransformation: 'OVERWRITE',
     ...over,

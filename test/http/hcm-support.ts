@@ -46,6 +46,7 @@ export function hcmConfig(over: Partial<HcmConfig> = {}): HcmConfig {
     skipXffAppend: false,
     generateRequestId: true,
     preserveExternalRequestId: false,
+    alwaysSetRequestIdInResponse: false,
     forwardClientCertDetails: 'SANITIZE',
     setCurrentClientCertDetails: { subject: false, cert: false, chain: false, dns: false, uri: false },
     requestTimeoutMs: 0,

@@ -173,6 +173,7 @@ export function decodeHcm(
   const skipXffAppend = r.bool('skip_xff_append', false);
   const generateRequestId = r.bool('generate_request_id', true);
   const preserveExternalRequestId = r.bool('preserve_external_request_id', false);
+  const alwaysSetRequestIdInResponse = r.bool('always_set_request_id_in_response', false);
   const forwardClientCertDetails = enumOf(
     r,
     'forward_client_cert_details',
@@ -234,6 +235,7 @@ export function decodeHcm(
     skipXffAppend,
     generateRequestId,
     preserveExternalRequestId,
+    alwaysSetRequestIdInResponse,
     forwardClientCertDetails,
     setCurrentClientCertDetails,
     requestTimeoutMs,

@@ -19,6 +19,11 @@ export interface HcmConfig {
   /** Generate x-request-id when absent (Envoy default true). */
   readonly generateRequestId: boolean;
   readonly preserveExternalRequestId: boolean;
+  /**
+   * always_set_request_id_in_response (Envoy default false): the request's x-request-id is set on
+   * its response (only when the request has one, as Envoy).
+   */
+  readonly alwaysSetRequestIdInResponse: boolean;
   readonly forwardClientCertDetails:
     | 'SANITIZE'
     | 'FORWARD_ONLY'
