@@ -22,7 +22,8 @@
  * `keep_root_cert_file: false` the file only serves until the first `ROOTCA` arrives. So a root
  * roll the control plane publishes reaches the sidecar. When the bundle changes and the current
  * certificate was not issued by its first root (the control plane lists the root that signs
- * first), the provider renews at once: that is how a root roll gets every workload a new leaf.
+ * first), the provider renews after a random wait of at most `root_roll_jitter` (renewal-jitter.ts):
+ * that is how a root roll gets every workload a new leaf without every CSR arriving at once.
  * Without a token the provider falls back to a provisioning certificate pushed over SDS (only a
  * control plane in insecure key hand-out mode sends one).
  *
@@ -46,6 +47,7 @@
  *         spiffe_id: spiffe://cluster.local/ns/default/sa/front   # default: from the token or provisioning cert
  *         validity: 3600s               # requested lifetime (0s/absent = the CA's; the CA may shorten it)
  *         grace_period_ratio: 0.5       # re-issue after this fraction of the lifetime (Istio's default)
+ *         root_roll_jitter: 10s         # root roll renewal waits up to this (and 10% of the leaf's life); 0s: at once
  *
  * The key that terminates and originates mesh traffic is generated here and never sent anywhere.
  *
@@ -62,6 +64,7 @@ import { csrServiceDefinition, type CsrRequest, type CsrResponse } from './csr-w
 import { Issues, Reader } from '../common/reader';
 import type { SecretConfig } from '../common/config-types';
 import { ConfigError } from '../common/errors';
+import { DEFAULT_ROOT_ROLL_JITTER_MS, renewalRatio, rootRollRenewalDelayMs } from './renewal-jitter';
 import { formatSpiffeId, isValidTrustDomain, parseSpiffeId, uriSansOf } from './identity';
 import { type CertStore, DEFAULT_IDENTITY_SECRET, type RotationEvent, DEFAULT_TRUST_BUNDLE_SECRET, resolveDataSource } from './store';
 
@@ -97,6 +100,8 @@ export interface CsrProviderConfig {
    * random amount in [-jitter, +jitter], so sidecars started together do not renew together.
    */
   readonly gracePeriodRatioJitter: number;
+  /** Upper bound of the random wait before a root roll's early renewal, ms; 0 = at once. Default 10 s. */
+  readonly rootRollJitterMs: number;
 }
 
 /**
@@ -131,6 +136,8 @@ export function csrProviderConfigFromMetadata(metadata: Readonly<Record<string, 
     if (ratioOk && (gracePeriodRatioJitter < 0 || gracePeriodRatioJitter >= Math.min(gracePeriodRatio, 1 - gracePeriodRatio))) {
       r.error('grace_period_ratio_jitter', 'must be at least 0 and smaller than grace_period_ratio and 1 - grace_period_ratio');
     }
+    const rootRollJitterMs = r.durationMs('root_roll_jitter', DEFAULT_ROOT_ROLL_JITTER_MS);
+    if (rootRollJitterMs < 0) r.error('root_roll_jitter', 'must not be negative');
     cfg = {
       caAddress,
       caServerName: r.str('ca_server_name', 'istiod.istio-system.svc'),
@@ -144,6 +151,7 @@ export function csrProviderConfigFromMetadata(metadata: Readonly<Record<string, 
       validityMs: r.durationMs('validity', 0),
       gracePeriodRatio,
       gracePeriodRatioJitter,
+      rootRollJitterMs: Math.max(0, rootRollJitterMs),
     };
     r.done();
   }
@@ -153,14 +161,7 @@ export function csrProviderConfigFromMetadata(metadata: Readonly<Record<string, 
   return cfg;
 }
 
-/**
- * The fraction of a certificate's lifetime after which it is renewed: grace_period_ratio moved by
- * a jitter in [-grace_period_ratio_jitter, +grace_period_ratio_jitter] (`random` in [0, 1)), as
- * Istio's secret manager does.
- */
-export function renewalRatio(cfg: Pick<CsrProviderConfig, 'gracePeriodRatio' | 'gracePeriodRatioJitter'>, random: number): number {
-  return cfg.gracePeriodRatio + (2 * random - 1) * cfg.gracePeriodRatioJitter;
-}
+export { renewalRatio } from './renewal-jitter';
 
 /** A certificate and key this provider can authenticate to the CA with. */
 interface Credential {
@@ -179,6 +180,8 @@ export interface CsrProviderOptions {
   readonly log?: Logger;
   /** Clock, for tests. */
   readonly now?: () => number;
+  /** Random source in [0, 1), for tests (renewal and root roll jitter). */
+  readonly random?: () => number;
 }
 
 /** Generate an RSA-2048 key pair off the event loop (PKCS#1 private key, SPKI public key, PEM). */
@@ -240,6 +243,8 @@ export class CsrCertificateProvider {
   private pushedRoots: string | undefined;
   private fileRoots: string | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** The root roll renewal waiting out its jitter (the regular renewal timer stays armed). */
+  private rollTimer: NodeJS.Timeout | undefined;
   private failuresInARow = 0;
   private closed = false;
   private readonly now: () => number;
@@ -267,11 +272,24 @@ export class CsrCertificateProvider {
       this.recheck = true;
       return;
     }
-    if (!this.issuedByFirstRoot()) {
-      this.opts.log?.info({ serial: this.currentSerial }, 'trust bundle changed and the certificate is not issued by its first root: renewing now');
-      void this.refresh();
-    }
+    this.renewForRoll();
   };
+
+  /** Not issued by the bundle's first root: renew after the jittered wait (a running wait is kept). */
+  private renewForRoll(): void {
+    if (this.rollTimer || this.closed || !this.own || this.issuedByFirstRoot()) return;
+    const delay = rootRollRenewalDelayMs(this.config.rootRollJitterMs, this.own.notAfter, this.now(), (this.opts.random ?? Math.random)());
+    this.opts.log?.info({ serial: this.currentSerial, renewInMs: delay }, 'trust bundle changed and the certificate is not issued by its first root: renewing');
+    if (delay === 0) {
+      void this.refresh();
+      return;
+    }
+    this.rollTimer = setTimeout(() => {
+      this.rollTimer = undefined;
+      if (!this.closed && this.own && !this.issuedByFirstRoot()) void this.refresh();
+    }, delay);
+    this.rollTimer.unref();
+  }
 
   /** Whether the current certificate was issued by the first root of the trust bundle. */
   private issuedByFirstRoot(): boolean {
@@ -371,7 +389,7 @@ export class CsrCertificateProvider {
       this.inFlight = undefined;
       if (this.recheck) {
         this.recheck = false;
-        if (this.own && !this.issuedByFirstRoot()) void this.refresh();
+        this.renewForRoll();
       }
     });
     return this.inFlight;
@@ -381,7 +399,8 @@ export class CsrCertificateProvider {
     this.closed = true;
     this.store.off('rotate', this.onStoreRotate);
     if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    if (this.rollTimer) clearTimeout(this.rollTimer);
+    this.timer = this.rollTimer = undefined;
   }
 
   private credential(): Credential | undefined {
@@ -436,7 +455,7 @@ export class CsrCertificateProvider {
       this.own = { certChainPem, privateKeyPem: key.privateKeyPem, notAfter };
       this.stats.issued++;
       const start = Math.max(Date.parse(leaf.validFrom), receivedAt);
-      const delay = Math.max(0, (notAfter - start) * renewalRatio(this.config, Math.random()) - (this.now() - start));
+      const delay = Math.max(0, (notAfter - start) * renewalRatio(this.config, (this.opts.random ?? Math.random)()) - (this.now() - start));
       this.schedule(delay, 0);
       this.opts.log?.info({ serial: leaf.serialNumber, spiffeId, notAfter: new Date(notAfter).toISOString(), renewInMs: Math.round(delay) }, 'workload certificate issued for a locally generated key');
       return true;

@@ -151,7 +151,7 @@ describe('root roll (issue 18.7)', () => {
           controlPlane: `127.0.0.1:${cp.port}`,
           adminAddress: ip,
           secure: { address: `localhost:${cp.csrPort}`, tokenFile, rootCertFile: join(caDir, 'root-cert.pem') },
-        }),
+        }).replace(/\n( +)root_cert_file: .*/, (line, indent: string) => `${line}\n${indent}root_roll_jitter: 2s`), // spread, but short
       );
       const child = spawn(process.execPath, [BIN, 'proxy', '--bootstrap', bootstrap, '--log-level', 'warn'], { stdio: ['ignore', 'pipe', 'pipe'] });
       child.stdout!.on('data', (c: Buffer) => {

@@ -2,13 +2,14 @@
  * The CSR provider against a real CreateCertificate server (control-plane/csr-service.ts over
  * mTLS) when things go wrong: an unreachable CA and a CA that refuses the identity each count a
  * failure, schedule a retry, and leave the current certificate in place; nothing is installed
- * without a provisioning credential and a trust bundle.
+ * without a provisioning credential and a trust bundle. A root roll's early renewal waits out its
+ * random delay (root_roll_jitter; fake timers, injected random).
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { CsrCertificateProvider, type CsrProviderConfig } from '../../certs/csr-provider';
 import { DevCa } from '../../certs/dev-ca';
 import { CertStore } from '../../certs/store';
@@ -40,7 +41,7 @@ afterAll(() => {
 });
 
 function config(caAddress: string): CsrProviderConfig {
-  return { caAddress, caServerName: 'istiod.istio-system.svc', secretName: 'default', trustBundle: 'ROOTCA', validityMs: 0, gracePeriodRatio: 0.5, gracePeriodRatioJitter: 0.01 };
+  return { caAddress, caServerName: 'istiod.istio-system.svc', secretName: 'default', trustBundle: 'ROOTCA', validityMs: 0, gracePeriodRatio: 0.5, gracePeriodRatioJitter: 0.01, rootRollJitterMs: 0 };
 }
 
 async function storeWithRoots(): Promise<CertStore> {
@@ -61,8 +62,8 @@ async function provisioning(): Promise<SecretConfig> {
   } as SecretConfig;
 }
 
-function provider(store: CertStore, caAddress: string): CsrCertificateProvider {
-  const p = new CsrCertificateProvider(store, config(caAddress));
+function provider(store: CertStore, caAddress: string, over: Partial<CsrProviderConfig> = {}, random?: () => number): CsrCertificateProvider {
+  const p = new CsrCertificateProvider(store, { ...config(caAddress), ...over }, random ? { random } : {});
   providers.push(p);
   return p;
 }
@@ -139,5 +140,39 @@ describe('CSR provider failures', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('renews for a root roll after a random wait bounded by root_roll_jitter (0: at once), only when the first root did not issue the leaf', async () => {
+    allowed = true;
+    const other = await DevCa.create({ trustDomain: 'cluster.local' });
+    const bundle = (roots: string) =>
+      ({ name: 'ROOTCA', validationContext: { trustedCa: { kind: 'inline_string', value: roots }, matchTypedSubjectAltNames: [], onlyVerifyLeafCertCrl: false } }) as SecretConfig;
+    const run = async (jitterMs: number, firstRoot: string, secondRoot: string) => {
+      const store = await storeWithRoots();
+      const p = provider(store, `127.0.0.1:${port}`, { rootRollJitterMs: jitterMs }, () => 0.5);
+      await p.offerSdsSecret(await provisioning());
+      expect(p.stats.issued).toBe(1);
+      const refresh = vi.spyOn(p, 'refresh').mockResolvedValue(true);
+      vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+      try {
+        expect((await store.update('ROOTCA', bundle(firstRoot + secondRoot))).ok).toBe(true);
+        const atOnce = refresh.mock.calls.length;
+        vi.advanceTimersByTime(Math.max(0, jitterMs / 2 - 1));
+        const beforeWait = refresh.mock.calls.length;
+        // Another bundle change during the wait keeps the wait (no second timer).
+        expect((await store.update('ROOTCA', bundle(firstRoot + secondRoot + ca.rootCertPem))).ok).toBe(true);
+        vi.advanceTimersByTime(1);
+        return { atOnce, beforeWait, after: refresh.mock.calls.length };
+      } finally {
+        vi.useRealTimers();
+        p.close();
+      }
+    };
+    // The new root first (phase sign): 10 s × random 0.5 = 5 s, then exactly one renewal.
+    expect(await run(10_000, other.rootCertPem, ca.rootCertPem)).toEqual({ atOnce: 0, beforeWait: 0, after: 1 });
+    // root_roll_jitter 0: at once, as before.
+    expect((await run(0, other.rootCertPem, ca.rootCertPem)).atOnce).toBe(1);
+    // The leaf's issuer still first (phase trust): no renewal at all.
+    expect(await run(10_000, ca.rootCertPem, other.rootCertPem)).toEqual({ atOnce: 0, beforeWait: 0, after: 0 });
   });
 });

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildCsr, csrProviderConfigFromMetadata, renewalRatio } from '../../certs/csr-provider';
+import { DEFAULT_ROOT_ROLL_JITTER_MS, rootRollRenewalDelayMs } from '../../certs/renewal-jitter';
 import type { RotationEvent } from '../../certs/store';
 import { parseMeshOrThrow } from '../../control-plane/mesh';
 import { ControlPlaneServer } from '../../control-plane/server';
@@ -180,6 +181,32 @@ describe('MESHLET_CERT_PROVIDER configuration', () => {
     expect(() => csrProviderConfigFromMetadata({ MESHLET_CERT_PROVIDER: { kind: 'istio_csr', ca_address: 'ca:15012', grace_period_ratio: 0.9, grace_period_ratio_jitter: 0.2 } })).toThrow(
       /MESHLET_CERT_PROVIDER\.grace_period_ratio_jitter/,
     );
+  });
+
+  it('spreads a root roll renewal over [0, min(root_roll_jitter, 10% of the remaining life)], 0 renewing at once', () => {
+    const base = { kind: 'istio_csr', ca_address: 'ca:15012' };
+    expect(csrProviderConfigFromMetadata({ MESHLET_CERT_PROVIDER: base })!.rootRollJitterMs).toBe(DEFAULT_ROOT_ROLL_JITTER_MS);
+    expect(DEFAULT_ROOT_ROLL_JITTER_MS).toBe(10_000);
+    expect(csrProviderConfigFromMetadata({ MESHLET_CERT_PROVIDER: { ...base, root_roll_jitter: '2.5s' } })!.rootRollJitterMs).toBe(2500);
+    expect(csrProviderConfigFromMetadata({ MESHLET_CERT_PROVIDER: { ...base, root_roll_jitter: '0s' } })!.rootRollJitterMs).toBe(0);
+    expect(() => csrProviderConfigFromMetadata({ MESHLET_CERT_PROVIDER: { ...base, root_roll_jitter: 'soon' } })).toThrow(/MESHLET_CERT_PROVIDER\.root_roll_jitter/);
+    const now = 1_000_000;
+    const hour = 3600_000;
+    // A long-lived leaf: the bound is root_roll_jitter; random scales it.
+    expect(rootRollRenewalDelayMs(10_000, now + hour, now, 0)).toBe(0);
+    expect(rootRollRenewalDelayMs(10_000, now + hour, now, 0.5)).toBe(5000);
+    expect(rootRollRenewalDelayMs(10_000, now + hour, now, 0.999999)).toBeLessThan(10_000);
+    expect(rootRollRenewalDelayMs(10_000, now + hour, now, 0.999999)).toBeGreaterThan(9990);
+    // A leaf with 20 s left waits at most 10% of it (2 s); an expired one does not wait.
+    expect(rootRollRenewalDelayMs(10_000, now + 20_000, now, 0.999999)).toBeLessThan(2000);
+    expect(rootRollRenewalDelayMs(10_000, now + 20_000, now, 0.5)).toBe(1000);
+    expect(rootRollRenewalDelayMs(10_000, now - 1, now, 0.5)).toBe(0);
+    // 0 disables the wait whatever the random value.
+    expect(rootRollRenewalDelayMs(0, now + hour, now, 0.9)).toBe(0);
+    const seen = Array.from({ length: 500 }, () => rootRollRenewalDelayMs(10_000, now + hour, now, Math.random()));
+    expect(Math.min(...seen)).toBeGreaterThanOrEqual(0);
+    expect(Math.max(...seen)).toBeLessThan(10_000);
+    expect(new Set(seen).size).toBeGreaterThan(100);
   });
 
   it('reports every bad field with its path', () => {
