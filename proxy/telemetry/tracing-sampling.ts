@@ -1,6 +1,6 @@
 /**
  * Envoy's sampling decision for a request that carries none from its caller: none without an
- * x-request-id (Envoy's "not traceable"), else force-traced when
+ * x-request-id starting with 8 hex digits (Envoy's "not traceable"), else force-traced when
  * it has `x-client-trace-id` and client_sampling lets it through, or when an internal caller sent
  * `x-envoy-force-trace` (with an x-request-id), else random_sampling; then
  * overall_sampling caps whatever was decided (Envoy's tracing.client_enabled,
@@ -30,6 +30,16 @@ function roll(percent: number): boolean {
   return percent >= 100 || (percent > 0 && Math.random() * 100 < percent);
 }
 
+/** Envoy's UUID request-id extension reads an integer from the first 8 characters, as hex. */
+function traceableRequestId(id: string): boolean {
+  if (id.length < 8) return false;
+  for (let i = 0; i < 8; i++) {
+    const c = id.charCodeAt(i);
+    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46))) return false;
+  }
+  return true;
+}
+
 /**
  * Our decision for a request whose caller did not decide; false without an x-request-id (Envoy
  * traces no such request). `x-envoy-force-trace` forces it as Envoy does: it is only still there
@@ -41,9 +51,10 @@ export function decideSampling(
   route: RouteSampling | undefined,
   requestId: string,
 ): boolean {
-  // Envoy: a request without an x-request-id (generate_request_id false and none sent) is not
-  // traceable: no sampling applies (a caller's sampled traceparent / B3 is still followed).
-  if (requestId === '') return false;
+  // Envoy: a request without an x-request-id (generate_request_id false and none sent), or whose
+  // x-request-id does not start with 8 hex digits (the UUID extension reads no integer from it), is
+  // not traceable: no sampling applies (a caller's sampled traceparent / B3 is still followed).
+  if (!traceableRequestId(requestId)) return false;
   const client = route?.clientSamplingPercent ?? p.client;
   const random = route?.randomSamplingPercent ?? p.random;
   const overall = route?.overallSamplingPercent ?? p.overall;

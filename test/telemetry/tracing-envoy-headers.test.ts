@@ -2,7 +2,7 @@
  * Envoy's tracing headers on real HTTP through meshlet: the inbound route's decorator operation
  * goes back to the caller in x-envoy-decorator-operation (and names the outbound sidecar's client
  * span, which removes it), and x-envoy-force-trace forces the trace of an internal request that
- * has an x-request-id (the x-request-id is then returned), never of an external one.
+ * has a traceable x-request-id (it is then returned), never of an external one.
  */
 import { afterAll, expect, it } from 'vitest';
 import { bootstrap, httpListener, routes, startMeshlet, staticCluster, stopAllMeshlets } from '../support/meshlet';
@@ -118,10 +118,10 @@ it('x-envoy-force-trace forces the trace of an internal request only, and return
     expect(sampled()).toBe('00');
     expect(plain.headers['x-request-id']).toBeUndefined();
 
-    const forced = await request(port, '/b', { headers: { ...internal, 'x-envoy-force-trace': 'true', 'x-request-id': 'rid-forced' } });
+    const forced = await request(port, '/b', { headers: { ...internal, 'x-envoy-force-trace': 'true', 'x-request-id': '0a1b2c3d-1111-4222-8333-444455556666' } });
     expect(forced.status).toBe(200);
     expect(sampled()).toBe('01');
-    expect(forced.headers['x-request-id']).toBe('rid-forced');
+    expect(forced.headers['x-request-id']).toBe('0a1b2c3d-1111-4222-8333-444455556666');
     const traceId = String(app.requests[app.requests.length - 1]!.headers.traceparent).split('-')[1]!;
     await m.server.telemetry.tracing.flush();
     expect(await rx.waitFor((s) => s.traceId === traceId, 1)).toHaveLength(1);

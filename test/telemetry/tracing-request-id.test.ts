@@ -1,6 +1,7 @@
 /**
  * Envoy traces no request without an x-request-id (generate_request_id false and none sent: the
- * decision is "not traceable"), whatever random_sampling says; a caller's sampled traceparent is
+ * decision is "not traceable"), nor one whose x-request-id does not start with 8 hex digits,
+ * whatever random_sampling says; a caller's sampled traceparent is
  * still followed (Envoy's OpenTelemetry tracer keeps the parent's sampled flag). Through a real
  * meshlet with an OTLP receiver.
  */
@@ -53,8 +54,15 @@ it('does not sample a request without an x-request-id, but follows a sampled tra
     expect((await request(port, '/client', { headers: { 'x-client-trace-id': 'c1' } })).status).toBe(200);
     expect(seen()[3]).toBe('00');
 
-    // With an x-request-id from the caller: sampled at random_sampling 100.
-    expect((await request(port, '/rid', { headers: { 'x-request-id': 'rid-1' } })).status).toBe(200);
+    // An x-request-id that does not start with 8 hex digits is not traceable either.
+    expect((await request(port, '/bad', { headers: { 'x-request-id': 'rid-not-hex' } })).status).toBe(200);
+    expect(seen()[3]).toBe('00');
+    expect((await request(port, '/short', { headers: { 'x-request-id': 'abc' } })).status).toBe(200);
+    expect(seen()[3]).toBe('00');
+
+    // With a UUID x-request-id from the caller: sampled at random_sampling 100.
+    const rid = '7e57ab1e-0000-4000-8000-000000000001';
+    expect((await request(port, '/rid', { headers: { 'x-request-id': rid } })).status).toBe(200);
     const sampled = seen();
     expect(sampled[3]).toBe('01');
 
