@@ -105,3 +105,23 @@ export const ISTIO_JSON_LOG_FORMAT: Readonly<Record<string, string>> = {
   requested_server_name: '%REQUESTED_SERVER_NAME%',
   route_name: '%ROUTE_NAME%',
 };
+
+/**
+ * HCM `tracing` with Envoy's OpenTelemetry tracer exporting OTLP/HTTP through the cluster
+ * `otel-http` (point it at startOtlpHttpReceiver), sampling `random` percent.
+ */
+export function otlpHttpTracing(random: number, serviceName: string): Record<string, unknown> {
+  return {
+    tracing: {
+      random_sampling: { value: random },
+      provider: {
+        name: 'envoy.tracers.opentelemetry',
+        typed_config: {
+          '@type': 'type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig',
+          http_service: { http_uri: { uri: 'http://c:4318/v1/traces', cluster: 'otel-http', timeout: '2s' } },
+          service_name: serviceName,
+        },
+      },
+    },
+  };
+}

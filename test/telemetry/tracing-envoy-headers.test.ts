@@ -7,31 +7,16 @@
 import { afterAll, expect, it } from 'vitest';
 import { bootstrap, httpListener, routes, startMeshlet, staticCluster, stopAllMeshlets } from '../support/meshlet';
 import { closeAll, startHttpEcho } from '../support/upstreams';
-import { request } from './helpers';
+import { otlpHttpTracing, request } from './helpers';
 import { startOtlpHttpReceiver } from './otlp-receiver';
 
-const OTEL = 'type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig';
 
 afterAll(async () => {
   await stopAllMeshlets();
   await closeAll();
 });
 
-function tracing(random: number, name: string): Record<string, unknown> {
-  return {
-    tracing: {
-      random_sampling: { value: random },
-      provider: {
-        name: 'envoy.tracers.opentelemetry',
-        typed_config: {
-          '@type': OTEL,
-          http_service: { http_uri: { uri: 'http://c:4318/v1/traces', cluster: 'otel-http', timeout: '2s' } },
-          service_name: name,
-        },
-      },
-    },
-  };
-}
+const tracing = otlpHttpTracing;
 
 it("an inbound route's decorator goes back to the caller and names the outbound sidecar's span", async () => {
   const app = await startHttpEcho('app');

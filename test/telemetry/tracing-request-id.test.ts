@@ -8,10 +8,9 @@
 import { afterAll, expect, it } from 'vitest';
 import { bootstrap, httpListener, routes, startMeshlet, staticCluster, stopAllMeshlets } from '../support/meshlet';
 import { closeAll, startHttpEcho } from '../support/upstreams';
-import { request } from './helpers';
+import { otlpHttpTracing, request } from './helpers';
 import { startOtlpHttpReceiver } from './otlp-receiver';
 
-const OTEL = 'type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig';
 
 afterAll(async () => {
   await stopAllMeshlets();
@@ -27,17 +26,7 @@ it('does not sample a request without an x-request-id, but follows a sampled tra
         [
           httpListener('rid_trace', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]), {
             generate_request_id: false,
-            tracing: {
-              random_sampling: { value: 100 },
-              provider: {
-                name: 'envoy.tracers.opentelemetry',
-                typed_config: {
-                  '@type': OTEL,
-                  http_service: { http_uri: { uri: 'http://c:4318/v1/traces', cluster: 'otel-http', timeout: '2s' } },
-                  service_name: 'rid',
-                },
-              },
-            },
+            ...otlpHttpTracing(100, 'rid'),
           }),
         ],
         [staticCluster('app', [app.port]), staticCluster('otel-http', [rx.port])],
