@@ -321,13 +321,13 @@ export class ActiveStream implements RequestSink, FilterManagerCallbacks, Header
     const info = this.info;
     info.span?.encodeHeaders(head.headers);
     // Envoy: the request's x-request-id goes back to the caller with always_set_request_id_in_response
-    // or when the request is force-traced (x-envoy-force-trace is only left on internal requests);
-    // only when the request has one.
+    // or when the request was force-traced (a traced request: x-envoy-force-trace is only left on
+    // internal ones; without tracing nothing is looked up); only when the request has one.
     const req = info.requestHeaders;
     if (
       info.requestId !== '' &&
       (this.hcm.alwaysSetRequestIdInResponse ||
-        (this.internal && req !== undefined && hasHeader(req, 'x-envoy-force-trace')))
+        (info.span !== undefined && this.internal && req !== undefined && hasHeader(req, 'x-envoy-force-trace')))
     )
       setHeader(head.headers, 'x-request-id', info.requestId);
     info.responseCode = head.status;
