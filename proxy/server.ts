@@ -47,8 +47,8 @@ import { createRegistries, type Registries } from './registry';
 import type { TcpSessionRecord } from './tcp/tcp-proxy';
 import { hasDynamicSources } from '../common/config-types';
 import { logger } from '../common/logger';
+import { clusterStatsSource } from './telemetry/cluster-stats';
 import {
-  clusterStatsSource,
   connectionLimitStatsSource,
   filterStatsSource,
   listenerStatsSource,

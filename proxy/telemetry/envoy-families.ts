@@ -14,7 +14,9 @@ import { SSL_COUNTERS } from '../upstream/ssl-stats';
 import type { Metric, MetricObjectWithValues, MetricValue, Registry } from 'prom-client';
 import { type ChunkWriter, drive, escapeHelp, escapeLabelValue, formatValue, type ScrapeScope, type SteppedFamily } from './exposition';
 import { LineCache } from './line-cache';
-import { CLUSTER_COUNTERS, type EnvoyStats, LISTENER_COUNTERS, type StatsSnapshot, XDS_PREFIX } from './stats';
+import { CLUSTER_CLASSES, CLUSTER_COUNTERS, CLUSTER_SSL_TABLE, CLUSTER_TABLE } from './cluster-stats';
+import { type EnvoyStats, LISTENER_COUNTERS, type StatsSnapshot, XDS_PREFIX } from './stats';
+import { columnOf, type StatsTable } from './stats-table';
 
 /** Series lines between pauses while rendering one family. */
 const LINES_PER_STEP = 256;
@@ -181,43 +183,45 @@ export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): (s
   // arrays stay in the old generation; a scrape running beside another takes a second one.
   const key = {};
   const spare: StatsSnapshot[] = [];
-  let last: StatsSnapshot = { groups: new Map(), byName: new Map() };
+  let last: StatsSnapshot = { groups: new Map(), byName: new Map(), tables: new Map() };
   const current = (scope?: ScrapeScope): StatsSnapshot => (scope?.get(key) as StatsSnapshot | undefined) ?? last;
   const add = (name: string, help: string, type: 'counter' | 'gauge', series: SeriesFn): void => {
     registry.registerMetric(new SnapshotFamily(name, help, type, current, series) as unknown as Metric);
   };
 
   const clusterLabels = new LabelCache('envoy_cluster_name');
-  const clusterFamily = (stat: string, type: 'counter' | 'gauge', help: string): void => {
-    const key = `cluster|${stat}`;
+  /** A family over one column of a per-cluster table: one series per row. */
+  const clusterFamily = (table: StatsTable, stat: string, type: 'counter' | 'gauge', help: string): void => {
+    const j = columnOf(table, stat);
     const name = `envoy_cluster_${stat.replace(/\./g, '_')}`;
     add(type === 'counter' ? promCounter(name) : name, help, type, function* (s, emit) {
-      const g = s.groups.get(key);
-      if (g === undefined) return;
-      for (let i = 0; i < g.tags.length; i++) {
-        emit(clusterLabels.at(i, g.tags[i]!), g.values[i]!);
+      const t = s.tables.get(table.id);
+      if (t === undefined) return;
+      const tags = t.tags;
+      const col = t.columns[j]!;
+      for (let i = 0; i < t.n; i++) {
+        emit(clusterLabels.at(i, tags[i]!), col[i]!);
         if ((i & 255) === 255) yield;
       }
     });
   };
-  for (const [n] of CLUSTER_COUNTERS) clusterFamily(n, 'counter', `Envoy cluster.${n}`);
-  for (const [n] of SSL_COUNTERS) clusterFamily(n, 'counter', `Envoy cluster.${n} (upstream TLS)`);
-  clusterFamily('upstream_rq_active', 'gauge', 'Active requests to the cluster');
-  clusterFamily('upstream_cx_active', 'gauge', 'Active connections to the cluster');
-  clusterFamily('membership_healthy', 'gauge', 'Healthy hosts in the cluster');
+  for (const [n] of CLUSTER_COUNTERS) clusterFamily(CLUSTER_TABLE, n, 'counter', `Envoy cluster.${n}`);
+  for (const [n] of SSL_COUNTERS) clusterFamily(CLUSTER_SSL_TABLE, n, 'counter', `Envoy cluster.${n} (upstream TLS)`);
+  clusterFamily(CLUSTER_TABLE, 'upstream_rq_active', 'gauge', 'Active requests to the cluster');
+  clusterFamily(CLUSTER_TABLE, 'upstream_cx_active', 'gauge', 'Active connections to the cluster');
+  clusterFamily(CLUSTER_TABLE, 'membership_healthy', 'gauge', 'Healthy hosts in the cluster');
   // cluster.<name>.membership_total stays in /stats only: a gauge named *_total breaks
   // Prometheus naming (promtool rejects it), and Istio dashboards read membership_healthy.
   const classes = ['2', '3', '4', '5'];
+  const classColumns = CLUSTER_CLASSES.map(([stat]) => columnOf(CLUSTER_TABLE, stat));
   const classLabels = new ClassLabelCache(classes);
   add('envoy_cluster_upstream_rq_xx_total', 'Upstream responses by status class', 'counter', function* (s, emit) {
-    const groups = classes.map((c) => s.groups.get(`cluster|upstream_rq_${c}xx`));
-    const n = groups[0]?.tags.length ?? 0;
-    for (let i = 0; i < n; i++) {
-      const labels = classLabels.at(i, groups[0]!.tags[i]!);
-      for (let c = 0; c < classes.length; c++) {
-        const v = groups[c]?.values[i];
-        if (v !== undefined) emit(labels[c]!, v);
-      }
+    const t = s.tables.get(CLUSTER_TABLE.id);
+    if (t === undefined) return;
+    const cols = classColumns.map((j) => t.columns[j]!);
+    for (let i = 0; i < t.n; i++) {
+      const labels = classLabels.at(i, t.tags[i]!);
+      for (let c = 0; c < cols.length; c++) emit(labels[c]!, cols[c]![i]!);
       if ((i & 63) === 63) yield;
     }
   });
@@ -313,7 +317,7 @@ export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): (s
 
   // The snapshot every family above reads, gathered in steps before the registry renders.
   return async (scope) => {
-    const snap = spare.pop() ?? { groups: new Map(), byName: new Map() };
+    const snap = spare.pop() ?? { groups: new Map(), byName: new Map(), tables: new Map() };
     await drive(stats.snapshot(snap));
     scope.set(key, snap);
     last = snap;

@@ -22,8 +22,8 @@ import type { GrpcMethodStats } from '../http/filters/grpc-stats';
 import type { GatewayCounter } from '../http/filters/gateway-stats';
 import type { LocalRateLimitStats } from '../http/filters/local-ratelimit';
 import type { Listener } from '../listeners/listener';
-import type { Cluster } from '../upstream/cluster';
 import type { XdsStats } from '../../xds-client/client';
+import { endTableSnapshot, newTableSnapshot, type StatsTable, TableSnapshotWriter, type TableWriter, type TableSnapshot } from './stats-table';
 
 /** One stat in Envoy's model. */
 export interface StatEntry {
@@ -46,30 +46,6 @@ export const XDS_PREFIX: Readonly<Record<string, string>> = {
   Secret: 'sds',
 };
 
-export const CLUSTER_COUNTERS = [
-  ['upstream_rq_total', 'upstreamRqTotal'],
-  ['upstream_rq_pending_overflow', 'upstreamRqPendingOverflow'],
-  ['upstream_rq_timeout', 'upstreamRqTimeout'],
-  ['upstream_rq_retry', 'upstreamRqRetry'],
-  ['upstream_rq_retry_success', 'upstreamRqRetrySuccess'],
-  ['upstream_rq_retry_overflow', 'upstreamRqRetryOverflow'],
-  ['upstream_cx_total', 'upstreamCxTotal'],
-  ['upstream_cx_connect_fail', 'upstreamCxConnectFail'],
-  ['upstream_cx_connect_timeout', 'upstreamCxConnectTimeout'],
-  ['upstream_cx_overflow', 'upstreamCxOverflow'],
-  ['upstream_cx_destroy', 'upstreamCxDestroy'],
-  ['upstream_cx_none_healthy', 'upstreamCxNoneHealthy'],
-  ['membership_change', 'membershipChange'],
-  ['lb_healthy_panic', 'lbHealthyPanic'],
-] as const;
-
-const CLUSTER_CLASSES = [
-  ['upstream_rq_2xx', 'upstreamRq2xx'],
-  ['upstream_rq_3xx', 'upstreamRq3xx'],
-  ['upstream_rq_4xx', 'upstreamRq4xx'],
-  ['upstream_rq_5xx', 'upstreamRq5xx'],
-] as const;
-
 export const LISTENER_COUNTERS = [
   ['downstream_cx_total', 'downstreamCxTotal'],
   ['downstream_cx_destroy', 'downstreamCxDestroy'],
@@ -83,10 +59,11 @@ export interface StatsSink {
   counter(name: string, raw: number, scope?: 'cluster' | 'listener', tag?: string, stat?: string): void;
   gauge(name: string, value: number, scope?: 'cluster' | 'listener', tag?: string, stat?: string): void;
   /**
-   * A per-cluster stat whose Envoy name is `prefix + stat`: the name is built only where it is
-   * needed (/stats, a counter reset), not for every stat of 10,000 clusters on every scrape.
+   * A table of per-owner stats (one row per cluster): the source writes whole rows, the sink
+   * builds the Envoy names only where they are needed (/stats, a counter reset), not for every
+   * stat of 10,000 clusters on every scrape.
    */
-  scoped(type: 'counter' | 'gauge', scope: 'cluster', prefix: string, stat: string, raw: number, tag: string): void;
+  table(table: StatsTable): TableWriter;
 }
 
 /**
@@ -132,10 +109,16 @@ export class EnvoyStats {
       gauge: (name, value, scope, tag, stat) => {
         out.push({ name, type: 'gauge', value, scope, tag, stat });
       },
-      scoped: (type, scope, prefix, stat, raw, tag) => {
-        if (type === 'counter') sink.counter(prefix + stat, raw, scope, tag, stat);
-        else sink.gauge(prefix + stat, raw, scope, tag, stat);
-      },
+      table: (t) => ({
+        row: (tag, row) => {
+          const prefix = `${t.scope}.${tag}.`;
+          for (let j = 0; j < t.stats.length; j++) {
+            const stat = t.stats[j]!;
+            if (j < t.counters) sink.counter(prefix + stat, row[j]!, t.scope, tag, stat);
+            else sink.gauge(prefix + stat, row[j]!, t.scope, tag, stat);
+          }
+        },
+      }),
     };
     for (const source of this.sources) {
       const it = source(sink);
@@ -186,6 +169,7 @@ export class EnvoyStats {
     const baseline = this.baseline;
     const rebase = baseline.size > 0;
     for (const g of snap.groups.values()) g.n = 0;
+    for (const t of snap.tables.values()) t.n = 0;
     const putGroup = (key: string, tag: string, value: number): void => {
       let g = snap.groups.get(key);
       if (g === undefined) {
@@ -210,10 +194,13 @@ export class EnvoyStats {
         put(name, rebase ? Math.max(0, raw - (baseline.get(name) ?? 0)) : raw, scope, tag, stat);
       },
       gauge: (name, value, scope, tag, stat) => put(name, value, scope, tag, stat),
-      scoped: (type, scope, prefix, stat, raw, tag) => {
-        const key = this.groupKey(scope, stat);
-        const value = type === 'counter' && rebase ? Math.max(0, raw - (baseline.get(prefix + stat) ?? 0)) : raw;
-        putGroup(key, tag, value);
+      table: (t) => {
+        let ts = snap.tables.get(t.id);
+        if (ts === undefined) {
+          ts = newTableSnapshot(t);
+          snap.tables.set(t.id, ts);
+        }
+        return new TableSnapshotWriter(ts, t, rebase ? baseline : undefined);
       },
     };
     for (const source of this.sources) {
@@ -227,6 +214,7 @@ export class EnvoyStats {
         g.values.length = g.n;
       }
     }
+    for (const t of snap.tables.values()) endTableSnapshot(t);
   }
 }
 
@@ -237,45 +225,8 @@ export class EnvoyStats {
 export interface StatsSnapshot {
   readonly groups: Map<string, { tags: string[]; values: number[]; n: number }>;
   readonly byName: Map<string, number>;
-}
-
-/** Clusters per batch before a stats source lets the scrape pause. */
-const CLUSTERS_PER_STEP = 64;
-
-/** cluster.<name>.* and cluster_manager.active_clusters. */
-export function clusterStatsSource(clusters: { all(): readonly Cluster[] }): StatsSource {
-  // `cluster.<name>.` per cluster name, kept (bounded like the label caches).
-  const prefixes = new Map<string, string>();
-  const clusterPrefix = (name: string): string => {
-    let p = prefixes.get(name);
-    if (p === undefined) {
-      if (prefixes.size > 50_000) prefixes.clear();
-      p = `cluster.${name}.`;
-      prefixes.set(name, p);
-    }
-    return p;
-  };
-  return function* ({ gauge, scoped }) {
-    const all = clusters.all();
-    let step = 0;
-    for (const c of all) {
-      if (++step % CLUSTERS_PER_STEP === 0) yield;
-      const st = c.stats;
-      const n = c.name;
-      const p = clusterPrefix(n);
-      for (const [stat, k] of CLUSTER_COUNTERS) scoped('counter', 'cluster', p, stat, st[k], n);
-      for (const [stat, k] of CLUSTER_CLASSES) scoped('counter', 'cluster', p, stat, st[k], n);
-      const ssl = c.transport.ssl;
-      if (ssl !== undefined) for (const [stat, k] of SSL_COUNTERS) scoped('counter', 'cluster', p, stat, ssl[k], n);
-      scoped('gauge', 'cluster', p, 'upstream_rq_active', st.upstreamRqActive, n);
-      scoped('gauge', 'cluster', p, 'upstream_cx_active', st.upstreamCxActive, n);
-      let healthy = 0;
-      for (const h of c.hosts) if (h.healthy) healthy++;
-      scoped('gauge', 'cluster', p, 'membership_healthy', healthy, n);
-      scoped('gauge', 'cluster', p, 'membership_total', c.hosts.length, n);
-    }
-    gauge('cluster_manager.active_clusters', all.length);
-  };
+  /** Per-owner tables (stats-table.ts) by StatsTable id. */
+  readonly tables: Map<string, TableSnapshot>;
 }
 
 /** listener.<address>.*, listener_manager.total_listeners_active and server.total_connections. */

@@ -11,7 +11,8 @@ import { expect, it } from 'vitest';
 import { registerEnvoyFamilies } from '../../proxy/telemetry/envoy-families';
 import { ChunkWriter, renderExposition } from '../../proxy/telemetry/exposition';
 import { LineCache, SEGMENT_LINES } from '../../proxy/telemetry/line-cache';
-import { clusterStatsSource, EnvoyStats } from '../../proxy/telemetry/stats';
+import { clusterStatsSource } from '../../proxy/telemetry/cluster-stats';
+import { EnvoyStats } from '../../proxy/telemetry/stats';
 import type { Cluster } from '../../proxy/upstream/cluster';
 import { ClusterStats } from '../../proxy/upstream/types';
 
