@@ -73,6 +73,11 @@ export class LineCache {
     if (this.n - this.segStart === SEGMENT_LINES) this.closeSegment();
   }
 
+  /** Lines `from` to `to` (excluded) of a table column: labels[i] and values[i] each, as emit() would. */
+  emitRange(labels: readonly string[], values: Float64Array, from: number, to: number): void {
+    for (let i = from; i < to; i++) this.emit(labels[i]!, values[i]!);
+  }
+
   /** Sends the last (partial) segment and forgets lines beyond this rendering's count. */
   end(): void {
     if (this.n > this.segStart) this.closeSegment();

@@ -31,13 +31,17 @@ function cluster(name: string, rq = 0): FakeCluster {
 }
 
 /** A registry with the Envoy families over `clusters` (the array may be edited between scrapes). */
-function mesh(clusters: FakeCluster[]): { stats: EnvoyStats; scrape: (fail?: boolean) => Promise<string>; registry: Registry } {
+function mesh(clusters: FakeCluster[]): { stats: EnvoyStats } & ReturnType<typeof renderer> {
   const stats = new EnvoyStats();
   stats.addSource(clusterStatsSource({ all: () => clusters as unknown as readonly Cluster[] }));
   return { stats, ...renderer(stats) };
 }
 
-function renderer(stats: EnvoyStats): { scrape: (fail?: boolean) => Promise<string>; registry: Registry } {
+function renderer(stats: EnvoyStats): {
+  scrape: (fail?: boolean) => Promise<string>;
+  registry: Registry;
+  before: (scope: Map<object, unknown>) => Promise<() => void>;
+} {
   const registry = new Registry();
   const before = registerEnvoyFamilies(stats, registry);
   const scrape = async (fail = false): Promise<string> => {
@@ -61,7 +65,7 @@ function renderer(stats: EnvoyStats): { scrape: (fail?: boolean) => Promise<stri
     }
     return Buffer.concat(parts).toString('utf8');
   };
-  return { scrape, registry };
+  return { scrape, registry, before };
 }
 
 /** What a rendering with nothing cached gives for the same stats. */
@@ -190,6 +194,43 @@ it('two scrapes at once both give the whole body (the second renders without the
   // And the cache is still right afterwards.
   clusters[2]!.stats.upstreamRqTotal = 6;
   expect(await m.scrape()).toBe(await cold(m.stats));
+});
+
+it('two scrapes at once over different cluster lists each give their own snapshot, line for line', async () => {
+  const clusters: FakeCluster[] = [];
+  for (let i = 0; i < 2_000; i++) clusters.push(cluster(`c-${i}`, i));
+  const m = mesh(clusters);
+  const r = renderer(m.stats);
+  await r.scrape();
+  const coldA = await cold(m.stats);
+  // Both snapshots are taken before either renders; the clusters change in between (one added at
+  // the front shifts every row, one renamed), then the two renderings interleave chunk by chunk.
+  const scopeA = new Map();
+  const releaseA = await r.before(scopeA);
+  clusters.unshift(cluster('first', 1));
+  clusters[500] = { ...clusters[500]!, name: 'renamed' };
+  const coldB = await cold(m.stats);
+  const scopeB = new Map();
+  const releaseB = await r.before(scopeB);
+  const render = async (scope: Map<object, unknown>): Promise<string> => {
+    const parts: Buffer[] = [];
+    await renderExposition(
+      r.registry,
+      async (c) => {
+        parts.push(Buffer.from(c));
+        await new Promise(setImmediate);
+      },
+      scope,
+    );
+    return Buffer.concat(parts).toString('utf8');
+  };
+  const [a, b] = await Promise.all([render(scopeA), render(scopeB)]);
+  releaseA();
+  releaseB();
+  expect(a).toBe(coldA);
+  expect(b).toBe(coldB);
+  expect(b).toContain(line('envoy_cluster_upstream_rq_total', 'renamed', 499));
+  expect(await r.scrape()).toBe(coldB);
 });
 
 it('families registered after the Envoy ones still render in order', async () => {
