@@ -51,13 +51,13 @@ export function newTableSnapshot(table: StatsTable): TableSnapshot {
 /**
  * Writes rows into a recycled TableSnapshot: tags are overwritten in place (the array stays in
  * V8's old generation, see EnvoyStats.snapshot), columns are grown by doubling and kept.
- * `baseline` (counter values at the last reset, by Envoy name) is given only when there is one.
+ * `baseline` (the counter columns at the last reset, by row tag) is given only when there is one.
  */
 export class TableSnapshotWriter implements TableWriter {
   constructor(
     private readonly snap: TableSnapshot,
     private readonly table: StatsTable,
-    private readonly baseline: ReadonlyMap<string, number> | undefined,
+    private readonly baseline: ReadonlyMap<string, Float64Array> | undefined,
   ) {}
 
   row(tag: string, row: Float64Array): void {
@@ -68,17 +68,17 @@ export class TableSnapshotWriter implements TableWriter {
     let cols = s.columns;
     if (i >= cols[0]!.length) cols = grow(s);
     const width = cols.length;
-    if (this.baseline === undefined) {
-      for (let j = 0; j < width; j++) cols[j]![i] = row[j]!;
+    const base = this.baseline?.get(tag);
+    if (base === undefined) {
+      // No reset, or a row that had none then: counters relative to zero, i.e. max(0, raw).
+      if (this.baseline === undefined) for (let j = 0; j < width; j++) cols[j]![i] = row[j]!;
+      else for (let j = 0; j < width; j++) cols[j]![i] = j < this.table.counters ? Math.max(0, row[j]!) : row[j]!;
       return;
     }
-    const base = this.baseline;
-    const stats = this.table.stats;
     const counters = this.table.counters;
-    const prefix = `${this.table.scope}.${tag}.`;
     for (let j = 0; j < width; j++) {
       const raw = row[j]!;
-      cols[j]![i] = j < counters ? Math.max(0, raw - (base.get(prefix + stats[j]!) ?? 0)) : raw;
+      cols[j]![i] = j < counters ? Math.max(0, raw - base[j]!) : raw;
     }
   }
 }

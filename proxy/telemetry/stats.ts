@@ -76,6 +76,12 @@ export type StatsSource = (sink: StatsSink) => Iterator<unknown> | void;
 export class EnvoyStats {
   /** Counter values at the last reset, by Envoy name. */
   private baseline = new Map<string, number>();
+  /**
+   * The same counters at the last reset for the tables' rows, by table id and row tag (one Map
+   * lookup per row per scrape; a lookup by Envoy name per cell was ~180 ms a scrape at 10,000
+   * clusters after a reset).
+   */
+  private rowBaselines = new Map<string, ReadonlyMap<string, Float64Array>>();
   private readonly sources: StatsSource[] = [];
   /** Group keys `scope|stat`, built once (a fresh string per stat per cluster was scrape garbage). */
   private readonly groupKeys = new Map<string, Map<string, string>>();
@@ -101,6 +107,11 @@ export class EnvoyStats {
 
   /** Every stat now, counters relative to the last reset. Sorted by name. */
   collect(): StatEntry[] {
+    return this.entries();
+  }
+
+  /** collect(), also handing every table row to `onRow` (resetCounters keeps them). */
+  private entries(onRow?: (table: StatsTable, tag: string, row: Float64Array) => void): StatEntry[] {
     const out: StatEntry[] = [];
     const sink: StatsSink = {
       counter: (name, raw, scope, tag, stat) => {
@@ -111,6 +122,7 @@ export class EnvoyStats {
       },
       table: (t) => ({
         row: (tag, row) => {
+          onRow?.(t, tag, row);
           const prefix = `${t.scope}.${tag}.`;
           for (let j = 0; j < t.stats.length; j++) {
             const stat = t.stats[j]!;
@@ -151,9 +163,23 @@ export class EnvoyStats {
   /** POST /reset_counters: counters read from now on start at zero. */
   resetCounters(): void {
     this.baseline = new Map();
+    this.rowBaselines = new Map();
     const raw = new Map<string, number>();
-    for (const e of this.collect()) if (e.type === 'counter') raw.set(e.name, e.value);
+    const rows = new Map<string, Map<string, Float64Array>>();
+    const keepRow = (t: StatsTable, tag: string, row: Float64Array): void => {
+      let m = rows.get(t.id);
+      if (m === undefined) {
+        m = new Map();
+        rows.set(t.id, m);
+      }
+      // What the entry's value is with no baseline: max(0, raw), counters only.
+      const b = new Float64Array(t.counters);
+      for (let j = 0; j < t.counters; j++) b[j] = Math.max(0, row[j]!);
+      m.set(tag, b);
+    };
+    for (const e of this.entries(keepRow)) if (e.type === 'counter') raw.set(e.name, e.value);
     this.baseline = raw;
+    this.rowBaselines = rows;
   }
 
   /**
@@ -200,7 +226,7 @@ export class EnvoyStats {
           ts = newTableSnapshot(t);
           snap.tables.set(t.id, ts);
         }
-        return new TableSnapshotWriter(ts, t, rebase ? baseline : undefined);
+        return new TableSnapshotWriter(ts, t, rebase ? (this.rowBaselines.get(t.id) ?? NO_ROWS) : undefined);
       },
     };
     for (const source of this.sources) {
@@ -371,6 +397,8 @@ export function protocolDetectionStatsSource(pd: ProtocolDetectionStats): StatsS
     counter('protocol_detection.duration_ms_sum', Math.round(pd.sumMs));
   };
 }
+
+const NO_ROWS: ReadonlyMap<string, Float64Array> = new Map();
 
 /** Envoy's server.state gauge values. */
 const SERVER_STATE: Readonly<Record<string, number>> = { LIVE: 0, DRAINING: 1, PRE_INITIALIZING: 2, INITIALIZING: 3 };

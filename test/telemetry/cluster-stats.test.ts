@@ -138,6 +138,16 @@ describe('clusterStatsSource', () => {
     expect(t.columns[columnOf(CLUSTER_TABLE, 'upstream_rq_total')]![1]).toBe(0);
     expect(t.columns[columnOf(CLUSTER_TABLE, 'upstream_rq_active')]![1]).toBe(clusters[1]!.stats.upstreamRqActive);
     expect(snap.tables.get(CLUSTER_SSL_TABLE.id)!.columns[columnOf(CLUSTER_SSL_TABLE, 'ssl.handshake')]![0]).toBe(2);
+    // A cluster added after the reset has no baseline: its counters count from zero.
+    clusters.push(fake('late', false));
+    snapshot(stats, snap);
+    expect(t.tags[2]).toBe('late');
+    expect(t.columns[columnOf(CLUSTER_TABLE, 'upstream_rq_total')]![2]).toBe(clusters[2]!.stats.upstreamRqTotal);
+    expect(value(stats, 'cluster.late.upstream_rq_total')).toBe(clusters[2]!.stats.upstreamRqTotal);
+    // Every cell of the snapshot is what /stats shows for it.
+    const shown = new Map(stats.collect().map((e) => [e.name, e.value]));
+    for (let i = 0; i < t.n; i++)
+      CLUSTER_TABLE.stats.forEach((stat, j) => expect(t.columns[j]![i], `${t.tags[i]} ${stat}`).toBe(shown.get(`cluster.${t.tags[i]}.${stat}`)));
   });
 
   it('yields every 64 clusters and grows its recycled columns past their first capacity', () => {
