@@ -128,7 +128,10 @@ class SnapshotFamily implements SteppedFamily {
   /** prom-client's JSON shape (Registry#getMetricsAsJSON); not on the scrape path. */
   get(): Promise<MetricObjectWithValues<MetricValue<string>>> {
     const values: MetricValue<string>[] = [];
-    const it = this.series(this.current(), (labels, value) => values.push({ value, labels: parseLabels(labels) }));
+    // A block body: a series written as `(s, emit) => emit(…)` returns what emit returns.
+    const it = this.series(this.current(), (labels, value) => {
+      values.push({ value, labels: parseLabels(labels) });
+    });
     if (it !== undefined) while (it.next().done !== true);
     return Promise.resolve({ name: this.name, help: this.help, type: this.type, values, aggregator: 'sum' } as unknown as MetricObjectWithValues<MetricValue<string>>);
   }

@@ -233,6 +233,18 @@ it('two scrapes at once over different cluster lists each give their own snapsho
   expect(await r.scrape()).toBe(coldB);
 });
 
+it("prom-client's JSON (getMetricsAsJSON) has every Envoy family, per-cluster ones from the snapshot's tables", async () => {
+  const m = mesh([cluster('a', 3), cluster('b', 4)]);
+  await m.scrape();
+  const json = await m.registry.getMetricsAsJSON();
+  const rq = json.find((f) => f.name === 'envoy_cluster_upstream_rq_total')!;
+  expect(rq.values).toEqual([
+    { value: 3, labels: { envoy_cluster_name: 'a' } },
+    { value: 4, labels: { envoy_cluster_name: 'b' } },
+  ]);
+  expect(json.find((f) => f.name === 'envoy_cluster_manager_active_clusters')!.values).toEqual([{ value: 2, labels: {} }]);
+});
+
 it('families registered after the Envoy ones still render in order', async () => {
   const m = mesh([cluster('a', 1)]);
   m.registry.registerMetric({
