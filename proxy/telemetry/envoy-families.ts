@@ -44,21 +44,8 @@ class LabelCache {
 /** Memoised label sets `{envoy_cluster_name="…",envoy_response_code_class="2"}` (one per class) by cluster name. */
 class ClassLabelCache {
   private readonly map = new Map<string, string[]>();
-  private readonly seenTags: string[] = [];
-  private readonly seenLabels: string[][] = [];
 
   constructor(private readonly classes: readonly string[]) {}
-
-  /** What position i held last scrape (every scrape walks the clusters in the same order), else the map. */
-  at(i: number, cluster: string): string[] {
-    if (this.seenTags[i] === cluster) return this.seenLabels[i]!;
-    const s = this.get(cluster);
-    if (i <= this.seenTags.length) {
-      this.seenTags[i] = cluster;
-      this.seenLabels[i] = s;
-    }
-    return s;
-  }
 
   get(cluster: string): string[] {
     let s = this.map.get(cluster);
@@ -141,17 +128,20 @@ class SnapshotFamily implements SteppedFamily {
   }
 }
 
-/** One column of a table as a family's series: label strings and values by row, n rows. */
+/**
+ * Columns of a table as a family's series: n rows, each one line per column; the label strings
+ * are row-major (`labels[i * columns.length + c]` for row i, column c).
+ */
 interface ColumnSeries {
   readonly labels: readonly string[];
-  readonly values: Float64Array;
+  readonly columns: readonly Float64Array[];
   readonly n: number;
 }
 
 /**
- * A family that is one column of a per-cluster table: rendered a range of rows at a time
- * (LineCache.emitRange) rather than through a call per line, with the label strings looked up
- * once per column (LabelCache.rows).
+ * A family over columns of a per-cluster table: rendered a range of rows at a time
+ * (LineCache.emitRows) rather than through a call per line, with label strings kept by row
+ * (refreshed once per scrape, not looked up per line).
  */
 class ColumnFamily extends SnapshotFamily {
   constructor(
@@ -163,7 +153,9 @@ class ColumnFamily extends SnapshotFamily {
   ) {
     super(name, help, type, current, (snap, emit) => {
       const c = column(snap);
-      if (c !== undefined) for (let i = 0; i < c.n; i++) emit(c.labels[i]!, c.values[i]!);
+      if (c === undefined) return;
+      const w = c.columns.length;
+      for (let i = 0; i < c.n; i++) for (let k = 0; k < w; k++) emit(c.labels[i * w + k]!, c.columns[k]![i]!);
     });
   }
 
@@ -171,22 +163,24 @@ class ColumnFamily extends SnapshotFamily {
     out.write(`# HELP ${this.name} ${escapeHelp(this.help)}\n# TYPE ${this.name} ${this.type}`);
     const c = this.column(this.current(scope));
     if (c === undefined) return;
-    const { labels, values, n } = c;
+    const { labels, columns, n } = c;
+    const w = columns.length;
+    const rowsPerStep = Math.max(1, Math.floor(LINES_PER_STEP / w));
     const cache = this.cache.busy ? undefined : this.cache;
     if (cache === undefined) {
       // Beside another scrape: without the cache, as SnapshotFamily.
       for (let i = 0; i < n; i++) {
-        out.write(`\n${this.name}${labels[i]!} ${formatValue(values[i]!)}`);
-        if ((i + 1) % LINES_PER_STEP === 0) yield;
+        for (let k = 0; k < w; k++) out.write(`\n${this.name}${labels[i * w + k]!} ${formatValue(columns[k]![i]!)}`);
+        if ((i + 1) % rowsPerStep === 0) yield;
       }
       return;
     }
     cache.begin(out);
     let ended = false;
     try {
-      for (let from = 0; from < n; from += LINES_PER_STEP) {
+      for (let from = 0; from < n; from += rowsPerStep) {
         if (from > 0) yield;
-        cache.emitRange(labels, values, from, Math.min(n, from + LINES_PER_STEP));
+        cache.emitRows(labels, columns, from, Math.min(n, from + rowsPerStep));
       }
       cache.end();
       ended = true;
@@ -231,13 +225,21 @@ export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): (s
   };
 
   const clusterLabels = new LabelCache('envoy_cluster_name');
+  const classes = ['2', '3', '4', '5'];
+  const classLabels = new ClassLabelCache(classes);
   /**
-   * The label string of each row of the per-cluster tables, kept per snapshot (so per concurrent
-   * scrape) and brought up to date once the snapshot is gathered: every cluster family of the
-   * scrape reads the same array, and only rows whose cluster changed since that snapshot's last
-   * scrape are looked up again (at 10,000 clusters, one lookup per line was ~300,000 a scrape).
+   * The label strings of each row of the per-cluster tables (and, for CLUSTER_TABLE, its four
+   * status-class label sets, row-major), kept per snapshot (so per concurrent scrape) and brought
+   * up to date once the snapshot is gathered: every cluster family of the scrape reads the same
+   * arrays, and only rows whose cluster changed since that snapshot's last scrape are looked up
+   * again (at 10,000 clusters, one lookup per line was ~300,000 a scrape).
    */
-  const rowLabels = new WeakMap<StatsSnapshot, Map<string, { tags: string[]; labels: string[] }>>();
+  interface RowLabels {
+    readonly tags: string[];
+    readonly labels: string[];
+    readonly classes: string[];
+  }
+  const rowLabels = new WeakMap<StatsSnapshot, Map<string, RowLabels>>();
   function* refreshRowLabels(snap: StatsSnapshot): Generator<void> {
     let bySnap = rowLabels.get(snap);
     if (bySnap === undefined) {
@@ -249,34 +251,42 @@ export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): (s
       if (t === undefined) continue;
       let r = bySnap.get(id);
       if (r === undefined) {
-        r = { tags: [], labels: [] };
+        r = { tags: [], labels: [], classes: [] };
         bySnap.set(id, r);
       }
+      const withClasses = id === CLUSTER_TABLE.id;
       for (let i = 0; i < t.n; i++) {
         const tag = t.tags[i]!;
         if (r.tags[i] !== tag) {
           r.tags[i] = tag;
           r.labels[i] = clusterLabels.get(tag);
+          if (withClasses) {
+            const ls = classLabels.get(tag);
+            for (let c = 0; c < classes.length; c++) r.classes[i * classes.length + c] = ls[c]!;
+          }
         }
         if ((i & 1023) === 1023) yield;
       }
       if (r.tags.length > t.n) {
         r.tags.length = t.n;
         r.labels.length = t.n;
+        if (withClasses) r.classes.length = t.n * classes.length;
       }
     }
   }
+  const columnFamily = (name: string, help: string, type: 'counter' | 'gauge', column: (s: StatsSnapshot) => ColumnSeries | undefined): void => {
+    registry.registerMetric(new ColumnFamily(name, help, type, current, column) as unknown as Metric);
+  };
   /** A family over one column of a per-cluster table: one series per row. */
   const clusterFamily = (table: StatsTable, stat: string, type: 'counter' | 'gauge', help: string): void => {
     const j = columnOf(table, stat);
     const name = `envoy_cluster_${stat.replace(/\./g, '_')}`;
-    const family = new ColumnFamily(type === 'counter' ? promCounter(name) : name, help, type, current, (s) => {
+    columnFamily(type === 'counter' ? promCounter(name) : name, help, type, (s) => {
       const t = s.tables.get(table.id);
       if (t === undefined) return undefined;
       const labels = rowLabels.get(s)?.get(table.id)?.labels ?? t.tags.slice(0, t.n).map((tag) => clusterLabels.get(tag));
-      return { labels, values: t.columns[j]!, n: t.n };
+      return { labels, columns: [t.columns[j]!], n: t.n };
     });
-    registry.registerMetric(family as unknown as Metric);
   };
   for (const [n] of CLUSTER_COUNTERS) clusterFamily(CLUSTER_TABLE, n, 'counter', `Envoy cluster.${n}`);
   for (const [n] of SSL_COUNTERS) clusterFamily(CLUSTER_SSL_TABLE, n, 'counter', `Envoy cluster.${n} (upstream TLS)`);
@@ -285,18 +295,12 @@ export function registerEnvoyFamilies(stats: EnvoyStats, registry: Registry): (s
   clusterFamily(CLUSTER_TABLE, 'membership_healthy', 'gauge', 'Healthy hosts in the cluster');
   // cluster.<name>.membership_total stays in /stats only: a gauge named *_total breaks
   // Prometheus naming (promtool rejects it), and Istio dashboards read membership_healthy.
-  const classes = ['2', '3', '4', '5'];
   const classColumns = CLUSTER_CLASSES.map(([stat]) => columnOf(CLUSTER_TABLE, stat));
-  const classLabels = new ClassLabelCache(classes);
-  add('envoy_cluster_upstream_rq_xx_total', 'Upstream responses by status class', 'counter', function* (s, emit) {
+  columnFamily('envoy_cluster_upstream_rq_xx_total', 'Upstream responses by status class', 'counter', (s) => {
     const t = s.tables.get(CLUSTER_TABLE.id);
-    if (t === undefined) return;
-    const cols = classColumns.map((j) => t.columns[j]!);
-    for (let i = 0; i < t.n; i++) {
-      const labels = classLabels.at(i, t.tags[i]!);
-      for (let c = 0; c < cols.length; c++) emit(labels[c]!, cols[c]![i]!);
-      if ((i & 63) === 63) yield;
-    }
+    if (t === undefined) return undefined;
+    const labels = rowLabels.get(s)?.get(CLUSTER_TABLE.id)?.classes ?? t.tags.slice(0, t.n).flatMap((tag) => classLabels.get(tag));
+    return { labels, columns: classColumns.map((j) => t.columns[j]!), n: t.n };
   });
 
   const listenerLabels = new LabelCache('envoy_listener_address');

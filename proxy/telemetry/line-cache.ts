@@ -73,9 +73,18 @@ export class LineCache {
     if (this.n - this.segStart === SEGMENT_LINES) this.closeSegment();
   }
 
-  /** Lines `from` to `to` (excluded) of a table column: labels[i] and values[i] each, as emit() would. */
-  emitRange(labels: readonly string[], values: Float64Array, from: number, to: number): void {
-    for (let i = from; i < to; i++) this.emit(labels[i]!, values[i]!);
+  /**
+   * Rows `from` to `to` (excluded) of table columns, as emit() for each line: row i gives one line
+   * per column c, labels[i * columns.length + c] with columns[c][i].
+   */
+  emitRows(labels: readonly string[], columns: readonly Float64Array[], from: number, to: number): void {
+    const w = columns.length;
+    if (w === 1) {
+      const values = columns[0]!;
+      for (let i = from; i < to; i++) this.emit(labels[i]!, values[i]!);
+      return;
+    }
+    for (let i = from; i < to; i++) for (let c = 0; c < w; c++) this.emit(labels[i * w + c]!, columns[c]![i]!);
   }
 
   /** Sends the last (partial) segment and forgets lines beyond this rendering's count. */
