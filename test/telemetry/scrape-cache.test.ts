@@ -1,6 +1,6 @@
 /**
  * The Envoy cluster families keep their rendered lines from scrape to scrape (line-cache.ts) and
- * their label strings by position (envoy-families.ts LabelCache.at). Whatever changes between two
+ * their label strings by row, per snapshot (envoy-families.ts refreshRowLabels). Whatever changes between two
  * scrapes — a value, a reset, a cluster added, removed or renamed, a line count crossing a
  * segment boundary, a scrape that failed half-way, two scrapes at once — the next body must be
  * byte for byte what a cold rendering (fresh caches, nothing reused) gives. Structural only: no
