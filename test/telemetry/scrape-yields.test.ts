@@ -8,13 +8,15 @@
  *   paused scraper reads again;
  * - the rendering yields between small families too (one time budget for the whole rendering,
  *   not a fresh one per family: 1,000 clusters make 24 families of about 1 ms each);
- * - proxied responses arrive between the chunks of a scrape that is being read.
+ * - proxied responses arrive between the chunks of a scrape that is being read;
+ * - sending is sliced too: handing chunks to the socket costs time (a writev copy each), and a
+ *   slice of cached segments can produce megabytes of them.
  */
 import http from 'node:http';
 import type { Metric } from 'prom-client';
 import { Registry } from 'prom-client';
 import { afterAll, expect, it } from 'vitest';
-import { type ChunkWriter, renderExposition, SLICE_MS } from '../../proxy/telemetry/exposition';
+import { type ChunkWriter, MAX_READY_BYTES, renderExposition, SLICE_MS } from '../../proxy/telemetry/exposition';
 import { bootstrap, httpListener, routes, staticCluster, startMeshlet, stopAllMeshlets } from '../support/meshlet';
 import { closeAll, startHttpEcho } from '../support/upstreams';
 
@@ -171,3 +173,55 @@ it('answers proxied requests between the chunks of a scrape that is being read',
   expect(events.slice(first, last).filter((e) => e === 'proxied').length).toBeGreaterThan(0);
   expect(body.split('\n').filter((l) => l.startsWith('envoy_cluster_upstream_rq_total{'))).toHaveLength(3_000);
 }, 60_000);
+
+it('sends under the same clock: chunks that cost time to send do not hold the loop, and rendering waits for them', async () => {
+  const registry = new Registry();
+  // One family that emits 2,000 ready-made 1 KiB segments, 100 per step: cheap to render (as
+  // cached segments are), so one slice produces far more than can be sent in a slice.
+  const segment = Buffer.alloc(1024, 'x');
+  let mostWaiting = 0;
+  const family = {
+    name: 'cached_segments',
+    *render(out: ChunkWriter): Generator<void> {
+      out.write('# TYPE cached_segments gauge');
+      for (let i = 0; i < 2000; i++) {
+        out.writeBuffer(segment);
+        mostWaiting = Math.max(mostWaiting, out.readyBytes);
+        if (i % 100 === 99) yield;
+      }
+    },
+    get: () => Promise.resolve({ name: 'cached_segments', help: '', type: 'gauge', values: [], aggregator: 'sum' }),
+    reset: () => undefined,
+  };
+  registry.registerMetric(family as unknown as Metric);
+  let turns = 0;
+  let running = true;
+  const spin = (): void => {
+    if (!running) return;
+    turns++;
+    setImmediate(spin);
+  };
+  setImmediate(spin);
+  // A sink whose every write costs SLICE_MS / 5 of CPU, as a writev of a big chunk does.
+  let sinceTurn = 0;
+  let lastTurns = turns;
+  let mostPerTurn = 0;
+  let bytes = 0;
+  await renderExposition(registry, (c) => {
+    if (turns !== lastTurns) {
+      lastTurns = turns;
+      sinceTurn = 0;
+    }
+    sinceTurn++;
+    mostPerTurn = Math.max(mostPerTurn, sinceTurn);
+    bytes += c.length;
+    const until = performance.now() + SLICE_MS / 5;
+    while (performance.now() < until);
+  });
+  running = false;
+  expect(bytes).toBeGreaterThan(2000 * 1024);
+  // About 5 sends fit in a slice; without a clock on sending, all 2,000 went out in one turn.
+  expect(mostPerTurn).toBeLessThanOrEqual(20);
+  // Rendering pauses once MAX_READY_BYTES wait (a step adds 100 KiB at most on top).
+  expect(mostWaiting).toBeLessThanOrEqual(MAX_READY_BYTES + 100 * 1024);
+});
