@@ -3,13 +3,15 @@
 // local upstream) serves a steady closed loop of proxied HTTP/1.1 requests; first for a window
 // with no scrapes, then for a window in which GET /stats/prometheus runs back to back. Reports the
 // scrape time and the proxied request latency (p50/p99/max) in both windows, so the cost a scrape
-// adds to proxied traffic is the difference, and meshlet's own event-loop delay in each window
+// adds to proxied traffic is the difference, the latency of just the requests that overlapped a
+// scrape (with --interval MS the scrapes are paced as Prometheus's scrape_interval paces them,
+// instead of back to back), and meshlet's own event-loop delay in each window
 // (max = the longest stall), measured inside the meshlet process by lib/loop-monitor.cjs. The
 // scrapes run in a child process (load/scrape-loop.mjs), so reading the bodies does not slow the
 // proxied-load client. One scrape runs before the measured windows (warm-up); the first scrape
 // after start-up costs more (bench/SCRAPE.md). Loopback only; bounded in time and requests.
 //
-//   node bench/scrape.mjs [--clusters 1000,3000,10000] [--seconds 4] [--dist DIR] [--json]
+//   node bench/scrape.mjs [--clusters 1000,3000,10000] [--seconds 4] [--interval MS] [--dist DIR] [--json]
 //
 // Needs `npm run build` (uses dist/, or --dist DIR for a before/after comparison build).
 // Figures are in bench/SCRAPE.md.
@@ -29,6 +31,7 @@ const opt = (name, def) => {
 const dist = resolve(opt('dist', join(root, 'dist')));
 const SIZES = String(opt('clusters', '1000,3000,10000')).split(',').map(Number);
 const SECONDS = Number(opt('seconds', '4'));
+const INTERVAL = Number(opt('interval', '0'));
 const JSON_OUT = args.includes('--json');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -125,10 +128,28 @@ function pct(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-/** A closed loop of 2 keep-alive clients for `ms`; latencies in ms. */
+/** Latency figures of a list of request durations (ms). */
+function summary(lat) {
+  lat.sort((a, b) => a - b);
+  return { n: lat.length, p50: pct(lat, 50), p99: pct(lat, 99), max: lat[lat.length - 1] };
+}
+
+/** The durations of the requests (spans [start, end]) that overlapped one of `scrapes` (sorted spans). */
+function during(requests, scrapes) {
+  const out = [];
+  let j = 0;
+  for (const [s, e] of requests) {
+    while (j < scrapes.length && scrapes[j][1] <= s) j++;
+    if (j < scrapes.length && scrapes[j][0] < e) out.push(e - s);
+  }
+  return summary(out);
+}
+
+/** A closed loop of 2 keep-alive clients for `ms`; latencies in ms, and each request's span. */
 async function load(port, ms) {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
   const lat = [];
+  const spans = [];
   const end = Date.now() + ms;
   let errors = 0;
   const worker = async () => {
@@ -140,19 +161,21 @@ async function load(port, ms) {
       } catch {
         errors++;
       }
-      lat.push(performance.now() - t);
+      const now = performance.now();
+      lat.push(now - t);
+      spans.push([performance.timeOrigin + t, performance.timeOrigin + now]);
     }
   };
   await Promise.all([worker(), worker()]);
   agent.destroy();
-  lat.sort((a, b) => a - b);
-  return { n: lat.length, errors, p50: pct(lat, 50), p99: pct(lat, 99), max: lat[lat.length - 1] };
+  spans.sort((a, b) => a[0] - b[0]);
+  return { ...summary(lat), errors, spans };
 }
 
 /** Back-to-back scrapes for `seconds` in a child process; resolves with {n, bytes, p50, max}. */
 function scrapes(adminPort, seconds) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(root, 'bench/load/scrape-loop.mjs'), String(adminPort), String(seconds)], {
+    const child = spawn(process.execPath, [join(root, 'bench/load/scrape-loop.mjs'), String(adminPort), String(seconds), String(INTERVAL)], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -229,7 +252,11 @@ async function one(n) {
     const busy = await load(listenPort, SECONDS * 1000);
     const busyLoop = await loopDelay(child, lines);
     const scrape = await scraping;
-    return { clusters: n, quiet, busy, scrape, quietLoop, busyLoop };
+    const overlapped = during(busy.spans, scrape.spans);
+    delete quiet.spans;
+    delete busy.spans;
+    delete scrape.spans;
+    return { clusters: n, quiet, busy, overlapped, scrape, quietLoop, busyLoop };
   } finally {
     child.kill('SIGKILL');
     up.close();
@@ -242,14 +269,16 @@ if (JSON_OUT) {
   console.log(JSON.stringify({ load: loadavg(), results }, null, 2));
 } else {
   const f = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-');
-  console.log(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}; ${SECONDS} s per window; dist ${dist}`);
+  const pace = INTERVAL > 0 ? `one scrape every ${INTERVAL} ms` : 'scrapes back to back';
+  console.log(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}; ${SECONDS} s per window; ${pace}; dist ${dist}`);
   console.log(
-    'clusters | scrapes | scrape p50 ms | scrape max ms | body KiB | no scrape p50/p99/max ms | scraping p50/p99/max ms | requests (quiet/scraping) | meshlet loop delay p99/max ms, quiet | scraping',
+    'clusters | scrapes | scrape p50 ms | scrape max ms | body KiB | no scrape p50/p99/max ms | scraping p50/p99/max ms | overlapping a scrape p50/p99/max ms (n) | requests (quiet/scraping) | meshlet loop delay p99/max ms, quiet | scraping',
   );
   for (const r of results) {
     console.log(
       `${r.clusters} | ${r.scrape.n} | ${f(r.scrape.p50)} | ${f(r.scrape.max)} | ${(r.scrape.bytes / 1024).toFixed(0)} | ` +
-        `${f(r.quiet.p50)}/${f(r.quiet.p99)}/${f(r.quiet.max)} | ${f(r.busy.p50)}/${f(r.busy.p99)}/${f(r.busy.max)} | ${r.quiet.n}/${r.busy.n} | ` +
+        `${f(r.quiet.p50)}/${f(r.quiet.p99)}/${f(r.quiet.max)} | ${f(r.busy.p50)}/${f(r.busy.p99)}/${f(r.busy.max)} | ` +
+        `${f(r.overlapped.p50)}/${f(r.overlapped.p99)}/${f(r.overlapped.max)} (${r.overlapped.n}) | ${r.quiet.n}/${r.busy.n} | ` +
         `${f(r.quietLoop.p99)}/${f(r.quietLoop.max)} | ${f(r.busyLoop.p99)}/${f(r.busyLoop.max)}`,
     );
   }

@@ -1,15 +1,24 @@
-// Child process: GET /stats/prometheus back to back (one fresh connection each, as Prometheus
-// does) for SECONDS, then prints {n, bytes, p50, max} (ms). Separate from the proxied-load client
-// so reading 23 MB bodies does not delay that client's own event loop.
-// Usage: node scrape-loop.mjs ADMIN_PORT SECONDS
+// Child process: GET /stats/prometheus (one fresh connection each, as Prometheus does) for
+// SECONDS, back to back or, with INTERVAL_MS, one scrape starting every INTERVAL_MS (as
+// Prometheus's scrape_interval); then prints {n, bytes, p50, max, spans} (ms; spans = each
+// scrape's [start, end] on the shared clock performance.timeOrigin + performance.now()).
+// Separate from the proxied-load client so reading 23 MB bodies does not delay that client's
+// own event loop.
+// Usage: node scrape-loop.mjs ADMIN_PORT SECONDS [INTERVAL_MS]
 import http from 'node:http';
 
-const [port, seconds] = process.argv.slice(2).map(Number);
+const [port, seconds, interval = 0] = process.argv.slice(2).map(Number);
 const end = Date.now() + seconds * 1000;
 const times = [];
+const spans = [];
 let bytes = 0;
 while (Date.now() < end && times.length < 1000) {
-  const t = performance.now();
+  if (interval > 0 && times.length > 0) {
+    const next = spans[spans.length - 1][0] - performance.timeOrigin + interval;
+    const now = performance.now();
+    if (next > now) await new Promise((r) => setTimeout(r, next - now));
+  }
+  const t0 = performance.now();
   bytes = await new Promise((resolve, reject) => {
     const req = http.get({ host: '127.0.0.1', port, path: '/stats/prometheus', agent: false }, (res) => {
       let n = 0;
@@ -19,8 +28,10 @@ while (Date.now() < end && times.length < 1000) {
     req.setTimeout(120_000, () => req.destroy(new Error('scrape timed out')));
     req.on('error', reject);
   });
-  times.push(performance.now() - t);
+  const t1 = performance.now();
+  times.push(t1 - t0);
+  spans.push([performance.timeOrigin + t0, performance.timeOrigin + t1]);
 }
 times.sort((a, b) => a - b);
 const pct = (p) => times[Math.min(times.length - 1, Math.floor((p / 100) * times.length))];
-process.stdout.write(`${JSON.stringify({ n: times.length, bytes, p50: pct(50), max: times[times.length - 1] })}\n`);
+process.stdout.write(`${JSON.stringify({ n: times.length, bytes, p50: pct(50), max: times[times.length - 1], spans })}\n`);
