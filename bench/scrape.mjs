@@ -11,7 +11,12 @@
 // proxied-load client. One scrape runs before the measured windows (warm-up); the first scrape
 // after start-up costs more (bench/SCRAPE.md). Loopback only; bounded in time and requests.
 //
-//   node bench/scrape.mjs [--clusters 1000,3000,10000] [--seconds 4] [--interval MS] [--dist DIR] [--json]
+//   node bench/scrape.mjs [--clusters 1000,3000,10000] [--seconds 4] [--interval MS] [--gzip]
+//                         [--scraper-nice N] [--dist DIR] [--json]
+// --gzip: the scraper sends Accept-Encoding: gzip (as Prometheus does) and decodes the body.
+// --scraper-nice N: runs the scraper at that nice level (e.g. 19: it then takes CPU only when a
+//   core is idle, as a Prometheus on another machine would; on 2 shared cores a full-speed
+//   scraper otherwise competes with meshlet and the load client).
 //
 // Needs `npm run build` (uses dist/, or --dist DIR for a before/after comparison build).
 // Figures are in bench/SCRAPE.md.
@@ -32,6 +37,8 @@ const dist = resolve(opt('dist', join(root, 'dist')));
 const SIZES = String(opt('clusters', '1000,3000,10000')).split(',').map(Number);
 const SECONDS = Number(opt('seconds', '4'));
 const INTERVAL = Number(opt('interval', '0'));
+const SCRAPER_NICE = Number(opt('scraper-nice', '0'));
+const GZIP = args.includes('--gzip');
 const JSON_OUT = args.includes('--json');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -175,7 +182,8 @@ async function load(port, ms) {
 /** Back-to-back scrapes for `seconds` in a child process; resolves with {n, bytes, p50, max}. */
 function scrapes(adminPort, seconds) {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(root, 'bench/load/scrape-loop.mjs'), String(adminPort), String(seconds), String(INTERVAL)], {
+    const argv = [join(root, 'bench/load/scrape-loop.mjs'), String(adminPort), String(seconds), String(INTERVAL), GZIP ? '1' : '0'];
+    const child = spawn(SCRAPER_NICE !== 0 ? 'nice' : process.execPath, SCRAPER_NICE !== 0 ? ['-n', String(SCRAPER_NICE), process.execPath, ...argv] : argv, {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -269,14 +277,14 @@ if (JSON_OUT) {
   console.log(JSON.stringify({ load: loadavg(), results }, null, 2));
 } else {
   const f = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-');
-  const pace = INTERVAL > 0 ? `one scrape every ${INTERVAL} ms` : 'scrapes back to back';
+  const pace = `${INTERVAL > 0 ? `one scrape every ${INTERVAL} ms` : 'scrapes back to back'}${GZIP ? ', gzip' : ''}${SCRAPER_NICE ? `, scraper nice ${SCRAPER_NICE}` : ''}`;
   console.log(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}; ${SECONDS} s per window; ${pace}; dist ${dist}`);
   console.log(
-    'clusters | scrapes | scrape p50 ms | scrape max ms | body KiB | no scrape p50/p99/max ms | scraping p50/p99/max ms | overlapping a scrape p50/p99/max ms (n) | requests (quiet/scraping) | meshlet loop delay p99/max ms, quiet | scraping',
+    'clusters | scrapes | scrape p50 ms | scrape max ms | body KiB (on the wire) | no scrape p50/p99/max ms | scraping p50/p99/max ms | overlapping a scrape p50/p99/max ms (n) | requests (quiet/scraping) | meshlet loop delay p99/max ms, quiet | scraping',
   );
   for (const r of results) {
     console.log(
-      `${r.clusters} | ${r.scrape.n} | ${f(r.scrape.p50)} | ${f(r.scrape.max)} | ${(r.scrape.bytes / 1024).toFixed(0)} | ` +
+      `${r.clusters} | ${r.scrape.n} | ${f(r.scrape.p50)} | ${f(r.scrape.max)} | ${(r.scrape.bytes / 1024).toFixed(0)} (${(r.scrape.wireBytesPerScrape / 1024).toFixed(0)}) | ` +
         `${f(r.quiet.p50)}/${f(r.quiet.p99)}/${f(r.quiet.max)} | ${f(r.busy.p50)}/${f(r.busy.p99)}/${f(r.busy.max)} | ` +
         `${f(r.overlapped.p50)}/${f(r.overlapped.p99)}/${f(r.overlapped.max)} (${r.overlapped.n}) | ${r.quiet.n}/${r.busy.n} | ` +
         `${f(r.quietLoop.p99)}/${f(r.quietLoop.max)} | ${f(r.busyLoop.p99)}/${f(r.busyLoop.max)}`,

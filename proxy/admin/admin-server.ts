@@ -6,6 +6,9 @@
  * Mutations are POST only, as in Envoy: a GET to a mutating path answers 405.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Writable } from 'node:stream';
+import { pipeline } from 'node:stream';
+import { createGzip } from 'node:zlib';
 import type { Address } from '../config/types';
 import { logger } from '../../common/logger';
 import { homeHtml, PAGE_CSP, wantsHtml, wantsJson } from './home-page';
@@ -28,25 +31,87 @@ export interface AdminResponse {
 /** How long a streamed response waits for a reader that stopped reading before it gives up. */
 const STALLED_READER_MS = 30_000;
 
+/** zlib level of gzip'ed scrapes: the fastest; exposition text still shrinks 10–20× at it. */
+const GZIP_LEVEL = 1;
+/** Bytes handed to the gzip stream at once (its output comes back in pieces of the same size). */
+const GZIP_INPUT_BYTES = 64 * 1024;
+
+/**
+ * Whether a client's Accept-Encoding takes gzip (Prometheus sends `Accept-Encoding: gzip`): gzip,
+ * or `*` without gzip named, with a q-value above 0.
+ */
+export function acceptsGzip(acceptEncoding: string | undefined): boolean {
+  if (acceptEncoding === undefined) return false;
+  let gzip: number | undefined;
+  let any: number | undefined;
+  for (const token of acceptEncoding.split(',')) {
+    const semi = token.indexOf(';');
+    const coding = (semi >= 0 ? token.slice(0, semi) : token).trim().toLowerCase();
+    if (coding !== 'gzip' && coding !== 'x-gzip' && coding !== '*') continue;
+    const q = semi >= 0 ? /^\s*q\s*=\s*([0-9.]+)\s*$/i.exec(token.slice(semi + 1))?.[1] : '1';
+    const v = q === undefined ? 0 : Number(q);
+    if (coding === '*') any = v;
+    else gzip = v;
+  }
+  return (gzip ?? any ?? 0) > 0;
+}
+
 /**
  * Send what `produce` writes to `res` and end it, waiting for 'drain' whenever the socket buffer
  * is full (a 20 MB scrape is never buffered whole). A client that goes away, or reads nothing for
  * STALLED_READER_MS, stops the producer: the writer rejects and the response is destroyed.
+ *
+ * `gzip`: the body goes through a gzip stream first (the caller has set Content-Encoding). zlib
+ * runs on libuv's thread pool, so besides saving the scraper 90–95% of the bytes this takes the
+ * socket copies of the plain text (a third of a 10,000-cluster scrape's main-thread time) off
+ * the event loop; backpressure runs from the socket through the gzip stream to the producer.
  */
 export async function streamBody(
   res: ServerResponse,
   produce: (write: (chunk: Buffer) => void | Promise<void>) => Promise<void>,
+  opts: { gzip?: boolean } = {},
 ): Promise<void> {
   const gone = new Error('client closed the connection');
-  const write = (chunk: Buffer): void | Promise<void> => {
-    if (res.destroyed) throw gone;
-    if (res.write(chunk)) return;
+  const z = opts.gzip === true ? createGzip({ level: GZIP_LEVEL, chunkSize: GZIP_INPUT_BYTES }) : undefined;
+  // The gzip stream ends the response when it ends; a response closed early destroys it.
+  if (z !== undefined) pipeline(z, res, () => undefined);
+  const target: Writable = z ?? res;
+  // Each write to the gzip stream is a round trip to the thread pool: small chunks (a scrape's
+  // cached segments are ~12 KiB) are gathered into GZIP_INPUT_BYTES first.
+  let staged: Buffer | undefined;
+  let stagedLen = 0;
+  const stage = (chunk: Buffer): Buffer | undefined => {
+    if (stagedLen === 0 && chunk.length >= GZIP_INPUT_BYTES) return chunk;
+    staged ??= Buffer.allocUnsafe(GZIP_INPUT_BYTES);
+    let from = 0;
+    while (from < chunk.length) {
+      const n = chunk.copy(staged, stagedLen, from);
+      from += n;
+      stagedLen += n;
+      if (stagedLen === GZIP_INPUT_BYTES && from < chunk.length) {
+        // Full with more to come: send this one (rare: chunks are at most CHUNK_BYTES).
+        target.write(staged);
+        staged = Buffer.allocUnsafe(GZIP_INPUT_BYTES);
+        stagedLen = 0;
+      }
+    }
+    if (stagedLen < GZIP_INPUT_BYTES) return undefined;
+    const full = staged;
+    staged = undefined;
+    stagedLen = 0;
+    return full;
+  };
+  const write = (input: Buffer): void | Promise<void> => {
+    if (res.destroyed || target.destroyed) throw gone;
+    const chunk = z === undefined ? input : stage(input);
+    if (chunk === undefined || target.write(chunk)) return;
     return new Promise<void>((resolve, reject) => {
       const done = (): void => {
         clearTimeout(timer);
-        res.off('drain', done);
+        target.off('drain', done);
+        target.off('close', done);
         res.off('close', done);
-        if (res.destroyed) reject(gone);
+        if (res.destroyed || target.destroyed) reject(gone);
         else resolve();
       };
       // A reader that stops for good must not hold the producer (and what it holds) forever.
@@ -54,7 +119,8 @@ export async function streamBody(
         res.destroy();
         done();
       }, STALLED_READER_MS);
-      res.on('drain', done);
+      target.on('drain', done);
+      target.on('close', done);
       res.on('close', done);
     });
   };
@@ -63,9 +129,12 @@ export async function streamBody(
   } catch (err) {
     if (err !== gone) log.warn({ err: (err as Error).message }, 'streamed admin response failed');
     res.destroy();
+    z?.destroy();
     return;
   }
-  if (!res.destroyed) res.end();
+  if (res.destroyed) return;
+  if (staged !== undefined && stagedLen > 0) target.write(staged.subarray(0, stagedLen));
+  target.end();
 }
 
 export type AdminHandler = (query: URLSearchParams, req: IncomingMessage) => AdminResponse | Promise<AdminResponse>;
@@ -128,14 +197,18 @@ export class AdminServer {
         }
       }
     }
+    // A streamed body (the scrape) is gzip'ed for a client that asks (Prometheus does).
+    const gzip = out.stream !== undefined && acceptsGzip(req.headers['accept-encoding']);
     res.writeHead(out.status ?? 200, {
       'content-type': out.contentType ?? 'text/plain; charset=UTF-8',
       'cache-control': 'no-cache, max-age=0',
       'x-content-type-options': 'nosniff',
       ...(out.contentType?.startsWith('text/html') ? { 'content-security-policy': PAGE_CSP } : {}),
+      ...(out.stream !== undefined ? { vary: 'Accept-Encoding' } : {}),
+      ...(gzip ? { 'content-encoding': 'gzip' } : {}),
       ...out.headers,
     });
-    if (out.stream !== undefined && req.method !== 'HEAD') await streamBody(res, out.stream);
+    if (out.stream !== undefined && req.method !== 'HEAD') await streamBody(res, out.stream, { gzip });
     else res.end(req.method === 'HEAD' ? undefined : out.body);
   }
 

@@ -17,7 +17,7 @@
 import type { X509Certificate } from 'node:crypto';
 import http from 'node:http';
 import type { AdminResponse, AdminServer } from '../admin/admin-server';
-import { json, streamBody, text } from '../admin/admin-server';
+import { acceptsGzip, json, streamBody, text } from '../admin/admin-server';
 import type { HcmConfig, ListenerConfig, NodeInfo, TcpProxyConfig, TracingConfig } from '../config/types';
 import type { HttpTracer, StreamCompleteListener, StreamInfo } from '../http/stream-info';
 import type { TcpSessionRecord } from '../tcp/tcp-proxy';
@@ -222,8 +222,9 @@ export class Telemetry {
           res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /stats/prometheus is served here\n');
           return;
         }
-        res.writeHead(200, { 'content-type': this.metrics.contentType });
-        void streamBody(res, (write) => this.metrics.prometheusStream(write));
+        const gzip = acceptsGzip(req.headers['accept-encoding']);
+        res.writeHead(200, { 'content-type': this.metrics.contentType, vary: 'Accept-Encoding', ...(gzip ? { 'content-encoding': 'gzip' } : {}) });
+        void streamBody(res, (write) => this.metrics.prometheusStream(write), { gzip });
       });
       this.statsPort = await listenOn(this.statsServer, this.opts.statsPort, host);
     }

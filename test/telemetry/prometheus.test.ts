@@ -6,6 +6,7 @@
  * stopped and its data directory removed. A missing binary fails the test with the fix.
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import type http from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,6 +21,7 @@ import {
   stopAllMeshlets,
 } from '../support/meshlet';
 import { closeAll, closedPort, startHttpEcho } from '../support/upstreams';
+import { acceptsGzip } from '../../proxy/admin/admin-server';
 import { request } from './helpers';
 
 function requireBinary(name: string): string {
@@ -131,6 +133,11 @@ describe('Prometheus tooling', () => {
     expect(execFileSync(requireBinary('promtool'), ['check', 'config', cfg], { encoding: 'utf8' })).toContain(
       'SUCCESS',
     );
+    // What Prometheus asks for: it sends Accept-Encoding: gzip, so it reads meshlet's gzip'ed body.
+    const encodings: (string | undefined)[] = [];
+    (m.server.telemetry as unknown as { statsServer: http.Server }).statsServer.prependListener('request', (req: http.IncomingMessage) =>
+      encodings.push(req.headers['accept-encoding']),
+    );
     prom = spawn(
       bin,
       [`--config.file=${cfg}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${webPort}`],
@@ -184,5 +191,7 @@ describe('Prometheus tooling', () => {
     expect(rq[0]!.value[1]).toBe('9');
     const hist = await query('sum(istio_request_duration_milliseconds_count{job="meshlet"})');
     expect(hist[0]!.value[1]).toBe('9');
+    expect(encodings.length).toBeGreaterThan(0);
+    expect(encodings.every((e) => acceptsGzip(e))).toBe(true);
   });
 });
