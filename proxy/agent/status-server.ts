@@ -7,8 +7,14 @@
  *
  * Talks to meshlet only over its admin port on loopback, so it works the same whether meshlet
  * runs in this process or not. Every request does its own bounded work; nothing is cached.
+ *
+ * The merged scrape is streamed: meshlet's body (tens of MB with thousands of clusters) is passed
+ * through chunk by chunk with backpressure, then the app's is appended, gzip'ed for a scraper that
+ * asks (Prometheus does). Holding it whole as one string and writing it at once froze the event
+ * loop for as long as a scrape on the admin port once did (issue 18.2).
  */
 import http from 'node:http';
+import { acceptsGzip, streamBody } from '../admin/admin-server';
 import type * as grpc from '@grpc/grpc-js';
 import { type AppProbers, runProbe } from './app-probers';
 
@@ -51,6 +57,21 @@ function fetchText(url: string, timeoutMs: number): Promise<{ status: number; bo
   );
 }
 
+const NEWLINE = 0x0a;
+
+/** GET on meshlet's admin: the response, streaming (undefined when it cannot be reached in time). */
+function adminStream(port: number, path: string, timeoutMs: number): Promise<http.IncomingMessage | undefined> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path, agent: false }, (res) => {
+      // The time limit is for the answer to start; the body then flows at the scraper's pace.
+      req.setTimeout(0);
+      resolve(res);
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(new Error('admin did not answer in time')));
+    req.on('error', () => resolve(undefined));
+  });
+}
+
 export class StatusServer {
   private server?: http.Server;
 
@@ -63,6 +84,10 @@ export class StatusServer {
 
   async start(): Promise<void> {
     const server = http.createServer((req, res) => {
+      if ((req.url ?? '/').split('?')[0] === '/stats/prometheus') {
+        void this.metrics(req, res).catch(() => res.destroy());
+        return;
+      }
       void this.handle(req.url ?? '/').then(
         ({ status, body, type }) => {
           res.writeHead(status, { 'content-type': type });
@@ -87,6 +112,43 @@ export class StatusServer {
     return new Promise((resolve) => (s ? s.close(() => resolve()) : resolve()));
   }
 
+  /** meshlet's metrics, then the app's, streamed (gzip'ed when the scraper asks). */
+  private async metrics(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const timeout = this.opts.fetchTimeoutMs ?? 5000;
+    const m = this.opts.appMetrics;
+    const app = m ? fetchText(`${m.scheme}://${this.opts.appHost ?? '127.0.0.1'}:${m.port}${m.path}`, timeout) : undefined;
+    const own = await adminStream(this.opts.adminPort, '/stats/prometheus', timeout);
+    if (own === undefined || own.statusCode !== 200) {
+      own?.destroy();
+      await app;
+      res.writeHead(503, { 'content-type': 'text/plain' }).end('meshlet metrics unavailable\n');
+      return;
+    }
+    const gzip = acceptsGzip(req.headers['accept-encoding']);
+    res.writeHead(200, {
+      'content-type': 'text/plain; version=0.0.4; charset=utf-8',
+      vary: 'Accept-Encoding',
+      ...(gzip ? { 'content-encoding': 'gzip' } : {}),
+    });
+    await streamBody(
+      res,
+      async (write) => {
+        let last = NEWLINE;
+        // Leaving the loop early (the scraper went away) destroys the admin response.
+        for await (const chunk of own as AsyncIterable<Buffer>) {
+          if (chunk.length === 0) continue;
+          await write(chunk);
+          last = chunk[chunk.length - 1]!;
+        }
+        if (last !== NEWLINE) await write(Buffer.from('\n'));
+        // The app's metrics follow meshlet's; an app that cannot be scraped costs only its part.
+        const a = await app;
+        if (a && a.status === 200 && a.body !== '') await write(Buffer.from(a.body.endsWith('\n') ? a.body : `${a.body}\n`));
+      },
+      { gzip },
+    );
+  }
+
   private async handle(url: string): Promise<{ status: number; body: string; type: string }> {
     const path = url.split('?')[0]!;
     const timeout = this.opts.fetchTimeoutMs ?? 5000;
@@ -99,18 +161,6 @@ export class StatusServer {
     if (prober) {
       const status = await runProbe(prober, this.opts.appHost ?? '127.0.0.1', () => require('@grpc/grpc-js') as typeof grpc);
       return { status, body: '', type: 'text/plain' };
-    }
-    if (path === '/stats/prometheus') {
-      const m = this.opts.appMetrics;
-      const [own, app] = await Promise.all([
-        fetchText(`${admin}/stats/prometheus`, timeout),
-        m ? fetchText(`${m.scheme}://${this.opts.appHost ?? '127.0.0.1'}:${m.port}${m.path}`, timeout) : undefined,
-      ]);
-      if (own.status !== 200) return { status: 503, body: 'meshlet metrics unavailable\n', type: 'text/plain' };
-      let body = own.body.endsWith('\n') || own.body === '' ? own.body : `${own.body}\n`;
-      // The app's metrics follow meshlet's; an app that cannot be scraped costs only its part.
-      if (app && app.status === 200) body += app.body.endsWith('\n') ? app.body : `${app.body}\n`;
-      return { status: 200, body, type: 'text/plain; version=0.0.4; charset=utf-8' };
     }
     return { status: 404, body: 'not found\n', type: 'text/plain' };
   }

@@ -11,6 +11,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseAppProbers } from '../../proxy/agent/app-probers';
@@ -120,6 +121,20 @@ describe('agent port 15020', () => {
     expect(merged.status).toBe(200);
     expect(merged.body).toContain('# TYPE envoy_server_uptime');
     expect(merged.body).toContain('app_orders_total{shop="main"} 42');
+    // Streamed through, and gzip'ed for a scraper that asks (Prometheus sends Accept-Encoding: gzip).
+    const zipped = await new Promise<{ encoding?: string; body: string }>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port: status.port, path: '/stats/prometheus', headers: { 'accept-encoding': 'gzip' }, agent: false }, (res) => {
+          const parts: Buffer[] = [];
+          res.on('data', (c: Buffer) => parts.push(c));
+          res.on('end', () => resolve({ encoding: res.headers['content-encoding'], body: gunzipSync(Buffer.concat(parts)).toString('utf8') }));
+        })
+        .on('error', reject);
+    });
+    expect(zipped.encoding).toBe('gzip');
+    expect(zipped.body).toContain('# TYPE envoy_server_uptime');
+    expect(zipped.body.endsWith('app_orders_total{shop="main"} 42\n')).toBe(true);
+    expect(merged.body.endsWith('app_orders_total{shop="main"} 42\n')).toBe(true);
 
     const which = spawnSync('sh', ['-c', 'command -v prometheus'], { encoding: 'utf8' });
     const bin = which.stdout.trim();

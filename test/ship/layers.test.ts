@@ -95,7 +95,8 @@ export const LAYERS: readonly Layer[] = [
   { name: 'proxy/intercept', paths: ['proxy/intercept/'], uses: ['proxy/listeners'] },
   { name: 'proxy/inject', paths: ['proxy/inject/'], uses: ['proxy/config'] },
   // pilot-agent's job: the bootstrap from an Istio pod's environment.
-  { name: 'proxy/agent', paths: ['proxy/agent/'], uses: ['proxy/config'] },
+  // Its status port streams the merged scrape with the admin server's streamBody (backpressure, gzip).
+  { name: 'proxy/agent', paths: ['proxy/agent/'], uses: ['proxy/config', 'proxy/admin-server'] },
   {
     name: 'proxy/cli',
     paths: ['proxy/cli/'],
