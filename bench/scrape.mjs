@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Scrape benchmark (issue 18.2): a meshlet process with N static clusters (one of them routed to a
 // local upstream) serves a steady closed loop of proxied HTTP/1.1 requests; first for a window
-// with no scrapes, then for a window in which GET /stats/prometheus runs back to back. Reports the
+// with no scrapes, then for a window in which GET /stats/prometheus (on the 15090-style
+// --stats-port, what Prometheus scrapes) runs back to back. Reports the
 // scrape time and the proxied request latency (p50/p99/max) in both windows, so the cost a scrape
 // adds to proxied traffic is the difference, the latency of just the requests that overlapped a
 // scrape (with --interval MS the scrapes are paced as Prometheus's scrape_interval paces them,
@@ -180,9 +181,9 @@ async function load(port, ms) {
 }
 
 /** Back-to-back scrapes for `seconds` in a child process; resolves with {n, bytes, p50, max}. */
-function scrapes(adminPort, seconds) {
+function scrapes(port, seconds) {
   return new Promise((resolve, reject) => {
-    const argv = [join(root, 'bench/load/scrape-loop.mjs'), String(adminPort), String(seconds), String(INTERVAL), GZIP ? '1' : '0'];
+    const argv = [join(root, 'bench/load/scrape-loop.mjs'), String(port), String(seconds), String(INTERVAL), GZIP ? '1' : '0'];
     const child = spawn(SCRAPER_NICE !== 0 ? 'nice' : process.execPath, SCRAPER_NICE !== 0 ? ['-n', String(SCRAPER_NICE), process.execPath, ...argv] : argv, {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -216,6 +217,7 @@ async function one(n) {
   const up = await upstream();
   const listenPort = await freePort();
   const adminPort = await freePort();
+  const statsPort = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'meshlet-scrape-'));
   const file = join(dir, 'bootstrap.json');
   writeFileSync(file, JSON.stringify(bootstrapFor(n, up.address().port, listenPort, adminPort)));
@@ -229,6 +231,8 @@ async function one(n) {
       'proxy',
       '--bootstrap',
       file,
+      '--stats-port',
+      String(statsPort),
       '--log-level',
       'error',
     ],
@@ -251,12 +255,12 @@ async function one(n) {
     await load(listenPort, 1000); // warm-up
     // One scrape first, as a Prometheus that scrapes every 15 s has done long before: the first
     // one after start-up also compiles the render path and builds the label caches.
-    await get(adminPort, '/stats/prometheus', false);
+    await get(statsPort, '/stats/prometheus', false);
     await loopDelay(child, lines); // starts the quiet window
     const quiet = await load(listenPort, SECONDS * 1000);
     const quietLoop = await loopDelay(child, lines);
     // the scrape loop runs a little longer than the proxied load, so scrapes cover the window
-    const scraping = scrapes(adminPort, SECONDS + 1);
+    const scraping = scrapes(statsPort, SECONDS + 1);
     const busy = await load(listenPort, SECONDS * 1000);
     const busyLoop = await loopDelay(child, lines);
     const scrape = await scraping;

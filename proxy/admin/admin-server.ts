@@ -197,18 +197,16 @@ export class AdminServer {
         }
       }
     }
-    // A streamed body (the scrape) is gzip'ed for a client that asks (Prometheus does).
-    const gzip = out.stream !== undefined && acceptsGzip(req.headers['accept-encoding']);
+    // Plain even for a client that asks for gzip, as Envoy's admin (its gzip example checks that
+    // 9901 answers without content-encoding); the 15090 and 15020 ports compress.
     res.writeHead(out.status ?? 200, {
       'content-type': out.contentType ?? 'text/plain; charset=UTF-8',
       'cache-control': 'no-cache, max-age=0',
       'x-content-type-options': 'nosniff',
       ...(out.contentType?.startsWith('text/html') ? { 'content-security-policy': PAGE_CSP } : {}),
-      ...(out.stream !== undefined ? { vary: 'Accept-Encoding' } : {}),
-      ...(gzip ? { 'content-encoding': 'gzip' } : {}),
       ...out.headers,
     });
-    if (out.stream !== undefined && req.method !== 'HEAD') await streamBody(res, out.stream, { gzip });
+    if (out.stream !== undefined && req.method !== 'HEAD') await streamBody(res, out.stream);
     else res.end(req.method === 'HEAD' ? undefined : out.body);
   }
 
