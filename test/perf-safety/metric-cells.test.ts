@@ -5,6 +5,7 @@
 // what /stats/prometheus sends.
 import { Counter, Histogram, Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
+import { countLoopTurns } from '../support/loop-turns';
 import { CounterFamily, HistogramFamily } from '../../proxy/telemetry/cells';
 import { renderExposition } from '../../proxy/telemetry/exposition';
 import { ISTIO_DURATION_BUCKETS_MS, ISTIO_HTTP_LABELS } from '../../proxy/telemetry/metrics';
@@ -122,18 +123,11 @@ it('a scrape renders many Istio label sets in steps: the loop gets turns while o
     fh.labels(ls).observe(i % 50);
     ph.labels(ls).observe(i % 50);
   }
-  let turns = 0;
-  let running = true;
-  const spin = (): void => {
-    if (!running) return;
-    turns++;
-    setImmediate(spin);
-  };
-  setImmediate(spin);
+  const turns = countLoopTurns();
   const text = await scraped(b);
-  running = false;
+  turns.stop();
   expect(text).toBe(await a.metrics());
   // 2,000 histogram label sets are ~46,000 lines: many 2 ms slices on any machine (rendered by
   // prom-client in one go, the loop got 2 turns: the awaits around it).
-  expect(turns).toBeGreaterThanOrEqual(10);
+  expect(turns.count).toBeGreaterThanOrEqual(10);
 });

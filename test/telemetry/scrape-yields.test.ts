@@ -17,6 +17,7 @@ import type { Metric } from 'prom-client';
 import { Registry } from 'prom-client';
 import { afterAll, expect, it } from 'vitest';
 import { type ChunkWriter, MAX_READY_BYTES, renderExposition, SLICE_MS } from '../../proxy/telemetry/exposition';
+import { countLoopTurns } from '../support/loop-turns';
 import { bootstrap, httpListener, routes, staticCluster, startMeshlet, stopAllMeshlets } from '../support/meshlet';
 import { closeAll, startHttpEcho } from '../support/upstreams';
 
@@ -122,21 +123,14 @@ it('yields between families: many small families share one time budget', async (
     };
     registry.registerMetric(family as unknown as Metric);
   }
-  let turns = 0;
-  let running = true;
-  const spin = (): void => {
-    if (!running) return;
-    turns++;
-    setImmediate(spin);
-  };
-  setImmediate(spin);
+  const turns = countLoopTurns();
   const parts: Buffer[] = [];
   await renderExposition(registry, (c) => {
     parts.push(c);
   });
-  running = false;
+  turns.stop();
   // Without a shared budget no family uses up a slice, so the loop never got a turn (0).
-  expect(turns).toBeGreaterThanOrEqual(5);
+  expect(turns.count).toBeGreaterThanOrEqual(5);
   const text = Buffer.concat(parts).toString();
   expect(text.split('\n').filter((l) => /^small_\d+ 1$/.test(l))).toHaveLength(60);
 });
@@ -194,22 +188,15 @@ it('sends under the same clock: chunks that cost time to send do not hold the lo
     reset: () => undefined,
   };
   registry.registerMetric(family as unknown as Metric);
-  let turns = 0;
-  let running = true;
-  const spin = (): void => {
-    if (!running) return;
-    turns++;
-    setImmediate(spin);
-  };
-  setImmediate(spin);
+  const turns = countLoopTurns();
   // A sink whose every write costs SLICE_MS / 5 of CPU, as a writev of a big chunk does.
   let sinceTurn = 0;
-  let lastTurns = turns;
+  let lastTurns = turns.count;
   let mostPerTurn = 0;
   let bytes = 0;
   await renderExposition(registry, (c) => {
-    if (turns !== lastTurns) {
-      lastTurns = turns;
+    if (turns.count !== lastTurns) {
+      lastTurns = turns.count;
       sinceTurn = 0;
     }
     sinceTurn++;
@@ -218,7 +205,7 @@ it('sends under the same clock: chunks that cost time to send do not hold the lo
     const until = performance.now() + SLICE_MS / 5;
     while (performance.now() < until);
   });
-  running = false;
+  turns.stop();
   expect(bytes).toBeGreaterThan(2000 * 1024);
   // About 5 sends fit in a slice; without a clock on sending, all 2,000 went out in one turn.
   expect(mostPerTurn).toBeLessThanOrEqual(20);
