@@ -13,7 +13,7 @@
 // after start-up costs more (bench/SCRAPE.md). Loopback only; bounded in time and requests.
 //
 //   node bench/scrape.mjs [--clusters 1000,3000,10000] [--seconds 4] [--interval MS] [--gzip]
-//                         [--scraper-nice N] [--dist DIR] [--json]
+//                         [--scraper-nice N] [--via stats|agent] [--dist DIR] [--json]
 // --gzip: the scraper sends Accept-Encoding: gzip (as Prometheus does) and decodes the body.
 // --scraper-nice N: runs the scraper at that nice level (e.g. 19: it then takes CPU only when a
 //   core is idle, as a Prometheus on another machine would; on 2 shared cores a full-speed
@@ -40,6 +40,10 @@ const SECONDS = Number(opt('seconds', '4'));
 const INTERVAL = Number(opt('interval', '0'));
 const SCRAPER_NICE = Number(opt('scraper-nice', '0'));
 const GZIP = args.includes('--gzip');
+// --via agent: scrape the agent's merged /stats/prometheus (15020-style --status-port, what Istio's
+// prometheus.io annotations point at) instead of the 15090-style --stats-port.
+const VIA = String(opt('via', 'stats'));
+if (VIA !== 'stats' && VIA !== 'agent') throw new Error('--via takes stats or agent');
 const JSON_OUT = args.includes('--json');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -218,6 +222,8 @@ async function one(n) {
   const listenPort = await freePort();
   const adminPort = await freePort();
   const statsPort = await freePort();
+  const statusPort = await freePort();
+  const scrapePort = VIA === 'agent' ? statusPort : statsPort;
   const dir = mkdtempSync(join(tmpdir(), 'meshlet-scrape-'));
   const file = join(dir, 'bootstrap.json');
   writeFileSync(file, JSON.stringify(bootstrapFor(n, up.address().port, listenPort, adminPort)));
@@ -233,6 +239,8 @@ async function one(n) {
       file,
       '--stats-port',
       String(statsPort),
+      '--status-port',
+      String(statusPort),
       '--log-level',
       'error',
     ],
@@ -255,12 +263,12 @@ async function one(n) {
     await load(listenPort, 1000); // warm-up
     // One scrape first, as a Prometheus that scrapes every 15 s has done long before: the first
     // one after start-up also compiles the render path and builds the label caches.
-    await get(statsPort, '/stats/prometheus', false);
+    await get(scrapePort, '/stats/prometheus', false);
     await loopDelay(child, lines); // starts the quiet window
     const quiet = await load(listenPort, SECONDS * 1000);
     const quietLoop = await loopDelay(child, lines);
     // the scrape loop runs a little longer than the proxied load, so scrapes cover the window
-    const scraping = scrapes(statsPort, SECONDS + 1);
+    const scraping = scrapes(scrapePort, SECONDS + 1);
     const busy = await load(listenPort, SECONDS * 1000);
     const busyLoop = await loopDelay(child, lines);
     const scrape = await scraping;
@@ -281,7 +289,7 @@ if (JSON_OUT) {
   console.log(JSON.stringify({ load: loadavg(), results }, null, 2));
 } else {
   const f = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-');
-  const pace = `${INTERVAL > 0 ? `one scrape every ${INTERVAL} ms` : 'scrapes back to back'}${GZIP ? ', gzip' : ''}${SCRAPER_NICE ? `, scraper nice ${SCRAPER_NICE}` : ''}`;
+  const pace = `${INTERVAL > 0 ? `one scrape every ${INTERVAL} ms` : 'scrapes back to back'}${GZIP ? ', gzip' : ''}${SCRAPER_NICE ? `, scraper nice ${SCRAPER_NICE}` : ''}, via the ${VIA === 'agent' ? 'agent port (15020-style)' : 'stats port (15090-style)'}`;
   console.log(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}; ${SECONDS} s per window; ${pace}; dist ${dist}`);
   console.log(
     'clusters | scrapes | scrape p50 ms | scrape max ms | body KiB (on the wire) | no scrape p50/p99/max ms | scraping p50/p99/max ms | overlapping a scrape p50/p99/max ms (n) | requests (quiet/scraping) | meshlet loop delay p99/max ms, quiet | scraping',

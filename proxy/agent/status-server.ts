@@ -5,8 +5,12 @@
  * with the app's own (the `prometheus.io/*` annotations the injector saved in
  * ISTIO_PROMETHEUS_ANNOTATIONS), so one scrape of the pod gets both, as with Istio.
  *
- * Talks to meshlet only over its admin port on loopback, so it works the same whether meshlet
- * runs in this process or not. Every request does its own bounded work; nothing is cached.
+ * Talks to meshlet over its admin port on loopback, so it works the same whether meshlet runs in
+ * this process or not; when it does (`meshlet proxy --status-port`, `meshlet agent`), the
+ * composition hands it meshlet's metrics stream directly, so a scrape is not rendered, sent over
+ * loopback and read back (reading 24 MB of fresh Buffers a scrape at 10,000 clusters made V8 run
+ * full collections for the external memory: 40–90 ms stalls, bench/SCRAPE.md). Every request does
+ * its own bounded work; nothing is cached.
  *
  * The merged scrape is streamed: meshlet's body (tens of MB with thousands of clusters) is passed
  * through chunk by chunk with backpressure, then the app's is appended, gzip'ed for a scraper that
@@ -46,6 +50,11 @@ export interface StatusServerOptions {
   /** Where the app listens (default 127.0.0.1). */
   readonly appHost?: string;
   readonly appMetrics?: AppMetrics;
+  /**
+   * meshlet's Prometheus exposition, streamed into `write` (MeshletMetrics.prometheusStream), when
+   * meshlet runs in this process; without it the scrape is fetched from the admin port.
+   */
+  readonly metrics?: (write: (chunk: Buffer) => void | Promise<void>) => Promise<void>;
   /** Timeout for the admin and app metrics fetches (default 5 s). */
   readonly fetchTimeoutMs?: number;
 }
@@ -117,8 +126,9 @@ export class StatusServer {
     const timeout = this.opts.fetchTimeoutMs ?? 5000;
     const m = this.opts.appMetrics;
     const app = m ? fetchText(`${m.scheme}://${this.opts.appHost ?? '127.0.0.1'}:${m.port}${m.path}`, timeout) : undefined;
-    const own = await adminStream(this.opts.adminPort, '/stats/prometheus', timeout);
-    if (own === undefined || own.statusCode !== 200) {
+    const inProcess = this.opts.metrics;
+    const own = inProcess === undefined ? await adminStream(this.opts.adminPort, '/stats/prometheus', timeout) : undefined;
+    if (inProcess === undefined && (own === undefined || own.statusCode !== 200)) {
       own?.destroy();
       await app;
       res.writeHead(503, { 'content-type': 'text/plain' }).end('meshlet metrics unavailable\n');
@@ -134,11 +144,18 @@ export class StatusServer {
       res,
       async (write) => {
         let last = NEWLINE;
-        // Leaving the loop early (the scraper went away) destroys the admin response.
-        for await (const chunk of own as AsyncIterable<Buffer>) {
-          if (chunk.length === 0) continue;
-          await write(chunk);
-          last = chunk[chunk.length - 1]!;
+        if (inProcess !== undefined) {
+          await inProcess((chunk) => {
+            if (chunk.length > 0) last = chunk[chunk.length - 1]!;
+            return write(chunk);
+          });
+        } else {
+          // Leaving the loop early (the scraper went away) destroys the admin response.
+          for await (const chunk of own as AsyncIterable<Buffer>) {
+            if (chunk.length === 0) continue;
+            await write(chunk);
+            last = chunk[chunk.length - 1]!;
+          }
         }
         if (last !== NEWLINE) await write(Buffer.from('\n'));
         // The app's metrics follow meshlet's; an app that cannot be scraped costs only its part.

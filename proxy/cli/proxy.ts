@@ -195,6 +195,7 @@ export async function runProxy(argv: string[]): Promise<number> {
     const status = new StatusServer({
       port: statusPort,
       adminPort: server.admin.port,
+      metrics: (write) => server.telemetry.metrics.prometheusStream(write),
       probers: parseAppProbers(env.ISTIO_KUBE_APP_PROBERS),
       ...(env.ISTIO_PROMETHEUS_ANNOTATIONS ? { appMetrics: parsePrometheusAnnotations(env.ISTIO_PROMETHEUS_ANNOTATIONS) } : {}),
     });

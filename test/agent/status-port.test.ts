@@ -112,6 +112,39 @@ describe('agent port 15020', () => {
     expect((await getText(status.port, '/app-health/other/readyz')).status).toBe(404);
   });
 
+  it("merges meshlet's in-process metrics stream with the app's when meshlet runs in this process (no admin round trip)", async () => {
+    // The admin port given is closed: the scrape can only come from the stream handed over.
+    const direct = new StatusServer({
+      port: 0,
+      host: '127.0.0.1',
+      adminPort: await closedPort(),
+      metrics: (write) => meshlet.server.telemetry.metrics.prometheusStream(write),
+      probers: new Map(),
+      appMetrics: parsePrometheusAnnotations(JSON.stringify({ scrape: 'true', path: '/metrics', port: String(appPort) })),
+    });
+    await direct.start();
+    try {
+      const merged = await getText(direct.port, '/stats/prometheus');
+      expect(merged.status).toBe(200);
+      expect(merged.body).toContain('# TYPE envoy_server_uptime');
+      expect(merged.body.endsWith('\napp_orders_total{shop="main"} 42\n')).toBe(true);
+      const zipped = await new Promise<string>((resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port: direct.port, path: '/stats/prometheus', headers: { 'accept-encoding': 'gzip' }, agent: false }, (res) => {
+            expect(res.headers['content-encoding']).toBe('gzip');
+            const parts: Buffer[] = [];
+            res.on('data', (c: Buffer) => parts.push(c));
+            res.on('end', () => resolve(gunzipSync(Buffer.concat(parts)).toString('utf8')));
+          })
+          .on('error', reject);
+      });
+      expect(zipped).toContain('# TYPE envoy_server_uptime');
+      expect(zipped.endsWith('\napp_orders_total{shop="main"} 42\n')).toBe(true);
+    } finally {
+      await direct.close();
+    }
+  });
+
   it("reports meshlet's readiness on /healthz/ready", async () => {
     expect((await getText(status.port, '/healthz/ready')).status).toBe(200);
   });
