@@ -111,6 +111,12 @@ export async function runProxy(argv: string[]): Promise<number> {
     process.stderr.write(`meshlet proxy: --csds-port is not supported with --concurrency > 1 yet\n`);
     return 1;
   }
+  if (concurrency > 1 && statusPort !== undefined) {
+    // The agent port is served next to a single process only: refuse rather than start without it
+    // (a pod whose 15020 never answers is never Ready, with nothing said).
+    process.stderr.write(`meshlet proxy: --status-port is not supported with --concurrency > 1 yet\n`);
+    return 1;
+  }
   // A --concurrency worker: node:cluster re-ran this command; the primary owns admin and xDS.
   const isWorker = concurrency > 1 && cluster.isWorker;
   const exitOnZero =

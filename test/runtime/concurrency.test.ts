@@ -5,7 +5,7 @@
  * there is ONE stream for the proxy and a pushed update reaches both workers; SIGTERM drains both
  * and the whole tree exits 0.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -143,6 +143,18 @@ describe('meshlet proxy --concurrency 2', () => {
     const after = await workers(adminPort).catch(() => 'gone');
     expect(after).toBe('gone');
   }, 60_000);
+
+  it('refuses --status-port with --concurrency > 1 (the agent port is served beside a single process only) instead of starting without it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'meshlet-conc-status-'));
+    const file = join(dir, 'bootstrap.json');
+    writeFileSync(file, JSON.stringify(bootstrap([], [], { admin: { address: socketAddress(await closedPort()) } })));
+    const r = spawnSync(process.execPath, [BIN, 'proxy', '--bootstrap', file, '--concurrency', '2', '--status-port', String(await closedPort())], {
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain('--status-port is not supported with --concurrency > 1');
+  });
 
   it('exits 1 when the workers cannot bind the listener, as a single process would', async () => {
     const busy = http.createServer();
