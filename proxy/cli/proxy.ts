@@ -40,7 +40,8 @@ const USAGE = `meshlet proxy --bootstrap FILE [--log-level LEVEL] [--concurrency
       --health-port N|off  serve /healthz/ready on N (Istio: 15021; default off)
       --status-port N|off  serve Istio's agent port on N (15020): /healthz/ready, the app probes
                            of ISTIO_KUBE_APP_PROBERS under /app-health/, /stats/prometheus merged
-                           with the app's (ISTIO_PROMETHEUS_ANNOTATIONS) (default off)
+                           with the app's (ISTIO_PROMETHEUS_ANNOTATIONS) (default off; not with
+                           --concurrency > 1)
       --csds-port N|off    answer Envoy's CSDS (ClientStatusDiscoveryService) on 127.0.0.1:N with
                            what this proxy runs, for \`meshlet proxy-status --xds\` (default off)
       --validate           check the bootstrap and exit (like envoy --mode validate)`;
