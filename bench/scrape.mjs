@@ -13,7 +13,7 @@
 // after start-up costs more (bench/SCRAPE.md). Loopback only; bounded in time and requests.
 //
 //   node bench/scrape.mjs [--clusters 1000,3000,10000] [--seconds 4] [--interval MS] [--gzip]
-//                         [--scraper-nice N] [--via stats|agent] [--dist DIR] [--json]
+//                         [--scraper-nice N] [--via stats|agent|listener] [--dist DIR] [--json]
 // --gzip: the scraper sends Accept-Encoding: gzip (as Prometheus does) and decodes the body.
 // --scraper-nice N: runs the scraper at that nice level (e.g. 19: it then takes CPU only when a
 //   core is idle, as a Prometheus on another machine would; on 2 shared cores a full-speed
@@ -41,9 +41,11 @@ const INTERVAL = Number(opt('interval', '0'));
 const SCRAPER_NICE = Number(opt('scraper-nice', '0'));
 const GZIP = args.includes('--gzip');
 // --via agent: scrape the agent's merged /stats/prometheus (15020-style --status-port, what Istio's
-// prometheus.io annotations point at) instead of the 15090-style --stats-port.
+// prometheus.io annotations point at) instead of the 15090-style --stats-port; --via listener: a
+// bootstrap listener that routes /stats/prometheus to the admin port through a prometheus_stats
+// cluster with a gzip compressor filter, the shape of Istio's own bootstrap 15090 listener.
 const VIA = String(opt('via', 'stats'));
-if (VIA !== 'stats' && VIA !== 'agent') throw new Error('--via takes stats or agent');
+if (!['stats', 'agent', 'listener'].includes(VIA)) throw new Error('--via takes stats, agent or listener');
 const JSON_OUT = args.includes('--json');
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -56,7 +58,43 @@ function upstream() {
   return new Promise((r) => server.listen(0, '127.0.0.1', () => r(server)));
 }
 
-function bootstrapFor(n, upPort, listenPort, adminPort) {
+/** Istio's bootstrap 15090 listener, in shape: /stats/prometheus → prometheus_stats (the admin) with gzip. */
+function statsListener(port) {
+  const hcm = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+  return {
+    name: 'stats',
+    address: { socket_address: { address: '127.0.0.1', port_value: port } },
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: 'envoy.filters.network.http_connection_manager',
+            typed_config: {
+              '@type': hcm,
+              stat_prefix: 'stats',
+              route_config: {
+                virtual_hosts: [{ name: 'backend', domains: ['*'], routes: [{ match: { prefix: '/stats/prometheus' }, route: { cluster: 'prometheus_stats' } }] }],
+              },
+              http_filters: [
+                {
+                  name: 'envoy.filters.http.compressor.gzip',
+                  typed_config: {
+                    '@type': 'type.googleapis.com/envoy.extensions.filters.http.compressor.v3.Compressor',
+                    compressor_library: { name: 'stats_gzip', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.compression.gzip.compressor.v3.Gzip' } },
+                    response_direction_config: { common_config: { content_type: ['text/plain', 'application/openmetrics-text'] } },
+                  },
+                },
+                { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } },
+              ],
+            },
+          },
+        ],
+      },
+    ],
+  };
+}
+
+function bootstrapFor(n, upPort, listenPort, adminPort, listenerPort) {
   const clusters = [];
   for (let i = 0; i < n; i++) {
     const port = i === 0 ? upPort : 20000 + (i % 20000);
@@ -70,7 +108,7 @@ function bootstrapFor(n, upPort, listenPort, adminPort) {
       },
     });
   }
-  return {
+  const b = {
     node: { id: 'bench', cluster: 'bench' },
     admin: { address: { socket_address: { address: '127.0.0.1', port_value: adminPort } } },
     static_resources: {
@@ -98,6 +136,19 @@ function bootstrapFor(n, upPort, listenPort, adminPort) {
       clusters,
     },
   };
+  if (listenerPort !== undefined) {
+    b.static_resources.listeners.push(statsListener(listenerPort));
+    b.static_resources.clusters.push({
+      name: 'prometheus_stats',
+      type: 'STATIC',
+      connect_timeout: '1s',
+      load_assignment: {
+        cluster_name: 'prometheus_stats',
+        endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: '127.0.0.1', port_value: adminPort } } } }] }],
+      },
+    });
+  }
+  return b;
 }
 
 function freePort() {
@@ -223,10 +274,11 @@ async function one(n) {
   const adminPort = await freePort();
   const statsPort = await freePort();
   const statusPort = await freePort();
-  const scrapePort = VIA === 'agent' ? statusPort : statsPort;
+  const listenerPort = VIA === 'listener' ? await freePort() : undefined;
+  const scrapePort = VIA === 'agent' ? statusPort : VIA === 'listener' ? listenerPort : statsPort;
   const dir = mkdtempSync(join(tmpdir(), 'meshlet-scrape-'));
   const file = join(dir, 'bootstrap.json');
-  writeFileSync(file, JSON.stringify(bootstrapFor(n, up.address().port, listenPort, adminPort)));
+  writeFileSync(file, JSON.stringify(bootstrapFor(n, up.address().port, listenPort, adminPort, listenerPort)));
   const child = spawn(
     process.execPath,
     [
@@ -289,7 +341,7 @@ if (JSON_OUT) {
   console.log(JSON.stringify({ load: loadavg(), results }, null, 2));
 } else {
   const f = (x) => (Number.isFinite(x) ? x.toFixed(1) : '-');
-  const pace = `${INTERVAL > 0 ? `one scrape every ${INTERVAL} ms` : 'scrapes back to back'}${GZIP ? ', gzip' : ''}${SCRAPER_NICE ? `, scraper nice ${SCRAPER_NICE}` : ''}, via the ${VIA === 'agent' ? 'agent port (15020-style)' : 'stats port (15090-style)'}`;
+  const pace = `${INTERVAL > 0 ? `one scrape every ${INTERVAL} ms` : 'scrapes back to back'}${GZIP ? ', gzip' : ''}${SCRAPER_NICE ? `, scraper nice ${SCRAPER_NICE}` : ''}, via the ${{ agent: 'agent port (15020-style)', listener: 'Istio-style 15090 listener to the admin', stats: 'stats port (15090-style)' }[VIA]}`;
   console.log(`load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}; ${SECONDS} s per window; ${pace}; dist ${dist}`);
   console.log(
     'clusters | scrapes | scrape p50 ms | scrape max ms | body KiB (on the wire) | no scrape p50/p99/max ms | scraping p50/p99/max ms | overlapping a scrape p50/p99/max ms (n) | requests (quiet/scraping) | meshlet loop delay p99/max ms, quiet | scraping',
