@@ -8,27 +8,27 @@ import type { RuntimeFraction } from '../../../common/runtime';
 import type { StringMatcher } from '../../../common/config-types';
 import type { CustomTag } from './observability';
 
-/** envoy.config.route.v3.RouteConfiguration */
-export interface RouteConfiguration {
-  readonly name: string;
-  readonly virtualHosts: readonly VirtualHost[];
+/** The header edits Envoy allows at every level of a route table (route configuration, virtual host, route, weighted cluster). */
+export interface HeaderMutations {
   readonly requestHeadersToAdd: readonly HeaderValueOption[];
   readonly requestHeadersToRemove: readonly string[];
   readonly responseHeadersToAdd: readonly HeaderValueOption[];
   readonly responseHeadersToRemove: readonly string[];
+}
+
+/** envoy.config.route.v3.RouteConfiguration */
+export interface RouteConfiguration extends HeaderMutations {
+  readonly name: string;
+  readonly virtualHosts: readonly VirtualHost[];
   /** ignore_port_in_host_matching: virtual hosts are picked by the authority without its port (istiod sets it). */
   readonly ignorePortInHostMatching?: boolean;
 }
 
-export interface VirtualHost {
+export interface VirtualHost extends HeaderMutations {
   readonly name: string;
   /** Lower-cased. Exact, `*.suffix`, `prefix.*` or `*`, optionally with `:port`. */
   readonly domains: readonly string[];
   readonly routes: readonly Route[];
-  readonly requestHeadersToAdd: readonly HeaderValueOption[];
-  readonly requestHeadersToRemove: readonly string[];
-  readonly responseHeadersToAdd: readonly HeaderValueOption[];
-  readonly responseHeadersToRemove: readonly string[];
   readonly retryPolicy?: RetryPolicy;
   readonly typedPerFilterConfig: Readonly<Record<string, unknown>>;
   /** The `cors` field (route.v3.CorsPolicy), read by envoy.filters.http.cors without a typed_per_filter_config policy. */
@@ -37,14 +37,10 @@ export interface VirtualHost {
   readonly includeRequestAttemptCount?: boolean;
 }
 
-export interface Route {
+export interface Route extends HeaderMutations {
   readonly name: string;
   readonly match: RouteMatch;
   readonly action: RouteAction | RedirectAction | DirectResponseAction;
-  readonly requestHeadersToAdd: readonly HeaderValueOption[];
-  readonly requestHeadersToRemove: readonly string[];
-  readonly responseHeadersToAdd: readonly HeaderValueOption[];
-  readonly responseHeadersToRemove: readonly string[];
   /** Filter name → that filter's decoded per-route config. */
   readonly typedPerFilterConfig: Readonly<Record<string, unknown>>;
   /** Names the span instead of the default; `propagate` sends it upstream on outbound. */
@@ -105,13 +101,9 @@ export interface HeaderValueOption {
   readonly keepEmptyValue: boolean;
 }
 
-export interface WeightedCluster {
+export interface WeightedCluster extends HeaderMutations {
   readonly name: string;
   readonly weight: number;
-  readonly requestHeadersToAdd: readonly HeaderValueOption[];
-  readonly requestHeadersToRemove: readonly string[];
-  readonly responseHeadersToAdd: readonly HeaderValueOption[];
-  readonly responseHeadersToRemove: readonly string[];
   readonly hostRewriteLiteral?: string;
   readonly typedPerFilterConfig: Readonly<Record<string, unknown>>;
 }
