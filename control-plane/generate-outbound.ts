@@ -27,6 +27,17 @@ import {
   tcpTo,
 } from './generate-shared';
 
+/** Istio's PassthroughCluster: to the caller's original destination (ALLOW_ANY, explicit-proxy targets). */
+function addPassthroughCluster(out: NodeResources): void {
+  out.get(T.cluster)!.set('PassthroughCluster', {
+    '@type': T.cluster,
+    name: 'PassthroughCluster',
+    type: 'ORIGINAL_DST',
+    lb_policy: 'CLUSTER_PROVIDED',
+    connect_timeout: '10s',
+  });
+}
+
 /** Istio's default retry policy when the mesh file sets none. */
 const DEFAULT_RETRY = {
   retryOn: 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes',
@@ -208,13 +219,7 @@ export function virtualOutboundResources(mesh: Mesh, w: MeshWorkload, out: NodeR
       { name: 'virtualOutbound-catchall-tcp', filters: [tcpTo(catchAll, catchAll)] },
     ],
   });
-  out.get(T.cluster)!.set('PassthroughCluster', {
-    '@type': T.cluster,
-    name: 'PassthroughCluster',
-    type: 'ORIGINAL_DST',
-    lb_policy: 'CLUSTER_PROVIDED',
-    connect_timeout: '10s',
-  });
+  addPassthroughCluster(out);
   out.get(T.cluster)!.set('BlackHoleCluster', { '@type': T.cluster, name: 'BlackHoleCluster', type: 'STATIC', connect_timeout: '10s' });
 }
 
@@ -251,13 +256,7 @@ export function explicitProxyResources(mesh: Mesh, w: MeshWorkload, out: NodeRes
       domains: ['*'],
       routes: [connect({ cluster: 'PassthroughCluster' }), { name: 'allow_any', match: { prefix: '/' }, route: { cluster: 'PassthroughCluster' } }],
     });
-    out.get(T.cluster)!.set('PassthroughCluster', {
-      '@type': T.cluster,
-      name: 'PassthroughCluster',
-      type: 'ORIGINAL_DST',
-      lb_policy: 'CLUSTER_PROVIDED',
-      connect_timeout: '10s',
-    });
+    addPassthroughCluster(out);
   }
   const name = `explicit_proxy_${w.outboundIp}_${port}`;
   out.get(T.listener)!.set(name, {
