@@ -18,7 +18,7 @@ import {
   stopAllMeshlets,
 } from '../support/meshlet';
 import { closeAll, closedPort, type HttpEcho, startHttpEcho } from '../support/upstreams';
-import { request, scrape, sum } from './helpers';
+import { otlpHttpTracing, request, scrape, sum } from './helpers';
 import { type OtlpReceiver, type ReceivedSpan, startOtlpHttpReceiver, startOtlpReceiver } from './otlp-receiver';
 
 const OTEL = 'type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig';
@@ -251,21 +251,11 @@ describe('OTLP over HTTP/protobuf (http_service)', () => {
         bootstrap(
           [
             {
-              ...httpListener('inbound_http_otlp', routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]), {
-                tracing: {
-                  random_sampling: { value: 100 },
-                  provider: {
-                    name: 'envoy.tracers.opentelemetry',
-                    typed_config: {
-                      '@type': OTEL,
-                      http_service: {
-                        http_uri: { uri: 'http://otel-collector:4318/v1/traces', cluster: 'otel-http', timeout: '2s' },
-                      },
-                      service_name: 'http-exporting-sidecar',
-                    },
-                  },
-                },
-              }),
+              ...httpListener(
+                'inbound_http_otlp',
+                routes([{ match: { prefix: '/' }, route: { cluster: 'app' } }]),
+                otlpHttpTracing(100, 'http-exporting-sidecar'),
+              ),
               traffic_direction: 'INBOUND',
             },
           ],
@@ -395,19 +385,7 @@ describe('client_sampling and overall_sampling (Envoy: x-client-trace-id forces 
 describe('route decorator (operation names the span; propagate sends it upstream on outbound)', () => {
   it('names both sides\' spans by the outbound route\'s decorator, and not past the inbound sidecar', async () => {
     const httpReceiver = await startOtlpHttpReceiver();
-    const tracing = (direction: string) => ({
-      tracing: {
-        random_sampling: { value: 100 },
-        provider: {
-          name: 'envoy.tracers.opentelemetry',
-          typed_config: {
-            '@type': OTEL,
-            http_service: { http_uri: { uri: 'http://otel-collector:4318/v1/traces', cluster: 'otel-http', timeout: '2s' } },
-            service_name: direction,
-          },
-        },
-      },
-    });
+    const tracing = (direction: string) => otlpHttpTracing(100, direction);
     try {
       const inbound = await startMeshlet(
         bootstrap(
