@@ -44,7 +44,7 @@ function freePort(): Promise<number> {
   });
 }
 
-function httpGet(host: string, port: number, path: string, hostHeader?: string, agent?: http.Agent): Promise<{ status: number; body: string }> {
+export function httpGet(host: string, port: number, path: string, hostHeader?: string, agent?: http.Agent): Promise<{ status: number; body: string }> {
   return new Promise((resolve) => {
     const req = http.get({ host, port, path, agent: agent ?? false, headers: hostHeader ? { host: hostHeader } : {}, timeout: 5000 }, (res) => {
       let body = '';

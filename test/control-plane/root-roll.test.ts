@@ -26,6 +26,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createDevTokenIssuer } from '../../control-plane/dev-tokens';
 import { ControlPlaneServer } from '../../control-plane/server';
 import { sidecarBootstrapYaml } from '../../proxy/inject/bootstrap-template';
+import { httpGet } from '../../proxy/cli/demo';
 
 const BIN = join(__dirname, '../../bin/meshlet.js');
 const FRONT = '127.0.0.181';
@@ -56,21 +57,6 @@ workloads:
   - { name: back, namespace: roll, service_account: back, service: back, version: v1, address: "${BACK}:18192", inbound_port: 15006, admin_port: 15000 }
   - { name: web, namespace: roll, service_account: back, service: web, version: v1, address: "${WEB}:18191", inbound_port: 15006, admin_port: 15000 }
 `;
-
-function get(host: string, port: number, path: string, agent: http.Agent | false, hostHeader?: string): Promise<{ status: number; body: string }> {
-  return new Promise((resolve) => {
-    const req = http.get({ host, port, path, agent, headers: hostHeader ? { host: hostHeader } : {}, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c) => {
-        body += c;
-      });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('timeout')));
-    req.on('error', (e) => resolve({ status: 0, body: e.message }));
-  });
-}
 
 /** One TCP request through the front sidecar: a new connection (a new mTLS handshake between the sidecars). */
 function tcpPing(n: number): Promise<string> {
@@ -164,13 +150,13 @@ describe('root roll (issue 18.7)', () => {
     }
     const ready = new Set<string>();
     await until('the sidecars ready', async () => {
-      for (const ip of [FRONT, BACK, WEB]) if ((await get(ip, 15000, '/ready', false)).status === 200) ready.add(ip);
+      for (const ip of [FRONT, BACK, WEB]) if ((await httpGet(ip, 15000, '/ready')).status === 200) ready.add(ip);
       return [FRONT, BACK, WEB].every((ip) => ready.has(ip));
     });
     const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
     let last = '';
     await until('traffic through both sidecars', async () => {
-      const h = await get(FRONT, 9191, '/', agent, 'web.roll.svc.cluster.local');
+      const h = await httpGet(FRONT, 9191, '/', 'web.roll.svc.cluster.local', agent);
       const t = await tcpPing(0);
       last = `http ${h.status} ${h.body.slice(0, 200)}; tcp ${t}`;
       return h.status === 200 && t === 'ok';
@@ -193,7 +179,7 @@ describe('root roll (issue 18.7)', () => {
       const inflight = new Set<Promise<void>>();
       while (!stop && sent < 20_000) {
         const n = ++sent;
-        const h = get(FRONT, 9191, '/', agent, 'web.roll.svc.cluster.local').then((r) => tally('http', r.status === 200 ? 'ok' : `${r.status} ${r.body}`));
+        const h = httpGet(FRONT, 9191, '/', 'web.roll.svc.cluster.local', agent).then((r) => tally('http', r.status === 200 ? 'ok' : `${r.status} ${r.body}`));
         const t = tcpPing(n).then((r) => tally('tcp', r));
         for (const p of [h, t]) {
           inflight.add(p);
@@ -229,7 +215,7 @@ describe('root roll (issue 18.7)', () => {
     const bundle = readFileSync(join(caDir, 'root-cert.pem'), 'utf8');
     expect(bundle.match(/BEGIN CERTIFICATE/g)).toHaveLength(1);
     expect(new X509Certificate(bundle).fingerprint256).toBe(newRoot.fingerprint256);
-    const certs = JSON.parse((await get(FRONT, 15000, '/certs', false)).body) as { certificates: { ca_cert: { serial_number: string }[] }[] };
+    const certs = JSON.parse((await httpGet(FRONT, 15000, '/certs')).body) as { certificates: { ca_cert: { serial_number: string }[] }[] };
     const trusted = new Set(certs.certificates.flatMap((c) => c.ca_cert.map((x) => x.serial_number.toUpperCase())));
     expect([...trusted]).toEqual([newRoot.serialNumber.toUpperCase()]);
 
